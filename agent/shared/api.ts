@@ -1,0 +1,89 @@
+// The agent's HTTP contract, imported by the agent (server side) and the controller (client side).
+import type { Slot } from './names.js';
+import type { ReleaseManifest } from './manifest.js';
+import type { ErrorBody } from './errors.js';
+
+export const API_VERSION = 1;
+/** Header naming who asked (user@host of the controller), recorded in deployments and the audit log. */
+export const ACTOR_HEADER = 'x-slipway-actor';
+export const SHA256_HEADER = 'x-slipway-sha256';
+export const ACTOR_PATTERN = '^[A-Za-z0-9._-]{1,64}@[A-Za-z0-9._:-]{1,255}$';
+
+export type Outcome = 'succeeded' | 'failed' | 'rolled_back';
+/** Where a failed deployment stopped: before traffic moved (nothing changed) or after. */
+export type FailurePhase = 'before_switch' | 'after_switch';
+
+export interface SlotStatus {
+  slot: Slot;
+  port: number;
+  releaseId: string | null;
+  state: string;
+  live: boolean;
+  process: { status: string; pid: number | null; restarts: number; cwd: string | null } | null;
+  health: { ok: boolean; status?: number; error?: string; ms: number } | null;
+}
+
+export interface ReleaseInfo {
+  releaseId: string;
+  state: string;
+  bytes: number;
+  createdAt: string;
+  manifest: ReleaseManifest;
+  slots: Slot[];
+}
+
+export interface AppStatus {
+  app: string;
+  liveSlot: Slot | null;
+  liveReleaseId: string | null;
+  generation: number;
+  publicUrl: string;
+  slots: SlotStatus[];
+  releases: ReleaseInfo[];
+}
+
+export interface DeploymentEvent {
+  type: 'event';
+  deploymentId: number;
+  step: string;
+  status: 'started' | 'ok' | 'failed' | 'info';
+  message: string | null;
+  at: string;
+  elapsedMs: number | null;
+}
+
+export interface DeploymentResult {
+  type: 'result';
+  deploymentId: number;
+  app: string;
+  kind: 'deploy' | 'switch' | 'rollback';
+  outcome: Outcome;
+  phase: FailurePhase | null;
+  slot: Slot;
+  releaseId: string | null;
+  liveSlot: Slot | null;
+  liveReleaseId: string | null;
+  publicUrl: string;
+  reason: string | null;
+  error: ErrorBody | null;
+  stepDurationsMs: Record<string, number>;
+}
+
+export type DeploymentStreamLine = DeploymentEvent | DeploymentResult;
+
+export interface DeploymentSummary {
+  id: number;
+  app: string;
+  kind: string;
+  releaseId: string | null;
+  slot: Slot;
+  previousSlot: Slot | null;
+  previousRelease: string | null;
+  state: string;
+  outcome: Outcome | null;
+  reason: string | null;
+  requestedBy: string;
+  startedAt: string;
+  endedAt: string | null;
+  events?: Omit<DeploymentEvent, 'type'>[];
+}

@@ -1,0 +1,37 @@
+// Names that end up in paths, PM2 process names and nginx config. Anything outside these
+// patterns is refused at every boundary (API, config, manifest), so no later step needs quoting.
+
+export const SLOTS = ['blue', 'green'] as const;
+export type Slot = (typeof SLOTS)[number];
+
+export const APP_NAME_PATTERN = '^[a-z][a-z0-9-]{0,39}$';
+/** A full git SHA, optionally tagged as built from a dirty work tree. */
+export const RELEASE_ID_PATTERN = '^[0-9a-f]{40}(-dirty-[0-9a-f]{12})?$';
+export const SHA256_PATTERN = '^[0-9a-f]{64}$';
+/** nginx server_name values: hostnames, wildcards, or "_" ; never whitespace, ';', '{', '}'. */
+export const SERVER_NAME_PATTERN = '^(_|\\*?[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)$';
+
+export function isSlot(value: unknown): value is Slot {
+  return value === 'blue' || value === 'green';
+}
+
+export function otherSlot(slot: Slot): Slot {
+  return slot === 'blue' ? 'green' : 'blue';
+}
+
+export function isAppName(value: unknown): value is string {
+  return typeof value === 'string' && new RegExp(APP_NAME_PATTERN).test(value);
+}
+
+export function isReleaseId(value: unknown): value is string {
+  return typeof value === 'string' && new RegExp(RELEASE_ID_PATTERN).test(value);
+}
+
+export function shortSha(releaseId: string): string {
+  return releaseId.slice(0, 12);
+}
+
+/** The PM2 process name of an app's slot, e.g. "shop-green". */
+export function pm2ProcessName(app: string, slot: Slot): string {
+  return `${app}-${slot}`;
+}

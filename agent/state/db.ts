@@ -1,0 +1,98 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+
+export type Db = Database.Database;
+
+/**
+ * Versioned migrations: each entry runs once, in order, inside a transaction, and bumps
+ * PRAGMA user_version. Never edit a shipped migration; append a new one.
+ */
+const MIGRATIONS: string[] = [
+  `
+  CREATE TABLE apps (
+    name        TEXT PRIMARY KEY,
+    live_slot   TEXT CHECK (live_slot IN ('blue', 'green')),
+    generation  INTEGER NOT NULL DEFAULT 0,
+    updated_at  TEXT NOT NULL
+  );
+  CREATE TABLE releases (
+    app          TEXT NOT NULL,
+    release_id   TEXT NOT NULL,
+    sha256       TEXT NOT NULL,
+    bytes        INTEGER NOT NULL,
+    manifest     TEXT NOT NULL,
+    state        TEXT NOT NULL DEFAULT 'ready' CHECK (state IN ('ready', 'good', 'bad', 'failed')),
+    created_at   TEXT NOT NULL,
+    PRIMARY KEY (app, release_id)
+  );
+  CREATE TABLE slots (
+    app         TEXT NOT NULL,
+    slot        TEXT NOT NULL CHECK (slot IN ('blue', 'green')),
+    release_id  TEXT,
+    state       TEXT NOT NULL CHECK (state IN ('empty', 'starting', 'running', 'stopped', 'failed')),
+    updated_at  TEXT NOT NULL,
+    PRIMARY KEY (app, slot)
+  );
+  CREATE TABLE deployments (
+    id                INTEGER PRIMARY KEY AUTOINCREMENT,
+    app               TEXT NOT NULL,
+    kind              TEXT NOT NULL CHECK (kind IN ('deploy', 'switch', 'rollback')),
+    release_id        TEXT,
+    slot              TEXT NOT NULL CHECK (slot IN ('blue', 'green')),
+    previous_slot     TEXT,
+    previous_release  TEXT,
+    state             TEXT NOT NULL,
+    outcome           TEXT CHECK (outcome IN ('succeeded', 'failed', 'rolled_back')),
+    reason            TEXT,
+    requested_by      TEXT NOT NULL,
+    started_at        TEXT NOT NULL,
+    ended_at          TEXT
+  );
+  CREATE INDEX deployments_app ON deployments (app, id);
+  CREATE TABLE events (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    deployment_id  INTEGER NOT NULL REFERENCES deployments (id),
+    step           TEXT NOT NULL,
+    status         TEXT NOT NULL CHECK (status IN ('started', 'ok', 'failed', 'info')),
+    message        TEXT,
+    at             TEXT NOT NULL,
+    elapsed_ms     INTEGER
+  );
+  CREATE INDEX events_deployment ON events (deployment_id, id);
+  CREATE TABLE audit (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    at       TEXT NOT NULL,
+    caller   TEXT NOT NULL,
+    action   TEXT NOT NULL,
+    args     TEXT NOT NULL,
+    result   TEXT NOT NULL
+  );
+  `,
+];
+
+export function openDatabase(file: string): Db {
+  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  const db = new Database(file);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 5000');
+  migrate(db);
+  return db;
+}
+
+export function migrate(db: Db): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > MIGRATIONS.length) {
+    throw new Error(
+      `state database schema v${current} is newer than this agent understands (v${MIGRATIONS.length}); upgrade slipway-agent`,
+    );
+  }
+  for (let version = current; version < MIGRATIONS.length; version++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[version]!);
+      db.pragma(`user_version = ${version + 1}`);
+    })();
+  }
+}

@@ -1,0 +1,187 @@
+import type { Db } from './db.js';
+import { SLOTS, type Slot } from '../shared/names.js';
+import type { ReleaseManifest } from '../shared/manifest.js';
+
+export type SlotState = 'empty' | 'starting' | 'running' | 'stopped' | 'failed';
+export type ReleaseState = 'ready' | 'good' | 'bad' | 'failed';
+export type DeploymentKind = 'deploy' | 'switch' | 'rollback';
+export type Outcome = 'succeeded' | 'failed' | 'rolled_back';
+export type EventStatus = 'started' | 'ok' | 'failed' | 'info';
+
+export interface AppRow { name: string; liveSlot: Slot | null; generation: number; updatedAt: string }
+export interface SlotRow { app: string; slot: Slot; releaseId: string | null; state: SlotState; updatedAt: string }
+export interface ReleaseRow {
+  app: string; releaseId: string; sha256: string; bytes: number; manifest: ReleaseManifest;
+  state: ReleaseState; createdAt: string;
+}
+export interface DeploymentRow {
+  id: number; app: string; kind: DeploymentKind; releaseId: string | null; slot: Slot;
+  previousSlot: Slot | null; previousRelease: string | null; state: string; outcome: Outcome | null;
+  reason: string | null; requestedBy: string; startedAt: string; endedAt: string | null;
+}
+export interface EventRow {
+  id: number; deploymentId: number; step: string; status: EventStatus; message: string | null;
+  at: string; elapsedMs: number | null;
+}
+
+const now = () => new Date().toISOString();
+
+/** The agent's state: SQLite is the source of truth; PM2 and nginx are reconciled against it. */
+export class StateStore {
+  constructor(private readonly db: Db) {}
+
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+
+  /** Creates the app's rows on first sight so later updates never need an upsert. */
+  ensureApp(app: string): void {
+    this.transaction(() => {
+      this.db.prepare('INSERT OR IGNORE INTO apps (name, live_slot, generation, updated_at) VALUES (?, NULL, 0, ?)').run(app, now());
+      for (const slot of SLOTS) {
+        this.db.prepare("INSERT OR IGNORE INTO slots (app, slot, release_id, state, updated_at) VALUES (?, ?, NULL, 'empty', ?)")
+          .run(app, slot, now());
+      }
+    });
+  }
+
+  app(app: string): AppRow | undefined {
+    const row = this.db.prepare('SELECT name, live_slot, generation, updated_at FROM apps WHERE name = ?').get(app) as
+      { name: string; live_slot: Slot | null; generation: number; updated_at: string } | undefined;
+    return row && { name: row.name, liveSlot: row.live_slot, generation: row.generation, updatedAt: row.updated_at };
+  }
+
+  /** Bumps and returns the config generation used as the nginx marker of the next switch. */
+  nextGeneration(app: string): number {
+    this.db.prepare('UPDATE apps SET generation = generation + 1, updated_at = ? WHERE name = ?').run(now(), app);
+    return this.app(app)!.generation;
+  }
+
+  setLiveSlot(app: string, slot: Slot | null): void {
+    this.db.prepare('UPDATE apps SET live_slot = ?, updated_at = ? WHERE name = ?').run(slot, now(), app);
+  }
+
+  slots(app: string): SlotRow[] {
+    const rows = this.db.prepare('SELECT app, slot, release_id, state, updated_at FROM slots WHERE app = ? ORDER BY slot').all(app) as
+      { app: string; slot: Slot; release_id: string | null; state: SlotState; updated_at: string }[];
+    return rows.map((r) => ({ app: r.app, slot: r.slot, releaseId: r.release_id, state: r.state, updatedAt: r.updated_at }));
+  }
+
+  slot(app: string, slot: Slot): SlotRow {
+    const found = this.slots(app).find((s) => s.slot === slot);
+    if (!found) throw new Error(`no slot row for ${app}/${slot}: ensureApp was not called`);
+    return found;
+  }
+
+  setSlot(app: string, slot: Slot, releaseId: string | null, state: SlotState): void {
+    this.db.prepare('UPDATE slots SET release_id = ?, state = ?, updated_at = ? WHERE app = ? AND slot = ?')
+      .run(releaseId, state, now(), app, slot);
+  }
+
+  setSlotState(app: string, slot: Slot, state: SlotState): void {
+    this.db.prepare('UPDATE slots SET state = ?, updated_at = ? WHERE app = ? AND slot = ?').run(state, now(), app, slot);
+  }
+
+  recordRelease(row: { app: string; releaseId: string; sha256: string; bytes: number; manifest: ReleaseManifest }): void {
+    this.db.prepare(
+      "INSERT INTO releases (app, release_id, sha256, bytes, manifest, state, created_at) VALUES (?, ?, ?, ?, ?, 'ready', ?)",
+    ).run(row.app, row.releaseId, row.sha256, row.bytes, JSON.stringify(row.manifest), now());
+  }
+
+  release(app: string, releaseId: string): ReleaseRow | undefined {
+    const row = this.db.prepare('SELECT * FROM releases WHERE app = ? AND release_id = ?').get(app, releaseId) as RawRelease | undefined;
+    return row && toRelease(row);
+  }
+
+  releases(app: string): ReleaseRow[] {
+    return (this.db.prepare('SELECT * FROM releases WHERE app = ? ORDER BY created_at DESC, rowid DESC').all(app) as RawRelease[]).map(toRelease);
+  }
+
+  setReleaseState(app: string, releaseId: string, state: ReleaseState): void {
+    this.db.prepare('UPDATE releases SET state = ? WHERE app = ? AND release_id = ?').run(state, app, releaseId);
+  }
+
+  createDeployment(d: {
+    app: string; kind: DeploymentKind; releaseId: string | null; slot: Slot; previousSlot: Slot | null;
+    previousRelease: string | null; requestedBy: string;
+  }): number {
+    const result = this.db.prepare(
+      `INSERT INTO deployments (app, kind, release_id, slot, previous_slot, previous_release, state, requested_by, started_at)
+       VALUES (?, ?, ?, ?, ?, ?, 'created', ?, ?)`,
+    ).run(d.app, d.kind, d.releaseId, d.slot, d.previousSlot, d.previousRelease, d.requestedBy, now());
+    return Number(result.lastInsertRowid);
+  }
+
+  setDeploymentState(id: number, state: string): void {
+    this.db.prepare('UPDATE deployments SET state = ? WHERE id = ?').run(state, id);
+  }
+
+  finishDeployment(id: number, outcome: Outcome, reason: string | null): void {
+    this.db.prepare('UPDATE deployments SET state = ?, outcome = ?, reason = ?, ended_at = ? WHERE id = ?')
+      .run(outcome, outcome, reason, now(), id);
+  }
+
+  deployment(id: number): DeploymentRow | undefined {
+    const row = this.db.prepare('SELECT * FROM deployments WHERE id = ?').get(id) as RawDeployment | undefined;
+    return row && toDeployment(row);
+  }
+
+  deployments(app: string, limit = 50): DeploymentRow[] {
+    return (this.db.prepare('SELECT * FROM deployments WHERE app = ? ORDER BY id DESC LIMIT ?').all(app, limit) as RawDeployment[])
+      .map(toDeployment);
+  }
+
+  unfinishedDeployments(): DeploymentRow[] {
+    return (this.db.prepare('SELECT * FROM deployments WHERE outcome IS NULL ORDER BY id').all() as RawDeployment[]).map(toDeployment);
+  }
+
+  addEvent(e: { deploymentId: number; step: string; status: EventStatus; message?: string | null; elapsedMs?: number | null }): EventRow {
+    const at = now();
+    const result = this.db.prepare(
+      'INSERT INTO events (deployment_id, step, status, message, at, elapsed_ms) VALUES (?, ?, ?, ?, ?, ?)',
+    ).run(e.deploymentId, e.step, e.status, e.message ?? null, at, e.elapsedMs ?? null);
+    return {
+      id: Number(result.lastInsertRowid), deploymentId: e.deploymentId, step: e.step, status: e.status,
+      message: e.message ?? null, at, elapsedMs: e.elapsedMs ?? null,
+    };
+  }
+
+  events(deploymentId: number): EventRow[] {
+    const rows = this.db.prepare('SELECT * FROM events WHERE deployment_id = ? ORDER BY id').all(deploymentId) as
+      { id: number; deployment_id: number; step: string; status: EventStatus; message: string | null; at: string; elapsed_ms: number | null }[];
+    return rows.map((r) => ({
+      id: r.id, deploymentId: r.deployment_id, step: r.step, status: r.status, message: r.message, at: r.at, elapsedMs: r.elapsed_ms,
+    }));
+  }
+
+  audit(entry: { caller: string; action: string; args: unknown; result: string }): void {
+    this.db.prepare('INSERT INTO audit (at, caller, action, args, result) VALUES (?, ?, ?, ?, ?)')
+      .run(now(), entry.caller, entry.action, JSON.stringify(entry.args ?? {}), entry.result);
+  }
+
+  auditRows(limit = 100): { at: string; caller: string; action: string; args: string; result: string }[] {
+    return this.db.prepare('SELECT at, caller, action, args, result FROM audit ORDER BY id DESC LIMIT ?').all(limit) as
+      { at: string; caller: string; action: string; args: string; result: string }[];
+  }
+}
+
+interface RawRelease { app: string; release_id: string; sha256: string; bytes: number; manifest: string; state: ReleaseState; created_at: string }
+function toRelease(r: RawRelease): ReleaseRow {
+  return {
+    app: r.app, releaseId: r.release_id, sha256: r.sha256, bytes: r.bytes,
+    manifest: JSON.parse(r.manifest) as ReleaseManifest, state: r.state, createdAt: r.created_at,
+  };
+}
+
+interface RawDeployment {
+  id: number; app: string; kind: DeploymentKind; release_id: string | null; slot: Slot; previous_slot: Slot | null;
+  previous_release: string | null; state: string; outcome: Outcome | null; reason: string | null; requested_by: string;
+  started_at: string; ended_at: string | null;
+}
+function toDeployment(r: RawDeployment): DeploymentRow {
+  return {
+    id: r.id, app: r.app, kind: r.kind, releaseId: r.release_id, slot: r.slot, previousSlot: r.previous_slot,
+    previousRelease: r.previous_release, state: r.state, outcome: r.outcome, reason: r.reason,
+    requestedBy: r.requested_by, startedAt: r.started_at, endedAt: r.ended_at,
+  };
+}
