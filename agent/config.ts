@@ -3,6 +3,7 @@ import path from 'node:path';
 import { APP_NAME_PATTERN, SERVER_NAME_PATTERN, type Slot } from './shared/names.js';
 import { SlipwayError } from './shared/errors.js';
 import { compileValidator } from './shared/validate.js';
+import { packageRoot } from './shared/version.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/slipway/agent.json';
 
@@ -49,7 +50,7 @@ export interface AgentConfig {
 const port = { type: 'integer', minimum: 1, maximum: 65535 } as const;
 const absolutePath = { type: 'string', pattern: '^/[^\\u0000]*$' } as const;
 const argvList = { type: 'array', items: { type: 'string', minLength: 1, pattern: '^[^\\u0000]*$' } } as const;
-const packageNginxDir = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'nginx');
+const packageNginxDir = path.join(packageRoot(), 'nginx');
 
 const configSchema = {
   type: 'object',

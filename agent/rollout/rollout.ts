@@ -9,7 +9,7 @@ import type { StateStore, Outcome } from '../state/store.js';
 import type { DeploymentResult, FailurePhase } from '../shared/api.js';
 import { SlipwayError, errorMessage } from '../shared/errors.js';
 import { pm2ProcessName, shortSha, type Slot } from '../shared/names.js';
-import { chooseTargetSlot } from './plan.js';
+import { chooseTargetSlot } from '../shared/slots.js';
 import { DeploymentFeed } from './feed.js';
 import { waitFor } from '../wait.js';
 

@@ -1,5 +1,5 @@
-import { SlipwayError } from '../shared/errors.js';
-import { otherSlot, shortSha, type Slot } from '../shared/names.js';
+import { SlipwayError } from './errors.js';
+import { otherSlot, shortSha, type Slot } from './names.js';
 
 export interface SlotView { slot: Slot; releaseId: string | null }
 

@@ -1,0 +1,288 @@
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { PassThrough, type Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import type { AgentConfig } from './config.js';
+import { tokenMatches } from './auth.js';
+import type { StateStore } from './state/store.js';
+import { publicUrlOf, type RolloutService, type ProcessManager } from './rollout/rollout.js';
+import type { DeploymentFeed } from './rollout/feed.js';
+import { ACTOR_HEADER, ACTOR_PATTERN, API_VERSION, SHA256_HEADER, type AppStatus, type DeploymentSummary } from './shared/api.js';
+import { SlipwayError, type ErrorBody } from './shared/errors.js';
+import { APP_NAME_PATTERN, RELEASE_ID_PATTERN, SHA256_PATTERN, SLOTS, shortSha, pm2ProcessName, type Slot } from './shared/names.js';
+import { formatAjvErrors } from './shared/validate.js';
+import type { ReleaseManifest } from './shared/manifest.js';
+
+export interface ReleaseRepository {
+  has(app: string, releaseId: string): boolean;
+  ingest(input: { app: string; releaseId: string; sha256: string; source: Readable; expectedBytes?: number }): Promise<{ dir: string; manifest: ReleaseManifest; bytes: number }>;
+  readManifest(app: string, releaseId: string): Promise<ReleaseManifest>;
+}
+
+export interface ServerDeps {
+  config: AgentConfig;
+  token: string;
+  state: StateStore;
+  releases: ReleaseRepository;
+  rollouts: RolloutService;
+  processes: ProcessManager;
+  health: { checkOnce(url: string, options: { timeoutMs: number; expectStatus: number }): Promise<{ ok: boolean; status?: number; error?: string; ms: number }> };
+  logger: Logger;
+  version: string;
+}
+
+const appParams = {
+  type: 'object', additionalProperties: false, required: ['app'],
+  properties: { app: { type: 'string', pattern: APP_NAME_PATTERN } },
+} as const;
+const releaseParams = {
+  type: 'object', additionalProperties: false, required: ['app', 'releaseId'],
+  properties: { app: { type: 'string', pattern: APP_NAME_PATTERN }, releaseId: { type: 'string', pattern: RELEASE_ID_PATTERN } },
+} as const;
+const slotSchema = { type: 'string', enum: [...SLOTS] } as const;
+
+/** Builds the agent's HTTP API. Routes are thin: a schema and one service call each. */
+export function buildServer(deps: ServerDeps): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    bodyLimit: 64 * 1024,
+    // Bad input is rejected, never "fixed": no coercion, no silent removal of unknown fields.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true, useDefaults: false } },
+    disableRequestLogging: false,
+  });
+
+  // Release uploads are streamed straight to disk; the store enforces its own size cap.
+  app.addContentTypeParser(['application/octet-stream', 'application/gzip'], (_request, payload, done) => done(null, payload));
+
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.url === '/health') return;
+    if (!tokenMatches(deps.token, request.headers.authorization)) {
+      return reply.code(401).send({
+        error: 'unauthorized', message: 'missing or wrong bearer token',
+        hint: 'the controller reads the token over SSH from the agent\'s api.tokenFile',
+      } satisfies ErrorBody);
+    }
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    if (request.method === 'GET' || request.method === 'HEAD' || request.url === '/health') return;
+    deps.state.audit({
+      caller: actorOf(request),
+      action: `${request.method} ${request.routeOptions.url ?? request.url}`,
+      args: { params: request.params ?? {}, body: isPlainBody(request.body) ? request.body : undefined },
+      result: String(reply.statusCode),
+    });
+  });
+
+  app.setErrorHandler((error: FastifyError | SlipwayError, request, reply) => {
+    if (error instanceof SlipwayError) {
+      if (error.status >= 500) request.log.error({ err: error }, error.message);
+      return reply.code(error.status).send(error.toBody());
+    }
+    if (error.validation) {
+      const details = formatAjvErrors(error.validation as never, error.validationContext);
+      return reply.code(400).send({
+        error: 'invalid_request', message: `invalid request: ${details.join('; ')}`, details,
+        hint: 'fix the fields named above',
+      } satisfies ErrorBody);
+    }
+    if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      return reply.code(413).send({ error: 'body_too_large', message: 'request body is larger than the 64 KiB allowed', hint: 'send a smaller body' });
+    }
+    if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      return reply.code(415).send({ error: 'unsupported_media_type', message: error.message, hint: 'send application/json' });
+    }
+    if (error.statusCode === 400 && (error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || error instanceof SyntaxError || /JSON/.test(error.message))) {
+      return reply.code(400).send({ error: 'invalid_json', message: `body is not valid JSON: ${error.message}`, hint: 'send a JSON object' });
+    }
+    if (error.statusCode && error.statusCode < 500) {
+      return reply.code(error.statusCode).send({ error: 'bad_request', message: error.message });
+    }
+    request.log.error({ err: error }, 'unhandled error');
+    return reply.code(500).send({ error: 'internal_error', message: 'the agent hit an internal error', hint: 'see the agent log for details' });
+  });
+
+  app.setNotFoundHandler((request, reply) => reply.code(404).send({
+    error: 'not_found', message: `no route ${request.method} ${request.url.split('?')[0]}`, hint: 'check the agent API version',
+  }));
+
+  app.get('/health', async () => ({ ok: true, apiVersion: API_VERSION, version: deps.version }));
+
+  app.get('/apps', async () => ({
+    apps: Object.keys(deps.config.apps).map((name) => {
+      deps.state.ensureApp(name);
+      const row = deps.state.app(name)!;
+      return { app: name, liveSlot: row.liveSlot, generation: row.generation };
+    }),
+  }));
+
+  app.get('/apps/:app', { schema: { params: appParams } }, async (request) => {
+    const { app: name } = request.params as { app: string };
+    return appStatus(deps, requireApp(deps, name));
+  });
+
+  app.get('/apps/:app/releases/:releaseId', { schema: { params: releaseParams } }, async (request) => {
+    const { app: name, releaseId } = request.params as { app: string; releaseId: string };
+    requireApp(deps, name);
+    const row = deps.state.release(name, releaseId);
+    if (!row || !deps.releases.has(name, releaseId)) {
+      throw new SlipwayError('release_not_found', `release ${shortSha(releaseId)} of ${name} is not on this host`, { status: 404, hint: 'upload it' });
+    }
+    return { releaseId, state: row.state, bytes: row.bytes, sha256: row.sha256, createdAt: row.createdAt, manifest: row.manifest };
+  });
+
+  app.put('/apps/:app/releases/:releaseId', {
+    schema: {
+      params: releaseParams,
+      headers: {
+        type: 'object',
+        required: [SHA256_HEADER, 'content-length'],
+        properties: { [SHA256_HEADER]: { type: 'string', pattern: SHA256_PATTERN }, 'content-length': { type: 'string', pattern: '^[0-9]{1,15}$' } },
+      },
+    },
+  }, async (request, reply) => {
+    const { app: name, releaseId } = request.params as { app: string; releaseId: string };
+    requireApp(deps, name);
+    const sha256 = request.headers[SHA256_HEADER] as string;
+    if (deps.state.release(name, releaseId) && deps.releases.has(name, releaseId)) {
+      throw new SlipwayError('release_exists', `release ${shortSha(releaseId)} of ${name} is already on this host`, { status: 409, hint: 'nothing to upload' });
+    }
+    const source = request.body as Readable | undefined;
+    if (!source || typeof (source as Readable).pipe !== 'function') {
+      throw new SlipwayError('upload_missing', 'upload body must be sent as application/gzip', { status: 415, hint: 'send the tarball bytes' });
+    }
+    const ingested = await deps.releases.ingest({ app: name, releaseId, sha256, source, expectedBytes: Number(request.headers['content-length']) });
+    deps.state.recordRelease({ app: name, releaseId, sha256, bytes: ingested.bytes, manifest: ingested.manifest });
+    request.log.info({ app: name, releaseId, bytes: ingested.bytes }, 'release stored');
+    return reply.code(201).send({ releaseId, bytes: ingested.bytes, dir: ingested.dir });
+  });
+
+  app.post('/apps/:app/deployments', {
+    schema: {
+      params: appParams,
+      body: {
+        type: 'object', additionalProperties: false, required: ['releaseId'],
+        properties: { releaseId: { type: 'string', pattern: RELEASE_ID_PATTERN }, slot: slotSchema },
+      },
+    },
+  }, async (request, reply) => {
+    const { app: name } = request.params as { app: string };
+    const body = request.body as { releaseId: string; slot?: Slot };
+    const feed = deps.rollouts.startDeploy({ app: name, releaseId: body.releaseId, ...(body.slot ? { slot: body.slot } : {}), actor: actorOf(request) });
+    return streamFeed(reply, feed);
+  });
+
+  app.post('/apps/:app/switch', {
+    schema: {
+      params: appParams,
+      body: { type: 'object', additionalProperties: false, required: ['slot'], properties: { slot: slotSchema } },
+    },
+  }, async (request, reply) => {
+    const { app: name } = request.params as { app: string };
+    const { slot } = request.body as { slot: Slot };
+    const feed = deps.rollouts.startSwitch({ app: name, slot, actor: actorOf(request) });
+    return streamFeed(reply, feed);
+  });
+
+  app.get('/apps/:app/deployments', {
+    schema: {
+      params: appParams,
+      querystring: { type: 'object', additionalProperties: false, properties: { limit: { type: 'string', pattern: '^[0-9]{1,4}$' } } },
+    },
+  }, async (request) => {
+    const { app: name } = request.params as { app: string };
+    requireApp(deps, name);
+    const limit = Number((request.query as { limit?: string }).limit ?? 50);
+    return { deployments: deps.state.deployments(name, limit).map((d) => summary(d)) };
+  });
+
+  app.get('/apps/:app/deployments/:id', {
+    schema: {
+      params: {
+        type: 'object', additionalProperties: false, required: ['app', 'id'],
+        properties: { app: { type: 'string', pattern: APP_NAME_PATTERN }, id: { type: 'string', pattern: '^[0-9]{1,12}$' } },
+      },
+    },
+  }, async (request) => {
+    const { app: name, id } = request.params as { app: string; id: string };
+    requireApp(deps, name);
+    const row = deps.state.deployment(Number(id));
+    if (!row || row.app !== name) throw new SlipwayError('deployment_not_found', `no deployment ${id} of ${name}`, { status: 404 });
+    return {
+      ...summary(row),
+      events: deps.state.events(row.id).map(({ deploymentId, id: _id, ...rest }) => ({ deploymentId, ...rest })),
+    } satisfies DeploymentSummary;
+  });
+
+  return app;
+}
+
+function requireApp(deps: ServerDeps, name: string): string {
+  if (!deps.config.apps[name]) {
+    throw new SlipwayError('app_not_found', `app ${name} is not configured on this host`, {
+      status: 404, hint: `configured apps: ${Object.keys(deps.config.apps).join(', ') || 'none'}`,
+    });
+  }
+  deps.state.ensureApp(name);
+  return name;
+}
+
+function actorOf(request: FastifyRequest): string {
+  const raw = request.headers[ACTOR_HEADER];
+  return typeof raw === 'string' && new RegExp(ACTOR_PATTERN).test(raw) ? raw : 'unknown@api';
+}
+
+function isPlainBody(body: unknown): body is Record<string, unknown> {
+  return typeof body === 'object' && body !== null && typeof (body as Readable).pipe !== 'function';
+}
+
+/** Streams a deployment's progress as NDJSON; the rollout itself never depends on the client staying. */
+function streamFeed(reply: FastifyReply, feed: DeploymentFeed): FastifyReply {
+  const out = new PassThrough();
+  const unsubscribe = feed.subscribe((line) => {
+    out.write(`${JSON.stringify(line)}\n`);
+    if (line.type === 'result') out.end();
+  });
+  reply.raw.on('close', unsubscribe);
+  reply.header('x-slipway-deployment', String(feed.deploymentId));
+  return reply.code(200).type('application/x-ndjson').send(out);
+}
+
+function summary(d: import('./state/store.js').DeploymentRow): DeploymentSummary {
+  return {
+    id: d.id, app: d.app, kind: d.kind, releaseId: d.releaseId, slot: d.slot, previousSlot: d.previousSlot,
+    previousRelease: d.previousRelease, state: d.state, outcome: d.outcome, reason: d.reason,
+    requestedBy: d.requestedBy, startedAt: d.startedAt, endedAt: d.endedAt,
+  };
+}
+
+async function appStatus(deps: ServerDeps, name: string): Promise<AppStatus> {
+  const { state, config } = deps;
+  const appConfig = config.apps[name]!;
+  const row = state.app(name)!;
+  const slotRows = state.slots(name);
+  const slots = await Promise.all(slotRows.map(async (s) => {
+    const port = appConfig.slots[s.slot].port;
+    const proc = await deps.processes.describe(pm2ProcessName(name, s.slot)).catch(() => null);
+    const health = s.releaseId && proc
+      ? await deps.health.checkOnce(`http://127.0.0.1:${port}${appConfig.health.path}`, { timeoutMs: 1000, expectStatus: appConfig.health.expectStatus })
+      : null;
+    return {
+      slot: s.slot, port, releaseId: s.releaseId, state: s.state, live: row.liveSlot === s.slot,
+      process: proc && { status: proc.status, pid: proc.pid, restarts: proc.restarts, cwd: proc.pmCwd },
+      health,
+    };
+  }));
+  const liveReleaseId = row.liveSlot ? slotRows.find((s) => s.slot === row.liveSlot)?.releaseId ?? null : null;
+  return {
+    app: name,
+    liveSlot: row.liveSlot,
+    liveReleaseId,
+    generation: row.generation,
+    publicUrl: publicUrlOf(config, name),
+    slots,
+    releases: state.releases(name).map((r) => ({
+      releaseId: r.releaseId, state: r.state, bytes: r.bytes, createdAt: r.createdAt, manifest: r.manifest,
+      slots: slotRows.filter((s) => s.releaseId === r.releaseId).map((s) => s.slot),
+    })),
+  };
+}

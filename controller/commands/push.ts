@@ -1,0 +1,91 @@
+import type { AppStatus, DeploymentResult } from '../../agent/shared/api.js';
+import { SlipwayError } from '../../agent/shared/errors.js';
+import { shortSha, type Slot } from '../../agent/shared/names.js';
+import { chooseTargetSlot } from '../../agent/shared/slots.js';
+import { VERSION } from '../../agent/shared/version.js';
+import type { ControllerConfig } from '../config.js';
+import { EXIT, type ExitCode } from '../errors.js';
+import { commitInfo, currentBranch, hasTrackedChanges, repoRoot, resolveCommit, snapshotWorkTree } from '../git.js';
+import { buildManifest, releaseIdOf } from '../manifest.js';
+import type { Output } from '../output.js';
+import { formatBytes, formatMs } from '../output.js';
+import { packRelease } from '../pack.js';
+import { openAgentSession } from '../session.js';
+import { followDeployment } from './follow.js';
+
+export interface PushOptions {
+  slot?: Slot;
+  sha: string;
+  allowDirty: boolean;
+  cwd: string;
+}
+
+/** `deploy push`: pack the commit, ship it unless the host has it, roll it out, report. */
+export async function push(config: ControllerConfig, options: PushOptions, out: Output): Promise<ExitCode> {
+  const startedAt = Date.now();
+  const repo = await repoRoot(options.cwd);
+  const sha = await resolveCommit(repo, options.sha);
+  let dirtySnapshot: string | null = null;
+  if (options.sha === 'HEAD' && await hasTrackedChanges(repo)) {
+    if (!options.allowDirty) {
+      throw new SlipwayError('dirty_tree', `${repo} has uncommitted changes, so HEAD (${shortSha(sha)}) is not what would be deployed`, {
+        hint: 'commit or stash them, or pass --allow-dirty to deploy the work tree as a release tagged "dirty"',
+      });
+    }
+    dirtySnapshot = await snapshotWorkTree(repo);
+  }
+  const branch = options.sha === 'HEAD' ? await currentBranch(repo) : null;
+  const info = await commitInfo(repo, sha);
+  const releaseId = releaseIdOf({ sha, dirtySnapshot });
+  const app = config.app;
+  const target = `${config.host.user}@${config.host.address}:${config.host.port}`;
+  out.info(`→ ${app} ${shortSha(releaseId)}${dirtySnapshot ? ' (dirty)' : ''}${branch ? ` on ${branch}` : ''} to ${target}`, { app, releaseId, host: target });
+
+  const session = await openAgentSession(config);
+  try {
+    const status = await session.agent.get<AppStatus>(`/apps/${app}`);
+    const slot = chooseTargetSlot(app, status.liveSlot, options.slot);
+    if (status.liveReleaseId === releaseId && options.slot === undefined) {
+      out.info(`${shortSha(releaseId)} is already live on ${status.liveSlot}: nothing to do`, { outcome: 'unchanged' });
+      return EXIT.ok;
+    }
+
+    let uploadMs: number | null = null;
+    let uploadedBytes = 0;
+    const existing = await session.agent.find(`/apps/${app}/releases/${releaseId}`);
+    if (existing) {
+      out.info(`  release ${shortSha(releaseId)} is already on the host: nothing uploaded`, { uploadedBytes: 0 });
+    } else {
+      const packStarted = Date.now();
+      const packed = await packRelease({
+        repo,
+        treeish: dirtySnapshot ?? sha,
+        manifest: buildManifest({ app, sha, dirtySnapshot, branch, ...info }, new Date(), VERSION),
+        include: config.include,
+      });
+      try {
+        out.info(`  packed ${formatBytes(packed.bytes)} in ${formatMs(Date.now() - packStarted)} (sha256 ${packed.sha256.slice(0, 16)}…)`);
+        const uploadStarted = Date.now();
+        await session.agent.upload(`/apps/${app}/releases/${releaseId}`, packed.file, packed.bytes, packed.sha256,
+          ({ sent, total }) => out.progress('upload', sent, total, uploadStarted));
+        uploadMs = Date.now() - uploadStarted;
+        uploadedBytes = packed.bytes;
+        out.info(`  uploaded and verified in ${formatMs(uploadMs)}`, { uploadMs, uploadedBytes });
+      } finally {
+        await packed.cleanup();
+      }
+    }
+
+    const result: DeploymentResult = await followDeployment(session.agent, `/apps/${app}/deployments`, { releaseId, slot }, out);
+    out.result(result, { uploadMs, uploadedBytes, totalMs: Date.now() - startedAt });
+    return exitCodeOfResult(result);
+  } finally {
+    await session.close();
+  }
+}
+
+export function exitCodeOfResult(result: DeploymentResult): ExitCode {
+  if (result.outcome === 'succeeded') return EXIT.ok;
+  if (result.outcome === 'rolled_back') return EXIT.rolledBack;
+  return EXIT.failedBeforeSwitch;
+}

@@ -1,0 +1,31 @@
+import type { AppStatus } from '../../agent/shared/api.js';
+import type { ControllerConfig } from '../config.js';
+import { EXIT, type ExitCode } from '../errors.js';
+import type { Output } from '../output.js';
+import { openAgentSession } from '../session.js';
+
+/** Pure: the human view of an app's slots and releases. */
+export function formatStatus(status: AppStatus): string {
+  const lines = [`${status.app}: live ${status.liveSlot ?? 'none'}${status.liveReleaseId ? ` (${status.liveReleaseId.slice(0, 12)})` : ''} at ${status.publicUrl}`];
+  for (const s of status.slots) {
+    const proc = s.process ? `${s.process.status} pid ${s.process.pid ?? '-'} restarts ${s.process.restarts}` : 'no process';
+    const health = s.health ? (s.health.ok ? 'healthy' : `unhealthy (${s.health.status ?? s.health.error ?? '?'})`) : '-';
+    lines.push(`  ${s.live ? '*' : ' '} ${s.slot.padEnd(5)} :${s.port}  ${(s.releaseId?.slice(0, 12) ?? '-').padEnd(12)}  ${s.state.padEnd(8)}  ${proc}  ${health}`);
+  }
+  if (status.releases.length) lines.push('  releases:');
+  for (const r of status.releases) {
+    lines.push(`    ${r.releaseId.slice(0, 12)}  ${r.state.padEnd(6)}  ${r.createdAt}  ${r.manifest.branch ?? '-'}  ${r.manifest.author.name}${r.slots.length ? `  [${r.slots.join(', ')}]` : ''}`);
+  }
+  return lines.join('\n');
+}
+
+export async function status(config: ControllerConfig, json: boolean, out: Output): Promise<ExitCode> {
+  const session = await openAgentSession(config);
+  try {
+    const appStatus = await session.agent.get<AppStatus>(`/apps/${config.app}`);
+    out.data(json ? appStatus : formatStatus(appStatus));
+    return EXIT.ok;
+  } finally {
+    await session.close();
+  }
+}

@@ -1,0 +1,78 @@
+import { runCommand } from '../agent/shared/exec.js';
+import { SlipwayError } from '../agent/shared/errors.js';
+import { outputTail } from '../agent/shared/exec.js';
+
+/** Commands as data: each builder returns the argv; `git()` is the one place they run. */
+export const gitCommands = {
+  topLevel: () => ['git', 'rev-parse', '--show-toplevel'],
+  resolveCommit: (ref: string) => ['git', 'rev-parse', '--verify', '--quiet', '--end-of-options', `${ref}^{commit}`],
+  statusTracked: () => ['git', 'status', '--porcelain', '--untracked-files=no'],
+  currentBranch: () => ['git', 'symbolic-ref', '--quiet', '--short', 'HEAD'],
+  commitInfo: (sha: string) => ['git', 'show', '-s', '--format=%an%x00%ae%x00%cI', sha],
+  stashCreate: () => ['git', 'stash', 'create'],
+  archive: (treeish: string, outFile: string) => ['git', 'archive', '--format=tar', '-o', outFile, treeish],
+  lsTree: (treeish: string, file: string) => ['git', 'ls-tree', '--name-only', treeish, '--', file],
+};
+
+async function git(argv: string[], cwd: string, step: string, okCodes: number[] = [0]) {
+  const result = await runCommand(argv, { cwd, timeoutMs: 120_000 });
+  if (!okCodes.includes(result.exitCode ?? -1)) {
+    throw new SlipwayError('git_failed', `git failed while trying to ${step} (exit ${result.exitCode}): ${outputTail(result.stderr, 5)}`, {
+      hint: `run "${argv.join(' ')}" in ${cwd} to see the full error`,
+    });
+  }
+  return result;
+}
+
+export async function repoRoot(cwd: string): Promise<string> {
+  const result = await runCommand(gitCommands.topLevel(), { cwd, timeoutMs: 30_000 });
+  if (result.exitCode !== 0) {
+    throw new SlipwayError('not_a_git_repo', `${cwd} is not inside a git repository`, {
+      hint: 'run deploy from your app\'s repository (Slipway releases are git commits)',
+    });
+  }
+  return result.stdout.trim();
+}
+
+export async function resolveCommit(repo: string, ref: string): Promise<string> {
+  const result = await git(gitCommands.resolveCommit(ref), repo, `resolve ${ref}`, [0, 1, 128]);
+  const sha = result.stdout.trim();
+  if (result.exitCode !== 0 || !/^[0-9a-f]{40}$/.test(sha)) {
+    throw new SlipwayError('git_ref_unknown', `"${ref}" does not name a commit in ${repo}`, {
+      hint: 'pass a branch, tag or SHA that exists locally: deploy push --sha <ref>',
+    });
+  }
+  return sha;
+}
+
+export async function hasTrackedChanges(repo: string): Promise<boolean> {
+  const result = await git(gitCommands.statusTracked(), repo, 'check for uncommitted changes');
+  return result.stdout.trim().length > 0;
+}
+
+export async function currentBranch(repo: string): Promise<string | null> {
+  const result = await git(gitCommands.currentBranch(), repo, 'read the current branch', [0, 1, 128]);
+  return result.exitCode === 0 ? result.stdout.trim() || null : null;
+}
+
+export async function commitInfo(repo: string, sha: string): Promise<{ authorName: string; authorEmail: string; commitTime: string }> {
+  const result = await git(gitCommands.commitInfo(sha), repo, `read commit ${sha.slice(0, 12)}`);
+  const [authorName = '', authorEmail = '', commitTime = ''] = result.stdout.trim().split('\0');
+  return { authorName, authorEmail, commitTime: new Date(commitTime).toISOString() };
+}
+
+/** A commit object holding the work tree's tracked changes, without touching the tree or the stash list. */
+export async function snapshotWorkTree(repo: string): Promise<string | null> {
+  const result = await git(gitCommands.stashCreate(), repo, 'snapshot the dirty work tree');
+  const sha = result.stdout.trim();
+  return sha ? sha : null;
+}
+
+export async function archiveCommit(repo: string, treeish: string, outFile: string): Promise<void> {
+  await git(gitCommands.archive(treeish, outFile), repo, `archive ${treeish.slice(0, 12)}`);
+}
+
+export async function commitHasFile(repo: string, treeish: string, file: string): Promise<boolean> {
+  const result = await git(gitCommands.lsTree(treeish, file), repo, `list ${file}`);
+  return result.stdout.trim().length > 0;
+}
