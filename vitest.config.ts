@@ -3,6 +3,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    globalSetup: ['test/global-setup.ts'],
     // Integration tests start real sshd, nginx and PM2 daemons; two workers match the 2-core CI machine.
     pool: 'forks',
     maxWorkers: 2,

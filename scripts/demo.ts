@@ -1,0 +1,69 @@
+// The local demo: a whole Slipway installation on loopback (private sshd, nginx, PM2 home and
+// agent), then the sample app deployed with the real CLI: blue first, a second commit to green,
+// and nginx switched to it. Run through `bash scripts/demo`, which installs and builds first.
+import { spawn } from 'node:child_process';
+import { startStack, type Stack } from '../test/helpers/stack.js';
+import { CONTROLLER_MAIN } from '../test/helpers/agent-process.js';
+
+function say(text: string): void {
+  process.stdout.write(`\n\x1b[1m${text}\x1b[0m\n`);
+}
+
+function deploy(stack: Stack, args: string[]): Promise<number | null> {
+  process.stdout.write(`$ deploy ${args.join(' ')}\n`);
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CONTROLLER_MAIN, ...args], { cwd: stack.repo.dir, stdio: 'inherit', env: { ...process.env, SSH_AUTH_SOCK: '' } });
+    child.once('error', reject);
+    child.once('close', resolve);
+  });
+}
+
+async function showLive(stack: Stack): Promise<string> {
+  const answer = await stack.get('/');
+  const body = JSON.parse(answer.body) as { release: string; slot: string; message: string };
+  process.stdout.write(`GET ${stack.publicUrl}/ → ${answer.status} slot=${body.slot} release=${body.release} "${body.message}"\n`);
+  return body.release;
+}
+
+async function main(): Promise<void> {
+  const keep = process.argv.includes('--keep');
+  say('Starting a local Slipway host on loopback: sshd, nginx, PM2 and slipway-agent…');
+  const stack = await startStack();
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    say('Stopping the demo host (sshd, nginx, PM2, agent) and removing its temp dir…');
+    await stack.stop();
+  };
+  process.once('SIGINT', () => { void stop().then(() => process.exit(130)); });
+  try {
+    process.stdout.write(`sshd   127.0.0.1:${stack.sshd.port}\nnginx  ${stack.publicUrl}\nagent  127.0.0.1:${stack.agentPort} (reached through SSH)\napp    ${stack.repo.dir}\n`);
+
+    say('1. Deploy the sample app to blue');
+    if (await deploy(stack, ['push', '--slot', 'blue']) !== 0) throw new Error('the blue deploy failed');
+    await showLive(stack);
+
+    say('2. Commit a change and deploy it to green');
+    const sha = await stack.repo.commit({ 'message.txt': 'hello from the second commit, served by green\n' }, 'demo: second commit');
+    if (await deploy(stack, ['push', '--slot', 'green']) !== 0) throw new Error('the green deploy failed');
+    const served = await showLive(stack);
+
+    say('3. Status');
+    await deploy(stack, ['status']);
+
+    say(served === sha ? `nginx at ${stack.publicUrl} now serves ${sha} from green; blue is still running as the warm standby.` : `unexpected: nginx serves ${served}, expected ${sha}`);
+    if (served !== sha) process.exitCode = 1;
+    if (keep) {
+      say(`The demo host keeps running (--keep). Try: curl -i ${stack.publicUrl}/   (cd ${stack.repo.dir} && node ${CONTROLLER_MAIN} switch blue). Ctrl-C stops it.`);
+      await new Promise(() => undefined);
+    }
+  } finally {
+    await stop();
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`demo failed: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});

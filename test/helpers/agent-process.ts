@@ -1,0 +1,80 @@
+import { spawn } from 'node:child_process';
+import { openSync, closeSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { waitFor } from './wait.js';
+
+export const REPO_ROOT = path.resolve(import.meta.dirname, '..', '..');
+export const AGENT_MAIN = path.join(REPO_ROOT, 'dist', 'agent', 'main.js');
+export const CONTROLLER_MAIN = path.join(REPO_ROOT, 'dist', 'controller', 'main.js');
+
+export interface AgentProcess {
+  pid: number;
+  logPath: string;
+  log(): string;
+  /** SIGTERM, then SIGKILL if it has not exited by the deadline. */
+  stop(): Promise<void>;
+  /** Ends it at once, as a crash would. */
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  exited: Promise<number | null>;
+}
+
+/** Starts the built agent (dist/) as its own process, the way PM2 runs it on a VPS. */
+export async function startAgentProcess(options: { configPath: string; logPath: string; healthUrl: string; env?: NodeJS.ProcessEnv }): Promise<AgentProcess> {
+  const fd = openSync(options.logPath, 'a');
+  const child = spawn(process.execPath, [AGENT_MAIN, 'run', '--config', options.configPath], {
+    stdio: ['ignore', fd, fd],
+    env: { ...process.env, SLIPWAY_LOG_LEVEL: 'debug', ...options.env },
+  });
+  closeSync(fd);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  let hasExited = false;
+  void exited.then(() => { hasExited = true; });
+  const log = () => readFileSync(options.logPath, 'utf8');
+  await waitFor(async () => {
+    if (hasExited) throw new Error(`agent exited during start:\n${log()}`);
+    const res = await fetch(options.healthUrl).catch(() => null);
+    return res?.ok ?? false;
+  }, { timeoutMs: 30_000, description: `slipway-agent to answer ${options.healthUrl}` });
+  const kill = async (signal: NodeJS.Signals = 'SIGKILL') => {
+    if (hasExited) return;
+    child.kill(signal);
+    await exited;
+  };
+  return {
+    pid: child.pid!,
+    logPath: options.logPath,
+    log,
+    exited,
+    kill,
+    async stop() {
+      if (hasExited) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+export interface CliResult { code: number | null; stdout: string; stderr: string }
+
+/** Runs the built `deploy` CLI as a user would, in the app's repository. */
+export function runDeployCli(args: string[], options: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CONTROLLER_MAIN, ...args], {
+      cwd: options.cwd,
+      env: { ...process.env, SSH_AUTH_SOCK: '', ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });
+    child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}

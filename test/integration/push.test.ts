@@ -1,0 +1,142 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { APP, startStack, type Stack } from '../helpers/stack.js';
+import { Pm2Adapter } from '../../agent/pm2.js';
+import { openDatabase } from '../../agent/state/db.js';
+import { StateStore } from '../../agent/state/store.js';
+
+/** Reads the agent's state database the way an operator would, without the agent's help. */
+function readState(stack: Stack) {
+  const db = openDatabase(path.join(stack.home, 'agent.db'));
+  try {
+    const state = new StateStore(db);
+    return { app: state.app(APP), slots: state.slots(APP), deployments: state.deployments(APP) };
+  } finally {
+    db.close();
+  }
+}
+
+describe('deploy push end to end (real sshd, nginx, PM2, SQLite)', () => {
+  let stack: Stack;
+  let pm2: Pm2Adapter;
+  let firstSha: string;
+  let secondSha: string;
+
+  beforeAll(async () => {
+    stack = await startStack();
+    pm2 = await Pm2Adapter.connect({ pm2Home: stack.pm2.pm2Home });
+    firstSha = await stack.repo.head();
+  });
+  afterAll(async () => {
+    await pm2?.disconnect();
+    await stack?.stop();
+  });
+
+  it('pushes the first release to blue and nginx serves its SHA', async () => {
+    const result = await stack.deploy(['push']);
+    expect(result.stderr + result.stdout).toContain('is live on blue');
+    expect(result.code).toBe(0);
+    const answer = await stack.get('/');
+    expect(answer.status).toBe(200);
+    expect(JSON.parse(answer.body)).toMatchObject({ release: firstSha, slot: 'blue' });
+    expect(answer.headers['x-slipway-release']).toBe(firstSha);
+    const blue = await pm2.describe(`${APP}-blue`);
+    expect(blue?.pmCwd).toBe(await fs.realpath(path.join(stack.home, 'releases', APP, firstSha)));
+    expect(readState(stack).app?.liveSlot).toBe('blue');
+  });
+
+  it('pushes a second commit to green; blue keeps running untouched', async () => {
+    const bluePidBefore = (await pm2.describe(`${APP}-blue`))?.pid;
+    secondSha = await stack.repo.commit({ 'message.txt': 'second commit\n' }, 'second');
+    const result = await stack.deploy(['push', '--slot', 'green']);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain(`${secondSha.slice(0, 12)} is live on green`);
+    // the summary names every step with its time
+    expect(result.stdout).toMatch(/upload .*healthy .*switching/s);
+    const answer = await stack.get('/');
+    expect(JSON.parse(answer.body)).toMatchObject({ release: secondSha, slot: 'green', message: 'second commit' });
+    expect(answer.headers['x-slipway-slot']).toBe('green');
+    // blue is still up on its own port, same process, old release
+    const blueDirect = await fetch(`http://127.0.0.1:${stack.slotPorts.blue}/`).then((r) => r.json());
+    expect(blueDirect).toMatchObject({ release: firstSha, slot: 'blue' });
+    expect((await pm2.describe(`${APP}-blue`))?.pid).toBe(bluePidBefore);
+    const state = readState(stack);
+    expect(state.app?.liveSlot).toBe('green');
+    expect(state.slots.map((s) => [s.slot, s.releaseId, s.state])).toEqual([
+      ['blue', firstSha, 'running'],
+      ['green', secondSha, 'running'],
+    ]);
+    expect(state.deployments[0]).toMatchObject({ outcome: 'succeeded', slot: 'green', releaseId: secondSha, previousSlot: 'blue' });
+  });
+
+  it('status shows both slots, the live one and the releases', async () => {
+    const result = await stack.deploy(['--json', 'status']);
+    expect(result.code, result.stderr).toBe(0);
+    const status = JSON.parse(result.stdout);
+    expect(status.liveSlot).toBe('green');
+    expect(status.slots).toEqual([
+      expect.objectContaining({ slot: 'blue', releaseId: firstSha, live: false, health: expect.objectContaining({ ok: true }) }),
+      expect.objectContaining({ slot: 'green', releaseId: secondSha, live: true, health: expect.objectContaining({ ok: true }) }),
+    ]);
+    expect(status.releases.map((r: { releaseId: string }) => r.releaseId).sort()).toEqual([firstSha, secondSha].sort());
+  });
+
+  it('re-pushing the live SHA sends nothing and changes nothing', async () => {
+    const generationBefore = readState(stack).app?.generation;
+    const result = await stack.deploy(['--json', 'push']);
+    expect(result.code, result.stderr).toBe(0);
+    const lines = result.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.at(-1)).toMatchObject({ outcome: 'unchanged' });
+    expect(lines.some((l) => l.type === 'progress')).toBe(false);
+    expect(readState(stack).app?.generation).toBe(generationBefore);
+  });
+
+  it('pushing a release the host already has uploads nothing and still rolls out', async () => {
+    const result = await stack.deploy(['--json', 'push', '--sha', firstSha]);
+    expect(result.code, result.stderr).toBe(0);
+    const lines = result.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.some((l) => l.type === 'progress')).toBe(false);
+    expect(lines.find((l) => l.message?.includes('nothing uploaded'))).toBeTruthy();
+    expect(lines.at(-1)).toMatchObject({ type: 'result', outcome: 'succeeded', slot: 'blue', uploadedBytes: 0 });
+    expect(JSON.parse((await stack.get('/')).body)).toMatchObject({ release: firstSha, slot: 'blue' });
+  });
+
+  it('asking for the live slot is refused with the command to use instead', async () => {
+    const result = await stack.deploy(['push', '--sha', secondSha, '--slot', 'blue']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('blue is the live slot');
+    expect(result.stderr).toContain('deploy push --slot green');
+  });
+
+  it('a release that fails its health check never gets traffic', async () => {
+    const liveBefore = await stack.get('/');
+    const badSha = await stack.repo.commit({ FAIL_HEALTH: 'yes\n' }, 'unhealthy release');
+    const result = await stack.deploy(['push']);
+    expect(result.code).toBe(3);
+    expect(result.stdout).toContain('failed before the switch (live slot untouched)');
+    expect(result.stdout).toContain('health check');
+    const liveAfter = await stack.get('/');
+    expect(JSON.parse(liveAfter.body).release).toBe(JSON.parse(liveBefore.body).release);
+    expect(liveAfter.headers['x-slipway-generation']).toBe(liveBefore.headers['x-slipway-generation']);
+    // the failed slot was stopped, and the state says so
+    expect(await pm2.describe(`${APP}-green`)).toBeNull();
+    const state = readState(stack);
+    expect(state.app?.liveSlot).toBe('blue');
+    expect(state.slots.find((s) => s.slot === 'green')).toMatchObject({ releaseId: badSha, state: 'failed' });
+    expect(state.deployments[0]).toMatchObject({ outcome: 'failed', releaseId: badSha });
+    await stack.repo.commit({ FAIL_HEALTH: null }, 'healthy again');
+  });
+
+  it('refuses a dirty work tree unless --allow-dirty, which tags the release', async () => {
+    await fs.writeFile(path.join(stack.repo.dir, 'message.txt'), 'uncommitted\n');
+    const refused = await stack.deploy(['push']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('uncommitted changes');
+    const result = await stack.deploy(['push', '--allow-dirty']);
+    expect(result.code, result.stderr).toBe(0);
+    const body = JSON.parse((await stack.get('/')).body);
+    expect(body.release).toMatch(/^[0-9a-f]{40}-dirty-[0-9a-f]{12}$/);
+    expect(body.message).toBe('uncommitted');
+  });
+});
