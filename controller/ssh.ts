@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import type { Duplex } from 'node:stream';
+import { Duplex } from 'node:stream';
 import { Client, type ClientChannel, type ConnectConfig, type ServerHostKeyAlgorithm } from 'ssh2';
 import { SlipwayError, errorMessage } from '../agent/shared/errors.js';
 import { outputTail } from '../agent/shared/exec.js';
@@ -169,13 +169,14 @@ function hostKeyRejectedError(
   );
 }
 
-function connectError(options: ConnectSshOptions, error: Ssh2Error, usedMethods: string[]): SlipwayError {
+function connectError(options: ConnectSshOptions, error: Ssh2Error, usedMethods: string[], authProblems: string[]): SlipwayError {
   const where = `${options.host}:${options.port}`;
   if (error.level === 'client-authentication') {
     return new SlipwayError(
       'ssh_auth_failed',
       `SSH authentication as ${options.username} to ${where} failed (tried: ${usedMethods.join(', ')})`,
       {
+        details: authProblems.length > 0 ? authProblems : undefined,
         hint: `check that the user name is right and that the public key is in ~${options.username}/.ssh/authorized_keys on the server; `
           + `\`${displayArgv(['ssh', '-v', '-p', String(options.port), ...(options.privateKeyPath ? ['-i', options.privateKeyPath] : []), `${options.username}@${options.host}`, 'true'])}\` shows what OpenSSH makes of it`,
         cause: error,
@@ -252,6 +253,7 @@ export async function connectSsh(options: ConnectSshOptions): Promise<SshSession
   return new Promise<SshSession>((resolve, reject) => {
     let settled = false;
     let lastError: Ssh2Error | undefined;
+    const authProblems: string[] = [];
     const fail = (error: SlipwayError) => {
       if (settled) return;
       settled = true;
@@ -262,12 +264,20 @@ export async function connectSsh(options: ConnectSshOptions): Promise<SshSession
       reject(error);
     };
     client.on('error', (error: Ssh2Error) => {
+      // ssh2 reports a method that could not even be tried (agent socket unreachable, key that
+      // cannot sign) as an error, then goes on to the next method: note it for the final message.
+      const methodFailed = error.level === 'agent'
+        || (error.level === 'client-authentication' && !/All configured authentication methods failed/.test(error.message));
+      if (methodFailed && !hostKeyError) {
+        authProblems.push(`${error.level === 'agent' ? `ssh-agent at ${agent}` : 'private key'}: ${error.message}`);
+        return;
+      }
       lastError = error;
-      fail(hostKeyError ?? connectError(options, error, usedMethods));
+      fail(hostKeyError ?? connectError(options, error, usedMethods, authProblems));
     });
     client.on('close', () => {
       fail(hostKeyError ?? (lastError
-        ? connectError(options, lastError, usedMethods)
+        ? connectError(options, lastError, usedMethods, authProblems)
         : new SlipwayError('ssh_connect_failed', `${label} closed the connection during the SSH handshake`, {
             hint: 'check the server\'s sshd log (journalctl -u ssh) for why it dropped the connection',
           })));
@@ -289,6 +299,31 @@ export async function connectSsh(options: ConnectSshOptions): Promise<SshSession
       }));
     }
   });
+}
+
+interface ChannelInternals {
+  outgoing?: { id?: number; state?: string };
+  _client?: { _protocol?: { signal?: (id: number, signal: string) => void } };
+}
+
+/**
+ * Sends an SSH "signal" request, which OpenSSH's sshd (7.9+) turns into killpg() of the
+ * command's process group, but only for non-root logins: root sessions run without post-auth
+ * privilege separation and sshd logs "session signalling requires privilege separation".
+ * ssh2's public channel.signal() refuses once our stdin has ended, which for exec is from the
+ * start, so this goes one level down, to the same protocol call. Best effort by nature.
+ */
+function killRemote(channel: ClientChannel): void {
+  const internals = channel as unknown as ChannelInternals;
+  const id = internals.outgoing?.id;
+  const state = internals.outgoing?.state;
+  const signal = internals._client?._protocol?.signal;
+  if (id === undefined || (state !== 'open' && state !== 'eof') || typeof signal !== 'function') return;
+  try {
+    signal.call(internals._client!._protocol, id, 'KILL');
+  } catch {
+    // best effort: the channel is closed right after anyway
+  }
 }
 
 /** Keeps the last `limit` bytes of stderr: enough for an error message, bounded for chatty commands. */
@@ -365,7 +400,9 @@ class Ssh2Session implements SshSession {
     for (const operation of [...this.pending]) operation.fail(operationError);
     this.pending.clear();
     for (const stream of [...this.streams]) {
-      if (error) stream.destroy(error);
+      // ssh2's Channel.destroy() ignores its error argument and only ends the channel, which a
+      // reader would take for a clean EOF: use the plain stream destroy so it emits 'error'.
+      if (error) Duplex.prototype.destroy.call(stream, error);
       else stream.destroy();
     }
     this.streams.clear();
@@ -403,9 +440,11 @@ class Ssh2Session implements SshSession {
         clearTimeout(timer);
         this.pending.delete(operation);
         if (error) {
-          // Closing our end makes sshd close the pipes; the remote process may still run until it
-          // next writes (no signal is sent: ssh2 cannot signal a channel whose stdin has ended).
-          if (channel && !this.ended) channel.close();
+          if (channel && !this.ended) {
+            // Closing the channel alone leaves the remote command running: kill its process group.
+            killRemote(channel);
+            channel.close();
+          }
           reject(error);
         } else {
           resolve(result!);

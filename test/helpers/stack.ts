@@ -2,15 +2,18 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import http from 'node:http';
+import { randomBytes } from 'node:crypto';
 import { startSshd, type SshdHandle } from './sshd.js';
 import { startNginx, type NginxHandle } from './nginx.js';
 import { createPm2Home, type Pm2Home } from './pm2.js';
 import { freePort } from './ports.js';
 import { REPO_ROOT, startAgentProcess, runDeployCli, type AgentProcess, type CliResult } from './agent-process.js';
 import { createAppRepo, type AppRepo } from './git-repo.js';
+import { DEPLOY_USER, ensureDeployUser } from './deploy-user.js';
 
 export const SAMPLE_APP_DIR = path.join(REPO_ROOT, 'test', 'fixtures', 'sample-app');
 export const APP = 'sample';
+export const REPO_TEMPLATE_DIR = path.join(REPO_ROOT, 'nginx');
 
 export interface HttpAnswer { status: number; headers: http.IncomingHttpHeaders; body: string }
 
@@ -69,7 +72,10 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     await fs.rm(dir, { recursive: true, force: true });
   };
   try {
-    const sshd = await startSshd();
+    // The deploy user must reach the token file inside this dir, and nothing else in it.
+    await fs.chmod(dir, 0o711);
+    const deployUser = await ensureDeployUser();
+    const sshd = await startSshd({ user: DEPLOY_USER });
     cleanups.push(() => sshd.stop());
     const nginx = await startNginx();
     cleanups.push(() => nginx.stop());
@@ -79,6 +85,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const home = path.join(dir, 'home');
     const [agentPort, publicPort, bluePort, greenPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
     const tokenFile = path.join(dir, 'agent.token');
+    // As on a VPS where the agent's token is readable by the deploy account only.
+    await fs.writeFile(tokenFile, `${randomBytes(32).toString('base64url')}\n`, { mode: 0o600 });
+    await fs.chown(tokenFile, deployUser.uid, deployUser.gid);
     const envFile = path.join(dir, 'sample.env');
     await fs.writeFile(envFile, 'SAMPLE_GREETING=hello\n', { mode: 0o600 });
     const agentConfig = {

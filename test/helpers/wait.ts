@@ -46,3 +46,16 @@ export async function waitFor<T>(
     : sawValue ? `last value: ${describe(lastValue)}` : 'condition never completed';
   throw new Error(`timed out after ${Date.now() - started} ms (${attempts} attempts) waiting for ${description}; ${observed}`);
 }
+
+/** Resolves or rejects like `promise`, but fails with a message naming `description` if it takes longer than `timeoutMs`. */
+export async function withDeadline<T>(promise: Promise<T>, timeoutMs: number, description: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${description}`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

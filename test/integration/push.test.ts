@@ -136,7 +136,7 @@ describe('deploy push end to end (real sshd, nginx, PM2, SQLite)', () => {
     const result = await stack.deploy(['push', '--allow-dirty']);
     expect(result.code, result.stderr).toBe(0);
     const body = JSON.parse((await stack.get('/')).body);
-    expect(body.release).toMatch(/^[0-9a-f]{40}-dirty-[0-9a-f]{12}$/);
+    expect(body.release, result.stderr + result.stdout).toMatch(/^[0-9a-f]{40}-dirty-[0-9a-f]{12}$/);
     expect(body.message).toBe('uncommitted');
   });
 });

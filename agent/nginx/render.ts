@@ -1,0 +1,204 @@
+import { isIPv4, isIPv6 } from 'node:net';
+import path from 'node:path';
+import nunjucks from 'nunjucks';
+import { SlipwayError, errorMessage } from '../shared/errors.js';
+import { APP_NAME_PATTERN, RELEASE_ID_PATTERN, SERVER_NAME_PATTERN, isAppName, isSlot, type Slot } from '../shared/names.js';
+
+/** Everything an app's nginx include is rendered from. */
+export interface AppConfigInput {
+  app: string;
+  slot: Slot;
+  upstreamPort: number;
+  releaseId: string;
+  /** Bumped on every switch, so even re-applying the same release yields a marker never seen before. */
+  generation: number;
+  listen: { host: string; port: number };
+  serverNames: string[];
+  /** nginx size: bytes, or a number with k/m/g. Default "1m" (nginx's own default). */
+  clientMaxBodySize?: string | number;
+  /** Default 60 (nginx's own default). */
+  proxyReadTimeoutSeconds?: number;
+}
+
+export interface RenderOptions {
+  templateDir: string;
+  template?: string;
+}
+
+export const DEFAULT_TEMPLATE = 'app.conf.njk';
+export const TEMPLATE_NAME_PATTERN = '^[A-Za-z0-9_.-]+\\.njk$';
+
+const INPUT_FIELDS = new Set([
+  'app', 'slot', 'upstreamPort', 'releaseId', 'generation', 'listen', 'serverNames',
+  'clientMaxBodySize', 'proxyReadTimeoutSeconds',
+]);
+// Characters that could end a directive, open/close a block, start a comment, quote, interpolate a
+// variable or split a token in nginx config. The per-field patterns exclude them too; this check
+// is the backstop that names the field even if a pattern is loosened later.
+const FORBIDDEN_CHARACTERS = /[;{}"'`#$\\\s\u0000-\u001f\u007f]/;
+const SIZE_PATTERN = /^[0-9]{1,10}[kKmMgG]?$/;
+const MAX_SERVER_NAMES = 64;
+
+function show(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+function isPort(value: unknown): value is number {
+  return Number.isInteger(value) && (value as number) >= 1 && (value as number) <= 65535;
+}
+
+/** Collects every string inside `value` with the path it sits at, for the forbidden-character check. */
+function* stringsIn(value: unknown, at: string): Generator<[string, string]> {
+  if (typeof value === 'string') yield [at, value];
+  else if (Array.isArray(value)) for (const [i, item] of value.entries()) yield* stringsIn(item, `${at}[${i}]`);
+  else if (typeof value === 'object' && value !== null) {
+    for (const [key, item] of Object.entries(value)) yield* stringsIn(item, `${at}.${key}`);
+  }
+}
+
+/** nginx wants IPv6 listen addresses in brackets; "*" means every address. */
+function listenHostProblem(host: unknown): string | null {
+  if (typeof host !== 'string') return 'must be a string';
+  if (host === '*' || isIPv4(host)) return null;
+  const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+  return isIPv6(bare) ? null : 'must be an IPv4 address, an IPv6 address or "*"';
+}
+
+function formatListen(host: string, port: number): string {
+  if (host.includes(':') && !host.startsWith('[')) return `[${host}]:${port}`;
+  return `${host}:${port}`;
+}
+
+/**
+ * Pure check of every value that ends up in nginx config. Returns one "field: problem" line per
+ * problem (empty when the input is safe to render).
+ */
+export function nginxInputProblems(input: unknown): string[] {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) return ['(input): must be an object'];
+  const value = input as Record<string, unknown>;
+  const problems: string[] = [];
+  const add = (field: string, problem: string, got: unknown) => problems.push(`${field}: ${problem} (got ${show(got)})`);
+
+  for (const key of Object.keys(value)) {
+    if (!INPUT_FIELDS.has(key)) add(key, 'is not a known field', value[key]);
+  }
+  for (const [field, text] of stringsIn(value, '')) {
+    if (FORBIDDEN_CHARACTERS.test(text)) {
+      add(field.replace(/^\./, ''), 'contains a character not allowed in nginx config (whitespace, quotes, ; { } # $ \\ or a control character)', text);
+    }
+  }
+  const flagged = new Set(problems.map((p) => p.split(':')[0]));
+  const check = (field: string, ok: boolean, problem: string, got: unknown) => {
+    if (!ok && !flagged.has(field)) add(field, problem, got);
+  };
+
+  check('app', typeof value.app === 'string' && new RegExp(APP_NAME_PATTERN).test(value.app),
+    `must match ${APP_NAME_PATTERN}`, value.app);
+  check('slot', isSlot(value.slot), 'must be "blue" or "green"', value.slot);
+  check('releaseId', typeof value.releaseId === 'string' && new RegExp(RELEASE_ID_PATTERN).test(value.releaseId),
+    `must match ${RELEASE_ID_PATTERN}`, value.releaseId);
+  check('upstreamPort', isPort(value.upstreamPort), 'must be an integer from 1 to 65535', value.upstreamPort);
+  check('generation', Number.isSafeInteger(value.generation) && (value.generation as number) >= 1,
+    'must be a positive integer', value.generation);
+
+  const listen = value.listen as Record<string, unknown> | undefined;
+  if (typeof listen !== 'object' || listen === null || Array.isArray(listen)) {
+    add('listen', 'must be an object {host, port}', listen);
+  } else {
+    for (const key of Object.keys(listen)) {
+      if (key !== 'host' && key !== 'port') add(`listen.${key}`, 'is not a known field', listen[key]);
+    }
+    const hostProblem = listenHostProblem(listen.host);
+    if (hostProblem) check('listen.host', false, hostProblem, listen.host);
+    check('listen.port', isPort(listen.port), 'must be an integer from 1 to 65535', listen.port);
+  }
+
+  const names = value.serverNames;
+  if (!Array.isArray(names) || names.length === 0 || names.length > MAX_SERVER_NAMES) {
+    add('serverNames', `must be a list of 1 to ${MAX_SERVER_NAMES} names`, names);
+  } else {
+    const pattern = new RegExp(SERVER_NAME_PATTERN);
+    const seen = new Set<string>();
+    for (const [i, name] of names.entries()) {
+      check(`serverNames[${i}]`, typeof name === 'string' && pattern.test(name), `must match ${SERVER_NAME_PATTERN}`, name);
+      if (typeof name === 'string') {
+        // nginx compares names case-insensitively; a duplicate is a copy-paste mistake worth reporting.
+        if (seen.has(name.toLowerCase())) add(`serverNames[${i}]`, 'is listed twice', name);
+        seen.add(name.toLowerCase());
+      }
+    }
+  }
+
+  const size = value.clientMaxBodySize;
+  if (size !== undefined) {
+    const ok = typeof size === 'number'
+      ? Number.isSafeInteger(size) && size >= 0
+      : typeof size === 'string' && SIZE_PATTERN.test(size);
+    check('clientMaxBodySize', ok, 'must be a byte count, optionally with k, m or g (e.g. "10m")', size);
+  }
+  const timeout = value.proxyReadTimeoutSeconds;
+  if (timeout !== undefined) {
+    check('proxyReadTimeoutSeconds', Number.isInteger(timeout) && (timeout as number) >= 1 && (timeout as number) <= 86_400,
+      'must be an integer from 1 to 86400', timeout);
+  }
+  return problems;
+}
+
+/**
+ * Renders an app's nginx include (a file included from nginx's http{} block). Pure apart from
+ * reading the template: every value is validated first, so nothing from the outside can inject a
+ * directive, and the template may only use variables this function provides.
+ */
+export function renderAppConfig(input: AppConfigInput, { templateDir, template = DEFAULT_TEMPLATE }: RenderOptions): string {
+  const problems = nginxInputProblems(input);
+  if (problems.length > 0) {
+    const fields = [...new Set(problems.map((p) => p.split(':')[0]))];
+    throw new SlipwayError('invalid_nginx_value',
+      `refusing to render nginx config${isAppName(input?.app) ? ` for app ${input.app}` : ''}: invalid ${fields.join(', ')}`,
+      {
+        status: 400,
+        details: problems,
+        hint: 'fix the listed values in the agent config (apps/<app>/public) or the request; they are written into nginx config verbatim, so only plain names, addresses and numbers are accepted',
+      });
+  }
+  if (!new RegExp(TEMPLATE_NAME_PATTERN).test(template)) {
+    throw new SlipwayError('nginx_template_error', `nginx template name ${show(template)} is not allowed`, {
+      status: 500,
+      hint: `use a file name matching ${TEMPLATE_NAME_PATTERN} inside ${templateDir}`,
+    });
+  }
+
+  const templatePath = path.join(templateDir, template);
+  const env = new nunjucks.Environment(new nunjucks.FileSystemLoader(templateDir, { noCache: true }), {
+    autoescape: false,
+    throwOnUndefined: true,
+    trimBlocks: true,
+    lstripBlocks: true,
+  });
+  const context = {
+    app: input.app,
+    slot: input.slot,
+    upstreamPort: input.upstreamPort,
+    releaseId: input.releaseId,
+    generation: input.generation,
+    listen: { host: input.listen.host, port: input.listen.port },
+    listenAddress: formatListen(input.listen.host, input.listen.port),
+    serverNames: [...input.serverNames],
+    clientMaxBodySize: input.clientMaxBodySize ?? '1m',
+    proxyReadTimeoutSeconds: input.proxyReadTimeoutSeconds ?? 60,
+  };
+  try {
+    return env.render(template, context);
+  } catch (error) {
+    const message = errorMessage(error).replace(/\s+/g, ' ').trim();
+    const missing = /template not found/i.test(message);
+    throw new SlipwayError('nginx_template_error', `nginx template ${templatePath} failed to render: ${message}`, {
+      status: 500,
+      cause: error,
+      hint: missing
+        ? `create ${templatePath} or point nginx.templateDir / apps/<app>/nginxTemplate at an existing template`
+        : `the template may only use these variables: ${Object.keys(context).join(', ')}`,
+    });
+  }
+}

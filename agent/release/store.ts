@@ -1,0 +1,336 @@
+import { randomBytes } from 'node:crypto';
+import { lstatSync } from 'node:fs';
+import { chmod, lstat, mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { SlipwayError, errorMessage } from '../shared/errors.js';
+import { runCommand, outputTail } from '../shared/exec.js';
+import { MANIFEST_FILE, manifestSchema, type ReleaseManifest } from '../shared/manifest.js';
+import { SHA256_PATTERN, isAppName, isReleaseId, shortSha } from '../shared/names.js';
+import { compileValidator } from '../shared/validate.js';
+import { extractTarball } from './extract.js';
+import { partPath, receiveUpload } from './upload.js';
+
+export interface ReleaseLimits {
+  maxReleaseBytes: number;
+  maxUnpackedBytes: number;
+  maxEntries: number;
+}
+
+export interface ReleaseStoreOptions {
+  /** SLIPWAY_HOME: holds `incoming/` and `releases/`. */
+  home: string;
+  limits: ReleaseLimits;
+  /** A stalled upload is abandoned after this long without data (default 30 s). */
+  uploadIdleTimeoutMs?: number;
+  /** Deadline for flushing a new release to disk before it is published (default 120 s). */
+  syncTimeoutMs?: number;
+}
+
+export interface IngestInput {
+  app: string;
+  releaseId: string;
+  /** sha256 of the tarball, as declared by the sender. */
+  sha256: string;
+  source: Readable;
+  /** The length the sender declared, when known. */
+  expectedBytes?: number;
+}
+
+export interface IngestResult {
+  /** Absolute path of the published release. */
+  dir: string;
+  manifest: ReleaseManifest;
+  /** Bytes of the uploaded tarball. */
+  bytes: number;
+  /** Bytes of file content in the unpacked release. */
+  unpackedBytes: number;
+  entries: number;
+}
+
+export interface OrphanCleanup {
+  /** Absolute paths removed. */
+  removed: string[];
+}
+
+const MAX_MANIFEST_BYTES = 64 * 1024;
+const TMP_PREFIX = '.tmp-';
+const PART_SUFFIX = '.part';
+const validateManifest = compileValidator<ReleaseManifest>(manifestSchema);
+
+/**
+ * Releases on the box: `releases/<app>/<releaseId>/`, each the verified, unpacked tarball with
+ * manifest.json at its root. A release appears only complete (it is unpacked beside its final
+ * place and renamed into it), and a failed ingest leaves nothing behind: no temp dir, no .part
+ * file, and every existing release untouched.
+ */
+export class ReleaseStore {
+  private readonly home: string;
+  private readonly limits: ReleaseLimits;
+  private readonly uploadIdleTimeoutMs: number | undefined;
+  private readonly syncTimeoutMs: number;
+  /** Temp dir -> .part file of every ingest running in this process; cleanupOrphans spares them. */
+  private readonly active = new Map<string, string>();
+
+  constructor(options: ReleaseStoreOptions) {
+    this.home = path.resolve(options.home);
+    this.limits = { ...options.limits };
+    this.uploadIdleTimeoutMs = options.uploadIdleTimeoutMs;
+    this.syncTimeoutMs = options.syncTimeoutMs ?? 120_000;
+  }
+
+  get incomingDir(): string {
+    return path.join(this.home, 'incoming');
+  }
+
+  get releasesDir(): string {
+    return path.join(this.home, 'releases');
+  }
+
+  releaseDir(app: string, releaseId: string): string {
+    requireNames(app, releaseId);
+    return path.join(this.releasesDir, app, releaseId);
+  }
+
+  has(app: string, releaseId: string): boolean {
+    const dir = this.releaseDir(app, releaseId);
+    try {
+      return lstatSync(dir).isDirectory();
+    } catch {
+      return false;
+    }
+  }
+
+  /** Release ids of an app on this box, sorted. */
+  async list(app: string): Promise<string[]> {
+    requireNames(app);
+    let names: string[];
+    try {
+      names = await readdir(path.join(this.releasesDir, app));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw error;
+    }
+    const ids: string[] = [];
+    for (const name of names) {
+      if (!isReleaseId(name)) continue;
+      const st = await lstat(path.join(this.releasesDir, app, name)).catch(() => undefined);
+      if (st?.isDirectory()) ids.push(name);
+    }
+    return ids.sort();
+  }
+
+  async readManifest(app: string, releaseId: string): Promise<ReleaseManifest> {
+    const dir = this.releaseDir(app, releaseId);
+    if (!this.has(app, releaseId)) {
+      throw new SlipwayError('release_not_found', `release ${shortSha(releaseId)} of ${app} is not on this host`, {
+        status: 404, hint: 'push it first (`deploy push`)',
+      });
+    }
+    const manifest = await loadManifest(dir);
+    if (!manifest.ok) {
+      throw new SlipwayError('release_corrupt', `release ${shortSha(releaseId)} of ${app} has an unreadable manifest: ${manifest.problem}`, {
+        status: 500, details: manifest.details, hint: `push the release again after removing ${dir}`,
+      });
+    }
+    return manifest.value;
+  }
+
+  /**
+   * Receive → verify sha256 → unpack safely beside the final place → validate manifest.json →
+   * publish by an atomic rename. See receiveUpload for who owns `source` when it is refused.
+   */
+  async ingest(input: IngestInput): Promise<IngestResult> {
+    const { app, releaseId, sha256 } = input;
+    // The source may fail while we are still preparing (say, the client hangs up): its error is
+    // reported when the upload reads it, and must not crash the agent as an unhandled 'error'.
+    input.source.on('error', ignoreError);
+    requireNames(app, releaseId);
+    if (!new RegExp(SHA256_PATTERN).test(sha256)) {
+      throw new SlipwayError('invalid_sha256', `declared sha256 ${JSON.stringify(sha256)} is not 64 lowercase hex digits`, {
+        status: 400, hint: 'send the sha256 of the tarball as 64 lowercase hex digits',
+      });
+    }
+    const label = `release ${shortSha(releaseId)} of ${app}`;
+    const finalDir = this.releaseDir(app, releaseId);
+    if (this.has(app, releaseId)) throw releaseExists(label);
+
+    const appDir = path.join(this.releasesDir, app);
+    await mkdir(appDir, { recursive: true, mode: 0o755 });
+    const partFile = partPath(this.incomingDir, sha256);
+    const tmpDir = path.join(appDir, `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
+    let ownsPart = false;
+    this.active.set(tmpDir, partFile);
+    try {
+      const upload = await receiveUpload(input.source, {
+        incomingDir: this.incomingDir,
+        expectedSha256: sha256,
+        maxBytes: this.limits.maxReleaseBytes,
+        ...(input.expectedBytes === undefined ? {} : { expectedBytes: input.expectedBytes }),
+        ...(this.uploadIdleTimeoutMs === undefined ? {} : { idleTimeoutMs: this.uploadIdleTimeoutMs }),
+      }).catch((error: unknown) => { throw withContext(error, label, 'upload'); });
+      ownsPart = true;
+
+      const unpacked = await extractTarball(upload.path, tmpDir, {
+        maxEntries: this.limits.maxEntries,
+        maxUnpackedBytes: this.limits.maxUnpackedBytes,
+      }).catch((error: unknown) => { throw withContext(error, label, 'unpack'); });
+
+      const loaded = await loadManifest(tmpDir);
+      if (!loaded.ok) {
+        throw new SlipwayError('bad_manifest', `${label}: ${loaded.problem}`, {
+          status: 400, details: loaded.details,
+          hint: 'build the tarball with `deploy push`, which writes a valid manifest.json at its root',
+        });
+      }
+      const manifest = loaded.value;
+      if (manifest.app !== app || manifest.releaseId !== releaseId) {
+        throw new SlipwayError('manifest_mismatch',
+          `${label}: the tarball's manifest.json is for release ${shortSha(manifest.releaseId)} of ${manifest.app}`, {
+            status: 400,
+            details: [`expected: app=${app} releaseId=${releaseId}`, `manifest: app=${manifest.app} releaseId=${manifest.releaseId}`],
+            hint: 'the upload URL and the tarball disagree; push again from the right repository and commit',
+          });
+      }
+
+      // Extraction left the tree free of group/other write and the root private; open the root
+      // for reading only now that the release is complete.
+      await chmod(tmpDir, 0o755);
+      await this.flush(tmpDir, label);
+      try {
+        await rename(tmpDir, finalDir);
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        // Another ingest of this release (with a different tarball) finished first.
+        if (code === 'ENOTEMPTY' || code === 'EEXIST') throw releaseExists(label);
+        throw error;
+      }
+      await fsyncDir(appDir);
+      return { dir: finalDir, manifest, bytes: upload.bytes, unpackedBytes: unpacked.bytes, entries: unpacked.entries };
+    } catch (error) {
+      await rm(tmpDir, { recursive: true, force: true, maxRetries: 3 });
+      if (error instanceof SlipwayError) throw error;
+      throw new SlipwayError('ingest_failed', `${label}: ${errorMessage(error)}`, {
+        status: 500, cause: error, hint: 'check the agent log; existing releases were not touched',
+      });
+    } finally {
+      if (ownsPart) await rm(partFile, { force: true });
+      this.active.delete(tmpDir);
+    }
+  }
+
+  /**
+   * Removes what an interrupted ingest leaves: `incoming/*.part` and `releases/<app>/.tmp-*`.
+   * Call on agent start; anything an ingest of this process is still using is left alone.
+   */
+  async cleanupOrphans(): Promise<OrphanCleanup> {
+    const removed: string[] = [];
+    const inUse = (target: string): boolean => [...this.active].some(([tmpDir, partFile]) =>
+      target === partFile || target === tmpDir || target.startsWith(`${tmpDir}.`));
+    const remove = async (target: string): Promise<void> => {
+      if (inUse(target)) return;
+      await rm(target, { recursive: true, force: true, maxRetries: 3 });
+      removed.push(target);
+    };
+    for (const name of await readdirOrEmpty(this.incomingDir)) {
+      if (name.endsWith(PART_SUFFIX)) await remove(path.join(this.incomingDir, name));
+    }
+    for (const app of await readdirOrEmpty(this.releasesDir)) {
+      if (!isAppName(app)) continue;
+      const appDir = path.join(this.releasesDir, app);
+      for (const name of await readdirOrEmpty(appDir)) {
+        // `.tmp-x.discard-y` (a failed extraction's trash) also starts with the prefix.
+        if (name.startsWith(TMP_PREFIX)) await remove(path.join(appDir, name));
+      }
+    }
+    return { removed };
+  }
+
+  /**
+   * Writes the new release's data to disk before it is published, so a power cut can never
+   * leave a published release with empty files. One `sync -f` (syncfs) instead of an fsync per
+   * file: a release has thousands of small files.
+   */
+  private async flush(dir: string, label: string): Promise<void> {
+    const result = await runCommand(['sync', '-f', dir], { timeoutMs: this.syncTimeoutMs });
+    if (result.exitCode !== 0) {
+      throw new SlipwayError('release_sync_failed', `${label}: flushing the unpacked release to disk failed${result.timedOut ? ` (timed out after ${this.syncTimeoutMs} ms)` : ''}`, {
+        status: 500, details: result.stderr ? [outputTail(result.stderr, 5)] : undefined,
+        hint: 'check the disk (dmesg, df) and push again',
+      });
+    }
+  }
+}
+
+function ignoreError(): void { /* surfaced by receiveUpload's read instead */ }
+
+function requireNames(app: string, releaseId?: string): void {
+  if (!isAppName(app)) {
+    throw new SlipwayError('invalid_app_name', `app name ${JSON.stringify(app)} is not allowed`, {
+      status: 400, hint: 'app names are lowercase letters, digits and dashes, starting with a letter (at most 40)',
+    });
+  }
+  if (releaseId !== undefined && !isReleaseId(releaseId)) {
+    throw new SlipwayError('invalid_release_id', `release id ${JSON.stringify(releaseId)} is not allowed`, {
+      status: 400, hint: 'a release id is a full 40-hex commit SHA, optionally followed by -dirty-<12 hex>',
+    });
+  }
+}
+
+function releaseExists(label: string): SlipwayError {
+  return new SlipwayError('release_exists', `${label} is already on this host`, {
+    status: 409, hint: 'nothing to upload: deploy the existing release',
+  });
+}
+
+/** Adds which release and which step failed to an error from a lower layer. */
+function withContext(error: unknown, label: string, step: string): SlipwayError {
+  if (!(error instanceof SlipwayError)) {
+    return new SlipwayError('ingest_failed', `${label}: ${step} failed: ${errorMessage(error)}`, {
+      status: 500, cause: error, hint: 'check the agent log; existing releases were not touched',
+    });
+  }
+  return new SlipwayError(error.code, `${label}: ${error.message}`, {
+    status: error.status, cause: error,
+    ...(error.hint === undefined ? {} : { hint: error.hint }),
+    details: [...(error.details ?? []), `step: ${step}`],
+  });
+}
+
+type ManifestLoad = { ok: true; value: ReleaseManifest } | { ok: false; problem: string; details?: string[] };
+
+async function loadManifest(dir: string): Promise<ManifestLoad> {
+  const file = path.join(dir, MANIFEST_FILE);
+  const st = await lstat(file).catch(() => undefined);
+  if (!st) return { ok: false, problem: `${MANIFEST_FILE} is missing from the root of the tarball` };
+  // A symlink could point at any file of the release; the manifest must be the real thing.
+  if (!st.isFile()) return { ok: false, problem: `${MANIFEST_FILE} is not a regular file` };
+  if (st.size > MAX_MANIFEST_BYTES) return { ok: false, problem: `${MANIFEST_FILE} is larger than ${MAX_MANIFEST_BYTES} bytes` };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(await readFile(file, 'utf8'));
+  } catch (error) {
+    return { ok: false, problem: `${MANIFEST_FILE} is not valid JSON (${errorMessage(error)})` };
+  }
+  const result = validateManifest(parsed);
+  if (!result.ok) return { ok: false, problem: `${MANIFEST_FILE} is invalid`, details: result.errors };
+  return { ok: true, value: result.value };
+}
+
+async function readdirOrEmpty(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

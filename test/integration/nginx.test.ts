@@ -1,0 +1,325 @@
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import { createServer as createTcpServer, type Server as TcpServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { httpGet } from '../../agent/health.js';
+import { NginxController, type NginxProbe } from '../../agent/nginx/controller.js';
+import { renderAppConfig } from '../../agent/nginx/render.js';
+import { SlipwayError } from '../../agent/shared/errors.js';
+import { startNginx, type NginxHandle } from '../helpers/nginx.js';
+import { freePort } from '../helpers/ports.js';
+
+const TEMPLATE_DIR = fileURLToPath(new URL('../../nginx/', import.meta.url));
+const HOST = 'shop.test';
+const release = (n: number) => n.toString(16).padStart(40, '0');
+
+interface Backend { port: number; server: Server }
+
+async function startBackend(body: string): Promise<Backend> {
+  const server = createServer((_request, response) => {
+    response.writeHead(200, { 'content-type': 'text/plain' });
+    response.end(body);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('backend has no port');
+  return { port: address.port, server };
+}
+
+async function snapshot(dir: string): Promise<Record<string, string>> {
+  const files: Record<string, string> = {};
+  for (const name of (await fs.readdir(dir)).sort()) files[name] = await fs.readFile(path.join(dir, name), 'utf8');
+  return files;
+}
+
+async function expectSlipwayError(promise: Promise<unknown>, code: string): Promise<SlipwayError> {
+  try {
+    await promise;
+  } catch (error) {
+    expect(error).toBeInstanceOf(SlipwayError);
+    expect((error as SlipwayError).code).toBe(code);
+    return error as SlipwayError;
+  }
+  throw new Error(`expected ${code}, but the call succeeded`);
+}
+
+describe('NginxController against a real nginx', () => {
+  let nginx: NginxHandle;
+  let controller: NginxController;
+  let scratch: string;
+  let commandLog: string;
+  let blue: Backend;
+  let green: Backend;
+  let generation = 0;
+
+  /** Every nginx invocation the controller makes, as argument strings (from the wrapper script). */
+  const invocations = async () => (await fs.readFile(commandLog, 'utf8').catch(() => '')).split('\n').filter(Boolean);
+
+  const render = (app: string, slot: 'blue' | 'green', upstreamPort: number, gen: number, templateDir = TEMPLATE_DIR, port = nginx.port) =>
+    renderAppConfig({
+      app, slot, upstreamPort, releaseId: release(gen), generation: gen,
+      listen: { host: '127.0.0.1', port }, serverNames: [`${app}.test`],
+    }, { templateDir });
+
+  const probe = (app: string, gen: number, port = nginx.port): NginxProbe => ({
+    url: `http://127.0.0.1:${port}/`,
+    hostHeader: `${app}.test`,
+    expectHeaders: { 'x-slipway-generation': String(gen), 'x-slipway-release': release(gen) },
+  });
+
+  const get = (host: string, port = nginx.port) => httpGet(`http://127.0.0.1:${port}/`, { timeoutMs: 3_000, headers: { host } });
+
+  beforeAll(async () => {
+    nginx = await startNginx();
+    scratch = await fs.mkdtemp(path.join(os.tmpdir(), 'slipway-nginx-test-'));
+    commandLog = path.join(scratch, 'nginx-commands.log');
+    // A wrapper that records each invocation, so "no reload was sent" is observed, not inferred.
+    const wrapper = path.join(scratch, 'nginx-wrapper');
+    await fs.writeFile(wrapper, `#!/bin/sh\nprintf '%s\\n' "$*" >> '${commandLog}'\nexec nginx "$@"\n`, { mode: 0o755 });
+    controller = new NginxController({
+      command: [wrapper, ...nginx.command.slice(1)],
+      pidFile: nginx.pidFile,
+      includeDir: nginx.includeDir,
+      errorLogPath: nginx.errorLogPath,
+      proveTimeoutMs: 3_000,
+    });
+    blue = await startBackend('hello from blue');
+    green = await startBackend('hello from green');
+  });
+
+  afterAll(async () => {
+    await nginx?.stop();
+    for (const backend of [blue, green]) await new Promise((resolve) => backend?.server.close(resolve));
+    await fs.rm(scratch, { recursive: true, force: true });
+  });
+
+  beforeEach(async () => {
+    await fs.rm(commandLog, { force: true });
+  });
+
+  it('answers 404 from the default server while no app is configured', async () => {
+    const response = await get(HOST);
+    expect(response.status).toBe(404);
+    expect(response.headers['x-slipway-generation']).toBeUndefined();
+  });
+
+  it('applies a first config and serves its markers and backend through nginx', async () => {
+    generation += 1;
+    const config = render('shop', 'blue', blue.port, generation);
+    const timings = await controller.apply({ app: 'shop', config, probe: probe('shop', generation) });
+
+    expect(timings.testMs).toBeGreaterThanOrEqual(0);
+    expect(timings.reloadMs).toBeGreaterThanOrEqual(0);
+    expect(timings.proveMs).toBeGreaterThanOrEqual(0);
+    const response = await get(HOST);
+    expect(response.status).toBe(200);
+    expect(response.body).toBe('hello from blue');
+    expect(response.headers['x-slipway-release']).toBe(release(generation));
+    expect(response.headers['x-slipway-slot']).toBe('blue');
+    expect(response.headers['x-slipway-generation']).toBe(String(generation));
+    expect(await controller.currentConfig('shop')).toBe(config);
+    // The proven config becomes last-good; no staging or temp file is left behind.
+    expect(await snapshot(nginx.includeDir)).toEqual({ 'shop.conf': config, 'shop.conf.last-good': config });
+    expect((await invocations()).map((line) => line.split(' ').slice(-2).join(' '))).toEqual([`${nginx.errorLogPath} -t`, '-s reload']);
+  });
+
+  it('switches to the other backend and records it as last-good', async () => {
+    const before = await fs.readFile(path.join(nginx.includeDir, 'shop.conf'), 'utf8');
+    const workersBefore = nginx.workerPids();
+    generation += 1;
+    await controller.apply({ app: 'shop', config: render('shop', 'green', green.port, generation), probe: probe('shop', generation) });
+
+    const response = await get(HOST);
+    expect(response.body).toBe('hello from green');
+    expect(response.headers['x-slipway-slot']).toBe('green');
+    expect(response.headers['x-slipway-generation']).toBe(String(generation));
+    // last-good follows the last config proven live; the one before it is gone.
+    expect(before).toContain('X-Slipway-Slot blue');
+    expect(await fs.readFile(path.join(nginx.includeDir, 'shop.conf.last-good'), 'utf8'))
+      .toBe(await fs.readFile(path.join(nginx.includeDir, 'shop.conf'), 'utf8'));
+    // A real reload happened: the master replaced its workers.
+    expect(nginx.workerPids().some((pid) => !workersBefore.includes(pid))).toBe(true);
+  });
+
+  it('rejects a config nginx -t refuses: live file byte-identical, nothing else touched, no reload sent', async () => {
+    // Unrelated files in the include dir must survive untouched.
+    await fs.writeFile(path.join(nginx.includeDir, 'other.conf'), 'map $host $slipway_test_other { default 1; }\n');
+    await fs.writeFile(path.join(nginx.includeDir, 'README.txt'), 'not nginx config\n');
+    const before = await snapshot(nginx.includeDir);
+    const liveGeneration = generation;
+
+    const brokenTemplates = path.join(scratch, 'broken-template');
+    await fs.mkdir(brokenTemplates, { recursive: true });
+    const template = await fs.readFile(path.join(TEMPLATE_DIR, 'app.conf.njk'), 'utf8');
+    await fs.writeFile(path.join(brokenTemplates, 'app.conf.njk'), template.replace('keepalive 16;', 'keepalive 16;\n    slipway_bogus_directive on;'));
+    const broken = render('shop', 'blue', blue.port, liveGeneration + 1, brokenTemplates);
+
+    const error = await expectSlipwayError(
+      controller.apply({ app: 'shop', config: broken, probe: probe('shop', liveGeneration + 1) }), 'nginx_config_invalid');
+    expect(error.status).toBe(400);
+    // nginx's own words, pointing at the rendered file.
+    expect(error.message).toContain('[emerg] unknown directive "slipway_bogus_directive"');
+    expect(error.message).toContain(path.join(nginx.includeDir, 'shop.conf'));
+    expect(error.hint).toContain('unchanged');
+
+    expect(await snapshot(nginx.includeDir)).toEqual(before);
+    const calls = await invocations();
+    expect(calls).toHaveLength(1);
+    expect(calls[0]).toMatch(/ -t$/);
+    // The master still runs the old config: same backend, same generation.
+    const response = await get(HOST);
+    expect(response.body).toBe('hello from green');
+    expect(response.headers['x-slipway-generation']).toBe(String(liveGeneration));
+
+    await fs.rm(path.join(nginx.includeDir, 'other.conf'));
+    await fs.rm(path.join(nginx.includeDir, 'README.txt'));
+  });
+
+  it('removes a rejected first config of a new app without a trace', async () => {
+    const before = await snapshot(nginx.includeDir);
+    const error = await expectSlipwayError(controller.apply({
+      app: 'fresh',
+      config: 'server { listen 127.0.0.1:1; server_name fresh.test; proxy_pass; }\n',
+      probe: probe('fresh', 1),
+    }), 'nginx_config_invalid');
+    expect(error.message).toContain('[emerg]');
+    expect(await snapshot(nginx.includeDir)).toEqual(before);
+    expect(await controller.currentConfig('fresh')).toBeNull();
+    expect((await invocations()).some((line) => line.endsWith('-s reload'))).toBe(false);
+  });
+
+  it('blames the right file when the broken config is not the one being applied', async () => {
+    const foreign = path.join(nginx.includeDir, 'hand-edited.conf');
+    await fs.writeFile(foreign, 'this_is_not_a_directive;\n');
+    try {
+      const before = await snapshot(nginx.includeDir);
+      const error = await expectSlipwayError(controller.apply({
+        app: 'shop', config: render('shop', 'blue', blue.port, generation + 1), probe: probe('shop', generation + 1),
+      }), 'nginx_config_invalid');
+      expect(error.message).toContain(foreign);
+      expect(error.hint).toContain('did not write');
+      expect(await snapshot(nginx.includeDir)).toEqual(before);
+    } finally {
+      await fs.rm(foreign);
+    }
+  });
+
+  it('restores and reloads the old config when nginx accepts the file but does not apply it', async () => {
+    // nginx -t does not bind sockets, so a listen port held by another program passes the test;
+    // the reload then fails inside the master, which keeps its old config while "-s reload" exits 0.
+    const squatter: TcpServer = createTcpServer((socket) => {
+      socket.end('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nno', () => socket.destroy());
+    });
+    const squatPort = await freePort();
+    await new Promise<void>((resolve) => squatter.listen(squatPort, '127.0.0.1', resolve));
+    try {
+      const before = await snapshot(nginx.includeDir);
+      const liveGeneration = generation;
+      const error = await expectSlipwayError(controller.apply({
+        app: 'clash',
+        config: render('clash', 'blue', blue.port, 900, TEMPLATE_DIR, squatPort),
+        probe: probe('clash', 900, squatPort),
+      }), 'nginx_reload_not_applied');
+      expect(error.status).toBe(502);
+      expect(error.details?.join('\n')).toContain('Address already in use');
+      expect(error.details?.join('\n')).toContain('the previous config was restored and nginx reloaded again');
+      expect(await snapshot(nginx.includeDir)).toEqual(before);
+      expect((await invocations()).filter((line) => line.endsWith('-s reload'))).toHaveLength(2);
+      const response = await get(HOST);
+      expect(response.body).toBe('hello from green');
+      expect(response.headers['x-slipway-generation']).toBe(String(liveGeneration));
+    } finally {
+      await new Promise((resolve) => squatter.close(resolve));
+    }
+  });
+
+  it('serialises applies: a broken candidate of one app cannot fail a concurrent apply of another', async () => {
+    generation += 1;
+    const good = controller.apply({ app: 'shop', config: render('shop', 'blue', blue.port, generation), probe: probe('shop', generation) });
+    const bad = controller.apply({ app: 'fresh', config: 'not_a_directive;\n', probe: probe('fresh', 1) });
+    const [goodResult, badResult] = await Promise.allSettled([good, bad]);
+    expect(goodResult.status).toBe('fulfilled');
+    expect(badResult.status).toBe('rejected');
+    expect(((badResult as PromiseRejectedResult).reason as SlipwayError).code).toBe('nginx_config_invalid');
+    const response = await get(HOST);
+    expect(response.body).toBe('hello from blue');
+    expect(response.headers['x-slipway-generation']).toBe(String(generation));
+    expect(await controller.currentConfig('fresh')).toBeNull();
+  });
+
+  describe('when nginx is not running, nothing is written', () => {
+    let pidDir: string;
+    beforeAll(async () => {
+      pidDir = await fs.mkdtemp(path.join(os.tmpdir(), 'slipway-nginx-pid-'));
+    });
+    afterAll(async () => {
+      await fs.rm(pidDir, { recursive: true, force: true });
+    });
+
+    const applyWith = async (pidFile: string) => {
+      const before = await snapshot(nginx.includeDir);
+      const withPid = new NginxController({ command: nginx.command, pidFile, includeDir: nginx.includeDir });
+      const error = await expectSlipwayError(withPid.apply({
+        app: 'shop', config: render('shop', 'blue', blue.port, 1000), probe: probe('shop', 1000),
+      }), 'nginx_not_running');
+      expect(error.status).toBe(503);
+      expect(error.hint).toContain('start nginx');
+      expect(await snapshot(nginx.includeDir)).toEqual(before);
+      return error;
+    };
+
+    it('no pid file', async () => {
+      const error = await applyWith(path.join(pidDir, 'absent.pid'));
+      expect(error.message).toContain('does not exist');
+    });
+
+    it('pid file naming a process that has exited', async () => {
+      const exited = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+      const file = path.join(pidDir, 'dead.pid');
+      await fs.writeFile(file, `${exited.stdout}\n`);
+      const error = await applyWith(file);
+      expect(error.message).toContain('stale pid file');
+    });
+
+    it('pid file naming a live process that is not nginx', async () => {
+      const file = path.join(pidDir, 'reused.pid');
+      await fs.writeFile(file, `${process.pid}\n`);
+      const error = await applyWith(file);
+      expect(error.message).toContain('is not nginx');
+    });
+
+    it('garbage in the pid file', async () => {
+      const file = path.join(pidDir, 'garbage.pid');
+      await fs.writeFile(file, 'nginx\n');
+      const error = await applyWith(file);
+      expect(error.message).toContain('does not hold a pid');
+    });
+
+    it('a real master that crashed and left its pid file behind, then was cleaned up', async () => {
+      const other = await startNginx();
+      try {
+        const controllerFor = new NginxController({ command: other.command, pidFile: other.pidFile, includeDir: other.includeDir });
+        expect((await controllerFor.checkMasterRunning()).pid).toBe(other.pid);
+
+        await other.crash();
+        await expect(fs.readFile(other.pidFile, 'utf8')).resolves.toContain(String(other.pid));
+        const crashed = await expectSlipwayError(controllerFor.apply({
+          app: 'shop', config: render('shop', 'blue', blue.port, 1), probe: probe('shop', 1, other.port),
+        }), 'nginx_not_running');
+        expect(crashed.message).toContain('stale pid file');
+        expect(await fs.readdir(other.includeDir)).toEqual([]);
+      } finally {
+        await other.stop();
+      }
+      const stopped = new NginxController({ command: other.command, pidFile: other.pidFile, includeDir: nginx.includeDir });
+      await expectSlipwayError(stopped.checkMasterRunning(), 'nginx_not_running');
+    });
+  });
+});

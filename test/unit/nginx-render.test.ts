@@ -1,0 +1,184 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { nginxInputProblems, renderAppConfig, type AppConfigInput } from '../../agent/nginx/render.js';
+import { SlipwayError } from '../../agent/shared/errors.js';
+
+const TEMPLATE_DIR = fileURLToPath(new URL('../../nginx/', import.meta.url));
+const RELEASE = '0123456789abcdef0123456789abcdef01234567';
+
+const sample: AppConfigInput = {
+  app: 'shop',
+  slot: 'green',
+  upstreamPort: 3002,
+  releaseId: RELEASE,
+  generation: 7,
+  listen: { host: '127.0.0.1', port: 8080 },
+  serverNames: ['shop.example.com', 'www.shop.example.com'],
+};
+
+const EXPECTED = `# Rendered by Slipway for app "shop". Slipway overwrites this file on every switch: edit the template instead.
+# release ${RELEASE} / slot green / generation 7
+
+upstream slipway_shop {
+    server 127.0.0.1:3002;
+    keepalive 16;
+    # Below Node's default server keepAliveTimeout (5 s), so nginx never reuses a connection the
+    # app is about to close (which would surface as a 502 on a non-idempotent request).
+    keepalive_timeout 4s;
+}
+
+server {
+    listen 127.0.0.1:8080;
+    server_name shop.example.com www.shop.example.com;
+
+    client_max_body_size 1m;
+
+    location / {
+        proxy_pass http://slipway_shop;
+        # HTTP/1.1 with an empty Connection header is what lets the upstream keepalive pool work.
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $host;
+        proxy_set_header X-Real-IP $remote_addr;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_set_header X-Forwarded-Host $host;
+        proxy_connect_timeout 5s;
+        proxy_read_timeout 60s;
+
+        # Markers read back through nginx after a reload: they prove which config is live
+        # ("nginx -s reload" exits 0 even when the master keeps the old one).
+        add_header X-Slipway-Release ${RELEASE} always;
+        add_header X-Slipway-Slot green always;
+        add_header X-Slipway-Generation 7 always;
+    }
+}
+`;
+
+function renderError(input: unknown, options: { templateDir?: string; template?: string } = {}): SlipwayError {
+  try {
+    renderAppConfig(input as AppConfigInput, { templateDir: options.templateDir ?? TEMPLATE_DIR, ...(options.template ? { template: options.template } : {}) });
+  } catch (error) {
+    expect(error).toBeInstanceOf(SlipwayError);
+    return error as SlipwayError;
+  }
+  throw new Error('expected renderAppConfig to throw');
+}
+
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'slipway-render-'));
+afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+
+describe('renderAppConfig', () => {
+  it('renders the sample input exactly', () => {
+    expect(renderAppConfig(sample, { templateDir: TEMPLATE_DIR })).toBe(EXPECTED);
+  });
+
+  it('renders optional limits, IPv6 and wildcard listen addresses', () => {
+    const out = renderAppConfig({
+      ...sample,
+      listen: { host: '::1', port: 443 },
+      serverNames: ['_'],
+      clientMaxBodySize: '25m',
+      proxyReadTimeoutSeconds: 300,
+    }, { templateDir: TEMPLATE_DIR });
+    expect(out).toContain('    listen [::1]:443;\n');
+    expect(out).toContain('    server_name _;\n');
+    expect(out).toContain('    client_max_body_size 25m;\n');
+    expect(out).toContain('        proxy_read_timeout 300s;\n');
+    expect(renderAppConfig({ ...sample, listen: { host: '*', port: 80 } }, { templateDir: TEMPLATE_DIR }))
+      .toContain('    listen *:80;\n');
+    expect(renderAppConfig({ ...sample, clientMaxBodySize: 0 }, { templateDir: TEMPLATE_DIR }))
+      .toContain('    client_max_body_size 0;\n');
+  });
+
+  it('changes only the markers between generations of the same release', () => {
+    const a = renderAppConfig(sample, { templateDir: TEMPLATE_DIR }).split('\n');
+    const b = renderAppConfig({ ...sample, generation: 8 }, { templateDir: TEMPLATE_DIR }).split('\n');
+    const differing = a.map((line, i) => [line, b[i]]).filter(([x, y]) => x !== y);
+    expect(differing).toEqual([
+      [`# release ${RELEASE} / slot green / generation 7`, `# release ${RELEASE} / slot green / generation 8`],
+      ['        add_header X-Slipway-Generation 7 always;', '        add_header X-Slipway-Generation 8 always;'],
+    ]);
+  });
+
+  describe('refuses hostile or malformed values, naming the field', () => {
+    const cases: Array<[string, Record<string, unknown>, string]> = [
+      ['app with ;', { app: 'shop;' }, 'app'],
+      ['app with }', { app: 'shop}' }, 'app'],
+      ['app with newline', { app: 'shop\nserver' }, 'app'],
+      ['app in capitals', { app: 'Shop' }, 'app'],
+      ['unknown slot', { slot: 'red' }, 'slot'],
+      ['release id with a brace', { releaseId: `${RELEASE.slice(0, 39)}}` }, 'releaseId'],
+      ['short release id', { releaseId: 'abc123' }, 'releaseId'],
+      ['release id with a quote', { releaseId: `${RELEASE}"` }, 'releaseId'],
+      ['port 0', { upstreamPort: 0 }, 'upstreamPort'],
+      ['port 65536', { upstreamPort: 65536 }, 'upstreamPort'],
+      ['fractional port', { upstreamPort: 3000.5 }, 'upstreamPort'],
+      ['port as a string', { upstreamPort: '3000' }, 'upstreamPort'],
+      ['generation 0', { generation: 0 }, 'generation'],
+      ['fractional generation', { generation: 1.5 }, 'generation'],
+      ['listen host with ;', { listen: { host: '127.0.0.1;', port: 80 } }, 'listen.host'],
+      ['listen host name', { listen: { host: 'example.com', port: 80 } }, 'listen.host'],
+      ['listen port', { listen: { host: '127.0.0.1', port: -1 } }, 'listen.port'],
+      ['listen with an extra field', { listen: { host: '127.0.0.1', port: 80, ssl: true } }, 'listen.ssl'],
+      ['no server names', { serverNames: [] }, 'serverNames'],
+      ['server name with ;', { serverNames: ['a.test;', 'b.test'] }, 'serverNames[0]'],
+      ['server name with a space', { serverNames: ['b.test', 'a.test b.test'] }, 'serverNames[1]'],
+      ['server name with a newline', { serverNames: ['a.test\nlisten 81'] }, 'serverNames[0]'],
+      ['server name with {', { serverNames: ['a{'] }, 'serverNames[0]'],
+      ['server name with quotes', { serverNames: ['"a.test"'] }, 'serverNames[0]'],
+      ['server name with a single quote', { serverNames: ["a.test'"] }, 'serverNames[0]'],
+      ['server name regex', { serverNames: ['~^(.+)$'] }, 'serverNames[0]'],
+      ['duplicate server name', { serverNames: ['a.test', 'A.test'] }, 'serverNames[1]'],
+      ['body size with ;', { clientMaxBodySize: '10m;' }, 'clientMaxBodySize'],
+      ['body size with a unit nginx lacks', { clientMaxBodySize: '10t' }, 'clientMaxBodySize'],
+      ['read timeout 0', { proxyReadTimeoutSeconds: 0 }, 'proxyReadTimeoutSeconds'],
+      ['unknown field', { extraDirective: 'deny all' }, 'extraDirective'],
+    ];
+    it.each(cases)('%s', (_label, patch, field) => {
+      const error = renderError({ ...sample, ...patch });
+      expect(error.code).toBe('invalid_nginx_value');
+      expect(error.status).toBe(400);
+      expect(error.message).toContain(field);
+      expect(error.details?.some((line) => line.startsWith(`${field}: `))).toBe(true);
+      expect(error.hint).toBeTruthy();
+    });
+  });
+
+  it('lists every bad field at once', () => {
+    const problems = nginxInputProblems({ ...sample, app: 'a;b', upstreamPort: 0, serverNames: ['x}'] });
+    expect(problems.map((p) => p.split(':')[0])).toEqual(['app', 'serverNames[0]', 'upstreamPort']);
+    expect(nginxInputProblems(sample)).toEqual([]);
+    expect(nginxInputProblems(null)).toEqual(['(input): must be an object']);
+  });
+
+  it('names the template when it uses a variable Slipway does not provide', () => {
+    const dir = path.join(scratch, 'unknown-var');
+    fs.mkdirSync(dir);
+    fs.writeFileSync(path.join(dir, 'app.conf.njk'), 'upstream slipway_{{ app }} {\n    server 127.0.0.1:{{ upstreamPortt }};\n}\n');
+    const error = renderError(sample, { templateDir: dir });
+    expect(error.code).toBe('nginx_template_error');
+    expect(error.message).toContain(path.join(dir, 'app.conf.njk'));
+    expect(error.message).toMatch(/undefined/);
+    expect(error.hint).toContain('upstreamPort');
+  });
+
+  it('reports a missing template and refuses template names that leave the template dir', () => {
+    const missing = renderError(sample, { templateDir: scratch, template: 'nope.njk' });
+    expect(missing.code).toBe('nginx_template_error');
+    expect(missing.message).toContain(path.join(scratch, 'nope.njk'));
+    expect(missing.hint).toContain('create');
+
+    const escaping = renderError(sample, { template: '../package.json' });
+    expect(escaping.code).toBe('nginx_template_error');
+  });
+
+  it('validates before touching the template', () => {
+    // A template dir that does not exist: a validation error must still win.
+    const error = renderError({ ...sample, app: 'x;y' }, { templateDir: path.join(scratch, 'absent') });
+    expect(error.code).toBe('invalid_nginx_value');
+  });
+});
