@@ -10,9 +10,13 @@ import { ReleaseStore } from './release/store.js';
 import { Pm2Adapter } from './pm2.js';
 import { NginxController } from './nginx/controller.js';
 import { renderAppConfig } from './nginx/render.js';
-import { checkOnce, waitHealthy } from './health.js';
+import { checkOnce, httpGet, waitHealthy } from './health.js';
+import { randomUUID } from 'node:crypto';
 import { RolloutService } from './rollout/rollout.js';
 import { buildServer } from './server.js';
+import { recoverAfterRestart } from './rollout/recovery.js';
+import { cleanupReleases } from './release/cleanup.js';
+import cron from 'node-cron';
 import { VERSION } from './shared/version.js';
 
 export interface RunningAgent {
@@ -30,8 +34,20 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
   const state = new StateStore(db);
   for (const app of Object.keys(config.apps)) state.ensureApp(app);
 
+  // Locks written under another boot id belong to a dead agent process.
+  const bootId = randomUUID();
   const releases = new ReleaseStore({ home: config.home, limits: config.limits });
   await releases.cleanupOrphans();
+  // A crash between the release dir's rename and its database row leaves a dir SQLite does not know;
+  // no slot can reference it, and the controller re-uploads it, so it is removed.
+  for (const app of Object.keys(config.apps)) {
+    for (const releaseId of await releases.list(app)) {
+      if (!state.release(app, releaseId)) {
+        logger.warn({ app, releaseId }, 'removing a release dir with no database row (left by a crash during upload)');
+        await releases.remove(app, releaseId);
+      }
+    }
+  }
   const processes = await Pm2Adapter.connect({ pm2Home: config.pm2.home, callTimeoutMs: config.pm2.callTimeoutMs });
   const nginx = new NginxController({
     command: config.nginx.command,
@@ -49,7 +65,8 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     hasRelease: (app, releaseId) => releases.has(app, releaseId),
     processes,
     nginx,
-    health: { waitHealthy },
+    health: { waitHealthy, httpGet },
+    bootId,
     renderNginx: (input) => {
       const pub = config.apps[input.app]!.public;
       return renderAppConfig(
@@ -59,13 +76,39 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     },
     logger,
   });
-  const server = buildServer({ config, token, state, releases, rollouts, processes, health: { checkOnce }, logger, version: VERSION });
+  await recoverAfterRestart({
+    config, state, processes, health: { waitHealthy, httpGet }, rollouts, bootId, logger,
+    releaseDir: (app, releaseId) => releases.releaseDir(app, releaseId),
+  });
+  const cleanup = (app: string, actor: string) => cleanupReleases({
+    state, bootId, logger,
+    keepReleases: config.retention.keepReleases,
+    releasesRoot: path.join(config.home, 'releases'),
+    removeRelease: (a, releaseId) => releases.remove(a, releaseId),
+    processCwds: async () => (await processes.list()).map((p) => p.pmCwd),
+    lastGood: (a) => {
+      const live = state.app(a)?.liveSlot;
+      return (live ? state.slot(a, live).releaseId : null) ?? rollouts.previousGoodRelease(a, null);
+    },
+  }, app, actor);
+  const retentionJob = cron.schedule(config.retention.schedule, async () => {
+    for (const app of Object.keys(config.apps)) {
+      const result = await cleanup(app, 'retention@agent').catch((error: unknown) => {
+        logger.error({ err: error, app }, 'scheduled release cleanup failed');
+        return null;
+      });
+      if (result?.skipped) logger.info({ app, reason: result.skipped }, 'scheduled release cleanup skipped');
+    }
+  }, { name: 'release-retention', noOverlap: true });
+
+  const server = buildServer({ config, token, state, releases, rollouts, processes, health: { checkOnce }, cleanup, logger, version: VERSION });
   const url = await server.listen({ host: config.api.host, port: config.api.port });
   logger.info({ url, home: config.home, apps: Object.keys(config.apps) }, 'slipway-agent listening');
   return {
     server,
     url,
     async close() {
+      await retentionJob.stop();
       await server.close();
       await processes.disconnect();
       db.close();

@@ -1,9 +1,11 @@
 import { readFileSync } from 'node:fs';
+import cron from 'node-cron';
 import path from 'node:path';
 import { APP_NAME_PATTERN, SERVER_NAME_PATTERN, type Slot } from './shared/names.js';
 import { SlipwayError } from './shared/errors.js';
 import { compileValidator } from './shared/validate.js';
 import { packageRoot } from './shared/version.js';
+import { backupsSchema, normalizeBackups, orphanBackupBeforeDeploy, type BackupsConfig } from './backups/config.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/slipway/agent.json';
 
@@ -25,6 +27,10 @@ export interface AppConfig {
   health: HealthCheckConfig;
   public: { listenHost: string; listenPort: number; serverNames: string[] };
   nginxTemplate: string;
+  /** Backup job run (and verified) before each deploy of this app; a failed backup stops the rollout. */
+  backupBeforeDeploy?: string;
+  /** After the switch: how long and how often traffic is checked, and what happens to the old slot. */
+  watch: { windowMs: number; intervalMs: number; failuresToRollback: number; keepPreviousWarm: boolean };
 }
 
 export interface AgentConfig {
@@ -44,7 +50,11 @@ export interface AgentConfig {
     proveTimeoutMs: number;
   };
   limits: { maxReleaseBytes: number; maxUnpackedBytes: number; maxEntries: number };
+  /** Release cleanup: how many releases to keep per app, and when the cleanup job runs (cron). */
+  retention: { keepReleases: number; schedule: string };
   apps: Record<string, AppConfig>;
+  /** Scheduled, verified database backups (agent/backups). */
+  backups?: BackupsConfig;
 }
 
 const port = { type: 'integer', minimum: 1, maximum: 65535 } as const;
@@ -103,6 +113,16 @@ const configSchema = {
         maxEntries: { type: 'integer', minimum: 1, default: 100_000 },
       },
     },
+    retention: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        keepReleases: { type: 'integer', minimum: 1, maximum: 1000, default: 5 },
+        schedule: { type: 'string', minLength: 9, default: '17 * * * *' },
+      },
+    },
+    backups: backupsSchema,
     apps: {
       type: 'object',
       minProperties: 1,
@@ -167,6 +187,18 @@ const configSchema = {
             },
           },
           nginxTemplate: { type: 'string', pattern: '^[A-Za-z0-9_.-]+\\.njk$', default: 'app.conf.njk' },
+          backupBeforeDeploy: { type: 'string', pattern: APP_NAME_PATTERN },
+          watch: {
+            type: 'object',
+            additionalProperties: false,
+            default: {},
+            properties: {
+              windowMs: { type: 'integer', minimum: 0, maximum: 3_600_000, default: 60_000 },
+              intervalMs: { type: 'integer', minimum: 50, maximum: 60_000, default: 1_000 },
+              failuresToRollback: { type: 'integer', minimum: 1, maximum: 100, default: 3 },
+              keepPreviousWarm: { type: 'boolean', default: false },
+            },
+          },
         },
       },
     },
@@ -190,6 +222,10 @@ export function parseAgentConfig(raw: unknown, source = 'agent config'): AgentCo
   config.pm2.home ??= path.join(config.home, 'pm2');
   config.nginx.templateDir ??= packageNginxDir;
   const problems: string[] = [];
+  problems.push(...(config.backups ? normalizeBackups(config.backups, config.home, config.apps) : orphanBackupBeforeDeploy(config.apps)));
+  if (!cron.validate(config.retention.schedule)) {
+    problems.push(`retention/schedule: "${config.retention.schedule}" is not a valid cron expression (e.g. "17 * * * *")`);
+  }
   for (const [app, appConfig] of Object.entries(config.apps)) {
     if (appConfig.slots.blue.port === appConfig.slots.green.port) {
       problems.push(`apps/${app}/slots: blue and green must use different ports`);

@@ -24,7 +24,10 @@ import { SlipwayError, errorMessage } from './shared/errors.js';
 //   names are accepted.
 // - Callbacks return arrays of processes (or arrays of errors); `describe` crashes the caller
 //   on an RPC error, so list() is used and filtered here instead.
-// - killDaemon leaves process.env.PM2_STATUS = 'stopping', which makes later calls misbehave.
+// - killDaemon leaves process.env.PM2_STATUS = 'stopping', which makes later calls misbehave;
+//   start sets process.env.PWD and PM2_JSON_PROCESSING. All are put back.
+// - Apps still see PM2's own bookkeeping as env (name, pm_id, pm_cwd, PM2_HOME, ...), and the
+//   daemon itself keeps the agent's full environment (it is spawned with it).
 
 const NAME_PATTERN = /^[a-z][a-z0-9-]{0,63}$/;
 const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -187,7 +190,7 @@ export class Pm2Adapter {
       }
       const env: Record<string, string> = { ...spec.env };
       if (env.PATH === undefined && process.env.PATH !== undefined) env.PATH = process.env.PATH;
-      const started = await this.raw('start', (cb) => this.api.start({
+      const started = await this.keepingProcessEnv(['PWD', 'PM2_JSON_PROCESSING'], () => this.raw('start', (cb) => this.api.start({
         name,
         script: spec.script,
         cwd: spec.cwd,
@@ -203,7 +206,7 @@ export class Pm2Adapter {
         pmx: false,
         automation: false,
         merge_logs: true,
-      }, cb));
+      }, cb)));
       const procs = (Array.isArray(started) ? started : []) as Array<{ pid?: unknown; pm2_env?: { pm_cwd?: unknown } }>;
       if (procs.length !== 1) {
         throw new SlipwayError('pm2_start_failed', `PM2 did not start ${name} (it reported ${procs.length} processes)`, {
@@ -293,6 +296,19 @@ export class Pm2Adapter {
         else process.env[key] = value;
       }
       this.markClosed();
+    }
+  }
+
+  /** PM2's start writes PWD and PM2_JSON_PROCESSING into the caller's process.env; undo that. */
+  private async keepingProcessEnv<T>(keys: string[], fn: () => Promise<T>): Promise<T> {
+    const saved = keys.map((key) => [key, process.env[key]] as const);
+    try {
+      return await fn();
+    } finally {
+      for (const [key, value] of saved) {
+        if (value === undefined) delete process.env[key];
+        else process.env[key] = value;
+      }
     }
   }
 

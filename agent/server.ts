@@ -11,6 +11,8 @@ import { SlipwayError, type ErrorBody } from './shared/errors.js';
 import { APP_NAME_PATTERN, RELEASE_ID_PATTERN, SHA256_PATTERN, SLOTS, shortSha, pm2ProcessName, type Slot } from './shared/names.js';
 import { formatAjvErrors } from './shared/validate.js';
 import type { ReleaseManifest } from './shared/manifest.js';
+import type { CleanupResult } from './release/cleanup.js';
+import { statfs } from 'node:fs/promises';
 
 export interface ReleaseRepository {
   has(app: string, releaseId: string): boolean;
@@ -26,6 +28,7 @@ export interface ServerDeps {
   rollouts: RolloutService;
   processes: ProcessManager;
   health: { checkOnce(url: string, options: { timeoutMs: number; expectStatus: number }): Promise<{ ok: boolean; status?: number; error?: string; ms: number }> };
+  cleanup: (app: string, actor: string) => Promise<CleanupResult>;
   logger: Logger;
   version: string;
 }
@@ -39,6 +42,10 @@ const releaseParams = {
   properties: { app: { type: 'string', pattern: APP_NAME_PATTERN }, releaseId: { type: 'string', pattern: RELEASE_ID_PATTERN } },
 } as const;
 const slotSchema = { type: 'string', enum: [...SLOTS] } as const;
+const lockIdSchema = { type: 'string', pattern: '^[0-9a-f-]{36}$' } as const;
+/** Room needed on disk for an upload: the tarball, its unpacked tree, and a margin. */
+const DISK_MARGIN_FACTOR = 4;
+const DISK_RESERVE_BYTES = 64 * 1024 * 1024;
 
 /** Builds the agent's HTTP API. Routes are thin: a schema and one service call each. */
 export function buildServer(deps: ServerDeps): FastifyInstance {
@@ -146,11 +153,28 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     if (deps.state.release(name, releaseId) && deps.releases.has(name, releaseId)) {
       throw new SlipwayError('release_exists', `release ${shortSha(releaseId)} of ${name} is already on this host`, { status: 409, hint: 'nothing to upload' });
     }
+    const declared = Number(request.headers['content-length']);
+    const fsStats = await statfs(deps.config.home);
+    const free = fsStats.bavail * fsStats.bsize;
+    const needed = declared * DISK_MARGIN_FACTOR + DISK_RESERVE_BYTES;
+    if (free < needed) {
+      reply.header('connection', 'close');
+      throw new SlipwayError('disk_space_low', `not enough free disk for release ${shortSha(releaseId)} of ${name}: ${Math.round(free / 1e6)} MB free under ${deps.config.home}, ${Math.round(needed / 1e6)} MB needed (${DISK_MARGIN_FACTOR}× the ${Math.round(declared / 1e6)} MB tarball + reserve)`, {
+        status: 507, hint: 'free space (old releases: deploy releases cleanup) or enlarge the disk',
+      });
+    }
     const source = request.body as Readable | undefined;
     if (!source || typeof (source as Readable).pipe !== 'function') {
       throw new SlipwayError('upload_missing', 'upload body must be sent as application/gzip', { status: 415, hint: 'send the tarball bytes' });
     }
-    const ingested = await deps.releases.ingest({ app: name, releaseId, sha256, source, expectedBytes: Number(request.headers['content-length']) });
+    let ingested;
+    try {
+      ingested = await deps.releases.ingest({ app: name, releaseId, sha256, source, expectedBytes: Number(request.headers['content-length']) });
+    } catch (error) {
+      // The store stopped reading; without this Node would quietly drain the rest of a refused upload.
+      reply.header('connection', 'close');
+      throw error;
+    }
     deps.state.recordRelease({ app: name, releaseId, sha256, bytes: ingested.bytes, manifest: ingested.manifest });
     request.log.info({ app: name, releaseId, bytes: ingested.bytes }, 'release stored');
     return reply.code(201).send({ releaseId, bytes: ingested.bytes, dir: ingested.dir });
@@ -161,13 +185,16 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       params: appParams,
       body: {
         type: 'object', additionalProperties: false, required: ['releaseId'],
-        properties: { releaseId: { type: 'string', pattern: RELEASE_ID_PATTERN }, slot: slotSchema },
+        properties: { releaseId: { type: 'string', pattern: RELEASE_ID_PATTERN }, slot: slotSchema, lockId: lockIdSchema },
       },
     },
   }, async (request, reply) => {
     const { app: name } = request.params as { app: string };
-    const body = request.body as { releaseId: string; slot?: Slot };
-    const feed = deps.rollouts.startDeploy({ app: name, releaseId: body.releaseId, ...(body.slot ? { slot: body.slot } : {}), actor: actorOf(request) });
+    const body = request.body as { releaseId: string; slot?: Slot; lockId?: string };
+    const feed = deps.rollouts.startDeploy({
+      app: name, releaseId: body.releaseId, actor: actorOf(request),
+      ...(body.slot ? { slot: body.slot } : {}), ...(body.lockId ? { lockId: body.lockId } : {}),
+    });
     return streamFeed(reply, feed);
   });
 
@@ -192,7 +219,14 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     const { app: name } = request.params as { app: string };
     requireApp(deps, name);
     const limit = Number((request.query as { limit?: string }).limit ?? 50);
-    return { deployments: deps.state.deployments(name, limit).map((d) => summary(d)) };
+    return {
+      deployments: deps.state.deployments(name, limit).map((d) => ({
+        ...summary(d),
+        stepDurationsMs: Object.fromEntries(deps.state.events(d.id)
+          .filter((e) => e.elapsedMs !== null && (e.status === 'ok' || e.status === 'failed'))
+          .map((e) => [e.step, e.elapsedMs])),
+      })),
+    };
   });
 
   app.get('/apps/:app/deployments/:id', {
@@ -213,7 +247,87 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     } satisfies DeploymentSummary;
   });
 
+  app.get('/apps/:app/releases', { schema: { params: appParams } }, async (request) => {
+    const { app: name } = request.params as { app: string };
+    requireApp(deps, name);
+    return { releases: releaseList(deps, name) };
+  });
+
+  app.post('/apps/:app/releases/cleanup', { schema: { params: appParams } }, async (request) => {
+    const { app: name } = request.params as { app: string };
+    requireApp(deps, name);
+    return deps.cleanup(name, actorOf(request));
+  });
+
+  app.post('/apps/:app/rollback', {
+    schema: {
+      params: appParams,
+      body: {
+        type: 'object', additionalProperties: false,
+        properties: {
+          to: { type: 'string', pattern: RELEASE_ID_PATTERN },
+          force: { type: 'boolean' },
+          reason: { type: 'string', maxLength: 500, pattern: '^[^\\u0000-\\u001f]*$' },
+        },
+      },
+    },
+  }, async (request, reply) => {
+    const { app: name } = request.params as { app: string };
+    const body = (request.body ?? {}) as { to?: string; force?: boolean; reason?: string };
+    const feed = deps.rollouts.startRollback({
+      app: name, force: body.force ?? false, actor: actorOf(request),
+      ...(body.to ? { to: body.to } : {}), ...(body.reason ? { reason: body.reason } : {}),
+    });
+    return streamFeed(reply, feed);
+  });
+
+  app.get('/apps/:app/lock', { schema: { params: appParams } }, async (request) => {
+    const { app: name } = request.params as { app: string };
+    return { lock: deps.rollouts.lockStatus(name) };
+  });
+
+  app.post('/apps/:app/lock', {
+    schema: {
+      params: appParams,
+      body: { type: 'object', additionalProperties: false, required: ['releaseId'], properties: { releaseId: { type: 'string', pattern: RELEASE_ID_PATTERN } } },
+    },
+  }, async (request, reply) => {
+    const { app: name } = request.params as { app: string };
+    const { releaseId } = request.body as { releaseId: string };
+    return reply.code(201).send({ lock: deps.rollouts.reserveLock({ app: name, releaseId, actor: actorOf(request) }) });
+  });
+
+  app.delete('/apps/:app/lock', {
+    schema: {
+      params: appParams,
+      querystring: {
+        type: 'object', additionalProperties: false,
+        properties: { lockId: lockIdSchema, force: { type: 'string', enum: ['true', 'false'] } },
+      },
+    },
+  }, async (request) => {
+    const { app: name } = request.params as { app: string };
+    const query = request.query as { lockId?: string; force?: string };
+    return deps.rollouts.releaseLock({ app: name, force: query.force === 'true', actor: actorOf(request), ...(query.lockId ? { lockId: query.lockId } : {}) });
+  });
+
   return app;
+}
+
+/** Releases with the state an operator cares about: live, standby, good, bad, failed, ready. */
+function releaseList(deps: ServerDeps, name: string) {
+  const appRow = deps.state.app(name)!;
+  const slots = deps.state.slots(name);
+  return deps.state.releases(name).map((r) => {
+    const inSlots = slots.filter((s) => s.releaseId === r.releaseId);
+    const live = inSlots.some((s) => s.slot === appRow.liveSlot);
+    const standby = !live && inSlots.some((s) => s.state === 'running');
+    return {
+      releaseId: r.releaseId, state: live ? 'live' : standby ? 'standby' : r.state, recordedState: r.state,
+      bytes: r.bytes, createdAt: r.createdAt, liveAt: r.liveAt, slots: inSlots.map((s) => s.slot),
+      branch: r.manifest.branch, author: r.manifest.author.name, commitTime: r.manifest.commitTime, dirty: r.manifest.dirty,
+    };
+  });
 }
 
 function requireApp(deps: ServerDeps, name: string): string {
@@ -251,7 +365,7 @@ function summary(d: import('./state/store.js').DeploymentRow): DeploymentSummary
   return {
     id: d.id, app: d.app, kind: d.kind, releaseId: d.releaseId, slot: d.slot, previousSlot: d.previousSlot,
     previousRelease: d.previousRelease, state: d.state, outcome: d.outcome, reason: d.reason,
-    requestedBy: d.requestedBy, startedAt: d.startedAt, endedAt: d.endedAt,
+    requestedBy: d.requestedBy, startedAt: d.startedAt, endedAt: d.endedAt, note: d.note,
   };
 }
 

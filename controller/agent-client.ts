@@ -36,6 +36,10 @@ export class AgentClient {
     }
   }
 
+  async delete<T>(path: string): Promise<T> {
+    return this.json<T>('DELETE', path);
+  }
+
   async json<T>(method: string, path: string, body?: unknown): Promise<T> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const response = await this.send(method, path, {
@@ -61,8 +65,11 @@ export class AgentClient {
     return parseJsonResponse(response, `upload to ${path}`);
   }
 
-  /** Sends a request whose answer is NDJSON, calling onLine for each line until the stream ends. */
-  async stream(method: string, path: string, body: unknown, onLine: (line: DeploymentStreamLine) => void): Promise<void> {
+  /**
+   * Sends a request whose answer is NDJSON, calling onLine for each line until the stream ends,
+   * or until onLine returns 'stop' (the agent carries on; only this client stops listening).
+   */
+  async stream(method: string, path: string, body: unknown, onLine: (line: DeploymentStreamLine) => void | 'stop'): Promise<void> {
     const payload = Buffer.from(JSON.stringify(body));
     const response = await this.send(method, path, { 'content-type': 'application/json', 'content-length': String(payload.length) }, async (req) => { req.end(payload); });
     if ((response.statusCode ?? 0) >= 300) {
@@ -77,7 +84,10 @@ export class AgentClient {
       while ((newline = buffered.indexOf('\n')) >= 0) {
         const line = buffered.slice(0, newline).trim();
         buffered = buffered.slice(newline + 1);
-        if (line) onLine(JSON.parse(line) as DeploymentStreamLine);
+        if (line && onLine(JSON.parse(line) as DeploymentStreamLine) === 'stop') {
+          response.destroy();
+          return;
+        }
       }
     }
     if (!response.complete) {

@@ -9,8 +9,22 @@ import { HumanOutput, JsonOutput, type Output } from './output.js';
 import { push } from './commands/push.js';
 import { switchSlot } from './commands/switch.js';
 import { status } from './commands/status.js';
+import { rollback } from './commands/rollback.js';
+import { cleanupReleases, history, lockRelease, lockStatus, releases } from './commands/history.js';
 
 interface GlobalOptions { config?: string; json?: boolean }
+
+function parseSeconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 86_400) throw new InvalidArgumentError('must be a whole number of seconds (0–86400)');
+  return n;
+}
+
+function parseCount(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 1000) throw new InvalidArgumentError('must be a whole number from 1 to 1000');
+  return n;
+}
 
 function parseSlot(value: string): Slot {
   if (!isSlot(value)) throw new InvalidArgumentError('must be "blue" or "green"');
@@ -30,21 +44,57 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
   const config = (opts: GlobalOptions) => loadControllerConfig(path.resolve(opts.config ?? DEFAULT_CONFIG_FILE));
 
   program.command('push')
-    .description('pack the commit, upload it unless the host has it, start it in the standby slot, health-check it, switch nginx')
+    .description('pack the commit, upload it unless the host has it, start it in the standby slot, health-check it, switch nginx, watch it')
     .option('--slot <slot>', 'slot to deploy into (default: the one not live)', parseSlot)
     .option('--sha <ref>', 'commit to deploy', 'HEAD')
     .option('--allow-dirty', 'deploy uncommitted changes of tracked files, tagged as a dirty release', false)
-    .action((opts: { slot?: Slot; sha: string; allowDirty: boolean }) => run((out, global) =>
-      push(config(global), { ...opts, cwd: process.cwd() }, out)));
+    // --wait and --no-wait share one property: true waits for another rollout's lock, false
+    // returns once traffic has moved (the agent still watches and swaps back on failure).
+    .option('--wait', 'if another rollout holds the lock, wait for it instead of failing')
+    .option('--no-wait', 'return once traffic has moved; the agent still runs the watch window')
+    .option('--wait-timeout <seconds>', 'how long --wait waits for the lock', parseSeconds, 1800)
+    .action((opts: { slot?: Slot; sha: string; allowDirty: boolean; wait?: boolean; waitTimeout: number }) => run((out, global) =>
+      push(config(global), {
+        sha: opts.sha, allowDirty: opts.allowDirty, wait: opts.wait === true, waitTimeoutMs: opts.waitTimeout * 1000,
+        detach: opts.wait === false, cwd: process.cwd(), ...(opts.slot ? { slot: opts.slot } : {}),
+      }, out)));
 
   program.command('switch')
-    .description('point nginx at the other, already-running slot')
+    .description('point nginx at the other, already-running slot (after a fresh health check), then watch it')
     .argument('<slot>', 'blue or green', parseSlot)
-    .action((slot: Slot) => run((out, global) => switchSlot(config(global), slot, out)));
+    .option('--no-wait', 'return once traffic has moved; the agent still runs the watch window')
+    .action((slot: Slot, opts: { wait?: boolean }) => run((out, global) => switchSlot(config(global), slot, { detach: opts.wait === false }, out)));
+
+  program.command('rollback')
+    .description('go back to the previous good release (or --to SHA): one switch if its slot is warm, else start + health gate + switch')
+    .option('--to <sha>', 'a retained release to go back to (see deploy releases)')
+    .option('--force', 'allow a release marked bad', false)
+    .option('--reason <text>', 'why, recorded in the history')
+    .action((opts: { to?: string; force: boolean; reason?: string }) => run((out, global) =>
+      rollback(config(global), { force: opts.force, ...(opts.to ? { to: opts.to } : {}), ...(opts.reason ? { reason: opts.reason } : {}) }, out)));
 
   program.command('status')
     .description('show slots, the live slot, processes, health and releases')
     .action(() => run((out, global) => status(config(global), global.json ?? false, out)));
+
+  program.command('history')
+    .description('deployments, switches and rollbacks: who, when, steps with durations, outcome and reason')
+    .option('-n, --limit <count>', 'how many', parseCount, 20)
+    .action((opts: { limit: number }) => run((out, global) => history(config(global), { json: global.json ?? false, limit: opts.limit }, out)));
+
+  const releasesCommand = program.command('releases')
+    .description('releases retained on the host, with state (live, standby, good, bad, failed) and age')
+    .action(() => run((out, global) => releases(config(global), { json: global.json ?? false }, out)));
+  releasesCommand.command('cleanup')
+    .description('delete releases beyond the retention count (never live, standby, in use or the last good one)')
+    .action(() => run((out, global) => cleanupReleases(config(global), { json: global.json ?? false }, out)));
+
+  const lock = program.command('lock').description('the per-app deploy lock');
+  lock.command('status').description('who holds the lock, since when, for what')
+    .action(() => run((out, global) => lockStatus(config(global), { json: global.json ?? false }, out)));
+  lock.command('release').description('release a lock left behind')
+    .option('--force', 'release it even if a rollout holds it', false)
+    .action((opts: { force: boolean }) => run((out, global) => lockRelease(config(global), { json: global.json ?? false, force: opts.force }, out)));
 
   return program;
 }

@@ -120,12 +120,11 @@ async function workerPids(masterPid: number): Promise<number[]> {
   return workers;
 }
 
-/** Those of `pids` that are still nginx workers accepting connections (not gone, not shutting down). */
-async function stillAccepting(pids: number[]): Promise<number[]> {
+/** nginx retitles a worker "worker process is shutting down" right before closing its listeners. */
+async function acceptingWorkers(masterPid: number): Promise<number[]> {
   const accepting: number[] = [];
-  for (const pid of pids) {
+  for (const pid of await workerPids(masterPid)) {
     const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-    // nginx retitles a worker "worker process is shutting down" right before closing its listeners.
     if (cmdline.includes('worker process') && !cmdline.includes('shutting down')) accepting.push(pid);
   }
   return accepting;
@@ -277,7 +276,7 @@ export class NginxController {
 
       step = 'reload';
       const logOffset = await this.errorLogSize();
-      const oldWorkers = await workerPids(masterPid);
+      const oldWorkers = await acceptingWorkers(masterPid);
       started = performance.now();
       const reload = await this.nginx(this.reloadArgs);
       const reloadMs = performance.now() - started;
@@ -293,7 +292,7 @@ export class NginxController {
 
       step = 'prove';
       started = performance.now();
-      const proof = await this.prove(probe, oldWorkers);
+      const proof = await this.prove(probe, masterPid, oldWorkers);
       const proveMs = performance.now() - started;
       if (!proof.ok) {
         // Read nginx's reason before the second reload buries it.
@@ -360,11 +359,13 @@ export class NginxController {
 
   /**
    * Polls the probe URL on fresh connections until every expected header value is served, then
-   * waits for the workers of the previous config to stop accepting: the master starts the new
-   * workers and only ~100 ms later tells the old ones to quit, and until then a connection can
-   * land on either generation.
+   * waits until no worker of an older config accepts connections any more: the master starts the
+   * new workers and only ~100 ms later tells the old ones to quit, and until then a connection
+   * can land on either generation. Besides the workers seen before the reload, a generation
+   * spawned by someone else's reload while ours was pending would be just as stale: so the
+   * number of accepting workers must also drop back to what it was before.
    */
-  private async prove(probe: NginxProbe, oldWorkers: number[]): Promise<{ ok: true } | { ok: false; observed: string }> {
+  private async prove(probe: NginxProbe, masterPid: number, oldWorkers: number[]): Promise<{ ok: true } | { ok: false; observed: string }> {
     const deadline = performance.now() + this.proveTimeoutMs;
     const wanted = Object.entries(probe.expectHeaders).map(([name, value]) => [name.toLowerCase(), value] as const);
     let observed = 'no response';
@@ -386,9 +387,10 @@ export class NginxController {
         }
       }
       if (served) {
-        const accepting = await stillAccepting(oldWorkers);
-        if (accepting.length === 0) return { ok: true };
-        observed = `the new config answers, but workers of the old one (${accepting.join(', ')}) still accept connections`;
+        const accepting = await acceptingWorkers(masterPid);
+        const stale = accepting.filter((pid) => oldWorkers.includes(pid));
+        if (stale.length === 0 && accepting.length <= Math.max(1, oldWorkers.length)) return { ok: true };
+        observed = `the new config answers, but older workers still accept connections (accepting: ${accepting.join(', ')}; before the reload: ${oldWorkers.join(', ')})`;
       }
       if (performance.now() + PROVE_INTERVAL_MS > deadline) return { ok: false, observed };
       await delay(PROVE_INTERVAL_MS);

@@ -120,6 +120,12 @@ export class ReleaseStore {
     return ids.sort();
   }
 
+  /** Deletes a release dir; callers make sure no slot references it. */
+  async remove(app: string, releaseId: string): Promise<void> {
+    requireNames(app, releaseId);
+    await rm(this.releaseDir(app, releaseId), { recursive: true, force: true });
+  }
+
   async readManifest(app: string, releaseId: string): Promise<ReleaseManifest> {
     const dir = this.releaseDir(app, releaseId);
     if (!this.has(app, releaseId)) {

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -5,12 +6,14 @@ import type { Logger } from 'pino';
 import type { AgentConfig } from '../config.js';
 import { envFileOf } from '../config.js';
 import { readAppEnv } from '../envfile.js';
-import type { StateStore, Outcome } from '../state/store.js';
+import type { StateStore, Outcome, LockRow, DeploymentKind } from '../state/store.js';
+import { isStaleLock } from '../state/store.js';
 import type { DeploymentResult, FailurePhase } from '../shared/api.js';
 import { SlipwayError, errorMessage } from '../shared/errors.js';
-import { pm2ProcessName, shortSha, type Slot } from '../shared/names.js';
+import { otherSlot, pm2ProcessName, shortSha, type Slot } from '../shared/names.js';
 import { chooseTargetSlot } from '../shared/slots.js';
 import { DeploymentFeed } from './feed.js';
+import { watchWindow, type WatchCheck } from './watch.js';
 import { waitFor } from '../wait.js';
 
 /** What the rollout needs from PM2 (implemented by Pm2Adapter). */
@@ -30,36 +33,44 @@ export interface HealthChecker {
   waitHealthy(url: string, options: {
     timeoutMs: number; intervalMs: number; retries: number; expectStatus: number; bodyContains?: string;
   }): Promise<{ ok: boolean; attempts: number; last: { status?: number; error?: string } | undefined }>;
+  httpGet(url: string, options: { timeoutMs: number; headers?: Record<string, string> }): Promise<{ status: number; headers: Record<string, string>; body: string }>;
 }
 
 export interface RolloutDeps {
   config: AgentConfig;
   state: StateStore;
+  /** Identifies this agent process; locks written by an earlier process are stale. */
+  bootId: string;
   releaseDir: (app: string, releaseId: string) => string;
   hasRelease: (app: string, releaseId: string) => boolean;
   processes: ProcessManager;
   nginx: TrafficSwitcher;
   health: HealthChecker;
   renderNginx: (input: { app: string; slot: Slot; upstreamPort: number; releaseId: string; generation: number }) => string;
+  /** Runs before anything changes (e.g. the app's pre-deploy backup); a throw stops the rollout. */
+  beforeDeploy?: (app: string, deploymentId: number) => Promise<string | null>;
   logger: Logger;
 }
 
-interface Lock { actor: string; since: string; releaseId: string | null; action: string }
+/** How long a lock reserved by a controller (before its upload) lasts if no rollout takes it over. */
+export const LOCK_RESERVATION_MS = 15 * 60_000;
 
 interface Context {
   id: number;
   app: string;
-  kind: 'deploy' | 'switch';
+  kind: DeploymentKind;
   slot: Slot;
   releaseId: string;
   previousSlot: Slot | null;
+  previousRelease: string | null;
+  lockId: string;
   durations: Record<string, number>;
   feed: DeploymentFeed;
 }
 
-/** Raised inside a rollout to stop it, carrying the phase the failure leaves the app in. */
-class RolloutFailure extends Error {
-  constructor(readonly phase: FailurePhase, override readonly cause: unknown) {
+/** Ends a rollout early, carrying its outcome and the phase it leaves the app in. */
+class RolloutStop extends Error {
+  constructor(readonly outcome: Exclude<Outcome, 'succeeded'>, readonly phase: FailurePhase, override readonly cause: unknown) {
     super(errorMessage(cause));
   }
 }
@@ -78,12 +89,12 @@ export function probeHostOf(config: AgentConfig, app: string): string {
 }
 
 /**
- * The rollout orchestrator: one place that moves an app from one release to another, with an
- * explicit compensation for every step, so a failure leaves the live slot serving.
+ * The rollout orchestrator: one place that moves an app's traffic from one release to another,
+ * with an explicit compensation for every step, so a failure leaves a healthy slot serving.
  */
 export class RolloutService {
-  private readonly locks = new Map<string, Lock>();
   private readonly feeds = new Map<number, DeploymentFeed>();
+  private readonly faultPause = process.env.SLIPWAY_FAULT_PAUSE_BEFORE ?? null;
 
   constructor(private readonly deps: RolloutDeps) {}
 
@@ -91,30 +102,71 @@ export class RolloutService {
     return this.feeds.get(deploymentId);
   }
 
-  lockOf(app: string): Lock | undefined {
-    return this.locks.get(app);
+  // ---- locks -------------------------------------------------------------------------------
+
+  lockStatus(app: string): (LockRow & { stale: boolean }) | null {
+    this.requireApp(app);
+    const lock = this.deps.state.lock(app);
+    return lock ? { ...lock, stale: isStaleLock(lock, this.deps.bootId, new Date()) } : null;
   }
 
-  /** Validates and starts a deployment; throws (nothing changed) when it cannot start. */
-  startDeploy(input: { app: string; releaseId: string; slot?: Slot; actor: string }): DeploymentFeed {
-    const { state } = this.deps;
-    const app = this.requireApp(input.app);
-    if (!this.deps.hasRelease(app, input.releaseId) || !state.release(app, input.releaseId)) {
-      throw new SlipwayError('release_not_found', `release ${shortSha(input.releaseId)} of ${app} is not on this host`, {
-        hint: 'upload it first (deploy push does this)', status: 404,
+  /** Reserves the app for a rollout that starts with an upload; the rollout takes the lock over. */
+  reserveLock(input: { app: string; releaseId: string; actor: string }): LockRow {
+    this.requireApp(input.app);
+    return this.takeLock({
+      app: input.app, lockId: randomUUID(), holder: input.actor, action: 'deploy', releaseId: input.releaseId,
+      expiresAt: new Date(Date.now() + LOCK_RESERVATION_MS).toISOString(), bootId: this.deps.bootId, deploymentId: null,
+    });
+  }
+
+  releaseLock(input: { app: string; lockId?: string; force: boolean; actor: string }): { released: boolean; lock: LockRow | null } {
+    this.requireApp(input.app);
+    const lock = this.deps.state.lock(input.app) ?? null;
+    if (!lock) return { released: false, lock: null };
+    if (lock.deploymentId !== null && !input.force && !isStaleLock(lock, this.deps.bootId, new Date())) {
+      throw new SlipwayError('lock_in_use', `the lock of ${input.app} belongs to running deployment ${lock.deploymentId}`, {
+        hint: 'wait for it to finish, or pass --force if you know it is stuck', status: 409,
       });
     }
-    const appRow = state.app(app)!;
-    const slot = chooseTargetSlot(app, appRow.liveSlot, input.slot);
-    return this.begin({ app, kind: 'deploy', slot, releaseId: input.releaseId, actor: input.actor }, (ctx) => this.runDeploy(ctx));
+    if (!input.force && input.lockId !== lock.lockId) {
+      throw new SlipwayError('lock_not_yours', `the lock of ${input.app} is held by ${lock.holder} since ${lock.since}`, {
+        hint: 'release it with: deploy lock release --force', status: 409,
+      });
+    }
+    this.deps.state.releaseLock(input.app, lock.lockId);
+    this.deps.logger.warn({ app: input.app, lock, by: input.actor, force: input.force }, 'deploy lock released by request');
+    return { released: true, lock };
+  }
+
+  private takeLock(lock: Omit<LockRow, 'since'>): LockRow {
+    const result = this.deps.state.acquireLock(lock);
+    if (!result.ok) {
+      const held = result.held;
+      throw new SlipwayError('app_locked', `${lock.app} is locked by ${held.holder} since ${held.since} for ${held.action}${held.releaseId ? ` of ${shortSha(held.releaseId)}` : ''}`, {
+        hint: 'wait for it (deploy push --wait), or check it with: deploy lock status', status: 409,
+      });
+    }
+    if (result.replaced) this.deps.logger.warn({ app: lock.app, stale: result.replaced }, 'took over a stale deploy lock');
+    return result.lock;
+  }
+
+  // ---- entry points ------------------------------------------------------------------------
+
+  /** Validates and starts a deployment; throws (nothing changed) when it cannot start. */
+  startDeploy(input: { app: string; releaseId: string; slot?: Slot; actor: string; lockId?: string }): DeploymentFeed {
+    const { state } = this.deps;
+    const app = this.requireApp(input.app);
+    this.requireRelease(app, input.releaseId);
+    const slot = chooseTargetSlot(app, state.app(app)!.liveSlot, input.slot);
+    return this.begin({ app, kind: 'deploy', slot, releaseId: input.releaseId, actor: input.actor, ...(input.lockId ? { lockId: input.lockId } : {}) },
+      (ctx) => this.runDeploy(ctx));
   }
 
   /** Points traffic at an already-running slot, after proving it healthy. */
   startSwitch(input: { app: string; slot: Slot; actor: string }): DeploymentFeed {
     const app = this.requireApp(input.app);
     const target = this.deps.state.slot(app, input.slot);
-    const appRow = this.deps.state.app(app)!;
-    if (appRow.liveSlot === input.slot) {
+    if (this.deps.state.app(app)!.liveSlot === input.slot) {
       throw new SlipwayError('slot_already_live', `${input.slot} is already the live slot of ${app}`, {
         hint: 'nothing to do; deploy status shows the slots', status: 409,
       });
@@ -124,7 +176,49 @@ export class RolloutService {
         hint: `deploy a release into it first: deploy push --slot ${input.slot}`, status: 409,
       });
     }
-    return this.begin({ app, kind: 'switch', slot: input.slot, releaseId: target.releaseId, actor: input.actor }, (ctx) => this.runSwitch(ctx));
+    return this.begin({ app, kind: 'switch', slot: input.slot, releaseId: target.releaseId, actor: input.actor }, (ctx) => this.runSwitch(ctx, true));
+  }
+
+  /**
+   * Goes back to the previous good release (or `to`): one switch when its slot is still warm and
+   * healthy, otherwise a start + health gate in the standby slot first.
+   */
+  startRollback(input: { app: string; to?: string; force: boolean; reason?: string; actor: string }): DeploymentFeed {
+    const { state } = this.deps;
+    const app = this.requireApp(input.app);
+    const appRow = state.app(app)!;
+    const liveRelease = appRow.liveSlot ? state.slot(app, appRow.liveSlot).releaseId : null;
+    const target = input.to ?? this.previousGoodRelease(app, liveRelease);
+    if (!target) {
+      throw new SlipwayError('no_previous_release', `${app} has no previous good release to roll back to`, {
+        hint: 'list releases with: deploy releases, then: deploy rollback --to <sha>', status: 409,
+      });
+    }
+    const release = this.requireRelease(app, target);
+    if (target === liveRelease) {
+      throw new SlipwayError('release_already_live', `${shortSha(target)} is already live on ${appRow.liveSlot}`, { hint: 'nothing to roll back', status: 409 });
+    }
+    if (release.state === 'bad' && !input.force) {
+      throw new SlipwayError('release_bad', `release ${shortSha(target)} of ${app} is marked bad (it failed after going live)`, {
+        hint: `pass --force to roll back to it anyway: deploy rollback --to ${target} --force`, status: 409,
+      });
+    }
+    const standby = appRow.liveSlot ? otherSlot(appRow.liveSlot) : 'blue';
+    const warm = state.slot(app, standby);
+    const reuseWarm = warm.releaseId === target && warm.state === 'running';
+    const feed = this.begin({ app, kind: 'rollback', slot: standby, releaseId: target, actor: input.actor }, (ctx) => (reuseWarm
+      ? this.runSwitch(ctx, false)
+      : this.runStartAndSwitch(ctx)));
+    state.setDeploymentNote(feed.deploymentId, input.reason ?? null);
+    return feed;
+  }
+
+  /** The release that was live most recently before the current one, and is not marked bad. */
+  previousGoodRelease(app: string, liveRelease: string | null): string | null {
+    const candidates = this.deps.state.releases(app)
+      .filter((r) => r.releaseId !== liveRelease && r.state === 'good' && r.liveAt !== null && this.deps.hasRelease(app, r.releaseId))
+      .sort((a, b) => (b.liveAt ?? '').localeCompare(a.liveAt ?? ''));
+    return candidates[0]?.releaseId ?? null;
   }
 
   private requireApp(app: string): string {
@@ -138,45 +232,70 @@ export class RolloutService {
     return app;
   }
 
-  private begin(
-    input: { app: string; kind: 'deploy' | 'switch'; slot: Slot; releaseId: string; actor: string },
-    run: (ctx: Context) => Promise<void>,
-  ): DeploymentFeed {
-    const held = this.locks.get(input.app);
-    if (held) {
-      throw new SlipwayError('app_locked', `${input.app} is locked by ${held.actor} since ${held.since} for ${held.action}${held.releaseId ? ` of ${shortSha(held.releaseId)}` : ''}`, {
-        hint: 'wait for that rollout to finish (deploy status shows it)', status: 409,
+  private requireRelease(app: string, releaseId: string) {
+    const row = this.deps.state.release(app, releaseId);
+    if (!row || !this.deps.hasRelease(app, releaseId)) {
+      throw new SlipwayError('release_not_found', `release ${shortSha(releaseId)} of ${app} is not on this host`, {
+        hint: 'upload it first (deploy push does this); deploy releases lists what the host has', status: 404,
       });
     }
-    const { state } = this.deps;
-    const appRow = state.app(input.app)!;
-    const previousSlot = appRow.liveSlot;
-    const previousRelease = previousSlot ? state.slot(input.app, previousSlot).releaseId : null;
-    const id = state.createDeployment({
-      app: input.app, kind: input.kind, releaseId: input.releaseId, slot: input.slot, previousSlot, previousRelease,
-      requestedBy: input.actor,
-    });
-    const feed = new DeploymentFeed(id);
-    this.feeds.set(id, feed);
-    this.locks.set(input.app, { actor: input.actor, since: new Date().toISOString(), releaseId: input.releaseId, action: input.kind });
-    const ctx: Context = { id, app: input.app, kind: input.kind, slot: input.slot, releaseId: input.releaseId, previousSlot, durations: {}, feed };
-    this.deps.logger.info({ deploymentId: id, app: input.app, kind: input.kind, slot: input.slot, releaseId: input.releaseId, actor: input.actor }, 'rollout started');
-    void run(ctx)
-      .then(() => this.finish(ctx, 'succeeded', null, null))
-      .catch((error: unknown) => {
-        const failure = error instanceof RolloutFailure ? error : new RolloutFailure('before_switch', error);
-        return this.finish(ctx, 'failed', failure.phase, failure.cause);
-      })
-      .catch((error: unknown) => this.deps.logger.error({ err: error, deploymentId: id }, 'could not record the end of a rollout'))
-      .finally(() => {
-        this.locks.delete(input.app);
-        // Keep finished feeds briefly so a slow client can still read the result.
-        setTimeout(() => this.feeds.delete(id), 60_000).unref();
-      });
-    return feed;
+    return row;
   }
 
+  private begin(
+    input: { app: string; kind: DeploymentKind; slot: Slot; releaseId: string; actor: string; lockId?: string },
+    run: (ctx: Context) => Promise<void>,
+  ): DeploymentFeed {
+    const { state } = this.deps;
+    const lock = this.takeLock({
+      app: input.app, lockId: input.lockId ?? randomUUID(), holder: input.actor, action: input.kind, releaseId: input.releaseId,
+      expiresAt: null, bootId: this.deps.bootId, deploymentId: null,
+    });
+    let id: number;
+    try {
+      const appRow = state.app(input.app)!;
+      const previousSlot = appRow.liveSlot;
+      const previousRelease = previousSlot ? state.slot(input.app, previousSlot).releaseId : null;
+      id = state.createDeployment({
+        app: input.app, kind: input.kind, releaseId: input.releaseId, slot: input.slot, previousSlot, previousRelease,
+        requestedBy: input.actor,
+      });
+      state.acquireLock({ ...lock, deploymentId: id });
+      const feed = new DeploymentFeed(id);
+      this.feeds.set(id, feed);
+      const ctx: Context = {
+        id, app: input.app, kind: input.kind, slot: input.slot, releaseId: input.releaseId, previousSlot, previousRelease,
+        lockId: lock.lockId, durations: {}, feed,
+      };
+      this.deps.logger.info({ deploymentId: id, app: input.app, kind: input.kind, slot: input.slot, releaseId: input.releaseId, actor: input.actor }, 'rollout started');
+      void run(ctx)
+        .then(() => this.finish(ctx, 'succeeded', null, null))
+        .catch((error: unknown) => {
+          const stop = error instanceof RolloutStop ? error : new RolloutStop('failed', 'before_switch', error);
+          return this.finish(ctx, stop.outcome, stop.phase, stop.cause);
+        })
+        .catch((error: unknown) => this.deps.logger.error({ err: error, deploymentId: id }, 'could not record the end of a rollout'))
+        .finally(() => {
+          state.releaseLock(input.app, lock.lockId);
+          // Keep finished feeds briefly so a slow client can still read the result.
+          setTimeout(() => this.feeds.delete(id), 60_000).unref();
+        });
+      return feed;
+    } catch (error) {
+      state.releaseLock(input.app, lock.lockId);
+      throw error;
+    }
+  }
+
+  // ---- rollout kinds -----------------------------------------------------------------------
+
   private async runDeploy(ctx: Context): Promise<void> {
+    await this.runStartAndSwitch(ctx);
+    await this.watchAndSettle(ctx);
+  }
+
+  /** Start the release in the target slot, gate it on health, switch nginx to it. */
+  private async runStartAndSwitch(ctx: Context): Promise<void> {
     const { app, slot, releaseId } = ctx;
     const appConfig = this.deps.config.apps[app]!;
     try {
@@ -185,6 +304,9 @@ export class RolloutService {
         await this.deps.nginx.checkMasterRunning();
         return readAppEnv(envFileOf(this.deps.config, app), app, appConfig.requiredEnv);
       }, () => 'nginx is running, env file read');
+      if (this.deps.beforeDeploy && ctx.kind === 'deploy') {
+        await this.step(ctx, 'backup', async () => this.deps.beforeDeploy!(app, ctx.id), (message) => message ?? 'no pre-deploy backup configured');
+      }
       await this.step(ctx, 'starting', () => this.startSlot(ctx, env), () => `${pm2ProcessName(app, slot)} started on port ${appConfig.slots[slot].port}`);
       await this.step(ctx, 'healthy', () => this.healthGate(ctx), (attempts) => `healthy after ${attempts} check(s)`);
     } catch (error) {
@@ -195,31 +317,124 @@ export class RolloutService {
           this.deps.state.setReleaseState(app, releaseId, 'failed');
         });
       });
-      throw new RolloutFailure('before_switch', error);
+      throw new RolloutStop('failed', 'before_switch', error);
     }
     try {
-      await this.step(ctx, 'switching', () => this.switchTraffic(ctx), () => `nginx serves ${slot} (${shortSha(releaseId)})`);
+      await this.step(ctx, 'switching', () => this.switchTraffic(ctx.app, slot, releaseId), () => `nginx serves ${slot} (${shortSha(releaseId)})`);
     } catch (error) {
       // nginx restored its last good config itself; the new slot never got traffic.
       await this.compensate(ctx, 'stop the new slot', async () => {
         await this.deps.processes.delete(pm2ProcessName(app, slot));
         this.deps.state.setSlot(app, slot, releaseId, 'stopped');
       });
-      throw new RolloutFailure('before_switch', error);
+      throw new RolloutStop('failed', 'before_switch', error);
     }
   }
 
-  private async runSwitch(ctx: Context): Promise<void> {
+  private async runSwitch(ctx: Context, watch: boolean): Promise<void> {
     try {
       await this.step(ctx, 'preflight', () => this.deps.nginx.checkMasterRunning(), () => 'nginx is running');
       await this.step(ctx, 'healthy', () => this.healthGate(ctx), (attempts) => `healthy after ${attempts} check(s)`);
-      await this.step(ctx, 'switching', () => this.switchTraffic(ctx), () => `nginx serves ${ctx.slot} (${shortSha(ctx.releaseId)})`);
+      await this.step(ctx, 'switching', () => this.switchTraffic(ctx.app, ctx.slot, ctx.releaseId), () => `nginx serves ${ctx.slot} (${shortSha(ctx.releaseId)})`);
     } catch (error) {
-      throw new RolloutFailure('before_switch', error);
+      throw new RolloutStop('failed', 'before_switch', error);
+    }
+    if (watch) await this.watchAndSettle(ctx, { stopPrevious: false });
+  }
+
+  /**
+   * The watch window: traffic through nginx, the slot's health endpoint and PM2's restart count,
+   * checked until the window ends. A failure swaps nginx back to the previous (still running) slot.
+   */
+  private async watchAndSettle(ctx: Context, options: { stopPrevious?: boolean } = {}): Promise<void> {
+    const { app, slot, releaseId } = ctx;
+    const { config, state } = this.deps;
+    const appConfig = config.apps[app]!;
+    const watch = appConfig.watch;
+    if (watch.windowMs > 0) {
+      const baseline = await this.deps.processes.describe(pm2ProcessName(app, slot));
+      let lastReport = 0;
+      const verdict = await this.step(ctx, 'watching', () => watchWindow({
+        windowMs: watch.windowMs,
+        intervalMs: watch.intervalMs,
+        threshold: watch.failuresToRollback,
+        runChecks: () => this.watchChecks(app, slot, releaseId, baseline?.restarts ?? 0),
+        onRound: (round, roundVerdict, elapsedMs) => {
+          if (roundVerdict.failingRounds > 0) {
+            this.emit(ctx, 'watching', 'info', `check failing: ${round.filter((c) => !c.ok).map((c) => `${c.name} ${c.detail}`).join('; ')}`, elapsedMs);
+          } else if (elapsedMs - lastReport >= 5_000) {
+            lastReport = elapsedMs;
+            this.emit(ctx, 'watching', 'info', `${Math.round(elapsedMs / 1000)}/${Math.round(watch.windowMs / 1000)} s: traffic, health and process checks pass`, elapsedMs);
+          }
+        },
+      }), (v) => (v.ok ? `${Math.round(watch.windowMs / 1000)} s window passed` : `failed: ${v.reason}`));
+      if (!verdict.ok) await this.swapBack(ctx, verdict.reason ?? 'a watch check failed');
+    }
+    if ((options.stopPrevious ?? true) && !watch.keepPreviousWarm && ctx.previousSlot && ctx.previousSlot !== slot) {
+      const previous = ctx.previousSlot;
+      await this.step(ctx, 'settle', async () => {
+        await this.deps.processes.delete(pm2ProcessName(app, previous));
+        state.setSlotState(app, previous, 'stopped');
+      }, () => `stopped the previous slot ${previous}`);
     }
   }
 
-  private async startSlot(ctx: Context, appEnv: Record<string, string>): Promise<void> {
+  private async watchChecks(app: string, slot: Slot, releaseId: string, baselineRestarts: number): Promise<WatchCheck[]> {
+    const { config } = this.deps;
+    const appConfig = config.apps[app]!;
+    const health = appConfig.health;
+    const timeoutMs = Math.min(health.timeoutMs, Math.max(200, appConfig.watch.intervalMs * 2));
+    const viaNginx = this.deps.health.httpGet(`${publicUrlOf(config, app)}${health.path}`, { timeoutMs, headers: { host: probeHostOf(config, app) } })
+      .then((r): WatchCheck => {
+        if (r.status !== health.expectStatus) return { name: 'public', ok: false, detail: `HTTP ${r.status} through nginx` };
+        if (r.headers['x-slipway-release'] !== releaseId) return { name: 'public', ok: false, detail: `nginx served release ${r.headers['x-slipway-release'] ?? 'none'}` };
+        return { name: 'public', ok: true, detail: 'ok' };
+      }, (error: unknown): WatchCheck => ({ name: 'public', ok: false, detail: errorMessage(error) }));
+    const direct = this.deps.health.httpGet(`http://127.0.0.1:${appConfig.slots[slot].port}${health.path}`, { timeoutMs })
+      .then((r): WatchCheck => ({ name: 'slot', ok: r.status === health.expectStatus, detail: `HTTP ${r.status}` }),
+        (error: unknown): WatchCheck => ({ name: 'slot', ok: false, detail: errorMessage(error) }));
+    const processCheck = this.deps.processes.describe(pm2ProcessName(app, slot)).then((p): WatchCheck => {
+      if (!p) return { name: 'process', ok: false, detail: 'not in PM2' };
+      if (p.status !== 'online') return { name: 'process', ok: false, detail: `PM2 status ${p.status}` };
+      if (p.restarts > baselineRestarts) return { name: 'process', ok: false, detail: `restarted (restarts ${baselineRestarts} → ${p.restarts})` };
+      return { name: 'process', ok: true, detail: 'online' };
+    }, (error: unknown): WatchCheck => ({ name: 'process', ok: false, detail: errorMessage(error) }));
+    return Promise.all([viaNginx, direct, processCheck]);
+  }
+
+  private async swapBack(ctx: Context, reason: string): Promise<never> {
+    const { app, slot, releaseId, previousSlot, previousRelease } = ctx;
+    const { state } = this.deps;
+    if (!previousSlot || !previousRelease || previousSlot === slot) {
+      state.setReleaseState(app, releaseId, 'bad');
+      throw new RolloutStop('failed', 'after_switch', new SlipwayError('watch_failed_no_previous',
+        `${app}/${slot}@${shortSha(releaseId)} failed after going live (${reason}) and there is no previous slot to swap back to`, {
+          hint: 'fix the release and push again', status: 502,
+        }));
+    }
+    await this.step(ctx, 'swap_back', async () => {
+      await this.switchTraffic(app, previousSlot, previousRelease);
+      await this.deps.processes.delete(pm2ProcessName(app, slot));
+      state.transaction(() => {
+        state.setSlot(app, slot, releaseId, 'stopped');
+        state.setReleaseState(app, releaseId, 'bad');
+      });
+    }, () => `nginx serves ${previousSlot} (${shortSha(previousRelease)}) again; ${slot} stopped, ${shortSha(releaseId)} marked bad`);
+    throw new RolloutStop('rolled_back', 'after_switch', new SlipwayError('watch_failed', `${shortSha(releaseId)} was rolled back: ${reason}`, {
+      hint: `read the app's log: PM2_HOME=${this.deps.config.pm2.home} pm2 logs ${pm2ProcessName(app, slot)} --lines 50`, status: 502,
+    }));
+  }
+
+  // ---- steps -------------------------------------------------------------------------------
+
+  /** Starts a release in a slot outside any rollout (crash recovery restores the live slot this way). */
+  async startRelease(app: string, slot: Slot, releaseId: string): Promise<void> {
+    const appConfig = this.deps.config.apps[app]!;
+    const env = await readAppEnv(envFileOf(this.deps.config, app), app, appConfig.requiredEnv);
+    await this.startSlot({ app, slot, releaseId }, env);
+  }
+
+  private async startSlot(ctx: Pick<Context, 'app' | 'slot' | 'releaseId'>, appEnv: Record<string, string>): Promise<void> {
     const { app, slot, releaseId } = ctx;
     const appConfig = this.deps.config.apps[app]!;
     const port = appConfig.slots[slot].port;
@@ -258,6 +473,7 @@ export class RolloutService {
       SLIPWAY_RELEASE: releaseId,
     };
     await this.deps.processes.start({ name, script, cwd: dir, args: appConfig.start.args, nodeArgs: appConfig.start.nodeArgs, env });
+    this.deps.state.setSlotState(app, slot, 'running');
   }
 
   private async healthGate(ctx: Context): Promise<number> {
@@ -272,7 +488,7 @@ export class RolloutService {
     if (!result.ok) {
       const seen = result.last?.status !== undefined ? `HTTP ${result.last.status}` : (result.last?.error ?? 'no answer');
       const proc = await this.deps.processes.describe(pm2ProcessName(app, slot)).catch(() => null);
-      const procNote = proc ? `; PM2 reports ${proc.status}, ${proc.restarts} restart(s)` : '';
+      const procNote = proc ? `; PM2 reports ${proc.status}, ${proc.restarts} restart(s)` : '; not running in PM2';
       throw new SlipwayError('health_check_failed', `${app}/${slot}@${shortSha(releaseId)} failed its health check ${url} after ${result.attempts} attempt(s): last saw ${seen} (expected ${health.expectStatus})${procNote}`, {
         hint: `read the app's log: PM2_HOME=${this.deps.config.pm2.home} pm2 logs ${pm2ProcessName(app, slot)} --lines 50`,
         status: 502,
@@ -281,8 +497,8 @@ export class RolloutService {
     return result.attempts;
   }
 
-  private async switchTraffic(ctx: Context): Promise<void> {
-    const { app, slot, releaseId } = ctx;
+  /** Render, test, reload, prove; then record the new live slot. Public for crash recovery. */
+  async switchTraffic(app: string, slot: Slot, releaseId: string): Promise<void> {
     const { state, config } = this.deps;
     const generation = state.nextGeneration(app);
     const rendered = this.deps.renderNginx({ app, slot, upstreamPort: config.apps[app]!.slots[slot].port, releaseId, generation });
@@ -299,10 +515,17 @@ export class RolloutService {
       state.setLiveSlot(app, slot);
       state.setSlotState(app, slot, 'running');
       state.setReleaseState(app, releaseId, 'good');
+      state.markReleaseLive(app, releaseId);
     });
   }
 
   private async step<T>(ctx: Context, step: string, fn: () => Promise<T>, okMessage: (value: T) => string): Promise<T> {
+    if (this.faultPause === step) {
+      // Test-only fault injection (SLIPWAY_FAULT_PAUSE_BEFORE=<step>): park here so a test can kill -9
+      // the agent exactly at this step boundary. Never set in production.
+      this.emit(ctx, step, 'info', `paused before ${step} (SLIPWAY_FAULT_PAUSE_BEFORE)`, null);
+      await new Promise(() => undefined);
+    }
     const started = Date.now();
     this.deps.state.setDeploymentState(ctx.id, step);
     this.emit(ctx, step, 'started', null, null);

@@ -85,5 +85,34 @@ export interface DeploymentSummary {
   requestedBy: string;
   startedAt: string;
   endedAt: string | null;
+  note: string | null;
+  stepDurationsMs?: Record<string, number>;
   events?: Omit<DeploymentEvent, 'type'>[];
+}
+
+export interface ReleaseListEntry {
+  releaseId: string;
+  /** live, standby, or the recorded state: good, bad, failed, ready. */
+  state: string;
+  recordedState: string;
+  bytes: number;
+  createdAt: string;
+  liveAt: string | null;
+  slots: Slot[];
+  branch: string | null;
+  author: string;
+  commitTime: string;
+  dirty: boolean;
+}
+
+export interface LockInfo {
+  app: string;
+  lockId: string;
+  holder: string;
+  action: string;
+  releaseId: string | null;
+  since: string;
+  expiresAt: string | null;
+  deploymentId: number | null;
+  stale: boolean;
 }

@@ -69,6 +69,72 @@ const MIGRATIONS: string[] = [
     result   TEXT NOT NULL
   );
   `,
+  // 1: deploy locks that survive agent restarts, when a release last served traffic, operator notes.
+  `
+  CREATE TABLE locks (
+    app         TEXT PRIMARY KEY,
+    lock_id     TEXT NOT NULL,
+    holder      TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    release_id  TEXT,
+    since       TEXT NOT NULL,
+    expires_at  TEXT,
+    boot_id     TEXT NOT NULL,
+    deployment_id INTEGER
+  );
+  ALTER TABLE releases ADD COLUMN live_at TEXT;
+  ALTER TABLE deployments ADD COLUMN note TEXT;
+  `,
+  // 2: backup runs (one row per run, written when it starts) and restores; queries in agent/backups/store.ts.
+  `
+  CREATE TABLE backups (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    job            TEXT NOT NULL,
+    app            TEXT NOT NULL,
+    kind           TEXT NOT NULL,
+    trigger        TEXT NOT NULL CHECK (trigger IN ('schedule', 'manual', 'deploy')),
+    requested_by   TEXT NOT NULL,
+    deployment_id  INTEGER,
+    status         TEXT NOT NULL CHECK (status IN ('running', 'skipped', 'failed', 'unverified', 'verified')),
+    reason         TEXT,
+    file           TEXT,
+    bytes          INTEGER,
+    sha256         TEXT,
+    started_at     TEXT NOT NULL,
+    ended_at       TEXT,
+    duration_ms    INTEGER,
+    exit_code      INTEGER,
+    signal         TEXT,
+    timed_out      INTEGER NOT NULL DEFAULT 0,
+    stderr_tail    TEXT,
+    pid            INTEGER,
+    pid_start      TEXT,
+    verified_at    TEXT,
+    verify_level   TEXT,
+    verification   TEXT,
+    pruned_at      TEXT,
+    prune_reason   TEXT,
+    offsite_status TEXT CHECK (offsite_status IN ('copied', 'failed', 'pruned')),
+    offsite_name   TEXT,
+    offsite_at     TEXT,
+    offsite_error  TEXT
+  );
+  CREATE INDEX backups_job ON backups (job, id);
+  CREATE TABLE backup_restores (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    backup_id     INTEGER NOT NULL REFERENCES backups (id),
+    target        TEXT NOT NULL,
+    forced        INTEGER NOT NULL DEFAULT 0,
+    requested_by  TEXT NOT NULL,
+    status        TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
+    reason        TEXT,
+    started_at    TEXT NOT NULL,
+    ended_at      TEXT,
+    duration_ms   INTEGER,
+    exit_code     INTEGER,
+    stderr_tail   TEXT
+  );
+  `,
 ];
 
 export function openDatabase(file: string): Db {

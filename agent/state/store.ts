@@ -12,12 +12,16 @@ export interface AppRow { name: string; liveSlot: Slot | null; generation: numbe
 export interface SlotRow { app: string; slot: Slot; releaseId: string | null; state: SlotState; updatedAt: string }
 export interface ReleaseRow {
   app: string; releaseId: string; sha256: string; bytes: number; manifest: ReleaseManifest;
-  state: ReleaseState; createdAt: string;
+  state: ReleaseState; createdAt: string; liveAt: string | null;
 }
 export interface DeploymentRow {
   id: number; app: string; kind: DeploymentKind; releaseId: string | null; slot: Slot;
   previousSlot: Slot | null; previousRelease: string | null; state: string; outcome: Outcome | null;
-  reason: string | null; requestedBy: string; startedAt: string; endedAt: string | null;
+  reason: string | null; requestedBy: string; startedAt: string; endedAt: string | null; note: string | null;
+}
+export interface LockRow {
+  app: string; lockId: string; holder: string; action: string; releaseId: string | null; since: string;
+  expiresAt: string | null; bootId: string; deploymentId: number | null;
 }
 export interface EventRow {
   id: number; deploymentId: number; step: string; status: EventStatus; message: string | null;
@@ -97,6 +101,10 @@ export class StateStore {
     return (this.db.prepare('SELECT * FROM releases WHERE app = ? ORDER BY created_at DESC, rowid DESC').all(app) as RawRelease[]).map(toRelease);
   }
 
+  deleteRelease(app: string, releaseId: string): void {
+    this.db.prepare('DELETE FROM releases WHERE app = ? AND release_id = ?').run(app, releaseId);
+  }
+
   setReleaseState(app: string, releaseId: string, state: ReleaseState): void {
     this.db.prepare('UPDATE releases SET state = ? WHERE app = ? AND release_id = ?').run(state, app, releaseId);
   }
@@ -154,6 +162,45 @@ export class StateStore {
     }));
   }
 
+  lock(app: string): LockRow | undefined {
+    const r = this.db.prepare('SELECT * FROM locks WHERE app = ?').get(app) as RawLock | undefined;
+    return r && toLock(r);
+  }
+
+  /**
+   * Takes the app's deploy lock unless a live holder has it. A lock is stale, and taken over, when
+   * the agent that wrote it has restarted (its rollouts were resolved by crash recovery), or when
+   * it was reserved by a controller that never started its rollout before the lease ran out.
+   */
+  acquireLock(lock: Omit<LockRow, 'since'>, now = new Date()): { ok: true; lock: LockRow; replaced: LockRow | null } | { ok: false; held: LockRow } {
+    return this.transaction(() => {
+      const held = this.lock(lock.app);
+      if (held && !isStaleLock(held, lock.bootId, now) && held.lockId !== lock.lockId) return { ok: false as const, held };
+      const row: LockRow = { ...lock, since: held && held.lockId === lock.lockId ? held.since : now.toISOString() };
+      this.db.prepare(
+        `INSERT OR REPLACE INTO locks (app, lock_id, holder, action, release_id, since, expires_at, boot_id, deployment_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ).run(row.app, row.lockId, row.holder, row.action, row.releaseId, row.since, row.expiresAt, row.bootId, row.deploymentId);
+      return { ok: true as const, lock: row, replaced: held && held.lockId !== lock.lockId ? held : null };
+    });
+  }
+
+  /** Releases the lock if `lockId` still holds it (or unconditionally when lockId is null). */
+  releaseLock(app: string, lockId: string | null): boolean {
+    const result = lockId === null
+      ? this.db.prepare('DELETE FROM locks WHERE app = ?').run(app)
+      : this.db.prepare('DELETE FROM locks WHERE app = ? AND lock_id = ?').run(app, lockId);
+    return result.changes > 0;
+  }
+
+  markReleaseLive(app: string, releaseId: string): void {
+    this.db.prepare('UPDATE releases SET live_at = ? WHERE app = ? AND release_id = ?').run(now(), app, releaseId);
+  }
+
+  setDeploymentNote(id: number, note: string | null): void {
+    this.db.prepare('UPDATE deployments SET note = ? WHERE id = ?').run(note, id);
+  }
+
   audit(entry: { caller: string; action: string; args: unknown; result: string }): void {
     this.db.prepare('INSERT INTO audit (at, caller, action, args, result) VALUES (?, ?, ?, ?, ?)')
       .run(now(), entry.caller, entry.action, JSON.stringify(entry.args ?? {}), entry.result);
@@ -165,23 +212,39 @@ export class StateStore {
   }
 }
 
-interface RawRelease { app: string; release_id: string; sha256: string; bytes: number; manifest: string; state: ReleaseState; created_at: string }
+export function isStaleLock(lock: LockRow, currentBootId: string, now: Date): boolean {
+  if (lock.bootId !== currentBootId) return true;
+  return lock.deploymentId === null && lock.expiresAt !== null && Date.parse(lock.expiresAt) <= now.getTime();
+}
+
+interface RawLock {
+  app: string; lock_id: string; holder: string; action: string; release_id: string | null; since: string;
+  expires_at: string | null; boot_id: string; deployment_id: number | null;
+}
+function toLock(r: RawLock): LockRow {
+  return {
+    app: r.app, lockId: r.lock_id, holder: r.holder, action: r.action, releaseId: r.release_id, since: r.since,
+    expiresAt: r.expires_at, bootId: r.boot_id, deploymentId: r.deployment_id,
+  };
+}
+
+interface RawRelease { app: string; release_id: string; sha256: string; bytes: number; manifest: string; state: ReleaseState; created_at: string; live_at: string | null }
 function toRelease(r: RawRelease): ReleaseRow {
   return {
     app: r.app, releaseId: r.release_id, sha256: r.sha256, bytes: r.bytes,
-    manifest: JSON.parse(r.manifest) as ReleaseManifest, state: r.state, createdAt: r.created_at,
+    manifest: JSON.parse(r.manifest) as ReleaseManifest, state: r.state, createdAt: r.created_at, liveAt: r.live_at,
   };
 }
 
 interface RawDeployment {
   id: number; app: string; kind: DeploymentKind; release_id: string | null; slot: Slot; previous_slot: Slot | null;
   previous_release: string | null; state: string; outcome: Outcome | null; reason: string | null; requested_by: string;
-  started_at: string; ended_at: string | null;
+  started_at: string; ended_at: string | null; note: string | null;
 }
 function toDeployment(r: RawDeployment): DeploymentRow {
   return {
     id: r.id, app: r.app, kind: r.kind, releaseId: r.release_id, slot: r.slot, previousSlot: r.previous_slot,
     previousRelease: r.previous_release, state: r.state, outcome: r.outcome, reason: r.reason,
-    requestedBy: r.requested_by, startedAt: r.started_at, endedAt: r.ended_at,
+    requestedBy: r.requested_by, startedAt: r.started_at, endedAt: r.ended_at, note: r.note,
   };
 }

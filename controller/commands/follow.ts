@@ -1,19 +1,34 @@
-import type { DeploymentResult } from '../../agent/shared/api.js';
+import type { DeploymentEvent, DeploymentResult } from '../../agent/shared/api.js';
 import { SlipwayError } from '../../agent/shared/errors.js';
 import type { AgentClient } from '../agent-client.js';
 import type { Output } from '../output.js';
 
-/** Starts a rollout on the agent and renders its NDJSON progress until the result line. */
-export async function followDeployment(agent: AgentClient, path: string, body: unknown, out: Output): Promise<DeploymentResult> {
-  let result: DeploymentResult | undefined;
+export type FollowOutcome = { kind: 'result'; result: DeploymentResult } | { kind: 'detached'; deploymentId: number; at: DeploymentEvent };
+
+/**
+ * Starts a rollout on the agent and renders its NDJSON progress until the result line, or, with
+ * `detachAfterSwitch`, until traffic has moved (the agent keeps watching on its own).
+ */
+export async function followDeployment(
+  agent: AgentClient, path: string, body: unknown, out: Output, options: { detachAfterSwitch?: boolean } = {},
+): Promise<FollowOutcome> {
+  let outcome: FollowOutcome | undefined;
   await agent.stream('POST', path, body, (line) => {
-    if (line.type === 'event') out.event(line);
-    else result = line;
+    if (line.type === 'result') {
+      outcome = { kind: 'result', result: line };
+      return undefined;
+    }
+    out.event(line);
+    if (options.detachAfterSwitch && line.step === 'switching' && line.status === 'ok') {
+      outcome = { kind: 'detached', deploymentId: line.deploymentId, at: line };
+      return 'stop';
+    }
+    return undefined;
   });
-  if (!result) {
+  if (!outcome) {
     throw new SlipwayError('agent_stream_cut', 'the agent closed the progress stream without a result', {
-      hint: 'the rollout may still be running on the host; check it with: deploy status',
+      hint: 'the rollout may still be running on the host; check it with: deploy history',
     });
   }
-  return result;
+  return outcome;
 }

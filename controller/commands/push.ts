@@ -1,8 +1,10 @@
-import type { AppStatus, DeploymentResult } from '../../agent/shared/api.js';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { AppStatus, DeploymentResult, LockInfo } from '../../agent/shared/api.js';
 import { SlipwayError } from '../../agent/shared/errors.js';
 import { shortSha, type Slot } from '../../agent/shared/names.js';
 import { chooseTargetSlot } from '../../agent/shared/slots.js';
 import { VERSION } from '../../agent/shared/version.js';
+import type { AgentClient } from '../agent-client.js';
 import type { ControllerConfig } from '../config.js';
 import { EXIT, type ExitCode } from '../errors.js';
 import { commitInfo, currentBranch, hasTrackedChanges, repoRoot, resolveCommit, snapshotWorkTree } from '../git.js';
@@ -11,13 +13,18 @@ import type { Output } from '../output.js';
 import { formatBytes, formatMs } from '../output.js';
 import { packRelease } from '../pack.js';
 import { openAgentSession } from '../session.js';
-import { followDeployment } from './follow.js';
+import { followDeployment, type FollowOutcome } from './follow.js';
 
 export interface PushOptions {
   slot?: Slot;
   sha: string;
   allowDirty: boolean;
   cwd: string;
+  /** Wait for another rollout's lock instead of failing. */
+  wait: boolean;
+  waitTimeoutMs: number;
+  /** Return once traffic has moved; the agent still runs the watch window. */
+  detach: boolean;
 }
 
 /** `deploy push`: pack the commit, ship it unless the host has it, roll it out, report. */
@@ -50,38 +57,69 @@ export async function push(config: ControllerConfig, options: PushOptions, out: 
       return EXIT.ok;
     }
 
-    let uploadMs: number | null = null;
-    let uploadedBytes = 0;
-    const existing = await session.agent.find(`/apps/${app}/releases/${releaseId}`);
-    if (existing) {
-      out.info(`  release ${shortSha(releaseId)} is already on the host: nothing uploaded`, { uploadedBytes: 0 });
-    } else {
-      const packStarted = Date.now();
-      const packed = await packRelease({
-        repo,
-        treeish: dirtySnapshot ?? sha,
-        manifest: buildManifest({ app, sha, dirtySnapshot, branch, ...info }, new Date(), VERSION),
-        include: config.include,
-      });
-      try {
-        out.info(`  packed ${formatBytes(packed.bytes)} in ${formatMs(Date.now() - packStarted)} (sha256 ${packed.sha256.slice(0, 16)}…)`);
-        const uploadStarted = Date.now();
-        await session.agent.upload(`/apps/${app}/releases/${releaseId}`, packed.file, packed.bytes, packed.sha256,
-          ({ sent, total }) => out.progress('upload', sent, total, uploadStarted));
-        uploadMs = Date.now() - uploadStarted;
-        uploadedBytes = packed.bytes;
-        out.info(`  uploaded and verified in ${formatMs(uploadMs)}`, { uploadMs, uploadedBytes });
-      } finally {
-        await packed.cleanup();
+    // The lock is held from before the upload to the end of the watch window.
+    const lock = await reserveLock(session.agent, app, releaseId, options, out);
+    let lockHandedOver = false;
+    try {
+      let uploadMs: number | null = null;
+      let uploadedBytes = 0;
+      const existing = await session.agent.find(`/apps/${app}/releases/${releaseId}`);
+      if (existing) {
+        out.info(`  release ${shortSha(releaseId)} is already on the host: nothing uploaded`, { uploadedBytes: 0 });
+      } else {
+        const packStarted = Date.now();
+        const packed = await packRelease({
+          repo,
+          treeish: dirtySnapshot ?? sha,
+          manifest: buildManifest({ app, sha, dirtySnapshot, branch, ...info }, new Date(), VERSION),
+          include: config.include,
+        });
+        try {
+          out.info(`  packed ${formatBytes(packed.bytes)} in ${formatMs(Date.now() - packStarted)} (sha256 ${packed.sha256.slice(0, 16)}…)`);
+          const uploadStarted = Date.now();
+          await session.agent.upload(`/apps/${app}/releases/${releaseId}`, packed.file, packed.bytes, packed.sha256,
+            ({ sent, total }) => out.progress('upload', sent, total, uploadStarted));
+          uploadMs = Date.now() - uploadStarted;
+          uploadedBytes = packed.bytes;
+          out.info(`  uploaded and verified in ${formatMs(uploadMs)}`, { uploadMs, uploadedBytes });
+        } finally {
+          await packed.cleanup();
+        }
       }
+      lockHandedOver = true;
+      const followed = await followDeployment(session.agent, `/apps/${app}/deployments`, { releaseId, slot, lockId: lock.lockId }, out,
+        { detachAfterSwitch: options.detach });
+      return report(followed, out, { uploadMs, uploadedBytes, totalMs: Date.now() - startedAt });
+    } finally {
+      if (!lockHandedOver) await session.agent.delete(`/apps/${app}/lock?lockId=${lock.lockId}`).catch(() => undefined);
     }
-
-    const result: DeploymentResult = await followDeployment(session.agent, `/apps/${app}/deployments`, { releaseId, slot }, out);
-    out.result(result, { uploadMs, uploadedBytes, totalMs: Date.now() - startedAt });
-    return exitCodeOfResult(result);
   } finally {
     await session.close();
   }
+}
+
+async function reserveLock(agent: AgentClient, app: string, releaseId: string, options: PushOptions, out: Output): Promise<LockInfo> {
+  const deadline = Date.now() + options.waitTimeoutMs;
+  let announced = false;
+  for (;;) {
+    try {
+      return (await agent.json<{ lock: LockInfo }>('POST', `/apps/${app}/lock`, { releaseId })).lock;
+    } catch (error) {
+      if (!(error instanceof SlipwayError) || error.code !== 'app_locked' || !options.wait || Date.now() > deadline) throw error;
+      if (!announced) out.info(`  waiting: ${error.message}`);
+      announced = true;
+      await delay(1000);
+    }
+  }
+}
+
+export function report(followed: FollowOutcome, out: Output, extra: { uploadMs: number | null; uploadedBytes: number; totalMs: number }): ExitCode {
+  if (followed.kind === 'detached') {
+    out.info(`switched; the agent keeps watching deployment ${followed.deploymentId} (deploy history shows its outcome)`, { outcome: 'detached', deploymentId: followed.deploymentId });
+    return EXIT.ok;
+  }
+  out.result(followed.result, extra);
+  return exitCodeOfResult(followed.result);
 }
 
 export function exitCodeOfResult(result: DeploymentResult): ExitCode {

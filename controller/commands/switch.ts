@@ -4,16 +4,15 @@ import type { ExitCode } from '../errors.js';
 import type { Output } from '../output.js';
 import { openAgentSession } from '../session.js';
 import { followDeployment } from './follow.js';
-import { exitCodeOfResult } from './push.js';
+import { report } from './push.js';
 
 /** `deploy switch <slot>`: point nginx at an already-running slot, after the agent proves it healthy. */
-export async function switchSlot(config: ControllerConfig, slot: Slot, out: Output): Promise<ExitCode> {
+export async function switchSlot(config: ControllerConfig, slot: Slot, options: { detach: boolean }, out: Output): Promise<ExitCode> {
   const startedAt = Date.now();
   const session = await openAgentSession(config);
   try {
-    const result = await followDeployment(session.agent, `/apps/${config.app}/switch`, { slot }, out);
-    out.result(result, { uploadMs: null, uploadedBytes: 0, totalMs: Date.now() - startedAt });
-    return exitCodeOfResult(result);
+    const followed = await followDeployment(session.agent, `/apps/${config.app}/switch`, { slot }, out, { detachAfterSwitch: options.detach });
+    return report(followed, out, { uploadMs: null, uploadedBytes: 0, totalMs: Date.now() - startedAt });
   } finally {
     await session.close();
   }

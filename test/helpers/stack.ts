@@ -108,6 +108,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
           requiredEnv: ['SAMPLE_GREETING'],
           health: { path: '/health', timeoutMs: 1000, intervalMs: 100, retries: 50 },
           public: { listenHost: '127.0.0.1', listenPort: publicPort, serverNames: ['_'] },
+          // A short watch window keeps tests fast; tests of the window itself override it.
+          watch: { windowMs: 1000, intervalMs: 200, failuresToRollback: 3, keepPreviousWarm: true },
           ...options.appConfig,
         },
       },

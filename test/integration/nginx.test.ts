@@ -12,6 +12,7 @@ import { renderAppConfig } from '../../agent/nginx/render.js';
 import { SlipwayError } from '../../agent/shared/errors.js';
 import { startNginx, type NginxHandle } from '../helpers/nginx.js';
 import { freePort } from '../helpers/ports.js';
+import { waitFor } from '../helpers/wait.js';
 
 const TEMPLATE_DIR = fileURLToPath(new URL('../../nginx/', import.meta.url));
 const HOST = 'shop.test';
@@ -53,6 +54,7 @@ async function expectSlipwayError(promise: Promise<unknown>, code: string): Prom
 describe('NginxController against a real nginx', () => {
   let nginx: NginxHandle;
   let controller: NginxController;
+  let controllerCommand: string[];
   let scratch: string;
   let commandLog: string;
   let blue: Backend;
@@ -83,8 +85,9 @@ describe('NginxController against a real nginx', () => {
     // A wrapper that records each invocation, so "no reload was sent" is observed, not inferred.
     const wrapper = path.join(scratch, 'nginx-wrapper');
     await fs.writeFile(wrapper, `#!/bin/sh\nprintf '%s\\n' "$*" >> '${commandLog}'\nexec nginx "$@"\n`, { mode: 0o755 });
+    controllerCommand = [wrapper, ...nginx.command.slice(1)];
     controller = new NginxController({
-      command: [wrapper, ...nginx.command.slice(1)],
+      command: controllerCommand,
       pidFile: nginx.pidFile,
       includeDir: nginx.includeDir,
       errorLogPath: nginx.errorLogPath,
@@ -136,10 +139,12 @@ describe('NginxController against a real nginx', () => {
     generation += 1;
     await controller.apply({ app: 'shop', config: render('shop', 'green', green.port, generation), probe: probe('shop', generation) });
 
-    const response = await get(HOST);
-    expect(response.body).toBe('hello from green');
-    expect(response.headers['x-slipway-slot']).toBe('green');
-    expect(response.headers['x-slipway-generation']).toBe(String(generation));
+    // Once apply returns, no connection may land on a worker of the old config any more (nginx
+    // keeps old and new workers accepting side by side for ~100 ms after a reload).
+    const responses = [];
+    for (let i = 0; i < 20; i++) responses.push(await get(HOST));
+    expect(responses.map((r) => `${r.body} ${r.headers['x-slipway-generation']}`)).toEqual(Array(20).fill(`hello from green ${generation}`));
+    expect(responses[0]!.headers['x-slipway-slot']).toBe('green');
     // last-good follows the last config proven live; the one before it is gone.
     expect(before).toContain('X-Slipway-Slot blue');
     expect(await fs.readFile(path.join(nginx.includeDir, 'shop.conf.last-good'), 'utf8'))
@@ -222,7 +227,12 @@ describe('NginxController against a real nginx', () => {
     try {
       const before = await snapshot(nginx.includeDir);
       const liveGeneration = generation;
-      const error = await expectSlipwayError(controller.apply({
+      // nginx itself retries the bind for 2.5 s; a short prove deadline keeps the test quick.
+      const impatient = new NginxController({
+        command: controllerCommand, pidFile: nginx.pidFile, includeDir: nginx.includeDir,
+        errorLogPath: nginx.errorLogPath, proveTimeoutMs: 1_000,
+      });
+      const error = await expectSlipwayError(impatient.apply({
         app: 'clash',
         config: render('clash', 'blue', blue.port, 900, TEMPLATE_DIR, squatPort),
         probe: probe('clash', 900, squatPort),
@@ -236,6 +246,10 @@ describe('NginxController against a real nginx', () => {
       expect(response.body).toBe('hello from green');
       expect(response.headers['x-slipway-generation']).toBe(String(liveGeneration));
     } finally {
+      // Keep the port taken until nginx gives up retrying, or the clash config would go live late.
+      await waitFor(async () => (await fs.readFile(nginx.errorLogPath, 'utf8')).includes('still could not bind()'), {
+        timeoutMs: 10_000, description: 'nginx to give up binding the taken port',
+      }).catch(() => undefined);
       await new Promise((resolve) => squatter.close(resolve));
     }
   });

@@ -82,6 +82,38 @@ describe('deploy push end to end (real sshd, nginx, PM2, SQLite)', () => {
     expect(status.releases.map((r: { releaseId: string }) => r.releaseId).sort()).toEqual([firstSha, secondSha].sort());
   });
 
+  it('deploy switch moves traffic between running slots, proving each one healthy first', async () => {
+    const toBlue = await stack.deploy(['switch', 'blue']);
+    expect(toBlue.code, toBlue.stderr).toBe(0);
+    expect(JSON.parse((await stack.get('/')).body)).toMatchObject({ release: firstSha, slot: 'blue' });
+    const again = await stack.deploy(['switch', 'blue']);
+    expect(again.code, again.stderr).toBe(3);
+    expect(again.stderr).toContain('blue is already the live slot');
+    const toGreen = await stack.deploy(['switch', 'green']);
+    expect(toGreen.code, toGreen.stderr).toBe(0);
+    expect(JSON.parse((await stack.get('/')).body)).toMatchObject({ release: secondSha, slot: 'green' });
+    expect(readState(stack).deployments.slice(0, 2).map((d) => [d.kind, d.slot, d.outcome])).toEqual([
+      ['switch', 'green', 'succeeded'], ['switch', 'blue', 'succeeded'],
+    ]);
+  });
+
+  it('deploy switch refuses a slot whose app stopped answering, and traffic stays', async () => {
+    await pm2.stop(`${APP}-blue`);
+    try {
+      const result = await stack.deploy(['switch', 'blue']);
+      expect(result.code).toBe(3);
+      expect(result.stdout).toContain('failed its health check');
+      expect(JSON.parse((await stack.get('/')).body)).toMatchObject({ release: secondSha, slot: 'green' });
+      expect(readState(stack).app?.liveSlot).toBe('green');
+    } finally {
+      // bring blue back exactly as the agent would: a fresh deploy of the same release
+      const redeploy = await stack.deploy(['push', '--sha', firstSha, '--slot', 'blue']);
+      expect(redeploy.code, redeploy.stderr).toBe(0);
+      const back = await stack.deploy(['switch', 'green']);
+      expect(back.code, back.stderr).toBe(0);
+    }
+  });
+
   it('re-pushing the live SHA sends nothing and changes nothing', async () => {
     const generationBefore = readState(stack).app?.generation;
     const result = await stack.deploy(['--json', 'push']);

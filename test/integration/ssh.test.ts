@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile, appendFile, readFile } from 'node:fs/promises';
+import { appendFile, chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, request, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -9,8 +9,18 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SlipwayError } from '../../agent/shared/errors.js';
 import { runCommand } from '../../agent/shared/exec.js';
 import { connectSsh, type ConnectSshOptions, type SshSession } from '../../controller/ssh.js';
+import { DEPLOY_USER, ensureDeployUser } from '../helpers/deploy-user.js';
 import { generateKeyPair, startSshd, type SshdHandle } from '../helpers/sshd.js';
 import { waitFor, withDeadline } from '../helpers/wait.js';
+
+/**
+ * Every test logs in as the unprivileged deploy user (shell /bin/sh), as on a real VPS: root's
+ * bash here sources an rc file that can stall commands for a minute, and sshd ignores "signal"
+ * requests on root logins.
+ */
+beforeAll(async () => {
+  await ensureDeployUser();
+});
 
 /** Cleanups registered by a test, run after it whatever happened. */
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
@@ -37,7 +47,7 @@ async function open(sshd: SshdHandle, overrides: Partial<ConnectSshOptions> = {}
 }
 
 async function freshSshd(options: Parameters<typeof startSshd>[0] = {}): Promise<SshdHandle> {
-  const sshd = await startSshd(options);
+  const sshd = await startSshd({ user: DEPLOY_USER, ...options });
   cleanups.push(() => sshd.stop());
   return sshd;
 }
@@ -73,6 +83,24 @@ async function expectNeverAuthenticated(sshd: SshdHandle): Promise<void> {
     return ended.test(text) ? text : false;
   }, { timeoutMs: 10_000, description: 'sshd to log the end of the refused connection' });
   expect(log).not.toMatch(/publickey|Accepted|Starting session/);
+}
+
+/**
+ * A remote `sleep` with a unique duration, so the test can find its process, wait for it to start
+ * or vanish, and kill it by pid afterwards if it outlived the test.
+ */
+function remoteSleep(): { command: string; started(): Promise<unknown>; gone(): Promise<unknown> } {
+  const seconds = `600.${process.pid}${String(Date.now() % 1_000_000).padStart(6, '0')}`;
+  const pattern = `^sleep ${seconds.replace('.', '\\.')}$`;
+  const pids = async () => (await runCommand(['pgrep', '-f', pattern], { timeoutMs: 5_000 })).stdout.split('\n').filter(Boolean).map(Number);
+  cleanups.push(async () => {
+    for (const pid of await pids()) try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+  });
+  return {
+    command: `sleep ${seconds}`,
+    started: () => waitFor(async () => (await pids()).length > 0, { description: `remote "sleep ${seconds}" to start` }),
+    gone: () => waitFor(async () => (await pids()).length === 0, { description: `no "sleep ${seconds}" left` }),
+  };
 }
 
 function httpGet(stream: Duplex, path: string): Promise<{ status: number; body: string }> {
@@ -114,7 +142,7 @@ describe('an SSH session to a real sshd', () => {
   let sshd: SshdHandle;
   let session: SshSession;
   beforeAll(async () => {
-    sshd = await startSshd();
+    sshd = await startSshd({ user: DEPLOY_USER });
     session = await connectSsh(optionsFor(sshd));
   });
   afterAll(async () => {
@@ -123,8 +151,8 @@ describe('an SSH session to a real sshd', () => {
   });
 
   it('authenticates with the private key and reports exit codes, stdout and stderr', async () => {
-    expect(session.remoteAddressLabel).toBe(`root@127.0.0.1:${sshd.port}`);
-    expect(await sshd.log()).toMatch(/Accepted publickey for root from 127\.0\.0\.1/);
+    expect(session.remoteAddressLabel).toBe(`${DEPLOY_USER}@127.0.0.1:${sshd.port}`);
+    expect(await sshd.log()).toContain(`Accepted publickey for ${DEPLOY_USER} from 127.0.0.1`);
 
     const ok = await session.exec(['sh', '-c', 'echo out; echo err >&2']);
     expect(ok).toEqual({ exitCode: 0, signal: null, stdout: 'out\n', stderr: 'err\n' });
@@ -132,7 +160,8 @@ describe('an SSH session to a real sshd', () => {
     const failed = await session.exec(['sh', '-c', 'echo partial; echo "it broke" >&2; exit 42']);
     expect(failed).toEqual({ exitCode: 42, signal: null, stdout: 'partial\n', stderr: 'it broke\n' });
 
-    const killed = await session.exec(['sh', '-c', 'kill -TERM $$']);
+    // $PPID is the login shell sshd started: its death by signal comes back as exit-signal.
+    const killed = await session.exec(['sh', '-c', 'kill -TERM $PPID']);
     expect(killed).toMatchObject({ exitCode: null, signal: 'SIGTERM' });
   });
 
@@ -183,31 +212,24 @@ describe('an SSH session to a real sshd', () => {
     expect(error.message).toContain('step "unpack release" failed');
     expect(error.message).toContain('exited with code 3');
     expect(error.message).toContain('tar: disk full');
-    expect(error.message).toContain(`root@127.0.0.1:${sshd.port}`);
+    expect(error.message).toContain(`${DEPLOY_USER}@127.0.0.1:${sshd.port}`);
     expect(error.details?.at(-1)).toBe('tar: disk full');
     expect(error.details).toContain('noise 40');
     expect(error.details).not.toContain('noise 1'); // a tail, not the whole output
-    expect(error.hint).toMatch(/ssh -p \d+ root@127\.0\.0\.1/);
+    expect(error.hint).toContain(`ssh -p ${sshd.port} ${DEPLOY_USER}@127.0.0.1`);
   });
 
-  it('abandons a command at its deadline, asks sshd to kill it, and keeps the session usable', async () => {
-    const pidFile = join(sshd.dir, `timeout-${Date.now()}.pid`);
-    cleanups.push(async () => {
-      // sshd refuses signal requests on root logins (see below), so the sleep may still run.
-      const pid = Number(await readFile(pidFile, 'utf8').catch(() => ''));
-      if (pid > 0) try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
-    });
+  it('kills a command at its deadline, children included, and keeps the session usable', async () => {
+    const sleep = remoteSleep();
     const started = Date.now();
-    const error = await expectSlipwayError(
-      session.exec(['sh', '-c', `echo $$ > ${pidFile}; exec sleep 37`], { timeoutMs: 500 }),
-      'remote_command_timeout',
-    );
-    expect(error.message).toMatch(/did not finish within 500 ms/);
+    const running = session.exec(['sh', '-c', `${sleep.command} & wait`], { timeoutMs: 1_000 });
+    await sleep.started();
+    const error = await expectSlipwayError(running, 'remote_command_timeout');
+    expect(error.message).toMatch(/did not finish within 1000 ms/);
     expect(Date.now() - started).toBeLessThan(10_000);
     expect((await session.exec(['echo', 'still here'])).stdout).toBe('still here\n');
-    // The kill request reached sshd as a well-formed "signal" channel request. OpenSSH only acts
-    // on it for non-root logins (root sessions run without post-auth privilege separation).
-    await waitFor(async () => /session_signal_req/.test(await sshd.log()), { description: 'sshd to log the signal request' });
+    // Closing the channel alone would leave the sleep running; sshd's killpg reaches it.
+    await sleep.gone();
   });
 
   it('forwards TCP to a server on the remote loopback', async () => {
@@ -234,6 +256,9 @@ describe('an SSH session to a real sshd', () => {
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
     const socketPath = join(dir, 'agent.sock');
     await startHttpServer((s) => s.listen(socketPath));
+    // sshd connects as the deploy user, who needs to traverse the dir and write to the socket.
+    await chmod(dir, 0o711);
+    await chmod(socketPath, 0o666);
     const stream = await session.openStreamLocal(socketPath);
     expect(await httpGet(stream, '/apps')).toEqual({ status: 200, body: 'hello /apps via agent.invalid' });
     await expectSlipwayError(session.openStreamLocal(join(dir, 'missing.sock')), 'ssh_forward_failed');
@@ -321,13 +346,27 @@ describe('authentication', () => {
       connectSsh(optionsFor(sshd, { privateKeyPath: stranger.privateKeyPath, agentSocket: deadAgent })),
       'ssh_auth_failed',
     );
-    expect(error.message).toContain(`as root to 127.0.0.1:${sshd.port}`);
+    expect(error.message).toContain(`as ${DEPLOY_USER} to 127.0.0.1:${sshd.port}`);
     expect(error.message).toContain(stranger.privateKeyPath);
     // An unreachable agent is one more failed method, not a connection error.
     expect(error.message).toContain(`ssh-agent at ${deadAgent}`);
     expect(error.details).toEqual([`ssh-agent at ${deadAgent}: Failed to connect to agent`]);
     expect(error.hint).toContain('authorized_keys');
     expect(await sshd.log()).not.toMatch(/Accepted publickey/);
+  });
+
+  it('needs the passphrase of an encrypted key, and says so', async () => {
+    const sshd = await freshSshd();
+    const keyPath = join(sshd.dir, 'encrypted_key');
+    const keygen = await runCommand(['ssh-keygen', '-q', '-t', 'ed25519', '-N', 'correct horse', '-f', keyPath], { timeoutMs: 20_000 });
+    expect(keygen.exitCode).toBe(0);
+    await writeFile(join(sshd.dir, 'authorized_keys'), await readFile(`${keyPath}.pub`));
+
+    const error = await expectSlipwayError(connectSsh(optionsFor(sshd, { privateKeyPath: keyPath })), 'ssh_key_unusable');
+    expect(error.message).toMatch(/passphrase/i);
+    expect(error.hint).toContain('ssh-add');
+    const session = await open(sshd, { privateKeyPath: keyPath, passphrase: 'correct horse' });
+    expect((await session.exec(['echo', 'unlocked'])).stdout).toBe('unlocked\n');
   });
 
   it('fails before connecting when there are no credentials at all', async () => {
@@ -358,15 +397,17 @@ describe('a lost connection', () => {
     const server = await startHttpServer((s) => s.listen(0, '127.0.0.1'));
     const tunnel = await session.forwardOut('127.0.0.1', (server.address() as { port: number }).port);
     const tunnelError = new Promise<unknown>((resolve) => tunnel.once('error', resolve));
-    const running = session.exec(['sleep', '60'], { timeoutMs: 120_000 });
+    const sleep = remoteSleep();
+    const running = session.exec(['sh', '-c', sleep.command], { timeoutMs: 120_000 });
     running.catch(() => {});
-    await waitFor(async () => /Starting session: command/.test(await sshd.log()), { description: 'the remote sleep to start' });
+    // Only once the sleep exists is it among the processes killConnections() finds.
+    await sleep.started();
 
     const started = Date.now();
     expect(await sshd.killConnections()).toBeGreaterThan(0);
     const error = await expectSlipwayError(withDeadline(running, 15_000, 'the exec to fail'), 'ssh_connection_lost');
     expect(Date.now() - started).toBeLessThan(15_000);
-    expect(error.message).toContain(`root@127.0.0.1:${sshd.port}`);
+    expect(error.message).toContain(`${DEPLOY_USER}@127.0.0.1:${sshd.port}`);
     // ssh2 alone would end the tunnel like a clean EOF; a half-sent upload must see an error.
     expect(await withDeadline(tunnelError, 5_000, 'the tunnel to report an error')).toMatchObject({ code: 'ssh_connection_lost' });
     expect((await withDeadline(closed, 5_000, 'onClose'))?.code).toBe('ssh_connection_lost');
@@ -380,9 +421,10 @@ describe('a lost connection', () => {
     const server = await startHttpServer((s) => s.listen(0, '127.0.0.1'));
     const tunnel = await session.forwardOut('127.0.0.1', (server.address() as { port: number }).port);
     const tunnelError = new Promise<unknown>((resolve) => tunnel.once('error', resolve));
-    const running = session.exec(['sleep', '60'], { timeoutMs: 120_000 });
+    const sleep = remoteSleep();
+    const running = session.exec(['sh', '-c', sleep.command], { timeoutMs: 120_000 });
     running.catch(() => {});
-    await waitFor(async () => /Starting session: command/.test(await sshd.log()), { description: 'the remote sleep to start' });
+    await sleep.started();
 
     // Stopped, not killed: the TCP connection stays open and only keepalive can notice.
     const started = Date.now();
@@ -402,6 +444,6 @@ describe('a lost connection', () => {
     expect(session.closed).toBe(true);
     await expectSlipwayError(session.exec(['true']), 'ssh_session_closed');
     await expectSlipwayError(session.forwardOut('127.0.0.1', 1), 'ssh_session_closed');
-    await waitFor(async () => /Disconnected from user root/.test(await sshd.log()), { description: 'sshd to log the disconnect' });
+    await waitFor(async () => (await sshd.log()).includes(`Disconnected from user ${DEPLOY_USER}`), { description: 'sshd to log the disconnect' });
   });
 });

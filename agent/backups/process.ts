@@ -1,0 +1,145 @@
+import { spawn } from 'node:child_process';
+import { accessSync, constants, closeSync, openSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+
+// The backups' one way to run programs whose output is streamed rather than buffered (a dump
+// written to disk while hashed, pg_restore's data counted line by line). Like runCommand: an
+// argv, never a shell; the program gets its own process group, and at the deadline the whole
+// group is killed, so a dump tool's children cannot outlive it.
+
+export interface GroupRunOptions {
+  env: NodeJS.ProcessEnv;
+  timeoutMs: number;
+  cwd?: string;
+  /** Given to the program as its stdin (the file itself, not a copy through the agent). */
+  stdinFile?: string;
+  /** Consumes stdout; without it, the tail of stdout is kept. A rejection kills the group. */
+  consumeStdout?: (stdout: Readable) => Promise<void>;
+  /** Bytes of stderr (and stdout) tail kept; default 8 KiB. */
+  tailBytes?: number;
+  /** Called once the program started, with its pid (= its process group id). */
+  onSpawn?: (pid: number) => void;
+}
+
+export interface GroupRunResult {
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  timedOut: boolean;
+  stdoutTail: string;
+  stderrTail: string;
+  durationMs: number;
+  /** The program could not be started, or its output could not be consumed (say, ENOSPC). */
+  error: string | null;
+}
+
+class Tail {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  constructor(private readonly limit: number) {}
+  push(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+    while (this.size - this.chunks[0]!.length >= this.limit) this.size -= this.chunks.shift()!.length;
+  }
+  toString(): string {
+    const all = Buffer.concat(this.chunks);
+    return all.subarray(Math.max(0, all.length - this.limit)).toString('utf8');
+  }
+}
+
+export function killGroup(pid: number): void {
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
+export function runGroup(argv: readonly string[], options: GroupRunOptions): Promise<GroupRunResult> {
+  const [file, ...args] = argv;
+  if (!file) throw new Error('runGroup needs a program to run');
+  const limit = options.tailBytes ?? 8 * 1024;
+  const started = performance.now();
+  return new Promise((resolve) => {
+    let stdinFd: number | null = null;
+    try {
+      if (options.stdinFile) stdinFd = openSync(options.stdinFile, 'r');
+    } catch (error) {
+      resolve({ exitCode: null, signal: null, timedOut: false, stdoutTail: '', stderrTail: '', durationMs: 0, error: `cannot read ${options.stdinFile}: ${(error as Error).message}` });
+      return;
+    }
+    const child = spawn(file, args, {
+      cwd: options.cwd,
+      env: options.env,
+      stdio: [stdinFd ?? 'ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    if (stdinFd !== null) closeSync(stdinFd);
+    const stdout = child.stdout!;
+    const stderr = child.stderr!;
+    const stdoutTail = new Tail(limit);
+    const stderrTail = new Tail(limit);
+    let timedOut = false;
+    let error: string | null = null;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      if (child.pid) killGroup(child.pid);
+    }, options.timeoutMs);
+    if (child.pid) options.onSpawn?.(child.pid);
+    stderr.on('data', (c: Buffer) => stderrTail.push(c));
+    const consumed = options.consumeStdout
+      ? options.consumeStdout(stdout).catch((e: unknown) => {
+          error ??= `writing the output failed: ${(e as Error).message}`;
+          if (child.pid) killGroup(child.pid);
+          stdout.resume();
+        })
+      : new Promise<void>((done) => {
+          stdout.on('data', (c: Buffer) => stdoutTail.push(c));
+          stdout.once('close', done);
+        });
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) => {
+      child.once('error', (e) => {
+        error ??= `could not run ${file}: ${e.message}`;
+        done({ code: null, signal: null });
+      });
+      child.once('close', (code, signal) => done({ code, signal }));
+    });
+    void Promise.all([exited, consumed]).then(([{ code, signal }]) => {
+      clearTimeout(timer);
+      resolve({
+        exitCode: code, signal, timedOut, error,
+        stdoutTail: stdoutTail.toString(), stderrTail: stderrTail.toString(),
+        durationMs: Math.round(performance.now() - started),
+      });
+    });
+  });
+}
+
+/** The program's path if it can be run: an absolute path that is executable, or a name found on PATH. */
+export function findTool(tool: string, envPath = process.env.PATH ?? ''): string | null {
+  const executable = (p: string) => {
+    try {
+      accessSync(p, constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (tool.includes('/')) return executable(tool) ? tool : null;
+  for (const dir of envPath.split(':').filter(Boolean)) {
+    const candidate = path.join(dir, tool);
+    if (executable(candidate)) return candidate;
+  }
+  return null;
+}
+
+/** The start time of a process (field 22 of /proc/<pid>/stat), which tells a pid from a reused one. */
+export function processStartTime(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,75 @@
+import type { DeploymentSummary, LockInfo, ReleaseListEntry } from '../../agent/shared/api.js';
+import type { ControllerConfig } from '../config.js';
+import { EXIT, type ExitCode } from '../errors.js';
+import { formatBytes, formatMs, type Output } from '../output.js';
+import { openAgentSession } from '../session.js';
+
+/** Pure: "3h", "2d" — how long ago, for tables. */
+export function age(iso: string, now = Date.now()): string {
+  const seconds = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  if (seconds < 120) return `${seconds}s`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)}m`;
+  if (seconds < 172_800) return `${Math.round(seconds / 3600)}h`;
+  return `${Math.round(seconds / 86_400)}d`;
+}
+
+export function formatHistory(rows: (DeploymentSummary & { stepDurationsMs?: Record<string, number> })[], now = Date.now()): string {
+  if (!rows.length) return 'no deployments yet';
+  return rows.map((d) => {
+    const steps = Object.entries(d.stepDurationsMs ?? {}).map(([step, ms]) => `${step} ${formatMs(ms)}`).join(', ');
+    const outcome = d.outcome ?? `running (${d.state})`;
+    const line = `#${d.id} ${d.kind.padEnd(8)} ${(d.releaseId?.slice(0, 12) ?? '-').padEnd(12)} → ${d.slot.padEnd(5)} ${outcome.padEnd(11)} ${d.requestedBy}  ${age(d.startedAt, now)} ago`;
+    const detail = [steps && `    ${steps}`, d.reason && `    reason: ${d.reason}`, d.note && `    note: ${d.note}`].filter(Boolean);
+    return [line, ...detail].join('\n');
+  }).join('\n');
+}
+
+export function formatReleases(rows: ReleaseListEntry[], now = Date.now()): string {
+  if (!rows.length) return 'no releases on the host';
+  return rows.map((r) => `${r.releaseId.slice(0, 12)}  ${r.state.padEnd(7)}  ${age(r.createdAt, now).padStart(4)} old  ${formatBytes(r.bytes).padStart(8)}  ${r.branch ?? '-'}  ${r.author}${r.slots.length ? `  [${r.slots.join(', ')}]` : ''}`).join('\n');
+}
+
+export function formatLock(lock: LockInfo | null): string {
+  if (!lock) return 'unlocked';
+  return `locked by ${lock.holder} since ${lock.since} for ${lock.action}${lock.releaseId ? ` of ${lock.releaseId.slice(0, 12)}` : ''}`
+    + `${lock.deploymentId ? ` (deployment ${lock.deploymentId})` : lock.expiresAt ? ` (reserved until ${lock.expiresAt})` : ''}${lock.stale ? ' — stale: the next rollout takes it over' : ''}`;
+}
+
+async function withAgent<T>(config: ControllerConfig, fn: (agent: import('../agent-client.js').AgentClient) => Promise<T>): Promise<T> {
+  const session = await openAgentSession(config);
+  try {
+    return await fn(session.agent);
+  } finally {
+    await session.close();
+  }
+}
+
+export async function history(config: ControllerConfig, options: { json: boolean; limit: number }, out: Output): Promise<ExitCode> {
+  const { deployments } = await withAgent(config, (agent) => agent.get<{ deployments: DeploymentSummary[] }>(`/apps/${config.app}/deployments?limit=${options.limit}`));
+  out.data(options.json ? deployments : formatHistory(deployments));
+  return EXIT.ok;
+}
+
+export async function releases(config: ControllerConfig, options: { json: boolean }, out: Output): Promise<ExitCode> {
+  const { releases: rows } = await withAgent(config, (agent) => agent.get<{ releases: ReleaseListEntry[] }>(`/apps/${config.app}/releases`));
+  out.data(options.json ? rows : formatReleases(rows));
+  return EXIT.ok;
+}
+
+export async function cleanupReleases(config: ControllerConfig, options: { json: boolean }, out: Output): Promise<ExitCode> {
+  const result = await withAgent(config, (agent) => agent.json<{ removed: string[]; kept: string[]; skipped: string | null }>('POST', `/apps/${config.app}/releases/cleanup`));
+  out.data(options.json ? result : result.skipped ? `skipped: ${result.skipped}` : `removed ${result.removed.length}, kept ${result.kept.length}`);
+  return EXIT.ok;
+}
+
+export async function lockStatus(config: ControllerConfig, options: { json: boolean }, out: Output): Promise<ExitCode> {
+  const { lock } = await withAgent(config, (agent) => agent.get<{ lock: LockInfo | null }>(`/apps/${config.app}/lock`));
+  out.data(options.json ? { lock } : formatLock(lock));
+  return EXIT.ok;
+}
+
+export async function lockRelease(config: ControllerConfig, options: { json: boolean; force: boolean }, out: Output): Promise<ExitCode> {
+  const result = await withAgent(config, (agent) => agent.delete<{ released: boolean; lock: LockInfo | null }>(`/apps/${config.app}/lock?force=${options.force}`));
+  out.data(options.json ? result : result.released ? `released (${formatLock(result.lock)})` : 'there was no lock');
+  return EXIT.ok;
+}
