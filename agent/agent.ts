@@ -18,6 +18,9 @@ import { recoverAfterRestart } from './rollout/recovery.js';
 import { cleanupReleases } from './release/cleanup.js';
 import cron from 'node-cron';
 import { VERSION } from './shared/version.js';
+import { BackupService } from './backups/service.js';
+import { BackupScheduler } from './backups/scheduler.js';
+import { registerBackupRoutes } from './routes/backups.js';
 
 export interface RunningAgent {
   server: FastifyInstance;
@@ -33,6 +36,9 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
   const db: Db = openDatabase(path.join(config.home, 'agent.db'));
   const state = new StateStore(db);
   for (const app of Object.keys(config.apps)) state.ensureApp(app);
+  // Before anything else runs: resolve backup runs a crash interrupted and remove their temp files.
+  const backups = new BackupService({ config, db, logger });
+  await backups.recoverOnStart();
 
   // Locks written under another boot id belong to a dead agent process.
   const bootId = randomUUID();
@@ -102,15 +108,20 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
   }, { name: 'release-retention', noOverlap: true });
 
   const server = buildServer({ config, token, state, releases, rollouts, processes, health: { checkOnce }, cleanup, logger, version: VERSION });
+  const backupScheduler = new BackupScheduler(backups, logger);
+  registerBackupRoutes(server, { service: backups, nextRun: (job) => backupScheduler.nextRun(job), logger });
   const url = await server.listen({ host: config.api.host, port: config.api.port });
+  backupScheduler.start();
   logger.info({ url, home: config.home, apps: Object.keys(config.apps) }, 'slipway-agent listening');
   return {
     server,
     url,
     async close() {
       await retentionJob.stop();
+      await backupScheduler.stop();
       await server.close();
       await processes.disconnect();
+      await backups.close();
       db.close();
     },
   };

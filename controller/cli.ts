@@ -11,6 +11,7 @@ import { switchSlot } from './commands/switch.js';
 import { status } from './commands/status.js';
 import { rollback } from './commands/rollback.js';
 import { cleanupReleases, history, lockRelease, lockStatus, releases } from './commands/history.js';
+import { backupList, backupRestore, backupRun } from './commands/backup.js';
 
 interface GlobalOptions { config?: string; json?: boolean }
 
@@ -95,6 +96,21 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
   lock.command('release').description('release a lock left behind')
     .option('--force', 'release it even if a rollout holds it', false)
     .action((opts: { force: boolean }) => run((out, global) => lockRelease(config(global), { json: global.json ?? false, force: opts.force }, out)));
+
+  const backup = program.command('backup').description('database backups on the host: scheduled, verified, GFS-retained');
+  backup.command('run').description('run a backup job now and wait for its verification')
+    .argument('<job>', 'backup job name (backups.jobs in the agent config)')
+    .action((job: string) => run((out, global) => backupRun(config(global), job, { json: global.json ?? false }, out)));
+  backup.command('list').description('jobs, last success, age of the last verified backup, sizes, recent runs')
+    .option('--job <job>', 'only this job')
+    .action((opts: { job?: string }) => run((out, global) => backupList(config(global), { ...opts, json: global.json ?? false }, out)));
+  backup.command('restore').description('restore a backup over its job\'s database (or --to another one)')
+    .argument('<id>', 'backup id, from deploy backup list')
+    .option('--to <uri>', 'restore into this database instead (mongodb:// or postgres:// URI)')
+    .option('--yes', 'confirm: the target\'s data is replaced', false)
+    .option('--force', 'restore even a backup that is not verified', false)
+    .action((id: string, opts: { to?: string; yes: boolean; force: boolean }) => run((out, global) =>
+      backupRestore(config(global), id, { ...opts, json: global.json ?? false }, out)));
 
   return program;
 }

@@ -5,8 +5,9 @@
 //   prelude block: header doc, one metadata doc per namespace, terminator (int32 -1)
 //   body blocks:   namespace header doc {db, collection, EOF}, documents..., terminator
 //
-// Every namespace with data ends with a header whose EOF is true. A dump cut short stops
-// mid-document or before a namespace's EOF, which this reader reports.
+// Every namespace dumped ends with a header whose EOF is true (an empty collection has only
+// that). A dump cut short stops mid-document or before some namespace's EOF, which this reader
+// reports. Views and time-series collections carry metadata only, so they need no EOF.
 
 export const MONGO_ARCHIVE_MAGIC = 0x8199e26d;
 const TERMINATOR = 0xffffffff;
@@ -69,6 +70,18 @@ export function readBsonFields(doc: Buffer): Record<string, Field> {
   return fields;
 }
 
+/** A view or time-series collection: its prelude entry has no data blocks of its own. */
+function isMetadataOnly(fields: Record<string, Field>): boolean {
+  if (fields.type === 'view' || fields.type === 'timeseries') return true;
+  if (typeof fields.metadata !== 'string') return false;
+  try {
+    const metadata = JSON.parse(fields.metadata) as { options?: { viewOn?: unknown; timeseries?: unknown }; type?: unknown };
+    return metadata.options?.viewOn !== undefined || metadata.options?.timeseries !== undefined || metadata.type === 'view';
+  } catch {
+    return false;
+  }
+}
+
 type Section = 'prelude' | 'block' | 'body';
 type Phase = 'magic' | 'length' | 'document' | 'document-end';
 
@@ -86,6 +99,8 @@ export class MongoArchiveReader {
   private sawHeader = false;
   private current: { ns: string; eof: boolean } | null = null;
   private readonly namespaces: string[] = [];
+  /** Prelude namespaces that must reach an EOF marker (all but views and time-series). */
+  private readonly expected = new Set<string>();
   private readonly counts = new Map<string, number>();
   private readonly finished = new Set<string>();
   private formatVersion: string | null = null;
@@ -125,7 +140,7 @@ export class MongoArchiveReader {
     else if (this.phase === 'magic') problems.push('the archive is empty or shorter than its magic number');
     else if (this.section === 'prelude') problems.push('the archive ends inside its prelude');
     else if (this.section === 'body' || midway) problems.push(`the archive ends inside a block of ${this.current?.ns ?? 'a namespace'}`);
-    for (const ns of this.counts.keys()) {
+    for (const ns of new Set([...this.expected, ...this.counts.keys()])) {
       if (!this.finished.has(ns)) problems.push(`namespace ${ns} has no end-of-data marker (the dump stopped early)`);
     }
     return {
@@ -191,7 +206,9 @@ export class MongoArchiveReader {
         this.formatVersion = typeof fields.version === 'string' ? fields.version : null;
         return;
       }
-      this.namespaces.push(`${String(fields.db ?? '')}.${String(fields.collection ?? '')}`);
+      const ns = `${String(fields.db ?? '')}.${String(fields.collection ?? '')}`;
+      this.namespaces.push(ns);
+      if (!isMetadataOnly(fields)) this.expected.add(ns);
       return;
     }
     // section 'block': a namespace header opens a body

@@ -133,7 +133,15 @@ export class BackupService {
   }
 
   /** Runs a job now. Resolves with the run's row whatever happened (failed, skipped, ...). */
-  async run(jobName: string, request: RunRequest): Promise<BackupRow> {
+  run(jobName: string, request: RunRequest): Promise<BackupRow> {
+    return this.begin(jobName, request).done;
+  }
+
+  /**
+   * Starts a run and answers its id at once (the row exists before this returns); `done`
+   * resolves with the finished row. An overlapping request is recorded as skipped.
+   */
+  begin(jobName: string, request: RunRequest): { id: number; done: Promise<BackupRow> } {
     const job = this.job(jobName);
     const startedAt = this.now();
     const base = { job: jobName, app: job.app, kind: job.kind, trigger: request.trigger, requestedBy: request.actor, deploymentId: request.deploymentId ?? null };
@@ -141,19 +149,17 @@ export class BackupService {
     if (current) {
       const reason = `run #${current.id} of this job (started ${current.startedAt}) is still going`;
       const id = this.store.recordSkipped({ ...base, at: startedAt.toISOString(), reason });
-      await this.notify({ job: jobName, app: job.app, event: 'skipped', backupId: id, message: `Overlapping run skipped: ${reason}.` });
-      return this.store.get(id)!;
+      this.deps.logger.warn({ job: jobName, backupId: id, running: current.id }, 'overlapping backup run skipped');
+      const done = this.notify({ job: jobName, app: job.app, event: 'skipped', backupId: id, message: `Overlapping run skipped: ${reason}.` })
+        .then(() => this.store.get(id)!);
+      return { id, done };
     }
     const id = this.store.startRun({ ...base, startedAt: startedAt.toISOString() });
     const entry = { id, startedAt: startedAt.toISOString(), pid: null as number | null, done: Promise.resolve() as Promise<unknown> };
     this.inFlight.set(jobName, entry);
-    const done = this.execute(id, jobName, job, startedAt, entry);
+    const done = this.execute(id, jobName, job, startedAt, entry).finally(() => this.inFlight.delete(jobName));
     entry.done = done;
-    try {
-      return await done;
-    } finally {
-      this.inFlight.delete(jobName);
-    }
+    return { id, done };
   }
 
   /**

@@ -58,14 +58,25 @@ export async function startAgentProcess(options: { configPath: string; logPath: 
 
 export interface CliResult { code: number | null; stdout: string; stderr: string }
 
+export interface BackgroundCli { pid: number; done: Promise<CliResult>; kill(): void }
+
 /** Runs the built `deploy` CLI as a user would, in the app's repository. */
 export function runDeployCli(args: string[], options: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
+  return startDeployCli(args, options).done;
+}
+
+/** The CLI started without waiting for it, for tests that act while a rollout runs. */
+export function startDeployCli(args: string[], options: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): BackgroundCli {
+  let childPid = 0;
+  let killChild = () => undefined as void;
+  const done = new Promise<CliResult>((resolve, reject) => {
     const child = spawn(process.execPath, [CONTROLLER_MAIN, ...args], {
       cwd: options.cwd,
       env: { ...process.env, SSH_AUTH_SOCK: '', ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    childPid = child.pid!;
+    killChild = () => { child.kill('SIGKILL'); };
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });
@@ -77,4 +88,5 @@ export function runDeployCli(args: string[], options: { cwd: string; env?: NodeJ
       resolve({ code, stdout, stderr });
     });
   });
+  return { pid: childPid, done, kill: () => killChild() };
 }

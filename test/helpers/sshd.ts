@@ -14,7 +14,12 @@ const SSHD = '/usr/sbin/sshd';
 const BASE_DIR = '/run/slipway-test';
 
 export interface SshdOptions {
-  /** Login user; defaults to root (tests run as root). Its password field must not be locked (`!`). */
+  /**
+   * Login user; defaults to root (tests run as root). Its password field must not be locked (`!`).
+   * Prefer an unprivileged user with /bin/sh (deploy-user.ts): root's bash on these machines
+   * sources a ~/.bashrc whose `pyenv init` can stall each command for 60 s, and sshd ignores
+   * "signal" requests (used to kill timed-out commands) on root logins.
+   */
   user?: string;
   /** Host keys besides the ed25519 one (which stays the only key in knownHostsPath). */
   extraHostKeyTypes?: ('ecdsa' | 'rsa')[];
@@ -210,8 +215,12 @@ export async function startSshd(options: SshdOptions = {}): Promise<SshdHandle> 
 
       const exited = () => child.exitCode !== null || child.signalCode !== null || spawnError !== undefined;
       try {
+        // The log line proves the bind was ours: if another process had taken the port, the banner
+        // alone could come from its server while ours is on its way out.
+        const listening = `Server listening on 127.0.0.1 port ${port}.`;
         await waitFor(async () => {
           if (exited()) return 'exited';
+          if (!(await readFile(logPath, 'utf8').catch(() => '')).includes(listening)) return false;
           return (await bannerReceived(port)) ? 'ready' : false;
         }, { timeoutMs: 20_000, intervalMs: 50, description: `sshd (pid ${pid}) to answer on 127.0.0.1:${port}` });
       } catch (error) {

@@ -7,7 +7,7 @@ import { startSshd, type SshdHandle } from './sshd.js';
 import { startNginx, type NginxHandle } from './nginx.js';
 import { createPm2Home, type Pm2Home } from './pm2.js';
 import { freePort } from './ports.js';
-import { REPO_ROOT, startAgentProcess, runDeployCli, type AgentProcess, type CliResult } from './agent-process.js';
+import { REPO_ROOT, startAgentProcess, runDeployCli, startDeployCli, type AgentProcess, type BackgroundCli, type CliResult } from './agent-process.js';
 import { createAppRepo, type AppRepo } from './git-repo.js';
 import { DEPLOY_USER, ensureDeployUser } from './deploy-user.js';
 
@@ -47,8 +47,10 @@ export interface Stack {
   repo: AppRepo;
   envFile: string;
   deploy(args: string[], options?: { env?: NodeJS.ProcessEnv }): Promise<CliResult>;
+  deployInBackground(args: string[]): BackgroundCli;
   get(pathname?: string): Promise<HttpAnswer>;
-  restartAgent(): Promise<void>;
+  /** Stops the agent (SIGTERM, or SIGKILL with `crash`) and starts it again with `env`. */
+  restartAgent(options?: { env?: NodeJS.ProcessEnv; crash?: boolean }): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -57,6 +59,8 @@ export interface StackOptions {
   appConfig?: Record<string, unknown>;
   /** Use this nginx template dir instead of the package's nginx/. */
   templateDir?: string;
+  /** Top-level agent config fields merged over the defaults (retention, backups, ...). */
+  agentConfig?: Record<string, unknown>;
 }
 
 /**
@@ -113,11 +117,12 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
           ...options.appConfig,
         },
       },
+      ...options.agentConfig,
     };
     const agentConfigPath = path.join(dir, 'agent.json');
     await fs.writeFile(agentConfigPath, JSON.stringify(agentConfig, null, 2));
     const agentLog = path.join(dir, 'agent.log');
-    const start = () => startAgentProcess({ configPath: agentConfigPath, logPath: agentLog, healthUrl: `http://127.0.0.1:${agentPort}/health` });
+    const start = (env: NodeJS.ProcessEnv = {}) => startAgentProcess({ configPath: agentConfigPath, logPath: agentLog, healthUrl: `http://127.0.0.1:${agentPort}/health`, env });
     let agent = await start();
     cleanups.push(() => agent.stop());
 
@@ -137,10 +142,12 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       slotPorts: { blue: bluePort, green: greenPort }, publicUrl, repo, envFile,
       get agent() { return agent; },
       deploy: (args, opts = {}) => runDeployCli(args, { cwd: repo.dir, ...(opts.env ? { env: opts.env } : {}) }),
+      deployInBackground: (args) => startDeployCli(args, { cwd: repo.dir }),
       get: (pathname = '/') => httpGet(`${publicUrl}${pathname}`),
-      async restartAgent() {
-        await agent.stop();
-        agent = await start();
+      async restartAgent(opts = {}) {
+        if (opts.crash) await agent.kill('SIGKILL');
+        else await agent.stop();
+        agent = await start(opts.env);
       },
       stop: stopAll,
     };

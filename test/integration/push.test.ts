@@ -3,19 +3,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { APP, startStack, type Stack } from '../helpers/stack.js';
 import { Pm2Adapter } from '../../agent/pm2.js';
-import { openDatabase } from '../../agent/state/db.js';
-import { StateStore } from '../../agent/state/store.js';
+import { readState as readStateAt } from '../helpers/state.js';
 
-/** Reads the agent's state database the way an operator would, without the agent's help. */
-function readState(stack: Stack) {
-  const db = openDatabase(path.join(stack.home, 'agent.db'));
-  try {
-    const state = new StateStore(db);
-    return { app: state.app(APP), slots: state.slots(APP), deployments: state.deployments(APP) };
-  } finally {
-    db.close();
-  }
-}
+const readState = (stack: Stack) => readStateAt(stack.home, APP);
 
 describe('deploy push end to end (real sshd, nginx, PM2, SQLite)', () => {
   let stack: Stack;

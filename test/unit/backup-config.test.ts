@@ -16,9 +16,9 @@ const valid = () => ({
   },
   backups: {
     jobs: {
-      db: { app: 'shop', schedule: '0 3 * * *', kind: 'pg_dump', source: { uriEnv: 'DATABASE_URL' } } as Record<string, unknown>,
+      db: { app: 'shop', schedule: '0 3 * * *', kind: 'pg_dump', source: { uriEnv: 'DATABASE_URL' } },
     } as Record<string, Record<string, unknown>>,
-  } as Record<string, unknown>,
+  } as { jobs: Record<string, Record<string, unknown>>; defaults?: unknown },
 });
 
 function problems(raw: unknown): string[] {
@@ -45,7 +45,7 @@ describe('backups config', () => {
   it('a job inherits backups.defaults and overrides single tiers', () => {
     const raw = valid();
     raw.backups.defaults = { timeoutMs: 5000, retention: { daily: 3 } };
-    raw.backups.jobs = { ...raw.backups.jobs as object, logs: { app: 'shop', schedule: '*/10 * * * * *', kind: 'command', command: ['cat', '/var/log/x'], retention: { monthly: 0 } } } as never;
+    raw.backups.jobs = { ...raw.backups.jobs, logs: { app: 'shop', schedule: '*/10 * * * * *', kind: 'command', command: ['cat', '/var/log/x'], retention: { monthly: 0 } } } as never;
     const config = parseAgentConfig(raw);
     expect(config.backups!.jobs.db!.retention).toEqual({ daily: 3, weekly: 4, monthly: 12 });
     expect(config.backups!.jobs.logs).toMatchObject({ timeoutMs: 5000, retention: { daily: 3, weekly: 4, monthly: 0 }, minBytes: 1, format: 'raw' });
