@@ -158,7 +158,7 @@ describe('mongodump backups (stand-in tools; real files, gzip, SQLite, webhook)'
     const pidFile = path.join(dir, 'hang.pids');
     await setEnv({ MONGO_URL: uri('ok'), SLOW_URL: uri('hang', { pidFile }) });
     const first = service.begin('slow', { trigger: 'schedule', actor: 'schedule' });
-    const pids = await waitFor(() => existsSync(pidFile) && JSON.parse(readFileSync(pidFile, 'utf8')) as { pid: number; child: number }, { description: 'the hanging dump to start' });
+    const pids = await waitFor(() => (existsSync(pidFile) ? JSON.parse(readFileSync(pidFile, 'utf8')) as { pid: number; child: number } : null), { description: 'the hanging dump to start' });
     expect(isAlive(pids.pid) && isAlive(pids.child)).toBe(true);
     await waitFor(async () => (await filesIn('slow')).some((n) => n.startsWith('.tmp-')), { description: 'the temp file' });
 
@@ -236,16 +236,19 @@ describe('mongodump backups (stand-in tools; real files, gzip, SQLite, webhook)'
     const ok = uri('ok');
     await setEnv({ MONGO_URL: ok, RET_URL: ok });
     const a = await run('ret');
+    expect(await filesIn('ret')).toEqual([path.basename(a.file!)]);
     const b = await run('ret');
+    // all runs fall on one day: the daily, weekly and monthly tiers each keep the newest verified
+    expect(await filesIn('ret')).toEqual([path.basename(b.file!)]);
+    expect(service.store.get(a.id)).toMatchObject({ pruneReason: 'outside the retention policy' });
     await setEnv({ MONGO_URL: ok, RET_URL: uri('miscount') });
-    const c = await run('ret'); // unverified: retention does not run, a and b stay
+    const c = await run('ret'); // unverified: no retention runs, b stays the last verified
     expect([a.status, b.status, c.status]).toEqual(['verified', 'verified', 'unverified']);
-    expect(service.store.get(a.id)!.prunedAt).toBeNull();
+    expect(await filesIn('ret')).toEqual([path.basename(b.file!), path.basename(c.file!)].sort());
     await setEnv({ MONGO_URL: ok, RET_URL: ok });
     const d = await run('ret');
-    // all on one day: the daily, weekly and monthly tiers each keep d; a, b and the unverified c go
     expect((await filesIn('ret'))).toEqual([path.basename(d.file!)]);
-    for (const id of [a.id, b.id, c.id]) expect(service.store.get(id)!.prunedAt).not.toBeNull();
+    for (const id of [b.id, c.id]) expect(service.store.get(id)!.prunedAt).not.toBeNull();
     expect(service.store.get(c.id)!.pruneReason).toBe('unverified, and a newer backup is verified');
 
     for (const mode of ['fail', 'truncate', 'empty', 'fail', 'miscount']) {
@@ -265,13 +268,13 @@ describe('mongodump backups (stand-in tools; real files, gzip, SQLite, webhook)'
     await setEnv({ MONGO_URL: uri('ok') });
     await fs.writeFile(path.join(dir, 'remote', 'notes.txt'), 'not a backup');
     const runs = [await run('offsite'), await run('offsite'), await run('offsite')];
-    expect(runs.map((r) => r.offsiteStatus)).toEqual(['pruned', 'pruned', 'copied']);
+    expect(runs.map((r) => service.store.get(r.id)!.offsiteStatus)).toEqual(['pruned', 'pruned', 'copied']);
     const remote = (await fs.readdir(path.join(dir, 'remote'))).filter((n) => !n.startsWith('copyonly-')).sort();
     expect(remote).toEqual([path.basename(runs[2]!.file!), 'notes.txt'].sort());
     expect(readFileSync(path.join(dir, 'remote', path.basename(runs[2]!.file!))).equals(readFileSync(runs[2]!.file!))).toBe(true);
 
     const copies = [await run('copyonly'), await run('copyonly')];
-    expect(copies.map((r) => r.offsiteStatus)).toEqual(['copied', 'copied']);
+    expect(copies.map((r) => service.store.get(r.id)!.offsiteStatus)).toEqual(['copied', 'copied']);
     expect((await fs.readdir(path.join(dir, 'remote'))).filter((n) => n.startsWith('copyonly-'))).toHaveLength(2);
     const overview = service.overview();
     expect(overview.jobs.find((j) => j.job === 'offsite')!.offsite).toMatchObject({ mode: 'gfs', lastStatus: 'copied' });
