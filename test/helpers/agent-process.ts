@@ -2,8 +2,10 @@ import { spawn } from 'node:child_process';
 import { openSync, closeSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { waitFor } from './wait.js';
+import { packageRoot } from '../../agent/shared/version.js';
 
-export const REPO_ROOT = path.resolve(import.meta.dirname, '..', '..');
+// Found by walking up, so this works from test/helpers and from dist/test/helpers (the demo).
+export const REPO_ROOT = packageRoot();
 export const AGENT_MAIN = path.join(REPO_ROOT, 'dist', 'agent', 'main.js');
 export const CONTROLLER_MAIN = path.join(REPO_ROOT, 'dist', 'controller', 'main.js');
 
