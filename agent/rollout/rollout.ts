@@ -412,14 +412,14 @@ export class RolloutService {
           hint: 'fix the release and push again', status: 502,
         }));
     }
-    await this.step(ctx, 'swap_back', async () => {
-      await this.switchTraffic(app, previousSlot, previousRelease);
+    // The step's duration is the time from the failed verdict to the old slot proven serving.
+    await this.step(ctx, 'swap_back', () => this.switchTraffic(app, previousSlot, previousRelease),
+      () => `nginx serves ${previousSlot} (${shortSha(previousRelease)}) again`);
+    state.setReleaseState(app, releaseId, 'bad');
+    await this.compensate(ctx, `stop ${slot} and mark ${shortSha(releaseId)} bad`, async () => {
       await this.deps.processes.delete(pm2ProcessName(app, slot));
-      state.transaction(() => {
-        state.setSlot(app, slot, releaseId, 'stopped');
-        state.setReleaseState(app, releaseId, 'bad');
-      });
-    }, () => `nginx serves ${previousSlot} (${shortSha(previousRelease)}) again; ${slot} stopped, ${shortSha(releaseId)} marked bad`);
+      state.setSlot(app, slot, releaseId, 'stopped');
+    });
     throw new RolloutStop('rolled_back', 'after_switch', new SlipwayError('watch_failed', `${shortSha(releaseId)} was rolled back: ${reason}`, {
       hint: `read the app's log: PM2_HOME=${this.deps.config.pm2.home} pm2 logs ${pm2ProcessName(app, slot)} --lines 50`, status: 502,
     }));

@@ -130,6 +130,39 @@ describe('rollout safety (real sshd, nginx, PM2, SQLite)', () => {
     expect(await served()).toMatchObject({ release: five });
   });
 
+  it('push --no-wait returns once traffic moved; the agent finishes the window and releases the lock', async () => {
+    const six = await stack.repo.commit({ 'message.txt': 'six\n' }, 'six');
+    const result = await stack.deploy(['push', '--no-wait']);
+    expect(result.code, result.stderr + result.stdout).toBe(0);
+    expect(result.stderr).toContain('the agent keeps watching deployment');
+    expect(result.stderr).not.toContain('window passed');
+    expect(await served()).toMatchObject({ release: six });
+    const id = state().deployments[0]!.id;
+    const finished = await waitFor(() => state().deployments.find((d) => d.id === id && d.outcome !== null) ?? null,
+      { timeoutMs: 30_000, description: 'the detached deployment to finish its watch window' });
+    expect(finished.outcome).toBe('succeeded');
+    expect(state().lock).toBeUndefined();
+  });
+
+  it('lock release --force clears a lock a controller reserved and abandoned', async () => {
+    const token = (await fs.readFile(path.join(stack.dir, 'agent.token'), 'utf8')).trim();
+    const reserve = await fetch(`http://127.0.0.1:${stack.agentPort}/apps/${APP}/lock`, {
+      method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'x-slipway-actor': 'ci@runner-7' },
+      body: JSON.stringify({ releaseId: 'f'.repeat(40) }),
+    });
+    expect(reserve.status).toBe(201);
+    const refused = await stack.deploy(['rollback']);
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toContain('locked by ci@runner-7');
+    const status = await stack.deploy(['lock', 'status']);
+    expect(status.stdout).toMatch(/locked by ci@runner-7 since .* for deploy of ffffffffffff \(reserved until /);
+    const notForced = await stack.deploy(['lock', 'release']);
+    expect(notForced.code).toBe(3);
+    const released = await stack.deploy(['lock', 'release', '--force']);
+    expect(released.code, released.stderr).toBe(0);
+    expect(state().lock).toBeUndefined();
+  });
+
   it('the lock is released after a failure', async () => {
     await stack.repo.commit({ FAIL_HEALTH: 'yes\n' }, 'unhealthy');
     const result = await stack.deploy(['push']);
