@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -31,6 +31,9 @@ export interface RunningAgent {
 /** Wires the agent's parts together and starts listening; the only place that knows all of them. */
 export async function startAgent(config: AgentConfig, logger: Logger): Promise<RunningAgent> {
   mkdirSync(config.home, { recursive: true, mode: 0o700 });
+  // mkdir's mode only applies to a new dir: a home that already exists (a mount point, a dir made
+  // by hand) is tightened too.
+  chmodSync(config.home, 0o700);
   for (const dir of ['incoming', 'releases', 'apps']) mkdirSync(path.join(config.home, dir), { recursive: true, mode: 0o700 });
   const token = await loadOrCreateToken(config.api.tokenFile);
   const db: Db = openDatabase(path.join(config.home, 'agent.db'));
@@ -54,6 +57,9 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
       }
     }
   }
+  // PM2's control sockets live here and run whatever they are asked to: no one else may reach them.
+  mkdirSync(config.pm2.home, { recursive: true, mode: 0o700 });
+  chmodSync(config.pm2.home, 0o700);
   const processes = await Pm2Adapter.connect({ pm2Home: config.pm2.home, callTimeoutMs: config.pm2.callTimeoutMs });
   const nginx = new NginxController({
     command: config.nginx.command,
@@ -73,6 +79,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     nginx,
     health: { waitHealthy, httpGet },
     bootId,
+    runBackup: (job, deploymentId, actor) => backups.runJobForDeployment(job, deploymentId, actor),
     renderNginx: (input) => {
       const pub = config.apps[input.app]!.public;
       return renderAppConfig(
@@ -119,9 +126,10 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     async close() {
       await retentionJob.stop();
       await backupScheduler.stop();
+      // Before the server: a POST /backups/:job/run waiting on a dump would hold server.close().
+      await backups.close();
       await server.close();
       await processes.disconnect();
-      await backups.close();
       db.close();
     },
   };

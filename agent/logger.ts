@@ -1,4 +1,5 @@
 import pino, { type Logger } from 'pino';
+import { loggedUrl } from './audit.js';
 
 /** Paths whose values are secrets; pino replaces them before anything is written. */
 export const REDACT_PATHS = [
@@ -11,9 +12,24 @@ export const REDACT_PATHS = [
   'env', '*.env',
 ];
 
+interface LoggedRequest { method?: string; url?: string; host?: string; ip?: string; socket?: { remotePort?: number } }
+
+/** Fastify's request line, minus query values: a token pasted into a query string stays out of the log. */
+function serializeRequest(req: LoggedRequest) {
+  return {
+    method: req.method, url: typeof req.url === 'string' ? loggedUrl(req.url) : undefined,
+    host: req.host, remoteAddress: req.ip, remotePort: req.socket?.remotePort,
+  };
+}
+
 export function createLogger(options: { level?: string; destination?: pino.DestinationStream } = {}): Logger {
   return pino(
-    { level: options.level ?? process.env.SLIPWAY_LOG_LEVEL ?? 'info', redact: { paths: REDACT_PATHS, censor: '[REDACTED]' }, base: { service: 'slipway-agent' } },
+    {
+      level: options.level ?? process.env.SLIPWAY_LOG_LEVEL ?? 'info',
+      redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
+      serializers: { req: serializeRequest },
+      base: { service: 'slipway-agent' },
+    },
     options.destination ?? pino.destination(1),
   );
 }

@@ -13,6 +13,7 @@ import { formatAjvErrors } from './shared/validate.js';
 import type { ReleaseManifest } from './shared/manifest.js';
 import type { CleanupResult } from './release/cleanup.js';
 import { statfs } from 'node:fs/promises';
+import { auditArgs } from './audit.js';
 
 export interface ReleaseRepository {
   has(app: string, releaseId: string): boolean;
@@ -60,6 +61,10 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   // Release uploads are streamed straight to disk; the store enforces its own size cap.
   app.addContentTypeParser(['application/octet-stream', 'application/gzip'], (_request, payload, done) => done(null, payload));
 
+  // For the audit row: who proved who they are, and whose body is arbitrary (it failed its schema).
+  const authenticated = new WeakSet<FastifyRequest>();
+  const unvalidated = new WeakSet<FastifyRequest>();
+
   app.addHook('onRequest', async (request, reply) => {
     if (request.url === '/health') return;
     if (!tokenMatches(deps.token, request.headers.authorization)) {
@@ -68,14 +73,20 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
         hint: 'the controller reads the token over SSH from the agent\'s api.tokenFile',
       } satisfies ErrorBody);
     }
+    authenticated.add(request);
   });
 
   app.addHook('onResponse', async (request, reply) => {
     if (request.method === 'GET' || request.method === 'HEAD' || request.url === '/health') return;
     deps.state.audit({
-      caller: actorOf(request),
-      action: `${request.method} ${request.routeOptions.url ?? request.url}`,
-      args: { params: request.params ?? {}, body: isPlainBody(request.body) ? request.body : undefined },
+      // The actor header is the caller's claim: only worth recording once the token was right.
+      caller: authenticated.has(request) ? actorOf(request) : 'unauthenticated',
+      action: `${request.method} ${request.routeOptions.url ?? request.url.split('?')[0]}`,
+      args: auditArgs({
+        params: request.params, query: request.query,
+        body: isPlainBody(request.body) ? request.body : undefined,
+        validated: Boolean(request.routeOptions.schema?.body) && !unvalidated.has(request),
+      }),
       result: String(reply.statusCode),
     });
   });
@@ -86,6 +97,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       return reply.code(error.status).send(error.toBody());
     }
     if (error.validation) {
+      unvalidated.add(request);
       const details = formatAjvErrors(error.validation as never, error.validationContext);
       return reply.code(400).send({
         error: 'invalid_request', message: `invalid request: ${details.join('; ')}`, details,

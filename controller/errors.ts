@@ -20,7 +20,7 @@ export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 /** Codes of SlipwayErrors that mean "the user's input is wrong". */
 const USAGE_CODES = new Set([
   'config_missing', 'config_invalid', 'usage', 'not_a_git_repo', 'git_ref_unknown', 'dirty_tree', 'slot_is_live',
-  'include_invalid', 'manifest_conflict',
+  'include_invalid', 'manifest_conflict', 'backup_job_not_found',
 ]);
 const TRANSPORT_CODES = new Set([
   'host_unknown', 'host_key_mismatch', 'ssh_auth_failed', 'ssh_connection_lost', 'ssh_connect_failed', 'ssh_timeout',

@@ -1,3 +1,4 @@
+import { TailBuffer } from '../agent/shared/tail-buffer.js';
 import { readFile } from 'node:fs/promises';
 import { Duplex } from 'node:stream';
 import { Client, type ClientChannel, type ConnectConfig, type ServerHostKeyAlgorithm } from 'ssh2';
@@ -326,23 +327,6 @@ function killRemote(channel: ClientChannel): void {
   }
 }
 
-/** Keeps the last `limit` bytes of stderr: enough for an error message, bounded for chatty commands. */
-class Tail {
-  private chunks: Buffer[] = [];
-  private size = 0;
-  constructor(private readonly limit: number) {}
-  push(chunk: Buffer): void {
-    this.chunks.push(chunk);
-    this.size += chunk.length;
-    while (this.size - (this.chunks[0]?.length ?? 0) >= this.limit && this.chunks.length > 1) {
-      this.size -= this.chunks.shift()!.length;
-    }
-  }
-  toString(): string {
-    const all = Buffer.concat(this.chunks);
-    return all.subarray(Math.max(0, all.length - this.limit)).toString('utf8');
-  }
-}
 
 class Ssh2Session implements SshSession {
   private readonly pending = new Set<PendingOperation>();
@@ -473,7 +457,7 @@ class Ssh2Session implements SshSession {
         channel = stream;
         const stdout: Buffer[] = [];
         let stdoutBytes = 0;
-        const stderr = new Tail(STDERR_TAIL_BYTES);
+        const stderr = new TailBuffer(STDERR_TAIL_BYTES);
         let exit: { code: number | null; signal: string | null } | undefined;
         // Both streams must be read, or a full window on one stalls the remote process for good.
         stream.on('data', (chunk: Buffer) => {

@@ -1,3 +1,4 @@
+import { fsyncDir } from '../shared/durable.js';
 import { createHash } from 'node:crypto';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
@@ -74,14 +75,7 @@ export async function publishFile(tempPath: string, finalPath: string): Promise<
   await fsyncDir(path.dirname(finalPath));
 }
 
-export async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
+export { fsyncDir };
 
 export async function removeFile(file: string): Promise<void> {
   await rm(file, { force: true });

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { accessSync, constants, closeSync, openSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { TailBuffer, wholeLines } from '../shared/tail-buffer.js';
 
 // The backups' one way to run programs whose output is streamed rather than buffered (a dump
 // written to disk while hashed, pg_restore's data counted line by line). Like runCommand: an
@@ -31,21 +32,6 @@ export interface GroupRunResult {
   durationMs: number;
   /** The program could not be started, or its output could not be consumed (say, ENOSPC). */
   error: string | null;
-}
-
-class Tail {
-  private chunks: Buffer[] = [];
-  private size = 0;
-  constructor(private readonly limit: number) {}
-  push(chunk: Buffer): void {
-    this.chunks.push(chunk);
-    this.size += chunk.length;
-    while (this.size - this.chunks[0]!.length >= this.limit) this.size -= this.chunks.shift()!.length;
-  }
-  toString(): string {
-    const all = Buffer.concat(this.chunks);
-    return all.subarray(Math.max(0, all.length - this.limit)).toString('utf8');
-  }
 }
 
 export function killGroup(pid: number): void {
@@ -78,8 +64,8 @@ export function runGroup(argv: readonly string[], options: GroupRunOptions): Pro
     if (stdinFd !== null) closeSync(stdinFd);
     const stdout = child.stdout!;
     const stderr = child.stderr!;
-    const stdoutTail = new Tail(limit);
-    const stderrTail = new Tail(limit);
+    const stdoutTail = new TailBuffer(limit);
+    const stderrTail = new TailBuffer(limit);
     let timedOut = false;
     let error: string | null = null;
     const timer = setTimeout(() => {
@@ -109,7 +95,7 @@ export function runGroup(argv: readonly string[], options: GroupRunOptions): Pro
       clearTimeout(timer);
       resolve({
         exitCode: code, signal, timedOut, error,
-        stdoutTail: stdoutTail.toString(), stderrTail: stderrTail.toString(),
+        stdoutTail: wholeLines(stdoutTail), stderrTail: wholeLines(stderrTail),
         durationMs: Math.round(performance.now() - started),
       });
     });

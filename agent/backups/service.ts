@@ -16,7 +16,7 @@ import {
 import type { BackupJobConfig, BackupsConfig } from './config.js';
 import { withCredentials, type Credentials } from './credentials.js';
 import { dumpToFile, fsyncDir, publishFile, removeFile, type DumpResult } from './dump-file.js';
-import { webhookNotifier, type Notice, type Notifier } from './notify.js';
+import { webhookNotifier, type Notifier } from './notify.js';
 import { offsiteCopy, offsiteDelete, offsiteList, offsiteMode } from './offsite.js';
 import { findTool, killGroup, processStartTime, runGroup } from './process.js';
 import { planRetention } from './retention.js';
@@ -51,11 +51,12 @@ export function dumpFailure(dump: Pick<DumpResult, 'error' | 'timedOut' | 'signa
   return null;
 }
 
-const EMPTY_BACKUPS: BackupsConfig = {
-  dir: '/nonexistent', notifyTimeoutMs: 5000, defaults: { timeoutMs: 3_600_000, retention: { daily: 7, weekly: 4, monthly: 12 } },
+/** No `backups` section: no jobs, but runs and temp files a previous config left are still resolved. */
+const noBackups = (home: string): BackupsConfig => ({
+  dir: path.join(home, 'backups'), notifyTimeoutMs: 5000, defaults: { timeoutMs: 3_600_000, retention: { daily: 7, weekly: 4, monthly: 12 } },
   tools: { mongodump: 'mongodump', mongorestore: 'mongorestore', pgDump: 'pg_dump', pgRestore: 'pg_restore', psql: 'psql' },
   jobs: {},
-};
+});
 
 /**
  * Backup runs, verification, retention, offsite copies and restores. One run per job at a time
@@ -70,10 +71,11 @@ export class BackupService {
   private readonly baseEnv: NodeJS.ProcessEnv;
   private readonly inFlight = new Map<string, { id: number; startedAt: string; pid: number | null; done: Promise<unknown> }>();
   private readonly restoring = new Set<string>();
+  private closing = false;
 
   constructor(private readonly deps: BackupServiceDeps) {
     this.store = new BackupStore(deps.db);
-    this.backups = deps.config.backups ?? EMPTY_BACKUPS;
+    this.backups = deps.config.backups ?? noBackups(deps.config.home);
     this.now = deps.now ?? (() => new Date());
     this.baseEnv = Object.fromEntries(Object.entries(deps.env ?? process.env).filter(([key]) => !key.startsWith('PG')));
     this.notify = deps.notify ?? webhookNotifier({
@@ -143,6 +145,9 @@ export class BackupService {
    */
   begin(jobName: string, request: RunRequest): { id: number; done: Promise<BackupRow> } {
     const job = this.job(jobName);
+    if (this.closing) {
+      throw new SlipwayError('agent_stopping', 'the agent is stopping; no new backup runs start', { status: 503, hint: 'run it again once the agent is back' });
+    }
     const startedAt = this.now();
     const base = { job: jobName, app: job.app, kind: job.kind, trigger: request.trigger, requestedBy: request.actor, deploymentId: request.deploymentId ?? null };
     const current = this.inFlight.get(jobName);
@@ -179,6 +184,7 @@ export class BackupService {
 
   /** Kills the dump of every run in progress and waits (bounded) for their rows to be written. */
   async close(timeoutMs = 10_000): Promise<void> {
+    this.closing = true;
     const runs = [...this.inFlight.values()];
     for (const run of runs) if (run.pid) killGroup(run.pid);
     let timer: NodeJS.Timeout | undefined;
@@ -338,14 +344,15 @@ export class BackupService {
         secrets = credentials.secrets;
         const env = { ...this.baseEnv, ...credentials.env };
         const dump = await dumpToFile(this.dumpArgv(job, credentials), tempPath, {
-          env, timeoutMs: job.timeoutMs,
+          // mongodump's per-collection counts are read from stderr: keep enough of it for many collections.
+          env, timeoutMs: job.timeoutMs, tailBytes: 256 * 1024,
           onSpawn: (pid) => {
             entry.pid = pid;
             this.store.setProcess(id, pid, processStartTime(pid));
           },
         });
         entry.pid = null;
-        const stderrTail = redactSecrets(dump.stderrTail, secrets);
+        const stderrTail = redactSecrets(dump.stderrTail, secrets).slice(-8 * 1024);
         const outcome = { bytes: dump.bytes, sha256: dump.sha256, exitCode: dump.exitCode, signal: dump.signal, timedOut: dump.timedOut, stderrTail };
         const failure = dumpFailure(dump, job);
         if (failure) {
@@ -368,14 +375,20 @@ export class BackupService {
         if (!report.verified) {
           await this.notify({ job: jobName, app: job.app, event: 'unverified', backupId: id, message: `The backup was written but did not pass verification (${report.problem}); it is kept, but never counts as the last good backup.` });
         } else {
-          await this.afterVerified(jobName, job, id);
+          await this.afterVerified(jobName, job, id).catch((error: unknown) => this.notify({
+            job: jobName, app: job.app, event: 'retention_failed', backupId: id,
+            message: `The backup is verified, but the offsite copy or retention after it failed: ${redactSecrets(errorMessage(error), secrets)}`,
+          }));
         }
         return this.store.get(id)!;
       });
     } catch (error) {
-      await removeFile(tempPath).catch(() => undefined);
       const message = error instanceof SlipwayError ? error.message : `internal error: ${errorMessage(error)}`;
       if (!(error instanceof SlipwayError)) this.deps.logger.error({ job: jobName, backupId: id, err: redactSecrets(errorMessage(error), secrets) }, 'backup run failed unexpectedly');
+      // A run already recorded keeps its outcome (and its file); only an unfinished one fails here.
+      if (this.store.get(id)?.status !== 'running') return this.store.get(id)!;
+      await removeFile(tempPath).catch(() => undefined);
+      await removeFile(finalPath).catch(() => undefined);
       return fail(message);
     }
   }

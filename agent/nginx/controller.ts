@@ -1,3 +1,4 @@
+import { fsyncDir } from '../shared/durable.js';
 import { randomBytes } from 'node:crypto';
 import { open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -63,14 +64,6 @@ async function readOrNull(file: string): Promise<Buffer | null> {
   }
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
 
 async function writeDurable(file: string, data: string | Buffer): Promise<void> {
   const handle = await open(file, 'w', 0o644);

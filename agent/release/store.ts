@@ -1,3 +1,4 @@
+import { fsyncDir } from '../shared/durable.js';
 import { randomBytes } from 'node:crypto';
 import { lstatSync } from 'node:fs';
 import { chmod, lstat, mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
@@ -332,11 +333,3 @@ async function readdirOrEmpty(dir: string): Promise<string[]> {
   }
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}

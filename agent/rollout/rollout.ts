@@ -47,8 +47,8 @@ export interface RolloutDeps {
   nginx: TrafficSwitcher;
   health: HealthChecker;
   renderNginx: (input: { app: string; slot: Slot; upstreamPort: number; releaseId: string; generation: number }) => string;
-  /** Runs before anything changes (e.g. the app's pre-deploy backup); a throw stops the rollout. */
-  beforeDeploy?: (app: string, deploymentId: number) => Promise<string | null>;
+  /** Runs the app's pre-deploy backup job; throws unless the backup was written and verified. */
+  runBackup?: (job: string, deploymentId: number, actor: string) => Promise<{ id: number }>;
   logger: Logger;
 }
 
@@ -64,6 +64,9 @@ interface Context {
   previousSlot: Slot | null;
   previousRelease: string | null;
   lockId: string;
+  actor: string;
+  /** Set once the target slot's process was replaced: from then on a failure must clean it up. */
+  slotTouched?: boolean;
   durations: Record<string, number>;
   feed: DeploymentFeed;
 }
@@ -265,7 +268,7 @@ export class RolloutService {
       this.feeds.set(id, feed);
       const ctx: Context = {
         id, app: input.app, kind: input.kind, slot: input.slot, releaseId: input.releaseId, previousSlot, previousRelease,
-        lockId: lock.lockId, durations: {}, feed,
+        lockId: lock.lockId, actor: input.actor, durations: {}, feed,
       };
       this.deps.logger.info({ deploymentId: id, app: input.app, kind: input.kind, slot: input.slot, releaseId: input.releaseId, actor: input.actor }, 'rollout started');
       void run(ctx)
@@ -304,19 +307,25 @@ export class RolloutService {
         await this.deps.nginx.checkMasterRunning();
         return readAppEnv(envFileOf(this.deps.config, app), app, appConfig.requiredEnv);
       }, () => 'nginx is running, env file read');
-      if (this.deps.beforeDeploy && ctx.kind === 'deploy') {
-        await this.step(ctx, 'backup', async () => this.deps.beforeDeploy!(app, ctx.id), (message) => message ?? 'no pre-deploy backup configured');
+      const backupJob = appConfig.backupBeforeDeploy;
+      if (backupJob && ctx.kind === 'deploy') {
+        if (!this.deps.runBackup) throw new SlipwayError('backups_unavailable', `${app} declares backupBeforeDeploy but backups are not set up`, { status: 500 });
+        await this.step(ctx, 'backup', () => this.deps.runBackup!(backupJob, ctx.id, ctx.actor), (backup) => `backup ${backup.id} of ${backupJob} written and verified`);
       }
+      ctx.slotTouched = true;
       await this.step(ctx, 'starting', () => this.startSlot(ctx, env), () => `${pm2ProcessName(app, slot)} started on port ${appConfig.slots[slot].port}`);
       await this.step(ctx, 'healthy', () => this.healthGate(ctx), (attempts) => `healthy after ${attempts} check(s)`);
     } catch (error) {
-      await this.compensate(ctx, 'stop the new slot', async () => {
-        await this.deps.processes.delete(pm2ProcessName(app, slot));
-        this.deps.state.transaction(() => {
-          this.deps.state.setSlot(app, slot, releaseId, 'failed');
-          this.deps.state.setReleaseState(app, releaseId, 'failed');
+      // A failure in preflight or the backup has touched nothing: the standby slot keeps running.
+      if (ctx.slotTouched) {
+        await this.compensate(ctx, 'stop the new slot', async () => {
+          await this.deps.processes.delete(pm2ProcessName(app, slot));
+          this.deps.state.transaction(() => {
+            this.deps.state.setSlot(app, slot, releaseId, 'failed');
+            this.deps.state.setReleaseState(app, releaseId, 'failed');
+          });
         });
-      });
+      }
       throw new RolloutStop('failed', 'before_switch', error);
     }
     try {

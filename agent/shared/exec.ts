@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { SlipwayError } from './errors.js';
+import { TailBuffer } from './tail-buffer.js';
 
 export interface CommandResult {
   argv: readonly string[];
@@ -17,24 +18,6 @@ export interface RunOptions {
   /** Bytes of stdout/stderr kept (the tail); output beyond that is drained and dropped. */
   maxOutputBytes?: number;
   input?: string | Buffer;
-}
-
-/** Keeps the last `limit` bytes of a stream so a chatty command cannot exhaust memory. */
-class TailBuffer {
-  private chunks: Buffer[] = [];
-  private size = 0;
-  constructor(private readonly limit: number) {}
-  push(chunk: Buffer): void {
-    this.chunks.push(chunk);
-    this.size += chunk.length;
-    while (this.size > this.limit && this.chunks.length > 1) {
-      this.size -= this.chunks.shift()!.length;
-    }
-  }
-  toString(): string {
-    const all = Buffer.concat(this.chunks);
-    return all.subarray(Math.max(0, all.length - this.limit)).toString('utf8');
-  }
 }
 
 /**

@@ -25,8 +25,9 @@ export function formatRunLine(run: BackupRunView): string {
 
 function formatJob(job: BackupJobView, now: number): string[] {
   const last = job.lastRun;
+  const facts = last ? [last.bytes !== null && last.file ? formatBytes(last.bytes) : null, last.durationMs !== null ? formatMs(last.durationMs) : null].filter(Boolean) : [];
   const lastLine = last
-    ? `#${last.id} ${last.status} ${formatAge(now - Date.parse(last.startedAt))} ago${last.bytes !== null ? ` (${formatBytes(last.bytes)}` : ' ('}${last.durationMs !== null ? ` in ${formatMs(last.durationMs)}` : ''})${last.reason && last.status !== 'verified' ? `: ${last.reason}` : ''}`
+    ? `#${last.id} ${last.status} ${formatAge(now - Date.parse(last.startedAt))} ago${facts.length ? ` (${facts.join(' in ')})` : ''}${last.reason && last.status !== 'verified' ? `: ${last.reason}` : ''}`
     : 'never';
   const verified = job.lastVerified
     ? `#${job.lastVerified.id}, ${formatAge(job.lastVerified.ageMs)} old${job.lastVerified.bytes !== null ? ` (${formatBytes(job.lastVerified.bytes)})` : ''}, checked by ${job.lastVerified.level ?? '-'}`
@@ -55,7 +56,9 @@ export function formatBackupList(overview: BackupsOverview, now: number): string
 export function formatRun(run: BackupRunView): string {
   const lines = [`backup #${run.id} of ${run.job} (${run.kind}): ${run.status}${run.reason && run.status !== 'verified' ? `: ${run.reason}` : ''}`];
   if (run.file) lines.push(`  file:   ${run.file}`);
-  if (run.bytes !== null) lines.push(`  size:   ${formatBytes(run.bytes)}${run.durationMs !== null ? ` in ${formatMs(run.durationMs)}` : ''}${run.sha256 ? `, sha256 ${run.sha256}` : ''}`);
+  const took = run.durationMs !== null ? ` in ${formatMs(run.durationMs)}` : '';
+  if (run.bytes !== null && run.file) lines.push(`  size:   ${formatBytes(run.bytes)}${took}, sha256 ${run.sha256 ?? '-'}`);
+  else if (run.bytes !== null) lines.push(`  output: ${formatBytes(run.bytes)} written${took}, then removed`);
   for (const check of run.verification?.checks ?? []) {
     lines.push(`  ${check.skipped ? '-' : check.ok ? '✓' : '✗'} ${check.name}: ${check.detail}`);
   }

@@ -61,6 +61,11 @@ export interface StackOptions {
   templateDir?: string;
   /** Top-level agent config fields merged over the defaults (retention, backups, ...). */
   agentConfig?: Record<string, unknown>;
+  /**
+   * The agent's home (SLIPWAY_HOME) instead of <dir>/home, e.g. a small tmpfs the test mounted
+   * to fill the disk. The caller owns it: stop() neither empties nor unmounts it.
+   */
+  homeDir?: string;
 }
 
 /**
@@ -86,7 +91,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const pm2 = await createPm2Home();
     cleanups.push(() => pm2.cleanup());
 
-    const home = path.join(dir, 'home');
+    const home = options.homeDir ?? path.join(dir, 'home');
     const [agentPort, publicPort, bluePort, greenPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
     const tokenFile = path.join(dir, 'agent.token');
     // As on a VPS where the agent's token is readable by the deploy account only.

@@ -1,0 +1,1 @@
+# The only stage: the bench's loopback host, configured in config/deploy.rb from BENCH_CAP_*.
