@@ -12,6 +12,7 @@ import { APP_NAME_PATTERN, RELEASE_ID_PATTERN, SHA256_PATTERN, SLOTS, shortSha, 
 import { formatAjvErrors } from './shared/validate.js';
 import type { ReleaseManifest } from './shared/manifest.js';
 import type { CleanupResult } from './release/cleanup.js';
+import { SlotProbeCache } from './slot-probe.js';
 import { statfs } from 'node:fs/promises';
 import { auditArgs } from './audit.js';
 
@@ -57,6 +58,8 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true, useDefaults: false } },
     disableRequestLogging: false,
   });
+
+  const probes = new SlotProbeCache(deps.processes, deps.health);
 
   // Release uploads are streamed straight to disk; the store enforces its own size cap.
   app.addContentTypeParser(['application/octet-stream', 'application/gzip'], (_request, payload, done) => done(null, payload));
@@ -136,7 +139,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
 
   app.get('/apps/:app', { schema: { params: appParams } }, async (request) => {
     const { app: name } = request.params as { app: string };
-    return appStatus(deps, requireApp(deps, name));
+    return appStatus(deps, probes, requireApp(deps, name));
   });
 
   app.get('/apps/:app/releases/:releaseId', { schema: { params: releaseParams } }, async (request) => {
@@ -381,22 +384,18 @@ function summary(d: import('./state/store.js').DeploymentRow): DeploymentSummary
   };
 }
 
-async function appStatus(deps: ServerDeps, name: string): Promise<AppStatus> {
+async function appStatus(deps: ServerDeps, probes: SlotProbeCache, name: string): Promise<AppStatus> {
   const { state, config } = deps;
   const appConfig = config.apps[name]!;
   const row = state.app(name)!;
   const slotRows = state.slots(name);
   const slots = await Promise.all(slotRows.map(async (s) => {
     const port = appConfig.slots[s.slot].port;
-    const proc = await deps.processes.describe(pm2ProcessName(name, s.slot)).catch(() => null);
-    const health = s.releaseId && proc
-      ? await deps.health.checkOnce(`http://127.0.0.1:${port}${appConfig.health.path}`, { timeoutMs: 1000, expectStatus: appConfig.health.expectStatus })
-      : null;
-    return {
-      slot: s.slot, port, releaseId: s.releaseId, state: s.state, live: row.liveSlot === s.slot,
-      process: proc && { status: proc.status, pid: proc.pid, restarts: proc.restarts, cwd: proc.pmCwd },
-      health,
-    };
+    const { process, health } = await probes.probe({
+      processName: pm2ProcessName(name, s.slot), port, healthPath: appConfig.health.path,
+      expectStatus: appConfig.health.expectStatus, releaseId: s.releaseId,
+    });
+    return { slot: s.slot, port, releaseId: s.releaseId, state: s.state, live: row.liveSlot === s.slot, process, health };
   }));
   const liveReleaseId = row.liveSlot ? slotRows.find((s) => s.slot === row.liveSlot)?.releaseId ?? null : null;
   return {
