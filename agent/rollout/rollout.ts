@@ -116,6 +116,13 @@ export class RolloutService {
   /** Reserves the app for a rollout that starts with an upload; the rollout takes the lock over. */
   reserveLock(input: { app: string; releaseId: string; actor: string }): LockRow {
     this.requireApp(input.app);
+    const held = this.deps.state.lock(input.app);
+    if (held && held.deploymentId === null && held.holder === input.actor) {
+      // The same controller retrying after a dropped connection: its old reservation never started
+      // a rollout, so the retry takes it over instead of waiting out the lease.
+      this.deps.state.releaseLock(input.app, held.lockId);
+      this.deps.logger.info({ app: input.app, lock: held }, 'replaced this caller\'s own unused lock reservation');
+    }
     return this.takeLock({
       app: input.app, lockId: randomUUID(), holder: input.actor, action: 'deploy', releaseId: input.releaseId,
       expiresAt: new Date(Date.now() + LOCK_RESERVATION_MS).toISOString(), bootId: this.deps.bootId, deploymentId: null,
