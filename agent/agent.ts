@@ -45,7 +45,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
 
   // Locks written under another boot id belong to a dead agent process.
   const bootId = randomUUID();
-  const releases = new ReleaseStore({ home: config.home, limits: config.limits });
+  const releases = new ReleaseStore({ home: config.home, limits: config.limits, uploadIdleTimeoutMs: config.limits.uploadIdleTimeoutMs });
   await releases.cleanupOrphans();
   // A crash between the release dir's rename and its database row leaves a dir SQLite does not know;
   // no slot can reference it, and the controller re-uploads it, so it is removed.

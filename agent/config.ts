@@ -49,7 +49,7 @@ export interface AgentConfig {
     timeoutMs: number;
     proveTimeoutMs: number;
   };
-  limits: { maxReleaseBytes: number; maxUnpackedBytes: number; maxEntries: number };
+  limits: { maxReleaseBytes: number; maxUnpackedBytes: number; maxEntries: number; uploadIdleTimeoutMs: number };
   /** Release cleanup: how many releases to keep per app, and when the cleanup job runs (cron). */
   retention: { keepReleases: number; schedule: string };
   apps: Record<string, AppConfig>;
@@ -111,6 +111,8 @@ const configSchema = {
         maxReleaseBytes: { type: 'integer', minimum: 1024, default: 512 * 1024 * 1024 },
         maxUnpackedBytes: { type: 'integer', minimum: 1024, default: 2 * 1024 * 1024 * 1024 },
         maxEntries: { type: 'integer', minimum: 1, default: 100_000 },
+        // An upload that sends nothing for this long (a dead link) is dropped and its partial file removed.
+        uploadIdleTimeoutMs: { type: 'integer', minimum: 1000, maximum: 3_600_000, default: 30_000 },
       },
     },
     retention: {

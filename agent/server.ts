@@ -119,6 +119,15 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     if (error.statusCode && error.statusCode < 500) {
       return reply.code(error.statusCode).send({ error: 'bad_request', message: error.message });
     }
+    const code = (error as { code?: unknown }).code;
+    if (code === 'SQLITE_FULL' || code === 'ENOSPC' || code === 'EDQUOT') {
+      // A state write failed (a failed SQLite statement rolls back), so the request was not carried out.
+      request.log.error({ err: error }, 'disk full');
+      return reply.code(507).send({
+        error: 'disk_full', message: `the disk holding the agent's home ${deps.config.home} is full (${error.message}); the request was not carried out`,
+        hint: 'free space on that filesystem (old releases: deploy releases cleanup; logs; backups), then run the command again',
+      } satisfies ErrorBody);
+    }
     request.log.error({ err: error }, 'unhandled error');
     return reply.code(500).send({ error: 'internal_error', message: 'the agent hit an internal error', hint: 'see the agent log for details' });
   });

@@ -24,7 +24,7 @@ const USAGE_CODES = new Set([
 ]);
 const TRANSPORT_CODES = new Set([
   'host_unknown', 'host_key_mismatch', 'ssh_auth_failed', 'ssh_connection_lost', 'ssh_connect_failed', 'ssh_timeout',
-  'agent_unreachable', 'remote_command_failed',
+  'agent_unreachable', 'remote_command_failed', 'ssh_forward_failed',
 ]);
 
 export function exitCodeFor(error: unknown): ExitCode {

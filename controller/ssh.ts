@@ -292,6 +292,9 @@ export async function connectSsh(options: ConnectSshOptions): Promise<SshSession
     });
     try {
       client.connect(config);
+      // Without it, Nagle's algorithm meets the server's delayed ACK and every request over the
+      // connection (exec, tunnel, API call) waited ~40 ms per round trip: ~90 ms instead of ~5 ms.
+      client.setNoDelay(true);
     } catch (error) {
       // ssh2 throws synchronously for keys it cannot parse (e.g. encrypted without passphrase).
       fail(new SlipwayError('ssh_key_unusable', `cannot use the SSH credentials for ${label}: ${errorMessage(error)}`, {

@@ -91,9 +91,12 @@ async function writeAtomic(file: string, data: string | Buffer): Promise<void> {
 
 /** Worker processes of an nginx master, from /proc (empty where /proc is unavailable). */
 async function workerPids(masterPid: number): Promise<number[]> {
-  let entries: string[];
+  // The master's own list of children (Linux ≥ 3.5) is one read; scanning the stat file of every
+  // process took 40–140 ms on a busy 2-core box, between `nginx -t` and the reload of every switch.
+  let entries: string[] | null = await readFile(`/proc/${masterPid}/task/${masterPid}/children`, 'utf8')
+    .then((text) => text.split(/\s+/).filter(Boolean), () => null);
   try {
-    entries = await readdir('/proc');
+    entries ??= await readdir('/proc');
   } catch {
     return [];
   }

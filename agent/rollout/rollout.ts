@@ -286,7 +286,12 @@ export class RolloutService {
         })
         .catch((error: unknown) => this.deps.logger.error({ err: error, deploymentId: id }, 'could not record the end of a rollout'))
         .finally(() => {
-          state.releaseLock(input.app, lock.lockId);
+          try {
+            state.releaseLock(input.app, lock.lockId);
+          } catch (error) {
+            // e.g. SQLITE_FULL: the lock stays until it is released by hand or the agent restarts.
+            this.deps.logger.error({ err: error, app: input.app }, 'could not release the deploy lock');
+          }
           // Keep finished feeds briefly so a slow client can still read the result.
           setTimeout(() => this.feeds.delete(id), 60_000).unref();
         });

@@ -274,7 +274,7 @@ describe('the agent API under hostile input (RELIABILITY 20, 31–34)', () => {
 
   it('case 33: an env file readable by group or others stops a deploy before any change, naming the fix', async () => {
     const sha = await stack.repo.commit({ 'message.txt': 'env mode\n' }, 'env mode');
-    const before = { view: await liveView(stack), nginx: await snapshotTree(stack.nginx.includeDir, { hash: true }), live: stateFingerprint(stack).liveSlot };
+    const before = { view: await liveView(stack), nginx: await snapshotTree(stack.nginx.includeDir, { hash: true }), state: stateFingerprint(stack) };
     await fs.chmod(stack.envFile, 0o640);
     try {
       const result = await deploy(['push']);
@@ -288,9 +288,10 @@ describe('the agent API under hostile input (RELIABILITY 20, 31–34)', () => {
     expect(await liveView(stack)).toEqual(before.view);
     expect(await snapshotTree(stack.nginx.includeDir, { hash: true })).toEqual(before.nginx);
     const after = stateFingerprint(stack);
-    expect(after.liveSlot).toBe(before.live);
+    expect({ liveSlot: after.liveSlot, generation: after.generation, slots: after.slots }, 'no slot was touched')
+      .toEqual({ liveSlot: before.state.liveSlot, generation: before.state.generation, slots: before.state.slots });
     expect(after.deployments[0]).toMatch(/ deploy failed$/);
-    expect(after.slots.find((s) => s.startsWith('green'))).toBe(`green ${sha} failed`);
+    expect(after.releases).toContain(`${sha} ready`);
   });
 
   it('case 33: SLIPWAY_HOME, its database and the PM2 home (with PM2\'s control sockets) are private to the agent', async () => {
@@ -372,6 +373,7 @@ describe('the agent API under hostile input (RELIABILITY 20, 31–34)', () => {
     const texts = {
       ...seen,
       'agent log': stack.agent.log(),
+      'PM2 daemon log': await fs.readFile(path.join(stack.pm2.pm2Home, 'pm2.log'), 'utf8'),
       'state database': dumpDatabase(stack.home),
       'nginx includes': Object.values(await snapshotTree(stack.nginx.includeDir)).join('\n')
         + (await Promise.all((await fs.readdir(stack.nginx.includeDir)).map((n) => fs.readFile(path.join(stack.nginx.includeDir, n), 'utf8')))).join('\n'),

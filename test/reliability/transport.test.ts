@@ -1,0 +1,209 @@
+/**
+ * RELIABILITY cases 10–13 with the real CLI, a real sshd and an unprivileged deploy user: host
+ * key problems stop the push before authentication; a link cut (or frozen, or the agent killed)
+ * in the middle of a 40 MB upload is reported within seconds, never leaves a partial release
+ * behind, and the same push run again succeeds; a failing remote step is named with its stderr.
+ * Throughout, the live slot keeps answering through nginx and the state database stays as it was.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCommand } from '../../agent/shared/exec.js';
+import { generateKeyPair } from '../helpers/sshd.js';
+import { APP, startStack, type Stack } from '../helpers/stack.js';
+import { waitFor, withDeadline } from '../helpers/wait.js';
+import { auditRows, ingestLeftovers, liveView, seededBytes, stateFingerprint } from '../helpers/box.js';
+
+const MiB = 1024 * 1024;
+const BIG = 40 * MiB;
+
+describe('transport faults through the real CLI and sshd (RELIABILITY 10–13)', () => {
+  let stack: Stack;
+
+  beforeAll(async () => {
+    // A short upload idle timeout keeps the silent-link test short; the default is 30 s.
+    stack = await startStack({ agentConfig: { limits: { uploadIdleTimeoutMs: 5000 } } });
+    const first = await stack.deploy(['push']);
+    expect(first.code, first.stderr + first.stdout).toBe(0);
+  });
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  const fingerprint = async (publicKeyPath: string) =>
+    (await runCommand(['ssh-keygen', '-lf', publicKeyPath], { timeoutMs: 10_000 })).stdout.split(' ')[1]!;
+  const acceptedLogins = async () => ((await stack.sshd.log()).match(/Accepted publickey/g) ?? []).length;
+
+  /** A copy of the app's deploy.config.json with `patch` applied to its host section. */
+  async function configWith(name: string, host: Record<string, unknown>): Promise<string> {
+    const config = JSON.parse(await fs.readFile(path.join(stack.repo.dir, 'deploy.config.json'), 'utf8'));
+    const file = path.join(stack.dir, `${name}.config.json`);
+    await fs.writeFile(file, JSON.stringify({ ...config, host: { ...config.host, ...host } }));
+    return file;
+  }
+
+  /** Runs `fn` and proves the agent never heard of it: no audit row, same state, same live view. */
+  async function agentUntouched(fn: () => Promise<void>): Promise<void> {
+    const before = { audit: auditRows(stack.home).length, state: stateFingerprint(stack), view: await liveView(stack) };
+    await fn();
+    expect(auditRows(stack.home).length, 'no request reached the agent').toBe(before.audit);
+    expect(stateFingerprint(stack)).toEqual(before.state);
+    expect(await liveView(stack)).toEqual(before.view);
+  }
+
+  it('case 10: a changed host key aborts before authentication, showing expected and actual fingerprints', async () => {
+    const other = await generateKeyPair(stack.dir, 'impostor_host_key');
+    const knownHosts = path.join(stack.dir, 'changed_known_hosts');
+    await fs.writeFile(knownHosts, `[127.0.0.1]:${stack.sshd.port} ${other.publicKey}\n`);
+    const config = await configWith('changed-key', { knownHostsFile: knownHosts });
+    const logins = await acceptedLogins();
+    await agentUntouched(async () => {
+      const result = await stack.deploy(['push', '--config', config]);
+      expect(result.code).toBe(5);
+      expect(result.stderr).toContain('HOST KEY CHANGED');
+      expect(result.stderr).toContain(`expected:  ssh-ed25519 ${await fingerprint(other.publicKeyPath)}`);
+      expect(result.stderr).toContain(`presented: ssh-ed25519 ${await fingerprint(stack.sshd.hostPublicKeyPath)}`);
+      expect(result.stderr).toMatch(/ssh-keygen -R/);
+    });
+    expect(await acceptedLogins(), 'the client never authenticated to the impostor').toBe(logins);
+  });
+
+  it('case 11: a host not in known_hosts fails closed, with its fingerprint and the command to trust it', async () => {
+    const knownHosts = path.join(stack.dir, 'empty_known_hosts');
+    await fs.writeFile(knownHosts, '');
+    const config = await configWith('unknown-host', { knownHostsFile: knownHosts });
+    const logins = await acceptedLogins();
+    await agentUntouched(async () => {
+      const result = await stack.deploy(['push', '--config', config]);
+      expect(result.code).toBe(5);
+      expect(result.stderr).toContain(`is not in ${knownHosts}`);
+      expect(result.stderr).toContain(await fingerprint(stack.sshd.hostPublicKeyPath));
+      expect(result.stderr).toContain(`ssh-keyscan -p ${stack.sshd.port} -t ed25519 127.0.0.1 >> ${knownHosts}`);
+    });
+    expect(await acceptedLogins()).toBe(logins);
+  });
+
+  it('case 13: a failing remote step names the step and shows its stderr tail', async () => {
+    const tokenFile = path.join(stack.dir, 'agent.token');
+    const owner = await fs.stat(tokenFile);
+    // Owned by root, 0600: the deploy user's `cat` is refused.
+    await fs.chown(tokenFile, 0, 0);
+    try {
+      await agentUntouched(async () => {
+        const result = await stack.deploy(['push']);
+        expect(result.code).toBe(5);
+        expect(result.stderr).toContain('step "read the agent token" failed');
+        expect(result.stderr).toContain('exited with code 1');
+        expect(result.stderr).toMatch(/Permission denied/);
+        expect(result.stderr).toContain('hint:');
+      });
+    } finally {
+      await fs.chown(tokenFile, owner.uid, owner.gid);
+    }
+  });
+
+  it('addition: the agent not running -> a clear error naming the tunnel, nothing changed', async () => {
+    const before = { state: stateFingerprint(stack), view: await liveView(stack) };
+    await stack.agent.stop();
+    try {
+      const result = await stack.deploy(['push']);
+      expect(result.code).toBe(5);
+      expect(result.stderr).toContain(`could not open a tunnel to 127.0.0.1:${stack.agentPort}`);
+      expect(result.stderr).toContain('is the agent running?');
+      expect(await liveView(stack), 'nginx and the app do not need the agent').toEqual(before.view);
+    } finally {
+      await stack.restartAgent();
+    }
+    expect(stateFingerprint(stack)).toEqual(before.state);
+  });
+
+  /**
+   * Starts `deploy push` of a new 40 MB commit and, once the agent has received `atBytes` of it,
+   * applies `fault`. Returns the CLI's result, how long after the fault it exited, and the sha.
+   */
+  async function pushAndFault(seed: string, fault: () => Promise<unknown>, atBytes = 8 * MiB) {
+    await fs.writeFile(path.join(stack.repo.dir, 'blob.bin'), seededBytes(seed, BIG));
+    const sha = await stack.repo.commit({}, `40 MB release ${seed}`);
+    const cli = stack.deployInBackground(['push']);
+    let exited = false;
+    void cli.done.then(() => { exited = true; });
+    const incoming = path.join(stack.home, 'incoming');
+    try {
+      await waitFor(async () => {
+        if (exited) throw new Error('the CLI exited before the fault');
+        for (const name of await fs.readdir(incoming)) {
+          const size = name.endsWith('.part') ? (await fs.stat(path.join(incoming, name)).catch(() => null))?.size ?? 0 : 0;
+          if (size >= atBytes) return true;
+        }
+        return false;
+      }, { timeoutMs: 60_000, intervalMs: 5, description: `the agent to have received ${atBytes} bytes of the upload` });
+    } catch (error) {
+      cli.kill();
+      throw new Error(`${(error as Error).message}\nCLI: ${JSON.stringify(await cli.done)}`);
+    }
+    const faultAt = Date.now();
+    await fault();
+    const result = await withDeadline(cli.done, 45_000, 'the CLI to exit after the fault');
+    const detectedMs = Date.now() - faultAt;
+    console.log(`fault "${seed}": the CLI exited ${result.code} ${detectedMs} ms after it: ${result.stderr.trim().split('\n').find((l) => l.startsWith('deploy:')) ?? ''}`);
+    return { sha, result, detectedMs };
+  }
+
+  /** No partial release of `sha`: not in the store, not in the database, nothing in incoming/. */
+  async function noTraceOf(sha: string, leftoverTimeoutMs: number): Promise<void> {
+    await waitFor(async () => (await ingestLeftovers(stack.home)).length === 0, {
+      timeoutMs: leftoverTimeoutMs, intervalMs: 100, description: 'the partial upload to be removed',
+    });
+    await expect(fs.access(path.join(stack.home, 'releases', APP, sha))).rejects.toThrow();
+    expect(stateFingerprint(stack).releases.some((r) => r.startsWith(sha))).toBe(false);
+  }
+
+  async function retrySucceeds(sha: string): Promise<void> {
+    const retry = await stack.deploy(['push']);
+    expect(retry.code, retry.stderr + retry.stdout).toBe(0);
+    expect(await liveView(stack)).toMatchObject({ status: 200, release: sha });
+    expect(await ingestLeftovers(stack.home)).toEqual([]);
+  }
+
+  it('case 12: the connection cut mid-upload (sshd children killed) -> error within seconds, no partial release, retry succeeds', async () => {
+    const viewBefore = await liveView(stack);
+    let killed = 0;
+    const { sha, result, detectedMs } = await pushAndFault('cut', async () => { killed = await stack.sshd.killConnections(); });
+    expect(killed).toBeGreaterThan(0);
+    expect(result.code, result.stderr).toBe(5);
+    expect(detectedMs, 'detected well within 30 s').toBeLessThan(30_000);
+    expect(result.stderr).toMatch(/SSH connection to .* lost/);
+    expect(result.stderr).toContain('a partial upload is never used as a release');
+    await noTraceOf(sha, 35_000);
+    expect(await liveView(stack), 'the live slot never stopped answering').toEqual(viewBefore);
+    await retrySucceeds(sha);
+  });
+
+  it('addition: the agent killed -9 mid-upload -> error, the partial upload removed on restart, retry succeeds', async () => {
+    const viewBefore = await liveView(stack);
+    const { sha, result, detectedMs } = await pushAndFault('crash', () => stack.restartAgent({ crash: true }));
+    expect(result.code, result.stderr).not.toBe(0);
+    expect(detectedMs).toBeLessThan(30_000);
+    expect(result.stderr).toMatch(/agent|SSH/);
+    await noTraceOf(sha, 10_000);
+    expect(await liveView(stack)).toEqual(viewBefore);
+    await retrySucceeds(sha);
+  });
+
+  it('addition: a link that goes silent mid-upload (sshd frozen) -> keepalive reports it, the agent drops the upload at its idle timeout, retry succeeds', async () => {
+    const viewBefore = await liveView(stack);
+    try {
+      const { sha, result, detectedMs } = await pushAndFault('frozen', () => stack.sshd.freezeConnections());
+      expect(result.code, result.stderr).toBe(5);
+      expect(detectedMs, 'keepalive (5 s × 4) detects a silent link within 30 s').toBeLessThan(30_000);
+      expect(result.stderr).toMatch(/SSH connection to .* lost/);
+      // The agent hears nothing either: its 30 s no-data timeout ends the upload.
+      await noTraceOf(sha, 40_000);
+      expect(await liveView(stack)).toEqual(viewBefore);
+      await stack.sshd.killConnections();
+      await retrySucceeds(sha);
+    } finally {
+      await stack.sshd.killConnections();
+    }
+  });
+});
