@@ -15,7 +15,7 @@ interface HealthOnce {
  * requests per second costs one PM2 call and one health check per slot per second, not one each.
  */
 export class SlotProbeCache {
-  private readonly entries = new Map<string, { at: number; result: Promise<SlotProbeResult> }>();
+  private readonly entries = new Map<string, { at: number; result: Promise<SlotProbeResult>; refreshing: boolean }>();
 
   constructor(private readonly processes: ProcessManager, private readonly health: HealthOnce, private readonly ttlMs = 1000) {}
 
@@ -23,9 +23,23 @@ export class SlotProbeCache {
     // Keyed by release too, so a rollout's change of release is never hidden by the cache.
     const key = `${input.processName}:${input.port}:${input.releaseId ?? '-'}`;
     const cached = this.entries.get(key);
-    if (cached && Date.now() - cached.at < this.ttlMs) return cached.result;
+    const age = cached ? Date.now() - cached.at : Infinity;
+    if (cached && age < this.ttlMs) return cached.result;
+    // Up to twice the ttl, the last answer is served while one refresh runs behind it: a steady
+    // stream of queries never waits for PM2 (the one that did made the p99 at 200 rps ~30 ms).
+    if (cached && age < 2 * this.ttlMs) {
+      if (!cached.refreshing) {
+        cached.refreshing = true;
+        const next = this.measure(input);
+        void next.then(
+          () => { this.entries.set(key, { at: Date.now(), result: next, refreshing: false }); },
+          () => { cached.refreshing = false; },
+        );
+      }
+      return cached.result;
+    }
     const result = this.measure(input);
-    this.entries.set(key, { at: Date.now(), result });
+    this.entries.set(key, { at: Date.now(), result, refreshing: false });
     return result;
   }
 

@@ -175,6 +175,9 @@ export class ReleaseStore {
         maxBytes: this.limits.maxReleaseBytes,
         ...(input.expectedBytes === undefined ? {} : { expectedBytes: input.expectedBytes }),
         ...(this.uploadIdleTimeoutMs === undefined ? {} : { idleTimeoutMs: this.uploadIdleTimeoutMs }),
+        // The .part is only read back by the extraction and removed before the flush below; after
+        // a crash it is an orphan cleanupOrphans() deletes, so syncing it would be wasted I/O.
+        durable: false,
       }).catch((error: unknown) => { throw withContext(error, label, 'upload'); });
       ownsPart = true;
 
@@ -182,6 +185,9 @@ export class ReleaseStore {
         maxEntries: this.limits.maxEntries,
         maxUnpackedBytes: this.limits.maxUnpackedBytes,
       }).catch((error: unknown) => { throw withContext(error, label, 'unpack'); });
+      // Deleted before the flush, so `sync -f` does not write the tarball's pages to disk as well.
+      await rm(partFile, { force: true });
+      ownsPart = false;
 
       const loaded = await loadManifest(tmpDir);
       if (!loaded.ok) {

@@ -11,6 +11,9 @@ set :keep_releases, 5
 set :pty, false
 set :log_level, :info
 set :format_options, log_file: ENV.fetch('BENCH_CAP_LOG')
+# The app's repository belongs to root and git refuses "dubious ownership" for the deploy user:
+# a global config file written by the harness marks it safe, without touching the user's ~.
+set :default_env, { 'GIT_CONFIG_GLOBAL' => ENV.fetch('BENCH_CAP_GITCONFIG') }
 
 set :ssh_options, {
   user: ENV.fetch('BENCH_CAP_USER'),

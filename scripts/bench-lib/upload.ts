@@ -1,0 +1,152 @@
+// Item 1: Slipway's upload path (the controller's SSH session and AgentClient.upload, the agent's
+// PUT /apps/:app/releases/:id that hashes, fsyncs, unpacks and syncs) against a raw
+// `ssh host 'cat > file'` of the same tarball over the same sshd.
+import { openSync, closeSync, promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { buildManifest } from '../../controller/manifest.js';
+import { loadControllerConfig } from '../../controller/config.js';
+import { openAgentSession } from '../../controller/session.js';
+import { packRelease, type PackedRelease } from '../../controller/pack.js';
+import { VERSION } from '../../agent/shared/version.js';
+import { quoteArg } from '../../controller/shell-quote.js';
+import { ensureDeployUser } from '../../test/helpers/deploy-user.js';
+import { APP } from '../../test/helpers/stack.js';
+import { forgetRelease, sshArgv, type BenchContext } from './context.js';
+import { epochMs } from './poller.js';
+import { runTimed } from './procs.js';
+import { makeFigure } from './report.js';
+import { writeReleaseData } from './release-data.js';
+import { summarize, throughput } from './stats.js';
+
+const MiB = 1024 * 1024;
+const SECTION = '1. Upload';
+
+interface BigRelease { releaseId: string; packed: PackedRelease }
+
+/** A commit whose release carries `megabytes` of untracked data: ~85% random blobs, the rest source. */
+async function makeRelease(ctx: BenchContext, megabytes: number, label: string): Promise<BigRelease> {
+  const { repo } = ctx.stack;
+  const releaseId = await repo.commit({ '.gitignore': 'bench-data/\n', 'bench-upload.txt': `${label}\n` }, `bench: ${label} upload release`);
+  const dataDir = path.join(repo.dir, 'bench-data');
+  await fs.rm(dataDir, { recursive: true, force: true });
+  // Random blobs ship as they are; the source part shrinks about 4:1 under gzip.
+  await writeReleaseData(dataDir, { randomBytes: Math.round(megabytes * 0.85 * MiB), sourceBytes: Math.round(megabytes * 0.6 * MiB) }, label);
+  try {
+    const packed = await packRelease({
+      repo: repo.dir,
+      treeish: releaseId,
+      manifest: buildManifest({
+        app: APP, sha: releaseId, dirtySnapshot: null, branch: 'main',
+        authorName: 'Slipway Bench', authorEmail: 'bench@slipway.invalid', commitTime: new Date().toISOString(),
+      }, new Date(), VERSION),
+      include: ['bench-data'],
+    });
+    return { releaseId, packed };
+  } finally {
+    await fs.rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+export async function benchUpload(ctx: BenchContext): Promise<void> {
+  const { stack, plan } = ctx;
+  const user = await ensureDeployUser();
+  const rawDir = await fs.mkdtemp(path.join(os.tmpdir(), 'slipway-bench-raw-'));
+  await fs.chown(rawDir, user.uid, user.gid);
+  const config = loadControllerConfig(path.join(stack.repo.dir, 'deploy.config.json'));
+  const releases: BigRelease[] = [];
+  try {
+    for (const [megabytes, label] of [[plan.uploadBigMB, `${plan.uploadBigMB}mb`], [plan.uploadSmallMB, `${plan.uploadSmallMB}mb`]] as const) {
+      ctx.log(`upload: packing a ~${megabytes} MB release`);
+      const release = await makeRelease(ctx, megabytes, label);
+      releases.push(release);
+      const { packed, releaseId } = release;
+      const raw: number[] = [];
+      const slipway: number[] = [];
+      const transfer: number[] = [];
+      const rawMs: number[] = [];
+      const slipwayMs: number[] = [];
+      const verifyMs: number[] = [];
+      const extractMs: number[] = [];
+      const appReleases = path.join(stack.home, 'releases', APP);
+      const partFile = path.join(stack.home, 'incoming', `${packed.sha256}.part`);
+      const runRaw = async () => {
+        const target = path.join(rawDir, 'upload.bin');
+        const fd = openSync(packed.file, 'r');
+        try {
+          const run = await runTimed(sshArgv(stack, `cat > ${quoteArg(target, 1)}`), { stdinFile: fd, timeoutMs: 300_000 });
+          if (run.code !== 0) throw new Error(`raw ssh upload failed (${run.code}): ${run.stderr.slice(-500)}`);
+          const size = (await fs.stat(target)).size;
+          if (size !== packed.bytes) throw new Error(`raw ssh upload wrote ${size} of ${packed.bytes} bytes`);
+          raw.push(throughput(packed.bytes, run.ms));
+          rawMs.push(run.ms);
+        } finally {
+          closeSync(fd);
+          await fs.rm(target, { force: true });
+        }
+      };
+      const runSlipway = async () => {
+        await forgetRelease(stack, releaseId);
+        // The agent's phases, seen from outside: the last byte in the .part file; the extraction
+        // dir appearing (the checksum and the listing pass are done); the upload's answer.
+        let allBytesAt: number | null = null;
+        let extractingAt: number | null = null;
+        const watcher = setInterval(() => {
+          if (allBytesAt === null) {
+            void fs.stat(partFile).then((st) => { if (st.size >= packed.bytes && allBytesAt === null) allBytesAt = epochMs(); }, () => undefined);
+          } else if (extractingAt === null) {
+            void fs.readdir(appReleases).then((names) => { if (names.some((n) => n.startsWith('.tmp-')) && extractingAt === null) extractingAt = epochMs(); }, () => undefined);
+          }
+        }, 5);
+        const started = epochMs();
+        try {
+          const session = await openAgentSession(config);
+          try {
+            await session.agent.upload(`/apps/${APP}/releases/${releaseId}`, packed.file, packed.bytes, packed.sha256, () => undefined);
+          } finally {
+            await session.close();
+          }
+        } finally {
+          clearInterval(watcher);
+        }
+        const ms = epochMs() - started;
+        const stored = await ctx.api.json<{ bytes: number }>('GET', `/apps/${APP}/releases/${releaseId}`);
+        if (stored.bytes !== packed.bytes) throw new Error(`the agent stored ${stored.bytes} of ${packed.bytes} bytes`);
+        slipway.push(throughput(packed.bytes, ms));
+        slipwayMs.push(ms);
+        if (allBytesAt !== null) {
+          transfer.push(throughput(packed.bytes, (allBytesAt as number) - started));
+          if (extractingAt !== null) {
+            verifyMs.push((extractingAt as number) - (allBytesAt as number));
+            extractMs.push(started + ms - (extractingAt as number));
+          }
+        }
+      };
+      for (let rep = 0; rep < plan.uploadReps; rep++) {
+        // Alternate who goes first, so neither always meets a warmer or colder page cache.
+        if (rep % 2 === 0) { await runRaw(); await runSlipway(); } else { await runSlipway(); await runRaw(); }
+      }
+      const mb = (packed.bytes / 1e6).toFixed(1);
+      ctx.figures.push(makeFigure({
+        id: `upload.${label}`, section: SECTION, title: `upload ${mb} MB release: stored + unpacked (MB/s)`, unit: 'MB/s',
+        slipway: { samples: slipway }, baseline: { label: "ssh 'cat > file'", samples: raw }, goal: { kind: 'ratioAtLeast', value: 0.9 },
+        notes: [`Slipway ${slipwayMs.map((v) => v.toFixed(0)).join('/')} ms vs raw ${rawMs.map((v) => v.toFixed(0)).join('/')} ms, each including its SSH connection; Slipway answers once the release is checked, unpacked and synced`],
+      }));
+      ctx.figures.push(makeFigure({
+        id: `upload.${label}.transfer`, section: SECTION, title: `upload ${mb} MB release: all bytes on the host (MB/s)`, unit: 'MB/s',
+        slipway: { samples: transfer }, baseline: { label: "ssh 'cat > file'", samples: raw },
+        notes: [
+          'until the agent\'s incoming .part file holds every byte (transfer + hash + write), read from outside the agent',
+          `after the last byte (medians): checksum + listing pass ${summarize(verifyMs)?.median.toFixed(0) ?? '?'} ms, then extraction + settle + sync + rename ${summarize(extractMs)?.median.toFixed(0) ?? '?'} ms`,
+        ],
+      }));
+      await forgetRelease(stack, releaseId);
+    }
+  } finally {
+    for (const r of releases) {
+      await r.packed.cleanup();
+      await forgetRelease(stack, r.releaseId).catch(() => undefined);
+    }
+    await fs.rm(rawDir, { recursive: true, force: true });
+  }
+}
