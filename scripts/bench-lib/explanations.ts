@@ -3,7 +3,7 @@
 // only for goals that this run actually missed.
 
 export const MISSED_GOAL_EXPLANATIONS: Record<string, string> = {
-  'upload.100mb': 'the transfer itself runs at 0.8-0.9× of `ssh cat` (see "all bytes on the host"); the rest is the agent making a release out of the bytes: '
+  'upload.100mb': 'the transfer itself runs at 0.8-1.0× of `ssh cat` (see "all bytes on the host"); the rest is the agent making a release out of the bytes: '
     + 'a listing pass that gunzips and checks every entry before anything is written (~0.4-0.6 s for 100 MB), then the extraction pass '
     + '(~0.5-0.8 s: gunzip again, write ~150 MB of files, settle modes) and `sync -f`. Reaching 0.9× needs the listing pass to run while the '
     + 'bytes arrive (feed the received chunks to the checker as they are hashed) instead of after; that is a change to the release store, not a tuning knob.',
@@ -18,7 +18,8 @@ export const MISSED_GOAL_EXPLANATIONS: Record<string, string> = {
     + '(~85 MB idle, and growth after deployments mostly gone), plus `--jitless` (~72 MB, but ~20% slower deployments); lazy-loading '
     + 'node-tar, nunjucks and the backup modules would save a few MB more.',
   'footprint.rss.deployments': 'most of the growth is V8\'s young generation growing to its default 16 MB semi-spaces; `--max-semi-space-size=1` kept it at ~90 MB after 30 deployments.',
-  'footprint.get.p99': 'GET /health (no work at all) has a p99 of the same order on this shared 2-core machine: the tail is scheduling noise, not the route.',
+  'footprint.get.p99': 'the route answers from slot facts refreshed behind it (one PM2 call and one health check per slot per second, never on a request\'s path '
+    + 'since the stale-while-refresh change); compare GET /health, which does no work at all, in the same run: a tail of the same size is the shared machine\'s scheduling noise.',
   'backup.write': 'impossible as stated on this machine: `cat > file` writes into the page cache at 1.3-2.9 GB/s and neither hashes nor fsyncs; sha256 of 100 MB '
     + 'alone takes ~105 ms (SHA-NI) and the fsync ~75 ms, more than the whole `cat`. Against the durable baseline (`cat > file` + fsync) the '
     + 'agent reaches ~0.25-0.3×: Node reads the dump\'s pipe 64 KiB at a time (~160 ms per 100 MB) and hashes and writes serially. '
