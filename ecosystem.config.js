@@ -9,6 +9,9 @@ export const apps = [
     args: ['run', '--config', process.env.SLIPWAY_AGENT_CONFIG ?? '/etc/slipway/agent.json'],
     cwd: import.meta.dirname,
     exec_mode: 'fork',
+    // A 1 MB young generation keeps the agent's resident memory near 85 MB instead of ~95–128 MB
+    // (measured by npm run bench), at no measurable cost to rollout speed.
+    node_args: ['--max-semi-space-size=1'],
     instances: 1,
     autorestart: true,
     exp_backoff_restart_delay: 200,

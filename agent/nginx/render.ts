@@ -1,3 +1,4 @@
+import { readdirSync, statSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
 import path from 'node:path';
 import nunjucks from 'nunjucks';
@@ -145,6 +146,38 @@ export function nginxInputProblems(input: unknown): string[] {
   return problems;
 }
 
+const environments = new Map<string, { signature: string; env: nunjucks.Environment }>();
+
+/** name:mtime:size of every file in the template dir: any edit (an included file too) changes it. */
+function templateDirSignature(templateDir: string): string {
+  try {
+    return readdirSync(templateDir).sort().map((name) => {
+      const st = statSync(path.join(templateDir, name));
+      return `${name}:${st.mtimeMs}:${st.size}`;
+    }).join('|');
+  } catch {
+    return 'unreadable';
+  }
+}
+
+/**
+ * One nunjucks environment per template dir, kept while no file in it changes: compiling the
+ * template on every render cost 2–10 ms of each switch, and a swap-back is latency-critical.
+ */
+function environmentFor(templateDir: string): nunjucks.Environment {
+  const signature = templateDirSignature(templateDir);
+  const cached = environments.get(templateDir);
+  if (cached && cached.signature === signature) return cached.env;
+  const env = new nunjucks.Environment(new nunjucks.FileSystemLoader(templateDir, { noCache: false, watch: false }), {
+    autoescape: false,
+    throwOnUndefined: true,
+    trimBlocks: true,
+    lstripBlocks: true,
+  });
+  environments.set(templateDir, { signature, env });
+  return env;
+}
+
 /**
  * Renders an app's nginx include (a file included from nginx's http{} block). Pure apart from
  * reading the template: every value is validated first, so nothing from the outside can inject a
@@ -170,12 +203,7 @@ export function renderAppConfig(input: AppConfigInput, { templateDir, template =
   }
 
   const templatePath = path.join(templateDir, template);
-  const env = new nunjucks.Environment(new nunjucks.FileSystemLoader(templateDir, { noCache: true }), {
-    autoescape: false,
-    throwOnUndefined: true,
-    trimBlocks: true,
-    lstripBlocks: true,
-  });
+  const env = environmentFor(templateDir);
   const context = {
     app: input.app,
     slot: input.slot,
