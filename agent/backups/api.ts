@@ -1,37 +1,14 @@
 import type { BackupKind, RetentionPolicy } from './config.js';
-import type { BackupRow, BackupStatus, BackupTrigger, RestoreStatus, Verification } from './store.js';
+import type { BackupRow, RestoreStatus } from './store.js';
 import type { OffsiteMode } from './offsite.js';
 
 // What GET /backups, POST /backups/:job/run and POST /backups/:id/restore answer; shared with
 // the controller, which only reads these shapes.
 
-export interface BackupRunView {
-  id: number;
-  job: string;
-  app: string;
-  kind: BackupKind;
-  trigger: BackupTrigger;
-  requestedBy: string;
-  deploymentId: number | null;
-  status: BackupStatus;
-  reason: string | null;
-  file: string | null;
-  bytes: number | null;
-  sha256: string | null;
-  startedAt: string;
-  endedAt: string | null;
-  durationMs: number | null;
-  exitCode: number | null;
-  signal: string | null;
-  timedOut: boolean;
-  stderrTail: string | null;
-  verifiedAt: string | null;
-  verifyLevel: string | null;
-  verification: Verification | null;
-  prunedAt: string | null;
-  pruneReason: string | null;
+/** A backup run as the API shows it: the stored row without process bookkeeping, offsite nested. */
+export type BackupRunView = Omit<BackupRow, 'pid' | 'pidStart' | 'offsiteStatus' | 'offsiteName' | 'offsiteAt' | 'offsiteError'> & {
   offsite: { status: string; name: string | null; at: string | null; error: string | null } | null;
-}
+};
 
 export interface BackupJobView {
   job: string;
