@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { openSync, closeSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { waitFor } from './wait.js';
 import { packageRoot } from '../../agent/shared/version.js';
 
@@ -20,10 +21,16 @@ export interface AgentProcess {
   exited: Promise<number | null>;
 }
 
+/** The node flags ecosystem.config.js gives the agent under PM2, so tests and bench run it the same way. */
+async function agentNodeArgs(): Promise<string[]> {
+  const ecosystem = await import(pathToFileURL(path.join(REPO_ROOT, 'ecosystem.config.js')).href) as { apps: { node_args?: string[] }[] };
+  return ecosystem.apps[0]?.node_args ?? [];
+}
+
 /** Starts the built agent (dist/) as its own process, the way PM2 runs it on a VPS. */
 export async function startAgentProcess(options: { configPath: string; logPath: string; healthUrl: string; env?: NodeJS.ProcessEnv }): Promise<AgentProcess> {
   const fd = openSync(options.logPath, 'a');
-  const child = spawn(process.execPath, [AGENT_MAIN, 'run', '--config', options.configPath], {
+  const child = spawn(process.execPath, [...await agentNodeArgs(), AGENT_MAIN, 'run', '--config', options.configPath], {
     stdio: ['ignore', fd, fd],
     env: { ...process.env, SLIPWAY_LOG_LEVEL: 'debug', ...options.env },
   });
