@@ -1,3 +1,4 @@
+import { expectSlipwayError } from '../helpers/expect-error.js';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
@@ -38,17 +39,6 @@ async function snapshot(dir: string): Promise<Record<string, string>> {
   const files: Record<string, string> = {};
   for (const name of (await fs.readdir(dir)).sort()) files[name] = await fs.readFile(path.join(dir, name), 'utf8');
   return files;
-}
-
-async function expectSlipwayError(promise: Promise<unknown>, code: string): Promise<SlipwayError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(SlipwayError);
-    expect((error as SlipwayError).code).toBe(code);
-    return error as SlipwayError;
-  }
-  throw new Error(`expected ${code}, but the call succeeded`);
 }
 
 describe('NginxController against a real nginx', () => {

@@ -1,3 +1,4 @@
+import { expectSlipwayError } from '../helpers/expect-error.js';
 import { existsSync, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -5,7 +6,6 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { httpGet } from '../../agent/health.js';
 import { Pm2Adapter } from '../../agent/pm2.js';
-import { SlipwayError } from '../../agent/shared/errors.js';
 import { isAlive } from '../helpers/nginx.js';
 import { createPm2Home, writeProbeRelease, type Pm2Home } from '../helpers/pm2.js';
 import { freePort } from '../helpers/ports.js';
@@ -30,17 +30,6 @@ function environOf(pid: number): Record<string, string> {
     env[entry.slice(0, at)] = entry.slice(at + 1);
   }
   return env;
-}
-
-async function expectSlipwayError(promise: Promise<unknown>, code: string): Promise<SlipwayError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(SlipwayError);
-    expect((error as SlipwayError).code).toBe(code);
-    return error as SlipwayError;
-  }
-  throw new Error(`expected ${code}, but the call succeeded`);
 }
 
 const SECRET = `agent-secret-${process.pid}`;

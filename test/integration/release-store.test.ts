@@ -5,8 +5,9 @@
  * no release, no temp dir, no .part file, the live release untouched, and nothing written
  * outside the extraction dir at any moment (a canary dir is watched with inotify throughout).
  */
+import { watchDir } from '../helpers/box.js';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, watch, type FSWatcher } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -86,25 +87,6 @@ async function snapshot(dir: string): Promise<Record<string, string>> {
   };
   await walk('');
   return out;
-}
-
-/**
- * Records every inotify event in `dir`. `settle()` writes a marker and waits until its event
- * arrives: events are delivered in order, so anything that happened before has been seen.
- */
-function watchDir(dir: string): { settle(): Promise<string[]>; close(): void } {
-  const events: string[] = [];
-  const watcher: FSWatcher = watch(dir, (event, name) => { events.push(`${event} ${String(name)}`); });
-  return {
-    async settle() {
-      const marker = `.marker-${randomBytes(4).toString('hex')}`;
-      await writeFile(path.join(dir, marker), '');
-      await waitFor(() => events.some((e) => e.endsWith(marker)), { description: `the watch on ${dir} to see ${marker}` });
-      await rm(path.join(dir, marker));
-      return events.filter((e) => !e.includes('.marker-'));
-    },
-    close() { watcher.close(); },
-  };
 }
 
 async function du(dir: string): Promise<number> {
