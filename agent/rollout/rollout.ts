@@ -433,6 +433,20 @@ export class RolloutService {
           hint: 'fix the release and push again', status: 502,
         }));
     }
+    // The proof after a switch reads nginx's own headers, which come even with a 502: check the
+    // previous slot answers before sending traffic back to it.
+    const previousPort = this.deps.config.apps[app]!.slots[previousSlot].port;
+    const health = this.deps.config.apps[app]!.health;
+    const previousHealthy = await this.deps.health.waitHealthy(`http://127.0.0.1:${previousPort}${health.path}`, {
+      timeoutMs: health.timeoutMs, intervalMs: health.intervalMs, retries: 3, expectStatus: health.expectStatus,
+    });
+    if (!previousHealthy.ok) {
+      state.setReleaseState(app, releaseId, 'bad');
+      throw new RolloutStop('failed', 'after_switch', new SlipwayError('watch_failed_previous_unhealthy',
+        `${app}/${slot}@${shortSha(releaseId)} failed after going live (${reason}), and the previous slot ${previousSlot} does not answer its health check either, so traffic stays`, {
+          hint: 'fix the release and push again, or deploy a known good one: deploy rollback --to <sha>', status: 502,
+        }));
+    }
     // The step's duration is the time from the failed verdict to the old slot proven serving.
     await this.step(ctx, 'swap_back', () => this.switchTraffic(app, previousSlot, previousRelease),
       () => `nginx serves ${previousSlot} (${shortSha(previousRelease)}) again`);
