@@ -69,6 +69,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     includeDir: config.nginx.includeDir,
     timeoutMs: config.nginx.timeoutMs,
     proveTimeoutMs: config.nginx.proveTimeoutMs,
+    switchDir: config.nginx.switchDir,
   });
   const rollouts = new RolloutService({
     config,

@@ -46,6 +46,11 @@ export interface AgentConfig {
     includeDir: string;
     /** Directory of nunjucks templates; default the package's nginx/ directory. */
     templateDir: string;
+    /**
+     * Root of the switch flags nginx reads per request (agent/nginx/slot-switch.ts); nginx's worker
+     * user must be able to search every directory on the path. Default: "<includeDir>-switch".
+     */
+    switchDir: string;
     timeoutMs: number;
     proveTimeoutMs: number;
   };
@@ -99,6 +104,7 @@ const configSchema = {
         pidFile: absolutePath,
         includeDir: absolutePath,
         templateDir: absolutePath,
+        switchDir: { type: 'string', pattern: '^(/(?!\\.{1,2}(/|$))[A-Za-z0-9._-]+)+$' },
         timeoutMs: { type: 'integer', minimum: 100, default: 10_000 },
         proveTimeoutMs: { type: 'integer', minimum: 100, default: 5_000 },
       },
@@ -223,6 +229,7 @@ export function parseAgentConfig(raw: unknown, source = 'agent config'): AgentCo
   const config = result.value;
   config.pm2.home ??= path.join(config.home, 'pm2');
   config.nginx.templateDir ??= packageNginxDir;
+  config.nginx.switchDir ??= `${config.nginx.includeDir.replace(/\/+$/, '')}-switch`;
   const problems: string[] = [];
   problems.push(...(config.backups ? normalizeBackups(config.backups, config.home, config.apps) : orphanBackupBeforeDeploy(config.apps)));
   if (!cron.validate(config.retention.schedule)) {

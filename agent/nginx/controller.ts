@@ -6,7 +6,8 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { httpGet } from '../health.js';
 import { SlipwayError, errorMessage } from '../shared/errors.js';
 import { outputTail, runCommand, type CommandResult } from '../shared/exec.js';
-import { isAppName } from '../shared/names.js';
+import { isAppName, type Slot } from '../shared/names.js';
+import { persistLiveSlot, pointLiveAt, readLiveSlot, LIVE_LINK } from './slot-switch.js';
 
 export interface NginxControllerOptions {
   /** How nginx is invoked, e.g. ['nginx'] or ['nginx', '-p', prefix, '-c', conf]. */
@@ -23,6 +24,8 @@ export interface NginxControllerOptions {
   proveTimeoutMs?: number;
   /** nginx's error log, quoted in errors when a reload is not applied. */
   errorLogPath?: string;
+  /** Root of the per-app switch flags (agent/nginx/slot-switch.ts); must be searchable by nginx's workers. */
+  switchDir: string;
 }
 
 export interface NginxProbe {
@@ -43,6 +46,18 @@ export interface ApplyRequest {
 export interface ApplyTimings {
   testMs: number;
   reloadMs: number;
+  proveMs: number;
+}
+
+export interface FlipRequest {
+  app: string;
+  slot: Slot;
+  /** Expected headers once the flag is seen: the slot's marker, its release, `x-slipway-switch: file`. */
+  probe: NginxProbe;
+}
+
+export interface FlipTimings {
+  /** From the flag's rename to the first answer through nginx with the new slot's markers. */
   proveMs: number;
 }
 
@@ -141,6 +156,7 @@ export class NginxController {
   private readonly timeoutMs: number;
   private readonly proveTimeoutMs: number;
   private readonly errorLogPath: string | undefined;
+  private readonly switchDir: string;
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(options: NginxControllerOptions) {
@@ -153,6 +169,37 @@ export class NginxController {
     this.timeoutMs = options.timeoutMs ?? 10_000;
     this.proveTimeoutMs = options.proveTimeoutMs ?? 5_000;
     this.errorLogPath = options.errorLogPath;
+    this.switchDir = options.switchDir;
+  }
+
+  /** The app's switch flag directory, rendered into its include. */
+  switchDirOf(app: string): string {
+    return path.join(this.switchDir, this.checkedApp(app));
+  }
+
+  /** The slot the app's switch flag points at, or null before there is one. */
+  liveFlag(app: string): Promise<Slot | null> {
+    return readLiveSlot(this.switchDirOf(app));
+  }
+
+  /** Creates the app's flag pointing at `slot` if it has none yet (nothing moves if one exists). */
+  async ensureFlag(app: string, slot: Slot): Promise<Slot> {
+    const dir = this.switchDirOf(app);
+    const current = await readLiveSlot(dir);
+    if (current !== null) return current;
+    await pointLiveAt(dir, slot);
+    await persistLiveSlot(dir);
+    return slot;
+  }
+
+  /**
+   * Moves the app's traffic to `slot` without a reload: flips the flag, then proves through nginx
+   * that the slot's markers are served; if they are not, the flag goes back and nothing moved.
+   */
+  flip(request: FlipRequest): Promise<FlipTimings> {
+    const run = this.queue.then(() => this.flipNow(request));
+    this.queue = run.catch(() => undefined);
+    return run;
   }
 
   /** The live include of an app: <includeDir>/<app>.conf */
@@ -325,6 +372,41 @@ export class NginxController {
     }
   }
 
+  private async flipNow({ app, slot, probe }: FlipRequest): Promise<FlipTimings> {
+    const dir = this.switchDirOf(app);
+    const before = await readLiveSlot(dir);
+    const started = performance.now();
+    try {
+      await pointLiveAt(dir, slot);
+    } catch (error) {
+      throw new SlipwayError('nginx_switch_failed', `could not move the switch flag of app ${app} to ${slot}: ${errorMessage(error)}`, {
+        status: 500, cause: error, hint: `check free space and permissions of ${dir}; traffic did not move`,
+      });
+    }
+    const proof = await this.probeServes(probe, performance.now() + this.proveTimeoutMs);
+    const proveMs = performance.now() - started;
+    if (!proof.ok) {
+      if (before !== null) await pointLiveAt(dir, before);
+      else await rm(path.join(dir, LIVE_LINK), { force: true });
+      await persistLiveSlot(dir);
+      const unseen = /x-slipway-switch: default/.test(proof.observed);
+      throw new SlipwayError('nginx_switch_not_applied',
+        `nginx did not serve slot ${slot} of app ${app} within ${this.proveTimeoutMs} ms after its switch flag moved`, {
+          status: 502,
+          details: [
+            `expected ${Object.entries(probe.expectHeaders).map(([k, v]) => `${k}: ${v}`).join(', ')} from ${probe.url} (Host: ${probe.hostHeader})`,
+            `last observed: ${proof.observed}`,
+            before === null ? 'the flag was removed again' : `the flag points at ${before} again`,
+          ],
+          hint: unseen
+            ? `nginx's workers cannot see ${dir}/${LIVE_LINK}/${slot}: every directory on that path must be searchable (o+x) by nginx's worker user`
+            : `the app's include must route by the switch flags (see nginx/app.conf.njk) and nginx must be running; ${app}'s traffic did not move`,
+        });
+    }
+    await persistLiveSlot(dir);
+    return { proveMs: Math.round(proveMs * 10) / 10 };
+  }
+
   private async nginx(args: string[]): Promise<CommandResult> {
     const argv = [...this.command, ...args];
     const result = await runCommand(argv, { timeoutMs: this.timeoutMs });
@@ -363,30 +445,35 @@ export class NginxController {
    */
   private async prove(probe: NginxProbe, masterPid: number, oldWorkers: number[]): Promise<{ ok: true } | { ok: false; observed: string }> {
     const deadline = performance.now() + this.proveTimeoutMs;
+    const served = await this.probeServes(probe, deadline);
+    if (!served.ok) return served;
+    for (;;) {
+      const accepting = await acceptingWorkers(masterPid);
+      const stale = accepting.filter((pid) => oldWorkers.includes(pid));
+      if (stale.length === 0 && accepting.length <= Math.max(1, oldWorkers.length)) return { ok: true };
+      const observed = `the new config answers, but older workers still accept connections (accepting: ${accepting.join(', ')}; before the reload: ${oldWorkers.join(', ')})`;
+      if (performance.now() + PROVE_INTERVAL_MS > deadline) return { ok: false, observed };
+      await delay(PROVE_INTERVAL_MS);
+    }
+  }
+
+  /** Polls the probe URL on fresh connections until every expected header value is served. */
+  private async probeServes(probe: NginxProbe, deadline: number): Promise<{ ok: true } | { ok: false; observed: string }> {
     const wanted = Object.entries(probe.expectHeaders).map(([name, value]) => [name.toLowerCase(), value] as const);
     let observed = 'no response';
-    let served = false;
     for (;;) {
-      if (!served) {
-        const remaining = deadline - performance.now();
-        try {
-          const response = await httpGet(probe.url, {
-            timeoutMs: Math.max(50, Math.min(1_000, remaining)),
-            headers: { host: probe.hostHeader },
-            maxBodyBytes: 0,
-          });
-          const mismatched = wanted.filter(([name, value]) => response.headers[name] !== value);
-          if (mismatched.length === 0) served = true;
-          else observed = `status ${response.status}, ${mismatched.map(([name]) => `${name}: ${response.headers[name] ?? '(absent)'}`).join(', ')}`;
-        } catch (error) {
-          observed = errorMessage(error);
-        }
-      }
-      if (served) {
-        const accepting = await acceptingWorkers(masterPid);
-        const stale = accepting.filter((pid) => oldWorkers.includes(pid));
-        if (stale.length === 0 && accepting.length <= Math.max(1, oldWorkers.length)) return { ok: true };
-        observed = `the new config answers, but older workers still accept connections (accepting: ${accepting.join(', ')}; before the reload: ${oldWorkers.join(', ')})`;
+      const remaining = deadline - performance.now();
+      try {
+        const response = await httpGet(probe.url, {
+          timeoutMs: Math.max(50, Math.min(1_000, remaining)),
+          headers: { host: probe.hostHeader },
+          maxBodyBytes: 0,
+        });
+        const mismatched = wanted.filter(([name, value]) => response.headers[name] !== value);
+        if (mismatched.length === 0) return { ok: true };
+        observed = `status ${response.status}, ${mismatched.map(([name]) => `${name}: ${response.headers[name] ?? '(absent)'}`).join(', ')}`;
+      } catch (error) {
+        observed = errorMessage(error);
       }
       if (performance.now() + PROVE_INTERVAL_MS > deadline) return { ok: false, observed };
       await delay(PROVE_INTERVAL_MS);

@@ -3,15 +3,24 @@ import { isIPv4, isIPv6 } from 'node:net';
 import path from 'node:path';
 import nunjucks from 'nunjucks';
 import { SlipwayError, errorMessage } from '../shared/errors.js';
-import { APP_NAME_PATTERN, RELEASE_ID_PATTERN, SERVER_NAME_PATTERN, isAppName, isSlot, type Slot } from '../shared/names.js';
+import { APP_NAME_PATTERN, NO_RELEASE, RELEASE_ID_PATTERN, SERVER_NAME_PATTERN, SLOTS, isAppName, isSlot, type Slot } from '../shared/names.js';
+
+/** One slot as nginx knows it: its port, and the release it runs (null before its first deploy). */
+export interface SlotUpstream { port: number; releaseId: string | null }
 
 /** Everything an app's nginx include is rendered from. */
 export interface AppConfigInput {
   app: string;
+  /**
+   * The slot nginx serves if it cannot see the switch flags (see agent/nginx/slot-switch.ts): the
+   * slot live when the config was rendered. Normally the flag decides, per request, with no reload.
+   */
   slot: Slot;
-  upstreamPort: number;
-  releaseId: string;
-  /** Bumped on every switch, so even re-applying the same release yields a marker never seen before. */
+  /** Both slots: nginx can route to either, so moving traffic between them needs no reload. */
+  slots: Record<Slot, SlotUpstream>;
+  /** The app's switch directory; nginx checks `<switchDir>/live/<slot>` on every request. */
+  switchDir: string;
+  /** Bumped whenever the rendered config changes, so every applied config has a marker never seen before. */
   generation: number;
   listen: { host: string; port: number };
   serverNames: string[];
@@ -30,9 +39,11 @@ export const DEFAULT_TEMPLATE = 'app.conf.njk';
 export const TEMPLATE_NAME_PATTERN = '^[A-Za-z0-9_.-]+\\.njk$';
 
 const INPUT_FIELDS = new Set([
-  'app', 'slot', 'upstreamPort', 'releaseId', 'generation', 'listen', 'serverNames',
+  'app', 'slot', 'slots', 'switchDir', 'generation', 'listen', 'serverNames',
   'clientMaxBodySize', 'proxyReadTimeoutSeconds',
 ]);
+// Absolute, plain characters only, no "." or ".." segments: the path is written into an `if (-f …)`.
+const SWITCH_DIR_PATTERN = /^(\/(?!\.{1,2}(\/|$))[A-Za-z0-9._-]+)+$/;
 // Characters that could end a directive, open/close a block, start a comment, quote, interpolate a
 // variable or split a token in nginx config. The per-field patterns exclude them too; this check
 // is the backstop that names the field even if a pattern is loosened later.
@@ -97,9 +108,31 @@ export function nginxInputProblems(input: unknown): string[] {
   check('app', typeof value.app === 'string' && new RegExp(APP_NAME_PATTERN).test(value.app),
     `must match ${APP_NAME_PATTERN}`, value.app);
   check('slot', isSlot(value.slot), 'must be "blue" or "green"', value.slot);
-  check('releaseId', typeof value.releaseId === 'string' && new RegExp(RELEASE_ID_PATTERN).test(value.releaseId),
-    `must match ${RELEASE_ID_PATTERN}`, value.releaseId);
-  check('upstreamPort', isPort(value.upstreamPort), 'must be an integer from 1 to 65535', value.upstreamPort);
+  const slots = value.slots as Record<string, unknown> | undefined;
+  if (typeof slots !== 'object' || slots === null || Array.isArray(slots)) {
+    add('slots', 'must be an object {blue: {port, releaseId}, green: {port, releaseId}}', slots);
+  } else {
+    for (const key of Object.keys(slots)) {
+      if (!isSlot(key)) add(`slots.${key}`, 'is not a slot (blue or green)', slots[key]);
+    }
+    for (const slot of SLOTS) {
+      const entry = slots[slot] as Record<string, unknown> | undefined;
+      if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
+        add(`slots.${slot}`, 'must be an object {port, releaseId}', entry);
+        continue;
+      }
+      for (const key of Object.keys(entry)) {
+        if (key !== 'port' && key !== 'releaseId') add(`slots.${slot}.${key}`, 'is not a known field', entry[key]);
+      }
+      check(`slots.${slot}.port`, isPort(entry.port), 'must be an integer from 1 to 65535', entry.port);
+      check(`slots.${slot}.releaseId`, entry.releaseId === null || (typeof entry.releaseId === 'string' && new RegExp(RELEASE_ID_PATTERN).test(entry.releaseId)),
+        `must be null or match ${RELEASE_ID_PATTERN}`, entry.releaseId);
+    }
+    const ports = SLOTS.map((slot) => (slots[slot] as { port?: unknown } | undefined)?.port);
+    if (isPort(ports[0]) && ports[0] === ports[1]) add('slots', 'blue and green must use different ports', ports[0]);
+  }
+  check('switchDir', typeof value.switchDir === 'string' && SWITCH_DIR_PATTERN.test(value.switchDir),
+    'must be an absolute path of letters, digits, ".", "_", "-" and "/" (no "." or ".." segments)', value.switchDir);
   check('generation', Number.isSafeInteger(value.generation) && (value.generation as number) >= 1,
     'must be a positive integer', value.generation);
 
@@ -204,11 +237,15 @@ export function renderAppConfig(input: AppConfigInput, { templateDir, template =
 
   const templatePath = path.join(templateDir, template);
   const env = environmentFor(templateDir);
+  const slotContext = (slot: Slot) => ({ port: input.slots[slot].port, releaseId: input.slots[slot].releaseId ?? NO_RELEASE });
   const context = {
     app: input.app,
     slot: input.slot,
-    upstreamPort: input.upstreamPort,
-    releaseId: input.releaseId,
+    slots: { blue: slotContext('blue'), green: slotContext('green') },
+    switchDir: input.switchDir,
+    // The default slot's upstream, for templates that route without the switch flags.
+    upstreamPort: input.slots[input.slot].port,
+    releaseId: input.slots[input.slot].releaseId ?? NO_RELEASE,
     generation: input.generation,
     listen: { host: input.listen.host, port: input.listen.port },
     listenAddress: formatListen(input.listen.host, input.listen.port),

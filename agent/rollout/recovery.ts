@@ -109,7 +109,7 @@ async function recoverApp(deps: RecoveryDeps, app: string, interrupted: Deployme
     // reloading nginx leaves a file that the next reload (any app's) would otherwise put live.
     const target = facts.find((f) => f.slot === plan.live)!;
     logger.warn({ app, served, to: plan.live }, 'crash recovery: pointing nginx at the healthy slot');
-    await deps.rollouts.switchTraffic(app, plan.live, target.releaseId!);
+    await deps.rollouts.switchTraffic(app, plan.live, target.releaseId!, { reapply: true });
   } else if (!plan.live && dbLive) {
     // The live slot's process is gone and nothing healthy remains: bring it back from SQLite.
     const row = state.slot(app, dbLive);

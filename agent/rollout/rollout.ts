@@ -10,7 +10,7 @@ import type { StateStore, Outcome, LockRow, DeploymentKind } from '../state/stor
 import { isStaleLock } from '../state/store.js';
 import type { DeploymentResult, FailurePhase } from '../shared/api.js';
 import { SlipwayError, errorMessage } from '../shared/errors.js';
-import { otherSlot, pm2ProcessName, shortSha, type Slot } from '../shared/names.js';
+import { NO_RELEASE, otherSlot, pm2ProcessName, shortSha, type Slot } from '../shared/names.js';
 import { chooseTargetSlot } from '../shared/slots.js';
 import { DeploymentFeed } from './feed.js';
 import { watchWindow, type WatchCheck } from './watch.js';
@@ -23,10 +23,30 @@ export interface ProcessManager {
   describe(name: string): Promise<{ status: string; pid: number | null; pmCwd: string | null; restarts: number } | null>;
 }
 
+type NginxProbe = { url: string; hostHeader: string; expectHeaders: Record<string, string> };
+
 /** What the rollout needs from nginx (implemented by NginxController). */
 export interface TrafficSwitcher {
   checkMasterRunning(): Promise<unknown>;
-  apply(input: { app: string; config: string; probe: { url: string; hostHeader: string; expectHeaders: Record<string, string> } }): Promise<unknown>;
+  /** The include on disk (null before the first deploy). */
+  currentConfig(app: string): Promise<string | null>;
+  /** Writes, `nginx -t`s, reloads and proves an include; restores the previous one on failure. */
+  apply(input: { app: string; config: string; probe: NginxProbe }): Promise<unknown>;
+  switchDirOf(app: string): string;
+  /** Creates the switch flag pointing at `slot` unless one exists; returns the slot it points at. */
+  ensureFlag(app: string, slot: Slot): Promise<Slot>;
+  /** Moves traffic to `slot` by the switch flag (no reload) and proves it; puts the flag back on failure. */
+  flip(input: { app: string; slot: Slot; probe: NginxProbe }): Promise<unknown>;
+}
+
+/** What an app's nginx include is rendered from (besides the agent config's listen/server names). */
+export interface NginxRenderInput {
+  app: string;
+  /** The slot nginx serves if it cannot see the switch flag. */
+  slot: Slot;
+  slots: Record<Slot, { port: number; releaseId: string | null }>;
+  switchDir: string;
+  generation: number;
 }
 
 export interface HealthChecker {
@@ -46,7 +66,7 @@ export interface RolloutDeps {
   processes: ProcessManager;
   nginx: TrafficSwitcher;
   health: HealthChecker;
-  renderNginx: (input: { app: string; slot: Slot; upstreamPort: number; releaseId: string; generation: number }) => string;
+  renderNginx: (input: NginxRenderInput) => string;
   /** Runs the app's pre-deploy backup job; throws unless the backup was written and verified. */
   runBackup?: (job: string, deploymentId: number, actor: string) => Promise<{ id: number }>;
   logger: Logger;
@@ -341,7 +361,8 @@ export class RolloutService {
       throw new RolloutStop('failed', 'before_switch', error);
     }
     try {
-      await this.step(ctx, 'switching', () => this.switchTraffic(ctx.app, slot, releaseId), () => `nginx serves ${slot} (${shortSha(releaseId)})`);
+      await this.step(ctx, 'switching', () => this.switchTraffic(ctx.app, slot, releaseId, { faultPoint: (p) => this.faultPoint(ctx, p) }),
+        () => `nginx serves ${slot} (${shortSha(releaseId)})`);
     } catch (error) {
       // nginx restored its last good config itself; the new slot never got traffic.
       await this.compensate(ctx, 'stop the new slot', async () => {
@@ -356,7 +377,8 @@ export class RolloutService {
     try {
       await this.step(ctx, 'preflight', () => this.deps.nginx.checkMasterRunning(), () => 'nginx is running');
       await this.step(ctx, 'healthy', () => this.healthGate(ctx), (attempts) => `healthy after ${attempts} check(s)`);
-      await this.step(ctx, 'switching', () => this.switchTraffic(ctx.app, ctx.slot, ctx.releaseId), () => `nginx serves ${ctx.slot} (${shortSha(ctx.releaseId)})`);
+      await this.step(ctx, 'switching', () => this.switchTraffic(ctx.app, ctx.slot, ctx.releaseId, { faultPoint: (p) => this.faultPoint(ctx, p) }),
+        () => `nginx serves ${ctx.slot} (${shortSha(ctx.releaseId)})`);
     } catch (error) {
       throw new RolloutStop('failed', 'before_switch', error);
     }
@@ -448,7 +470,7 @@ export class RolloutService {
         }));
     }
     // The step's duration is the time from the failed verdict to the old slot proven serving.
-    await this.step(ctx, 'swap_back', () => this.switchTraffic(app, previousSlot, previousRelease),
+    await this.step(ctx, 'swap_back', () => this.switchTraffic(app, previousSlot, previousRelease, { faultPoint: (p) => this.faultPoint(ctx, p) }),
       () => `nginx serves ${previousSlot} (${shortSha(previousRelease)}) again`);
     state.setReleaseState(app, releaseId, 'bad');
     await this.compensate(ctx, `stop ${slot} and mark ${shortSha(releaseId)} bad`, async () => {
@@ -532,20 +554,47 @@ export class RolloutService {
     return result.attempts;
   }
 
-  /** Render, test, reload, prove; then record the new live slot. Public for crash recovery. */
-  async switchTraffic(app: string, slot: Slot, releaseId: string): Promise<void> {
-    const { state, config } = this.deps;
-    const generation = state.nextGeneration(app);
-    const rendered = this.deps.renderNginx({ app, slot, upstreamPort: config.apps[app]!.slots[slot].port, releaseId, generation });
-    await this.deps.nginx.apply({
-      app,
-      config: rendered,
-      probe: {
-        url: `${publicUrlOf(config, app)}${config.apps[app]!.health.path}`,
-        hostHeader: probeHostOf(config, app),
-        expectHeaders: { 'x-slipway-generation': String(generation), 'x-slipway-release': releaseId },
-      },
+  /**
+   * Points nginx at `slot` running `releaseId`, then records it as live. Both slots are upstreams
+   * of the app's include and a flag picks one per request, so traffic moves with one atomic
+   * rename and no reload (which would close every idle client connection). The include is
+   * re-rendered first; only when it changed (a new release in a slot, new ports, an edited
+   * template) is it tested, reloaded and proven, while traffic still goes to the serving slot.
+   * `reapply` forces that step: crash recovery uses it, since a crash between writing the include
+   * and reloading leaves a file nginx has not loaded yet.
+   */
+  async switchTraffic(app: string, slot: Slot, releaseId: string,
+    options: { reapply?: boolean; faultPoint?: (point: 'flip' | 'record') => Promise<void> } = {}): Promise<void> {
+    const { state, config, nginx } = this.deps;
+    const appConfig = config.apps[app]!;
+    // The slot serving now: the flag's, else (no flag yet) what SQLite recorded, else the target.
+    const serving = await nginx.ensureFlag(app, state.app(app)!.liveSlot ?? slot);
+    const releaseOf = (s: Slot) => (s === slot ? releaseId : state.slot(app, s).releaseId);
+    const slots = {
+      blue: { port: appConfig.slots.blue.port, releaseId: releaseOf('blue') },
+      green: { port: appConfig.slots.green.port, releaseId: releaseOf('green') },
+    };
+    const render = (generation: number) => this.deps.renderNginx({ app, slot: serving, slots, switchDir: nginx.switchDirOf(app), generation });
+    const probe = (expectHeaders: Record<string, string>): NginxProbe => ({
+      url: `${publicUrlOf(config, app)}${appConfig.health.path}`,
+      hostHeader: probeHostOf(config, app),
+      expectHeaders: { ...expectHeaders, 'x-slipway-switch': 'file' },
     });
+    const onDisk = await nginx.currentConfig(app);
+    const generationNow = state.app(app)!.generation;
+    if (options.reapply || onDisk === null || generationNow < 1 || render(generationNow) !== onDisk) {
+      const generation = state.nextGeneration(app);
+      await nginx.apply({
+        app,
+        config: render(generation),
+        probe: probe({ 'x-slipway-generation': String(generation), 'x-slipway-slot': serving, 'x-slipway-release': releaseOf(serving) ?? NO_RELEASE }),
+      });
+    }
+    await options.faultPoint?.('flip');
+    if (serving !== slot) {
+      await nginx.flip({ app, slot, probe: probe({ 'x-slipway-slot': slot, 'x-slipway-release': releaseId }) });
+    }
+    await options.faultPoint?.('record');
     state.transaction(() => {
       state.setLiveSlot(app, slot);
       state.setSlotState(app, slot, 'running');
@@ -555,12 +604,7 @@ export class RolloutService {
   }
 
   private async step<T>(ctx: Context, step: string, fn: () => Promise<T>, okMessage: (value: T) => string): Promise<T> {
-    if (this.faultPause === step) {
-      // Test-only fault injection (SLIPWAY_FAULT_PAUSE_BEFORE=<step>): park here so a test can kill -9
-      // the agent exactly at this step boundary. Never set in production.
-      this.emit(ctx, step, 'info', `paused before ${step} (SLIPWAY_FAULT_PAUSE_BEFORE)`, null);
-      await new Promise(() => undefined);
-    }
+    await this.faultPoint(ctx, step);
     const started = Date.now();
     this.deps.state.setDeploymentState(ctx.id, step);
     this.emit(ctx, step, 'started', null, null);
@@ -576,6 +620,16 @@ export class RolloutService {
       this.emit(ctx, step, 'failed', errorMessage(error), elapsed);
       throw error;
     }
+  }
+
+  /**
+   * Test-only fault injection (SLIPWAY_FAULT_PAUSE_BEFORE=<point>): parks the rollout here so a
+   * test can kill -9 the agent exactly at this point. Never set in production.
+   */
+  private async faultPoint(ctx: Context, point: string): Promise<void> {
+    if (this.faultPause !== point) return;
+    this.emit(ctx, point, 'info', `paused before ${point} (SLIPWAY_FAULT_PAUSE_BEFORE)`, null);
+    await new Promise(() => undefined);
   }
 
   private async compensate(ctx: Context, what: string, fn: () => Promise<void>): Promise<void> {

@@ -6,6 +6,8 @@ export type Slot = (typeof SLOTS)[number];
 
 export const APP_NAME_PATTERN = '^[a-z][a-z0-9-]{0,39}$';
 /** A full git SHA, optionally tagged as built from a dirty work tree. */
+/** The marker nginx serves for a slot that has no release yet. */
+export const NO_RELEASE = 'none';
 export const RELEASE_ID_PATTERN = '^[0-9a-f]{40}(-dirty-[0-9a-f]{12})?$';
 export const SHA256_PATTERN = '^[0-9a-f]{64}$';
 /** nginx server_name values: hostnames, wildcards, or "_" ; never whitespace, ';', '{', '}'. */

@@ -1,15 +1,14 @@
 // The switch baseline: a second private nginx in front of two copies of the sample app, flipped
-// the bare way (overwrite the include, `nginx -s reload`), with the include rendered from the same
-// template Slipway uses so both nginx instances proxy exactly alike.
+// the bare way users do it today (overwrite an include naming one upstream, `nginx -s reload`).
+// The include proxies exactly like Slipway's template (same upstream keepalive and proxy
+// settings), minus the per-request switch flag, which is what Slipway adds.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { renderAppConfig } from '../../agent/nginx/render.js';
 import { runCommand } from '../../agent/shared/exec.js';
 import type { Slot } from '../../agent/shared/names.js';
 import { startNginx, type NginxHandle } from '../../test/helpers/nginx.js';
 import { freePort } from '../../test/helpers/ports.js';
-import { REPO_ROOT } from '../../test/helpers/agent-process.js';
 import { waitFor } from '../../test/helpers/wait.js';
 import { SAMPLE_APP_DIR } from '../../test/helpers/stack.js';
 
@@ -47,10 +46,7 @@ export async function startBareNginx(): Promise<BareNginx> {
     const listenPort = await freePort();
     const conf = path.join(nginx.includeDir, 'bare.conf');
     let generation = 0;
-    const render = (slot: Slot) => renderAppConfig({
-      app: 'bare', slot, upstreamPort: ports[slot], releaseId: BARE_RELEASES[slot], generation: ++generation,
-      listen: { host: '127.0.0.1', port: listenPort }, serverNames: ['_'],
-    }, { templateDir: path.join(REPO_ROOT, 'nginx') });
+    const render = (slot: Slot) => bareInclude(ports[slot], listenPort, BARE_RELEASES[slot], ++generation);
     const reload = async () => {
       const started = performance.now();
       const result = await runCommand([...nginx.command, '-s', 'reload'], { timeoutMs: 10_000 });
@@ -82,4 +78,33 @@ export async function startBareNginx(): Promise<BareNginx> {
     await stop();
     throw error;
   }
+}
+
+function bareInclude(upstreamPort: number, listenPort: number, release: string, generation: number): string {
+  return `upstream bare_upstream {
+    server 127.0.0.1:${upstreamPort};
+    keepalive 16;
+    keepalive_timeout 4s;
+}
+
+server {
+    listen 127.0.0.1:${listenPort};
+    server_name _;
+
+    location / {
+        proxy_pass http://bare_upstream;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $host;
+        proxy_set_header X-Real-IP $remote_addr;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_set_header X-Forwarded-Host $host;
+        proxy_connect_timeout 5s;
+        proxy_read_timeout 60s;
+        add_header X-Slipway-Release ${release} always;
+        add_header X-Slipway-Generation ${generation} always;
+    }
+}
+`;
 }

@@ -11,7 +11,7 @@ import { Pm2Adapter } from '../../agent/pm2.js';
  * SLIPWAY_FAULT_PAUSE_BEFORE switch), then a normal restart: exactly one slot is live and healthy,
  * SQLite agrees with nginx and PM2, and the interrupted deployment has a terminal state and a reason.
  */
-describe('crash recovery: SIGKILL of the agent at each step boundary', () => {
+describe('crash recovery: SIGKILL of the agent at each step boundary and inside the switch', () => {
   let stack: Stack;
   let pm2: Pm2Adapter;
   const state = () => readState(stack.home, APP);
@@ -32,6 +32,10 @@ describe('crash recovery: SIGKILL of the agent at each step boundary', () => {
     { step: 'starting', newReleaseLive: false },
     { step: 'healthy', newReleaseLive: false },
     { step: 'switching', newReleaseLive: false },
+    // Inside the switch: the include (with the new release in the standby slot) is applied, the
+    // flag has not moved yet; then the flag has moved and SQLite does not know yet.
+    { step: 'flip', newReleaseLive: false },
+    { step: 'record', newReleaseLive: true },
     { step: 'watching', newReleaseLive: true },
     { step: 'settle', newReleaseLive: true },
   ];

@@ -1,7 +1,7 @@
 import { expectSlipwayError } from '../helpers/expect-error.js';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
+import http, { createServer, type Server } from 'node:http';
 import { createServer as createTcpServer, type Server as TcpServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -50,13 +50,19 @@ describe('NginxController against a real nginx', () => {
   let blue: Backend;
   let green: Backend;
   let generation = 0;
+  let switchDir: string;
 
   /** Every nginx invocation the controller makes, as argument strings (from the wrapper script). */
   const invocations = async () => (await fs.readFile(commandLog, 'utf8').catch(() => '')).split('\n').filter(Boolean);
 
-  const render = (app: string, slot: 'blue' | 'green', upstreamPort: number, gen: number, templateDir = TEMPLATE_DIR, port = nginx.port) =>
+  /** An include whose default slot `slot` runs release(gen); the other slot has no release. */
+  const render = (app: string, slot: 'blue' | 'green', gen: number, templateDir = TEMPLATE_DIR, port = nginx.port) =>
     renderAppConfig({
-      app, slot, upstreamPort, releaseId: release(gen), generation: gen,
+      app, slot, generation: gen, switchDir: controller.switchDirOf(app),
+      slots: {
+        blue: { port: blue.port, releaseId: slot === 'blue' ? release(gen) : null },
+        green: { port: green.port, releaseId: slot === 'green' ? release(gen) : null },
+      },
       listen: { host: '127.0.0.1', port }, serverNames: [`${app}.test`],
     }, { templateDir });
 
@@ -72,6 +78,8 @@ describe('NginxController against a real nginx', () => {
     nginx = await startNginx();
     scratch = await fs.mkdtemp(path.join(os.tmpdir(), 'slipway-nginx-test-'));
     commandLog = path.join(scratch, 'nginx-commands.log');
+    // Beside the include dir: nginx's workers ("nobody" here) must be able to reach the flags.
+    switchDir = path.join(path.dirname(nginx.includeDir), 'switch');
     // A wrapper that records each invocation, so "no reload was sent" is observed, not inferred.
     const wrapper = path.join(scratch, 'nginx-wrapper');
     await fs.writeFile(wrapper, `#!/bin/sh\nprintf '%s\\n' "$*" >> '${commandLog}'\nexec nginx "$@"\n`, { mode: 0o755 });
@@ -80,6 +88,7 @@ describe('NginxController against a real nginx', () => {
       command: controllerCommand,
       pidFile: nginx.pidFile,
       includeDir: nginx.includeDir,
+      switchDir,
       errorLogPath: nginx.errorLogPath,
       proveTimeoutMs: 3_000,
     });
@@ -105,7 +114,7 @@ describe('NginxController against a real nginx', () => {
 
   it('applies a first config and serves its markers and backend through nginx', async () => {
     generation += 1;
-    const config = render('shop', 'blue', blue.port, generation);
+    const config = render('shop', 'blue', generation);
     const timings = await controller.apply({ app: 'shop', config, probe: probe('shop', generation) });
 
     expect(timings.testMs).toBeGreaterThanOrEqual(0);
@@ -127,7 +136,7 @@ describe('NginxController against a real nginx', () => {
     const before = await fs.readFile(path.join(nginx.includeDir, 'shop.conf'), 'utf8');
     const workersBefore = nginx.workerPids();
     generation += 1;
-    await controller.apply({ app: 'shop', config: render('shop', 'green', green.port, generation), probe: probe('shop', generation) });
+    await controller.apply({ app: 'shop', config: render('shop', 'green', generation), probe: probe('shop', generation) });
 
     // Once apply returns, no connection may land on a worker of the old config any more (nginx
     // keeps old and new workers accepting side by side for ~100 ms after a reload).
@@ -136,7 +145,7 @@ describe('NginxController against a real nginx', () => {
     expect(responses.map((r) => `${r.body} ${r.headers['x-slipway-generation']}`)).toEqual(Array(20).fill(`hello from green ${generation}`));
     expect(responses[0]!.headers['x-slipway-slot']).toBe('green');
     // last-good follows the last config proven live; the one before it is gone.
-    expect(before).toContain('X-Slipway-Slot blue');
+    expect(before).toContain('set $slipway_slot blue;');
     expect(await fs.readFile(path.join(nginx.includeDir, 'shop.conf.last-good'), 'utf8'))
       .toBe(await fs.readFile(path.join(nginx.includeDir, 'shop.conf'), 'utf8'));
     // A real reload happened: the master replaced its workers.
@@ -154,7 +163,7 @@ describe('NginxController against a real nginx', () => {
     await fs.mkdir(brokenTemplates, { recursive: true });
     const template = await fs.readFile(path.join(TEMPLATE_DIR, 'app.conf.njk'), 'utf8');
     await fs.writeFile(path.join(brokenTemplates, 'app.conf.njk'), template.replace('keepalive 16;', 'keepalive 16;\n    slipway_bogus_directive on;'));
-    const broken = render('shop', 'blue', blue.port, liveGeneration + 1, brokenTemplates);
+    const broken = render('shop', 'blue', liveGeneration + 1, brokenTemplates);
 
     const error = await expectSlipwayError(
       controller.apply({ app: 'shop', config: broken, probe: probe('shop', liveGeneration + 1) }), 'nginx_config_invalid');
@@ -196,7 +205,7 @@ describe('NginxController against a real nginx', () => {
     try {
       const before = await snapshot(nginx.includeDir);
       const error = await expectSlipwayError(controller.apply({
-        app: 'shop', config: render('shop', 'blue', blue.port, generation + 1), probe: probe('shop', generation + 1),
+        app: 'shop', config: render('shop', 'blue', generation + 1), probe: probe('shop', generation + 1),
       }), 'nginx_config_invalid');
       expect(error.message).toContain(foreign);
       expect(error.hint).toContain('did not write');
@@ -219,12 +228,12 @@ describe('NginxController against a real nginx', () => {
       const liveGeneration = generation;
       // nginx itself retries the bind for 2.5 s; a short prove deadline keeps the test quick.
       const impatient = new NginxController({
-        command: controllerCommand, pidFile: nginx.pidFile, includeDir: nginx.includeDir,
+        command: controllerCommand, pidFile: nginx.pidFile, includeDir: nginx.includeDir, switchDir,
         errorLogPath: nginx.errorLogPath, proveTimeoutMs: 1_000,
       });
       const error = await expectSlipwayError(impatient.apply({
         app: 'clash',
-        config: render('clash', 'blue', blue.port, 900, TEMPLATE_DIR, squatPort),
+        config: render('clash', 'blue', 900, TEMPLATE_DIR, squatPort),
         probe: probe('clash', 900, squatPort),
       }), 'nginx_reload_not_applied');
       expect(error.status).toBe(502);
@@ -246,7 +255,7 @@ describe('NginxController against a real nginx', () => {
 
   it('serialises applies: a broken candidate of one app cannot fail a concurrent apply of another', async () => {
     generation += 1;
-    const good = controller.apply({ app: 'shop', config: render('shop', 'blue', blue.port, generation), probe: probe('shop', generation) });
+    const good = controller.apply({ app: 'shop', config: render('shop', 'blue', generation), probe: probe('shop', generation) });
     const bad = controller.apply({ app: 'fresh', config: 'not_a_directive;\n', probe: probe('fresh', 1) });
     const [goodResult, badResult] = await Promise.allSettled([good, bad]);
     expect(goodResult.status).toBe('fulfilled');
@@ -256,6 +265,90 @@ describe('NginxController against a real nginx', () => {
     expect(response.body).toBe('hello from blue');
     expect(response.headers['x-slipway-generation']).toBe(String(generation));
     expect(await controller.currentConfig('fresh')).toBeNull();
+  });
+
+  describe('switching by the flag', () => {
+    const both = (gen: number, slot: 'blue' | 'green' = 'blue') => renderAppConfig({
+      app: 'flip', slot, generation: gen, switchDir: controller.switchDirOf('flip'),
+      slots: { blue: { port: blue.port, releaseId: release(1) }, green: { port: green.port, releaseId: release(2) } },
+      listen: { host: '127.0.0.1', port: nginx.port }, serverNames: ['flip.test'],
+    }, { templateDir: TEMPLATE_DIR });
+    const flipProbe = (slot: 'blue' | 'green'): NginxProbe => ({
+      url: `http://127.0.0.1:${nginx.port}/`,
+      hostHeader: 'flip.test',
+      expectHeaders: { 'x-slipway-slot': slot, 'x-slipway-release': release(slot === 'blue' ? 1 : 2), 'x-slipway-switch': 'file' },
+    });
+
+    beforeAll(async () => {
+      expect(await controller.liveFlag('flip')).toBeNull();
+      expect(await controller.ensureFlag('flip', 'blue')).toBe('blue');
+      // An existing flag is never moved by ensureFlag.
+      expect(await controller.ensureFlag('flip', 'green')).toBe('blue');
+      await controller.apply({ app: 'flip', config: both(500), probe: { ...flipProbe('blue'), expectHeaders: { ...flipProbe('blue').expectHeaders, 'x-slipway-generation': '500' } } });
+    });
+
+    it('moves traffic with no nginx command, no new workers, and the client connection kept', async () => {
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      const ask = () => new Promise<{ body: string; slot: string | undefined; socket: string }>((resolve, reject) => {
+        const request = http.get({ host: '127.0.0.1', port: nginx.port, path: '/', agent, headers: { host: 'flip.test' } }, (response) => {
+          let body = '';
+          response.setEncoding('utf8');
+          response.on('data', (chunk: string) => { body += chunk; });
+          response.on('end', () => resolve({ body, slot: response.headers['x-slipway-slot'] as string | undefined, socket: `${request.socket?.localPort}` }));
+        });
+        request.on('error', reject);
+      });
+      try {
+        const workers = nginx.workerPids();
+        await fs.rm(commandLog, { force: true });
+        const first = await ask();
+        expect(first).toMatchObject({ body: 'hello from blue', slot: 'blue' });
+
+        const timings = await controller.flip({ app: 'flip', slot: 'green', probe: flipProbe('green') });
+        expect(timings.proveMs).toBeGreaterThanOrEqual(0);
+        const second = await ask();
+        expect(second).toMatchObject({ body: 'hello from green', slot: 'green' });
+        // The same client connection carried both answers: nothing was closed under it.
+        expect(second.socket).toBe(first.socket);
+        expect(await controller.liveFlag('flip')).toBe('green');
+        expect(await invocations()).toEqual([]);
+        expect(nginx.workerPids()).toEqual(workers);
+
+        await controller.flip({ app: 'flip', slot: 'blue', probe: flipProbe('blue') });
+        expect(await ask()).toMatchObject({ body: 'hello from blue', slot: 'blue', socket: first.socket });
+      } finally {
+        agent.destroy();
+      }
+    });
+
+    it('puts the flag back when nginx cannot see it, and says how to fix the permissions', async () => {
+      const dir = controller.switchDirOf('flip');
+      await fs.chmod(dir, 0o700);
+      try {
+        const error = await expectSlipwayError(controller.flip({ app: 'flip', slot: 'green', probe: flipProbe('green') }), 'nginx_switch_not_applied');
+        expect(error.status).toBe(502);
+        expect(error.hint).toContain(`${dir}/live/green`);
+        expect(error.hint).toContain('searchable');
+        expect(error.details?.join('\n')).toContain('x-slipway-switch: default');
+        expect(await controller.liveFlag('flip')).toBe('blue');
+      } finally {
+        await fs.chmod(dir, 0o755);
+      }
+      const response = await get('flip.test');
+      expect(response.body).toBe('hello from blue');
+      expect(response.headers['x-slipway-switch']).toBe('file');
+    });
+
+    it('puts the flag back when the include does not route by it', async () => {
+      // An include from a template without the flag checks: nginx keeps serving its one upstream.
+      const plain = both(501).replace(/^\s*if \(-f [^\n]*\{[^}]*\}\n/gm, '');
+      expect(plain).not.toContain('if (-f');
+      await controller.apply({ app: 'flip', config: plain, probe: { ...flipProbe('blue'), expectHeaders: { 'x-slipway-generation': '501' } } });
+      const error = await expectSlipwayError(controller.flip({ app: 'flip', slot: 'green', probe: flipProbe('green') }), 'nginx_switch_not_applied');
+      expect(error.details?.join('\n')).toContain('x-slipway-slot: blue');
+      expect(await controller.liveFlag('flip')).toBe('blue');
+      expect((await get('flip.test')).body).toBe('hello from blue');
+    });
   });
 
   describe('when nginx is not running, nothing is written', () => {
@@ -269,9 +362,9 @@ describe('NginxController against a real nginx', () => {
 
     const applyWith = async (pidFile: string) => {
       const before = await snapshot(nginx.includeDir);
-      const withPid = new NginxController({ command: nginx.command, pidFile, includeDir: nginx.includeDir });
+      const withPid = new NginxController({ command: nginx.command, pidFile, includeDir: nginx.includeDir, switchDir });
       const error = await expectSlipwayError(withPid.apply({
-        app: 'shop', config: render('shop', 'blue', blue.port, 1000), probe: probe('shop', 1000),
+        app: 'shop', config: render('shop', 'blue', 1000), probe: probe('shop', 1000),
       }), 'nginx_not_running');
       expect(error.status).toBe(503);
       expect(error.hint).toContain('start nginx');
@@ -309,20 +402,20 @@ describe('NginxController against a real nginx', () => {
     it('a real master that crashed and left its pid file behind, then was cleaned up', async () => {
       const other = await startNginx();
       try {
-        const controllerFor = new NginxController({ command: other.command, pidFile: other.pidFile, includeDir: other.includeDir });
+        const controllerFor = new NginxController({ command: other.command, pidFile: other.pidFile, includeDir: other.includeDir, switchDir });
         expect((await controllerFor.checkMasterRunning()).pid).toBe(other.pid);
 
         await other.crash();
         await expect(fs.readFile(other.pidFile, 'utf8')).resolves.toContain(String(other.pid));
         const crashed = await expectSlipwayError(controllerFor.apply({
-          app: 'shop', config: render('shop', 'blue', blue.port, 1), probe: probe('shop', 1, other.port),
+          app: 'shop', config: render('shop', 'blue', 1), probe: probe('shop', 1, other.port),
         }), 'nginx_not_running');
         expect(crashed.message).toContain('stale pid file');
         expect(await fs.readdir(other.includeDir)).toEqual([]);
       } finally {
         await other.stop();
       }
-      const stopped = new NginxController({ command: other.command, pidFile: other.pidFile, includeDir: nginx.includeDir });
+      const stopped = new NginxController({ command: other.command, pidFile: other.pidFile, includeDir: nginx.includeDir, switchDir });
       await expectSlipwayError(stopped.checkMasterRunning(), 'nginx_not_running');
     });
   });

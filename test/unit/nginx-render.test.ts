@@ -9,24 +9,37 @@ import { SlipwayError } from '../../agent/shared/errors.js';
 const TEMPLATE_DIR = fileURLToPath(new URL('../../nginx/', import.meta.url));
 const RELEASE = '0123456789abcdef0123456789abcdef01234567';
 
+const OTHER = 'fedcba9876543210fedcba9876543210fedcba98';
+const SWITCH_DIR = '/etc/nginx/slipway-switch/shop';
+
 const sample: AppConfigInput = {
   app: 'shop',
   slot: 'green',
-  upstreamPort: 3002,
-  releaseId: RELEASE,
+  slots: { blue: { port: 3001, releaseId: OTHER }, green: { port: 3002, releaseId: RELEASE } },
+  switchDir: SWITCH_DIR,
   generation: 7,
   listen: { host: '127.0.0.1', port: 8080 },
   serverNames: ['shop.example.com', 'www.shop.example.com'],
 };
 
-const EXPECTED = `# Rendered by Slipway for app "shop". Slipway overwrites this file on every switch: edit the template instead.
-# release ${RELEASE} / slot green / generation 7
+const EXPECTED = `# Rendered by Slipway for app "shop". Slipway overwrites this file when the app's config changes: edit the template instead.
+# generation 7 / blue ${OTHER} / green ${RELEASE}
+#
+# Both slots are upstreams. Which one serves is decided per request by a flag the agent flips
+# atomically (${SWITCH_DIR}/live is a symlink to a directory holding an empty file named after
+# the slot), so switching traffic needs no reload and closes no client connection.
 
-upstream slipway_shop {
-    server 127.0.0.1:3002;
+upstream slipway_shop_blue {
+    server 127.0.0.1:3001;
     keepalive 16;
     # Below Node's default server keepAliveTimeout (5 s), so nginx never reuses a connection the
     # app is about to close (which would surface as a 502 on a non-idempotent request).
+    keepalive_timeout 4s;
+}
+
+upstream slipway_shop_green {
+    server 127.0.0.1:3002;
+    keepalive 16;
     keepalive_timeout 4s;
 }
 
@@ -36,8 +49,27 @@ server {
 
     client_max_body_size 1m;
 
+    # The flag checks below must see a flip at once, whatever open_file_cache the http{} block sets.
+    open_file_cache off;
+
+    # Only if nginx cannot see the flags (X-Slipway-Switch: default) does the slot live at render
+    # time serve; the agent refuses to switch while that is so.
+    set $slipway_slot green;
+    set $slipway_release ${RELEASE};
+    set $slipway_switch default;
+    if (-f ${SWITCH_DIR}/live/blue) {
+        set $slipway_slot blue;
+        set $slipway_release ${OTHER};
+        set $slipway_switch file;
+    }
+    if (-f ${SWITCH_DIR}/live/green) {
+        set $slipway_slot green;
+        set $slipway_release ${RELEASE};
+        set $slipway_switch file;
+    }
+
     location / {
-        proxy_pass http://slipway_shop;
+        proxy_pass http://slipway_shop_$slipway_slot;
         # HTTP/1.1 with an empty Connection header is what lets the upstream keepalive pool work.
         proxy_http_version 1.1;
         proxy_set_header Connection "";
@@ -49,14 +81,17 @@ server {
         proxy_connect_timeout 5s;
         proxy_read_timeout 60s;
 
-        # Markers read back through nginx after a reload: they prove which config is live
-        # ("nginx -s reload" exits 0 even when the master keeps the old one).
-        add_header X-Slipway-Release ${RELEASE} always;
-        add_header X-Slipway-Slot green always;
+        # Markers read back through nginx: after a reload they prove which config is live ("nginx -s
+        # reload" exits 0 even when the master keeps the old one), after a flip which slot serves.
+        add_header X-Slipway-Release $slipway_release always;
+        add_header X-Slipway-Slot $slipway_slot always;
+        add_header X-Slipway-Switch $slipway_switch always;
         add_header X-Slipway-Generation 7 always;
     }
 }
 `;
+
+const withSlot = (slot: 'blue' | 'green', patch: Record<string, unknown>) => ({ slots: { ...sample.slots, [slot]: { ...sample.slots[slot], ...patch } } });
 
 function renderError(input: unknown, options: { templateDir?: string; template?: string } = {}): SlipwayError {
   try {
@@ -99,9 +134,15 @@ describe('renderAppConfig', () => {
     const b = renderAppConfig({ ...sample, generation: 8 }, { templateDir: TEMPLATE_DIR }).split('\n');
     const differing = a.map((line, i) => [line, b[i]]).filter(([x, y]) => x !== y);
     expect(differing).toEqual([
-      [`# release ${RELEASE} / slot green / generation 7`, `# release ${RELEASE} / slot green / generation 8`],
+      [`# generation 7 / blue ${OTHER} / green ${RELEASE}`, `# generation 8 / blue ${OTHER} / green ${RELEASE}`],
       ['        add_header X-Slipway-Generation 7 always;', '        add_header X-Slipway-Generation 8 always;'],
     ]);
+  });
+
+  it('marks a slot without a release as "none" and defaults to the slot given', () => {
+    const out = renderAppConfig({ ...sample, slot: 'blue', ...withSlot('green', { releaseId: null }) }, { templateDir: TEMPLATE_DIR });
+    expect(out).toContain(`    set $slipway_slot blue;\n    set $slipway_release ${OTHER};\n`);
+    expect(out).toContain(`    if (-f ${SWITCH_DIR}/live/green) {\n        set $slipway_slot green;\n        set $slipway_release none;\n`);
   });
 
   describe('refuses hostile or malformed values, naming the field', () => {
@@ -111,13 +152,22 @@ describe('renderAppConfig', () => {
       ['app with newline', { app: 'shop\nserver' }, 'app'],
       ['app in capitals', { app: 'Shop' }, 'app'],
       ['unknown slot', { slot: 'red' }, 'slot'],
-      ['release id with a brace', { releaseId: `${RELEASE.slice(0, 39)}}` }, 'releaseId'],
-      ['short release id', { releaseId: 'abc123' }, 'releaseId'],
-      ['release id with a quote', { releaseId: `${RELEASE}"` }, 'releaseId'],
-      ['port 0', { upstreamPort: 0 }, 'upstreamPort'],
-      ['port 65536', { upstreamPort: 65536 }, 'upstreamPort'],
-      ['fractional port', { upstreamPort: 3000.5 }, 'upstreamPort'],
-      ['port as a string', { upstreamPort: '3000' }, 'upstreamPort'],
+      ['release id with a brace', withSlot('green', { releaseId: `${RELEASE.slice(0, 39)}}` }), 'slots.green.releaseId'],
+      ['short release id', withSlot('blue', { releaseId: 'abc123' }), 'slots.blue.releaseId'],
+      ['release id with a quote', withSlot('green', { releaseId: `${RELEASE}"` }), 'slots.green.releaseId'],
+      ['release id "none" (the marker, not a release)', withSlot('green', { releaseId: 'none' }), 'slots.green.releaseId'],
+      ['port 0', withSlot('blue', { port: 0 }), 'slots.blue.port'],
+      ['port 65536', withSlot('green', { port: 65536 }), 'slots.green.port'],
+      ['fractional port', withSlot('blue', { port: 3000.5 }), 'slots.blue.port'],
+      ['port as a string', withSlot('blue', { port: '3000' }), 'slots.blue.port'],
+      ['both slots on one port', withSlot('blue', { port: 3002 }), 'slots'],
+      ['a third slot', { slots: { ...sample.slots, red: { port: 3003, releaseId: null } } }, 'slots.red'],
+      ['slot with an extra field', withSlot('blue', { weight: 5 }), 'slots.blue.weight'],
+      ['missing slot', { slots: { blue: sample.slots.blue } }, 'slots.green'],
+      ['relative switch dir', { switchDir: 'etc/switch' }, 'switchDir'],
+      ['switch dir with ..', { switchDir: '/etc/../tmp' }, 'switchDir'],
+      ['switch dir with a space', { switchDir: '/etc/my switch' }, 'switchDir'],
+      ['switch dir with ;', { switchDir: '/etc/s;deny' }, 'switchDir'],
       ['generation 0', { generation: 0 }, 'generation'],
       ['fractional generation', { generation: 1.5 }, 'generation'],
       ['listen host with ;', { listen: { host: '127.0.0.1;', port: 80 } }, 'listen.host'],
@@ -149,8 +199,8 @@ describe('renderAppConfig', () => {
   });
 
   it('lists every bad field at once', () => {
-    const problems = nginxInputProblems({ ...sample, app: 'a;b', upstreamPort: 0, serverNames: ['x}'] });
-    expect(problems.map((p) => p.split(':')[0])).toEqual(['app', 'serverNames[0]', 'upstreamPort']);
+    const problems = nginxInputProblems({ ...sample, app: 'a;b', ...withSlot('blue', { port: 0 }), serverNames: ['x}'] });
+    expect(problems.map((p) => p.split(':')[0])).toEqual(['app', 'serverNames[0]', 'slots.blue.port']);
     expect(nginxInputProblems(sample)).toEqual([]);
     expect(nginxInputProblems(null)).toEqual(['(input): must be an object']);
   });
