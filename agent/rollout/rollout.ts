@@ -10,7 +10,7 @@ import type { StateStore, Outcome, LockRow, DeploymentKind } from '../state/stor
 import { isStaleLock } from '../state/store.js';
 import type { DeploymentResult, FailurePhase } from '../shared/api.js';
 import { SlipwayError, errorMessage } from '../shared/errors.js';
-import { NO_RELEASE, otherSlot, pm2ProcessName, shortSha, type Slot } from '../shared/names.js';
+import { NO_RELEASE, SLOTS, otherSlot, pm2ProcessName, shortSha, type Slot } from '../shared/names.js';
 import { chooseTargetSlot } from '../shared/slots.js';
 import { DeploymentFeed } from './feed.js';
 import { watchWindow, type WatchCheck } from './watch.js';
@@ -236,11 +236,19 @@ export class RolloutService {
     const standby = appRow.liveSlot ? otherSlot(appRow.liveSlot) : 'blue';
     const warm = state.slot(app, standby);
     const reuseWarm = warm.releaseId === target && warm.state === 'running';
-    const feed = this.begin({ app, kind: 'rollback', slot: standby, releaseId: target, actor: input.actor }, (ctx) => (reuseWarm
-      ? this.runSwitch(ctx, false)
-      : this.runStartAndSwitch(ctx)));
+    const feed = this.begin({ app, kind: 'rollback', slot: standby, releaseId: target, actor: input.actor }, async (ctx) => {
+      if (reuseWarm && await this.isOnline(app, standby)) return this.runSwitch(ctx, false);
+      if (reuseWarm) this.emit(ctx, 'preflight', 'info', `${pm2ProcessName(app, standby)} is not running in PM2 any more: starting it again`, null);
+      return this.runStartAndSwitch(ctx);
+    });
     state.setDeploymentNote(feed.deploymentId, input.reason ?? null);
     return feed;
+  }
+
+  /** Whether PM2 runs the slot's process (SQLite may still say "running" after it died or was stopped by hand). */
+  private async isOnline(app: string, slot: Slot): Promise<boolean> {
+    const proc = await this.deps.processes.describe(pm2ProcessName(app, slot)).catch(() => null);
+    return proc?.status === 'online';
   }
 
   /** The release that was live most recently before the current one, and is not marked bad. */
@@ -574,7 +582,7 @@ export class RolloutService {
       blue: { port: appConfig.slots.blue.port, releaseId: releaseOf('blue') },
       green: { port: appConfig.slots.green.port, releaseId: releaseOf('green') },
     };
-    const render = (generation: number) => this.deps.renderNginx({ app, slot: serving, slots, switchDir: nginx.switchDirOf(app), generation });
+    const render = (generation: number, fallback: Slot = serving) => this.deps.renderNginx({ app, slot: fallback, slots, switchDir: nginx.switchDirOf(app), generation });
     const probe = (expectHeaders: Record<string, string>): NginxProbe => ({
       url: `${publicUrlOf(config, app)}${appConfig.health.path}`,
       hostHeader: probeHostOf(config, app),
@@ -582,7 +590,11 @@ export class RolloutService {
     });
     const onDisk = await nginx.currentConfig(app);
     const generationNow = state.app(app)!.generation;
-    if (options.reapply || onDisk === null || generationNow < 1 || render(generationNow) !== onDisk) {
+    // The include's fallback slot (served only if nginx cannot see the flag, which every flip's
+    // proof rules out) may name either slot: a flip alone must not cost a reload.
+    const unchanged = onDisk !== null && generationNow >= 1
+      && SLOTS.some((fallback) => render(generationNow, fallback) === onDisk);
+    if (options.reapply || !unchanged) {
       const generation = state.nextGeneration(app);
       await nginx.apply({
         app,

@@ -73,6 +73,10 @@ describe('deploy push end to end (real sshd, nginx, PM2, SQLite)', () => {
   });
 
   it('deploy switch moves traffic between running slots, proving each one healthy first', async () => {
+    // Both slots run and the include already names both releases: switching is a flag flip, so
+    // nginx keeps its workers (no reload) and the include is not rewritten.
+    const workers = stack.nginx.workerPids();
+    const include = await fs.readFile(path.join(stack.nginx.includeDir, `${APP}.conf`), 'utf8');
     const toBlue = await stack.deploy(['switch', 'blue']);
     expect(toBlue.code, toBlue.stderr).toBe(0);
     expect(JSON.parse((await stack.get('/')).body)).toMatchObject({ release: firstSha, slot: 'blue' });
@@ -85,6 +89,8 @@ describe('deploy push end to end (real sshd, nginx, PM2, SQLite)', () => {
     expect(readState(stack).deployments.slice(0, 2).map((d) => [d.kind, d.slot, d.outcome])).toEqual([
       ['switch', 'green', 'succeeded'], ['switch', 'blue', 'succeeded'],
     ]);
+    expect(stack.nginx.workerPids()).toEqual(workers);
+    expect(await fs.readFile(path.join(stack.nginx.includeDir, `${APP}.conf`), 'utf8')).toBe(include);
   });
 
   it('deploy switch refuses a slot whose app stopped answering, and traffic stays', async () => {

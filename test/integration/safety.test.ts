@@ -69,6 +69,36 @@ describe('rollout safety (real sshd, nginx, PM2, SQLite)', () => {
     expect(state().releases.find((r) => r.releaseId === crashing)?.state).toBe('bad');
   });
 
+  it('when the previous slot stops answering too, the swap-back keeps traffic where it is', async () => {
+    const failing = await stack.repo.commit({ FAIL_HEALTH_AFTER_MS: '900\n' }, 'goes bad, and the old slot dies too');
+    const cli = stack.deployInBackground(['push']);
+    // Once traffic is on the new slot (blue), the previous one (green) dies as well.
+    await waitFor(() => state().app?.liveSlot === 'blue' && state().deployments[0]?.releaseId === failing, {
+      timeoutMs: 60_000, description: 'the new release to go live',
+    });
+    await pm2.stop(`${APP}-green`);
+    const result = await cli.done;
+    await stack.repo.commit({ FAIL_HEALTH_AFTER_MS: null }, 'fixed once more');
+    expect(result.code, result.stderr + result.stdout).not.toBe(0);
+    expect(result.stdout + result.stderr).toContain('does not answer its health check either, so traffic stays');
+    // No flip towards a dead slot: blue keeps serving, the include and flag unchanged.
+    const answer = await stack.get('/');
+    expect(answer.headers['x-slipway-slot']).toBe('blue');
+    expect(answer.headers['x-slipway-release']).toBe(failing);
+    const s = state();
+    expect(s.app?.liveSlot).toBe('blue');
+    expect(s.releases.find((r) => r.releaseId === failing)?.state).toBe('bad');
+    const deployment = s.deployments[0]!;
+    expect(deployment.outcome).toBe('failed');
+    expect(s.events(deployment.id).some((e) => e.step === 'swap_back')).toBe(false);
+    // Back to a good state for the tests below: the last good release, through a rollback.
+    // SQLite still calls green running; PM2 does not, so the rollback starts it again first.
+    const back = await stack.deploy(['rollback', '--to', shas[1]!]);
+    expect(back.code, back.stderr + back.stdout).toBe(0);
+    expect(back.stderr).toMatch(/starting .*healthy .*switching/s);
+    expect(await served()).toMatchObject({ release: shas[1], slot: 'green' });
+  });
+
   it('rollback goes to the previous good release, starting it when its slot is cold', async () => {
     const result = await stack.deploy(['rollback', '--reason', 'customer reports']);
     expect(result.code, result.stderr + result.stdout).toBe(0);
@@ -102,8 +132,10 @@ describe('rollout safety (real sshd, nginx, PM2, SQLite)', () => {
     const result = await stack.deploy(['rollback', '--to', shas[0]!]);
     expect(result.code, result.stderr + result.stdout).toBe(0);
     expect(await served()).toMatchObject({ release: shas[0] });
+    // SQLite still calls green running; PM2 does not, so the rollback starts it again first.
     const back = await stack.deploy(['rollback', '--to', shas[1]!]);
     expect(back.code, back.stderr + back.stdout).toBe(0);
+    expect(back.stderr).toMatch(/starting .*healthy .*switching/s);
   });
 
   it('a second rollout while one holds the lock is refused, or waits with --wait', async () => {
