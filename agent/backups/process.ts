@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream';
 import { TailBuffer, wholeLines } from '../shared/tail-buffer.js';
 
 // The backups' one way to run programs whose output is streamed rather than buffered (a dump
-// written to disk while hashed, pg_restore's data counted line by line). Like runCommand: an
+// written straight into its file, pg_restore's data counted line by line). Like runCommand: an
 // argv, never a shell; the program gets its own process group, and at the deadline the whole
 // group is killed, so a dump tool's children cannot outlive it.
 
@@ -17,6 +17,12 @@ export interface GroupRunOptions {
   stdinFile?: string;
   /** Consumes stdout; without it, the tail of stdout is kept. A rejection kills the group. */
   consumeStdout?: (stdout: Readable) => Promise<void>;
+  /**
+   * Given to the program as its stdout, as `program > file` in a shell: its output goes to the
+   * file without passing through the agent. Once the program has exited, what is left of its
+   * process group is killed, so nothing it started can still write to the file afterwards.
+   */
+  stdoutFd?: number;
   /** Bytes of stderr (and stdout) tail kept; default 8 KiB. */
   tailBytes?: number;
   /** Called once the program started, with its pid (= its process group id). */
@@ -30,7 +36,10 @@ export interface GroupRunResult {
   stdoutTail: string;
   stderrTail: string;
   durationMs: number;
-  /** The program could not be started, or its output could not be consumed (say, ENOSPC). */
+  /**
+   * The program could not be started, or consumeStdout failed (say, ENOSPC). A program writing
+   * to stdoutFd meets a full disk itself: it reports that on stderr and exits non-zero.
+   */
   error: string | null;
 }
 
@@ -45,6 +54,7 @@ export function killGroup(pid: number): void {
 export function runGroup(argv: readonly string[], options: GroupRunOptions): Promise<GroupRunResult> {
   const [file, ...args] = argv;
   if (!file) throw new Error('runGroup needs a program to run');
+  if (options.consumeStdout && options.stdoutFd !== undefined) throw new Error('runGroup takes consumeStdout or stdoutFd, not both');
   const limit = options.tailBytes ?? 8 * 1024;
   const started = performance.now();
   return new Promise((resolve) => {
@@ -58,11 +68,11 @@ export function runGroup(argv: readonly string[], options: GroupRunOptions): Pro
     const child = spawn(file, args, {
       cwd: options.cwd,
       env: options.env,
-      stdio: [stdinFd ?? 'ignore', 'pipe', 'pipe'],
+      stdio: [stdinFd ?? 'ignore', options.stdoutFd ?? 'pipe', 'pipe'],
       detached: true,
     });
     if (stdinFd !== null) closeSync(stdinFd);
-    const stdout = child.stdout!;
+    const stdout = child.stdout;
     const stderr = child.stderr!;
     const stdoutTail = new TailBuffer(limit);
     const stderrTail = new TailBuffer(limit);
@@ -74,16 +84,18 @@ export function runGroup(argv: readonly string[], options: GroupRunOptions): Pro
     }, options.timeoutMs);
     if (child.pid) options.onSpawn?.(child.pid);
     stderr.on('data', (c: Buffer) => stderrTail.push(c));
-    const consumed = options.consumeStdout
-      ? options.consumeStdout(stdout).catch((e: unknown) => {
-          error ??= `writing the output failed: ${(e as Error).message}`;
-          if (child.pid) killGroup(child.pid);
-          stdout.resume();
-        })
-      : new Promise<void>((done) => {
-          stdout.on('data', (c: Buffer) => stdoutTail.push(c));
-          stdout.once('close', done);
-        });
+    const consumed = !stdout
+      ? Promise.resolve()
+      : options.consumeStdout
+        ? options.consumeStdout(stdout).catch((e: unknown) => {
+            error ??= `writing the output failed: ${(e as Error).message}`;
+            if (child.pid) killGroup(child.pid);
+            stdout.resume();
+          })
+        : new Promise<void>((done) => {
+            stdout.on('data', (c: Buffer) => stdoutTail.push(c));
+            stdout.once('close', done);
+          });
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) => {
       child.once('error', (e) => {
         error ??= `could not run ${file}: ${e.message}`;
@@ -93,6 +105,10 @@ export function runGroup(argv: readonly string[], options: GroupRunOptions): Pro
     });
     void Promise.all([exited, consumed]).then(([{ code, signal }]) => {
       clearTimeout(timer);
+      // A file has no end-of-stream to wait for, unlike a pipe: a leftover of the group that still
+      // holds the file could change it after it was hashed. While any member lives the group id
+      // cannot be reused, so this kills only what the program left behind.
+      if (options.stdoutFd !== undefined && child.pid) killGroup(child.pid);
       resolve({
         exitCode: code, signal, timedOut, error,
         stdoutTail: wholeLines(stdoutTail), stderrTail: wholeLines(stderrTail),

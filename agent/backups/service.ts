@@ -355,12 +355,13 @@ export class BackupService {
         const stderrTail = redactSecrets(dump.stderrTail, secrets).slice(-8 * 1024);
         const outcome = { bytes: dump.bytes, sha256: dump.sha256, exitCode: dump.exitCode, signal: dump.signal, timedOut: dump.timedOut, stderrTail };
         const failure = dumpFailure(dump, job);
-        if (failure) {
+        // A dump that failed is not hashed (sha256 null), and dumpFailure names why: the fallback is for the type only.
+        if (failure || dump.sha256 === null) {
           await removeFile(tempPath);
-          return fail(failure, outcome);
+          return fail(failure ?? 'the dump failed', outcome);
         }
         await publishFile(tempPath, finalPath);
-        const report = await this.verify(id, jobName, job, finalPath, dump, credentials);
+        const report = await this.verify(id, jobName, job, finalPath, { ...dump, sha256: dump.sha256 }, credentials);
         if (report.broken) {
           await removeFile(finalPath);
           await fsyncDir(dir);
@@ -393,7 +394,7 @@ export class BackupService {
     }
   }
 
-  private async verify(id: number, jobName: string, job: BackupJobConfig, file: string, dump: DumpResult, credentials: Credentials): Promise<VerifyReport> {
+  private async verify(id: number, jobName: string, job: BackupJobConfig, file: string, dump: DumpResult & { sha256: string }, credentials: Credentials): Promise<VerifyReport> {
     try {
       return await verifyBackup({
         kind: job.kind, format: job.format, file, job: jobName, backupId: id, sha256: dump.sha256, bytes: dump.bytes,

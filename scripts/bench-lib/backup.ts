@@ -1,6 +1,9 @@
 // Item 7: the backup write path exactly as the agent runs it (agent/backups/dump-file.ts: the dump
-// program's stdout streamed into a temp file while hashed, fsynced, renamed into place, directory
-// fsynced) against the shell's `cat dump > file` of the same bytes on the same disk.
+// program's stdout is the temp file; once it exits the file is hashed while it is fsynced, then
+// renamed into place and the directory fsynced) against the shell's `cat dump > file` of the same
+// bytes on the same disk. Both sides run `cat` on the same page-cached source into a new file in
+// the same directory; the durable baseline adds only the fsync (not the rename and directory
+// fsync, ~1 ms).
 import { spawn } from 'node:child_process';
 import { closeSync, fsyncSync, openSync, promises as fs } from 'node:fs';
 import os from 'node:os';

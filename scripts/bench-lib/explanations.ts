@@ -8,11 +8,10 @@ export const MISSED_GOAL_EXPLANATIONS: Record<string, string> = {
     + '(~0.5-0.8 s: gunzip again, write ~150 MB of files, settle modes) and `sync -f`. Reaching 0.9× needs the listing pass to run while the '
     + 'bytes arrive (feed the received chunks to the checker as they are hashed) instead of after; that is a change to the release store, not a tuning knob.',
   'upload.20mb': 'as for the 100 MB release: the transfer is on par, the unpack after it is not (see the 100 MB note).',
-  'switch.first': 'the bare flip is "write file, nginx -s reload"; the agent\'s switch also runs what the safety rules require before the reload: '
-    + 'a fresh health check of the target slot (2-8 ms), the nginx master check (2-5 ms), `nginx -t` (8-17 ms, one more nginx process), '
-    + 'durable writes with fsync (3-6 ms), and renders the template (nunjucks recompiles it on every render: 2-10 ms; cacheable by mtime). '
-    + 'Without dropping a mandated step this stays near 2× a bare reload on this machine.',
-  'rollback.swapback': 'the swap-back is one switch without the health check: render + `nginx -t` + durable writes + reload; see the switch note.',
+  'switch.first': 'a switch between running slots is a flag flip nginx reads per request (no reload): the agent\'s side is the API call, '
+    + 'the rollout record in SQLite, the mandated fresh health check of the target slot, the rename and one proof request through nginx. '
+    + 'A miss here is the machine\'s scheduling noise on those few milliseconds; compare the min-max spread of both sides.',
+  'rollback.swapback': 'the swap-back is a health check of the previous slot plus one flag flip and its proof; see the switch note.',
   'footprint.rss.idle': 'a bare Node 20 process is ~40 MB; loading fastify, pino, better-sqlite3, ajv, nunjucks, node-tar, node-cron and the PM2 API '
     + 'brings the agent to ~76 MB before it does anything, and running it to ~95 MB. Measured options: `--max-semi-space-size=1` '
     + '(~85 MB idle, and growth after deployments mostly gone), plus `--jitless` (~72 MB, but ~20% slower deployments); lazy-loading '
@@ -20,13 +19,12 @@ export const MISSED_GOAL_EXPLANATIONS: Record<string, string> = {
   'footprint.rss.deployments': 'most of the growth is V8\'s young generation growing to its default 16 MB semi-spaces; `--max-semi-space-size=1` kept it at ~90 MB after 30 deployments.',
   'footprint.get.p99': 'the route answers from slot facts refreshed behind it (one PM2 call and one health check per slot per second, never on a request\'s path '
     + 'since the stale-while-refresh change); compare GET /health, which does no work at all, in the same run: a tail of the same size is the shared machine\'s scheduling noise.',
-  'backup.write': 'impossible as stated on this machine: `cat > file` writes into the page cache at 1.3-2.9 GB/s and neither hashes nor fsyncs; sha256 of 100 MB '
-    + 'alone takes ~105 ms (SHA-NI) and the fsync ~75 ms, more than the whole `cat`. Against the durable baseline (`cat > file` + fsync) the '
-    + 'agent reaches ~0.25-0.3×: Node reads the dump\'s pipe 64 KiB at a time (~160 ms per 100 MB) and hashes and writes serially. '
-    + 'Letting the dump program write to the temp file directly (stdout = the file, as the shell does) and hashing it afterwards, or hashing '
-    + 'in a worker while writing, would roughly halve the time; that is a change to agent/backups/dump-file.ts.',
-  'wrk.switch.socket': 'the count swings several-fold between wrk runs with the machine\'s load (the blocks alternate to even it out); every switch is exactly one reload, as the bare flip is.',
-  'wrk.rollback.socket': 'see the switch note: one reload per rollback, and read errors depend on how many keep-alive connections are idle when the old worker exits.',
+  'backup.write': 'impossible with hashing on this machine: `cat > file` writes into the page cache at 1.3-2.9 GB/s and neither hashes nor fsyncs; '
+    + 'sha256 of 100 MiB alone takes ~100 ms (SHA-NI, 1.08 GB/s), 2.5× the whole `cat`. The dump program writes the temp file itself '
+    + '(stdout = the file), then the agent hashes it while the fsync runs: ~0.6× the durable copy (`cat > file` + fsync). Hashing while '
+    + 'the file grows is not an option: pg_dump -Fc rewrites the start of the archive when its stdout is seekable.',
+  'wrk.switch.socket': 'a switch is a flag flip with no reload, so it closes no client connection; socket errors on the Slipway side come from something else on the box (compare the connect/read/write/timeout split in the note).',
+  'wrk.rollback.socket': 'see the switch note: a rollback to the warm slot is a flag flip with no reload.',
   'push.served': 'the CLI\'s own start (Node + ssh2 + ajv: ~300 ms) and its SSH connection are fixed costs; the rollout itself is start + health gate + switch (~0.4 s).',
   'rollback.served': 'the CLI\'s own start (~300 ms) and SSH connection dominate a warm rollback, whose switch takes ~150 ms including the proof.',
 };
