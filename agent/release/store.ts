@@ -1,7 +1,7 @@
 import { fsyncDir } from '../shared/durable.js';
 import { randomBytes } from 'node:crypto';
 import { lstatSync } from 'node:fs';
-import { chmod, lstat, mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { SlipwayError, errorMessage } from '../shared/errors.js';
@@ -9,7 +9,7 @@ import { runCommand, outputTail } from '../shared/exec.js';
 import { MANIFEST_FILE, manifestSchema, type ReleaseManifest } from '../shared/manifest.js';
 import { SHA256_PATTERN, isAppName, isReleaseId, shortSha } from '../shared/names.js';
 import { compileValidator } from '../shared/validate.js';
-import { extractTarball } from './extract.js';
+import { startExtraction, type Extraction } from './extract.js';
 import { partPath, receiveUpload } from './upload.js';
 
 export interface ReleaseLimits {
@@ -57,13 +57,15 @@ export interface OrphanCleanup {
 const MAX_MANIFEST_BYTES = 64 * 1024;
 const TMP_PREFIX = '.tmp-';
 const PART_SUFFIX = '.part';
+/** Up to this many small files get an fsync each before publishing; beyond, one `sync -f` is cheaper. */
+const MAX_FSYNC_FILES = 256;
 const validateManifest = compileValidator<ReleaseManifest>(manifestSchema);
 
 /**
  * Releases on the box: `releases/<app>/<releaseId>/`, each the verified, unpacked tarball with
- * manifest.json at its root. A release appears only complete (it is unpacked beside its final
- * place and renamed into it), and a failed ingest leaves nothing behind: no temp dir, no .part
- * file, and every existing release untouched.
+ * manifest.json at its root. A release appears only complete (it is unpacked in a private
+ * staging dir, `incoming/.tmp-*`, and renamed into place), and a failed ingest leaves nothing
+ * behind: no staging dir, no .part file, and every existing release untouched.
  */
 export class ReleaseStore {
   private readonly home: string;
@@ -144,8 +146,11 @@ export class ReleaseStore {
   }
 
   /**
-   * Receive → verify sha256 → unpack safely beside the final place → validate manifest.json →
-   * publish by an atomic rename. See receiveUpload for who owns `source` when it is refused.
+   * Receive and unpack in one pass → verify sha256 → validate manifest.json → flush → publish by
+   * an atomic rename. The archive is unpacked while it arrives, each entry checked by the tar
+   * entry policy before it is written, into a staging dir nothing else can see; the release
+   * directory only ever appears complete and verified. See receiveUpload for who owns `source`
+   * when it is refused.
    */
   async ingest(input: IngestInput): Promise<IngestResult> {
     const { app, releaseId, sha256 } = input;
@@ -164,31 +169,42 @@ export class ReleaseStore {
 
     const appDir = path.join(this.releasesDir, app);
     await mkdir(appDir, { recursive: true, mode: 0o755 });
+    await mkdir(this.incomingDir, { recursive: true, mode: 0o700 });
     const partFile = partPath(this.incomingDir, sha256);
-    const tmpDir = path.join(appDir, `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
-    let ownsPart = false;
+    const tmpDir = path.join(await this.stagingParent(appDir), `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
     this.active.set(tmpDir, partFile);
     try {
-      const upload = await receiveUpload(input.source, {
-        incomingDir: this.incomingDir,
-        expectedSha256: sha256,
-        maxBytes: this.limits.maxReleaseBytes,
-        ...(input.expectedBytes === undefined ? {} : { expectedBytes: input.expectedBytes }),
-        ...(this.uploadIdleTimeoutMs === undefined ? {} : { idleTimeoutMs: this.uploadIdleTimeoutMs }),
-        // The .part is only read back by the extraction and removed before the flush below; after
-        // a crash it is an orphan cleanupOrphans() deletes, so syncing it would be wasted I/O.
-        durable: false,
-      }).catch((error: unknown) => { throw withContext(error, label, 'upload'); });
-      ownsPart = true;
-
-      const unpacked = await extractTarball(upload.path, tmpDir, {
-        maxEntries: this.limits.maxEntries,
-        maxUnpackedBytes: this.limits.maxUnpackedBytes,
-      }).catch((error: unknown) => { throw withContext(error, label, 'unpack'); });
-      // Deleted before the flush, so `sync -f` does not write the tarball's pages to disk as well.
-      await rm(partFile, { force: true });
-      ownsPart = false;
-
+      // Follows the .part file as the upload fills it; the upload itself never waits for it.
+      const extraction = startExtraction(partFile, tmpDir, { maxEntries: this.limits.maxEntries, maxUnpackedBytes: this.limits.maxUnpackedBytes });
+      let upload;
+      try {
+        upload = await receiveUpload(input.source, {
+          incomingDir: this.incomingDir,
+          expectedSha256: sha256,
+          maxBytes: this.limits.maxReleaseBytes,
+          ...(input.expectedBytes === undefined ? {} : { expectedBytes: input.expectedBytes }),
+          ...(this.uploadIdleTimeoutMs === undefined ? {} : { idleTimeoutMs: this.uploadIdleTimeoutMs }),
+          // The .part is read back from the page cache while it is written, and deleted once
+          // unpacked; after a crash it is an orphan cleanupOrphans() deletes, so syncing it would
+          // be wasted I/O.
+          durable: false,
+          onWritten: (bytes) => extraction.grew(bytes),
+        });
+      } catch (error) {
+        // The upload's own failure (size, length, checksum, disk, dropped link) wins over whatever
+        // the extraction of a partial or wrong archive ran into: it is what the sender must fix.
+        await extraction.abort();
+        throw withContext(error, label, 'upload');
+      }
+      let unpacked;
+      try {
+        unpacked = await extraction.finish(upload.bytes);
+      } catch (error) {
+        throw withContext(error, label, 'unpack');
+      } finally {
+        // Before any `sync -f` below, which would otherwise write its pages to disk as well.
+        await rm(upload.path, { force: true });
+      }
       const loaded = await loadManifest(tmpDir);
       if (!loaded.ok) {
         throw new SlipwayError('bad_manifest', `${label}: ${loaded.problem}`, {
@@ -209,7 +225,7 @@ export class ReleaseStore {
       // Extraction left the tree free of group/other write and the root private; open the root
       // for reading only now that the release is complete.
       await chmod(tmpDir, 0o755);
-      await this.flush(tmpDir, label);
+      await this.makeDurable(extraction, tmpDir, label);
       try {
         await rename(tmpDir, finalDir);
       } catch (error) {
@@ -227,14 +243,24 @@ export class ReleaseStore {
         status: 500, cause: error, hint: 'check the agent log; existing releases were not touched',
       });
     } finally {
-      if (ownsPart) await rm(partFile, { force: true });
       this.active.delete(tmpDir);
     }
   }
 
   /**
-   * Removes what an interrupted ingest leaves: `incoming/*.part` and `releases/<app>/.tmp-*`.
-   * Call on agent start; anything an ingest of this process is still using is left alone.
+   * Where a release is unpacked before it is published: `incoming/`, private (0700) and outside
+   * `releases/`, so nothing there sees a half-made or refused release even briefly. The rename
+   * into place needs one filesystem; should `releases/` be mounted apart, beside the release.
+   */
+  private async stagingParent(appDir: string): Promise<string> {
+    const [incoming, releases] = await Promise.all([stat(this.incomingDir), stat(appDir)]);
+    return incoming.dev === releases.dev ? this.incomingDir : appDir;
+  }
+
+  /**
+   * Removes what an interrupted ingest leaves: `incoming/*.part`, staging dirs `incoming/.tmp-*`
+   * and `releases/<app>/.tmp-*`. Call on agent start; anything an ingest of this process is
+   * still using is left alone.
    */
   async cleanupOrphans(): Promise<OrphanCleanup> {
     const removed: string[] = [];
@@ -246,7 +272,8 @@ export class ReleaseStore {
       removed.push(target);
     };
     for (const name of await readdirOrEmpty(this.incomingDir)) {
-      if (name.endsWith(PART_SUFFIX)) await remove(path.join(this.incomingDir, name));
+      // `.tmp-x.discard-y` (a failed extraction's trash) also starts with the prefix.
+      if (name.endsWith(PART_SUFFIX) || name.startsWith(TMP_PREFIX)) await remove(path.join(this.incomingDir, name));
     }
     for (const app of await readdirOrEmpty(this.releasesDir)) {
       if (!isAppName(app)) continue;
@@ -260,10 +287,31 @@ export class ReleaseStore {
   }
 
   /**
-   * Writes the new release's data to disk before it is published, so a power cut can never
-   * leave a published release with empty files. One `sync -f` (syncfs) instead of an fsync per
-   * file: a release has thousands of small files.
+   * Writes the new release to disk before it is published, so a power cut can never leave a
+   * published release with empty files or missing entries. Large files were flushed while the
+   * upload still arrived; what is left is an fsync of each small file and directory, unless there
+   * are too many small files (node_modules): then one `sync -f` (syncfs) of the file system.
+   * Either way only after the root's mode is final.
    */
+  private async makeDurable(extraction: Extraction, dir: string, label: string): Promise<void> {
+    let synced: boolean;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      // An fsync cannot be cancelled; like a `sync -f` past its deadline, it is left to finish.
+      const deadline = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`timed out after ${this.syncTimeoutMs} ms`)), this.syncTimeoutMs);
+      });
+      synced = await Promise.race([extraction.sync(MAX_FSYNC_FILES), deadline]);
+    } catch (error) {
+      throw new SlipwayError('release_sync_failed', `${label}: flushing the unpacked release to disk failed: ${errorMessage(error)}`, {
+        status: isDiskFull(error) ? 507 : 500, cause: error, hint: 'check the disk (dmesg, df) and push again',
+      });
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!synced) await this.flush(dir, label);
+  }
+
   private async flush(dir: string, label: string): Promise<void> {
     const result = await runCommand(['sync', '-f', dir], { timeoutMs: this.syncTimeoutMs });
     if (result.exitCode !== 0) {
@@ -276,6 +324,11 @@ export class ReleaseStore {
 }
 
 function ignoreError(): void { /* surfaced by receiveUpload's read instead */ }
+
+function isDiskFull(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
 
 function requireNames(app: string, releaseId?: string): void {
   if (!isAppName(app)) {

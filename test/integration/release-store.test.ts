@@ -7,7 +7,7 @@
  */
 import { watchDir } from '../helpers/box.js';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, watch } from 'node:fs';
 import { lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,8 +18,9 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { SlipwayError } from '../../agent/shared/errors.js';
 import { runCommand } from '../../agent/shared/exec.js';
 import type { ReleaseManifest } from '../../agent/shared/manifest.js';
-import { extractTarball } from '../../agent/release/extract.js';
+import { extractTarball, startExtraction } from '../../agent/release/extract.js';
 import { ReleaseStore, type ReleaseLimits } from '../../agent/release/store.js';
+import { TreeMismatch, TreeWriter, type EntryBody } from '../../agent/release/tree-writer.js';
 import { receiveUpload } from '../../agent/release/upload.js';
 import { entryBlocks, gzip, gzipBomb, gzipBombExpandedBytes, paxEntry, tarball, type CraftEntry } from '../helpers/crafted-tar.js';
 import { waitFor } from '../helpers/wait.js';
@@ -479,10 +480,12 @@ describe('ReleaseStore: bombs, limits and damage (RELIABILITY cases 5-7, 9)', ()
     await expectRefusedCleanly(Buffer.alloc(0), { code: 'bad_tarball', status: 400, message: /too short/ });
   });
 
-  it('case 9: a sha256 mismatch is refused before anything is unpacked', async () => {
+  it('case 9: a sha256 mismatch is refused before anything is published', async () => {
     const archive = gzip(tarball(goodEntries(APP, newReleaseId())));
     const declared = sha256(Buffer.from('something else'));
-    // expectRefusedCleanly also proves no extraction dir was even created.
+    // The archive is unpacked as it arrives, in the private staging dir under incoming/; the
+    // mismatch is known with the last byte. expectRefusedCleanly proves that nothing of it ever
+    // showed up in the release store and that the staging dir is gone.
     const error = await expectRefusedCleanly(archive, { code: 'checksum_mismatch', status: 400, message: /does not match/ }, { sha: declared });
     expect(error.details).toEqual(expect.arrayContaining([`expected: ${declared}`, `actual: ${sha256(archive)}`]));
   });
@@ -681,6 +684,173 @@ describe('extractTarball and receiveUpload directly', () => {
     const head = tarball([{ path: 'x', body: 'y' }], { endMarker: false });
     const small = gzipBomb(head, 1);
     expect(gunzipSync(small).length).toBe(gzipBombExpandedBytes(head, 1));
+  });
+});
+
+/** The staging dir of the ingest under way (`incoming/.tmp-*`), once it exists. */
+async function stagingDir(): Promise<string | undefined> {
+  const names = await readdir(path.join(home, 'incoming')).catch(() => [] as string[]);
+  const name = names.find((n) => /^\.tmp-[0-9a-f]+$/.test(n));
+  return name === undefined ? undefined : path.join(home, 'incoming', name);
+}
+
+describe('ReleaseStore: unpacking while the upload arrives', () => {
+  beforeEach(() => freshBox());
+
+  it('unpacks into a private staging dir outside releases/ before the last byte, and publishes only at the end', async () => {
+    const releaseId = newReleaseId();
+    // Plain tar, so that the bytes sent map to entries.
+    const archive = tarball([...goodEntries(APP, releaseId), { path: 'big.bin', body: randomBytes(256 * 1024) }]);
+    const source = new PassThrough();
+    const ingest = store.ingest({ app: APP, releaseId, sha256: sha256(archive), source, expectedBytes: archive.length });
+    const cut = archive.length - 100 * 1024;
+    source.write(archive.subarray(0, cut));
+    await waitFor(async () => {
+      const dir = await stagingDir();
+      return dir !== undefined && existsSync(path.join(dir, 'server.js'));
+    }, { description: 'server.js unpacked while the upload is still under way' });
+    const dir = (await stagingDir())!;
+    expect((await stat(dir)).mode & 0o777, 'nobody else can look in while it is incomplete').toBe(0o700);
+    expect(await readdir(path.join(home, 'releases', APP))).toEqual([liveId]);
+    source.end(archive.subarray(cut));
+    const result = await ingest;
+    expect(result.dir).toBe(store.releaseDir(APP, releaseId));
+    expect((await stat(result.dir)).mode & 0o777).toBe(0o755);
+    expect(existsSync(dir)).toBe(false);
+    expect(await readdir(path.join(home, 'incoming'))).toEqual([]);
+  });
+
+  it('never writes through a symlink the same archive already put on disk (case 3 while streaming)', async () => {
+    const releaseId = newReleaseId();
+    const first = tarball([...goodEntries(APP, releaseId), { path: 'sub/', type: 'dir' }, { path: 'a', type: 'symlink', linkpath: 'sub' }], { endMarker: false });
+    const rest = tarball([{ path: 'a/x', body: 'through the link\n' }]);
+    const archive = Buffer.concat([first, rest]);
+    const source = new PassThrough();
+    const canaryWatch = watchDir(canary);
+    try {
+      const refused = caught(store.ingest({ app: APP, releaseId, sha256: sha256(archive), source, expectedBytes: archive.length }));
+      source.write(first);
+      let link = '';
+      await waitFor(async () => {
+        const dir = await stagingDir();
+        if (!dir) return false;
+        link = path.join(dir, 'a');
+        return (await lstat(link).catch(() => undefined))?.isSymbolicLink() ?? false;
+      }, { description: 'the symlink a -> sub on disk' });
+      const seenInSub: string[] = [];
+      const subWatch = watch(path.join(path.dirname(link), 'sub'), (_event, name) => { seenInSub.push(String(name)); });
+      subWatch.on('error', () => undefined);
+      try {
+        source.end(rest);
+        const error = await refused;
+        expect({ code: error.code, status: error.status }).toEqual({ code: 'bad_tarball', status: 400 });
+        expect(error.message).toMatch(/passes through symlink 'a'/);
+        expect(seenInSub, 'nothing appeared in sub/, the link\'s target').not.toContain('x');
+      } finally {
+        subWatch.close();
+      }
+      expect(await canaryWatch.settle()).toEqual([]);
+    } finally {
+      canaryWatch.close();
+    }
+    expect(await readdir(path.join(home, 'incoming'))).toEqual([]);
+    expect(await readdir(path.join(home, 'releases', APP))).toEqual([liveId]);
+    expect(await snapshot(store.releaseDir(APP, liveId))).toEqual(liveSnapshot);
+  });
+
+  it('removes what a refused archive unpacked at once, while the rest of the upload still arrives', async () => {
+    const releaseId = newReleaseId();
+    const head = tarball([...goodEntries(APP, releaseId), { path: 'ok/../../x', body: 'x' }], { endMarker: false });
+    const tail = tarball([{ path: 'more.bin', body: randomBytes(64 * 1024) }]);
+    const archive = Buffer.concat([head, tail]);
+    const incoming = path.join(home, 'incoming');
+    const events: string[] = [];
+    const incomingWatch = watch(incoming, (event, name) => { events.push(`${event} ${String(name)}`); });
+    try {
+      const source = new PassThrough();
+      const refused = caught(store.ingest({ app: APP, releaseId, sha256: sha256(archive), source, expectedBytes: archive.length }));
+      source.write(head);
+      await waitFor(async () => events.some((e) => / \.tmp-[0-9a-f]+$/.test(e)) && (await readdir(incoming)).every((n) => n.endsWith('.part')), {
+        description: 'the staging dir created, then removed, while the upload is still open',
+      });
+      expect((await readdir(incoming)).length, 'the upload itself is still under way').toBe(1);
+      source.end(tail);
+      const error = await refused;
+      expect({ code: error.code, status: error.status }).toEqual({ code: 'bad_tarball', status: 400 });
+      expect(error.message).toMatch(/'\.\.' segment/);
+    } finally {
+      incomingWatch.close();
+    }
+    expect(await readdir(incoming)).toEqual([]);
+    expect(await readdir(path.join(home, 'releases', APP))).toEqual([liveId]);
+  });
+
+  it("the upload's own error wins over whatever unpacking a wrong or partial archive ran into", async () => {
+    const hostile = gzip(tarball([{ path: `${UP_TO_ROOT}/canary/first`, body: 'x' }, ...goodEntries(APP, newReleaseId())]));
+    await expectRefusedCleanly(hostile, { code: 'checksum_mismatch', status: 400, message: /does not match/ }, { sha: sha256(Buffer.from('other')) });
+    await expectRefusedCleanly(hostile.subarray(0, 200), { code: 'upload_incomplete', status: 400 }, { sha: sha256(hostile), expectedBytes: hostile.length });
+  });
+
+  it('cleanupOrphans removes the staging dirs an interrupted ingest left in incoming/', async () => {
+    await mkdir(path.join(home, 'incoming', '.tmp-0123/deep'), { recursive: true });
+    await mkdir(path.join(home, 'incoming', '.tmp-0123.discard-ab'), { recursive: true });
+    await writeFile(path.join(home, 'incoming', `${'e'.repeat(64)}.part`), 'partial');
+    const { removed } = await store.cleanupOrphans();
+    expect(removed).toHaveLength(3);
+    expect(await readdir(path.join(home, 'incoming'))).toEqual([]);
+    expect(await snapshot(store.releaseDir(APP, liveId))).toEqual(liveSnapshot);
+  });
+});
+
+describe('TreeWriter: the second line behind the entry policy', () => {
+  beforeEach(async () => {
+    root = await mkdtemp(path.join(os.tmpdir(), 'slipway-writer-'));
+    canary = path.join(root, 'canary');
+    await mkdir(canary);
+  });
+
+  const body = (data: string | Buffer, extra: Partial<EntryBody> = {}): EntryBody => {
+    const bytes = Buffer.from(data);
+    return Object.assign(Readable.from(bytes.length > 0 ? [bytes] : []), { size: bytes.length, ...extra });
+  };
+
+  it('never creates anything below a symlink it made, even for entries the policy would have refused', async () => {
+    const dest = path.join(root, 'out');
+    await mkdir(dest, { mode: 0o700 });
+    const errors: unknown[] = [];
+    const writer = await TreeWriter.create(dest, { flushFromBytes: Infinity, onError: (error) => errors.push(error) });
+    writer.add(body(''), { path: 'sub', kind: 'directory', mode: 0o755 });
+    // Pointing out of the tree: only the policy refuses such a link; the writer must still never follow it.
+    writer.add(body('', { linkpath: canary }), { path: 'out-link', kind: 'symlink', mode: 0o777 });
+    writer.add(body('', { linkpath: 'sub' }), { path: 'in-link', kind: 'symlink', mode: 0o777 });
+    await writer.settle();
+    expect(errors).toEqual([]);
+    for (const hostile of ['out-link/x', 'in-link/x', 'in-link/deeper/x']) {
+      const failed: unknown[] = [];
+      const again = await TreeWriter.create(dest, { flushFromBytes: Infinity, onError: (error) => failed.push(error) });
+      // A fresh writer knows nothing of the links: it still only creates below directories it made.
+      again.add(body('x'), { path: hostile, kind: 'file', mode: 0o644 });
+      await again.settle();
+      expect(failed, hostile).toHaveLength(1);
+    }
+    writer.add(body('x'), { path: 'in-link/x', kind: 'file', mode: 0o644 });
+    writer.add(body('x'), { path: 'out-link', kind: 'file', mode: 0o644 });
+    await writer.settle();
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toBeInstanceOf(TreeMismatch);
+    expect(await readdir(canary)).toEqual([]);
+    expect(await readdir(path.join(dest, 'sub'))).toEqual([]);
+  });
+
+  it('sync() fsyncs small files and directories itself, and leaves many small files to one syncfs', async () => {
+    const dest = path.join(root, 'out');
+    const file = path.join(root, 'a.tar');
+    await writeFile(file, tarball([{ path: 'a/1', body: '1' }, { path: 'a/2', body: '2' }, { path: 'b', body: '3' }]));
+    const extraction = startExtraction(file, dest, { maxEntries: 10, maxUnpackedBytes: 1024 });
+    expect(await extraction.finish((await stat(file)).size)).toEqual({ entries: 3, bytes: 3 });
+    expect(await extraction.sync(2), 'three small files: more than 2').toBe(false);
+    expect(await extraction.sync(3)).toBe(true);
+    expect(await readFile(path.join(dest, 'a/2'), 'utf8')).toBe('2');
   });
 });
 
