@@ -267,7 +267,7 @@ describe('hostile release archives through the running agent (RELIABILITY 1–9)
     expect(await liveView(stack)).toMatchObject({ status: 200, release: liveSha });
   });
 
-  it('case 9: a declared sha256 that does not match the bytes -> 400 before extraction', async () => {
+  it('case 9: a declared sha256 that does not match the bytes -> 400 before anything is published', async () => {
     const releaseId = newReleaseId();
     const archive = gzip(tarball(good(releaseId)));
     const declared = sha256Hex('something else');
