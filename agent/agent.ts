@@ -16,7 +16,7 @@ import { RolloutService } from './rollout/rollout.js';
 import { buildServer } from './server.js';
 import { recoverAfterRestart } from './rollout/recovery.js';
 import { cleanupReleases } from './release/cleanup.js';
-import cron from 'node-cron';
+import { CronJob } from './cron.js';
 import { VERSION } from './shared/version.js';
 import { BackupService } from './backups/service.js';
 import { BackupScheduler } from './backups/scheduler.js';
@@ -105,7 +105,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
       return (live ? state.slot(a, live).releaseId : null) ?? rollouts.previousGoodRelease(a, null);
     },
   }, app, actor);
-  const retentionJob = cron.schedule(config.retention.schedule, async () => {
+  const retentionJob = CronJob.start(config.retention.schedule, async () => {
     for (const app of Object.keys(config.apps)) {
       const result = await cleanup(app, 'retention@agent').catch((error: unknown) => {
         logger.error({ err: error, app }, 'scheduled release cleanup failed');
@@ -113,7 +113,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
       });
       if (result?.skipped) logger.info({ app, reason: result.skipped }, 'scheduled release cleanup skipped');
     }
-  }, { name: 'release-retention', noOverlap: true });
+  }, { noOverlap: true, onError: (error) => logger.error({ err: error }, 'scheduled release cleanup failed') });
 
   const server = buildServer({ config, token, state, releases, rollouts, processes, health: { checkOnce }, cleanup, logger, version: VERSION });
   const backupScheduler = new BackupScheduler(backups, logger);
@@ -125,7 +125,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     server,
     url,
     async close() {
-      await retentionJob.stop();
+      retentionJob.stop();
       await backupScheduler.stop();
       // Before the server: a POST /backups/:job/run waiting on a dump would hold server.close().
       await backups.close();

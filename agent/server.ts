@@ -140,7 +140,6 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
 
   app.get('/apps', async () => ({
     apps: Object.keys(deps.config.apps).map((name) => {
-      deps.state.ensureApp(name);
       const row = deps.state.app(name)!;
       return { app: name, liveSlot: row.liveSlot, generation: row.generation };
     }),
@@ -360,7 +359,8 @@ function requireApp(deps: ServerDeps, name: string): string {
       status: 404, hint: `configured apps: ${Object.keys(deps.config.apps).join(', ') || 'none'}`,
     });
   }
-  deps.state.ensureApp(name);
+  // No ensureApp here: startAgent creates every configured app's rows before the server exists, and
+  // the config cannot change under a running agent. (It was a write transaction on every GET.)
   return name;
 }
 
