@@ -1,4 +1,4 @@
-import type { Db } from '../state/db.js';
+import { prepared, type Db } from '../state/db.js';
 import type { BackupKind } from './config.js';
 
 // SQLite rows of backup runs and restores (tables created by migration 2 in agent/state/db.ts).
@@ -99,7 +99,7 @@ export class BackupStore {
   constructor(private readonly db: Db) {}
 
   startRun(run: { job: string; app: string; kind: BackupKind; trigger: BackupTrigger; requestedBy: string; deploymentId: number | null; startedAt: string }): number {
-    const result = this.db.prepare(
+    const result = prepared(this.db, 
       `INSERT INTO backups (job, app, kind, trigger, requested_by, deployment_id, status, started_at)
        VALUES (?, ?, ?, ?, ?, ?, 'running', ?)`,
     ).run(run.job, run.app, run.kind, run.trigger, run.requestedBy, run.deploymentId, run.startedAt);
@@ -108,7 +108,7 @@ export class BackupStore {
 
   /** An overlapping run that did not start: recorded, so a stuck job shows up in the history. */
   recordSkipped(run: { job: string; app: string; kind: BackupKind; trigger: BackupTrigger; requestedBy: string; deploymentId: number | null; at: string; reason: string }): number {
-    const result = this.db.prepare(
+    const result = prepared(this.db, 
       `INSERT INTO backups (job, app, kind, trigger, requested_by, deployment_id, status, reason, started_at, ended_at, duration_ms)
        VALUES (?, ?, ?, ?, ?, ?, 'skipped', ?, ?, ?, 0)`,
     ).run(run.job, run.app, run.kind, run.trigger, run.requestedBy, run.deploymentId, run.reason, run.at, run.at);
@@ -116,11 +116,11 @@ export class BackupStore {
   }
 
   setProcess(id: number, pid: number, pidStart: string | null): void {
-    this.db.prepare('UPDATE backups SET pid = ?, pid_start = ? WHERE id = ?').run(pid, pidStart, id);
+    prepared(this.db, 'UPDATE backups SET pid = ?, pid_start = ? WHERE id = ?').run(pid, pidStart, id);
   }
 
   finishRun(id: number, end: RunEnd): void {
-    this.db.prepare(
+    prepared(this.db, 
       `UPDATE backups SET status = ?, reason = ?, ended_at = ?, duration_ms = ?, file = ?, bytes = ?, sha256 = ?,
          exit_code = ?, signal = ?, timed_out = ?, stderr_tail = ?, verified_at = ?, verify_level = ?, verification = ?
        WHERE id = ?`,
@@ -133,67 +133,67 @@ export class BackupStore {
 
   /** A re-check found the file no longer matches: it stops counting as verified. */
   markUnverified(id: number, reason: string, verification: Verification): void {
-    this.db.prepare("UPDATE backups SET status = 'unverified', reason = ?, verification = ?, verify_level = ? WHERE id = ?")
+    prepared(this.db, "UPDATE backups SET status = 'unverified', reason = ?, verification = ?, verify_level = ? WHERE id = ?")
       .run(reason, JSON.stringify(verification), verification.level, id);
   }
 
   markPruned(id: number, at: string, reason: string): void {
-    this.db.prepare('UPDATE backups SET pruned_at = ?, prune_reason = ? WHERE id = ?').run(at, reason, id);
+    prepared(this.db, 'UPDATE backups SET pruned_at = ?, prune_reason = ? WHERE id = ?').run(at, reason, id);
   }
 
   setOffsite(id: number, status: OffsiteStatus, at: string, name: string | null, error: string | null): void {
-    this.db.prepare('UPDATE backups SET offsite_status = ?, offsite_at = ?, offsite_name = COALESCE(?, offsite_name), offsite_error = ? WHERE id = ?')
+    prepared(this.db, 'UPDATE backups SET offsite_status = ?, offsite_at = ?, offsite_name = COALESCE(?, offsite_name), offsite_error = ? WHERE id = ?')
       .run(status, at, name, error, id);
   }
 
   get(id: number): BackupRow | undefined {
-    const row = this.db.prepare('SELECT * FROM backups WHERE id = ?').get(id) as Raw | undefined;
+    const row = prepared(this.db, 'SELECT * FROM backups WHERE id = ?').get(id) as Raw | undefined;
     return row && toBackup(row);
   }
 
   list(options: { job?: string; limit: number }): BackupRow[] {
     const rows = options.job
-      ? this.db.prepare('SELECT * FROM backups WHERE job = ? ORDER BY id DESC LIMIT ?').all(options.job, options.limit)
-      : this.db.prepare('SELECT * FROM backups ORDER BY id DESC LIMIT ?').all(options.limit);
+      ? prepared(this.db, 'SELECT * FROM backups WHERE job = ? ORDER BY id DESC LIMIT ?').all(options.job, options.limit)
+      : prepared(this.db, 'SELECT * FROM backups ORDER BY id DESC LIMIT ?').all(options.limit);
     return (rows as Raw[]).map(toBackup);
   }
 
   /** Backups of a job whose file is still on disk (verified or not), newest first. */
   withFiles(job: string): BackupRow[] {
-    return (this.db.prepare(
+    return (prepared(this.db, 
       "SELECT * FROM backups WHERE job = ? AND file IS NOT NULL AND pruned_at IS NULL AND status IN ('verified', 'unverified') ORDER BY started_at DESC, id DESC",
     ).all(job) as Raw[]).map(toBackup);
   }
 
   latest(job: string, statuses: readonly BackupStatus[]): BackupRow | undefined {
-    const row = this.db.prepare(
+    const row = prepared(this.db, 
       `SELECT * FROM backups WHERE job = ? AND status IN (${statuses.map(() => '?').join(', ')}) ORDER BY id DESC LIMIT 1`,
     ).get(job, ...statuses) as Raw | undefined;
     return row && toBackup(row);
   }
 
   running(): BackupRow[] {
-    return (this.db.prepare("SELECT * FROM backups WHERE status = 'running' ORDER BY id").all() as Raw[]).map(toBackup);
+    return (prepared(this.db, "SELECT * FROM backups WHERE status = 'running' ORDER BY id").all() as Raw[]).map(toBackup);
   }
 
   startRestore(r: { backupId: number; target: string; forced: boolean; requestedBy: string; startedAt: string }): number {
-    const result = this.db.prepare(
+    const result = prepared(this.db, 
       "INSERT INTO backup_restores (backup_id, target, forced, requested_by, status, started_at) VALUES (?, ?, ?, ?, 'running', ?)",
     ).run(r.backupId, r.target, r.forced ? 1 : 0, r.requestedBy, r.startedAt);
     return Number(result.lastInsertRowid);
   }
 
   finishRestore(id: number, end: { status: Exclude<RestoreStatus, 'running'>; reason: string | null; endedAt: string; durationMs: number; exitCode: number | null; stderrTail: string | null }): void {
-    this.db.prepare('UPDATE backup_restores SET status = ?, reason = ?, ended_at = ?, duration_ms = ?, exit_code = ?, stderr_tail = ? WHERE id = ?')
+    prepared(this.db, 'UPDATE backup_restores SET status = ?, reason = ?, ended_at = ?, duration_ms = ?, exit_code = ?, stderr_tail = ? WHERE id = ?')
       .run(end.status, end.reason, end.endedAt, end.durationMs, end.exitCode, end.stderrTail, id);
   }
 
   restore(id: number): RestoreRow | undefined {
-    const row = this.db.prepare('SELECT * FROM backup_restores WHERE id = ?').get(id) as Raw | undefined;
+    const row = prepared(this.db, 'SELECT * FROM backup_restores WHERE id = ?').get(id) as Raw | undefined;
     return row && toRestore(row);
   }
 
   runningRestores(): RestoreRow[] {
-    return (this.db.prepare("SELECT * FROM backup_restores WHERE status = 'running'").all() as Raw[]).map(toRestore);
+    return (prepared(this.db, "SELECT * FROM backup_restores WHERE status = 'running'").all() as Raw[]).map(toRestore);
   }
 }

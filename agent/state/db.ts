@@ -4,6 +4,20 @@ import path from 'node:path';
 
 export type Db = Database.Database;
 
+const statementCaches = new WeakMap<Db, Map<string, Database.Statement>>();
+
+/**
+ * The prepared statement for `sql` on `db`, compiled once: the stores run a fixed set of SQL
+ * texts, and preparing one on every call was the largest CPU cost of a GET /apps/:app.
+ */
+export function prepared(db: Db, sql: string): Database.Statement {
+  let cache = statementCaches.get(db);
+  if (!cache) statementCaches.set(db, (cache = new Map()));
+  let statement = cache.get(sql);
+  if (!statement) cache.set(sql, (statement = db.prepare(sql)));
+  return statement;
+}
+
 /**
  * Versioned migrations: each entry runs once, in order, inside a transaction, and bumps
  * PRAGMA user_version. Never edit a shipped migration; append a new one.

@@ -1,4 +1,4 @@
-import type { Db } from './db.js';
+import { prepared, type Db } from './db.js';
 import { SLOTS, type Slot } from '../shared/names.js';
 import type { ReleaseManifest } from '../shared/manifest.js';
 
@@ -41,32 +41,32 @@ export class StateStore {
   /** Creates the app's rows on first sight so later updates never need an upsert. */
   ensureApp(app: string): void {
     this.transaction(() => {
-      this.db.prepare('INSERT OR IGNORE INTO apps (name, live_slot, generation, updated_at) VALUES (?, NULL, 0, ?)').run(app, now());
+      prepared(this.db, 'INSERT OR IGNORE INTO apps (name, live_slot, generation, updated_at) VALUES (?, NULL, 0, ?)').run(app, now());
       for (const slot of SLOTS) {
-        this.db.prepare("INSERT OR IGNORE INTO slots (app, slot, release_id, state, updated_at) VALUES (?, ?, NULL, 'empty', ?)")
+        prepared(this.db, "INSERT OR IGNORE INTO slots (app, slot, release_id, state, updated_at) VALUES (?, ?, NULL, 'empty', ?)")
           .run(app, slot, now());
       }
     });
   }
 
   app(app: string): AppRow | undefined {
-    const row = this.db.prepare('SELECT name, live_slot, generation, updated_at FROM apps WHERE name = ?').get(app) as
+    const row = prepared(this.db, 'SELECT name, live_slot, generation, updated_at FROM apps WHERE name = ?').get(app) as
       { name: string; live_slot: Slot | null; generation: number; updated_at: string } | undefined;
     return row && { name: row.name, liveSlot: row.live_slot, generation: row.generation, updatedAt: row.updated_at };
   }
 
   /** Bumps and returns the config generation used as the nginx marker of the next switch. */
   nextGeneration(app: string): number {
-    this.db.prepare('UPDATE apps SET generation = generation + 1, updated_at = ? WHERE name = ?').run(now(), app);
+    prepared(this.db, 'UPDATE apps SET generation = generation + 1, updated_at = ? WHERE name = ?').run(now(), app);
     return this.app(app)!.generation;
   }
 
   setLiveSlot(app: string, slot: Slot | null): void {
-    this.db.prepare('UPDATE apps SET live_slot = ?, updated_at = ? WHERE name = ?').run(slot, now(), app);
+    prepared(this.db, 'UPDATE apps SET live_slot = ?, updated_at = ? WHERE name = ?').run(slot, now(), app);
   }
 
   slots(app: string): SlotRow[] {
-    const rows = this.db.prepare('SELECT app, slot, release_id, state, updated_at FROM slots WHERE app = ? ORDER BY slot').all(app) as
+    const rows = prepared(this.db, 'SELECT app, slot, release_id, state, updated_at FROM slots WHERE app = ? ORDER BY slot').all(app) as
       { app: string; slot: Slot; release_id: string | null; state: SlotState; updated_at: string }[];
     return rows.map((r) => ({ app: r.app, slot: r.slot, releaseId: r.release_id, state: r.state, updatedAt: r.updated_at }));
   }
@@ -78,42 +78,42 @@ export class StateStore {
   }
 
   setSlot(app: string, slot: Slot, releaseId: string | null, state: SlotState): void {
-    this.db.prepare('UPDATE slots SET release_id = ?, state = ?, updated_at = ? WHERE app = ? AND slot = ?')
+    prepared(this.db, 'UPDATE slots SET release_id = ?, state = ?, updated_at = ? WHERE app = ? AND slot = ?')
       .run(releaseId, state, now(), app, slot);
   }
 
   setSlotState(app: string, slot: Slot, state: SlotState): void {
-    this.db.prepare('UPDATE slots SET state = ?, updated_at = ? WHERE app = ? AND slot = ?').run(state, now(), app, slot);
+    prepared(this.db, 'UPDATE slots SET state = ?, updated_at = ? WHERE app = ? AND slot = ?').run(state, now(), app, slot);
   }
 
   recordRelease(row: { app: string; releaseId: string; sha256: string; bytes: number; manifest: ReleaseManifest }): void {
-    this.db.prepare(
+    prepared(this.db, 
       "INSERT INTO releases (app, release_id, sha256, bytes, manifest, state, created_at) VALUES (?, ?, ?, ?, ?, 'ready', ?)",
     ).run(row.app, row.releaseId, row.sha256, row.bytes, JSON.stringify(row.manifest), now());
   }
 
   release(app: string, releaseId: string): ReleaseRow | undefined {
-    const row = this.db.prepare('SELECT * FROM releases WHERE app = ? AND release_id = ?').get(app, releaseId) as RawRelease | undefined;
+    const row = prepared(this.db, 'SELECT * FROM releases WHERE app = ? AND release_id = ?').get(app, releaseId) as RawRelease | undefined;
     return row && toRelease(row);
   }
 
   releases(app: string): ReleaseRow[] {
-    return (this.db.prepare('SELECT * FROM releases WHERE app = ? ORDER BY created_at DESC, rowid DESC').all(app) as RawRelease[]).map(toRelease);
+    return (prepared(this.db, 'SELECT * FROM releases WHERE app = ? ORDER BY created_at DESC, rowid DESC').all(app) as RawRelease[]).map(toRelease);
   }
 
   deleteRelease(app: string, releaseId: string): void {
-    this.db.prepare('DELETE FROM releases WHERE app = ? AND release_id = ?').run(app, releaseId);
+    prepared(this.db, 'DELETE FROM releases WHERE app = ? AND release_id = ?').run(app, releaseId);
   }
 
   setReleaseState(app: string, releaseId: string, state: ReleaseState): void {
-    this.db.prepare('UPDATE releases SET state = ? WHERE app = ? AND release_id = ?').run(state, app, releaseId);
+    prepared(this.db, 'UPDATE releases SET state = ? WHERE app = ? AND release_id = ?').run(state, app, releaseId);
   }
 
   createDeployment(d: {
     app: string; kind: DeploymentKind; releaseId: string | null; slot: Slot; previousSlot: Slot | null;
     previousRelease: string | null; requestedBy: string;
   }): number {
-    const result = this.db.prepare(
+    const result = prepared(this.db, 
       `INSERT INTO deployments (app, kind, release_id, slot, previous_slot, previous_release, state, requested_by, started_at)
        VALUES (?, ?, ?, ?, ?, ?, 'created', ?, ?)`,
     ).run(d.app, d.kind, d.releaseId, d.slot, d.previousSlot, d.previousRelease, d.requestedBy, now());
@@ -121,31 +121,31 @@ export class StateStore {
   }
 
   setDeploymentState(id: number, state: string): void {
-    this.db.prepare('UPDATE deployments SET state = ? WHERE id = ?').run(state, id);
+    prepared(this.db, 'UPDATE deployments SET state = ? WHERE id = ?').run(state, id);
   }
 
   finishDeployment(id: number, outcome: Outcome, reason: string | null): void {
-    this.db.prepare('UPDATE deployments SET state = ?, outcome = ?, reason = ?, ended_at = ? WHERE id = ?')
+    prepared(this.db, 'UPDATE deployments SET state = ?, outcome = ?, reason = ?, ended_at = ? WHERE id = ?')
       .run(outcome, outcome, reason, now(), id);
   }
 
   deployment(id: number): DeploymentRow | undefined {
-    const row = this.db.prepare('SELECT * FROM deployments WHERE id = ?').get(id) as RawDeployment | undefined;
+    const row = prepared(this.db, 'SELECT * FROM deployments WHERE id = ?').get(id) as RawDeployment | undefined;
     return row && toDeployment(row);
   }
 
   deployments(app: string, limit = 50): DeploymentRow[] {
-    return (this.db.prepare('SELECT * FROM deployments WHERE app = ? ORDER BY id DESC LIMIT ?').all(app, limit) as RawDeployment[])
+    return (prepared(this.db, 'SELECT * FROM deployments WHERE app = ? ORDER BY id DESC LIMIT ?').all(app, limit) as RawDeployment[])
       .map(toDeployment);
   }
 
   unfinishedDeployments(): DeploymentRow[] {
-    return (this.db.prepare('SELECT * FROM deployments WHERE outcome IS NULL ORDER BY id').all() as RawDeployment[]).map(toDeployment);
+    return (prepared(this.db, 'SELECT * FROM deployments WHERE outcome IS NULL ORDER BY id').all() as RawDeployment[]).map(toDeployment);
   }
 
   addEvent(e: { deploymentId: number; step: string; status: EventStatus; message?: string | null; elapsedMs?: number | null }): EventRow {
     const at = now();
-    const result = this.db.prepare(
+    const result = prepared(this.db, 
       'INSERT INTO events (deployment_id, step, status, message, at, elapsed_ms) VALUES (?, ?, ?, ?, ?, ?)',
     ).run(e.deploymentId, e.step, e.status, e.message ?? null, at, e.elapsedMs ?? null);
     return {
@@ -155,7 +155,7 @@ export class StateStore {
   }
 
   events(deploymentId: number): EventRow[] {
-    const rows = this.db.prepare('SELECT * FROM events WHERE deployment_id = ? ORDER BY id').all(deploymentId) as
+    const rows = prepared(this.db, 'SELECT * FROM events WHERE deployment_id = ? ORDER BY id').all(deploymentId) as
       { id: number; deployment_id: number; step: string; status: EventStatus; message: string | null; at: string; elapsed_ms: number | null }[];
     return rows.map((r) => ({
       id: r.id, deploymentId: r.deployment_id, step: r.step, status: r.status, message: r.message, at: r.at, elapsedMs: r.elapsed_ms,
@@ -163,7 +163,7 @@ export class StateStore {
   }
 
   lock(app: string): LockRow | undefined {
-    const r = this.db.prepare('SELECT * FROM locks WHERE app = ?').get(app) as RawLock | undefined;
+    const r = prepared(this.db, 'SELECT * FROM locks WHERE app = ?').get(app) as RawLock | undefined;
     return r && toLock(r);
   }
 
@@ -177,7 +177,7 @@ export class StateStore {
       const held = this.lock(lock.app);
       if (held && !isStaleLock(held, lock.bootId, now) && held.lockId !== lock.lockId) return { ok: false as const, held };
       const row: LockRow = { ...lock, since: held && held.lockId === lock.lockId ? held.since : now.toISOString() };
-      this.db.prepare(
+      prepared(this.db, 
         `INSERT OR REPLACE INTO locks (app, lock_id, holder, action, release_id, since, expires_at, boot_id, deployment_id)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ).run(row.app, row.lockId, row.holder, row.action, row.releaseId, row.since, row.expiresAt, row.bootId, row.deploymentId);
@@ -188,26 +188,26 @@ export class StateStore {
   /** Releases the lock if `lockId` still holds it (or unconditionally when lockId is null). */
   releaseLock(app: string, lockId: string | null): boolean {
     const result = lockId === null
-      ? this.db.prepare('DELETE FROM locks WHERE app = ?').run(app)
-      : this.db.prepare('DELETE FROM locks WHERE app = ? AND lock_id = ?').run(app, lockId);
+      ? prepared(this.db, 'DELETE FROM locks WHERE app = ?').run(app)
+      : prepared(this.db, 'DELETE FROM locks WHERE app = ? AND lock_id = ?').run(app, lockId);
     return result.changes > 0;
   }
 
   markReleaseLive(app: string, releaseId: string): void {
-    this.db.prepare('UPDATE releases SET live_at = ? WHERE app = ? AND release_id = ?').run(now(), app, releaseId);
+    prepared(this.db, 'UPDATE releases SET live_at = ? WHERE app = ? AND release_id = ?').run(now(), app, releaseId);
   }
 
   setDeploymentNote(id: number, note: string | null): void {
-    this.db.prepare('UPDATE deployments SET note = ? WHERE id = ?').run(note, id);
+    prepared(this.db, 'UPDATE deployments SET note = ? WHERE id = ?').run(note, id);
   }
 
   audit(entry: { caller: string; action: string; args: unknown; result: string }): void {
-    this.db.prepare('INSERT INTO audit (at, caller, action, args, result) VALUES (?, ?, ?, ?, ?)')
+    prepared(this.db, 'INSERT INTO audit (at, caller, action, args, result) VALUES (?, ?, ?, ?, ?)')
       .run(now(), entry.caller, entry.action, JSON.stringify(entry.args ?? {}), entry.result);
   }
 
   auditRows(limit = 100): { at: string; caller: string; action: string; args: string; result: string }[] {
-    return this.db.prepare('SELECT at, caller, action, args, result FROM audit ORDER BY id DESC LIMIT ?').all(limit) as
+    return prepared(this.db, 'SELECT at, caller, action, args, result FROM audit ORDER BY id DESC LIMIT ?').all(limit) as
       { at: string; caller: string; action: string; args: string; result: string }[];
   }
 }
