@@ -10,7 +10,8 @@ const digest = (value: string) => createHash('sha256').update(value, 'utf8').dig
  * lengths compare in the same time and never throw.
  */
 export function tokenMatches(expected: string, authorizationHeader: string | undefined): boolean {
-  const match = /^Bearer (\S+)$/.exec(authorizationHeader ?? '');
+  // The auth scheme is case-insensitive (RFC 9110 §11.1); the token itself is compared exactly.
+  const match = /^Bearer (\S+)$/i.exec(authorizationHeader ?? '');
   const presented = match?.[1] ?? '';
   return timingSafeEqual(digest(expected), digest(presented)) && presented.length > 0;
 }

@@ -79,7 +79,7 @@ describe('the agent API under hostile input (RELIABILITY 20, 31–34)', () => {
   it('case 31: missing, wrong, different-length and non-Bearer tokens -> 401 on every route, never 500', async () => {
     const authorizations: (string | undefined)[] = [
       undefined, '', 'Bearer', 'Bearer ', 'Bearer wrong', `Bearer ${token}x`, `Bearer ${token.slice(0, -1)}`,
-      `Bearer ${'a'.repeat(8_000)}`, `Bearer ${token} extra`, `bearer ${token}`, `Token ${token}`,
+      `Bearer ${'a'.repeat(8_000)}`, `Bearer ${token} extra`, `bearer ${token.toUpperCase()}`, `Token ${token}`,
       `Basic ${Buffer.from(`deploy:${token}`).toString('base64')}`, `Bearer ${HEADER_SECRET}`, `Bearer ${token}\u00ff`,
     ];
     const routes: [string, string, Parameters<typeof agentRequest>[3]][] = [

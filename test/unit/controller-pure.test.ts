@@ -80,4 +80,10 @@ describe('token check', () => {
     expect(tokenMatches(token, undefined)).toBe(false);
     expect(tokenMatches(token, 'Bearer ')).toBe(false);
   });
+
+  it('takes the scheme in any case, the token only exactly', () => {
+    expect(tokenMatches(token, `bearer ${token}`)).toBe(true);
+    expect(tokenMatches(token, `BEARER ${token}`)).toBe(true);
+    expect(tokenMatches(token, `bearer ${token.toUpperCase()}`)).toBe(false);
+  });
 });
