@@ -17,6 +17,9 @@ export interface ControllerConfig {
     identityFile?: string;
     knownHostsFile: string;
     connectTimeoutMs: number;
+    /** How often an idle link is probed, and how many unanswered probes declare it dead. */
+    keepaliveIntervalMs: number;
+    keepaliveCountMax: number;
   };
   agent: { port: number; tokenFile: string };
   /** Untracked build output (relative paths) added to the release next to the committed files. */
@@ -41,6 +44,8 @@ const schema = {
         identityFile: { type: 'string', minLength: 1 },
         knownHostsFile: { type: 'string', minLength: 1, default: '~/.ssh/known_hosts' },
         connectTimeoutMs: { type: 'integer', minimum: 1000, default: 15_000 },
+        keepaliveIntervalMs: { type: 'integer', minimum: 1000, maximum: 300_000, default: 5_000 },
+        keepaliveCountMax: { type: 'integer', minimum: 1, maximum: 100, default: 3 },
       },
     },
     agent: {

@@ -28,6 +28,8 @@ export async function openAgentSession(config: ControllerConfig): Promise<AgentS
     ...(config.host.identityFile ? { privateKeyPath: config.host.identityFile } : {}),
     knownHostsPath: config.host.knownHostsFile,
     connectTimeoutMs: config.host.connectTimeoutMs,
+    keepaliveIntervalMs: config.host.keepaliveIntervalMs,
+    keepaliveCountMax: config.host.keepaliveCountMax,
   });
   try {
     const read = await ssh.execChecked(['cat', '--', config.agent.tokenFile], { step: 'read the agent token', timeoutMs: 15_000 });

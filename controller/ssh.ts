@@ -288,7 +288,10 @@ export async function connectSsh(options: ConnectSshOptions): Promise<SshSession
       settled = true;
       client.removeAllListeners('error');
       client.removeAllListeners('close');
-      resolve(new Ssh2Session(client, label, `ssh -p ${port} ${username}@${host}`));
+      resolve(new Ssh2Session(client, label, `ssh -p ${port} ${username}@${host}`, {
+        intervalMs: options.keepaliveIntervalMs ?? DEFAULT_KEEPALIVE_INTERVAL_MS,
+        countMax: options.keepaliveCountMax ?? DEFAULT_KEEPALIVE_COUNT_MAX,
+      }));
     });
     try {
       client.connect(config);
@@ -345,6 +348,7 @@ class Ssh2Session implements SshSession {
     private readonly client: Client,
     readonly remoteAddressLabel: string,
     private readonly sshCommand: string,
+    private readonly keepalive: { intervalMs: number; countMax: number },
   ) {
     let markClosed!: () => void;
     this.closedPromise = new Promise((resolve) => { markClosed = resolve; });
@@ -368,7 +372,13 @@ class Ssh2Session implements SshSession {
   }
 
   private lostError(): SlipwayError {
-    const reason = this.lastError ? this.lastError.message : 'the connection was closed by the server or the network';
+    const { intervalMs, countMax } = this.keepalive;
+    const reason = !this.lastError
+      ? 'the connection was closed by the server or the network'
+      : /keepalive/i.test(this.lastError.message)
+        // Say which settings decided it: a slow link may need a longer interval, not a retry.
+        ? `${this.lastError.message} (no answer to ${countMax} keepalive(s), one every ${intervalMs / 1000} s: host.keepaliveIntervalMs / host.keepaliveCountMax in deploy.config.json)`
+        : this.lastError.message;
     return new SlipwayError('ssh_connection_lost', `SSH connection to ${this.remoteAddressLabel} lost: ${reason}`, {
       hint: 'check the network and that the server is up (sshd running, box not rebooting), then run the command again; '
         + 'a partial upload is never used as a release',

@@ -121,10 +121,11 @@ describe('transport faults through the real CLI and sshd (RELIABILITY 10–13)',
    * Starts `deploy push` of a new 40 MB commit and, once the agent has received `atBytes` of it,
    * applies `fault`. Returns the CLI's result, how long after the fault it exited, and the sha.
    */
-  async function pushAndFault(seed: string, fault: () => Promise<unknown>, atBytes = 8 * MiB) {
+  async function pushAndFault(seed: string, fault: () => Promise<unknown>, options: { atBytes?: number; pushArgs?: string[] } = {}) {
+    const atBytes = options.atBytes ?? 8 * MiB;
     await fs.writeFile(path.join(stack.repo.dir, 'blob.bin'), seededBytes(seed, BIG));
     const sha = await stack.repo.commit({}, `40 MB release ${seed}`);
-    const cli = stack.deployInBackground(['push']);
+    const cli = stack.deployInBackground(['push', ...(options.pushArgs ?? [])]);
     let exited = false;
     void cli.done.then(() => { exited = true; });
     const incoming = path.join(stack.home, 'incoming');
@@ -193,10 +194,13 @@ describe('transport faults through the real CLI and sshd (RELIABILITY 10–13)',
   it('addition: a link that goes silent mid-upload (sshd frozen) -> keepalive reports it, the agent drops the upload at its idle timeout, retry succeeds', async () => {
     const viewBefore = await liveView(stack);
     try {
-      const { sha, result, detectedMs } = await pushAndFault('frozen', () => stack.sshd.freezeConnections());
+      // The keepalive comes from deploy.config.json (host.keepaliveIntervalMs/CountMax): 2 s × 2 here.
+      const config = await configWith('quick-keepalive', { keepaliveIntervalMs: 2_000, keepaliveCountMax: 2 });
+      const { sha, result, detectedMs } = await pushAndFault('frozen', () => stack.sshd.freezeConnections(), { pushArgs: ['--config', config] });
       expect(result.code, result.stderr).toBe(5);
-      expect(detectedMs, 'keepalive (5 s × 4) detects a silent link within 30 s').toBeLessThan(30_000);
+      expect(detectedMs, 'keepalive detects a silent link within 30 s').toBeLessThan(30_000);
       expect(result.stderr).toMatch(/SSH connection to .* lost/);
+      expect(result.stderr).toContain('no answer to 2 keepalive(s), one every 2 s');
       // The agent hears nothing either: its 30 s no-data timeout ends the upload.
       await noTraceOf(sha, 40_000);
       expect(await liveView(stack)).toEqual(viewBefore);

@@ -47,6 +47,15 @@ describe('controller config', () => {
     expect(config.host.identityFile).toBe('/repo/keys/id');
     expect(config.agent).toEqual({ port: 7070, tokenFile: '/etc/slipway/agent.token' });
     expect(config.include).toEqual([]);
+    expect([config.host.keepaliveIntervalMs, config.host.keepaliveCountMax]).toEqual([5_000, 3]);
+  });
+  it('takes the SSH keepalive from the host section, within bounds', () => {
+    const host = { address: 'example.com', user: 'deploy', keepaliveIntervalMs: 15_000, keepaliveCountMax: 8 };
+    expect(parseControllerConfig({ app: 'shop', host, agent: {} }, 'deploy.config.json').host).toMatchObject({ keepaliveIntervalMs: 15_000, keepaliveCountMax: 8 });
+    expect(() => parseControllerConfig({ app: 'shop', host: { ...host, keepaliveIntervalMs: 10, keepaliveCountMax: 0 }, agent: {} }, 'deploy.config.json'))
+      .toThrowError(expect.objectContaining({ details: expect.arrayContaining([
+        expect.stringMatching(/^host\/keepaliveIntervalMs/), expect.stringMatching(/^host\/keepaliveCountMax/),
+      ]) }));
   });
   it('names each bad field', () => {
     expect(() => parseControllerConfig({ app: 'shop', host: { address: 'a b', user: 'deploy' }, agent: { port: 0 }, include: ['../x'] }, 'deploy.config.json'))
