@@ -15,6 +15,9 @@ import { chooseTargetSlot } from '../shared/slots.js';
 import { DeploymentFeed } from './feed.js';
 import { watchWindow, type WatchCheck } from './watch.js';
 import { waitFor } from '../wait.js';
+// Types only: the rollout never loads nginx's modules (nunjucks) itself.
+import type { ApplyRequest, FlipRequest, NginxProbe } from '../nginx/controller.js';
+import type { AppConfigInput } from '../nginx/render.js';
 
 /** What the rollout needs from PM2 (implemented by Pm2Adapter). */
 export interface ProcessManager {
@@ -23,31 +26,22 @@ export interface ProcessManager {
   describe(name: string): Promise<{ status: string; pid: number | null; pmCwd: string | null; restarts: number } | null>;
 }
 
-type NginxProbe = { url: string; hostHeader: string; expectHeaders: Record<string, string> };
-
 /** What the rollout needs from nginx (implemented by NginxController). */
 export interface TrafficSwitcher {
   checkMasterRunning(): Promise<unknown>;
   /** The include on disk (null before the first deploy). */
   currentConfig(app: string): Promise<string | null>;
   /** Writes, `nginx -t`s, reloads and proves an include; restores the previous one on failure. */
-  apply(input: { app: string; config: string; probe: NginxProbe }): Promise<unknown>;
+  apply(input: ApplyRequest): Promise<unknown>;
   switchDirOf(app: string): string;
   /** Creates the switch flag pointing at `slot` unless one exists; returns the slot it points at. */
   ensureFlag(app: string, slot: Slot): Promise<Slot>;
   /** Moves traffic to `slot` by the switch flag (no reload) and proves it; puts the flag back on failure. */
-  flip(input: { app: string; slot: Slot; probe: NginxProbe }): Promise<unknown>;
+  flip(input: FlipRequest): Promise<unknown>;
 }
 
-/** What an app's nginx include is rendered from (besides the agent config's listen/server names). */
-export interface NginxRenderInput {
-  app: string;
-  /** The slot nginx serves if it cannot see the switch flag. */
-  slot: Slot;
-  slots: Record<Slot, { port: number; releaseId: string | null }>;
-  switchDir: string;
-  generation: number;
-}
+/** What an app's nginx include is rendered from, besides the agent config's listen address and server names. */
+export type NginxRenderInput = Pick<AppConfigInput, 'app' | 'slot' | 'slots' | 'switchDir' | 'generation'>;
 
 export interface HealthChecker {
   waitHealthy(url: string, options: {

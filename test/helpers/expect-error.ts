@@ -1,4 +1,5 @@
 import { expect } from 'vitest';
+import { parseAgentConfig } from '../../agent/config.js';
 import { SlipwayError } from '../../agent/shared/errors.js';
 
 /** Awaits a call that must fail with a SlipwayError of `code`, and returns that error. */
@@ -11,4 +12,15 @@ export async function expectSlipwayError(promise: Promise<unknown>, code: string
     return error as SlipwayError;
   }
   throw new Error(`expected ${code}, but the call succeeded`);
+}
+
+/** The "field: problem" lines of an agent config that must be rejected. */
+export function agentConfigProblems(raw: unknown): string[] {
+  try {
+    parseAgentConfig(raw, 'agent.json');
+  } catch (error) {
+    expect(error).toBeInstanceOf(SlipwayError);
+    return (error as SlipwayError).details ?? [];
+  }
+  throw new Error('expected the config to be rejected');
 }

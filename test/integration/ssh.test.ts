@@ -390,10 +390,8 @@ describe('authentication', () => {
 });
 
 describe('a lost connection', () => {
-  it('fails a running exec with ssh_connection_lost when the link drops', async () => {
-    const sshd = await freshSshd();
-    const session = await open(sshd);
-    const closed = new Promise<SlipwayError | undefined>((resolve) => session.onClose(resolve));
+  /** A session with an open tunnel and a running remote command, both of which a lost link must fail. */
+  async function busy(session: SshSession): Promise<{ running: Promise<unknown>; tunnelError: Promise<unknown> }> {
     const server = await startHttpServer((s) => s.listen(0, '127.0.0.1'));
     const tunnel = await session.forwardOut('127.0.0.1', (server.address() as { port: number }).port);
     const tunnelError = new Promise<unknown>((resolve) => tunnel.once('error', resolve));
@@ -402,6 +400,14 @@ describe('a lost connection', () => {
     running.catch(() => {});
     // Only once the sleep exists is it among the processes killConnections() finds.
     await sleep.started();
+    return { running, tunnelError };
+  }
+
+  it('fails a running exec with ssh_connection_lost when the link drops', async () => {
+    const sshd = await freshSshd();
+    const session = await open(sshd);
+    const closed = new Promise<SlipwayError | undefined>((resolve) => session.onClose(resolve));
+    const { running, tunnelError } = await busy(session);
 
     const started = Date.now();
     expect(await sshd.killConnections()).toBeGreaterThan(0);
@@ -418,13 +424,7 @@ describe('a lost connection', () => {
   it('detects a silent dead link by keepalive and fails execs and tunnels', async () => {
     const sshd = await freshSshd();
     const session = await open(sshd, { keepaliveIntervalMs: 300, keepaliveCountMax: 2 });
-    const server = await startHttpServer((s) => s.listen(0, '127.0.0.1'));
-    const tunnel = await session.forwardOut('127.0.0.1', (server.address() as { port: number }).port);
-    const tunnelError = new Promise<unknown>((resolve) => tunnel.once('error', resolve));
-    const sleep = remoteSleep();
-    const running = session.exec(['sh', '-c', sleep.command], { timeoutMs: 120_000 });
-    running.catch(() => {});
-    await sleep.started();
+    const { running, tunnelError } = await busy(session);
 
     // Stopped, not killed: the TCP connection stays open and only keepalive can notice.
     const started = Date.now();

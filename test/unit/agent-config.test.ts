@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseAgentConfig } from '../../agent/config.js';
-import { SlipwayError } from '../../agent/shared/errors.js';
+import { agentConfigProblems } from '../helpers/expect-error.js';
 
 const valid = () => ({
   home: '/srv/slipway',
@@ -15,15 +15,7 @@ const valid = () => ({
   },
 });
 
-function problems(raw: unknown): string[] {
-  try {
-    parseAgentConfig(raw, 'agent.json');
-  } catch (error) {
-    expect(error).toBeInstanceOf(SlipwayError);
-    return (error as SlipwayError).details ?? [];
-  }
-  throw new Error('expected the config to be rejected');
-}
+const problems = agentConfigProblems;
 
 describe('agent config', () => {
   it('fills defaults for everything optional', () => {

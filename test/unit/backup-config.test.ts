@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseAgentConfig } from '../../agent/config.js';
-import { SlipwayError } from '../../agent/shared/errors.js';
+import { agentConfigProblems } from '../helpers/expect-error.js';
 
 const valid = () => ({
   home: '/srv/slipway',
@@ -21,15 +21,7 @@ const valid = () => ({
   } as { jobs: Record<string, Record<string, unknown>>; defaults?: unknown },
 });
 
-function problems(raw: unknown): string[] {
-  try {
-    parseAgentConfig(raw, 'agent.json');
-  } catch (error) {
-    expect(error).toBeInstanceOf(SlipwayError);
-    return (error as SlipwayError).details ?? [];
-  }
-  throw new Error('expected the config to be rejected');
-}
+const problems = agentConfigProblems;
 
 describe('backups config', () => {
   it('fills job defaults from backups.defaults and the documented defaults', () => {
