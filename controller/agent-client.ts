@@ -20,6 +20,12 @@ export class AgentClient {
     private readonly openChannel: ChannelFactory,
     private readonly token: string,
     private readonly actor: string,
+    /**
+     * Resolves to the SSH connection's loss if it is lost around now (else null). A cut link can
+     * reach the HTTP request as a bare "socket hang up" before the SSH layer reports the loss;
+     * the user must then hear about the link, not be told to check the agent.
+     */
+    private readonly linkLost: () => Promise<SlipwayError | null> = async () => null,
   ) {}
 
   async get<T>(path: string): Promise<T> {
@@ -111,9 +117,12 @@ export class AgentClient {
         createConnection: () => channel as never,
       });
       req.once('response', resolve);
-      req.once('error', (error) => reject(error instanceof SlipwayError ? error : new SlipwayError('agent_unreachable',
-        `request ${method} ${path} to the agent failed: ${error.message}`,
-        { hint: 'check that slipway-agent runs on the host (systemctl status / pm2 ls) and listens on the configured agent.port', cause: error })));
+      req.once('error', (error) => {
+        if (error instanceof SlipwayError) return reject(error);
+        void this.linkLost().then((lost) => reject(lost ?? new SlipwayError('agent_unreachable',
+          `request ${method} ${path} to the agent failed: ${error.message}`,
+          { hint: 'check that slipway-agent runs on the host (systemctl status / pm2 ls) and listens on the configured agent.port', cause: error })));
+      });
       writeBody(req).catch((error: unknown) => { req.destroy(error as Error); });
     });
   }

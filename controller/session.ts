@@ -2,6 +2,7 @@ import os from 'node:os';
 import { AgentClient } from './agent-client.js';
 import type { ControllerConfig } from './config.js';
 import { connectSsh, type SshSession } from './ssh.js';
+import type { SlipwayError } from '../agent/shared/errors.js';
 
 export interface AgentSession {
   ssh: SshSession;
@@ -20,6 +21,20 @@ export function localActor(): string {
  * One SSH connection per CLI run (≈120–180 ms to set up, ≈5 ms per request after): the token is
  * read over it, and every API request rides a forwarded channel of it to the agent's loopback port.
  */
+/** How long a failed request waits to learn whether the SSH link itself went down. */
+const LINK_LOSS_GRACE_MS = 1_000;
+
+/** The session's loss error if it closes within `ms` (at once if it already has), else null. */
+function lossWithin(ssh: SshSession, ms: number): Promise<SlipwayError | null> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(null), ms);
+    ssh.onClose((error) => {
+      clearTimeout(timer);
+      resolve(error ?? null);
+    });
+  });
+}
+
 export async function openAgentSession(config: ControllerConfig): Promise<AgentSession> {
   const ssh = await connectSsh({
     host: config.host.address,
@@ -34,7 +49,7 @@ export async function openAgentSession(config: ControllerConfig): Promise<AgentS
   try {
     const read = await ssh.execChecked(['cat', '--', config.agent.tokenFile], { step: 'read the agent token', timeoutMs: 15_000 });
     const token = read.stdout.trim();
-    const agent = new AgentClient(() => ssh.forwardOut('127.0.0.1', config.agent.port), token, localActor());
+    const agent = new AgentClient(() => ssh.forwardOut('127.0.0.1', config.agent.port), token, localActor(), () => lossWithin(ssh, LINK_LOSS_GRACE_MS));
     return { ssh, agent, close: () => ssh.close() };
   } catch (error) {
     await ssh.close();

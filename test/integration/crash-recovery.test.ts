@@ -17,7 +17,9 @@ describe('crash recovery: SIGKILL of the agent at each step boundary and inside 
   const state = () => readState(stack.home, APP);
 
   beforeAll(async () => {
-    stack = await startStack({ appConfig: { watch: { windowMs: 800, intervalMs: 100, failuresToRollback: 3, keepPreviousWarm: false } } });
+    // Checks every 250 ms (each with a 500 ms timeout): at 100 ms the 200 ms timeouts could fail
+    // three rounds in a row on a busy 2-core box and roll a healthy release back.
+    stack = await startStack({ appConfig: { watch: { windowMs: 1000, intervalMs: 250, failuresToRollback: 3, keepPreviousWarm: false } } });
     pm2 = await Pm2Adapter.connect({ pm2Home: stack.pm2.pm2Home });
     const first = await stack.deploy(['push']);
     expect(first.code, first.stderr + first.stdout).toBe(0);

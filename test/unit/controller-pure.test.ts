@@ -7,6 +7,8 @@ import { SlipwayError } from '../../agent/shared/errors.js';
 import { compileValidator } from '../../agent/shared/validate.js';
 import { manifestSchema, type ReleaseManifest } from '../../agent/shared/manifest.js';
 import { tokenMatches } from '../../agent/auth.js';
+import { AgentClient } from '../../controller/agent-client.js';
+import { Duplex } from 'node:stream';
 
 const sha = 'a'.repeat(40);
 const source = {
@@ -94,5 +96,30 @@ describe('token check', () => {
     expect(tokenMatches(token, `bearer ${token}`)).toBe(true);
     expect(tokenMatches(token, `BEARER ${token}`)).toBe(true);
     expect(tokenMatches(token, `bearer ${token.toUpperCase()}`)).toBe(false);
+  });
+});
+
+describe('agent client over a channel that ends without an answer', () => {
+  /** A channel that takes the request and then ends, as a cut SSH channel does: http says "socket hang up". */
+  const hangingUp = async (): Promise<Duplex> => {
+    const channel: Duplex = new Duplex({
+      read() {},
+      write(_chunk, _encoding, done) {
+        done();
+        setImmediate(() => channel.push(null));
+      },
+    });
+    return channel;
+  };
+
+  it('reports the SSH link as lost when the session closes around the failure', async () => {
+    const lost = new SlipwayError('ssh_connection_lost', 'SSH connection to deploy@host lost: read ECONNRESET');
+    const client = new AgentClient(hangingUp, 't'.repeat(43), 'tester', async () => lost);
+    await expect(client.get('/apps/shop')).rejects.toBe(lost);
+  });
+
+  it('blames the agent when the SSH link stays up', async () => {
+    const client = new AgentClient(hangingUp, 't'.repeat(43), 'tester', async () => null);
+    await expect(client.get('/apps/shop')).rejects.toMatchObject({ code: 'agent_unreachable', message: expect.stringContaining('socket hang up') });
   });
 });
