@@ -17,7 +17,7 @@ import { buildServer } from './server.js';
 import { recoverAfterRestart } from './rollout/recovery.js';
 import { cleanupReleases } from './release/cleanup.js';
 import { CronJob } from './cron.js';
-import { VERSION } from './shared/version.js';
+import { VERSION } from '../contract/version.js';
 import { BackupService } from './backups/service.js';
 import { BackupScheduler } from './backups/scheduler.js';
 import { registerBackupRoutes } from './routes/backups.js';

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { SlipwayError } from './shared/errors.js';
+import { SlipwayError } from '../contract/errors.js';
 
 const digest = (value: string) => createHash('sha256').update(value, 'utf8').digest();
 

@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import cron from 'node-cron';
 import path from 'node:path';
-import { APP_NAME_PATTERN, SERVER_NAME_PATTERN, type Slot } from './shared/names.js';
-import { SlipwayError } from './shared/errors.js';
-import { compileValidator } from './shared/validate.js';
-import { packageRoot } from './shared/version.js';
+import { APP_NAME_PATTERN, SERVER_NAME_PATTERN, type Slot } from '../contract/names.js';
+import { SlipwayError } from '../contract/errors.js';
+import { compileValidator } from '../lib/validate.js';
+import { packageRoot } from '../contract/version.js';
 import { backupsSchema, normalizeBackups, orphanBackupBeforeDeploy, type BackupsConfig } from './backups/config.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/slipway/agent.json';

@@ -1,5 +1,5 @@
 import { parse, type ParsedFields } from 'node-cron';
-import { SlipwayError, errorMessage } from './shared/errors.js';
+import { SlipwayError, errorMessage } from '../contract/errors.js';
 
 // node-cron parses and validates the expressions (the config is checked with it, so the syntax
 // accepted is exactly node-cron's), but its matcher reads the local time through

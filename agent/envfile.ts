@@ -1,5 +1,5 @@
 import { promises as fs } from 'node:fs';
-import { SlipwayError } from './shared/errors.js';
+import { SlipwayError } from '../contract/errors.js';
 
 export type EnvParse = { ok: true; env: Record<string, string> } | { ok: false; errors: string[] };
 

@@ -1,6 +1,6 @@
 import http from 'node:http';
 import { setTimeout as delay } from 'node:timers/promises';
-import { errorMessage } from './shared/errors.js';
+import { errorMessage } from '../contract/errors.js';
 
 export interface HttpResponse {
   status: number;

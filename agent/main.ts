@@ -3,8 +3,8 @@ import { Command } from 'commander';
 import { DEFAULT_CONFIG_PATH, loadAgentConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { startAgent } from './agent.js';
-import { SlipwayError, errorMessage } from './shared/errors.js';
-import { VERSION } from './shared/version.js';
+import { SlipwayError, errorMessage } from '../contract/errors.js';
+import { VERSION } from '../contract/version.js';
 
 // The agent's single error boundary: the only place that prints a fatal error and exits.
 async function main(argv: string[]): Promise<void> {

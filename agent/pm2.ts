@@ -1,7 +1,7 @@
 import { readlink, realpath, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { SlipwayError, errorMessage } from './shared/errors.js';
+import { SlipwayError, errorMessage } from '../contract/errors.js';
 
 // Every PM2 quirk Slipway knows about lives in this file; nothing else imports pm2.
 //

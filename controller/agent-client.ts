@@ -3,8 +3,8 @@ import { createReadStream } from 'node:fs';
 import type { Duplex } from 'node:stream';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ACTOR_HEADER, SHA256_HEADER, type DeploymentStreamLine } from '../agent/shared/api.js';
-import { SlipwayError, isErrorBody } from '../agent/shared/errors.js';
+import { ACTOR_HEADER, SHA256_HEADER, type DeploymentStreamLine } from '../contract/api.js';
+import { SlipwayError, isErrorBody } from '../contract/errors.js';
 
 /** Opens a fresh byte stream to the agent's HTTP port (an SSH forwardOut channel in practice). */
 export type ChannelFactory = () => Promise<Duplex>;

@@ -1,8 +1,8 @@
 import path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { SlipwayError } from '../agent/shared/errors.js';
-import { isSlot, type Slot } from '../agent/shared/names.js';
-import { VERSION } from '../agent/shared/version.js';
+import { SlipwayError } from '../contract/errors.js';
+import { isSlot, type Slot } from '../contract/names.js';
+import { VERSION } from '../contract/version.js';
 import { DEFAULT_CONFIG_FILE, loadControllerConfig } from './config.js';
 import { EXIT, exitCodeFor, type ExitCode } from './errors.js';
 import { HumanOutput, JsonOutput, type Output } from './output.js';

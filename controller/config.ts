@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { APP_NAME_PATTERN } from '../agent/shared/names.js';
-import { SlipwayError } from '../agent/shared/errors.js';
-import { compileValidator } from '../agent/shared/validate.js';
+import { APP_NAME_PATTERN } from '../contract/names.js';
+import { SlipwayError } from '../contract/errors.js';
+import { compileValidator } from '../lib/validate.js';
 
 export const DEFAULT_CONFIG_FILE = 'deploy.config.json';
 

@@ -1,4 +1,4 @@
-import { SlipwayError } from '../agent/shared/errors.js';
+import { SlipwayError } from '../contract/errors.js';
 
 /** Exit codes of `deploy`, documented in the README; scripts branch on them. */
 export const EXIT = {

@@ -1,6 +1,6 @@
-import { runCommand } from '../agent/shared/exec.js';
-import { SlipwayError } from '../agent/shared/errors.js';
-import { outputTail } from '../agent/shared/exec.js';
+import { runCommand } from '../lib/exec.js';
+import { SlipwayError } from '../contract/errors.js';
+import { outputTail } from '../lib/exec.js';
 
 /** Commands as data: each builder returns the argv; `git()` is the one place they run. */
 export const gitCommands = {

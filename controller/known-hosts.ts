@@ -1,5 +1,5 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import { SlipwayError } from '../agent/shared/errors.js';
+import { SlipwayError } from '../contract/errors.js';
 
 /**
  * OpenSSH known_hosts, read the way `ssh` reads it (sshd(8) "SSH_KNOWN_HOSTS FILE FORMAT").

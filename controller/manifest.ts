@@ -1,4 +1,4 @@
-import type { ReleaseManifest } from '../agent/shared/manifest.js';
+import type { ReleaseManifest } from '../contract/manifest.js';
 
 export interface ReleaseSource {
   app: string;

@@ -1,5 +1,5 @@
-import type { DeploymentEvent, DeploymentResult } from '../agent/shared/api.js';
-import type { SlipwayError } from '../agent/shared/errors.js';
+import type { DeploymentEvent, DeploymentResult } from '../contract/api.js';
+import type { SlipwayError } from '../contract/errors.js';
 
 /** The only module of the controller that writes to the terminal. */
 export interface Output {

@@ -6,8 +6,8 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import * as tar from 'tar';
-import { MANIFEST_FILE, type ReleaseManifest } from '../agent/shared/manifest.js';
-import { SlipwayError } from '../agent/shared/errors.js';
+import { MANIFEST_FILE, type ReleaseManifest } from '../contract/manifest.js';
+import { SlipwayError } from '../contract/errors.js';
 import { archiveCommit, commitHasFile } from './git.js';
 import { tarballName } from './manifest.js';
 

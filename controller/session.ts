@@ -2,7 +2,7 @@ import os from 'node:os';
 import { AgentClient } from './agent-client.js';
 import type { ControllerConfig } from './config.js';
 import { connectSsh, type SshSession } from './ssh.js';
-import type { SlipwayError } from '../agent/shared/errors.js';
+import type { SlipwayError } from '../contract/errors.js';
 
 export interface AgentSession {
   ssh: SshSession;

@@ -1,4 +1,4 @@
-import { SlipwayError } from '../agent/shared/errors.js';
+import { SlipwayError } from '../contract/errors.js';
 
 /**
  * Quoting for the one place Slipway has to hand a string to a shell: SSH `exec` carries a single

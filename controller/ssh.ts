@@ -1,9 +1,9 @@
-import { TailBuffer } from '../agent/shared/tail-buffer.js';
+import { TailBuffer } from '../lib/tail-buffer.js';
 import { readFile } from 'node:fs/promises';
 import { Duplex } from 'node:stream';
 import { Client, type ClientChannel, type ConnectConfig, type ServerHostKeyAlgorithm } from 'ssh2';
-import { SlipwayError, errorMessage } from '../agent/shared/errors.js';
-import { outputTail } from '../agent/shared/exec.js';
+import { SlipwayError, errorMessage } from '../contract/errors.js';
+import { outputTail } from '../lib/exec.js';
 import {
   findHostKeys,
   hostKeyAlgorithmsFor,

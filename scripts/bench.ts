@@ -7,7 +7,7 @@
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { runCommand } from '../agent/shared/exec.js';
+import { runCommand } from '../lib/exec.js';
 import { REPO_ROOT } from '../test/helpers/agent-process.js';
 import { APP, startStack, type Stack } from '../test/helpers/stack.js';
 import { AgentApi } from './bench-lib/agent-api.js';

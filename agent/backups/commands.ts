@@ -1,4 +1,4 @@
-import { SlipwayError } from '../shared/errors.js';
+import { SlipwayError } from '../../contract/errors.js';
 import type { BackupKind } from './config.js';
 
 // Pure builders: file names, argv arrays, credential files and redaction. Nothing here runs a

@@ -1,17 +1,15 @@
 import path from 'node:path';
 import { validateDetailed } from 'node-cron';
-import { APP_NAME_PATTERN } from '../shared/names.js';
+import { APP_NAME_PATTERN } from '../../contract/names.js';
 
 // The `backups` section of the agent config: its JSON schema (embedded in agent/config.ts), its
 // types, and the checks a schema cannot express (cron syntax, kind-dependent fields, references
 // to apps), reported by path like every other config problem.
 
-export const BACKUP_KINDS = ['mongodump', 'pg_dump', 'command'] as const;
-export type BackupKind = (typeof BACKUP_KINDS)[number];
+import { BACKUP_KINDS, type BackupKind, type RetentionPolicy } from '../../contract/backups.js';
+export { BACKUP_KINDS, type BackupKind, type RetentionPolicy };
 export const JOB_NAME_PATTERN = APP_NAME_PATTERN;
 
-/** Grandfather-father-son: how many daily, weekly and monthly backups to keep (0 turns a tier off). */
-export interface RetentionPolicy { daily: number; weekly: number; monthly: number }
 
 export interface OffsiteConfig {
   /** argv copying one backup; {file} {name} {job} {app} are replaced. */

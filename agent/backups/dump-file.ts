@@ -1,4 +1,4 @@
-import { fsyncDir } from '../shared/durable.js';
+import { fsyncDir } from '../../lib/durable.js';
 import { createHash } from 'node:crypto';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { errorMessage } from '../shared/errors.js';
+import { errorMessage } from '../../contract/errors.js';
 
 // Failure notifications to a Slack-compatible incoming webhook: a POST of {"text": "..."}.
 // A notification that cannot be delivered is logged and never fails the backup it reports;

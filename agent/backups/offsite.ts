@@ -8,7 +8,8 @@ import { describeFailure, succeeded } from './verify.js';
 // and `delete` the remote copies are pruned by the same GFS policy as the local ones; with only
 // `copy` it is copy-only, and every status view says that remote copies are never pruned.
 
-export type OffsiteMode = 'none' | 'copy-only' | 'gfs';
+export type { OffsiteMode } from '../../contract/backups.js';
+import type { OffsiteMode } from '../../contract/backups.js';
 
 export function offsiteMode(offsite: OffsiteConfig | undefined): OffsiteMode {
   if (!offsite) return 'none';

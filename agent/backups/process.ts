@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { accessSync, constants, closeSync, openSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { TailBuffer, wholeLines } from '../shared/tail-buffer.js';
+import { TailBuffer, wholeLines } from '../../lib/tail-buffer.js';
 
 // The backups' one way to run programs whose output is streamed rather than buffered (a dump
 // written straight into its file, pg_restore's data counted line by line). Like runCommand: an

@@ -7,8 +7,9 @@ import type { AgentConfig } from '../config.js';
 import { envFileOf } from '../config.js';
 import { readAppEnv } from '../envfile.js';
 import type { Db } from '../state/db.js';
-import { SlipwayError, errorMessage } from '../shared/errors.js';
-import { runView, type BackupJobView, type BackupsOverview, type RestoreView } from './api.js';
+import { SlipwayError, errorMessage } from '../../contract/errors.js';
+import { runView } from './views.js';
+import type { BackupJobView, BackupsOverview, RestoreView } from '../../contract/backups.js';
 import {
   backupFileName, isTempFileName, mongodumpArgv, mongorestoreArgv, parseBackupFileName, pgDumpArgv, pgRestoreIntoArgv,
   redactSecrets, redactUri, tempFileName,

@@ -1,16 +1,12 @@
 import { prepared, type Db } from '../state/db.js';
-import type { BackupKind } from './config.js';
+import type { BackupKind, BackupStatus, BackupTrigger, RestoreStatus, Verification, VerifyCheck } from '../../contract/backups.js';
+export type { BackupStatus, BackupTrigger, RestoreStatus, Verification, VerifyCheck };
 
 // SQLite rows of backup runs and restores (tables created by migration 2 in agent/state/db.ts).
 // A run's row is written when it starts, so a crash leaves a `running` row the next start resolves.
 
-export type BackupStatus = 'running' | 'skipped' | 'failed' | 'unverified' | 'verified';
-export type BackupTrigger = 'schedule' | 'manual' | 'deploy';
 export type OffsiteStatus = 'copied' | 'failed' | 'pruned';
-export type RestoreStatus = 'running' | 'succeeded' | 'failed';
 
-export interface VerifyCheck { name: string; ok: boolean; skipped?: boolean; detail: string }
-export interface Verification { level: string; checks: VerifyCheck[]; counts: Record<string, number> | null }
 
 export interface BackupRow {
   id: number;

@@ -1,12 +1,12 @@
-import { fsyncDir } from '../shared/durable.js';
+import { fsyncDir } from '../../lib/durable.js';
 import { randomBytes } from 'node:crypto';
 import { open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { httpGet } from '../health.js';
-import { SlipwayError, errorMessage } from '../shared/errors.js';
-import { outputTail, runCommand, type CommandResult } from '../shared/exec.js';
-import { isAppName, type Slot } from '../shared/names.js';
+import { SlipwayError, errorMessage } from '../../contract/errors.js';
+import { outputTail, runCommand, type CommandResult } from '../../lib/exec.js';
+import { isAppName, type Slot } from '../../contract/names.js';
 import { persistLiveSlot, pointLiveAt, readLiveSlot, LIVE_LINK } from './slot-switch.js';
 
 export interface NginxControllerOptions {

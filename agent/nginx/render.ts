@@ -2,8 +2,8 @@ import { readdirSync, statSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
 import path from 'node:path';
 import nunjucks from 'nunjucks';
-import { SlipwayError, errorMessage } from '../shared/errors.js';
-import { APP_NAME_PATTERN, NO_RELEASE, RELEASE_ID_PATTERN, SERVER_NAME_PATTERN, SLOTS, isAppName, isSlot, type Slot } from '../shared/names.js';
+import { SlipwayError, errorMessage } from '../../contract/errors.js';
+import { APP_NAME_PATTERN, NO_RELEASE, RELEASE_ID_PATTERN, SERVER_NAME_PATTERN, SLOTS, isAppName, isSlot, type Slot } from '../../contract/names.js';
 
 /** One slot as nginx knows it: its port, and the release it runs (null before its first deploy). */
 export interface SlotUpstream { port: number; releaseId: string | null }

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { fsyncDir } from '../shared/durable.js';
-import { isSlot, SLOTS, type Slot } from '../shared/names.js';
+import { fsyncDir } from '../../lib/durable.js';
+import { isSlot, SLOTS, type Slot } from '../../contract/names.js';
 
 /**
  * The flag nginx reads on every request to pick an app's slot (see nginx/app.conf.njk):

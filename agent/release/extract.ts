@@ -4,7 +4,7 @@ import path from 'node:path';
 import { PassThrough, type Duplex } from 'node:stream';
 import { createGunzip, type ZlibOptions } from 'node:zlib';
 import * as tar from 'tar';
-import { SlipwayError, errorMessage } from '../shared/errors.js';
+import { SlipwayError, errorMessage } from '../../contract/errors.js';
 import { checkEntry, createPolicyState, type PolicyRule, type PolicyState, type TarEntryLimits } from './tar-entry-policy.js';
 import { EntryWriteError, TreeMismatch, TreeWriter, type ApprovedEntry } from './tree-writer.js';
 

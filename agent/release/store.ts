@@ -1,14 +1,14 @@
-import { fsyncDir } from '../shared/durable.js';
+import { fsyncDir } from '../../lib/durable.js';
 import { randomBytes } from 'node:crypto';
 import { lstatSync } from 'node:fs';
 import { chmod, lstat, mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { SlipwayError, errorMessage } from '../shared/errors.js';
-import { runCommand, outputTail } from '../shared/exec.js';
-import { MANIFEST_FILE, manifestSchema, type ReleaseManifest } from '../shared/manifest.js';
-import { SHA256_PATTERN, isAppName, isReleaseId, shortSha } from '../shared/names.js';
-import { compileValidator } from '../shared/validate.js';
+import { SlipwayError, errorMessage } from '../../contract/errors.js';
+import { runCommand, outputTail } from '../../lib/exec.js';
+import { MANIFEST_FILE, manifestSchema, type ReleaseManifest } from '../../contract/manifest.js';
+import { SHA256_PATTERN, isAppName, isReleaseId, shortSha } from '../../contract/names.js';
+import { compileValidator } from '../../lib/validate.js';
 import { startExtraction, type Extraction } from './extract.js';
 import { partPath, receiveUpload } from './upload.js';
 

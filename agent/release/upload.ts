@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import { mkdir, open, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { SlipwayError, errorMessage } from '../shared/errors.js';
-import { SHA256_PATTERN } from '../shared/names.js';
+import { SlipwayError, errorMessage } from '../../contract/errors.js';
+import { SHA256_PATTERN } from '../../contract/names.js';
 
 export interface UploadOptions {
   /** `SLIPWAY_HOME/incoming`; created 0700 if missing. */

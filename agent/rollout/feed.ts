@@ -1,4 +1,4 @@
-import type { DeploymentResult, DeploymentStreamLine } from '../shared/api.js';
+import type { DeploymentResult, DeploymentStreamLine } from '../../contract/api.js';
 
 type Listener = (line: DeploymentStreamLine) => void;
 

@@ -2,8 +2,8 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { AgentConfig } from '../config.js';
 import type { StateStore, DeploymentRow } from '../state/store.js';
-import { errorMessage } from '../shared/errors.js';
-import { SLOTS, pm2ProcessName, shortSha, type Slot } from '../shared/names.js';
+import { errorMessage } from '../../contract/errors.js';
+import { SLOTS, pm2ProcessName, shortSha, type Slot } from '../../contract/names.js';
 import { probeHostOf, publicUrlOf, type HealthChecker, type ProcessManager, type RolloutService } from './rollout.js';
 
 export interface RecoveryDeps {

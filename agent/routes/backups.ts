@@ -1,10 +1,10 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { runView } from '../backups/api.js';
+import { runView } from '../backups/views.js';
 import { redactUri } from '../backups/commands.js';
 import { JOB_NAME_PATTERN } from '../backups/config.js';
 import type { BackupService } from '../backups/service.js';
-import { ACTOR_HEADER, ACTOR_PATTERN } from '../shared/api.js';
+import { ACTOR_HEADER, ACTOR_PATTERN } from '../../contract/api.js';
 
 export interface BackupRouteDeps {
   service: BackupService;

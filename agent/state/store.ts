@@ -1,6 +1,6 @@
 import { prepared, type Db } from './db.js';
-import { SLOTS, type Slot } from '../shared/names.js';
-import type { ReleaseManifest } from '../shared/manifest.js';
+import { SLOTS, type Slot } from '../../contract/names.js';
+import type { ReleaseManifest } from '../../contract/manifest.js';
 
 export type SlotState = 'empty' | 'starting' | 'running' | 'stopped' | 'failed';
 export type ReleaseState = 'ready' | 'good' | 'bad' | 'failed';

@@ -1,5 +1,5 @@
-import type { BackupJobView, BackupRunView, BackupsOverview, RestoreView } from '../../agent/backups/api.js';
-import { SlipwayError } from '../../agent/shared/errors.js';
+import type { BackupJobView, BackupRunView, BackupsOverview, RestoreView } from '../../contract/backups.js';
+import { SlipwayError } from '../../contract/errors.js';
 import type { ControllerConfig } from '../config.js';
 import { EXIT, type ExitCode } from '../errors.js';
 import { formatBytes, formatMs, type Output } from '../output.js';

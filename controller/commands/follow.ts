@@ -1,5 +1,5 @@
-import type { DeploymentEvent, DeploymentResult } from '../../agent/shared/api.js';
-import { SlipwayError } from '../../agent/shared/errors.js';
+import type { DeploymentEvent, DeploymentResult } from '../../contract/api.js';
+import { SlipwayError } from '../../contract/errors.js';
 import type { AgentClient } from '../agent-client.js';
 import type { Output } from '../output.js';
 

@@ -1,4 +1,4 @@
-import type { DeploymentSummary, LockInfo, ReleaseListEntry } from '../../agent/shared/api.js';
+import type { DeploymentSummary, LockInfo, ReleaseListEntry } from '../../contract/api.js';
 import type { ControllerConfig } from '../config.js';
 import { EXIT, type ExitCode } from '../errors.js';
 import { formatBytes, formatMs, type Output } from '../output.js';

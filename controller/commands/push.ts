@@ -1,9 +1,9 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import type { AppStatus, DeploymentResult, LockInfo } from '../../agent/shared/api.js';
-import { SlipwayError } from '../../agent/shared/errors.js';
-import { shortSha, type Slot } from '../../agent/shared/names.js';
-import { chooseTargetSlot } from '../../agent/shared/slots.js';
-import { VERSION } from '../../agent/shared/version.js';
+import type { AppStatus, DeploymentResult, LockInfo } from '../../contract/api.js';
+import { SlipwayError } from '../../contract/errors.js';
+import { shortSha, type Slot } from '../../contract/names.js';
+import { chooseTargetSlot } from '../../agent/rollout/slots.js';
+import { VERSION } from '../../contract/version.js';
 import type { AgentClient } from '../agent-client.js';
 import type { ControllerConfig } from '../config.js';
 import { EXIT, type ExitCode } from '../errors.js';

@@ -1,4 +1,4 @@
-import type { AppStatus } from '../../agent/shared/api.js';
+import type { AppStatus } from '../../contract/api.js';
 import type { ControllerConfig } from '../config.js';
 import { EXIT, type ExitCode } from '../errors.js';
 import type { Output } from '../output.js';

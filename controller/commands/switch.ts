@@ -1,4 +1,4 @@
-import type { Slot } from '../../agent/shared/names.js';
+import type { Slot } from '../../contract/names.js';
 import type { ControllerConfig } from '../config.js';
 import type { ExitCode } from '../errors.js';
 import type { Output } from '../output.js';

@@ -3,7 +3,7 @@
 // load, GET latency. Whole-CLI figures go through the real `deploy` CLI instead.
 import http from 'node:http';
 import { readFile } from 'node:fs/promises';
-import type { DeploymentEvent, DeploymentResult, LockInfo } from '../../agent/shared/api.js';
+import type { DeploymentEvent, DeploymentResult, LockInfo } from '../../contract/api.js';
 
 export interface Rollout {
   status: number;

@@ -5,8 +5,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { runCommand } from '../../agent/shared/exec.js';
-import type { Slot } from '../../agent/shared/names.js';
+import { runCommand } from '../../lib/exec.js';
+import type { Slot } from '../../contract/names.js';
 import { startNginx, type NginxHandle } from '../../test/helpers/nginx.js';
 import { freePort } from '../../test/helpers/ports.js';
 import { waitFor } from '../../test/helpers/wait.js';

@@ -3,7 +3,7 @@
 // /health route (same server, no work): the difference is what the status route costs.
 import { spawn } from 'node:child_process';
 import http from 'node:http';
-import type { Slot } from '../../agent/shared/names.js';
+import type { Slot } from '../../contract/names.js';
 import { APP } from '../../test/helpers/stack.js';
 import { requireSucceeded } from './agent-api.js';
 import type { BenchContext } from './context.js';

@@ -1,7 +1,7 @@
 // Items 1 (re-push), 2 and 3: whole `deploy` CLI processes against Capistrano deploying the same
 // commits over the same sshd, each timed from the process start until a fresh connection gets
 // the expected SHA, with every probe in between checked for a gap where neither SHA answered.
-import type { DeploymentEvent } from '../../agent/shared/api.js';
+import type { DeploymentEvent } from '../../contract/api.js';
 import { APP } from '../../test/helpers/stack.js';
 import { deployCli, jsonLines, liveRelease, requireCliOk, sshArgv, type BenchContext } from './context.js';
 import { ReleasePoller, epochMs } from './poller.js';

@@ -1,6 +1,6 @@
 // Items 4 and 5: the agent's switch (POST /apps/:app/switch, and rollbacks) against a bare nginx
 // flip + reload, first unloaded for latency, then under wrk for what clients lose.
-import type { Slot } from '../../agent/shared/names.js';
+import type { Slot } from '../../contract/names.js';
 import { APP } from '../../test/helpers/stack.js';
 import { requireSucceeded } from './agent-api.js';
 import type { BenchContext } from './context.js';

@@ -8,7 +8,7 @@ import { buildManifest } from '../../controller/manifest.js';
 import { loadControllerConfig } from '../../controller/config.js';
 import { openAgentSession } from '../../controller/session.js';
 import { packRelease, type PackedRelease } from '../../controller/pack.js';
-import { VERSION } from '../../agent/shared/version.js';
+import { VERSION } from '../../contract/version.js';
 import { quoteArg } from '../../controller/shell-quote.js';
 import { ensureDeployUser } from '../../test/helpers/deploy-user.js';
 import { APP } from '../../test/helpers/stack.js';

@@ -3,7 +3,7 @@ import { openSync, closeSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { waitFor } from './wait.js';
-import { packageRoot } from '../../agent/shared/version.js';
+import { packageRoot } from '../../contract/version.js';
 
 // Found by walking up, so this works from test/helpers and from dist/test/helpers (the demo).
 export const REPO_ROOT = packageRoot();

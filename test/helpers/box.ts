@@ -9,8 +9,8 @@ import { lstat, readFile, readdir, readlink, rm, writeFile } from 'node:fs/promi
 import http from 'node:http';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { runCommand } from '../../agent/shared/exec.js';
-import type { ReleaseManifest } from '../../agent/shared/manifest.js';
+import { runCommand } from '../../lib/exec.js';
+import type { ReleaseManifest } from '../../contract/manifest.js';
 import { APP, type Stack } from './stack.js';
 import { readState } from './state.js';
 import { waitFor } from './wait.js';

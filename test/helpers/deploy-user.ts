@@ -1,4 +1,4 @@
-import { runCommand } from '../../agent/shared/exec.js';
+import { runCommand } from '../../lib/exec.js';
 
 export const DEPLOY_USER = 'slipway-deploy';
 

@@ -1,6 +1,6 @@
 import { expect } from 'vitest';
 import { parseAgentConfig } from '../../agent/config.js';
-import { SlipwayError } from '../../agent/shared/errors.js';
+import { SlipwayError } from '../../contract/errors.js';
 
 /** Awaits a call that must fail with a SlipwayError of `code`, and returns that error. */
 export async function expectSlipwayError(promise: Promise<unknown>, code: string): Promise<SlipwayError> {

@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { runCommand } from '../../agent/shared/exec.js';
+import { runCommand } from '../../lib/exec.js';
 
 async function git(repo: string, ...args: string[]): Promise<string> {
   const result = await runCommand(['git', ...args], { cwd: repo, timeoutMs: 30_000 });

@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { runCommand } from '../../agent/shared/exec.js';
+import { runCommand } from '../../lib/exec.js';
 import { freePort } from './ports.js';
 import { isAlive } from './nginx.js';
 import { waitFor } from './wait.js';

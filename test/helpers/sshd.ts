@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { runCommand, outputTail } from '../../agent/shared/exec.js';
+import { runCommand, outputTail } from '../../lib/exec.js';
 import { freePort } from './ports.js';
 import { waitFor } from './wait.js';
 

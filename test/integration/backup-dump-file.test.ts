@@ -9,7 +9,7 @@ import { createLogger } from '../../agent/logger.js';
 import { openDatabase, type Db } from '../../agent/state/db.js';
 import { dumpToFile, publishFile } from '../../agent/backups/dump-file.js';
 import { BackupService } from '../../agent/backups/service.js';
-import { runCommand } from '../../agent/shared/exec.js';
+import { runCommand } from '../../lib/exec.js';
 import { isAlive } from '../helpers/nginx.js';
 import { waitFor } from '../helpers/wait.js';
 

@@ -12,7 +12,7 @@ import { openDatabase, type Db } from '../../agent/state/db.js';
 import { BackupService } from '../../agent/backups/service.js';
 import { BackupScheduler } from '../../agent/backups/scheduler.js';
 import { processStartTime } from '../../agent/backups/process.js';
-import { SlipwayError } from '../../agent/shared/errors.js';
+import { SlipwayError } from '../../contract/errors.js';
 import { REPO_ROOT } from '../helpers/agent-process.js';
 import { isAlive } from '../helpers/nginx.js';
 import { waitFor } from '../helpers/wait.js';

@@ -7,7 +7,7 @@ import { parseAgentConfig } from '../../agent/config.js';
 import { createLogger } from '../../agent/logger.js';
 import { openDatabase, type Db } from '../../agent/state/db.js';
 import { BackupService } from '../../agent/backups/service.js';
-import { SlipwayError } from '../../agent/shared/errors.js';
+import { SlipwayError } from '../../contract/errors.js';
 import { startPostgres, type PgCluster } from '../helpers/postgres.js';
 
 // The pg_dump kind against a real PostgreSQL server (a private cluster of Debian's binaries on a

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { httpGet } from '../../agent/health.js';
 import { NginxController, type NginxProbe } from '../../agent/nginx/controller.js';
 import { renderAppConfig } from '../../agent/nginx/render.js';
-import { SlipwayError } from '../../agent/shared/errors.js';
+import { SlipwayError } from '../../contract/errors.js';
 import { startNginx, type NginxHandle } from '../helpers/nginx.js';
 import { freePort } from '../helpers/ports.js';
 import { waitFor } from '../helpers/wait.js';

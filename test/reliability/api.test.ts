@@ -12,7 +12,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCommand } from '../../agent/shared/exec.js';
+import { runCommand } from '../../lib/exec.js';
 import { AGENT_MAIN } from '../helpers/agent-process.js';
 import { waitFor } from '../helpers/wait.js';
 import { Pm2Adapter } from '../../agent/pm2.js';

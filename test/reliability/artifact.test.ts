@@ -11,7 +11,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentClient } from '../../controller/agent-client.js';
 import { connectSsh } from '../../controller/ssh.js';
-import { SlipwayError } from '../../agent/shared/errors.js';
+import { SlipwayError } from '../../contract/errors.js';
 import { entryBlocks, gzip, gzipBomb, gzipBombExpandedBytes, header, tarball, type CraftEntry } from '../helpers/crafted-tar.js';
 import { APP, SAMPLE_APP_DIR, startStack, type Stack } from '../helpers/stack.js';
 import {

@@ -10,7 +10,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCommand } from '../../agent/shared/exec.js';
+import { runCommand } from '../../lib/exec.js';
 import { APP, startStack, type Stack } from '../helpers/stack.js';
 import { waitFor, withDeadline } from '../helpers/wait.js';
 import { ingestLeftovers, liveView, seededBytes, snapshotTree, stateFingerprint, watchDir } from '../helpers/box.js';

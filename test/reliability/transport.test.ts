@@ -8,7 +8,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCommand } from '../../agent/shared/exec.js';
+import { runCommand } from '../../lib/exec.js';
 import { generateKeyPair } from '../helpers/sshd.js';
 import { APP, startStack, type Stack } from '../helpers/stack.js';
 import { waitFor, withDeadline } from '../helpers/wait.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { BackupRunView, BackupsOverview } from '../../agent/backups/api.js';
+import type { BackupRunView, BackupsOverview } from '../../contract/backups.js';
 import { formatAge, formatBackupList, formatRun, formatRunLine } from '../../controller/commands/backup.js';
 
 const NOW = Date.parse('2025-03-10T12:00:00Z');

@@ -3,9 +3,9 @@ import { buildManifest, releaseIdOf, tarballName } from '../../controller/manife
 import { parseControllerConfig } from '../../controller/config.js';
 import { progressLine, formatBytes } from '../../controller/output.js';
 import { exitCodeFor, EXIT } from '../../controller/errors.js';
-import { SlipwayError } from '../../agent/shared/errors.js';
-import { compileValidator } from '../../agent/shared/validate.js';
-import { manifestSchema, type ReleaseManifest } from '../../agent/shared/manifest.js';
+import { SlipwayError } from '../../contract/errors.js';
+import { compileValidator } from '../../lib/validate.js';
+import { manifestSchema, type ReleaseManifest } from '../../contract/manifest.js';
 import { tokenMatches } from '../../agent/auth.js';
 import { AgentClient } from '../../controller/agent-client.js';
 import { Duplex } from 'node:stream';

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { nginxInputProblems, renderAppConfig, type AppConfigInput } from '../../agent/nginx/render.js';
-import { SlipwayError } from '../../agent/shared/errors.js';
+import { SlipwayError } from '../../contract/errors.js';
 
 const TEMPLATE_DIR = fileURLToPath(new URL('../../nginx/', import.meta.url));
 const RELEASE = '0123456789abcdef0123456789abcdef01234567';

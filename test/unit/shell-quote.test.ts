@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { runCommand } from '../../agent/shared/exec.js';
+import { runCommand } from '../../lib/exec.js';
 import { displayArgv, quoteArgv } from '../../controller/shell-quote.js';
 
 const NASTY = [

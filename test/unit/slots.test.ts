@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { chooseTargetSlot } from '../../agent/shared/slots.js';
-import { SlipwayError } from '../../agent/shared/errors.js';
+import { chooseTargetSlot } from '../../agent/rollout/slots.js';
+import { SlipwayError } from '../../contract/errors.js';
 
 describe('chooseTargetSlot', () => {
   it('starts with blue when nothing is live', () => {

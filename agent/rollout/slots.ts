@@ -1,5 +1,5 @@
-import { SlipwayError } from './errors.js';
-import { otherSlot, shortSha, type Slot } from './names.js';
+import { SlipwayError } from '../../contract/errors.js';
+import { otherSlot, shortSha, type Slot } from '../../contract/names.js';
 
 export interface SlotView { slot: Slot; releaseId: string | null }
 

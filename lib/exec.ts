@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { SlipwayError } from './errors.js';
+import { SlipwayError } from '../contract/errors.js';
 import { TailBuffer } from './tail-buffer.js';
 
 export interface CommandResult {
