@@ -8,6 +8,12 @@ export const API_VERSION = 1;
 export const ACTOR_HEADER = 'x-slipway-actor';
 export const SHA256_HEADER = 'x-slipway-sha256';
 export const ACTOR_PATTERN = '^[A-Za-z0-9._-]{1,64}@[A-Za-z0-9._:-]{1,255}$';
+/**
+ * The Host header the controller sends. Its requests reach the agent through an SSH tunnel, so no
+ * address in them means anything to the agent; this fixed name is what the agent accepts besides
+ * its loopback names (127.0.0.1, localhost, [::1]), which defeats DNS rebinding.
+ */
+export const AGENT_HOST = 'slipway-agent';
 
 export type Outcome = 'succeeded' | 'failed' | 'rolled_back';
 /** Where a failed deployment stopped: before traffic moved (nothing changed) or after. */

@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import type { Duplex } from 'node:stream';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ACTOR_HEADER, SHA256_HEADER, type DeploymentStreamLine } from '../contract/api.js';
+import { ACTOR_HEADER, AGENT_HOST, SHA256_HEADER, type DeploymentStreamLine } from '../contract/api.js';
 import { SlipwayError, isErrorBody } from '../contract/errors.js';
 
 /** Opens a fresh byte stream to the agent's HTTP port (an SSH forwardOut channel in practice). */
@@ -112,8 +112,7 @@ export class AgentClient {
       const req = http.request({
         method,
         path,
-        host: 'slipway-agent',
-        headers: { ...headers, authorization: `Bearer ${this.token}`, [ACTOR_HEADER]: this.actor, connection: 'close' },
+        headers: { ...headers, host: AGENT_HOST, authorization: `Bearer ${this.token}`, [ACTOR_HEADER]: this.actor, connection: 'close' },
         createConnection: () => channel as never,
       });
       req.once('response', resolve);
