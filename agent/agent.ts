@@ -20,7 +20,6 @@ import { CronJob } from './cron.js';
 import { VERSION } from '../contract/version.js';
 import { BackupService } from './backups/service.js';
 import { BackupScheduler } from './backups/scheduler.js';
-import { registerBackupRoutes } from './routes/backups.js';
 
 export interface RunningAgent {
   server: FastifyInstance;
@@ -45,7 +44,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
 
   // Locks written under another boot id belong to a dead agent process.
   const bootId = randomUUID();
-  const releases = new ReleaseStore({ home: config.home, limits: config.limits, uploadIdleTimeoutMs: config.limits.uploadIdleTimeoutMs });
+  const releases = new ReleaseStore({ home: config.home, limits: config.limits, uploadIdleTimeoutMs: config.limits.uploadIdleTimeoutMs, requireRoom: true });
   await releases.cleanupOrphans();
   // A crash between the release dir's rename and its database row leaves a dir SQLite does not know;
   // no slot can reference it, and the controller re-uploads it, so it is removed.
@@ -115,9 +114,11 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     }
   }, { noOverlap: true, onError: (error) => logger.error({ err: error }, 'scheduled release cleanup failed') });
 
-  const server = buildServer({ config, token, state, releases, rollouts, processes, health: { checkOnce }, cleanup, logger, version: VERSION });
   const backupScheduler = new BackupScheduler(backups, logger);
-  registerBackupRoutes(server, { service: backups, nextRun: (job) => backupScheduler.nextRun(job), logger });
+  const server = buildServer({
+    config, token, state, releases, rollouts, processes, health: { checkOnce }, cleanup, logger, version: VERSION,
+    backups: { service: backups, nextRun: (job) => backupScheduler.nextRun(job) },
+  });
   const url = await server.listen({ host: config.api.host, port: config.api.port });
   backupScheduler.start();
   logger.info({ url, home: config.home, apps: Object.keys(config.apps) }, 'slipway-agent listening');

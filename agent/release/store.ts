@@ -11,6 +11,7 @@ import { SHA256_PATTERN, isAppName, isReleaseId, shortSha } from '../../contract
 import { compileValidator } from '../../lib/validate.js';
 import { startExtraction, type Extraction } from './extract.js';
 import { partPath, receiveUpload } from './upload.js';
+import { requireRoomForUpload } from './disk-space.js';
 
 export interface ReleaseLimits {
   maxReleaseBytes: number;
@@ -26,6 +27,8 @@ export interface ReleaseStoreOptions {
   uploadIdleTimeoutMs?: number;
   /** Deadline for flushing a new release to disk before it is published (default 120 s). */
   syncTimeoutMs?: number;
+  /** Refuse an upload of a declared size that cannot fit on the disk before storing a byte (disk-space.ts). */
+  requireRoom?: boolean;
 }
 
 export interface IngestInput {
@@ -72,6 +75,7 @@ export class ReleaseStore {
   private readonly limits: ReleaseLimits;
   private readonly uploadIdleTimeoutMs: number | undefined;
   private readonly syncTimeoutMs: number;
+  private readonly requireRoom: boolean;
   /** Temp dir -> .part file of every ingest running in this process; cleanupOrphans spares them. */
   private readonly active = new Map<string, string>();
 
@@ -80,6 +84,7 @@ export class ReleaseStore {
     this.limits = { ...options.limits };
     this.uploadIdleTimeoutMs = options.uploadIdleTimeoutMs;
     this.syncTimeoutMs = options.syncTimeoutMs ?? 120_000;
+    this.requireRoom = options.requireRoom ?? false;
   }
 
   get incomingDir(): string {
@@ -166,6 +171,7 @@ export class ReleaseStore {
     const label = `release ${shortSha(releaseId)} of ${app}`;
     const finalDir = this.releaseDir(app, releaseId);
     if (this.has(app, releaseId)) throw releaseExists(label);
+    if (this.requireRoom && input.expectedBytes !== undefined) await requireRoomForUpload(this.home, input.expectedBytes, label);
 
     const appDir = path.join(this.releasesDir, app);
     await mkdir(appDir, { recursive: true, mode: 0o755 });

@@ -4,15 +4,20 @@
  * status (never 500) and nothing changes; the agent listens on loopback only and refuses to start
  * with a readable token file; every mutating call leaves an audit row; and recognisable secrets
  * (env values, a database URI, the token, secrets sent in headers and bodies) never show up in
- * the agent's log, its responses, the CLI's output or the state database.
+ * the agent's log, its responses, the CLI's output or the state database. The agent API's own
+ * rules (issue 11): it answers only requests addressed to it (Host) and not sent by a web page
+ * (Origin); every route's params, query and body are strict; a JSON route takes UTF-8 JSON only
+ * (415 otherwise); every refusal, the framework's too, has Slipway's {error, message, hint} shape.
  */
 import { randomBytes } from 'node:crypto';
 import { promises as fs, readFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCommand } from '../../lib/exec.js';
+import { AGENT_HOST } from '../../contract/api.js';
 import { AGENT_MAIN } from '../helpers/agent-process.js';
 import { waitFor } from '../helpers/wait.js';
 import { Pm2Adapter } from '../../agent/pm2.js';
@@ -309,6 +314,165 @@ describe('the agent API under hostile input (RELIABILITY 20, 31–34)', () => {
     expect(await mode(stack.pm2.pm2Home)).toBe(0o700);
     const writable = await runCommand(['find', stack.home, stack.pm2.pm2Home, '-perm', '/022', '!', '-type', 'l', '!', '-type', 's'], { timeoutMs: 10_000 });
     expect(writable.stdout.trim(), 'nothing under the agent\'s dirs is group- or world-writable').toBe('');
+  });
+
+  /** A refusal in Slipway's shape: a stable code, a message and a hint, none of the framework's own fields. */
+  function expectRefusal(answer: ApiAnswer, status: number, error: string, label: string): void {
+    expect({ status: answer.status, error: answer.json?.error }, `${label}: ${answer.text}`).toEqual({ status, error });
+    expect(Object.keys(answer.json ?? {}).filter((key) => !['error', 'message', 'hint', 'details'].includes(key)), label).toEqual([]);
+    expect(answer.json?.message, label).toEqual(expect.any(String));
+    expect(answer.json?.hint, `${label}: a refusal says what to do next`).toEqual(expect.any(String));
+    expect(answer.text, `${label}: no stream internals`).not.toMatch(/_events|_readableState|Readable|IncomingMessage/);
+  }
+
+  it('agent API: a Host other than the loopback names or the controller\'s -> 421 on every route, /health included; nothing runs', async () => {
+    const port = stack.agentPort;
+    const routes: [string, string, Parameters<typeof agentRequest>[3]][] = [
+      ['GET', '/health', { token: null }],
+      ['GET', `/apps/${APP}`, {}],
+      ['POST', `/apps/${APP}/lock`, { json: { releaseId: newReleaseId() } }],
+      ['DELETE', `/apps/${APP}/lock?force=true`, {}],
+      ['POST', `/apps/${APP}/releases/cleanup`, {}],
+      ['GET', '/backups', {}],
+    ];
+    const hosts = [
+      'evil.example', `evil.example:${port}`, `127.0.0.1:${port + 1}`, '127.0.0.1:0', `127.0.0.1.nip.io:${port}`,
+      `localhost.evil.example:${port}`, `${AGENT_HOST}.evil.example`, `${AGENT_HOST}:1`, '10.0.0.1', `[::2]:${port}`, `127.0.0.1:${port}@evil.example`,
+    ];
+    // A lock held by someone else must survive a force-release sent under a foreign Host.
+    const held = await api('POST', `/apps/${APP}/lock`, { json: { releaseId: newReleaseId() } });
+    expect(held.status, held.text).toBe(201);
+    try {
+      await unchangedBy(async () => {
+        for (const host of hosts) {
+          for (const [method, route, options] of routes) {
+            const answer = await api(method, route, { ...options, headers: { host } });
+            expectRefusal(answer, 421, 'host_not_allowed', `${method} ${route} Host ${host}`);
+          }
+        }
+      });
+    } finally {
+      expect((await api('DELETE', `/apps/${APP}/lock?force=true`)).status).toBe(200);
+    }
+    for (const host of ['127.0.0.1', `127.0.0.1:${port}`, 'localhost', `LOCALHOST:${port}`, '[::1]', `[::1]:${port}`, AGENT_HOST]) {
+      expect((await api('GET', `/apps/${APP}`, { headers: { host } })).status, `Host ${host}`).toBe(200);
+      expect((await api('GET', '/health', { token: null, headers: { host } })).status, `/health, Host ${host}`).toBe(200);
+    }
+  });
+
+  it('agent API: any request carrying an Origin -> 403, /health included; nothing runs', async () => {
+    const port = stack.agentPort;
+    const held = await api('POST', `/apps/${APP}/lock`, { json: { releaseId: newReleaseId() } });
+    expect(held.status, held.text).toBe(201);
+    try {
+      await unchangedBy(async () => {
+        for (const origin of ['http://evil.example', 'null', `http://127.0.0.1:${port}`, `http://localhost:${port}`, `http://${AGENT_HOST}`]) {
+          for (const [method, route, options] of [
+            ['GET', '/health', { token: null }],
+            ['GET', `/apps/${APP}`, {}],
+            ['POST', `/apps/${APP}/lock`, { json: { releaseId: newReleaseId() } }],
+            ['DELETE', `/apps/${APP}/lock?force=true`, {}],
+          ] as [string, string, Parameters<typeof agentRequest>[3]][]) {
+            const answer = await api(method, route, { ...options, headers: { origin } });
+            expectRefusal(answer, 403, 'origin_not_allowed', `${method} ${route} Origin ${origin}`);
+          }
+        }
+      });
+    } finally {
+      expect((await api('DELETE', `/apps/${APP}/lock?force=true`)).status).toBe(200);
+    }
+  });
+
+  it('agent API: unknown query fields, bodies where none is expected, non-object bodies -> 400 on every route; nothing runs', async () => {
+    const cleanup = `/apps/${APP}/releases/cleanup`;
+    const gzipHeaders = { 'content-type': 'application/gzip', 'x-slipway-sha256': 'a'.repeat(64) };
+    const cases: [string, string, Parameters<typeof agentRequest>[3], string][] = [
+      ['POST', cleanup, { json: { all: true } }, 'body/all: is not a known field'],
+      ['POST', cleanup, { json: [] }, 'body: must be object'],
+      ['POST', cleanup, { json: 'all' }, 'body: must be object'],
+      ['POST', cleanup, { json: 1 }, 'body: must be object'],
+      ['POST', `${cleanup}?all=true`, {}, 'querystring/all: is not a known field'],
+      ['POST', `${cleanup}?all=true`, { json: {} }, 'querystring/all: is not a known field'],
+      ['DELETE', `/apps/${APP}/lock?force=true`, { json: { lockId: '00000000-0000-0000-0000-000000000000' } }, 'body/lockId: is not a known field'],
+      ['DELETE', `/apps/${APP}/lock?force=true`, { json: [] }, 'body: must be object'],
+      ['PUT', `/apps/${APP}/releases/${newReleaseId()}?force=true`, { body: Buffer.alloc(10), headers: gzipHeaders }, 'querystring/force: is not a known field'],
+      ['GET', `/health?verbose=1`, { token: null }, 'querystring/verbose: is not a known field'],
+      ['GET', `/apps?all=1`, {}, 'querystring/all: is not a known field'],
+      ['GET', `/apps/${APP}?verbose=1`, {}, 'querystring/verbose: is not a known field'],
+      ['GET', `/apps/${APP}/lock?lockId=x`, {}, 'querystring/lockId: is not a known field'],
+      ['GET', `/apps/${APP}/releases?limit=1`, {}, 'querystring/limit: is not a known field'],
+      ['GET', `/apps/${APP}/releases/${liveSha}?x=1`, {}, 'querystring/x: is not a known field'],
+      ['GET', `/apps/${APP}/deployments/1?events=0`, {}, 'querystring/events: is not a known field'],
+      ['GET', `/apps/${APP}?token=${token}`, {}, 'querystring/token: is not a known field'],
+      ['DELETE', `/apps/${APP}/lock?force=true&token=${token}`, {}, 'querystring/token: is not a known field'],
+      ['POST', `/apps/${APP}/lock?force=true`, { json: { releaseId: newReleaseId() } }, 'querystring/force: is not a known field'],
+      ['POST', `/apps/${APP}/switch?force=true`, { json: { slot: 'blue' } }, 'querystring/force: is not a known field'],
+      ['POST', `/apps/${APP}/rollback?force=true`, { json: {} }, 'querystring/force: is not a known field'],
+      ['POST', `/apps/${APP}/deployments?slot=blue`, { json: { releaseId: liveSha } }, 'querystring/slot: is not a known field'],
+      ['POST', '/backups/nightly/run?wait=false', { json: {} }, 'querystring/wait: is not a known field'],
+      ['POST', '/backups/1/restore?force=true', { json: { confirm: true } }, 'querystring/force: is not a known field'],
+    ];
+    // A lock that a DELETE slipping past its schema would force-release.
+    const held = await api('POST', `/apps/${APP}/lock`, { json: { releaseId: newReleaseId() } });
+    expect(held.status, held.text).toBe(201);
+    try {
+      await unchangedBy(async () => {
+        for (const [method, route, options, field] of cases) {
+          const answer = await api(method, route, options);
+          expectRefusal(answer, 400, 'invalid_request', `${method} ${route} ${JSON.stringify(options?.json)}`);
+          expect(answer.json?.message, `${method} ${route}`).toContain(field);
+        }
+      });
+    } finally {
+      expect((await api('DELETE', `/apps/${APP}/lock?force=true`)).status).toBe(200);
+    }
+    expect((await api('POST', cleanup, { json: {} })).status, 'an empty object is no body').toBe(200);
+  });
+
+  it('agent API: a JSON route sent another media type, a non-UTF-8 charset or a content coding -> 415 with a clean message; nothing runs', async () => {
+    const json = JSON.stringify({ releaseId: newReleaseId() });
+    const sent: [Record<string, string>, Buffer][] = [
+      [{ 'content-type': 'application/octet-stream' }, Buffer.from(json)],
+      [{ 'content-type': 'application/gzip' }, gzipSync(json)],
+      [{ 'content-type': 'text/plain' }, Buffer.from(json)],
+      [{ 'content-type': 'text/plain; charset=utf-8' }, Buffer.from(json)],
+      [{ 'content-type': 'application/x-www-form-urlencoded' }, Buffer.from(`releaseId=${newReleaseId()}`)],
+      [{ 'content-type': 'multipart/form-data; boundary=x' }, Buffer.from(`--x\r\n\r\n${json}\r\n--x--\r\n`)],
+      [{}, Buffer.from(json)],
+      [{ 'content-type': 'application/json; charset=utf-16' }, Buffer.from(json, 'utf16le')],
+      [{ 'content-type': 'application/json; charset=UTF-16LE' }, Buffer.from(json, 'utf16le')],
+      [{ 'content-type': 'application/json; charset=iso-8859-1' }, Buffer.from(json, 'latin1')],
+      [{ 'content-type': `application/json; charset=${token}` }, Buffer.from(json)],
+      [{ 'content-type': 'application/json', 'content-encoding': 'gzip' }, gzipSync(json)],
+    ];
+    await unchangedBy(async () => {
+      for (const [headers, body] of sent) {
+        const answer = await api('POST', `/apps/${APP}/lock`, { body, headers });
+        expectRefusal(answer, 415, 'unsupported_media_type', JSON.stringify(headers));
+        expect(answer.json?.message, JSON.stringify(headers)).toMatch(headers['content-encoding'] ? /Content-Encoding "gzip"/ : /takes application\/json bodies/);
+      }
+      const upload = await api('PUT', `/apps/${APP}/releases/${newReleaseId()}`, { body: Buffer.from(json), headers: { 'content-type': 'application/json', 'x-slipway-sha256': 'a'.repeat(64) } });
+      expectRefusal(upload, 415, upload.json?.error === 'upload_missing' ? 'upload_missing' : 'unsupported_media_type', 'an upload sent as JSON');
+      for (const contentType of ['application/json; charset=utf-8', 'application/json; charset=UTF-8', 'application/json;charset="utf-8"']) {
+        const answer = await api('POST', `/apps/${APP}/switch`, { body: JSON.stringify({ slot: 'purple' }), headers: { 'content-type': contentType } });
+        expect({ status: answer.status, error: answer.json?.error }, `${contentType} is parsed: ${answer.text}`).toEqual({ status: 400, error: 'invalid_request' });
+      }
+    });
+  });
+
+  it('agent API: framework-level refusals (long path segment or URL, malformed % escape, unknown route, large body or headers) use Slipway\'s error shape', async () => {
+    await unchangedBy(async () => {
+      expectRefusal(await api('GET', `/apps/${'a'.repeat(150)}`), 414, 'path_too_long', 'a 150-character app name');
+      expectRefusal(await api('GET', `/apps/${APP}/releases/${'a'.repeat(150)}`), 414, 'path_too_long', 'a 150-character release id');
+      for (const route of [`/apps/%zz`, `/apps/${APP}/releases/%E0%A4%A`, `/apps/${APP}/lock%`]) {
+        expectRefusal(await api('GET', route), 400, 'bad_url', route);
+      }
+      expectRefusal(await api('GET', '/no/such/route'), 404, 'not_found', 'an unknown route');
+      expectRefusal(await api('PATCH', `/apps/${APP}/lock`, { json: {} }), 404, 'not_found', 'an unknown method');
+      expectRefusal(await api('POST', `/apps/${APP}/lock`, { json: { releaseId: 'a'.repeat(70_000) } }), 413, 'body_too_large', 'a 70 KB body');
+      expectRefusal(await api('GET', `/apps/${APP}`, { headers: { 'x-padding': 'p'.repeat(20_000) } }), 431, 'headers_too_large', '20 KB of headers');
+      expectRefusal(await api('GET', `/apps/${APP}/deployments?limit=${'1'.repeat(20_000)}`), 431, 'headers_too_large', 'a 20 KB URL');
+    });
   });
 
   it('case 34: every mutating call writes one audit row (who, what, when, result), with no secret in it', async () => {

@@ -1,0 +1,64 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { AppStatus, ReleaseInfo, SlotStatus } from '../../contract/api.js';
+import { manifestSchema } from '../../contract/manifest.js';
+import type { AppSummary, StatusService } from '../status.js';
+import { answers, appParams, noQuery, nullable, slotSchema, type AppParams, type NoQuery, type ObjectSchemaOf } from './schemas.js';
+
+type SlotProcess = NonNullable<SlotStatus['process']>;
+type SlotHealth = NonNullable<SlotStatus['health']>;
+
+const slotProcess = {
+  type: ['object', 'null'], additionalProperties: false, required: ['status', 'pid', 'restarts', 'cwd'],
+  properties: { status: { type: 'string' }, pid: nullable('integer'), restarts: { type: 'integer' }, cwd: nullable('string') },
+} as const satisfies ObjectSchemaOf<SlotProcess>;
+
+const slotHealth = {
+  type: ['object', 'null'], additionalProperties: false, required: ['ok', 'ms'],
+  properties: { ok: { type: 'boolean' }, status: { type: 'integer' }, error: { type: 'string' }, ms: { type: 'number' } },
+} as const satisfies ObjectSchemaOf<SlotHealth>;
+
+const slotStatus = {
+  type: 'object', additionalProperties: false, required: ['slot', 'port', 'releaseId', 'state', 'live', 'process', 'health'],
+  properties: {
+    slot: slotSchema, port: { type: 'integer' }, releaseId: nullable('string'), state: { type: 'string' }, live: { type: 'boolean' },
+    process: slotProcess, health: slotHealth,
+  },
+} as const satisfies ObjectSchemaOf<SlotStatus>;
+
+export const releaseInfo = {
+  type: 'object', additionalProperties: false, required: ['releaseId', 'state', 'bytes', 'createdAt', 'manifest', 'slots'],
+  properties: {
+    releaseId: { type: 'string' }, state: { type: 'string' }, bytes: { type: 'integer' }, createdAt: { type: 'string' },
+    manifest: manifestSchema, slots: { type: 'array', items: slotSchema },
+  },
+} as const satisfies ObjectSchemaOf<ReleaseInfo>;
+
+const appStatus = {
+  type: 'object', additionalProperties: false,
+  required: ['app', 'liveSlot', 'liveReleaseId', 'generation', 'publicUrl', 'slots', 'releases'],
+  properties: {
+    app: { type: 'string' }, liveSlot: nullable('string'), liveReleaseId: nullable('string'), generation: { type: 'integer' },
+    publicUrl: { type: 'string' }, slots: { type: 'array', items: slotStatus }, releases: { type: 'array', items: releaseInfo },
+  },
+} as const satisfies ObjectSchemaOf<AppStatus>;
+
+const appSummary = {
+  type: 'object', additionalProperties: false, required: ['app', 'liveSlot', 'generation'],
+  properties: { app: { type: 'string' }, liveSlot: nullable('string'), generation: { type: 'integer' } },
+} as const satisfies ObjectSchemaOf<AppSummary>;
+
+const appList = {
+  type: 'object', additionalProperties: false, required: ['apps'],
+  properties: { apps: { type: 'array', items: appSummary } },
+} as const satisfies ObjectSchemaOf<{ apps: AppSummary[] }>;
+
+/** GET /apps, GET /apps/:app: what runs where, with live process and health facts. */
+export const appRoutes: FastifyPluginAsync<{ status: StatusService }> = async (app, { status }) => {
+  app.get<{ Querystring: NoQuery; Reply: { apps: AppSummary[] } }>('/apps', {
+    schema: { querystring: noQuery, response: answers({ 200: appList }) },
+  }, async () => ({ apps: status.apps() }));
+
+  app.get<{ Params: AppParams; Querystring: NoQuery; Reply: AppStatus }>('/apps/:app', {
+    schema: { params: appParams, querystring: noQuery, response: answers({ 200: appStatus }) },
+  }, async (request) => status.app(request.params.app));
+};

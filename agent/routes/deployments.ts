@@ -1,0 +1,115 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { DeploymentEvent, DeploymentSummary } from '../../contract/api.js';
+import { APP_NAME_PATTERN, RELEASE_ID_PATTERN, type Slot } from '../../contract/names.js';
+import type { RolloutService } from '../rollout/rollout.js';
+import type { DeploymentDetail, DeploymentListEntry, StatusService } from '../status.js';
+import { deploymentStream, streamFeed } from './ndjson.js';
+import {
+  answers, appParams, noQuery, nullable, slotSchema, type AppParams, type NoQuery, type ObjectSchemaOf,
+} from './schemas.js';
+
+const releaseIdSchema = { type: 'string', pattern: RELEASE_ID_PATTERN } as const;
+const lockIdSchema = { type: 'string', pattern: '^[0-9a-f-]{36}$' } as const;
+
+const deployBody = {
+  type: 'object', additionalProperties: false, required: ['releaseId'],
+  properties: { releaseId: releaseIdSchema, slot: slotSchema, lockId: lockIdSchema },
+} as const;
+interface DeployBody { releaseId: string; slot?: Slot; lockId?: string }
+
+const switchBody = { type: 'object', additionalProperties: false, required: ['slot'], properties: { slot: slotSchema } } as const;
+interface SwitchBody { slot: Slot }
+
+const rollbackBody = {
+  type: 'object', additionalProperties: false,
+  properties: {
+    to: releaseIdSchema,
+    force: { type: 'boolean' },
+    reason: { type: 'string', maxLength: 500, pattern: '^[^\\u0000-\\u001f]*$' },
+  },
+} as const;
+interface RollbackBody { to?: string; force?: boolean; reason?: string }
+
+const deploymentParams = {
+  type: 'object', additionalProperties: false, required: ['app', 'id'],
+  properties: { app: { type: 'string', pattern: APP_NAME_PATTERN }, id: { type: 'string', pattern: '^[0-9]{1,12}$' } },
+} as const;
+interface DeploymentParams { app: string; id: string }
+
+const historyQuery = { type: 'object', additionalProperties: false, properties: { limit: { type: 'string', pattern: '^[0-9]{1,4}$' } } } as const;
+interface HistoryQuery { limit?: string }
+
+const stepDurations = { type: 'object', additionalProperties: { type: 'number' } } as const;
+
+const summaryProperties = {
+  id: { type: 'integer' }, app: { type: 'string' }, kind: { type: 'string' }, releaseId: nullable('string'), slot: slotSchema,
+  previousSlot: nullable('string'), previousRelease: nullable('string'), state: { type: 'string' }, outcome: nullable('string'),
+  reason: nullable('string'), requestedBy: { type: 'string' }, startedAt: { type: 'string' }, endedAt: nullable('string'), note: nullable('string'),
+} as const;
+const summaryRequired = [
+  'id', 'app', 'kind', 'releaseId', 'slot', 'previousSlot', 'previousRelease', 'state', 'outcome', 'reason', 'requestedBy', 'startedAt', 'endedAt', 'note',
+] as const;
+
+const eventEntry = {
+  type: 'object', additionalProperties: false, required: ['deploymentId', 'step', 'status', 'message', 'at', 'elapsedMs'],
+  properties: {
+    deploymentId: { type: 'integer' }, step: { type: 'string' }, status: { type: 'string' }, message: nullable('string'),
+    at: { type: 'string' }, elapsedMs: nullable('number'),
+  },
+} as const satisfies ObjectSchemaOf<Omit<DeploymentEvent, 'type'>>;
+
+const deploymentList = {
+  type: 'object', additionalProperties: false, required: ['deployments'],
+  properties: {
+    deployments: {
+      type: 'array',
+      items: {
+        type: 'object', additionalProperties: false, required: [...summaryRequired, 'stepDurationsMs'],
+        properties: { ...summaryProperties, stepDurationsMs: stepDurations, events: { type: 'array', items: eventEntry } },
+      } satisfies ObjectSchemaOf<DeploymentSummary>,
+    },
+  },
+} as const;
+
+const deploymentDetail = {
+  type: 'object', additionalProperties: false, required: [...summaryRequired, 'events'],
+  properties: { ...summaryProperties, stepDurationsMs: stepDurations, events: { type: 'array', items: eventEntry } },
+} as const satisfies ObjectSchemaOf<DeploymentSummary>;
+
+export interface DeploymentRouteOptions {
+  rollouts: Pick<RolloutService, 'startDeploy' | 'startSwitch' | 'startRollback'>;
+  status: StatusService;
+}
+
+/** Rollouts (deploy, switch, rollback: each streams its progress) and their history. */
+export const deploymentRoutes: FastifyPluginAsync<DeploymentRouteOptions> = async (app, { rollouts, status }) => {
+  app.post<{ Params: AppParams; Querystring: NoQuery; Body: DeployBody }>('/apps/:app/deployments', {
+    schema: { params: appParams, querystring: noQuery, body: deployBody, response: answers(deploymentStream) },
+  }, async (request, reply) => {
+    const { releaseId, slot, lockId } = request.body;
+    return streamFeed(reply, rollouts.startDeploy({
+      app: request.params.app, releaseId, actor: request.actor, ...(slot ? { slot } : {}), ...(lockId ? { lockId } : {}),
+    }));
+  });
+
+  app.post<{ Params: AppParams; Querystring: NoQuery; Body: SwitchBody }>('/apps/:app/switch', {
+    schema: { params: appParams, querystring: noQuery, body: switchBody, response: answers(deploymentStream) },
+  }, async (request, reply) => streamFeed(reply, rollouts.startSwitch({ app: request.params.app, slot: request.body.slot, actor: request.actor })));
+
+  app.post<{ Params: AppParams; Querystring: NoQuery; Body: RollbackBody }>('/apps/:app/rollback', {
+    schema: { params: appParams, querystring: noQuery, body: rollbackBody, response: answers(deploymentStream) },
+  }, async (request, reply) => {
+    const { to, force = false, reason } = request.body;
+    return streamFeed(reply, rollouts.startRollback({
+      app: request.params.app, force, actor: request.actor, ...(to ? { to } : {}), ...(reason ? { reason } : {}),
+    }));
+  });
+
+  app.get<{ Params: AppParams; Querystring: HistoryQuery; Reply: { deployments: DeploymentListEntry[] } }>('/apps/:app/deployments', {
+    schema: { params: appParams, querystring: historyQuery, response: answers({ 200: deploymentList }) },
+  }, async (request) => ({ deployments: status.deployments(request.params.app, Number(request.query.limit ?? 50)) }));
+
+  app.get<{ Params: DeploymentParams; Querystring: NoQuery; Reply: DeploymentDetail }>('/apps/:app/deployments/:id', {
+    schema: { params: deploymentParams, querystring: noQuery, response: answers({ 200: deploymentDetail }) },
+  }, async (request) => status.deployment(request.params.app, Number(request.params.id)));
+};

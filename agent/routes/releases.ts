@@ -1,0 +1,90 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { Readable } from 'node:stream';
+import { SHA256_HEADER, type ReleaseListEntry } from '../../contract/api.js';
+import { manifestSchema } from '../../contract/manifest.js';
+import { SHA256_PATTERN } from '../../contract/names.js';
+import type { CleanupResult } from '../release/cleanup.js';
+import type { ReleaseService, StoredRelease } from '../release/service.js';
+import type { ReleaseDetail, StatusService } from '../status.js';
+import { refuseOtherMediaTypes } from '../plugins/content-types.js';
+import {
+  answers, appParams, noBody, noQuery, nullable, releaseParams, slotSchema, stringList,
+  type AppParams, type NoBody, type NoQuery, type ObjectSchemaOf, type ReleaseParams,
+} from './schemas.js';
+
+/** What an upload may be sent as: the gzip tarball's bytes, streamed to the release store. */
+const TARBALL_TYPES = ['application/gzip', 'application/octet-stream'] as const;
+
+const uploadHeaders = {
+  type: 'object',
+  required: [SHA256_HEADER, 'content-length'],
+  properties: { [SHA256_HEADER]: { type: 'string', pattern: SHA256_PATTERN }, 'content-length': { type: 'string', pattern: '^[0-9]{1,15}$' } },
+} as const;
+interface UploadHeaders { [SHA256_HEADER]: string; 'content-length': string }
+
+const storedRelease = {
+  type: 'object', additionalProperties: false, required: ['releaseId', 'bytes', 'dir'],
+  properties: { releaseId: { type: 'string' }, bytes: { type: 'integer' }, dir: { type: 'string' } },
+} as const satisfies ObjectSchemaOf<StoredRelease>;
+
+const releaseDetail = {
+  type: 'object', additionalProperties: false, required: ['releaseId', 'state', 'bytes', 'sha256', 'createdAt', 'manifest'],
+  properties: {
+    releaseId: { type: 'string' }, state: { type: 'string' }, bytes: { type: 'integer' }, sha256: { type: 'string' },
+    createdAt: { type: 'string' }, manifest: manifestSchema,
+  },
+} as const satisfies ObjectSchemaOf<ReleaseDetail>;
+
+const releaseListEntry = {
+  type: 'object', additionalProperties: false,
+  required: ['releaseId', 'state', 'recordedState', 'bytes', 'createdAt', 'liveAt', 'slots', 'branch', 'author', 'commitTime', 'dirty'],
+  properties: {
+    releaseId: { type: 'string' }, state: { type: 'string' }, recordedState: { type: 'string' }, bytes: { type: 'integer' },
+    createdAt: { type: 'string' }, liveAt: nullable('string'), slots: { type: 'array', items: slotSchema }, branch: nullable('string'),
+    author: { type: 'string' }, commitTime: { type: 'string' }, dirty: { type: 'boolean' },
+  },
+} as const satisfies ObjectSchemaOf<ReleaseListEntry>;
+
+const releaseList = {
+  type: 'object', additionalProperties: false, required: ['releases'],
+  properties: { releases: { type: 'array', items: releaseListEntry } },
+} as const satisfies ObjectSchemaOf<{ releases: ReleaseListEntry[] }>;
+
+const cleanupResult = {
+  type: 'object', additionalProperties: false, required: ['app', 'removed', 'kept', 'skipped'],
+  properties: { app: { type: 'string' }, removed: stringList, kept: stringList, skipped: nullable('string') },
+} as const satisfies ObjectSchemaOf<CleanupResult>;
+
+export interface ReleaseRouteOptions { status: StatusService; releases: ReleaseService }
+
+/** Releases of an app: list, look up, upload, clean up. */
+export const releaseRoutes: FastifyPluginAsync<ReleaseRouteOptions> = async (app, { status, releases }) => {
+  app.get<{ Params: AppParams; Querystring: NoQuery; Reply: { releases: ReleaseListEntry[] } }>('/apps/:app/releases', {
+    schema: { params: appParams, querystring: noQuery, response: answers({ 200: releaseList }) },
+  }, async (request) => ({ releases: status.releases(request.params.app) }));
+
+  app.get<{ Params: ReleaseParams; Querystring: NoQuery; Reply: ReleaseDetail }>('/apps/:app/releases/:releaseId', {
+    schema: { params: releaseParams, querystring: noQuery, response: answers({ 200: releaseDetail }) },
+  }, async (request) => status.release(request.params.app, request.params.releaseId));
+
+  app.post<{ Params: AppParams; Querystring: NoQuery; Body: NoBody; Reply: CleanupResult }>('/apps/:app/releases/cleanup', {
+    schema: { params: appParams, querystring: noQuery, body: noBody, response: answers({ 200: cleanupResult }) },
+  }, async (request) => releases.cleanup(request.params.app, request.actor));
+
+  // The upload has a context of its own: its body is the tarball, streamed, never parsed as JSON.
+  await app.register(async (upload) => {
+    upload.removeAllContentTypeParsers();
+    upload.addContentTypeParser([...TARBALL_TYPES], (_request, payload, done) => done(null, payload));
+    refuseOtherMediaTypes(upload, TARBALL_TYPES);
+    // A refused upload may still be arriving: the connection is closed after the answer, or
+    // Node would quietly read the rest of it.
+    upload.addHook('onError', async (_request, reply) => { reply.header('connection', 'close'); });
+
+    upload.put<{ Params: ReleaseParams; Querystring: NoQuery; Headers: UploadHeaders; Body: Readable | undefined; Reply: StoredRelease }>('/apps/:app/releases/:releaseId', {
+      schema: { params: releaseParams, querystring: noQuery, headers: uploadHeaders, response: answers({ 201: storedRelease }) },
+    }, async (request, reply) => reply.code(201).send(await releases.receive({
+      app: request.params.app, releaseId: request.params.releaseId, sha256: request.headers[SHA256_HEADER],
+      source: request.body, expectedBytes: Number(request.headers['content-length']),
+    })));
+  });
+};

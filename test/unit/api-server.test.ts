@@ -1,0 +1,207 @@
+/**
+ * The agent API's composition without a real host: the route table (every route a strict schema
+ * for params, query, body and response), and the plugins every request passes (Host and Origin,
+ * token, body types, errors), through fastify's inject with stub services. The same rules are
+ * tested against the real agent process in test/reliability/api.test.ts.
+ */
+import type { FastifyInstance, RouteOptions } from 'fastify';
+import pino from 'pino';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { AGENT_HOST } from '../../contract/api.js';
+import { SlipwayError } from '../../contract/errors.js';
+import { buildServer, type ServerDeps } from '../../agent/server.js';
+import { checkAddressing, hostAllowed } from '../../agent/plugins/host-guard.js';
+import { charsetOf, isUtf8, mediaTypeOf } from '../../agent/plugins/content-types.js';
+import { clientErrorReply, errorReply } from '../../agent/plugins/error-handler.js';
+import { roomForUpload } from '../../agent/release/disk-space.js';
+import { stepDurations } from '../../agent/status.js';
+
+const TOKEN = 't'.repeat(43);
+const APP = 'shop';
+const SHA = 'a'.repeat(40);
+const context = { home: '/srv/slipway', bodyLimitBytes: 64 * 1024, maxParamLength: 100 };
+
+function stubDeps(overrides: Partial<ServerDeps> = {}): ServerDeps {
+  const unused = () => { throw new Error('not expected in this test'); };
+  return {
+    config: { home: '/srv/slipway', apps: { [APP]: {} } } as unknown as ServerDeps['config'],
+    token: TOKEN,
+    state: { audit: vi.fn(), app: () => ({ name: APP, liveSlot: null, generation: 0, updatedAt: '' }) } as unknown as ServerDeps['state'],
+    releases: { has: () => false, ingest: unused },
+    rollouts: { startDeploy: unused, startSwitch: unused, startRollback: unused, lockStatus: () => null, reserveLock: unused, releaseLock: unused } as unknown as ServerDeps['rollouts'],
+    processes: {} as ServerDeps['processes'],
+    health: { checkOnce: unused },
+    cleanup: vi.fn(async (app: string) => ({ app, removed: [], kept: [], skipped: null })),
+    backups: { service: {} as ServerDeps['backups']['service'] },
+    logger: pino({ level: 'silent' }),
+    version: '0.0.0-test',
+    ...overrides,
+  };
+}
+
+let server: FastifyInstance | undefined;
+afterEach(async () => { await server?.close(); server = undefined; });
+
+async function build(deps = stubDeps()): Promise<{ app: FastifyInstance; routes: RouteOptions[] }> {
+  const routes: RouteOptions[] = [];
+  server = buildServer(deps);
+  server.addHook('onRoute', (route) => { routes.push(route); });
+  await server.ready();
+  return { app: server, routes };
+}
+
+const auth = { authorization: `Bearer ${TOKEN}`, host: 'localhost' };
+
+describe('the route table', () => {
+  it('every route has strict params, query and body schemas, and response schemas for success and error', async () => {
+    const { routes } = await build();
+    const api = routes.filter((r) => r.method !== 'HEAD');
+    expect(api.map((r) => `${String(r.method)} ${r.url}`).sort()).toEqual([
+      'DELETE /apps/:app/lock',
+      'GET /apps', 'GET /apps/:app', 'GET /apps/:app/deployments', 'GET /apps/:app/deployments/:id', 'GET /apps/:app/lock',
+      'GET /apps/:app/releases', 'GET /apps/:app/releases/:releaseId', 'GET /backups', 'GET /health',
+      'POST /apps/:app/deployments', 'POST /apps/:app/lock', 'POST /apps/:app/releases/cleanup', 'POST /apps/:app/rollback',
+      'POST /apps/:app/switch', 'POST /backups/:id/restore', 'POST /backups/:job/run',
+      'PUT /apps/:app/releases/:releaseId',
+    ]);
+    for (const route of api) {
+      const label = `${String(route.method)} ${route.url}`;
+      const schema = route.schema as Record<string, Record<string, unknown> | undefined>;
+      expect(schema.querystring?.additionalProperties, `${label} querystring`).toBe(false);
+      if (route.url.includes(':')) expect(schema.params?.additionalProperties, `${label} params`).toBe(false);
+      if (route.method !== 'GET' && route.method !== 'PUT') expect(schema.body?.additionalProperties, `${label} body`).toBe(false);
+      const responses = Object.keys(schema.response ?? {});
+      expect(responses.some((code) => /^2\d\d$/.test(code)), `${label} success response`).toBe(true);
+      expect(responses, `${label} error responses`).toEqual(expect.arrayContaining(['4xx', '5xx']));
+    }
+  });
+});
+
+describe('the Host and Origin a request may carry', () => {
+  it('allows the loopback names and the controller\'s name, with the agent\'s port or none', () => {
+    for (const host of ['127.0.0.1', '127.0.0.1:7070', 'localhost', 'LocalHost:7070', '[::1]', '[::1]:7070', AGENT_HOST, `${AGENT_HOST}:7070`]) {
+      expect(hostAllowed(host, 7070), host).toBe(true);
+    }
+    for (const host of [undefined, '', 'evil.example', '127.0.0.1:7071', '127.0.0.1:', 'localhost.', '127.0.0.2', '[::1]:80', `${AGENT_HOST}.evil.example`, '127.0.0.1:7070 ']) {
+      expect(hostAllowed(host, 7070), String(host)).toBe(false);
+    }
+    expect(hostAllowed('localhost:80', undefined), 'no port known: only bare names').toBe(false);
+  });
+
+  it('refuses a foreign Host with 421 and any Origin with 403, naming what it saw', () => {
+    const refusal = (headers: { host?: string; origin?: string }) => {
+      try {
+        checkAddressing(headers, 7070);
+        return null;
+      } catch (error) {
+        return error as SlipwayError;
+      }
+    };
+    expect(refusal({ host: 'evil.example' })).toMatchObject({ code: 'host_not_allowed', status: 421, message: expect.stringContaining('"evil.example"') });
+    expect(refusal({ host: 'localhost:7070', origin: 'null' })).toMatchObject({ code: 'origin_not_allowed', status: 403, message: expect.stringContaining('"null"') });
+    expect(refusal({ host: `h${'x'.repeat(500)}` })?.message.length).toBeLessThan(400);
+    expect(refusal({ host: 'localhost:7070' })).toBeNull();
+  });
+
+  it('applies to /health, before the token is looked at', async () => {
+    const { app } = await build();
+    expect((await app.inject({ url: '/health', headers: { host: 'localhost' } })).statusCode).toBe(200);
+    const foreign = await app.inject({ url: '/health', headers: { host: 'evil.example' } });
+    expect({ status: foreign.statusCode, error: foreign.json().error }).toEqual({ status: 421, error: 'host_not_allowed' });
+    const page = await app.inject({ url: `/apps/${APP}/lock`, headers: { host: 'localhost', origin: 'http://evil.example' } });
+    expect({ status: page.statusCode, error: page.json().error }).toEqual({ status: 403, error: 'origin_not_allowed' });
+  });
+});
+
+describe('request bodies', () => {
+  it('reads charset and media type from a Content-Type', () => {
+    expect(mediaTypeOf('Application/JSON; charset=utf-8')).toBe('application/json');
+    expect(mediaTypeOf(undefined)).toBeNull();
+    expect(charsetOf('application/json; charset="UTF-8"')).toBe('utf-8');
+    expect(charsetOf('application/json')).toBeNull();
+    for (const type of ['application/json', 'application/json; charset=utf-8', 'application/json;charset=UTF8']) expect(isUtf8(type), type).toBe(true);
+    for (const type of ['application/json; charset=utf-16', 'application/json; charset=latin1', 'application/json; charset=']) expect(isUtf8(type), type).toBe(false);
+  });
+
+  it('a route that takes no body refuses one (and runs nothing); no body or {} is fine', async () => {
+    const deps = stubDeps();
+    const { app } = await build(deps);
+    const url = `/apps/${APP}/releases/cleanup`;
+    for (const payload of ['{"all":true}', '[]', '"all"', '1']) {
+      const answer = await app.inject({ method: 'POST', url, headers: { ...auth, 'content-type': 'application/json' }, payload });
+      expect({ status: answer.statusCode, error: answer.json().error }, payload).toEqual({ status: 400, error: 'invalid_request' });
+    }
+    const query = await app.inject({ method: 'POST', url: `${url}?all=true`, headers: auth });
+    expect(query.json()).toMatchObject({ error: 'invalid_request', message: expect.stringContaining('querystring/all: is not a known field') });
+    expect(deps.cleanup).not.toHaveBeenCalled();
+    expect((await app.inject({ method: 'POST', url, headers: auth })).statusCode).toBe(200);
+    expect((await app.inject({ method: 'POST', url, headers: { ...auth, 'content-type': 'application/json' }, payload: '{}' })).statusCode).toBe(200);
+    expect(deps.cleanup).toHaveBeenCalledTimes(2);
+  });
+
+  it('a JSON route refuses other media types, other charsets and content codings with 415, never showing the body', async () => {
+    const { app } = await build();
+    const sent: Record<string, string>[] = [
+      { 'content-type': 'application/octet-stream' }, { 'content-type': 'application/gzip' }, { 'content-type': 'text/plain' },
+      { 'content-type': 'application/json; charset=utf-16' }, { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+    ];
+    for (const headers of sent) {
+      const answer = await app.inject({ method: 'POST', url: `/apps/${APP}/lock`, headers: { ...auth, ...headers }, payload: `{"releaseId":"${SHA}"}` });
+      expect({ status: answer.statusCode, error: answer.json().error }, JSON.stringify(headers)).toEqual({ status: 415, error: 'unsupported_media_type' });
+      expect(answer.body).not.toMatch(/_readableState|_events|releaseId/);
+    }
+    const upload = await app.inject({
+      method: 'PUT', url: `/apps/${APP}/releases/${SHA}`, payload: '{}',
+      headers: { ...auth, 'content-type': 'application/json', 'x-slipway-sha256': 'b'.repeat(64) },
+    });
+    expect(upload.json()).toMatchObject({ error: 'unsupported_media_type', message: expect.stringContaining('application/gzip') });
+  });
+});
+
+describe('errors', () => {
+  it('every framework refusal gets a Slipway code, a message and a hint', () => {
+    const cases: [string, number, string][] = [
+      ['FST_ERR_CTP_BODY_TOO_LARGE', 413, 'body_too_large'],
+      ['FST_ERR_CTP_INVALID_MEDIA_TYPE', 415, 'unsupported_media_type'],
+      ['FST_ERR_CTP_INVALID_JSON_BODY', 400, 'invalid_json'],
+      ['FST_ERR_CTP_EMPTY_JSON_BODY', 400, 'invalid_json'],
+      ['FST_ERR_CTP_INVALID_CONTENT_LENGTH', 400, 'invalid_length'],
+      ['FST_ERR_BAD_URL', 400, 'bad_url'],
+      ['FST_ERR_MAX_PARAM_LENGTH', 414, 'path_too_long'],
+      ['FST_ERR_SOMETHING_NEW', 400, 'bad_request'],
+    ];
+    for (const [code, status, error] of cases) {
+      const reply = errorReply(Object.assign(new Error(`fastify says ${code}`), { code, statusCode: 400 }), context);
+      expect({ status: reply.status, error: reply.body.error, internal: reply.internal }, code).toEqual({ status, error, internal: false });
+      expect(reply.body.hint, code).toEqual(expect.any(String));
+    }
+  });
+
+  it('a SlipwayError keeps its own; a full disk is 507 naming the home; anything else is a bare 500', () => {
+    expect(errorReply(new SlipwayError('lock_in_use', 'held', { status: 409, hint: 'wait' }), context))
+      .toEqual({ status: 409, body: { error: 'lock_in_use', message: 'held', hint: 'wait' }, internal: false });
+    expect(errorReply(Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' }), context))
+      .toMatchObject({ status: 507, internal: true, body: { error: 'disk_full', message: expect.stringContaining('/srv/slipway') } });
+    const bug = errorReply(new TypeError(`cannot read secret ${TOKEN}`), context);
+    expect(bug).toEqual({ status: 500, internal: true, body: { error: 'internal_error', message: 'the agent hit an internal error', hint: 'see the agent log for details' } });
+  });
+
+  it('malformed HTTP gets an answer in the same shape', () => {
+    expect(clientErrorReply(Object.assign(new Error('overflow'), { code: 'HPE_HEADER_OVERFLOW' }))).toMatchObject({ status: 431, body: { error: 'headers_too_large' } });
+    expect(clientErrorReply(Object.assign(new Error('bad'), { code: 'HPE_INVALID_METHOD' }))).toMatchObject({ status: 400, body: { error: 'bad_http', hint: expect.any(String) } });
+  });
+});
+
+describe('services behind the routes', () => {
+  it('an upload needs 4× its size plus 64 MB free', () => {
+    expect(roomForUpload(500e6, 100e6)).toMatchObject({ fits: true, neededBytes: 400e6 + 64 * 1024 * 1024 });
+    expect(roomForUpload(400e6, 100e6).fits).toBe(false);
+  });
+
+  it('step durations come from steps that finished, ok or failed', () => {
+    expect(stepDurations([
+      { step: 'upload', status: 'ok', elapsedMs: 120 }, { step: 'start', status: 'started', elapsedMs: null },
+      { step: 'start', status: 'failed', elapsedMs: 900 }, { step: 'note', status: 'info', elapsedMs: 5 },
+    ])).toEqual({ upload: 120, start: 900 });
+  });
+});
