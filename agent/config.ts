@@ -5,7 +5,7 @@ import { APP_NAME_PATTERN, SERVER_NAME_PATTERN, type Slot } from '../contract/na
 import { SlipwayError } from '../contract/errors.js';
 import { compileValidator } from '../lib/validate.js';
 import { packageRoot } from '../contract/version.js';
-import { NGINX_DEFAULTS, type NginxSettings } from './nginx/settings.js';
+import { NGINX_DEFAULTS, SWITCH_DIR_PATTERN, type NginxSettings } from './nginx/settings.js';
 import { backupsSchema, normalizeBackups, orphanBackupBeforeDeploy, type BackupsConfig } from './backups/config.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/slipway/agent.json';
@@ -89,7 +89,7 @@ const configSchema = {
         pidFile: absolutePath,
         includeDir: absolutePath,
         templateDir: absolutePath,
-        switchDir: { type: 'string', pattern: '^(/(?!\\.{1,2}(/|$))[A-Za-z0-9._-]+)+$' },
+        switchDir: { type: 'string', pattern: SWITCH_DIR_PATTERN },
         timeoutMs: { type: 'integer', minimum: 100, default: NGINX_DEFAULTS.timeoutMs },
         proveTimeoutMs: { type: 'integer', minimum: 100, default: NGINX_DEFAULTS.proveTimeoutMs },
         errorLogPath: { ...absolutePath, default: NGINX_DEFAULTS.errorLogPath },

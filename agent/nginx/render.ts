@@ -3,7 +3,9 @@ import { isIPv4, isIPv6 } from 'node:net';
 import path from 'node:path';
 import nunjucks from 'nunjucks';
 import { SlipwayError, errorMessage } from '../../contract/errors.js';
-import { APP_NAME_PATTERN, NO_RELEASE, RELEASE_ID_PATTERN, SERVER_NAME_PATTERN, SLOTS, isAppName, isSlot, type Slot } from '../../contract/names.js';
+import { APP_NAME_PATTERN, NO_RELEASE, RELEASE_ID_PATTERN, SERVER_NAME_PATTERN, SLOTS, isAppName, type Slot } from '../../contract/names.js';
+import { compileChecker } from '../../lib/validate.js';
+import { SWITCH_DIR_PATTERN } from './settings.js';
 
 /** One slot as nginx knows it: its port, and the release it runs (null before its first deploy). */
 export interface SlotUpstream { port: number; releaseId: string | null }
@@ -38,145 +40,161 @@ export interface RenderOptions {
 export const DEFAULT_TEMPLATE = 'app.conf.njk';
 export const TEMPLATE_NAME_PATTERN = '^[A-Za-z0-9_.-]+\\.njk$';
 
-const INPUT_FIELDS = new Set([
-  'app', 'slot', 'slots', 'switchDir', 'generation', 'listen', 'serverNames',
-  'clientMaxBodySize', 'proxyReadTimeoutSeconds',
-]);
-// Absolute, plain characters only, no "." or ".." segments: the path is written into an `if (-f …)`.
-const SWITCH_DIR_PATTERN = /^(\/(?!\.{1,2}(\/|$))[A-Za-z0-9._-]+)+$/;
 // Characters that could end a directive, open/close a block, start a comment, quote, interpolate a
-// variable or split a token in nginx config. The per-field patterns exclude them too; this check
+// variable or split a token in nginx config. The schema's patterns exclude them too; this check
 // is the backstop that names the field even if a pattern is loosened later.
 const FORBIDDEN_CHARACTERS = /[;{}"'`#$\\\s\u0000-\u001f\u007f]/;
-const SIZE_PATTERN = /^[0-9]{1,10}[kKmMgG]?$/;
+const SIZE_PATTERN = '^[0-9]{1,10}[kKmMgG]?$';
 const MAX_SERVER_NAMES = 64;
+
+const port = { type: 'integer', minimum: 1, maximum: 65535 } as const;
+const slotUpstream = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['port', 'releaseId'],
+  properties: { port, releaseId: { type: 'string', nullable: true, pattern: RELEASE_ID_PATTERN } },
+} as const;
+
+/** Every value that ends up in nginx config; what a schema cannot say is in inputRuleProblems. */
+const inputSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['app', 'slot', 'slots', 'switchDir', 'generation', 'listen', 'serverNames'],
+  properties: {
+    app: { type: 'string', pattern: APP_NAME_PATTERN },
+    slot: { enum: SLOTS },
+    slots: { type: 'object', additionalProperties: false, required: SLOTS, properties: { blue: slotUpstream, green: slotUpstream } },
+    switchDir: { type: 'string', pattern: SWITCH_DIR_PATTERN },
+    generation: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
+    listen: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['host', 'port'],
+      properties: { host: { type: 'string' }, port },
+    },
+    serverNames: { type: 'array', minItems: 1, maxItems: MAX_SERVER_NAMES, items: { type: 'string', pattern: SERVER_NAME_PATTERN } },
+    // nginx size: a byte count, or a string with an optional k/m/g unit.
+    clientMaxBodySize: {
+      if: { type: 'string' },
+      then: { type: 'string', pattern: SIZE_PATTERN },
+      else: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+    },
+    proxyReadTimeoutSeconds: { type: 'integer', minimum: 1, maximum: 86_400 },
+  },
+} as const;
+
+const checkInput = compileChecker<AppConfigInput>(inputSchema);
+
+interface Problem { path: (string | number)[]; message: string }
 
 function show(value: unknown): string {
   const text = JSON.stringify(value) ?? String(value);
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 
-function isPort(value: unknown): value is number {
-  return Number.isInteger(value) && (value as number) >= 1 && (value as number) <= 65535;
+/** The value at `path` inside `input`, or undefined where there is none. */
+function valueAt(input: unknown, path: (string | number)[]): unknown {
+  let value = input;
+  for (const segment of path) {
+    if (typeof value !== 'object' || value === null) return undefined;
+    value = (value as Record<string | number, unknown>)[segment];
+  }
+  return value;
+}
+
+/** A field as the messages name it: "slots.blue.port", "serverNames[0]". */
+function fieldName(path: (string | number)[]): string {
+  return path.map((segment, i) => (typeof segment === 'number' ? `[${segment}]` : i === 0 ? segment : `.${segment}`)).join('') || '(input)';
+}
+
+/** Schema paths come as strings; an index into an array becomes a number, so it is shown as one. */
+function typedPath(input: unknown, path: string[]): (string | number)[] {
+  return path.map((segment, i) => (Array.isArray(valueAt(input, path.slice(0, i))) ? Number(segment) : segment));
 }
 
 /** Collects every string inside `value` with the path it sits at, for the forbidden-character check. */
-function* stringsIn(value: unknown, at: string): Generator<[string, string]> {
+function* stringsIn(value: unknown, at: (string | number)[]): Generator<[(string | number)[], string]> {
   if (typeof value === 'string') yield [at, value];
-  else if (Array.isArray(value)) for (const [i, item] of value.entries()) yield* stringsIn(item, `${at}[${i}]`);
+  else if (Array.isArray(value)) for (const [i, item] of value.entries()) yield* stringsIn(item, [...at, i]);
   else if (typeof value === 'object' && value !== null) {
-    for (const [key, item] of Object.entries(value)) yield* stringsIn(item, `${at}.${key}`);
+    for (const [key, item] of Object.entries(value)) yield* stringsIn(item, [...at, key]);
   }
 }
 
 /** nginx wants IPv6 listen addresses in brackets; "*" means every address. */
-function listenHostProblem(host: unknown): string | null {
-  if (typeof host !== 'string') return 'must be a string';
-  if (host === '*' || isIPv4(host)) return null;
-  const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
-  return isIPv6(bare) ? null : 'must be an IPv4 address, an IPv6 address or "*"';
+function isListenHost(host: string): boolean {
+  if (host === '*' || isIPv4(host)) return true;
+  return isIPv6(host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host);
+}
+
+/** What the schema cannot say: relations between fields, address syntax, case-insensitive duplicates, the character backstop. */
+function inputRuleProblems(input: Record<string, unknown>): Problem[] {
+  const problems: Problem[] = [];
+  for (const [path, text] of stringsIn(input, [])) {
+    if (FORBIDDEN_CHARACTERS.test(text)) {
+      problems.push({ path, message: 'contains a character not allowed in nginx config (whitespace, quotes, ; { } # $ \\ or a control character)' });
+    }
+  }
+  const slots = input.slots as Partial<Record<Slot, { port?: unknown }>> | undefined;
+  const [blue, green] = SLOTS.map((slot) => slots?.[slot]?.port);
+  if (typeof blue === 'number' && blue === green) problems.push({ path: ['slots'], message: 'blue and green must use different ports' });
+  const host = (input.listen as { host?: unknown } | undefined)?.host;
+  if (typeof host === 'string' && !isListenHost(host)) {
+    problems.push({ path: ['listen', 'host'], message: 'must be an IPv4 address, an IPv6 address or "*"' });
+  }
+  const names = input.serverNames;
+  if (Array.isArray(names)) {
+    // nginx compares names case-insensitively; a duplicate is a copy-paste mistake worth reporting.
+    const seen = new Set<string>();
+    for (const [i, name] of names.entries()) {
+      if (typeof name !== 'string') continue;
+      if (seen.has(name.toLowerCase())) problems.push({ path: ['serverNames', i], message: 'is listed twice' });
+      seen.add(name.toLowerCase());
+    }
+  }
+  return problems;
+}
+
+function comparePaths(a: (string | number)[], b: (string | number)[]): number {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    const [x, y] = [a[i]!, b[i]!];
+    if (x === y) continue;
+    if (typeof x === 'number' && typeof y === 'number') return x - y;
+    return String(x) < String(y) ? -1 : 1;
+  }
+  return a.length - b.length;
+}
+
+/** Every bad field once, in field order; a field the schema refuses is not reported again by the rules. */
+function inputProblems(input: unknown): Problem[] {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) return [{ path: [], message: 'must be an object' }];
+  const checked = checkInput(input);
+  const fromSchema = checked.ok ? [] : checked.problems.map(({ path, message }) => ({ path: typedPath(input, path), message }));
+  const byField = new Map<string, Problem>();
+  for (const problem of [...fromSchema, ...inputRuleProblems(input as Record<string, unknown>)]) {
+    const field = fieldName(problem.path);
+    if (!byField.has(field)) byField.set(field, problem);
+  }
+  return [...byField.values()].sort((a, b) => comparePaths(a.path, b.path));
+}
+
+function problemLine(input: unknown, { path, message }: Problem): string {
+  const got = path.length > 0 ? valueAt(input, path) : undefined;
+  return `${fieldName(path)}: ${message}${got === undefined ? '' : ` (got ${show(got)})`}`;
+}
+
+/**
+ * Pure check of every value that ends up in nginx config: the schema above, then the rules it
+ * cannot express. Returns one "field: problem (got value)" line per bad field (empty when the
+ * input is safe to render).
+ */
+export function nginxInputProblems(input: unknown): string[] {
+  return inputProblems(input).map((problem) => problemLine(input, problem));
 }
 
 function formatListen(host: string, port: number): string {
   if (host.includes(':') && !host.startsWith('[')) return `[${host}]:${port}`;
   return `${host}:${port}`;
-}
-
-/**
- * Pure check of every value that ends up in nginx config. Returns one "field: problem" line per
- * problem (empty when the input is safe to render).
- */
-export function nginxInputProblems(input: unknown): string[] {
-  if (typeof input !== 'object' || input === null || Array.isArray(input)) return ['(input): must be an object'];
-  const value = input as Record<string, unknown>;
-  const problems: string[] = [];
-  const add = (field: string, problem: string, got: unknown) => problems.push(`${field}: ${problem} (got ${show(got)})`);
-
-  for (const key of Object.keys(value)) {
-    if (!INPUT_FIELDS.has(key)) add(key, 'is not a known field', value[key]);
-  }
-  for (const [field, text] of stringsIn(value, '')) {
-    if (FORBIDDEN_CHARACTERS.test(text)) {
-      add(field.replace(/^\./, ''), 'contains a character not allowed in nginx config (whitespace, quotes, ; { } # $ \\ or a control character)', text);
-    }
-  }
-  const flagged = new Set(problems.map((p) => p.split(':')[0]));
-  const check = (field: string, ok: boolean, problem: string, got: unknown) => {
-    if (!ok && !flagged.has(field)) add(field, problem, got);
-  };
-
-  check('app', typeof value.app === 'string' && new RegExp(APP_NAME_PATTERN).test(value.app),
-    `must match ${APP_NAME_PATTERN}`, value.app);
-  check('slot', isSlot(value.slot), 'must be "blue" or "green"', value.slot);
-  const slots = value.slots as Record<string, unknown> | undefined;
-  if (typeof slots !== 'object' || slots === null || Array.isArray(slots)) {
-    add('slots', 'must be an object {blue: {port, releaseId}, green: {port, releaseId}}', slots);
-  } else {
-    for (const key of Object.keys(slots)) {
-      if (!isSlot(key)) add(`slots.${key}`, 'is not a slot (blue or green)', slots[key]);
-    }
-    for (const slot of SLOTS) {
-      const entry = slots[slot] as Record<string, unknown> | undefined;
-      if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
-        add(`slots.${slot}`, 'must be an object {port, releaseId}', entry);
-        continue;
-      }
-      for (const key of Object.keys(entry)) {
-        if (key !== 'port' && key !== 'releaseId') add(`slots.${slot}.${key}`, 'is not a known field', entry[key]);
-      }
-      check(`slots.${slot}.port`, isPort(entry.port), 'must be an integer from 1 to 65535', entry.port);
-      check(`slots.${slot}.releaseId`, entry.releaseId === null || (typeof entry.releaseId === 'string' && new RegExp(RELEASE_ID_PATTERN).test(entry.releaseId)),
-        `must be null or match ${RELEASE_ID_PATTERN}`, entry.releaseId);
-    }
-    const ports = SLOTS.map((slot) => (slots[slot] as { port?: unknown } | undefined)?.port);
-    if (isPort(ports[0]) && ports[0] === ports[1]) add('slots', 'blue and green must use different ports', ports[0]);
-  }
-  check('switchDir', typeof value.switchDir === 'string' && SWITCH_DIR_PATTERN.test(value.switchDir),
-    'must be an absolute path of letters, digits, ".", "_", "-" and "/" (no "." or ".." segments)', value.switchDir);
-  check('generation', Number.isSafeInteger(value.generation) && (value.generation as number) >= 1,
-    'must be a positive integer', value.generation);
-
-  const listen = value.listen as Record<string, unknown> | undefined;
-  if (typeof listen !== 'object' || listen === null || Array.isArray(listen)) {
-    add('listen', 'must be an object {host, port}', listen);
-  } else {
-    for (const key of Object.keys(listen)) {
-      if (key !== 'host' && key !== 'port') add(`listen.${key}`, 'is not a known field', listen[key]);
-    }
-    const hostProblem = listenHostProblem(listen.host);
-    if (hostProblem) check('listen.host', false, hostProblem, listen.host);
-    check('listen.port', isPort(listen.port), 'must be an integer from 1 to 65535', listen.port);
-  }
-
-  const names = value.serverNames;
-  if (!Array.isArray(names) || names.length === 0 || names.length > MAX_SERVER_NAMES) {
-    add('serverNames', `must be a list of 1 to ${MAX_SERVER_NAMES} names`, names);
-  } else {
-    const pattern = new RegExp(SERVER_NAME_PATTERN);
-    const seen = new Set<string>();
-    for (const [i, name] of names.entries()) {
-      check(`serverNames[${i}]`, typeof name === 'string' && pattern.test(name), `must match ${SERVER_NAME_PATTERN}`, name);
-      if (typeof name === 'string') {
-        // nginx compares names case-insensitively; a duplicate is a copy-paste mistake worth reporting.
-        if (seen.has(name.toLowerCase())) add(`serverNames[${i}]`, 'is listed twice', name);
-        seen.add(name.toLowerCase());
-      }
-    }
-  }
-
-  const size = value.clientMaxBodySize;
-  if (size !== undefined) {
-    const ok = typeof size === 'number'
-      ? Number.isSafeInteger(size) && size >= 0
-      : typeof size === 'string' && SIZE_PATTERN.test(size);
-    check('clientMaxBodySize', ok, 'must be a byte count, optionally with k, m or g (e.g. "10m")', size);
-  }
-  const timeout = value.proxyReadTimeoutSeconds;
-  if (timeout !== undefined) {
-    check('proxyReadTimeoutSeconds', Number.isInteger(timeout) && (timeout as number) >= 1 && (timeout as number) <= 86_400,
-      'must be an integer from 1 to 86400', timeout);
-  }
-  return problems;
 }
 
 const environments = new Map<string, { signature: string; env: nunjucks.Environment }>();
@@ -217,14 +235,13 @@ function environmentFor(templateDir: string): nunjucks.Environment {
  * directive, and the template may only use variables this function provides.
  */
 export function renderAppConfig(input: AppConfigInput, { templateDir, template = DEFAULT_TEMPLATE }: RenderOptions): string {
-  const problems = nginxInputProblems(input);
+  const problems = inputProblems(input);
   if (problems.length > 0) {
-    const fields = [...new Set(problems.map((p) => p.split(':')[0]))];
     throw new SlipwayError('invalid_nginx_value',
-      `refusing to render nginx config${isAppName(input?.app) ? ` for app ${input.app}` : ''}: invalid ${fields.join(', ')}`,
+      `refusing to render nginx config${isAppName(input?.app) ? ` for app ${input.app}` : ''}: invalid ${problems.map(({ path }) => fieldName(path)).join(', ')}`,
       {
         status: 400,
-        details: problems,
+        details: problems.map((problem) => problemLine(input, problem)),
         hint: 'fix the listed values in the agent config (apps/<app>/public) or the request; they are written into nginx config verbatim, so only plain names, addresses and numbers are accepted',
       });
   }

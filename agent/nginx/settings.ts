@@ -30,6 +30,9 @@ export interface NginxSettings {
   errorLogPath: string;
 }
 
+// Absolute, plain characters only, no "." or ".." segments: the path is written into an `if (-f …)`.
+export const SWITCH_DIR_PATTERN = '^(/(?!\\.{1,2}(/|$))[A-Za-z0-9._-]+)+$';
+
 /** Defaults for a distribution nginx (Debian, Ubuntu, Fedora: /var/log/nginx/error.log). */
 export const NGINX_DEFAULTS = {
   command: ['nginx'],
