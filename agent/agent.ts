@@ -60,16 +60,8 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
   mkdirSync(config.pm2.home, { recursive: true, mode: 0o700 });
   chmodSync(config.pm2.home, 0o700);
   const processes = await Pm2Adapter.connect({ pm2Home: config.pm2.home, callTimeoutMs: config.pm2.callTimeoutMs });
-  const nginx = new NginxController({
-    command: config.nginx.command,
-    testArgs: config.nginx.testArgs,
-    reloadArgs: config.nginx.reloadArgs,
-    pidFile: config.nginx.pidFile,
-    includeDir: config.nginx.includeDir,
-    timeoutMs: config.nginx.timeoutMs,
-    proveTimeoutMs: config.nginx.proveTimeoutMs,
-    switchDir: config.nginx.switchDir,
-  });
+  // The whole section: a field added to the config reaches the controller without a copy here.
+  const nginx = new NginxController(config.nginx);
   const rollouts = new RolloutService({
     config,
     state,

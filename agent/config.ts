@@ -5,6 +5,7 @@ import { APP_NAME_PATTERN, SERVER_NAME_PATTERN, type Slot } from '../contract/na
 import { SlipwayError } from '../contract/errors.js';
 import { compileValidator } from '../lib/validate.js';
 import { packageRoot } from '../contract/version.js';
+import { NGINX_DEFAULTS, SWITCH_DIR_PATTERN, type NginxSettings } from './nginx/settings.js';
 import { backupsSchema, normalizeBackups, orphanBackupBeforeDeploy, type BackupsConfig } from './backups/config.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/slipway/agent.json';
@@ -37,23 +38,7 @@ export interface AgentConfig {
   home: string;
   api: { host: string; port: number; tokenFile: string };
   pm2: { home: string; callTimeoutMs: number };
-  nginx: {
-    command: string[];
-    testArgs: string[];
-    reloadArgs: string[];
-    pidFile: string;
-    /** Directory nginx includes from its http{} block; rendered <app>.conf files go here. */
-    includeDir: string;
-    /** Directory of nunjucks templates; default the package's nginx/ directory. */
-    templateDir: string;
-    /**
-     * Root of the switch flags nginx reads per request (agent/nginx/slot-switch.ts); nginx's worker
-     * user must be able to search every directory on the path. Default: "<includeDir>-switch".
-     */
-    switchDir: string;
-    timeoutMs: number;
-    proveTimeoutMs: number;
-  };
+  nginx: NginxSettings;
   limits: { maxReleaseBytes: number; maxUnpackedBytes: number; maxEntries: number; uploadIdleTimeoutMs: number };
   /** Release cleanup: how many releases to keep per app, and when the cleanup job runs (cron). */
   retention: { keepReleases: number; schedule: string };
@@ -98,15 +83,16 @@ const configSchema = {
       additionalProperties: false,
       required: ['pidFile', 'includeDir'],
       properties: {
-        command: { ...argvList, minItems: 1, default: ['nginx'] },
-        testArgs: { ...argvList, default: ['-t'] },
-        reloadArgs: { ...argvList, default: ['-s', 'reload'] },
+        command: { ...argvList, minItems: 1, default: NGINX_DEFAULTS.command },
+        testArgs: { ...argvList, default: NGINX_DEFAULTS.testArgs },
+        reloadArgs: { ...argvList, default: NGINX_DEFAULTS.reloadArgs },
         pidFile: absolutePath,
         includeDir: absolutePath,
         templateDir: absolutePath,
-        switchDir: { type: 'string', pattern: '^(/(?!\\.{1,2}(/|$))[A-Za-z0-9._-]+)+$' },
-        timeoutMs: { type: 'integer', minimum: 100, default: 10_000 },
-        proveTimeoutMs: { type: 'integer', minimum: 100, default: 5_000 },
+        switchDir: { type: 'string', pattern: SWITCH_DIR_PATTERN },
+        timeoutMs: { type: 'integer', minimum: 100, default: NGINX_DEFAULTS.timeoutMs },
+        proveTimeoutMs: { type: 'integer', minimum: 100, default: NGINX_DEFAULTS.proveTimeoutMs },
+        errorLogPath: { ...absolutePath, default: NGINX_DEFAULTS.errorLogPath },
       },
     },
     limits: {

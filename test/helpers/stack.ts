@@ -107,6 +107,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         command: nginx.command,
         pidFile: nginx.pidFile,
         includeDir: nginx.includeDir,
+        errorLogPath: nginx.errorLogPath,
         ...(options.templateDir ? { templateDir: options.templateDir } : {}),
       },
       apps: {

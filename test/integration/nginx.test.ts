@@ -2,7 +2,6 @@ import { expectSlipwayError } from '../helpers/expect-error.js';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import http, { createServer, type Server } from 'node:http';
-import { createServer as createTcpServer, type Server as TcpServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,8 +11,7 @@ import { NginxController, type NginxProbe } from '../../agent/nginx/controller.j
 import { renderAppConfig } from '../../agent/nginx/render.js';
 import { SlipwayError } from '../../contract/errors.js';
 import { startNginx, type NginxHandle } from '../helpers/nginx.js';
-import { freePort } from '../helpers/ports.js';
-import { waitFor } from '../helpers/wait.js';
+import { squatPort } from '../helpers/port-squatter.js';
 
 const TEMPLATE_DIR = fileURLToPath(new URL('../../nginx/', import.meta.url));
 const HOST = 'shop.test';
@@ -215,42 +213,81 @@ describe('NginxController against a real nginx', () => {
     }
   });
 
+  /** A controller that gives up proving after 1 s: nginx itself retries a taken port for 2.5 s. */
+  const impatient = (errorLogPath = nginx.errorLogPath) => new NginxController({
+    command: controllerCommand, pidFile: nginx.pidFile, includeDir: nginx.includeDir, switchDir,
+    errorLogPath, proveTimeoutMs: 1_000,
+  });
+
+  /** Applies an include for a new app listening on a port another program holds. */
+  const applyOnTakenPort = async (controllerFor: NginxController, gen: number) => {
+    const squatter = await squatPort({ nginxErrorLog: nginx.errorLogPath });
+    try {
+      const error = await expectSlipwayError(controllerFor.apply({
+        app: 'clash',
+        config: render('clash', 'blue', gen, TEMPLATE_DIR, squatter.port),
+        probe: probe('clash', gen, squatter.port),
+      }), 'nginx_reload_not_applied');
+      return { error, port: squatter.port };
+    } finally {
+      await squatter.release();
+    }
+  };
+
   it('restores and reloads the old config when nginx accepts the file but does not apply it', async () => {
     // nginx -t does not bind sockets, so a listen port held by another program passes the test;
     // the reload then fails inside the master, which keeps its old config while "-s reload" exits 0.
-    const squatter: TcpServer = createTcpServer((socket) => {
-      socket.end('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nno', () => socket.destroy());
-    });
-    const squatPort = await freePort();
-    await new Promise<void>((resolve) => squatter.listen(squatPort, '127.0.0.1', resolve));
-    try {
-      const before = await snapshot(nginx.includeDir);
-      const liveGeneration = generation;
-      // nginx itself retries the bind for 2.5 s; a short prove deadline keeps the test quick.
-      const impatient = new NginxController({
-        command: controllerCommand, pidFile: nginx.pidFile, includeDir: nginx.includeDir, switchDir,
-        errorLogPath: nginx.errorLogPath, proveTimeoutMs: 1_000,
-      });
-      const error = await expectSlipwayError(impatient.apply({
-        app: 'clash',
-        config: render('clash', 'blue', 900, TEMPLATE_DIR, squatPort),
-        probe: probe('clash', 900, squatPort),
-      }), 'nginx_reload_not_applied');
-      expect(error.status).toBe(502);
-      expect(error.details?.join('\n')).toContain('Address already in use');
-      expect(error.details?.join('\n')).toContain('the previous config was restored and nginx reloaded again');
-      expect(await snapshot(nginx.includeDir)).toEqual(before);
-      expect((await invocations()).filter((line) => line.endsWith('-s reload'))).toHaveLength(2);
-      const response = await get(HOST);
-      expect(response.body).toBe('hello from green');
-      expect(response.headers['x-slipway-generation']).toBe(String(liveGeneration));
-    } finally {
-      // Keep the port taken until nginx gives up retrying, or the clash config would go live late.
-      await waitFor(async () => (await fs.readFile(nginx.errorLogPath, 'utf8')).includes('still could not bind()'), {
-        timeoutMs: 10_000, description: 'nginx to give up binding the taken port',
-      }).catch(() => undefined);
-      await new Promise((resolve) => squatter.close(resolve));
-    }
+    const before = await snapshot(nginx.includeDir);
+    const liveGeneration = generation;
+    const { error } = await applyOnTakenPort(impatient(), 900);
+    expect(error.status).toBe(502);
+    expect(error.details?.join('\n')).toContain('Address already in use');
+    expect(error.details?.join('\n')).toContain('the previous config was restored and nginx reloaded again');
+    expect(await snapshot(nginx.includeDir)).toEqual(before);
+    expect((await invocations()).filter((line) => line.endsWith('-s reload'))).toHaveLength(2);
+    const response = await get(HOST);
+    expect(response.body).toBe('hello from green');
+    expect(response.headers['x-slipway-generation']).toBe(String(liveGeneration));
+  });
+
+  it('quotes nginx\'s own reason in the message and hint when a reload is not applied', async () => {
+    const { error, port } = await applyOnTakenPort(impatient(), 901);
+    // What the CLI prints of a failed rollout is the message and the hint, not the details.
+    expect(error.message).toContain(`bind() to 127.0.0.1:${port} failed (98: Address already in use)`);
+    expect(error.message).toContain(nginx.errorLogPath);
+    expect(error.message).not.toMatch(/\d{4}\/\d\d\/\d\d/);
+    expect(error.hint).toContain(`127.0.0.1:${port}`);
+    expect(error.hint).toContain(`ss -ltnp 'sport = :${port}'`);
+    expect(error.hint).toContain('traffic did not move');
+  });
+
+  it('says where it looked, and what to set, when nginx\'s error log cannot be read', async () => {
+    const absent = path.join(scratch, 'no-such-dir', 'error.log');
+    const { error } = await applyOnTakenPort(impatient(absent), 902);
+    expect(error.message).toContain(absent);
+    expect(error.message).toContain('could not be read');
+    expect(error.hint).toContain('nginx.errorLogPath');
+    expect(error.hint).toContain('traffic did not move');
+    expect(await controller.currentConfig('clash')).toBeNull();
+  });
+
+  it('blames Slipway\'s include for a bind error nginx -t reports without naming a file', async () => {
+    const before = await snapshot(nginx.includeDir);
+    const liveGeneration = generation;
+    const include = path.join(nginx.includeDir, 'shop.conf');
+    // An address that is not this machine's: nginx -t binds to test it, and names no file.
+    const unbindable = render('shop', 'blue', liveGeneration + 1).replace(`listen 127.0.0.1:${nginx.port};`, `listen 192.0.2.1:${nginx.port};`);
+    expect(unbindable).toContain('listen 192.0.2.1:');
+    const error = await expectSlipwayError(
+      controller.apply({ app: 'shop', config: unbindable, probe: probe('shop', liveGeneration + 1) }), 'nginx_config_invalid');
+    expect(error.message).toContain(`bind() to 192.0.2.1:${nginx.port} failed`);
+    expect(error.message).not.toContain(include);
+    expect(error.hint).toContain(include);
+    expect(error.hint).not.toContain('did not write');
+    expect(error.hint).toContain('unchanged');
+    expect(await snapshot(nginx.includeDir)).toEqual(before);
+    expect((await invocations()).some((line) => line.endsWith('-s reload'))).toBe(false);
+    expect((await get(HOST)).headers['x-slipway-generation']).toBe(String(liveGeneration));
   });
 
   it('serialises applies: a broken candidate of one app cannot fail a concurrent apply of another', async () => {
