@@ -4,12 +4,31 @@ import type { Duplex } from 'node:stream';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ACTOR_HEADER, AGENT_HOST, SHA256_HEADER, type DeploymentStreamLine } from '../contract/api.js';
-import { SlipwayError, isErrorBody } from '../contract/errors.js';
+import { SlipwayError, errorMessage, isErrorBody, isErrorCode } from '../contract/errors.js';
+import { DEFAULT_UPLOAD_STALL_TIMEOUT_MS } from './config.js';
+import { formatBytes } from './output.js';
+import { StallWatch } from './stall-watch.js';
 
 /** Opens a fresh byte stream to the agent's HTTP port (an SSH forwardOut channel in practice). */
 export type ChannelFactory = () => Promise<Duplex>;
 
-export interface UploadProgress { sent: number; total: number }
+/** `stalledMs` is how long the agent has accepted no bytes (0 while they flow). */
+export interface UploadProgress { sent: number; total: number; stalledMs: number }
+
+export interface AgentClientOptions {
+  /** `user@host:port` of the SSH link, for messages. */
+  hostLabel?: string;
+  /** An upload the agent accepts no bytes of for this long is abandoned (host.uploadStallTimeoutMs). */
+  uploadStallTimeoutMs?: number;
+}
+
+/** How often a running upload checks for a stall and reports it. */
+const STALL_TICK_MS = 1_000;
+/**
+ * After an upload stalled, how long a later request (the lock release on the way out) waits for an
+ * answer: the agent may have stopped for good, and the user has already waited the stall timeout.
+ */
+const ANSWER_AFTER_STALL_MS = 5_000;
 
 /**
  * HTTP client for the agent API. Each request rides a new channel of the one SSH connection,
@@ -26,7 +45,15 @@ export class AgentClient {
      * the user must then hear about the link, not be told to check the agent.
      */
     private readonly linkLost: () => Promise<SlipwayError | null> = async () => null,
+    private readonly options: AgentClientOptions = {},
   ) {}
+
+  /** Set once an upload stalled: the agent was seen not reading, so later requests wait for it only briefly. */
+  private stalled = false;
+
+  private get hostLabel(): string {
+    return this.options.hostLabel ?? 'the host';
+  }
 
   async get<T>(path: string): Promise<T> {
     return this.json<T>('GET', path);
@@ -54,12 +81,19 @@ export class AgentClient {
     return parseJsonResponse<T>(response, `${method} ${path}`);
   }
 
+  /**
+   * PUTs a file, reporting progress. A stall watchdog ends the upload when the agent accepts no
+   * bytes for uploadStallTimeoutMs: SSH keepalives cannot tell, since sshd answers them while the
+   * agent behind it is stopped or stuck on its disk.
+   */
   async upload(path: string, file: string, size: number, sha256: string, onProgress: (p: UploadProgress) => void): Promise<unknown> {
+    const watch = new StallWatch(this.options.uploadStallTimeoutMs ?? DEFAULT_UPLOAD_STALL_TIMEOUT_MS, Date.now());
     let sent = 0;
     const counter = new Transform({
       transform(chunk: Buffer, _enc, done) {
         sent += chunk.length;
-        onProgress({ sent, total: size });
+        watch.progress(sent, Date.now());
+        onProgress({ sent, total: size, stalledMs: 0 });
         done(null, chunk);
       },
     });
@@ -67,8 +101,33 @@ export class AgentClient {
       'content-type': 'application/gzip',
       'content-length': String(size),
       [SHA256_HEADER]: sha256,
-    }, (req) => pipeline(createReadStream(file, { highWaterMark: 256 * 1024 }), counter, req));
+    }, (req) => {
+      const tick = setInterval(() => {
+        const now = Date.now();
+        const stalledMs = watch.stalledMs(now);
+        if (stalledMs >= STALL_TICK_MS) onProgress({ sent, total: size, stalledMs });
+        if (watch.expired(now)) {
+          this.stalled = true;
+          req.destroy(this.stallError(watch.limitMs, sent, size));
+        }
+      }, STALL_TICK_MS);
+      // Once the body is handed over (or the agent answered early), the agent is unpacking, not reading.
+      const stop = () => clearInterval(tick);
+      req.once('finish', stop);
+      req.once('response', stop);
+      return pipeline(createReadStream(file, { highWaterMark: 256 * 1024 }), counter, req).finally(stop);
+    });
     return parseJsonResponse(response, `upload to ${path}`);
+  }
+
+  private stallError(limitMs: number, sent: number, total: number): SlipwayError {
+    return new SlipwayError('upload_stalled',
+      `upload to ${this.hostLabel} stalled: the agent accepted no bytes for ${limitMs / 1000} s `
+        + `(${formatBytes(sent)} of ${formatBytes(total)} sent; limit: host.uploadStallTimeoutMs in deploy.config.json)`, {
+        hint: 'the SSH link answered but the agent stopped reading: check on the host that slipway-agent runs (pm2 ls, its log) '
+          + 'and that its disk is not stuck (dmesg, df), then push again; a partial upload is never used as a release. '
+          + 'On a slow host raise host.uploadStallTimeoutMs',
+      });
   }
 
   /**
@@ -77,29 +136,47 @@ export class AgentClient {
    */
   async stream(method: string, path: string, body: unknown, onLine: (line: DeploymentStreamLine) => void | 'stop'): Promise<void> {
     const payload = Buffer.from(JSON.stringify(body));
-    const response = await this.send(method, path, { 'content-type': 'application/json', 'content-length': String(payload.length) }, async (req) => { req.end(payload); });
-    if ((response.statusCode ?? 0) >= 300) {
-      await parseJsonResponse(response, `${method} ${path}`);
-      return;
-    }
-    let buffered = '';
-    response.setEncoding('utf8');
-    for await (const chunk of response as AsyncIterable<string>) {
-      buffered += chunk;
-      let newline: number;
-      while ((newline = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, newline).trim();
-        buffered = buffered.slice(newline + 1);
-        if (line && onLine(JSON.parse(line) as DeploymentStreamLine) === 'stop') {
-          response.destroy();
-          return;
+    let requestSent = false;
+    let refused = false;
+    try {
+      const response = await this.send(method, path, { 'content-type': 'application/json', 'content-length': String(payload.length) }, async (req) => {
+        requestSent = true;
+        req.end(payload);
+      });
+      if ((response.statusCode ?? 0) >= 300) {
+        refused = true;
+        await parseJsonResponse(response, `${method} ${path}`);
+        return;
+      }
+      let buffered = '';
+      response.setEncoding('utf8');
+      for await (const chunk of response as AsyncIterable<string>) {
+        buffered += chunk;
+        let newline: number;
+        while ((newline = buffered.indexOf('\n')) >= 0) {
+          const line = buffered.slice(0, newline).trim();
+          buffered = buffered.slice(newline + 1);
+          if (line && onLine(JSON.parse(line) as DeploymentStreamLine) === 'stop') {
+            response.destroy();
+            return;
+          }
         }
       }
-    }
-    if (!response.complete) {
-      throw new SlipwayError('agent_stream_cut', `the progress stream of ${path} ended early`, {
-        hint: 'the rollout goes on on the agent; check it with: deploy status',
-      });
+      if (!response.complete) {
+        throw new SlipwayError('agent_stream_cut', `the progress stream of ${path} from ${this.hostLabel} ended early`, {
+          hint: 'the rollout goes on on the host: it finishes, or swaps back on its own; see how it ended with: deploy status, deploy history',
+        });
+      }
+    } catch (error) {
+      // Once the request may have reached the agent, a lost link says nothing about the rollout:
+      // the agent carries on without a listener, so the outcome is unknown here, not "nothing switched".
+      if (!requestSent || refused || (error instanceof SlipwayError && error.kind !== 'unreachable')) throw error;
+      const cause = error instanceof SlipwayError ? error : (await this.linkLost()) ?? error;
+      throw new SlipwayError('rollout_link_lost',
+        `lost the link to the agent on ${this.hostLabel} while it ran ${method} ${path}: ${errorMessage(cause)}`, {
+          hint: 'the rollout goes on on the host: it finishes, or swaps back on its own; see how it ended with: deploy status, deploy history',
+          cause,
+        });
     }
   }
 
@@ -115,8 +192,18 @@ export class AgentClient {
         headers: { ...headers, host: AGENT_HOST, authorization: `Bearer ${this.token}`, [ACTOR_HEADER]: this.actor, connection: 'close' },
         createConnection: () => channel as never,
       });
-      req.once('response', resolve);
-      req.once('error', (error) => {
+      const answerTimer = this.stalled ? setTimeout(() => {
+        req.destroy(new SlipwayError('agent_unreachable',
+          `request ${method} ${path} to the agent on ${this.hostLabel} got no answer within ${ANSWER_AFTER_STALL_MS / 1000} s, after the agent had stopped reading an upload`, {
+            hint: 'check on the host that slipway-agent runs and is not stuck (pm2 ls, its log, dmesg)',
+          }));
+      }, ANSWER_AFTER_STALL_MS) : undefined;
+      req.once('response', (response) => {
+        clearTimeout(answerTimer);
+        resolve(response);
+      });
+      req.on('error', (error) => {
+        clearTimeout(answerTimer);
         if (error instanceof SlipwayError) return reject(error);
         void this.linkLost().then((lost) => reject(lost ?? new SlipwayError('agent_unreachable',
           `request ${method} ${path} to the agent failed: ${error.message}`,
@@ -150,7 +237,10 @@ async function parseJsonResponse<T>(response: http.IncomingMessage, what: string
   const status = response.statusCode ?? 0;
   if (status >= 400) {
     if (isErrorBody(body)) {
-      throw new SlipwayError(body.error, body.message, {
+      // A code this controller does not know (an agent of another version) becomes the generic
+      // agent_error, its name kept in the message: an error status means the request was not carried out.
+      const code = isErrorCode(body.error) ? body.error : null;
+      throw new SlipwayError(code ?? 'agent_error', code ? body.message : `${what}: ${body.error}: ${body.message}`, {
         status, ...(body.hint ? { hint: body.hint } : {}), ...(body.details ? { details: body.details } : {}),
       });
     }

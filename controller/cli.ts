@@ -5,7 +5,7 @@ import { isSlot, type Slot } from '../contract/names.js';
 import { VERSION } from '../contract/version.js';
 import { DEFAULT_CONFIG_FILE, loadControllerConfig } from './config.js';
 import { EXIT, exitCodeFor, type ExitCode } from './errors.js';
-import { HumanOutput, JsonOutput, type Output } from './output.js';
+import { DEBUG_ENV, HumanOutput, JsonOutput, internalErrorLine, type Output } from './output.js';
 import { push } from './commands/push.js';
 import { switchSlot } from './commands/switch.js';
 import { status } from './commands/status.js';
@@ -115,8 +115,24 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
   return program;
 }
 
+export interface CliIo { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream }
+
+function debugWanted(env: NodeJS.ProcessEnv): boolean {
+  return env[DEBUG_ENV] !== undefined && env[DEBUG_ENV] !== '' && env[DEBUG_ENV] !== '0';
+}
+
+/**
+ * For what escapes main() (a bug, or an unhandled rejection somewhere in a library): one line,
+ * the stack only on request, and the exit code of an internal error.
+ */
+export function reportCrash(error: unknown, stderr: NodeJS.WritableStream, env: NodeJS.ProcessEnv): ExitCode {
+  stderr.write(`${internalErrorLine(error)}\n`);
+  if (debugWanted(env) && error instanceof Error && error.stack) stderr.write(`${error.stack}\n`);
+  return EXIT.internal;
+}
+
 // The controller's single error boundary: commands throw, this prints and picks the exit code.
-export async function main(argv: string[], io = { stdout: process.stdout, stderr: process.stderr }): Promise<ExitCode> {
+export async function main(argv: string[], io: CliIo = { stdout: process.stdout, stderr: process.stderr }, env: NodeJS.ProcessEnv = process.env): Promise<ExitCode> {
   let exitCode: ExitCode = EXIT.ok;
   let out: Output = new HumanOutput({ ...io, isTTY: Boolean((io.stderr as NodeJS.WriteStream).isTTY) });
   const program = buildProgram(async (action) => {
@@ -127,7 +143,7 @@ export async function main(argv: string[], io = { stdout: process.stdout, stderr
     } catch (error) {
       out.error(error instanceof Error ? error : new Error(String(error)));
       exitCode = exitCodeFor(error);
-      if (!(error instanceof SlipwayError) && error instanceof Error && error.stack) io.stderr.write(`${error.stack}\n`);
+      if (!(error instanceof SlipwayError) && debugWanted(env) && error instanceof Error && error.stack) io.stderr.write(`${error.stack}\n`);
     }
   });
   program.configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });

@@ -6,6 +6,7 @@ import { SlipwayError } from '../contract/errors.js';
 import { compileValidator } from '../lib/validate.js';
 
 export const DEFAULT_CONFIG_FILE = 'deploy.config.json';
+export const DEFAULT_UPLOAD_STALL_TIMEOUT_MS = 30_000;
 
 export interface ControllerConfig {
   app: string;
@@ -20,6 +21,8 @@ export interface ControllerConfig {
     /** How often an idle link is probed, and how many unanswered probes declare it dead. */
     keepaliveIntervalMs: number;
     keepaliveCountMax: number;
+    /** An upload the agent accepts no bytes of for this long is abandoned. */
+    uploadStallTimeoutMs: number;
   };
   agent: { port: number; tokenFile: string };
   /** Untracked build output (relative paths) added to the release next to the committed files. */
@@ -46,6 +49,7 @@ const schema = {
         connectTimeoutMs: { type: 'integer', minimum: 1000, default: 15_000 },
         keepaliveIntervalMs: { type: 'integer', minimum: 1000, maximum: 300_000, default: 5_000 },
         keepaliveCountMax: { type: 'integer', minimum: 1, maximum: 100, default: 3 },
+        uploadStallTimeoutMs: { type: 'integer', minimum: 1000, maximum: 3_600_000, default: DEFAULT_UPLOAD_STALL_TIMEOUT_MS },
       },
     },
     agent: {

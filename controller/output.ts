@@ -1,10 +1,11 @@
 import type { DeploymentEvent, DeploymentResult } from '../contract/api.js';
-import type { SlipwayError } from '../contract/errors.js';
+import { SlipwayError } from '../contract/errors.js';
 
 /** The only module of the controller that writes to the terminal. */
 export interface Output {
   info(message: string, data?: Record<string, unknown>): void;
-  progress(phase: string, done: number, total: number, startedAt: number): void;
+  /** `stalledMs`: how long no bytes have moved (0 while they flow). */
+  progress(phase: string, done: number, total: number, startedAt: number, stalledMs?: number): void;
   event(event: DeploymentEvent): void;
   result(result: DeploymentResult, extra: { uploadMs: number | null; uploadedBytes: number; totalMs: number }): void;
   data(value: unknown): void;
@@ -35,28 +36,64 @@ export function progressLine(phase: string, done: number, total: number, elapsed
     + `${formatBytes(done)}/${formatBytes(total)} ${formatBytes(rate)}/s ETA ${eta.toFixed(1)} s`;
 }
 
+/** Set to 1 to see the stack of an internal error. */
+export const DEBUG_ENV = 'SLIPWAY_DEBUG';
+
+/** Pure: the one line an error that is not a SlipwayError (a bug) gets, without the stack. */
+export function internalErrorLine(error: unknown): string {
+  const message = (error instanceof Error ? error.message : String(error)).split('\n')[0] || 'unknown error';
+  return `deploy: internal error: ${message} (a bug in Slipway: ${DEBUG_ENV}=1 shows where)`;
+}
+
+/** Pure: what a stalled transfer adds to its progress. */
+export function stallNote(stalledMs: number): string {
+  return `no progress for ${Math.floor(stalledMs / 1000)} s`;
+}
+
+/** Without a terminal to redraw on, a stall is written out once per this many ms of it. */
+const STALL_NOTE_EVERY_MS = 5_000;
+
 const MARK: Record<DeploymentEvent['status'], string> = { started: '…', ok: '✓', failed: '✗', info: '·' };
 
 export class HumanOutput implements Output {
   private lastProgressAt = 0;
+  private stallNotesWritten = 0;
+  /** A progress line is drawn without its newline: whatever comes next starts on a line of its own. */
+  private progressLineOpen = false;
   constructor(private readonly io: Streams) {}
 
+  private endProgressLine(): void {
+    if (!this.progressLineOpen) return;
+    this.progressLineOpen = false;
+    this.io.stderr.write('\n');
+  }
+
   info(message: string): void {
+    this.endProgressLine();
     this.io.stderr.write(`${message}\n`);
   }
 
-  progress(phase: string, done: number, total: number, startedAt: number): void {
+  progress(phase: string, done: number, total: number, startedAt: number, stalledMs = 0): void {
     const now = Date.now();
     const finished = done >= total;
-    if (!finished && now - this.lastProgressAt < 200) return;
+    if (!this.io.isTTY) {
+      if (finished) this.io.stderr.write(`${progressLine(phase, done, total, now - startedAt)}\n`);
+      const notes = Math.floor(stalledMs / STALL_NOTE_EVERY_MS);
+      if (notes > this.stallNotesWritten) this.io.stderr.write(`  ${phase}: ${stallNote(stalledMs)} (${formatBytes(done)} of ${formatBytes(total)} sent)\n`);
+      this.stallNotesWritten = notes;
+      return;
+    }
+    if (!finished && stalledMs === 0 && now - this.lastProgressAt < 200) return;
     this.lastProgressAt = now;
-    const line = progressLine(phase, done, total, now - startedAt);
-    if (this.io.isTTY) this.io.stderr.write(`\r${line}${finished ? '\n' : ''}`);
-    else if (finished) this.io.stderr.write(`${line}\n`);
+    const line = progressLine(phase, done, total, now - startedAt) + (stalledMs > 0 ? `  ${stallNote(stalledMs)}` : '');
+    // \x1b[K clears what a longer earlier line left behind (the stall note once bytes flow again).
+    this.io.stderr.write(`\r${line}\x1b[K${finished ? '\n' : ''}`);
+    this.progressLineOpen = !finished;
   }
 
   event(event: DeploymentEvent): void {
     if (event.status === 'started') return;
+    this.endProgressLine();
     const timing = event.elapsedMs === null ? '' : formatMs(event.elapsedMs).padStart(9);
     this.io.stderr.write(`  ${MARK[event.status]} ${event.step.padEnd(10)}${timing}  ${event.message ?? ''}\n`);
   }
@@ -82,10 +119,14 @@ export class HumanOutput implements Output {
   }
 
   error(error: SlipwayError | Error): void {
-    const e = error as SlipwayError;
-    this.io.stderr.write(`deploy: ${e.message}\n`);
-    for (const detail of e.details ?? []) this.io.stderr.write(`  - ${detail}\n`);
-    if (e.hint) this.io.stderr.write(`hint: ${e.hint}\n`);
+    this.endProgressLine();
+    if (!(error instanceof SlipwayError)) {
+      this.io.stderr.write(`${internalErrorLine(error)}\n`);
+      return;
+    }
+    this.io.stderr.write(`deploy: ${error.message}\n`);
+    for (const detail of error.details ?? []) this.io.stderr.write(`  - ${detail}\n`);
+    if (error.hint) this.io.stderr.write(`hint: ${error.hint}\n`);
   }
 }
 
@@ -96,11 +137,11 @@ export class JsonOutput implements Output {
   private line(value: unknown): void { this.io.stdout.write(`${JSON.stringify(value)}\n`); }
 
   info(message: string, data: Record<string, unknown> = {}): void { this.line({ type: 'info', message, ...data }); }
-  progress(phase: string, done: number, total: number): void {
+  progress(phase: string, done: number, total: number, _startedAt: number, stalledMs = 0): void {
     const now = Date.now();
     if (done < total && now - this.lastProgressAt < 500) return;
     this.lastProgressAt = now;
-    this.line({ type: 'progress', phase, done, total });
+    this.line({ type: 'progress', phase, done, total, stalledMs });
   }
   event(event: DeploymentEvent): void { this.line(event); }
   result(result: DeploymentResult, extra: { uploadMs: number | null; uploadedBytes: number; totalMs: number }): void {
@@ -108,7 +149,10 @@ export class JsonOutput implements Output {
   }
   data(value: unknown): void { this.line(value); }
   error(error: SlipwayError | Error): void {
-    const e = error as SlipwayError;
-    this.line({ type: 'error', error: e.code ?? 'internal_error', message: e.message, hint: e.hint, details: e.details });
+    if (!(error instanceof SlipwayError)) {
+      this.line({ type: 'error', error: 'internal_error', kind: 'internal', message: error.message });
+      return;
+    }
+    this.line({ type: 'error', error: error.code, kind: error.kind, message: error.message, hint: error.hint, details: error.details });
   }
 }

@@ -49,7 +49,9 @@ export async function openAgentSession(config: ControllerConfig): Promise<AgentS
   try {
     const read = await ssh.execChecked(['cat', '--', config.agent.tokenFile], { step: 'read the agent token', timeoutMs: 15_000 });
     const token = read.stdout.trim();
-    const agent = new AgentClient(() => ssh.forwardOut('127.0.0.1', config.agent.port), token, localActor(), () => lossWithin(ssh, LINK_LOSS_GRACE_MS));
+    const agent = new AgentClient(() => ssh.forwardOut('127.0.0.1', config.agent.port), token, localActor(), () => lossWithin(ssh, LINK_LOSS_GRACE_MS), {
+      hostLabel: ssh.remoteAddressLabel, uploadStallTimeoutMs: config.host.uploadStallTimeoutMs,
+    });
     return { ssh, agent, close: () => ssh.close() };
   } catch (error) {
     await ssh.close();

@@ -1,12 +1,12 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import type { AppStatus, DeploymentResult, LockInfo } from '../../contract/api.js';
+import type { AppStatus, LockInfo } from '../../contract/api.js';
 import { SlipwayError } from '../../contract/errors.js';
 import { shortSha, type Slot } from '../../contract/names.js';
 import { chooseTargetSlot } from '../../agent/rollout/slots.js';
 import { VERSION } from '../../contract/version.js';
 import type { AgentClient } from '../agent-client.js';
 import type { ControllerConfig } from '../config.js';
-import { EXIT, type ExitCode } from '../errors.js';
+import { EXIT, exitCodeOfResult, type ExitCode } from '../errors.js';
 import { commitInfo, currentBranch, hasTrackedChanges, repoRoot, resolveCommit, snapshotWorkTree } from '../git.js';
 import { buildManifest, releaseIdOf } from '../manifest.js';
 import type { Output } from '../output.js';
@@ -78,7 +78,7 @@ export async function push(config: ControllerConfig, options: PushOptions, out: 
           out.info(`  packed ${formatBytes(packed.bytes)} in ${formatMs(Date.now() - packStarted)} (sha256 ${packed.sha256.slice(0, 16)}…)`);
           const uploadStarted = Date.now();
           await session.agent.upload(`/apps/${app}/releases/${releaseId}`, packed.file, packed.bytes, packed.sha256,
-            ({ sent, total }) => out.progress('upload', sent, total, uploadStarted));
+            ({ sent, total, stalledMs }) => out.progress('upload', sent, total, uploadStarted, stalledMs));
           uploadMs = Date.now() - uploadStarted;
           uploadedBytes = packed.bytes;
           out.info(`  uploaded and verified in ${formatMs(uploadMs)}`, { uploadMs, uploadedBytes });
@@ -120,10 +120,4 @@ export function report(followed: FollowOutcome, out: Output, extra: { uploadMs: 
   }
   out.result(followed.result, extra);
   return exitCodeOfResult(followed.result);
-}
-
-export function exitCodeOfResult(result: DeploymentResult): ExitCode {
-  if (result.outcome === 'succeeded') return EXIT.ok;
-  if (result.outcome === 'rolled_back') return EXIT.rolledBack;
-  return EXIT.failedBeforeSwitch;
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { buildManifest, releaseIdOf, tarballName } from '../../controller/manifest.js';
 import { parseControllerConfig } from '../../controller/config.js';
-import { progressLine, formatBytes } from '../../controller/output.js';
+import { HumanOutput, progressLine, formatBytes, stallNote } from '../../controller/output.js';
 import { exitCodeFor, EXIT } from '../../controller/errors.js';
 import { SlipwayError } from '../../contract/errors.js';
 import { compileValidator } from '../../lib/validate.js';
@@ -9,6 +9,10 @@ import { manifestSchema, type ReleaseManifest } from '../../contract/manifest.js
 import { tokenMatches } from '../../agent/auth.js';
 import { AgentClient } from '../../controller/agent-client.js';
 import { Duplex } from 'node:stream';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { StallWatch } from '../../controller/stall-watch.js';
 
 const sha = 'a'.repeat(40);
 const source = {
@@ -121,5 +125,155 @@ describe('agent client over a channel that ends without an answer', () => {
   it('blames the agent when the SSH link stays up', async () => {
     const client = new AgentClient(hangingUp, 't'.repeat(43), 'tester', async () => null);
     await expect(client.get('/apps/shop')).rejects.toMatchObject({ code: 'agent_unreachable', message: expect.stringContaining('socket hang up') });
+  });
+});
+
+/** A channel that answers each request with `response` (raw HTTP) once the request's head has arrived. */
+function answering(response: string): () => Promise<Duplex> {
+  return async () => {
+    let received = '';
+    let answered = false;
+    const channel: Duplex = new Duplex({
+      read() {},
+      write(chunk: Buffer, _encoding, done) {
+        received += chunk.toString('latin1');
+        done();
+        if (!answered && received.includes('\r\n\r\n')) {
+          answered = true;
+          // The end comes a moment later, as over a network: http discards what a reader has not taken yet.
+          setImmediate(() => { channel.push(response); setTimeout(() => channel.push(null), 20); });
+        }
+      },
+    });
+    return channel;
+  };
+}
+
+const jsonAnswer = (status: number, body: unknown) => {
+  const text = JSON.stringify(body);
+  return `HTTP/1.1 ${status} X\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`;
+};
+
+describe('agent client: remote error codes', () => {
+  it('keeps a code the contract knows, with its kind', async () => {
+    const client = new AgentClient(answering(jsonAnswer(409, { error: 'app_locked', message: 'shop is locked by a@b', hint: 'wait' })), 't'.repeat(43), 'tester');
+    const error = await client.get('/apps/shop').catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'app_locked', kind: 'refused', status: 409, message: 'shop is locked by a@b', hint: 'wait' });
+  });
+
+  it('narrows a code it does not know to agent_error, keeping the name in the message', async () => {
+    const client = new AgentClient(answering(jsonAnswer(409, { error: 'from_a_newer_agent', message: 'no' })), 't'.repeat(43), 'tester');
+    const error = await client.get('/apps/shop').catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'agent_error', kind: 'refused', message: 'GET /apps/shop: from_a_newer_agent: no' });
+    expect(exitCodeFor(error)).toBe(EXIT.failedBeforeSwitch);
+  });
+});
+
+describe('agent client: a rollout whose link is lost', () => {
+  const head = 'HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n';
+  const event = `${JSON.stringify({ type: 'event', deploymentId: 7, step: 'starting', status: 'started', message: null, at: '', elapsedMs: null })}\n`;
+  const chunk = `${Buffer.byteLength(event).toString(16)}\r\n${event}\r\n`;
+  const lost = new SlipwayError('ssh_connection_lost', 'SSH connection to deploy@host:22 lost: read ECONNRESET');
+
+  it('is in doubt once the request went out: exit 6, naming the cause', async () => {
+    const client = new AgentClient(answering(head + chunk), 't'.repeat(43), 'tester', async () => lost, { hostLabel: 'deploy@host:22' });
+    const lines: unknown[] = [];
+    const error = await client.stream('POST', '/apps/shop/deployments', {}, (line) => { lines.push(line); }).catch((e: unknown) => e);
+    expect(lines).toHaveLength(1);
+    expect(error).toBeInstanceOf(SlipwayError);
+    expect((error as SlipwayError).kind).toBe('in_doubt');
+    expect(exitCodeFor(error)).toBe(EXIT.inDoubt);
+    expect((error as SlipwayError).hint).toContain('deploy status');
+    expect((error as SlipwayError).message).toBe(
+      'lost the link to the agent on deploy@host:22 while it ran POST /apps/shop/deployments: SSH connection to deploy@host:22 lost: read ECONNRESET');
+  });
+
+  it('is a plain refusal when the agent answered with an error before starting', async () => {
+    const client = new AgentClient(answering(jsonAnswer(409, { error: 'release_bad', message: 'marked bad' })), 't'.repeat(43), 'tester', async () => lost);
+    await expect(client.stream('POST', '/apps/shop/rollback', {}, () => undefined)).rejects.toMatchObject({ code: 'release_bad', kind: 'refused' });
+  });
+
+  it('is unreachable when no channel could be opened: the request never left', async () => {
+    const refused = new SlipwayError('ssh_forward_failed', 'could not open a tunnel');
+    const client = new AgentClient(async () => { throw refused; }, 't'.repeat(43), 'tester', async () => lost);
+    await expect(client.stream('POST', '/apps/shop/deployments', {}, () => undefined)).rejects.toBe(refused);
+  });
+});
+
+describe('upload stall watchdog', () => {
+  it('StallWatch measures the time since the byte count last moved', () => {
+    const watch = new StallWatch(30_000, 1_000);
+    watch.progress(100, 2_000);
+    expect(watch.stalledMs(5_000)).toBe(3_000);
+    watch.progress(100, 6_000);
+    expect(watch.stalledMs(6_000), 'the same count is no progress').toBe(4_000);
+    expect(watch.expired(31_999)).toBe(false);
+    expect(watch.expired(32_000)).toBe(true);
+    watch.progress(101, 32_000);
+    expect(watch.expired(32_000)).toBe(false);
+  });
+
+  it('shows the stall in the progress line while it lasts, and once per 5 s without a terminal', () => {
+    let tty = '';
+    const ttyOut = new HumanOutput({ stdout: process.stdout, stderr: { write: (s: string) => { tty += s; return true; } } as never, isTTY: true });
+    ttyOut.progress('upload', 1_000_000, 4_000_000, Date.now() - 2_000, 12_400);
+    expect(tty).toMatch(/upload \[.*\] +25% 1\.0 MB\/4\.0 MB .* no progress for 12 s/);
+    expect(stallNote(12_400)).toBe('no progress for 12 s');
+
+    let log = '';
+    const logOut = new HumanOutput({ stdout: process.stdout, stderr: { write: (s: string) => { log += s; return true; } } as never, isTTY: false });
+    for (const stalledMs of [0, 1_000, 4_000, 5_000, 6_000, 9_000, 10_000, 0]) logOut.progress('upload', 1_000_000, 4_000_000, Date.now(), stalledMs);
+    expect(log).toBe('  upload: no progress for 5 s (1.0 MB of 4.0 MB sent)\n  upload: no progress for 10 s (1.0 MB of 4.0 MB sent)\n');
+  });
+
+  /** A channel that takes `acceptBytes` and then never finishes another write, as an agent that stopped reading. */
+  const stopsReadingAfter = (acceptBytes: number) => async (): Promise<Duplex> => {
+    let accepted = 0;
+    return new Duplex({
+      read() {},
+      write(chunk: Buffer, _encoding, done) {
+        accepted += chunk.length;
+        if (accepted <= acceptBytes) done();
+      },
+    });
+  };
+
+  it('abandons an upload the agent stops reading, naming the stall, the host and the setting', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'slipway-stall-'));
+    try {
+      const file = path.join(dir, 'release.tar.gz');
+      writeFileSync(file, Buffer.alloc(4 * 1024 * 1024, 1));
+      const client = new AgentClient(stopsReadingAfter(512 * 1024), 't'.repeat(43), 'tester', async () => null, {
+        hostLabel: 'deploy@box:22', uploadStallTimeoutMs: 1_500,
+      });
+      const stalls: number[] = [];
+      const started = Date.now();
+      const error = await client.upload('/apps/shop/releases/x', file, 4 * 1024 * 1024, 'f'.repeat(64), (p) => { if (p.stalledMs) stalls.push(p.stalledMs); })
+        .catch((e: unknown) => e);
+      const tookMs = Date.now() - started;
+      expect(error).toMatchObject({ code: 'upload_stalled', kind: 'unreachable' });
+      expect((error as SlipwayError).message).toMatch(/^upload to deploy@box:22 stalled: the agent accepted no bytes for 1\.5 s .*host\.uploadStallTimeoutMs/);
+      expect(exitCodeFor(error)).toBe(EXIT.unreachable);
+      expect(tookMs).toBeGreaterThanOrEqual(1_500);
+      expect(tookMs).toBeLessThan(5_000);
+      expect(stalls.length, 'the stall was reported while it lasted').toBeGreaterThan(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('after a stall, a later request waits for its answer only briefly', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'slipway-stall-'));
+    try {
+      const file = path.join(dir, 'release.tar.gz');
+      writeFileSync(file, Buffer.alloc(1024 * 1024, 1));
+      const client = new AgentClient(stopsReadingAfter(64 * 1024), 't'.repeat(43), 'tester', async () => null, { uploadStallTimeoutMs: 1_000 });
+      await expect(client.upload('/u', file, 1024 * 1024, 'f'.repeat(64), () => undefined)).rejects.toMatchObject({ code: 'upload_stalled' });
+      const started = Date.now();
+      await expect(client.delete('/apps/shop/lock?lockId=x')).rejects.toMatchObject({ code: 'agent_unreachable', message: expect.stringContaining('no answer within 5 s') });
+      expect(Date.now() - started).toBeLessThan(8_000);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
