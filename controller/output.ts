@@ -1,5 +1,6 @@
 import type { DeploymentEvent, DeploymentResult } from '../contract/api.js';
 import { SlipwayError } from '../contract/errors.js';
+import { formatBytes } from '../lib/format-bytes.js';
 
 /** The only module of the controller that writes to the terminal. */
 export interface Output {
@@ -14,13 +15,7 @@ export interface Output {
 
 export interface Streams { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream; isTTY: boolean }
 
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KB', 'MB', 'GB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1000 && unit < units.length - 1) { value /= 1000; unit++; }
-  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
-}
+export { formatBytes };
 
 export function formatMs(ms: number): string {
   return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(2)} s`;

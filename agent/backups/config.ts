@@ -7,9 +7,9 @@ import { APP_NAME_PATTERN } from '../../contract/names.js';
 // to apps), reported by path like every other config problem.
 
 import { BACKUP_KINDS, type BackupKind, type RetentionPolicy } from '../../contract/backups.js';
+import { DEFAULT_SIZE_BOUNDS } from './size-check.js';
 export { BACKUP_KINDS, type BackupKind, type RetentionPolicy };
 export const JOB_NAME_PATTERN = APP_NAME_PATTERN;
-
 
 export interface OffsiteConfig {
   /** argv copying one backup; {file} {name} {job} {app} are replaced. */
@@ -28,10 +28,19 @@ export interface BackupJobConfig {
   kind: BackupKind;
   timeoutMs: number;
   retention: RetentionPolicy;
-  /** restore: run the restore drill when the restore tool is available (default true). */
-  verify: { restore: boolean };
+  /**
+   * restore: run the restore drill when the restore tool is available (default true).
+   * minSizeRatio / maxSizeRatio (kind "command", format "raw" only; filled for those): the size a
+   * dump may have relative to the median of the job's previous verified dumps.
+   */
+  verify: { restore: boolean; minSizeRatio?: number; maxSizeRatio?: number };
   /** Output shorter than this is a failed run (an empty or header-only dump). */
   minBytes: number;
+  /**
+   * Free space the backup filesystem must keep before and after the dump; less fails the run.
+   * Unset: 1% of the filesystem, at most 64 MiB (agent/backups/disk-space.ts).
+   */
+  minFreeBytes?: number;
   /** Database to dump (mongodump, pg_dump): a URI in this file, or the name of a key in the app's env file. */
   source?: { uri?: string; uriEnv?: string };
   /** Extra arguments for mongodump / pg_dump (never credentials: those go through files). */
@@ -53,7 +62,7 @@ export interface BackupsConfig {
   /** Slack-compatible incoming webhook; failures are posted to it. It is a secret: never logged. */
   notifyWebhook?: string;
   notifyTimeoutMs: number;
-  defaults: { timeoutMs: number; retention: RetentionPolicy };
+  defaults: { timeoutMs: number; retention: RetentionPolicy; minFreeBytes?: number };
   tools: { mongodump: string; mongorestore: string; pgDump: string; pgRestore: string; psql: string };
   jobs: Record<string, BackupJobConfig>;
 }
@@ -65,6 +74,7 @@ const retentionSchema = {
   properties: { daily: count, weekly: count, monthly: count },
 } as const;
 const tool = { type: 'string', minLength: 1, pattern: '^[^\\u0000\\s]+$' } as const;
+const minFreeBytes = { type: 'integer', minimum: 0 } as const;
 
 /** JSON schema of `backups` (defaults of job fields come from `backups.defaults`, filled by normalizeBackups). */
 export const backupsSchema = {
@@ -80,6 +90,7 @@ export const backupsSchema = {
       properties: {
         timeoutMs: { type: 'integer', minimum: 100, default: 3_600_000 },
         retention: { ...retentionSchema, default: {} },
+        minFreeBytes,
       },
     },
     tools: {
@@ -107,9 +118,14 @@ export const backupsSchema = {
           retention: retentionSchema,
           verify: {
             type: 'object', additionalProperties: false, default: {},
-            properties: { restore: { type: 'boolean', default: true } },
+            properties: {
+              restore: { type: 'boolean', default: true },
+              minSizeRatio: { type: 'number', minimum: 0, maximum: 1 },
+              maxSizeRatio: { type: 'number', minimum: 1 },
+            },
           },
           minBytes: { type: 'integer', minimum: 1 },
+          minFreeBytes,
           source: {
             type: 'object', additionalProperties: false,
             properties: {
@@ -151,49 +167,89 @@ const RESERVED_ARGS: Record<'mongodump' | 'pg_dump', RegExp> = {
  * see, as "backups/jobs/<job>/<field>: problem" lines. `backups` is the schema-validated object.
  */
 export function normalizeBackups(backups: BackupsConfig, home: string, apps: Record<string, { backupBeforeDeploy?: string }>): string[] {
-  const problems: string[] = [];
   backups.dir ??= path.join(home, 'backups');
-  const defaults = backups.defaults;
-  defaults.retention = { ...DEFAULT_RETENTION, ...defaults.retention };
+  backups.defaults.retention = { ...DEFAULT_RETENTION, ...backups.defaults.retention };
+  const problems: string[] = [];
   for (const [name, job] of Object.entries(backups.jobs)) {
-    const at = `backups/jobs/${name}`;
-    job.timeoutMs ??= defaults.timeoutMs;
-    job.retention = { ...defaults.retention, ...job.retention };
-    job.minBytes ??= job.kind === 'command' ? 1 : 64;
-    const cron = validateDetailed(job.schedule);
-    if (!cron.valid) {
-      const why = cron.errors.map((e) => e.message).join('; ') || 'invalid';
-      problems.push(`${at}/schedule: "${job.schedule}" is not a valid cron expression (${why}); e.g. "0 3 * * *" for 03:00 daily`);
-    }
-    if (!(job.app in apps)) problems.push(`${at}/app: "${job.app}" is not an app configured in apps`);
-    if (job.retention.daily + job.retention.weekly + job.retention.monthly === 0) {
-      problems.push(`${at}/retention: keeps nothing; set at least one of daily, weekly, monthly above 0`);
-    }
-    if (job.kind === 'command') {
-      if (!job.command) problems.push(`${at}/command: is required for kind "command" (argv writing the dump to stdout)`);
-      if (job.source) problems.push(`${at}/source: is only for kinds mongodump and pg_dump`);
-    } else {
-      if (job.command || job.restoreCommand || job.verifyCommand) {
-        problems.push(`${at}: command, restoreCommand and verifyCommand are only for kind "command"`);
-      }
-      const source = job.source;
-      if (!source || (source.uri === undefined) === (source.uriEnv === undefined)) {
-        problems.push(`${at}/source: give exactly one of uri or uriEnv (a key of the app's env file)`);
-      } else if (source.uri) {
-        const wanted = job.kind === 'mongodump' ? /^mongodb(\+srv)?:\/\// : /^postgres(ql)?:\/\//;
-        if (!wanted.test(source.uri)) problems.push(`${at}/source/uri: is not a ${job.kind === 'mongodump' ? 'mongodb://' : 'postgres://'} URI`);
-      }
-      job.args.forEach((arg, i) => {
-        if (RESERVED_ARGS[job.kind as 'mongodump' | 'pg_dump'].test(arg)) {
-          // Never echoed: it may be the very credential being refused.
-          problems.push(`${at}/args/${i}: output options are set by Slipway; connection details and credentials go in source, never on the command line`);
-        }
-      });
-    }
-    if (job.offsite && (job.offsite.list === undefined) !== (job.offsite.delete === undefined)) {
-      problems.push(`${at}/offsite: give both list and delete (remote pruning) or neither (copy-only)`);
-    }
+    fillJobDefaults(job, backups.defaults);
+    problems.push(...jobProblems(`backups/jobs/${name}`, job, apps));
   }
+  problems.push(...backupBeforeDeployProblems(backups, apps));
+  return problems;
+}
+
+function fillJobDefaults(job: BackupJobConfig, defaults: BackupsConfig['defaults']): void {
+  job.timeoutMs ??= defaults.timeoutMs;
+  job.retention = { ...defaults.retention, ...job.retention };
+  job.minBytes ??= job.kind === 'command' ? 1 : 64;
+  if (job.minFreeBytes === undefined && defaults.minFreeBytes !== undefined) job.minFreeBytes = defaults.minFreeBytes;
+  if (isRawCommand(job)) {
+    job.verify.minSizeRatio ??= DEFAULT_SIZE_BOUNDS.minSizeRatio;
+    job.verify.maxSizeRatio ??= DEFAULT_SIZE_BOUNDS.maxSizeRatio;
+  }
+}
+
+/** A job whose output Slipway cannot read: its size is what verification checks. */
+export function isRawCommand(job: Pick<BackupJobConfig, 'kind' | 'format'>): boolean {
+  return job.kind === 'command' && job.format === 'raw';
+}
+
+function jobProblems(at: string, job: BackupJobConfig, apps: Record<string, unknown>): string[] {
+  const problems: string[] = [];
+  const cron = validateDetailed(job.schedule);
+  if (!cron.valid) {
+    const why = cron.errors.map((e) => e.message).join('; ') || 'invalid';
+    problems.push(`${at}/schedule: "${job.schedule}" is not a valid cron expression (${why}); e.g. "0 3 * * *" for 03:00 daily`);
+  }
+  if (!(job.app in apps)) problems.push(`${at}/app: "${job.app}" is not an app configured in apps`);
+  if (job.retention.daily + job.retention.weekly + job.retention.monthly === 0) {
+    problems.push(`${at}/retention: keeps nothing; set at least one of daily, weekly, monthly above 0`);
+  }
+  problems.push(...(job.kind === 'command' ? commandJobProblems(at, job) : databaseJobProblems(at, job)));
+  if (job.offsite && (job.offsite.list === undefined) !== (job.offsite.delete === undefined)) {
+    problems.push(`${at}/offsite: give both list and delete (remote pruning) or neither (copy-only)`);
+  }
+  return problems;
+}
+
+function commandJobProblems(at: string, job: BackupJobConfig): string[] {
+  const problems: string[] = [];
+  if (!job.command) problems.push(`${at}/command: is required for kind "command" (argv writing the dump to stdout)`);
+  if (job.source) problems.push(`${at}/source: is only for kinds mongodump and pg_dump`);
+  if (!isRawCommand(job)) problems.push(...sizeRatioProblems(at, job));
+  return problems;
+}
+
+function databaseJobProblems(at: string, job: BackupJobConfig): string[] {
+  const problems: string[] = [];
+  if (job.command || job.restoreCommand || job.verifyCommand) {
+    problems.push(`${at}: command, restoreCommand and verifyCommand are only for kind "command"`);
+  }
+  const source = job.source;
+  if (!source || (source.uri === undefined) === (source.uriEnv === undefined)) {
+    problems.push(`${at}/source: give exactly one of uri or uriEnv (a key of the app's env file)`);
+  } else if (source.uri) {
+    const wanted = job.kind === 'mongodump' ? /^mongodb(\+srv)?:\/\// : /^postgres(ql)?:\/\//;
+    if (!wanted.test(source.uri)) problems.push(`${at}/source/uri: is not a ${job.kind === 'mongodump' ? 'mongodb://' : 'postgres://'} URI`);
+  }
+  job.args.forEach((arg, i) => {
+    if (RESERVED_ARGS[job.kind as 'mongodump' | 'pg_dump'].test(arg)) {
+      // Never echoed: it may be the very credential being refused.
+      problems.push(`${at}/args/${i}: output options are set by Slipway; connection details and credentials go in source, never on the command line`);
+    }
+  });
+  problems.push(...sizeRatioProblems(at, job));
+  return problems;
+}
+
+/** The size range is only checked where nothing better can be: a job whose format has structure is checked by it. */
+function sizeRatioProblems(at: string, job: BackupJobConfig): string[] {
+  return (['minSizeRatio', 'maxSizeRatio'] as const).filter((key) => job.verify[key] !== undefined)
+    .map((key) => `${at}/verify/${key}: only checked for kind "command" with format "raw" (other formats are checked by their structure)`);
+}
+
+function backupBeforeDeployProblems(backups: BackupsConfig, apps: Record<string, { backupBeforeDeploy?: string }>): string[] {
+  const problems: string[] = [];
   for (const [app, appConfig] of Object.entries(apps)) {
     const jobName = appConfig.backupBeforeDeploy;
     if (jobName === undefined) continue;

@@ -1,8 +1,7 @@
 import path from 'node:path';
 import type { OffsiteConfig } from './config.js';
 import { expandPlaceholders, redactSecrets } from './commands.js';
-import { runGroup } from './process.js';
-import { describeFailure, succeeded } from './verify.js';
+import { describeFailure, runGroup, succeeded } from './process.js';
 
 // The offsite copy runs commands from the job's config (rclone, aws s3, scp, ...). With `list`
 // and `delete` the remote copies are pruned by the same GFS policy as the local ones; with only

@@ -145,3 +145,15 @@ export function processStartTime(pid: number): string | null {
     return null;
   }
 }
+
+export function succeeded(run: GroupRunResult): boolean {
+  return run.error === null && !run.timedOut && run.exitCode === 0;
+}
+
+/** "exit 2: <last stderr lines>" / "timed out after ..." / the spawn error, for messages (callers scrub secrets). */
+export function describeFailure(run: GroupRunResult): string {
+  const tail = run.stderrTail.trim().split('\n').slice(-5).join(' | ');
+  const what = run.error ?? (run.timedOut ? 'timed out (its process group was killed)'
+    : run.signal ? `killed by ${run.signal}` : `exit code ${run.exitCode}`);
+  return tail ? `${what}: ${tail}` : what;
+}

@@ -14,15 +14,19 @@ import {
   backupFileName, isTempFileName, mongodumpArgv, mongorestoreArgv, parseBackupFileName, pgDumpArgv, pgRestoreIntoArgv,
   redactSecrets, redactUri, tempFileName,
 } from './commands.js';
-import type { BackupJobConfig, BackupsConfig } from './config.js';
+import { isRawCommand, type BackupJobConfig, type BackupsConfig } from './config.js';
 import { withCredentials, type Credentials } from './credentials.js';
 import { dumpToFile, fsyncDir, publishFile, removeFile, type DumpResult } from './dump-file.js';
 import { webhookNotifier, type Notifier } from './notify.js';
 import { offsiteCopy, offsiteDelete, offsiteList, offsiteMode } from './offsite.js';
-import { findTool, killGroup, processStartTime, runGroup } from './process.js';
+import { describeFailure, findTool, killGroup, processStartTime, runGroup, succeeded } from './process.js';
 import { planRetention } from './retention.js';
-import { BackupStore, type BackupRow, type BackupTrigger, type Verification } from './store.js';
-import { describeFailure, scanFile, succeeded, verifyBackup, type VerifyReport } from './verify.js';
+import { BackupStore, type BackupRow, type BackupTrigger, type RunEnd, type Verification } from './store.js';
+import { verifyBackup, type VerifyReport } from './verify.js';
+import { diskSpaceOf, freeSpaceMargin, lowSpaceReason, type DiskSpace } from './disk-space.js';
+import { scanFile } from './file-scan.js';
+import { rejectDump } from './outcome.js';
+import { DEFAULT_SIZE_BOUNDS, SIZE_HISTORY } from './size-check.js';
 
 export interface BackupServiceDeps {
   config: AgentConfig;
@@ -35,21 +39,28 @@ export interface BackupServiceDeps {
   env?: NodeJS.ProcessEnv;
 }
 
+/** One run in progress: its job, its files, and the secrets its messages must not carry. */
+interface Run {
+  id: number;
+  jobName: string;
+  job: BackupJobConfig;
+  dir: string;
+  tempPath: string;
+  finalPath: string;
+  startedMs: number;
+  secrets: string[];
+  entry: { pid: number | null };
+}
+
+/** What a run's row records about its dump, whatever its status. */
+type RunFacts = Omit<Partial<RunEnd>, 'status' | 'reason' | 'endedAt' | 'durationMs'>;
+
+const elapsedMs = (run: Run) => Math.round(performance.now() - run.startedMs);
+
 export interface RunRequest {
   trigger: BackupTrigger;
   actor: string;
   deploymentId?: number | null;
-}
-
-/** Pure: why a finished dump is not a backup, or null when it may be verified. */
-export function dumpFailure(dump: Pick<DumpResult, 'error' | 'timedOut' | 'signal' | 'exitCode' | 'bytes'>, job: Pick<BackupJobConfig, 'timeoutMs' | 'minBytes'>): string | null {
-  if (dump.error) return dump.error;
-  if (dump.timedOut) return `timed out after ${job.timeoutMs} ms; its process group was killed`;
-  if (dump.signal) return `the dump was killed by ${dump.signal}`;
-  if (dump.exitCode !== 0) return `the dump exited with code ${dump.exitCode}`;
-  if (dump.bytes === 0) return 'the dump wrote nothing';
-  if (dump.bytes < job.minBytes) return `the dump wrote only ${dump.bytes} bytes (less than minBytes ${job.minBytes}): treated as empty`;
-  return null;
 }
 
 /** No `backups` section: no jobs, but runs and temp files a previous config left are still resolved. */
@@ -325,82 +336,121 @@ export class BackupService {
   }
 
   private async execute(id: number, jobName: string, job: BackupJobConfig, startedAt: Date, entry: { pid: number | null }): Promise<BackupRow> {
-    const started = performance.now();
     const dir = path.join(this.backups.dir, job.app, jobName);
-    const finalPath = path.join(dir, backupFileName(job.kind, job.format, startedAt, id));
-    const tempPath = path.join(dir, tempFileName(id, randomBytes(4).toString('hex')));
-    let secrets: string[] = [];
-    const elapsed = () => Math.round(performance.now() - started);
-    const fail = async (reason: string, extra: Partial<Parameters<BackupStore['finishRun']>[1]> = {}) => {
-      const scrubbed = redactSecrets(reason, secrets);
-      this.store.finishRun(id, { status: 'failed', reason: scrubbed, endedAt: this.iso(), durationMs: elapsed(), ...extra });
-      await this.notify({ job: jobName, app: job.app, event: 'failed', backupId: id, message: `${scrubbed}. Earlier backups are untouched.` });
-      return this.store.get(id)!;
+    const run: Run = {
+      id, jobName, job, dir, entry, secrets: [], startedMs: performance.now(),
+      finalPath: path.join(dir, backupFileName(job.kind, job.format, startedAt, id)),
+      tempPath: path.join(dir, tempFileName(id, randomBytes(4).toString('hex'))),
     };
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 });
+      // Checked before anything is written (credential files too): a dump must not take the last free space.
+      const low = await this.lowSpace(run, 'before the dump');
+      if (low) return await this.failRun(run, `not started: ${low.reason}`, {}, low.space);
       const uri = job.kind === 'command' ? null : await this.sourceUri(jobName, job);
-      if (uri) secrets = [uri];
-      return await withCredentials(job.kind, uri, this.privateRoot, async (credentials) => {
-        secrets = credentials.secrets;
-        const env = { ...this.baseEnv, ...credentials.env };
-        const dump = await dumpToFile(this.dumpArgv(job, credentials), tempPath, {
-          // mongodump's per-collection counts are read from stderr: keep enough of it for many collections.
-          env, timeoutMs: job.timeoutMs, tailBytes: 256 * 1024,
-          onSpawn: (pid) => {
-            entry.pid = pid;
-            this.store.setProcess(id, pid, processStartTime(pid));
-          },
-        });
-        entry.pid = null;
-        const stderrTail = redactSecrets(dump.stderrTail, secrets).slice(-8 * 1024);
-        const outcome = { bytes: dump.bytes, sha256: dump.sha256, exitCode: dump.exitCode, signal: dump.signal, timedOut: dump.timedOut, stderrTail };
-        const failure = dumpFailure(dump, job);
-        // A dump that failed is not hashed (sha256 null), and dumpFailure names why: the fallback is for the type only.
-        if (failure || dump.sha256 === null) {
-          await removeFile(tempPath);
-          return fail(failure ?? 'the dump failed', outcome);
-        }
-        await publishFile(tempPath, finalPath);
-        const report = await this.verify(id, jobName, job, finalPath, { ...dump, sha256: dump.sha256 }, credentials);
-        if (report.broken) {
-          await removeFile(finalPath);
-          await fsyncDir(dir);
-          return fail(`verification found the archive broken: ${report.problem}`, { ...outcome, verification: report.verification });
-        }
-        const status = report.verified ? 'verified' : 'unverified';
-        this.store.finishRun(id, {
-          status, reason: report.problem, endedAt: this.iso(), durationMs: elapsed(), file: finalPath, ...outcome,
-          verifiedAt: report.verified ? this.iso() : null, verification: report.verification,
-        });
-        this.deps.logger.info({ job: jobName, backupId: id, status, bytes: dump.bytes, durationMs: elapsed(), level: report.verification.level }, 'backup finished');
-        if (!report.verified) {
-          await this.notify({ job: jobName, app: job.app, event: 'unverified', backupId: id, message: `The backup was written but did not pass verification (${report.problem}); it is kept, but never counts as the last good backup.` });
-        } else {
-          await this.afterVerified(jobName, job, id).catch((error: unknown) => this.notify({
-            job: jobName, app: job.app, event: 'retention_failed', backupId: id,
-            message: `The backup is verified, but the offsite copy or retention after it failed: ${redactSecrets(errorMessage(error), secrets)}`,
-          }));
-        }
-        return this.store.get(id)!;
-      });
+      if (uri) run.secrets = [uri];
+      return await withCredentials(job.kind, uri, this.privateRoot, (credentials) => this.dumpAndVerify(run, credentials));
     } catch (error) {
       const message = error instanceof SlipwayError ? error.message : `internal error: ${errorMessage(error)}`;
-      if (!(error instanceof SlipwayError)) this.deps.logger.error({ job: jobName, backupId: id, err: redactSecrets(errorMessage(error), secrets) }, 'backup run failed unexpectedly');
+      if (!(error instanceof SlipwayError)) this.deps.logger.error({ job: jobName, backupId: id, err: redactSecrets(errorMessage(error), run.secrets) }, 'backup run failed unexpectedly');
       // A run already recorded keeps its outcome (and its file); only an unfinished one fails here.
       if (this.store.get(id)?.status !== 'running') return this.store.get(id)!;
-      await removeFile(tempPath).catch(() => undefined);
-      await removeFile(finalPath).catch(() => undefined);
-      return fail(message);
+      await removeFile(run.tempPath).catch(() => undefined);
+      await removeFile(run.finalPath).catch(() => undefined);
+      return this.failRun(run, message);
     }
   }
 
-  private async verify(id: number, jobName: string, job: BackupJobConfig, file: string, dump: DumpResult & { sha256: string }, credentials: Credentials): Promise<VerifyReport> {
+  /** Dumps into the temp file, judges the dump and the disk it left, then publishes and verifies the file. */
+  private async dumpAndVerify(run: Run, credentials: Credentials): Promise<BackupRow> {
+    run.secrets = credentials.secrets;
+    const dump = await this.dump(run, credentials);
+    const outcome: RunFacts = {
+      bytes: dump.bytes, sha256: dump.sha256, exitCode: dump.exitCode, signal: dump.signal, timedOut: dump.timedOut,
+      stderrTail: redactSecrets(dump.stderrTail, run.secrets).slice(-8 * 1024),
+    };
+    // Measured with the dump's file still there: the space the dump left is what tells a cut-short file.
+    const low = await this.lowSpace(run, 'after the dump');
+    const rejection = rejectDump(dump, run.job, low?.reason ?? null);
+    // A dump that failed is not hashed (sha256 null), and rejectDump names why: the fallback is for the type only.
+    if (rejection || dump.sha256 === null) {
+      await removeFile(run.tempPath);
+      return this.failRun(run, rejection?.reason ?? 'the dump failed', outcome, rejection?.diskFull ? low?.space : undefined);
+    }
+    await publishFile(run.tempPath, run.finalPath);
+    const report = await this.verify(run, { ...dump, sha256: dump.sha256 }, credentials);
+    return this.recordVerification(run, report, outcome);
+  }
+
+  private async dump(run: Run, credentials: Credentials): Promise<DumpResult> {
+    const dump = await dumpToFile(this.dumpArgv(run.job, credentials), run.tempPath, {
+      // mongodump's per-collection counts are read from stderr: keep enough of it for many collections.
+      env: { ...this.baseEnv, ...credentials.env }, timeoutMs: run.job.timeoutMs, tailBytes: 256 * 1024,
+      onSpawn: (pid) => {
+        run.entry.pid = pid;
+        this.store.setProcess(run.id, pid, processStartTime(pid));
+      },
+    });
+    run.entry.pid = null;
+    return dump;
+  }
+
+  /** The backup filesystem's free space when it is below the job's margin, with the reason in words. */
+  private async lowSpace(run: Run, moment: 'before the dump' | 'after the dump'): Promise<{ reason: string; space: DiskSpace } | null> {
+    const space = await diskSpaceOf(run.dir);
+    const reason = lowSpaceReason(space, freeSpaceMargin(space.totalBytes, run.job.minFreeBytes), moment);
+    return reason ? { reason, space } : null;
+  }
+
+  /** Records what verification found: a broken file is removed and the run failed; otherwise the file is kept. */
+  private async recordVerification(run: Run, report: VerifyReport, outcome: RunFacts): Promise<BackupRow> {
+    const { id, jobName, job } = run;
+    if (report.broken) {
+      await removeFile(run.finalPath);
+      await fsyncDir(run.dir);
+      return this.failRun(run, `verification found the archive broken: ${report.problem}`, { ...outcome, verification: report.verification });
+    }
+    const status = report.verified ? 'verified' : 'unverified';
+    this.store.finishRun(id, {
+      status, reason: report.problem, endedAt: this.iso(), durationMs: elapsedMs(run), file: run.finalPath, ...outcome,
+      verifiedAt: report.verified ? this.iso() : null, verification: report.verification,
+    });
+    this.deps.logger.info({ job: jobName, backupId: id, status, bytes: outcome.bytes, durationMs: elapsedMs(run), level: report.verification.level }, 'backup finished');
+    if (!report.verified) {
+      await this.notify({ job: jobName, app: job.app, event: 'unverified', backupId: id, message: `The backup was written but did not pass verification (${report.problem}); it is kept, but never counts as the last good backup.` });
+    } else {
+      await this.afterVerified(jobName, job, id).catch((error: unknown) => this.notify({
+        job: jobName, app: job.app, event: 'retention_failed', backupId: id,
+        message: `The backup is verified, but the offsite copy or retention after it failed: ${redactSecrets(errorMessage(error), run.secrets)}`,
+      }));
+    }
+    return this.store.get(id)!;
+  }
+
+  /** Records the run as failed and notifies; `fullDisk` when the disk was full, to name it and where to free space. */
+  private async failRun(run: Run, reason: string, facts: RunFacts = {}, fullDisk?: DiskSpace): Promise<BackupRow> {
+    const scrubbed = redactSecrets(reason, run.secrets);
+    this.store.finishRun(run.id, { status: 'failed', reason: scrubbed, endedAt: this.iso(), durationMs: elapsedMs(run), ...facts });
+    const next = fullDisk ? `; free space on ${fullDisk.mountPoint} (or change minFreeBytes) before the next run` : '';
+    await this.notify({
+      job: run.jobName, app: run.job.app, event: fullDisk ? 'disk_full' : 'failed', backupId: run.id,
+      message: `${scrubbed}. Earlier backups are untouched${next}.`,
+    });
+    return this.store.get(run.id)!;
+  }
+
+  private async verify(run: Run, dump: DumpResult & { sha256: string }, credentials: Credentials): Promise<VerifyReport> {
+    const { job } = run;
     try {
       return await verifyBackup({
-        kind: job.kind, format: job.format, file, job: jobName, backupId: id, sha256: dump.sha256, bytes: dump.bytes,
+        kind: job.kind, format: job.format, file: run.finalPath, job: run.jobName, backupId: run.id, sha256: dump.sha256, bytes: dump.bytes,
         dumpStderr: dump.stderrTail, restoreDrill: job.verify.restore,
         ...(job.verifyCommand ? { verifyCommand: job.verifyCommand } : {}),
+        sizeHistory: isRawCommand(job) ? this.store.verifiedSizes(run.jobName, run.id, SIZE_HISTORY) : [],
+        sizeBounds: {
+          minSizeRatio: job.verify.minSizeRatio ?? DEFAULT_SIZE_BOUNDS.minSizeRatio,
+          maxSizeRatio: job.verify.maxSizeRatio ?? DEFAULT_SIZE_BOUNDS.maxSizeRatio,
+        },
         tools: {
           mongorestore: findTool(this.backups.tools.mongorestore, this.baseEnv.PATH),
           pgRestore: findTool(this.backups.tools.pgRestore, this.baseEnv.PATH),

@@ -168,6 +168,13 @@ export class BackupStore {
     return row && toBackup(row);
   }
 
+  /** Sizes of the job's verified dumps before run `beforeId`, newest first (pruned ones too: their size was good). */
+  verifiedSizes(job: string, beforeId: number, limit: number): number[] {
+    return (prepared(this.db,
+      "SELECT bytes FROM backups WHERE job = ? AND id < ? AND status = 'verified' AND bytes IS NOT NULL ORDER BY id DESC LIMIT ?",
+    ).all(job, beforeId, limit) as { bytes: number }[]).map((r) => r.bytes);
+  }
+
   running(): BackupRow[] {
     return (prepared(this.db, "SELECT * FROM backups WHERE status = 'running' ORDER BY id").all() as Raw[]).map(toBackup);
   }

@@ -8,7 +8,7 @@ import {
   parseBackupFileName, parseMongodumpCounts, parsePgUri, pgDumpArgv, pgPassLine, pgRestoreIntoArgv, psqlArgv, redactSecrets,
   scratchDbName, stampOf, tempFileName,
 } from '../../agent/backups/commands.js';
-import { dumpFailure } from '../../agent/backups/service.js';
+import { dumpFailure } from '../../agent/backups/outcome.js';
 
 // The stand-in's own (independent) archive writer produces the bytes the agent's reader must accept.
 const standin = createRequire(import.meta.url)(path.resolve(import.meta.dirname, '../fixtures/mongodump-standin/lib.cjs')) as {
