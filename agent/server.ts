@@ -19,8 +19,6 @@ import { deploymentRoutes } from './routes/deployments.js';
 import { lockRoutes } from './routes/locks.js';
 import { backupRoutes, type BackupRouteOptions } from './routes/backups.js';
 
-export type { ReleaseRepository } from './release/service.js';
-
 export interface ServerDeps {
   config: AgentConfig;
   token: string;

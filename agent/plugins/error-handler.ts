@@ -85,7 +85,7 @@ function send(reply: FastifyReply, request: FastifyRequest, error: unknown, answ
 /** The `frameworkErrors` option: refusals fastify makes before a route is chosen (bad URL, long segment). */
 export function frameworkErrors(context: ErrorContext) {
   return (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void => {
-    void send(reply, request, error, errorReply(error, context));
+    send(reply, request, error, errorReply(error, context));
   };
 }
 

@@ -452,7 +452,8 @@ describe('the agent API under hostile input (RELIABILITY 20, 31–34)', () => {
         expect(answer.json?.message, JSON.stringify(headers)).toMatch(headers['content-encoding'] ? /Content-Encoding "gzip"/ : /takes application\/json bodies/);
       }
       const upload = await api('PUT', `/apps/${APP}/releases/${newReleaseId()}`, { body: Buffer.from(json), headers: { 'content-type': 'application/json', 'x-slipway-sha256': 'a'.repeat(64) } });
-      expectRefusal(upload, 415, upload.json?.error === 'upload_missing' ? 'upload_missing' : 'unsupported_media_type', 'an upload sent as JSON');
+      expectRefusal(upload, 415, 'unsupported_media_type', 'an upload sent as JSON');
+      expect(upload.json?.message).toMatch(/takes application\/gzip or application\/octet-stream bodies, not application\/json/);
       for (const contentType of ['application/json; charset=utf-8', 'application/json; charset=UTF-8', 'application/json;charset="utf-8"']) {
         const answer = await api('POST', `/apps/${APP}/switch`, { body: JSON.stringify({ slot: 'purple' }), headers: { 'content-type': contentType } });
         expect({ status: answer.status, error: answer.json?.error }, `${contentType} is parsed: ${answer.text}`).toEqual({ status: 400, error: 'invalid_request' });

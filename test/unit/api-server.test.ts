@@ -15,6 +15,7 @@ import { charsetOf, isUtf8, mediaTypeOf } from '../../agent/plugins/content-type
 import { clientErrorReply, errorReply } from '../../agent/plugins/error-handler.js';
 import { roomForUpload } from '../../agent/release/disk-space.js';
 import { stepDurations } from '../../agent/status.js';
+import { DeploymentFeed } from '../../agent/rollout/feed.js';
 
 const TOKEN = 't'.repeat(43);
 const APP = 'shop';
@@ -155,6 +156,31 @@ describe('request bodies', () => {
       headers: { ...auth, 'content-type': 'application/json', 'x-slipway-sha256': 'b'.repeat(64) },
     });
     expect(upload.json()).toMatchObject({ error: 'unsupported_media_type', message: expect.stringContaining('application/gzip') });
+  });
+});
+
+describe('a rollout\'s progress stream', () => {
+  it('is NDJSON serialized by the route\'s declared line schema: a field the contract does not name is not sent', async () => {
+    const feed = new DeploymentFeed(7);
+    feed.push({ type: 'event', deploymentId: 7, step: 'switching', status: 'ok', message: 'nginx serves green', at: '2024-01-01T00:00:00Z', elapsedMs: 12, internal: 'x' } as never);
+    feed.push({
+      type: 'result', deploymentId: 7, app: APP, kind: 'switch', outcome: 'succeeded', phase: null, slot: 'green', releaseId: SHA,
+      liveSlot: 'green', liveReleaseId: SHA, publicUrl: 'http://127.0.0.1:8080', reason: null, error: null, stepDurationsMs: { switching: 12 }, pm2Env: { SECRET: 'x' },
+    } as never);
+    const deps = stubDeps({ rollouts: { startSwitch: () => feed } as unknown as ServerDeps['rollouts'] });
+    const { app } = await build(deps);
+    const answer = await app.inject({ method: 'POST', url: `/apps/${APP}/switch`, headers: { ...auth, 'content-type': 'application/json' }, payload: '{"slot":"green"}' });
+    expect(answer.statusCode).toBe(200);
+    expect(answer.headers['content-type']).toBe('application/x-ndjson');
+    expect(answer.headers['x-slipway-deployment']).toBe('7');
+    const lines = answer.body.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(lines).toEqual([
+      { type: 'event', deploymentId: 7, step: 'switching', status: 'ok', message: 'nginx serves green', at: '2024-01-01T00:00:00Z', elapsedMs: 12 },
+      {
+        type: 'result', deploymentId: 7, app: APP, kind: 'switch', outcome: 'succeeded', phase: null, slot: 'green', releaseId: SHA,
+        liveSlot: 'green', liveReleaseId: SHA, publicUrl: 'http://127.0.0.1:8080', reason: null, error: null, stepDurationsMs: { switching: 12 },
+      },
+    ]);
   });
 });
 
