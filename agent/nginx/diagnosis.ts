@@ -1,3 +1,5 @@
+import { LIVE_LINK } from './slot-switch.js';
+
 /**
  * Pure: turns what nginx printed or logged into Slipway's error texts. nginx's own words are the
  * reason shown to the user; these functions pick them out, say which file they concern, and say
@@ -149,7 +151,7 @@ export function switchNotAppliedError(input: {
       input.before === null ? 'the flag was removed again' : `the flag points at ${input.before} again`,
     ],
     hint: unseen
-      ? `nginx's workers cannot see ${dir}/live/${slot}: every directory on that path must be searchable (o+x) by nginx's worker user`
+      ? `nginx's workers cannot see ${dir}/${LIVE_LINK}/${slot}: every directory on that path must be searchable (o+x) by nginx's worker user`
       : `the app's include must route by the switch flags (see nginx/app.conf.njk) and nginx must be running; ${app}'s traffic did not move`,
   };
 }
