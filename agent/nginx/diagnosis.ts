@@ -111,7 +111,7 @@ export function notAppliedError(input: NotAppliedInput): { message: string; hint
     const bind = failedBind(reasons.join('\n'));
     const inUse = bind !== null && bind.errno === 98 && bind.port !== null;
     return {
-      message: `nginx did not apply the new config for app ${app}, it logged in ${log.path}: ${reasons.join('; ')}`,
+      message: `nginx did not apply the new config for app ${app}; ${log.path} says: ${reasons.join('; ')}`,
       hint: inUse
         ? `another program holds ${bind.address} (find it with: ss -ltnp 'sport = :${bind.port}'); stop it, or move the app to a free port with apps.${app}.public.listenPort. nginx kept its old config; ${untouched}`
         : `nginx kept its old config; fix what it logged, then push again. ${capitalised(untouched)}`,
