@@ -1,3 +1,5 @@
+import { LIVE_LINK } from './slot-switch.js';
+
 /**
  * Pure: turns what nginx printed or logged into Slipway's error texts. nginx's own words are the
  * reason shown to the user; these functions pick them out, say which file they concern, and say
@@ -109,7 +111,7 @@ export function notAppliedError(input: NotAppliedInput): { message: string; hint
     const bind = failedBind(reasons.join('\n'));
     const inUse = bind !== null && bind.errno === 98 && bind.port !== null;
     return {
-      message: `nginx did not apply the new config for app ${app}, it logged in ${log.path}: ${reasons.join('; ')}`,
+      message: `nginx did not apply the new config for app ${app}; ${log.path} says: ${reasons.join('; ')}`,
       hint: inUse
         ? `another program holds ${bind.address} (find it with: ss -ltnp 'sport = :${bind.port}'); stop it, or move the app to a free port with apps.${app}.public.listenPort. nginx kept its old config; ${untouched}`
         : `nginx kept its old config; fix what it logged, then push again. ${capitalised(untouched)}`,
@@ -149,7 +151,7 @@ export function switchNotAppliedError(input: {
       input.before === null ? 'the flag was removed again' : `the flag points at ${input.before} again`,
     ],
     hint: unseen
-      ? `nginx's workers cannot see ${dir}/live/${slot}: every directory on that path must be searchable (o+x) by nginx's worker user`
+      ? `nginx's workers cannot see ${dir}/${LIVE_LINK}/${slot}: every directory on that path must be searchable (o+x) by nginx's worker user`
       : `the app's include must route by the switch flags (see nginx/app.conf.njk) and nginx must be running; ${app}'s traffic did not move`,
   };
 }

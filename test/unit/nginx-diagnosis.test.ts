@@ -56,7 +56,7 @@ describe('nginx diagnosis', () => {
 
     it('a taken port: nginx\'s words in the message, the port holder in the hint', () => {
       const error = notAppliedError(input({}));
-      expect(error.message).toBe('nginx did not apply the new config for app shop, it logged in /var/log/nginx/error.log: '
+      expect(error.message).toBe('nginx did not apply the new config for app shop; /var/log/nginx/error.log says: '
         + '[emerg] bind() to 127.0.0.1:8080 failed (98: Address already in use); [emerg] still could not bind()');
       expect(error.hint).toContain("ss -ltnp 'sport = :8080'");
       expect(error.hint).toContain('apps.shop.public.listenPort');
