@@ -101,14 +101,15 @@ export class AgentClient {
       'content-type': 'application/gzip',
       'content-length': String(size),
       [SHA256_HEADER]: sha256,
-    }, (req) => {
+    }, (req, abort) => {
       const tick = setInterval(() => {
         const now = Date.now();
         const stalledMs = watch.stalledMs(now);
         if (stalledMs >= STALL_TICK_MS) onProgress({ sent, total: size, stalledMs });
         if (watch.expired(now)) {
+          stop();
           this.stalled = true;
-          req.destroy(this.stallError(watch.limitMs, sent, size));
+          abort(this.stallError(watch.limitMs, sent, size));
         }
       }, STALL_TICK_MS);
       // Once the body is handed over (or the agent answered early), the agent is unpacking, not reading.
@@ -180,36 +181,51 @@ export class AgentClient {
     }
   }
 
+  /**
+   * One request on a fresh channel. `abort` settles it with the given error at once: an SSH
+   * channel's destroy() only ends it (ssh2 drops the error), and sshd does not confirm the close
+   * while it still holds bytes for a process that stopped reading, so no event would follow.
+   */
   private async send(
-    method: string, path: string, headers: Record<string, string>, writeBody: (req: http.ClientRequest) => Promise<unknown>,
+    method: string, path: string, headers: Record<string, string>,
+    writeBody: (req: http.ClientRequest, abort: (error: SlipwayError) => void) => Promise<unknown>,
   ): Promise<http.IncomingMessage> {
     const channel = await this.openChannel();
     adaptChannel(channel);
     return new Promise((resolve, reject) => {
+      let settled = false;
+      let answerTimer: NodeJS.Timeout | undefined;
+      const settle = (done: () => void) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(answerTimer);
+        done();
+      };
       const req = http.request({
         method,
         path,
         headers: { ...headers, host: AGENT_HOST, authorization: `Bearer ${this.token}`, [ACTOR_HEADER]: this.actor, connection: 'close' },
         createConnection: () => channel as never,
       });
-      const answerTimer = this.stalled ? setTimeout(() => {
-        req.destroy(new SlipwayError('agent_unreachable',
+      const abort = (error: SlipwayError) => {
+        settle(() => reject(error));
+        req.destroy(error);
+      };
+      if (this.stalled) {
+        answerTimer = setTimeout(() => abort(new SlipwayError('agent_unreachable',
           `request ${method} ${path} to the agent on ${this.hostLabel} got no answer within ${ANSWER_AFTER_STALL_MS / 1000} s, after the agent had stopped reading an upload`, {
             hint: 'check on the host that slipway-agent runs and is not stuck (pm2 ls, its log, dmesg)',
-          }));
-      }, ANSWER_AFTER_STALL_MS) : undefined;
-      req.once('response', (response) => {
-        clearTimeout(answerTimer);
-        resolve(response);
-      });
+          })), ANSWER_AFTER_STALL_MS);
+      }
+      req.once('response', (response) => settle(() => resolve(response)));
       req.on('error', (error) => {
-        clearTimeout(answerTimer);
-        if (error instanceof SlipwayError) return reject(error);
-        void this.linkLost().then((lost) => reject(lost ?? new SlipwayError('agent_unreachable',
+        if (settled) return;
+        if (error instanceof SlipwayError) return settle(() => reject(error));
+        void this.linkLost().then((lost) => settle(() => reject(lost ?? new SlipwayError('agent_unreachable',
           `request ${method} ${path} to the agent failed: ${error.message}`,
-          { hint: 'check that slipway-agent runs on the host (systemctl status / pm2 ls) and listens on the configured agent.port', cause: error })));
+          { hint: 'check that slipway-agent runs on the host (systemctl status / pm2 ls) and listens on the configured agent.port', cause: error }))));
       });
-      writeBody(req).catch((error: unknown) => { req.destroy(error as Error); });
+      writeBody(req, abort).catch((error: unknown) => { req.destroy(error as Error); });
     });
   }
 }

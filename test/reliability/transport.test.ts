@@ -4,6 +4,8 @@
  * in the middle of a 40 MB upload is reported within seconds, never leaves a partial release
  * behind, and the same push run again succeeds; a failing remote step is named with its stderr.
  * Throughout, the live slot keeps answering through nginx and the state database stays as it was.
+ * Also: an agent that stops reading mid-upload is caught by the controller's stall watchdog, and a
+ * link cut while a rollout runs exits "outcome unknown" while the rollout finishes on the host.
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -13,6 +15,7 @@ import { generateKeyPair } from '../helpers/sshd.js';
 import { APP, startStack, type Stack } from '../helpers/stack.js';
 import { waitFor, withDeadline } from '../helpers/wait.js';
 import { auditRows, ingestLeftovers, liveView, seededBytes, stateFingerprint } from '../helpers/box.js';
+import { readState } from '../helpers/state.js';
 
 const MiB = 1024 * 1024;
 const BIG = 40 * MiB;
@@ -209,5 +212,61 @@ describe('transport faults through the real CLI and sshd (RELIABILITY 10–13)',
     } finally {
       await stack.sshd.killConnections();
     }
+  });
+  it('issue 11: the agent stops reading mid-upload (SIGSTOP; sshd still answers keepalives) -> the stall watchdog ends the push after host.uploadStallTimeoutMs, exit 5, the stall shown while it lasts', async () => {
+    const viewBefore = await liveView(stack);
+    const stallMs = 6_000;
+    const config = await configWith('stall-watchdog', { uploadStallTimeoutMs: stallMs, keepaliveIntervalMs: 2_000, keepaliveCountMax: 2 });
+    const agentPid = stack.agent.pid;
+    let stopped = false;
+    try {
+      const { sha, result, detectedMs } = await pushAndFault('stalled', async () => {
+        process.kill(agentPid, 'SIGSTOP');
+        stopped = true;
+      }, { pushArgs: ['--config', config] });
+      expect(result.code, result.stderr).toBe(5);
+      expect(detectedMs, 'not before the stall timeout').toBeGreaterThanOrEqual(stallMs);
+      // After the stall the push still tries to release its lock, waiting at most 5 s for the stopped agent.
+      expect(detectedMs, 'the stall timeout, the bounded lock release, and slack for a busy machine').toBeLessThan(stallMs + 5_000 + 8_000);
+      expect(result.stderr).toContain(`deploy: upload to ${stack.sshd.user}@${stack.sshd.host}:${stack.sshd.port} stalled: the agent accepted no bytes for 6 s`);
+      expect(result.stderr).toContain('limit: host.uploadStallTimeoutMs in deploy.config.json');
+      expect(result.stderr).toMatch(/^ {2}upload: no progress for 5 s \([\d.]+ MB of [\d.]+ MB sent\)$/m);
+      expect(result.stderr, 'the keepalive (2 s x 2) never declared the link dead').not.toMatch(/SSH connection to .* lost/);
+      expect(await liveView(stack), 'nginx and the app do not need the agent').toEqual(viewBefore);
+
+      process.kill(agentPid, 'SIGCONT');
+      stopped = false;
+      await noTraceOf(sha, 30_000);
+      // The push's lock release reached a stopped agent; whether it was carried out once the agent resumed
+      // is up to the connection's fate, so a lock still reserved is released as an operator would.
+      if (readState(stack.home, APP).lock) {
+        const released = await stack.deploy(['lock', 'release', '--force']);
+        expect(released.code, released.stderr).toBe(0);
+      }
+      await retrySucceeds(sha);
+    } finally {
+      if (stopped) process.kill(agentPid, 'SIGCONT');
+    }
+  });
+
+  it('issue 10: the link cut while a rollout runs on the host -> exit 6 (outcome unknown here), and the rollout finishes on the host', async () => {
+    const sha = await stack.repo.commit({ 'message.txt': 'in doubt\n' }, 'cut during the rollout');
+    const cli = stack.deployInBackground(['push']);
+    let exited = false;
+    void cli.done.then(() => { exited = true; });
+    const running = await waitFor(() => {
+      if (exited) throw new Error('the CLI exited before the rollout started');
+      return readState(stack.home, APP).deployments.find((d) => d.releaseId === sha && d.outcome === null) ?? null;
+    }, { timeoutMs: 60_000, intervalMs: 5, description: 'the rollout to start on the host' });
+    await stack.sshd.killConnections();
+    const result = await withDeadline(cli.done, 30_000, 'the CLI to exit after the cut');
+    expect(result.code, result.stderr).toBe(6);
+    expect(result.stderr).toMatch(/lost the link to the agent on .* while it ran POST \/apps\/sample\/deployments: SSH connection to .* lost/);
+    expect(result.stderr).toContain('hint: the rollout goes on on the host');
+    const finished = await waitFor(() => readState(stack.home, APP).deployments.find((d) => d.id === running.id && d.outcome !== null) ?? null, {
+      timeoutMs: 60_000, description: 'the rollout to finish on the host without a listener',
+    });
+    expect(finished.outcome).toBe('succeeded');
+    expect(await liveView(stack)).toMatchObject({ status: 200, release: sha });
   });
 });
