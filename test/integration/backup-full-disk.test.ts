@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BackupService } from '../../agent/backups/service.js';
 import { runCommand } from '../../lib/exec.js';
 import { diskFullPattern, escapeRegExp, openBackupHost, type BackupHost } from '../helpers/backup-host.js';
+import { mountSmallDisk, type SmallDisk } from '../helpers/tmpfs.js';
 import { waitFor } from '../helpers/wait.js';
 import { startWebhook, type Webhook } from '../helpers/webhook.js';
 
@@ -20,7 +21,7 @@ const sha256 = (file: string) => createHash('sha256').update(readFileSync(file))
 describe('backups on a full disk (a 512 KiB tmpfs as the backup directory)', () => {
   let root: string;
   let disk: string;
-  let mounted = false;
+  let smallDisk: SmallDisk | undefined;
   let host: BackupHost;
   let service: BackupService;
   let webhook: Webhook;
@@ -48,12 +49,8 @@ describe('backups on a full disk (a 512 KiB tmpfs as the backup directory)', () 
 
   beforeAll(async () => {
     root = await fs.mkdtemp(path.join(os.tmpdir(), 'slipway-backup-full-'));
-    disk = path.join(root, 'disk');
-    await fs.mkdir(disk);
-    const mount = await runCommand(['mount', '-t', 'tmpfs', '-o', 'size=512k,mode=0700', 'tmpfs', disk], { timeoutMs: 10_000 });
-    // This suite is about a real full disk: where tmpfs cannot be mounted it must fail, not skip.
-    expect(mount.exitCode, `mount tmpfs: ${mount.stderr}`).toBe(0);
-    mounted = true;
+    smallDisk = await mountSmallDisk(root, '512k');
+    disk = smallDisk.dir;
     smallFile = path.join(root, 'small.bin');
     bigFile = path.join(root, 'big.bin');
     await fs.writeFile(smallFile, randomBytes(64 * 1024));
@@ -66,10 +63,7 @@ describe('backups on a full disk (a 512 KiB tmpfs as the backup directory)', () 
   afterAll(async () => {
     await host?.close();
     await webhook?.close();
-    if (mounted) {
-      const unmounted = await runCommand(['umount', disk], { timeoutMs: 10_000 });
-      expect(unmounted.exitCode, unmounted.stderr).toBe(0);
-    }
+    await smallDisk?.unmount();
     await fs.rm(root, { recursive: true, force: true });
   });
 
