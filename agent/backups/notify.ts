@@ -8,7 +8,7 @@ import { errorMessage } from '../../contract/errors.js';
 export interface Notice {
   job: string;
   app: string;
-  /** failed | unverified | skipped | offsite_failed | retention_failed | restore_failed */
+  /** failed | disk_full | unverified | skipped | corrupt | offsite_failed | retention_failed | restore_failed */
   event: string;
   backupId: number | null;
   message: string;

@@ -72,30 +72,21 @@ export function runGroup(argv: readonly string[], options: GroupRunOptions): Pro
       detached: true,
     });
     if (stdinFd !== null) closeSync(stdinFd);
-    const stdout = child.stdout;
-    const stderr = child.stderr!;
     const stdoutTail = new TailBuffer(limit);
     const stderrTail = new TailBuffer(limit);
     let timedOut = false;
     let error: string | null = null;
+    const kill = () => { if (child.pid) killGroup(child.pid); };
     const timer = setTimeout(() => {
       timedOut = true;
-      if (child.pid) killGroup(child.pid);
+      kill();
     }, options.timeoutMs);
     if (child.pid) options.onSpawn?.(child.pid);
-    stderr.on('data', (c: Buffer) => stderrTail.push(c));
-    const consumed = !stdout
-      ? Promise.resolve()
-      : options.consumeStdout
-        ? options.consumeStdout(stdout).catch((e: unknown) => {
-            error ??= `writing the output failed: ${(e as Error).message}`;
-            if (child.pid) killGroup(child.pid);
-            stdout.resume();
-          })
-        : new Promise<void>((done) => {
-            stdout.on('data', (c: Buffer) => stdoutTail.push(c));
-            stdout.once('close', done);
-          });
+    child.stderr!.on('data', (c: Buffer) => stderrTail.push(c));
+    const consumed = drainStdout(child.stdout, options.consumeStdout, stdoutTail, (message) => {
+      error ??= message;
+      kill();
+    });
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) => {
       child.once('error', (e) => {
         error ??= `could not run ${file}: ${e.message}`;
@@ -108,13 +99,32 @@ export function runGroup(argv: readonly string[], options: GroupRunOptions): Pro
       // A file has no end-of-stream to wait for, unlike a pipe: a leftover of the group that still
       // holds the file could change it after it was hashed. While any member lives the group id
       // cannot be reused, so this kills only what the program left behind.
-      if (options.stdoutFd !== undefined && child.pid) killGroup(child.pid);
+      if (options.stdoutFd !== undefined) kill();
       resolve({
         exitCode: code, signal, timedOut, error,
         stdoutTail: wholeLines(stdoutTail), stderrTail: wholeLines(stderrTail),
         durationMs: Math.round(performance.now() - started),
       });
     });
+  });
+}
+
+/**
+ * Reads the program's stdout pipe to its end: through `consume` when given (its failure is
+ * reported through `failed` and the rest of the output discarded), else into `tail`. No pipe
+ * (stdout is a file): nothing to read.
+ */
+function drainStdout(stdout: Readable | null, consume: GroupRunOptions['consumeStdout'], tail: TailBuffer, failed: (message: string) => void): Promise<void> {
+  if (!stdout) return Promise.resolve();
+  if (consume) {
+    return consume(stdout).catch((e: unknown) => {
+      failed(`writing the output failed: ${(e as Error).message}`);
+      stdout.resume();
+    });
+  }
+  return new Promise<void>((done) => {
+    stdout.on('data', (c: Buffer) => tail.push(c));
+    stdout.once('close', done);
   });
 }
 

@@ -19,7 +19,7 @@ import { withCredentials, type Credentials } from './credentials.js';
 import { dumpToFile, fsyncDir, publishFile, removeFile, type DumpResult } from './dump-file.js';
 import { webhookNotifier, type Notifier } from './notify.js';
 import { offsiteCopy, offsiteDelete, offsiteList, offsiteMode } from './offsite.js';
-import { describeFailure, findTool, killGroup, processStartTime, runGroup, succeeded } from './process.js';
+import { describeFailure, findTool, killGroup, processStartTime, runGroup, succeeded, type GroupRunResult } from './process.js';
 import { planRetention } from './retention.js';
 import { BackupStore, type BackupRow, type BackupTrigger, type RunEnd, type Verification } from './store.js';
 import { verifyBackup, type VerifyReport } from './verify.js';
@@ -56,6 +56,14 @@ interface Run {
 type RunFacts = Omit<Partial<RunEnd>, 'status' | 'reason' | 'endedAt' | 'durationMs'>;
 
 const elapsedMs = (run: Run) => Math.round(performance.now() - run.startedMs);
+
+export interface RestoreOptions {
+  /** A database URI to restore into instead of the job's source. */
+  to?: string;
+  /** Restore a backup that is not verified, or whose file changed since. */
+  force: boolean;
+  actor: string;
+}
 
 export interface RunRequest {
   trigger: BackupTrigger;
@@ -210,40 +218,45 @@ export class BackupService {
   overview(options: { job?: string; limit?: number; nextRun?: (job: string) => Date | null } = {}): BackupsOverview {
     if (options.job) this.job(options.job);
     const nowMs = this.now().getTime();
-    const jobs: BackupJobView[] = this.jobNames().filter((name) => !options.job || name === options.job).map((name) => {
-      const job = this.backups.jobs[name]!;
-      const files = this.store.withFiles(name);
-      const lastRun = this.store.latest(name, ['running', 'skipped', 'failed', 'unverified', 'verified']);
-      const lastSuccess = this.store.latest(name, ['verified', 'unverified']);
-      const lastVerified = this.store.latest(name, ['verified']);
-      const lastOffsite = this.store.list({ job: name, limit: 50 }).find((r) => r.offsiteStatus && r.offsiteStatus !== 'pruned');
-      const mode = offsiteMode(job.offsite);
-      const running = this.inFlight.get(name);
-      return {
-        job: name, app: job.app, kind: job.kind, schedule: job.schedule,
-        nextRunAt: options.nextRun?.(name)?.toISOString() ?? null,
-        running: running ? { id: running.id, startedAt: running.startedAt } : null,
-        retention: job.retention,
-        offsite: {
-          mode,
-          note: mode === 'gfs' ? 'remote copies pruned by the same retention policy'
-            : mode === 'copy-only' ? 'copy-only: remote copies are never pruned (add offsite.list and offsite.delete to prune them)'
-            : 'no offsite copy configured',
-          lastStatus: lastOffsite?.offsiteStatus ?? null, lastAt: lastOffsite?.offsiteAt ?? null, lastError: lastOffsite?.offsiteError ?? null,
-        },
-        lastRun: lastRun ? runView(lastRun) : null,
-        lastSuccessAt: lastSuccess?.endedAt ?? null,
-        lastVerified: lastVerified ? {
-          id: lastVerified.id, at: lastVerified.verifiedAt ?? lastVerified.endedAt ?? lastVerified.startedAt,
-          ageMs: nowMs - Date.parse(lastVerified.startedAt), bytes: lastVerified.bytes, level: lastVerified.verifyLevel,
-        } : null,
-        kept: { count: files.length, bytes: files.reduce((a, r) => a + (r.bytes ?? 0), 0), verified: files.filter((r) => r.status === 'verified').length },
-      };
-    });
     return {
-      jobs,
+      jobs: this.jobNames().filter((name) => !options.job || name === options.job).map((name) => this.jobView(name, nowMs, options.nextRun)),
       runs: this.store.list({ ...(options.job ? { job: options.job } : {}), limit: options.limit ?? 20 }).map(runView),
       notifications: Boolean(this.backups.notifyWebhook),
+    };
+  }
+
+  private jobView(name: string, nowMs: number, nextRun?: (job: string) => Date | null): BackupJobView {
+    const job = this.backups.jobs[name]!;
+    const files = this.store.withFiles(name);
+    const lastRun = this.store.latest(name, ['running', 'skipped', 'failed', 'unverified', 'verified']);
+    const lastSuccess = this.store.latest(name, ['verified', 'unverified']);
+    const lastVerified = this.store.latest(name, ['verified']);
+    const running = this.inFlight.get(name);
+    return {
+      job: name, app: job.app, kind: job.kind, schedule: job.schedule,
+      nextRunAt: nextRun?.(name)?.toISOString() ?? null,
+      running: running ? { id: running.id, startedAt: running.startedAt } : null,
+      retention: job.retention,
+      offsite: this.offsiteView(name, job),
+      lastRun: lastRun ? runView(lastRun) : null,
+      lastSuccessAt: lastSuccess?.endedAt ?? null,
+      lastVerified: lastVerified ? {
+        id: lastVerified.id, at: lastVerified.verifiedAt ?? lastVerified.endedAt ?? lastVerified.startedAt,
+        ageMs: nowMs - Date.parse(lastVerified.startedAt), bytes: lastVerified.bytes, level: lastVerified.verifyLevel,
+      } : null,
+      kept: { count: files.length, bytes: files.reduce((a, r) => a + (r.bytes ?? 0), 0), verified: files.filter((r) => r.status === 'verified').length },
+    };
+  }
+
+  private offsiteView(name: string, job: BackupJobConfig): BackupJobView['offsite'] {
+    const mode = offsiteMode(job.offsite);
+    const last = this.store.list({ job: name, limit: 50 }).find((r) => r.offsiteStatus && r.offsiteStatus !== 'pruned');
+    return {
+      mode,
+      note: mode === 'gfs' ? 'remote copies pruned by the same retention policy'
+        : mode === 'copy-only' ? 'copy-only: remote copies are never pruned (add offsite.list and offsite.delete to prune them)'
+        : 'no offsite copy configured',
+      lastStatus: last?.offsiteStatus ?? null, lastAt: last?.offsiteAt ?? null, lastError: last?.offsiteError ?? null,
     };
   }
 
@@ -251,7 +264,7 @@ export class BackupService {
    * Restores backup `id` over its job's database (or `to`). Refuses an unverified backup, or one
    * whose file no longer matches its checksum, unless forced.
    */
-  async restore(id: number, options: { to?: string; force: boolean; actor: string }): Promise<RestoreView> {
+  async restore(id: number, options: RestoreOptions): Promise<RestoreView> {
     const row = this.store.get(id);
     if (!row) throw new SlipwayError('backup_not_found', `no backup #${id}`, { status: 404, hint: 'list them with: deploy backup list' });
     const job = this.job(row.job);
@@ -282,44 +295,14 @@ export class BackupService {
 
   // ------------------------------------------------------------------------------------------
 
-  private async restoreLocked(row: BackupRow, job: BackupJobConfig, options: { to?: string; force: boolean; actor: string }): Promise<RestoreView> {
-    const file = row.file!;
-    const onDisk = await stat(file).catch(() => null);
-    if (!onDisk) {
-      throw new SlipwayError('backup_file_gone', `the file of backup #${row.id} (${file}) is missing`, { status: 410, hint: 'pick another backup: deploy backup list' });
-    }
-    const scan = await scanFile(file, { gzip: false, mongoArchive: false });
-    if (scan.sha256 !== row.sha256) {
-      const detail = `sha256 of ${file} is ${scan.sha256}, but ${row.sha256} was recorded when it was written`;
-      this.store.markUnverified(row.id, `checksum mismatch before restore: ${detail}`, {
-        level: 'none', counts: null, checks: [{ name: 'checksum', ok: false, detail }],
-      });
-      await this.notify({ job: row.job, app: row.app, event: 'corrupt', backupId: row.id, message: `The backup file changed since it was verified: ${detail}.` });
-      if (!options.force) {
-        throw new SlipwayError('backup_corrupt', `backup #${row.id} is corrupt: ${detail}`, { status: 409, hint: 'restore another backup; --force restores these bytes anyway' });
-      }
-    }
-    const tool = job.kind === 'mongodump' ? this.backups.tools.mongorestore : job.kind === 'pg_dump' ? this.backups.tools.pgRestore : job.restoreCommand?.[0];
-    if (!tool) {
-      throw new SlipwayError('restore_not_configured', `job ${row.job} has no restoreCommand`, { status: 409, hint: `add backups.jobs.${row.job}.restoreCommand (argv reading the dump on stdin)` });
-    }
-    if (!findTool(tool, this.baseEnv.PATH)) {
-      throw new SlipwayError('restore_tool_missing', `${tool} is not installed on this host`, {
-        status: 409, hint: job.kind === 'mongodump' ? 'install the MongoDB Database Tools (mongorestore)' : `install ${tool}`,
-      });
-    }
+  private async restoreLocked(row: BackupRow, job: BackupJobConfig, options: RestoreOptions): Promise<RestoreView> {
+    await this.checkFileBeforeRestore(row, options.force);
+    const tool = this.restoreTool(row, job);
     const uri = job.kind === 'command' ? null : options.to ?? await this.sourceUri(row.job, job);
     const target = options.to ? redactUri(options.to) : job.kind === 'command' ? 'restoreCommand' : `source of job ${row.job}`;
-    const startedAt = this.now();
-    const restoreId = this.store.startRestore({ backupId: row.id, target, forced: options.force, requestedBy: options.actor, startedAt: startedAt.toISOString() });
+    const restoreId = this.store.startRestore({ backupId: row.id, target, forced: options.force, requestedBy: options.actor, startedAt: this.iso() });
     return withCredentials(job.kind, uri, this.privateRoot, async (credentials) => {
-      const argv = job.kind === 'mongodump' ? mongorestoreArgv(tool, credentials.configFile!, file, 'restore')
-        : job.kind === 'pg_dump' ? pgRestoreIntoArgv(tool, file, credentials.pg!.database, 'replace')
-        : job.restoreCommand!;
-      const run = await runGroup(argv, {
-        env: { ...this.baseEnv, ...credentials.env }, timeoutMs: job.timeoutMs,
-        ...(job.kind === 'command' ? { stdinFile: file } : {}),
-      });
+      const run = await this.runRestore(row.file!, job, tool, credentials);
       const stderrTail = redactSecrets(run.stderrTail, credentials.secrets);
       const ok = succeeded(run);
       const reason = ok ? null : redactSecrets(describeFailure(run), credentials.secrets);
@@ -332,6 +315,51 @@ export class BackupService {
         });
       }
       return { restoreId, backupId: row.id, job: row.job, target, status: 'succeeded', forced: options.force, durationMs: run.durationMs };
+    });
+  }
+
+  /**
+   * The file must still be there and still hold the bytes that were verified. A changed file
+   * stops counting as verified (and is notified) even when `force` restores it anyway.
+   */
+  private async checkFileBeforeRestore(row: BackupRow, force: boolean): Promise<void> {
+    const file = row.file!;
+    if (!await stat(file).catch(() => null)) {
+      throw new SlipwayError('backup_file_gone', `the file of backup #${row.id} (${file}) is missing`, { status: 410, hint: 'pick another backup: deploy backup list' });
+    }
+    const scan = await scanFile(file, { gzip: false, mongoArchive: false });
+    if (scan.sha256 === row.sha256) return;
+    const detail = `sha256 of ${file} is ${scan.sha256}, but ${row.sha256} was recorded when it was written`;
+    this.store.markUnverified(row.id, `checksum mismatch before restore: ${detail}`, {
+      level: 'none', counts: null, checks: [{ name: 'checksum', ok: false, detail }],
+    });
+    await this.notify({ job: row.job, app: row.app, event: 'corrupt', backupId: row.id, message: `The backup file changed since it was verified: ${detail}.` });
+    if (!force) {
+      throw new SlipwayError('backup_corrupt', `backup #${row.id} is corrupt: ${detail}`, { status: 409, hint: 'restore another backup; --force restores these bytes anyway' });
+    }
+  }
+
+  /** The program that restores a job's dumps, refused when it is not configured or not installed. */
+  private restoreTool(row: BackupRow, job: BackupJobConfig): string {
+    const tool = job.kind === 'mongodump' ? this.backups.tools.mongorestore : job.kind === 'pg_dump' ? this.backups.tools.pgRestore : job.restoreCommand?.[0];
+    if (!tool) {
+      throw new SlipwayError('restore_not_configured', `job ${row.job} has no restoreCommand`, { status: 409, hint: `add backups.jobs.${row.job}.restoreCommand (argv reading the dump on stdin)` });
+    }
+    if (!findTool(tool, this.baseEnv.PATH)) {
+      throw new SlipwayError('restore_tool_missing', `${tool} is not installed on this host`, {
+        status: 409, hint: job.kind === 'mongodump' ? 'install the MongoDB Database Tools (mongorestore)' : `install ${tool}`,
+      });
+    }
+    return tool;
+  }
+
+  private runRestore(file: string, job: BackupJobConfig, tool: string, credentials: Credentials): Promise<GroupRunResult> {
+    const argv = job.kind === 'mongodump' ? mongorestoreArgv(tool, credentials.configFile!, file, 'restore')
+      : job.kind === 'pg_dump' ? pgRestoreIntoArgv(tool, file, credentials.pg!.database, 'replace')
+      : job.restoreCommand!;
+    return runGroup(argv, {
+      env: { ...this.baseEnv, ...credentials.env }, timeoutMs: job.timeoutMs,
+      ...(job.kind === 'command' ? { stdinFile: file } : {}),
     });
   }
 

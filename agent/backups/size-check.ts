@@ -23,7 +23,14 @@ export function median(values: readonly number[]): number {
   return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
-const ratioText = (ratio: number) => `${Number(ratio.toFixed(2))}×`;
+/** "0.87×"; more digits when two would print the very bound the ratio is on the wrong side of. */
+function ratioText(ratio: number, bound?: number): string {
+  for (let digits = 2; digits < 6; digits++) {
+    const shown = Number(ratio.toFixed(digits));
+    if (shown !== bound) return `${shown}×`;
+  }
+  return `${ratio}×`;
+}
 
 /** `history`: sizes of the job's previous verified dumps, newest first (only the first SIZE_HISTORY count). */
 export function judgeSizeRange(bytes: number, history: readonly number[], bounds: SizeBounds): SizeJudgement {
@@ -36,10 +43,10 @@ export function judgeSizeRange(bytes: number, history: readonly number[], bounds
   const against = `the median ${formatBytes(reference)} of the last ${recent.length} verified dump(s)`;
   const allowed = `allowed ${ratioText(bounds.minSizeRatio)} to ${ratioText(bounds.maxSizeRatio)}`;
   if (ratio < bounds.minSizeRatio) {
-    return { ok: false, detail: `${formatBytes(bytes)} is ${ratioText(ratio)} ${against}, below verify.minSizeRatio ${bounds.minSizeRatio} (cut short?)` };
+    return { ok: false, detail: `${formatBytes(bytes)} is ${ratioText(ratio, bounds.minSizeRatio)} ${against}, below verify.minSizeRatio ${bounds.minSizeRatio} (cut short?)` };
   }
   if (ratio > bounds.maxSizeRatio) {
-    return { ok: false, detail: `${formatBytes(bytes)} is ${ratioText(ratio)} ${against}, above verify.maxSizeRatio ${bounds.maxSizeRatio}` };
+    return { ok: false, detail: `${formatBytes(bytes)} is ${ratioText(ratio, bounds.maxSizeRatio)} ${against}, above verify.maxSizeRatio ${bounds.maxSizeRatio}` };
   }
   return { ok: true, detail: `${formatBytes(bytes)} is ${ratioText(ratio)} ${against} (${allowed})` };
 }

@@ -1,5 +1,4 @@
-import type { BackupKind } from './config.js';
-import { isRawCommand } from './config.js';
+import { isRawCommand, type BackupKind } from './config.js';
 import { parseMongodumpCounts, pgRestoreListArgv, redactSecrets } from './commands.js';
 import { CheckList, type VerifyReport } from './checks.js';
 import type { Credentials } from './credentials.js';

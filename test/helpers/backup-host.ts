@@ -43,3 +43,15 @@ export async function openBackupHost(root: string): Promise<BackupHost> {
     },
   };
 }
+
+export const escapeRegExp = (text: string): string => text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+
+/**
+ * The words a backup run records when the disk holding the backups is below its margin, as a
+ * regular expression source (the free figure varies; sizes as printed, e.g. "524.3 KB").
+ */
+export function diskFullPattern(at: { dir: string; mountPoint: string; total: string; margin: string; moment: 'before the dump' | 'after the dump' }): string {
+  return `the disk holding the backups is full: (?:\\d+ B|\\d+\\.\\d (?:KB|MB|GB)) free of ${escapeRegExp(at.total)} `
+    + `on the filesystem holding ${escapeRegExp(at.dir)} \\(mounted at ${escapeRegExp(at.mountPoint)}\\) ${at.moment}, `
+    + `below the margin of ${escapeRegExp(at.margin)} \\(minFreeBytes\\)`;
+}

@@ -6,7 +6,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BackupService } from '../../agent/backups/service.js';
 import { runCommand } from '../../lib/exec.js';
-import { openBackupHost, type BackupHost } from '../helpers/backup-host.js';
+import { diskFullPattern, escapeRegExp, openBackupHost, type BackupHost } from '../helpers/backup-host.js';
+import { mountSmallDisk, type SmallDisk } from '../helpers/tmpfs.js';
 import { waitFor } from '../helpers/wait.js';
 import { startWebhook, type Webhook } from '../helpers/webhook.js';
 
@@ -16,14 +17,11 @@ import { startWebhook, type Webhook } from '../helpers/webhook.js';
 
 const MiB = 1024 * 1024;
 const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
-const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
-/** "0 B", "12.3 KB": how the reasons print sizes. */
-const SIZE = '(?:\\d+ B|\\d+\\.\\d (?:KB|MB|GB))';
 
 describe('backups on a full disk (a 512 KiB tmpfs as the backup directory)', () => {
   let root: string;
   let disk: string;
-  let mounted = false;
+  let smallDisk: SmallDisk | undefined;
   let host: BackupHost;
   let service: BackupService;
   let webhook: Webhook;
@@ -31,6 +29,8 @@ describe('backups on a full disk (a 512 KiB tmpfs as the backup directory)', () 
   let smallFile: string;
 
   const jobDir = (job: string) => path.join(disk, 'shop', job);
+  /** The reason's words for this 512 KiB disk and its default margin (1%). */
+  const full = (job: string, moment: 'before the dump' | 'after the dump') => diskFullPattern({ dir: jobDir(job), mountPoint: disk, total: '524.3 KB', margin: '5.2 KB', moment });
   const run = (job: string) => service.run(job, { trigger: 'manual', actor: 'tester' });
   const freeBytes = async () => {
     const st = await fs.statfs(disk);
@@ -49,12 +49,8 @@ describe('backups on a full disk (a 512 KiB tmpfs as the backup directory)', () 
 
   beforeAll(async () => {
     root = await fs.mkdtemp(path.join(os.tmpdir(), 'slipway-backup-full-'));
-    disk = path.join(root, 'disk');
-    await fs.mkdir(disk);
-    const mount = await runCommand(['mount', '-t', 'tmpfs', '-o', 'size=512k,mode=0700', 'tmpfs', disk], { timeoutMs: 10_000 });
-    // This suite is about a real full disk: where tmpfs cannot be mounted it must fail, not skip.
-    expect(mount.exitCode, `mount tmpfs: ${mount.stderr}`).toBe(0);
-    mounted = true;
+    smallDisk = await mountSmallDisk(root, '512k');
+    disk = smallDisk.dir;
     smallFile = path.join(root, 'small.bin');
     bigFile = path.join(root, 'big.bin');
     await fs.writeFile(smallFile, randomBytes(64 * 1024));
@@ -67,10 +63,7 @@ describe('backups on a full disk (a 512 KiB tmpfs as the backup directory)', () 
   afterAll(async () => {
     await host?.close();
     await webhook?.close();
-    if (mounted) {
-      const unmounted = await runCommand(['umount', disk], { timeoutMs: 10_000 });
-      expect(unmounted.exitCode, unmounted.stderr).toBe(0);
-    }
+    await smallDisk?.unmount();
     await fs.rm(root, { recursive: true, force: true });
   });
 
@@ -80,12 +73,11 @@ describe('backups on a full disk (a 512 KiB tmpfs as the backup directory)', () 
     const earlierSha = sha256(earlier.file!);
 
     const row = await run('big');
-    const full = `the disk holding the backups is full: ${SIZE} free of 524\\.3 KB on the filesystem holding ${escape(jobDir('big'))} \\(mounted at ${escape(disk)}\\) after the dump, below the margin of 5\\.2 KB \\(minFreeBytes\\)`;
-    expect(row.reason).toMatch(new RegExp(`^${full}; the dump exited with code 1$`));
+    expect(row.reason).toMatch(new RegExp(`^${full('big', 'after the dump')}; the dump exited with code 1$`));
     expect(row).toMatchObject({ status: 'failed', exitCode: 1, file: null, sha256: null });
     expect(row.stderrTail).toMatch(/No space left on device/);
     const message = await notified(row.id);
-    expect(message.text).toMatch(new RegExp(`backup big #${row.id} \\(app shop\\) on .*: disk full\\. ${full}; the dump exited with code 1\\. Earlier backups are untouched; free space on ${escape(disk)}`));
+    expect(message.text).toMatch(new RegExp(`backup big #${row.id} \\(app shop\\) on .*: disk full\\. ${full('big', 'after the dump')}; the dump exited with code 1\\. Earlier backups are untouched; free space on ${escapeRegExp(disk)} \\(or change minFreeBytes\\) before the next run\\.$`));
     expect(await fs.readdir(jobDir('big')), 'the temp file is removed').toEqual([]);
     expect(sha256(earlier.file!)).toBe(earlierSha);
   });
@@ -93,7 +85,7 @@ describe('backups on a full disk (a 512 KiB tmpfs as the backup directory)', () 
   it('a raw command job whose program hides the write failure behind exit 0: failed (not verified), its cut-short file removed, free space named', async () => {
     const row = await run('hiding');
     expect(row).toMatchObject({ status: 'failed', exitCode: 0, file: null, verifiedAt: null });
-    expect(row.reason).toMatch(new RegExp(`^the disk holding the backups is full: ${SIZE} free of 524\\.3 KB on the filesystem holding ${escape(jobDir('hiding'))} \\(mounted at ${escape(disk)}\\) after the dump, below the margin of 5\\.2 KB \\(minFreeBytes\\); the dump exited 0, but its output may be cut short, so it is not kept$`));
+    expect(row.reason).toMatch(new RegExp(`^${full('hiding', 'after the dump')}; the dump exited 0, but its output may be cut short, so it is not kept$`));
     expect(row.bytes, 'what the program managed to write is on record').toBeGreaterThan(0);
     expect(row.bytes).toBeLessThan(2 * MiB);
     expect(await fs.readdir(jobDir('hiding'))).toEqual([]);
@@ -109,7 +101,8 @@ describe('backups on a full disk (a 512 KiB tmpfs as the backup directory)', () 
       const before = await fs.readdir(jobDir('small'));
       const row = await run('small');
       expect(row).toMatchObject({ status: 'failed', exitCode: null, bytes: null, file: null });
-      expect(row.reason).toMatch(new RegExp(`^not started: the disk holding the backups is full: 0 B free of 524\\.3 KB on the filesystem holding ${escape(jobDir('small'))} \\(mounted at ${escape(disk)}\\) before the dump, below the margin of 5\\.2 KB \\(minFreeBytes\\)$`));
+      expect(row.reason).toMatch(new RegExp(`^not started: ${full('small', 'before the dump')}$`));
+      expect(row.reason).toContain(': 0 B free of');
       expect(await fs.readdir(jobDir('small')), 'not even a temp file was created').toEqual(before);
       expect((await notified(row.id)).text).toContain('disk full. not started: the disk holding the backups is full: 0 B free');
     } finally {
@@ -126,7 +119,7 @@ describe('backups on a full disk (a 512 KiB tmpfs as the backup directory)', () 
     const before = await fs.readdir(jobDir('small'));
     const row = await run('small');
     expect(row).toMatchObject({ status: 'failed', exitCode: 0, file: null });
-    expect(row.reason).toMatch(new RegExp(`after the dump, below the margin of ${escape((margin / 1000).toFixed(1))} KB \\(minFreeBytes\\); the dump exited 0, but its output may be cut short, so it is not kept$`));
+    expect(row.reason).toMatch(new RegExp(`after the dump, below the margin of ${escapeRegExp((margin / 1000).toFixed(1))} KB \\(minFreeBytes\\); the dump exited 0, but its output may be cut short, so it is not kept$`));
     expect(await fs.readdir(jobDir('small'))).toEqual(before);
   });
 });

@@ -2,7 +2,6 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +15,7 @@ import { SlipwayError } from '../../contract/errors.js';
 import { REPO_ROOT } from '../helpers/agent-process.js';
 import { isAlive } from '../helpers/nginx.js';
 import { waitFor } from '../helpers/wait.js';
+import { startWebhook, type Webhook } from '../helpers/webhook.js';
 
 // The mongodump kind end to end at the service level, with the STAND-IN mongodump/mongorestore
 // of test/fixtures/mongodump-standin (MongoDB's tools are not installable here): real processes,
@@ -23,23 +23,6 @@ import { waitFor } from '../helpers/wait.js';
 
 const STANDIN = path.join(REPO_ROOT, 'test', 'fixtures', 'mongodump-standin', 'bin');
 const PASSWORD = 'Sup3r-s3cret-pw';
-
-interface Webhook { url: string; messages: { text: string }[]; close(): Promise<void> }
-
-async function startWebhook(): Promise<Webhook> {
-  const messages: { text: string }[] = [];
-  const server = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (c: Buffer) => { body += c.toString(); });
-    req.on('end', () => {
-      messages.push(JSON.parse(body) as { text: string });
-      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  return { url: `http://127.0.0.1:${port}/hooks/T000/B000/XXXX`, messages, close: () => new Promise((r) => server.close(() => r())) };
-}
 
 const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 

@@ -14,6 +14,8 @@ import { runCommand } from '../../lib/exec.js';
 import { APP, startStack, type Stack } from '../helpers/stack.js';
 import { waitFor, withDeadline } from '../helpers/wait.js';
 import { ingestLeftovers, liveView, seededBytes, snapshotTree, stateFingerprint, watchDir } from '../helpers/box.js';
+import { startWebhook, type Webhook } from '../helpers/webhook.js';
+import { diskFullPattern } from '../helpers/backup-host.js';
 
 const MiB = 1024 * 1024;
 const DISK = '160m';
@@ -23,6 +25,8 @@ describe('disk full with SLIPWAY_HOME on a 160 MB tmpfs (RELIABILITY 14)', () =>
   let mounted = false;
   let stack: Stack;
   let filler: string;
+  let webhook: Webhook;
+  let backupSource: string;
 
   beforeAll(async () => {
     mountPoint = await fs.mkdtemp(path.join(os.tmpdir(), 'slipway-smalldisk-'));
@@ -31,15 +35,28 @@ describe('disk full with SLIPWAY_HOME on a 160 MB tmpfs (RELIABILITY 14)', () =>
     expect(mount.exitCode, `mount tmpfs: ${mount.stderr}`).toBe(0);
     mounted = true;
     filler = path.join(mountPoint, 'filler');
+    // A backup job whose 8 MB dump lands on the small disk too (backups.dir defaults to <home>/backups).
+    backupSource = await fs.mkdtemp(path.join(os.tmpdir(), 'slipway-backup-source-'));
+    await fs.writeFile(path.join(backupSource, 'data.bin'), seededBytes('backup-source', 8 * MiB));
+    webhook = await startWebhook();
     stack = await startStack({
       homeDir: path.join(mountPoint, 'home'),
-      agentConfig: { limits: { maxReleaseBytes: 64 * MiB, maxUnpackedBytes: 512 * MiB, maxEntries: 1000 } },
+      agentConfig: {
+        limits: { maxReleaseBytes: 64 * MiB, maxUnpackedBytes: 512 * MiB, maxEntries: 1000 },
+        backups: {
+          notifyWebhook: webhook.url,
+          // Run by hand here; the schedule is one that will not fire during the suite.
+          jobs: { files: { app: APP, schedule: '0 0 1 1 *', kind: 'command', command: ['cat', path.join(backupSource, 'data.bin')] } },
+        },
+      },
     });
     const first = await stack.deploy(['push']);
     expect(first.code, first.stderr + first.stdout).toBe(0);
   });
   afterAll(async () => {
     await stack?.stop();
+    await webhook?.close();
+    if (backupSource) await fs.rm(backupSource, { recursive: true, force: true });
     if (mounted) {
       const umount = await runCommand(['umount', mountPoint], { timeoutMs: 10_000 });
       expect(umount.exitCode, umount.stderr).toBe(0);
@@ -177,5 +194,44 @@ describe('disk full with SLIPWAY_HOME on a 160 MB tmpfs (RELIABILITY 14)', () =>
     const switched = await stack.deploy(['switch', other]);
     expect(switched.code, switched.stderr + switched.stdout).toBe(0);
     expect(await liveView(stack)).toMatchObject({ status: 200, slot: other });
+  });
+
+  it('addition: a backup dump that fills the disk -> failed; the reason, the CLI and the webhook say the disk is full, how much was free and where; nothing left behind, the live slot untouched', async () => {
+    const before = await survivors();
+    const jobDir = path.join(stack.home, 'backups', APP, 'files');
+    const full = (moment: 'before the dump' | 'after the dump') => new RegExp(diskFullPattern({ dir: jobDir, mountPoint, total: '167.8 MB', margin: '1.7 MB', moment }));
+    // More than the margin (1% of 160 MiB) is free, less than the 8 MB dump needs.
+    await fill(3 * MiB);
+    try {
+      const result = await stack.deploy(['backup', 'run', 'files']);
+      expect(result.code, result.stderr).toBe(3);
+      expect(result.stderr).toMatch(/deploy: backup #1 of files is failed: the disk holding the backups is full/);
+      expect(result.stderr).toMatch(full('after the dump'));
+      expect(result.stderr).toContain('; the dump exited with code 1');
+      const message = await waitFor(() => webhook.messages.find((m) => m.text.includes('backup files #1 ')), { description: 'the webhook message' });
+      expect(message.text).toMatch(full('after the dump'));
+      expect(message.text).toContain(`disk full. `);
+      expect(await fs.readdir(jobDir), 'the cut-short temp file is removed').toEqual([]);
+    } finally {
+      await unfill();
+    }
+    // Less than the margin free: no dump starts, so it cannot take the last of the space.
+    await fill(1 * MiB);
+    try {
+      const result = await stack.deploy(['backup', 'run', 'files']);
+      expect(result.code, result.stderr).toBe(3);
+      expect(result.stderr).toMatch(/deploy: backup #2 of files is failed: not started: the disk holding the backups is full/);
+      expect(result.stderr).toMatch(full('before the dump'));
+      expect(await fs.readdir(jobDir)).toEqual([]);
+    } finally {
+      await unfill();
+    }
+    expect(await liveView(stack), 'the live slot answers through nginx as before').toEqual(before.view);
+    expect(stateFingerprint(stack)).toEqual(before.state);
+    const check = await runCommand(['sqlite3', path.join(stack.home, 'agent.db'), 'PRAGMA integrity_check;'], { timeoutMs: 10_000 });
+    expect(check.stdout.trim()).toBe('ok');
+    const retry = await stack.deploy(['backup', 'run', 'files']);
+    expect(retry.code, retry.stderr + retry.stdout).toBe(0);
+    expect(retry.stdout).toContain('backup #3 of files (command): verified');
   });
 });
