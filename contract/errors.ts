@@ -182,6 +182,8 @@ export const ERROR_KINDS = {
   ssh_session_closed: 'internal',
   unquotable_argument: 'internal',
   empty_command: 'internal',
+  host_not_allowed: 'internal',
+  origin_not_allowed: 'internal',
 } as const satisfies Record<string, ErrorKind>;
 
 export type ErrorCode = keyof typeof ERROR_KINDS;
