@@ -7,7 +7,7 @@ import { outputTail, runCommand, type CommandResult } from '../../lib/exec.js';
 import { isAppName, type Slot } from '../../contract/names.js';
 import { persistLiveSlot, pointLiveAt, readLiveSlot, LIVE_LINK } from './slot-switch.js';
 import { NGINX_DEFAULTS, type NginxSettings } from './settings.js';
-import { readOrNull } from './files.js';
+import { readOrNull } from '../../lib/durable.js';
 import { IncludeCandidate } from './include-candidate.js';
 import { acceptingWorkers, checkMasterRunning } from './master.js';
 import { errorLogSince, errorLogSize } from './error-log.js';

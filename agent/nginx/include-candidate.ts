@@ -1,8 +1,7 @@
 import { rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { SlipwayError, errorMessage } from '../../contract/errors.js';
-import { fsyncDir } from '../../lib/durable.js';
-import { readOrNull, writeAtomic, writeDurable } from './files.js';
+import { fsyncDir, readOrNull, writeAtomic, writeDurable } from '../../lib/durable.js';
 
 /**
  * An app's include while a new config is tried: `nginx -t` tests the whole config tree, so the

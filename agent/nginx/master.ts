@@ -1,6 +1,6 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { SlipwayError } from '../../contract/errors.js';
-import { readOrNull } from './files.js';
+import { readOrNull } from '../../lib/durable.js';
 
 /**
  * Confirms the master named by the pid file is alive and is nginx. A stale pid file (dead pid,

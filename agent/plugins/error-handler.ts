@@ -7,6 +7,7 @@ import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { SlipwayError, type ErrorBody } from '../../contract/errors.js';
 import { formatAjvErrors } from '../../lib/validate.js';
+import { isDiskFull } from '../../lib/durable.js';
 import { appWide } from './app-wide.js';
 
 export interface ErrorReply {
@@ -46,9 +47,9 @@ function frameworkRefusal(error: FastifyError, context: ErrorContext): ErrorRepl
   }
 }
 
-function isDiskFull(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return code === 'SQLITE_FULL' || code === 'ENOSPC' || code === 'EDQUOT';
+/** A state write (SQLite) or a file write that failed on a full disk. */
+function isStateDiskFull(error: unknown): boolean {
+  return (error as { code?: unknown } | null)?.code === 'SQLITE_FULL' || isDiskFull(error);
 }
 
 /** What the API answers for an error thrown while handling a request. Pure. */
@@ -61,7 +62,7 @@ export function errorReply(error: unknown, context: ErrorContext): ErrorReply {
   }
   const known = frameworkRefusal(fastifyError, context);
   if (known) return known;
-  if (isDiskFull(error)) {
+  if (isStateDiskFull(error)) {
     // A state write failed (a failed SQLite statement rolls back), so the request was not carried out.
     return {
       status: 507, internal: true,
