@@ -62,7 +62,7 @@ export const contentTypes = appWide('slipway-content-types', async (app) => {
       done(unsupported(request, [JSON_TYPE], `${JSON_TYPE} in a charset other than UTF-8`), undefined);
       return;
     }
-    parseJson(request, body as string, (error: Error | null, value?: unknown) => {
+    parseJson(request, typeof body === 'string' ? body : body.toString('utf8'), (error: Error | null, value?: unknown) => {
       // The framework's own messages say no more than this, and the body is never echoed.
       if (error) done(new SlipwayError('invalid_json', 'body is not valid JSON', { status: 400, hint: 'send a JSON object' }), undefined);
       else done(null, value);

@@ -105,7 +105,8 @@ export function clientErrorReply(error: NodeJS.ErrnoException): ErrorReply {
 export function clientErrorHandler(this: FastifyInstance, error: NodeJS.ErrnoException, socket: Socket): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
   const answer = clientErrorReply(error);
-  this.log.debug({ err: error }, 'malformed request refused');
+  // Not the error itself: Node attaches the raw bytes received (rawPacket), headers and token included.
+  this.log.debug({ code: error.code }, 'malformed HTTP request refused');
   if (socket.writable) {
     const body = JSON.stringify(answer.body);
     socket.write(`HTTP/1.1 ${answer.status} ${http.STATUS_CODES[answer.status] ?? ''}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);

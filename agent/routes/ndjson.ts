@@ -30,7 +30,7 @@ const resultLine = {
 export const deploymentStream = {
   200: {
     description: 'NDJSON: DeploymentEvent lines, then one DeploymentResult line',
-    content: { [NDJSON_TYPE]: { schema: { if: { properties: { type: { const: 'result' } } }, then: resultLine, else: eventLine } } },
+    content: { [NDJSON_TYPE]: { schema: { type: 'object', if: { type: 'object', properties: { type: { const: 'result' } } }, then: resultLine, else: eventLine } } },
   },
 } as const;
 

@@ -12,7 +12,7 @@ import { SlipwayError } from '../../contract/errors.js';
 import { buildServer, type ServerDeps } from '../../agent/server.js';
 import { checkAddressing, hostAllowed } from '../../agent/plugins/host-guard.js';
 import { charsetOf, isUtf8, mediaTypeOf } from '../../agent/plugins/content-types.js';
-import { clientErrorReply, errorReply } from '../../agent/plugins/error-handler.js';
+import { clientErrorHandler, clientErrorReply, errorReply } from '../../agent/plugins/error-handler.js';
 import { roomForUpload } from '../../agent/release/disk-space.js';
 import { stepDurations } from '../../agent/status.js';
 import { DeploymentFeed } from '../../agent/rollout/feed.js';
@@ -210,6 +210,19 @@ describe('errors', () => {
       .toMatchObject({ status: 507, internal: true, body: { error: 'disk_full', message: expect.stringContaining('/srv/slipway') } });
     const bug = errorReply(new TypeError(`cannot read secret ${TOKEN}`), context);
     expect(bug).toEqual({ status: 500, internal: true, body: { error: 'internal_error', message: 'the agent hit an internal error', hint: 'see the agent log for details' } });
+  });
+
+  it('a malformed request is answered and logged without the bytes it carried (its token included)', () => {
+    const lines: string[] = [];
+    const log = pino({ level: 'trace' }, { write: (line: string) => { lines.push(line); } });
+    const written: string[] = [];
+    const socket = { destroyed: false, writable: true, write: (text: string) => { written.push(text); }, destroy: vi.fn() };
+    const raw = Buffer.from(`GET /apps HTTP/1.1\r\nAuthorization: Bearer ${TOKEN}\r\nX-Pad: ${'p'.repeat(100)}`);
+    clientErrorHandler.call({ log } as never, Object.assign(new Error('Header overflow'), { code: 'HPE_HEADER_OVERFLOW', rawPacket: raw }), socket as never);
+    expect(written.join('')).toMatch(/^HTTP\/1\.1 431 Request Header Fields Too Large\r\n[\s\S]*"error":"headers_too_large"/);
+    expect(socket.destroy).toHaveBeenCalled();
+    expect(lines.join('\n')).toContain('HPE_HEADER_OVERFLOW');
+    expect(lines.join('\n')).not.toMatch(new RegExp(`${TOKEN}|rawPacket|${[...Buffer.from(TOKEN.slice(0, 4))].join(',')}`));
   });
 
   it('malformed HTTP gets an answer in the same shape', () => {
