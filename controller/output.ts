@@ -102,7 +102,9 @@ export class HumanOutput implements Output {
     } else if (result.outcome === 'rolled_back') {
       this.io.stdout.write(`✗ ${result.app} ${sha} was rolled back: ${result.reason ?? 'unknown reason'}\n`);
     } else {
-      this.io.stdout.write(`✗ ${result.app} ${sha} failed ${result.phase === 'before_switch' ? 'before the switch (live slot untouched)' : 'after the switch'}: ${result.reason ?? ''}\n`);
+      const where = result.phase === 'before_switch' ? 'before the switch (live slot untouched)'
+        : 'after the switch, and it stays live (no healthy slot to go back to)';
+      this.io.stdout.write(`✗ ${result.app} ${sha} failed ${where}: ${result.reason ?? ''}\n`);
       if (result.error?.hint) this.io.stdout.write(`  hint: ${result.error.hint}\n`);
     }
     const live = result.liveSlot ? `${result.liveSlot} (${result.liveReleaseId?.slice(0, 12) ?? '-'})` : 'none';

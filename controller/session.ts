@@ -17,10 +17,6 @@ export function localActor(): string {
   return `${user}@${host}`;
 }
 
-/**
- * One SSH connection per CLI run (≈120–180 ms to set up, ≈5 ms per request after): the token is
- * read over it, and every API request rides a forwarded channel of it to the agent's loopback port.
- */
 /** How long a failed request waits to learn whether the SSH link itself went down. */
 const LINK_LOSS_GRACE_MS = 1_000;
 
@@ -35,6 +31,10 @@ function lossWithin(ssh: SshSession, ms: number): Promise<SlipwayError | null> {
   });
 }
 
+/**
+ * One SSH connection per CLI run (≈120–180 ms to set up, ≈5 ms per request after): the token is
+ * read over it, and every API request rides a forwarded channel of it to the agent's loopback port.
+ */
 export async function openAgentSession(config: ControllerConfig): Promise<AgentSession> {
   const ssh = await connectSsh({
     host: config.host.address,

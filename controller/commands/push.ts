@@ -2,7 +2,6 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { AppStatus, LockInfo } from '../../contract/api.js';
 import { SlipwayError } from '../../contract/errors.js';
 import { shortSha, type Slot } from '../../contract/names.js';
-import { chooseTargetSlot } from '../../agent/rollout/slots.js';
 import { VERSION } from '../../contract/version.js';
 import type { AgentClient } from '../agent-client.js';
 import type { ControllerConfig } from '../config.js';
@@ -51,7 +50,7 @@ export async function push(config: ControllerConfig, options: PushOptions, out: 
   const session = await openAgentSession(config);
   try {
     const status = await session.agent.get<AppStatus>(`/apps/${app}`);
-    const slot = chooseTargetSlot(app, status.liveSlot, options.slot);
+    const slot = requestedSlot(app, status.liveSlot, options.slot);
     if (status.liveReleaseId === releaseId && options.slot === undefined) {
       out.info(`${shortSha(releaseId)} is already live on ${status.liveSlot}: nothing to do`, { outcome: 'unchanged' });
       return EXIT.ok;
@@ -120,4 +119,16 @@ export function report(followed: FollowOutcome, out: Output, extra: { uploadMs: 
   }
   out.result(followed.result, extra);
   return exitCodeOfResult(followed.result);
+}
+
+/**
+ * The slot the user asked for, or undefined so that the agent picks the standby slot when the
+ * rollout starts (an undefined slot is left out of the request); asking for the live slot is
+ * refused here, before the lock and the upload.
+ */
+function requestedSlot(app: string, liveSlot: Slot | null, requested: Slot | undefined): Slot | undefined {
+  if (requested === undefined || requested !== liveSlot) return requested;
+  throw new SlipwayError('slot_is_live', `${requested} is the live slot of ${app}; deploying into it would interrupt traffic`, {
+    hint: `deploy into the standby slot instead: deploy push --slot ${requested === 'blue' ? 'green' : 'blue'} (or omit --slot)`,
+  });
 }

@@ -9,6 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SlipwayError } from '../../contract/errors.js';
 import { runCommand } from '../../lib/exec.js';
 import { connectSsh, type ConnectSshOptions, type SshSession } from '../../controller/ssh.js';
+import { runDeployCli } from '../helpers/agent-process.js';
 import { DEPLOY_USER, ensureDeployUser } from '../helpers/deploy-user.js';
 import { generateKeyPair, startSshd, type SshdHandle } from '../helpers/sshd.js';
 import { waitFor, withDeadline } from '../helpers/wait.js';
@@ -445,5 +446,50 @@ describe('a lost connection', () => {
     await expectSlipwayError(session.exec(['true']), 'ssh_session_closed');
     await expectSlipwayError(session.forwardOut('127.0.0.1', 1), 'ssh_session_closed');
     await waitFor(async () => (await sshd.log()).includes(`Disconnected from user ${DEPLOY_USER}`), { description: 'sshd to log the disconnect' });
+  });
+});
+
+describe('exit codes of SSH problems through the deploy CLI (issue 10, defect 3)', () => {
+  /** Runs `deploy status` against `sshd` with the host section patched; the CLI never gets past connecting. */
+  async function statusWith(sshd: SshdHandle, host: Record<string, unknown>) {
+    const config = join(sshd.dir, `deploy-${Math.random().toString(36).slice(2)}.json`);
+    await writeFile(config, JSON.stringify({
+      app: 'sample',
+      host: { address: sshd.host, port: sshd.port, user: sshd.user, identityFile: sshd.clientKeyPath, knownHostsFile: sshd.knownHostsPath, ...host },
+      agent: {},
+    }));
+    const result = await runDeployCli(['status', '--config', config], { cwd: sshd.dir, timeoutMs: 60_000 });
+    expect(await sshd.log(), 'nothing logged in').not.toMatch(/Accepted publickey/);
+    return result;
+  }
+
+  it('a key file that cannot be read is a usage error (exit 2), not "failed before the switch"', async () => {
+    const sshd = await freshSshd();
+    const result = await statusWith(sshd, { identityFile: join(sshd.dir, 'no_such_key') });
+    expect(result.code, result.stderr).toBe(2);
+    expect(result.stderr).toContain(`cannot read SSH private key ${join(sshd.dir, 'no_such_key')}`);
+  });
+
+  it('a known_hosts path that cannot be read is a usage error (exit 2)', async () => {
+    const sshd = await freshSshd();
+    const result = await statusWith(sshd, { knownHostsFile: sshd.dir });
+    expect(result.code, result.stderr).toBe(2);
+    expect(result.stderr).toContain(`cannot read known_hosts file ${sshd.dir}`);
+  });
+
+  it('no key and no ssh-agent is a usage error (exit 2)', async () => {
+    const sshd = await freshSshd();
+    const result = await statusWith(sshd, { identityFile: undefined });
+    expect(result.code, result.stderr).toBe(2);
+    expect(result.stderr).toContain('no SSH credentials');
+  });
+
+  it('an encrypted key without its passphrase is a usage error (exit 2)', async () => {
+    const sshd = await freshSshd();
+    const keyPath = join(sshd.dir, 'encrypted_cli_key');
+    expect((await runCommand(['ssh-keygen', '-q', '-t', 'ed25519', '-N', 'secret words', '-f', keyPath], { timeoutMs: 20_000 })).exitCode).toBe(0);
+    const result = await statusWith(sshd, { identityFile: keyPath });
+    expect(result.code, result.stderr).toBe(2);
+    expect(result.stderr).toMatch(/cannot use the SSH credentials .*passphrase/i);
   });
 });
