@@ -15,6 +15,8 @@ import { randomUUID } from 'node:crypto';
 import { RolloutService } from './rollout/rollout.js';
 import { buildServer } from './server.js';
 import { recoverAfterRestart } from './rollout/recovery.js';
+import { reconcileApp, tryAppLock, waitForAppLock, type ReconcileDeps, type SlotActivation } from './rollout/rehome.js';
+import { Pm2Watchdog } from './pm2-watchdog.js';
 import { cleanupReleases } from './release/cleanup.js';
 import { CronJob } from './cron.js';
 import { VERSION } from '../contract/version.js';
@@ -90,10 +92,29 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     },
     logger,
   });
-  await recoverAfterRestart({
-    config, state, processes, health: { waitHealthy, httpGet }, rollouts, bootId, logger,
+  // The one place re-homing reaches into the rollout: starting a slot and the proven switch.
+  const activation: SlotActivation = {
+    startRelease: (app, slot, releaseId) => rollouts.startRelease(app, slot, releaseId),
+    switchTraffic: (app, slot, releaseId, options) => rollouts.switchTraffic(app, slot, releaseId, options),
+  };
+  const reconcile: ReconcileDeps = {
+    config, state, processes, health: { waitHealthy }, activation, logger,
     releaseDir: (app, releaseId) => releases.releaseDir(app, releaseId),
+  };
+  await recoverAfterRestart({ ...reconcile, health: { waitHealthy, httpGet }, bootId });
+  const watchdogHolder = 'pm2-watchdog@agent';
+  const pm2Watchdog = new Pm2Watchdog({
+    daemon: processes,
+    apps: Object.keys(config.apps),
+    rehomeApp: async (app) => { await reconcileApp(reconcile, app, { live: state.app(app)?.liveSlot ?? null }); },
+    tryLock: (app) => tryAppLock(state, bootId, app, watchdogHolder),
+    // A rollout holding the lock fails fast on PM2 calls, but its watch window may run its course.
+    waitLock: (app, cancelled) => waitForAppLock(state, bootId, app, watchdogHolder, { timeoutMs: 15 * 60_000, cancelled }),
+    intervalMs: config.pm2.watchdogIntervalMs,
+    logger,
   });
+  processes.onDaemonDown((health) => { if (!health.up) pm2Watchdog.noticeDown(health); });
+  pm2Watchdog.start();
   const cleanup = (app: string, actor: string) => cleanupReleases({
     state, bootId, logger,
     keepReleases: config.retention.keepReleases,
@@ -115,7 +136,10 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     }
   }, { noOverlap: true, onError: (error) => logger.error({ err: error }, 'scheduled release cleanup failed') });
 
-  const server = buildServer({ config, token, state, releases, rollouts, processes, health: { checkOnce }, cleanup, logger, version: VERSION });
+  const server = buildServer({
+    config, token, state, releases, rollouts, processes, health: { checkOnce }, cleanup, logger, version: VERSION,
+    pm2Status: () => pm2Watchdog.status(),
+  });
   const backupScheduler = new BackupScheduler(backups, logger);
   registerBackupRoutes(server, { service: backups, nextRun: (job) => backupScheduler.nextRun(job), logger });
   const url = await server.listen({ host: config.api.host, port: config.api.port });
@@ -126,6 +150,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     url,
     async close() {
       retentionJob.stop();
+      await pm2Watchdog.stop();
       await backupScheduler.stop();
       // Before the server: a POST /backups/:job/run waiting on a dump would hold server.close().
       await backups.close();

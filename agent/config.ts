@@ -36,7 +36,8 @@ export interface AppConfig {
 export interface AgentConfig {
   home: string;
   api: { host: string; port: number; tokenFile: string };
-  pm2: { home: string; callTimeoutMs: number };
+  /** watchdogIntervalMs: how often the agent checks that its PM2 daemon is alive (pm2-watchdog.ts). */
+  pm2: { home: string; callTimeoutMs: number; watchdogIntervalMs: number };
   nginx: {
     command: string[];
     testArgs: string[];
@@ -91,6 +92,7 @@ const configSchema = {
       properties: {
         home: absolutePath,
         callTimeoutMs: { type: 'integer', minimum: 1000, default: 20_000 },
+        watchdogIntervalMs: { type: 'integer', minimum: 100, maximum: 60_000, default: 2_000 },
       },
     },
     nginx: {

@@ -6,7 +6,7 @@ import { tokenMatches } from './auth.js';
 import type { StateStore } from './state/store.js';
 import { publicUrlOf, type RolloutService, type ProcessManager } from './rollout/rollout.js';
 import type { DeploymentFeed } from './rollout/feed.js';
-import { ACTOR_HEADER, ACTOR_PATTERN, API_VERSION, SHA256_HEADER, type AppStatus, type DeploymentSummary } from '../contract/api.js';
+import { ACTOR_HEADER, ACTOR_PATTERN, API_VERSION, SHA256_HEADER, type AppStatus, type DeploymentSummary, type Pm2DaemonStatus } from '../contract/api.js';
 import { SlipwayError, type ErrorBody } from '../contract/errors.js';
 import { APP_NAME_PATTERN, RELEASE_ID_PATTERN, SHA256_PATTERN, SLOTS, shortSha, pm2ProcessName, type Slot } from '../contract/names.js';
 import { formatAjvErrors } from '../lib/validate.js';
@@ -33,6 +33,8 @@ export interface ServerDeps {
   cleanup: (app: string, actor: string) => Promise<CleanupResult>;
   logger: Logger;
   version: string;
+  /** The PM2 daemon's state, answered without a PM2 call. */
+  pm2Status?: () => Pm2DaemonStatus;
 }
 
 const appParams = {
@@ -413,6 +415,7 @@ async function appStatus(deps: ServerDeps, probes: SlotProbeCache, name: string)
     liveReleaseId,
     generation: row.generation,
     publicUrl: publicUrlOf(config, name),
+    ...(deps.pm2Status ? { pm2: deps.pm2Status() } : {}),
     slots,
     releases: state.releases(name).map((r) => ({
       releaseId: r.releaseId, state: r.state, bytes: r.bytes, createdAt: r.createdAt, manifest: r.manifest,
