@@ -102,14 +102,14 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     releaseDir: (app, releaseId) => releases.releaseDir(app, releaseId),
   };
   await recoverAfterRestart({ ...reconcile, health: { waitHealthy, httpGet }, bootId });
-  const watchdogHolder = 'pm2-watchdog@agent';
+  const watchdogHolder = 'pm2-daemon-recovery@agent';
   const pm2Watchdog = new Pm2Watchdog({
     daemon: processes,
     apps: Object.keys(config.apps),
     rehomeApp: async (app) => { await reconcileApp(reconcile, app, { live: state.app(app)?.liveSlot ?? null }); },
-    tryLock: (app) => tryAppLock(state, bootId, app, watchdogHolder),
+    tryLock: (app) => tryAppLock(state, bootId, app, watchdogHolder, { takeReservation: true, logger }),
     // A rollout holding the lock fails fast on PM2 calls, but its watch window may run its course.
-    waitLock: (app, cancelled) => waitForAppLock(state, bootId, app, watchdogHolder, { timeoutMs: 15 * 60_000, cancelled }),
+    waitLock: (app, cancelled) => waitForAppLock(state, bootId, app, watchdogHolder, { timeoutMs: 15 * 60_000, cancelled, logger }),
     intervalMs: config.pm2.watchdogIntervalMs,
     logger,
   });

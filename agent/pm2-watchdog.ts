@@ -5,10 +5,9 @@ import { checkDaemonProcess, type DaemonHealth } from './pm2-daemon.js';
 import type { AppLock } from './rollout/rehome.js';
 
 // Keeps the agent's PM2 daemon alive. Every `intervalMs` (and at once when a caller finds the
-// daemon gone) it checks the daemon; when it is down it takes the deploy lock of every app that
-// is free (so no rollout starts against a half-recovered PM2), starts a new daemon, then re-homes
-// each app's slots under its lock (waiting for a rollout that holds one to end: its PM2 calls fail
-// fast, so it ends soon). An app whose re-homing fails is retried with backoff.
+// daemon gone) it checks the daemon; when it is down it takes every app's deploy lock (waiting for
+// a running rollout to end: its PM2 calls fail fast, so it ends soon), starts a new daemon, then
+// re-homes each app's slots under its lock. An app whose re-homing fails is retried with backoff.
 
 export interface WatchdogDeps {
   daemon: {
@@ -92,19 +91,25 @@ export class Pm2Watchdog {
   }
 
   private async recover(health: DaemonHealth & { up: false }): Promise<void> {
-    if (this.current.state !== 'down') this.set('down', health.pid, `PM2 daemon is down: ${health.reason}; the agent is restarting it`);
+    const down = `PM2 daemon is down: ${health.reason}`;
+    if (this.current.state !== 'down') this.set('down', health.pid, `${down}; the agent is restarting it`);
     this.deps.logger.error({ pm2Home: this.deps.daemon.pm2Home, reason: health.reason }, 'the PM2 daemon is down: restarting it and re-homing the slots');
     const held = new Map<string, AppLock>();
-    for (const app of this.deps.apps) {
-      const lock = this.deps.tryLock(app);
-      if (lock) held.set(app, lock);
-    }
     let pid: number;
     try {
+      // Every app's lock before the new daemon: a rollout that runs on would otherwise start
+      // processes under it while orphans still hold the slot ports.
+      for (const app of this.deps.apps) {
+        const lock = this.deps.tryLock(app);
+        if (lock) held.set(app, lock);
+      }
+      const waiting = this.deps.apps.filter((app) => !held.has(app));
+      if (waiting.length > 0) this.set('down', health.pid, `${down}; restarting it once the rollout of ${waiting.join(', ')} ends`);
+      await Promise.all(waiting.map(async (app) => { held.set(app, await this.deps.waitLock(app, () => this.stopped)); }));
       ({ pid } = await this.deps.daemon.restartDaemon());
     } catch (error) {
       for (const lock of held.values()) lock.release();
-      this.set('down', health.pid, `PM2 daemon is down (${health.reason}) and could not be restarted: ${errorMessage(error)}; retrying`);
+      this.set('down', health.pid, `${down}; it could not be restarted yet (${errorMessage(error)}); retrying`);
       this.deps.logger.error({ err: error }, 'could not restart the PM2 daemon');
       return;
     }

@@ -162,18 +162,31 @@ async function healthGate(deps: ReconcileDeps, app: string, slot: Slot, releaseI
 /** The app's deploy lock, taken for re-homing; a rollout holding it is waited for. */
 export interface AppLock { release(): void }
 
-export function tryAppLock(state: StateStore, bootId: string, app: string, holder: string): AppLock | null {
+/**
+ * Takes the app's deploy lock if it is free. With `takeReservation`, a controller's reservation
+ * (taken before its upload; no rollout runs yet) is taken over: its rollout would otherwise start
+ * against a new PM2 daemon while orphans still hold the slot ports. That push then fails before
+ * anything changed, naming the holder.
+ */
+export function tryAppLock(
+  state: StateStore, bootId: string, app: string, holder: string, options: { takeReservation?: boolean; logger?: Logger } = {},
+): AppLock | null {
+  const held = state.lock(app);
+  if (options.takeReservation && held && held.deploymentId === null && held.expiresAt !== null) {
+    state.releaseLock(app, held.lockId);
+    options.logger?.warn({ app, lock: held }, 'took over a deploy lock reservation to move the slots back under PM2');
+  }
   const lockId = randomUUID();
   const taken = state.acquireLock({ app, lockId, holder, action: 'pm2-rehome', releaseId: null, expiresAt: null, bootId, deploymentId: null });
   return taken.ok ? { release: () => { state.releaseLock(app, lockId); } } : null;
 }
 
 export async function waitForAppLock(
-  state: StateStore, bootId: string, app: string, holder: string, options: { timeoutMs: number; cancelled?: () => boolean },
+  state: StateStore, bootId: string, app: string, holder: string, options: { timeoutMs: number; cancelled?: () => boolean; logger?: Logger },
 ): Promise<AppLock> {
   const deadline = Date.now() + options.timeoutMs;
   for (;;) {
-    const lock = tryAppLock(state, bootId, app, holder);
+    const lock = tryAppLock(state, bootId, app, holder, { takeReservation: true, ...(options.logger ? { logger: options.logger } : {}) });
     if (lock) return lock;
     const held = state.lock(app);
     if (options.cancelled?.() || Date.now() >= deadline) {
