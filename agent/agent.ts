@@ -101,7 +101,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     config, state, processes, health: { waitHealthy }, activation, logger,
     releaseDir: (app, releaseId) => releases.releaseDir(app, releaseId),
   };
-  await recoverAfterRestart({ ...reconcile, health: { waitHealthy, httpGet }, bootId });
+  const unreconciled = await recoverAfterRestart({ ...reconcile, health: { waitHealthy, httpGet }, bootId });
   const watchdogHolder = 'pm2-daemon-recovery@agent';
   const pm2Watchdog = new Pm2Watchdog({
     daemon: processes,
@@ -111,6 +111,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     // A rollout holding the lock fails fast on PM2 calls, but its watch window may run its course.
     waitLock: (app, cancelled) => waitForAppLock(state, bootId, app, watchdogHolder, { timeoutMs: 15 * 60_000, cancelled, logger }),
     intervalMs: config.pm2.watchdogIntervalMs,
+    unreconciled,
     logger,
   });
   processes.onDaemonDown((health) => { if (!health.up) pm2Watchdog.noticeDown(health); });

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { SlipwayError } from '../contract/errors.js';
 import { isRunning, procEnviron } from './procfs.js';
 
 // Whether the PM2 daemon ("God") of one PM2_HOME is alive, answered without asking PM2: its
@@ -15,6 +16,14 @@ import { isRunning, procEnviron } from './procfs.js';
 export type DaemonHealth =
   | { up: true; pid: number }
   | { up: false; pid: number | null; reason: string };
+
+/** What every caller gets while the daemon is down: a refusal before anything changed. */
+export function pm2DaemonDown(pm2Home: string, reason: string): SlipwayError {
+  return new SlipwayError('pm2_daemon_down', `the PM2 daemon of ${pm2Home} is down: ${reason}`, {
+    status: 503,
+    hint: `the agent restarts it and moves the app processes back under it within seconds (deploy status shows the PM2 daemon's state); retry once it says "up". If it stays down, read ${path.join(pm2Home, 'pm2.log')}`,
+  });
+}
 
 const RPC_SOCKET = 'rpc.sock';
 const PID_FILE = 'pm2.pid';

@@ -8,9 +8,11 @@ import { isRunning, listPids, procEnviron, procStat } from './procfs.js';
 // these orphans keep their ports (and serve traffic) until Slipway replaces and stops them.
 //
 // They are recognised by the environment PM2 and Slipway started them with: PM2_HOME equal to
-// ours, SLIPWAY_APP and SLIPWAY_SLOT set. A process that descends from the running daemon is
-// PM2's own (or a child of one), never an orphan. Nothing is stopped by name: only by pid, after
-// checking the pid still belongs to the same process (start time and environment unchanged).
+// ours, SLIPWAY_APP and SLIPWAY_SLOT set, and older than the running daemon: whatever started
+// after it is PM2's own, or was started by one of its apps (a detached worker too, although it no
+// longer descends from the daemon), so it is never taken for an orphan. Nothing is stopped
+// by name: only by pid, after checking the pid is still the same process (start time and
+// environment unchanged).
 
 export interface SlotOrphan {
   pid: number;
@@ -25,16 +27,6 @@ export interface SlotOrphan {
 /** PM2 gives up on an app this long after SIGINT (its default kill_timeout), then SIGKILLs it. */
 const STOP_GRACE_MS = 1_600;
 const KILL_WAIT_MS = 5_000;
-const MAX_ANCESTRY = 64;
-
-function descendsFrom(pid: number, ancestor: number): boolean {
-  let current: number | undefined = pid;
-  for (let depth = 0; current !== undefined && current > 1 && depth < MAX_ANCESTRY; depth += 1) {
-    if (current === ancestor) return true;
-    current = procStat(current)?.ppid;
-  }
-  return false;
-}
 
 function identify(pid: number, pm2Home: string): Omit<SlotOrphan, 'startTime'> | null {
   const env = procEnviron(pid);
@@ -45,15 +37,16 @@ function identify(pid: number, pm2Home: string): Omit<SlotOrphan, 'startTime'> |
   return { pid, app, slot, releaseId: env.get('SLIPWAY_RELEASE') || null };
 }
 
-/** Running processes of Slipway's slots under `pm2Home` that do not descend from `daemonPid`. */
+/** Running processes of Slipway's slots under `pm2Home` older than the daemon `daemonPid` (null: none runs). */
 export function findSlotOrphans(pm2Home: string, daemonPid: number | null): SlotOrphan[] {
+  const daemonStart = daemonPid === null ? null : procStat(daemonPid)?.startTime ?? null;
   const found: SlotOrphan[] = [];
   for (const pid of listPids()) {
     if (pid === process.pid || pid === daemonPid) continue;
     const who = identify(pid, pm2Home);
     const stat = who && procStat(pid);
     if (!who || !stat || stat.state === 'Z') continue;
-    if (daemonPid !== null && descendsFrom(pid, daemonPid)) continue;
+    if (daemonStart !== null && stat.startTime >= daemonStart) continue;
     found.push({ ...who, startTime: stat.startTime });
   }
   return found;

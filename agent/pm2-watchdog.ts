@@ -21,6 +21,8 @@ export interface WatchdogDeps {
   tryLock(app: string): AppLock | null;
   waitLock(app: string, cancelled: () => boolean): Promise<AppLock>;
   intervalMs: number;
+  /** Apps whose slots crash recovery could not move under PM2: retried from the first tick. */
+  unreconciled?: string[];
   logger: Logger;
 }
 
@@ -40,6 +42,10 @@ export class Pm2Watchdog {
     this.retryDelayMs = deps.intervalMs;
     const health = checkDaemonProcess(deps.daemon.pm2Home);
     this.current = { state: 'up', pid: health.pid, since: new Date().toISOString(), message: null };
+    for (const app of deps.unreconciled ?? []) this.pending.add(app);
+    if (this.pending.size > 0) {
+      this.set('recovering', health.pid, `crash recovery could not move the slots of ${[...this.pending].join(', ')} under PM2; retrying`);
+    }
   }
 
   start(): void {

@@ -2,7 +2,7 @@ import { readlink, realpath, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { SlipwayError, errorMessage } from '../contract/errors.js';
-import { checkDaemonProcess, probeDaemon, type DaemonHealth } from './pm2-daemon.js';
+import { checkDaemonProcess, pm2DaemonDown, probeDaemon, type DaemonHealth } from './pm2-daemon.js';
 
 // Every PM2 quirk Slipway knows about lives in this file; nothing else imports pm2.
 //
@@ -126,13 +126,6 @@ function toProcess(raw: RawProcess): Pm2Process {
   };
 }
 
-function daemonDown(pm2Home: string, reason: string): SlipwayError {
-  return new SlipwayError('pm2_daemon_down', `the PM2 daemon of ${pm2Home} is down: ${reason}`, {
-    status: 503,
-    hint: `the agent restarts it and moves the app processes back under it within seconds (deploy status shows the PM2 daemon's state); retry once it says "up". If it stays down, read ${path.join(pm2Home, 'pm2.log')}`,
-  });
-}
-
 function invalidSpec(name: string, message: string): SlipwayError {
   return new SlipwayError('pm2_invalid_start', `cannot start ${name} under PM2: ${message}`, { status: 400 });
 }
@@ -214,17 +207,17 @@ export class Pm2Adapter {
    */
   async restartDaemon(): Promise<{ pid: number }> {
     if (this.closed) throw new SlipwayError('pm2_disconnected', 'the PM2 connection is closed', { status: 500 });
-    if (this.restarting) throw daemonDown(this.pm2Home, 'it is being restarted');
+    if (this.restarting) throw pm2DaemonDown(this.pm2Home, 'it is being restarted');
     this.restarting = true;
     try {
-      const dropped = daemonDown(this.pm2Home, 'the agent replaced its connection to restart the daemon');
+      const dropped = pm2DaemonDown(this.pm2Home, 'the agent replaced its connection to restart the daemon');
       for (const reject of [...this.pending]) reject(dropped);
       const old = this.api;
       await this.raw('disconnect', (cb) => old.disconnect(cb), 1_000).catch(() => undefined);
       this.api = new (loadApiClass())({ pm2_home: this.pm2Home, daemon_mode: true });
       await this.raw('connect', (cb) => this.api.connect(cb));
       const health = await this.daemonHealth();
-      if (!health.up) throw daemonDown(this.pm2Home, `it did not come back: ${health.reason}`);
+      if (!health.up) throw pm2DaemonDown(this.pm2Home, `it did not come back: ${health.reason}`);
       return { pid: health.pid };
     } finally {
       this.restarting = false;
@@ -438,10 +431,10 @@ export class Pm2Adapter {
   }
 
   private daemonProblem(health: DaemonHealth): SlipwayError | null {
-    if (this.restarting) return daemonDown(this.pm2Home, 'it is being restarted');
+    if (this.restarting) return pm2DaemonDown(this.pm2Home, 'it is being restarted');
     if (health.up) return null;
     for (const listener of this.downListeners) listener(health);
-    return daemonDown(this.pm2Home, health.reason);
+    return pm2DaemonDown(this.pm2Home, health.reason);
   }
 
   /**
@@ -469,7 +462,7 @@ export class Pm2Adapter {
       })), timeoutMs);
       const daemonCheck = DAEMON_CALLS.has(operation) ? setInterval(() => {
         const health = checkDaemonProcess(this.pm2Home);
-        if (!health.up) abandon(daemonDown(this.pm2Home, `${health.reason} (PM2 ${operation} was waiting for it)`));
+        if (!health.up) abandon(pm2DaemonDown(this.pm2Home, `${health.reason} (PM2 ${operation} was waiting for it)`));
       }, DAEMON_CHECK_INTERVAL_MS) : null;
       const done: Callback = (error, value) => {
         if (settled) return;

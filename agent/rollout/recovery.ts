@@ -2,7 +2,7 @@ import type { DeploymentRow } from '../state/store.js';
 import { errorMessage } from '../../contract/errors.js';
 import { SLOTS, shortSha, type Slot } from '../../contract/names.js';
 import { probeHostOf, publicUrlOf, type HealthChecker } from './rollout.js';
-import { observeSlots, reconcileApp, tryAppLock, type ReconcileDeps } from './rehome.js';
+import { checkSlotHealth, observeSlots, reconcileApp, tryAppLock, type ReconcileDeps } from './rehome.js';
 
 export interface RecoveryDeps extends ReconcileDeps {
   health: HealthChecker;
@@ -49,10 +49,12 @@ export function resolveInterrupted(d: DeploymentRow, live: Slot | null, servedBe
 /**
  * Runs once when the agent starts, before it serves the API: resolves every deployment a crash
  * left unfinished, makes exactly one healthy slot live where possible, and reconciles PM2 against
- * SQLite (PM2's own dump is not trusted).
+ * SQLite (PM2's own dump is not trusted). Returns the apps whose PM2 reconciliation failed, for
+ * the PM2 watchdog to retry.
  */
-export async function recoverAfterRestart(deps: RecoveryDeps): Promise<void> {
+export async function recoverAfterRestart(deps: RecoveryDeps): Promise<string[]> {
   const { state, logger } = deps;
+  const unreconciled: string[] = [];
   const unfinished = state.unfinishedDeployments();
   for (const app of Object.keys(deps.config.apps)) {
     state.ensureApp(app);
@@ -65,7 +67,7 @@ export async function recoverAfterRestart(deps: RecoveryDeps): Promise<void> {
     // Nothing else runs yet (the API is not listening); the lock says so to anything that looks.
     const held = tryAppLock(state, deps.bootId, app, RECOVERY_HOLDER);
     try {
-      await recoverApp(deps, app, interrupted);
+      if (!await recoverApp(deps, app, interrupted)) unreconciled.push(app);
     } catch (error) {
       logger.error({ err: error, app }, 'crash recovery of this app failed; it needs an operator');
       for (const d of interrupted) {
@@ -76,11 +78,12 @@ export async function recoverAfterRestart(deps: RecoveryDeps): Promise<void> {
       held?.release();
     }
   }
+  return unreconciled;
 }
 
-async function recoverApp(deps: RecoveryDeps, app: string, interrupted: DeploymentRow[]): Promise<void> {
+/** False when only the final PM2 reconciliation failed (traffic and deployments are settled by then). */
+async function recoverApp(deps: RecoveryDeps, app: string, interrupted: DeploymentRow[]): Promise<boolean> {
   const { state, logger } = deps;
-  const appConfig = deps.config.apps[app]!;
   const served = await servedSlot(deps, app);
   const dbLive = state.app(app)!.liveSlot;
 
@@ -89,15 +92,7 @@ async function recoverApp(deps: RecoveryDeps, app: string, interrupted: Deployme
     // A slot runs its release when PM2 runs it there, or when an orphan a dead PM2 daemon left
     // behind still does (it is re-homed below, after traffic is settled).
     const runs = slot.pm2 === 'online' || (slot.releaseId !== null && slot.orphans.some((o) => o.releaseId === slot.releaseId));
-    let healthy = false;
-    if (runs) {
-      const h = appConfig.health;
-      const result = await deps.health.waitHealthy(`http://127.0.0.1:${appConfig.slots[slot.slot].port}${h.path}`, {
-        timeoutMs: h.timeoutMs, intervalMs: h.intervalMs, retries: 5, expectStatus: h.expectStatus,
-        ...(h.bodyContains ? { bodyContains: h.bodyContains } : {}),
-      });
-      healthy = result.ok;
-    }
+    const healthy = runs && (await checkSlotHealth(deps, app, slot.slot, 5)).ok;
     facts.push({ slot: slot.slot, releaseId: slot.releaseId, processOnline: runs, healthy });
   }
 
@@ -127,7 +122,13 @@ async function recoverApp(deps: RecoveryDeps, app: string, interrupted: Deployme
   // abandoned; a slot SQLite says runs must run its release under PM2; orphans of a dead daemon
   // are replaced and stopped, the serving one only after traffic moved off it.
   const abandoned = interrupted.filter((d) => d.slot !== live).map((d) => d.slot);
-  await reconcileApp(deps, app, { live, abandoned });
+  try {
+    await reconcileApp(deps, app, { live, abandoned });
+    return true;
+  } catch (error) {
+    logger.error({ err: error, app }, 'crash recovery could not reconcile PM2 with SQLite; the PM2 watchdog retries');
+    return false;
+  }
 }
 
 /** Which slot nginx serves right now, read from the marker headers through nginx itself. */

@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { AgentConfig } from '../config.js';
 import type { StateStore } from '../state/store.js';
-import type { DaemonHealth } from '../pm2-daemon.js';
+import { pm2DaemonDown, type DaemonHealth } from '../pm2-daemon.js';
 import type { Pm2Process } from '../pm2.js';
 import { findSlotOrphans, stopOrphans, type SlotOrphan } from '../pm2-orphans.js';
 import { SlipwayError, errorMessage } from '../../contract/errors.js';
@@ -66,11 +66,7 @@ function resolvedDir(dir: string): string {
 /** What runs for each slot of `app` now: PM2's list and the orphans, against SQLite's rows. */
 export async function observeSlots(deps: ReconcileDeps, app: string): Promise<ObservedSlot[]> {
   const daemon = await deps.processes.daemonHealth();
-  if (!daemon.up) {
-    throw new SlipwayError('pm2_daemon_down', `cannot reconcile ${app} with PM2: ${daemon.reason}`, {
-      status: 503, hint: 'the agent restarts the daemon and tries again',
-    });
-  }
+  if (!daemon.up) throw pm2DaemonDown(deps.processes.pm2Home, daemon.reason);
   const listed = await deps.processes.list();
   const orphans = findSlotOrphans(deps.processes.pm2Home, daemon.pid).filter((o) => o.app === app);
   return deps.state.slots(app).map((row): ObservedSlot => {
@@ -143,17 +139,25 @@ async function carryOut(deps: ReconcileDeps, app: string, action: ReconcileActio
   }
 }
 
-async function healthGate(deps: ReconcileDeps, app: string, slot: Slot, releaseId: string): Promise<void> {
+/** One slot's health check as the app's config defines it, on the slot's own port; `retries` as configured unless given. */
+export async function checkSlotHealth(
+  deps: Pick<ReconcileDeps, 'config' | 'health'>, app: string, slot: Slot, retries?: number,
+): Promise<{ url: string; ok: boolean; attempts: number; seen: string }> {
   const appConfig = deps.config.apps[app]!;
   const h = appConfig.health;
   const url = `http://127.0.0.1:${appConfig.slots[slot].port}${h.path}`;
   const result = await deps.health.waitHealthy(url, {
-    timeoutMs: h.timeoutMs, intervalMs: h.intervalMs, retries: h.retries, expectStatus: h.expectStatus,
+    timeoutMs: h.timeoutMs, intervalMs: h.intervalMs, retries: retries ?? h.retries, expectStatus: h.expectStatus,
     ...(h.bodyContains ? { bodyContains: h.bodyContains } : {}),
   });
+  const seen = result.last?.status !== undefined ? `HTTP ${result.last.status}` : (result.last?.error ?? 'no answer');
+  return { url, ok: result.ok, attempts: result.attempts, seen };
+}
+
+async function healthGate(deps: ReconcileDeps, app: string, slot: Slot, releaseId: string): Promise<void> {
+  const result = await checkSlotHealth(deps, app, slot);
   if (!result.ok) {
-    const seen = result.last?.status !== undefined ? `HTTP ${result.last.status}` : (result.last?.error ?? 'no answer');
-    throw new SlipwayError('health_check_failed', `${app}/${slot}@${shortSha(releaseId)} failed its health check ${url} after ${result.attempts} attempt(s): last saw ${seen}`, {
+    throw new SlipwayError('health_check_failed', `${app}/${slot}@${shortSha(releaseId)} failed its health check ${result.url} after ${result.attempts} attempt(s): last saw ${result.seen}`, {
       status: 502, hint: `read the app's log: PM2_HOME=${deps.processes.pm2Home} pm2 logs ${pm2ProcessName(app, slot)} --lines 50`,
     });
   }

@@ -107,13 +107,27 @@ describe('the PM2 daemon dies between deploys', () => {
     await stack?.stop();
   });
 
-  it('status says PM2 is down within a second; the slots move back under a new daemon with no failed request; a push works', async () => {
+  /** The live release and both slots' pids (the orphans to be) before an outage. */
+  async function beforeOutage(): Promise<{ live: string; orphans: number[] }> {
     const before = (await appStatus(stack)).status;
-    const live = before.liveReleaseId!;
     const orphans = slotPids(before);
     expect(orphans).toHaveLength(2);
     orphans.forEach((pid) => seen.add(pid));
+    return { live: before.liveReleaseId!, orphans };
+  }
 
+  /** Traffic was served throughout, by `live` only; both slots run under the new daemon. */
+  async function expectServedThroughout(poller: Poller, orphans: number[], live: string): Promise<void> {
+    const traffic = await poller.stop();
+    expect(traffic.failures).toEqual([]);
+    expect(traffic.total).toBeGreaterThan(10);
+    expect([...traffic.releases]).toEqual([live]);
+    await expectRehomed(stack, orphans, live);
+    slotPids((await appStatus(stack)).status).forEach((pid) => seen.add(pid));
+  }
+
+  it('status says PM2 is down within a second; the slots move back under a new daemon with no failed request; a push works', async () => {
+    const { live, orphans } = await beforeOutage();
     const poller = pollThroughNginx(stack);
     await killDaemon(stack);
     const { status, ms } = await appStatus(stack);
@@ -129,33 +143,19 @@ describe('the PM2 daemon dies between deploys', () => {
       return polled.status.pm2?.state === 'up';
     }, { timeoutMs: 90_000, intervalMs: 100, description: 'the PM2 daemon to be up and the slots re-homed' });
     expect(Math.max(...timings)).toBeLessThan(1_000);
-    const traffic = await poller.stop();
-    expect(traffic.failures).toEqual([]);
-    expect(traffic.total).toBeGreaterThan(10);
-    expect([...traffic.releases]).toEqual([live]);
-    await expectRehomed(stack, orphans, live);
-    slotPids((await appStatus(stack)).status).forEach((pid) => seen.add(pid));
+    await expectServedThroughout(poller, orphans, live);
 
     const next = await push(stack, 'third');
     expect((await liveView(stack)).release).toBe(next);
   });
 
   it('an agent restarted while the daemon is dead re-homes the orphans at start, the same way', async () => {
-    const before = (await appStatus(stack)).status;
-    const live = before.liveReleaseId!;
-    const orphans = slotPids(before);
-    expect(orphans).toHaveLength(2);
-    orphans.forEach((pid) => seen.add(pid));
-
+    const { live, orphans } = await beforeOutage();
     const poller = pollThroughNginx(stack);
     await stack.agent.stop();
     await killDaemon(stack);
     await stack.restartAgent();
-    const traffic = await poller.stop();
-    expect(traffic.failures).toEqual([]);
-    expect([...traffic.releases]).toEqual([live]);
-    await expectRehomed(stack, orphans, live);
-    slotPids((await appStatus(stack)).status).forEach((pid) => seen.add(pid));
+    await expectServedThroughout(poller, orphans, live);
     expect(stack.agent.log()).toContain('reconciling PM2');
 
     const next = await push(stack, 'fourth');
@@ -168,10 +168,8 @@ describe('the PM2 daemon dies between deploys', () => {
       ...stack.agentConfig, pm2: { ...(stack.agentConfig.pm2 as object), watchdogIntervalMs: 60_000 },
     }, null, 2));
     await stack.restartAgent();
-    const before = (await appStatus(stack)).status;
-    const orphans = slotPids(before);
-    orphans.forEach((pid) => seen.add(pid));
-    const standby = before.slots.find((s) => !s.live)!;
+    const { live, orphans } = await beforeOutage();
+    const standby = (await appStatus(stack)).status.slots.find((s) => !s.live)!;
     const fingerprint = stateFingerprint(stack);
 
     const lock = (await agentRequest(stack, 'POST', `/apps/${APP}/lock`, { json: { releaseId: standby.releaseId } })).json as unknown as { lock: LockInfo };
@@ -193,6 +191,6 @@ describe('the PM2 daemon dies between deploys', () => {
 
     // The failed call woke the watchdog, which waited for the rollout's lock, then re-homed.
     await waitFor(async () => (await appStatus(stack)).status.pm2?.state === 'up', { timeoutMs: 90_000, description: 'the slots to be re-homed' });
-    await expectRehomed(stack, orphans, before.liveReleaseId!);
+    await expectRehomed(stack, orphans, live);
   });
 });

@@ -1,4 +1,5 @@
 import { expectSlipwayError } from '../helpers/expect-error.js';
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -8,7 +9,7 @@ import { httpGet } from '../../agent/health.js';
 import { Pm2Adapter } from '../../agent/pm2.js';
 import { checkDaemonProcess, probeDaemon } from '../../agent/pm2-daemon.js';
 import { findSlotOrphans, stopOrphans } from '../../agent/pm2-orphans.js';
-import { procStat } from '../../agent/procfs.js';
+import { procEnviron, procStat } from '../../agent/procfs.js';
 import { isAlive } from '../helpers/nginx.js';
 import { createPm2Home, writeProbeRelease, type Pm2Home } from '../helpers/pm2.js';
 import { freePort } from '../helpers/ports.js';
@@ -301,8 +302,15 @@ describe('Pm2Adapter when the PM2 daemon dies (SIGKILL of its God process)', () 
     const daemon = home.daemonPid()!;
     const orphans = findSlotOrphans(home.pm2Home, daemon);
     expect(orphans).toEqual([{ pid: orphanPid, startTime: procStat(orphanPid)!.startTime, app: 'probe', slot: 'blue', releaseId: 'r'.repeat(40) }]);
-    // With no daemon named, PM2's own process counts as an orphan too: the ancestry is what tells them apart.
+    // With no daemon named, PM2's own process counts as an orphan too: being older than the daemon is what tells them apart.
     expect(findSlotOrphans(home.pm2Home, null).map((o) => o.pid).sort()).toEqual([orphanPid, managed].sort());
+    // A worker an app started detached (reparented away from the daemon, same environment) is not one either.
+    const worker = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], {
+      env: { PATH: process.env.PATH, PM2_HOME: home.pm2Home, ...slotEnv('blue', bluePort) }, detached: true, stdio: 'ignore',
+    });
+    started.push(worker.pid!);
+    await waitFor(() => procEnviron(worker.pid!)?.get('SLIPWAY_SLOT') === 'blue', { description: 'the detached worker to run' });
+    expect(findSlotOrphans(home.pm2Home, daemon).map((o) => o.pid)).toEqual([orphanPid]);
 
     // A record whose start time no longer matches (a reused pid) is never signalled.
     await stopOrphans([{ ...orphans[0]!, startTime: orphans[0]!.startTime + 1 }], home.pm2Home);
@@ -311,6 +319,7 @@ describe('Pm2Adapter when the PM2 daemon dies (SIGKILL of its God process)', () 
     await stopOrphans(orphans, home.pm2Home);
     expect(isAlive(orphanPid)).toBe(false);
     expect(isAlive(managed)).toBe(true);
+    expect(isAlive(worker.pid!)).toBe(true);
     expect(await pm2.describe('probe-green')).toMatchObject({ status: 'online', pid: managed });
     expect(findSlotOrphans(home.pm2Home, daemon)).toEqual([]);
   });
