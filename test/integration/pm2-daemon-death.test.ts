@@ -162,6 +162,20 @@ describe('the PM2 daemon dies between deploys', () => {
     expect((await liveView(stack)).release).toBe(next);
   });
 
+  it('deploy push --wait right after the daemon died waits for the slots to be re-homed, then deploys', async () => {
+    const { live, orphans } = await beforeOutage();
+    const poller = pollThroughNginx(stack);
+    await killDaemon(stack);
+    const sha = await stack.repo.commit({ 'message.txt': 'during the outage\n' }, 'during the outage');
+    const result = await stack.deploy(['push', '--wait']);
+    expect(result.code, result.stderr + result.stdout).toBe(0);
+    const traffic = await poller.stop();
+    expect(traffic.failures).toEqual([]);
+    expect([...traffic.releases].sort()).toEqual([live, sha].sort());
+    await expectRehomed(stack, orphans, sha);
+    slotPids((await appStatus(stack)).status).forEach((pid) => seen.add(pid));
+  });
+
   it('a rollout that meets the dead daemon fails at once with pm2_daemon_down and leaves SQLite as it was', async () => {
     // Only the rollout's own PM2 call may notice the dead daemon here.
     await writeFile(stack.agentConfigPath, JSON.stringify({
