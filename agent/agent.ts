@@ -15,6 +15,8 @@ import { randomUUID } from 'node:crypto';
 import { RolloutService } from './rollout/rollout.js';
 import { buildServer } from './server.js';
 import { recoverAfterRestart } from './rollout/recovery.js';
+import { reconcileApp, tryAppLock, waitForAppLock, type ReconcileDeps, type SlotActivation } from './rollout/rehome.js';
+import { Pm2Watchdog } from './pm2-watchdog.js';
 import { cleanupReleases } from './release/cleanup.js';
 import { CronJob } from './cron.js';
 import { VERSION } from '../contract/version.js';
@@ -81,10 +83,30 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     },
     logger,
   });
-  await recoverAfterRestart({
-    config, state, processes, health: { waitHealthy, httpGet }, rollouts, bootId, logger,
+  // The one place re-homing reaches into the rollout: starting a slot and the proven switch.
+  const activation: SlotActivation = {
+    startRelease: (app, slot, releaseId) => rollouts.startRelease(app, slot, releaseId),
+    switchTraffic: (app, slot, releaseId, options) => rollouts.switchTraffic(app, slot, releaseId, options),
+  };
+  const reconcile: ReconcileDeps = {
+    config, state, processes, health: { waitHealthy }, activation, logger,
     releaseDir: (app, releaseId) => releases.releaseDir(app, releaseId),
+  };
+  const unreconciled = await recoverAfterRestart({ ...reconcile, health: { waitHealthy, httpGet }, bootId });
+  const watchdogHolder = 'pm2-daemon-recovery@agent';
+  const pm2Watchdog = new Pm2Watchdog({
+    daemon: processes,
+    apps: Object.keys(config.apps),
+    rehomeApp: async (app) => { await reconcileApp(reconcile, app, { live: state.app(app)?.liveSlot ?? null }); },
+    tryLock: (app) => tryAppLock(state, bootId, app, watchdogHolder, { takeReservation: true, logger }),
+    // A rollout holding the lock fails fast on PM2 calls, but its watch window may run its course.
+    waitLock: (app, cancelled) => waitForAppLock(state, bootId, app, watchdogHolder, { timeoutMs: 15 * 60_000, cancelled, logger }),
+    intervalMs: config.pm2.watchdogIntervalMs,
+    unreconciled,
+    logger,
   });
+  processes.onDaemonDown((health) => { if (!health.up) pm2Watchdog.noticeDown(health); });
+  pm2Watchdog.start();
   const cleanup = (app: string, actor: string) => cleanupReleases({
     state, bootId, logger,
     keepReleases: config.retention.keepReleases,
@@ -110,6 +132,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
   const server = buildServer({
     config, token, state, releases, rollouts, processes, health: { checkOnce }, cleanup, logger, version: VERSION,
     backups: { service: backups, nextRun: (job) => backupScheduler.nextRun(job) },
+    pm2Status: () => pm2Watchdog.status(),
   });
   const url = await server.listen({ host: config.api.host, port: config.api.port });
   backupScheduler.start();
@@ -119,6 +142,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     url,
     async close() {
       retentionJob.stop();
+      await pm2Watchdog.stop();
       await backupScheduler.stop();
       // Before the server: a POST /backups/:job/run waiting on a dump would hold server.close().
       await backups.close();

@@ -37,7 +37,8 @@ export interface AppConfig {
 export interface AgentConfig {
   home: string;
   api: { host: string; port: number; tokenFile: string };
-  pm2: { home: string; callTimeoutMs: number };
+  /** watchdogIntervalMs: how often the agent checks that its PM2 daemon is alive (pm2-watchdog.ts). */
+  pm2: { home: string; callTimeoutMs: number; watchdogIntervalMs: number };
   nginx: NginxSettings;
   limits: { maxReleaseBytes: number; maxUnpackedBytes: number; maxEntries: number; uploadIdleTimeoutMs: number };
   /** Release cleanup: how many releases to keep per app, and when the cleanup job runs (cron). */
@@ -76,6 +77,7 @@ const configSchema = {
       properties: {
         home: absolutePath,
         callTimeoutMs: { type: 'integer', minimum: 1000, default: 20_000 },
+        watchdogIntervalMs: { type: 'integer', minimum: 100, maximum: 60_000, default: 2_000 },
       },
     },
     nginx: {

@@ -2,6 +2,7 @@ import { readlink, realpath, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { SlipwayError, errorMessage } from '../contract/errors.js';
+import { checkDaemonProcess, pm2DaemonDown, probeDaemon, type DaemonHealth } from './pm2-daemon.js';
 
 // Every PM2 quirk Slipway knows about lives in this file; nothing else imports pm2.
 //
@@ -28,6 +29,11 @@ import { SlipwayError, errorMessage } from '../contract/errors.js';
 //   start sets process.env.PWD and PM2_JSON_PROCESSING. All are put back.
 // - Apps still see PM2's own bookkeeping as env (name, pm_id, pm_cwd, PM2_HOME, ...), and the
 //   daemon itself keeps the agent's full environment (it is spawned with it).
+// - When the daemon dies (SIGKILL), its apps live on, and the client does not fail: each call
+//   waits out its timeout, and the client keeps reconnecting, so a call sent while the daemon was
+//   down is delivered to the next daemon that comes up (a start would run then). So the daemon is
+//   checked (pm2-daemon.ts) before every call and while one waits, a dead daemon fails the call at
+//   once (pm2_daemon_down), and restartDaemon() drops the old client before making a new one.
 
 const NAME_PATTERN = /^[a-z][a-z0-9-]{0,63}$/;
 const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -59,6 +65,11 @@ export interface Pm2ConnectOptions {
   pm2Home: string;
   callTimeoutMs?: number;
 }
+
+/** How often a waiting call checks that the daemon still runs. */
+const DAEMON_CHECK_INTERVAL_MS = 250;
+/** Calls that need a live daemon; connect, disconnect and killDaemon do not. */
+const DAEMON_CALLS = new Set(['start', 'delete', 'stop', 'list']);
 
 type Callback = (error: unknown, value?: unknown) => void;
 
@@ -137,9 +148,14 @@ function checkName(name: unknown): string {
 export class Pm2Adapter {
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
+  /** Set while restartDaemon() replaces the client: calls fail at once instead of queueing. */
+  private restarting = false;
+  /** Rejects every call still waiting on the client that restartDaemon() drops. */
+  private readonly pending = new Set<(error: SlipwayError) => void>();
+  private readonly downListeners: ((health: DaemonHealth) => void)[] = [];
 
   private constructor(
-    private readonly api: Pm2Api,
+    private api: Pm2Api,
     readonly pm2Home: string,
     private readonly callTimeoutMs: number,
   ) {}
@@ -166,12 +182,46 @@ export class Pm2Adapter {
     homeInUse = home;
     const adapter = new Pm2Adapter(new Api({ pm2_home: home, daemon_mode: true }), home, callTimeoutMs);
     try {
-      await adapter.exclusive(() => adapter.raw('connect', (cb) => adapter.api.connect(cb)));
+      await adapter.exclusive(() => adapter.raw('connect', (cb) => adapter.api.connect(cb)), { daemon: false });
     } catch (error) {
       homeInUse = undefined;
       throw error;
     }
     return adapter;
+  }
+
+  /** Whether the daemon runs and accepts calls, without asking PM2 (which would hang). */
+  daemonHealth(): Promise<DaemonHealth> {
+    return probeDaemon(this.pm2Home);
+  }
+
+  /** Called (once per failed call) when a call finds the daemon down. */
+  onDaemonDown(listener: (health: DaemonHealth) => void): void {
+    this.downListeners.push(listener);
+  }
+
+  /**
+   * Replaces the client with a new one, which starts a new daemon unless one answers. The old
+   * client is closed first and its waiting calls fail: left alone, it would deliver them to the
+   * new daemon. Processes the dead daemon ran are not adopted (PM2 cannot): see rehome.ts.
+   */
+  async restartDaemon(): Promise<{ pid: number }> {
+    if (this.closed) throw new SlipwayError('pm2_disconnected', 'the PM2 connection is closed', { status: 500 });
+    if (this.restarting) throw pm2DaemonDown(this.pm2Home, 'it is being restarted');
+    this.restarting = true;
+    try {
+      const dropped = pm2DaemonDown(this.pm2Home, 'the agent replaced its connection to restart the daemon');
+      for (const reject of [...this.pending]) reject(dropped);
+      const old = this.api;
+      await this.raw('disconnect', (cb) => old.disconnect(cb), 1_000).catch(() => undefined);
+      this.api = new (loadApiClass())({ pm2_home: this.pm2Home, daemon_mode: true });
+      await this.raw('connect', (cb) => this.api.connect(cb));
+      const health = await this.daemonHealth();
+      if (!health.up) throw pm2DaemonDown(this.pm2Home, `it did not come back: ${health.reason}`);
+      return { pid: health.pid };
+    } finally {
+      this.restarting = false;
+    }
   }
 
   /**
@@ -280,7 +330,11 @@ export class Pm2Adapter {
   /** Closes this connection; the daemon and its processes keep running. */
   async disconnect(): Promise<void> {
     if (this.closed) return;
-    await this.exclusive(() => this.raw('disconnect', (cb) => this.api.disconnect(cb))).finally(() => this.markClosed());
+    const daemonUp = checkDaemonProcess(this.pm2Home).up;
+    await this.exclusive(() => this.raw('disconnect', (cb) => this.api.disconnect(cb)), { daemon: false })
+      // A client whose daemon is gone has nothing to close cleanly ("RPC already being closed").
+      .catch((error: unknown) => { if (daemonUp) throw error; })
+      .finally(() => this.markClosed());
   }
 
   /** Stops every process and the daemon, then disconnects. */
@@ -288,8 +342,8 @@ export class Pm2Adapter {
     if (this.closed) return;
     const saved = { status: process.env.PM2_STATUS, silent: process.env.PM2_SILENT };
     try {
-      await this.exclusive(() => this.raw('killDaemon', (cb) => this.api.killDaemon(cb)));
-      await this.exclusive(() => this.raw('disconnect', (cb) => this.api.disconnect(cb))).catch(() => undefined);
+      await this.exclusive(() => this.raw('killDaemon', (cb) => this.api.killDaemon(cb)), { daemon: false });
+      await this.exclusive(() => this.raw('disconnect', (cb) => this.api.disconnect(cb)), { daemon: false }).catch(() => undefined);
     } finally {
       for (const [key, value] of [['PM2_STATUS', saved.status], ['PM2_SILENT', saved.silent]] as const) {
         if (value === undefined) delete process.env[key];
@@ -351,31 +405,68 @@ export class Pm2Adapter {
     return (await this.listRaw()).filter((proc) => proc.name === name);
   }
 
-  /** Runs `fn` after every earlier call has finished. */
-  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` after every earlier call has finished. A call that needs the daemon fails at once
+   * when it is down (checked when the call is made and again when its turn comes), instead of
+   * queueing behind calls that wait for a daemon that is gone.
+   */
+  private exclusive<T>(fn: () => Promise<T>, options: { daemon?: boolean } = {}): Promise<T> {
     if (this.closed) {
       return Promise.reject(new SlipwayError('pm2_disconnected', 'the PM2 connection is closed', { status: 500 }));
     }
-    const run = this.queue.then(fn);
+    const needsDaemon = options.daemon ?? true;
+    if (needsDaemon) {
+      const problem = this.daemonProblem(checkDaemonProcess(this.pm2Home));
+      if (problem) return Promise.reject(problem);
+    }
+    const run = this.queue.then(async () => {
+      if (needsDaemon) {
+        const problem = this.daemonProblem(await this.daemonHealth());
+        if (problem) throw problem;
+      }
+      return fn();
+    });
     this.queue = run.catch(() => undefined);
     return run;
   }
 
-  /** One PM2 callback call with a deadline; PM2's error shapes become one SlipwayError. */
-  private raw(operation: string, call: (cb: Callback) => void): Promise<unknown> {
+  private daemonProblem(health: DaemonHealth): SlipwayError | null {
+    if (this.restarting) return pm2DaemonDown(this.pm2Home, 'it is being restarted');
+    if (health.up) return null;
+    for (const listener of this.downListeners) listener(health);
+    return pm2DaemonDown(this.pm2Home, health.reason);
+  }
+
+  /**
+   * One PM2 callback call with a deadline; PM2's error shapes become one SlipwayError. A call to
+   * the daemon also ends as soon as the daemon is seen gone, or its client is replaced.
+   */
+  private raw(operation: string, call: (cb: Callback) => void, timeoutMs = this.callTimeoutMs): Promise<unknown> {
     return new Promise((resolve, reject) => {
       let settled = false;
-      const timer = setTimeout(() => {
-        settled = true;
-        reject(new SlipwayError('pm2_timeout', `PM2 ${operation} did not answer within ${this.callTimeoutMs} ms`, {
-          status: 504,
-          hint: `check the PM2 daemon (PM2_HOME=${this.pm2Home} pm2 ls) and ${path.join(this.pm2Home, 'pm2.log')}`,
-        }));
-      }, this.callTimeoutMs);
-      const done: Callback = (error, value) => {
-        if (settled) return;
+      const finish = () => {
         settled = true;
         clearTimeout(timer);
+        if (daemonCheck) clearInterval(daemonCheck);
+        this.pending.delete(abandon);
+      };
+      const abandon = (error: SlipwayError) => {
+        if (settled) return;
+        finish();
+        reject(error);
+      };
+      this.pending.add(abandon);
+      const timer = setTimeout(() => abandon(new SlipwayError('pm2_timeout', `PM2 ${operation} did not answer within ${timeoutMs} ms`, {
+        status: 504,
+        hint: `check the PM2 daemon (PM2_HOME=${this.pm2Home} pm2 ls) and ${path.join(this.pm2Home, 'pm2.log')}`,
+      })), timeoutMs);
+      const daemonCheck = DAEMON_CALLS.has(operation) ? setInterval(() => {
+        const health = checkDaemonProcess(this.pm2Home);
+        if (!health.up) abandon(pm2DaemonDown(this.pm2Home, `${health.reason} (PM2 ${operation} was waiting for it)`));
+      }, DAEMON_CHECK_INTERVAL_MS) : null;
+      const done: Callback = (error, value) => {
+        if (settled) return;
+        finish();
         const failed = Array.isArray(error) ? error.length > 0 : error !== null && error !== undefined;
         if (failed) {
           reject(new SlipwayError('pm2_failed', `PM2 ${operation} failed: ${pm2ErrorText(error)}`, {

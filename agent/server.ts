@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { AgentConfig } from './config.js';
 import type { StateStore } from './state/store.js';
 import type { RolloutService, ProcessManager } from './rollout/rollout.js';
+import type { Pm2DaemonStatus } from '../contract/api.js';
 import type { CleanupResult } from './release/cleanup.js';
 import { ReleaseService, type ReleaseRepository } from './release/service.js';
 import { SlotProbeCache } from './slot-probe.js';
@@ -31,6 +32,8 @@ export interface ServerDeps {
   backups: Omit<BackupRouteOptions, 'logger'>;
   logger: Logger;
   version: string;
+  /** The PM2 daemon's state, answered without a PM2 call. */
+  pm2Status?: () => Pm2DaemonStatus;
 }
 
 /** JSON bodies are small: the largest real one is a rollback reason of 500 characters. */
@@ -57,6 +60,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   const status = new StatusService({
     config: deps.config, state: deps.state, probes: new SlotProbeCache(deps.processes, deps.health),
     hasRelease: (app, releaseId) => deps.releases.has(app, releaseId),
+    ...(deps.pm2Status ? { pm2Status: deps.pm2Status } : {}),
   });
   const releases = new ReleaseService({ apps: deps.config.apps, state: deps.state, releases: deps.releases, cleanup: deps.cleanup, logger: deps.logger });
 

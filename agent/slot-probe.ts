@@ -44,10 +44,11 @@ export class SlotProbeCache {
   }
 
   private async measure(input: { processName: string; port: number; healthPath: string; expectStatus: number; releaseId: string | null }): Promise<SlotProbeResult> {
-    const proc = await this.processes.describe(input.processName).catch(() => null);
-    const health = input.releaseId !== null && proc
+    // undefined: PM2 could not say (its daemon may be down while the app still serves).
+    const proc = await this.processes.describe(input.processName).catch(() => undefined);
+    const health = input.releaseId !== null && proc !== null
       ? await this.health.checkOnce(`http://127.0.0.1:${input.port}${input.healthPath}`, { timeoutMs: 1000, expectStatus: input.expectStatus })
       : null;
-    return { process: proc && { status: proc.status, pid: proc.pid, restarts: proc.restarts, cwd: proc.pmCwd }, health };
+    return { process: proc ? { status: proc.status, pid: proc.pid, restarts: proc.restarts, cwd: proc.pmCwd } : null, health };
   }
 }

@@ -3,7 +3,7 @@
 // database reaches the API only through a field named in a view.
 import type { AgentConfig } from './config.js';
 import type { EventRow, DeploymentRow, ReleaseState, StateStore } from './state/store.js';
-import type { AppStatus, DeploymentEvent, DeploymentSummary, ReleaseListEntry } from '../contract/api.js';
+import type { AppStatus, DeploymentEvent, Pm2DaemonStatus, DeploymentSummary, ReleaseListEntry } from '../contract/api.js';
 import type { ReleaseManifest } from '../contract/manifest.js';
 import { SlipwayError } from '../contract/errors.js';
 import { pm2ProcessName, shortSha, type Slot } from '../contract/names.js';
@@ -32,6 +32,8 @@ export interface StatusDeps {
   /** Whether the release's files are on this host (a row alone is not enough). */
   hasRelease(app: string, releaseId: string): boolean;
   probes: SlotProbeCache;
+  /** The PM2 daemon's state, answered without a PM2 call. */
+  pm2Status?: () => Pm2DaemonStatus;
 }
 
 /** How long each step of a deployment took, from its journal: steps that finished, ok or failed. */
@@ -83,6 +85,7 @@ export class StatusService {
       liveReleaseId,
       generation: row.generation,
       publicUrl: publicUrlOf(config, name),
+      ...(this.deps.pm2Status ? { pm2: this.deps.pm2Status() } : {}),
       slots,
       releases: state.releases(name).map((r) => ({
         releaseId: r.releaseId, state: r.state, bytes: r.bytes, createdAt: r.createdAt, manifest: r.manifest,

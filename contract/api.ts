@@ -38,12 +38,28 @@ export interface ReleaseInfo {
   slots: Slot[];
 }
 
+/**
+ * The agent's PM2 daemon. `down`: gone (its apps may live on outside PM2; slot processes cannot be
+ * read and rollouts are refused); `recovering`: the agent restarted it and is moving the slots
+ * back under it (rollouts wait for the app's lock); `up`: PM2 runs the slots.
+ */
+export interface Pm2DaemonStatus {
+  state: 'up' | 'down' | 'recovering';
+  pid: number | null;
+  /** When the daemon entered this state (ISO time). */
+  since: string;
+  /** Why, when not up. */
+  message: string | null;
+}
+
 export interface AppStatus {
   app: string;
   liveSlot: Slot | null;
   liveReleaseId: string | null;
   generation: number;
   publicUrl: string;
+  /** Absent from agents that predate it. */
+  pm2?: Pm2DaemonStatus;
   slots: SlotStatus[];
   releases: ReleaseInfo[];
 }

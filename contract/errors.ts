@@ -149,6 +149,7 @@ export const ERROR_KINDS = {
   nginx_switch_not_applied: 'refused',
   nginx_command_timeout: 'refused',
   // PM2.
+  pm2_daemon_down: 'refused',
   pm2_invalid_start: 'refused',
   pm2_invalid_name: 'refused',
   pm2_name_in_use: 'refused',
@@ -184,6 +185,8 @@ export const ERROR_KINDS = {
   empty_command: 'internal',
   host_not_allowed: 'internal',
   origin_not_allowed: 'internal',
+  reconcile_failed: 'internal',
+  orphan_stop_failed: 'internal',
 } as const satisfies Record<string, ErrorKind>;
 
 export type ErrorCode = keyof typeof ERROR_KINDS;

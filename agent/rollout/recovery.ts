@@ -1,21 +1,16 @@
-import path from 'node:path';
-import type { Logger } from 'pino';
-import type { AgentConfig } from '../config.js';
-import type { StateStore, DeploymentRow } from '../state/store.js';
+import type { DeploymentRow } from '../state/store.js';
 import { errorMessage } from '../../contract/errors.js';
-import { SLOTS, pm2ProcessName, shortSha, type Slot } from '../../contract/names.js';
-import { probeHostOf, publicUrlOf, type HealthChecker, type ProcessManager, type RolloutService } from './rollout.js';
+import { SLOTS, shortSha, type Slot } from '../../contract/names.js';
+import { probeHostOf, publicUrlOf, type HealthChecker } from './rollout.js';
+import { checkSlotHealth, observeSlots, reconcileApp, tryAppLock, type ReconcileDeps } from './rehome.js';
 
-export interface RecoveryDeps {
-  config: AgentConfig;
-  state: StateStore;
-  processes: ProcessManager;
+export interface RecoveryDeps extends ReconcileDeps {
   health: HealthChecker;
-  rollouts: Pick<RolloutService, 'switchTraffic' | 'startRelease'>;
-  releaseDir: (app: string, releaseId: string) => string;
   bootId: string;
-  logger: Logger;
 }
+
+/** Who holds an app's deploy lock while crash recovery works on it. */
+const RECOVERY_HOLDER = 'crash-recovery@agent';
 
 export interface SlotFacts { slot: Slot; releaseId: string | null; processOnline: boolean; healthy: boolean }
 
@@ -54,10 +49,12 @@ export function resolveInterrupted(d: DeploymentRow, live: Slot | null, servedBe
 /**
  * Runs once when the agent starts, before it serves the API: resolves every deployment a crash
  * left unfinished, makes exactly one healthy slot live where possible, and reconciles PM2 against
- * SQLite (PM2's own dump is not trusted).
+ * SQLite (PM2's own dump is not trusted). Returns the apps whose PM2 reconciliation failed, for
+ * the PM2 watchdog to retry.
  */
-export async function recoverAfterRestart(deps: RecoveryDeps): Promise<void> {
+export async function recoverAfterRestart(deps: RecoveryDeps): Promise<string[]> {
   const { state, logger } = deps;
+  const unreconciled: string[] = [];
   const unfinished = state.unfinishedDeployments();
   for (const app of Object.keys(deps.config.apps)) {
     state.ensureApp(app);
@@ -67,39 +64,36 @@ export async function recoverAfterRestart(deps: RecoveryDeps): Promise<void> {
       logger.warn({ app, lock }, 'released a deploy lock left by the previous agent process');
     }
     const interrupted = unfinished.filter((d) => d.app === app);
+    // Nothing else runs yet (the API is not listening); the lock says so to anything that looks.
+    const held = tryAppLock(state, deps.bootId, app, RECOVERY_HOLDER);
     try {
-      await recoverApp(deps, app, interrupted);
+      if (!await recoverApp(deps, app, interrupted)) unreconciled.push(app);
     } catch (error) {
       logger.error({ err: error, app }, 'crash recovery of this app failed; it needs an operator');
       for (const d of interrupted) {
         state.addEvent({ deploymentId: d.id, step: 'recovery', status: 'failed', message: errorMessage(error) });
         state.finishDeployment(d.id, 'failed', `the agent stopped during "${d.state}"; recovery failed: ${errorMessage(error)}`);
       }
+    } finally {
+      held?.release();
     }
   }
+  return unreconciled;
 }
 
-async function recoverApp(deps: RecoveryDeps, app: string, interrupted: DeploymentRow[]): Promise<void> {
-  const { state, processes, logger } = deps;
-  const appConfig = deps.config.apps[app]!;
+/** False when only the final PM2 reconciliation failed (traffic and deployments are settled by then). */
+async function recoverApp(deps: RecoveryDeps, app: string, interrupted: DeploymentRow[]): Promise<boolean> {
+  const { state, logger } = deps;
   const served = await servedSlot(deps, app);
   const dbLive = state.app(app)!.liveSlot;
 
   const facts: SlotFacts[] = [];
-  for (const row of state.slots(app)) {
-    const proc = await processes.describe(pm2ProcessName(app, row.slot)).catch(() => null);
-    const expectedCwd = row.releaseId ? path.resolve(deps.releaseDir(app, row.releaseId)) : null;
-    const online = proc?.status === 'online' && proc.pmCwd !== null && expectedCwd !== null && path.resolve(proc.pmCwd) === expectedCwd;
-    let healthy = false;
-    if (online) {
-      const h = appConfig.health;
-      const result = await deps.health.waitHealthy(`http://127.0.0.1:${appConfig.slots[row.slot].port}${h.path}`, {
-        timeoutMs: h.timeoutMs, intervalMs: h.intervalMs, retries: 5, expectStatus: h.expectStatus,
-        ...(h.bodyContains ? { bodyContains: h.bodyContains } : {}),
-      });
-      healthy = result.ok;
-    }
-    facts.push({ slot: row.slot, releaseId: row.releaseId, processOnline: online, healthy });
+  for (const slot of await observeSlots(deps, app)) {
+    // A slot runs its release when PM2 runs it there, or when an orphan a dead PM2 daemon left
+    // behind still does (it is re-homed below, after traffic is settled).
+    const runs = slot.pm2 === 'online' || (slot.releaseId !== null && slot.orphans.some((o) => o.releaseId === slot.releaseId));
+    const healthy = runs && (await checkSlotHealth(deps, app, slot.slot, 5)).ok;
+    facts.push({ slot: slot.slot, releaseId: slot.releaseId, processOnline: runs, healthy });
   }
 
   // Nothing was interrupted and nginx agrees with SQLite: only PM2 may need reconciling.
@@ -109,14 +103,7 @@ async function recoverApp(deps: RecoveryDeps, app: string, interrupted: Deployme
     // reloading nginx leaves a file that the next reload (any app's) would otherwise put live.
     const target = facts.find((f) => f.slot === plan.live)!;
     logger.warn({ app, served, to: plan.live }, 'crash recovery: pointing nginx at the healthy slot');
-    await deps.rollouts.switchTraffic(app, plan.live, target.releaseId!, { reapply: true });
-  } else if (!plan.live && dbLive) {
-    // The live slot's process is gone and nothing healthy remains: bring it back from SQLite.
-    const row = state.slot(app, dbLive);
-    if (row.releaseId) {
-      logger.warn({ app, slot: dbLive }, 'crash recovery: restarting the live slot, whose process was gone');
-      await deps.rollouts.startRelease(app, dbLive, row.releaseId);
-    }
+    await deps.activation.switchTraffic(app, plan.live, target.releaseId!, { reapply: true });
   }
   const live = plan.live ?? dbLive;
 
@@ -131,20 +118,16 @@ async function recoverApp(deps: RecoveryDeps, app: string, interrupted: Deployme
     logger.warn({ app, deploymentId: d.id, outcome, reason }, 'crash recovery resolved an interrupted deployment');
   }
 
-  // PM2 against SQLite: the standby slot of an interrupted rollout is an orphan; slots SQLite says
-  // are not running must not have processes; a slot SQLite says runs must run its release.
-  for (const f of facts) {
-    const row = state.slot(app, f.slot);
-    const isLive = f.slot === live;
-    const orphan = !isLive && interrupted.some((d) => d.slot === f.slot);
-    if (isLive) {
-      if (row.state !== 'running') state.setSlotState(app, f.slot, 'running');
-      continue;
-    }
-    if (orphan || row.state !== 'running' || !f.processOnline) {
-      await processes.delete(pm2ProcessName(app, f.slot));
-      if (row.state === 'running' || row.state === 'starting' || orphan) state.setSlotState(app, f.slot, 'stopped');
-    }
+  // PM2 against SQLite (reconcile-plan.ts): the standby slot of an interrupted rollout is
+  // abandoned; a slot SQLite says runs must run its release under PM2; orphans of a dead daemon
+  // are replaced and stopped, the serving one only after traffic moved off it.
+  const abandoned = interrupted.filter((d) => d.slot !== live).map((d) => d.slot);
+  try {
+    await reconcileApp(deps, app, { live, abandoned });
+    return true;
+  } catch (error) {
+    logger.error({ err: error, app }, 'crash recovery could not reconcile PM2 with SQLite; the PM2 watchdog retries');
+    return false;
   }
 }
 

@@ -512,8 +512,9 @@ export class RolloutService {
         status: 409,
       });
     }
-    this.deps.state.setSlot(app, slot, releaseId, 'starting');
+    // PM2 first: when its daemon is down this fails at once and SQLite keeps what the slot runs.
     await this.deps.processes.delete(name);
+    this.deps.state.setSlot(app, slot, releaseId, 'starting');
     await waitFor(async () => !(await portAnswers(port)), {
       timeoutMs: 10_000,
       intervalMs: 100,

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
-import type { AppStatus, ReleaseInfo, SlotStatus } from '../../contract/api.js';
+import type { AppStatus, Pm2DaemonStatus, ReleaseInfo, SlotStatus } from '../../contract/api.js';
 import { manifestSchema } from '../../contract/manifest.js';
 import type { AppSummary, StatusService } from '../status.js';
 import { answers, appParams, noQuery, nullable, slotSchema, type AppParams, type NoQuery, type ObjectSchemaOf } from './schemas.js';
@@ -33,12 +33,17 @@ export const releaseInfo = {
   },
 } as const satisfies ObjectSchemaOf<ReleaseInfo>;
 
+const pm2Daemon = {
+  type: 'object', additionalProperties: false, required: ['state', 'pid', 'since', 'message'],
+  properties: { state: { type: 'string', enum: ['up', 'down', 'recovering'] }, pid: nullable('integer'), since: { type: 'string' }, message: nullable('string') },
+} as const satisfies ObjectSchemaOf<Pm2DaemonStatus>;
+
 const appStatus = {
   type: 'object', additionalProperties: false,
   required: ['app', 'liveSlot', 'liveReleaseId', 'generation', 'publicUrl', 'slots', 'releases'],
   properties: {
     app: { type: 'string' }, liveSlot: nullable('string'), liveReleaseId: nullable('string'), generation: { type: 'integer' },
-    publicUrl: { type: 'string' }, slots: { type: 'array', items: slotStatus }, releases: { type: 'array', items: releaseInfo },
+    publicUrl: { type: 'string' }, pm2: pm2Daemon, slots: { type: 'array', items: slotStatus }, releases: { type: 'array', items: releaseInfo },
   },
 } as const satisfies ObjectSchemaOf<AppStatus>;
 

@@ -1,4 +1,5 @@
 import { expectSlipwayError } from '../helpers/expect-error.js';
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -6,6 +7,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { httpGet } from '../../agent/health.js';
 import { Pm2Adapter } from '../../agent/pm2.js';
+import { checkDaemonProcess, probeDaemon } from '../../agent/pm2-daemon.js';
+import { findSlotOrphans, stopOrphans } from '../../agent/pm2-orphans.js';
+import { procEnviron, procStat } from '../../agent/procfs.js';
 import { isAlive } from '../helpers/nginx.js';
 import { createPm2Home, writeProbeRelease, type Pm2Home } from '../helpers/pm2.js';
 import { freePort } from '../helpers/ports.js';
@@ -206,5 +210,126 @@ describe('Pm2Adapter against a real PM2 daemon', () => {
     await waitFor(() => !isAlive(pid) && !isAlive(daemon), { timeoutMs: 10_000, description: 'app and daemon to exit' });
     await expectSlipwayError(pm2.list(), 'pm2_disconnected');
     expect(process.env.PM2_STATUS).toBeUndefined();
+  });
+});
+
+/** Starts `fn` and says how long it took to settle, whichever way. */
+async function timed<T>(promise: Promise<T>): Promise<{ ms: number; result: PromiseSettledResult<T> }> {
+  const started = Date.now();
+  const [result] = await Promise.allSettled([promise]);
+  return { ms: Date.now() - started, result: result! };
+}
+
+describe('Pm2Adapter when the PM2 daemon dies (SIGKILL of its God process)', () => {
+  let home: Pm2Home;
+  let pm2: Pm2Adapter;
+  let scratch: string;
+  let release: string;
+  let script: string;
+  let bluePort: number;
+  let greenPort: number;
+  let orphanPid: number;
+  let firstDaemon: number;
+  /** Every app pid this block started, killed by pid at the end whatever happened. */
+  const started: number[] = [];
+  const slotEnv = (slot: string, port: number) => ({ PORT: String(port), SLIPWAY_APP: 'probe', SLIPWAY_SLOT: slot, SLIPWAY_RELEASE: 'r'.repeat(40) });
+
+  beforeAll(async () => {
+    scratch = await fs.mkdtemp(path.join(os.tmpdir(), 'slipway-pm2-death-'));
+    release = await fs.realpath(scratch).then((dir) => path.join(dir, 'release'));
+    script = await writeProbeRelease(release);
+    [bluePort, greenPort] = [await freePort(), await freePort()];
+    home = await createPm2Home();
+    pm2 = await Pm2Adapter.connect({ pm2Home: home.pm2Home, callTimeoutMs: 15_000 });
+    const { pid } = await pm2.start({ name: 'probe-blue', script, cwd: release, env: slotEnv('blue', bluePort) });
+    started.push(pid);
+    orphanPid = pid;
+    await waitFor(() => identity(bluePort).then((id) => id.pid === pid), { description: 'probe-blue to answer' });
+    firstDaemon = home.daemonPid()!;
+  });
+
+  afterAll(async () => {
+    await pm2?.killDaemon().catch(() => undefined);
+    for (const pid of started) {
+      if (isAlive(pid) && environOf(pid).PM2_HOME === home.pm2Home) process.kill(pid, 'SIGKILL');
+    }
+    await waitFor(() => started.every((pid) => !isAlive(pid)), { description: `pids ${started.join(', ')} to exit` });
+    await home?.cleanup();
+    await fs.rm(scratch, { recursive: true, force: true });
+  });
+
+  it('fails a call already waiting on the daemon, and every later call, within a second with pm2_daemon_down', async () => {
+    expect(await probeDaemon(home.pm2Home)).toEqual({ up: true, pid: firstDaemon });
+    // A stopped daemon never answers: the list waits on it, as a call in flight at a crash would.
+    process.kill(firstDaemon, 'SIGSTOP');
+    const waiting = timed(pm2.list());
+    process.kill(firstDaemon, 'SIGKILL');
+    const inFlight = await waiting;
+    expect(inFlight.result.status).toBe('rejected');
+    expect((inFlight.result as PromiseRejectedResult).reason).toMatchObject({ code: 'pm2_daemon_down' });
+    expect(inFlight.ms).toBeLessThan(1_000);
+
+    const calls: (() => Promise<unknown>)[] = [() => pm2.list(), () => pm2.describe('probe-blue'), () => pm2.delete('probe-blue'),
+      () => pm2.start({ name: 'probe-green', script, cwd: release, env: slotEnv('green', greenPort) })];
+    for (const call of calls) {
+      const { ms, result } = await timed(call());
+      expect(result.status).toBe('rejected');
+      const error = (result as PromiseRejectedResult).reason as { code: string; message: string; hint: string };
+      expect(error.code).toBe('pm2_daemon_down');
+      expect(error.message).toContain(`the PM2 daemon (pid ${firstDaemon}) is not running`);
+      expect(error.hint).toContain('deploy status');
+      expect(ms).toBeLessThan(1_000);
+    }
+    expect(checkDaemonProcess(home.pm2Home)).toMatchObject({ up: false, pid: firstDaemon });
+    expect((await probeDaemon(home.pm2Home)).up).toBe(false);
+    // The app lives on outside PM2, and still answers.
+    expect(procStat(orphanPid)?.ppid).not.toBe(firstDaemon);
+    expect((await identity(bluePort)).pid).toBe(orphanPid);
+  });
+
+  it('restartDaemon brings up a new daemon that knows nothing of the old apps and never receives the refused calls', async () => {
+    const { pid } = await pm2.restartDaemon();
+    expect(pid).not.toBe(firstDaemon);
+    expect(home.daemonPid()).toBe(pid);
+    expect(await probeDaemon(home.pm2Home)).toEqual({ up: true, pid });
+    expect(await pm2.list()).toEqual([]);
+    expect(await pm2.describe('probe-green')).toBeNull();
+  });
+
+  it('finds the orphan by its environment (not a process PM2 runs), and stops it by pid', async () => {
+    const { pid: managed } = await pm2.start({ name: 'probe-green', script, cwd: release, env: slotEnv('green', greenPort) });
+    started.push(managed);
+    const daemon = home.daemonPid()!;
+    const orphans = findSlotOrphans(home.pm2Home, daemon);
+    expect(orphans).toEqual([{ pid: orphanPid, startTime: procStat(orphanPid)!.startTime, app: 'probe', slot: 'blue', releaseId: 'r'.repeat(40) }]);
+    // With no daemon named, PM2's own process counts as an orphan too: being older than the daemon is what tells them apart.
+    expect(findSlotOrphans(home.pm2Home, null).map((o) => o.pid).sort()).toEqual([orphanPid, managed].sort());
+    // A worker an app started detached (reparented away from the daemon, same environment) is not one either.
+    const worker = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], {
+      env: { PATH: process.env.PATH, PM2_HOME: home.pm2Home, ...slotEnv('blue', bluePort) }, detached: true, stdio: 'ignore',
+    });
+    started.push(worker.pid!);
+    await waitFor(() => procEnviron(worker.pid!)?.get('SLIPWAY_SLOT') === 'blue', { description: 'the detached worker to run' });
+    expect(findSlotOrphans(home.pm2Home, daemon).map((o) => o.pid)).toEqual([orphanPid]);
+
+    // A record whose start time no longer matches (a reused pid) is never signalled.
+    await stopOrphans([{ ...orphans[0]!, startTime: orphans[0]!.startTime + 1 }], home.pm2Home);
+    expect(isAlive(orphanPid)).toBe(true);
+
+    await stopOrphans(orphans, home.pm2Home);
+    expect(isAlive(orphanPid)).toBe(false);
+    expect(isAlive(managed)).toBe(true);
+    expect(isAlive(worker.pid!)).toBe(true);
+    expect(await pm2.describe('probe-green')).toMatchObject({ status: 'online', pid: managed });
+    expect(findSlotOrphans(home.pm2Home, daemon)).toEqual([]);
+  });
+
+  it('does not take a stale pid file for a live daemon', async () => {
+    const fake = path.join(scratch, 'fake-home');
+    await fs.mkdir(fake);
+    await fs.writeFile(path.join(fake, 'pm2.pid'), String(process.pid));
+    expect(checkDaemonProcess(fake)).toMatchObject({ up: false, pid: process.pid, reason: expect.stringContaining('stale pid file') });
+    await fs.writeFile(path.join(fake, 'pm2.pid'), 'garbage');
+    expect(checkDaemonProcess(fake)).toMatchObject({ up: false, pid: null });
   });
 });
