@@ -526,6 +526,32 @@ describe('ReleaseStore: manifest, names, uploads and concurrency', () => {
       { code: 'bad_manifest', status: 400, message: /not a regular file/, unpacks: true }, { releaseId });
   });
 
+  it('refuses files other than the ones its manifest names, and an id not made of its commit and content; nothing is published', async () => {
+    const releaseId = newReleaseId();
+    const changed: Array<[string, CraftEntry[]]> = [
+      ['one file changed after the manifest was written', goodEntries(APP, releaseId).map((e) => (e.path === './config.json' ? { ...e, body: '{"a":2}\n' } : e))],
+      ['a mode changed', goodEntries(APP, releaseId).map((e) => (e.path === './server.js' ? { ...e, mode: 0o644 } : e))],
+      ['a symlink retargeted', goodEntries(APP, releaseId).map((e) => (e.path === './lib/alias.js' ? { ...e, linkpath: 'other.js' } : e))],
+      ['one more file', [...goodEntries(APP, releaseId), { path: 'extra.txt', body: '' }]],
+      ['one more empty directory', [...goodEntries(APP, releaseId), { path: 'empty/', type: 'dir' }]],
+    ];
+    for (const [label, entries] of changed) {
+      const error = await expectRefusedCleanly(gzip(tarball(entries)), { code: 'release_digest_mismatch', status: 400, unpacks: true }, { releaseId });
+      expect(error.details, label).toEqual(expect.arrayContaining([`manifest contentDigest: ${GOOD_DIGEST}`]));
+      expect(error.message, label).toMatch(/do not match the manifest's content digest/);
+    }
+    const forged = goodEntries(APP, releaseId).map((e) => (e.path === './manifest.json' ? { ...e, body: JSON.stringify({ ...manifestFor(APP, releaseId), sha: randomCommit() }) } : e));
+    const error = await expectRefusedCleanly(gzip(tarball(forged)), { code: 'release_digest_mismatch', status: 400, unpacks: true }, { releaseId });
+    expect(error.message).toMatch(/is not the one of its commit and content/);
+  });
+
+  it('refuses to take an upload under an id that names no content (a commit-SHA id of older releases)', async () => {
+    const before = await snapshot(root);
+    const error = await caught(store.ingest({ app: APP, releaseId: randomCommit(), sha256: 'c'.repeat(64), source: new PassThrough() }));
+    expect(error).toMatchObject({ code: 'invalid_release_id', status: 400 });
+    expect(await snapshot(root)).toEqual(before);
+  });
+
   it.each([
     [{ app: 'Shop' }, 'invalid_app_name'],
     [{ app: '../x' }, 'invalid_app_name'],

@@ -15,7 +15,7 @@ import { SlipwayError } from '../../contract/errors.js';
 import { entryBlocks, gzip, gzipBomb, gzipBombExpandedBytes, header, tarball, type CraftEntry } from '../helpers/crafted-tar.js';
 import { APP, SAMPLE_APP_DIR, startStack, type Stack } from '../helpers/stack.js';
 import {
-  agentRequest, agentToken, duBytes, ingestLeftovers, liveView, manifestFor, newReleaseId, putRelease, sampleReleaseEntries,
+  agentRequest, agentToken, duBytes, ingestLeftovers, liveView, newReleaseId, putRelease, sampleReleaseEntries,
   sha256Hex, snapshotTree, stateFingerprint, watchDir, type ApiAnswer,
 } from '../helpers/box.js';
 import { sealRelease } from '../helpers/release-content.js';
@@ -288,6 +288,21 @@ describe('hostile release archives through the running agent (RELIABILITY 1–9)
     const entries = good(releaseId);
     entries[1] = { path: './manifest.json', body: JSON.stringify({ ...JSON.parse(String(entries[1]!.body)), app: 'other' }) };
     await expectRefused(releaseId, { status: 400, code: 'manifest_mismatch', unpacks: true }, () => putRelease(stack, releaseId, gzip(tarball(entries))));
+  });
+
+  it('addition: files other than the ones the manifest names (content digest) -> 400 after unpacking, nothing published', async () => {
+    const { releaseId, entries } = sealRelease(APP, good(newReleaseId()));
+    // Packed and sealed, then one file swapped: the tarball's own sha256 is still right.
+    const swapped = entries.map((e) => (e.path === './server.js' ? { ...e, body: `${serverJs}\n// changed after packing\n` } : e));
+    const answer = await expectRefused(releaseId, { status: 400, code: 'release_digest_mismatch', message: /do not match the manifest's content digest/, unpacks: true },
+      () => putRelease(stack, releaseId, gzip(tarball(swapped))));
+    expect(answer.json?.hint).toMatch(/deploy push/);
+  });
+
+  it('addition: an upload under a commit-SHA id (no content in it) -> 400 before anything is stored', async () => {
+    const commitOnly = 'e'.repeat(40);
+    await expectRefused(commitOnly, { status: 400, code: 'invalid_release_id', message: /names no content/ },
+      () => putRelease(stack, commitOnly, gzip(tarball(good(newReleaseId())))));
   });
 
   it('addition: an upload with a wrong token -> 401, and not a byte of it is stored', async () => {
