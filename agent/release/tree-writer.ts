@@ -249,36 +249,43 @@ export class TreeWriter {
     }
     let flushing = false;
     try {
-      const hash = createHash('sha256');
-      let written = 0;
-      const chunks = body[Symbol.asyncIterator]();
-      for (;;) {
-        // A body destroyed by fail() while no read was pending would never answer the next one.
-        if (this.failed) return;
-        const next = await chunks.next();
-        if (next.done) break;
-        const chunk = next.value;
-        let offset = 0;
-        while (offset < chunk.length) {
-          const { bytesWritten } = await handle.write(chunk, offset, chunk.length - offset).catch(blame);
-          offset += bytesWritten;
-        }
-        hash.update(chunk);
-        written += chunk.length;
-        this.bytes += chunk.length;
-      }
-      if (this.failed) return;
+      const copied = await this.copyBody(body, handle, blame);
+      if (!copied) return;
+      const { written, sha256 } = copied;
       if (written !== body.size) throw new TreeMismatch(`${JSON.stringify(entry.path)} holds ${written} bytes but its header declares ${body.size}`);
       if (this.needsChmod(entry.mode)) await handle.chmod(entry.mode).catch(blame);
       // Kept from the archive, so an unchanged asset keeps its Last-Modified across releases.
       if (body.mtime) await handle.utimes(body.atime ?? new Date(), body.mtime).catch(blame);
-      this.madeEntries.push({ path: entry.path, type: 'file', mode: entry.mode, size: written, sha256: hash.digest('hex') });
+      this.madeEntries.push({ path: entry.path, type: 'file', mode: entry.mode, size: written, sha256 });
       if (written >= this.options.flushFromBytes) flushing = this.flushLater(handle);
       if (!flushing) this.unsyncedFiles.push(abs);
     } finally {
       this.bodies.delete(body);
       if (!flushing) await handle.close().catch((error: unknown) => this.fail(new EntryWriteError(entry.path, error)));
     }
+  }
+
+  /** Writes the whole body into `handle`, hashing what it writes; undefined once the writer failed. */
+  private async copyBody(body: EntryBody, handle: FileHandle, blame: (error: unknown) => never): Promise<{ written: number; sha256: string } | undefined> {
+    const hash = createHash('sha256');
+    let written = 0;
+    const chunks = body[Symbol.asyncIterator]();
+    for (;;) {
+      // A body destroyed by fail() while no read was pending would never answer the next one.
+      if (this.failed) return undefined;
+      const next = await chunks.next();
+      if (next.done) break;
+      const chunk = next.value;
+      let offset = 0;
+      while (offset < chunk.length) {
+        const { bytesWritten } = await handle.write(chunk, offset, chunk.length - offset).catch(blame);
+        offset += bytesWritten;
+      }
+      hash.update(chunk);
+      written += chunk.length;
+      this.bytes += chunk.length;
+    }
+    return this.failed ? undefined : { written, sha256: hash.digest('hex') };
   }
 
   /**

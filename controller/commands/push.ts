@@ -47,13 +47,14 @@ export async function push(config: ControllerConfig, options: PushOptions, out: 
   const app = config.app;
   const target = `${config.host.user}@${config.host.address}:${config.host.port}`;
   // Packed before anything else: the release id covers the files, not only the commit.
-  const packStarted = Date.now();
+  const prepareStarted = Date.now();
   const prepared = await prepareRelease({ repo, treeish: dirtySnapshot ?? sha, include: config.include });
+  const prepareMs = Date.now() - prepareStarted;
   try {
     const manifest = buildManifest({ app, sha, dirtySnapshot, branch, ...info }, prepared.contentDigest, new Date(), VERSION);
     out.info(`→ ${app} ${shortSha(manifest.releaseId)}${dirtySnapshot ? ' (dirty)' : ''}${branch ? ` on ${branch}` : ''} to ${target}`,
       { app, releaseId: manifest.releaseId, sha, host: target });
-    return await rollOut(config, options, out, { manifest, prepared, startedAt, packStarted });
+    return await rollOut(config, options, out, { manifest, prepared, startedAt, prepareMs });
   } finally {
     await prepared.cleanup();
   }
@@ -62,7 +63,7 @@ export async function push(config: ControllerConfig, options: PushOptions, out: 
 /** Uploads the release unless the host has it, then runs the rollout and reports it. */
 async function rollOut(
   config: ControllerConfig, options: PushOptions, out: Output,
-  release: { manifest: ReleaseManifest; prepared: PreparedRelease; startedAt: number; packStarted: number },
+  release: { manifest: ReleaseManifest; prepared: PreparedRelease; startedAt: number; prepareMs: number },
 ): Promise<ExitCode> {
   const { app, releaseId } = release.manifest;
   const session = await openAgentSession(config);
@@ -84,8 +85,10 @@ async function rollOut(
       if (existing) {
         out.info(`  release ${shortSha(releaseId)} is already on the host: nothing uploaded`, { uploadedBytes: 0 });
       } else {
+        const sealStarted = Date.now();
         const packed = await release.prepared.seal(release.manifest);
-        out.info(`  packed ${formatBytes(packed.bytes)} in ${formatMs(Date.now() - release.packStarted)} (sha256 ${packed.sha256.slice(0, 16)}…)`);
+        const packMs = release.prepareMs + Date.now() - sealStarted;
+        out.info(`  packed ${formatBytes(packed.bytes)} in ${formatMs(packMs)} (sha256 ${packed.sha256.slice(0, 16)}…)`);
         const uploadStarted = Date.now();
         await session.agent.upload(`/apps/${app}/releases/${releaseId}`, packed.file, packed.bytes, packed.sha256,
           ({ sent, total }) => out.progress('upload', sent, total, uploadStarted));
