@@ -65,7 +65,8 @@ describe('deploy push failure paths leave the live slot serving (real sshd, ngin
   });
 
   it('a tarball with ../ entries is refused and nothing is written outside the release store', async () => {
-    const evilSha = 'e'.repeat(40);
+    // A release id as `deploy push` names them (<12 hex of the commit>-<12 hex of the content digest>).
+    const evilSha = `${'e'.repeat(12)}-${'e'.repeat(12)}`;
     const body = gzip(tarball([
       { path: 'manifest.json', body: '{}' },
       { path: '../../escaped.txt', body: 'pwned' },

@@ -9,6 +9,7 @@ import path from 'node:path';
 import * as tar from 'tar';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ContentTree, contentDigest, releaseIdFor, type ContentEntry } from '../../contract/release-content.js';
+import { isContentReleaseId, isReleaseId, shortSha } from '../../contract/names.js';
 import { buildManifest } from '../../controller/manifest.js';
 import { prepareRelease } from '../../controller/pack.js';
 import { extractTarball } from '../../agent/release/extract.js';
@@ -67,7 +68,20 @@ describe('content digest', () => {
   });
 
   it('names a release <12 hex of the commit>-<12 hex of the digest>', () => {
-    expect(releaseIdFor('0123456789ab'.padEnd(40, 'f'), 'fedcba987654'.padEnd(64, '0'))).toBe('0123456789ab-fedcba987654');
+    const id = releaseIdFor('0123456789ab'.padEnd(40, 'f'), 'fedcba987654'.padEnd(64, '0'));
+    expect(id).toBe('0123456789ab-fedcba987654');
+    expect(isReleaseId(id) && isContentReleaseId(id)).toBe(true);
+    expect(shortSha(id), 'shown whole: two releases of one commit stay apart').toBe(id);
+  });
+
+  it('still knows the commit-SHA ids of releases published before, but only content ids name an upload', () => {
+    for (const legacy of ['a'.repeat(40), `${'a'.repeat(40)}-dirty-${'b'.repeat(12)}`]) {
+      expect(isReleaseId(legacy), legacy).toBe(true);
+      expect(isContentReleaseId(legacy), legacy).toBe(false);
+    }
+    for (const bad of ['0123456789AB-fedcba987654', '0123456789ab-fedcba98765', '0123456789ab_fedcba987654', '0123456789ab-fedcba987654;', '0123456789ab-fedcba987654\n', 'none']) {
+      expect(isReleaseId(bad), bad).toBe(false);
+    }
   });
 });
 
