@@ -114,7 +114,7 @@ export class StatusService {
       const live = inSlots.some((s) => s.slot === appRow.liveSlot);
       const standby = !live && inSlots.some((s) => s.state === 'running');
       return {
-        releaseId: r.releaseId, state: live ? 'live' : standby ? 'standby' : r.state, recordedState: r.state,
+        releaseId: r.releaseId, sha: r.manifest.sha, state: live ? 'live' : standby ? 'standby' : r.state, recordedState: r.state,
         bytes: r.bytes, createdAt: r.createdAt, liveAt: r.liveAt, slots: inSlots.map((s) => s.slot),
         branch: r.manifest.branch, author: r.manifest.author.name, commitTime: r.manifest.commitTime, dirty: r.manifest.dirty,
       };

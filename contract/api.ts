@@ -114,6 +114,8 @@ export interface DeploymentSummary {
 
 export interface ReleaseListEntry {
   releaseId: string;
+  /** The full commit SHA the release was packed from (several releases may share one). */
+  sha: string;
   /** live, standby, or the recorded state: good, bad, failed, ready. */
   state: string;
   recordedState: string;

@@ -116,6 +116,7 @@ export const ERROR_KINDS = {
   backups_unavailable: 'refused',
   backup_before_deploy_failed: 'refused',
   // Releases: upload, unpack, store.
+  release_digest_mismatch: 'refused',
   upload_missing: 'refused',
   upload_in_progress: 'refused',
   upload_size_mismatch: 'refused',

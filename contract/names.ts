@@ -5,10 +5,19 @@ export const SLOTS = ['blue', 'green'] as const;
 export type Slot = (typeof SLOTS)[number];
 
 export const APP_NAME_PATTERN = '^[a-z][a-z0-9-]{0,39}$';
-/** A full git SHA, optionally tagged as built from a dirty work tree. */
 /** The marker nginx serves for a slot that has no release yet. */
 export const NO_RELEASE = 'none';
-export const RELEASE_ID_PATTERN = '^[0-9a-f]{40}(-dirty-[0-9a-f]{12})?$';
+/**
+ * The id of every new release: `<first 12 hex of the commit sha>-<first 12 hex of its content
+ * digest>` (contract/release-content.ts), so one commit with other files is another release.
+ */
+export const CONTENT_RELEASE_ID_PATTERN = '^[0-9a-f]{12}-[0-9a-f]{12}$';
+/**
+ * Any release id a box may hold: a content id, or the full commit SHA (with `-dirty-<12 hex>` for
+ * a dirty work tree) that named releases published before content ids. Those stay valid names
+ * (switch, rollback, nginx, history) on a box that has them; an upload must use a content id.
+ */
+export const RELEASE_ID_PATTERN = '^([0-9a-f]{12}-[0-9a-f]{12}|[0-9a-f]{40}(-dirty-[0-9a-f]{12})?)$';
 export const SHA256_PATTERN = '^[0-9a-f]{64}$';
 /** nginx server_name values: hostnames, wildcards, or "_" ; never whitespace, ';', '{', '}'. */
 export const SERVER_NAME_PATTERN = '^(_|\\*?[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)$';
@@ -29,8 +38,16 @@ export function isReleaseId(value: unknown): value is string {
   return typeof value === 'string' && new RegExp(RELEASE_ID_PATTERN).test(value);
 }
 
+export function isContentReleaseId(value: string): boolean {
+  return new RegExp(CONTENT_RELEASE_ID_PATTERN).test(value);
+}
+
+/**
+ * A release id as shown to people: a content id whole (its commit and content prefixes, so two
+ * releases of one commit stay apart), an older commit-SHA id cut to 12 characters.
+ */
 export function shortSha(releaseId: string): string {
-  return releaseId.slice(0, 12);
+  return isContentReleaseId(releaseId) ? releaseId : releaseId.slice(0, 12);
 }
 
 /** The PM2 process name of an app's slot, e.g. "shop-green". */

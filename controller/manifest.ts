@@ -1,4 +1,5 @@
 import type { ReleaseManifest } from '../contract/manifest.js';
+import { releaseIdFor } from '../contract/release-content.js';
 
 export interface ReleaseSource {
   app: string;
@@ -11,19 +12,18 @@ export interface ReleaseSource {
   commitTime: string;
 }
 
-/** Pure: the release id for a source; dirty builds are tagged so they never pass for the commit. */
-export function releaseIdOf(source: Pick<ReleaseSource, 'sha' | 'dirtySnapshot'>): string {
-  return source.dirtySnapshot ? `${source.sha}-dirty-${source.dirtySnapshot.slice(0, 12)}` : source.sha;
-}
-
-/** Pure: the manifest written into the tarball. */
-export function buildManifest(source: ReleaseSource, buildTime: Date, controllerVersion: string): ReleaseManifest {
+/**
+ * Pure: the manifest written into the tarball. The release id covers the content digest, so other
+ * files for the same commit (a dirty work tree, a rebuilt `include`) are never taken for it.
+ */
+export function buildManifest(source: ReleaseSource, contentDigest: string, buildTime: Date, controllerVersion: string): ReleaseManifest {
   return {
-    schemaVersion: 1,
+    schemaVersion: 2,
     app: source.app,
-    releaseId: releaseIdOf(source),
+    releaseId: releaseIdFor(source.sha, contentDigest),
     sha: source.sha,
     shortSha: source.sha.slice(0, 12),
+    contentDigest,
     dirty: source.dirtySnapshot !== null,
     branch: source.branch,
     author: { name: source.authorName, email: source.authorEmail },

@@ -1,6 +1,7 @@
 import type { DeploymentEvent, DeploymentResult } from '../contract/api.js';
 import { SlipwayError } from '../contract/errors.js';
 import { formatBytes } from '../lib/format-bytes.js';
+import { shortSha } from '../contract/names.js';
 
 /** The only module of the controller that writes to the terminal. */
 export interface Output {
@@ -94,17 +95,17 @@ export class HumanOutput implements Output {
   }
 
   result(result: DeploymentResult, extra: { uploadMs: number | null; uploadedBytes: number; totalMs: number }): void {
-    const sha = result.releaseId?.slice(0, 12) ?? '-';
+    const release = result.releaseId ? shortSha(result.releaseId) : '-';
     const steps = Object.entries(result.stepDurationsMs).map(([step, ms]) => `${step} ${formatMs(ms)}`);
     if (extra.uploadMs !== null) steps.unshift(`upload ${formatMs(extra.uploadMs)} (${formatBytes(extra.uploadedBytes)})`);
     if (result.outcome === 'succeeded') {
-      this.io.stdout.write(`✓ ${result.app} ${sha} is live on ${result.slot}: ${result.publicUrl}\n`);
+      this.io.stdout.write(`✓ ${result.app} ${release} is live on ${result.slot}: ${result.publicUrl}\n`);
     } else if (result.outcome === 'rolled_back') {
-      this.io.stdout.write(`✗ ${result.app} ${sha} was rolled back: ${result.reason ?? 'unknown reason'}\n`);
+      this.io.stdout.write(`✗ ${result.app} ${release} was rolled back: ${result.reason ?? 'unknown reason'}\n`);
     } else {
       const where = result.phase === 'before_switch' ? 'before the switch (live slot untouched)'
         : 'after the switch, and it stays live (no healthy slot to go back to)';
-      this.io.stdout.write(`✗ ${result.app} ${sha} failed ${where}: ${result.reason ?? ''}\n`);
+      this.io.stdout.write(`✗ ${result.app} ${release} failed ${where}: ${result.reason ?? ''}\n`);
       if (result.error?.hint) this.io.stdout.write(`  hint: ${result.error.hint}\n`);
     }
     const live = result.liveSlot ? `${result.liveSlot} (${result.liveReleaseId?.slice(0, 12) ?? '-'})` : 'none';

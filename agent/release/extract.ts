@@ -5,6 +5,7 @@ import { PassThrough, type Duplex } from 'node:stream';
 import { createGunzip, type ZlibOptions } from 'node:zlib';
 import * as tar from 'tar';
 import { SlipwayError, errorMessage } from '../../contract/errors.js';
+import type { ContentEntry } from '../../contract/release-content.js';
 import { checkEntry, createPolicyState, type PolicyRule, type PolicyState, type TarEntryLimits } from './tar-entry-policy.js';
 import { EntryWriteError, TreeMismatch, TreeWriter, type ApprovedEntry } from './tree-writer.js';
 
@@ -15,6 +16,8 @@ export interface ExtractResult {
   entries: number;
   /** Bytes of file content written. */
   bytes: number;
+  /** What was unpacked, with each file's sha256 as written: the input of the release's content digest. */
+  contents: ContentEntry[];
 }
 
 export interface ExtractOptions {
@@ -207,46 +210,21 @@ class FollowingExtraction implements Extraction {
     }
   }
 
-  /** Reads the file as it grows into gunzip (or straight on) while runPass unpacks what comes out. */
+  /** Reads the file as it grows into gunzip (or straight on) while an ArchivePass unpacks what comes out. */
   private async unpack(handle: FileHandle): Promise<ExtractResult> {
     await this.until(() => this.available >= 2 || this.final !== undefined);
     if (this.problem !== undefined) throw this.problem;
-    let first = await this.read(handle, 0);
-    const gzip = first.length >= 2 && first[0] === 0x1f && first[1] === 0x8b;
-    // Gunzipped here rather than by node-tar so that every decompressed byte is counted. Output in
-    // object mode: a byte-mode stream's iterator would hand over everything buffered as one copy.
-    const input: Duplex = gzip
-      // zlib hands stream options on to its Transform; the typings only know the zlib ones.
-      ? createGunzip({
-        chunkSize: READ_CHUNK, writableHighWaterMark: INPUT_BUFFER, readableObjectMode: true, readableHighWaterMark: OUTPUT_CHUNKS,
-      } as ZlibOptions)
-      : new PassThrough({ writableHighWaterMark: INPUT_BUFFER, readableObjectMode: true, readableHighWaterMark: OUTPUT_CHUNKS });
-    // Until runPass iterates it, an error (a corrupt gzip) must not go unhandled; runPass still sees it.
-    input.on('error', () => undefined);
+    const first = await this.read(handle, 0);
+    const input = inputFor(first);
     this.input = input;
     if (this.problem !== undefined) input.destroy();
     const state = createPolicyState(this.limits);
-    const pass = runPass(input, state, {
+    const pass = ArchivePass.run(input, state, {
       dest: this.dest, flushFromBytes: this.flushFromBytes, onFailure: (problem) => this.stop(problem),
     });
     pass.catch(() => undefined);
-
     try {
-      let position = first.length;
-      while (this.problem === undefined) {
-        if (first.length > 0) {
-          if (!input.write(first) && !input.destroyed) await drained(input);
-          first = Buffer.alloc(0);
-        } else if (position < this.available) {
-          first = await this.read(handle, position);
-          position += first.length;
-        } else if (this.final !== undefined) {
-          input.end();
-          break;
-        } else {
-          await this.until(() => position < this.available || this.final !== undefined);
-        }
-      }
+      await this.pump(handle, input, first);
     } catch (error) {
       // A failed read: the unpacking must be over (every file closed) before the tree is removed.
       this.stop(error);
@@ -254,7 +232,27 @@ class FollowingExtraction implements Extraction {
       throw error;
     }
     this.writer = await pass;
-    return { entries: state.entries, bytes: this.writer.bytes };
+    return { entries: state.entries, bytes: this.writer.bytes, contents: this.writer.contents() };
+  }
+
+  /** Copies the file into `input` as it grows, from `first` (already read) on, until it is complete or the extraction failed. */
+  private async pump(handle: FileHandle, input: Duplex, first: Buffer): Promise<void> {
+    let pending = first;
+    let position = first.length;
+    while (this.problem === undefined) {
+      if (pending.length > 0) {
+        if (!input.write(pending) && !input.destroyed) await drained(input);
+        pending = Buffer.alloc(0);
+      } else if (position < this.available) {
+        pending = await this.read(handle, position);
+        position += pending.length;
+      } else if (this.final !== undefined) {
+        input.end();
+        return;
+      } else {
+        await this.until(() => position < this.available || this.final !== undefined);
+      }
+    }
   }
 
   private async read(handle: FileHandle, position: number): Promise<Buffer> {
@@ -287,6 +285,24 @@ class FollowingExtraction implements Extraction {
   }
 }
 
+/**
+ * Gunzip for a gzip file (by its magic bytes in `first`), else a pass-through. Gunzipped here
+ * rather than by node-tar so that every decompressed byte is counted. Output in object mode: a
+ * byte-mode stream's iterator would hand over everything buffered as one copy.
+ */
+function inputFor(first: Buffer): Duplex {
+  const gzip = first.length >= 2 && first[0] === 0x1f && first[1] === 0x8b;
+  const input: Duplex = gzip
+    // zlib hands stream options on to its Transform; the typings only know the zlib ones.
+    ? createGunzip({
+      chunkSize: READ_CHUNK, writableHighWaterMark: INPUT_BUFFER, readableObjectMode: true, readableHighWaterMark: OUTPUT_CHUNKS,
+    } as ZlibOptions)
+    : new PassThrough({ writableHighWaterMark: INPUT_BUFFER, readableObjectMode: true, readableHighWaterMark: OUTPUT_CHUNKS });
+  // Until the pass iterates it, an error (a corrupt gzip) must not go unhandled; the pass still sees it.
+  input.on('error', () => undefined);
+  return input;
+}
+
 /** Resolves once `stream` takes writes again, or is destroyed (a failed extraction must not leave the reader waiting). */
 function drained(stream: Duplex): Promise<void> {
   if (stream.destroyed) return Promise.resolve();
@@ -301,153 +317,211 @@ function drained(stream: Duplex): Promise<void> {
   });
 }
 
+interface PassOptions {
+  dest: string;
+  flushFromBytes: number;
+  onFailure(problem: Error): void;
+}
+
 /**
- * Feeds the tar stream into a node-tar Parser that applies the entry policy to every header
- * and hands approved entries to the writer. Respects backpressure, so a slow disk never makes
- * us buffer. Resolves only if nothing went wrong, the archive ended with its end-of-archive
- * marker (node-tar accepts a tar cut off at an entry boundary without a word) and the writer
- * put exactly the approved entries and bytes on disk.
+ * One pass over the tar stream: feeds it into a node-tar Parser that applies the entry policy to
+ * every header and hands approved entries to the writer. Respects backpressure, so a slow disk
+ * never makes us buffer. Resolves only if nothing went wrong, the archive ended with its
+ * end-of-archive marker (node-tar accepts a tar cut off at an entry boundary without a word) and
+ * the writer put exactly the approved entries and bytes on disk.
  */
-async function runPass(
-  stream: Duplex,
-  state: PolicyState,
-  options: { dest: string; flushFromBytes: number; onFailure(problem: Error): void },
-): Promise<TreeWriter> {
-  let failure: Error | undefined;
-  let sawEndMarker = false;
-  let finished = false;
-  let approvedEntries = 0;
-  let approvedFileBytes = 0;
-  const approved = new WeakMap<object, ApprovedEntry>();
-  let wakeUp: (() => void) | undefined;
-  let wakeups = 0;
-  const wake = (): void => { wakeups += 1; const w = wakeUp; wakeUp = undefined; w?.(); };
-  // Waits for node-tar to drain, finish or fail; a stall must fail the ingest, not hang it forever.
-  const sleep = (): Promise<void> => new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      stop(new Error(`node-tar made no progress for ${STALL_TIMEOUT_MS / 1000} s`));
-    }, STALL_TIMEOUT_MS);
-    wakeUp = () => { clearTimeout(timer); resolve(); };
-  });
-  const stop = (problem: unknown): void => {
-    if (failure) return;
-    failure = problem instanceof Error ? problem : new Error(String(problem));
-    options.onFailure(failure);
+class ArchivePass {
+  private failure: Error | undefined;
+  private sawEndMarker = false;
+  private finished = false;
+  private approvedEntries = 0;
+  private approvedFileBytes = 0;
+  private readonly approved = new WeakMap<object, ApprovedEntry>();
+  private wakeUp: (() => void) | undefined;
+  private wakeups = 0;
+  /** Bytes of tar stream read so far, for the gzip-bomb bound. */
+  private streamBytes = 0;
+  /** The first bytes, held back until they are known to start a tar archive. */
+  private head = Buffer.alloc(0);
+  private readonly parser: tar.Parser;
+
+  private constructor(
+    private readonly stream: Duplex,
+    private readonly state: PolicyState,
+    private readonly writer: TreeWriter,
+    private readonly options: PassOptions,
+  ) {
+    this.parser = this.createParser();
+  }
+
+  static async run(stream: Duplex, state: PolicyState, options: PassOptions): Promise<TreeWriter> {
+    let pass: ArchivePass | undefined;
+    // The writer reports its own failures (a full disk, say) through stop(), which fails it in turn.
+    const writer = await TreeWriter.create(options.dest, { flushFromBytes: options.flushFromBytes, onError: (error) => pass?.stop(error) });
+    pass = new ArchivePass(stream, state, writer, options);
+    await pass.feed();
+    return pass.conclude();
+  }
+
+  private createParser(): tar.Parser {
+    const parser = new tar.Parser({
+      strict: true,
+      brotli: false,
+      zstd: false,
+      // Our own counting replaces node-tar's ratio check (which a plain tar never gets).
+      maxDecompressionRatio: Infinity,
+      filter: (_entryPath, raw) => this.approve(raw as tar.ReadEntry),
+    });
+    parser.on('entry', (entry: tar.ReadEntry) => {
+      const verdict = this.approved.get(entry);
+      if (!verdict || this.failure) {
+        entry.resume();
+        return;
+      }
+      this.writer.add(entry, verdict);
+    });
+    parser.on('eof', () => { this.sawEndMarker = true; });
+    parser.on('ignoredEntry', (entry: tar.ReadEntry) => {
+      // Unknown types (sparse files, volume labels, ...) and oversized metadata records are skipped
+      // by node-tar without asking the filter; for a release, a skipped entry is a refusal.
+      this.stop(new ArchiveProblem(
+        entry.meta ? `its ${entry.type} metadata record is too large` : `entry type '${String(entry.type)}' is not supported`,
+        { rule: entry.meta ? 'corrupt' : 'unsupported_type', entryPath: entry.path },
+      ));
+    });
+    parser.on('error', (error: Error) => this.stop(error));
+    parser.on('drain', () => this.wake());
+    parser.on('end', () => { this.finished = true; this.wake(); });
+    return parser;
+  }
+
+  /** The parser's filter: the entry policy's verdict on one header. */
+  private approve(entry: tar.ReadEntry): boolean {
+    if (this.failure) return false;
+    const verdict = checkEntry(entry, this.state);
+    if (!verdict.ok) {
+      this.stop(new ArchiveProblem(verdict.reason, {
+        rule: verdict.rule, entryPath: entry.path, ...(verdict.limit ? { limit: verdict.limit } : {}),
+      }));
+      return false;
+    }
+    this.approved.set(entry, { path: verdict.path, kind: verdict.kind, mode: verdict.mode });
+    this.approvedEntries += 1;
+    if (verdict.kind === 'file') this.approvedFileBytes += entry.size;
+    return true;
+  }
+
+  /** Reads the whole tar stream into the parser, then waits for the parser to finish. */
+  private async feed(): Promise<void> {
+    try {
+      read: for await (const chunk of this.stream as AsyncIterable<Buffer>) {
+        // A plain tar arrives in the sender's chunks; slices keep the gzip-bomb slack meaningful.
+        for (let offset = 0; offset < chunk.length; offset += READ_CHUNK) {
+          if (this.failure) break read;
+          const data = this.admit(chunk.length <= READ_CHUNK ? chunk : chunk.subarray(offset, offset + READ_CHUNK));
+          if (this.failure) break read;
+          // After the end-of-archive marker comes only padding, which node-tar would buffer in memory.
+          if (data === undefined || this.sawEndMarker) continue;
+          await this.write(data);
+        }
+      }
+      if (!this.failure && this.head.length < 512) this.stop(new ArchiveProblem('the archive is too short to be a tar archive', { rule: 'corrupt' }));
+      if (this.failure) return;
+      this.parser.end();
+      while (!this.finished && !this.failure) await this.sleep();
+    } catch (error) {
+      this.stop(new ArchiveProblem(`the archive is corrupt or truncated (${errorMessage(error)})`, { rule: 'corrupt' }));
+    }
+  }
+
+  /**
+   * Counts a piece of the tar stream against what the entries so far account for (a gzip bomb
+   * fails here) and holds back the first 512 bytes until they are known to be a tar header.
+   * Returns what to hand to the parser, or undefined for nothing yet (or a refusal, see stop()).
+   */
+  private admit(piece: Buffer): Buffer | undefined {
+    const { state } = this;
+    this.streamBytes += piece.length;
+    const allowed = state.declaredBytes + state.entries * STREAM_OVERHEAD_PER_ENTRY + STREAM_SLACK;
+    if (this.streamBytes > allowed) {
+      this.stop(new ArchiveProblem(
+        `the archive decompresses to more data than its entries account for (over ${allowed} bytes of tar stream ` +
+        `for ${state.entries} entries declaring ${state.declaredBytes} bytes); refused as a possible gzip bomb`,
+        { rule: 'bomb' },
+      ));
+      return undefined;
+    }
+    if (this.head.length >= 512) return piece;
+    // Nothing reaches node-tar before the first header is known to be tar: given a nested gzip
+    // stream it would gunzip it itself, uncounted.
+    this.head = Buffer.concat([this.head, piece]);
+    if (this.head.length < 512) return undefined;
+    if (this.head.subarray(257, 262).toString('latin1') !== 'ustar') {
+      this.stop(new ArchiveProblem('not a tar archive (expected a gzip-compressed or plain ustar/pax tar)', { rule: 'corrupt' }));
+      return undefined;
+    }
+    return this.head;
+  }
+
+  /** Hands data to the parser; waits while node-tar or the writer asks us to. */
+  private async write(data: Buffer): Promise<void> {
+    const before = this.wakeups;
+    // Sleep only if node-tar asked us to wait and has not already said to go on.
+    if (!this.parser.write(data) && !this.failure && this.wakeups === before) await this.sleep();
+    if (this.writer.crowded && !this.failure) await this.writer.room();
+  }
+
+  /** After the stream: judges what the writer made, gives directories their modes, and resolves to the writer or throws the first problem. */
+  private async conclude(): Promise<TreeWriter> {
+    // Every file closed (and, after a failure, every body abandoned) before anything is judged or removed.
+    await this.writer.settle(STALL_TIMEOUT_MS).catch((error: unknown) => this.stop(error));
+    if (!this.failure && !this.sawEndMarker) {
+      this.stop(new ArchiveProblem('the archive ends without its end-of-archive marker: it is truncated', { rule: 'corrupt' }));
+    }
+    const { writer } = this;
+    if (!this.failure && (writer.entries !== this.approvedEntries || writer.bytes !== this.approvedFileBytes)) {
+      this.stop(new ArchiveProblem(
+        `extraction wrote ${writer.entries} entries and ${writer.bytes} bytes, but the archive declares ${this.approvedEntries} and ${this.approvedFileBytes}`,
+        { rule: 'mismatch' },
+      ));
+    }
+    if (!this.failure) await writer.finishDirectories().catch((error: unknown) => this.stop(error));
+    if (this.failure) {
+      await writer.settle(STALL_TIMEOUT_MS).catch(() => undefined);
+      throw this.failure;
+    }
+    return writer;
+  }
+
+  private stop(problem: unknown): void {
+    if (this.failure) return;
+    const failure = problem instanceof Error ? problem : new Error(String(problem));
+    this.failure = failure;
+    this.options.onFailure(failure);
     // A stand-in: node-tar writes its own code onto the error it is given.
-    parser.abort(new Error(failure.message));
-    // Ends the read below even while it waits for bytes that will now never be sent.
-    stream.destroy();
-    writer.fail(failure);
-    wake();
-  };
+    this.parser.abort(new Error(failure.message));
+    // Ends the read even while it waits for bytes that will now never be sent.
+    this.stream.destroy();
+    this.writer.fail(failure);
+    this.wake();
+  }
 
-  // The writer reports its own failures (a full disk, say) through stop(), which fails it in turn.
-  const writer = await TreeWriter.create(options.dest, { flushFromBytes: options.flushFromBytes, onError: stop });
-  const parser = new tar.Parser({
-    strict: true,
-    brotli: false,
-    zstd: false,
-    // Our own counting replaces node-tar's ratio check (which a plain tar never gets).
-    maxDecompressionRatio: Infinity,
-    filter: (_entryPath, raw) => {
-      if (failure) return false;
-      const entry = raw as tar.ReadEntry;
-      const verdict = checkEntry(entry, state);
-      if (!verdict.ok) {
-        stop(new ArchiveProblem(verdict.reason, {
-          rule: verdict.rule, entryPath: entry.path, ...(verdict.limit ? { limit: verdict.limit } : {}),
-        }));
-        return false;
-      }
-      approved.set(entry, { path: verdict.path, kind: verdict.kind, mode: verdict.mode });
-      approvedEntries += 1;
-      if (verdict.kind === 'file') approvedFileBytes += entry.size;
-      return true;
-    },
-  });
-  parser.on('entry', (entry: tar.ReadEntry) => {
-    const verdict = approved.get(entry);
-    if (!verdict || failure) {
-      entry.resume();
-      return;
-    }
-    writer.add(entry, verdict);
-  });
-  parser.on('eof', () => { sawEndMarker = true; });
-  parser.on('ignoredEntry', (entry: tar.ReadEntry) => {
-    // Unknown types (sparse files, volume labels, ...) and oversized metadata records are skipped
-    // by node-tar without asking the filter; for a release, a skipped entry is a refusal.
-    stop(new ArchiveProblem(
-      entry.meta ? `its ${entry.type} metadata record is too large` : `entry type '${String(entry.type)}' is not supported`,
-      { rule: entry.meta ? 'corrupt' : 'unsupported_type', entryPath: entry.path },
-    ));
-  });
-  parser.on('error', (error: Error) => stop(error));
-  parser.on('drain', wake);
-  parser.on('end', () => { finished = true; wake(); });
+  private wake(): void {
+    this.wakeups += 1;
+    const wake = this.wakeUp;
+    this.wakeUp = undefined;
+    wake?.();
+  }
 
-  let streamBytes = 0;
-  let head = Buffer.alloc(0);
-  try {
-    read: for await (const chunk of stream as AsyncIterable<Buffer>) {
-      // A plain tar arrives in the sender's chunks; slices keep the gzip-bomb slack meaningful.
-      for (let offset = 0; offset < chunk.length; offset += READ_CHUNK) {
-        if (failure) break read;
-        const piece = chunk.length <= READ_CHUNK ? chunk : chunk.subarray(offset, offset + READ_CHUNK);
-        streamBytes += piece.length;
-        const allowed = state.declaredBytes + state.entries * STREAM_OVERHEAD_PER_ENTRY + STREAM_SLACK;
-        if (streamBytes > allowed) {
-          stop(new ArchiveProblem(
-            `the archive decompresses to more data than its entries account for (over ${allowed} bytes of tar stream ` +
-            `for ${state.entries} entries declaring ${state.declaredBytes} bytes); refused as a possible gzip bomb`,
-            { rule: 'bomb' },
-          ));
-          break read;
-        }
-        let data = piece;
-        if (head.length < 512) {
-          // Nothing reaches node-tar before the first header is known to be tar: given a nested
-          // gzip stream it would gunzip it itself, uncounted.
-          head = Buffer.concat([head, piece]);
-          if (head.length < 512) continue;
-          if (head.subarray(257, 262).toString('latin1') !== 'ustar') {
-            stop(new ArchiveProblem('not a tar archive (expected a gzip-compressed or plain ustar/pax tar)', { rule: 'corrupt' }));
-            break read;
-          }
-          data = head;
-        }
-        // After the end-of-archive marker comes only padding, which node-tar would buffer in memory.
-        if (sawEndMarker) continue;
-        const before = wakeups;
-        // Sleep only if node-tar asked us to wait and has not already said to go on.
-        if (!parser.write(data) && !failure && wakeups === before) await sleep();
-        if (writer.crowded && !failure) await writer.room();
-      }
-    }
-    if (!failure && head.length < 512) stop(new ArchiveProblem('the archive is too short to be a tar archive', { rule: 'corrupt' }));
-    if (!failure) {
-      parser.end();
-      while (!finished && !failure) await sleep();
-    }
-  } catch (error) {
-    stop(new ArchiveProblem(`the archive is corrupt or truncated (${errorMessage(error)})`, { rule: 'corrupt' }));
+  /** Waits for node-tar to drain, finish or fail; a stall must fail the ingest, not hang it forever. */
+  private sleep(): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.stop(new Error(`node-tar made no progress for ${STALL_TIMEOUT_MS / 1000} s`));
+      }, STALL_TIMEOUT_MS);
+      this.wakeUp = () => { clearTimeout(timer); resolve(); };
+    });
   }
-  // Every file closed (and, after a failure, every body abandoned) before anything is judged or removed.
-  await writer.settle(STALL_TIMEOUT_MS).catch(stop);
-  if (!failure && !sawEndMarker) {
-    stop(new ArchiveProblem('the archive ends without its end-of-archive marker: it is truncated', { rule: 'corrupt' }));
-  }
-  if (!failure && (writer.entries !== approvedEntries || writer.bytes !== approvedFileBytes)) {
-    stop(new ArchiveProblem(
-      `extraction wrote ${writer.entries} entries and ${writer.bytes} bytes, but the archive declares ${approvedEntries} and ${approvedFileBytes}`,
-      { rule: 'mismatch' },
-    ));
-  }
-  if (failure) {
-    await writer.settle(STALL_TIMEOUT_MS).catch(() => undefined);
-    throw failure;
-  }
-  return writer;
 }
 
 /**
@@ -488,42 +562,49 @@ function toSlipwayError(error: unknown): SlipwayError {
       hint: 'free space on the filesystem holding SLIPWAY_HOME (old releases and backups are the usual culprits), then push again',
     });
   }
-  if (error instanceof EntryWriteError) {
-    const details = [`entry: ${shown(error.entryPath)}`, ...(error.code ? [`error: ${error.code}`] : [])];
-    if (error.code !== undefined && ENTRY_CAUSED.has(error.code)) {
-      return new SlipwayError('bad_tarball', `release archive refused at entry ${shown(error.entryPath)}: ${clip(error.message)}`, {
-        status: 400, hint: BAD_TARBALL_HINT, details, cause: error,
-      });
-    }
-    return new SlipwayError('extract_failed', `unpacking the release failed at entry ${shown(error.entryPath)}: ${clip(error.message)}`, {
-      status: 500, details, cause: error, hint: 'check the agent log and that SLIPWAY_HOME is writable; existing releases were not touched',
-    });
-  }
-  if (error instanceof TreeMismatch) error = new ArchiveProblem(error.message, { rule: 'mismatch' });
-  if (error instanceof ArchiveProblem) {
-    const { entryPath, rule, limit } = error.options;
-    const where = entryPath === undefined ? 'release archive refused' : `release archive refused at entry ${shown(entryPath)}`;
-    const details = [
-      ...(entryPath === undefined ? [] : [`entry: ${shown(entryPath)}`]),
-      ...(rule ? [`rule: ${rule}`] : []),
-      ...(limit ? [`limit: limits.${limit}`] : []),
-    ];
-    if (limit) {
-      return new SlipwayError('release_limit_exceeded', `${where}: ${error.message}`, { status: 413, hint: RAISE_HINT[limit], details, cause: error });
-    }
-    return new SlipwayError('bad_tarball', `${where}: ${error.message}`, { status: 400, hint: BAD_TARBALL_HINT, details, cause: error });
-  }
+  if (error instanceof EntryWriteError) return entryWriteFailure(error);
+  if (error instanceof TreeMismatch) return archiveRefusal(new ArchiveProblem(error.message, { rule: 'mismatch' }));
+  if (error instanceof ArchiveProblem) return archiveRefusal(error);
   // node-tar's own complaints (strict mode turns every warning into one of these).
   const tarError = error as Error & { tarCode?: string; entry?: { path?: string }; header?: { path?: string } };
-  if (typeof tarError?.tarCode !== 'string') {
-    return new SlipwayError('extract_failed', `unpacking the release failed: ${errorMessage(error)}`, {
-      status: 500, cause: error, hint: 'check the agent log and that SLIPWAY_HOME is writable; existing releases were not touched',
+  if (typeof tarError?.tarCode === 'string') return tarRefusal(tarError, tarError.tarCode);
+  return new SlipwayError('extract_failed', `unpacking the release failed: ${errorMessage(error)}`, {
+    status: 500, cause: error, hint: 'check the agent log and that SLIPWAY_HOME is writable; existing releases were not touched',
+  });
+}
+
+/** A file system error at one entry: the archive's fault when its name or size caused it, else the machine's. */
+function entryWriteFailure(error: EntryWriteError): SlipwayError {
+  const details = [`entry: ${shown(error.entryPath)}`, ...(error.code ? [`error: ${error.code}`] : [])];
+  if (error.code !== undefined && ENTRY_CAUSED.has(error.code)) {
+    return new SlipwayError('bad_tarball', `release archive refused at entry ${shown(error.entryPath)}: ${clip(error.message)}`, {
+      status: 400, hint: BAD_TARBALL_HINT, details, cause: error,
     });
   }
-  const entryPath = tarError.entry?.path ?? tarError.header?.path;
+  return new SlipwayError('extract_failed', `unpacking the release failed at entry ${shown(error.entryPath)}: ${clip(error.message)}`, {
+    status: 500, details, cause: error, hint: 'check the agent log and that SLIPWAY_HOME is writable; existing releases were not touched',
+  });
+}
+
+function archiveRefusal(problem: ArchiveProblem): SlipwayError {
+  const { entryPath, rule, limit } = problem.options;
+  const where = entryPath === undefined ? 'release archive refused' : `release archive refused at entry ${shown(entryPath)}`;
+  const details = [
+    ...(entryPath === undefined ? [] : [`entry: ${shown(entryPath)}`]),
+    ...(rule ? [`rule: ${rule}`] : []),
+    ...(limit ? [`limit: limits.${limit}`] : []),
+  ];
+  if (limit) {
+    return new SlipwayError('release_limit_exceeded', `${where}: ${problem.message}`, { status: 413, hint: RAISE_HINT[limit], details, cause: problem });
+  }
+  return new SlipwayError('bad_tarball', `${where}: ${problem.message}`, { status: 400, hint: BAD_TARBALL_HINT, details, cause: problem });
+}
+
+function tarRefusal(error: Error & { entry?: { path?: string }; header?: { path?: string } }, tarCode: string): SlipwayError {
+  const entryPath = error.entry?.path ?? error.header?.path;
   const where = entryPath === undefined ? 'release archive refused' : `release archive refused at entry ${shown(entryPath)}`;
   return new SlipwayError('bad_tarball', `${where}: ${clip(errorMessage(error))}`, {
     status: 400, hint: BAD_TARBALL_HINT, cause: error,
-    details: [...(entryPath === undefined ? [] : [`entry: ${shown(entryPath)}`]), `tar: ${tarError.tarCode}`],
+    details: [...(entryPath === undefined ? [] : [`entry: ${shown(entryPath)}`]), `tar: ${tarCode}`],
   });
 }

@@ -7,9 +7,10 @@ import type { Readable } from 'node:stream';
 import { SlipwayError, errorMessage } from '../../contract/errors.js';
 import { runCommand, outputTail } from '../../lib/exec.js';
 import { MANIFEST_FILE, manifestSchema, type ReleaseManifest } from '../../contract/manifest.js';
-import { SHA256_PATTERN, isAppName, isReleaseId, shortSha } from '../../contract/names.js';
+import { SHA256_PATTERN, isAppName, isContentReleaseId, isReleaseId, shortSha } from '../../contract/names.js';
 import { compileValidator } from '../../lib/validate.js';
-import { startExtraction, type Extraction } from './extract.js';
+import { startExtraction, type ExtractResult, type Extraction } from './extract.js';
+import { verifyReleaseContent } from './release-identity.js';
 import { partPath, receiveUpload } from './upload.js';
 import { requireRoomForUpload } from './disk-space.js';
 
@@ -151,11 +152,11 @@ export class ReleaseStore {
   }
 
   /**
-   * Receive and unpack in one pass → verify sha256 → validate manifest.json → flush → publish by
-   * an atomic rename. The archive is unpacked while it arrives, each entry checked by the tar
-   * entry policy before it is written, into a staging dir nothing else can see; the release
-   * directory only ever appears complete and verified. See receiveUpload for who owns `source`
-   * when it is refused.
+   * Receive and unpack in one pass → verify sha256 → validate manifest.json → verify the unpacked
+   * files against the manifest's content digest and the release id → flush → publish by an atomic
+   * rename. The archive is unpacked while it arrives, each entry checked by the tar entry policy
+   * before it is written, into a staging dir nothing else can see; the release directory only ever
+   * appears complete and verified. See receiveUpload for who owns `source` when it is refused.
    */
   async ingest(input: IngestInput): Promise<IngestResult> {
     const { app, releaseId, sha256 } = input;
@@ -163,11 +164,7 @@ export class ReleaseStore {
     // reported when the upload reads it, and must not crash the agent as an unhandled 'error'.
     input.source.on('error', ignoreError);
     requireNames(app, releaseId);
-    if (!new RegExp(SHA256_PATTERN).test(sha256)) {
-      throw new SlipwayError('invalid_sha256', `declared sha256 ${JSON.stringify(sha256)} is not 64 lowercase hex digits`, {
-        status: 400, hint: 'send the sha256 of the tarball as 64 lowercase hex digits',
-      });
-    }
+    requireUploadable(releaseId, sha256);
     const label = `release ${shortSha(releaseId)} of ${app}`;
     const finalDir = this.releaseDir(app, releaseId);
     if (this.has(app, releaseId)) throw releaseExists(label);
@@ -180,68 +177,14 @@ export class ReleaseStore {
     const tmpDir = path.join(await this.stagingParent(appDir), `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
     this.active.set(tmpDir, partFile);
     try {
-      // Follows the .part file as the upload fills it; the upload itself never waits for it.
-      const extraction = startExtraction(partFile, tmpDir, { maxEntries: this.limits.maxEntries, maxUnpackedBytes: this.limits.maxUnpackedBytes });
-      let upload;
-      try {
-        upload = await receiveUpload(input.source, {
-          incomingDir: this.incomingDir,
-          expectedSha256: sha256,
-          maxBytes: this.limits.maxReleaseBytes,
-          ...(input.expectedBytes === undefined ? {} : { expectedBytes: input.expectedBytes }),
-          ...(this.uploadIdleTimeoutMs === undefined ? {} : { idleTimeoutMs: this.uploadIdleTimeoutMs }),
-          // The .part is read back from the page cache while it is written, and deleted once
-          // unpacked; after a crash it is an orphan cleanupOrphans() deletes, so syncing it would
-          // be wasted I/O.
-          durable: false,
-          onWritten: (bytes) => extraction.grew(bytes),
-        });
-      } catch (error) {
-        // The upload's own failure (size, length, checksum, disk, dropped link) wins over whatever
-        // the extraction of a partial or wrong archive ran into: it is what the sender must fix.
-        await extraction.abort();
-        throw withContext(error, label, 'upload');
-      }
-      let unpacked;
-      try {
-        unpacked = await extraction.finish(upload.bytes);
-      } catch (error) {
-        throw withContext(error, label, 'unpack');
-      } finally {
-        // Before any `sync -f` below, which would otherwise write its pages to disk as well.
-        await rm(upload.path, { force: true });
-      }
-      const loaded = await loadManifest(tmpDir);
-      if (!loaded.ok) {
-        throw new SlipwayError('bad_manifest', `${label}: ${loaded.problem}`, {
-          status: 400, details: loaded.details,
-          hint: 'build the tarball with `deploy push`, which writes a valid manifest.json at its root',
-        });
-      }
-      const manifest = loaded.value;
-      if (manifest.app !== app || manifest.releaseId !== releaseId) {
-        throw new SlipwayError('manifest_mismatch',
-          `${label}: the tarball's manifest.json is for release ${shortSha(manifest.releaseId)} of ${manifest.app}`, {
-            status: 400,
-            details: [`expected: app=${app} releaseId=${releaseId}`, `manifest: app=${manifest.app} releaseId=${manifest.releaseId}`],
-            hint: 'the upload URL and the tarball disagree; push again from the right repository and commit',
-          });
-      }
-
+      const { extraction, bytes, unpacked } = await this.receiveAndUnpack(input, partFile, tmpDir, label);
+      const manifest = await verifiedManifest(tmpDir, { app, releaseId, label }, unpacked);
       // Extraction left the tree free of group/other write and the root private; open the root
       // for reading only now that the release is complete.
       await chmod(tmpDir, 0o755);
       await this.makeDurable(extraction, tmpDir, label);
-      try {
-        await rename(tmpDir, finalDir);
-      } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        // Another ingest of this release (with a different tarball) finished first.
-        if (code === 'ENOTEMPTY' || code === 'EEXIST') throw releaseExists(label);
-        throw error;
-      }
-      await fsyncDir(appDir);
-      return { dir: finalDir, manifest, bytes: upload.bytes, unpackedBytes: unpacked.bytes, entries: unpacked.entries };
+      await publish(tmpDir, finalDir, label);
+      return { dir: finalDir, manifest, bytes, unpackedBytes: unpacked.bytes, entries: unpacked.entries };
     } catch (error) {
       await rm(tmpDir, { recursive: true, force: true, maxRetries: 3 });
       if (error instanceof SlipwayError) throw error;
@@ -250,6 +193,42 @@ export class ReleaseStore {
       });
     } finally {
       this.active.delete(tmpDir);
+    }
+  }
+
+  /** Receives the upload into `partFile` while unpacking it into `tmpDir`; the .part is gone afterwards. */
+  private async receiveAndUnpack(
+    input: IngestInput, partFile: string, tmpDir: string, label: string,
+  ): Promise<{ extraction: Extraction; bytes: number; unpacked: ExtractResult }> {
+    // Follows the .part file as the upload fills it; the upload itself never waits for it.
+    const extraction = startExtraction(partFile, tmpDir, { maxEntries: this.limits.maxEntries, maxUnpackedBytes: this.limits.maxUnpackedBytes });
+    let upload;
+    try {
+      upload = await receiveUpload(input.source, {
+        incomingDir: this.incomingDir,
+        expectedSha256: input.sha256,
+        maxBytes: this.limits.maxReleaseBytes,
+        ...(input.expectedBytes === undefined ? {} : { expectedBytes: input.expectedBytes }),
+        ...(this.uploadIdleTimeoutMs === undefined ? {} : { idleTimeoutMs: this.uploadIdleTimeoutMs }),
+        // The .part is read back from the page cache while it is written, and deleted once
+        // unpacked; after a crash it is an orphan cleanupOrphans() deletes, so syncing it would
+        // be wasted I/O.
+        durable: false,
+        onWritten: (bytes) => extraction.grew(bytes),
+      });
+    } catch (error) {
+      // The upload's own failure (size, length, checksum, disk, dropped link) wins over whatever
+      // the extraction of a partial or wrong archive ran into: it is what the sender must fix.
+      await extraction.abort();
+      throw withContext(error, label, 'upload');
+    }
+    try {
+      return { extraction, bytes: upload.bytes, unpacked: await extraction.finish(upload.bytes) };
+    } catch (error) {
+      throw withContext(error, label, 'unpack');
+    } finally {
+      // Before any `sync -f` that follows, which would otherwise write its pages to disk as well.
+      await rm(upload.path, { force: true });
     }
   }
 
@@ -344,9 +323,61 @@ function requireNames(app: string, releaseId?: string): void {
   }
   if (releaseId !== undefined && !isReleaseId(releaseId)) {
     throw new SlipwayError('invalid_release_id', `release id ${JSON.stringify(releaseId)} is not allowed`, {
-      status: 400, hint: 'a release id is a full 40-hex commit SHA, optionally followed by -dirty-<12 hex>',
+      status: 400, hint: 'a release id is <12 hex of the commit>-<12 hex of the content digest>, as `deploy push` and `deploy releases` show it',
     });
   }
+}
+
+/** A new release must carry a content id (older commit-SHA ids name only releases a box already has). */
+function requireUploadable(releaseId: string, sha256: string): void {
+  if (!isContentReleaseId(releaseId)) {
+    throw new SlipwayError('invalid_release_id', `release id ${JSON.stringify(releaseId)} names no content: new releases are named <12 hex of the commit>-<12 hex of the content digest>`, {
+      status: 400, hint: 'push with a controller of this version (`deploy push`), which names releases after their content',
+    });
+  }
+  if (!new RegExp(SHA256_PATTERN).test(sha256)) {
+    throw new SlipwayError('invalid_sha256', `declared sha256 ${JSON.stringify(sha256)} is not 64 lowercase hex digits`, {
+      status: 400, hint: 'send the sha256 of the tarball as 64 lowercase hex digits',
+    });
+  }
+}
+
+/** The staged release's manifest, once it is shown to describe this upload and exactly the files unpacked. */
+async function verifiedManifest(
+  dir: string, expected: { app: string; releaseId: string; label: string }, unpacked: ExtractResult,
+): Promise<ReleaseManifest> {
+  const { app, releaseId, label } = expected;
+  const loaded = await loadManifest(dir);
+  if (!loaded.ok) {
+    throw new SlipwayError('bad_manifest', `${label}: ${loaded.problem}`, {
+      status: 400, details: loaded.details,
+      hint: 'build the tarball with `deploy push`, which writes a valid manifest.json at its root',
+    });
+  }
+  const manifest = loaded.value;
+  if (manifest.app !== app || manifest.releaseId !== releaseId) {
+    throw new SlipwayError('manifest_mismatch',
+      `${label}: the tarball's manifest.json is for release ${shortSha(manifest.releaseId)} of ${manifest.app}`, {
+        status: 400,
+        details: [`expected: app=${app} releaseId=${releaseId}`, `manifest: app=${manifest.app} releaseId=${manifest.releaseId}`],
+        hint: 'the upload URL and the tarball disagree; push again from the right repository and commit',
+      });
+  }
+  verifyReleaseContent(manifest, unpacked.contents, label);
+  return manifest;
+}
+
+/** Renames the staged release into place, then makes the rename durable. */
+async function publish(tmpDir: string, finalDir: string, label: string): Promise<void> {
+  try {
+    await rename(tmpDir, finalDir);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    // Another ingest of this release (with a different tarball) finished first.
+    if (code === 'ENOTEMPTY' || code === 'EEXIST') throw releaseExists(label);
+    throw error;
+  }
+  await fsyncDir(path.dirname(finalDir));
 }
 
 function releaseExists(label: string): SlipwayError {

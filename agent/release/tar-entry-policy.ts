@@ -1,3 +1,8 @@
+import { normalizeMode, type ContentKind } from '../../contract/release-content.js';
+import { foldName, spelled } from './name-fold.js';
+
+export { normalizeMode };
+
 /**
  * What a release tarball may contain, decided one entry at a time and without I/O, so the
  * extractor can refuse an archive before (and while) it touches the disk.
@@ -5,6 +10,8 @@
  * node-tar's own defaults are lenient on purpose: they strip a leading `/`, skip `..` entries
  * and carry on. A release must instead be refused as a whole, so every rule here is a refusal,
  * never a rewrite; the only thing "fixed" is the mode, which is normalised rather than trusted.
+ * Names are compared as a case-folding, Unicode-normalising file system would see them
+ * (name-fold.ts), and an archive spelling one name two ways is refused.
  */
 
 export interface TarEntryLimits {
@@ -24,7 +31,7 @@ export interface TarEntryInfo {
   size?: number | undefined;
 }
 
-export type EntryKind = 'file' | 'directory' | 'symlink';
+export type EntryKind = ContentKind;
 
 export type PolicyRule =
   | 'bad_path'
@@ -37,6 +44,7 @@ export type PolicyRule =
   | 'through_symlink'
   | 'type_conflict'
   | 'duplicate'
+  | 'name_collision'
   | 'bad_size'
   | 'max_entries'
   | 'max_unpacked_bytes';
@@ -58,18 +66,24 @@ export type EntryVerdict =
       limit?: 'maxEntries' | 'maxUnpackedBytes';
     };
 
-/** What the policy has seen so far in one archive; create one per pass over the archive. */
+/**
+ * What the policy has seen so far in one archive; create one per pass over the archive. Paths are
+ * keyed by their folded form (foldName of each segment), so that every check also holds on a file
+ * system that folds names.
+ */
 export interface PolicyState {
   readonly limits: TarEntryLimits;
   entries: number;
   declaredBytes: number;
-  /** Normalised path -> kind of every entry seen. */
+  /** Folded path -> how the archive spells it, for every entry and each of its parents. */
+  readonly spellings: Map<string, string>;
+  /** Folded path -> kind of every entry seen. */
   readonly seen: Map<string, EntryKind>;
-  /** Directories that exist, explicitly or because a deeper entry implies them. */
+  /** Folded paths of directories that exist, explicitly or because a deeper entry implies them. */
   readonly dirs: Set<string>;
-  /** Symlink path -> its linkpath. */
-  readonly symlinks: Map<string, string>;
-  /** Paths an earlier symlink's target walks through (not counting where it ends). */
+  /** Folded symlink path -> the symlink as spelled, and its linkpath. */
+  readonly symlinks: Map<string, { path: string; linkpath: string }>;
+  /** Folded paths an earlier symlink's target walks through (not counting where it ends). */
   readonly traversed: Set<string>;
 }
 
@@ -78,6 +92,7 @@ export function createPolicyState(limits: TarEntryLimits): PolicyState {
     limits,
     entries: 0,
     declaredBytes: 0,
+    spellings: new Map([['', '']]),
     seen: new Map(),
     dirs: new Set(['']),
     symlinks: new Map(),
@@ -89,14 +104,6 @@ const FILE_TYPES = new Set(['File', 'OldFile', 'ContiguousFile']);
 const SPECIAL_TYPES = new Set(['CharacterDevice', 'BlockDevice', 'FIFO']);
 const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
 const DRIVE_FORM = /^[A-Za-z]:/;
-
-/** Releases never need these bits: setuid/setgid/sticky and group/world write are dropped. */
-export function normalizeMode(kind: EntryKind, mode: number | undefined): number {
-  if (kind === 'symlink') return 0o777;
-  if (kind === 'directory') return ((mode ?? 0o755) & 0o755) | 0o700;
-  // Owner read is forced so the app (same user as the agent) can always load its own files.
-  return ((mode ?? 0o644) & 0o755) | 0o400;
-}
 
 /** Link targets come from the archive and may be huge (pax records): keep messages short. */
 function clip(text: string): string {
@@ -122,8 +129,21 @@ function segmentsOf(value: string): string[] {
   return value.split('/').filter((s) => s !== '' && s !== '.');
 }
 
-function describeLink(state: PolicyState, at: string): string {
-  return `symlink '${clip(at)}' (-> ${clip(state.symlinks.get(at) ?? '?')})`;
+function describeLink(state: PolicyState, key: string): string {
+  const link = state.symlinks.get(key);
+  return `symlink '${clip(link?.path ?? key)}' (-> ${clip(link?.linkpath ?? '?')})`;
+}
+
+/** An entry's path: as spelled (`segments`, `path`) and folded (`keys`, one per segment). */
+interface EntryPath {
+  path: string;
+  segments: string[];
+  keys: string[];
+}
+
+/** The folded path of the first `length` segments. */
+function keyOf(where: EntryPath, length = where.keys.length): string {
+  return where.keys.slice(0, length).join('/');
 }
 
 /**
@@ -131,12 +151,36 @@ function describeLink(state: PolicyState, at: string): string {
  * archive order; the first `ok: false` must abort the whole extraction.
  */
 export function checkEntry(entry: TarEntryInfo, state: PolicyState): EntryVerdict {
+  const overLimit = countEntry(entry, state);
+  if (overLimit) return overLimit;
+  const where = entryPath(entry.path);
+  if ('ok' in where) return where;
+  const kind = kindOf(entry);
+  if (typeof kind !== 'string') return kind;
+  const mode = normalizeMode(kind, entry.mode);
+
+  if (where.path === '') {
+    // `./` is what `tar -C dir .` writes first; anything else may not replace the release root.
+    if (kind !== 'directory') return fail('type_conflict', `a ${kind} may not replace the release root`);
+    return { ok: true, path: '', kind, mode };
+  }
+  const misplaced = checkSpelling(where, state) ?? checkPlacement(where, kind, state);
+  if (misplaced) return misplaced;
+  if (kind === 'symlink') {
+    const problem = checkSymlink(where, entry.linkpath, state);
+    if (problem) return problem;
+  }
+  record(where, kind, state);
+  return { ok: true, path: where.path, kind, mode };
+}
+
+/** Counts the entry and its declared size against the limits. */
+function countEntry(entry: TarEntryInfo, state: PolicyState): EntryVerdict | undefined {
   const { limits } = state;
   state.entries += 1;
   if (state.entries > limits.maxEntries) {
     return fail('max_entries', `the archive has more than ${limits.maxEntries} entries (limits.maxEntries)`, 'maxEntries');
   }
-
   const size = entry.size ?? 0;
   if (!Number.isSafeInteger(size) || size < 0) return fail('bad_size', `declared size ${String(entry.size)} is not a valid byte count`);
   state.declaredBytes += size;
@@ -147,73 +191,93 @@ export function checkEntry(entry: TarEntryInfo, state: PolicyState): EntryVerdic
       'maxUnpackedBytes',
     );
   }
+  return undefined;
+}
 
-  if (typeof entry.path !== 'string' || entry.path === '') return fail('bad_path', 'the entry has no path');
-  const pathProblem = textProblem(entry.path, 'path');
-  if (pathProblem) return fail(pathProblem.rule, pathProblem.reason);
-  const segments = segmentsOf(entry.path);
+function entryPath(raw: string): EntryPath | EntryVerdict {
+  if (typeof raw !== 'string' || raw === '') return fail('bad_path', 'the entry has no path');
+  const problem = textProblem(raw, 'path');
+  if (problem) return fail(problem.rule, problem.reason);
+  const segments = segmentsOf(raw);
   if (segments.includes('..')) return fail('dot_dot', "path contains a '..' segment");
-  const path = segments.join('/');
+  const keys = segments.map(foldName);
+  if (keys.includes('')) return fail('bad_path', 'path has a name made only of characters file systems may ignore (zero-width and the like)');
+  return { path: segments.join('/'), segments, keys };
+}
 
-  let kind: EntryKind;
-  if (FILE_TYPES.has(entry.type)) kind = 'file';
-  else if (entry.type === 'Directory') kind = 'directory';
-  else if (entry.type === 'SymbolicLink') kind = 'symlink';
-  else if (entry.type === 'Link') return fail('hardlink', `hardlinks are not allowed (-> ${clip(entry.linkpath ?? '?')})`);
-  else if (SPECIAL_TYPES.has(entry.type)) return fail('special_file', `${entry.type} entries are not allowed in a release`);
-  else return fail('unsupported_type', `entry type '${entry.type}' is not supported`);
+function kindOf(entry: TarEntryInfo): EntryKind | EntryVerdict {
+  if (FILE_TYPES.has(entry.type)) return 'file';
+  if (entry.type === 'Directory') return 'directory';
+  if (entry.type === 'SymbolicLink') return 'symlink';
+  if (entry.type === 'Link') return fail('hardlink', `hardlinks are not allowed (-> ${clip(entry.linkpath ?? '?')})`);
+  if (SPECIAL_TYPES.has(entry.type)) return fail('special_file', `${entry.type} entries are not allowed in a release`);
+  return fail('unsupported_type', `entry type '${entry.type}' is not supported`);
+}
 
-  if (path === '') {
-    // `./` is what `tar -C dir .` writes first; anything else may not replace the release root.
-    if (kind !== 'directory') return fail('type_conflict', `a ${kind} may not replace the release root`);
-    return { ok: true, path, kind, mode: normalizeMode(kind, entry.mode) };
-  }
-
-  // The path may not pass through a symlink (case: `a -> /etc`, then `a/passwd`) nor sit under a file.
-  for (let i = 1; i < segments.length; i++) {
-    const prefix = segments.slice(0, i).join('/');
-    if (state.symlinks.has(prefix)) return fail('through_symlink', `path passes through ${describeLink(state, prefix)}`);
-    const earlier = state.seen.get(prefix);
-    if (earlier !== undefined && earlier !== 'directory') {
-      return fail('type_conflict', `path lies under '${clip(prefix)}', which is a ${earlier} in this archive`);
+/**
+ * One name spelled two ways (`D/l` and `d/l`, `dé` composed and decomposed) would be one file
+ * where the file system folds names: refused whatever the two are, since which one wins (and
+ * where a symlink then leads) depends on the machine.
+ */
+function checkSpelling(where: EntryPath, state: PolicyState): EntryVerdict | undefined {
+  for (let i = 1; i <= where.segments.length; i++) {
+    const spelledHere = where.segments.slice(0, i).join('/');
+    const earlier = state.spellings.get(keyOf(where, i));
+    if (earlier !== undefined && earlier !== spelledHere) {
+      return fail('name_collision',
+        `'${spelled(clip(spelledHere))}' and '${spelled(clip(earlier))}' are one name on a file system that folds case or normalises Unicode (casefold ext4, APFS); rename one`);
     }
   }
+  return undefined;
+}
 
-  const earlier = state.seen.get(path);
+/** The path may not pass through a symlink (case: `a -> /etc`, then `a/passwd`), sit under a file, nor replace an entry. */
+function checkPlacement(where: EntryPath, kind: EntryKind, state: PolicyState): EntryVerdict | undefined {
+  for (let i = 1; i < where.segments.length; i++) {
+    const key = keyOf(where, i);
+    if (state.symlinks.has(key)) return fail('through_symlink', `path passes through ${describeLink(state, key)}`);
+    const earlier = state.seen.get(key);
+    if (earlier !== undefined && earlier !== 'directory') {
+      return fail('type_conflict', `path lies under '${clip(where.segments.slice(0, i).join('/'))}', which is a ${earlier} in this archive`);
+    }
+  }
+  const key = keyOf(where);
+  const earlier = state.seen.get(key);
   if (earlier !== undefined && !(earlier === 'directory' && kind === 'directory')) {
-    return fail('duplicate', `'${clip(path)}' appears twice in the archive (as ${earlier}, then as ${kind})`);
+    return fail('duplicate', `'${clip(where.path)}' appears twice in the archive (as ${earlier}, then as ${kind})`);
   }
-  if (kind !== 'directory' && state.dirs.has(path)) {
-    return fail('type_conflict', `a ${kind} would replace the directory '${clip(path)}'`);
+  if (kind !== 'directory' && state.dirs.has(key)) {
+    return fail('type_conflict', `a ${kind} would replace the directory '${clip(where.path)}'`);
   }
+  return undefined;
+}
 
-  if (kind === 'symlink') {
-    const problem = checkSymlink(path, segments, entry.linkpath, state);
-    if (problem) return problem;
-  }
-
-  state.seen.set(path, kind);
-  for (let i = 1; i < segments.length; i++) state.dirs.add(segments.slice(0, i).join('/'));
-  if (kind === 'directory') state.dirs.add(path);
-  return { ok: true, path, kind, mode: normalizeMode(kind, entry.mode) };
+function record(where: EntryPath, kind: EntryKind, state: PolicyState): void {
+  for (let i = 1; i <= where.segments.length; i++) state.spellings.set(keyOf(where, i), where.segments.slice(0, i).join('/'));
+  for (let i = 1; i < where.segments.length; i++) state.dirs.add(keyOf(where, i));
+  const key = keyOf(where);
+  state.seen.set(key, kind);
+  if (kind === 'directory') state.dirs.add(key);
 }
 
 /**
  * A symlink must stay inside the release however it is followed. Lexical resolution alone is
  * not enough: `d/l -> ..` makes `x -> d/l/..` leave the root although it "normalises" to `d`.
  * So a target may not walk through another symlink, and a symlink may not be created where an
- * earlier target walks through (order in the archive must not matter).
+ * earlier target walks through (order in the archive must not matter). The walk compares folded
+ * names: `x -> D/l/..` walks through `d/l` where the file system folds case.
  */
-function checkSymlink(path: string, segments: string[], linkpath: string | undefined, state: PolicyState): EntryVerdict | undefined {
+function checkSymlink(where: EntryPath, linkpath: string | undefined, state: PolicyState): EntryVerdict | undefined {
   if (!linkpath) return fail('symlink_escape', 'symlink has no target');
   const problem = textProblem(linkpath, 'symlink target');
   if (problem) return fail(problem.rule === 'absolute_path' ? 'symlink_escape' : problem.rule, `${problem.reason} (-> ${clip(linkpath)})`);
-  if (state.traversed.has(path)) {
-    return fail('through_symlink', `an earlier symlink's target passes through '${clip(path)}', so it may not become a symlink`);
+  const self = keyOf(where);
+  if (state.traversed.has(self)) {
+    return fail('through_symlink', `an earlier symlink's target passes through '${clip(where.path)}', so it may not become a symlink`);
   }
 
-  const position = segments.slice(0, -1);
-  const steps = linkpath.split('/').filter((s) => s !== '' && s !== '.');
+  const position = where.keys.slice(0, -1);
+  const steps = segmentsOf(linkpath);
   const visited: string[] = [];
   for (let i = 0; i < steps.length; i++) {
     const step = steps[i]!;
@@ -221,17 +285,17 @@ function checkSymlink(path: string, segments: string[], linkpath: string | undef
       if (position.length === 0) return fail('symlink_escape', `symlink target resolves outside the release (-> ${clip(linkpath)})`);
       position.pop();
     } else {
-      position.push(step);
+      position.push(foldName(step));
     }
     const here = position.join('/');
     if (i < steps.length - 1) {
-      if (state.symlinks.has(here) || here === path) {
-        return fail('through_symlink', `symlink target passes through ${here === path ? 'itself' : describeLink(state, here)} (-> ${clip(linkpath)})`);
+      if (state.symlinks.has(here) || here === self) {
+        return fail('through_symlink', `symlink target passes through ${here === self ? 'itself' : describeLink(state, here)} (-> ${clip(linkpath)})`);
       }
       visited.push(here);
     }
   }
   for (const here of visited) state.traversed.add(here);
-  state.symlinks.set(path, linkpath);
+  state.symlinks.set(self, { path: where.path, linkpath });
   return undefined;
 }

@@ -1,6 +1,9 @@
+import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { chmod, mkdir, open, readFile, symlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+import { IMPLIED_DIR_MODE, type ContentEntry } from '../../contract/release-content.js';
+import { foldName, spelled } from './name-fold.js';
 import type { EntryKind } from './tar-entry-policy.js';
 
 /** The body and metadata of one archive entry (node-tar's ReadEntry has all of it). */
@@ -41,8 +44,6 @@ export class EntryWriteError extends Error {
 /** The tree on disk would differ from what the archive declared. */
 export class TreeMismatch extends Error {}
 
-/** Directories the archive implies without an entry of their own. */
-export const IMPLIED_DIR_MODE = 0o755;
 /** Entries being created at once: enough to overlap the round trips of many small files. */
 const MAX_ACTIVE = 8;
 /** Entries accepted but not yet started; beyond this the reader waits (bounded memory). */
@@ -56,15 +57,22 @@ const CREATE_FILE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | 
 /**
  * Writes the entries of a release archive into a fresh private directory while the archive
  * streams in. Every entry reaching it was approved by the tar entry policy (which refuses any
- * path through an earlier symlink, duplicates and type changes); the writer does not rely on
- * that alone: it creates only below directories it made itself, with O_EXCL and O_NOFOLLOW, so
- * nothing is ever written through a symlink, whatever the archive holds.
+ * path through an earlier symlink, duplicates, type changes and one name spelled two ways); the
+ * writer does not rely on that alone: it creates only below directories it made itself, with
+ * O_EXCL and O_NOFOLLOW, and refuses a second spelling of a name it made (compared folded, as a
+ * case-folding or normalising file system would), so nothing is ever written through a symlink,
+ * whatever the archive holds. It records what it made (contents()), with each file's sha256 as
+ * written, for the release's content digest.
  */
 export class TreeWriter {
-  /** Relative path -> what this writer created there ('' is the root, made by the caller). */
-  private readonly made = new Map<string, EntryKind>([['', 'directory']]);
-  /** Relative dir -> its creation, resolving to the mode it was created with. */
-  private readonly dirs = new Map<string, Promise<number>>([['', Promise.resolve(0o700)]]);
+  /** Folded relative path -> what this writer created there, as spelled ('' is the root, made by the caller). */
+  private readonly made = new Map<string, { kind: EntryKind; path: string }>([['', { kind: 'directory', path: '' }]]);
+  /** Folded relative dir -> its spelling and creation, resolving to the mode it was created with. */
+  private readonly dirs = new Map<string, { path: string; created: Promise<number> }>([['', { path: '', created: Promise.resolve(0o700) }]]);
+  /** Relative dir -> the mode its last entry in the archive gives it (finishDirectories applies it). */
+  private readonly dirModes = new Map<string, number>();
+  /** Files and symlinks made, as the content digest describes them. */
+  private readonly madeEntries: ContentEntry[] = [];
   private readonly jobs = new Set<Promise<void>>();
   private readonly bodies = new Set<EntryBody>();
   private readonly slotWaiters: Array<() => void> = [];
@@ -114,6 +122,8 @@ export class TreeWriter {
    */
   add(body: EntryBody, entry: ApprovedEntry): void {
     this.entries += 1;
+    // In archive order, so that of a directory listed twice the last mode counts, as in the digest.
+    if (entry.kind === 'directory' && entry.path !== '') this.dirModes.set(entry.path, entry.mode);
     const job = this.run(body, entry).catch((error: unknown) => this.fail(error));
     this.jobs.add(job);
     void job.finally(() => {
@@ -144,6 +154,27 @@ export class TreeWriter {
       clearTimeout(timer);
       if (stalled && this.progress === before) throw new Error(`writing the release made no progress for ${stallMs / 1000} s`);
     }
+  }
+
+  /**
+   * Once settled: gives every directory the mode of its last entry in the archive (IMPLIED_DIR_MODE
+   * for one the archive only implies). Done at the end, not per entry, so the outcome never depends
+   * on the order concurrent entries finish in.
+   */
+  async finishDirectories(): Promise<void> {
+    for (const { path: rel, created } of this.dirs.values()) {
+      if (rel === '') continue;
+      const wanted = this.dirModes.get(rel) ?? IMPLIED_DIR_MODE;
+      if ((await created) !== wanted) await chmod(path.join(this.root, ...rel.split('/')), wanted).catch(this.blame(rel));
+    }
+  }
+
+  /** What this writer made (root excluded), after finishDirectories(): the input of the release's content digest. */
+  contents(): ContentEntry[] {
+    const dirs: ContentEntry[] = [...this.dirs.values()]
+      .filter(({ path: rel }) => rel !== '')
+      .map(({ path: rel }) => ({ path: rel, type: 'directory', mode: this.dirModes.get(rel) ?? IMPLIED_DIR_MODE }));
+    return [...dirs, ...this.madeEntries];
   }
 
   /**
@@ -183,17 +214,19 @@ export class TreeWriter {
       await this.ensureDir(parent, IMPLIED_DIR_MODE, entry.path);
       const abs = path.join(this.root, ...segments);
       switch (entry.kind) {
-        case 'directory': {
-          const createdWith = await this.ensureDir(entry.path, entry.mode, entry.path);
-          if (createdWith !== entry.mode) await chmod(abs, entry.mode).catch(this.blame(entry.path));
+        case 'directory':
+          // Its mode is set by finishDirectories(), once every entry is in.
+          await this.ensureDir(entry.path, entry.mode, entry.path);
+          body.resume();
+          return;
+        case 'symlink': {
+          this.claim(entry.path, 'symlink');
+          const target = body.linkpath ?? '';
+          await symlink(target, abs).catch(this.blame(entry.path));
+          this.madeEntries.push({ path: entry.path, type: 'symlink', target });
           body.resume();
           return;
         }
-        case 'symlink':
-          this.claim(entry.path, 'symlink');
-          await symlink(body.linkpath ?? '', abs).catch(this.blame(entry.path));
-          body.resume();
-          return;
         case 'file':
           this.claim(entry.path, 'file');
           await this.writeFile(body, entry, abs);
@@ -216,33 +249,43 @@ export class TreeWriter {
     }
     let flushing = false;
     try {
-      let written = 0;
-      const chunks = body[Symbol.asyncIterator]();
-      for (;;) {
-        // A body destroyed by fail() while no read was pending would never answer the next one.
-        if (this.failed) return;
-        const next = await chunks.next();
-        if (next.done) break;
-        const chunk = next.value;
-        let offset = 0;
-        while (offset < chunk.length) {
-          const { bytesWritten } = await handle.write(chunk, offset, chunk.length - offset).catch(blame);
-          offset += bytesWritten;
-        }
-        written += chunk.length;
-        this.bytes += chunk.length;
-      }
-      if (this.failed) return;
+      const copied = await this.copyBody(body, handle, blame);
+      if (!copied) return;
+      const { written, sha256 } = copied;
       if (written !== body.size) throw new TreeMismatch(`${JSON.stringify(entry.path)} holds ${written} bytes but its header declares ${body.size}`);
       if (this.needsChmod(entry.mode)) await handle.chmod(entry.mode).catch(blame);
       // Kept from the archive, so an unchanged asset keeps its Last-Modified across releases.
       if (body.mtime) await handle.utimes(body.atime ?? new Date(), body.mtime).catch(blame);
+      this.madeEntries.push({ path: entry.path, type: 'file', mode: entry.mode, size: written, sha256 });
       if (written >= this.options.flushFromBytes) flushing = this.flushLater(handle);
       if (!flushing) this.unsyncedFiles.push(abs);
     } finally {
       this.bodies.delete(body);
       if (!flushing) await handle.close().catch((error: unknown) => this.fail(new EntryWriteError(entry.path, error)));
     }
+  }
+
+  /** Writes the whole body into `handle`, hashing what it writes; undefined once the writer failed. */
+  private async copyBody(body: EntryBody, handle: FileHandle, blame: (error: unknown) => never): Promise<{ written: number; sha256: string } | undefined> {
+    const hash = createHash('sha256');
+    let written = 0;
+    const chunks = body[Symbol.asyncIterator]();
+    for (;;) {
+      // A body destroyed by fail() while no read was pending would never answer the next one.
+      if (this.failed) return undefined;
+      const next = await chunks.next();
+      if (next.done) break;
+      const chunk = next.value;
+      let offset = 0;
+      while (offset < chunk.length) {
+        const { bytesWritten } = await handle.write(chunk, offset, chunk.length - offset).catch(blame);
+        offset += bytesWritten;
+      }
+      hash.update(chunk);
+      written += chunk.length;
+      this.bytes += chunk.length;
+    }
+    return this.failed ? undefined : { written, sha256: hash.digest('hex') };
   }
 
   /**
@@ -273,8 +316,12 @@ export class TreeWriter {
 
   /** Creates `rel` (and its parents) once, as a real directory of this writer; resolves to the mode it got. */
   private ensureDir(rel: string, mode: number, forEntry: string): Promise<number> {
-    const existing = this.dirs.get(rel);
-    if (existing) return existing;
+    const key = foldName(rel);
+    const existing = this.dirs.get(key);
+    if (existing) {
+      if (existing.path !== rel) return Promise.reject(collision(rel, existing.path));
+      return existing.created;
+    }
     const created = (async () => {
       const cut = rel.lastIndexOf('/');
       await this.ensureDir(cut === -1 ? '' : rel.slice(0, cut), IMPLIED_DIR_MODE, forEntry);
@@ -285,22 +332,29 @@ export class TreeWriter {
       if (this.needsChmod(mode)) await chmod(abs, mode).catch(this.blame(forEntry));
       return mode;
     })();
-    this.dirs.set(rel, created);
+    this.dirs.set(key, { path: rel, created });
     return created;
   }
 
-  /** Records that `rel` is about to be created; refuses anything below a non-directory or a second thing at one path. */
+  /**
+   * Records that `rel` is about to be created; refuses anything below a non-directory, a second
+   * thing at one path, and a second spelling of a name already made.
+   */
   private claim(rel: string, kind: EntryKind): void {
     const segments = rel.split('/');
     for (let i = 1; i < segments.length; i++) {
       const prefix = segments.slice(0, i).join('/');
-      if (this.made.get(prefix) !== 'directory') {
+      const parent = this.made.get(foldName(prefix));
+      if (parent && parent.path !== prefix) throw collision(prefix, parent.path);
+      if (parent?.kind !== 'directory') {
         throw new TreeMismatch(`${JSON.stringify(rel)} would be created below ${JSON.stringify(prefix)}, which is not a directory of this release`);
       }
     }
-    const existing = this.made.get(rel);
-    if (existing !== undefined) throw new TreeMismatch(`${JSON.stringify(rel)} is already a ${existing} of this release`);
-    this.made.set(rel, kind);
+    const key = foldName(rel);
+    const existing = this.made.get(key);
+    if (existing && existing.path !== rel) throw collision(rel, existing.path);
+    if (existing) throw new TreeMismatch(`${JSON.stringify(rel)} is already a ${existing.kind} of this release`);
+    this.made.set(key, { kind, path: rel });
   }
 
   /** Modes are exact only if the umask takes nothing away from them. */
@@ -330,6 +384,10 @@ export class TreeWriter {
   private wake(waiters: Array<() => void>): void {
     for (const wake of waiters.splice(0)) wake();
   }
+}
+
+function collision(rel: string, made: string): TreeMismatch {
+  return new TreeMismatch(`${JSON.stringify(spelled(rel))} and ${JSON.stringify(spelled(made))} are one name where the file system folds case or normalises Unicode`);
 }
 
 async function fsyncPath(file: string): Promise<void> {

@@ -58,32 +58,10 @@ export async function receiveUpload(source: Readable, options: UploadOptions): P
   // An error before reading starts (the client hung up) is reported by the read below; it must
   // not also escape as an unhandled 'error' event.
   source.on('error', ignoreError);
-  if (!new RegExp(SHA256_PATTERN).test(expectedSha256)) {
-    throw new SlipwayError('invalid_sha256', `declared sha256 ${JSON.stringify(expectedSha256)} is not 64 lowercase hex digits`, {
-      status: 400, hint: 'send the sha256 of the tarball as 64 lowercase hex digits',
-    });
-  }
-  if (expectedBytes !== undefined && (!Number.isSafeInteger(expectedBytes) || expectedBytes < 0)) {
-    throw new SlipwayError('invalid_length', `declared upload length ${String(expectedBytes)} is not a byte count`, {
-      status: 400, hint: 'send the tarball with a correct Content-Length',
-    });
-  }
-  if (expectedBytes !== undefined && expectedBytes > maxBytes) throw tooLarge(maxBytes, expectedBytes, expectedSha256);
-
+  checkDeclared(options);
   await mkdir(incomingDir, { recursive: true, mode: 0o700 });
   const target = partPath(incomingDir, expectedSha256);
-  let handle: FileHandle;
-  try {
-    handle = await open(target, 'wx', 0o600);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
-      throw new SlipwayError('upload_in_progress', `an upload of ${expectedSha256.slice(0, 12)} is already in progress`, {
-        status: 409, cause: error,
-        hint: 'wait for the other push to finish and try again; if none is running, restarting the agent clears stale partial uploads',
-      });
-    }
-    throw asDiskError(error, incomingDir, expectedSha256);
-  }
+  const handle = await openPart(target, incomingDir, expectedSha256);
 
   const hash = createHash('sha256');
   let bytes = 0;
@@ -104,18 +82,7 @@ export async function receiveUpload(source: Readable, options: UploadOptions): P
       ...(options.onWritten ? { onWritten: options.onWritten } : {}),
       sha: expectedSha256,
     });
-    if (expectedBytes !== undefined && bytes < expectedBytes) {
-      throw new SlipwayError('upload_incomplete', `upload of ${expectedSha256.slice(0, 12)} ended after ${bytes} of ${expectedBytes} bytes`, {
-        status: 400, hint: 'the connection was probably cut; push again',
-      });
-    }
-    const actual = hash.digest('hex');
-    if (actual !== expectedSha256) {
-      throw new SlipwayError('checksum_mismatch', `upload does not match its declared sha256 (expected ${expectedSha256}, got ${actual})`, {
-        status: 400, details: [`expected: ${expectedSha256}`, `actual: ${actual}`, `bytes: ${bytes}`],
-        hint: 'the tarball changed or was damaged in transit; push again',
-      });
-    }
+    const actual = verifyReceived({ bytes, expectedBytes, sha256: hash.digest('hex'), expectedSha256 });
     if (options.durable ?? true) await handle.sync();
     closed = true;
     await handle.close();
@@ -125,6 +92,53 @@ export async function receiveUpload(source: Readable, options: UploadOptions): P
     await rm(target, { force: true });
     throw error instanceof SlipwayError ? error : asDiskError(error, incomingDir, expectedSha256);
   }
+}
+
+/** Refuses what the sender declared before a byte is read: a malformed sha256 or length, or a length over the limit. */
+function checkDeclared({ expectedSha256, expectedBytes, maxBytes }: UploadOptions): void {
+  if (!new RegExp(SHA256_PATTERN).test(expectedSha256)) {
+    throw new SlipwayError('invalid_sha256', `declared sha256 ${JSON.stringify(expectedSha256)} is not 64 lowercase hex digits`, {
+      status: 400, hint: 'send the sha256 of the tarball as 64 lowercase hex digits',
+    });
+  }
+  if (expectedBytes !== undefined && (!Number.isSafeInteger(expectedBytes) || expectedBytes < 0)) {
+    throw new SlipwayError('invalid_length', `declared upload length ${String(expectedBytes)} is not a byte count`, {
+      status: 400, hint: 'send the tarball with a correct Content-Length',
+    });
+  }
+  if (expectedBytes !== undefined && expectedBytes > maxBytes) throw tooLarge(maxBytes, expectedBytes, expectedSha256);
+}
+
+/** Creates the .part file exclusively: a second upload of the same bytes while one runs is refused. */
+async function openPart(target: string, incomingDir: string, sha: string): Promise<FileHandle> {
+  try {
+    return await open(target, 'wx', 0o600);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
+      throw new SlipwayError('upload_in_progress', `an upload of ${sha.slice(0, 12)} is already in progress`, {
+        status: 409, cause: error,
+        hint: 'wait for the other push to finish and try again; if none is running, restarting the agent clears stale partial uploads',
+      });
+    }
+    throw asDiskError(error, incomingDir, sha);
+  }
+}
+
+/** The complete upload against what was declared: its length, then its sha256 (returned). */
+function verifyReceived(received: { bytes: number; expectedBytes: number | undefined; sha256: string; expectedSha256: string }): string {
+  const { bytes, expectedBytes, sha256, expectedSha256 } = received;
+  if (expectedBytes !== undefined && bytes < expectedBytes) {
+    throw new SlipwayError('upload_incomplete', `upload of ${expectedSha256.slice(0, 12)} ended after ${bytes} of ${expectedBytes} bytes`, {
+      status: 400, hint: 'the connection was probably cut; push again',
+    });
+  }
+  if (sha256 !== expectedSha256) {
+    throw new SlipwayError('checksum_mismatch', `upload does not match its declared sha256 (expected ${expectedSha256}, got ${sha256})`, {
+      status: 400, details: [`expected: ${expectedSha256}`, `actual: ${sha256}`, `bytes: ${bytes}`],
+      hint: 'the tarball changed or was damaged in transit; push again',
+    });
+  }
+  return sha256;
 }
 
 /** Copies `source` into `handle`, calling `onChunk` (which may throw) before each write. */

@@ -1,4 +1,5 @@
 import type { DeploymentSummary, LockInfo, ReleaseListEntry } from '../../contract/api.js';
+import { shortSha } from '../../contract/names.js';
 import type { ControllerConfig } from '../config.js';
 import { EXIT, type ExitCode } from '../errors.js';
 import { formatBytes, formatMs, type Output } from '../output.js';
@@ -18,7 +19,7 @@ export function formatHistory(rows: (DeploymentSummary & { stepDurationsMs?: Rec
   return rows.map((d) => {
     const steps = Object.entries(d.stepDurationsMs ?? {}).map(([step, ms]) => `${step} ${formatMs(ms)}`).join(', ');
     const outcome = d.outcome ?? `running (${d.state})`;
-    const line = `#${d.id} ${d.kind.padEnd(8)} ${(d.releaseId?.slice(0, 12) ?? '-').padEnd(12)} → ${d.slot.padEnd(5)} ${outcome.padEnd(11)} ${d.requestedBy}  ${age(d.startedAt, now)} ago`;
+    const line = `#${d.id} ${d.kind.padEnd(8)} ${(d.releaseId ? shortSha(d.releaseId) : '-').padEnd(25)} → ${d.slot.padEnd(5)} ${outcome.padEnd(11)} ${d.requestedBy}  ${age(d.startedAt, now)} ago`;
     const detail = [steps && `    ${steps}`, d.reason && `    reason: ${d.reason}`, d.note && `    note: ${d.note}`].filter(Boolean);
     return [line, ...detail].join('\n');
   }).join('\n');
@@ -26,12 +27,12 @@ export function formatHistory(rows: (DeploymentSummary & { stepDurationsMs?: Rec
 
 export function formatReleases(rows: ReleaseListEntry[], now = Date.now()): string {
   if (!rows.length) return 'no releases on the host';
-  return rows.map((r) => `${r.releaseId.slice(0, 12)}  ${r.state.padEnd(7)}  ${age(r.createdAt, now).padStart(4)} old  ${formatBytes(r.bytes).padStart(8)}  ${r.branch ?? '-'}  ${r.author}${r.slots.length ? `  [${r.slots.join(', ')}]` : ''}`).join('\n');
+  return rows.map((r) => `${shortSha(r.releaseId).padEnd(25)}  ${r.state.padEnd(7)}  ${age(r.createdAt, now).padStart(4)} old  ${formatBytes(r.bytes).padStart(8)}  ${r.branch ?? '-'}  ${r.author}${r.slots.length ? `  [${r.slots.join(', ')}]` : ''}`).join('\n');
 }
 
 export function formatLock(lock: LockInfo | null): string {
   if (!lock) return 'unlocked';
-  return `locked by ${lock.holder} since ${lock.since} for ${lock.action}${lock.releaseId ? ` of ${lock.releaseId.slice(0, 12)}` : ''}`
+  return `locked by ${lock.holder} since ${lock.since} for ${lock.action}${lock.releaseId ? ` of ${shortSha(lock.releaseId)}` : ''}`
     + `${lock.deploymentId ? ` (deployment ${lock.deploymentId})` : lock.expiresAt ? ` (reserved until ${lock.expiresAt})` : ''}${lock.stale ? ' — stale: the next rollout takes it over' : ''}`;
 }
 

@@ -1,16 +1,17 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { AppStatus, LockInfo } from '../../contract/api.js';
 import { SlipwayError } from '../../contract/errors.js';
+import type { ReleaseManifest } from '../../contract/manifest.js';
 import { shortSha, type Slot } from '../../contract/names.js';
 import { VERSION } from '../../contract/version.js';
 import type { AgentClient } from '../agent-client.js';
 import type { ControllerConfig } from '../config.js';
 import { EXIT, exitCodeOfResult, type ExitCode } from '../errors.js';
 import { commitInfo, currentBranch, hasTrackedChanges, repoRoot, resolveCommit, snapshotWorkTree } from '../git.js';
-import { buildManifest, releaseIdOf } from '../manifest.js';
+import { buildManifest } from '../manifest.js';
 import type { Output } from '../output.js';
 import { formatBytes, formatMs } from '../output.js';
-import { packRelease } from '../pack.js';
+import { prepareRelease, type PreparedRelease } from '../pack.js';
 import { openAgentSession } from '../session.js';
 import { followDeployment, type FollowOutcome } from './follow.js';
 
@@ -42,11 +43,28 @@ export async function push(config: ControllerConfig, options: PushOptions, out: 
   }
   const branch = options.sha === 'HEAD' ? await currentBranch(repo) : null;
   const info = await commitInfo(repo, sha);
-  const releaseId = releaseIdOf({ sha, dirtySnapshot });
   const app = config.app;
   const target = `${config.host.user}@${config.host.address}:${config.host.port}`;
-  out.info(`→ ${app} ${shortSha(releaseId)}${dirtySnapshot ? ' (dirty)' : ''}${branch ? ` on ${branch}` : ''} to ${target}`, { app, releaseId, host: target });
+  // Packed before anything else: the release id covers the files, not only the commit.
+  const prepareStarted = Date.now();
+  const prepared = await prepareRelease({ repo, treeish: dirtySnapshot ?? sha, include: config.include });
+  const prepareMs = Date.now() - prepareStarted;
+  try {
+    const manifest = buildManifest({ app, sha, dirtySnapshot, branch, ...info }, prepared.contentDigest, new Date(), VERSION);
+    out.info(`→ ${app} ${shortSha(manifest.releaseId)}${dirtySnapshot ? ' (dirty)' : ''}${branch ? ` on ${branch}` : ''} to ${target}`,
+      { app, releaseId: manifest.releaseId, sha, host: target });
+    return await rollOut(config, options, out, { manifest, prepared, startedAt, prepareMs });
+  } finally {
+    await prepared.cleanup();
+  }
+}
 
+/** Uploads the release unless the host has it, then runs the rollout and reports it. */
+async function rollOut(
+  config: ControllerConfig, options: PushOptions, out: Output,
+  release: { manifest: ReleaseManifest; prepared: PreparedRelease; startedAt: number; prepareMs: number },
+): Promise<ExitCode> {
+  const { app, releaseId } = release.manifest;
   const session = await openAgentSession(config);
   try {
     const status = await session.agent.get<AppStatus>(`/apps/${app}`);
@@ -66,29 +84,21 @@ export async function push(config: ControllerConfig, options: PushOptions, out: 
       if (existing) {
         out.info(`  release ${shortSha(releaseId)} is already on the host: nothing uploaded`, { uploadedBytes: 0 });
       } else {
-        const packStarted = Date.now();
-        const packed = await packRelease({
-          repo,
-          treeish: dirtySnapshot ?? sha,
-          manifest: buildManifest({ app, sha, dirtySnapshot, branch, ...info }, new Date(), VERSION),
-          include: config.include,
-        });
-        try {
-          out.info(`  packed ${formatBytes(packed.bytes)} in ${formatMs(Date.now() - packStarted)} (sha256 ${packed.sha256.slice(0, 16)}…)`);
-          const uploadStarted = Date.now();
-          await session.agent.upload(`/apps/${app}/releases/${releaseId}`, packed.file, packed.bytes, packed.sha256,
-            ({ sent, total, stalledMs }) => out.progress('upload', sent, total, uploadStarted, stalledMs));
-          uploadMs = Date.now() - uploadStarted;
-          uploadedBytes = packed.bytes;
-          out.info(`  uploaded and verified in ${formatMs(uploadMs)}`, { uploadMs, uploadedBytes });
-        } finally {
-          await packed.cleanup();
-        }
+        const sealStarted = Date.now();
+        const packed = await release.prepared.seal(release.manifest);
+        const packMs = release.prepareMs + Date.now() - sealStarted;
+        out.info(`  packed ${formatBytes(packed.bytes)} in ${formatMs(packMs)} (sha256 ${packed.sha256.slice(0, 16)}…)`);
+        const uploadStarted = Date.now();
+        await session.agent.upload(`/apps/${app}/releases/${releaseId}`, packed.file, packed.bytes, packed.sha256,
+          ({ sent, total, stalledMs }) => out.progress('upload', sent, total, uploadStarted, stalledMs));
+        uploadMs = Date.now() - uploadStarted;
+        uploadedBytes = packed.bytes;
+        out.info(`  uploaded and verified in ${formatMs(uploadMs)}`, { uploadMs, uploadedBytes });
       }
       lockHandedOver = true;
       const followed = await followDeployment(session.agent, `/apps/${app}/deployments`, { releaseId, slot, lockId: lock.lockId }, out,
         { detachAfterSwitch: options.detach });
-      return report(followed, out, { uploadMs, uploadedBytes, totalMs: Date.now() - startedAt });
+      return report(followed, out, { uploadMs, uploadedBytes, totalMs: Date.now() - release.startedAt });
     } finally {
       if (!lockHandedOver) await session.agent.delete(`/apps/${app}/lock?lockId=${lock.lockId}`).catch(() => undefined);
     }

@@ -1,4 +1,5 @@
 import type { AppStatus } from '../../contract/api.js';
+import { shortSha } from '../../contract/names.js';
 import type { ControllerConfig } from '../config.js';
 import { EXIT, type ExitCode } from '../errors.js';
 import type { Output } from '../output.js';
@@ -6,17 +7,17 @@ import { openAgentSession } from '../session.js';
 
 /** Pure: the human view of an app's slots and releases. */
 export function formatStatus(status: AppStatus): string {
-  const lines = [`${status.app}: live ${status.liveSlot ?? 'none'}${status.liveReleaseId ? ` (${status.liveReleaseId.slice(0, 12)})` : ''} at ${status.publicUrl}`];
+  const lines = [`${status.app}: live ${status.liveSlot ?? 'none'}${status.liveReleaseId ? ` (${shortSha(status.liveReleaseId)})` : ''} at ${status.publicUrl}`];
   const pm2Down = status.pm2 !== undefined && status.pm2.state !== 'up';
   if (status.pm2 && pm2Down) lines.push(`  PM2 daemon ${status.pm2.state} since ${status.pm2.since}: ${status.pm2.message ?? ''}`);
   for (const s of status.slots) {
     const proc = s.process ? `${s.process.status} pid ${s.process.pid ?? '-'} restarts ${s.process.restarts}` : pm2Down ? `not known to PM2 (daemon ${status.pm2!.state})` : 'no process';
     const health = s.health ? (s.health.ok ? 'healthy' : `unhealthy (${s.health.status ?? s.health.error ?? '?'})`) : '-';
-    lines.push(`  ${s.live ? '*' : ' '} ${s.slot.padEnd(5)} :${s.port}  ${(s.releaseId?.slice(0, 12) ?? '-').padEnd(12)}  ${s.state.padEnd(8)}  ${proc}  ${health}`);
+    lines.push(`  ${s.live ? '*' : ' '} ${s.slot.padEnd(5)} :${s.port}  ${(s.releaseId ? shortSha(s.releaseId) : '-').padEnd(25)}  ${s.state.padEnd(8)}  ${proc}  ${health}`);
   }
   if (status.releases.length) lines.push('  releases:');
   for (const r of status.releases) {
-    lines.push(`    ${r.releaseId.slice(0, 12)}  ${r.state.padEnd(6)}  ${r.createdAt}  ${r.manifest.branch ?? '-'}  ${r.manifest.author.name}${r.slots.length ? `  [${r.slots.join(', ')}]` : ''}`);
+    lines.push(`    ${shortSha(r.releaseId).padEnd(25)}  ${r.state.padEnd(6)}  ${r.createdAt}  ${r.manifest.branch ?? '-'}  ${r.manifest.author.name}${r.slots.length ? `  [${r.slots.join(', ')}]` : ''}`);
   }
   return lines.join('\n');
 }

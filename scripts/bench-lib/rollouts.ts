@@ -62,15 +62,19 @@ export async function benchRepush(ctx: BenchContext): Promise<void> {
   const served: number[] = [];
   const sshTrue: number[] = [];
   for (let rep = 0; rep < plan.repushReps; rep++) {
-    const status = await ctx.api.json<{ liveSlot: string; liveReleaseId: string; slots: { slot: string; releaseId: string | null }[] }>('GET', `/apps/${APP}`);
+    const status = await ctx.api.json<{
+      liveSlot: string; liveReleaseId: string; slots: { slot: string; releaseId: string | null }[]; releases: { releaseId: string; manifest: { sha: string } }[];
+    }>('GET', `/apps/${APP}`);
     const known = status.slots.find((s) => s.slot !== status.liveSlot)?.releaseId;
-    if (!known) throw new Error('re-push needs a release in the standby slot');
+    // `deploy push --sha` takes the commit; packing it again gives the same release id.
+    const knownCommit = status.releases.find((r) => r.releaseId === known)?.manifest.sha;
+    if (!known || !knownCommit) throw new Error('re-push needs a release in the standby slot');
     const ssh = await runTimed(sshArgv(stack, 'true'), { timeoutMs: 30_000 });
     if (ssh.code !== 0) throw new Error(`ssh host true failed: ${ssh.stderr}`);
     sshTrue.push(ssh.ms);
     let skippedAt: number | null = null;
     let sent: number | null = null;
-    const timed = await timeUntilServed(`${stack.publicUrl}/`, status.liveReleaseId, known, () => deployCli(stack, ['push', '--no-wait', '--sha', known], {
+    const timed = await timeUntilServed(`${stack.publicUrl}/`, status.liveReleaseId, known, () => deployCli(stack, ['push', '--no-wait', '--sha', knownCommit], {
       onLine: (line) => {
         if (line.stream !== 'stdout' || skippedAt !== null) return;
         try {

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { buildManifest } from '../../controller/manifest.js';
 import { loadControllerConfig } from '../../controller/config.js';
 import { openAgentSession } from '../../controller/session.js';
-import { packRelease, type PackedRelease } from '../../controller/pack.js';
+import { prepareRelease, type PackedRelease } from '../../controller/pack.js';
 import { VERSION } from '../../contract/version.js';
 import { quoteArg } from '../../controller/shell-quote.js';
 import { ensureDeployUser } from '../../test/helpers/deploy-user.js';
@@ -22,27 +22,28 @@ import { summarize, throughput } from './stats.js';
 const MiB = 1024 * 1024;
 const SECTION = '1. Upload';
 
-interface BigRelease { releaseId: string; packed: PackedRelease }
+interface BigRelease { releaseId: string; packed: PackedRelease; cleanup(): Promise<void> }
 
 /** A commit whose release carries `megabytes` of untracked data: ~85% random blobs, the rest source. */
 async function makeRelease(ctx: BenchContext, megabytes: number, label: string): Promise<BigRelease> {
   const { repo } = ctx.stack;
-  const releaseId = await repo.commit({ '.gitignore': 'bench-data/\n', 'bench-upload.txt': `${label}\n` }, `bench: ${label} upload release`);
+  const sha = await repo.commit({ '.gitignore': 'bench-data/\n', 'bench-upload.txt': `${label}\n` }, `bench: ${label} upload release`);
   const dataDir = path.join(repo.dir, 'bench-data');
   await fs.rm(dataDir, { recursive: true, force: true });
   // Random blobs ship as they are; the source part shrinks about 4:1 under gzip.
   await writeReleaseData(dataDir, { randomBytes: Math.round(megabytes * 0.85 * MiB), sourceBytes: Math.round(megabytes * 0.6 * MiB) }, label);
   try {
-    const packed = await packRelease({
-      repo: repo.dir,
-      treeish: releaseId,
-      manifest: buildManifest({
-        app: APP, sha: releaseId, dirtySnapshot: null, branch: 'main',
+    const prepared = await prepareRelease({ repo: repo.dir, treeish: sha, include: ['bench-data'] });
+    try {
+      const manifest = buildManifest({
+        app: APP, sha, dirtySnapshot: null, branch: 'main',
         authorName: 'Slipway Bench', authorEmail: 'bench@slipway.invalid', commitTime: new Date().toISOString(),
-      }, new Date(), VERSION),
-      include: ['bench-data'],
-    });
-    return { releaseId, packed };
+      }, prepared.contentDigest, new Date(), VERSION);
+      return { releaseId: manifest.releaseId, packed: await prepared.seal(manifest), cleanup: prepared.cleanup };
+    } catch (error) {
+      await prepared.cleanup();
+      throw error;
+    }
   } finally {
     await fs.rm(dataDir, { recursive: true, force: true });
   }
@@ -141,7 +142,7 @@ export async function benchUpload(ctx: BenchContext): Promise<void> {
     }
   } finally {
     for (const r of releases) {
-      await r.packed.cleanup();
+      await r.cleanup();
       await forgetRelease(stack, r.releaseId).catch(() => undefined);
     }
     await fs.rm(rawDir, { recursive: true, force: true });

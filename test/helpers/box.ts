@@ -15,6 +15,8 @@ import { APP, type Stack } from './stack.js';
 import { readState } from './state.js';
 import { waitFor } from './wait.js';
 import type { CraftEntry } from './crafted-tar.js';
+import { randomCommit, releaseManifest } from './release-content.js';
+import { releaseIdFor } from '../../contract/release-content.js';
 
 export const sha256Hex = (data: Buffer | string): string => createHash('sha256').update(data).digest('hex');
 
@@ -217,14 +219,12 @@ export function putRelease(
   });
 }
 
-export const newReleaseId = (): string => randomBytes(20).toString('hex');
+/** A well-formed id of a release whose files the test never sends (see sealRelease for one it does). */
+export const newReleaseId = (): string => releaseIdFor(randomCommit(), randomBytes(32).toString('hex'));
 
+/** A valid manifest for `releaseId`; its content digest only matches files by chance (see sealRelease). */
 export function manifestFor(app: string, releaseId: string): ReleaseManifest {
-  return {
-    schemaVersion: 1, app, releaseId, sha: releaseId.slice(0, 40), shortSha: releaseId.slice(0, 7), dirty: false,
-    branch: 'main', author: { name: 'Test', email: 'test@example.com' },
-    commitTime: '2024-01-01T00:00:00Z', buildTime: '2024-01-01T00:00:01Z', controllerVersion: '0.1.0',
-  };
+  return { ...releaseManifest(app, releaseId.slice(0, 12).padEnd(40, '0'), releaseId.slice(13).padEnd(64, '0')), releaseId };
 }
 
 /** A release of the sample app as a well-behaved packer would write it; hostile tests add to it. */

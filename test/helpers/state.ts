@@ -28,3 +28,13 @@ function readEvents(home: string, deploymentId: number) {
     db.close();
   }
 }
+
+/**
+ * The id of the one release on the box packed from commit `sha` (release ids also cover the
+ * files, so tests that know only the commit look it up); throws if there is none or several.
+ */
+export function releaseOfCommit(home: string, app: string, sha: string): string {
+  const matching = readState(home, app).releases.filter((r) => r.manifest.sha === sha);
+  if (matching.length !== 1) throw new Error(`expected one release of commit ${sha} on the box, found ${matching.map((r) => r.releaseId).join(', ') || 'none'}`);
+  return matching[0]!.releaseId;
+}

@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { APP, startStack, type Stack } from '../helpers/stack.js';
-import { readState } from '../helpers/state.js';
+import { readState, releaseOfCommit } from '../helpers/state.js';
 import { waitFor } from '../helpers/wait.js';
 import { Pm2Adapter } from '../../agent/pm2.js';
 
@@ -15,6 +15,8 @@ describe('crash recovery: SIGKILL of the agent at each step boundary and inside 
   let stack: Stack;
   let pm2: Pm2Adapter;
   const state = () => readState(stack.home, APP);
+  /** A release id covers the commit and the files: the release on the box packed from `sha`. */
+  const releaseOf = (sha: string): string => releaseOfCommit(stack.home, APP, sha);
 
   beforeAll(async () => {
     // Checks every 250 ms (each with a 500 ms timeout): at 100 ms the 200 ms timeouts could fail
@@ -52,7 +54,7 @@ describe('crash recovery: SIGKILL of the agent at each step boundary and inside 
       const deploymentId = await waitFor(() => {
         const s = state();
         const d = s.deployments[0];
-        if (!d || d.releaseId !== sha) return null;
+        if (!d || d.releaseId !== releaseOf(sha)) return null;
         return s.events(d.id).some((e) => e.message?.includes(`paused before ${step}`)) ? d.id : null;
       }, { timeoutMs: 60_000, description: `the rollout of ${sha.slice(0, 12)} to pause before ${step}` });
 
@@ -64,7 +66,7 @@ describe('crash recovery: SIGKILL of the agent at each step boundary and inside 
       const liveSlot = after.app?.liveSlot;
       expect(liveSlot).toBeTruthy();
       const liveRelease = after.slots.find((s) => s.slot === liveSlot)!.releaseId!;
-      expect(liveRelease).toBe(newReleaseLive ? sha : liveBefore);
+      expect(liveRelease).toBe(newReleaseLive ? releaseOf(sha) : liveBefore);
 
       // nginx serves exactly what SQLite says, and it answers
       const answer = await stack.get('/');
@@ -92,7 +94,7 @@ describe('crash recovery: SIGKILL of the agent at each step boundary and inside 
       // and the next rollout works normally
       const next = await stack.deploy(['push']);
       if (!newReleaseLive) expect(next.code, next.stderr + next.stdout).toBe(0);
-      expect(JSON.parse((await stack.get('/')).body).release).toBe(sha);
+      expect(JSON.parse((await stack.get('/')).body).release).toBe(releaseOf(sha));
     });
   }
 });

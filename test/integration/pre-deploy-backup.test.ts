@@ -5,7 +5,7 @@ import { openDatabase } from '../../agent/state/db.js';
 import { BackupStore } from '../../agent/backups/store.js';
 import { REPO_ROOT } from '../helpers/agent-process.js';
 import { APP, startStack, type Stack } from '../helpers/stack.js';
-import { readState } from '../helpers/state.js';
+import { readState, releaseOfCommit } from '../helpers/state.js';
 
 // backupBeforeDeploy: the rollout runs the app's backup job first, links it to the deployment, and
 // a failed backup stops the rollout before anything changes. Uses the STAND-IN mongodump.
@@ -55,7 +55,7 @@ describe('pre-deploy backup (real CLI, sshd, agent; stand-in mongodump)', () => 
     expect((await stack.deploy(['push'])).code).toBe(0);
     const slotsBefore = readState(stack.home, APP).slots;
     const liveBefore = JSON.parse((await stack.get('/')).body);
-    expect(liveBefore.release).toBe(second);
+    expect(liveBefore.release).toBe(releaseOfCommit(stack.home, APP, second));
     await setMongo(uri('fail'));
     const sha = await stack.repo.commit({ 'message.txt': 'not without a backup\n' }, 'needs a backup');
     const result = await stack.deploy(['push']);
@@ -63,9 +63,9 @@ describe('pre-deploy backup (real CLI, sshd, agent; stand-in mongodump)', () => 
     expect(result.stdout).toContain('live slot untouched');
     expect(JSON.parse((await stack.get('/')).body)).toEqual(expect.objectContaining({ release: liveBefore.release }));
     const state = readState(stack.home, APP);
-    expect(state.deployments[0]).toMatchObject({ releaseId: sha, outcome: 'failed' });
+    expect(state.deployments[0]).toMatchObject({ releaseId: releaseOfCommit(stack.home, APP, sha), outcome: 'failed' });
     // nothing started: the target slot never ran the new release
-    expect(state.slots.find((s) => s.releaseId === sha && s.state === 'running')).toBeUndefined();
+    expect(state.slots.find((s) => s.releaseId === releaseOfCommit(stack.home, APP, sha) && s.state === 'running')).toBeUndefined();
     expect(state.events(state.deployments[0]!.id).map((e) => e.step)).not.toContain('starting');
     expect(state.slots).toEqual(slotsBefore);
     const standby = slotsBefore.find((s) => s.slot !== state.app?.liveSlot)!;

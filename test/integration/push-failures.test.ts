@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { APP, REPO_TEMPLATE_DIR, startStack, type Stack } from '../helpers/stack.js';
 import { gzip, tarball } from '../helpers/crafted-tar.js';
+import { releaseOfCommit } from '../helpers/state.js';
 
 describe('deploy push failure paths leave the live slot serving (real sshd, nginx, PM2)', () => {
   let stack: Stack;
@@ -19,7 +20,7 @@ describe('deploy push failure paths leave the live slot serving (real sshd, ngin
     token = readFileSync(path.join(stack.dir, 'agent.token'), 'utf8').trim();
     const first = await stack.deploy(['push']);
     expect(first.code, first.stderr + first.stdout).toBe(0);
-    liveSha = await stack.repo.head();
+    liveSha = releaseOfCommit(stack.home, APP, await stack.repo.head());
   });
   afterAll(async () => {
     await stack?.stop();
@@ -64,7 +65,8 @@ describe('deploy push failure paths leave the live slot serving (real sshd, ngin
   });
 
   it('a tarball with ../ entries is refused and nothing is written outside the release store', async () => {
-    const evilSha = 'e'.repeat(40);
+    // A release id as `deploy push` names them (<12 hex of the commit>-<12 hex of the content digest>).
+    const evilSha = `${'e'.repeat(12)}-${'e'.repeat(12)}`;
     const body = gzip(tarball([
       { path: 'manifest.json', body: '{}' },
       { path: '../../escaped.txt', body: 'pwned' },

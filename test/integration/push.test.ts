@@ -3,7 +3,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { APP, startStack, type Stack } from '../helpers/stack.js';
 import { Pm2Adapter } from '../../agent/pm2.js';
-import { readState as readStateAt } from '../helpers/state.js';
+import { readState as readStateAt, releaseOfCommit } from '../helpers/state.js';
 
 const readState = (stack: Stack) => readStateAt(stack.home, APP);
 
@@ -12,6 +12,9 @@ describe('deploy push end to end (real sshd, nginx, PM2, SQLite)', () => {
   let pm2: Pm2Adapter;
   let firstSha: string;
   let secondSha: string;
+
+  /** A release id covers the commit and the files: the release on the box packed from `sha`. */
+  const releaseOf = (sha: string): string => releaseOfCommit(stack.home, APP, sha);
 
   beforeAll(async () => {
     stack = await startStack();
@@ -29,10 +32,10 @@ describe('deploy push end to end (real sshd, nginx, PM2, SQLite)', () => {
     expect(result.code).toBe(0);
     const answer = await stack.get('/');
     expect(answer.status).toBe(200);
-    expect(JSON.parse(answer.body)).toMatchObject({ release: firstSha, slot: 'blue' });
-    expect(answer.headers['x-slipway-release']).toBe(firstSha);
+    expect(JSON.parse(answer.body)).toMatchObject({ release: releaseOf(firstSha), slot: 'blue' });
+    expect(answer.headers['x-slipway-release']).toBe(releaseOf(firstSha));
     const blue = await pm2.describe(`${APP}-blue`);
-    expect(blue?.pmCwd).toBe(await fs.realpath(path.join(stack.home, 'releases', APP, firstSha)));
+    expect(blue?.pmCwd).toBe(await fs.realpath(path.join(stack.home, 'releases', APP, releaseOf(firstSha))));
     expect(readState(stack).app?.liveSlot).toBe('blue');
   });
 
@@ -41,23 +44,23 @@ describe('deploy push end to end (real sshd, nginx, PM2, SQLite)', () => {
     secondSha = await stack.repo.commit({ 'message.txt': 'second commit\n' }, 'second');
     const result = await stack.deploy(['push', '--slot', 'green']);
     expect(result.code, result.stderr).toBe(0);
-    expect(result.stdout).toContain(`${secondSha.slice(0, 12)} is live on green`);
+    expect(result.stdout).toContain(`${releaseOf(secondSha)} is live on green`);
     // the summary names every step with its time
     expect(result.stdout).toMatch(/upload .*healthy .*switching/s);
     const answer = await stack.get('/');
-    expect(JSON.parse(answer.body)).toMatchObject({ release: secondSha, slot: 'green', message: 'second commit' });
+    expect(JSON.parse(answer.body)).toMatchObject({ release: releaseOf(secondSha), slot: 'green', message: 'second commit' });
     expect(answer.headers['x-slipway-slot']).toBe('green');
     // blue is still up on its own port, same process, old release
     const blueDirect = await fetch(`http://127.0.0.1:${stack.slotPorts.blue}/`).then((r) => r.json());
-    expect(blueDirect).toMatchObject({ release: firstSha, slot: 'blue' });
+    expect(blueDirect).toMatchObject({ release: releaseOf(firstSha), slot: 'blue' });
     expect((await pm2.describe(`${APP}-blue`))?.pid).toBe(bluePidBefore);
     const state = readState(stack);
     expect(state.app?.liveSlot).toBe('green');
     expect(state.slots.map((s) => [s.slot, s.releaseId, s.state])).toEqual([
-      ['blue', firstSha, 'running'],
-      ['green', secondSha, 'running'],
+      ['blue', releaseOf(firstSha), 'running'],
+      ['green', releaseOf(secondSha), 'running'],
     ]);
-    expect(state.deployments[0]).toMatchObject({ outcome: 'succeeded', slot: 'green', releaseId: secondSha, previousSlot: 'blue' });
+    expect(state.deployments[0]).toMatchObject({ outcome: 'succeeded', slot: 'green', releaseId: releaseOf(secondSha), previousSlot: 'blue' });
   });
 
   it('status shows both slots, the live one and the releases', async () => {
@@ -66,10 +69,10 @@ describe('deploy push end to end (real sshd, nginx, PM2, SQLite)', () => {
     const status = JSON.parse(result.stdout);
     expect(status.liveSlot).toBe('green');
     expect(status.slots).toEqual([
-      expect.objectContaining({ slot: 'blue', releaseId: firstSha, live: false, health: expect.objectContaining({ ok: true }) }),
-      expect.objectContaining({ slot: 'green', releaseId: secondSha, live: true, health: expect.objectContaining({ ok: true }) }),
+      expect.objectContaining({ slot: 'blue', releaseId: releaseOf(firstSha), live: false, health: expect.objectContaining({ ok: true }) }),
+      expect.objectContaining({ slot: 'green', releaseId: releaseOf(secondSha), live: true, health: expect.objectContaining({ ok: true }) }),
     ]);
-    expect(status.releases.map((r: { releaseId: string }) => r.releaseId).sort()).toEqual([firstSha, secondSha].sort());
+    expect(status.releases.map((r: { releaseId: string }) => r.releaseId).sort()).toEqual([releaseOf(firstSha), releaseOf(secondSha)].sort());
   });
 
   it('deploy switch moves traffic between running slots, proving each one healthy first', async () => {
@@ -79,13 +82,13 @@ describe('deploy push end to end (real sshd, nginx, PM2, SQLite)', () => {
     const include = await fs.readFile(path.join(stack.nginx.includeDir, `${APP}.conf`), 'utf8');
     const toBlue = await stack.deploy(['switch', 'blue']);
     expect(toBlue.code, toBlue.stderr).toBe(0);
-    expect(JSON.parse((await stack.get('/')).body)).toMatchObject({ release: firstSha, slot: 'blue' });
+    expect(JSON.parse((await stack.get('/')).body)).toMatchObject({ release: releaseOf(firstSha), slot: 'blue' });
     const again = await stack.deploy(['switch', 'blue']);
     expect(again.code, again.stderr).toBe(3);
     expect(again.stderr).toContain('blue is already the live slot');
     const toGreen = await stack.deploy(['switch', 'green']);
     expect(toGreen.code, toGreen.stderr).toBe(0);
-    expect(JSON.parse((await stack.get('/')).body)).toMatchObject({ release: secondSha, slot: 'green' });
+    expect(JSON.parse((await stack.get('/')).body)).toMatchObject({ release: releaseOf(secondSha), slot: 'green' });
     expect(readState(stack).deployments.slice(0, 2).map((d) => [d.kind, d.slot, d.outcome])).toEqual([
       ['switch', 'green', 'succeeded'], ['switch', 'blue', 'succeeded'],
     ]);
@@ -99,7 +102,7 @@ describe('deploy push end to end (real sshd, nginx, PM2, SQLite)', () => {
       const result = await stack.deploy(['switch', 'blue']);
       expect(result.code).toBe(3);
       expect(result.stdout).toContain('failed its health check');
-      expect(JSON.parse((await stack.get('/')).body)).toMatchObject({ release: secondSha, slot: 'green' });
+      expect(JSON.parse((await stack.get('/')).body)).toMatchObject({ release: releaseOf(secondSha), slot: 'green' });
       expect(readState(stack).app?.liveSlot).toBe('green');
     } finally {
       // bring blue back exactly as the agent would: a fresh deploy of the same release
@@ -127,7 +130,7 @@ describe('deploy push end to end (real sshd, nginx, PM2, SQLite)', () => {
     expect(lines.some((l) => l.type === 'progress')).toBe(false);
     expect(lines.find((l) => l.message?.includes('nothing uploaded'))).toBeTruthy();
     expect(lines.at(-1)).toMatchObject({ type: 'result', outcome: 'succeeded', slot: 'blue', uploadedBytes: 0 });
-    expect(JSON.parse((await stack.get('/')).body)).toMatchObject({ release: firstSha, slot: 'blue' });
+    expect(JSON.parse((await stack.get('/')).body)).toMatchObject({ release: releaseOf(firstSha), slot: 'blue' });
   });
 
   it('asking for the live slot is refused with the command to use instead', async () => {
@@ -151,8 +154,8 @@ describe('deploy push end to end (real sshd, nginx, PM2, SQLite)', () => {
     expect(await pm2.describe(`${APP}-green`)).toBeNull();
     const state = readState(stack);
     expect(state.app?.liveSlot).toBe('blue');
-    expect(state.slots.find((s) => s.slot === 'green')).toMatchObject({ releaseId: badSha, state: 'failed' });
-    expect(state.deployments[0]).toMatchObject({ outcome: 'failed', releaseId: badSha });
+    expect(state.slots.find((s) => s.slot === 'green')).toMatchObject({ releaseId: releaseOf(badSha), state: 'failed' });
+    expect(state.deployments[0]).toMatchObject({ outcome: 'failed', releaseId: releaseOf(badSha) });
     await stack.repo.commit({ FAIL_HEALTH: null }, 'healthy again');
   });
 
@@ -164,7 +167,8 @@ describe('deploy push end to end (real sshd, nginx, PM2, SQLite)', () => {
     const result = await stack.deploy(['push', '--allow-dirty']);
     expect(result.code, result.stderr).toBe(0);
     const body = JSON.parse((await stack.get('/')).body);
-    expect(body.release, result.stderr + result.stdout).toMatch(/^[0-9a-f]{40}-dirty-[0-9a-f]{12}$/);
+    expect(body.release, result.stderr + result.stdout).toMatch(/^[0-9a-f]{12}-[0-9a-f]{12}$/);
+    expect(readState(stack).releases.find((r) => r.releaseId === body.release)?.manifest.dirty).toBe(true);
     expect(body.message).toBe('uncommitted');
   });
 });

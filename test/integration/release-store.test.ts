@@ -24,20 +24,27 @@ import { TreeMismatch, TreeWriter, type EntryBody } from '../../agent/release/tr
 import { receiveUpload } from '../../agent/release/upload.js';
 import { entryBlocks, gzip, gzipBomb, gzipBombExpandedBytes, paxEntry, tarball, type CraftEntry } from '../helpers/crafted-tar.js';
 import { waitFor } from '../helpers/wait.js';
+import { contentDigestOfEntries, contentDigestOfTree, randomCommit, releaseManifest, sealRelease } from '../helpers/release-content.js';
+import { releaseIdFor } from '../../contract/release-content.js';
 
 const APP = 'shop';
 const MiB = 1024 * 1024;
 const LIMITS: ReleaseLimits = { maxReleaseBytes: 4 * MiB, maxUnpackedBytes: 8 * MiB, maxEntries: 200 };
 
-const newReleaseId = (): string => randomBytes(20).toString('hex');
 const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
-function manifestFor(app: string, releaseId: string): ReleaseManifest {
-  return {
-    schemaVersion: 1, app, releaseId, sha: releaseId.slice(0, 40), shortSha: releaseId.slice(0, 7), dirty: false,
-    branch: 'main', author: { name: 'Test', email: 'test@example.com' },
-    commitTime: '2024-01-01T00:00:00Z', buildTime: '2024-01-01T00:00:01Z', controllerVersion: '0.1.0',
-  };
+/** The content digest of goodEntries' files. */
+const GOOD_DIGEST = contentDigestOfEntries(goodFiles());
+/** The id of goodEntries' files packed from a random commit. */
+const newReleaseId = (): string => releaseIdFor(randomCommit(), GOOD_DIGEST);
+
+function manifestFor(app: string, releaseId: string, contentDigest = GOOD_DIGEST): ReleaseManifest {
+  return { ...releaseManifest(app, releaseId.slice(0, 12).padEnd(40, '0'), contentDigest), releaseId };
+}
+
+/** goodEntries plus `extra`, under the id of those files (a release the store accepts). */
+function goodRelease(extra: CraftEntry[]): { releaseId: string; entries: CraftEntry[] } {
+  return sealRelease(APP, [...goodEntries(APP, newReleaseId()), ...extra]);
 }
 
 /** A realistic release, including the modes and links a careless build might produce. */
@@ -45,6 +52,12 @@ function goodEntries(app: string, releaseId: string): CraftEntry[] {
   return [
     { path: './', type: 'dir', mode: 0o755 },
     { path: './manifest.json', body: JSON.stringify(manifestFor(app, releaseId)) },
+    ...goodFiles(),
+  ];
+}
+
+function goodFiles(): CraftEntry[] {
+  return [
     { path: './server.js', body: 'console.log("hi")\n', mode: 0o4755, uid: 4242, gid: 4242 },
     { path: './config.json', body: '{"a":1}\n', mode: 0o666 },
     { path: './public/', type: 'dir', mode: 0o777 },
@@ -241,11 +254,12 @@ describe('ReleaseStore: a good release', () => {
       ['node-tar, gzip', async (out: string) => tar.c({ gzip: true, file: out, cwd: src, portable: true }, ['.'])],
       ['pax (posix) via gnu tar', async (out: string) => runCommand(['tar', '--format=posix', '-czf', out, '-C', src, '.'], { timeoutMs: 30_000 })],
     ] as const) {
-      const releaseId = newReleaseId();
       await rm(src, { recursive: true, force: true });
       await mkdir(deep, { recursive: true });
-      await writeFile(path.join(src, 'manifest.json'), JSON.stringify(manifestFor(APP, releaseId)));
       await writeFile(path.join(deep, 'index.js'), 'module.exports = 1\n');
+      const manifest = releaseManifest(APP, randomCommit(), await contentDigestOfTree(src));
+      const { releaseId } = manifest;
+      await writeFile(path.join(src, 'manifest.json'), JSON.stringify(manifest));
       const out = path.join(root, `${made.length}.tar`);
       await build(out);
       made.push([label, await readFile(out)]);
@@ -512,6 +526,32 @@ describe('ReleaseStore: manifest, names, uploads and concurrency', () => {
       { code: 'bad_manifest', status: 400, message: /not a regular file/, unpacks: true }, { releaseId });
   });
 
+  it('refuses files other than the ones its manifest names, and an id not made of its commit and content; nothing is published', async () => {
+    const releaseId = newReleaseId();
+    const changed: Array<[string, CraftEntry[]]> = [
+      ['one file changed after the manifest was written', goodEntries(APP, releaseId).map((e) => (e.path === './config.json' ? { ...e, body: '{"a":2}\n' } : e))],
+      ['a mode changed', goodEntries(APP, releaseId).map((e) => (e.path === './server.js' ? { ...e, mode: 0o644 } : e))],
+      ['a symlink retargeted', goodEntries(APP, releaseId).map((e) => (e.path === './lib/alias.js' ? { ...e, linkpath: 'other.js' } : e))],
+      ['one more file', [...goodEntries(APP, releaseId), { path: 'extra.txt', body: '' }]],
+      ['one more empty directory', [...goodEntries(APP, releaseId), { path: 'empty/', type: 'dir' }]],
+    ];
+    for (const [label, entries] of changed) {
+      const error = await expectRefusedCleanly(gzip(tarball(entries)), { code: 'release_digest_mismatch', status: 400, unpacks: true }, { releaseId });
+      expect(error.details, label).toEqual(expect.arrayContaining([`manifest contentDigest: ${GOOD_DIGEST}`]));
+      expect(error.message, label).toMatch(/do not match the manifest's content digest/);
+    }
+    const forged = goodEntries(APP, releaseId).map((e) => (e.path === './manifest.json' ? { ...e, body: JSON.stringify({ ...manifestFor(APP, releaseId), sha: randomCommit() }) } : e));
+    const error = await expectRefusedCleanly(gzip(tarball(forged)), { code: 'release_digest_mismatch', status: 400, unpacks: true }, { releaseId });
+    expect(error.message).toMatch(/is not the one of its commit and content/);
+  });
+
+  it('refuses to take an upload under an id that names no content (a commit-SHA id of older releases)', async () => {
+    const before = await snapshot(root);
+    const error = await caught(store.ingest({ app: APP, releaseId: randomCommit(), sha256: 'c'.repeat(64), source: new PassThrough() }));
+    expect(error).toMatchObject({ code: 'invalid_release_id', status: 400 });
+    expect(await snapshot(root)).toEqual(before);
+  });
+
   it.each([
     [{ app: 'Shop' }, 'invalid_app_name'],
     [{ app: '../x' }, 'invalid_app_name'],
@@ -558,7 +598,8 @@ describe('ReleaseStore: manifest, names, uploads and concurrency', () => {
   it('two different tarballs racing for one release: one wins, the other gets release_exists, nothing leaks', async () => {
     const releaseId = newReleaseId();
     const a = gzip(tarball(goodEntries(APP, releaseId)));
-    const b = gzip(tarball([...goodEntries(APP, releaseId), { path: 'extra.txt', body: 'b' }]));
+    // Other bytes, the same files: another mtime is not part of a release's content.
+    const b = gzip(tarball(goodEntries(APP, releaseId).map((entry) => ({ ...entry, mtime: 1_800_000_000 }))));
     const results = await Promise.allSettled([a, b].map((archive) =>
       store.ingest({ app: APP, releaseId, sha256: sha256(archive), source: sourceOf(archive) })));
     const fulfilled = results.filter((r) => r.status === 'fulfilled');
@@ -642,7 +683,7 @@ describe('extractTarball and receiveUpload directly', () => {
     const file = path.join(root, 'a.tar.gz');
     await writeFile(file, gzip(tarball([{ path: 'x/y.txt', body: 'hello' }, { path: 'z', body: 'abc' }])));
     const dest = path.join(root, 'out');
-    expect(await extractTarball(file, dest, { maxEntries: 10, maxUnpackedBytes: 100 })).toEqual({ entries: 2, bytes: 8 });
+    expect(await extractTarball(file, dest, { maxEntries: 10, maxUnpackedBytes: 100 })).toEqual({ entries: 2, bytes: 8, contents: expect.any(Array) });
     expect((await stat(dest)).mode & 0o777).toBe(0o700);
     expect(await readFile(path.join(dest, 'x/y.txt'), 'utf8')).toBe('hello');
   });
@@ -698,9 +739,9 @@ describe('ReleaseStore: unpacking while the upload arrives', () => {
   beforeEach(() => freshBox());
 
   it('unpacks into a private staging dir outside releases/ before the last byte, and publishes only at the end', async () => {
-    const releaseId = newReleaseId();
+    const { releaseId, entries } = goodRelease([{ path: 'big.bin', body: randomBytes(256 * 1024) }]);
     // Plain tar, so that the bytes sent map to entries.
-    const archive = tarball([...goodEntries(APP, releaseId), { path: 'big.bin', body: randomBytes(256 * 1024) }]);
+    const archive = tarball(entries);
     const source = new PassThrough();
     const ingest = store.ingest({ app: APP, releaseId, sha256: sha256(archive), source, expectedBytes: archive.length });
     const cut = archive.length - 100 * 1024;
@@ -847,7 +888,7 @@ describe('TreeWriter: the second line behind the entry policy', () => {
     const file = path.join(root, 'a.tar');
     await writeFile(file, tarball([{ path: 'a/1', body: '1' }, { path: 'a/2', body: '2' }, { path: 'b', body: '3' }]));
     const extraction = startExtraction(file, dest, { maxEntries: 10, maxUnpackedBytes: 1024 });
-    expect(await extraction.finish((await stat(file)).size)).toEqual({ entries: 3, bytes: 3 });
+    expect(await extraction.finish((await stat(file)).size)).toEqual({ entries: 3, bytes: 3, contents: expect.any(Array) });
     expect(await extraction.sync(2), 'three small files: more than 2').toBe(false);
     expect(await extraction.sync(3)).toBe(true);
     expect(await readFile(path.join(dest, 'a/2'), 'utf8')).toBe('2');

@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { APP, startStack, type Stack } from '../helpers/stack.js';
-import { readState } from '../helpers/state.js';
+import { readState, releaseOfCommit } from '../helpers/state.js';
 import { waitFor } from '../helpers/wait.js';
 import { Pm2Adapter } from '../../agent/pm2.js';
 
@@ -13,6 +13,8 @@ describe('rollout safety (real sshd, nginx, PM2, SQLite)', () => {
   const shas: string[] = [];
   const state = () => readState(stack.home, APP);
   const served = async () => JSON.parse((await stack.get('/')).body) as { release: string; slot: string };
+  /** A release id covers the commit and the files: the release on the box packed from `sha`. */
+  const releaseOf = (sha: string): string => releaseOfCommit(stack.home, APP, sha);
 
   beforeAll(async () => {
     stack = await startStack({
@@ -35,7 +37,7 @@ describe('rollout safety (real sshd, nginx, PM2, SQLite)', () => {
     expect(result.code, result.stderr + result.stdout).toBe(0);
     expect(result.stderr).toMatch(/watching .*window passed/);
     expect(result.stderr).toContain('stopped the previous slot blue');
-    expect(await served()).toMatchObject({ release: shas[1], slot: 'green' });
+    expect(await served()).toMatchObject({ release: releaseOf(shas[1]!), slot: 'green' });
     expect(await pm2.describe(`${APP}-blue`)).toBeNull();
     expect(state().slots.find((s) => s.slot === 'blue')?.state).toBe('stopped');
   });
@@ -47,13 +49,13 @@ describe('rollout safety (real sshd, nginx, PM2, SQLite)', () => {
     expect(result.code, result.stderr + result.stdout).toBe(4);
     expect(result.stdout).toContain('was rolled back');
     expect(result.stdout).toMatch(/(public|slot) check: HTTP 503/);
-    expect(await served()).toMatchObject({ release: shas[1], slot: 'green' });
+    expect(await served()).toMatchObject({ release: releaseOf(shas[1]!), slot: 'green' });
     expect(await pm2.describe(`${APP}-blue`)).toBeNull();
     const s = state();
     expect(s.app?.liveSlot).toBe('green');
-    expect(s.releases.find((r) => r.releaseId === bad)?.state).toBe('bad');
+    expect(s.releases.find((r) => r.releaseId === releaseOf(bad))?.state).toBe('bad');
     const deployment = s.deployments[0]!;
-    expect(deployment).toMatchObject({ outcome: 'rolled_back', releaseId: bad });
+    expect(deployment).toMatchObject({ outcome: 'rolled_back', releaseId: releaseOf(bad) });
     expect(deployment.reason).toContain('HTTP 503');
     const swap = s.events(deployment.id).find((e) => e.step === 'swap_back' && e.status === 'ok');
     expect(swap?.elapsedMs).toBeTypeOf('number');
@@ -65,15 +67,15 @@ describe('rollout safety (real sshd, nginx, PM2, SQLite)', () => {
     await stack.repo.commit({ CRASH_AFTER_MS: null }, 'fixed again');
     expect(result.code, result.stderr + result.stdout).toBe(4);
     expect(result.stdout).toMatch(/process check: (restarted|PM2 status)/);
-    expect(await served()).toMatchObject({ release: shas[1], slot: 'green' });
-    expect(state().releases.find((r) => r.releaseId === crashing)?.state).toBe('bad');
+    expect(await served()).toMatchObject({ release: releaseOf(shas[1]!), slot: 'green' });
+    expect(state().releases.find((r) => r.releaseId === releaseOf(crashing))?.state).toBe('bad');
   });
 
   it('when the previous slot stops answering too, the swap-back keeps traffic where it is', async () => {
     const failing = await stack.repo.commit({ FAIL_HEALTH_AFTER_MS: '900\n' }, 'goes bad, and the old slot dies too');
     const cli = stack.deployInBackground(['push']);
     // Once traffic is on the new slot (blue), the previous one (green) dies as well.
-    await waitFor(() => state().app?.liveSlot === 'blue' && state().deployments[0]?.releaseId === failing, {
+    await waitFor(() => state().app?.liveSlot === 'blue' && state().deployments[0]?.releaseId === releaseOf(failing), {
       timeoutMs: 60_000, description: 'the new release to go live',
     });
     await pm2.stop(`${APP}-green`);
@@ -84,29 +86,29 @@ describe('rollout safety (real sshd, nginx, PM2, SQLite)', () => {
     // No flip towards a dead slot: blue keeps serving, the include and flag unchanged.
     const answer = await stack.get('/');
     expect(answer.headers['x-slipway-slot']).toBe('blue');
-    expect(answer.headers['x-slipway-release']).toBe(failing);
+    expect(answer.headers['x-slipway-release']).toBe(releaseOf(failing));
     const s = state();
     expect(s.app?.liveSlot).toBe('blue');
-    expect(s.releases.find((r) => r.releaseId === failing)?.state).toBe('bad');
+    expect(s.releases.find((r) => r.releaseId === releaseOf(failing))?.state).toBe('bad');
     const deployment = s.deployments[0]!;
     expect(deployment.outcome).toBe('failed');
     expect(s.events(deployment.id).some((e) => e.step === 'swap_back')).toBe(false);
     // Back to a good state for the tests below: the last good release, through a rollback.
     // SQLite still calls green running; PM2 does not, so the rollback starts it again first.
-    const back = await stack.deploy(['rollback', '--to', shas[1]!]);
+    const back = await stack.deploy(['rollback', '--to', releaseOf(shas[1]!)]);
     expect(back.code, back.stderr + back.stdout).toBe(0);
     expect(back.stderr).toMatch(/starting .*healthy .*switching/s);
-    expect(await served()).toMatchObject({ release: shas[1], slot: 'green' });
+    expect(await served()).toMatchObject({ release: releaseOf(shas[1]!), slot: 'green' });
   });
 
   it('rollback goes to the previous good release, starting it when its slot is cold', async () => {
     const result = await stack.deploy(['rollback', '--reason', 'customer reports']);
     expect(result.code, result.stderr + result.stdout).toBe(0);
     expect(result.stderr).toMatch(/starting .*healthy .*switching/s);
-    expect(await served()).toMatchObject({ release: shas[0], slot: 'blue' });
+    expect(await served()).toMatchObject({ release: releaseOf(shas[0]!), slot: 'blue' });
     const history = await stack.deploy(['--json', 'history', '-n', '1']);
     const [latest] = JSON.parse(history.stdout.trim());
-    expect(latest).toMatchObject({ kind: 'rollback', outcome: 'succeeded', releaseId: shas[0], note: 'customer reports' });
+    expect(latest).toMatchObject({ kind: 'rollback', outcome: 'succeeded', releaseId: releaseOf(shas[0]!), note: 'customer reports' });
     expect(latest.requestedBy).toMatch(/^[^@]+@.+/);
   });
 
@@ -116,7 +118,7 @@ describe('rollout safety (real sshd, nginx, PM2, SQLite)', () => {
     const steps = result.stdout.trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.type === 'event').map((l) => l.step);
     expect(steps).not.toContain('starting');
     expect(steps).toContain('switching');
-    expect(await served()).toMatchObject({ release: shas[1], slot: 'green' });
+    expect(await served()).toMatchObject({ release: releaseOf(shas[1]!), slot: 'green' });
   });
 
   it('rollback --to a release marked bad is refused without --force', async () => {
@@ -125,14 +127,14 @@ describe('rollout safety (real sshd, nginx, PM2, SQLite)', () => {
     expect(refused.code).toBe(3);
     expect(refused.stderr).toContain('marked bad');
     expect(refused.stderr).toContain('--force');
-    expect(await served()).toMatchObject({ release: shas[1] });
+    expect(await served()).toMatchObject({ release: releaseOf(shas[1]!) });
   });
 
   it('rollback --to any retained release works', async () => {
-    const result = await stack.deploy(['rollback', '--to', shas[0]!]);
+    const result = await stack.deploy(['rollback', '--to', releaseOf(shas[0]!)]);
     expect(result.code, result.stderr + result.stdout).toBe(0);
-    expect(await served()).toMatchObject({ release: shas[0] });
-    const back = await stack.deploy(['rollback', '--to', shas[1]!]);
+    expect(await served()).toMatchObject({ release: releaseOf(shas[0]!) });
+    const back = await stack.deploy(['rollback', '--to', releaseOf(shas[1]!)]);
     expect(back.code, back.stderr + back.stdout).toBe(0);
   });
 
@@ -157,7 +159,7 @@ describe('rollout safety (real sshd, nginx, PM2, SQLite)', () => {
     expect(waited.code, waited.stderr + waited.stdout).toBe(0);
     expect(waited.stderr).toContain('waiting: sample is locked by');
     expect((await first.done).code).toBe(0);
-    expect(await served()).toMatchObject({ release: five });
+    expect(await served()).toMatchObject({ release: releaseOf(five) });
   });
 
   it('push --no-wait returns once traffic moved; the agent finishes the window and releases the lock', async () => {
@@ -166,7 +168,7 @@ describe('rollout safety (real sshd, nginx, PM2, SQLite)', () => {
     expect(result.code, result.stderr + result.stdout).toBe(0);
     expect(result.stderr).toContain('the agent keeps watching deployment');
     expect(result.stderr).not.toContain('window passed');
-    expect(await served()).toMatchObject({ release: six });
+    expect(await served()).toMatchObject({ release: releaseOf(six) });
     const id = state().deployments[0]!.id;
     const finished = await waitFor(() => state().deployments.find((d) => d.id === id && d.outcome !== null) ?? null,
       { timeoutMs: 30_000, description: 'the detached deployment to finish its watch window' });

@@ -27,6 +27,7 @@ import {
   agentRequest, agentToken, auditRows, dumpDatabase, liveView, newReleaseId, secretHits, snapshotTree, stateFingerprint,
   type ApiAnswer,
 } from '../helpers/box.js';
+import { releaseOfCommit } from '../helpers/state.js';
 
 const tag = (name: string) => `${name}-${randomBytes(6).toString('hex')}`;
 const ENV_SECRET = tag('envsecret');
@@ -296,7 +297,7 @@ describe('the agent API under hostile input (RELIABILITY 20, 31–34)', () => {
     expect({ liveSlot: after.liveSlot, generation: after.generation, slots: after.slots }, 'no slot was touched')
       .toEqual({ liveSlot: before.state.liveSlot, generation: before.state.generation, slots: before.state.slots });
     expect(after.deployments[0]).toMatch(/ deploy failed$/);
-    expect(after.releases).toContain(`${sha} ready`);
+    expect(after.releases).toContain(`${releaseOfCommit(stack.home, APP, sha)} ready`);
   });
 
   it('case 33: SLIPWAY_HOME, its database and the PM2 home (with PM2\'s control sockets) are private to the agent', async () => {

@@ -15,9 +15,11 @@ import { SlipwayError } from '../../contract/errors.js';
 import { entryBlocks, gzip, gzipBomb, gzipBombExpandedBytes, header, tarball, type CraftEntry } from '../helpers/crafted-tar.js';
 import { APP, SAMPLE_APP_DIR, startStack, type Stack } from '../helpers/stack.js';
 import {
-  agentRequest, agentToken, duBytes, ingestLeftovers, liveView, manifestFor, newReleaseId, putRelease, sampleReleaseEntries,
+  agentRequest, agentToken, duBytes, ingestLeftovers, liveView, newReleaseId, putRelease, sampleReleaseEntries,
   sha256Hex, snapshotTree, stateFingerprint, watchDir, type ApiAnswer,
 } from '../helpers/box.js';
+import { sealRelease } from '../helpers/release-content.js';
+import { releaseOfCommit } from '../helpers/state.js';
 
 const MiB = 1024 * 1024;
 // Small caps so that limit cases are cheap; unpacked below release so a plain tar can hit it.
@@ -35,7 +37,7 @@ describe('hostile release archives through the running agent (RELIABILITY 1–9)
     stack = await startStack({ agentConfig: { limits: LIMITS } });
     const first = await stack.deploy(['push']);
     expect(first.code, first.stderr + first.stdout).toBe(0);
-    liveSha = await stack.repo.head();
+    liveSha = releaseOfCommit(stack.home, APP, await stack.repo.head());
     canary = path.join(stack.dir, 'canary');
     await fs.mkdir(canary);
     await fs.writeFile(path.join(canary, 'file'), 'canary\n');
@@ -240,15 +242,15 @@ describe('hostile release archives through the running agent (RELIABILITY 1–9)
   });
 
   it('case 8: setuid, setgid, sticky and world-writable entries are stored with normalised modes, owned by the agent', async () => {
-    const releaseId = newReleaseId();
-    const archive = gzip(tarball([
+    const { releaseId, entries } = sealRelease(APP, [
       { path: './', type: 'dir', mode: 0o777 },
-      { path: './manifest.json', body: JSON.stringify(manifestFor(APP, releaseId)), mode: 0o666 },
+      { path: './manifest.json', mode: 0o666 },
       { path: './server.js', body: serverJs, mode: 0o4777, uid: 0, gid: 0 },
       { path: './bin/run', body: '#!/bin/sh\n', mode: 0o2775, uid: 4242, gid: 4242 },
       { path: './public/', type: 'dir', mode: 0o1777 },
       { path: './public/open.txt', body: 'x', mode: 0o666 },
-    ]));
+    ]);
+    const archive = gzip(tarball(entries));
     const answer = await putRelease(stack, releaseId, archive);
     expect(answer.status, answer.text).toBe(201);
     const dir = path.join(stack.home, 'releases', APP, releaseId);
@@ -286,6 +288,21 @@ describe('hostile release archives through the running agent (RELIABILITY 1–9)
     const entries = good(releaseId);
     entries[1] = { path: './manifest.json', body: JSON.stringify({ ...JSON.parse(String(entries[1]!.body)), app: 'other' }) };
     await expectRefused(releaseId, { status: 400, code: 'manifest_mismatch', unpacks: true }, () => putRelease(stack, releaseId, gzip(tarball(entries))));
+  });
+
+  it('addition: files other than the ones the manifest names (content digest) -> 400 after unpacking, nothing published', async () => {
+    const { releaseId, entries } = sealRelease(APP, good(newReleaseId()));
+    // Packed and sealed, then one file swapped: the tarball's own sha256 is still right.
+    const swapped = entries.map((e) => (e.path === './server.js' ? { ...e, body: `${serverJs}\n// changed after packing\n` } : e));
+    const answer = await expectRefused(releaseId, { status: 400, code: 'release_digest_mismatch', message: /do not match the manifest's content digest/, unpacks: true },
+      () => putRelease(stack, releaseId, gzip(tarball(swapped))));
+    expect(answer.json?.hint).toMatch(/deploy push/);
+  });
+
+  it('addition: an upload under a commit-SHA id (no content in it) -> 400 before anything is stored', async () => {
+    const commitOnly = 'e'.repeat(40);
+    await expectRefused(commitOnly, { status: 400, code: 'invalid_release_id', message: /names no content/ },
+      () => putRelease(stack, commitOnly, gzip(tarball(good(newReleaseId())))));
   });
 
   it('addition: an upload with a wrong token -> 401, and not a byte of it is stored', async () => {

@@ -9,9 +9,10 @@
  * and printed separately, never folded into the successes.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startStack, type Stack } from '../helpers/stack.js';
+import { APP, startStack, type Stack } from '../helpers/stack.js';
 import { longRequest, startLoad } from '../helpers/load.js';
 import { liveView, stateFingerprint } from '../helpers/box.js';
+import { releaseOfCommit } from '../helpers/state.js';
 
 const RPS = 250;
 const LONG_MS = 9_000;
@@ -30,7 +31,7 @@ describe('zero failed requests across a switch and a rollback (RELIABILITY 19)',
     const second = await stack.deploy(['push']);
     expect(second.code, second.stderr + second.stdout).toBe(0);
     // green serves the second release; blue is kept warm with the first (keepPreviousWarm).
-    expect(await liveView(stack)).toMatchObject({ release: secondSha, slot: 'green' });
+    expect(await liveView(stack)).toMatchObject({ release: releaseOfCommit(stack.home, APP, secondSha), slot: 'green' });
   });
   afterAll(async () => {
     await stack?.stop();
@@ -59,7 +60,7 @@ describe('zero failed requests across a switch and a rollback (RELIABILITY 19)',
     expect(rolledBack.code, rolledBack.stderr + rolledBack.stdout).toBe(0);
     expect(rolledBackAt, 'the long request was still running when the rollback finished').toBeLessThan(longEndedAt);
     expect(longAnswer.status).toBe(200);
-    expect(JSON.parse(longAnswer.body)).toMatchObject({ release: secondSha, slot: 'green', sleptMs: LONG_MS });
+    expect(JSON.parse(longAnswer.body)).toMatchObject({ release: releaseOfCommit(stack.home, APP, secondSha), slot: 'green', sleptMs: LONG_MS });
 
     expect(report.non2xx, JSON.stringify(report.statusCounts)).toBe(0);
     expect(report.errors, report.errorSamples.join('; ')).toBe(0);
@@ -70,7 +71,7 @@ describe('zero failed requests across a switch and a rollback (RELIABILITY 19)',
     // Traffic really moved: both slots answered during the run, and green is live again.
     expect(report.tally.blue ?? 0, JSON.stringify(report.tally)).toBeGreaterThan(0);
     expect(report.tally.green ?? 0).toBeGreaterThan(0);
-    expect(await liveView(stack)).toMatchObject({ status: 200, release: secondSha, slot: 'green' });
+    expect(await liveView(stack)).toMatchObject({ status: 200, release: releaseOfCommit(stack.home, APP, secondSha), slot: 'green' });
     expect(stateFingerprint(stack).liveSlot).toBe('green');
     expect(firstSha).not.toBe(secondSha);
   });

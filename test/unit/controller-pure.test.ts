@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildManifest, releaseIdOf, tarballName } from '../../controller/manifest.js';
+import { buildManifest, tarballName } from '../../controller/manifest.js';
 import { parseControllerConfig } from '../../controller/config.js';
 import { HumanOutput, progressLine, formatBytes, stallNote } from '../../controller/output.js';
 import { exitCodeFor, EXIT } from '../../controller/errors.js';
@@ -15,6 +15,7 @@ import path from 'node:path';
 import { StallWatch } from '../../controller/stall-watch.js';
 
 const sha = 'a'.repeat(40);
+const digest = 'c'.repeat(64);
 const source = {
   app: 'shop', sha, dirtySnapshot: null, branch: 'main', authorName: 'Ada', authorEmail: 'ada@example.com',
   commitTime: '2026-11-01T10:00:00.000Z',
@@ -22,22 +23,23 @@ const source = {
 
 describe('release manifest', () => {
   it('is valid against the schema the agent checks', () => {
-    const manifest = buildManifest(source, new Date('2026-11-02T00:00:00Z'), '0.1.0');
-    expect(manifest).toMatchObject({ app: 'shop', releaseId: sha, sha, shortSha: 'aaaaaaaaaaaa', dirty: false, branch: 'main' });
+    const manifest = buildManifest(source, digest, new Date('2026-11-02T00:00:00Z'), '0.1.0');
+    expect(manifest).toMatchObject({ app: 'shop', releaseId: 'aaaaaaaaaaaa-cccccccccccc', sha, shortSha: 'aaaaaaaaaaaa', dirty: false, branch: 'main' });
     expect(compileValidator<ReleaseManifest>(manifestSchema)(manifest)).toEqual({ ok: true, value: manifest });
   });
 
   it('tags dirty builds so they never pass for the commit', () => {
     const dirty = { ...source, dirtySnapshot: 'b'.repeat(40) };
-    expect(releaseIdOf(dirty)).toBe(`${sha}-dirty-bbbbbbbbbbbb`);
-    const manifest = buildManifest(dirty, new Date(), '0.1.0');
+    // A dirty tree's files differ from the commit's, so its content digest and release id do too.
+    const manifest = buildManifest(dirty, 'd'.repeat(64), new Date(), '0.1.0');
+    expect(manifest.releaseId).not.toBe(buildManifest(source, digest, new Date(), '0.1.0').releaseId);
     expect(manifest.dirty).toBe(true);
     expect(compileValidator(manifestSchema)(manifest).ok).toBe(true);
-    expect(tarballName('shop', sha)).toBe(`shop-${sha}.tar.gz`);
+    expect(tarballName('shop', manifest.releaseId)).toBe(`shop-${manifest.releaseId}.tar.gz`);
   });
 
   it('rejects a manifest with unknown fields or a bad app name', () => {
-    const manifest = { ...buildManifest(source, new Date(), '0.1.0'), app: 'Shop;rm', extra: 1 };
+    const manifest = { ...buildManifest(source, digest, new Date(), '0.1.0'), app: 'Shop;rm', extra: 1 };
     const result = compileValidator(manifestSchema)(manifest);
     expect(result.ok).toBe(false);
     expect(!result.ok && result.errors).toEqual(expect.arrayContaining([

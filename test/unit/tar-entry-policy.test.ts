@@ -207,3 +207,51 @@ describe('tar entry policy: limits', () => {
     expect(rejected(sequence([file('a', { size })])).rule).toBe('bad_size');
   });
 });
+
+describe('tar entry policy: names a file system may fold (case, Unicode normalisation)', () => {
+  const NFC = 'd\u00e9';
+  const NFD = 'de\u0301';
+
+  it.each([
+    ['NFC link, NFD target', `${NFC}/l`, `${NFD}/l/..`],
+    ['NFD link, NFC target', `${NFD}/l`, `${NFC}/l/..`],
+    ['upper-case link, lower-case target', 'D/l', 'd/l/..'],
+    ['lower-case link, upper-case target', 'd/l', 'D/l/..'],
+    ['sharp s and SS', 'stra\u00dfe/l', 'STRASSE/l/..'],
+    ['Kelvin sign and k', '\u212a/l', 'k/l/..'],
+  ])('rejects a target walking through a symlink spelled another way (%s), in either order', (_label, link, target) => {
+    expect(rejected(sequence([symlink(link, '..'), symlink('x', target)])).rule).toBe('through_symlink');
+    expect(rejected(sequence([symlink('x', target), symlink(link, '..')])).rule).toBe('through_symlink');
+  });
+
+  it.each([
+    ['upper and lower case', 'README', 'readme'],
+    ['composed and decomposed', `${NFC}.txt`, `${NFD}.txt`],
+    ['sharp s and SS', 'stra\u00dfe', 'STRASSE'],
+    ['a zero-width joiner', 'ab', 'a\u200db'],
+  ])('rejects one name spelled two ways (%s), whatever the entries are', (_label, first, second) => {
+    const verdict = rejected(sequence([file(first), file(second)]));
+    expect(verdict.rule).toBe('name_collision');
+    expect(verdict.reason).toContain('folds case or normalises Unicode');
+    expect(rejected(sequence([dir(first), file(`${second}/x`)])).rule).toBe('name_collision');
+    expect(rejected(sequence([file(`${first}/x`), symlink(second, '.')])).rule).toBe('name_collision');
+  });
+
+  it('rejects writing through a symlink spelled another way', () => {
+    expect(rejected(sequence([dir('sub'), symlink('a', 'sub'), file('A/passwd')])).rule).toBe('name_collision');
+    expect(rejected(sequence([dir('sub'), symlink(`${NFC}`, 'sub'), file(`${NFD}/passwd`)])).rule).toBe('name_collision');
+  });
+
+  it('shows both spellings with their code points, so the difference is visible', () => {
+    expect(rejected(sequence([file(`${NFC}.txt`), file(`${NFD}.txt`)])).reason).toContain("'de\\u{301}.txt' and 'd\\u{e9}.txt'");
+  });
+
+  it('accepts one spelling used throughout, and targets that merely name a path another way', () => {
+    expect(sequence([dir('Lib'), dir('Lib/'), file('Lib/x'), symlink('Lib/y', 'x')])).toMatchObject({ ok: true });
+    expect(sequence([file(`${NFD}/x`), symlink('l', `${NFC}/x`)])).toMatchObject({ ok: true });
+  });
+
+  it('rejects a name made only of characters a file system may ignore', () => {
+    expect(rejected(sequence([file('a/\u200d/b')])).rule).toBe('bad_path');
+  });
+});
