@@ -5,7 +5,7 @@ import { procEnviron, procStat } from '../../agent/procfs.js';
 import { agentRequest, liveView, stateFingerprint } from '../helpers/box.js';
 import { isAlive } from '../helpers/nginx.js';
 import { APP, httpGet, startStack, type Stack } from '../helpers/stack.js';
-import { readState } from '../helpers/state.js';
+import { readState, releaseOfCommit } from '../helpers/state.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -67,7 +67,7 @@ async function push(stack: Stack, message: string): Promise<string> {
   const sha = await stack.repo.commit({ 'message.txt': `${message}\n` }, message);
   const result = await stack.deploy(['push']);
   expect(result.code, result.stderr + result.stdout).toBe(0);
-  return sha;
+  return releaseOfCommit(stack.home, APP, sha);
 }
 
 /** Both slots run under the current daemon (not the orphans), nothing is left over, `release` serves. */
@@ -169,10 +169,11 @@ describe('the PM2 daemon dies between deploys', () => {
     const sha = await stack.repo.commit({ 'message.txt': 'during the outage\n' }, 'during the outage');
     const result = await stack.deploy(['push', '--wait']);
     expect(result.code, result.stderr + result.stdout).toBe(0);
+    const release = releaseOfCommit(stack.home, APP, sha);
     const traffic = await poller.stop();
     expect(traffic.failures).toEqual([]);
-    expect([...traffic.releases].sort()).toEqual([live, sha].sort());
-    await expectRehomed(stack, orphans, sha);
+    expect([...traffic.releases].sort()).toEqual([live, release].sort());
+    await expectRehomed(stack, orphans, release);
     slotPids((await appStatus(stack)).status).forEach((pid) => seen.add(pid));
   });
 

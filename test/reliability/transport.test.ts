@@ -257,7 +257,7 @@ describe('transport faults through the real CLI and sshd (RELIABILITY 10–13)',
     void cli.done.then(() => { exited = true; });
     const running = await waitFor(() => {
       if (exited) throw new Error('the CLI exited before the rollout started');
-      return readState(stack.home, APP).deployments.find((d) => d.releaseId === sha && d.outcome === null) ?? null;
+      return readState(stack.home, APP).deployments.find((d) => d.releaseId?.startsWith(`${sha.slice(0, 12)}-`) && d.outcome === null) ?? null;
     }, { timeoutMs: 60_000, intervalMs: 5, description: 'the rollout to start on the host' });
     await stack.sshd.killConnections();
     const result = await withDeadline(cli.done, 30_000, 'the CLI to exit after the cut');
@@ -268,6 +268,6 @@ describe('transport faults through the real CLI and sshd (RELIABILITY 10–13)',
       timeoutMs: 60_000, description: 'the rollout to finish on the host without a listener',
     });
     expect(finished.outcome).toBe('succeeded');
-    expect(await liveView(stack)).toMatchObject({ status: 200, release: sha });
+    expect(await liveView(stack)).toMatchObject({ status: 200, release: releaseOfCommit(stack.home, APP, sha) });
   });
 });
