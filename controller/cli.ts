@@ -93,8 +93,8 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
   const lock = program.command('lock').description('the per-app deploy lock');
   lock.command('status').description('who holds the lock, since when, for what')
     .action(() => run((out, global) => lockStatus(config(global), { json: global.json ?? false }, out)));
-  lock.command('release').description('release a lock left behind')
-    .option('--force', 'release it even if a rollout holds it', false)
+  lock.command('release').description('release a stale lock or your own unused reservation')
+    .option('--force', 'release it even if someone else or a running rollout holds it', false)
     .action((opts: { force: boolean }) => run((out, global) => lockRelease(config(global), { json: global.json ?? false, force: opts.force }, out)));
 
   const backup = program.command('backup').description('database backups on the host: scheduled, verified, GFS-retained');

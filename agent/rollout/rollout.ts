@@ -143,23 +143,42 @@ export class RolloutService {
     });
   }
 
+  /**
+   * Without `force`, a lock can be released when it is stale (its agent restarted, or its
+   * reservation expired), or when it is the caller's own reservation (same actor, or the lock id
+   * the caller was given) that no rollout has taken over yet. A running rollout's lock, or someone
+   * else's live reservation, needs `force`.
+   */
   releaseLock(input: { app: string; lockId?: string; force: boolean; actor: string }): { released: boolean; lock: LockRow | null } {
     this.requireApp(input.app);
     const lock = this.deps.state.lock(input.app) ?? null;
     if (!lock) return { released: false, lock: null };
-    if (lock.deploymentId !== null && !input.force && !isStaleLock(lock, this.deps.bootId, new Date())) {
-      throw new SlipwayError('lock_in_use', `the lock of ${input.app} belongs to running deployment ${lock.deploymentId}`, {
-        hint: 'wait for it to finish, or pass --force if you know it is stuck', status: 409,
-      });
-    }
-    if (!input.force && input.lockId !== lock.lockId) {
-      throw new SlipwayError('lock_not_yours', `the lock of ${input.app} is held by ${lock.holder} since ${lock.since}`, {
-        hint: 'release it with: deploy lock release --force', status: 409,
-      });
+    const stale = isStaleLock(lock, this.deps.bootId, new Date());
+    if (!input.force && !stale) {
+      if (lock.deploymentId !== null) {
+        throw new SlipwayError('lock_in_use', `the lock of ${input.app} belongs to running deployment ${lock.deploymentId} (${lock.holder}, since ${lock.since})`, {
+          hint: 'wait for it to finish (deploy history shows it), or pass --force if you know it is stuck', status: 409,
+        });
+      }
+      const own = input.lockId === lock.lockId || (input.lockId === undefined && lock.holder === input.actor);
+      if (!own) {
+        throw new SlipwayError('lock_not_yours', `the lock of ${input.app} is held by ${lock.holder} since ${lock.since}; without --force only a stale lock or your own reservation can be released`, {
+          hint: 'if you know its holder is gone: deploy lock release --force', status: 409,
+        });
+      }
     }
     this.deps.state.releaseLock(input.app, lock.lockId);
-    this.deps.logger.warn({ app: input.app, lock, by: input.actor, force: input.force }, 'deploy lock released by request');
+    this.deps.logger.warn({ app: input.app, lock, by: input.actor, force: input.force, stale }, 'deploy lock released by request');
     return { released: true, lock };
+  }
+
+  /** Gives back a reservation a refused request named, so a refusal never leaves the app locked. */
+  private dropReservation(app: string, lockId: string | undefined): void {
+    const lock = lockId === undefined ? undefined : this.deps.state.lock(app);
+    if (lock && lock.lockId === lockId && lock.deploymentId === null) {
+      this.deps.state.releaseLock(app, lockId);
+      this.deps.logger.info({ app, lock }, 'released the lock reservation of a refused deployment');
+    }
   }
 
   private takeLock(lock: Omit<LockRow, 'since'>): LockRow {
@@ -180,8 +199,14 @@ export class RolloutService {
   startDeploy(input: { app: string; releaseId: string; slot?: Slot; actor: string; lockId?: string }): DeploymentFeed {
     const { state } = this.deps;
     const app = this.requireApp(input.app);
-    this.requireRelease(app, input.releaseId);
-    const slot = chooseTargetSlot(app, state.app(app)!.liveSlot, input.slot);
+    let slot: Slot;
+    try {
+      this.requireRelease(app, input.releaseId);
+      slot = chooseTargetSlot(app, state.app(app)!.liveSlot, input.slot);
+    } catch (error) {
+      this.dropReservation(app, input.lockId);
+      throw error;
+    }
     return this.begin({ app, kind: 'deploy', slot, releaseId: input.releaseId, actor: input.actor, ...(input.lockId ? { lockId: input.lockId } : {}) },
       (ctx) => this.runDeploy(ctx));
   }

@@ -2,7 +2,6 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { AppStatus, DeploymentResult, LockInfo } from '../../contract/api.js';
 import { SlipwayError } from '../../contract/errors.js';
 import { shortSha, type Slot } from '../../contract/names.js';
-import { chooseTargetSlot } from '../../agent/rollout/slots.js';
 import { VERSION } from '../../contract/version.js';
 import type { AgentClient } from '../agent-client.js';
 import type { ControllerConfig } from '../config.js';
@@ -51,7 +50,6 @@ export async function push(config: ControllerConfig, options: PushOptions, out: 
   const session = await openAgentSession(config);
   try {
     const status = await session.agent.get<AppStatus>(`/apps/${app}`);
-    const slot = chooseTargetSlot(app, status.liveSlot, options.slot);
     if (status.liveReleaseId === releaseId && options.slot === undefined) {
       out.info(`${shortSha(releaseId)} is already live on ${status.liveSlot}: nothing to do`, { outcome: 'unchanged' });
       return EXIT.ok;
@@ -86,9 +84,13 @@ export async function push(config: ControllerConfig, options: PushOptions, out: 
           await packed.cleanup();
         }
       }
-      lockHandedOver = true;
-      const followed = await followDeployment(session.agent, `/apps/${app}/deployments`, { releaseId, slot, lockId: lock.lockId }, out,
-        { detachAfterSwitch: options.detach });
+      // The agent alone picks the standby slot (from its state when the rollout starts, not from a
+      // status read before a --wait), unless the user named one.
+      const followed = await followDeployment(session.agent, `/apps/${app}/deployments`, deploymentRequest(releaseId, lock.lockId, options.slot), out, {
+        detachAfterSwitch: options.detach,
+        // From its first line on, the rollout owns the lock and releases it when it ends.
+        onAccepted: () => { lockHandedOver = true; },
+      });
       return report(followed, out, { uploadMs, uploadedBytes, totalMs: Date.now() - startedAt });
     } finally {
       if (!lockHandedOver) await session.agent.delete(`/apps/${app}/lock?lockId=${lock.lockId}`).catch(() => undefined);
@@ -96,6 +98,11 @@ export async function push(config: ControllerConfig, options: PushOptions, out: 
   } finally {
     await session.close();
   }
+}
+
+/** Pure: the body of a deployment request; a slot only when the user asked for one. */
+export function deploymentRequest(releaseId: string, lockId: string, slot: Slot | undefined): { releaseId: string; lockId: string; slot?: Slot } {
+  return { releaseId, lockId, ...(slot ? { slot } : {}) };
 }
 
 async function reserveLock(agent: AgentClient, app: string, releaseId: string, options: PushOptions, out: Output): Promise<LockInfo> {
