@@ -12,7 +12,7 @@ import { NginxController } from './nginx/controller.js';
 import { renderAppConfig } from './nginx/render.js';
 import { checkOnce, httpGet, waitHealthy } from './health.js';
 import { randomUUID } from 'node:crypto';
-import { RolloutService } from './rollout/rollout.js';
+import { createRollouts } from './rollout/rollout.js';
 import { buildServer } from './server.js';
 import { recoverAfterRestart } from './rollout/recovery.js';
 import { cleanupReleases } from './release/cleanup.js';
@@ -71,7 +71,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     proveTimeoutMs: config.nginx.proveTimeoutMs,
     switchDir: config.nginx.switchDir,
   });
-  const rollouts = new RolloutService({
+  const { rollouts, slots, traffic } = createRollouts({
     config,
     state,
     releaseDir: (app, releaseId) => releases.releaseDir(app, releaseId),
@@ -89,9 +89,15 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
       );
     },
     logger,
+    // Read once here: the crash-recovery tests park a rollout at a step to kill the agent there.
+    faults: { pauseBefore: process.env.SLIPWAY_FAULT_PAUSE_BEFORE ?? null },
   });
   await recoverAfterRestart({
-    config, state, processes, health: { waitHealthy, httpGet }, rollouts, bootId, logger,
+    config, state, processes, health: { waitHealthy, httpGet }, bootId, logger,
+    rollouts: {
+      switchTraffic: (app, slot, releaseId, options) => traffic.switchTraffic(app, slot, releaseId, options),
+      startRelease: (app, slot, releaseId) => slots.startRelease(app, slot, releaseId),
+    },
     releaseDir: (app, releaseId) => releases.releaseDir(app, releaseId),
   });
   const cleanup = (app: string, actor: string) => cleanupReleases({

@@ -4,7 +4,7 @@ import type { AgentConfig } from '../config.js';
 import type { StateStore, DeploymentRow } from '../state/store.js';
 import { errorMessage } from '../../contract/errors.js';
 import { SLOTS, pm2ProcessName, shortSha, type Slot } from '../../contract/names.js';
-import { probeHostOf, publicUrlOf, type HealthChecker, type ProcessManager, type RolloutService } from './rollout.js';
+import { probeHostOf, publicUrlOf, type HealthChecker, type ProcessManager, type RecoveryActions as RolloutService } from './rollout.js';
 
 export interface RecoveryDeps {
   config: AgentConfig;

@@ -20,7 +20,8 @@ import { SlipwayError } from '../../contract/errors.js';
 import type { DeploymentResult, DeploymentStreamLine } from '../../contract/api.js';
 import type { Slot } from '../../contract/names.js';
 import type { ApplyRequest, FlipRequest } from '../../agent/nginx/controller.js';
-import { RolloutService, type HealthChecker, type NginxRenderInput, type ProcessManager, type TrafficSwitcher } from '../../agent/rollout/rollout.js';
+import { createRollouts } from '../../agent/rollout/rollout.js';
+import type { Clock, HealthChecker, NginxRenderInput, ProcessManager, TrafficSwitcher } from '../../agent/rollout/deps.js';
 import type { DeploymentFeed } from '../../agent/rollout/feed.js';
 
 export const APP = 'shop';
@@ -31,7 +32,7 @@ const PORTS: Record<Slot, number> = { blue: 3001, green: 3002 };
 /** A release id for tests: a recognisable 40-hex sha. */
 export const rel = (c: string): string => c.repeat(40).slice(0, 40);
 
-export class FakeClock {
+export class FakeClock implements Clock {
   private t = Date.parse('2026-12-01T00:00:00Z');
   now(): number {
     return this.t;
@@ -42,7 +43,6 @@ export class FakeClock {
   async sleep(ms: number): Promise<void> {
     this.t += Math.max(0, ms);
     // Yield so other promises (a feed's subscribers, concurrent checks) run between rounds.
-    await new Promise((resolve) => setImmediate(resolve));
   }
 }
 
@@ -124,6 +124,7 @@ export interface HarnessOptions {
   /** Patch of the app's config (watch, health, ...). */
   app?: Record<string, unknown>;
   bootId?: string;
+  faultPauseBefore?: string;
   runBackup?: (job: string, deploymentId: number, actor: string) => Promise<{ id: number }>;
 }
 
@@ -194,10 +195,15 @@ export function createHarness(options: HarnessOptions = {}) {
   const releaseDir = (app: string, releaseId: string) => path.join(root, 'releases', app, releaseId);
   const hasRelease = (app: string, releaseId: string) => state.release(app, releaseId) !== undefined && !removed.has(releaseId);
   const removed = new Set<string>();
+  /** Ports held by something Slipway did not start. */
+  const portHeld = new Set<number>();
   const renderNginx = (input: NginxRenderInput) => JSON.stringify(input);
-  const rollouts = new RolloutService({
-    config, state, bootId, releaseDir, hasRelease, processes, nginx, health, renderNginx,
+  const { rollouts, traffic, slots } = createRollouts({
+    config, state, bootId, releaseDir, hasRelease, processes, nginx, health, renderNginx, clock,
     logger: pino({ level: 'silent' }),
+    faults: { pauseBefore: options.faultPauseBefore ?? null },
+    portInUse: async (port) => portHeld.has(port),
+    portWaitMs: 20,
     ...(options.runBackup ? { runBackup: options.runBackup } : {}),
   });
 
@@ -224,12 +230,11 @@ export function createHarness(options: HarnessOptions = {}) {
     const lines: DeploymentStreamLine[] = [];
     feed.subscribe((line) => lines.push(line));
     const result = await feed.done;
-    await new Promise((resolve) => setImmediate(resolve));
     return { ...result, lines };
   };
 
   return {
-    config, state, clock, processes, nginx, health, rollouts, root, bootId,
+    config, state, clock, processes, nginx, health, rollouts, traffic, slots, root, bootId, portHeld,
     behave: (releaseId: string, how: ReleaseBehaviour) => behaviours.set(releaseId, how),
     remove: (releaseId: string) => removed.add(releaseId),
     upload,
