@@ -4,9 +4,10 @@ import type { Logger } from 'pino';
 import type { AgentConfig } from './config.js';
 import { tokenMatches } from './auth.js';
 import type { StateStore } from './state/store.js';
+import { deploymentSummary, releaseList } from './state/views.js';
 import { publicUrlOf, type RolloutService, type ProcessManager } from './rollout/rollout.js';
 import type { DeploymentFeed } from './rollout/feed.js';
-import { ACTOR_HEADER, ACTOR_PATTERN, API_VERSION, SHA256_HEADER, type AppStatus, type DeploymentSummary } from '../contract/api.js';
+import { ACTOR_HEADER, ACTOR_PATTERN, API_VERSION, RELEASE_REF_PATTERN, SHA256_HEADER, type AppStatus, type DeploymentSummary } from '../contract/api.js';
 import { SlipwayError, type ErrorBody } from '../contract/errors.js';
 import { APP_NAME_PATTERN, RELEASE_ID_PATTERN, SHA256_PATTERN, SLOTS, shortSha, pm2ProcessName, type Slot } from '../contract/names.js';
 import { formatAjvErrors } from '../lib/validate.js';
@@ -244,7 +245,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     const limit = Number((request.query as { limit?: string }).limit ?? 50);
     return {
       deployments: deps.state.deployments(name, limit).map((d) => ({
-        ...summary(d),
+        ...deploymentSummary(d),
         stepDurationsMs: Object.fromEntries(deps.state.events(d.id)
           .filter((e) => e.elapsedMs !== null && (e.status === 'ok' || e.status === 'failed'))
           .map((e) => [e.step, e.elapsedMs])),
@@ -265,7 +266,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     const row = deps.state.deployment(Number(id));
     if (!row || row.app !== name) throw new SlipwayError('deployment_not_found', `no deployment ${id} of ${name}`, { status: 404 });
     return {
-      ...summary(row),
+      ...deploymentSummary(row),
       events: deps.state.events(row.id).map(({ deploymentId, id: _id, ...rest }) => ({ deploymentId, ...rest })),
     } satisfies DeploymentSummary;
   });
@@ -273,7 +274,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   app.get('/apps/:app/releases', { schema: { params: appParams } }, async (request) => {
     const { app: name } = request.params as { app: string };
     requireApp(deps, name);
-    return { releases: releaseList(deps, name) };
+    return { releases: releaseList(deps.state, name) };
   });
 
   app.post('/apps/:app/releases/cleanup', { schema: { params: appParams } }, async (request) => {
@@ -288,7 +289,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       body: {
         type: 'object', additionalProperties: false,
         properties: {
-          to: { type: 'string', pattern: RELEASE_ID_PATTERN },
+          to: { type: 'string', pattern: RELEASE_REF_PATTERN },
           force: { type: 'boolean' },
           reason: { type: 'string', maxLength: 500, pattern: '^[^\\u0000-\\u001f]*$' },
         },
@@ -337,22 +338,6 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   return app;
 }
 
-/** Releases with the state an operator cares about: live, standby, good, bad, failed, ready. */
-function releaseList(deps: ServerDeps, name: string) {
-  const appRow = deps.state.app(name)!;
-  const slots = deps.state.slots(name);
-  return deps.state.releases(name).map((r) => {
-    const inSlots = slots.filter((s) => s.releaseId === r.releaseId);
-    const live = inSlots.some((s) => s.slot === appRow.liveSlot);
-    const standby = !live && inSlots.some((s) => s.state === 'running');
-    return {
-      releaseId: r.releaseId, state: live ? 'live' : standby ? 'standby' : r.state, recordedState: r.state,
-      bytes: r.bytes, createdAt: r.createdAt, liveAt: r.liveAt, slots: inSlots.map((s) => s.slot),
-      branch: r.manifest.branch, author: r.manifest.author.name, commitTime: r.manifest.commitTime, dirty: r.manifest.dirty,
-    };
-  });
-}
-
 function requireApp(deps: ServerDeps, name: string): string {
   if (!deps.config.apps[name]) {
     throw new SlipwayError('app_not_found', `app ${name} is not configured on this host`, {
@@ -383,14 +368,6 @@ function streamFeed(reply: FastifyReply, feed: DeploymentFeed): FastifyReply {
   reply.raw.on('close', unsubscribe);
   reply.header('x-slipway-deployment', String(feed.deploymentId));
   return reply.code(200).type('application/x-ndjson').send(out);
-}
-
-function summary(d: import('./state/store.js').DeploymentRow): DeploymentSummary {
-  return {
-    id: d.id, app: d.app, kind: d.kind, releaseId: d.releaseId, slot: d.slot, previousSlot: d.previousSlot,
-    previousRelease: d.previousRelease, state: d.state, outcome: d.outcome, reason: d.reason,
-    requestedBy: d.requestedBy, startedAt: d.startedAt, endedAt: d.endedAt, note: d.note,
-  };
 }
 
 async function appStatus(deps: ServerDeps, probes: SlotProbeCache, name: string): Promise<AppStatus> {

@@ -1,7 +1,8 @@
 import type { AgentConfig } from '../config.js';
-import type { ReleaseRow, SlotRow, StateStore } from '../state/store.js';
+import type { ReleaseRow, ReleaseState, SlotRow, StateStore } from '../state/store.js';
 import { SlipwayError } from '../../contract/errors.js';
 import { shortSha, type Slot } from '../../contract/names.js';
+import type { RollbackCandidate } from './rollback-plan.js';
 
 /**
  * What every entry point checks before it takes the lock: the app is configured, the release is
@@ -31,14 +32,19 @@ export class EntryChecks {
     return row;
   }
 
-  /** Releases recorded for the app whose files are on the host. */
-  releasesOnHost(app: string): ReleaseRow[] {
-    return this.deps.state.releases(app).filter((r) => this.deps.hasRelease(app, r.releaseId));
+  /** Releases recorded for the app whose files are on the host, as the rollback rules see them. */
+  rollbackCandidates(app: string): RollbackCandidate[] {
+    return this.deps.state.releases(app).filter((r) => this.deps.hasRelease(app, r.releaseId)).map((r) => ({
+      releaseId: r.releaseId, sha: r.manifest.sha, state: r.state, lastDeployId: r.lastDeployId, liveAt: r.liveAt, rolledBack: r.rolledBack !== null,
+    }));
   }
 }
 
-/** Pure: the release a switch to `slot` would put live; refuses when it cannot take traffic. */
-export function checkSwitchTarget(app: string, slot: Slot, liveSlot: Slot | null, target: SlotRow): string {
+/**
+ * Pure: the release a switch to `slot` would put live; refuses when it cannot take traffic, or
+ * when its release is marked bad (going back to that takes a forced rollback, which is recorded).
+ */
+export function checkSwitchTarget(app: string, slot: Slot, liveSlot: Slot | null, target: SlotRow, releaseState: ReleaseState | undefined): string {
   if (liveSlot === slot) {
     throw new SlipwayError('slot_already_live', `${slot} is already the live slot of ${app}`, {
       hint: 'nothing to do; deploy status shows the slots', status: 409,
@@ -47,6 +53,11 @@ export function checkSwitchTarget(app: string, slot: Slot, liveSlot: Slot | null
   if (!target.releaseId || target.state !== 'running') {
     throw new SlipwayError('slot_not_running', `${app}/${slot} is ${target.state}${target.releaseId ? ` (release ${shortSha(target.releaseId)})` : ''}; only a running slot can take traffic`, {
       hint: `deploy a release into it first: deploy push --slot ${slot}`, status: 409,
+    });
+  }
+  if (releaseState === 'bad') {
+    throw new SlipwayError('release_bad', `${app}/${slot} runs release ${shortSha(target.releaseId)}, which is marked bad (it failed after going live)`, {
+      hint: `to send traffic to it anyway: deploy rollback --to ${target.releaseId} --force`, status: 409,
     });
   }
   return target.releaseId;

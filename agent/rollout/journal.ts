@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { AgentConfig } from '../config.js';
-import type { StateStore, Outcome, DeploymentKind, EventStatus } from '../state/store.js';
+import type { StateStore, Outcome, DeploymentKind, EventStatus, ReleaseState } from '../state/store.js';
 import type { DeploymentResult, FailurePhase } from '../../contract/api.js';
 import { SlipwayError, errorMessage } from '../../contract/errors.js';
 import type { Slot } from '../../contract/names.js';
@@ -18,6 +18,12 @@ export interface Deployment {
   previousSlot: Slot | null;
   previousRelease: string | null;
   actor: string;
+  /** The operator's reason (deploy rollback --reason). */
+  note: string | null;
+  /** The target release's recorded state when the deployment started. */
+  targetState: ReleaseState | null;
+  /** A rollback back in deploy order marks the release it leaves as rolled back. */
+  marksPrevious: boolean;
 }
 
 /** Ends a rollout early, carrying its outcome and the phase it leaves the app in. */

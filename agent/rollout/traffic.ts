@@ -5,6 +5,7 @@ import type { NginxProbe } from '../nginx/controller.js';
 import type { NginxRenderInput, TrafficSwitcher } from './deps.js';
 import { probeHostOf, publicUrlOf } from './public-address.js';
 import { planSwitch } from './switch-plan.js';
+import { releaseStateAfterSwitch } from './activation-plan.js';
 
 export interface TrafficDeps {
   config: AgentConfig;
@@ -18,7 +19,7 @@ export interface SwitchOptions {
   reapply?: boolean;
   /** Test-only fault points inside the switch: before the flip, before the record. */
   faultPoint?: (point: 'flip' | 'record') => Promise<void>;
-  /** More state written in the same transaction as the new live slot. */
+  /** More state written in the same transaction as the new live slot (the activation's marks). */
   record?: () => void;
 }
 
@@ -68,7 +69,7 @@ export class TrafficSwitch {
     state.transaction(() => {
       state.setLiveSlot(app, slot);
       state.setSlotState(app, slot, 'running');
-      state.setReleaseState(app, releaseId, 'good');
+      state.setReleaseState(app, releaseId, releaseStateAfterSwitch(state.release(app, releaseId)?.state));
       state.markReleaseLive(app, releaseId);
       options.record?.();
     });

@@ -208,14 +208,14 @@ export function createHarness(options: HarnessOptions = {}) {
   });
 
   /** Puts a release on the "host": its dir with the start script, and its row. */
-  const upload = (releaseId: string, how: ReleaseBehaviour = {}) => {
+  const upload = (releaseId: string, how: ReleaseBehaviour = {}, sha = releaseId.slice(0, 40)) => {
     const dir = releaseDir(APP, releaseId);
     mkdirSync(dir, { recursive: true });
     writeFileSync(path.join(dir, 'server.js'), '// fake\n');
     state.recordRelease({
       app: APP, releaseId, sha256: 'a'.repeat(64), bytes: 100,
       manifest: {
-        schemaVersion: 1, app: APP, releaseId, sha: releaseId.slice(0, 40), shortSha: releaseId.slice(0, 12), dirty: false, branch: 'main',
+        schemaVersion: 1, app: APP, releaseId, sha, shortSha: sha.slice(0, 12), dirty: false, branch: 'main',
         author: { name: 'Dev', email: 'dev@example.com' }, commitTime: '2026-11-30T00:00:00Z', buildTime: '2026-11-30T00:00:00Z', controllerVersion: '0.1.0',
       },
     });
@@ -233,12 +233,23 @@ export function createHarness(options: HarnessOptions = {}) {
     return { ...result, lines };
   };
 
+  /** Uploads and pushes releases one after another; each push must succeed. */
+  const pushAll = async (...releaseIds: string[]): Promise<string[]> => {
+    for (const releaseId of releaseIds) {
+      upload(releaseId);
+      const result = await run(rollouts.startDeploy({ app: APP, releaseId, actor: ACTOR }));
+      if (result.outcome !== 'succeeded') throw new Error(`push of ${releaseId} ended ${result.outcome}: ${result.reason}`);
+    }
+    return releaseIds;
+  };
+
   return {
     config, state, clock, processes, nginx, health, rollouts, traffic, slots, root, bootId, portHeld,
     behave: (releaseId: string, how: ReleaseBehaviour) => behaviours.set(releaseId, how),
     remove: (releaseId: string) => removed.add(releaseId),
     upload,
     run,
+    pushAll,
     push: (releaseId: string, opts: { slot?: Slot; lockId?: string; actor?: string } = {}) =>
       run(rollouts.startDeploy({ app: APP, releaseId, actor: opts.actor ?? ACTOR, ...(opts.slot ? { slot: opts.slot } : {}), ...(opts.lockId ? { lockId: opts.lockId } : {}) })),
     switchTo: (slot: Slot, opts: { actor?: string } = {}) => run(rollouts.startSwitch({ app: APP, slot, actor: opts.actor ?? ACTOR })),
@@ -259,4 +270,15 @@ export function createHarness(options: HarnessOptions = {}) {
       rmSync(root, { recursive: true, force: true });
     },
   };
+}
+
+/** Calls something that must refuse synchronously with a SlipwayError, and returns the error. */
+export function refusal(fn: () => unknown): SlipwayError {
+  try {
+    fn();
+  } catch (error) {
+    if (error instanceof SlipwayError) return error;
+    throw error;
+  }
+  throw new Error('expected a refusal, but the call went through');
 }

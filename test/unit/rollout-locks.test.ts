@@ -1,17 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { APP, ACTOR, createHarness, rel, type Harness } from './rollout-harness.js';
-import { SlipwayError } from '../../contract/errors.js';
+import { APP, ACTOR, createHarness, refusal, rel, type Harness } from './rollout-harness.js';
 import { deploymentRequest } from '../../controller/commands/push.js';
 
-function refusal(fn: () => unknown): SlipwayError {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(SlipwayError);
-    return error as SlipwayError;
-  }
-  throw new Error('expected a refusal');
-}
 
 describe('deploy lock: a reservation the agent refuses to start is given back (issue 10, defect 2)', () => {
   let h: Harness;

@@ -5,27 +5,15 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { APP, ACTOR, createHarness, rel, type Harness } from './rollout-harness.js';
+import { APP, ACTOR, createHarness, refusal, rel, type Harness } from './rollout-harness.js';
 import { SlipwayError } from '../../contract/errors.js';
 import { planSwitch } from '../../agent/rollout/switch-plan.js';
 import { waitFor } from '../helpers/wait.js';
 
-function refusal(fn: () => unknown): SlipwayError {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(SlipwayError);
-    return error as SlipwayError;
-  }
-  throw new Error('expected a refusal');
-}
 
-/** Two releases pushed: `a` on blue (stopped after the window), `b` live on green. */
+/** Two releases pushed: `a` on blue (stopped after the window unless kept warm), `b` live on green. */
 async function twoPushed(h: Harness): Promise<{ a: string; b: string }> {
-  const a = h.upload(rel('a'));
-  const b = h.upload(rel('b'));
-  expect((await h.push(a)).outcome).toBe('succeeded');
-  expect((await h.push(b)).outcome).toBe('succeeded');
+  const [a, b] = await h.pushAll(rel('a'), rel('b')) as [string, string];
   return { a, b };
 }
 
