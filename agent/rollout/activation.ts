@@ -18,6 +18,7 @@ export interface ActivationDeps {
   health: HealthChecker;
   slots: SlotProcesses;
   traffic: TrafficSwitch;
+  /** Runs the app's pre-deploy backup job; throws unless the backup was written and verified. */
   runBackup?: (job: string, deploymentId: number, actor: string) => Promise<{ id: number }>;
   clock: Clock;
 }

@@ -1,8 +1,7 @@
 import type { Logger } from 'pino';
-import type { AgentConfig } from '../config.js';
-import type { StateStore, LockRow, DeploymentKind } from '../state/store.js';
+import type { LockRow, DeploymentKind } from '../state/store.js';
 import { otherSlot, pm2ProcessName, type Slot } from '../../contract/names.js';
-import { NO_FAULTS, systemClock, type Clock, type FaultInjection, type HealthChecker, type NginxRenderInput, type ProcessManager, type TrafficSwitcher } from './deps.js';
+import { NO_FAULTS, systemClock, type Clock, type FaultInjection, type NginxRenderInput } from './deps.js';
 import { checkSwitchTarget, EntryChecks } from './entry.js';
 import { DeploymentFeed } from './feed.js';
 import { RolloutStop, StepJournal, type Deployment } from './journal.js';
@@ -11,26 +10,17 @@ import { SlotProcesses } from './slot-process.js';
 import { chooseTargetSlot } from './slots.js';
 import { TrafficSwitch } from './traffic.js';
 import { planRollback, previousRelease } from './rollback-plan.js';
-import { ActivationSteps } from './activation.js';
+import { ActivationSteps, type ActivationDeps } from './activation.js';
 
 // The rollout's surface for the rest of the agent.
 export type { HealthChecker, NginxRenderInput, ProcessManager, TrafficSwitcher } from './deps.js';
 export { probeHostOf, publicUrlOf } from './public-address.js';
 export { LOCK_RESERVATION_MS } from './locks.js';
 
-export interface RolloutDeps {
-  config: AgentConfig;
-  state: StateStore;
+export interface RolloutDeps extends Omit<ActivationDeps, 'clock'> {
   /** Identifies this agent process; locks written by an earlier process are stale. */
   bootId: string;
   hasRelease: (app: string, releaseId: string) => boolean;
-  processes: ProcessManager;
-  nginx: TrafficSwitcher;
-  health: HealthChecker;
-  slots: SlotProcesses;
-  traffic: TrafficSwitch;
-  /** Runs the app's pre-deploy backup job; throws unless the backup was written and verified. */
-  runBackup?: (job: string, deploymentId: number, actor: string) => Promise<{ id: number }>;
   logger: Logger;
   clock?: Clock;
   faults?: FaultInjection;
