@@ -12,7 +12,7 @@ import { NginxController } from './nginx/controller.js';
 import { renderAppConfig } from './nginx/render.js';
 import { checkOnce, httpGet, waitHealthy } from './health.js';
 import { randomUUID } from 'node:crypto';
-import { RolloutService } from './rollout/rollout.js';
+import { createRollouts } from './rollout/rollout.js';
 import { buildServer } from './server.js';
 import { recoverAfterRestart } from './rollout/recovery.js';
 import { reconcileApp, tryAppLock, waitForAppLock, type ReconcileDeps, type SlotActivation } from './rollout/rehome.js';
@@ -64,7 +64,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
   const processes = await Pm2Adapter.connect({ pm2Home: config.pm2.home, callTimeoutMs: config.pm2.callTimeoutMs });
   // The whole section: a field added to the config reaches the controller without a copy here.
   const nginx = new NginxController(config.nginx);
-  const rollouts = new RolloutService({
+  const { rollouts, slots, traffic } = createRollouts({
     config,
     state,
     releaseDir: (app, releaseId) => releases.releaseDir(app, releaseId),
@@ -82,11 +82,13 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
       );
     },
     logger,
+    // Read once here: the crash-recovery tests park a rollout at a step to kill the agent there.
+    faults: { pauseBefore: process.env.SLIPWAY_FAULT_PAUSE_BEFORE ?? null },
   });
   // The one place re-homing reaches into the rollout: starting a slot and the proven switch.
   const activation: SlotActivation = {
-    startRelease: (app, slot, releaseId) => rollouts.startRelease(app, slot, releaseId),
-    switchTraffic: (app, slot, releaseId, options) => rollouts.switchTraffic(app, slot, releaseId, options),
+    startRelease: (app, slot, releaseId) => slots.startRelease(app, slot, releaseId),
+    switchTraffic: (app, slot, releaseId, options) => traffic.switchTraffic(app, slot, releaseId, options),
   };
   const reconcile: ReconcileDeps = {
     config, state, processes, health: { waitHealthy }, activation, logger,

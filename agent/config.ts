@@ -31,7 +31,11 @@ export interface AppConfig {
   /** Backup job run (and verified) before each deploy of this app; a failed backup stops the rollout. */
   backupBeforeDeploy?: string;
   /** After the switch: how long and how often traffic is checked, and what happens to the old slot. */
-  watch: { windowMs: number; intervalMs: number; failuresToRollback: number; keepPreviousWarm: boolean };
+  watch: {
+    windowMs: number; intervalMs: number; failuresToRollback: number; keepPreviousWarm: boolean;
+    /** The window of a rollback or switch (default: windowMs, at most 15 s); see agent/rollout/activation-plan.ts. */
+    activationWindowMs?: number;
+  };
 }
 
 export interface AgentConfig {
@@ -190,6 +194,7 @@ const configSchema = {
             default: {},
             properties: {
               windowMs: { type: 'integer', minimum: 0, maximum: 3_600_000, default: 60_000 },
+              activationWindowMs: { type: 'integer', minimum: 0, maximum: 3_600_000 },
               intervalMs: { type: 'integer', minimum: 50, maximum: 60_000, default: 1_000 },
               failuresToRollback: { type: 'integer', minimum: 1, maximum: 100, default: 3 },
               keepPreviousWarm: { type: 'boolean', default: false },

@@ -10,6 +10,7 @@ import { pm2ProcessName, shortSha, type Slot } from '../contract/names.js';
 import { publicUrlOf } from './rollout/rollout.js';
 import type { SlotProbeCache } from './slot-probe.js';
 import { requireApp } from './apps.js';
+import { deploymentSummary, releaseList } from './state/views.js';
 
 export interface AppSummary { app: string; liveSlot: Slot | null; generation: number }
 
@@ -45,13 +46,6 @@ export function stepDurations(events: readonly Pick<EventRow, 'step' | 'status' 
   return durations;
 }
 
-export function deploymentSummary(d: DeploymentRow): DeploymentSummary {
-  return {
-    id: d.id, app: d.app, kind: d.kind, releaseId: d.releaseId, slot: d.slot, previousSlot: d.previousSlot,
-    previousRelease: d.previousRelease, state: d.state, outcome: d.outcome, reason: d.reason,
-    requestedBy: d.requestedBy, startedAt: d.startedAt, endedAt: d.endedAt, note: d.note,
-  };
-}
 
 export class StatusService {
   constructor(private readonly deps: StatusDeps) {}
@@ -103,23 +97,12 @@ export class StatusService {
     return { releaseId, state: row.state, bytes: row.bytes, sha256: row.sha256, createdAt: row.createdAt, manifest: row.manifest };
   }
 
-  /** Releases with the state an operator cares about: live, standby, good, bad, failed, ready. */
+  /** Releases with the state an operator cares about: live, standby, rolled_back, good, bad, failed, ready. */
   releases(name: string): ReleaseListEntry[] {
-    const { state, config } = this.deps;
-    requireApp(config.apps, name);
-    const appRow = state.app(name)!;
-    const slots = state.slots(name);
-    return state.releases(name).map((r) => {
-      const inSlots = slots.filter((s) => s.releaseId === r.releaseId);
-      const live = inSlots.some((s) => s.slot === appRow.liveSlot);
-      const standby = !live && inSlots.some((s) => s.state === 'running');
-      return {
-        releaseId: r.releaseId, sha: r.manifest.sha, state: live ? 'live' : standby ? 'standby' : r.state, recordedState: r.state,
-        bytes: r.bytes, createdAt: r.createdAt, liveAt: r.liveAt, slots: inSlots.map((s) => s.slot),
-        branch: r.manifest.branch, author: r.manifest.author.name, commitTime: r.manifest.commitTime, dirty: r.manifest.dirty,
-      };
-    });
+    requireApp(this.deps.config.apps, name);
+    return releaseList(this.deps.state, name);
   }
+
 
   deployments(name: string, limit: number): DeploymentListEntry[] {
     const { state, config } = this.deps;

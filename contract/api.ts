@@ -14,6 +14,11 @@ export const ACTOR_PATTERN = '^[A-Za-z0-9._-]{1,64}@[A-Za-z0-9._:-]{1,255}$';
  * its loopback names (127.0.0.1, localhost, [::1]), which defeats DNS rebinding.
  */
 export const AGENT_HOST = 'slipway-agent';
+/**
+ * What `deploy rollback --to` takes: a release id, or a prefix of at least 7 characters of a
+ * release id or of a release's full commit SHA (what `deploy releases` prints is one).
+ */
+export const RELEASE_REF_PATTERN = '^[0-9a-f][0-9a-f-]{6,127}$';
 
 export type Outcome = 'succeeded' | 'failed' | 'rolled_back';
 /** Where a failed deployment stopped: before traffic moved (nothing changed) or after. */
@@ -108,6 +113,14 @@ export interface DeploymentSummary {
   startedAt: string;
   endedAt: string | null;
   note: string | null;
+  /** --force overrode the target's bad mark. */
+  forced: boolean;
+  /** The target release's recorded state when the deployment started (e.g. "bad"). */
+  targetState: string | null;
+  /** For a target marked bad: "cleared" by a clean watch window, or "kept". */
+  badMark: 'kept' | 'cleared' | null;
+  /** A rollback back in deploy order: the release it left (previousRelease) is marked rolled back. */
+  marksPrevious: boolean;
   stepDurationsMs?: Record<string, number>;
   events?: Omit<DeploymentEvent, 'type'>[];
 }
@@ -116,9 +129,11 @@ export interface ReleaseListEntry {
   releaseId: string;
   /** The full commit SHA the release was packed from (several releases may share one). */
   sha: string;
-  /** live, standby, or the recorded state: good, bad, failed, ready. */
+  /** live, standby, rolled_back (good, but rolled back away from by hand), or the recorded state: good, bad, failed, ready. */
   state: string;
   recordedState: string;
+  /** Who rolled back away from it, when and why; such a release is a rollback target only with --to. */
+  rolledBack: { at: string; by: string; reason: string | null } | null;
   bytes: number;
   createdAt: string;
   liveAt: string | null;

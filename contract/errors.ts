@@ -89,8 +89,10 @@ export const ERROR_KINDS = {
   watch_failed: 'rolled_back',
   watch_failed_no_previous: 'failed_after_switch',
   watch_failed_previous_unhealthy: 'failed_after_switch',
+  swap_back_failed: 'failed_after_switch',
 
   // Refusals and failures before traffic moved.
+  release_ref_ambiguous: 'usage',
   agent_error: 'refused',
   app_not_found: 'refused',
   app_locked: 'refused',

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { SlipwayError } from '../contract/errors.js';
+import { RELEASE_REF_PATTERN } from '../contract/api.js';
 import { isSlot, type Slot } from '../contract/names.js';
 import { VERSION } from '../contract/version.js';
 import { DEFAULT_CONFIG_FILE, loadControllerConfig } from './config.js';
@@ -25,6 +26,11 @@ function parseCount(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1 || n > 1000) throw new InvalidArgumentError('must be a whole number from 1 to 1000');
   return n;
+}
+
+function parseReleaseRef(value: string): string {
+  if (!new RegExp(RELEASE_REF_PATTERN).test(value)) throw new InvalidArgumentError('must be a release id or a prefix of at least 7 of its characters (see deploy releases)');
+  return value;
 }
 
 function parseSlot(value: string): Slot {
@@ -67,12 +73,15 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
     .action((slot: Slot, opts: { wait?: boolean }) => run((out, global) => switchSlot(config(global), slot, { detach: opts.wait === false }, out)));
 
   program.command('rollback')
-    .description('go back to the previous good release (or --to SHA): one switch if its slot is warm, else start + health gate + switch')
-    .option('--to <sha>', 'a retained release to go back to (see deploy releases)')
-    .option('--force', 'allow a release marked bad', false)
-    .option('--reason <text>', 'why, recorded in the history')
-    .action((opts: { to?: string; force: boolean; reason?: string }) => run((out, global) =>
-      rollback(config(global), { force: opts.force, ...(opts.to ? { to: opts.to } : {}), ...(opts.reason ? { reason: opts.reason } : {}) }, out)));
+    .description('go back one release in deploy order (or --to a release): one switch if its slot is warm, else start + health gate + switch; then watch it')
+    .option('--to <release>', 'a retained release to go back to: its id or a prefix of 7+ characters (see deploy releases)', parseReleaseRef)
+    .option('--force', 'allow a release marked bad (the mark stays unless its watch window passes)', false)
+    .option('--reason <text>', 'why, recorded in the history and on the release rolled back from')
+    .option('--no-wait', 'return once traffic has moved; the agent still runs the watch window')
+    .action((opts: { to?: string; force: boolean; reason?: string; wait?: boolean }) => run((out, global) =>
+      rollback(config(global), {
+        force: opts.force, detach: opts.wait === false, ...(opts.to ? { to: opts.to } : {}), ...(opts.reason ? { reason: opts.reason } : {}),
+      }, out)));
 
   program.command('status')
     .description('show slots, the live slot, processes, health and releases')
@@ -93,8 +102,8 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
   const lock = program.command('lock').description('the per-app deploy lock');
   lock.command('status').description('who holds the lock, since when, for what')
     .action(() => run((out, global) => lockStatus(config(global), { json: global.json ?? false }, out)));
-  lock.command('release').description('release a lock left behind')
-    .option('--force', 'release it even if a rollout holds it', false)
+  lock.command('release').description('release a stale lock or your own unused reservation')
+    .option('--force', 'release it even if someone else or a running rollout holds it', false)
     .action((opts: { force: boolean }) => run((out, global) => lockRelease(config(global), { json: global.json ?? false, force: opts.force }, out)));
 
   const backup = program.command('backup').description('database backups on the host: scheduled, verified, GFS-retained');

@@ -1,7 +1,5 @@
 import { SlipwayError } from '../../contract/errors.js';
-import { otherSlot, shortSha, type Slot } from '../../contract/names.js';
-
-export interface SlotView { slot: Slot; releaseId: string | null }
+import { otherSlot, type Slot } from '../../contract/names.js';
 
 /**
  * Pure: which slot a new release goes to. Default is the slot not serving traffic; the live
@@ -16,14 +14,4 @@ export function chooseTargetSlot(app: string, liveSlot: Slot | null, requested: 
     });
   }
   return requested;
-}
-
-/** Pure: whether a push of this release can be skipped because the target already serves it. */
-export function alreadyLive(liveSlot: Slot | null, slots: SlotView[], releaseId: string): Slot | null {
-  const live = slots.find((s) => s.slot === liveSlot);
-  return live && live.releaseId === releaseId ? live.slot : null;
-}
-
-export function describeRelease(app: string, slot: Slot, releaseId: string): string {
-  return `${app}/${slot}@${shortSha(releaseId)}`;
 }

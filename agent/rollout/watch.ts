@@ -1,4 +1,4 @@
-import { setTimeout as delay } from 'node:timers/promises';
+import { systemClock, type Clock } from './deps.js';
 
 export interface WatchCheck {
   name: 'public' | 'slot' | 'process';
@@ -34,20 +34,22 @@ export interface WatchOptions {
   threshold: number;
   runChecks: () => Promise<WatchCheck[]>;
   onRound?: (round: WatchCheck[], verdict: WatchVerdict, elapsedMs: number) => void;
+  clock?: Clock;
 }
 
 /** Runs check rounds for the window; returns the first failing verdict, or ok after the window. */
 export async function watchWindow(options: WatchOptions): Promise<WatchVerdict> {
-  const started = Date.now();
+  const clock = options.clock ?? systemClock;
+  const started = clock.now();
   let verdict: WatchVerdict = { ok: true, failingRounds: 0, reason: null };
   for (;;) {
-    const roundStarted = Date.now();
+    const roundStarted = clock.now();
     const round = await options.runChecks();
     verdict = judgeRound(verdict, round, options.threshold);
-    options.onRound?.(round, verdict, Date.now() - started);
+    options.onRound?.(round, verdict, clock.now() - started);
     if (!verdict.ok) return verdict;
     // A window that ends mid-streak runs on until the streak clears or reaches the threshold.
-    if (Date.now() - started >= options.windowMs && verdict.failingRounds === 0) return verdict;
-    await delay(Math.max(0, options.intervalMs - (Date.now() - roundStarted)));
+    if (clock.now() - started >= options.windowMs && verdict.failingRounds === 0) return verdict;
+    await clock.sleep(Math.max(0, options.intervalMs - (clock.now() - roundStarted)));
   }
 }

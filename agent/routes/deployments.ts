@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
-import type { DeploymentEvent, DeploymentSummary } from '../../contract/api.js';
+import { RELEASE_REF_PATTERN, type DeploymentEvent, type DeploymentSummary } from '../../contract/api.js';
 import { APP_NAME_PATTERN, RELEASE_ID_PATTERN, type Slot } from '../../contract/names.js';
 import type { RolloutService } from '../rollout/rollout.js';
 import type { DeploymentDetail, DeploymentListEntry, StatusService } from '../status.js';
@@ -23,7 +23,7 @@ interface SwitchBody { slot: Slot }
 const rollbackBody = {
   type: 'object', additionalProperties: false,
   properties: {
-    to: releaseIdSchema,
+    to: { type: 'string', pattern: RELEASE_REF_PATTERN },
     force: { type: 'boolean' },
     reason: { type: 'string', maxLength: 500, pattern: '^[^\\u0000-\\u001f]*$' },
   },
@@ -45,9 +45,12 @@ const summaryProperties = {
   id: { type: 'integer' }, app: { type: 'string' }, kind: { type: 'string' }, releaseId: nullable('string'), slot: slotSchema,
   previousSlot: nullable('string'), previousRelease: nullable('string'), state: { type: 'string' }, outcome: nullable('string'),
   reason: nullable('string'), requestedBy: { type: 'string' }, startedAt: { type: 'string' }, endedAt: nullable('string'), note: nullable('string'),
+  forced: { type: 'boolean' }, targetState: nullable('string'), badMark: { type: ['string', 'null'], enum: ['kept', 'cleared', null] },
+  marksPrevious: { type: 'boolean' },
 } as const;
 const summaryRequired = [
   'id', 'app', 'kind', 'releaseId', 'slot', 'previousSlot', 'previousRelease', 'state', 'outcome', 'reason', 'requestedBy', 'startedAt', 'endedAt', 'note',
+  'forced', 'targetState', 'badMark', 'marksPrevious',
 ] as const;
 
 const eventEntry = {

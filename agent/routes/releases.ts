@@ -37,9 +37,14 @@ const releaseDetail = {
 
 const releaseListEntry = {
   type: 'object', additionalProperties: false,
-  required: ['releaseId', 'sha', 'state', 'recordedState', 'bytes', 'createdAt', 'liveAt', 'slots', 'branch', 'author', 'commitTime', 'dirty'],
+  required: ['releaseId', 'sha', 'state', 'recordedState', 'rolledBack', 'bytes', 'createdAt', 'liveAt', 'slots', 'branch', 'author', 'commitTime', 'dirty'],
   properties: {
-    releaseId: { type: 'string' }, sha: { type: 'string' }, state: { type: 'string' }, recordedState: { type: 'string' }, bytes: { type: 'integer' },
+    releaseId: { type: 'string' }, sha: { type: 'string' }, state: { type: 'string' }, recordedState: { type: 'string' },
+    rolledBack: {
+      type: ['object', 'null'], additionalProperties: false, required: ['at', 'by', 'reason'],
+      properties: { at: { type: 'string' }, by: { type: 'string' }, reason: nullable('string') },
+    },
+    bytes: { type: 'integer' },
     createdAt: { type: 'string' }, liveAt: nullable('string'), slots: { type: 'array', items: slotSchema }, branch: nullable('string'),
     author: { type: 'string' }, commitTime: { type: 'string' }, dirty: { type: 'boolean' },
   },

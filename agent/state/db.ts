@@ -149,6 +149,24 @@ const MIGRATIONS: string[] = [
     stderr_tail   TEXT
   );
   `,
+  // 3: rollback semantics. The deploy order of releases (the id of the last push that put each
+  // live; switches and rollbacks do not change it), who rolled back away from a release and why,
+  // and per deployment whether --force overrode a bad mark, what became of that mark, and whether
+  // a rollback marks the release it leaves as rolled back.
+  `
+  ALTER TABLE releases ADD COLUMN last_deploy_id INTEGER;
+  ALTER TABLE releases ADD COLUMN rolled_back_at TEXT;
+  ALTER TABLE releases ADD COLUMN rolled_back_by TEXT;
+  ALTER TABLE releases ADD COLUMN rolled_back_reason TEXT;
+  ALTER TABLE deployments ADD COLUMN forced INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE deployments ADD COLUMN target_state TEXT;
+  ALTER TABLE deployments ADD COLUMN bad_mark TEXT CHECK (bad_mark IN ('kept', 'cleared'));
+  ALTER TABLE deployments ADD COLUMN marks_previous INTEGER NOT NULL DEFAULT 0;
+  UPDATE releases SET last_deploy_id = (
+    SELECT MAX(d.id) FROM deployments d
+    WHERE d.app = releases.app AND d.release_id = releases.release_id AND d.kind = 'deploy' AND d.outcome = 'succeeded'
+  );
+  `,
 ];
 
 export function openDatabase(file: string): Db {

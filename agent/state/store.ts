@@ -10,14 +10,28 @@ export type EventStatus = 'started' | 'ok' | 'failed' | 'info';
 
 export interface AppRow { name: string; liveSlot: Slot | null; generation: number; updatedAt: string }
 export interface SlotRow { app: string; slot: Slot; releaseId: string | null; state: SlotState; updatedAt: string }
+export interface RolledBackMark { at: string; by: string; reason: string | null }
+export type BadMark = 'kept' | 'cleared';
 export interface ReleaseRow {
   app: string; releaseId: string; sha256: string; bytes: number; manifest: ReleaseManifest;
   state: ReleaseState; createdAt: string; liveAt: string | null;
+  /** The id of the last push that put it live: the deploy order plain rollbacks walk back through. */
+  lastDeployId: number | null;
+  /** Set when an operator rolled back away from it; cleared when it is activated again. */
+  rolledBack: RolledBackMark | null;
 }
 export interface DeploymentRow {
   id: number; app: string; kind: DeploymentKind; releaseId: string | null; slot: Slot;
   previousSlot: Slot | null; previousRelease: string | null; state: string; outcome: Outcome | null;
   reason: string | null; requestedBy: string; startedAt: string; endedAt: string | null; note: string | null;
+  /** --force overrode the target's bad mark. */
+  forced: boolean;
+  /** The target release's recorded state when the deployment started. */
+  targetState: ReleaseState | null;
+  /** For a target marked bad: whether a clean watch window cleared the mark. */
+  badMark: BadMark | null;
+  /** A rollback back in deploy order: once traffic moves, the release it leaves is marked rolled back. */
+  marksPrevious: boolean;
 }
 export interface LockRow {
   app: string; lockId: string; holder: string; action: string; releaseId: string | null; since: string;
@@ -111,13 +125,19 @@ export class StateStore {
 
   createDeployment(d: {
     app: string; kind: DeploymentKind; releaseId: string | null; slot: Slot; previousSlot: Slot | null;
-    previousRelease: string | null; requestedBy: string;
+    previousRelease: string | null; requestedBy: string; note?: string | null; forced?: boolean; targetState?: ReleaseState | null;
+    marksPrevious?: boolean;
   }): number {
-    const result = prepared(this.db, 
-      `INSERT INTO deployments (app, kind, release_id, slot, previous_slot, previous_release, state, requested_by, started_at)
-       VALUES (?, ?, ?, ?, ?, ?, 'created', ?, ?)`,
-    ).run(d.app, d.kind, d.releaseId, d.slot, d.previousSlot, d.previousRelease, d.requestedBy, now());
+    const result = prepared(this.db,
+      `INSERT INTO deployments (app, kind, release_id, slot, previous_slot, previous_release, state, requested_by, started_at, note, forced, target_state, marks_previous)
+       VALUES (?, ?, ?, ?, ?, ?, 'created', ?, ?, ?, ?, ?, ?)`,
+    ).run(d.app, d.kind, d.releaseId, d.slot, d.previousSlot, d.previousRelease, d.requestedBy, now(), d.note ?? null, d.forced ? 1 : 0,
+      d.targetState ?? null, d.marksPrevious ? 1 : 0);
     return Number(result.lastInsertRowid);
+  }
+
+  setBadMark(id: number, mark: BadMark): void {
+    prepared(this.db, 'UPDATE deployments SET bad_mark = ? WHERE id = ?').run(mark, id);
   }
 
   setDeploymentState(id: number, state: string): void {
@@ -197,6 +217,21 @@ export class StateStore {
     prepared(this.db, 'UPDATE releases SET live_at = ? WHERE app = ? AND release_id = ?').run(now(), app, releaseId);
   }
 
+  /** Records that push `deploymentId` put the release live: its place in the deploy order. */
+  markReleaseDeployed(app: string, releaseId: string, deploymentId: number): void {
+    prepared(this.db, 'UPDATE releases SET last_deploy_id = ? WHERE app = ? AND release_id = ?').run(deploymentId, app, releaseId);
+  }
+
+  markRolledBack(app: string, releaseId: string, mark: { by: string; reason: string | null }): void {
+    prepared(this.db, 'UPDATE releases SET rolled_back_at = ?, rolled_back_by = ?, rolled_back_reason = ? WHERE app = ? AND release_id = ?')
+      .run(now(), mark.by, mark.reason, app, releaseId);
+  }
+
+  clearRolledBack(app: string, releaseId: string): void {
+    prepared(this.db, 'UPDATE releases SET rolled_back_at = NULL, rolled_back_by = NULL, rolled_back_reason = NULL WHERE app = ? AND release_id = ?')
+      .run(app, releaseId);
+  }
+
   setDeploymentNote(id: number, note: string | null): void {
     prepared(this.db, 'UPDATE deployments SET note = ? WHERE id = ?').run(note, id);
   }
@@ -228,23 +263,30 @@ function toLock(r: RawLock): LockRow {
   };
 }
 
-interface RawRelease { app: string; release_id: string; sha256: string; bytes: number; manifest: string; state: ReleaseState; created_at: string; live_at: string | null }
+interface RawRelease {
+  app: string; release_id: string; sha256: string; bytes: number; manifest: string; state: ReleaseState; created_at: string; live_at: string | null;
+  last_deploy_id: number | null; rolled_back_at: string | null; rolled_back_by: string | null; rolled_back_reason: string | null;
+}
 function toRelease(r: RawRelease): ReleaseRow {
   return {
     app: r.app, releaseId: r.release_id, sha256: r.sha256, bytes: r.bytes,
     manifest: JSON.parse(r.manifest) as ReleaseManifest, state: r.state, createdAt: r.created_at, liveAt: r.live_at,
+    lastDeployId: r.last_deploy_id,
+    rolledBack: r.rolled_back_at === null ? null : { at: r.rolled_back_at, by: r.rolled_back_by ?? 'unknown', reason: r.rolled_back_reason },
   };
 }
 
 interface RawDeployment {
   id: number; app: string; kind: DeploymentKind; release_id: string | null; slot: Slot; previous_slot: Slot | null;
   previous_release: string | null; state: string; outcome: Outcome | null; reason: string | null; requested_by: string;
-  started_at: string; ended_at: string | null; note: string | null;
+  started_at: string; ended_at: string | null; note: string | null; forced: number; target_state: ReleaseState | null; bad_mark: BadMark | null;
+  marks_previous: number;
 }
 function toDeployment(r: RawDeployment): DeploymentRow {
   return {
     id: r.id, app: r.app, kind: r.kind, releaseId: r.release_id, slot: r.slot, previousSlot: r.previous_slot,
     previousRelease: r.previous_release, state: r.state, outcome: r.outcome, reason: r.reason,
     requestedBy: r.requested_by, startedAt: r.started_at, endedAt: r.ended_at, note: r.note,
+    forced: r.forced === 1, targetState: r.target_state, badMark: r.bad_mark, marksPrevious: r.marks_previous === 1,
   };
 }

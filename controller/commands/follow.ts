@@ -10,10 +10,17 @@ export type FollowOutcome = { kind: 'result'; result: DeploymentResult } | { kin
  * `detachAfterSwitch`, until traffic has moved (the agent keeps watching on its own).
  */
 export async function followDeployment(
-  agent: AgentClient, path: string, body: unknown, out: Output, options: { detachAfterSwitch?: boolean } = {},
+  agent: AgentClient, path: string, body: unknown, out: Output,
+  options: { detachAfterSwitch?: boolean; onAccepted?: () => void } = {},
 ): Promise<FollowOutcome> {
   let outcome: FollowOutcome | undefined;
+  let accepted = false;
   await agent.stream('POST', path, body, (line) => {
+    // A refusal answers with an error instead of a stream: the first line means the rollout runs.
+    if (!accepted) {
+      accepted = true;
+      options.onAccepted?.();
+    }
     if (line.type === 'result') {
       outcome = { kind: 'result', result: line };
       return undefined;

@@ -14,20 +14,44 @@ export function age(iso: string, now = Date.now()): string {
   return `${Math.round(seconds / 86_400)}d`;
 }
 
+/** Pure: what a deployment overrode or left behind, for its history lines. */
+export function historyNotes(d: DeploymentSummary): string[] {
+  const notes: string[] = [];
+  const moved = d.outcome === 'succeeded' || d.outcome === 'rolled_back';
+  if (d.kind === 'rollback' && d.previousRelease && moved) {
+    notes.push(`from ${d.previousRelease.slice(0, 12)}${d.marksPrevious ? ' (marked rolled back)' : ''}`);
+  }
+  if (d.targetState === 'bad') {
+    const mark = d.badMark === 'cleared' ? 'mark cleared by a clean watch window'
+      : d.badMark === 'kept' ? 'mark kept' : d.outcome === null ? 'mark kept until its watch window passes' : 'mark kept (it never went live)';
+    notes.push(`${d.forced ? 'forced: ' : ''}the target was marked bad; ${mark}`);
+  }
+  return notes;
+}
+
 export function formatHistory(rows: (DeploymentSummary & { stepDurationsMs?: Record<string, number> })[], now = Date.now()): string {
   if (!rows.length) return 'no deployments yet';
   return rows.map((d) => {
     const steps = Object.entries(d.stepDurationsMs ?? {}).map(([step, ms]) => `${step} ${formatMs(ms)}`).join(', ');
     const outcome = d.outcome ?? `running (${d.state})`;
-    const line = `#${d.id} ${d.kind.padEnd(8)} ${(d.releaseId ? shortSha(d.releaseId) : '-').padEnd(25)} → ${d.slot.padEnd(5)} ${outcome.padEnd(11)} ${d.requestedBy}  ${age(d.startedAt, now)} ago`;
-    const detail = [steps && `    ${steps}`, d.reason && `    reason: ${d.reason}`, d.note && `    note: ${d.note}`].filter(Boolean);
+    const line = `#${d.id} ${d.kind.padEnd(8)} ${(d.releaseId ? shortSha(d.releaseId) : '-').padEnd(25)} → ${d.slot.padEnd(5)} ${outcome.padEnd(11)} ${d.requestedBy}  ${age(d.startedAt, now)} ago${d.forced ? '  FORCED' : ''}`;
+    const detail = [
+      steps && `    ${steps}`, ...historyNotes(d).map((n) => `    ${n}`), d.reason && `    reason: ${d.reason}`, d.note && `    note: ${d.note}`,
+    ].filter(Boolean);
     return [line, ...detail].join('\n');
   }).join('\n');
 }
 
 export function formatReleases(rows: ReleaseListEntry[], now = Date.now()): string {
   if (!rows.length) return 'no releases on the host';
-  return rows.map((r) => `${shortSha(r.releaseId).padEnd(25)}  ${r.state.padEnd(7)}  ${age(r.createdAt, now).padStart(4)} old  ${formatBytes(r.bytes).padStart(8)}  ${r.branch ?? '-'}  ${r.author}${r.slots.length ? `  [${r.slots.join(', ')}]` : ''}`).join('\n');
+  return rows.map((r) => {
+    const flags = [
+      r.recordedState === 'bad' && r.state !== 'bad' ? 'marked bad' : '',
+      r.rolledBack ? `rolled back by ${r.rolledBack.by} ${age(r.rolledBack.at, now)} ago${r.rolledBack.reason ? `: ${r.rolledBack.reason}` : ''}` : '',
+    ].filter(Boolean);
+    return `${shortSha(r.releaseId).padEnd(25)}  ${r.state.padEnd(11)}  ${age(r.createdAt, now).padStart(4)} old  ${formatBytes(r.bytes).padStart(8)}  ${r.branch ?? '-'}  ${r.author}`
+      + `${r.slots.length ? `  [${r.slots.join(', ')}]` : ''}${flags.length ? `  (${flags.join('; ')})` : ''}`;
+  }).join('\n');
 }
 
 export function formatLock(lock: LockInfo | null): string {

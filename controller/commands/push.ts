@@ -68,7 +68,6 @@ async function rollOut(
   const session = await openAgentSession(config);
   try {
     const status = await session.agent.get<AppStatus>(`/apps/${app}`);
-    const slot = requestedSlot(app, status.liveSlot, options.slot);
     if (status.liveReleaseId === releaseId && options.slot === undefined) {
       out.info(`${shortSha(releaseId)} is already live on ${status.liveSlot}: nothing to do`, { outcome: 'unchanged' });
       return EXIT.ok;
@@ -95,9 +94,13 @@ async function rollOut(
         uploadedBytes = packed.bytes;
         out.info(`  uploaded and verified in ${formatMs(uploadMs)}`, { uploadMs, uploadedBytes });
       }
-      lockHandedOver = true;
-      const followed = await followDeployment(session.agent, `/apps/${app}/deployments`, { releaseId, slot, lockId: lock.lockId }, out,
-        { detachAfterSwitch: options.detach });
+      // The agent alone picks the standby slot (from its state when the rollout starts, not from a
+      // status read before a --wait), unless the user named one.
+      const followed = await followDeployment(session.agent, `/apps/${app}/deployments`, deploymentRequest(releaseId, lock.lockId, options.slot), out, {
+        detachAfterSwitch: options.detach,
+        // From its first line on, the rollout owns the lock and releases it when it ends.
+        onAccepted: () => { lockHandedOver = true; },
+      });
       return report(followed, out, { uploadMs, uploadedBytes, totalMs: Date.now() - release.startedAt });
     } finally {
       if (!lockHandedOver) await session.agent.delete(`/apps/${app}/lock?lockId=${lock.lockId}`).catch(() => undefined);
@@ -105,6 +108,11 @@ async function rollOut(
   } finally {
     await session.close();
   }
+}
+
+/** Pure: the body of a deployment request; a slot only when the user asked for one. */
+export function deploymentRequest(releaseId: string, lockId: string, slot: Slot | undefined): { releaseId: string; lockId: string; slot?: Slot } {
+  return { releaseId, lockId, ...(slot ? { slot } : {}) };
 }
 
 async function reserveLock(agent: AgentClient, app: string, releaseId: string, options: PushOptions, out: Output): Promise<LockInfo> {
@@ -129,16 +137,4 @@ export function report(followed: FollowOutcome, out: Output, extra: { uploadMs: 
   }
   out.result(followed.result, extra);
   return exitCodeOfResult(followed.result);
-}
-
-/**
- * The slot the user asked for, or undefined so that the agent picks the standby slot when the
- * rollout starts (an undefined slot is left out of the request); asking for the live slot is
- * refused here, before the lock and the upload.
- */
-function requestedSlot(app: string, liveSlot: Slot | null, requested: Slot | undefined): Slot | undefined {
-  if (requested === undefined || requested !== liveSlot) return requested;
-  throw new SlipwayError('slot_is_live', `${requested} is the live slot of ${app}; deploying into it would interrupt traffic`, {
-    hint: `deploy into the standby slot instead: deploy push --slot ${requested === 'blue' ? 'green' : 'blue'} (or omit --slot)`,
-  });
 }

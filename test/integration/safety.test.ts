@@ -112,11 +112,12 @@ describe('rollout safety (real sshd, nginx, PM2, SQLite)', () => {
     expect(latest.requestedBy).toMatch(/^[^@]+@.+/);
   });
 
-  it('a second rollback returns through the still-warm slot with one switch', async () => {
-    const result = await stack.deploy(['--json', 'rollback']);
+  // Issue 11: a plain rollback walks back in deploy order and never returns to the release it just
+  // left; going forward again takes --to. The slot it left was settled after the rollback's window.
+  it('rollback --to the release just rolled back from brings it back', async () => {
+    const result = await stack.deploy(['--json', 'rollback', '--to', releaseOf(shas[1]!)]);
     expect(result.code, result.stderr + result.stdout).toBe(0);
     const steps = result.stdout.trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.type === 'event').map((l) => l.step);
-    expect(steps).not.toContain('starting');
     expect(steps).toContain('switching');
     expect(await served()).toMatchObject({ release: releaseOf(shas[1]!), slot: 'green' });
   });

@@ -1,0 +1,58 @@
+// What the rollout needs from the world outside it, as interfaces: the agent wires the real PM2
+// adapter, nginx controller, HTTP checks and clock; the unit harness wires fakes.
+import type { Slot } from '../../contract/names.js';
+// Types only: the rollout never loads nginx's modules (nunjucks) itself.
+import type { ApplyRequest, FlipRequest } from '../nginx/controller.js';
+import type { AppConfigInput } from '../nginx/render.js';
+
+/** What the rollout needs from PM2 (implemented by Pm2Adapter). */
+export interface ProcessManager {
+  start(spec: { name: string; script: string; cwd: string; args?: string[]; nodeArgs?: string[]; env: Record<string, string> }): Promise<{ pid: number }>;
+  delete(name: string): Promise<void>;
+  describe(name: string): Promise<{ status: string; pid: number | null; pmCwd: string | null; restarts: number } | null>;
+}
+
+/** What the rollout needs from nginx (implemented by NginxController). */
+export interface TrafficSwitcher {
+  checkMasterRunning(): Promise<unknown>;
+  /** The include on disk (null before the first deploy). */
+  currentConfig(app: string): Promise<string | null>;
+  /** Writes, `nginx -t`s, reloads and proves an include; restores the previous one on failure. */
+  apply(input: ApplyRequest): Promise<unknown>;
+  switchDirOf(app: string): string;
+  /** Creates the switch flag pointing at `slot` unless one exists; returns the slot it points at. */
+  ensureFlag(app: string, slot: Slot): Promise<Slot>;
+  /** Moves traffic to `slot` by the switch flag (no reload) and proves it; puts the flag back on failure. */
+  flip(input: FlipRequest): Promise<unknown>;
+}
+
+/** What an app's nginx include is rendered from, besides the agent config's listen address and server names. */
+export type NginxRenderInput = Pick<AppConfigInput, 'app' | 'slot' | 'slots' | 'switchDir' | 'generation'>;
+
+export interface HealthChecker {
+  waitHealthy(url: string, options: {
+    timeoutMs: number; intervalMs: number; retries: number; expectStatus: number; bodyContains?: string;
+  }): Promise<{ ok: boolean; attempts: number; last: { status?: number; error?: string } | undefined }>;
+  httpGet(url: string, options: { timeoutMs: number; headers?: Record<string, string> }): Promise<{ status: number; headers: Record<string, string>; body: string }>;
+}
+
+/** Time as the rollout sees it: step durations, watch rounds, lock leases. */
+export interface Clock {
+  now(): number;
+  sleep(ms: number): Promise<void>;
+}
+
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+};
+
+/**
+ * Test-only fault injection: `pauseBefore` parks every rollout at that step or switch point
+ * forever, so a test can kill -9 the agent exactly there. Null in production.
+ */
+export interface FaultInjection {
+  pauseBefore: string | null;
+}
+
+export const NO_FAULTS: FaultInjection = { pauseBefore: null };

@@ -1,0 +1,114 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { LockRow, StateStore } from '../state/store.js';
+import { isStaleLock } from '../state/store.js';
+import { SlipwayError } from '../../contract/errors.js';
+import { shortSha } from '../../contract/names.js';
+import type { Clock } from './deps.js';
+
+/** How long a lock reserved by a controller (before its upload) lasts if no rollout takes it over. */
+export const LOCK_RESERVATION_MS = 15 * 60_000;
+
+export interface LockReleaseRequest { lockId?: string; force: boolean; actor: string }
+
+/**
+ * Pure: why a lock may not be released without --force, or null when it may. Without force, a
+ * stale lock (its agent restarted, or its reservation expired) or the caller's own reservation
+ * (same actor, or the lock id it was given) that no rollout has taken over yet can be released; a
+ * running rollout's lock and someone else's live reservation need force.
+ */
+export function lockReleaseRefusal(app: string, lock: LockRow, request: LockReleaseRequest, stale: boolean): SlipwayError | null {
+  if (request.force || stale) return null;
+  if (lock.deploymentId !== null) {
+    return new SlipwayError('lock_in_use', `the lock of ${app} belongs to running deployment ${lock.deploymentId} (${lock.holder}, since ${lock.since})`, {
+      hint: 'wait for it to finish (deploy history shows it), or pass --force if you know it is stuck', status: 409,
+    });
+  }
+  const own = request.lockId === lock.lockId || (request.lockId === undefined && lock.holder === request.actor);
+  if (own) return null;
+  return new SlipwayError('lock_not_yours', `the lock of ${app} is held by ${lock.holder} since ${lock.since}; without --force only a stale lock or your own reservation can be released`, {
+    hint: 'if you know its holder is gone: deploy lock release --force', status: 409,
+  });
+}
+
+/**
+ * The per-app deploy lock: reserved by a controller before its upload, taken over by the rollout
+ * it starts, released when the rollout ends. SQLite keeps it, so it outlives the connection.
+ */
+export class DeployLocks {
+  constructor(private readonly deps: { state: StateStore; bootId: string; clock: Clock; logger: Logger }) {}
+
+  status(app: string): (LockRow & { stale: boolean }) | null {
+    const lock = this.deps.state.lock(app);
+    return lock ? { ...lock, stale: this.isStale(lock) } : null;
+  }
+
+  /** Reserves the app for a rollout that starts with an upload; the rollout takes the lock over. */
+  reserve(input: { app: string; releaseId: string; actor: string }): LockRow {
+    const held = this.deps.state.lock(input.app);
+    if (held && held.deploymentId === null && held.holder === input.actor) {
+      // The same controller retrying after a dropped connection: its old reservation never started
+      // a rollout, so the retry takes it over instead of waiting out the lease.
+      this.deps.state.releaseLock(input.app, held.lockId);
+      this.deps.logger.info({ app: input.app, lock: held }, 'replaced this caller\'s own unused lock reservation');
+    }
+    return this.take({
+      app: input.app, lockId: randomUUID(), holder: input.actor, action: 'deploy', releaseId: input.releaseId,
+      expiresAt: new Date(this.deps.clock.now() + LOCK_RESERVATION_MS).toISOString(), bootId: this.deps.bootId, deploymentId: null,
+    });
+  }
+
+  release(app: string, request: LockReleaseRequest): { released: boolean; lock: LockRow | null } {
+    const lock = this.deps.state.lock(app) ?? null;
+    if (!lock) return { released: false, lock: null };
+    const stale = this.isStale(lock);
+    const refusal = lockReleaseRefusal(app, lock, request, stale);
+    if (refusal) throw refusal;
+    this.deps.state.releaseLock(app, lock.lockId);
+    this.deps.logger.warn({ app, lock, by: request.actor, force: request.force, stale }, 'deploy lock released by request');
+    return { released: true, lock };
+  }
+
+  /** Takes the lock for a rollout (over the caller's reservation when `lockId` names it). */
+  takeForRollout(input: { app: string; lockId?: string; actor: string; action: string; releaseId: string }): LockRow {
+    return this.take({
+      app: input.app, lockId: input.lockId ?? randomUUID(), holder: input.actor, action: input.action, releaseId: input.releaseId,
+      expiresAt: null, bootId: this.deps.bootId, deploymentId: null,
+    });
+  }
+
+  /** Ties a taken lock to the deployment that now runs under it: it no longer expires. */
+  attach(lock: LockRow, deploymentId: number): void {
+    this.deps.state.acquireLock({ ...lock, deploymentId }, new Date(this.deps.clock.now()));
+  }
+
+  /** Releases the lock if `lockId` still holds it. */
+  drop(app: string, lockId: string): void {
+    this.deps.state.releaseLock(app, lockId);
+  }
+
+  /** Gives back a reservation a refused request named, so a refusal never leaves the app locked. */
+  dropReservation(app: string, lockId: string | undefined): void {
+    const lock = lockId === undefined ? undefined : this.deps.state.lock(app);
+    if (lock && lock.lockId === lockId && lock.deploymentId === null) {
+      this.deps.state.releaseLock(app, lockId);
+      this.deps.logger.info({ app, lock }, 'released the lock reservation of a refused deployment');
+    }
+  }
+
+  private take(lock: Omit<LockRow, 'since'>): LockRow {
+    const result = this.deps.state.acquireLock(lock, new Date(this.deps.clock.now()));
+    if (!result.ok) {
+      const held = result.held;
+      throw new SlipwayError('app_locked', `${lock.app} is locked by ${held.holder} since ${held.since} for ${held.action}${held.releaseId ? ` of ${shortSha(held.releaseId)}` : ''}`, {
+        hint: 'wait for it (deploy push --wait), or check it with: deploy lock status', status: 409,
+      });
+    }
+    if (result.replaced) this.deps.logger.warn({ app: lock.app, stale: result.replaced }, 'took over a stale deploy lock');
+    return result.lock;
+  }
+
+  private isStale(lock: LockRow): boolean {
+    return isStaleLock(lock, this.deps.bootId, new Date(this.deps.clock.now()));
+  }
+}
