@@ -362,8 +362,8 @@ describe('what deploy releases and deploy history show', () => {
     expect(list.find((r) => r.releaseId === a)).toMatchObject({ state: 'live', recordedState: 'bad' });
     const now = Date.now();
     const text = formatReleases(list, now);
-    expect(text).toMatch(new RegExp(`^${c.slice(0, 12)}  rolled_back .*\\(rolled back by ops@laptop \\d+s ago: checkout broken\\)$`, 'm'));
-    expect(text).toMatch(new RegExp(`^${a.slice(0, 12)}  live .*\\(marked bad\\)$`, 'm'));
+    expect(text).toMatch(new RegExp(`^${c.slice(0, 12)}\\s+rolled_back .*\\(rolled back by ops@laptop \\d+s ago: checkout broken\\)$`, 'm'));
+    expect(text).toMatch(new RegExp(`^${a.slice(0, 12)}\\s+live .*\\(marked bad\\)$`, 'm'));
 
     const history = formatHistory(h.state.deployments(APP).map(deploymentSummary), now);
     expect(history).toMatch(/rollback +a{12} .* FORCED\n {4}from b{12} \(marked rolled back\)\n {4}forced: the target was marked bad; mark kept/);
