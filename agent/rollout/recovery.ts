@@ -109,7 +109,11 @@ async function recoverApp(deps: RecoveryDeps, app: string, interrupted: Deployme
 
   for (const d of interrupted) {
     const { outcome, reason } = resolveInterrupted(d, live, served);
-    if (outcome === 'succeeded' && d.releaseId) state.setReleaseState(app, d.releaseId, 'good');
+    // A forced activation of a release marked bad keeps the mark: only a clean watch window clears it,
+    // and an interrupted one never finished its window.
+    if (outcome === 'succeeded' && d.releaseId && state.release(app, d.releaseId)?.state !== 'bad') {
+      state.setReleaseState(app, d.releaseId, 'good');
+    }
     if (outcome !== 'succeeded' && d.releaseId && d.slot !== live) {
       state.setReleaseState(app, d.releaseId, outcome === 'rolled_back' ? 'bad' : 'failed');
     }

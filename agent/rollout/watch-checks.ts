@@ -1,5 +1,5 @@
 import type { AgentConfig } from '../config.js';
-import { errorMessage } from '../../contract/errors.js';
+import { SlipwayError, errorMessage } from '../../contract/errors.js';
 import { pm2ProcessName } from '../../contract/names.js';
 import type { HealthChecker, ProcessManager } from './deps.js';
 import { probeHostOf, publicUrlOf, slotHealthUrlOf } from './public-address.js';
@@ -34,6 +34,10 @@ export function watchChecks(
     if (p.status !== 'online') return { name: 'process', ok: false, detail: `PM2 status ${p.status}` };
     if (p.restarts > baselineRestarts) return { name: 'process', ok: false, detail: `restarted (restarts ${baselineRestarts} → ${p.restarts})` };
     return { name: 'process', ok: true, detail: 'online' };
-  }, (error: unknown): WatchCheck => ({ name: 'process', ok: false, detail: errorMessage(error) }));
+  }, (error: unknown): WatchCheck => (error instanceof SlipwayError && error.code === 'pm2_daemon_down'
+    // PM2's own death says nothing about the app (its processes live on and the watchdog re-homes
+    // them): the public and slot checks still judge the release this round.
+    ? { name: 'process', ok: true, detail: `unknown: ${error.message}` }
+    : { name: 'process', ok: false, detail: errorMessage(error) }));
   return Promise.all([viaNginx, direct, processCheck]);
 }

@@ -55,6 +55,8 @@ export class FakeProcesses implements ProcessManager {
   readonly procs = new Map<string, FakeProcess>();
   readonly calls: string[] = [];
   private nextPid = 1000;
+  /** As if PM2's daemon died: describe() fails the way the adapter reports it (the apps live on). */
+  daemonDown = false;
   constructor(private readonly clock: FakeClock, private readonly behaviour: (releaseId: string) => ReleaseBehaviour) {}
 
   async start(spec: Parameters<ProcessManager['start']>[0]): Promise<{ pid: number }> {
@@ -70,6 +72,7 @@ export class FakeProcesses implements ProcessManager {
     this.procs.delete(name);
   }
   async describe(name: string) {
+    if (this.daemonDown) throw new SlipwayError('pm2_daemon_down', 'the PM2 daemon is down', { status: 503 });
     const p = this.procs.get(name);
     if (!p) return null;
     const b = this.behaviour(p.releaseId);

@@ -241,6 +241,19 @@ describe('rollout paths: failures after the switch', () => {
     expect(result.reason).toMatch(/process check: restarted/);
   });
 
+  it('PM2 daemon down inside the window: the process check is unknown, the public and slot checks judge, no swap-back', async () => {
+    h = createHarness();
+    await twoPushed(h);
+    const c = h.upload(rel('c'));
+    const feed = h.rollouts.startDeploy({ app: APP, releaseId: c, actor: ACTOR });
+    feed.subscribe((line) => {
+      if (line.type === 'event' && line.step === 'watching' && line.status === 'started') h.processes.daemonDown = true;
+    });
+    const result = await h.run(feed);
+    expect(result).toMatchObject({ outcome: 'succeeded', liveReleaseId: c });
+    expect(h.releaseState(c)).toBe('good');
+  });
+
   it('the first release fails its window: nothing to swap back to, it stays, marked bad', async () => {
     h = createHarness();
     const a = h.upload(rel('a'), { failHealthAfterMs: 1_000 });
