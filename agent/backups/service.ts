@@ -1,3 +1,4 @@
+import { isDiskFull } from '../../lib/durable.js';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
@@ -383,9 +384,12 @@ export class BackupService {
       if (!(error instanceof SlipwayError)) this.deps.logger.error({ job: jobName, backupId: id, err: redactSecrets(errorMessage(error), run.secrets) }, 'backup run failed unexpectedly');
       // A run already recorded keeps its outcome (and its file); only an unfinished one fails here.
       if (this.store.get(id)?.status !== 'running') return this.store.get(id)!;
+      // A write (the state database's included) that failed because the dump filled the disk: said as
+      // such, with the space seen while the dump's file was still there.
+      const low = isWriteDiskFull(error) ? await this.lowSpace(run, 'after the dump').catch(() => null) : null;
       await removeFile(run.tempPath).catch(() => undefined);
       await removeFile(run.finalPath).catch(() => undefined);
-      return this.failRun(run, message);
+      return low ? this.failRun(run, `${low.reason}; ${errorMessage(error)}`, {}, low.space) : this.failRun(run, message);
     }
   }
 
@@ -592,4 +596,9 @@ async function listDir(dir: string): Promise<string[]> {
   } catch {
     return [];
   }
+}
+
+/** ENOSPC/EDQUOT on a file, or SQLITE_FULL on the state database. */
+function isWriteDiskFull(error: unknown): boolean {
+  return isDiskFull(error) || (error as { code?: unknown } | null)?.code === 'SQLITE_FULL';
 }

@@ -168,15 +168,19 @@ export class RolloutService {
     }
     const { deployment, feed } = journal;
     this.deps.logger.info({ deploymentId: deployment.id, app: input.app, kind: input.kind, slot: input.slot, releaseId: input.releaseId, actor: input.actor }, 'rollout started');
+    // The outcome and the lock's release are one transaction: whoever sees the rollout ended (a
+    // client reading history, a --wait loop) finds the lock free.
+    const end = (...args: Parameters<StepJournal['finish']>) => this.deps.state.transaction(() => {
+      const result = journal.finish(...args);
+      this.releaseRolloutLock(input.app, lock.lockId);
+      return result;
+    });
     void run(journal)
-      .then(() => journal.finish('succeeded', null, null), (error: unknown) => {
+      .then(() => end('succeeded', null, null), (error: unknown) => {
         const stop = error instanceof RolloutStop ? error : new RolloutStop('failed', 'before_switch', error);
-        return journal.finish(stop.outcome, stop.phase, stop.cause);
+        return end(stop.outcome, stop.phase, stop.cause);
       })
-      .then((result) => {
-        this.releaseRolloutLock(input.app, lock.lockId);
-        feed.push(result);
-      })
+      .then((result) => feed.push(result))
       .catch((error: unknown) => {
         this.deps.logger.error({ err: error, deploymentId: deployment.id }, 'could not record the end of a rollout');
         this.releaseRolloutLock(input.app, lock.lockId);

@@ -1,7 +1,7 @@
 import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { APP, startStack, type Stack } from '../helpers/stack.js';
-import { readState } from '../helpers/state.js';
+import { readState, releaseOfCommit } from '../helpers/state.js';
 import { waitFor } from '../helpers/wait.js';
 import { agentRequest, auditRows, liveView } from '../helpers/box.js';
 
@@ -18,9 +18,10 @@ describe('push and the deploy lock (real sshd, nginx, PM2, SQLite)', () => {
 
   beforeAll(async () => {
     stack = await startStack();
-    first = await stack.repo.head();
+    const firstSha = await stack.repo.head();
     const a = await stack.deploy(['push']);
     expect(a.code, a.stderr + a.stdout).toBe(0);
+    first = releaseOfCommit(stack.home, APP, firstSha);
     await stack.repo.commit({ 'message.txt': 'second\n' }, 'second');
     const b = await stack.deploy(['push']);
     expect(b.code, b.stderr + b.stdout).toBe(0);
@@ -50,7 +51,7 @@ describe('push and the deploy lock (real sshd, nginx, PM2, SQLite)', () => {
 
     const result = await waiting.done;
     expect(result.code, result.stderr + result.stdout).toBe(0);
-    expect(await liveView(stack)).toMatchObject({ status: 200, release: third, slot: 'green' });
+    expect(await liveView(stack)).toMatchObject({ status: 200, release: releaseOfCommit(stack.home, APP, third), slot: 'green' });
     expect(state().lock).toBeUndefined();
   });
 
@@ -67,7 +68,7 @@ describe('push and the deploy lock (real sshd, nginx, PM2, SQLite)', () => {
     const retry = await stack.deploy(['push']);
     expect(retry.code, retry.stderr + retry.stdout).toBe(0);
     expect(retry.stderr).toContain('nothing uploaded');
-    expect(await liveView(stack)).toMatchObject({ release: next });
+    expect(await liveView(stack)).toMatchObject({ release: releaseOfCommit(stack.home, APP, next) });
   });
 
   it('lock release without --force releases the caller\'s own reservation, not someone else\'s (defect 4)', async () => {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { APP, startStack, type Stack } from '../helpers/stack.js';
-import { readState } from '../helpers/state.js';
+import { readState, releaseOfCommit } from '../helpers/state.js';
 import { waitFor } from '../helpers/wait.js';
 import { liveView } from '../helpers/box.js';
 import { Pm2Adapter } from '../../agent/pm2.js';
@@ -22,6 +22,8 @@ describe('rollback walks back through deploy order (real stack)', () => {
       const pushed = await stack.deploy(['push', '--sha', sha]);
       expect(pushed.code, pushed.stderr + pushed.stdout).toBe(0);
     }
+    // From here on each commit stands for its release (its id starts with the commit's first 12 hex).
+    shas.splice(0, shas.length, ...shas.map((sha) => releaseOfCommit(stack.home, APP, sha)));
   });
   afterAll(async () => {
     await stack?.stop();
@@ -54,15 +56,15 @@ describe('rollback walks back through deploy order (real stack)', () => {
     const [, b, c] = shas as [string, string, string];
     const releases = await stack.deploy(['releases']);
     expect(releases.code, releases.stderr).toBe(0);
-    expect(releases.stdout).toMatch(new RegExp(`^${c.slice(0, 12)}  rolled_back .*\\(rolled back by \\S+@\\S+ \\d+[smhd] ago: checkout broken\\)$`, 'm'));
+    expect(releases.stdout).toMatch(new RegExp(`^${c.slice(0, 12)}\\S*\\s+rolled_back .*\\(rolled back by \\S+@\\S+ \\d+[smhd] ago: checkout broken\\)$`, 'm'));
     // b still runs warm in its slot: shown as standby, with its mark
-    expect(releases.stdout).toMatch(new RegExp(`^${b.slice(0, 12)}  standby .*\\(rolled back by \\S+@\\S+ \\d+[smhd] ago\\)$`, 'm'));
+    expect(releases.stdout).toMatch(new RegExp(`^${b.slice(0, 12)}\\S*\\s+standby .*\\(rolled back by \\S+@\\S+ \\d+[smhd] ago\\)$`, 'm'));
     const json = JSON.parse((await stack.deploy(['--json', 'releases'])).stdout.trim());
     expect(json.find((r: { releaseId: string }) => r.releaseId === c)).toMatchObject({ state: 'rolled_back', recordedState: 'good', rolledBack: { reason: 'checkout broken' } });
 
     const history = await stack.deploy(['history', '-n', '3']);
-    expect(history.stdout).toMatch(new RegExp(`rollback +${shas[0]!.slice(0, 12)} .*\\n(.*\\n)? {4}from ${b.slice(0, 12)} \\(marked rolled back\\)`));
-    expect(history.stdout).toMatch(new RegExp(`rollback +${b.slice(0, 12)} .*\\n(.*\\n)? {4}from ${c.slice(0, 12)} \\(marked rolled back\\)\\n {4}note: checkout broken`));
+    expect(history.stdout).toMatch(new RegExp(`rollback +${shas[0]!.slice(0, 12)}\\S* .*\\n(.*\\n)? {4}from ${b.slice(0, 12)}\\S* \\(marked rolled back\\)`));
+    expect(history.stdout).toMatch(new RegExp(`rollback +${b.slice(0, 12)}\\S* .*\\n(.*\\n)? {4}from ${c.slice(0, 12)}\\S* \\(marked rolled back\\)\\n {4}note: checkout broken`));
   });
 
   it('--to takes the 7-character prefix deploy releases shows; going forward clears the mark and marks nothing', async () => {
@@ -92,12 +94,14 @@ describe('a forced rollback to a bad release is watched and keeps the mark (real
       appConfig: { watch: { windowMs: 8000, activationWindowMs: 2000, intervalMs: 200, failuresToRollback: 3, keepPreviousWarm: false } },
     });
     pm2 = await Pm2Adapter.connect({ pm2Home: stack.pm2.pm2Home });
-    a = await stack.repo.head();
+    const aSha = await stack.repo.head();
     const first = await stack.deploy(['push']);
     expect(first.code, first.stderr + first.stdout).toBe(0);
-    d = await stack.repo.commit({ FAIL_HEALTH_AFTER_MS: '4000\n' }, 'goes bad 4 s after start');
+    a = releaseOfCommit(stack.home, APP, aSha);
+    const dSha = await stack.repo.commit({ FAIL_HEALTH_AFTER_MS: '4000\n' }, 'goes bad 4 s after start');
     const bad = await stack.deploy(['push']);
     expect(bad.code, bad.stderr + bad.stdout).toBe(4);
+    d = releaseOfCommit(stack.home, APP, dSha);
     expect(state().releases.find((r) => r.releaseId === d)?.state).toBe('bad');
   });
   afterAll(async () => {
@@ -141,9 +145,10 @@ describe('a forced rollback to a bad release is watched and keeps the mark (real
   });
 
   it('a rollback keeps the slot it leaves running through its window, then settles like a push', async () => {
-    const e = await stack.repo.commit({ FAIL_HEALTH_AFTER_MS: null, 'message.txt': 'E\n' }, 'E');
+    const eSha = await stack.repo.commit({ FAIL_HEALTH_AFTER_MS: null, 'message.txt': 'E\n' }, 'E');
     const pushed = await stack.deploy(['push']);
     expect(pushed.code, pushed.stderr + pushed.stdout).toBe(0);
+    const e = releaseOfCommit(stack.home, APP, eSha);
     const eSlot = state().app!.liveSlot!;
     const cli = stack.deployInBackground(['rollback']);
     // Inside the rollback's window the slot it left still runs (a swap-back needs it).
