@@ -1,6 +1,6 @@
 import { SlipwayError } from '../contract/errors.js';
 import { isSlot, type Slot } from '../contract/names.js';
-import { waitFor } from './wait.js';
+import { waitFor } from '../lib/wait.js';
 import { isRunning, listPids, procEnviron, procStat } from './procfs.js';
 
 // Slot processes PM2 no longer knows. When the PM2 daemon dies its apps live on, reparented away

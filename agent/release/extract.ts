@@ -1,3 +1,4 @@
+import { isDiskFull } from '../../lib/durable.js';
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
@@ -539,10 +540,6 @@ async function discard(dest: string): Promise<void> {
   await rm(trash, { recursive: true, force: true, maxRetries: 3 });
 }
 
-function isDiskFull(error: unknown): boolean {
-  const code = (error as { code?: unknown } | undefined)?.code;
-  return code === 'ENOSPC' || code === 'EDQUOT';
-}
 
 /** Entry names come from the archive: quote them (control characters) and cap their length. */
 function shown(entryPath: string): string {

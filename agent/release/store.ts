@@ -1,4 +1,4 @@
-import { fsyncDir } from '../../lib/durable.js';
+import { fsyncDir, isDiskFull } from '../../lib/durable.js';
 import { randomBytes } from 'node:crypto';
 import { lstatSync } from 'node:fs';
 import { chmod, lstat, mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
@@ -310,10 +310,6 @@ export class ReleaseStore {
 
 function ignoreError(): void { /* surfaced by receiveUpload's read instead */ }
 
-function isDiskFull(error: unknown): boolean {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  return code === 'ENOSPC' || code === 'EDQUOT';
-}
 
 function requireNames(app: string, releaseId?: string): void {
   if (!isAppName(app)) {

@@ -1,3 +1,4 @@
+import { isDiskFull } from '../../lib/durable.js';
 import { createHash } from 'node:crypto';
 import { mkdir, open, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
@@ -281,8 +282,7 @@ function tooLarge(maxBytes: number, bytes: number, sha: string): SlipwayError {
 }
 
 function asDiskError(error: unknown, dir: string, sha: string): SlipwayError {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  if (code === 'ENOSPC' || code === 'EDQUOT') {
+  if (isDiskFull(error)) {
     return new SlipwayError('disk_full', `the disk filled up while receiving upload ${sha.slice(0, 12)} into ${dir}`, {
       status: 507, cause: error,
       hint: `free space on the filesystem holding ${dir} (old releases and backups are the usual culprits), then push again; existing releases were not touched`,

@@ -7,6 +7,7 @@ import type { StateStore } from '../state/store.js';
 import { pm2DaemonDown, type DaemonHealth } from '../pm2-daemon.js';
 import type { Pm2Process } from '../pm2.js';
 import { findSlotOrphans, stopOrphans, type SlotOrphan } from '../pm2-orphans.js';
+import { waitFor } from '../../lib/wait.js';
 import { SlipwayError, errorMessage } from '../../contract/errors.js';
 import { pm2ProcessName, shortSha, type Slot } from '../../contract/names.js';
 import { planReconcile, type ReconcileAction, type SlotSnapshot } from './reconcile-plan.js';
@@ -188,16 +189,15 @@ export function tryAppLock(
 export async function waitForAppLock(
   state: StateStore, bootId: string, app: string, holder: string, options: { timeoutMs: number; cancelled?: () => boolean; logger?: Logger },
 ): Promise<AppLock> {
-  const deadline = Date.now() + options.timeoutMs;
-  for (;;) {
-    const lock = tryAppLock(state, bootId, app, holder, { takeReservation: true, ...(options.logger ? { logger: options.logger } : {}) });
-    if (lock) return lock;
-    const held = state.lock(app);
-    if (options.cancelled?.() || Date.now() >= deadline) {
-      throw new SlipwayError('app_locked', `${app} stayed locked by ${held?.holder ?? '?'} for ${held?.action ?? '?'}; its slots were not re-homed`, {
+  return waitFor(() => tryAppLock(state, bootId, app, holder, { takeReservation: true, ...(options.logger ? { logger: options.logger } : {}) }), {
+    timeoutMs: options.timeoutMs,
+    intervalMs: 250,
+    ...(options.cancelled ? { cancelled: options.cancelled } : {}),
+    onTimeout: () => {
+      const held = state.lock(app);
+      return new SlipwayError('app_locked', `${app} stayed locked by ${held?.holder ?? '?'} for ${held?.action ?? '?'}; its slots were not re-homed`, {
         status: 409, hint: 'the agent tries again; deploy lock status shows the holder',
       });
-    }
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
+    },
+  });
 }

@@ -7,7 +7,7 @@ import { readAppEnv } from '../envfile.js';
 import type { StateStore } from '../state/store.js';
 import { SlipwayError } from '../../contract/errors.js';
 import { pm2ProcessName, shortSha, type Slot } from '../../contract/names.js';
-import { waitFor } from '../wait.js';
+import { waitFor } from '../../lib/wait.js';
 import type { HealthChecker, ProcessManager } from './deps.js';
 import { slotHealthUrlOf } from './public-address.js';
 
