@@ -420,7 +420,14 @@ export class BackupService {
       env: { ...this.baseEnv, ...credentials.env }, timeoutMs: run.job.timeoutMs, tailBytes: 256 * 1024,
       onSpawn: (pid) => {
         run.entry.pid = pid;
-        this.store.setProcess(run.id, pid, processStartTime(pid));
+        try {
+          this.store.setProcess(run.id, pid, processStartTime(pid));
+        } catch (error) {
+          // The dump may fill the disk before its pid is recorded; the run goes on (this process still
+          // tracks the pid) and is judged, and its file removed, when it ends.
+          if (!isWriteDiskFull(error)) throw error;
+          this.deps.logger.warn({ job: run.jobName, backupId: run.id, pid }, 'could not record the dump\'s pid: the disk is full');
+        }
       },
     });
     run.entry.pid = null;
