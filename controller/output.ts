@@ -108,7 +108,7 @@ export class HumanOutput implements Output {
       this.io.stdout.write(`✗ ${result.app} ${release} failed ${where}: ${result.reason ?? ''}\n`);
       if (result.error?.hint) this.io.stdout.write(`  hint: ${result.error.hint}\n`);
     }
-    const live = result.liveSlot ? `${result.liveSlot} (${result.liveReleaseId?.slice(0, 12) ?? '-'})` : 'none';
+    const live = result.liveSlot ? `${result.liveSlot} (${result.liveReleaseId ? shortSha(result.liveReleaseId) : '-'})` : 'none';
     this.io.stdout.write(`  live: ${live}   total ${formatMs(extra.totalMs)}: ${steps.join(', ')}\n`);
   }
 

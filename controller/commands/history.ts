@@ -19,7 +19,7 @@ export function historyNotes(d: DeploymentSummary): string[] {
   const notes: string[] = [];
   const moved = d.outcome === 'succeeded' || d.outcome === 'rolled_back';
   if (d.kind === 'rollback' && d.previousRelease && moved) {
-    notes.push(`from ${d.previousRelease.slice(0, 12)}${d.marksPrevious ? ' (marked rolled back)' : ''}`);
+    notes.push(`from ${shortSha(d.previousRelease)}${d.marksPrevious ? ' (marked rolled back)' : ''}`);
   }
   if (d.targetState === 'bad') {
     const mark = d.badMark === 'cleared' ? 'mark cleared by a clean watch window'
