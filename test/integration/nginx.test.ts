@@ -12,6 +12,7 @@ import { renderAppConfig } from '../../agent/nginx/render.js';
 import { SlipwayError } from '../../contract/errors.js';
 import { startNginx, type NginxHandle } from '../helpers/nginx.js';
 import { squatPort } from '../helpers/port-squatter.js';
+import { waitFor } from '../helpers/wait.js';
 
 const TEMPLATE_DIR = fileURLToPath(new URL('../../nginx/', import.meta.url));
 const HOST = 'shop.test';
@@ -336,6 +337,10 @@ describe('NginxController against a real nginx', () => {
         request.on('error', reject);
       });
       try {
+        // Workers of an earlier config finish their open connections before they exit; only the
+        // current ones count, or one leaving mid-test would look like a worker change.
+        await waitFor(async () => (await Promise.all(nginx.workerPids().map(isShuttingDown))).every((shutting) => !shutting),
+          { timeoutMs: 60_000, description: 'workers of earlier nginx configs to exit' });
         const workers = nginx.workerPids();
         await fs.rm(commandLog, { force: true });
         const first = await ask();
@@ -457,3 +462,9 @@ describe('NginxController against a real nginx', () => {
     });
   });
 });
+
+/** nginx retitles a worker of a replaced config "nginx: worker process is shutting down". */
+async function isShuttingDown(pid: number): Promise<boolean> {
+  const title = await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+  return title.includes('shutting down');
+}
