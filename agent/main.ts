@@ -16,6 +16,22 @@ async function main(argv: string[]): Promise<void> {
   program.command('run', { isDefault: true }).description('start the agent API').action(async () => {
     const config = loadAgentConfig(program.opts<{ config: string }>().config);
     const logger = createLogger();
+    // Stray errors of library sockets: PM2's RPC client reports a dead daemon's socket as an 'error'
+    // event nobody can listen to, or as a rejection of a call already abandoned. The adapter has
+    // already turned the death into pm2_daemon_down and the watchdog restarts the daemon, so such a
+    // network error is logged and the agent goes on; anything else is a bug and ends the process
+    // (PM2 restarts the agent and crash recovery resolves what it left).
+    process.on('unhandledRejection', (reason) => {
+      logger.error({ err: reason }, 'unhandled rejection (ignored: the call it belonged to has already failed or been abandoned)');
+    });
+    process.on('uncaughtException', (error) => {
+      if (isStraySocketError(error)) {
+        logger.error({ err: error }, 'stray socket error of a library (ignored)');
+        return;
+      }
+      logger.fatal({ err: error }, 'uncaught exception');
+      process.exit(70);
+    });
     const agent = await startAgent(config, logger);
     const stop = (signal: string) => {
       logger.info({ signal }, 'shutting down');
@@ -47,3 +63,9 @@ main(process.argv).catch((error: unknown) => {
   process.stderr.write(`slipway-agent: internal error: ${errorMessage(error)}\n${error instanceof Error ? error.stack ?? '' : ''}\n`);
   process.exit(70);
 });
+
+/** A connection-level error (the peer went away), as a dead PM2 daemon's RPC socket raises. */
+function isStraySocketError(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  return code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EPIPE' || code === 'ENOENT';
+}
