@@ -1,6 +1,7 @@
 import type { AgentConfig } from '../config.js';
 import type { ReleaseRow, ReleaseState, SlotRow, StateStore } from '../state/store.js';
 import { SlipwayError } from '../../contract/errors.js';
+import { requireApp } from '../apps.js';
 import { shortSha, type Slot } from '../../contract/names.js';
 import type { RollbackCandidate } from './rollback-plan.js';
 
@@ -12,12 +13,7 @@ export class EntryChecks {
   constructor(private readonly deps: { config: AgentConfig; state: StateStore; hasRelease: (app: string, releaseId: string) => boolean }) {}
 
   requireApp(app: string): string {
-    if (!this.deps.config.apps[app]) {
-      throw new SlipwayError('app_not_found', `app ${app} is not configured on this host`, {
-        hint: `add it under "apps" in the agent config (configured: ${Object.keys(this.deps.config.apps).join(', ')})`,
-        status: 404,
-      });
-    }
+    requireApp(this.deps.config.apps, app);
     this.deps.state.ensureApp(app);
     return app;
   }
