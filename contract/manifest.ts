@@ -1,8 +1,11 @@
 import { APP_NAME_PATTERN, CONTENT_RELEASE_ID_PATTERN, SHA256_PATTERN } from './names.js';
+import { buildPlatformSchema, type BuildPlatform } from './platform.js';
+import type { AppSpec } from './spec.js';
 
 /** manifest.json at the root of every release tarball. */
 export interface ReleaseManifest {
-  schemaVersion: 2;
+  /** 3 adds spec, specDigest, build and tag; a box still accepts 2 (a release without a spec). */
+  schemaVersion: 2 | 3;
   app: string;
   /** `<first 12 hex of sha>-<first 12 hex of contentDigest>` (contract/release-content.ts). */
   releaseId: string;
@@ -18,6 +21,14 @@ export interface ReleaseManifest {
   commitTime: string;
   buildTime: string;
   controllerVersion: string;
+  /** The app spec (contract/spec.ts), normalised; null when the commit has no deploy.spec.json. */
+  spec?: AppSpec | null;
+  /** specDigest(spec) (contract/spec.ts), so the agent can tell a spec from the one packed. */
+  specDigest?: string | null;
+  /** How and where dependencies were built; null when nothing was built. */
+  build?: { on: 'controller' | 'host'; platform: BuildPlatform | null; steps: string[] } | null;
+  /** The git tag the release was deployed from, when it was named by one. */
+  tag?: string | null;
 }
 
 export const MANIFEST_FILE = 'manifest.json';
@@ -30,7 +41,7 @@ export const manifestSchema = {
     'commitTime', 'buildTime', 'controllerVersion',
   ],
   properties: {
-    schemaVersion: { const: 2 },
+    schemaVersion: { enum: [2, 3] },
     app: { type: 'string', pattern: APP_NAME_PATTERN },
     releaseId: { type: 'string', pattern: CONTENT_RELEASE_ID_PATTERN },
     sha: { type: 'string', pattern: '^[0-9a-f]{40}$' },
@@ -47,5 +58,21 @@ export const manifestSchema = {
     commitTime: { type: 'string', format: 'date-time' },
     buildTime: { type: 'string', format: 'date-time' },
     controllerVersion: { type: 'string', maxLength: 64 },
+    // Checked whole by checkAppSpec (contract/spec.ts) wherever a manifest is read.
+    spec: { type: ['object', 'null'] },
+    specDigest: { anyOf: [{ type: 'null' }, { type: 'string', pattern: SHA256_PATTERN }] },
+    build: {
+      anyOf: [{ type: 'null' }, {
+        type: 'object',
+        additionalProperties: false,
+        required: ['on', 'platform', 'steps'],
+        properties: {
+          on: { enum: ['controller', 'host'] },
+          platform: { anyOf: [{ type: 'null' }, buildPlatformSchema] },
+          steps: { type: 'array', maxItems: 256, items: { type: 'string', maxLength: 4096 } },
+        },
+      }],
+    },
+    tag: { anyOf: [{ type: 'null' }, { type: 'string', maxLength: 255, pattern: '^[^\\u0000\\s]+$' }] },
   },
 } as const;
