@@ -6,6 +6,7 @@ import { SlipwayError } from '../contract/errors.js';
 import { compileValidator } from '../lib/validate.js';
 import { packageRoot } from '../contract/version.js';
 import { NGINX_DEFAULTS, SWITCH_DIR_PATTERN, type NginxSettings } from './nginx/settings.js';
+import { notificationProblems, notificationsSchema, type NotificationsConfig } from './notify/config.js';
 import { backupsSchema, normalizeBackups, orphanBackupBeforeDeploy, type BackupsConfig } from './backups/config.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/slipway/agent.json';
@@ -50,6 +51,8 @@ export interface AgentConfig {
   apps: Record<string, AppConfig>;
   /** Scheduled, verified database backups (agent/backups). */
   backups?: BackupsConfig;
+  /** Deploy and backup events to webhooks, through the outbox (agent/notify). */
+  notifications: NotificationsConfig;
 }
 
 const port = { type: 'integer', minimum: 1, maximum: 65535 } as const;
@@ -123,6 +126,7 @@ const configSchema = {
       },
     },
     backups: backupsSchema,
+    notifications: notificationsSchema,
     apps: {
       type: 'object',
       minProperties: 1,
@@ -223,7 +227,7 @@ export function parseAgentConfig(raw: unknown, source = 'agent config'): AgentCo
   config.pm2.home ??= path.join(config.home, 'pm2');
   config.nginx.templateDir ??= packageNginxDir;
   config.nginx.switchDir ??= `${config.nginx.includeDir.replace(/\/+$/, '')}-switch`;
-  const problems: string[] = [];
+  const problems: string[] = [...notificationProblems(config.notifications)];
   problems.push(...(config.backups ? normalizeBackups(config.backups, config.home, config.apps) : orphanBackupBeforeDeploy(config.apps)));
   if (!cron.validate(config.retention.schedule)) {
     problems.push(`retention/schedule: "${config.retention.schedule}" is not a valid cron expression (e.g. "17 * * * *")`);

@@ -19,6 +19,8 @@ import { releaseRoutes } from './routes/releases.js';
 import { deploymentRoutes } from './routes/deployments.js';
 import { lockRoutes } from './routes/locks.js';
 import { backupRoutes, type BackupRouteOptions } from './routes/backups.js';
+import { notificationRoutes } from './routes/notifications.js';
+import type { Outbox } from './notify/outbox.js';
 
 export interface ServerDeps {
   config: AgentConfig;
@@ -34,6 +36,8 @@ export interface ServerDeps {
   version: string;
   /** The PM2 daemon's state, answered without a PM2 call. */
   pm2Status?: () => Pm2DaemonStatus;
+  /** The notification outbox, for GET /notifications. */
+  outbox?: Outbox;
 }
 
 /** JSON bodies are small: the largest real one is a rollback reason of 500 characters. */
@@ -76,5 +80,6 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   void app.register(deploymentRoutes, { rollouts: deps.rollouts, status });
   void app.register(lockRoutes, { locks: deps.rollouts });
   void app.register(backupRoutes, { ...deps.backups, logger: deps.logger });
+  if (deps.outbox) void app.register(notificationRoutes, { outbox: deps.outbox });
   return app;
 }

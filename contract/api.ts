@@ -155,3 +155,17 @@ export interface LockInfo {
   deploymentId: number | null;
   stale: boolean;
 }
+
+/** GET /notifications: per configured webhook, what waits, what was delivered, and what was given up. */
+export interface WebhookStatus {
+  webhook: string;
+  pending: number;
+  delivered: number;
+  failed: number;
+  /** The oldest pending event once it has failed at least once: attempts so far and why the last one failed. */
+  retrying: { event: string; attempts: number; lastError: string | null; nextAttemptAt: string } | null;
+  lastDeliveredAt: string | null;
+  lastFailure: { event: string; at: string; error: string | null } | null;
+}
+
+export interface NotificationsStatus { webhooks: WebhookStatus[] }
