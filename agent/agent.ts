@@ -160,6 +160,13 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     backups: { service: backups, nextRun: (job) => backupScheduler.nextRun(job) },
     pm2Status: () => pm2Watchdog.status(),
     outbox,
+    metrics: {
+      db,
+      apps: () => Object.keys(config.apps),
+      lockHeld: (app) => state.lock(app) !== undefined,
+      backups: () => backups.overview({ nextRun: (job) => backupScheduler.nextRun(job) }).jobs,
+      doraWindowMs: 30 * 86_400_000,
+    },
   });
   const url = await server.listen({ host: config.api.host, port: config.api.port });
   backupScheduler.start();

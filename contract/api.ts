@@ -169,3 +169,18 @@ export interface WebhookStatus {
 }
 
 export interface NotificationsStatus { webhooks: WebhookStatus[] }
+
+/** A distribution of durations: how many, median and 90th percentile (nearest rank), null for none. */
+export interface Spread { count: number; medianMs: number | null; p90Ms: number | null }
+
+/** GET /apps/:app/dora: the four DORA figures over a window (definitions in agent/metrics/dora.ts). */
+export interface DoraFigures {
+  since: string;
+  until: string;
+  days: number;
+  deployments: number;
+  perDay: number;
+  leadTime: Spread;
+  changeFailures: { failed: number; total: number; rate: number | null };
+  timeToRestore: Spread & { open: number };
+}

@@ -1,3 +1,7 @@
+import type { DoraFigures, Spread } from '../../contract/api.js';
+
+export type { DoraFigures } from '../../contract/api.js';
+
 // The four DORA figures, computed from the agent's deployment history. Pure: rows in, figures out,
 // so the definitions below are unit-tested on constructed histories.
 //
@@ -22,19 +26,6 @@ export interface DoraDeployment {
   switchedAt: string | null;
   /** Commit time of releaseId (from its manifest); null when unknown. */
   commitTime: string | null;
-}
-
-export interface Spread { count: number; medianMs: number | null; p90Ms: number | null }
-
-export interface DoraFigures {
-  since: string;
-  until: string;
-  days: number;
-  deployments: number;
-  perDay: number;
-  leadTime: Spread;
-  changeFailures: { failed: number; total: number; rate: number | null };
-  timeToRestore: Spread & { open: number };
 }
 
 const DAY_MS = 86_400_000;
