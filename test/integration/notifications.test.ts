@@ -87,6 +87,9 @@ describe('deploy notifications (outbox)', () => {
       { description: 'the flaky webhook given up', timeoutMs: 15_000 });
     expect(s.lastFailure).toMatchObject({ event: 'rollout_started', error: 'HTTP 500' });
     expect(flaky.received.length).toBe(3);
+    const shown = await stack.deploy(['status']);
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(shown.stdout).toMatch(/notifications: flaky gave up on 1 event\(s\), last rollout_started at .*: HTTP 500/);
   });
 
   it('no secret reaches the agent log, the outbox table or the API', async () => {
