@@ -140,7 +140,7 @@ export class RolloutService {
       if (reuseWarm && await this.deps.slots.isOnline(app, standby)) {
         await this.steps.switchTo(j);
       } else {
-        if (reuseWarm) j.emit('preflight', 'info', `${standby}'s processes are not all running in PM2 any more: starting them again`, null);
+        if (reuseWarm) j.emit('preflight', 'info', `${this.deps.slots.layout(app, standby).map((p) => p.pm2Name).join(', ')} of ${standby} is not running in PM2 any more: starting it again`, null);
         await this.steps.startAndSwitch(j);
       }
       await this.steps.watchAndSettle(j);
