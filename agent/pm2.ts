@@ -342,8 +342,9 @@ export class Pm2Adapter {
   /** The instances of a cluster start: all there, each in the asked cwd; otherwise deleted again. */
   private async confirmCluster(name: string, cwd: string, instances: number, reported: number): Promise<{ pid: number }> {
     const found = await this.find(name);
-    const cwds = await Promise.all(found.map((p) => (p.pid === null ? Promise.resolve(null) : readlink(`/proc/${p.pid}/cwd`).catch(() => null))));
-    const wrong = found.filter((p, i) => p.pmCwd !== cwd || (cwds[i] !== null && cwds[i] !== cwd));
+    // pm_cwd only: a cluster worker is forked from the daemon and changes into pm_cwd itself, a
+    // moment after PM2 reports it started, so /proc/<pid>/cwd may still show the daemon's.
+    const wrong = found.filter((p) => p.pmCwd !== cwd);
     if (found.length !== instances || wrong.length > 0 || found[0]?.pid == null) {
       await this.raw('delete', (cb) => this.api.delete(name, cb)).catch(() => undefined);
       throw new SlipwayError('pm2_start_failed',

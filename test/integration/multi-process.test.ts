@@ -127,7 +127,8 @@ describe('multi-process slots under PM2', () => {
 
   const via = async (host: string, pathname = '/'): Promise<Who & { status: number; servedBy: string | undefined }> => {
     const r = await httpGet(`http://127.0.0.1:${publicPort}${pathname}`, { timeoutMs: 2000, headers: { host } });
-    return { ...(JSON.parse(r.body) as Who), status: r.status, servedBy: r.headers['x-slipway-release'] };
+    const body = r.headers['content-type']?.includes('json') ? JSON.parse(r.body) as Who : {} as Who;
+    return { ...body, status: r.status, servedBy: r.headers['x-slipway-release'] };
   };
 
   beforeAll(async () => {
@@ -245,6 +246,7 @@ describe('multi-process slots under PM2', () => {
     expect(await processes.describe('shop-green-web')).toMatchObject({ instances: 1 });
     expect(await processes.describe('shop-green-worker')).toBeNull();
     expect((await via('api.shop.test')).status).toBe(404);
+    expect(await via('shop.test', '/api/')).toMatchObject({ status: 200, process: 'api', release: c });
     // The settle stopped every process of the slot it left, by its recorded layout.
     for (const name of ['shop-blue-web', 'shop-blue-api', 'shop-blue-worker']) expect(await processes.describe(name)).toBeNull();
 
