@@ -270,4 +270,36 @@ describe('multi-process slots under PM2', () => {
     // Sticky: blue's processes kept the ports they had on the first push.
     expect(state.portAssignments().filter((p) => p.slot === 'blue').map((p) => p.process).sort()).toEqual(['api', 'web']);
   });
+
+  it('a singleton worker: the live copy stops before the new slot starts, and runs again when the rollout fails before the switch', async () => {
+    const s1 = release('d', (spec) => { spec.processes.worker.singleton = true; });
+    const first = await deploy(s1);
+    expect(first.outcome, first.reason ?? '').toBe('succeeded');
+    const live = state.app(APP)!.liveSlot!;
+    const worker = `shop-${live}-worker`;
+    const before = (await processes.describe(worker))!;
+    expect(before.status).toBe('online');
+
+    const s2 = release('e', (spec) => {
+      spec.processes.worker.singleton = true;
+      spec.processes.api.env.FAIL = '1';
+      spec.processes.api.health.retries = 5;
+    });
+    const feed = rollouts.startDeploy({ app: APP, releaseId: s2, actor: 'dev@test' });
+    const lines: { type: string; step?: string; status?: string; message?: string | null }[] = [];
+    feed.subscribe((line) => lines.push(line as never));
+    const failed = await run(feed);
+    expect(failed).toMatchObject({ outcome: 'failed', phase: 'before_switch' });
+    const steps = lines.filter((l) => l.type === 'event' && l.status !== 'info').map((l) => `${l.step}:${l.status}`);
+    expect(steps.indexOf('singletons:ok')).toBeGreaterThan(-1);
+    expect(steps.indexOf('singletons:ok')).toBeLessThan(steps.indexOf('starting:started'));
+    expect(lines.some((l) => l.step === 'compensate' && l.status === 'ok' && l.message?.includes(`start singleton worker of ${live} again`))).toBe(true);
+    const after = (await processes.describe(worker))!;
+    expect(after.status).toBe('online');
+    expect(after.pid).not.toBe(before.pid);
+    // The live slot's web and API were never touched; the failed slot runs nothing.
+    expect(state.app(APP)!.liveSlot).toBe(live);
+    const standby = live === 'blue' ? 'green' : 'blue';
+    for (const name of ['web', 'api', 'worker']) expect(await processes.describe(`shop-${standby}-${name}`)).toBeNull();
+  }, 120_000);
 });
