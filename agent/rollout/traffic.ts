@@ -91,11 +91,12 @@ export class TrafficSwitch {
       hostHeader: route.host,
       expectHeaders: { ...expectHeaders, 'x-slipway-switch': 'file' },
     });
-    const servingProbe = this.probeOf(app, releaseOf(serving)) ?? this.probeOf(app, releaseId);
-    const targetProbe = this.probeOf(app, releaseId);
+    // Markers come with every answer of the include (a 404 of a slot without that route too), so
+    // a route of either release can prove the serving slot after a reload and the target after a flip.
+    const servingRoute = this.probeOf(app, releaseOf(serving)) ?? this.probeOf(app, releaseId);
+    const targetRoute = this.probeOf(app, releaseId) ?? servingRoute;
     // An app whose releases route nothing has nothing in nginx: traffic is only the record below.
-    const routed = slots.blue.routes.length > 0 || slots.green.routes.length > 0;
-    if (routed && servingProbe && targetProbe) {
+    if (servingRoute && targetRoute) {
       const plan = planSwitch({
         serving, target: slot, onDisk: await nginx.currentConfig(app), generationNow: state.app(app)!.generation, render,
         reapply: options.reapply ?? false,
@@ -105,12 +106,12 @@ export class TrafficSwitch {
         await nginx.apply({
           app,
           config: render(generation, serving),
-          probe: probe(servingProbe, { 'x-slipway-generation': String(generation), 'x-slipway-slot': serving, 'x-slipway-release': releaseOf(serving) ?? NO_RELEASE }),
+          probe: probe(servingRoute, { 'x-slipway-generation': String(generation), 'x-slipway-slot': serving, 'x-slipway-release': releaseOf(serving) ?? NO_RELEASE }),
         });
       }
       await options.faultPoint?.('flip');
       if (plan.flip) {
-        await nginx.flip({ app, slot, probe: probe(targetProbe, { 'x-slipway-slot': slot, 'x-slipway-release': releaseId }) });
+        await nginx.flip({ app, slot, probe: probe(targetRoute, { 'x-slipway-slot': slot, 'x-slipway-release': releaseId }) });
       }
     } else {
       await options.faultPoint?.('flip');
