@@ -111,7 +111,7 @@ interface RawProcess {
   pid?: unknown;
   pm_id?: unknown;
   pm2_env?: {
-    status?: unknown; pm_cwd?: unknown; restart_time?: unknown; pm_uptime?: unknown; exec_mode?: unknown;
+    status?: unknown; pm_cwd?: unknown; restart_time?: unknown; pm_uptime?: unknown; exec_mode?: unknown; instances?: unknown;
     pm_out_log_path?: unknown; pm_err_log_path?: unknown;
   };
 }
@@ -153,8 +153,10 @@ function toProcess(raw: RawProcess): Pm2Process {
   };
 }
 
-function isCluster(raw: RawProcess): boolean {
-  return raw.pm2_env?.exec_mode === 'cluster_mode';
+/** One of several instances started under one name (cluster mode, or forks of a command). */
+function isInstance(raw: RawProcess): boolean {
+  const instances = raw.pm2_env?.instances;
+  return raw.pm2_env?.exec_mode === 'cluster_mode' || (typeof instances === 'number' && instances > 1);
 }
 
 /** The instances of one cluster-mode name as one process: online only when every instance is. */
@@ -294,7 +296,8 @@ export class Pm2Adapter {
         node_args: [...(spec.nodeArgs ?? [])],
         env,
         filter_env: [''],
-        exec_mode: instances > 1 ? 'cluster' : 'fork',
+        // Several instances of a non-Node command are N forks under one name (cluster mode is Node's).
+        exec_mode: instances > 1 && !spec.interpreter ? 'cluster' : 'fork',
         instances,
         ...(spec.interpreter ? { interpreter: spec.interpreter } : {}),
         ...(spec.killTimeoutMs !== undefined ? { kill_timeout: spec.killTimeoutMs } : {}),
@@ -380,7 +383,7 @@ export class Pm2Adapter {
       checkName(name);
       const raw = await this.findRaw(name);
       const found = raw.map(toProcess);
-      if (found.length > 1 && raw.every(isCluster)) return foldInstances(found);
+      if (found.length > 1 && raw.every(isInstance)) return foldInstances(found);
       if (found.length > 1) {
         throw new SlipwayError('pm2_duplicate_name', `PM2 has ${found.length} processes named ${name}`, {
           status: 500,

@@ -287,7 +287,7 @@ export class SlotProcesses {
     }
     const argv = substitutePorts(proc.command!, vars);
     const program = await resolveProgram(argv[0]!, cwd, env.PATH!, `${where}/command/0`);
-    return { ...common, script: program, args: argv.slice(1), interpreter: 'none' as const, instances: 1 };
+    return { ...common, script: program, args: argv.slice(1), interpreter: 'none' as const, instances: proc.instances };
   }
 
   /** One process's gate: HTTP on its own port, or stable in PM2 for a worker. Resolves to the attempts made. */

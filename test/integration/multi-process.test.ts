@@ -13,7 +13,9 @@ import path from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAgentConfig, type AgentConfig } from '../../agent/config.js';
-import { httpGet, waitHealthy } from '../../agent/health.js';
+import { checkOnce, httpGet, waitHealthy } from '../../agent/health.js';
+import { StatusService } from '../../agent/status.js';
+import { SlotProbeCache } from '../../agent/slot-probe.js';
 import { Pm2Adapter } from '../../agent/pm2.js';
 import { openDatabase, type Db } from '../../agent/state/db.js';
 import { StateStore } from '../../agent/state/store.js';
@@ -234,6 +236,8 @@ describe('multi-process slots under PM2', () => {
       // One web instance, no worker, the API moved under shop.test/api and a new name.
       spec.processes.web.instances = 1;
       delete spec.processes.worker;
+      // A non-Node worker with two instances: two forks under one PM2 name.
+      spec.processes.beat = { command: ['/usr/bin/python3', '-c', 'import time\nwhile True: time.sleep(1)'], instances: 2, health: { stableMs: 300 } };
       spec.routes = [
         { serverNames: ['shop.test'], process: 'web' },
         { serverNames: ['shop.test'], path: '/api', process: 'api' },
@@ -242,7 +246,8 @@ describe('multi-process slots under PM2', () => {
     const pushed = await deploy(c);
     expect(pushed.outcome, pushed.reason ?? '').toBe('succeeded');
     expect(state.app(APP)!.liveSlot).toBe('green');
-    expect(state.slotLayout(APP, 'green').map((p) => p.process)).toEqual(['api', 'web']);
+    expect(state.slotLayout(APP, 'green').map((p) => p.process)).toEqual(['api', 'beat', 'web']);
+    expect(await processes.describe('shop-green-beat')).toMatchObject({ status: 'online', instances: 2, online: 2 });
     expect(await processes.describe('shop-green-web')).toMatchObject({ instances: 1 });
     expect(await processes.describe('shop-green-worker')).toBeNull();
     expect((await via('api.shop.test')).status).toBe(404);
@@ -261,12 +266,20 @@ describe('multi-process slots under PM2', () => {
     // The include names both slots' routes: the older spec's for blue, the newer one's for green.
     expect(nginx.input!.slots.blue.routes.map((r) => r.serverNames[0])).toEqual(['shop.test', 'api.shop.test']);
     expect(nginx.input!.slots.green.routes.map((r) => r.path)).toEqual(['/', '/api']);
-    for (const name of ['shop-green-web', 'shop-green-api']) expect(await processes.describe(name)).toBeNull();
+    for (const name of ['shop-green-web', 'shop-green-api', 'shop-green-beat']) expect(await processes.describe(name)).toBeNull();
   }, 120_000);
 
-  it('status-side layout: the slot knows its processes and ports after an agent-style restart (from SQLite)', () => {
+  it('status lists each slot\'s processes with port, instances online and restarts; the layout comes from SQLite', async () => {
     const layout = slots.layout(APP, 'blue');
     expect(layout.map((p) => p.pm2Name)).toEqual(['shop-blue-api', 'shop-blue-web', 'shop-blue-worker']);
+    const status = new StatusService({ config, state, hasRelease: () => true, probes: new SlotProbeCache(processes, { checkOnce }) });
+    const blue = (await status.app(APP)).slots.find((x) => x.slot === 'blue')!;
+    expect(blue.processes!.map((p) => ({ name: p.name, port: p.port === null ? null : 'port', instances: p.instances, online: p.online, status: p.status, ok: p.health?.ok ?? null }))).toEqual([
+      { name: 'api', port: 'port', instances: 1, online: 1, status: 'online', ok: true },
+      { name: 'web', port: 'port', instances: 2, online: 2, status: 'online', ok: true },
+      { name: 'worker', port: null, instances: 1, online: 1, status: 'online', ok: null },
+    ]);
+    expect(blue.processes!.every((p) => p.restarts === 0)).toBe(true);
     // Sticky: blue's processes kept the ports they had on the first push.
     expect(state.portAssignments().filter((p) => p.slot === 'blue').map((p) => p.process).sort()).toEqual(['api', 'web']);
   });
@@ -302,4 +315,15 @@ describe('multi-process slots under PM2', () => {
     const standby = live === 'blue' ? 'green' : 'blue';
     for (const name of ['web', 'api', 'worker']) expect(await processes.describe(`shop-${standby}-${name}`)).toBeNull();
   }, 120_000);
+
+  it('a spec the host no longer allows is refused at rollout entry: nothing started, nothing moved', async () => {
+    const live = state.app(APP)!.liveSlot!;
+    const pidsBefore = (await processes.list()).map((p) => `${p.name}:${p.pid}`).sort();
+    const evil = release('f', (spec) => { spec.routes[0].serverNames = ['evil.test']; });
+    const result = await deploy(evil);
+    expect(result).toMatchObject({ outcome: 'failed', phase: 'before_switch', error: { error: 'spec_refused' } });
+    expect(result.error!.details).toEqual(['routes/0/serverNames/0: "evil.test" is not allowed here (agent.json apps.shop.serverNames allows shop.test, *.shop.test)']);
+    expect((await processes.list()).map((p) => `${p.name}:${p.pid}`).sort()).toEqual(pidsBefore);
+    expect(state.app(APP)!.liveSlot).toBe(live);
+  }, 60_000);
 });
