@@ -10,6 +10,8 @@ import { ReleaseStore } from './release/store.js';
 import { Pm2Adapter } from './pm2.js';
 import { NginxController } from './nginx/controller.js';
 import { renderAppConfig } from './nginx/render.js';
+import { singleRouteInput } from './nginx/single-route.js';
+import type { Slot } from '../contract/names.js';
 import { checkOnce, httpGet, waitHealthy } from './health.js';
 import { randomUUID } from 'node:crypto';
 import { createRollouts } from './rollout/rollout.js';
@@ -41,6 +43,9 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
   // by hand) is tightened too.
   chmodSync(config.home, 0o700);
   for (const dir of ['incoming', 'releases', 'apps']) mkdirSync(path.join(config.home, dir), { recursive: true, mode: 0o700 });
+  if (config.legacyMoves) {
+    logger.warn({ moves: config.legacyMoves }, 'agent.json uses legacy app fields; they keep working (translated into a legacy spec for releases without deploy.spec.json), but belong elsewhere now: see "moves"');
+  }
   const token = await loadOrCreateToken(config.api.tokenFile);
   const db: Db = openDatabase(path.join(config.home, 'agent.db'));
   const state = new StateStore(db);
@@ -98,11 +103,10 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     bootId,
     runBackup: (job, deploymentId, actor) => backups.runJobForDeployment(job, deploymentId, actor),
     renderNginx: (input) => {
-      const pub = config.apps[input.app]!.public;
-      return renderAppConfig(
-        { ...input, listen: { host: pub.listenHost, port: pub.listenPort }, serverNames: pub.serverNames },
-        { templateDir: config.nginx.templateDir, template: config.apps[input.app]!.nginxTemplate },
-      );
+      const pinned = config.apps[input.app]!.slots;
+      // A slot without the routed process needs some upstream port: its legacy one, else one from the range nobody gets.
+      const fallbackPort = (slot: Slot) => pinned?.[slot].port ?? (slot === 'blue' ? config.ports.to : config.ports.to - 1);
+      return renderAppConfig(singleRouteInput(input, fallbackPort), { templateDir: config.nginx.templateDir, template: config.apps[input.app]!.nginxTemplate });
     },
     logger,
     notices,
@@ -113,6 +117,9 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
   const activation: SlotActivation = {
     startRelease: (app, slot, releaseId) => slots.startRelease(app, slot, releaseId),
     switchTraffic: (app, slot, releaseId, options) => traffic.switchTraffic(app, slot, releaseId, options),
+    layout: (app, slot) => slots.layout(app, slot),
+    checkHealth: (app, slot, retries) => slots.checkHealth(app, slot, retries),
+    probeOf: (app, releaseId) => traffic.probeOf(app, releaseId),
   };
   const reconcile: ReconcileDeps = {
     config, state, processes, health: { waitHealthy }, activation, logger,

@@ -8,6 +8,8 @@ import { packageRoot } from '../contract/version.js';
 import { NGINX_DEFAULTS, SWITCH_DIR_PATTERN, type NginxSettings } from './nginx/settings.js';
 import { notificationProblems, notificationsSchema, type NotificationsConfig } from './notify/config.js';
 import { backupsSchema, normalizeBackups, orphanBackupBeforeDeploy, type BackupsConfig } from './backups/config.js';
+import type { BuildPolicy } from './spec/policy.js';
+import { legacyMoves, translateLegacy } from './spec/legacy.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/slipway/agent.json';
 
@@ -20,19 +22,35 @@ export interface HealthCheckConfig {
   retries: number;
 }
 
+/**
+ * One app as the box owner configures it: what it may claim (the policy: listen ports, server
+ * names, process and instance limits, host builds), its env file, backup and nginx template.
+ * What the app is (processes, routes, health, watch) comes with each release (deploy.spec.json).
+ * The legacy fields (start, slots, health, public, watch, requiredEnv) still describe an app
+ * whose releases carry no spec: see agent/spec/legacy.ts.
+ */
 export interface AppConfig {
-  slots: Record<Slot, { port: number }>;
-  start: { script: string; args: string[]; nodeArgs: string[] };
   /** The app's env file (KEY=VALUE lines, mode 0600); default <home>/apps/<app>/shared/.env */
   envFile?: string;
-  requiredEnv: string[];
-  health: HealthCheckConfig;
-  public: { listenHost: string; listenPort: number; serverNames: string[] };
+  /** Where nginx listens for the app (host) and the listen ports its routes may use. */
+  listen?: { host?: string; ports?: number[] };
+  /** Server names its routes may use: exact, "*.example.com" (any subdomain), "_" (catch-all). */
+  serverNames?: string[];
+  maxProcesses: number;
+  /** Total instances over the processes of one slot. */
+  maxInstances: number;
+  build: BuildPolicy;
   nginxTemplate: string;
   /** Backup job run (and verified) before each deploy of this app; a failed backup stops the rollout. */
   backupBeforeDeploy?: string;
+  // ---- legacy: translated into the spec of releases without one (agent/spec/legacy.ts) ----
+  slots?: Record<Slot, { port: number }>;
+  start?: { script: string; args: string[]; nodeArgs: string[] };
+  requiredEnv?: string[];
+  health?: HealthCheckConfig;
+  public?: { listenHost: string; listenPort: number; serverNames: string[] };
   /** After the switch: how long and how often traffic is checked, and what happens to the old slot. */
-  watch: {
+  watch?: {
     windowMs: number; intervalMs: number; failuresToRollback: number; keepPreviousWarm: boolean;
     /** The window of a rollback or switch (default: windowMs, at most 15 s); see agent/rollout/activation-plan.ts. */
     activationWindowMs?: number;
@@ -48,17 +66,25 @@ export interface AgentConfig {
   limits: { maxReleaseBytes: number; maxUnpackedBytes: number; maxEntries: number; uploadIdleTimeoutMs: number };
   /** Release cleanup: how many releases to keep per app, and when the cleanup job runs (cron). */
   retention: { keepReleases: number; schedule: string };
+  /** The range slot ports are assigned from (agent/spec/ports.ts). */
+  ports: { from: number; to: number };
   apps: Record<string, AppConfig>;
   /** Scheduled, verified database backups (agent/backups). */
   backups?: BackupsConfig;
   /** Deploy and backup events to webhooks, through the outbox (agent/notify). */
   notifications: NotificationsConfig;
+  /** Legacy app fields in use and where each belongs now; logged once when the agent starts. */
+  legacyMoves?: string[];
 }
 
 const port = { type: 'integer', minimum: 1, maximum: 65535 } as const;
 const absolutePath = { type: 'string', pattern: '^/[^\\u0000]*$' } as const;
 const argvList = { type: 'array', items: { type: 'string', minLength: 1, pattern: '^[^\\u0000]*$' } } as const;
 const packageNginxDir = path.join(packageRoot(), 'nginx');
+/** A server name the host allows: a name, "*.<domain>" for any name below it, or "_". */
+const POLICY_SERVER_NAME_PATTERN = '^(_|(\\*\\.)?[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)$';
+const LISTEN_HOST_PATTERN = '^[0-9a-fA-F.:\\[\\]]+$|^\\*$';
+export const DEFAULT_PORT_RANGE = { from: 20_000, to: 20_999 } as const;
 
 const configSchema = {
   type: 'object',
@@ -127,6 +153,13 @@ const configSchema = {
     },
     backups: backupsSchema,
     notifications: notificationsSchema,
+    ports: {
+      type: 'object',
+      additionalProperties: false,
+      default: { ...DEFAULT_PORT_RANGE },
+      required: ['from', 'to'],
+      properties: { from: { ...port, minimum: 1024 }, to: port },
+    },
     apps: {
       type: 'object',
       minProperties: 1,
@@ -134,8 +167,35 @@ const configSchema = {
       additionalProperties: {
         type: 'object',
         additionalProperties: false,
-        required: ['slots', 'start', 'public'],
         properties: {
+          listen: {
+            type: 'object',
+            additionalProperties: false,
+            properties: {
+              host: { type: 'string', pattern: LISTEN_HOST_PATTERN },
+              ports: { type: 'array', uniqueItems: true, maxItems: 64, items: port },
+            },
+          },
+          serverNames: { type: 'array', maxItems: 256, items: { type: 'string', pattern: POLICY_SERVER_NAME_PATTERN } },
+          maxProcesses: { type: 'integer', minimum: 1, maximum: 32, default: 8 },
+          maxInstances: { type: 'integer', minimum: 1, maximum: 1024, default: 16 },
+          build: {
+            type: 'object',
+            additionalProperties: false,
+            default: {},
+            properties: {
+              allowHost: { type: 'boolean', default: true },
+              minFreeMemoryBytes: { type: 'integer', minimum: 0, default: 512 * 1024 * 1024 },
+              timeoutMs: { type: 'integer', minimum: 1000, maximum: 7_200_000, default: 3_600_000 },
+              nice: { type: 'integer', minimum: 0, maximum: 19, default: 10 },
+              env: {
+                type: 'object',
+                propertyNames: { pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
+                additionalProperties: { type: 'string', pattern: '^[^\\u0000]*$' },
+                default: {},
+              },
+            },
+          },
           slots: {
             type: 'object',
             additionalProperties: false,
@@ -180,7 +240,7 @@ const configSchema = {
             additionalProperties: false,
             required: ['listenPort'],
             properties: {
-              listenHost: { type: 'string', pattern: '^[0-9a-fA-F.:\\[\\]]+$|^\\*$', default: '127.0.0.1' },
+              listenHost: { type: 'string', pattern: LISTEN_HOST_PATTERN, default: '127.0.0.1' },
               listenPort: port,
               serverNames: {
                 type: 'array',
@@ -228,25 +288,50 @@ export function parseAgentConfig(raw: unknown, source = 'agent config'): AgentCo
   config.nginx.templateDir ??= packageNginxDir;
   config.nginx.switchDir ??= `${config.nginx.includeDir.replace(/\/+$/, '')}-switch`;
   const problems: string[] = [...notificationProblems(config.notifications)];
+  const moves: string[] = [];
+  for (const [app, appConfig] of Object.entries(config.apps)) {
+    const given = ((raw as { apps?: Record<string, Record<string, unknown>> }).apps?.[app] ?? {});
+    problems.push(...legacyProblems(app, given));
+    moves.push(...legacyMoves(app, given));
+    // Defaults of legacy fields mean nothing for an app configured by policy only.
+    if (!appConfig.start) {
+      for (const field of ['health', 'watch', 'requiredEnv'] as const) if (given[field] === undefined) delete appConfig[field];
+    }
+    if (appConfig.start && appConfig.slots && appConfig.public) {
+      try {
+        translateLegacy(appConfig);
+      } catch (error) {
+        problems.push(`apps/${app}: ${(error as Error).message}`);
+      }
+    }
+  }
+  if (moves.length > 0) config.legacyMoves = moves;
+  if (config.ports.from > config.ports.to) problems.push(`ports: from (${config.ports.from}) must not be above to (${config.ports.to})`);
   problems.push(...(config.backups ? normalizeBackups(config.backups, config.home, config.apps) : orphanBackupBeforeDeploy(config.apps)));
   if (!cron.validate(config.retention.schedule)) {
     problems.push(`retention/schedule: "${config.retention.schedule}" is not a valid cron expression (e.g. "17 * * * *")`);
   }
   for (const [app, appConfig] of Object.entries(config.apps)) {
-    if (appConfig.slots.blue.port === appConfig.slots.green.port) {
+    if (appConfig.slots && appConfig.slots.blue.port === appConfig.slots.green.port) {
       problems.push(`apps/${app}/slots: blue and green must use different ports`);
     }
   }
   const portsInUse = new Map<number, string>();
+  const inRange = (p: number) => p >= config.ports.from && p <= config.ports.to;
   for (const [app, appConfig] of Object.entries(config.apps)) {
     for (const slot of ['blue', 'green'] as const) {
+      if (!appConfig.slots) continue;
       const p = appConfig.slots[slot].port;
       const owner = portsInUse.get(p);
       if (owner && owner !== `${app}/${slot}`) problems.push(`apps/${app}/slots/${slot}/port: ${p} is already used by ${owner}`);
       portsInUse.set(p, `${app}/${slot}`);
     }
-    if (portsInUse.has(appConfig.public.listenPort)) {
+    if (appConfig.public && portsInUse.has(appConfig.public.listenPort)) {
       problems.push(`apps/${app}/public/listenPort: ${appConfig.public.listenPort} is also a slot port`);
+    }
+    for (const [i, p] of (appConfig.listen?.ports ?? []).entries()) {
+      if (portsInUse.has(p)) problems.push(`apps/${app}/listen/ports/${i}: ${p} is also a slot port`);
+      else if (inRange(p)) problems.push(`apps/${app}/listen/ports/${i}: ${p} is inside the slot port range "ports" (${config.ports.from}-${config.ports.to})`);
     }
   }
   if (problems.length) {
@@ -256,6 +341,26 @@ export function parseAgentConfig(raw: unknown, source = 'agent config'): AgentCo
     });
   }
   return config;
+}
+
+/**
+ * Pure: the legacy fields that only make sense together. `start` needs `slots` (its ports) and
+ * `public` (its route); the fields that describe the started process mean nothing without it.
+ */
+function legacyProblems(app: string, given: Record<string, unknown>): string[] {
+  const problems: string[] = [];
+  if (given.start !== undefined) {
+    for (const needed of ['slots', 'public']) {
+      if (given[needed] === undefined) problems.push(`apps/${app}/start: needs apps.${app}.${needed} too (or move the app to deploy.spec.json and drop start)`);
+    }
+    return problems;
+  }
+  for (const field of ['slots', 'health', 'watch', 'requiredEnv']) {
+    if (given[field] !== undefined) {
+      problems.push(`apps/${app}/${field}: only applies to a legacy app with apps.${app}.start; put it in the app's deploy.spec.json instead`);
+    }
+  }
+  return problems;
 }
 
 export function loadAgentConfig(file: string): AgentConfig {

@@ -94,7 +94,16 @@ export interface CheckResult {
   ok: boolean;
   status?: number;
   error?: string;
+  /** The start of the body of a failed check's answer (about 200 bytes), to show what the app said. */
+  bodyStart?: string;
   ms: number;
+}
+
+const BODY_START_BYTES = 200;
+
+function bodyStart(body: string): string {
+  const bytes = Buffer.from(body, 'utf8');
+  return bytes.length <= BODY_START_BYTES ? body : `${bytes.subarray(0, BODY_START_BYTES).toString('utf8')}…`;
 }
 
 /** One health check. Never throws for network or HTTP failures: they are results. */
@@ -108,10 +117,10 @@ export async function checkOnce(url: string, options: CheckOptions): Promise<Che
     return { ok: false, error: errorMessage(error), ms: ms() };
   }
   if (response.status !== options.expectStatus) {
-    return { ok: false, status: response.status, error: `expected status ${options.expectStatus}, got ${response.status}`, ms: ms() };
+    return { ok: false, status: response.status, error: `expected status ${options.expectStatus}, got ${response.status}`, bodyStart: bodyStart(response.body), ms: ms() };
   }
   if (options.bodyContains !== undefined && !response.body.includes(options.bodyContains)) {
-    return { ok: false, status: response.status, error: `body does not contain ${JSON.stringify(options.bodyContains)}`, ms: ms() };
+    return { ok: false, status: response.status, error: `body does not contain ${JSON.stringify(options.bodyContains)}`, bodyStart: bodyStart(response.body), ms: ms() };
   }
   return { ok: true, status: response.status, ms: ms() };
 }

@@ -34,8 +34,14 @@ import { checkDaemonProcess, pm2DaemonDown, probeDaemon, type DaemonHealth } fro
 //   down is delivered to the next daemon that comes up (a start would run then). So the daemon is
 //   checked (pm2-daemon.ts) before every call and while one waits, a dead daemon fails the call at
 //   once (pm2_daemon_down), and restartDaemon() drops the old client before making a new one.
+// - Cluster mode (instances > 1) gives N processes under one name: start expects N, describe
+//   folds them into one (status online only when every instance is). A non-Node command runs
+//   with `interpreter: 'none'` (PM2 would otherwise run the file with node); its script is the
+//   resolved absolute path of argv[0].
+// - With merge_logs, every instance of a name writes one out and one err file; their paths are in
+//   pm2_env.pm_out_log_path / pm_err_log_path (read for a failed health gate's log tail).
 
-const NAME_PATTERN = /^[a-z][a-z0-9-]{0,63}$/;
+const NAME_PATTERN = /^[a-z][a-z0-9-]{0,79}$/;
 const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 export interface Pm2StartSpec {
@@ -48,6 +54,14 @@ export interface Pm2StartSpec {
   /** The app's complete environment; only PATH is added (from the agent) when absent. */
   env: Record<string, string>;
   nodeArgs?: string[];
+  /** 'none': run `script` itself (a non-Node program) instead of with Node. */
+  interpreter?: 'none';
+  /** More than one: PM2 cluster mode (Node scripts only). Default 1 (fork mode). */
+  instances?: number;
+  /** How long PM2 waits after SIGINT before SIGKILL on stop/delete. */
+  killTimeoutMs?: number;
+  /** PM2 max_memory_restart, e.g. "300M". */
+  maxMemoryRestart?: string;
 }
 
 export interface Pm2Process {
@@ -59,6 +73,12 @@ export interface Pm2Process {
   pmCwd: string;
   restarts: number;
   uptimeMs: number;
+  /** Instances under the name (cluster mode) and how many of them are online. */
+  instances: number;
+  online: number;
+  /** PM2's log files of the process (merged over instances), when it reports them. */
+  outLog: string | null;
+  errLog: string | null;
 }
 
 export interface Pm2ConnectOptions {
@@ -90,7 +110,10 @@ interface RawProcess {
   name?: unknown;
   pid?: unknown;
   pm_id?: unknown;
-  pm2_env?: { status?: unknown; pm_cwd?: unknown; restart_time?: unknown; pm_uptime?: unknown };
+  pm2_env?: {
+    status?: unknown; pm_cwd?: unknown; restart_time?: unknown; pm_uptime?: unknown; exec_mode?: unknown; instances?: unknown;
+    pm_out_log_path?: unknown; pm_err_log_path?: unknown;
+  };
 }
 
 let apiClass: Pm2ApiClass | undefined;
@@ -123,6 +146,30 @@ function toProcess(raw: RawProcess): Pm2Process {
     pmCwd: typeof env.pm_cwd === 'string' ? env.pm_cwd : '',
     restarts: typeof env.restart_time === 'number' ? env.restart_time : 0,
     uptimeMs: status === 'online' && startedAt !== null ? Math.max(0, Date.now() - startedAt) : 0,
+    instances: 1,
+    online: status === 'online' ? 1 : 0,
+    outLog: typeof env.pm_out_log_path === 'string' ? env.pm_out_log_path : null,
+    errLog: typeof env.pm_err_log_path === 'string' ? env.pm_err_log_path : null,
+  };
+}
+
+/** One of several instances started under one name (cluster mode, or forks of a command). */
+function isInstance(raw: RawProcess): boolean {
+  const instances = raw.pm2_env?.instances;
+  return raw.pm2_env?.exec_mode === 'cluster_mode' || (typeof instances === 'number' && instances > 1);
+}
+
+/** The instances of one cluster-mode name as one process: online only when every instance is. */
+function foldInstances(procs: Pm2Process[]): Pm2Process {
+  const first = procs[0]!;
+  const down = procs.find((p) => p.status !== 'online');
+  return {
+    ...first,
+    status: down ? down.status : 'online',
+    restarts: procs.reduce((sum, p) => sum + p.restarts, 0),
+    uptimeMs: Math.min(...procs.map((p) => p.uptimeMs)),
+    instances: procs.length,
+    online: procs.filter((p) => p.status === 'online').length,
   };
 }
 
@@ -238,6 +285,7 @@ export class Pm2Adapter {
           hint: `delete it first: PM2 would restart the old process with its old environment instead of starting ${spec.cwd}`,
         });
       }
+      const instances = spec.instances ?? 1;
       const env: Record<string, string> = { ...spec.env };
       if (env.PATH === undefined && process.env.PATH !== undefined) env.PATH = process.env.PATH;
       const started = await this.keepingProcessEnv(['PWD', 'PM2_JSON_PROCESSING'], () => this.raw('start', (cb) => this.api.start({
@@ -248,8 +296,12 @@ export class Pm2Adapter {
         node_args: [...(spec.nodeArgs ?? [])],
         env,
         filter_env: [''],
-        exec_mode: 'fork',
-        instances: 1,
+        // Several instances of a non-Node command are N forks under one name (cluster mode is Node's).
+        exec_mode: instances > 1 && !spec.interpreter ? 'cluster' : 'fork',
+        instances,
+        ...(spec.interpreter ? { interpreter: spec.interpreter } : {}),
+        ...(spec.killTimeoutMs !== undefined ? { kill_timeout: spec.killTimeoutMs } : {}),
+        ...(spec.maxMemoryRestart !== undefined ? { max_memory_restart: spec.maxMemoryRestart } : {}),
         autorestart: true,
         watch: false,
         vizion: false,
@@ -258,6 +310,7 @@ export class Pm2Adapter {
         merge_logs: true,
       }, cb)));
       const procs = (Array.isArray(started) ? started : []) as Array<{ pid?: unknown; pm2_env?: { pm_cwd?: unknown } }>;
+      if (instances > 1) return this.confirmCluster(name, spec.cwd, instances, procs.length);
       if (procs.length !== 1) {
         throw new SlipwayError('pm2_start_failed', `PM2 did not start ${name} (it reported ${procs.length} processes)`, {
           status: 500,
@@ -289,6 +342,22 @@ export class Pm2Adapter {
     });
   }
 
+  /** The instances of a cluster start: all there, each in the asked cwd; otherwise deleted again. */
+  private async confirmCluster(name: string, cwd: string, instances: number, reported: number): Promise<{ pid: number }> {
+    const found = await this.find(name);
+    // pm_cwd only: a cluster worker is forked from the daemon and changes into pm_cwd itself, a
+    // moment after PM2 reports it started, so /proc/<pid>/cwd may still show the daemon's.
+    const wrong = found.filter((p) => p.pmCwd !== cwd);
+    if (found.length !== instances || wrong.length > 0 || found[0]?.pid == null) {
+      await this.raw('delete', (cb) => this.api.delete(name, cb)).catch(() => undefined);
+      throw new SlipwayError('pm2_start_failed',
+        `PM2 did not start ${instances} instances of ${name} in ${cwd} (it reported ${reported}, runs ${found.length}${wrong.length ? `, ${wrong.length} elsewhere` : ''}); it was deleted again`, {
+          status: 500, hint: `look at ${path.join(this.pm2Home, 'pm2.log')}`,
+        });
+    }
+    return { pid: found[0].pid };
+  }
+
   /** Deletes (stops, then forgets) every process named `name`. A missing name is not an error. */
   delete(name: string): Promise<void> {
     return this.exclusive(async () => {
@@ -312,7 +381,9 @@ export class Pm2Adapter {
   describe(name: string): Promise<Pm2Process | null> {
     return this.exclusive(async () => {
       checkName(name);
-      const found = await this.find(name);
+      const raw = await this.findRaw(name);
+      const found = raw.map(toProcess);
+      if (found.length > 1 && raw.every(isInstance)) return foldInstances(found);
       if (found.length > 1) {
         throw new SlipwayError('pm2_duplicate_name', `PM2 has ${found.length} processes named ${name}`, {
           status: 500,
@@ -403,6 +474,11 @@ export class Pm2Adapter {
 
   private async find(name: string): Promise<Pm2Process[]> {
     return (await this.listRaw()).filter((proc) => proc.name === name);
+  }
+
+  private async findRaw(name: string): Promise<RawProcess[]> {
+    const list = await this.raw('list', (cb) => this.api.list(cb));
+    return (Array.isArray(list) ? list as RawProcess[] : []).filter((proc) => String(proc.name) === name);
   }
 
   /**

@@ -6,6 +6,7 @@ import type { RolloutService, ProcessManager } from './rollout/rollout.js';
 import type { Pm2DaemonStatus } from '../contract/api.js';
 import type { CleanupResult } from './release/cleanup.js';
 import { ReleaseService, type ReleaseRepository } from './release/service.js';
+import { allowedReleaseSpec } from './spec/release-spec.js';
 import { SlotProbeCache } from './slot-probe.js';
 import { StatusService } from './status.js';
 import { hostGuard } from './plugins/host-guard.js';
@@ -72,7 +73,10 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     hasRelease: (app, releaseId) => deps.releases.has(app, releaseId),
     ...(deps.pm2Status ? { pm2Status: deps.pm2Status } : {}),
   });
-  const releases = new ReleaseService({ apps: deps.config.apps, state: deps.state, releases: deps.releases, cleanup: deps.cleanup, logger: deps.logger });
+  const releases = new ReleaseService({
+    apps: deps.config.apps, state: deps.state, releases: deps.releases, cleanup: deps.cleanup, logger: deps.logger,
+    checkManifest: (app, manifest) => { allowedReleaseSpec(app, deps.config.apps[app]!, manifest); },
+  });
 
   void app.register(hostGuard);
   void app.register(authentication, { token: deps.token });

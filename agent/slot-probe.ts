@@ -1,7 +1,7 @@
 import type { ProcessManager } from './rollout/rollout.js';
 
 export interface SlotProbeResult {
-  process: { status: string; pid: number | null; restarts: number; cwd: string | null } | null;
+  process: { status: string; pid: number | null; restarts: number; cwd: string | null; instances: number; online: number } | null;
   health: { ok: boolean; status?: number; error?: string; ms: number } | null;
 }
 
@@ -46,9 +46,13 @@ export class SlotProbeCache {
   private async measure(input: { processName: string; port: number; healthPath: string; expectStatus: number; releaseId: string | null }): Promise<SlotProbeResult> {
     // undefined: PM2 could not say (its daemon may be down while the app still serves).
     const proc = await this.processes.describe(input.processName).catch(() => undefined);
-    const health = input.releaseId !== null && proc !== null
+    const health = input.releaseId !== null && proc !== null && input.port > 0
       ? await this.health.checkOnce(`http://127.0.0.1:${input.port}${input.healthPath}`, { timeoutMs: 1000, expectStatus: input.expectStatus })
       : null;
-    return { process: proc ? { status: proc.status, pid: proc.pid, restarts: proc.restarts, cwd: proc.pmCwd } : null, health };
+    const process = proc ? {
+      status: proc.status, pid: proc.pid, restarts: proc.restarts, cwd: proc.pmCwd,
+      instances: proc.instances ?? 1, online: proc.online ?? (proc.status === 'online' ? 1 : 0),
+    } : null;
+    return { process, health };
   }
 }

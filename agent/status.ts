@@ -2,8 +2,11 @@
 // from the state store and live probes, so routes stay a schema and one call, and a column of the
 // database reaches the API only through a field named in a view.
 import type { AgentConfig } from './config.js';
-import type { EventRow, DeploymentRow, ReleaseState, StateStore } from './state/store.js';
-import type { AppStatus, DeploymentEvent, Pm2DaemonStatus, DeploymentSummary, ReleaseListEntry } from '../contract/api.js';
+import type { EventRow, DeploymentRow, ReleaseState, SlotProcessRow, StateStore } from './state/store.js';
+import type { AppSpec } from '../contract/spec.js';
+import { translateLegacy } from './spec/legacy.js';
+import { releaseSpecOf } from './spec/release-spec.js';
+import type { AppStatus, SlotProcessStatus, DeploymentEvent, Pm2DaemonStatus, DeploymentSummary, ReleaseListEntry } from '../contract/api.js';
 import type { ReleaseManifest } from '../contract/manifest.js';
 import { SlipwayError } from '../contract/errors.js';
 import { pm2ProcessName, shortSha, type Slot } from '../contract/names.js';
@@ -65,12 +68,30 @@ export class StatusService {
     const row = state.app(name)!;
     const slotRows = state.slots(name);
     const slots = await Promise.all(slotRows.map(async (s) => {
-      const port = appConfig.slots[s.slot].port;
-      const { process, health } = await probes.probe({
-        processName: pm2ProcessName(name, s.slot), port, healthPath: appConfig.health.path,
-        expectStatus: appConfig.health.expectStatus, releaseId: s.releaseId,
-      });
-      return { slot: s.slot, port, releaseId: s.releaseId, state: s.state, live: row.liveSlot === s.slot, process, health };
+      const spec = s.releaseId ? this.specOf(name, s.releaseId) : null;
+      const processes = await Promise.all(this.layout(name, s.slot, s.releaseId).map(async (p): Promise<SlotProcessStatus> => {
+        const health = spec?.processes[p.process]?.health as { path?: string; expectStatus?: number } | undefined;
+        const probe = await probes.probe({
+          processName: p.pm2Name, port: p.port ?? 0, healthPath: health?.path ?? '/', expectStatus: health?.expectStatus ?? 200,
+          releaseId: p.port !== null && health?.path ? s.releaseId : null,
+        });
+        return {
+          name: p.process, pm2Name: p.pm2Name, port: p.port, instances: p.instances,
+          online: probe.process?.online ?? 0, restarts: probe.process?.restarts ?? 0, status: probe.process?.status ?? null, health: probe.health,
+        };
+      }));
+      // The slot's own fields describe its first listening process (the only one of a legacy app).
+      const first = processes.find((p) => p.port !== null) ?? processes[0];
+      const firstProbe = first ? await probes.probe({
+        processName: first.pm2Name, port: first.port ?? 0, healthPath: (spec?.processes[first.name]?.health as { path?: string } | undefined)?.path ?? '/',
+        expectStatus: (spec?.processes[first.name]?.health as { expectStatus?: number } | undefined)?.expectStatus ?? 200,
+        releaseId: first.port !== null ? s.releaseId : null,
+      }) : { process: null, health: null };
+      const process = firstProbe.process ? { status: firstProbe.process.status, pid: firstProbe.process.pid, restarts: firstProbe.process.restarts, cwd: firstProbe.process.cwd } : null;
+      return {
+        slot: s.slot, port: first?.port ?? appConfig.slots?.[s.slot].port ?? null, releaseId: s.releaseId, state: s.state, live: row.liveSlot === s.slot,
+        process, health: firstProbe.health, processes,
+      };
     }));
     const liveReleaseId = row.liveSlot ? slotRows.find((s) => s.slot === row.liveSlot)?.releaseId ?? null : null;
     return {
@@ -86,6 +107,25 @@ export class StatusService {
         slots: slotRows.filter((s) => s.releaseId === r.releaseId).map((s) => s.slot),
       })),
     };
+  }
+
+  /** The slot's recorded processes; before its first start under a layout, the legacy process. */
+  private layout(app: string, slot: Slot, releaseId: string | null): SlotProcessRow[] {
+    const stored = this.deps.state.slotLayout(app, slot);
+    if (stored.length > 0) return stored;
+    const legacy = translateLegacy(this.deps.config.apps[app]!);
+    if (!legacy) return [];
+    return [{ process: 'web', releaseId: releaseId ?? '', pm2Name: pm2ProcessName(app, slot), port: legacy.pinnedPorts[slot].web ?? null, instances: 1, singleton: false }];
+  }
+
+  private specOf(app: string, releaseId: string): AppSpec | null {
+    const row = this.deps.state.release(app, releaseId);
+    if (!row) return null;
+    try {
+      return releaseSpecOf(app, this.deps.config.apps[app]!, row.manifest).spec;
+    } catch {
+      return null;
+    }
   }
 
   release(name: string, releaseId: string): ReleaseDetail {

@@ -24,14 +24,33 @@ export type Outcome = 'succeeded' | 'failed' | 'rolled_back';
 /** Where a failed deployment stopped: before traffic moved (nothing changed) or after. */
 export type FailurePhase = 'before_switch' | 'after_switch';
 
+/** One process of a slot, as its layout recorded it and PM2 runs it. */
+export interface SlotProcessStatus {
+  /** The process's name in the release's spec ("web" for a legacy app). */
+  name: string;
+  pm2Name: string;
+  /** null for a worker without a port. */
+  port: number | null;
+  instances: number;
+  /** Instances PM2 reports online. */
+  online: number;
+  restarts: number;
+  /** PM2's status (folded over instances), null when PM2 does not know the process. */
+  status: string | null;
+  health: { ok: boolean; status?: number; error?: string; ms: number } | null;
+}
+
 export interface SlotStatus {
   slot: Slot;
-  port: number;
+  /** The port of the slot's first listening process (null when it has none). */
+  port: number | null;
   releaseId: string | null;
   state: string;
   live: boolean;
   process: { status: string; pid: number | null; restarts: number; cwd: string | null } | null;
   health: { ok: boolean; status?: number; error?: string; ms: number } | null;
+  /** Every process of the slot (absent from agents that predate app specs). */
+  processes?: SlotProcessStatus[];
 }
 
 export interface ReleaseInfo {

@@ -115,6 +115,12 @@ export const ERROR_KINDS = {
   start_script_missing: 'refused',
   port_in_use: 'refused',
   health_check_failed: 'refused',
+  // App specs (agent/spec): a release's spec the agent cannot run, or the host does not allow.
+  spec_invalid: 'refused',
+  spec_missing: 'refused',
+  spec_refused: 'refused',
+  ports_exhausted: 'refused',
+  command_not_found: 'refused',
   backups_unavailable: 'refused',
   backup_before_deploy_failed: 'refused',
   // Releases: upload, unpack, store.

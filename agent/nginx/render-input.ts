@@ -186,3 +186,31 @@ export function inputRefusal(input: unknown): { fields: string[]; details: strin
   if (problems.length === 0) return null;
   return { fields: problems.map(({ path }) => fieldName(path)), details: problems.map((problem) => problemLine(input, problem)) };
 }
+
+// ---- The multi-route input of an app spec (DESIGN-12). The rollout produces it; until the
+// template renders it directly, agent.ts maps it onto AppConfigInput above (first route only).
+
+/** One route of a slot's spec: where nginx listens and which process it proxies to. */
+export interface RouteInput {
+  listenPort: number;
+  serverNames: string[];
+  path: string;
+  process: string;
+  clientMaxBodySize?: string;
+  readTimeoutSeconds?: number;
+  websocket: boolean;
+}
+
+/** One slot: the release it runs, the port of each listening process, and its spec's routes. */
+export interface SlotInput { releaseId: string | null; ports: Record<string, number>; routes: RouteInput[] }
+
+/** Everything an app's include is rendered from: both slots' layouts and routes. */
+export interface RoutedAppConfigInput {
+  app: string;
+  /** The slot live at render time (the fallback when nginx cannot see the flags). */
+  slot: Slot;
+  slots: Record<Slot, SlotInput>;
+  switchDir: string;
+  generation: number;
+  listenHost: string;
+}

@@ -10,7 +10,9 @@ import type { CleanupResult } from './cleanup.js';
 /** What the service needs of the release store (store.ts). */
 export interface ReleaseRepository {
   has(app: string, releaseId: string): boolean;
-  ingest(input: { app: string; releaseId: string; sha256: string; source: Readable; expectedBytes?: number }): Promise<{ dir: string; manifest: ReleaseManifest; bytes: number }>;
+  ingest(input: {
+    app: string; releaseId: string; sha256: string; source: Readable; expectedBytes?: number; accept?: (manifest: ReleaseManifest) => void;
+  }): Promise<{ dir: string; manifest: ReleaseManifest; bytes: number }>;
 }
 
 export interface ReleaseServiceDeps {
@@ -19,6 +21,8 @@ export interface ReleaseServiceDeps {
   releases: ReleaseRepository;
   /** Applies retention now (cleanup.ts), under the app's deploy lock. */
   cleanup(app: string, actor: string): Promise<CleanupResult>;
+  /** Refuses a release whose manifest (its spec) this host will not run: checked before it is stored. */
+  checkManifest?: (app: string, manifest: ReleaseManifest) => void;
   logger: Logger;
 }
 
@@ -49,7 +53,11 @@ export class ReleaseService {
     if (!source) {
       throw new SlipwayError('upload_missing', 'upload body must be sent as application/gzip', { status: 415, hint: 'send the tarball bytes' });
     }
-    const ingested = await this.deps.releases.ingest({ app, releaseId, sha256, source, expectedBytes: input.expectedBytes });
+    const { checkManifest } = this.deps;
+    const ingested = await this.deps.releases.ingest({
+      app, releaseId, sha256, source, expectedBytes: input.expectedBytes,
+      ...(checkManifest ? { accept: (manifest: ReleaseManifest) => checkManifest(app, manifest) } : {}),
+    });
     this.deps.state.recordRelease({ app, releaseId, sha256, bytes: ingested.bytes, manifest: ingested.manifest });
     this.deps.logger.info({ app, releaseId, bytes: ingested.bytes }, 'release stored');
     return { releaseId, bytes: ingested.bytes, dir: ingested.dir };

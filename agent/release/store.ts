@@ -40,6 +40,8 @@ export interface IngestInput {
   source: Readable;
   /** The length the sender declared, when known. */
   expectedBytes?: number;
+  /** Refuses (throws) a verified manifest before the release is published (the spec against the host's policy). */
+  accept?: (manifest: ReleaseManifest) => void;
 }
 
 export interface IngestResult {
@@ -179,6 +181,7 @@ export class ReleaseStore {
     try {
       const { extraction, bytes, unpacked } = await this.receiveAndUnpack(input, partFile, tmpDir, label);
       const manifest = await verifiedManifest(tmpDir, { app, releaseId, label }, unpacked);
+      input.accept?.(manifest);
       // Extraction left the tree free of group/other write and the root private; open the root
       // for reading only now that the release is complete.
       await chmod(tmpDir, 0o755);

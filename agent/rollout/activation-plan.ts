@@ -1,4 +1,4 @@
-import type { AppConfig } from '../config.js';
+import type { WatchSpec } from '../../contract/spec.js';
 import type { DeploymentKind, ReleaseState } from '../state/store.js';
 
 /** The watch window of a rollback or switch unless `watch.activationWindowMs` says otherwise. */
@@ -20,7 +20,7 @@ export interface ActivationPlan {
  * marked bad failed a window before, so going back to it gets the full push window. A switch
  * never stops the slot it leaves (switching back and forth is its use); a push and a rollback do.
  */
-export function planActivation(kind: DeploymentKind, targetState: ReleaseState | null, watch: AppConfig['watch']): ActivationPlan {
+export function planActivation(kind: DeploymentKind, targetState: ReleaseState | null, watch: WatchSpec): ActivationPlan {
   const shorter = watch.activationWindowMs ?? Math.min(watch.windowMs, ACTIVATION_WINDOW_CAP_MS);
   const windowMs = kind === 'deploy' || targetState === 'bad' ? watch.windowMs : shorter;
   return { windowMs, settle: kind !== 'switch', clearsBadMark: targetState === 'bad' && windowMs > 0 };

@@ -1,7 +1,7 @@
 import type { AgentConfig } from '../config.js';
 import type { StateStore } from '../state/store.js';
 import { SlipwayError, errorMessage } from '../../contract/errors.js';
-import { pm2ProcessName, shortSha } from '../../contract/names.js';
+import { shortSha, type Slot } from '../../contract/names.js';
 import type { Clock, HealthChecker, ProcessManager, TrafficSwitcher } from './deps.js';
 import { planActivation } from './activation-plan.js';
 import { RolloutStop, type StepJournal } from './journal.js';
@@ -35,16 +35,18 @@ export class ActivationSteps {
   async startAndSwitch(j: StepJournal): Promise<void> {
     const d = j.deployment;
     const { slots } = this.deps;
-    const port = this.deps.config.apps[d.app]!.slots[d.slot].port;
     let slotTouched = false;
+    let singletons: { slot: Slot; releaseId: string; processes: string[] } | null = null;
     try {
       const env = await this.prepare(j);
       slotTouched = true;
-      await j.step('starting', () => slots.start(d, env), () => `${pm2ProcessName(d.app, d.slot)} started on port ${port}`);
+      singletons = await this.stopLiveSingletons(j);
+      await j.step('starting', () => slots.start(d, env), (layout) => `started ${layout.map((p) => `${p.pm2Name}${p.port !== null ? ` on port ${p.port}` : ''}${p.instances > 1 ? ` (${p.instances} instances)` : ''}`).join(', ')}`);
       await j.step('healthy', () => slots.healthGate(d), (attempts) => `healthy after ${attempts} check(s)`);
     } catch (error) {
       // A failure in preflight or the backup has touched nothing: the standby slot keeps running.
       if (slotTouched) await this.stopNewSlot(j, 'failed');
+      if (singletons) await this.restartSingletons(j, singletons);
       throw new RolloutStop('failed', 'before_switch', error);
     }
     try {
@@ -52,17 +54,44 @@ export class ActivationSteps {
     } catch (error) {
       // nginx restored its last good config itself; the new slot never got traffic.
       await this.stopNewSlot(j, 'stopped');
+      if (singletons) await this.restartSingletons(j, singletons);
       throw new RolloutStop('failed', 'before_switch', error);
     }
+  }
+
+  /**
+   * Singleton workers run once: the live slot's copies stop before the new slot starts (the
+   * trade-off: no copy runs until the new one is up). Nothing to do, and no step, without any.
+   */
+  private async stopLiveSingletons(j: StepJournal): Promise<{ slot: Slot; releaseId: string; processes: string[] } | null> {
+    const d = j.deployment;
+    const { state, slots } = this.deps;
+    const live = state.app(d.app)!.liveSlot;
+    if (!live || live === d.slot) return null;
+    const liveRelease = state.slot(d.app, live).releaseId;
+    if (!liveRelease || !slots.layout(d.app, live).some((p) => p.singleton)) return null;
+    const processes = await j.step('singletons', () => slots.stopSingletons(d.app, live), (names) => `stopped singleton ${names.join(', ')} of live ${live}`);
+    return { slot: live, releaseId: liveRelease, processes };
+  }
+
+  /** Compensation: the live slot's singletons run again when the new slot did not take over. */
+  private restartSingletons(j: StepJournal, stopped: { slot: Slot; releaseId: string; processes: string[] }): Promise<void> {
+    const { app } = j.deployment;
+    return j.compensate(`start singleton ${stopped.processes.join(', ')} of ${stopped.slot} again`, async () => {
+      const env = await this.deps.slots.appEnv(app, stopped.releaseId);
+      await this.deps.slots.start({ app, slot: stopped.slot, releaseId: stopped.releaseId }, env, { only: stopped.processes });
+    });
   }
 
   /** Preflight (nginx runs, the env file reads) and the pre-deploy backup: no change made yet. */
   private async prepare(j: StepJournal): Promise<Record<string, string>> {
     const d = j.deployment;
     const env = await j.step('preflight', async () => {
+      // The release's spec against the host's policy, as at upload: the policy may have changed since.
+      this.deps.slots.allowedSpecOf(d.app, d.releaseId);
       // No PM2 change is made unless nginx can take the switch afterwards.
       await this.deps.nginx.checkMasterRunning();
-      return this.deps.slots.appEnv(d.app);
+      return this.deps.slots.appEnv(d.app, d.releaseId);
     }, () => 'nginx is running, env file read');
     const backupJob = this.deps.config.apps[d.app]!.backupBeforeDeploy;
     if (backupJob && d.kind === 'deploy') {
@@ -89,7 +118,10 @@ export class ActivationSteps {
   /** Moves traffic to a slot that already runs its release, after a fresh health check. */
   async switchTo(j: StepJournal): Promise<void> {
     try {
-      await j.step('preflight', () => this.deps.nginx.checkMasterRunning(), () => 'nginx is running');
+      await j.step('preflight', async () => {
+      this.deps.slots.allowedSpecOf(j.deployment.app, j.deployment.releaseId);
+      await this.deps.nginx.checkMasterRunning();
+    }, () => 'nginx is running');
       await j.step('healthy', () => this.deps.slots.healthGate(j.deployment), (attempts) => `healthy after ${attempts} check(s)`);
       await this.switchStep(j);
     } catch (error) {
@@ -121,7 +153,7 @@ export class ActivationSteps {
   async watchAndSettle(j: StepJournal): Promise<void> {
     const d = j.deployment;
     const { state } = this.deps;
-    const watch = this.deps.config.apps[d.app]!.watch;
+    const watch = this.deps.slots.specOf(d.app, d.releaseId).spec.watch;
     const plan = planActivation(d.kind, d.targetState, watch);
     if (d.targetState === 'bad') state.setBadMark(d.id, 'kept');
     if (plan.windowMs > 0) {
@@ -148,7 +180,7 @@ export class ActivationSteps {
 
   private async watchStep(j: StepJournal, windowMs: number): Promise<WatchVerdict> {
     const d = j.deployment;
-    const watch = this.deps.config.apps[d.app]!.watch;
+    const watch = this.deps.slots.specOf(d.app, d.releaseId).spec.watch;
     const baselineRestarts = await this.deps.slots.restarts(d.app, d.slot);
     let lastReport = 0;
     return j.step('watching', () => watchWindow({

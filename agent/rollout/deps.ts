@@ -3,13 +3,22 @@
 import type { Slot } from '../../contract/names.js';
 // Types only: the rollout never loads nginx's modules (nunjucks) itself.
 import type { ApplyRequest, FlipRequest } from '../nginx/controller.js';
-import type { AppConfigInput } from '../nginx/render.js';
+import type { RoutedAppConfigInput } from '../nginx/render-input.js';
 
 /** What the rollout needs from PM2 (implemented by Pm2Adapter). */
 export interface ProcessManager {
-  start(spec: { name: string; script: string; cwd: string; args?: string[]; nodeArgs?: string[]; env: Record<string, string> }): Promise<{ pid: number }>;
+  start(spec: {
+    name: string; script: string; cwd: string; args?: string[]; nodeArgs?: string[]; env: Record<string, string>;
+    interpreter?: 'none'; instances?: number; killTimeoutMs?: number; maxMemoryRestart?: string;
+  }): Promise<{ pid: number }>;
   delete(name: string): Promise<void>;
-  describe(name: string): Promise<{ status: string; pid: number | null; pmCwd: string | null; restarts: number } | null>;
+  describe(name: string): Promise<{
+    status: string; pid: number | null; pmCwd: string | null; restarts: number;
+    /** Cluster mode: instances under the name, and how many are online (absent: one). */
+    instances?: number; online?: number; uptimeMs?: number;
+    /** PM2's log files of the process, when known. */
+    outLog?: string | null; errLog?: string | null;
+  } | null>;
 }
 
 /** What the rollout needs from nginx (implemented by NginxController). */
@@ -26,13 +35,13 @@ export interface TrafficSwitcher {
   flip(input: FlipRequest): Promise<unknown>;
 }
 
-/** What an app's nginx include is rendered from, besides the agent config's listen address and server names. */
-export type NginxRenderInput = Pick<AppConfigInput, 'app' | 'slot' | 'slots' | 'switchDir' | 'generation'>;
+/** What an app's nginx include is rendered from: both slots' processes, ports and routes. */
+export type NginxRenderInput = RoutedAppConfigInput;
 
 export interface HealthChecker {
   waitHealthy(url: string, options: {
     timeoutMs: number; intervalMs: number; retries: number; expectStatus: number; bodyContains?: string;
-  }): Promise<{ ok: boolean; attempts: number; last: { status?: number; error?: string } | undefined }>;
+  }): Promise<{ ok: boolean; attempts: number; last: { status?: number; error?: string; bodyStart?: string } | undefined }>;
   httpGet(url: string, options: { timeoutMs: number; headers?: Record<string, string> }): Promise<{ status: number; headers: Record<string, string>; body: string }>;
 }
 

@@ -1,7 +1,7 @@
 import type { DeploymentRow } from '../state/store.js';
 import { errorMessage } from '../../contract/errors.js';
 import { SLOTS, shortSha, type Slot } from '../../contract/names.js';
-import { probeHostOf, publicUrlOf, type HealthChecker } from './rollout.js';
+import type { HealthChecker } from './rollout.js';
 import { checkSlotHealth, observeSlots, reconcileApp, tryAppLock, type ReconcileDeps } from './rehome.js';
 
 export interface RecoveryDeps extends ReconcileDeps {
@@ -135,16 +135,18 @@ async function recoverApp(deps: RecoveryDeps, app: string, interrupted: Deployme
   }
 }
 
-/** Which slot nginx serves right now, read from the marker headers through nginx itself. */
+/** Which slot nginx serves right now, read from the marker headers through nginx itself (on a route of either slot's release). */
 async function servedSlot(deps: RecoveryDeps, app: string): Promise<Slot | null> {
-  const appConfig = deps.config.apps[app]!;
-  try {
-    const response = await deps.health.httpGet(`${publicUrlOf(deps.config, app)}${appConfig.health.path}`, {
-      timeoutMs: 2000, headers: { host: probeHostOf(deps.config, app) },
-    });
-    const slot = response.headers['x-slipway-slot'];
-    return slot === 'blue' || slot === 'green' ? slot : null;
-  } catch {
-    return null;
+  for (const row of deps.state.slots(app)) {
+    const probe = row.releaseId ? deps.activation.probeOf(app, row.releaseId) : null;
+    if (!probe) continue;
+    try {
+      const response = await deps.health.httpGet(probe.url, { timeoutMs: 2000, headers: { host: probe.host } });
+      const slot = response.headers['x-slipway-slot'];
+      return slot === 'blue' || slot === 'green' ? slot : null;
+    } catch {
+      return null;
+    }
   }
+  return null;
 }

@@ -3,7 +3,7 @@ import { realpathSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { AgentConfig } from '../config.js';
-import type { StateStore } from '../state/store.js';
+import type { SlotProcessRow, StateStore } from '../state/store.js';
 import { pm2DaemonDown, type DaemonHealth } from '../pm2-daemon.js';
 import type { Pm2Process } from '../pm2.js';
 import { findSlotOrphans, stopOrphans, type SlotOrphan } from '../pm2-orphans.js';
@@ -24,6 +24,12 @@ import type { HealthChecker } from './rollout.js';
 export interface SlotActivation {
   startRelease(app: string, slot: Slot, releaseId: string): Promise<void>;
   switchTraffic(app: string, slot: Slot, releaseId: string, options?: { reapply?: boolean }): Promise<void>;
+  /** The slot's recorded processes (SlotProcesses.layout). */
+  layout(app: string, slot: Slot): SlotProcessRow[];
+  /** Every process's health, as the slot's release's spec defines it (SlotProcesses.checkHealth). */
+  checkHealth(app: string, slot: Slot, retries?: number): Promise<{ ok: boolean; attempts: number; seen: string; url: string }>;
+  /** The request through nginx that reaches a release's first route (TrafficSwitch.probeOf). */
+  probeOf(app: string, releaseId: string): { url: string; host: string } | null;
 }
 
 export interface ReconcileDeps {
@@ -71,10 +77,13 @@ export async function observeSlots(deps: ReconcileDeps, app: string): Promise<Ob
   const listed = await deps.processes.list();
   const orphans = findSlotOrphans(deps.processes.pm2Home, daemon.pid).filter((o) => o.app === app);
   return deps.state.slots(app).map((row): ObservedSlot => {
-    const procs = listed.filter((p) => p.name === pm2ProcessName(app, row.slot));
+    const names = deps.activation.layout(app, row.slot).map((p) => p.pm2Name);
+    const procs = listed.filter((p) => names.includes(p.name));
     const expected = row.releaseId ? resolvedDir(deps.releaseDir(app, row.releaseId)) : null;
-    const runsRelease = procs.length === 1 && procs[0]!.status === 'online' && expected !== null
-      && resolvedDir(procs[0]!.pmCwd) === expected;
+    const inRelease = (cwd: string) => expected !== null && (resolvedDir(cwd) === expected || resolvedDir(cwd).startsWith(expected + path.sep));
+    // Every process of the layout runs (each instance online) in the slot's release.
+    const runsRelease = names.length > 0 && names.every((name) => procs.some((p) => p.name === name))
+      && procs.every((p) => p.status === 'online' && inRelease(p.pmCwd));
     return {
       slot: row.slot, releaseId: row.releaseId, state: row.state,
       pm2: runsRelease ? 'online' : procs.length > 0 ? 'other' : 'absent',
@@ -107,7 +116,7 @@ export async function reconcileApp(deps: ReconcileDeps, app: string, options: { 
       // A slot started (or health-gated) for the switch never got traffic: stop it again.
       const undo = (action.kind === 'start' || action.kind === 'switch') && deps.state.app(app)?.liveSlot !== action.slot ? action.slot : null;
       if (undo !== null) {
-        await deps.processes.delete(pm2ProcessName(app, undo)).catch(() => undefined);
+        for (const p of deps.activation.layout(app, undo)) await deps.processes.delete(p.pm2Name).catch(() => undefined);
         deps.state.setSlotState(app, undo, 'stopped');
       }
       throw new SlipwayError('reconcile_failed', `reconciling ${app} with PM2 failed (${action.reason}): ${errorMessage(error)}`, {
@@ -125,7 +134,8 @@ async function carryOut(deps: ReconcileDeps, app: string, action: ReconcileActio
     case 'adopt':
       return;
     case 'delete':
-      return deps.processes.delete(pm2ProcessName(app, action.slot));
+      for (const p of deps.activation.layout(app, action.slot)) await deps.processes.delete(p.pm2Name);
+      return;
     case 'mark':
       return deps.state.setSlotState(app, action.slot, action.state);
     case 'stop-orphans':
@@ -140,26 +150,18 @@ async function carryOut(deps: ReconcileDeps, app: string, action: ReconcileActio
   }
 }
 
-/** One slot's health check as the app's config defines it, on the slot's own port; `retries` as configured unless given. */
-export async function checkSlotHealth(
-  deps: Pick<ReconcileDeps, 'config' | 'health'>, app: string, slot: Slot, retries?: number,
+/** One slot's health: every process as its release's spec defines it; `retries` as configured unless given. */
+export function checkSlotHealth(
+  deps: Pick<ReconcileDeps, 'activation'>, app: string, slot: Slot, retries?: number,
 ): Promise<{ url: string; ok: boolean; attempts: number; seen: string }> {
-  const appConfig = deps.config.apps[app]!;
-  const h = appConfig.health;
-  const url = `http://127.0.0.1:${appConfig.slots[slot].port}${h.path}`;
-  const result = await deps.health.waitHealthy(url, {
-    timeoutMs: h.timeoutMs, intervalMs: h.intervalMs, retries: retries ?? h.retries, expectStatus: h.expectStatus,
-    ...(h.bodyContains ? { bodyContains: h.bodyContains } : {}),
-  });
-  const seen = result.last?.status !== undefined ? `HTTP ${result.last.status}` : (result.last?.error ?? 'no answer');
-  return { url, ok: result.ok, attempts: result.attempts, seen };
+  return deps.activation.checkHealth(app, slot, retries);
 }
 
 async function healthGate(deps: ReconcileDeps, app: string, slot: Slot, releaseId: string): Promise<void> {
   const result = await checkSlotHealth(deps, app, slot);
   if (!result.ok) {
     throw new SlipwayError('health_check_failed', `${app}/${slot}@${shortSha(releaseId)} failed its health check ${result.url} after ${result.attempts} attempt(s): last saw ${result.seen}`, {
-      status: 502, hint: `read the app's log: PM2_HOME=${deps.processes.pm2Home} pm2 logs ${pm2ProcessName(app, slot)} --lines 50`,
+      status: 502, hint: `read the app's log: PM2_HOME=${deps.processes.pm2Home} pm2 logs ${deps.activation.layout(app, slot).map((p) => p.pm2Name).join(' ')} --lines 50`,
     });
   }
 }

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { LockRow, DeploymentKind } from '../state/store.js';
-import { otherSlot, pm2ProcessName, type Slot } from '../../contract/names.js';
+import { otherSlot, type Slot } from '../../contract/names.js';
 import { NO_FAULTS, systemClock, type Clock, type FaultInjection, type NginxRenderInput } from './deps.js';
 import { checkSwitchTarget, EntryChecks } from './entry.js';
 import { DeploymentFeed } from './feed.js';
@@ -47,7 +47,7 @@ export interface RecoveryActions {
 export function createRollouts(wiring: RolloutWiring): { rollouts: RolloutService; slots: SlotProcesses; traffic: TrafficSwitch } {
   const { releaseDir, renderNginx, portInUse, portWaitMs, ...rest } = wiring;
   const slots = new SlotProcesses({ ...rest, releaseDir, ...(portInUse ? { portInUse } : {}), ...(portWaitMs !== undefined ? { portWaitMs } : {}) });
-  const traffic = new TrafficSwitch({ ...rest, renderNginx });
+  const traffic = new TrafficSwitch({ ...rest, renderNginx, slots });
   return { rollouts: new RolloutService({ ...rest, slots, traffic }), slots, traffic };
 }
 
@@ -143,7 +143,7 @@ export class RolloutService {
       if (reuseWarm && await this.deps.slots.isOnline(app, standby)) {
         await this.steps.switchTo(j);
       } else {
-        if (reuseWarm) j.emit('preflight', 'info', `${pm2ProcessName(app, standby)} is not running in PM2 any more: starting it again`, null);
+        if (reuseWarm) j.emit('preflight', 'info', `${this.deps.slots.layout(app, standby).map((p) => p.pm2Name).join(', ')} of ${standby} is not running in PM2 any more: starting it again`, null);
         await this.steps.startAndSwitch(j);
       }
       await this.steps.watchAndSettle(j);

@@ -1,17 +1,23 @@
 import type { AgentConfig } from '../config.js';
 import type { StateStore } from '../state/store.js';
-import { NO_RELEASE, type Slot } from '../../contract/names.js';
+import { NO_RELEASE, SLOTS, type Slot } from '../../contract/names.js';
+import type { AppSpec } from '../../contract/spec.js';
 import type { NginxProbe } from '../nginx/controller.js';
+import type { RouteInput, SlotInput } from '../nginx/render-input.js';
+import { policyOf } from '../spec/policy.js';
 import type { NginxRenderInput, TrafficSwitcher } from './deps.js';
-import { probeHostOf, publicUrlOf } from './public-address.js';
+import { routeProbeOf, type RouteProbe } from './public-address.js';
 import { planSwitch } from './switch-plan.js';
 import { releaseStateAfterSwitch } from './activation-plan.js';
+import type { SlotProcesses } from './slot-process.js';
 
 export interface TrafficDeps {
   config: AgentConfig;
   state: StateStore;
   nginx: TrafficSwitcher;
   renderNginx: (input: NginxRenderInput) => string;
+  /** The slots' recorded layouts and their releases' specs. */
+  slots: Pick<SlotProcesses, 'layout' | 'specOf'>;
 }
 
 export interface SwitchOptions {
@@ -23,47 +29,92 @@ export interface SwitchOptions {
   record?: () => void;
 }
 
+/** Pure: a spec's routes as nginx gets them, each with its listen port settled. */
+export function routeInputs(spec: AppSpec, listenPorts: readonly number[]): RouteInput[] {
+  return spec.routes.flatMap((route): RouteInput[] => {
+    const listenPort = route.listenPort ?? listenPorts[0] ?? null;
+    if (listenPort === null) return [];
+    return [{
+      listenPort, serverNames: [...route.serverNames], path: route.path, process: route.process, websocket: route.websocket,
+      ...(route.clientMaxBodySize !== undefined ? { clientMaxBodySize: route.clientMaxBodySize } : {}),
+      ...(route.readTimeoutSeconds !== undefined ? { readTimeoutSeconds: route.readTimeoutSeconds } : {}),
+    }];
+  });
+}
+
 /**
  * Moves an app's traffic to a slot and records it: used by rollouts, swap-backs and crash
- * recovery. Both slots are upstreams of the app's include and a flag picks one per request, so
- * traffic moves with one atomic rename and no reload (which would close every idle client
- * connection). The include is re-rendered first; only when it changed is it tested, reloaded and
- * proven, while traffic still goes to the serving slot.
+ * recovery. Every route of both slots is in the app's include and a flag picks the slot per
+ * request, so traffic moves with one atomic rename and no reload (which would close every idle
+ * client connection). The include is rendered from both slots' layouts (ports) and their
+ * releases' specs (routes); only when it changed is it tested, reloaded and proven, while traffic
+ * still goes to the serving slot.
  */
 export class TrafficSwitch {
   constructor(private readonly deps: TrafficDeps) {}
 
+  /** What a slot gives nginx: its release, its listening processes' ports and its spec's routes. */
+  slotInput(app: string, slot: Slot, releaseId: string | null): SlotInput {
+    if (!releaseId) return { releaseId: null, ports: {}, routes: [] };
+    const ports: Record<string, number> = {};
+    for (const p of this.deps.slots.layout(app, slot)) if (p.port !== null && p.releaseId === releaseId) ports[p.process] = p.port;
+    let spec: AppSpec | null = null;
+    try {
+      spec = this.deps.slots.specOf(app, releaseId).spec;
+    } catch {
+      spec = null;
+    }
+    const routes = spec ? routeInputs(spec, policyOf(this.deps.config.apps[app]!).listen.ports).filter((r) => ports[r.process] !== undefined) : [];
+    return { releaseId, ports, routes };
+  }
+
+  /** The probe through nginx that reaches `slot`'s release, or null when its spec has no routes. */
+  probeOf(app: string, releaseId: string | null): RouteProbe | null {
+    if (!releaseId) return null;
+    try {
+      return routeProbeOf(this.deps.config, app, this.deps.slots.specOf(app, releaseId).spec);
+    } catch {
+      return null;
+    }
+  }
+
   async switchTraffic(app: string, slot: Slot, releaseId: string, options: SwitchOptions = {}): Promise<void> {
     const { state, config, nginx } = this.deps;
-    const appConfig = config.apps[app]!;
     // The slot serving now: the flag's, else (no flag yet) what SQLite recorded, else the target.
     const serving = await nginx.ensureFlag(app, state.app(app)!.liveSlot ?? slot);
     const releaseOf = (s: Slot) => (s === slot ? releaseId : state.slot(app, s).releaseId);
-    const slots = {
-      blue: { port: appConfig.slots.blue.port, releaseId: releaseOf('blue') },
-      green: { port: appConfig.slots.green.port, releaseId: releaseOf('green') },
-    };
-    const render = (generation: number, fallback: Slot) => this.deps.renderNginx({ app, slot: fallback, slots, switchDir: nginx.switchDirOf(app), generation });
-    const probe = (expectHeaders: Record<string, string>): NginxProbe => ({
-      url: `${publicUrlOf(config, app)}${appConfig.health.path}`,
-      hostHeader: probeHostOf(config, app),
+    const slots = Object.fromEntries(SLOTS.map((s) => [s, this.slotInput(app, s, releaseOf(s))])) as Record<Slot, SlotInput>;
+    const listenHost = policyOf(config.apps[app]!).listen.host;
+    const render = (generation: number, fallback: Slot) => this.deps.renderNginx({ app, slot: fallback, slots, switchDir: nginx.switchDirOf(app), generation, listenHost });
+    const probe = (route: RouteProbe, expectHeaders: Record<string, string>): NginxProbe => ({
+      url: route.url,
+      hostHeader: route.host,
       expectHeaders: { ...expectHeaders, 'x-slipway-switch': 'file' },
     });
-    const plan = planSwitch({
-      serving, target: slot, onDisk: await nginx.currentConfig(app), generationNow: state.app(app)!.generation, render,
-      reapply: options.reapply ?? false,
-    });
-    if (plan.applyInclude) {
-      const generation = state.nextGeneration(app);
-      await nginx.apply({
-        app,
-        config: render(generation, serving),
-        probe: probe({ 'x-slipway-generation': String(generation), 'x-slipway-slot': serving, 'x-slipway-release': releaseOf(serving) ?? NO_RELEASE }),
+    // Markers come with every answer of the include (a 404 of a slot without that route too), so
+    // a route of either release can prove the serving slot after a reload and the target after a flip.
+    const servingRoute = this.probeOf(app, releaseOf(serving)) ?? this.probeOf(app, releaseId);
+    const targetRoute = this.probeOf(app, releaseId) ?? servingRoute;
+    // An app whose releases route nothing has nothing in nginx: traffic is only the record below.
+    if (servingRoute && targetRoute) {
+      const plan = planSwitch({
+        serving, target: slot, onDisk: await nginx.currentConfig(app), generationNow: state.app(app)!.generation, render,
+        reapply: options.reapply ?? false,
       });
-    }
-    await options.faultPoint?.('flip');
-    if (plan.flip) {
-      await nginx.flip({ app, slot, probe: probe({ 'x-slipway-slot': slot, 'x-slipway-release': releaseId }) });
+      if (plan.applyInclude) {
+        const generation = state.nextGeneration(app);
+        await nginx.apply({
+          app,
+          config: render(generation, serving),
+          probe: probe(servingRoute, { 'x-slipway-generation': String(generation), 'x-slipway-slot': serving, 'x-slipway-release': releaseOf(serving) ?? NO_RELEASE }),
+        });
+      }
+      await options.faultPoint?.('flip');
+      if (plan.flip) {
+        await nginx.flip({ app, slot, probe: probe(targetRoute, { 'x-slipway-slot': slot, 'x-slipway-release': releaseId }) });
+      }
+    } else {
+      await options.faultPoint?.('flip');
     }
     await options.faultPoint?.('record');
     state.transaction(() => {

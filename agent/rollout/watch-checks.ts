@@ -1,43 +1,57 @@
-import type { AgentConfig } from '../config.js';
 import { SlipwayError, errorMessage } from '../../contract/errors.js';
-import { pm2ProcessName } from '../../contract/names.js';
 import type { HealthChecker, ProcessManager } from './deps.js';
-import { probeHostOf, publicUrlOf, slotHealthUrlOf } from './public-address.js';
-import type { SlotTarget } from './slot-process.js';
+import { isHttpHealth, type SlotProcesses, type SlotTarget } from './slot-process.js';
+import type { TrafficSwitch } from './traffic.js';
 import type { WatchCheck } from './watch.js';
 
 /**
- * One round of the watch window, run concurrently: traffic through nginx (status and the release
- * marker), the slot's own health endpoint, and PM2's state and restart count against the baseline
- * taken when the window opened.
+ * One round of the watch window, run concurrently: traffic through nginx on the release's first
+ * route (status and the release marker), every listening process's own health endpoint, and every
+ * process's PM2 state and restart count against the baseline taken when the window opened.
  */
-export function watchChecks(
-  deps: { config: AgentConfig; health: HealthChecker; processes: ProcessManager },
+export async function watchChecks(
+  deps: { health: HealthChecker; processes: ProcessManager; slots: Pick<SlotProcesses, 'layout' | 'specOf'>; traffic: Pick<TrafficSwitch, 'probeOf'> },
   { app, slot, releaseId }: SlotTarget,
-  baselineRestarts: number,
+  baselineRestarts: Record<string, number>,
 ): Promise<WatchCheck[]> {
-  const { config } = deps;
-  const appConfig = config.apps[app]!;
-  const health = appConfig.health;
-  const timeoutMs = Math.min(health.timeoutMs, Math.max(200, appConfig.watch.intervalMs * 2));
-  const viaNginx = deps.health.httpGet(`${publicUrlOf(config, app)}${health.path}`, { timeoutMs, headers: { host: probeHostOf(config, app) } })
-    .then((r): WatchCheck => {
-      if (r.status !== health.expectStatus) return { name: 'public', ok: false, detail: `HTTP ${r.status} through nginx` };
+  const spec = deps.slots.specOf(app, releaseId).spec;
+  const layout = deps.slots.layout(app, slot);
+  const timeoutFor = (healthTimeoutMs: number) => Math.min(healthTimeoutMs, Math.max(200, spec.watch.intervalMs * 2));
+  const checks: Promise<WatchCheck>[] = [];
+  const route = deps.traffic.probeOf(app, releaseId);
+  if (route) {
+    const routeHealth = spec.processes[route.process]?.health;
+    const timeoutMs = timeoutFor(routeHealth && isHttpHealth(routeHealth) ? routeHealth.timeoutMs : 2_000);
+    checks.push(deps.health.httpGet(route.url, { timeoutMs, headers: { host: route.host } }).then((r): WatchCheck => {
+      const statusOk = route.expectStatus === null ? r.status < 500 : r.status === route.expectStatus;
+      if (!statusOk) return { name: 'public', ok: false, detail: `HTTP ${r.status} through nginx` };
       if (r.headers['x-slipway-release'] !== releaseId) return { name: 'public', ok: false, detail: `nginx served release ${r.headers['x-slipway-release'] ?? 'none'}` };
       return { name: 'public', ok: true, detail: 'ok' };
-    }, (error: unknown): WatchCheck => ({ name: 'public', ok: false, detail: errorMessage(error) }));
-  const direct = deps.health.httpGet(slotHealthUrlOf(config, app, slot), { timeoutMs })
-    .then((r): WatchCheck => ({ name: 'slot', ok: r.status === health.expectStatus, detail: `HTTP ${r.status}` }),
-      (error: unknown): WatchCheck => ({ name: 'slot', ok: false, detail: errorMessage(error) }));
-  const processCheck = deps.processes.describe(pm2ProcessName(app, slot)).then((p): WatchCheck => {
-    if (!p) return { name: 'process', ok: false, detail: 'not in PM2' };
-    if (p.status !== 'online') return { name: 'process', ok: false, detail: `PM2 status ${p.status}` };
-    if (p.restarts > baselineRestarts) return { name: 'process', ok: false, detail: `restarted (restarts ${baselineRestarts} → ${p.restarts})` };
-    return { name: 'process', ok: true, detail: 'online' };
-  }, (error: unknown): WatchCheck => (error instanceof SlipwayError && error.code === 'pm2_daemon_down'
-    // PM2's own death says nothing about the app (its processes live on and the watchdog re-homes
-    // them): the public and slot checks still judge the release this round.
-    ? { name: 'process', ok: true, detail: `unknown: ${error.message}` }
-    : { name: 'process', ok: false, detail: errorMessage(error) }));
-  return Promise.all([viaNginx, direct, processCheck]);
+    }, (error: unknown): WatchCheck => ({ name: 'public', ok: false, detail: errorMessage(error) })));
+  }
+  const several = layout.length > 1;
+  const who = (process: string) => (several ? `${process}: ` : '');
+  for (const p of layout) {
+    const health = spec.processes[p.process]?.health;
+    if (p.port !== null && health && isHttpHealth(health)) {
+      checks.push(deps.health.httpGet(`http://127.0.0.1:${p.port}${health.path}`, { timeoutMs: timeoutFor(health.timeoutMs) })
+        .then((r): WatchCheck => ({ name: 'slot', ok: r.status === health.expectStatus, detail: `${who(p.process)}HTTP ${r.status}` }),
+          (error: unknown): WatchCheck => ({ name: 'slot', ok: false, detail: `${who(p.process)}${errorMessage(error)}` })));
+    }
+    const baseline = baselineRestarts[p.pm2Name] ?? 0;
+    checks.push(deps.processes.describe(p.pm2Name).then((proc): WatchCheck => {
+      if (!proc) return { name: 'process', ok: false, detail: `${who(p.process)}not in PM2` };
+      if (proc.status !== 'online') return { name: 'process', ok: false, detail: `${who(p.process)}PM2 status ${proc.status}` };
+      if (proc.online !== undefined && proc.instances !== undefined && proc.online < proc.instances) {
+        return { name: 'process', ok: false, detail: `${who(p.process)}${proc.online} of ${proc.instances} instances online` };
+      }
+      if (proc.restarts > baseline) return { name: 'process', ok: false, detail: `${who(p.process)}restarted (restarts ${baseline} → ${proc.restarts})` };
+      return { name: 'process', ok: true, detail: 'online' };
+    }, (error: unknown): WatchCheck => (error instanceof SlipwayError && error.code === 'pm2_daemon_down'
+      // PM2's own death says nothing about the app (its processes live on and the watchdog re-homes
+      // them): the public and slot checks still judge the release this round.
+      ? { name: 'process', ok: true, detail: `unknown: ${error.message}` }
+      : { name: 'process', ok: false, detail: `${who(p.process)}${errorMessage(error)}` })));
+  }
+  return Promise.all(checks);
 }

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
-import type { AppStatus, Pm2DaemonStatus, ReleaseInfo, SlotStatus } from '../../contract/api.js';
+import type { AppStatus, Pm2DaemonStatus, ReleaseInfo, SlotProcessStatus, SlotStatus } from '../../contract/api.js';
 import { manifestSchema } from '../../contract/manifest.js';
 import type { AppSummary, StatusService } from '../status.js';
 import { answers, appParams, noQuery, nullable, slotSchema, type AppParams, type NoQuery, type ObjectSchemaOf } from './schemas.js';
@@ -17,11 +17,19 @@ const slotHealth = {
   properties: { ok: { type: 'boolean' }, status: { type: 'integer' }, error: { type: 'string' }, ms: { type: 'number' } },
 } as const satisfies ObjectSchemaOf<SlotHealth>;
 
+const processStatus = {
+  type: 'object', additionalProperties: false, required: ['name', 'pm2Name', 'port', 'instances', 'online', 'restarts', 'status', 'health'],
+  properties: {
+    name: { type: 'string' }, pm2Name: { type: 'string' }, port: nullable('integer'), instances: { type: 'integer' }, online: { type: 'integer' },
+    restarts: { type: 'integer' }, status: nullable('string'), health: slotHealth,
+  },
+} as const satisfies ObjectSchemaOf<SlotProcessStatus>;
+
 const slotStatus = {
   type: 'object', additionalProperties: false, required: ['slot', 'port', 'releaseId', 'state', 'live', 'process', 'health'],
   properties: {
-    slot: slotSchema, port: { type: 'integer' }, releaseId: nullable('string'), state: { type: 'string' }, live: { type: 'boolean' },
-    process: slotProcess, health: slotHealth,
+    slot: slotSchema, port: nullable('integer'), releaseId: nullable('string'), state: { type: 'string' }, live: { type: 'boolean' },
+    process: slotProcess, health: slotHealth, processes: { type: 'array', items: processStatus },
   },
 } as const satisfies ObjectSchemaOf<SlotStatus>;
 

@@ -185,6 +185,29 @@ const MIGRATIONS: string[] = [
   );
   CREATE INDEX outbox_pending ON outbox (webhook, state, id);
   `,
+  // 5: what each slot runs (one row per process of its release's spec, written when the slot
+  // starts, so stopping, status and rollback never guess) and the sticky port assignments.
+  `
+  CREATE TABLE slot_processes (
+    app         TEXT NOT NULL,
+    slot        TEXT NOT NULL CHECK (slot IN ('blue', 'green')),
+    process     TEXT NOT NULL,
+    release_id  TEXT NOT NULL,
+    pm2_name    TEXT NOT NULL,
+    port        INTEGER,
+    instances   INTEGER NOT NULL,
+    singleton   INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (app, slot, process)
+  );
+  CREATE TABLE port_assignments (
+    app          TEXT NOT NULL,
+    slot         TEXT NOT NULL CHECK (slot IN ('blue', 'green')),
+    process      TEXT NOT NULL,
+    port         INTEGER NOT NULL UNIQUE,
+    assigned_at  TEXT NOT NULL,
+    PRIMARY KEY (app, slot, process)
+  );
+  `,
 ];
 
 export function openDatabase(file: string): Db {

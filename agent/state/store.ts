@@ -37,6 +37,17 @@ export interface LockRow {
   app: string; lockId: string; holder: string; action: string; releaseId: string | null; since: string;
   expiresAt: string | null; bootId: string; deploymentId: number | null;
 }
+/** One process of a slot as it was started: what stop, status and the nginx include read. */
+export interface SlotProcessRow {
+  process: string;
+  releaseId: string;
+  pm2Name: string;
+  /** null for a process without a port (a worker). */
+  port: number | null;
+  instances: number;
+  singleton: boolean;
+}
+export interface PortAssignmentRow { app: string; slot: Slot; process: string; port: number }
 export interface EventRow {
   id: number; deploymentId: number; step: string; status: EventStatus; message: string | null;
   at: string; elapsedMs: number | null;
@@ -98,6 +109,38 @@ export class StateStore {
 
   setSlotState(app: string, slot: Slot, state: SlotState): void {
     prepared(this.db, 'UPDATE slots SET state = ?, updated_at = ? WHERE app = ? AND slot = ?').run(state, now(), app, slot);
+  }
+
+  /** The processes the slot was last started with (empty before its first start under a layout). */
+  slotLayout(app: string, slot: Slot): SlotProcessRow[] {
+    const rows = prepared(this.db, 'SELECT * FROM slot_processes WHERE app = ? AND slot = ? ORDER BY process').all(app, slot) as
+      { process: string; release_id: string; pm2_name: string; port: number | null; instances: number; singleton: number }[];
+    return rows.map((r) => ({ process: r.process, releaseId: r.release_id, pm2Name: r.pm2_name, port: r.port, instances: r.instances, singleton: r.singleton === 1 }));
+  }
+
+  /** Replaces the slot's layout (call inside the transaction that marks the slot starting). */
+  setSlotLayout(app: string, slot: Slot, processes: readonly SlotProcessRow[]): void {
+    this.transaction(() => {
+      prepared(this.db, 'DELETE FROM slot_processes WHERE app = ? AND slot = ?').run(app, slot);
+      for (const p of processes) {
+        prepared(this.db, 'INSERT INTO slot_processes (app, slot, process, release_id, pm2_name, port, instances, singleton) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+          .run(app, slot, p.process, p.releaseId, p.pm2Name, p.port, p.instances, p.singleton ? 1 : 0);
+      }
+    });
+  }
+
+  portAssignments(): PortAssignmentRow[] {
+    return prepared(this.db, 'SELECT app, slot, process, port FROM port_assignments ORDER BY port').all() as PortAssignmentRow[];
+  }
+
+  /** Records assignments; one taken over from another key (a pinned port won) moves to the new key. */
+  addPortAssignments(rows: readonly PortAssignmentRow[]): void {
+    this.transaction(() => {
+      for (const r of rows) {
+        prepared(this.db, 'DELETE FROM port_assignments WHERE port = ? OR (app = ? AND slot = ? AND process = ?)').run(r.port, r.app, r.slot, r.process);
+        prepared(this.db, 'INSERT INTO port_assignments (app, slot, process, port, assigned_at) VALUES (?, ?, ?, ?, ?)').run(r.app, r.slot, r.process, r.port, now());
+      }
+    });
   }
 
   recordRelease(row: { app: string; releaseId: string; sha256: string; bytes: number; manifest: ReleaseManifest }): void {
