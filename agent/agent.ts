@@ -74,13 +74,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     health: { waitHealthy, httpGet },
     bootId,
     runBackup: (job, deploymentId, actor) => backups.runJobForDeployment(job, deploymentId, actor),
-    renderNginx: (input) => {
-      const pub = config.apps[input.app]!.public;
-      return renderAppConfig(
-        { ...input, listen: { host: pub.listenHost, port: pub.listenPort }, serverNames: pub.serverNames },
-        { templateDir: config.nginx.templateDir, template: config.apps[input.app]!.nginxTemplate },
-      );
-    },
+    renderNginx: (input) => renderAppConfig(input, { templateDir: config.nginx.templateDir, template: config.apps[input.app]!.nginxTemplate }),
     logger,
     // Read once here: the crash-recovery tests park a rollout at a step to kill the agent there.
     faults: { pauseBefore: process.env.SLIPWAY_FAULT_PAUSE_BEFORE ?? null },
@@ -88,7 +82,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
   // The one place re-homing reaches into the rollout: starting a slot and the proven switch.
   const activation: SlotActivation = {
     startRelease: (app, slot, releaseId) => slots.startRelease(app, slot, releaseId),
-    switchTraffic: (app, slot, releaseId, options) => traffic.switchTraffic(app, slot, releaseId, options),
+    switchTraffic: async (app, slot, releaseId, options) => { await traffic.switchTraffic(app, slot, releaseId, options); },
   };
   const reconcile: ReconcileDeps = {
     config, state, processes, health: { waitHealthy }, activation, logger,

@@ -26,8 +26,8 @@ export interface TrafficSwitcher {
   flip(input: FlipRequest): Promise<unknown>;
 }
 
-/** What an app's nginx include is rendered from, besides the agent config's listen address and server names. */
-export type NginxRenderInput = Pick<AppConfigInput, 'app' | 'slot' | 'slots' | 'switchDir' | 'generation'>;
+/** What an app's nginx include is rendered from: both slots' releases, ports and routes. */
+export type NginxRenderInput = AppConfigInput;
 
 export interface HealthChecker {
   waitHealthy(url: string, options: {

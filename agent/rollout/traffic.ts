@@ -3,7 +3,8 @@ import type { StateStore } from '../state/store.js';
 import { NO_RELEASE, type Slot } from '../../contract/names.js';
 import type { NginxProbe } from '../nginx/controller.js';
 import type { NginxRenderInput, TrafficSwitcher } from './deps.js';
-import { probeHostOf, publicUrlOf } from './public-address.js';
+import { probeTargetOf } from './public-address.js';
+import { legacyRenderInput } from '../nginx/legacy-input.js';
 import { planSwitch } from './switch-plan.js';
 import { releaseStateAfterSwitch } from './activation-plan.js';
 
@@ -12,6 +13,12 @@ export interface TrafficDeps {
   state: StateStore;
   nginx: TrafficSwitcher;
   renderNginx: (input: NginxRenderInput) => string;
+}
+
+/** How the switch was proven: through nginx, or not at all because the app has no routes. */
+export interface SwitchOutcome {
+  /** False when neither slot has a route: nginx serves nothing of the app, so there was nothing to read back. */
+  provenOverHttp: boolean;
 }
 
 export interface SwitchOptions {
@@ -33,22 +40,25 @@ export interface SwitchOptions {
 export class TrafficSwitch {
   constructor(private readonly deps: TrafficDeps) {}
 
-  async switchTraffic(app: string, slot: Slot, releaseId: string, options: SwitchOptions = {}): Promise<void> {
+  async switchTraffic(app: string, slot: Slot, releaseId: string, options: SwitchOptions = {}): Promise<SwitchOutcome> {
     const { state, config, nginx } = this.deps;
     const appConfig = config.apps[app]!;
     // The slot serving now: the flag's, else (no flag yet) what SQLite recorded, else the target.
     const serving = await nginx.ensureFlag(app, state.app(app)!.liveSlot ?? slot);
     const releaseOf = (s: Slot) => (s === slot ? releaseId : state.slot(app, s).releaseId);
-    const slots = {
-      blue: { port: appConfig.slots.blue.port, releaseId: releaseOf('blue') },
-      green: { port: appConfig.slots.green.port, releaseId: releaseOf('green') },
-    };
-    const render = (generation: number, fallback: Slot) => this.deps.renderNginx({ app, slot: fallback, slots, switchDir: nginx.switchDirOf(app), generation });
-    const probe = (expectHeaders: Record<string, string>): NginxProbe => ({
-      url: `${publicUrlOf(config, app)}${appConfig.health.path}`,
-      hostHeader: probeHostOf(config, app),
-      expectHeaders: { ...expectHeaders, 'x-slipway-switch': 'file' },
+    // The legacy config's one process and route; the runtime's slot layouts (h-runtime) replace this.
+    const releases = { blue: releaseOf('blue'), green: releaseOf('green') };
+    const input = (generation: number, fallback: Slot): NginxRenderInput => legacyRenderInput({
+      app, slot: fallback, releases, switchDir: nginx.switchDirOf(app), generation, config: appConfig,
     });
+    const render = (generation: number, fallback: Slot) => this.deps.renderNginx(input(generation, fallback));
+    // Proofs go through one (listenPort, Host) of the target slot's routes; without routes there is none.
+    const target = probeTargetOf(input(1, slot), slot, () => appConfig.health.path);
+    const probe = (expectHeaders: Record<string, string>): NginxProbe | null => target && {
+      url: `${target.baseUrl}${target.path}`,
+      hostHeader: target.hostHeader,
+      expectHeaders: { ...expectHeaders, 'x-slipway-switch': 'file' },
+    };
     const plan = planSwitch({
       serving, target: slot, onDisk: await nginx.currentConfig(app), generationNow: state.app(app)!.generation, render,
       reapply: options.reapply ?? false,
@@ -73,5 +83,6 @@ export class TrafficSwitch {
       state.markReleaseLive(app, releaseId);
       options.record?.();
     });
+    return { provenOverHttp: target !== null };
   }
 }
