@@ -31,9 +31,10 @@ export interface SlotInput {
 export interface AppConfigInput {
   app: string;
   /**
-   * The slot nginx serves if it cannot see the switch flags (see agent/nginx/slot-switch.ts): the
-   * slot live when the config was rendered. Normally the flag decides, per request, with no reload.
-   * A route's settings (body size, read timeout, WebSocket) come from this slot's route.
+   * The slot nginx serves if it cannot see the switch flags (see agent/nginx/slot-switch.ts); the
+   * agent renders for the slot about to serve. Normally the flag decides, per request, with no
+   * reload. A location's settings (body size, read timeout, WebSocket) come from this slot's
+   * route there, else the other slot's: nginx cannot vary them per request.
    */
   slot: Slot;
   /** Both slots: nginx can route to either, so moving traffic between them needs no reload. */

@@ -67,7 +67,10 @@ export class TrafficSwitch {
       const generation = state.nextGeneration(app);
       await nginx.apply({
         app,
-        config: render(generation, serving),
+        // Rendered for the target: per-route settings (body size, read timeout, WebSocket) cannot
+        // change per request, so they follow the slot about to serve, and the fallback (served only
+        // if nginx cannot see the flag, which the probe below rules out) is the slot live after the flip.
+        config: render(generation, slot),
         probe: probe({ 'x-slipway-generation': String(generation), 'x-slipway-slot': serving, 'x-slipway-release': releaseOf(serving) ?? NO_RELEASE }),
       });
     }

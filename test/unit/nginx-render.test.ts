@@ -54,7 +54,7 @@ server {
     # The flag checks below must see a flip at once, whatever open_file_cache the http{} block sets.
     open_file_cache off;
 
-    # Only if nginx cannot see the flags (X-Slipway-Switch: default) does the slot live at render
+    # Only if nginx cannot see the flags (X-Slipway-Switch: default) does the slot named at render
     # time serve; the agent refuses to switch while that is so.
     set $slipway_slot green;
     set $slipway_release ${RELEASE};
