@@ -183,8 +183,13 @@ describe('nginx routes against a real nginx', () => {
       // A route only green has answers 404 while blue is live.
       'admin.test/ 404',
     ]);
-    const markers = await ask(adminPort, 'admin.test', '/');
-    expect(markers.headers).toMatchObject({ 'x-slipway-slot': 'blue', 'x-slipway-release': RELEASES.blue, 'x-slipway-generation': String(generation) });
+    // Every server block carries the markers the agent's proofs read, 404s included.
+    for (const [port, host] of [[nginx.port, 'shop.test'], [nginx.port, 'www.shop.test'], [nginx.port, 'api.test'], [adminPort, 'admin.test']] as const) {
+      const markers = await ask(port, host, '/');
+      expect(markers.headers, host).toMatchObject({
+        'x-slipway-slot': 'blue', 'x-slipway-release': RELEASES.blue, 'x-slipway-switch': 'file', 'x-slipway-generation': String(generation),
+      });
+    }
   });
 
   it('honours each route\'s body limit and read timeout, on that route only', async () => {
@@ -285,6 +290,20 @@ describe('nginx routes against a real nginx', () => {
     } finally {
       socket.close();
     }
+  });
+
+  it('accepts every character a route path may hold', async () => {
+    const odd = '/a._~!*+,=:@-/';
+    const slot = (color: Slot): SlotInput => ({
+      releaseId: RELEASES[color],
+      ports: { web: backends[`${color}-web`]!.port, api: backends[`${color}-api`]!.port },
+      routes: [route(['paths.test'], odd, 'api'), route(['paths.test'], '/x%41/', 'web'), route(['paths.test'], '/', 'web')],
+    });
+    await controller.ensureFlag('paths', 'blue');
+    const config = input('paths', 'blue', 1, { blue: slot('blue'), green: slot('green') });
+    await controller.apply({ app: 'paths', config: renderAppConfig(config, { templateDir: TEMPLATE_DIR }), probe: probeFor(config, 'blue', { 'x-slipway-generation': '1' }) });
+    expect((await ask(nginx.port, 'paths.test', `${odd}z`)).body).toBe(`blue-api GET ${odd}z 0`);
+    expect((await ask(nginx.port, 'paths.test', '/a._~')).body).toBe('blue-web GET /a._~ 0');
   });
 
   it('applies and flips an app without routes with no HTTP proof: no server block, the reload proven by the workers', async () => {
