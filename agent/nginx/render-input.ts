@@ -47,6 +47,9 @@ export interface AppConfigInput {
   listenHost: string;
 }
 
+/** The name h-runtime's branch gives this input (DESIGN-12's AppConfigInput): the same type. */
+export type RoutedAppConfigInput = AppConfigInput;
+
 // Characters that could end a directive, open/close a block, start a comment, quote, interpolate a
 // variable or split a token in nginx config. The schema's patterns exclude them too; this check
 // is the backstop that names the field even if a pattern is loosened later.
