@@ -10,7 +10,6 @@ import { ReleaseStore } from './release/store.js';
 import { Pm2Adapter } from './pm2.js';
 import { NginxController } from './nginx/controller.js';
 import { renderAppConfig } from './nginx/render.js';
-import { singleRouteInput } from './nginx/single-route.js';
 import type { Slot } from '../contract/names.js';
 import { checkOnce, httpGet, waitHealthy } from './health.js';
 import { randomUUID } from 'node:crypto';
@@ -102,12 +101,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     health: { waitHealthy, httpGet },
     bootId,
     runBackup: (job, deploymentId, actor) => backups.runJobForDeployment(job, deploymentId, actor),
-    renderNginx: (input) => {
-      const pinned = config.apps[input.app]!.slots;
-      // A slot without the routed process needs some upstream port: its legacy one, else one from the range nobody gets.
-      const fallbackPort = (slot: Slot) => pinned?.[slot].port ?? (slot === 'blue' ? config.ports.to : config.ports.to - 1);
-      return renderAppConfig(singleRouteInput(input, fallbackPort), { templateDir: config.nginx.templateDir, template: config.apps[input.app]!.nginxTemplate });
-    },
+    renderNginx: (input) => renderAppConfig(input, { templateDir: config.nginx.templateDir, template: config.apps[input.app]!.nginxTemplate }),
     logger,
     notices,
     // Read once here: the crash-recovery tests park a rollout at a step to kill the agent there.
@@ -116,7 +110,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
   // The one place re-homing reaches into the rollout: starting a slot and the proven switch.
   const activation: SlotActivation = {
     startRelease: (app, slot, releaseId) => slots.startRelease(app, slot, releaseId),
-    switchTraffic: (app, slot, releaseId, options) => traffic.switchTraffic(app, slot, releaseId, options),
+    switchTraffic: async (app, slot, releaseId, options) => { await traffic.switchTraffic(app, slot, releaseId, options); },
     layout: (app, slot) => slots.layout(app, slot),
     checkHealth: (app, slot, retries) => slots.checkHealth(app, slot, retries),
     probeOf: (app, releaseId) => traffic.probeOf(app, releaseId),

@@ -34,25 +34,34 @@ export interface NginxProbe {
 export interface ApplyRequest {
   app: string;
   config: string;
-  probe: NginxProbe;
+  /**
+   * Null when the include has no server block (an app without routes): the reload is then proven
+   * only by the master replacing its workers, as nothing of the app can be read through nginx.
+   */
+  probe: NginxProbe | null;
 }
 
 export interface ApplyTimings {
   testMs: number;
   reloadMs: number;
   proveMs: number;
+  /** "markers": read through nginx; "workers": no probe, the master replaced its workers. */
+  provenBy: 'markers' | 'workers';
 }
 
 export interface FlipRequest {
   app: string;
   slot: Slot;
-  /** Expected headers once the flag is seen: the slot's marker, its release, `x-slipway-switch: file`. */
-  probe: NginxProbe;
+  /**
+   * Expected headers once the flag is seen: the slot's marker, its release, `x-slipway-switch: file`.
+   * Null when the include has no server block: the flag moves unproven, as nothing routes by it.
+   */
+  probe: NginxProbe | null;
 }
 
 export interface FlipTimings {
-  /** From the flag's rename to the first answer through nginx with the new slot's markers. */
-  proveMs: number;
+  /** From the flag's rename to the first answer through nginx with the new slot's markers; null without a probe. */
+  proveMs: number | null;
 }
 
 const PROVE_INTERVAL_MS = 20;
@@ -69,7 +78,8 @@ async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
   return [value, performance.now() - started];
 }
 
-function describeExpected(probe: NginxProbe): string {
+function describeExpected(probe: NginxProbe | null): string {
+  if (probe === null) return 'expected the master to replace its workers (the include has no server block to probe)';
   return `expected ${Object.entries(probe.expectHeaders).map(([k, v]) => `${k}: ${v}`).join(', ')} from ${probe.url} (Host: ${probe.hostHeader})`;
 }
 
@@ -167,7 +177,7 @@ export class NginxController {
       const reloadMs = await this.reloadCandidate(app, candidate);
       const proveMs = await this.proveCandidate(app, candidate, probe, masterPid, before);
       await candidate.keep();
-      return { testMs: Math.round(testMs), reloadMs: Math.round(reloadMs), proveMs: Math.round(proveMs) };
+      return { testMs: Math.round(testMs), reloadMs: Math.round(reloadMs), proveMs: Math.round(proveMs), provenBy: probe === null ? 'workers' : 'markers' };
     } catch (error) {
       // Unexpected failures (a command timing out, the binary vanishing) must not leave an
       // unproven file live either; once a reload may have been sent, send one for the old file.
@@ -214,7 +224,7 @@ export class NginxController {
    * its reason is read from the error log, the previous file is put back and reloaded, and the
    * error quotes nginx.
    */
-  private async proveCandidate(app: string, candidate: IncludeCandidate, probe: NginxProbe, masterPid: number, before: BeforeReload): Promise<number> {
+  private async proveCandidate(app: string, candidate: IncludeCandidate, probe: NginxProbe | null, masterPid: number, before: BeforeReload): Promise<number> {
     const [proof, proveMs] = await timed(() => this.prove(probe, masterPid, before.workers));
     if (proof.ok) return proveMs;
     // Read nginx's reason before the second reload buries it.
@@ -242,6 +252,10 @@ export class NginxController {
       throw new SlipwayError('nginx_switch_failed', `could not move the switch flag of app ${app} to ${slot}: ${errorMessage(error)}`, {
         status: 500, cause: error, hint: `check free space and permissions of ${dir}; traffic did not move`,
       });
+    }
+    if (probe === null) {
+      await persistLiveSlot(dir);
+      return { proveMs: null };
     }
     const proof = await this.probeServes(probe, performance.now() + this.settings.proveTimeoutMs);
     const proveMs = performance.now() - started;
@@ -283,15 +297,16 @@ export class NginxController {
    * spawned by someone else's reload while ours was pending would be just as stale: so the
    * number of accepting workers must also drop back to what it was before.
    */
-  private async prove(probe: NginxProbe, masterPid: number, oldWorkers: number[]): Promise<Proof> {
+  private async prove(probe: NginxProbe | null, masterPid: number, oldWorkers: number[]): Promise<Proof> {
     const deadline = performance.now() + this.settings.proveTimeoutMs;
-    const served = await this.probeServes(probe, deadline);
+    // Without a probe, old workers that stop accepting are the only sign the reload was applied.
+    const served = probe === null ? { ok: true as const } : await this.probeServes(probe, deadline);
     if (!served.ok) return served;
     for (;;) {
       const accepting = await acceptingWorkers(masterPid);
       const stale = accepting.filter((pid) => oldWorkers.includes(pid));
       if (stale.length === 0 && accepting.length <= Math.max(1, oldWorkers.length)) return { ok: true };
-      const observed = `the new config answers, but older workers still accept connections (accepting: ${accepting.join(', ')}; before the reload: ${oldWorkers.join(', ')})`;
+      const observed = `${probe === null ? 'no probe (no server block)' : 'the new config answers'}, but older workers still accept connections (accepting: ${accepting.join(', ')}; before the reload: ${oldWorkers.join(', ')})`;
       if (performance.now() + PROVE_INTERVAL_MS > deadline) return { ok: false, observed };
       await delay(PROVE_INTERVAL_MS);
     }

@@ -65,7 +65,7 @@ export function testFailureHint(app: string, diagnosis: string, include: string)
   if (!ours) return `the error is in ${file}, a file Slipway did not write; fix it first. ${capitalised(unchanged)}`;
   const bind = failedBind(diagnosis);
   if (bind) {
-    return `nginx cannot listen on ${bind.address}, the address Slipway's include ${include} listens on: apps.${app}.public.listenHost must be an address of this machine (and a port below 1024 needs a root master); ${unchanged}`;
+    return `nginx cannot listen on ${bind.address}, the address Slipway's include ${include} listens on: apps.${app}.listen.host (apps.${app}.public.listenHost in a legacy config) must be an address of this machine (and a port below 1024 needs a root master); ${unchanged}`;
   }
   return `the rendered config ${include} was rejected; ${unchanged}. Fix the app's nginx values or template`;
 }
@@ -113,7 +113,7 @@ export function notAppliedError(input: NotAppliedInput): { message: string; hint
     return {
       message: `nginx did not apply the new config for app ${app}; ${log.path} says: ${reasons.join('; ')}`,
       hint: inUse
-        ? `another program holds ${bind.address} (find it with: ss -ltnp 'sport = :${bind.port}'); stop it, or move the app to a free port with apps.${app}.public.listenPort. nginx kept its old config; ${untouched}`
+        ? `another program holds ${bind.address} (find it with: ss -ltnp 'sport = :${bind.port}'); stop it, or move the app's route to a free port (its listenPort in deploy.spec.json, one of apps.${app}.listen.ports; apps.${app}.public.listenPort in a legacy config). nginx kept its old config; ${untouched}`
         : `nginx kept its old config; fix what it logged, then push again. ${capitalised(untouched)}`,
       details,
     };

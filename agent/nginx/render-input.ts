@@ -1,79 +1,112 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { APP_NAME_PATTERN, RELEASE_ID_PATTERN, SERVER_NAME_PATTERN, SLOTS, type Slot } from '../../contract/names.js';
+import { NGINX_SIZE_PATTERN, PROCESS_NAME_PATTERN, ROUTE_PATH_PATTERN } from '../../contract/spec.js';
 import { compileChecker } from '../../lib/validate.js';
 import { SWITCH_DIR_PATTERN } from './settings.js';
 
-/** One slot as nginx knows it: its port, and the release it runs (null before its first deploy). */
-export interface SlotUpstream { port: number; releaseId: string | null }
+/** One route of a slot's release: requests for these names on this port under `path` go to `process`. */
+export interface RouteInput {
+  listenPort: number;
+  serverNames: string[];
+  /** URL prefix with a leading slash; the longest matching prefix wins, "/" catches everything else. */
+  path: string;
+  process: string;
+  /** nginx size: bytes, or a number with k/m/g. Default "1m" (nginx's own default). */
+  clientMaxBodySize?: string;
+  /** nginx's proxy_read_timeout for this route. Default 60 (nginx's own default). */
+  readTimeoutSeconds?: number;
+  /** Pass WebSocket upgrades through (Upgrade/Connection mapped, not blanked). */
+  websocket: boolean;
+}
+
+/** One slot as nginx knows it: the release it runs (null before its first deploy), its processes' ports, its routes. */
+export interface SlotInput {
+  releaseId: string | null;
+  /** The port of each listening process of the slot, by process name. */
+  ports: Record<string, number>;
+  routes: RouteInput[];
+}
 
 /** Everything an app's nginx include is rendered from. */
 export interface AppConfigInput {
   app: string;
   /**
-   * The slot nginx serves if it cannot see the switch flags (see agent/nginx/slot-switch.ts): the
-   * slot live when the config was rendered. Normally the flag decides, per request, with no reload.
+   * The slot nginx serves if it cannot see the switch flags (see agent/nginx/slot-switch.ts); the
+   * agent renders for the slot about to serve. Normally the flag decides, per request, with no
+   * reload. A location's settings (body size, read timeout, WebSocket) come from this slot's
+   * route there, else the other slot's: nginx cannot vary them per request.
    */
   slot: Slot;
   /** Both slots: nginx can route to either, so moving traffic between them needs no reload. */
-  slots: Record<Slot, SlotUpstream>;
+  slots: Record<Slot, SlotInput>;
   /** The app's switch directory; nginx checks `<switchDir>/live/<slot>` on every request. */
   switchDir: string;
   /** Bumped whenever the rendered config changes, so every applied config has a marker never seen before. */
   generation: number;
-  listen: { host: string; port: number };
-  serverNames: string[];
-  /** nginx size: bytes, or a number with k/m/g. Default "1m" (nginx's own default). */
-  clientMaxBodySize?: string | number;
-  /** Default 60 (nginx's own default). */
-  proxyReadTimeoutSeconds?: number;
+  /** The address every server block of the app listens on (with each route's listenPort). */
+  listenHost: string;
 }
+
+/** The name h-runtime's branch gives this input (DESIGN-12's AppConfigInput): the same type. */
+export type RoutedAppConfigInput = AppConfigInput;
 
 // Characters that could end a directive, open/close a block, start a comment, quote, interpolate a
 // variable or split a token in nginx config. The schema's patterns exclude them too; this check
 // is the backstop that names the field even if a pattern is loosened later.
 const FORBIDDEN_CHARACTERS = /[;{}"'`#$\\\s\u0000-\u001f\u007f]/;
-const SIZE_PATTERN = '^[0-9]{1,10}[kKmMgG]?$';
 const MAX_SERVER_NAMES = 64;
+const MAX_ROUTES = 256;
+const MAX_PROCESSES = 32;
+const PROCESS_NAME = new RegExp(PROCESS_NAME_PATTERN);
 
 const port = { type: 'integer', minimum: 1, maximum: 65535 } as const;
-const slotUpstream = {
+const routeInput = {
   type: 'object',
   additionalProperties: false,
-  required: ['port', 'releaseId'],
-  properties: { port, releaseId: { type: 'string', nullable: true, pattern: RELEASE_ID_PATTERN } },
+  required: ['listenPort', 'serverNames', 'path', 'process', 'websocket'],
+  properties: {
+    listenPort: port,
+    serverNames: { type: 'array', minItems: 1, maxItems: MAX_SERVER_NAMES, items: { type: 'string', pattern: SERVER_NAME_PATTERN } },
+    // The leading slash has its own rule (inputRuleProblems), with a plainer message.
+    path: { type: 'string', minLength: 1, maxLength: 1024, pattern: ROUTE_PATH_PATTERN },
+    process: { type: 'string', pattern: PROCESS_NAME_PATTERN },
+    clientMaxBodySize: { type: 'string', pattern: NGINX_SIZE_PATTERN },
+    readTimeoutSeconds: { type: 'integer', minimum: 1, maximum: 86_400 },
+    websocket: { type: 'boolean' },
+  },
+} as const;
+const slotInput = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['releaseId', 'ports', 'routes'],
+  properties: {
+    releaseId: { type: 'string', nullable: true, pattern: RELEASE_ID_PATTERN },
+    // Keyed by process name; the names (part of upstream names) are checked in slotRuleProblems.
+    ports: { type: 'object', maxProperties: MAX_PROCESSES, additionalProperties: port },
+    routes: { type: 'array', maxItems: MAX_ROUTES, items: routeInput },
+  },
 } as const;
 
 /** Every value that ends up in nginx config; what a schema cannot say is in inputRuleProblems. */
 const inputSchema = {
   type: 'object',
   additionalProperties: false,
-  required: ['app', 'slot', 'slots', 'switchDir', 'generation', 'listen', 'serverNames'],
+  required: ['app', 'slot', 'slots', 'switchDir', 'generation', 'listenHost'],
   properties: {
     app: { type: 'string', pattern: APP_NAME_PATTERN },
     slot: { enum: SLOTS },
-    slots: { type: 'object', additionalProperties: false, required: SLOTS, properties: { blue: slotUpstream, green: slotUpstream } },
+    slots: { type: 'object', additionalProperties: false, required: SLOTS, properties: { blue: slotInput, green: slotInput } },
     switchDir: { type: 'string', pattern: SWITCH_DIR_PATTERN },
     generation: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
-    listen: {
-      type: 'object',
-      additionalProperties: false,
-      required: ['host', 'port'],
-      properties: { host: { type: 'string' }, port },
-    },
-    serverNames: { type: 'array', minItems: 1, maxItems: MAX_SERVER_NAMES, items: { type: 'string', pattern: SERVER_NAME_PATTERN } },
-    // nginx size: a byte count, or a string with an optional k/m/g unit.
-    clientMaxBodySize: {
-      if: { type: 'string' },
-      then: { type: 'string', pattern: SIZE_PATTERN },
-      else: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
-    },
-    proxyReadTimeoutSeconds: { type: 'integer', minimum: 1, maximum: 86_400 },
+    listenHost: { type: 'string' },
   },
 } as const;
 
 const checkInput = compileChecker<AppConfigInput>(inputSchema);
 
-interface Problem { path: (string | number)[]; message: string }
+type Path = (string | number)[];
+/** `got` overrides the value shown when the field's value is not what is wrong (a bad key). */
+interface Problem { path: Path; message: string; got?: string }
 
 function show(value: unknown): string {
   const text = JSON.stringify(value) ?? String(value);
@@ -81,7 +114,7 @@ function show(value: unknown): string {
 }
 
 /** The value at `path` inside `input`, or undefined where there is none. */
-function valueAt(input: unknown, path: (string | number)[]): unknown {
+function valueAt(input: unknown, path: Path): unknown {
   let value = input;
   for (const segment of path) {
     if (typeof value !== 'object' || value === null) return undefined;
@@ -90,22 +123,28 @@ function valueAt(input: unknown, path: (string | number)[]): unknown {
   return value;
 }
 
-/** A field as the messages name it: "slots.blue.port", "serverNames[0]". */
-function fieldName(path: (string | number)[]): string {
+/** A field as the messages name it: "slots.blue.ports.web", "slots.green.routes[0].serverNames[1]". */
+function fieldName(path: Path): string {
   return path.map((segment, i) => (typeof segment === 'number' ? `[${segment}]` : i === 0 ? segment : `.${segment}`)).join('') || '(input)';
 }
 
 /** Schema paths come as strings; an index into an array becomes a number, so it is shown as one. */
-function typedPath(input: unknown, path: string[]): (string | number)[] {
+function typedPath(input: unknown, path: string[]): Path {
   return path.map((segment, i) => (Array.isArray(valueAt(input, path.slice(0, i))) ? Number(segment) : segment));
 }
 
-/** Collects every string inside `value` with the path it sits at, for the forbidden-character check. */
-function* stringsIn(value: unknown, at: (string | number)[]): Generator<[(string | number)[], string]> {
-  if (typeof value === 'string') yield [at, value];
+/**
+ * Collects every string inside `value` with the path it sits at, for the forbidden-character
+ * check; object keys too (process names in `ports` become part of upstream names).
+ */
+function* stringsIn(value: unknown, at: Path): Generator<[Path, string, 'key' | 'value']> {
+  if (typeof value === 'string') yield [at, value, 'value'];
   else if (Array.isArray(value)) for (const [i, item] of value.entries()) yield* stringsIn(item, [...at, i]);
   else if (typeof value === 'object' && value !== null) {
-    for (const [key, item] of Object.entries(value)) yield* stringsIn(item, [...at, key]);
+    for (const [key, item] of Object.entries(value)) {
+      if (FORBIDDEN_CHARACTERS.test(key)) yield [[...at, key], key, 'key'];
+      else yield* stringsIn(item, [...at, key]);
+    }
   }
 }
 
@@ -115,35 +154,80 @@ function isListenHost(host: string): boolean {
   return isIPv6(host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host);
 }
 
-/** What the schema cannot say: relations between fields, address syntax, case-insensitive duplicates, the character backstop. */
-function inputRuleProblems(input: Record<string, unknown>): Problem[] {
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** The rules of one slot: routed processes have ports, no route repeated, no name twice in a route. */
+function slotRuleProblems(slot: Slot, value: unknown): Problem[] {
+  if (!isObject(value)) return [];
   const problems: Problem[] = [];
-  for (const [path, text] of stringsIn(input, [])) {
-    if (FORBIDDEN_CHARACTERS.test(text)) {
-      problems.push({ path, message: 'contains a character not allowed in nginx config (whitespace, quotes, ; { } # $ \\ or a control character)' });
+  const ports = isObject(value.ports) ? value.ports : {};
+  const routes = Array.isArray(value.routes) ? value.routes : [];
+  for (const name of Object.keys(ports)) {
+    // They end up in upstream names, slipway_<app>_<slot>_<process>: unique per app, no "_" inside.
+    if (!PROCESS_NAME.test(name) && !FORBIDDEN_CHARACTERS.test(name)) {
+      problems.push({ path: ['slots', slot, 'ports', name], message: `is not a process name (must match ${PROCESS_NAME_PATTERN})`, got: name });
     }
   }
-  const slots = input.slots as Partial<Record<Slot, { port?: unknown }>> | undefined;
-  const [blue, green] = SLOTS.map((slot) => slots?.[slot]?.port);
-  if (typeof blue === 'number' && blue === green) problems.push({ path: ['slots'], message: 'blue and green must use different ports' });
-  const host = (input.listen as { host?: unknown } | undefined)?.host;
-  if (typeof host === 'string' && !isListenHost(host)) {
-    problems.push({ path: ['listen', 'host'], message: 'must be an IPv4 address, an IPv6 address or "*"' });
-  }
-  const names = input.serverNames;
-  if (Array.isArray(names)) {
+  const seen = new Map<string, number>();
+  for (const [i, route] of routes.entries()) {
+    if (!isObject(route)) continue;
+    const at = (...rest: Path): Path => ['slots', slot, 'routes', i, ...rest];
+    if (typeof route.path === 'string' && !route.path.startsWith('/')) problems.push({ path: at('path'), message: 'must start with "/"' });
+    if (typeof route.process === 'string' && !Object.hasOwn(ports, route.process)) {
+      const listed = Object.keys(ports);
+      problems.push({ path: at('process'), message: `has no port in slot ${slot} (its ports: ${listed.length ? listed.join(', ') : 'none'})` });
+    }
+    if (!Array.isArray(route.serverNames)) continue;
     // nginx compares names case-insensitively; a duplicate is a copy-paste mistake worth reporting.
-    const seen = new Set<string>();
-    for (const [i, name] of names.entries()) {
+    const names = new Set<string>();
+    for (const [j, name] of route.serverNames.entries()) {
       if (typeof name !== 'string') continue;
-      if (seen.has(name.toLowerCase())) problems.push({ path: ['serverNames', i], message: 'is listed twice' });
-      seen.add(name.toLowerCase());
+      const lower = name.toLowerCase();
+      if (names.has(lower)) problems.push({ path: at('serverNames', j), message: 'is listed twice' });
+      names.add(lower);
+      const key = `${String(route.listenPort)} ${lower} ${String(route.path)}`;
+      const earlier = seen.get(key);
+      if (earlier !== undefined && earlier !== i) {
+        problems.push({ path: at(), message: `routes ${name}:${String(route.listenPort)}${String(route.path)} again (routes[${earlier}] has it)` });
+      }
+      seen.set(key, i);
     }
   }
   return problems;
 }
 
-function comparePaths(a: (string | number)[], b: (string | number)[]): number {
+/** What the schema cannot say: relations between fields, address syntax, duplicates, the character backstop. */
+function inputRuleProblems(input: Record<string, unknown>): Problem[] {
+  const problems: Problem[] = [];
+  for (const [path, text, kind] of stringsIn(input, [])) {
+    if (FORBIDDEN_CHARACTERS.test(text)) {
+      problems.push({
+        path,
+        message: `${kind === 'key' ? 'is a name with' : 'contains'} a character not allowed in nginx config (whitespace, quotes, ; { } # $ \\ or a control character)`,
+        ...(kind === 'key' ? { got: text } : {}),
+      });
+    }
+  }
+  const slots = isObject(input.slots) ? input.slots : {};
+  // Each (slot, process) is its own upstream: one port behind two of them would mix the slots.
+  const owners = new Map<number, string>();
+  for (const slot of SLOTS) {
+    const ports = isObject(slots[slot]) && isObject(slots[slot].ports) ? slots[slot].ports : {};
+    for (const [process, value] of Object.entries(ports)) {
+      if (typeof value !== 'number') continue;
+      const owner = owners.get(value);
+      if (owner !== undefined) problems.push({ path: ['slots', slot, 'ports', process], message: `is also the port of ${owner}` });
+      else owners.set(value, `slots.${slot}.ports.${process}`);
+    }
+    problems.push(...slotRuleProblems(slot, slots[slot]));
+  }
+  if (typeof input.listenHost === 'string' && !isListenHost(input.listenHost)) {
+    problems.push({ path: ['listenHost'], message: 'must be an IPv4 address, an IPv6 address or "*"' });
+  }
+  return problems;
+}
+
+function comparePaths(a: Path, b: Path): number {
   for (let i = 0; i < Math.min(a.length, b.length); i++) {
     const [x, y] = [a[i]!, b[i]!];
     if (x === y) continue;
@@ -153,21 +237,25 @@ function comparePaths(a: (string | number)[], b: (string | number)[]): number {
   return a.length - b.length;
 }
 
-/** Every bad field once, in field order; a field the schema refuses is not reported again by the rules. */
+/**
+ * Every bad field once, in field order. The rules' plainer messages ("must start with "/"", the
+ * forbidden character) win over the schema's pattern message for the same field.
+ */
 function inputProblems(input: unknown): Problem[] {
-  if (typeof input !== 'object' || input === null || Array.isArray(input)) return [{ path: [], message: 'must be an object' }];
+  if (!isObject(input)) return [{ path: [], message: 'must be an object' }];
   const checked = checkInput(input);
   const fromSchema = checked.ok ? [] : checked.problems.map(({ path, message }) => ({ path: typedPath(input, path), message }));
   const byField = new Map<string, Problem>();
-  for (const problem of [...fromSchema, ...inputRuleProblems(input as Record<string, unknown>)]) {
+  for (const problem of [...inputRuleProblems(input), ...fromSchema]) {
     const field = fieldName(problem.path);
     if (!byField.has(field)) byField.set(field, problem);
   }
   return [...byField.values()].sort((a, b) => comparePaths(a.path, b.path));
 }
 
-function problemLine(input: unknown, { path, message }: Problem): string {
-  const got = path.length > 0 ? valueAt(input, path) : undefined;
+function problemLine(input: unknown, problem: Problem): string {
+  const { path, message } = problem;
+  const got = problem.got ?? (path.length > 0 ? valueAt(input, path) : undefined);
   return `${fieldName(path)}: ${message}${got === undefined ? '' : ` (got ${show(got)})`}`;
 }
 
@@ -185,32 +273,4 @@ export function inputRefusal(input: unknown): { fields: string[]; details: strin
   const problems = inputProblems(input);
   if (problems.length === 0) return null;
   return { fields: problems.map(({ path }) => fieldName(path)), details: problems.map((problem) => problemLine(input, problem)) };
-}
-
-// ---- The multi-route input of an app spec (DESIGN-12). The rollout produces it; until the
-// template renders it directly, agent.ts maps it onto AppConfigInput above (first route only).
-
-/** One route of a slot's spec: where nginx listens and which process it proxies to. */
-export interface RouteInput {
-  listenPort: number;
-  serverNames: string[];
-  path: string;
-  process: string;
-  clientMaxBodySize?: string;
-  readTimeoutSeconds?: number;
-  websocket: boolean;
-}
-
-/** One slot: the release it runs, the port of each listening process, and its spec's routes. */
-export interface SlotInput { releaseId: string | null; ports: Record<string, number>; routes: RouteInput[] }
-
-/** Everything an app's include is rendered from: both slots' layouts and routes. */
-export interface RoutedAppConfigInput {
-  app: string;
-  /** The slot live at render time (the fallback when nginx cannot see the flags). */
-  slot: Slot;
-  slots: Record<Slot, SlotInput>;
-  switchDir: string;
-  generation: number;
-  listenHost: string;
 }

@@ -4,8 +4,9 @@ import nunjucks from 'nunjucks';
 import { SlipwayError, errorMessage } from '../../contract/errors.js';
 import { NO_RELEASE, isAppName, type Slot } from '../../contract/names.js';
 import { inputRefusal, type AppConfigInput } from './render-input.js';
+import { connectionVariable, routeTable } from './route-table.js';
 
-export { nginxInputProblems, type AppConfigInput, type SlotUpstream } from './render-input.js';
+export { nginxInputProblems, type AppConfigInput, type RouteInput, type SlotInput } from './render-input.js';
 
 export interface RenderOptions {
   templateDir: string;
@@ -65,7 +66,7 @@ export function renderAppConfig(input: AppConfigInput, { templateDir, template =
       {
         status: 400,
         details: refusal.details,
-        hint: 'fix the listed values in the agent config (apps/<app>/public) or the request; they are written into nginx config verbatim, so only plain names, addresses and numbers are accepted',
+        hint: 'fix the listed values in the release\'s routes (deploy.spec.json), the agent config (apps/<app>) or the request; they are written into nginx config verbatim, so only plain names, paths, addresses and numbers are accepted',
       });
   }
   if (!new RegExp(TEMPLATE_NAME_PATTERN).test(template)) {
@@ -77,21 +78,21 @@ export function renderAppConfig(input: AppConfigInput, { templateDir, template =
 
   const templatePath = path.join(templateDir, template);
   const env = environmentFor(templateDir);
-  const slotContext = (slot: Slot) => ({ port: input.slots[slot].port, releaseId: input.slots[slot].releaseId ?? NO_RELEASE });
+  const table = routeTable(input);
+  const releaseOf = (slot: Slot) => input.slots[slot].releaseId ?? NO_RELEASE;
   const context = {
     app: input.app,
     slot: input.slot,
-    slots: { blue: slotContext('blue'), green: slotContext('green') },
+    slots: { blue: { releaseId: releaseOf('blue') }, green: { releaseId: releaseOf('green') } },
     switchDir: input.switchDir,
-    // The default slot's upstream, for templates that route without the switch flags.
-    upstreamPort: input.slots[input.slot].port,
-    releaseId: input.slots[input.slot].releaseId ?? NO_RELEASE,
+    // The render-time slot's release: served only if nginx cannot see the switch flags.
+    releaseId: releaseOf(input.slot),
     generation: input.generation,
-    listen: { host: input.listen.host, port: input.listen.port },
-    listenAddress: formatListen(input.listen.host, input.listen.port),
-    serverNames: [...input.serverNames],
-    clientMaxBodySize: input.clientMaxBodySize ?? '1m',
-    proxyReadTimeoutSeconds: input.proxyReadTimeoutSeconds ?? 60,
+    listenHost: input.listenHost,
+    upstreams: table.upstreams,
+    servers: table.servers.map((server) => ({ ...server, listen: formatListen(input.listenHost, server.listenPort) })),
+    websocket: table.websocket,
+    connectionVariable: connectionVariable(input.app),
   };
   try {
     return env.render(template, context);

@@ -129,7 +129,7 @@ export class ActivationSteps {
     }
   }
 
-  private switchStep(j: StepJournal): Promise<void> {
+  private async switchStep(j: StepJournal): Promise<void> {
     const d = j.deployment;
     const { state } = this.deps;
     // Recorded with the new live slot, in one transaction: a user's activation ends a rolled-back
@@ -141,8 +141,8 @@ export class ActivationSteps {
         state.markRolledBack(d.app, d.previousRelease, { by: d.actor, reason: d.note });
       }
     };
-    return j.step('switching', () => this.deps.traffic.switchTraffic(d.app, d.slot, d.releaseId, { faultPoint: (p) => j.faultPoint(p), record }),
-      () => `nginx serves ${d.slot} (${shortSha(d.releaseId)})`);
+    await j.step('switching', () => this.deps.traffic.switchTraffic(d.app, d.slot, d.releaseId, { faultPoint: (p) => j.faultPoint(p), record }),
+      ({ provenOverHttp }) => `nginx serves ${d.slot} (${shortSha(d.releaseId)})${provenOverHttp ? '' : '; the release has no routes, so nothing was proven over HTTP'}`);
   }
 
   /**
@@ -236,7 +236,7 @@ export class ActivationSteps {
     try {
       // The step's duration is the time from the failed verdict to the old slot proven serving.
       await j.step('swap_back', () => this.deps.traffic.switchTraffic(app, previousSlot, previousRelease, { faultPoint: (p) => j.faultPoint(p) }),
-        () => `nginx serves ${previousSlot} (${shortSha(previousRelease)}) again`);
+        ({ provenOverHttp }) => `nginx serves ${previousSlot} (${shortSha(previousRelease)}) again${provenOverHttp ? '' : '; the release has no routes, so nothing was proven over HTTP'}`);
     } finally {
       state.setReleaseState(app, releaseId, 'bad');
     }

@@ -3,7 +3,7 @@
 import type { Slot } from '../../contract/names.js';
 // Types only: the rollout never loads nginx's modules (nunjucks) itself.
 import type { ApplyRequest, FlipRequest } from '../nginx/controller.js';
-import type { RoutedAppConfigInput } from '../nginx/render-input.js';
+import type { AppConfigInput } from '../nginx/render-input.js';
 
 /** What the rollout needs from PM2 (implemented by Pm2Adapter). */
 export interface ProcessManager {
@@ -35,8 +35,8 @@ export interface TrafficSwitcher {
   flip(input: FlipRequest): Promise<unknown>;
 }
 
-/** What an app's nginx include is rendered from: both slots' processes, ports and routes. */
-export type NginxRenderInput = RoutedAppConfigInput;
+/** What an app's nginx include is rendered from: both slots' releases, ports and routes. */
+export type NginxRenderInput = AppConfigInput;
 
 export interface HealthChecker {
   waitHealthy(url: string, options: {

@@ -20,6 +20,18 @@ export interface TrafficDeps {
   slots: Pick<SlotProcesses, 'layout' | 'specOf'>;
 }
 
+/** How the switch was proven: through nginx, or not at all because the app has no routes. */
+export interface SwitchOutcome {
+  /** False when neither slot has a route: nginx serves nothing of the app, so there was nothing to read back. */
+  provenOverHttp: boolean;
+}
+
+/** How the switch was proven: through nginx, or not at all because the app has no routes. */
+export interface SwitchOutcome {
+  /** False when neither slot has a route: nginx serves nothing of the app, so there was nothing to read back. */
+  provenOverHttp: boolean;
+}
+
 export interface SwitchOptions {
   /** Apply the include even when it looks unchanged (crash recovery). */
   reapply?: boolean;
@@ -78,7 +90,7 @@ export class TrafficSwitch {
     }
   }
 
-  async switchTraffic(app: string, slot: Slot, releaseId: string, options: SwitchOptions = {}): Promise<void> {
+  async switchTraffic(app: string, slot: Slot, releaseId: string, options: SwitchOptions = {}): Promise<SwitchOutcome> {
     const { state, config, nginx } = this.deps;
     // The slot serving now: the flag's, else (no flag yet) what SQLite recorded, else the target.
     const serving = await nginx.ensureFlag(app, state.app(app)!.liveSlot ?? slot);
@@ -105,7 +117,10 @@ export class TrafficSwitch {
         const generation = state.nextGeneration(app);
         await nginx.apply({
           app,
-          config: render(generation, serving),
+          // Rendered for the target: per-route settings (body size, read timeout, WebSocket) cannot
+          // change per request, so they follow the slot about to serve; the fallback (served only if
+          // nginx cannot see the flag, which the probe rules out) is the slot live after the flip.
+          config: render(generation, slot),
           probe: probe(servingRoute, { 'x-slipway-generation': String(generation), 'x-slipway-slot': serving, 'x-slipway-release': releaseOf(serving) ?? NO_RELEASE }),
         });
       }
@@ -124,5 +139,6 @@ export class TrafficSwitch {
       state.markReleaseLive(app, releaseId);
       options.record?.();
     });
+    return { provenOverHttp: servingRoute !== null && targetRoute !== null };
   }
 }

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { httpGet } from '../../agent/health.js';
 import { NginxController, type NginxProbe } from '../../agent/nginx/controller.js';
 import { renderAppConfig } from '../../agent/nginx/render.js';
+import { legacyRenderInput } from '../../agent/nginx/legacy-input.js';
 import { SlipwayError } from '../../contract/errors.js';
 import { startNginx, type NginxHandle } from '../helpers/nginx.js';
 import { squatPort } from '../helpers/port-squatter.js';
@@ -56,14 +57,14 @@ describe('NginxController against a real nginx', () => {
 
   /** An include whose default slot `slot` runs release(gen); the other slot has no release. */
   const render = (app: string, slot: 'blue' | 'green', gen: number, templateDir = TEMPLATE_DIR, port = nginx.port) =>
-    renderAppConfig({
+    renderAppConfig(legacyRenderInput({
       app, slot, generation: gen, switchDir: controller.switchDirOf(app),
-      slots: {
-        blue: { port: blue.port, releaseId: slot === 'blue' ? release(gen) : null },
-        green: { port: green.port, releaseId: slot === 'green' ? release(gen) : null },
+      releases: { blue: slot === 'blue' ? release(gen) : null, green: slot === 'green' ? release(gen) : null },
+      config: {
+        slots: { blue: { port: blue.port }, green: { port: green.port } },
+        public: { listenHost: '127.0.0.1', listenPort: port, serverNames: [`${app}.test`] },
       },
-      listen: { host: '127.0.0.1', port }, serverNames: [`${app}.test`],
-    }, { templateDir });
+    }), { templateDir });
 
   const probe = (app: string, gen: number, port = nginx.port): NginxProbe => ({
     url: `http://127.0.0.1:${port}/`,
@@ -306,11 +307,14 @@ describe('NginxController against a real nginx', () => {
   });
 
   describe('switching by the flag', () => {
-    const both = (gen: number, slot: 'blue' | 'green' = 'blue') => renderAppConfig({
+    const both = (gen: number, slot: 'blue' | 'green' = 'blue') => renderAppConfig(legacyRenderInput({
       app: 'flip', slot, generation: gen, switchDir: controller.switchDirOf('flip'),
-      slots: { blue: { port: blue.port, releaseId: release(1) }, green: { port: green.port, releaseId: release(2) } },
-      listen: { host: '127.0.0.1', port: nginx.port }, serverNames: ['flip.test'],
-    }, { templateDir: TEMPLATE_DIR });
+      releases: { blue: release(1), green: release(2) },
+      config: {
+        slots: { blue: { port: blue.port }, green: { port: green.port } },
+        public: { listenHost: '127.0.0.1', listenPort: nginx.port, serverNames: ['flip.test'] },
+      },
+    }), { templateDir: TEMPLATE_DIR });
     const flipProbe = (slot: 'blue' | 'green'): NginxProbe => ({
       url: `http://127.0.0.1:${nginx.port}/`,
       hostHeader: 'flip.test',

@@ -26,7 +26,7 @@ describe('agent config', () => {
     expect(config.nginx.testArgs).toEqual(['-t']);
     expect(config.limits.maxEntries).toBe(100_000);
     expect(config.apps.shop!.health).toEqual({ path: '/health', expectStatus: 200, timeoutMs: 2000, intervalMs: 250, retries: 120 });
-    expect(config.apps.shop!.start.args).toEqual([]);
+    expect(config.apps.shop!.start!.args).toEqual([]);
     expect(config.apps.shop!.requiredEnv).toEqual([]);
   });
 

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { nginxInputProblems, renderAppConfig, type AppConfigInput } from '../../agent/nginx/render.js';
+import { nginxInputProblems, renderAppConfig, type AppConfigInput, type RouteInput } from '../../agent/nginx/render.js';
 import { SlipwayError } from '../../contract/errors.js';
 
 const TEMPLATE_DIR = fileURLToPath(new URL('../../nginx/', import.meta.url));
@@ -12,24 +12,28 @@ const RELEASE = '0123456789abcdef0123456789abcdef01234567';
 const OTHER = 'fedcba9876543210fedcba9876543210fedcba98';
 const SWITCH_DIR = '/etc/nginx/slipway-switch/shop';
 
+const route: RouteInput = { listenPort: 8080, serverNames: ['shop.example.com', 'www.shop.example.com'], path: '/', process: 'web', websocket: false };
 const sample: AppConfigInput = {
   app: 'shop',
   slot: 'green',
-  slots: { blue: { port: 3001, releaseId: OTHER }, green: { port: 3002, releaseId: RELEASE } },
+  slots: {
+    blue: { releaseId: OTHER, ports: { web: 3001 }, routes: [route] },
+    green: { releaseId: RELEASE, ports: { web: 3002 }, routes: [route] },
+  },
   switchDir: SWITCH_DIR,
   generation: 7,
-  listen: { host: '127.0.0.1', port: 8080 },
-  serverNames: ['shop.example.com', 'www.shop.example.com'],
+  listenHost: '127.0.0.1',
 };
 
 const EXPECTED = `# Rendered by Slipway for app "shop". Slipway overwrites this file when the app's config changes: edit the template instead.
 # generation 7 / blue ${OTHER} / green ${RELEASE}
 #
-# Both slots are upstreams. Which one serves is decided per request by a flag the agent flips
-# atomically (${SWITCH_DIR}/live is a symlink to a directory holding an empty file named after
-# the slot), so switching traffic needs no reload and closes no client connection.
+# Every route of both slots is served here. Which slot answers is decided per request by a flag
+# the agent flips atomically (${SWITCH_DIR}/live is a symlink to a directory holding an empty
+# file named after the slot), so switching traffic moves every route at once, needs no reload and
+# closes no client connection.
 
-upstream slipway_shop_blue {
+upstream slipway_shop_blue_web {
     server 127.0.0.1:3001;
     keepalive 16;
     # Below Node's default server keepAliveTimeout (5 s), so nginx never reuses a connection the
@@ -37,7 +41,7 @@ upstream slipway_shop_blue {
     keepalive_timeout 4s;
 }
 
-upstream slipway_shop_green {
+upstream slipway_shop_green_web {
     server 127.0.0.1:3002;
     keepalive 16;
     keepalive_timeout 4s;
@@ -47,12 +51,10 @@ server {
     listen 127.0.0.1:8080;
     server_name shop.example.com www.shop.example.com;
 
-    client_max_body_size 1m;
-
     # The flag checks below must see a flip at once, whatever open_file_cache the http{} block sets.
     open_file_cache off;
 
-    # Only if nginx cannot see the flags (X-Slipway-Switch: default) does the slot live at render
+    # Only if nginx cannot see the flags (X-Slipway-Switch: default) does the slot named at render
     # time serve; the agent refuses to switch while that is so.
     set $slipway_slot green;
     set $slipway_release ${RELEASE};
@@ -68,10 +70,24 @@ server {
         set $slipway_switch file;
     }
 
+    # Markers read back through nginx: after a reload they prove which config is live ("nginx -s
+    # reload" exits 0 even when the master keeps the old one), after a flip which slot serves.
+    add_header X-Slipway-Release $slipway_release always;
+    add_header X-Slipway-Slot $slipway_slot always;
+    add_header X-Slipway-Switch $slipway_switch always;
+    add_header X-Slipway-Generation 7 always;
+
     location / {
-        proxy_pass http://slipway_shop_$slipway_slot;
-        # HTTP/1.1 with an empty Connection header is what lets the upstream keepalive pool work.
+        # The serving slot's upstream for this path; a slot without a route here answers 404.
+        if ($slipway_slot = blue) {
+            set $slipway_upstream slipway_shop_blue_web;
+        }
+        if ($slipway_slot = green) {
+            set $slipway_upstream slipway_shop_green_web;
+        }
+        proxy_pass http://$slipway_upstream;
         proxy_http_version 1.1;
+        # HTTP/1.1 with an empty Connection header is what lets the upstream keepalive pool work.
         proxy_set_header Connection "";
         proxy_set_header Host $host;
         proxy_set_header X-Real-IP $remote_addr;
@@ -80,18 +96,18 @@ server {
         proxy_set_header X-Forwarded-Host $host;
         proxy_connect_timeout 5s;
         proxy_read_timeout 60s;
-
-        # Markers read back through nginx: after a reload they prove which config is live ("nginx -s
-        # reload" exits 0 even when the master keeps the old one), after a flip which slot serves.
-        add_header X-Slipway-Release $slipway_release always;
-        add_header X-Slipway-Slot $slipway_slot always;
-        add_header X-Slipway-Switch $slipway_switch always;
-        add_header X-Slipway-Generation 7 always;
+        client_max_body_size 1m;
     }
 }
 `;
 
 const withSlot = (slot: 'blue' | 'green', patch: Record<string, unknown>) => ({ slots: { ...sample.slots, [slot]: { ...sample.slots[slot], ...patch } } });
+/** The input with route `i` of `slot` patched (a route added when there is none at `i`). */
+const withRoute = (slot: 'blue' | 'green', patch: Record<string, unknown>, i = 0) => {
+  const routes: unknown[] = [...sample.slots[slot].routes];
+  routes[i] = { ...(routes[i] ?? route) as object, ...patch };
+  return withSlot(slot, { routes });
+};
 
 function renderError(input: unknown, options: { templateDir?: string; template?: string } = {}): SlipwayError {
   try {
@@ -111,22 +127,18 @@ describe('renderAppConfig', () => {
     expect(renderAppConfig(sample, { templateDir: TEMPLATE_DIR })).toBe(EXPECTED);
   });
 
-  it('renders optional limits, IPv6 and wildcard listen addresses', () => {
+  it('renders per-route limits, IPv6 and wildcard listen addresses', () => {
     const out = renderAppConfig({
       ...sample,
-      listen: { host: '::1', port: 443 },
-      serverNames: ['_'],
-      clientMaxBodySize: '25m',
-      proxyReadTimeoutSeconds: 300,
+      listenHost: '::1',
+      ...withRoute('green', { listenPort: 443, serverNames: ['_'], clientMaxBodySize: '25m', readTimeoutSeconds: 300 }),
     }, { templateDir: TEMPLATE_DIR });
-    expect(out).toContain('    listen [::1]:443;\n');
-    expect(out).toContain('    server_name _;\n');
-    expect(out).toContain('    client_max_body_size 25m;\n');
-    expect(out).toContain('        proxy_read_timeout 300s;\n');
-    expect(renderAppConfig({ ...sample, listen: { host: '*', port: 80 } }, { templateDir: TEMPLATE_DIR }))
-      .toContain('    listen *:80;\n');
-    expect(renderAppConfig({ ...sample, clientMaxBodySize: 0 }, { templateDir: TEMPLATE_DIR }))
-      .toContain('    client_max_body_size 0;\n');
+    expect(out).toContain('    listen [::1]:443;\n    server_name _;\n');
+    expect(out).toContain('        proxy_read_timeout 300s;\n        client_max_body_size 25m;\n');
+    expect(renderAppConfig({ ...sample, listenHost: '*' }, { templateDir: TEMPLATE_DIR }))
+      .toContain('    listen *:8080;\n');
+    expect(renderAppConfig({ ...sample, ...withRoute('green', { clientMaxBodySize: '0' }) }, { templateDir: TEMPLATE_DIR }))
+      .toContain('        client_max_body_size 0;\n');
   });
 
   it('changes only the markers between generations of the same release', () => {
@@ -135,7 +147,7 @@ describe('renderAppConfig', () => {
     const differing = a.map((line, i) => [line, b[i]]).filter(([x, y]) => x !== y);
     expect(differing).toEqual([
       [`# generation 7 / blue ${OTHER} / green ${RELEASE}`, `# generation 8 / blue ${OTHER} / green ${RELEASE}`],
-      ['        add_header X-Slipway-Generation 7 always;', '        add_header X-Slipway-Generation 8 always;'],
+      ['    add_header X-Slipway-Generation 7 always;', '    add_header X-Slipway-Generation 8 always;'],
     ]);
   });
 
@@ -156,13 +168,17 @@ describe('renderAppConfig', () => {
       ['short release id', withSlot('blue', { releaseId: 'abc123' }), 'slots.blue.releaseId'],
       ['release id with a quote', withSlot('green', { releaseId: `${RELEASE}"` }), 'slots.green.releaseId'],
       ['release id "none" (the marker, not a release)', withSlot('green', { releaseId: 'none' }), 'slots.green.releaseId'],
-      ['port 0', withSlot('blue', { port: 0 }), 'slots.blue.port'],
-      ['port 65536', withSlot('green', { port: 65536 }), 'slots.green.port'],
-      ['fractional port', withSlot('blue', { port: 3000.5 }), 'slots.blue.port'],
-      ['port as a string', withSlot('blue', { port: '3000' }), 'slots.blue.port'],
-      ['both slots on one port', withSlot('blue', { port: 3002 }), 'slots'],
-      ['a third slot', { slots: { ...sample.slots, red: { port: 3003, releaseId: null } } }, 'slots.red'],
+      ['port 0', withSlot('blue', { ports: { web: 0 } }), 'slots.blue.ports.web'],
+      ['port 65536', withSlot('green', { ports: { web: 65536 } }), 'slots.green.ports.web'],
+      ['fractional port', withSlot('blue', { ports: { web: 3000.5 } }), 'slots.blue.ports.web'],
+      ['port as a string', withSlot('blue', { ports: { web: '3000' } }), 'slots.blue.ports.web'],
+      ['both slots on one port', withSlot('green', { ports: { web: 3001 } }), 'slots.green.ports.web'],
+      ['two processes on one port', withSlot('green', { ports: { web: 3002, api: 3002 } }), 'slots.green.ports.api'],
+      ['process name with ;', withSlot('blue', { ports: { web: 3001, 'a;b': 3005 } }), 'slots.blue.ports.a;b'],
+      ['process name in capitals', withSlot('blue', { ports: { web: 3001, API: 3005 } }), 'slots.blue.ports.API'],
+      ['a third slot', { slots: { ...sample.slots, red: { releaseId: null, ports: {}, routes: [] } } }, 'slots.red'],
       ['slot with an extra field', withSlot('blue', { weight: 5 }), 'slots.blue.weight'],
+      ['slot without routes', withSlot('blue', { routes: undefined }), 'slots.blue.routes'],
       ['missing slot', { slots: { blue: sample.slots.blue } }, 'slots.green'],
       ['relative switch dir', { switchDir: 'etc/switch' }, 'switchDir'],
       ['switch dir with ..', { switchDir: '/etc/../tmp' }, 'switchDir'],
@@ -170,23 +186,38 @@ describe('renderAppConfig', () => {
       ['switch dir with ;', { switchDir: '/etc/s;deny' }, 'switchDir'],
       ['generation 0', { generation: 0 }, 'generation'],
       ['fractional generation', { generation: 1.5 }, 'generation'],
-      ['listen host with ;', { listen: { host: '127.0.0.1;', port: 80 } }, 'listen.host'],
-      ['listen host name', { listen: { host: 'example.com', port: 80 } }, 'listen.host'],
-      ['listen port', { listen: { host: '127.0.0.1', port: -1 } }, 'listen.port'],
-      ['listen with an extra field', { listen: { host: '127.0.0.1', port: 80, ssl: true } }, 'listen.ssl'],
-      ['no server names', { serverNames: [] }, 'serverNames'],
-      ['server name with ;', { serverNames: ['a.test;', 'b.test'] }, 'serverNames[0]'],
-      ['server name with a space', { serverNames: ['b.test', 'a.test b.test'] }, 'serverNames[1]'],
-      ['server name with a newline', { serverNames: ['a.test\nlisten 81'] }, 'serverNames[0]'],
-      ['server name with {', { serverNames: ['a{'] }, 'serverNames[0]'],
-      ['server name with quotes', { serverNames: ['"a.test"'] }, 'serverNames[0]'],
-      ['server name with a single quote', { serverNames: ["a.test'"] }, 'serverNames[0]'],
-      ['server name regex', { serverNames: ['~^(.+)$'] }, 'serverNames[0]'],
-      ['duplicate server name', { serverNames: ['a.test', 'A.test'] }, 'serverNames[1]'],
-      ['body size with ;', { clientMaxBodySize: '10m;' }, 'clientMaxBodySize'],
-      ['body size with a unit nginx lacks', { clientMaxBodySize: '10t' }, 'clientMaxBodySize'],
-      ['read timeout 0', { proxyReadTimeoutSeconds: 0 }, 'proxyReadTimeoutSeconds'],
+      ['listen host with ;', { listenHost: '127.0.0.1;' }, 'listenHost'],
+      ['listen host name', { listenHost: 'example.com' }, 'listenHost'],
+      ['listen port', withRoute('blue', { listenPort: -1 }), 'slots.blue.routes[0].listenPort'],
+      ['route with an extra field', withRoute('green', { root: '/var/www' }), 'slots.green.routes[0].root'],
+      ['route without websocket', withRoute('green', { websocket: undefined }), 'slots.green.routes[0].websocket'],
+      ['websocket as a string', withRoute('green', { websocket: 'yes' }), 'slots.green.routes[0].websocket'],
+      ['no server names', withRoute('blue', { serverNames: [] }), 'slots.blue.routes[0].serverNames'],
+      ['server name with ;', withRoute('blue', { serverNames: ['a.test;', 'b.test'] }), 'slots.blue.routes[0].serverNames[0]'],
+      ['server name with a space', withRoute('green', { serverNames: ['b.test', 'a.test b.test'] }), 'slots.green.routes[0].serverNames[1]'],
+      ['server name with a newline', withRoute('blue', { serverNames: ['a.test\nlisten 81'] }), 'slots.blue.routes[0].serverNames[0]'],
+      ['server name with {', withRoute('blue', { serverNames: ['a{'] }), 'slots.blue.routes[0].serverNames[0]'],
+      ['server name with quotes', withRoute('blue', { serverNames: ['"a.test"'] }), 'slots.blue.routes[0].serverNames[0]'],
+      ['server name with a single quote', withRoute('blue', { serverNames: ["a.test'"] }), 'slots.blue.routes[0].serverNames[0]'],
+      ['server name regex', withRoute('blue', { serverNames: ['~^(.+)$'] }), 'slots.blue.routes[0].serverNames[0]'],
+      ['duplicate server name', withRoute('blue', { serverNames: ['a.test', 'A.test'] }), 'slots.blue.routes[0].serverNames[1]'],
+      ['route path without a leading slash', withRoute('green', { path: 'api' }), 'slots.green.routes[0].path'],
+      ['route path with ;', withRoute('green', { path: '/a;b' }), 'slots.green.routes[0].path'],
+      ['route path with a space', withRoute('green', { path: '/a b' }), 'slots.green.routes[0].path'],
+      ['route path with {', withRoute('green', { path: '/a{' }), 'slots.green.routes[0].path'],
+      ['route path with $', withRoute('green', { path: '/$host' }), 'slots.green.routes[0].path'],
+      ['route path regex', withRoute('green', { path: '~ ^/x' }), 'slots.green.routes[0].path'],
+      ['empty route path', withRoute('green', { path: '' }), 'slots.green.routes[0].path'],
+      ['route to a process without a port', withRoute('green', { process: 'api' }), 'slots.green.routes[0].process'],
+      ['route to an unsafe process name', withRoute('green', { process: 'web;' }), 'slots.green.routes[0].process'],
+      ['the same route twice', withRoute('blue', { serverNames: ['www.shop.example.com'] }, 1), 'slots.blue.routes[1]'],
+      ['body size with ;', withRoute('blue', { clientMaxBodySize: '10m;' }), 'slots.blue.routes[0].clientMaxBodySize'],
+      ['body size with a unit nginx lacks', withRoute('blue', { clientMaxBodySize: '10t' }), 'slots.blue.routes[0].clientMaxBodySize'],
+      ['body size as a number', withRoute('blue', { clientMaxBodySize: 1024 }), 'slots.blue.routes[0].clientMaxBodySize'],
+      ['read timeout 0', withRoute('green', { readTimeoutSeconds: 0 }), 'slots.green.routes[0].readTimeoutSeconds'],
+      ['read timeout over a day', withRoute('green', { readTimeoutSeconds: 86_401 }), 'slots.green.routes[0].readTimeoutSeconds'],
       ['unknown field', { extraDirective: 'deny all' }, 'extraDirective'],
+      ['the old listen field', { listen: { host: '127.0.0.1', port: 80 } }, 'listen'],
     ];
     it.each(cases)('%s', (_label, patch, field) => {
       const error = renderError({ ...sample, ...patch });
@@ -194,13 +225,25 @@ describe('renderAppConfig', () => {
       expect(error.status).toBe(400);
       expect(error.message).toContain(field);
       expect(error.details?.some((line) => line.startsWith(`${field}: `))).toBe(true);
+      expect(error.details).toHaveLength(1);
       expect(error.hint).toBeTruthy();
     });
   });
 
   it('lists every bad field at once', () => {
-    const problems = nginxInputProblems({ ...sample, app: 'a;b', ...withSlot('blue', { port: 0 }), serverNames: ['x}'] });
-    expect(problems.map((p) => p.split(':')[0])).toEqual(['app', 'serverNames[0]', 'slots.blue.port']);
+    const problems = nginxInputProblems({
+      ...sample, app: 'a;b', listenHost: 'localhost',
+      slots: { blue: { ...sample.slots.blue, ports: { web: 0 } }, green: { ...sample.slots.green, routes: [{ ...route, path: 'api', serverNames: ['x}'] }] } },
+    });
+    expect(problems).toEqual([
+      'app: contains a character not allowed in nginx config (whitespace, quotes, ; { } # $ \\ or a control character) (got "a;b")',
+      'listenHost: must be an IPv4 address, an IPv6 address or "*" (got "localhost")',
+      'slots.blue.ports.web: must be >= 1 (got 0)',
+      'slots.green.routes[0].path: must start with "/" (got "api")',
+      'slots.green.routes[0].serverNames[0]: contains a character not allowed in nginx config (whitespace, quotes, ; { } # $ \\ or a control character) (got "x}")',
+    ]);
+    expect(nginxInputProblems({ ...sample, ...withRoute('green', { process: 'api' }) }))
+      .toEqual(['slots.green.routes[0].process: has no port in slot green (its ports: web) (got "api")']);
     expect(nginxInputProblems(sample)).toEqual([]);
     expect(nginxInputProblems(null)).toEqual(['(input): must be an object']);
   });
@@ -213,7 +256,7 @@ describe('renderAppConfig', () => {
     expect(error.code).toBe('nginx_template_error');
     expect(error.message).toContain(path.join(dir, 'app.conf.njk'));
     expect(error.message).toMatch(/undefined/);
-    expect(error.hint).toContain('upstreamPort');
+    expect(error.hint).toContain('upstreams');
   });
 
   it('reports a missing template and refuses template names that leave the template dir', () => {

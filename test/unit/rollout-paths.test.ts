@@ -147,7 +147,7 @@ describe('rollout paths: failures before the switch leave the live slot untouche
   });
 
   it('starting: the port is held by a process Slipway did not start', async () => {
-    h.portHeld.add(h.config.apps[APP]!.slots.blue.port);
+    h.portHeld.add(h.config.apps[APP]!.slots!.blue.port);
     const result = await h.push(h.upload(rel('c')));
     expect(result).toMatchObject({ outcome: 'failed', error: { error: 'port_in_use' } });
     expect(result.error?.hint).toContain('ss -ltnp');

@@ -133,7 +133,7 @@ describe('a forced activation keeps the bad mark; only a clean watch window clea
 
   it('the issue\'s scenario with the windows off: the forced release keeps its mark, and a later plain rollback never returns to it', async () => {
     const { a, d } = await badD();
-    h.config.apps[APP]!.watch.windowMs = 0;
+    h.config.apps[APP]!.watch!.windowMs = 0;
     expect(await h.rollback({ to: d, force: true })).toMatchObject({ outcome: 'succeeded', liveReleaseId: d });
     expect(h.releaseState(d)).toBe('bad');
     expect(h.state.deployments(APP)[0]).toMatchObject({ forced: true, targetState: 'bad', badMark: 'kept' });
@@ -159,14 +159,14 @@ describe('a forced activation keeps the bad mark; only a clean watch window clea
 
   it('the switch step never clears a bad mark: not in a swap-back to a forced release, not in crash recovery\'s re-apply', async () => {
     const { a, d } = await badD();
-    h.config.apps[APP]!.watch.windowMs = 0;
+    h.config.apps[APP]!.watch!.windowMs = 0;
     await h.rollback({ to: d, force: true });
     const live = h.served().liveSlot!;
     await h.traffic.switchTraffic(APP, live, d, { reapply: true });
     expect(h.releaseState(d)).toBe('bad');
     // a push that fails its window swaps back to d: still bad
     h.behave(d, {});
-    h.config.apps[APP]!.watch.windowMs = 60_000;
+    h.config.apps[APP]!.watch!.windowMs = 60_000;
     const e = h.upload(rel('e'), { failHealthAfterMs: 1_000 });
     expect(await h.push(e)).toMatchObject({ outcome: 'rolled_back', liveReleaseId: d });
     expect(h.releaseState(d)).toBe('bad');

@@ -1,0 +1,142 @@
+import { SLOTS, otherSlot, type Slot } from '../../contract/names.js';
+import type { AppConfigInput, RouteInput } from './render-input.js';
+
+// Pure: the union of both slots' routes as nginx serves it. Every server block and location of
+// the include exists for both slots, so a flag flip moves every route at once without a reload;
+// inside each location the flag-chosen slot picks its upstream, or 404 where that slot has no
+// route covering the location.
+
+/** nginx's defaults, written out so the include says what applies. */
+export const DEFAULT_CLIENT_MAX_BODY_SIZE = '1m';
+export const DEFAULT_READ_TIMEOUT_SECONDS = 60;
+
+export interface UpstreamEntry { name: string; slot: Slot; process: string; port: number }
+
+export interface LocationEntry {
+  path: string;
+  /** The upstream each slot sends this location to; null: that slot answers 404 here. */
+  upstreams: Record<Slot, string | null>;
+  clientMaxBodySize: string;
+  readTimeoutSeconds: number;
+  websocket: boolean;
+}
+
+export interface ServerEntry {
+  listenPort: number;
+  /** As first spelled in the routes; nginx compares them case-insensitively. */
+  serverNames: string[];
+  locations: LocationEntry[];
+}
+
+export interface RouteTable {
+  upstreams: UpstreamEntry[];
+  servers: ServerEntry[];
+  /** Whether any location passes WebSocket upgrades (the include then declares its Connection map). */
+  websocket: boolean;
+}
+
+/** The upstream of one process of one slot: slipway_<app>_<slot>_<process>. */
+export function upstreamName(app: string, slot: Slot, process: string): string {
+  return `slipway_${app}_${slot}_${process}`;
+}
+
+/**
+ * The per-app variable the WebSocket map sets: app names may hold "-", which ends an nginx
+ * variable name, and never "_", so mapping "-" to "_" keeps two apps' variables apart.
+ */
+export function connectionVariable(app: string): string {
+  return `slipway_${app.replace(/-/g, '_')}_connection`;
+}
+
+/** One (listenPort, server name): the routes each slot has there, by path. */
+interface Host { listenPort: number; name: string; catchAll: boolean; paths: Record<Slot, Map<string, RouteInput>> }
+
+function hostsOf(input: AppConfigInput): Host[] {
+  const hosts = new Map<string, Host>();
+  for (const slot of SLOTS) {
+    for (const route of input.slots[slot].routes) {
+      for (const name of route.serverNames) {
+        const key = `${route.listenPort} ${name.toLowerCase()}`;
+        let host = hosts.get(key);
+        if (!host) {
+          host = { listenPort: route.listenPort, name, catchAll: name === '_', paths: { blue: new Map(), green: new Map() } };
+          hosts.set(key, host);
+        }
+        // Validation refuses a repeated (port, name, path) within a slot; the first would win anyway.
+        if (!host.paths[slot].has(route.path)) host.paths[slot].set(route.path, route);
+      }
+    }
+  }
+  return [...hosts.values()];
+}
+
+/**
+ * The route a slot serves location `path` with: its longest route path that is a prefix of it.
+ * nginx picks the longest matching location, so for any request landing in `path` this is the
+ * route nginx would pick with that slot's routes alone.
+ */
+function coveringRoute(routes: Map<string, RouteInput>, path: string): RouteInput | null {
+  let best: RouteInput | null = null;
+  for (const [prefix, route] of routes) {
+    if (path.startsWith(prefix) && (best === null || prefix.length > best.path.length)) best = route;
+  }
+  return best;
+}
+
+function locationsOf(input: AppConfigInput, host: Host): LocationEntry[] {
+  const paths = new Set([...host.paths.blue.keys(), ...host.paths.green.keys()]);
+  // Without a "/" location nginx would serve its own html root for every other path.
+  paths.add('/');
+  return [...paths].sort().map((path) => {
+    const covering = { blue: coveringRoute(host.paths.blue, path), green: coveringRoute(host.paths.green, path) };
+    const upstreams = Object.fromEntries(SLOTS.map((slot) => {
+      const route = covering[slot];
+      return [slot, route ? upstreamName(input.app, slot, route.process) : null];
+    })) as Record<Slot, string | null>;
+    // Settings cannot change per request: the render-time slot's route decides, else the other's.
+    const settings = covering[input.slot] ?? covering[otherSlot(input.slot)];
+    return {
+      path,
+      upstreams,
+      clientMaxBodySize: settings?.clientMaxBodySize ?? DEFAULT_CLIENT_MAX_BODY_SIZE,
+      readTimeoutSeconds: settings?.readTimeoutSeconds ?? DEFAULT_READ_TIMEOUT_SECONDS,
+      websocket: settings?.websocket ?? false,
+    };
+  });
+}
+
+/**
+ * Pure: the include's upstreams and server blocks for a validated input. One server block per
+ * (listenPort, set of names that route alike), so no name is claimed twice on a port (nginx would
+ * ignore the second claim); per port, a block holding the catch-all "_" comes first, because the
+ * first block of a port is the one nginx uses for a Host no block names.
+ */
+export function routeTable(input: AppConfigInput): RouteTable {
+  const servers = new Map<string, ServerEntry & { catchAll: boolean; order: number }>();
+  for (const host of hostsOf(input)) {
+    const locations = locationsOf(input, host);
+    const key = `${host.listenPort} ${JSON.stringify(locations)}`;
+    const server = servers.get(key);
+    if (server) {
+      server.serverNames.push(host.name);
+      server.catchAll ||= host.catchAll;
+    } else {
+      servers.set(key, { listenPort: host.listenPort, serverNames: [host.name], locations, catchAll: host.catchAll, order: servers.size });
+    }
+  }
+  const ordered = [...servers.values()].sort((a, b) => a.listenPort - b.listenPort || Number(b.catchAll) - Number(a.catchAll) || a.order - b.order);
+
+  const used = new Set(ordered.flatMap((server) => server.locations.flatMap((location) => SLOTS.map((slot) => location.upstreams[slot]))));
+  const upstreams: UpstreamEntry[] = [];
+  for (const slot of SLOTS) {
+    for (const process of Object.keys(input.slots[slot].ports).sort()) {
+      const name = upstreamName(input.app, slot, process);
+      if (used.has(name)) upstreams.push({ name, slot, process, port: input.slots[slot].ports[process]! });
+    }
+  }
+  return {
+    upstreams,
+    servers: ordered.map(({ listenPort, serverNames, locations }) => ({ listenPort, serverNames, locations })),
+    websocket: ordered.some((server) => server.locations.some((location) => location.websocket)),
+  };
+}

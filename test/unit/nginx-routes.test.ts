@@ -1,0 +1,178 @@
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { renderAppConfig, type AppConfigInput, type RouteInput, type SlotInput } from '../../agent/nginx/render.js';
+import { connectionVariable, routeTable, upstreamName } from '../../agent/nginx/route-table.js';
+import { legacyRenderInput } from '../../agent/nginx/legacy-input.js';
+import { probeTargetOf } from '../../agent/rollout/public-address.js';
+
+const TEMPLATE_DIR = fileURLToPath(new URL('../../nginx/', import.meta.url));
+const A = '0123456789ab-0123456789ab';
+const B = 'ba9876543210-ba9876543210';
+
+const r = (serverNames: string[], path: string, process: string, extra: Partial<RouteInput> = {}): RouteInput =>
+  ({ listenPort: 80, serverNames, path, process, websocket: false, ...extra });
+
+function input(blue: Partial<SlotInput>, green: Partial<SlotInput>, extra: Partial<AppConfigInput> = {}): AppConfigInput {
+  return {
+    app: 'shop', slot: 'blue', generation: 3, switchDir: '/srv/switch/shop', listenHost: '127.0.0.1',
+    slots: {
+      blue: { releaseId: A, ports: { web: 3001, api: 3002 }, routes: [], ...blue },
+      green: { releaseId: B, ports: { web: 3011, api: 3012 }, routes: [], ...green },
+    },
+    ...extra,
+  };
+}
+
+/** server → path → "blue-upstream|green-upstream" ("-" for a 404), for compact expectations. */
+function layout(table: ReturnType<typeof routeTable>): Record<string, Record<string, string>> {
+  const short = (name: string | null) => (name === null ? '-' : name.replace('slipway_shop_', ''));
+  return Object.fromEntries(table.servers.map((server) => [
+    `${server.listenPort} ${server.serverNames.join(' ')}`,
+    Object.fromEntries(server.locations.map((l) => [l.path, `${short(l.upstreams.blue)}|${short(l.upstreams.green)}`])),
+  ]));
+}
+
+describe('routeTable', () => {
+  it('serves the union of both slots: one block per set of names that route alike, one location per path', () => {
+    const shop = ['shop.test', 'www.shop.test'];
+    const table = routeTable(input(
+      { routes: [r(shop, '/', 'web'), r(['api.test'], '/', 'api')] },
+      { routes: [r(shop, '/', 'web'), r(['shop.test'], '/api/', 'api'), r(['api.test'], '/', 'api')] },
+    ));
+    expect(layout(table)).toEqual({
+      // shop.test gained /api/ in green only: its block splits from www.shop.test's, so no name is claimed twice.
+      '80 shop.test': { '/': 'blue_web|green_web', '/api/': 'blue_web|green_api' },
+      '80 www.shop.test': { '/': 'blue_web|green_web' },
+      '80 api.test': { '/': 'blue_api|green_api' },
+    });
+    expect(table.upstreams.map((u) => `${u.name}:${u.port}`)).toEqual([
+      'slipway_shop_blue_api:3002', 'slipway_shop_blue_web:3001', 'slipway_shop_green_api:3012', 'slipway_shop_green_web:3011',
+    ]);
+  });
+
+  it('answers 404 in a slot with no route covering the location, and 404 for paths no route has', () => {
+    const table = routeTable(input(
+      { routes: [r(['shop.test'], '/', 'web')] },
+      { routes: [r(['shop.test'], '/', 'web'), r(['admin.test'], '/admin/', 'api')] },
+    ));
+    expect(layout(table)).toEqual({
+      '80 shop.test': { '/': 'blue_web|green_web' },
+      // A block without "/" gets a 404 catch-all: nginx would otherwise serve its own html root.
+      '80 admin.test': { '/': '-|-', '/admin/': '-|green_api' },
+    });
+  });
+
+  it('picks, per slot, the longest route prefix covering each location (as nginx would with that slot alone)', () => {
+    const table = routeTable(input(
+      { routes: [r(['s.test'], '/', 'web'), r(['s.test'], '/api', 'api')] },
+      { routes: [r(['s.test'], '/', 'web'), r(['s.test'], '/api/v2/', 'api')] },
+    ));
+    expect(layout(table)).toEqual({ '80 s.test': { '/': 'blue_web|green_web', '/api': 'blue_api|green_web', '/api/v2/': 'blue_api|green_api' } });
+  });
+
+  it('takes per-route settings from the render-time slot, else the other slot, else nginx defaults', () => {
+    const blue = { routes: [r(['s.test'], '/', 'web', { clientMaxBodySize: '1k', readTimeoutSeconds: 5, websocket: true })] };
+    const green = { routes: [r(['s.test'], '/', 'web', { clientMaxBodySize: '50m' }), r(['s.test'], '/up/', 'api', { readTimeoutSeconds: 600 })] };
+    const settings = (slot: 'blue' | 'green') => routeTable(input(blue, green, { slot })).servers[0]!.locations
+      .map((l) => `${l.path} ${l.clientMaxBodySize} ${l.readTimeoutSeconds} ${l.websocket}`);
+    // /up/ is covered by blue's "/" when blue renders; only green has it as its own route.
+    expect(settings('blue')).toEqual(['/ 1k 5 true', '/up/ 1k 5 true']);
+    expect(settings('green')).toEqual(['/ 50m 60 false', '/up/ 1m 600 false']);
+    const onlyGreen = routeTable(input({ routes: [] }, { routes: [r(['s.test'], '/', 'web', { clientMaxBodySize: '9m' })] }, { slot: 'blue' }));
+    expect(onlyGreen.servers[0]!.locations[0]!.clientMaxBodySize).toBe('9m');
+  });
+
+  it('groups names case-insensitively, splits listen ports, and puts the catch-all block first on its port', () => {
+    const table = routeTable(input(
+      { routes: [r(['a.test'], '/', 'web'), r(['_'], '/', 'api'), r(['A.TEST'], '/', 'web', { listenPort: 8080 })] },
+      { routes: [r(['a.test', '_'], '/', 'web')] },
+    ));
+    expect(table.servers.map((s) => `${s.listenPort} ${s.serverNames.join(' ')}`)).toEqual(['80 _', '80 a.test', '8080 A.TEST']);
+  });
+
+  it('renders no server block and no upstream for an app without routes', () => {
+    const table = routeTable(input({}, {}));
+    expect(table).toEqual({ upstreams: [], servers: [], websocket: false });
+    const out = renderAppConfig(input({}, {}), { templateDir: TEMPLATE_DIR });
+    expect(out).not.toMatch(/^(server|upstream|map) /m);
+    expect(out).toContain('# Neither slot has routes: nothing to serve.');
+  });
+
+  it('keeps two apps apart: upstream names and the WebSocket variable carry the app name', () => {
+    expect(upstreamName('my-shop', 'green', 'api')).toBe('slipway_my-shop_green_api');
+    expect(connectionVariable('my-shop')).toBe('slipway_my_shop_connection');
+    const out = renderAppConfig(input({ routes: [r(['s.test'], '/', 'web', { websocket: true })] }, {}, { app: 'my-shop' }), { templateDir: TEMPLATE_DIR });
+    expect(out).toContain('map $http_upgrade $slipway_my_shop_connection {\n    default upgrade;\n    \'\' \'\';\n}\n');
+    expect(out).toContain('        proxy_set_header Upgrade $http_upgrade;\n        proxy_set_header Connection $slipway_my_shop_connection;\n');
+    expect(out).toContain('upstream slipway_my-shop_blue_web {');
+  });
+
+  it('renders a location per path with the flag choosing the upstream or a 404', () => {
+    const out = renderAppConfig(input(
+      { routes: [r(['s.test'], '/', 'web')] },
+      { routes: [r(['s.test'], '/', 'web'), r(['s.test'], '/api/', 'api', { websocket: true, clientMaxBodySize: '2m', readTimeoutSeconds: 900 })] },
+    ), { templateDir: TEMPLATE_DIR });
+    expect(out).toContain([
+      '    location /api/ {',
+      '        # The serving slot\'s upstream for this path; a slot without a route here answers 404.',
+      '        if ($slipway_slot = blue) {',
+      '            set $slipway_upstream slipway_shop_blue_web;',
+      '        }',
+      '        if ($slipway_slot = green) {',
+      '            set $slipway_upstream slipway_shop_green_api;',
+      '        }',
+      '        proxy_pass http://$slipway_upstream;',
+    ].join('\n'));
+    // Settings come from blue (the render-time slot), whose "/" covers /api/.
+    expect(out).toMatch(/location \/api\/ \{[^}]*\}[^}]*\}[^}]*proxy_set_header Connection "";[^}]*proxy_read_timeout 60s;\n {8}client_max_body_size 1m;/);
+    const green = renderAppConfig(input(
+      { routes: [r(['s.test'], '/', 'web')] },
+      { routes: [r(['s.test'], '/', 'web'), r(['s.test'], '/api/', 'api', { websocket: true, clientMaxBodySize: '2m', readTimeoutSeconds: 900 })] },
+      { slot: 'green' },
+    ), { templateDir: TEMPLATE_DIR });
+    expect(green).toMatch(/location \/api\/ \{[^}]*\}[^}]*\}[^}]*proxy_set_header Connection \$slipway_shop_connection;[^}]*proxy_read_timeout 900s;\n {8}client_max_body_size 2m;/);
+  });
+});
+
+describe('probeTargetOf', () => {
+  const health = () => '/health';
+
+  it('probes the first route of the target slot with its first plain server name', () => {
+    const target = probeTargetOf(input(
+      { routes: [r(['blue.test'], '/', 'web')] },
+      { routes: [r(['*.shop.test', '_', 'shop.test'], '/app/', 'api', { listenPort: 8443 }), r(['other.test'], '/', 'web')] },
+    ), 'green');
+    expect(target).toEqual({ baseUrl: 'http://127.0.0.1:8443', hostHeader: 'shop.test', path: '/app/' });
+  });
+
+  it('falls back to wildcards ("probe." prefix), then any Host for "_", and uses the health path when given', () => {
+    expect(probeTargetOf(input({ routes: [r(['*.shop.test'], '/', 'web')] }, {}), 'blue', health))
+      .toEqual({ baseUrl: 'http://127.0.0.1:80', hostHeader: 'probe.shop.test', path: '/health' });
+    expect(probeTargetOf(input({ routes: [r(['_'], '/', 'web')] }, {}), 'blue')?.hostHeader).toBe('localhost');
+  });
+
+  it('uses the other slot\'s route when the target slot has none, and reaches "*" and IPv6 listen hosts over loopback', () => {
+    expect(probeTargetOf(input({ routes: [r(['b.test'], '/', 'web')] }, {}, { listenHost: '*' }), 'green'))
+      .toEqual({ baseUrl: 'http://127.0.0.1:80', hostHeader: 'b.test', path: '/' });
+    expect(probeTargetOf(input({ routes: [r(['b.test'], '/', 'web')] }, {}, { listenHost: '::1' }), 'blue')?.baseUrl).toBe('http://[::1]:80');
+  });
+
+  it('is null when neither slot has a route: nothing to prove over HTTP', () => {
+    expect(probeTargetOf(input({}, {}), 'blue')).toBeNull();
+  });
+});
+
+describe('legacyRenderInput', () => {
+  it('maps the legacy app config to one process "web" on the pinned slot port and one route "/"', () => {
+    const legacy = legacyRenderInput({
+      app: 'shop', slot: 'green', releases: { blue: A, green: null }, switchDir: '/srv/switch/shop', generation: 2,
+      config: { slots: { blue: { port: 3001 }, green: { port: 3002 } }, public: { listenHost: '127.0.0.1', listenPort: 80, serverNames: ['shop.test'] } },
+    });
+    const route = { listenPort: 80, serverNames: ['shop.test'], path: '/', process: 'web', websocket: true };
+    expect(legacy).toEqual({
+      app: 'shop', slot: 'green', switchDir: '/srv/switch/shop', generation: 2, listenHost: '127.0.0.1',
+      slots: { blue: { releaseId: A, ports: { web: 3001 }, routes: [route] }, green: { releaseId: null, ports: { web: 3002 }, routes: [route] } },
+    });
+    expect(layout(routeTable(legacy))).toEqual({ '80 shop.test': { '/': 'blue_web|green_web' } });
+  });
+});
