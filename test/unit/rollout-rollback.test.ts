@@ -217,7 +217,7 @@ describe('every activation that moves traffic is watched and swapped back', () =
     await h.push(a);
     expect(windowPassed(await h.push(b))).toBe('60 s window passed');
     expect(windowPassed(await h.switchTo('blue'))).toBe('15 s window passed');
-    h.config.apps[APP]!.watch.activationWindowMs = 5_000;
+    h.config.apps[APP]!.watch!.activationWindowMs = 5_000;
     expect(windowPassed(await h.rollback())).toBe('5 s window passed');
   });
 
