@@ -41,6 +41,7 @@ export const ERROR_KINDS = {
   dirty_tree: 'usage',
   include_invalid: 'usage',
   manifest_conflict: 'usage',
+  spec_invalid: 'usage',
   ssh_no_credentials: 'usage',
   ssh_key_unreadable: 'usage',
   ssh_key_unusable: 'usage',
@@ -117,6 +118,8 @@ export const ERROR_KINDS = {
   health_check_failed: 'refused',
   backups_unavailable: 'refused',
   backup_before_deploy_failed: 'refused',
+  // A controller-side build (deploy.spec.json build.on "controller"): nothing reached the host.
+  build_failed: 'refused',
   // Releases: upload, unpack, store.
   release_digest_mismatch: 'refused',
   upload_missing: 'refused',
