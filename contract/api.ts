@@ -2,6 +2,7 @@
 import type { Slot } from './names.js';
 import type { ReleaseManifest } from './manifest.js';
 import type { ErrorBody } from './errors.js';
+import type { AppSpec } from './spec.js';
 
 export const API_VERSION = 1;
 /** Header naming who asked (user@host of the controller), recorded in deployments and the audit log. */
@@ -154,4 +155,11 @@ export interface LockInfo {
   expiresAt: string | null;
   deploymentId: number | null;
   stale: boolean;
+}
+
+/** GET /apps/:app/releases/:releaseId/spec: the app spec a release carries (null: it runs on the agent's legacy config). */
+export interface ReleaseSpecView {
+  releaseId: string;
+  spec: AppSpec | null;
+  specDigest: string | null;
 }

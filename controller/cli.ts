@@ -13,6 +13,7 @@ import { status } from './commands/status.js';
 import { rollback } from './commands/rollback.js';
 import { cleanupReleases, history, lockRelease, lockStatus, releases } from './commands/history.js';
 import { backupList, backupRestore, backupRun } from './commands/backup.js';
+import { LIVE_REF, diff } from './commands/diff.js';
 
 interface GlobalOptions { config?: string; json?: boolean }
 
@@ -31,6 +32,10 @@ function parseCount(value: string): number {
 function parseReleaseRef(value: string): string {
   if (!new RegExp(RELEASE_REF_PATTERN).test(value)) throw new InvalidArgumentError('must be a release id or a prefix of at least 7 of its characters (see deploy releases)');
   return value;
+}
+
+function parseReleaseRefOrLive(value: string): string {
+  return value === LIVE_REF ? value : parseReleaseRef(value);
 }
 
 function parseSlot(value: string): Slot {
@@ -91,6 +96,12 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
     .description('deployments, switches and rollbacks: who, when, steps with durations, outcome and reason')
     .option('-n, --limit <count>', 'how many', parseCount, 20)
     .action((opts: { limit: number }) => run((out, global) => history(config(global), { json: global.json ?? false, limit: opts.limit }, out)));
+
+  program.command('diff')
+    .description('what changed in the app spec (deploy.spec.json: processes, routes, build, checks) between two releases')
+    .argument('<from>', 'the older release: its id, a prefix of 7+ characters of it or of its commit, or "live"', parseReleaseRefOrLive)
+    .argument('[to]', 'the newer release (default: the live one)', parseReleaseRefOrLive, LIVE_REF)
+    .action((from: string, to: string) => run((out, global) => diff(config(global), { from, to }, { json: global.json ?? false }, out)));
 
   const releasesCommand = program.command('releases')
     .description('releases retained on the host, with state (live, standby, good, bad, failed) and age')

@@ -66,6 +66,37 @@ class LineSplitter {
   }
 }
 
+/** Lines that read as an error: kept even when they scroll out of the tail. */
+const ERROR_LINE = /\b(error|ERR!|fatal|failed)\b/i;
+/** At most this many of them from before the tail. */
+const EARLY_ERROR_LINES = 5;
+
+/**
+ * What a failing step's error shows of its output: the last lines, and before them the first
+ * error-looking lines that scrolled out of that tail (npm prints its reason first, then pages of
+ * usage help).
+ */
+export class OutputExcerpt {
+  private count = 0;
+  private readonly early: { n: number; text: string }[] = [];
+  private readonly tail: { n: number; text: string }[] = [];
+  constructor(private readonly tailLines = FAILURE_TAIL_LINES) {}
+
+  add(text: string): void {
+    const n = this.count++;
+    if (this.early.length < EARLY_ERROR_LINES && ERROR_LINE.test(text)) this.early.push({ n, text });
+    this.tail.push({ n, text });
+    if (this.tail.length > this.tailLines) this.tail.shift();
+  }
+
+  lines(): string[] {
+    const first = this.tail[0]?.n ?? 0;
+    const before = this.early.filter((line) => line.n < first).map((line) => line.text);
+    const tail = this.tail.map((line) => line.text);
+    return before.length ? [...before, '…', ...tail] : tail;
+  }
+}
+
 /** Pure: a program's output line as shown: no colour codes or carriage-return redraws, bounded length. */
 export function cleanLine(raw: string): string {
   // eslint-disable-next-line no-control-regex
@@ -136,12 +167,11 @@ async function runStep(step: BuildStep, root: string, env: NodeJS.ProcessEnv, de
   const remainingMs = deadline - Date.now();
   if (remainingMs <= 0) throw timedOut(label, input.build.timeoutMs, [], input.label);
   input.progress.step(`  build: ${label}`, { dir: step.dir, kind: step.kind, argv: step.argv });
-  const tail: string[] = [];
+  const excerpt = new OutputExcerpt();
   const onLine = (raw: string) => {
     const text = cleanLine(raw);
     if (!text) return;
-    tail.push(text);
-    if (tail.length > FAILURE_TAIL_LINES) tail.shift();
+    excerpt.add(text);
     input.progress.line(step, text);
   };
   const splitters = { stdout: new LineSplitter(onLine), stderr: new LineSplitter(onLine) };
@@ -163,12 +193,14 @@ async function runStep(step: BuildStep, root: string, env: NodeJS.ProcessEnv, de
   splitters.stdout.flush();
   splitters.stderr.flush();
   const ms = Date.now() - started;
+  const tail = excerpt.lines();
   if (result.timedOut) throw timedOut(label, input.build.timeoutMs, tail, input.label);
   if (result.exitCode !== 0) {
     const how = result.exitCode === null ? `was killed by ${result.signal}` : `failed with exit code ${result.exitCode}`;
     throw new SlipwayError('build_failed', `build step ${label} of ${input.label} ${how} after ${formatMs(ms)}; nothing was uploaded, the host is untouched`, {
       details: tail.length ? tail : ['(the step printed nothing)'],
-      hint: `the lines above are the end of its output; reproduce it in a clean checkout (git worktree add /tmp/b ${input.treeish.slice(0, 12)}; cd /tmp/b/${step.dir}) and fix the commit`,
+      hint: `the lines above are from its output (its first error lines, then its last lines); reproduce it in a clean checkout of the commit `
+        + `(git worktree add /tmp/check ${input.treeish.slice(0, 12)}, then run "${step.argv.join(' ')}" in ${step.dir === '.' ? 'its root' : step.dir}) and fix the commit`,
     });
   }
   input.progress.step(`  build: ${label} ✓ ${formatMs(ms)}`, { dir: step.dir, kind: step.kind, ms });

@@ -7,7 +7,7 @@ import { manifestSchema, type ReleaseManifest } from '../../contract/manifest.js
 import { checkAppSpec, specDigest, type AppSpec, type BuildSpec } from '../../contract/spec.js';
 import { buildEnv, chooseInstall, planBuild, planDir, stepLabel } from '../../controller/build/plan.js';
 import { describePlatform, detectBuildPlatform, platformFrom } from '../../controller/build/platform.js';
-import { cleanLine } from '../../controller/build/run.js';
+import { OutputExcerpt, cleanLine } from '../../controller/build/run.js';
 import { releaseExtras } from '../../controller/commands/push.js';
 import { buildManifest } from '../../controller/manifest.js';
 import { compileValidator } from '../../lib/validate.js';
@@ -131,5 +131,16 @@ describe('manifest v3', () => {
     const legacy = buildManifest(source, 'c'.repeat(64), new Date(), '0.1.0', releaseExtras(null, null, null));
     expect(legacy).toMatchObject({ schemaVersion: 3, spec: null, specDigest: null, build: null, tag: null });
     expect(validate(legacy).ok).toBe(true);
+  });
+});
+
+describe('failure excerpt of a build step', () => {
+  it('the last lines, and before them the first error lines that scrolled out', () => {
+    const excerpt = new OutputExcerpt(3);
+    for (const line of ['npm error code EUSAGE', 'npm error `npm ci` can only install packages when ... are in sync', 'usage 1', 'usage 2', 'usage 3', 'npm error A complete log']) excerpt.add(line);
+    expect(excerpt.lines()).toEqual(['npm error code EUSAGE', 'npm error `npm ci` can only install packages when ... are in sync', '…', 'usage 2', 'usage 3', 'npm error A complete log']);
+    const short = new OutputExcerpt(3);
+    for (const line of ['error: x', 'b']) short.add(line);
+    expect(short.lines()).toEqual(['error: x', 'b']);
   });
 });

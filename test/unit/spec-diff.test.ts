@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { checkAppSpec, type AppSpec } from '../../contract/spec.js';
+import { checkAppSpec, specDigest, type AppSpec } from '../../contract/spec.js';
+import { formatSpecDiff, pickRelease } from '../../controller/commands/diff.js';
 import { specDiff } from '../../contract/spec-diff.js';
 
 function spec(raw: unknown): AppSpec {
@@ -59,5 +60,33 @@ describe('specDiff', () => {
     const [line] = specDiff(a, b);
     expect(line!.length).toBeLessThan(300);
     expect(line).toMatch(/^~ processes\/web\/env\/BIG: "x+… → "y+…$/);
+  });
+});
+
+describe('deploy diff (pure parts)', () => {
+  const a = { releaseId: 'aaaaaaaaaaaa-111111111111', sha: 'a'.repeat(40), state: 'good' };
+  const b = { releaseId: 'aaaaaaaaaaaa-222222222222', sha: 'a'.repeat(40), state: 'live' };
+  const c = { releaseId: 'cccccccccccc-333333333333', sha: 'c'.repeat(40), state: 'bad' };
+
+  it('names a release by id, a unique prefix of its id or commit; refuses unknown and ambiguous ones', () => {
+    expect(pickRelease('shop', b.releaseId, [a, b, c])).toBe(b.releaseId);
+    expect(pickRelease('shop', 'aaaaaaaaaaaa-1', [a, b, c])).toBe(a.releaseId);
+    expect(pickRelease('shop', 'ccccccc', [a, b, c])).toBe(c.releaseId);
+    expect(() => pickRelease('shop', 'aaaaaaa', [a, b, c])).toThrow(expect.objectContaining({ code: 'release_ref_ambiguous', details: [`${a.releaseId} (good)`, `${b.releaseId} (live)`] }));
+    expect(() => pickRelease('shop', 'deadbee', [a, b, c])).toThrow(expect.objectContaining({ code: 'release_not_found' }));
+  });
+
+  it('shows the changes, or that there are none, and which side ran on the legacy config', () => {
+    const one = spec(base);
+    const two = spec({ ...base, requiredEnv: ['DATABASE_URL'] });
+    const view = (releaseId: string, s: AppSpec | null) => ({ releaseId, spec: s, specDigest: s ? specDigest(s) : null });
+    expect(formatSpecDiff(view(a.releaseId, one), view(b.releaseId, two))).toBe(
+      `spec of ${a.releaseId} → ${b.releaseId}:\n  ~ requiredEnv: [] → ["DATABASE_URL"]`);
+    expect(formatSpecDiff(view(a.releaseId, one), view(b.releaseId, spec(base)))).toBe(`spec of ${a.releaseId} → ${b.releaseId}: unchanged (digest ${specDigest(one).slice(0, 12)})`);
+    expect(formatSpecDiff(view(a.releaseId, null), view(b.releaseId, null))).toBe(
+      `spec of ${a.releaseId} → ${b.releaseId}: unchanged\n  (${a.releaseId} has no deploy.spec.json: it ran on the agent's app config)\n  (${b.releaseId} has no deploy.spec.json: it ran on the agent's app config)`);
+    expect(formatSpecDiff(view(a.releaseId, null), view(b.releaseId, one)).split('\n').slice(0, 3)).toEqual([
+      `spec of ${a.releaseId} → ${b.releaseId}:`, `  (${a.releaseId} has no deploy.spec.json: it ran on the agent's app config)`, '  + processes',
+    ]);
   });
 });
