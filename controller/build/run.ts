@@ -8,7 +8,7 @@ import { SPEC_FILE, type BuildSpec } from '../../contract/spec.js';
 import { runCommand, type CommandResult } from '../../lib/exec.js';
 import { archiveCommit } from '../git.js';
 import { formatMs } from '../output.js';
-import { buildEnv, planBuild, stepLabel, type BuildStep, type DirPlan } from './plan.js';
+import { boundedSteps, buildEnv, planBuild, stepLabel, type BuildStep, type DirPlan } from './plan.js';
 import { detectBuildPlatform, platformFrom, type ReportFacts } from './platform.js';
 
 // A controller-side build: a clean checkout of the commit (git archive: never the user's work
@@ -125,7 +125,7 @@ export async function buildRelease(input: BuildInput): Promise<BuiltTree> {
     }
     const platform = await probePlatform(env, dir);
     const totalMs = Date.now() - startedAt;
-    return { dir, steps, platform, totalMs, cleanup };
+    return { dir, steps: boundedSteps(steps), platform, totalMs, cleanup };
   } catch (error) {
     await cleanup();
     throw error;
@@ -140,25 +140,22 @@ async function checkout(repo: string, treeish: string, root: string, dir: string
   await fs.rm(archive);
 }
 
-/** Every build directory must exist in the commit; all missing ones are reported at once. */
+/** Every build directory must exist in the commit and be installable; all problems are reported at once. */
 async function planDirs(build: BuildSpec, dir: string, label: string): Promise<DirPlan[]> {
   const files = new Map<string, Set<string>>();
-  const problems: string[] = [];
-  for (const [i, entry] of build.dirs.entries()) {
+  for (const entry of build.dirs) {
     const full = path.join(dir, entry.path);
     const stat = await fs.stat(full).catch(() => null);
-    if (!stat?.isDirectory()) {
-      problems.push(`${SPEC_FILE}: build/dirs/${i}/path: "${entry.path}" is not a directory in ${label}`);
-      continue;
-    }
-    files.set(entry.path, new Set(await fs.readdir(full)));
+    if (stat?.isDirectory()) files.set(entry.path, new Set(await fs.readdir(full)));
   }
-  if (problems.length) {
-    throw new SlipwayError('spec_invalid', `${SPEC_FILE} in ${label} names build directories the commit does not have; nothing was built or uploaded`, {
-      details: problems, hint: 'build.dirs paths are relative to the repository root; commit the directory or fix the path',
+  const plan = planBuild(build, (p) => files.get(p) ?? null);
+  if (!plan.ok) {
+    throw new SlipwayError('spec_invalid', `${SPEC_FILE} in ${label} asks for a build the commit cannot do; nothing was built or uploaded`, {
+      details: plan.problems.map((problem) => `${SPEC_FILE}: ${problem}`),
+      hint: 'build.dirs paths are relative to the repository root; each directory with a package.json needs its committed lockfile (or "install": "none")',
     });
   }
-  return planBuild(build, (p) => files.get(p) ?? new Set());
+  return plan.dirs;
 }
 
 /** Runs one step in its directory; returns its summary line, or throws build_failed with its last lines. */

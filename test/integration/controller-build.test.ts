@@ -71,7 +71,7 @@ describe('controller-side build (real git, npm from the warm cache)', () => {
         expect.stringMatching(/^\[frontend\] npm ci --no-audit --no-fund: \d/),
         expect.stringMatching(/^\[frontend\] npm run build: \d/),
         expect.stringMatching(/^\[frontend\] npm prune --omit=dev --no-audit --no-fund: \d/),
-        expect.stringMatching(/^\[backend\] no lockfile .*nothing to install$/),
+        '[backend] no package.json: nothing to install',
         expect.stringMatching(/^\[backend\] python3 -c .*: \d/),
       ]);
       expect(lines).toContain('  build: [frontend] npm ci --no-audit --no-fund');
@@ -130,7 +130,10 @@ describe('controller-side build (real git, npm from the warm cache)', () => {
 
     const missing = await buildRelease(input(buildSpec({ dirs: [{ path: 'web' }, { path: 'frontend' }, { path: 'api' }] }))).catch((e: unknown) => e);
     expect(missing).toBeInstanceOf(SlipwayError);
-    expect(missing).toMatchObject({ code: 'spec_invalid', details: [`deploy.spec.json: build/dirs/0/path: "web" is not a directory in ${sha.slice(0, 12)}`, `deploy.spec.json: build/dirs/2/path: "api" is not a directory in ${sha.slice(0, 12)}`] });
+    expect(missing).toMatchObject({
+      code: 'spec_invalid', message: `deploy.spec.json in ${sha.slice(0, 12)} asks for a build the commit cannot do; nothing was built or uploaded`,
+      details: ['deploy.spec.json: build/dirs/0/path: "web" is not a directory in the commit', 'deploy.spec.json: build/dirs/2/path: "api" is not a directory in the commit'],
+    });
 
     const failing = await buildRelease(input(buildSpec({ dirs: [{ path: 'backend', commands: [['sh', '-c', 'echo one; echo two >&2; exit 4']] }] }))).catch((e: unknown) => e);
     expect(failing).toMatchObject({ code: 'build_failed', kind: 'refused', details: ['one', 'two'] });

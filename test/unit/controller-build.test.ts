@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { manifestSchema, type ReleaseManifest } from '../../contract/manifest.js';
 import { checkAppSpec, specDigest, type AppSpec, type BuildSpec } from '../../contract/spec.js';
-import { buildEnv, chooseInstall, planBuild, planDir, stepLabel } from '../../controller/build/plan.js';
+import { boundedSteps, buildEnv, chooseInstall, planBuild, planDir, stepLabel } from '../../controller/build/plan.js';
 import { describePlatform, detectBuildPlatform, platformFrom } from '../../controller/build/platform.js';
 import { OutputExcerpt, cleanLine } from '../../controller/build/run.js';
 import { releaseExtras } from '../../controller/commands/push.js';
@@ -21,55 +21,85 @@ function specWith(build: unknown): AppSpec {
 }
 
 describe('install tool detection', () => {
-  it('auto picks the tool of the lockfile, and installs nothing without one', () => {
+  it('auto picks the tool of the committed lockfile; a directory without package.json installs nothing', () => {
     expect(chooseInstall('auto', files('package-lock.json'))).toMatchObject({ tool: 'npm', lockfile: 'package-lock.json' });
     expect(chooseInstall('auto', files('npm-shrinkwrap.json'))).toMatchObject({ tool: 'npm', lockfile: 'npm-shrinkwrap.json' });
     expect(chooseInstall('auto', files('pnpm-lock.yaml'))).toMatchObject({ tool: 'pnpm', lockfile: 'pnpm-lock.yaml' });
-    expect(chooseInstall('auto', files('yarn.lock'))).toMatchObject({ tool: 'yarn', lockfile: 'yarn.lock' });
-    expect(chooseInstall('auto', files())).toMatchObject({ tool: null, lockfile: null, reason: expect.stringContaining('no lockfile') });
+    expect(chooseInstall('auto', files('yarn.lock'))).toMatchObject({ tool: 'yarn', lockfile: 'yarn.lock', berry: false });
+    expect(chooseInstall('auto', files('yarn.lock', '.yarnrc.yml'))).toMatchObject({ tool: 'yarn', berry: true });
+    expect(chooseInstall('auto', new Set(['main.py']))).toMatchObject({ tool: null, reason: 'no package.json: nothing to install' });
   });
 
-  it('an explicit tool wins; "none" installs nothing', () => {
-    expect(chooseInstall('pnpm', files('package-lock.json'))).toEqual({ tool: 'pnpm', lockfile: null, reason: 'install: "pnpm"' });
-    expect(chooseInstall('npm', files())).toMatchObject({ tool: 'npm', lockfile: null });
-    expect(chooseInstall('none', files('package-lock.json'))).toMatchObject({ tool: null });
+  it('never resolves afresh: a package.json without its lockfile, or a lockfile without package.json, is refused', () => {
+    expect(chooseInstall('auto', files())).toMatch(/^has a package\.json but no lockfile .*"install": "none"$/);
+    expect(chooseInstall('npm', files('yarn.lock'))).toBe('install "npm" needs its lockfile (package-lock.json or npm-shrinkwrap.json) in the directory');
+    expect(chooseInstall('auto', new Set(['pnpm-lock.yaml']))).toBe('has pnpm-lock.yaml but no package.json');
+  });
+
+  it('an explicit tool follows its own lockfile; "none" installs nothing', () => {
+    expect(chooseInstall('pnpm', files('package-lock.json', 'pnpm-lock.yaml'))).toMatchObject({ tool: 'pnpm', lockfile: 'pnpm-lock.yaml', reason: 'install: "pnpm"' });
+    expect(chooseInstall('none', files('package-lock.json'))).toMatchObject({ tool: null, reason: 'install: "none"' });
   });
 });
 
 describe('build plan per directory', () => {
+  const plan = (spec: Parameters<typeof planDir>[0], names: Set<string>) => {
+    const result = planDir(spec, names);
+    if (typeof result === 'string') throw new Error(result);
+    return result;
+  };
+
   it('install, the commands in order, then prune, each as argv in its directory', () => {
-    const plan = planDir({ path: 'frontend', install: 'auto', commands: [['npm', 'run', 'build'], ['node', 'check.js']], prune: true }, files('package-lock.json'));
-    expect(plan.steps).toEqual([
+    const frontend = plan({ path: 'frontend', install: 'auto', commands: [['npm', 'run', 'build'], ['node', 'check.js']], prune: true }, files('package-lock.json'));
+    expect(frontend.steps).toEqual([
       { dir: 'frontend', kind: 'install', argv: ['npm', 'ci', '--no-audit', '--no-fund'] },
       { dir: 'frontend', kind: 'command', argv: ['npm', 'run', 'build'] },
       { dir: 'frontend', kind: 'command', argv: ['node', 'check.js'] },
       { dir: 'frontend', kind: 'prune', argv: ['npm', 'prune', '--omit=dev', '--no-audit', '--no-fund'] },
     ]);
-    expect(stepLabel(plan.steps[0]!)).toBe('[frontend] npm ci --no-audit --no-fund');
+    expect(stepLabel(frontend.steps[0]!)).toBe('[frontend] npm ci --no-audit --no-fund');
   });
 
   it('uses each tool\'s frozen install and its prune', () => {
-    const steps = (install: 'pnpm' | 'yarn', lock: string) => planDir({ path: '.', install, commands: [], prune: true }, files(lock)).steps.map((s) => s.argv);
-    expect(steps('pnpm', 'pnpm-lock.yaml')).toEqual([['pnpm', 'install', '--frozen-lockfile'], ['pnpm', 'prune', '--prod']]);
-    expect(steps('yarn', 'yarn.lock')).toEqual([['yarn', 'install', '--frozen-lockfile'], ['yarn', 'install', '--production', '--frozen-lockfile']]);
-    expect(planDir({ path: '.', install: 'npm', commands: [], prune: false }, files()).steps.map((s) => s.argv)).toEqual([['npm', 'install', '--no-audit', '--no-fund']]);
+    const argvs = (install: 'pnpm' | 'yarn', ...names: string[]) => plan({ path: '.', install, commands: [], prune: true }, files(...names)).steps.map((s) => s.argv);
+    expect(argvs('pnpm', 'pnpm-lock.yaml')).toEqual([['pnpm', 'install', '--frozen-lockfile'], ['pnpm', 'prune', '--prod']]);
+    expect(argvs('yarn', 'yarn.lock')).toEqual([
+      ['yarn', 'install', '--frozen-lockfile', '--non-interactive'], ['yarn', 'install', '--frozen-lockfile', '--production', '--non-interactive', '--offline'],
+    ]);
+    expect(argvs('yarn', 'yarn.lock', '.yarnrc.yml')).toEqual([['yarn', 'install', '--immutable'], ['yarn', 'workspaces', 'focus', '--all', '--production']]);
+    expect(plan({ path: '.', install: 'auto', commands: [], prune: false }, files('package-lock.json')).steps.map((s) => s.argv)).toEqual([['npm', 'ci', '--no-audit', '--no-fund']]);
   });
 
   it('prunes only what it installed; a directory of commands only runs its commands', () => {
-    const plan = planDir({ path: 'backend', install: 'auto', commands: [['python3', '-m', 'compileall', '.']], prune: true }, new Set(['main.py']));
-    expect(plan.install.tool).toBeNull();
-    expect(plan.steps).toEqual([{ dir: 'backend', kind: 'command', argv: ['python3', '-m', 'compileall', '.'] }]);
+    const backend = plan({ path: 'backend', install: 'auto', commands: [['python3', '-m', 'compileall', '.']], prune: true }, new Set(['main.py']));
+    expect(backend.install.tool).toBeNull();
+    expect(backend.steps).toEqual([{ dir: 'backend', kind: 'command', argv: ['python3', '-m', 'compileall', '.'] }]);
   });
 
-  it('a monorepo gets one plan per directory, in the spec\'s order, from the spec\'s defaults', () => {
+  it('a monorepo gets one plan per directory, in the spec\'s order; every problem is reported with its field path', () => {
     const spec = specWith({ dirs: [{ path: 'frontend', commands: [['npm', 'run', 'build']] }, { path: 'backend', install: 'none' }] });
     const build = spec.build as BuildSpec;
     expect(build).toMatchObject({ on: 'controller', timeoutMs: 900_000 });
     const plans = planBuild(build, (dir) => (dir === 'frontend' ? files('yarn.lock') : files('package-lock.json')));
-    expect(plans.map((p) => [p.dir, p.steps.map((s) => s.argv[0] + ' ' + s.argv[1])])).toEqual([
+    expect(plans.ok && plans.dirs.map((p) => [p.dir, p.steps.map((s) => `${s.argv[0]} ${s.argv[1]}`)])).toEqual([
       ['frontend', ['yarn install', 'npm run', 'yarn install']],
       ['backend', []],
     ]);
+    const bad = planBuild(specWith({ dirs: [{ path: 'web' }, { path: 'frontend' }, { path: 'api', install: 'pnpm' }] }).build!, (dir) => (dir === 'web' ? null : files()));
+    expect(bad).toEqual({ ok: false, problems: [
+      'build/dirs/0/path: "web" is not a directory in the commit',
+      'build/dirs/1/install: frontend has a package.json but no lockfile (package-lock.json, pnpm-lock.yaml or yarn.lock): commit one, or set "install": "none"',
+      'build/dirs/2/install: api install "pnpm" needs its lockfile (pnpm-lock.yaml) in the directory',
+    ] });
+  });
+
+  it('the step summary fits the manifest schema', () => {
+    const lines = Array.from({ length: 300 }, (_, i) => `[.] step ${i}`);
+    const bounded = boundedSteps([...lines.slice(0, 1), 'x'.repeat(5000), ...lines.slice(1)]);
+    expect(bounded).toHaveLength(256);
+    expect(bounded[1]).toHaveLength(4096);
+    expect(bounded.at(-1)).toBe('… and 46 more steps');
+    expect(boundedSteps(['a', 'b'])).toEqual(['a', 'b']);
   });
 });
 
