@@ -181,4 +181,16 @@ describe('deploy push with a controller-side build (real sshd, nginx, PM2, SQLit
     expect(json.code).toBe(2);
     expect(JSON.parse(json.stdout.trim().split('\n').at(-1)!)).toMatchObject({ type: 'error', error: 'spec_invalid', kind: 'usage', details: expect.arrayContaining([expect.stringContaining('routes/0/path')]) });
   });
+
+  it('build.on "host" ships the sources: no controller build, the manifest says where it is built', async () => {
+    const hostSpec = { ...structuredClone(baseSpec), build: { on: 'host', dirs: baseSpec.build.dirs } };
+    const sha = await stack.repo.commit({ 'deploy.spec.json': specFile(hostSpec) }, 'host build');
+    // The agent builds it (h-hostbuild) or, without that, its health check fails: either way the
+    // controller built nothing and the release on the box carries the sources and the spec.
+    const result = await deploy(['push']);
+    expect(result.stderr).not.toContain('  build: [.] npm ci');
+    expect(result.stderr).not.toMatch(/ {2}built \S+ in /);
+    const release = readState(stack.home, APP).releases.find((r) => r.manifest.sha === sha);
+    expect(release?.manifest).toMatchObject({ schemaVersion: 3, build: { on: 'host', platform: null, steps: [] }, spec: { build: { on: 'host' } } });
+  });
 });
