@@ -117,19 +117,23 @@ export function stepLabel(step: BuildStep): string {
 /** Variable names that look like they hold a secret; a build does not get them. */
 const SECRET_NAME = /(SECRET|TOKEN|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL|PRIVATE|API_?KEY|ACCESS_?KEY|AUTH|SESSION|COOKIE)/i;
 
+/** What `npm run deploy` sets for its own script: it describes the user's package, not the one being built. */
+const RUN_SCRIPT_VARIABLE = /^npm_(package|lifecycle)_/;
+
 /** Names a build keeps although they match SECRET_NAME: a socket path, not a secret. */
 const KEPT = new Set(['SSH_AUTH_SOCK']);
 
 /**
  * Pure: the environment of build steps: the controller's (PATH, HOME, npm_config_* ...) without
  * secret-looking variables and without NODE_ENV (NODE_ENV=production would make the install skip
- * the dev dependencies the build needs; pruning removes them afterwards). SOURCE_DATE_EPOCH is the
+ * the dev dependencies the build needs; pruning removes them afterwards), nor the npm_package_* and
+ * npm_lifecycle_* of an `npm run` that started this CLI. SOURCE_DATE_EPOCH is the
  * commit time, so tools that stamp dates build the same bytes twice (and the release id repeats).
  */
 export function buildEnv(parent: NodeJS.ProcessEnv, commitTime: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [name, value] of Object.entries(parent)) {
-    if (value === undefined || name === 'NODE_ENV') continue;
+    if (value === undefined || name === 'NODE_ENV' || RUN_SCRIPT_VARIABLE.test(name)) continue;
     if (SECRET_NAME.test(name) && !KEPT.has(name)) continue;
     env[name] = value;
   }

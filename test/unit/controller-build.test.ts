@@ -108,6 +108,7 @@ describe('build environment', () => {
     const env = buildEnv({
       PATH: '/usr/bin', HOME: '/home/a', npm_config_cache: '/c', NODE_ENV: 'production', SSH_AUTH_SOCK: '/s',
       GITHUB_TOKEN: 't', AWS_SECRET_ACCESS_KEY: 's', DB_PASSWORD: 'p', STRIPE_API_KEY: 'k', NPM_AUTH: 'a',
+      npm_package_name: 'my-app', npm_lifecycle_event: 'deploy',
     }, '2026-11-01T10:00:00.000Z');
     expect(env).toEqual({ PATH: '/usr/bin', HOME: '/home/a', npm_config_cache: '/c', SSH_AUTH_SOCK: '/s', SOURCE_DATE_EPOCH: '1793527200' });
     expect(buildEnv({ SOURCE_DATE_EPOCH: '1' }, '2026-11-01T10:00:00.000Z').SOURCE_DATE_EPOCH).toBe('1');
