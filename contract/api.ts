@@ -2,6 +2,7 @@
 import type { Slot } from './names.js';
 import type { ReleaseManifest } from './manifest.js';
 import type { ErrorBody } from './errors.js';
+import type { AppSpec } from './spec.js';
 
 export const API_VERSION = 1;
 /** Header naming who asked (user@host of the controller), recorded in deployments and the audit log. */
@@ -202,4 +203,11 @@ export interface DoraFigures {
   leadTime: Spread;
   changeFailures: { failed: number; total: number; rate: number | null };
   timeToRestore: Spread & { open: number };
+}
+
+/** GET /apps/:app/releases/:releaseId/spec: the app spec a release carries (null: it runs on the agent's legacy config). */
+export interface ReleaseSpecView {
+  releaseId: string;
+  spec: AppSpec | null;
+  specDigest: string | null;
 }

@@ -41,6 +41,7 @@ export const ERROR_KINDS = {
   dirty_tree: 'usage',
   include_invalid: 'usage',
   manifest_conflict: 'usage',
+  spec_invalid: 'usage',
   ssh_no_credentials: 'usage',
   ssh_key_unreadable: 'usage',
   ssh_key_unusable: 'usage',
@@ -116,13 +117,15 @@ export const ERROR_KINDS = {
   port_in_use: 'refused',
   health_check_failed: 'refused',
   // App specs (agent/spec): a release's spec the agent cannot run, or the host does not allow.
-  spec_invalid: 'refused',
+  release_spec_invalid: 'refused',
   spec_missing: 'refused',
   spec_refused: 'refused',
   ports_exhausted: 'refused',
   command_not_found: 'refused',
   backups_unavailable: 'refused',
   backup_before_deploy_failed: 'refused',
+  // A controller-side build (deploy.spec.json build.on "controller"): nothing reached the host.
+  build_failed: 'refused',
   // Releases: upload, unpack, store.
   release_digest_mismatch: 'refused',
   upload_missing: 'refused',

@@ -58,8 +58,8 @@ export const manifestSchema = {
     commitTime: { type: 'string', format: 'date-time' },
     buildTime: { type: 'string', format: 'date-time' },
     controllerVersion: { type: 'string', maxLength: 64 },
-    // Checked whole by checkAppSpec (contract/spec.ts) wherever a manifest is read.
-    // additionalProperties: true so response serialisation (fast-json-stringify) keeps the whole spec.
+    // Checked whole by checkAppSpec (contract/spec.ts) wherever a manifest is read. Open here so a
+    // response schema built on this one (fast-json-stringify) sends the spec instead of `{}`.
     spec: { type: ['object', 'null'], additionalProperties: true },
     specDigest: { anyOf: [{ type: 'null' }, { type: 'string', pattern: SHA256_PATTERN }] },
     build: {

@@ -14,6 +14,7 @@ import { rollback } from './commands/rollback.js';
 import { cleanupReleases, history, lockRelease, lockStatus, releases } from './commands/history.js';
 import { backupList, backupRestore, backupRun } from './commands/backup.js';
 import { metrics } from './commands/metrics.js';
+import { LIVE_REF, diff } from './commands/diff.js';
 
 interface GlobalOptions { config?: string; json?: boolean }
 
@@ -32,6 +33,10 @@ function parseCount(value: string): number {
 function parseReleaseRef(value: string): string {
   if (!new RegExp(RELEASE_REF_PATTERN).test(value)) throw new InvalidArgumentError('must be a release id or a prefix of at least 7 of its characters (see deploy releases)');
   return value;
+}
+
+function parseReleaseRefOrLive(value: string): string {
+  return value === LIVE_REF ? value : parseReleaseRef(value);
 }
 
 function parseSlot(value: string): Slot {
@@ -102,6 +107,11 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
     .description('DORA figures from the host\'s history: deployment frequency, lead time, change failure rate, time to restore')
     .option('--since <window>', 'how far back: a number with h, d or w (e.g. 30d, 12h, 2w)', parseWindow, '30d')
     .action((opts: { since: string }) => run((out, global) => metrics(config(global), { since: opts.since, json: global.json ?? false }, out)));
+  program.command('diff')
+    .description('what changed in the app spec (deploy.spec.json: processes, routes, build, checks) between two releases')
+    .argument('<from>', 'the older release: its id, a prefix of 7+ characters of it or of its commit, or "live"', parseReleaseRefOrLive)
+    .argument('[to]', 'the newer release (default: the live one)', parseReleaseRefOrLive, LIVE_REF)
+    .action((from: string, to: string) => run((out, global) => diff(config(global), { from, to }, { json: global.json ?? false }, out)));
 
   const releasesCommand = program.command('releases')
     .description('releases retained on the host, with state (live, standby, good, bad, failed) and age')

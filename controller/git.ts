@@ -12,6 +12,11 @@ export const gitCommands = {
   stashCreate: () => ['git', 'stash', 'create'],
   archive: (treeish: string, outFile: string) => ['git', 'archive', '--format=tar', '-o', outFile, treeish],
   lsTree: (treeish: string, file: string) => ['git', 'ls-tree', '--name-only', treeish, '--', file],
+  // Callers never pass a ref starting with "-" (no ref name can), so no --end-of-options: with
+  // --symbolic-full-name git 2.39 prints it back as if it were a ref.
+  symbolicFullName: (ref: string) => ['git', 'rev-parse', '--symbolic-full-name', ref],
+  blobSize: (treeish: string, file: string) => ['git', 'cat-file', '-s', `${treeish}:${file}`],
+  catBlob: (treeish: string, file: string) => ['git', 'cat-file', 'blob', `${treeish}:${file}`],
 };
 
 async function git(argv: string[], cwd: string, step: string, okCodes: number[] = [0]) {
@@ -75,4 +80,29 @@ export async function archiveCommit(repo: string, treeish: string, outFile: stri
 export async function commitHasFile(repo: string, treeish: string, file: string): Promise<boolean> {
   const result = await git(gitCommands.lsTree(treeish, file), repo, `list ${file}`);
   return result.stdout.trim().length > 0;
+}
+
+/** The tag name when `ref` names a tag (lightweight or annotated; "v1", "tags/v1", "refs/tags/v1"), else null. */
+export async function tagOf(repo: string, ref: string): Promise<string | null> {
+  if (ref.startsWith('-')) return null;
+  const result = await git(gitCommands.symbolicFullName(ref), repo, `resolve ${ref}`, [0, 1, 128]);
+  const full = result.stdout.split('\n').map((line) => line.trim()).find((line) => line.startsWith('refs/tags/'));
+  return full ? full.slice('refs/tags/'.length) : null;
+}
+
+/**
+ * A file's text as committed in `treeish`; null when the commit has no such file, 'too_large'
+ * when it has more than maxBytes.
+ */
+export async function readCommittedFile(repo: string, treeish: string, file: string, maxBytes: number): Promise<string | null | 'too_large'> {
+  if (!await commitHasFile(repo, treeish, file)) return null;
+  const size = Number((await git(gitCommands.blobSize(treeish, file), repo, `read the size of ${file}`)).stdout.trim());
+  if (!(size <= maxBytes)) return 'too_large';
+  const result = await runCommand(gitCommands.catBlob(treeish, file), { cwd: repo, timeoutMs: 30_000, maxOutputBytes: maxBytes + 1 });
+  if (result.exitCode !== 0) {
+    throw new SlipwayError('git_failed', `git failed while trying to read ${file} from ${treeish.slice(0, 12)} (exit ${result.exitCode}): ${outputTail(result.stderr, 5)}`, {
+      hint: `run "git cat-file blob ${treeish}:${file}" in ${repo} to see the full error`,
+    });
+  }
+  return result.stdout;
 }

@@ -1,4 +1,5 @@
 import type { ReleaseManifest } from '../contract/manifest.js';
+import type { AppSpec } from '../contract/spec.js';
 import { releaseIdFor } from '../contract/release-content.js';
 
 export interface ReleaseSource {
@@ -12,13 +13,25 @@ export interface ReleaseSource {
   commitTime: string;
 }
 
+/** What schema version 3 adds: the app spec, how the release was built, the tag it was named by. */
+export interface ReleaseExtras {
+  spec: AppSpec | null;
+  specDigest: string | null;
+  build: ReleaseManifest['build'];
+  tag: string | null;
+}
+
+export const NO_EXTRAS: ReleaseExtras = { spec: null, specDigest: null, build: null, tag: null };
+
 /**
  * Pure: the manifest written into the tarball. The release id covers the content digest, so other
  * files for the same commit (a dirty work tree, a rebuilt `include`) are never taken for it.
  */
-export function buildManifest(source: ReleaseSource, contentDigest: string, buildTime: Date, controllerVersion: string): ReleaseManifest {
+export function buildManifest(
+  source: ReleaseSource, contentDigest: string, buildTime: Date, controllerVersion: string, extras: ReleaseExtras = NO_EXTRAS,
+): ReleaseManifest {
   return {
-    schemaVersion: 2,
+    schemaVersion: 3,
     app: source.app,
     releaseId: releaseIdFor(source.sha, contentDigest),
     sha: source.sha,
@@ -30,6 +43,10 @@ export function buildManifest(source: ReleaseSource, contentDigest: string, buil
     commitTime: source.commitTime,
     buildTime: buildTime.toISOString(),
     controllerVersion,
+    spec: extras.spec,
+    specDigest: extras.specDigest,
+    build: extras.build,
+    tag: extras.tag,
   };
 }
 

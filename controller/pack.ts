@@ -39,18 +39,20 @@ class ForgetfulLinkCache extends Map<`${number}:${number}`, string> {
 }
 
 /**
- * Packs a commit's files into a plain tar in a temp dir: `git archive` of the tree, then the
- * configured build output (`include`) appended, and computes the content digest that names the
- * release. Nothing is compressed yet: a host that already has the release needs no tarball.
+ * Packs a commit's files into a plain tar in a temp dir: `git archive` of the tree (or, after a
+ * controller-side build, the built checkout `builtDir`), then the configured build output
+ * (`include`) appended, and computes the content digest that names the release. Nothing is
+ * compressed yet: a host that already has the release needs no tarball.
  */
-export async function prepareRelease(input: { repo: string; treeish: string; include: string[] }): Promise<PreparedRelease> {
-  const { repo, treeish, include } = input;
-  await checkSources(repo, treeish, include);
+export async function prepareRelease(input: { repo: string; treeish: string; include: string[]; builtDir?: string }): Promise<PreparedRelease> {
+  const { repo, treeish, include, builtDir } = input;
+  await checkSources(repo, treeish, include, builtDir);
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'slipway-pack-'));
   const cleanup = () => fs.rm(dir, { recursive: true, force: true });
   try {
     const plainTar = path.join(dir, 'release.tar');
-    await archiveCommit(repo, treeish, plainTar);
+    if (builtDir) await packDir(builtDir, plainTar);
+    else await archiveCommit(repo, treeish, plainTar);
     if (include.length) await tar.r({ file: plainTar, cwd: repo, portable: true, linkCache: new ForgetfulLinkCache() }, include);
     const contentDigest = await tarContentDigest(plainTar);
     return {
@@ -67,10 +69,21 @@ export async function prepareRelease(input: { repo: string; treeish: string; inc
   }
 }
 
-async function checkSources(repo: string, treeish: string, include: string[]): Promise<void> {
+/** The built checkout's entries, in name order, as a plain tar (hardlinked build output as regular files). */
+async function packDir(builtDir: string, plainTar: string): Promise<void> {
+  const entries = (await fs.readdir(builtDir)).sort();
+  await tar.c({ file: plainTar, cwd: builtDir, portable: true, linkCache: new ForgetfulLinkCache() }, entries);
+}
+
+async function checkSources(repo: string, treeish: string, include: string[], builtDir?: string): Promise<void> {
   if (await commitHasFile(repo, treeish, MANIFEST_FILE)) {
     throw new SlipwayError('manifest_conflict', `the commit has its own ${MANIFEST_FILE} at the repository root, where Slipway writes the release manifest`, {
       hint: `move it (e.g. to public/${MANIFEST_FILE})`,
+    });
+  }
+  if (builtDir && await fs.access(path.join(builtDir, MANIFEST_FILE)).then(() => true, () => false)) {
+    throw new SlipwayError('manifest_conflict', `the build wrote ${MANIFEST_FILE} at the repository root, where Slipway writes the release manifest`, {
+      hint: `make the build write it elsewhere (e.g. dist/${MANIFEST_FILE})`,
     });
   }
   for (const entry of include) {

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { Readable } from 'node:stream';
-import { SHA256_HEADER, type ReleaseListEntry } from '../../contract/api.js';
+import { SHA256_HEADER, type ReleaseListEntry, type ReleaseSpecView } from '../../contract/api.js';
 import { manifestSchema } from '../../contract/manifest.js';
 import { SHA256_PATTERN } from '../../contract/names.js';
 import type { CleanupResult } from '../release/cleanup.js';
@@ -55,6 +55,16 @@ const releaseList = {
   properties: { releases: { type: 'array', items: releaseListEntry } },
 } as const satisfies ObjectSchemaOf<{ releases: ReleaseListEntry[] }>;
 
+const releaseSpec = {
+  type: 'object', additionalProperties: false, required: ['releaseId', 'spec', 'specDigest'],
+  properties: {
+    releaseId: { type: 'string' },
+    // Checked when the release was stored; open so the whole spec is sent.
+    spec: { type: ['object', 'null'], additionalProperties: true },
+    specDigest: nullable('string'),
+  },
+} as const satisfies ObjectSchemaOf<ReleaseSpecView>;
+
 const cleanupResult = {
   type: 'object', additionalProperties: false, required: ['app', 'removed', 'kept', 'skipped'],
   properties: { app: { type: 'string' }, removed: stringList, kept: stringList, skipped: nullable('string') },
@@ -71,6 +81,14 @@ export const releaseRoutes: FastifyPluginAsync<ReleaseRouteOptions> = async (app
   app.get<{ Params: ReleaseParams; Querystring: NoQuery; Reply: ReleaseDetail }>('/apps/:app/releases/:releaseId', {
     schema: { params: releaseParams, querystring: noQuery, response: answers({ 200: releaseDetail }) },
   }, async (request) => status.release(request.params.app, request.params.releaseId));
+
+  // What `deploy diff` compares: the spec a release carries in its manifest.
+  app.get<{ Params: ReleaseParams; Querystring: NoQuery; Reply: ReleaseSpecView }>('/apps/:app/releases/:releaseId/spec', {
+    schema: { params: releaseParams, querystring: noQuery, response: answers({ 200: releaseSpec }) },
+  }, async (request) => {
+    const { releaseId, manifest } = status.release(request.params.app, request.params.releaseId);
+    return { releaseId, spec: manifest.spec ?? null, specDigest: manifest.specDigest ?? null };
+  });
 
   app.post<{ Params: AppParams; Querystring: NoQuery; Body: NoBody; Reply: CleanupResult }>('/apps/:app/releases/cleanup', {
     schema: { params: appParams, querystring: noQuery, body: noBody, response: answers({ 200: cleanupResult }) },

@@ -18,7 +18,7 @@ export interface EffectiveSpec {
 }
 
 /**
- * Pure: the effective spec of a release of `app`. Throws spec_invalid (the manifest's spec does
+ * Pure: the effective spec of a release of `app`. Throws release_spec_invalid (the manifest's spec does
  * not check, or does not match its digest) or spec_missing (no spec, and no legacy config).
  */
 export function releaseSpecOf(app: string, appConfig: AppConfig, manifest: ReleaseManifest): EffectiveSpec {
@@ -26,14 +26,14 @@ export function releaseSpecOf(app: string, appConfig: AppConfig, manifest: Relea
   if (manifest.spec !== undefined && manifest.spec !== null) {
     const checked = checkAppSpec(manifest.spec);
     if (!checked.ok) {
-      throw new SlipwayError('spec_invalid', `${label} carries a ${SPEC_FILE} this agent refuses`, {
+      throw new SlipwayError('release_spec_invalid', `${label} carries a ${SPEC_FILE} this agent refuses`, {
         status: 422, details: specProblemLines(checked.problems),
         hint: `fix ${SPEC_FILE} in the app's repository and push again (the controller and the agent may be of different versions: deploy --version, slipway-agent --version)`,
       });
     }
     const digest = specDigest(checked.spec);
     if (manifest.specDigest !== digest) {
-      throw new SlipwayError('spec_invalid', `${label}: its spec does not match its specDigest`, {
+      throw new SlipwayError('release_spec_invalid', `${label}: its spec does not match its specDigest`, {
         status: 422, details: [`manifest specDigest: ${manifest.specDigest ?? 'missing'}`, `digest of the spec: ${digest}`],
         hint: 'push the release again with deploy push, which writes both',
       });

@@ -7,8 +7,11 @@ import { VERSION } from '../../contract/version.js';
 import type { AgentClient } from '../agent-client.js';
 import type { ControllerConfig } from '../config.js';
 import { EXIT, exitCodeOfResult, type ExitCode } from '../errors.js';
-import { commitInfo, currentBranch, hasTrackedChanges, repoRoot, resolveCommit, snapshotWorkTree } from '../git.js';
-import { buildManifest } from '../manifest.js';
+import { commitInfo, currentBranch, hasTrackedChanges, repoRoot, resolveCommit, snapshotWorkTree, tagOf } from '../git.js';
+import { buildManifest, type ReleaseExtras } from '../manifest.js';
+import { loadSpec, type LoadedSpec } from '../build/spec.js';
+import { buildRelease, type BuiltTree } from '../build/run.js';
+import { describePlatform } from '../build/platform.js';
 import type { Output } from '../output.js';
 import { formatBytes, formatMs } from '../output.js';
 import { prepareRelease, type PreparedRelease } from '../pack.js';
@@ -42,21 +45,56 @@ export async function push(config: ControllerConfig, options: PushOptions, out: 
     dirtySnapshot = await snapshotWorkTree(repo);
   }
   const branch = options.sha === 'HEAD' ? await currentBranch(repo) : null;
+  const tag = await tagOf(repo, options.sha);
   const info = await commitInfo(repo, sha);
   const app = config.app;
   const target = `${config.host.user}@${config.host.address}:${config.host.port}`;
-  // Packed before anything else: the release id covers the files, not only the commit.
+  const treeish = dirtySnapshot ?? sha;
+  const label = `${shortSha(sha)}${dirtySnapshot ? ' (dirty)' : ''}`;
+  // The spec is read and checked, and the build run, before anything is packed or any connection
+  // is made: a bad spec or a failing build never reaches the host.
+  const loaded = await loadSpec(repo, treeish, label);
   const prepareStarted = Date.now();
-  const prepared = await prepareRelease({ repo, treeish: dirtySnapshot ?? sha, include: config.include });
+  const built = loaded?.spec.build?.on === 'controller'
+    ? await buildRelease({ repo, treeish, label, build: loaded.spec.build, commitTime: info.commitTime, env: process.env, progress: buildProgress(out) })
+    : null;
+  // Packed before anything else: the release id covers the files, not only the commit.
+  let prepared: PreparedRelease;
+  try {
+    if (built) out.info(`  built ${label} in ${formatMs(built.totalMs)} on ${describePlatform(built.platform)}`, { buildMs: built.totalMs, platform: built.platform });
+    prepared = await prepareRelease({ repo, treeish, include: config.include, ...(built ? { builtDir: built.dir } : {}) });
+  } finally {
+    await built?.cleanup();
+  }
   const prepareMs = Date.now() - prepareStarted;
   try {
-    const manifest = buildManifest({ app, sha, dirtySnapshot, branch, ...info }, prepared.contentDigest, new Date(), VERSION);
-    out.info(`→ ${app} ${shortSha(manifest.releaseId)}${dirtySnapshot ? ' (dirty)' : ''}${branch ? ` on ${branch}` : ''} to ${target}`,
-      { app, releaseId: manifest.releaseId, sha, host: target });
+    const manifest = buildManifest({ app, sha, dirtySnapshot, branch, ...info }, prepared.contentDigest, new Date(), VERSION, releaseExtras(loaded, built, tag));
+    out.info(`→ ${app} ${shortSha(manifest.releaseId)}${dirtySnapshot ? ' (dirty)' : ''}${branch ? ` on ${branch}` : ''}${tag ? ` (tag ${tag})` : ''} to ${target}`,
+      { app, releaseId: manifest.releaseId, sha, host: target, tag, specDigest: manifest.specDigest });
     return await rollOut(config, options, out, { manifest, prepared, startedAt, prepareMs });
   } finally {
     await prepared.cleanup();
   }
+}
+
+/** Pure: the manifest's v3 fields: the spec, how the release was built, the tag. */
+export function releaseExtras(loaded: LoadedSpec | null, built: Pick<BuiltTree, 'platform' | 'steps'> | null, tag: string | null): ReleaseExtras {
+  const on = loaded?.spec.build?.on;
+  return {
+    spec: loaded?.spec ?? null,
+    specDigest: loaded?.digest ?? null,
+    build: on === 'controller' && built ? { on, platform: built.platform, steps: built.steps }
+      : on === 'host' ? { on, platform: null, steps: [] } : null,
+    tag,
+  };
+}
+
+/** Build progress as output lines: each step, and each line its program prints, under its directory. */
+function buildProgress(out: Output) {
+  return {
+    step: (message: string, data: Record<string, unknown>) => out.info(message, { build: data }),
+    line: (step: { dir: string }, text: string) => out.info(`  build: [${step.dir}] | ${text}`, { build: { dir: step.dir, output: text } }),
+  };
 }
 
 /** Uploads the release unless the host has it, then runs the rollout and reports it. */

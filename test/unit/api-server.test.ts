@@ -60,7 +60,7 @@ describe('the route table', () => {
     expect(api.map((r) => `${String(r.method)} ${r.url}`).sort()).toEqual([
       'DELETE /apps/:app/lock',
       'GET /apps', 'GET /apps/:app', 'GET /apps/:app/deployments', 'GET /apps/:app/deployments/:id', 'GET /apps/:app/lock',
-      'GET /apps/:app/releases', 'GET /apps/:app/releases/:releaseId', 'GET /backups', 'GET /health',
+      'GET /apps/:app/releases', 'GET /apps/:app/releases/:releaseId', 'GET /apps/:app/releases/:releaseId/spec', 'GET /backups', 'GET /health',
       'POST /apps/:app/deployments', 'POST /apps/:app/lock', 'POST /apps/:app/releases/cleanup', 'POST /apps/:app/rollback',
       'POST /apps/:app/switch', 'POST /backups/:id/restore', 'POST /backups/:job/run',
       'PUT /apps/:app/releases/:releaseId',
@@ -242,5 +242,33 @@ describe('services behind the routes', () => {
       { step: 'upload', status: 'ok', elapsedMs: 120 }, { step: 'start', status: 'started', elapsedMs: null },
       { step: 'start', status: 'failed', elapsedMs: 900 }, { step: 'note', status: 'info', elapsedMs: 5 },
     ])).toEqual({ upload: 120, start: 900 });
+  });
+});
+
+describe('a release\'s spec (deploy diff)', () => {
+  const releaseId = `${'a'.repeat(12)}-${'c'.repeat(12)}`;
+  const spec = { processes: { web: { script: 'server.js', env: { A: '1' }, health: { path: '/health' } } }, routes: [{ serverNames: ['shop.test'], path: '/', process: 'web' }] };
+  const manifest = (extra: Record<string, unknown>) => ({
+    schemaVersion: 3, app: APP, releaseId, sha: SHA, shortSha: SHA.slice(0, 12), contentDigest: 'c'.repeat(64), dirty: false, branch: 'main',
+    author: { name: 'a', email: 'a@b' }, commitTime: '2026-11-01T10:00:00.000Z', buildTime: '2026-11-01T10:00:00.000Z', controllerVersion: '0.1.0', ...extra,
+  });
+  const depsWith = (m: Record<string, unknown>) => stubDeps({
+    state: { audit: vi.fn(), release: () => ({ state: 'good', bytes: 1, sha256: 'f'.repeat(64), createdAt: '2026-11-01T10:00:00.000Z', manifest: m }) } as unknown as ServerDeps['state'],
+    releases: { has: () => true, ingest: () => { throw new Error('not expected'); } },
+  });
+
+  it('answers the whole spec and its digest, also inside the release detail', async () => {
+    const { app } = await build(depsWith(manifest({ spec, specDigest: 'd'.repeat(64) })));
+    const answer = await app.inject({ url: `/apps/${APP}/releases/${releaseId}/spec`, headers: auth });
+    expect(answer.statusCode).toBe(200);
+    expect(answer.json()).toEqual({ releaseId, spec, specDigest: 'd'.repeat(64) });
+    const detail = await app.inject({ url: `/apps/${APP}/releases/${releaseId}`, headers: auth });
+    expect(detail.json().manifest.spec).toEqual(spec);
+  });
+
+  it('a release without a spec (legacy) answers null', async () => {
+    const { app } = await build(depsWith(manifest({ schemaVersion: 2 })));
+    const answer = await app.inject({ url: `/apps/${APP}/releases/${releaseId}/spec`, headers: auth });
+    expect(answer.json()).toEqual({ releaseId, spec: null, specDigest: null });
   });
 });

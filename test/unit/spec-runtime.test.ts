@@ -240,8 +240,8 @@ describe('the effective spec of a release', () => {
   it('a manifest spec is checked again and its digest verified; without one the legacy spec, else refused', () => {
     const s = spec({ processes: { web: { script: 'server.js' } }, routes: [{ serverNames: ['shop.test'], process: 'web' }] });
     expect(releaseSpecOf('shop', policyApp, manifest({ spec: s, specDigest: specDigest(s) }))).toMatchObject({ source: 'release', digest: specDigest(s) });
-    expect(code(() => releaseSpecOf('shop', policyApp, manifest({ spec: s, specDigest: 'f'.repeat(64) })))).toBe('spec_invalid');
-    expect(code(() => releaseSpecOf('shop', policyApp, manifest({ spec: { processes: { web: { script: 'x', bogus: 1 } } } as never, specDigest: 'f'.repeat(64) })))).toBe('spec_invalid');
+    expect(code(() => releaseSpecOf('shop', policyApp, manifest({ spec: s, specDigest: 'f'.repeat(64) })))).toBe('release_spec_invalid');
+    expect(code(() => releaseSpecOf('shop', policyApp, manifest({ spec: { processes: { web: { script: 'x', bogus: 1 } } } as never, specDigest: 'f'.repeat(64) })))).toBe('release_spec_invalid');
     expect(code(() => releaseSpecOf('shop', policyApp, manifest()))).toBe('spec_missing');
     expect(releaseSpecOf('shop', legacy, manifest({ spec: null })).source).toBe('legacy');
   });
