@@ -71,7 +71,42 @@ function hostsOf(input: AppConfigInput): Host[] {
       }
     }
   }
-  return [...hosts.values()];
+  return withFallbacks([...hosts.values()]);
+}
+
+/** The suffix a leading wildcard matches ("*.shop.test" → ".shop.test"), or null for another name. */
+function wildcardSuffix(name: string): string | null {
+  return name.startsWith('*.') ? name.slice(1).toLowerCase() : null;
+}
+
+/**
+ * A name the include has a block for may have no route in one slot, yet that slot alone would
+ * still serve it through another of its names: nginx picks an exact name first, then the longest
+ * leading wildcard ("*.shop.test" serves "a.shop.test" and every name under "*.a.shop.test"), and
+ * "_" is the app's catch-all. So a slot without routes for a name takes those of its longest
+ * matching wildcard, else of its "_", on the same port: each slot answers every name as its own
+ * routes alone would, and a name only the other slot has does not turn this slot's catch-all
+ * into a 404.
+ */
+function withFallbacks(hosts: Host[]): Host[] {
+  const own = (host: Host, slot: Slot) => host.paths[slot].size > 0;
+  return hosts.map((host) => {
+    const paths = { ...host.paths };
+    for (const slot of SLOTS) {
+      if (own(host, slot) || host.catchAll) continue;
+      const covered = wildcardSuffix(host.name) ?? `.${host.name.toLowerCase()}`;
+      let fallback: Host | undefined;
+      for (const other of hosts) {
+        if (other === host || other.listenPort !== host.listenPort || !own(other, slot)) continue;
+        const suffix = wildcardSuffix(other.name);
+        if (suffix === null || !covered.endsWith(suffix) || covered === suffix) continue;
+        if (!fallback || suffix.length > wildcardSuffix(fallback.name)!.length) fallback = other;
+      }
+      fallback ??= hosts.find((other) => other.catchAll && other.listenPort === host.listenPort && own(other, slot));
+      if (fallback) paths[slot] = fallback.paths[slot];
+    }
+    return { ...host, paths };
+  });
 }
 
 /**

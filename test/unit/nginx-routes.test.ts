@@ -108,6 +108,22 @@ describe('routeTable', () => {
     ].join('\n'));
   });
 
+  it('serves a name only the other slot has through this slot\'s wildcard or catch-all, as this slot alone would', () => {
+    const table = routeTable(input(
+      { routes: [r(['_'], '/', 'web'), r(['*.shop.test'], '/', 'api')] },
+      { routes: [r(['_'], '/', 'web'), r(['api.test'], '/', 'api'), r(['a.shop.test', 'shop.test', '*.x.shop.test'], '/', 'web')] },
+    ));
+    expect(layout(table)).toEqual({
+      // shop.test and api.test: blue has no such name, so its "_" serves them, as with blue's routes alone
+      // (nginx's *.shop.test does not match shop.test: a wildcard needs a label in its place).
+      '80 _ shop.test': { '/': 'blue_web|green_web' },
+      '80 api.test': { '/': 'blue_web|green_api' },
+      // a.shop.test and *.x.shop.test fall under blue's *.shop.test; green serves *.shop.test with its "_".
+      '80 *.shop.test a.shop.test *.x.shop.test': { '/': 'blue_api|green_web' },
+    });
+    expect(table.servers[0]!.serverNames).toContain('_');
+  });
+
   it('takes per-route settings from the render-time slot, else the other slot, else nginx defaults', () => {
     const blue = { routes: [r(['s.test'], '/', 'web', { clientMaxBodySize: '1k', readTimeoutSeconds: 5, websocket: true })] };
     const green = { routes: [r(['s.test'], '/', 'web', { clientMaxBodySize: '50m' }), r(['s.test'], '/up/', 'api', { readTimeoutSeconds: 600 })] };
