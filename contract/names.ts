@@ -19,8 +19,11 @@ export const CONTENT_RELEASE_ID_PATTERN = '^[0-9a-f]{12}-[0-9a-f]{12}$';
  */
 export const RELEASE_ID_PATTERN = '^([0-9a-f]{12}-[0-9a-f]{12}|[0-9a-f]{40}(-dirty-[0-9a-f]{12})?)$';
 export const SHA256_PATTERN = '^[0-9a-f]{64}$';
-/** nginx server_name values: hostnames, wildcards, or "_" ; never whitespace, ';', '{', '}'. */
-export const SERVER_NAME_PATTERN = '^(_|\\*?[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)$';
+/**
+ * nginx server_name values: hostnames, a leading wildcard on a dot border ("*.example.com"; nginx
+ * refuses "*example.com"), or "_" ; never whitespace, ';', '{', '}'.
+ */
+export const SERVER_NAME_PATTERN = '^(_|(\\*\\.)?[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)$';
 
 export function isSlot(value: unknown): value is Slot {
   return value === 'blue' || value === 'green';

@@ -14,8 +14,12 @@ export interface UpstreamEntry { name: string; slot: Slot; process: string; port
 
 export interface LocationEntry {
   path: string;
-  /** The upstream each slot sends this location to; null: that slot answers 404 here. */
+  /** An exact-match location (`location = <path>`): see trailingSlashRedirects. */
+  exact: boolean;
+  /** The upstream each slot sends this location to; null: that slot answers 404 here (or redirects). */
   upstreams: Record<Slot, string | null>;
+  /** Slots that answer with nginx's 301 to `<path>/` here (only in exact locations). */
+  redirects: Record<Slot, boolean>;
   clientMaxBodySize: string;
   readTimeoutSeconds: number;
   websocket: boolean;
@@ -67,7 +71,42 @@ function hostsOf(input: AppConfigInput): Host[] {
       }
     }
   }
-  return [...hosts.values()];
+  return withFallbacks([...hosts.values()]);
+}
+
+/** The suffix a leading wildcard matches ("*.shop.test" → ".shop.test"), or null for another name. */
+function wildcardSuffix(name: string): string | null {
+  return name.startsWith('*.') ? name.slice(1).toLowerCase() : null;
+}
+
+/**
+ * A name the include has a block for may have no route in one slot, yet that slot alone would
+ * still serve it through another of its names: nginx picks an exact name first, then the longest
+ * leading wildcard ("*.shop.test" serves "a.shop.test" and every name under "*.a.shop.test"), and
+ * "_" is the app's catch-all. So a slot without routes for a name takes those of its longest
+ * matching wildcard, else of its "_", on the same port: each slot answers every name as its own
+ * routes alone would, and a name only the other slot has does not turn this slot's catch-all
+ * into a 404.
+ */
+function withFallbacks(hosts: Host[]): Host[] {
+  const own = (host: Host, slot: Slot) => host.paths[slot].size > 0;
+  return hosts.map((host) => {
+    const paths = { ...host.paths };
+    for (const slot of SLOTS) {
+      if (own(host, slot) || host.catchAll) continue;
+      const covered = wildcardSuffix(host.name) ?? `.${host.name.toLowerCase()}`;
+      let fallback: Host | undefined;
+      for (const other of hosts) {
+        if (other === host || other.listenPort !== host.listenPort || !own(other, slot)) continue;
+        const suffix = wildcardSuffix(other.name);
+        if (suffix === null || !covered.endsWith(suffix) || covered === suffix) continue;
+        if (!fallback || suffix.length > wildcardSuffix(fallback.name)!.length) fallback = other;
+      }
+      fallback ??= hosts.find((other) => other.catchAll && other.listenPort === host.listenPort && own(other, slot));
+      if (fallback) paths[slot] = fallback.paths[slot];
+    }
+    return { ...host, paths };
+  });
 }
 
 /**
@@ -83,12 +122,37 @@ function coveringRoute(routes: Map<string, RouteInput>, path: string): RouteInpu
   return best;
 }
 
+/**
+ * nginx answers a request for "/api" with a 301 to "/api/" when a prefix location "/api/" exists
+ * (with proxy_pass) and no location "/api". In the union of both slots' routes that would happen
+ * for a slot that has no "/api/" route too, or not happen for the one that has it, whenever the
+ * slots disagree: so where exactly one slot would redirect, an exact location for "/api" does per
+ * slot what that slot's routes alone would do.
+ */
+function trailingSlashRedirects(host: Host, paths: Set<string>): string[] {
+  const exact: string[] = [];
+  for (const path of paths) {
+    if (path.length < 2 || !path.endsWith('/')) continue;
+    const bare = path.slice(0, -1);
+    const redirects = SLOTS.filter((slot) => host.paths[slot].has(path) && !host.paths[slot].has(bare));
+    if (redirects.length === 1) exact.push(bare);
+  }
+  return exact;
+}
+
 function locationsOf(input: AppConfigInput, host: Host): LocationEntry[] {
   const paths = new Set([...host.paths.blue.keys(), ...host.paths.green.keys()]);
   // Without a "/" location nginx would serve its own html root for every other path.
   paths.add('/');
-  return [...paths].sort().map((path) => {
-    const covering = { blue: coveringRoute(host.paths.blue, path), green: coveringRoute(host.paths.green, path) };
+  const entries = [...[...paths].map((path) => ({ path, exact: false })), ...trailingSlashRedirects(host, paths).map((path) => ({ path, exact: true }))];
+  entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : Number(a.exact) - Number(b.exact)));
+  return entries.map(({ path, exact }) => {
+    const redirects = { blue: false, green: false };
+    if (exact) for (const slot of SLOTS) redirects[slot] = host.paths[slot].has(`${path}/`) && !host.paths[slot].has(path);
+    const covering = {
+      blue: redirects.blue ? null : coveringRoute(host.paths.blue, path),
+      green: redirects.green ? null : coveringRoute(host.paths.green, path),
+    };
     const upstreams = Object.fromEntries(SLOTS.map((slot) => {
       const route = covering[slot];
       return [slot, route ? upstreamName(input.app, slot, route.process) : null];
@@ -97,7 +161,9 @@ function locationsOf(input: AppConfigInput, host: Host): LocationEntry[] {
     const settings = covering[input.slot] ?? covering[otherSlot(input.slot)];
     return {
       path,
+      exact,
       upstreams,
+      redirects,
       clientMaxBodySize: settings?.clientMaxBodySize ?? DEFAULT_CLIENT_MAX_BODY_SIZE,
       readTimeoutSeconds: settings?.readTimeoutSeconds ?? DEFAULT_READ_TIMEOUT_SECONDS,
       websocket: settings?.websocket ?? false,

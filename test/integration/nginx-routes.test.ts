@@ -306,6 +306,86 @@ describe('nginx routes against a real nginx', () => {
     expect((await ask(nginx.port, 'paths.test', '/a._~')).body).toBe('blue-web GET /a._~ 0');
   });
 
+  it('routes random route sets exactly as each slot\'s routes alone would (differential test against nginx)', async () => {
+    // A port of its own: no other server there, so a "_" route is the catch-all, as on a box
+    // where the app owns its port.
+    const port = await freePort();
+    // A small seeded generator, so a failure names a scenario that can be replayed.
+    let seed = 12;
+    const next = () => { seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31; return seed / 2 ** 31; };
+    const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)]!;
+    const NAMES = ['a.test', 'b.test', '_', '*.w.test', 'x.w.test'];
+    const PATHS = ['/', '/api', '/api/', '/api/v2/', '/static/', '/s'];
+    const HOSTS = ['a.test', 'b.test', 'x.w.test', 'y.w.test', 'unknown.test'];
+    const REQUESTS = ['/', '/api', '/api/x', '/api/v2', '/api/v2/y', '/apiary', '/static', '/static/z', '/s', '/sx', '/other'];
+    const randomRoutes = (): RouteInput[] => {
+      const routes: RouteInput[] = [];
+      const taken = new Set<string>();
+      for (let i = 0; i < 1 + Math.floor(next() * 6); i++) {
+        const names = NAMES.filter(() => next() < 0.35);
+        const path = pick(PATHS);
+        if (names.length === 0 || names.some((name) => taken.has(`${name} ${path}`))) continue;
+        for (const name of names) taken.add(`${name} ${path}`);
+        routes.push(route(names, path, pick(['web', 'api']), { listenPort: port, websocket: next() < 0.5 }));
+      }
+      return routes;
+    };
+    /** nginx's choice of name for `host` among `names`: exact, else the longest leading wildcard, else "_". */
+    const nameFor = (names: Set<string>, host: string): string | null => {
+      if (names.has(host)) return host;
+      const wildcards = [...names].filter((name) => name.startsWith('*.') && host.endsWith(name.slice(1)));
+      if (wildcards.length > 0) return wildcards.reduce((a, b) => (b.length > a.length ? b : a));
+      return names.has('_') ? '_' : null;
+    };
+    /**
+     * What nginx must answer with only `routes` of `slot` (and a default server answering 404):
+     * its 301 from "/x" to a route "/x/" when there is no route "/x", else its longest matching
+     * prefix for the name the Host selects, else 404.
+     */
+    const expected = (routes: RouteInput[], slot: Slot, host: string, path: string) => {
+      const name = nameFor(new Set(routes.flatMap((r) => r.serverNames)), host);
+      const mine = routes.filter((r) => name !== null && r.serverNames.includes(name));
+      if (mine.some((r) => r.path === `${path}/`) && !mine.some((r) => r.path === path)) return '301';
+      const candidates = mine.filter((r) => path.startsWith(r.path));
+      if (candidates.length === 0) return '404';
+      const best = candidates.reduce((a, b) => (b.path.length > a.path.length ? b : a));
+      return `200 ${slot}-${best.process}`;
+    };
+
+    await controller.ensureFlag('random', 'blue');
+    let checked = 0;
+    for (let scenario = 0; scenario < 8; scenario++) {
+      const routes = { blue: randomRoutes(), green: randomRoutes() };
+      const slotOf = (slot: Slot): SlotInput => ({
+        releaseId: RELEASES[slot], ports: { web: backends[`${slot}-web`]!.port, api: backends[`${slot}-api`]!.port }, routes: routes[slot],
+      });
+      const live = (await controller.liveFlag('random'))!;
+      const config = input('random', live, scenario + 1, { blue: slotOf('blue'), green: slotOf('green') });
+      await controller.apply({
+        app: 'random', config: renderAppConfig(config, { templateDir: TEMPLATE_DIR }), probe: probeFor(config, live, { 'x-slipway-generation': String(scenario + 1) }),
+      });
+      // A Host no block of the include names goes to the port's first block, which stands for a
+      // default server only when the app has a catch-all: ask such Hosts only then.
+      const union = new Set([...routes.blue, ...routes.green].flatMap((r) => r.serverNames));
+      const hosts = HOSTS.filter((host) => nameFor(union, host) !== null);
+      for (const slot of [live, live === 'blue' ? 'green' : 'blue'] as const) {
+        if (slot !== live) await controller.flip({ app: 'random', slot, probe: probeFor(config, slot) });
+        const seen: string[] = [];
+        const want: string[] = [];
+        for (const host of hosts) {
+          for (const path of REQUESTS) {
+            const answer = await ask(port, host, path);
+            seen.push(`${host}${path} ${answer.status === 200 ? `200 ${answer.body.split(' ')[0]}` : String(answer.status)}`);
+            want.push(`${host}${path} ${expected(routes[slot], slot, host, path)}`);
+            checked += 1;
+          }
+        }
+        expect(seen, `scenario ${scenario}, ${slot} live, routes ${JSON.stringify(routes)}`).toEqual(want);
+      }
+    }
+    expect(checked).toBeGreaterThan(300);
+  });
+
   it('applies and flips an app without routes with no HTTP proof: no server block, the reload proven by the workers', async () => {
     const empty: SlotInput = { releaseId: null, ports: {}, routes: [] };
     const config = input('idle', 'blue', 1, { blue: { ...empty, releaseId: RELEASES.blue }, green: empty });

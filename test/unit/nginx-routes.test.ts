@@ -28,7 +28,10 @@ function layout(table: ReturnType<typeof routeTable>): Record<string, Record<str
   const short = (name: string | null) => (name === null ? '-' : name.replace('slipway_shop_', ''));
   return Object.fromEntries(table.servers.map((server) => [
     `${server.listenPort} ${server.serverNames.join(' ')}`,
-    Object.fromEntries(server.locations.map((l) => [l.path, `${short(l.upstreams.blue)}|${short(l.upstreams.green)}`])),
+    Object.fromEntries(server.locations.map((l) => [
+      `${l.exact ? '= ' : ''}${l.path}`,
+      (['blue', 'green'] as const).map((slot) => (l.redirects[slot] ? '301' : short(l.upstreams[slot]))).join('|'),
+    ])),
   ]));
 }
 
@@ -41,7 +44,8 @@ describe('routeTable', () => {
     ));
     expect(layout(table)).toEqual({
       // shop.test gained /api/ in green only: its block splits from www.shop.test's, so no name is claimed twice.
-      '80 shop.test': { '/': 'blue_web|green_web', '/api/': 'blue_web|green_api' },
+      // Only green has /api/: green redirects /api to it, blue serves /api from its "/".
+      '80 shop.test': { '/': 'blue_web|green_web', '/api/': 'blue_web|green_api', '= /api': 'blue_web|301' },
       '80 www.shop.test': { '/': 'blue_web|green_web' },
       '80 api.test': { '/': 'blue_api|green_api' },
     });
@@ -58,7 +62,7 @@ describe('routeTable', () => {
     expect(layout(table)).toEqual({
       '80 shop.test': { '/': 'blue_web|green_web' },
       // A block without "/" gets a 404 catch-all: nginx would otherwise serve its own html root.
-      '80 admin.test': { '/': '-|-', '/admin/': '-|green_api' },
+      '80 admin.test': { '/': '-|-', '/admin/': '-|green_api', '= /admin': '-|301' },
     });
   });
 
@@ -67,7 +71,57 @@ describe('routeTable', () => {
       { routes: [r(['s.test'], '/', 'web'), r(['s.test'], '/api', 'api')] },
       { routes: [r(['s.test'], '/', 'web'), r(['s.test'], '/api/v2/', 'api')] },
     ));
-    expect(layout(table)).toEqual({ '80 s.test': { '/': 'blue_web|green_web', '/api': 'blue_api|green_web', '/api/v2/': 'blue_api|green_api' } });
+    expect(layout(table)).toEqual({
+      '80 s.test': { '/': 'blue_web|green_web', '/api': 'blue_api|green_web', '/api/v2/': 'blue_api|green_api', '= /api/v2': 'blue_api|301' },
+    });
+  });
+
+  it('keeps nginx\'s redirect of "/x" to a route "/x/" to the slot that has that route', () => {
+    const table = routeTable(input(
+      { routes: [r(['s.test'], '/', 'web'), r(['s.test'], '/docs/', 'api'), r(['s.test'], '/both/', 'api')] },
+      { routes: [r(['s.test'], '/', 'web'), r(['s.test'], '/app', 'api'), r(['s.test'], '/app/', 'web'), r(['s.test'], '/both/', 'api')] },
+    ));
+    expect(layout(table)).toEqual({
+      '80 s.test': {
+        '/': 'blue_web|green_web',
+        // Only green has /app/, but it also has /app: no slot redirects /app, no exact location.
+        '/app': 'blue_web|green_api',
+        '/app/': 'blue_web|green_web',
+        // Both have /both/ without /both: nginx's own redirect is right for both.
+        '/both/': 'blue_api|green_api',
+        // Only blue has /docs/: blue redirects /docs, green serves it from its "/".
+        '/docs/': 'blue_api|green_web',
+        '= /docs': '301|green_web',
+      },
+    });
+    const out = renderAppConfig(input({ routes: [r(['s.test'], '/docs/', 'api')] }, { routes: [] }), { templateDir: TEMPLATE_DIR });
+    expect(out).toContain([
+      '    location = /docs {',
+      '        # The serving slot\'s upstream for this path; a slot without a route here answers 404.',
+      '        if ($slipway_slot = blue) {',
+      '            return 301 /docs/$is_args$args;',
+      '        }',
+      '        if ($slipway_slot = green) {',
+      '            return 404;',
+      '        }',
+      '    }',
+    ].join('\n'));
+  });
+
+  it('serves a name only the other slot has through this slot\'s wildcard or catch-all, as this slot alone would', () => {
+    const table = routeTable(input(
+      { routes: [r(['_'], '/', 'web'), r(['*.shop.test'], '/', 'api')] },
+      { routes: [r(['_'], '/', 'web'), r(['api.test'], '/', 'api'), r(['a.shop.test', 'shop.test', '*.x.shop.test'], '/', 'web')] },
+    ));
+    expect(layout(table)).toEqual({
+      // shop.test and api.test: blue has no such name, so its "_" serves them, as with blue's routes alone
+      // (nginx's *.shop.test does not match shop.test: a wildcard needs a label in its place).
+      '80 _ shop.test': { '/': 'blue_web|green_web' },
+      '80 api.test': { '/': 'blue_web|green_api' },
+      // a.shop.test and *.x.shop.test fall under blue's *.shop.test; green serves *.shop.test with its "_".
+      '80 *.shop.test a.shop.test *.x.shop.test': { '/': 'blue_api|green_web' },
+    });
+    expect(table.servers[0]!.serverNames).toContain('_');
   });
 
   it('takes per-route settings from the render-time slot, else the other slot, else nginx defaults', () => {
@@ -76,8 +130,9 @@ describe('routeTable', () => {
     const settings = (slot: 'blue' | 'green') => routeTable(input(blue, green, { slot })).servers[0]!.locations
       .map((l) => `${l.path} ${l.clientMaxBodySize} ${l.readTimeoutSeconds} ${l.websocket}`);
     // /up/ is covered by blue's "/" when blue renders; only green has it as its own route.
-    expect(settings('blue')).toEqual(['/ 1k 5 true', '/up/ 1k 5 true']);
-    expect(settings('green')).toEqual(['/ 50m 60 false', '/up/ 1m 600 false']);
+    expect(settings('blue')).toEqual(['/ 1k 5 true', '/up 1k 5 true', '/up/ 1k 5 true']);
+    // At "= /up" green redirects, so blue's route there gives the settings.
+    expect(settings('green')).toEqual(['/ 50m 60 false', '/up 1k 5 true', '/up/ 1m 600 false']);
     const onlyGreen = routeTable(input({ routes: [] }, { routes: [r(['s.test'], '/', 'web', { clientMaxBodySize: '9m' })] }, { slot: 'blue' }));
     expect(onlyGreen.servers[0]!.locations[0]!.clientMaxBodySize).toBe('9m');
   });
