@@ -6,6 +6,7 @@ import { SlipwayError } from '../contract/errors.js';
 import { compileValidator } from '../lib/validate.js';
 import { packageRoot } from '../contract/version.js';
 import { NGINX_DEFAULTS, SWITCH_DIR_PATTERN, type NginxSettings } from './nginx/settings.js';
+import { buildPolicySchema, type HostBuildPolicy } from './build/policy.js';
 import { backupsSchema, normalizeBackups, orphanBackupBeforeDeploy, type BackupsConfig } from './backups/config.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/slipway/agent.json';
@@ -36,6 +37,8 @@ export interface AppConfig {
     /** The window of a rollback or switch (default: windowMs, at most 15 s); see agent/rollout/activation-plan.ts. */
     activationWindowMs?: number;
   };
+  /** What host builds (`build.on: "host"`) of this app may use (agent/build/policy.ts). */
+  build?: HostBuildPolicy;
 }
 
 export interface AgentConfig {
@@ -188,6 +191,7 @@ const configSchema = {
           },
           nginxTemplate: { type: 'string', pattern: '^[A-Za-z0-9_.-]+\\.njk$', default: 'app.conf.njk' },
           backupBeforeDeploy: { type: 'string', pattern: APP_NAME_PATTERN },
+          build: buildPolicySchema,
           watch: {
             type: 'object',
             additionalProperties: false,

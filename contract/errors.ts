@@ -117,6 +117,12 @@ export const ERROR_KINDS = {
   health_check_failed: 'refused',
   backups_unavailable: 'refused',
   backup_before_deploy_failed: 'refused',
+  // Real apps: host builds, native addon platforms, release phase (agent/build, agent/rollout/release-phase.ts).
+  build_failed: 'refused',
+  build_not_allowed: 'refused',
+  build_memory_low: 'refused',
+  platform_mismatch: 'refused',
+  release_phase_failed: 'refused',
   // Releases: upload, unpack, store.
   release_digest_mismatch: 'refused',
   upload_missing: 'refused',

@@ -18,6 +18,8 @@ export interface RunOptions {
   /** Bytes of stdout/stderr kept (the tail); output beyond that is drained and dropped. */
   maxOutputBytes?: number;
   input?: string | Buffer;
+  /** Called with every chunk as it arrives (to stream a build's output); must not throw. */
+  onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
 }
 
 /**
@@ -44,8 +46,8 @@ export function runCommand(argv: readonly string[], options: RunOptions = {}): P
           try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* already gone */ }
         }, options.timeoutMs)
       : undefined;
-    child.stdout.on('data', (c: Buffer) => stdout.push(c));
-    child.stderr.on('data', (c: Buffer) => stderr.push(c));
+    child.stdout.on('data', (c: Buffer) => { stdout.push(c); options.onOutput?.('stdout', c); });
+    child.stderr.on('data', (c: Buffer) => { stderr.push(c); options.onOutput?.('stderr', c); });
     child.on('error', (error) => {
       clearTimeout(timer);
       reject(new SlipwayError('command_not_started', `could not run ${file}: ${error.message}`, {

@@ -6,13 +6,16 @@ import { probeHostOf, publicUrlOf, slotHealthUrlOf } from './public-address.js';
 import type { SlotTarget } from './slot-process.js';
 import type { WatchCheck } from './watch.js';
 
+/** A release's smoke checks through nginx, one WatchCheck each (none for a release without any). */
+export type SmokeChecks = (app: string, releaseId: string) => Promise<WatchCheck[]>;
+
 /**
  * One round of the watch window, run concurrently: traffic through nginx (status and the release
  * marker), the slot's own health endpoint, and PM2's state and restart count against the baseline
  * taken when the window opened.
  */
 export function watchChecks(
-  deps: { config: AgentConfig; health: HealthChecker; processes: ProcessManager },
+  deps: { config: AgentConfig; health: HealthChecker; processes: ProcessManager; smokeChecks?: SmokeChecks },
   { app, slot, releaseId }: SlotTarget,
   baselineRestarts: number,
 ): Promise<WatchCheck[]> {
@@ -39,5 +42,7 @@ export function watchChecks(
     // them): the public and slot checks still judge the release this round.
     ? { name: 'process', ok: true, detail: `unknown: ${error.message}` }
     : { name: 'process', ok: false, detail: errorMessage(error) }));
-  return Promise.all([viaNginx, direct, processCheck]);
+  // The release's smoke checks (smoke.ts), when its spec has any.
+  const smoke = deps.smokeChecks ? deps.smokeChecks(app, releaseId) : Promise.resolve([]);
+  return Promise.all([viaNginx, direct, processCheck, smoke]).then(([a, b, c, rest]) => [a, b, c, ...rest]);
 }

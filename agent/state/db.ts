@@ -167,6 +167,23 @@ const MIGRATIONS: string[] = [
     WHERE d.app = releases.app AND d.release_id = releases.release_id AND d.kind = 'deploy' AND d.outcome = 'succeeded'
   );
   `,
+  // 4: host builds (agent/build/store.ts): one row per release built on this box, with the box's
+  // platform as its build platform and, per build dir, the install key it used or reused.
+  `
+  CREATE TABLE host_builds (
+    app            TEXT NOT NULL,
+    release_id     TEXT NOT NULL,
+    status         TEXT NOT NULL CHECK (status IN ('running', 'built', 'failed')),
+    platform       TEXT NOT NULL,
+    installs       TEXT NOT NULL DEFAULT '[]',
+    deployment_id  INTEGER,
+    started_at     TEXT NOT NULL,
+    ended_at       TEXT,
+    duration_ms    INTEGER,
+    error          TEXT,
+    PRIMARY KEY (app, release_id)
+  );
+  `,
 ];
 
 export function openDatabase(file: string): Db {
