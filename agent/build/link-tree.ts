@@ -21,7 +21,8 @@ export async function linkTree(source: string, target: string, options: LinkTree
     const from = path.join(source, rel);
     const to = path.join(target, rel);
     const st = await lstat(from);
-    await mkdir(to, { mode: (st.mode & 0o777) | 0o700 });
+    // The root's parents may be missing; below it, every directory is new.
+    await mkdir(to, { mode: (st.mode & 0o777) | 0o700, recursive: rel === '' });
     for (const entry of await readdir(from, { withFileTypes: true })) {
       const childRel = rel ? `${rel}/${entry.name}` : entry.name;
       const childFrom = path.join(from, entry.name);
