@@ -122,8 +122,15 @@ export class HostBuilder {
     }
     const platform = (this.deps.platform ?? hostPlatform)();
     const deadline = started + buildTimeoutMs(spec.build.timeoutMs, policy.timeoutMs);
+    // A build the agent died in left its additions: back to the release as uploaded first.
+    const interrupted = this.deps.builds.interruptedTree(app, releaseId);
+    if (interrupted) {
+      await setTreeWritable(root, true, { dirsOnly: true });
+      const removed = await removeAdded(root, new Set(interrupted));
+      report.note(`an earlier build of this release was interrupted: removed ${removed} path(s) it had added`);
+    }
     const before = await listTree(root);
-    this.deps.builds.start({ app, releaseId, platform, deploymentId: input.deploymentId });
+    this.deps.builds.start({ app, releaseId, platform, deploymentId: input.deploymentId, uploadedTree: [...before] });
     const installs: InstallRecord[] = [];
     const steps: string[] = [];
     const output = this.outputBudget(report);

@@ -23,7 +23,7 @@ export interface HostBuildRow {
 
 interface RawRow {
   app: string; release_id: string; status: HostBuildStatus; platform: string; installs: string; deployment_id: number | null;
-  started_at: string; ended_at: string | null; duration_ms: number | null; error: string | null;
+  started_at: string; ended_at: string | null; duration_ms: number | null; error: string | null; uploaded_tree: string | null;
 }
 
 function toRow(r: RawRow): HostBuildRow {
@@ -47,16 +47,25 @@ export class HostBuildStore {
     return (prepared(this.db, 'SELECT * FROM host_builds WHERE app = ? ORDER BY started_at').all(app) as RawRow[]).map(toRow);
   }
 
-  start(row: { app: string; releaseId: string; platform: BuildPlatform; deploymentId: number | null }): void {
-    prepared(this.db, `INSERT INTO host_builds (app, release_id, status, platform, installs, deployment_id, started_at)
-      VALUES (?, ?, 'running', ?, '[]', ?, ?)
+  /** Records a build as running, with the release's paths as uploaded (`uploadedTree`). */
+  start(row: { app: string; releaseId: string; platform: BuildPlatform; deploymentId: number | null; uploadedTree: string[] }): void {
+    prepared(this.db, `INSERT INTO host_builds (app, release_id, status, platform, installs, deployment_id, started_at, uploaded_tree)
+      VALUES (?, ?, 'running', ?, '[]', ?, ?, ?)
       ON CONFLICT (app, release_id) DO UPDATE SET status = 'running', platform = excluded.platform, installs = '[]',
-        deployment_id = excluded.deployment_id, started_at = excluded.started_at, ended_at = NULL, duration_ms = NULL, error = NULL`)
-      .run(row.app, row.releaseId, JSON.stringify(row.platform), row.deploymentId, new Date().toISOString());
+        deployment_id = excluded.deployment_id, started_at = excluded.started_at, ended_at = NULL, duration_ms = NULL, error = NULL,
+        uploaded_tree = excluded.uploaded_tree`)
+      .run(row.app, row.releaseId, JSON.stringify(row.platform), row.deploymentId, new Date().toISOString(), JSON.stringify(row.uploadedTree));
+  }
+
+  /** The paths of the release as uploaded, recorded by a build that never finished (the agent died), or null. */
+  interruptedTree(app: string, releaseId: string): string[] | null {
+    const row = prepared(this.db, "SELECT uploaded_tree FROM host_builds WHERE app = ? AND release_id = ? AND status = 'running'").get(app, releaseId) as
+      { uploaded_tree: string | null } | undefined;
+    return row?.uploaded_tree ? JSON.parse(row.uploaded_tree) as string[] : null;
   }
 
   finish(app: string, releaseId: string, result: { status: 'built' | 'failed'; installs: InstallRecord[]; durationMs: number; error: string | null }): void {
-    prepared(this.db, 'UPDATE host_builds SET status = ?, installs = ?, ended_at = ?, duration_ms = ?, error = ? WHERE app = ? AND release_id = ?')
+    prepared(this.db, 'UPDATE host_builds SET status = ?, installs = ?, ended_at = ?, duration_ms = ?, error = ?, uploaded_tree = NULL WHERE app = ? AND release_id = ?')
       .run(result.status, JSON.stringify(result.installs), new Date().toISOString(), result.durationMs, result.error, app, releaseId);
   }
 }

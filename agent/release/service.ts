@@ -10,7 +10,7 @@ import type { CleanupResult } from './cleanup.js';
 /** What the service needs of the release store (store.ts). */
 export interface ReleaseRepository {
   has(app: string, releaseId: string): boolean;
-  ingest(input: { app: string; releaseId: string; sha256: string; source: Readable; expectedBytes?: number; actor?: string }): Promise<{ dir: string; manifest: ReleaseManifest; bytes: number }>;
+  ingest(input: { app: string; releaseId: string; sha256: string; source: Readable; expectedBytes?: number; deployedBy?: string }): Promise<{ dir: string; manifest: ReleaseManifest; bytes: number }>;
 }
 
 export interface ReleaseServiceDeps {
@@ -51,7 +51,7 @@ export class ReleaseService {
     if (!source) {
       throw new SlipwayError('upload_missing', 'upload body must be sent as application/gzip', { status: 415, hint: 'send the tarball bytes' });
     }
-    const ingested = await this.deps.releases.ingest({ app, releaseId, sha256, source, expectedBytes: input.expectedBytes, ...(input.actor ? { actor: input.actor } : {}) });
+    const ingested = await this.deps.releases.ingest({ app, releaseId, sha256, source, expectedBytes: input.expectedBytes, ...(input.actor ? { deployedBy: input.actor } : {}) });
     this.deps.state.recordRelease({ app, releaseId, sha256, bytes: ingested.bytes, manifest: ingested.manifest });
     this.deps.logger.info({ app, releaseId, bytes: ingested.bytes }, 'release stored');
     return { releaseId, bytes: ingested.bytes, dir: ingested.dir };

@@ -45,8 +45,8 @@ export interface IngestInput {
   source: Readable;
   /** The length the sender declared, when known. */
   expectedBytes?: number;
-  /** Who uploads it, for DEPLOYMENT_INFO.json. */
-  actor?: string;
+  /** Who uploads it: the release gets a DEPLOYMENT_INFO.json naming them (the API always says). */
+  deployedBy?: string;
 }
 
 export interface IngestResult {
@@ -192,7 +192,7 @@ export class ReleaseStore {
       const { extraction, bytes, unpacked } = await this.receiveAndUnpack(input, partFile, tmpDir, label);
       const manifest = await verifiedManifest(tmpDir, { app, releaseId, label }, unpacked);
       this.admit?.(manifest, unpacked.contents, label);
-      await writeDeploymentInfo(tmpDir, manifest, input.actor ?? 'unknown');
+      if (input.deployedBy !== undefined) await writeDeploymentInfo(tmpDir, manifest, input.deployedBy);
       // Extraction left the tree free of group/other write and the root private; open the root
       // for reading only now that the release is complete.
       await chmod(tmpDir, 0o755);

@@ -168,7 +168,8 @@ const MIGRATIONS: string[] = [
   );
   `,
   // 4: host builds (agent/build/store.ts): one row per release built on this box, with the box's
-  // platform as its build platform and, per build dir, the install key it used or reused.
+  // platform as its build platform, per build dir the install key it used or reused, and while it
+  // runs the release's paths as uploaded (what a build interrupted by a crash is undone against).
   `
   CREATE TABLE host_builds (
     app            TEXT NOT NULL,
@@ -181,6 +182,7 @@ const MIGRATIONS: string[] = [
     ended_at       TEXT,
     duration_ms    INTEGER,
     error          TEXT,
+    uploaded_tree  TEXT,
     PRIMARY KEY (app, release_id)
   );
   `,

@@ -204,6 +204,21 @@ describe('host build', () => {
     expect(await snapshotTree(first.dir, { hash: true })).toEqual(earlier);
   }, 300_000);
 
+  it('a build the agent died in is undone before the release is built again', async () => {
+    const rel = await uploadedRelease();
+    const uploaded = [...(await import('../../agent/build/link-tree.js').then((m) => m.listTree(rel.dir)))];
+    // What a kill -9 mid-build leaves: a running record and half the output.
+    builds.start({ app: APP, releaseId: rel.id, platform: hostPlatform(), deploymentId: null, uploadedTree: uploaded });
+    await mkdir(path.join(rel.dir, 'dist', 'half'), { recursive: true });
+    await writeFile(path.join(rel.dir, 'dist', 'half', 'stale.js'), 'half-built\n');
+    const report = recorder();
+    const spec = specOf({ build: { on: 'host', dirs: [{ install: 'none', commands: [] }] } });
+    await builder().build({ app: APP, releaseId: rel.id, spec, deploymentId: null, report });
+    expect(report.notes[0]).toBe('an earlier build of this release was interrupted: removed 1 path(s) it had added');
+    await expect(stat(path.join(rel.dir, 'dist'))).rejects.toThrow();
+    expect(builds.get(APP, rel.id)!.status).toBe('built');
+  });
+
   it('a step past the time limit is killed and reported as timed out', async () => {
     const slow = await uploadedRelease();
     const spec = specOf({ build: { on: 'host', timeoutMs: 1000, dirs: [{ install: 'none', commands: [[process.execPath, '-e', 'setTimeout(() => {}, 60000)']] }] } });
