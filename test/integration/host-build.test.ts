@@ -246,3 +246,31 @@ describe('host build', () => {
     expect(builds.get(APP, rel.id)).toBeUndefined();
   });
 });
+
+describe('linkTree', () => {
+  it('copies where it cannot link (another file system), and leaves the source as it was', async () => {
+    const source = path.join(root, 'link-source');
+    await mkdir(path.join(source, 'pkg', 'lib'), { recursive: true });
+    await writeFile(path.join(source, 'pkg', 'lib', 'index.js'), 'module.exports = 1;\n', { mode: 0o444 });
+    await writeFile(path.join(source, '.package-lock.json'), '{}\n');
+    await (await import('node:fs/promises')).symlink('../pkg/lib/index.js', path.join(source, 'pkg', 'bin.js'));
+    const before = await snapshotTree(source, { hash: true });
+    const { linkTree } = await import('../../agent/build/link-tree.js');
+    const sameDevice = await linkTree(source, path.join(root, 'link-target'), { copy: (rel) => !rel.includes('/') });
+    expect(sameDevice).toEqual({ linked: 1, copied: 1 });
+    const shm = await stat('/dev/shm').catch(() => null);
+    if (shm && shm.dev !== (await stat(root)).dev) {
+      const other = await mkdtemp('/dev/shm/slipway-link-');
+      try {
+        expect(await linkTree(source, path.join(other, 'copy'))).toEqual({ linked: 0, copied: 2 });
+        const copy = await snapshotTree(path.join(other, 'copy'), { hash: true });
+        const content = (t: Record<string, string>) => Object.fromEntries(Object.entries(t).map(([k, v]) => [k, v.startsWith('file') ? `${v.split(' ')[1]} ${v.split(' ')[4]}` : v]));
+        expect(content(copy)).toEqual(content(before));
+      } finally {
+        await rm(other, { recursive: true, force: true });
+      }
+    }
+    expect(await snapshotTree(source, { hash: true })).toEqual(before);
+  });
+});
+

@@ -119,6 +119,10 @@ describe('a release with an app spec', () => {
     const detail = await agentRequest(stack, 'GET', `/apps/${APP}/deployments/${run.result!.deploymentId}`);
     const kept = (detail.json!.events as DeploymentEvent[]).filter((e) => e.step === 'build').map((e) => e.message ?? '');
     expect(kept.some((m) => m.includes('node build.mjs'))).toBe(true);
+    const cli = await stack.deploy(['history', '--show', String(run.result!.deploymentId)]);
+    expect(cli.code, cli.stderr).toBe(0);
+    expect(cli.stdout).toMatch(/· build +> node build\.mjs/);
+    expect(cli.stdout).toMatch(/✓ release .*1 release command\(s\) succeeded/);
   }, 600_000);
 
   it('a second release with the same lockfile reuses the install; the live release is untouched', async () => {
