@@ -25,7 +25,11 @@ export async function runStreaming(argv: string[], options: {
   const keep = (line: string) => {
     tail.push(line);
     if (tail.length > max) tail.shift();
-    options.onLine(line);
+    // Called from the child's stream events: a listener that throws (the state database full,
+    // say) must not become an uncaught exception of the agent; the tail still has the line.
+    try {
+      options.onLine(line);
+    } catch { /* the line stays in the tail */ }
   };
   const splitters = { stdout: new LineSplitter(keep), stderr: new LineSplitter(keep) };
   try {
