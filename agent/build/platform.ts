@@ -66,6 +66,8 @@ export function nativeAddonsIn(dir: string, limit = 5): string[] {
  */
 export function checkNativePlatform(input: {
   app: string; releaseId: string; addons: () => string[]; built: BuildPlatform | null; host: BuildPlatform;
+  /** The release was built on this box (a host build), before the box changed. */
+  builtHere?: boolean;
 }): void {
   const { app, releaseId, built, host } = input;
   if (!built) return;
@@ -76,7 +78,9 @@ export function checkNativePlatform(input: {
   throw new SlipwayError('platform_mismatch', `release ${shortSha(releaseId)} of ${app} has native addons built for another platform: ${problems.join('; ')}`, {
     status: 422,
     details: [...problems, `native addons, e.g.: ${addons.slice(0, 3).join(', ')}`, `host: ${host.os}/${host.arch} ${host.libc} ${host.libcVersion ?? ''} Node ${host.nodeVersion} (ABI ${host.nodeAbi})`],
-    hint: 'build on the host instead ("build": {"on": "host"} in deploy.spec.json), or build on a CI image that matches the host (same OS, CPU, libc and Node major); nothing was started',
+    hint: input.builtHere
+      ? 'it was built on this host before the host changed (a Node upgrade?): deploy a new release, which is built for the host as it is now; nothing was started'
+      : 'build on the host instead ("build": {"on": "host"} in deploy.spec.json), or build on a CI image that matches the host (same OS, CPU, libc and Node major); nothing was started',
   });
 }
 

@@ -31,9 +31,10 @@ export function releasePreparation(deps: ReleasePreparationDeps): { prepareRelea
   const admitRelease = (app: string, releaseId: string): void => {
     const manifest = manifestOf(app, releaseId);
     if (!manifest) return;
+    const builtHere = deps.builder.builtPlatform(app, releaseId);
     checkNativePlatform({
-      app, releaseId, host: hostPlatform(),
-      built: deps.builder.builtPlatform(app, releaseId) ?? manifestBuildPlatform(manifest),
+      app, releaseId, host: hostPlatform(), builtHere: builtHere !== null,
+      built: builtHere ?? manifestBuildPlatform(manifest),
       addons: () => nativeAddonsIn(deps.releaseDir(app, releaseId)),
     });
   };

@@ -153,6 +153,16 @@ describe('checkNativePlatform', () => {
     expect(error?.hint).toContain('"build": {"on": "host"}');
   });
 
+  it('says to deploy a new release when the host changed after building it itself', () => {
+    let error: SlipwayError | null = null;
+    try {
+      checkNativePlatform({ app: 'shop', releaseId: 'aaaaaaaaaaaa-bbbbbbbbbbbb', addons: () => ['a.node'], built: { ...platform, nodeAbi: '108' }, host, builtHere: true });
+    } catch (e) {
+      error = e as SlipwayError;
+    }
+    expect(error?.hint).toContain('built on this host before the host changed');
+  });
+
   it('lets through: no addons, the same platform, an older glibc, no recorded platform', () => {
     expect(refuse({ ...platform, arch: 'arm64' }, [])).toBeNull();
     expect(refuse(platform, ['a.node'])).toBeNull();
