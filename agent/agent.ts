@@ -28,6 +28,12 @@ import os from 'node:os';
 import { Outbox } from './notify/outbox.js';
 import { NotificationDelivery } from './notify/delivery.js';
 import { Notices } from './notify/notices.js';
+import { HostBuilder } from './build/host-build.js';
+import { HostBuildStore } from './build/store.js';
+import { checkNativePlatform, hostPlatform, isNativeAddon, manifestBuildPlatform } from './build/platform.js';
+import { releaseSpecOf } from './build/release-spec.js';
+import { releasePreparation } from './rollout/release-preparation.js';
+import { runSmokeChecks } from './rollout/smoke.js';
 
 export interface RunningAgent {
   server: FastifyInstance;
@@ -73,7 +79,14 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
 
   // Locks written under another boot id belong to a dead agent process.
   const bootId = randomUUID();
-  const releases = new ReleaseStore({ home: config.home, limits: config.limits, uploadIdleTimeoutMs: config.limits.uploadIdleTimeoutMs, requireRoom: true });
+  const releases = new ReleaseStore({
+    home: config.home, limits: config.limits, uploadIdleTimeoutMs: config.limits.uploadIdleTimeoutMs, requireRoom: true,
+    // Native addons built for another platform are refused before the release is stored.
+    admit: (manifest, contents) => checkNativePlatform({
+      app: manifest.app, releaseId: manifest.releaseId, built: manifestBuildPlatform(manifest), host: hostPlatform(),
+      addons: () => contents.filter((c) => c.type === 'file' && isNativeAddon(c.path)).map((c) => c.path),
+    }),
+  });
   await releases.cleanupOrphans();
   // A crash between the release dir's rename and its database row leaves a dir SQLite does not know;
   // no slot can reference it, and the controller re-uploads it, so it is removed.
@@ -91,9 +104,23 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
   const processes = await Pm2Adapter.connect({ pm2Home: config.pm2.home, callTimeoutMs: config.pm2.callTimeoutMs });
   // The whole section: a field added to the config reaches the controller without a copy here.
   const nginx = new NginxController(config.nginx);
+  const builder = new HostBuilder({
+    config, builds: new HostBuildStore(db), logger,
+    releaseDir: (app, releaseId) => releases.releaseDir(app, releaseId),
+    hasRelease: (app, releaseId) => releases.has(app, releaseId),
+  });
+  const { prepareRelease, admitRelease } = releasePreparation({ config, state, builder, releaseDir: (app, releaseId) => releases.releaseDir(app, releaseId) });
+  const smokeChecks = async (app: string, releaseId: string) => {
+    const manifest = state.release(app, releaseId)?.manifest;
+    const spec = manifest ? releaseSpecOf(manifest) : null;
+    return spec && spec.smoke.length > 0 ? runSmokeChecks({ config, request: (url, options) => httpGet(url, options) }, app, spec) : [];
+  };
   const { rollouts, slots, traffic } = createRollouts({
     config,
     state,
+    prepareRelease,
+    admitRelease,
+    smokeChecks,
     releaseDir: (app, releaseId) => releases.releaseDir(app, releaseId),
     hasRelease: (app, releaseId) => releases.has(app, releaseId),
     processes,

@@ -7,6 +7,7 @@ import { compileValidator } from '../lib/validate.js';
 import { packageRoot } from '../contract/version.js';
 import { NGINX_DEFAULTS, SWITCH_DIR_PATTERN, type NginxSettings } from './nginx/settings.js';
 import { notificationProblems, notificationsSchema, type NotificationsConfig } from './notify/config.js';
+import { buildPolicySchema } from './build/policy.js';
 import { backupsSchema, normalizeBackups, orphanBackupBeforeDeploy, type BackupsConfig } from './backups/config.js';
 import type { BuildPolicy } from './spec/policy.js';
 import { legacyMoves, translateLegacy } from './spec/legacy.js';
@@ -39,6 +40,7 @@ export interface AppConfig {
   maxProcesses: number;
   /** Total instances over the processes of one slot. */
   maxInstances: number;
+  /** What host builds (`build.on: "host"`) of this app may use (agent/build/policy.ts). */
   build: BuildPolicy;
   nginxTemplate: string;
   /** Backup job run (and verified) before each deploy of this app; a failed backup stops the rollout. */
@@ -179,79 +181,9 @@ const configSchema = {
           serverNames: { type: 'array', maxItems: 256, items: { type: 'string', pattern: POLICY_SERVER_NAME_PATTERN } },
           maxProcesses: { type: 'integer', minimum: 1, maximum: 32, default: 8 },
           maxInstances: { type: 'integer', minimum: 1, maximum: 1024, default: 16 },
-          build: {
-            type: 'object',
-            additionalProperties: false,
-            default: {},
-            properties: {
-              allowHost: { type: 'boolean', default: true },
-              minFreeMemoryBytes: { type: 'integer', minimum: 0, default: 512 * 1024 * 1024 },
-              timeoutMs: { type: 'integer', minimum: 1000, maximum: 7_200_000, default: 3_600_000 },
-              nice: { type: 'integer', minimum: 0, maximum: 19, default: 10 },
-              env: {
-                type: 'object',
-                propertyNames: { pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
-                additionalProperties: { type: 'string', pattern: '^[^\\u0000]*$' },
-                default: {},
-              },
-            },
-          },
-          slots: {
-            type: 'object',
-            additionalProperties: false,
-            required: ['blue', 'green'],
-            properties: {
-              blue: { type: 'object', additionalProperties: false, required: ['port'], properties: { port } },
-              green: { type: 'object', additionalProperties: false, required: ['port'], properties: { port } },
-            },
-          },
-          start: {
-            type: 'object',
-            additionalProperties: false,
-            required: ['script'],
-            properties: {
-              // Relative to the release dir; may not climb out of it.
-              script: { type: 'string', minLength: 1, pattern: '^(?!/)(?!.*(^|/)\\.\\.(/|$))[^\\u0000]+$' },
-              args: { ...argvList, default: [] },
-              nodeArgs: { ...argvList, default: [] },
-            },
-          },
-          envFile: absolutePath,
-          requiredEnv: {
-            type: 'array',
-            default: [],
-            items: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
-          },
-          health: {
-            type: 'object',
-            additionalProperties: false,
-            default: {},
-            properties: {
-              path: { type: 'string', pattern: '^/[\\x21-\\x7e]*$', default: '/health' },
-              expectStatus: { type: 'integer', minimum: 100, maximum: 599, default: 200 },
-              bodyContains: { type: 'string', minLength: 1 },
-              timeoutMs: { type: 'integer', minimum: 50, default: 2_000 },
-              intervalMs: { type: 'integer', minimum: 10, default: 250 },
-              retries: { type: 'integer', minimum: 1, maximum: 10_000, default: 120 },
-            },
-          },
-          public: {
-            type: 'object',
-            additionalProperties: false,
-            required: ['listenPort'],
-            properties: {
-              listenHost: { type: 'string', pattern: LISTEN_HOST_PATTERN, default: '127.0.0.1' },
-              listenPort: port,
-              serverNames: {
-                type: 'array',
-                minItems: 1,
-                items: { type: 'string', pattern: SERVER_NAME_PATTERN },
-                default: ['_'],
-              },
-            },
-          },
           nginxTemplate: { type: 'string', pattern: '^[A-Za-z0-9_.-]+\\.njk$', default: 'app.conf.njk' },
           backupBeforeDeploy: { type: 'string', pattern: APP_NAME_PATTERN },
+          build: buildPolicySchema,
           watch: {
             type: 'object',
             additionalProperties: false,

@@ -15,6 +15,8 @@ export interface HttpGetOptions {
   headers?: Record<string, string>;
   maxBodyBytes?: number;
   signal?: AbortSignal;
+  /** Default GET (smoke checks send others: agent/rollout/smoke.ts). */
+  method?: string;
 }
 
 /**
@@ -22,7 +24,7 @@ export interface HttpGetOptions {
  * worker running the previous config, or to a process that is going away). The deadline covers
  * connect, headers and body. Rejects on network errors and timeouts; any HTTP status resolves.
  */
-export function httpGet(url: string, { timeoutMs, headers = {}, maxBodyBytes = 64 * 1024, signal }: HttpGetOptions): Promise<HttpResponse> {
+export function httpGet(url: string, { timeoutMs, headers = {}, maxBodyBytes = 64 * 1024, signal, method = 'GET' }: HttpGetOptions): Promise<HttpResponse> {
   return new Promise((resolve, reject) => {
     let target: URL;
     try {
@@ -40,7 +42,7 @@ export function httpGet(url: string, { timeoutMs, headers = {}, maxBodyBytes = 6
       return;
     }
     const request = http.request(target, {
-      method: 'GET',
+      method,
       agent: false,
       headers: { connection: 'close', ...headers },
     });

@@ -124,8 +124,12 @@ export const ERROR_KINDS = {
   command_not_found: 'refused',
   backups_unavailable: 'refused',
   backup_before_deploy_failed: 'refused',
-  // A controller-side build (deploy.spec.json build.on "controller"): nothing reached the host.
+  // Real apps: host builds, native addon platforms, release phase (agent/build, agent/rollout/release-phase.ts).
   build_failed: 'refused',
+  build_not_allowed: 'refused',
+  build_memory_low: 'refused',
+  platform_mismatch: 'refused',
+  release_phase_failed: 'refused',
   // Releases: upload, unpack, store.
   release_digest_mismatch: 'refused',
   upload_missing: 'refused',

@@ -23,11 +23,13 @@
  *
  * The tree holds every directory, including those the archive only implies (mode
  * IMPLIED_DIR_MODE), and for a directory listed twice the last mode; it leaves out the root
- * itself and manifest.json at the root, which carries the digest. JSON.stringify makes every
+ * itself, manifest.json at the root, which carries the digest, and DEPLOYMENT_INFO.json at the root,
+ * which the agent writes when it publishes (contract/deployment-info.ts). JSON.stringify makes every
  * line unambiguous whatever the names hold.
  */
 import { createHash } from 'node:crypto';
 import { MANIFEST_FILE } from './manifest.js';
+import { DEPLOYMENT_INFO_FILE } from './deployment-info.js';
 
 export type ContentEntry =
   | { path: string; type: 'file'; mode: number; size: number; sha256: string }
@@ -61,12 +63,12 @@ export function treePath(archivePath: string): string {
   return archivePath.split('/').filter((s) => s !== '' && s !== '.').join('/');
 }
 
-/** The digest of a release tree (see the encoding above); the root and the manifest are skipped. */
+/** The digest of a release tree (see the encoding above); the root, the manifest and the deployment info are skipped. */
 export function contentDigest(entries: Iterable<ContentEntry>): string {
   const lines: Array<{ key: Buffer; line: string }> = [];
   for (const entry of entries) {
     const path = treePath(entry.path);
-    if (path === '' || path === MANIFEST_FILE) continue;
+    if (path === '' || path === MANIFEST_FILE || path === DEPLOYMENT_INFO_FILE) continue;
     lines.push({ key: Buffer.from(path, 'utf8'), line: `${JSON.stringify(encode(path, entry))}\n` });
   }
   lines.sort((a, b) => Buffer.compare(a.key, b.key));

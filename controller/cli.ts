@@ -30,6 +30,11 @@ function parseCount(value: string): number {
   return n;
 }
 
+function parseDeploymentId(value: string): number {
+  if (!/^[1-9][0-9]{0,11}$/.test(value)) throw new InvalidArgumentError('must be a deployment number, as deploy history shows it (#12 → 12)');
+  return Number(value);
+}
+
 function parseReleaseRef(value: string): string {
   if (!new RegExp(RELEASE_REF_PATTERN).test(value)) throw new InvalidArgumentError('must be a release id or a prefix of at least 7 of its characters (see deploy releases)');
   return value;
@@ -101,7 +106,10 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
   program.command('history')
     .description('deployments, switches and rollbacks: who, when, steps with durations, outcome and reason')
     .option('-n, --limit <count>', 'how many', parseCount, 20)
-    .action((opts: { limit: number }) => run((out, global) => history(config(global), { json: global.json ?? false, limit: opts.limit }, out)));
+    .option('--show <id>', 'one deployment with all its events, build and release-phase output included', parseDeploymentId)
+    .action((opts: { limit: number; show?: number }) => run((out, global) => history(config(global), {
+      json: global.json ?? false, limit: opts.limit, ...(opts.show === undefined ? {} : { show: opts.show }),
+    }, out)));
 
   program.command('metrics')
     .description('DORA figures from the host\'s history: deployment frequency, lead time, change failure rate, time to restore')

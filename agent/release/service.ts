@@ -12,6 +12,7 @@ export interface ReleaseRepository {
   has(app: string, releaseId: string): boolean;
   ingest(input: {
     app: string; releaseId: string; sha256: string; source: Readable; expectedBytes?: number; accept?: (manifest: ReleaseManifest) => void;
+    deployedBy?: string;
   }): Promise<{ dir: string; manifest: ReleaseManifest; bytes: number }>;
 }
 
@@ -35,6 +36,8 @@ export interface UploadInput {
   source: Readable | undefined;
   /** The length the sender declared. */
   expectedBytes: number;
+  /** Who uploads it (recorded in the release's DEPLOYMENT_INFO.json). */
+  actor?: string;
 }
 
 export interface StoredRelease { releaseId: string; bytes: number; dir: string }
@@ -57,6 +60,7 @@ export class ReleaseService {
     const ingested = await this.deps.releases.ingest({
       app, releaseId, sha256, source, expectedBytes: input.expectedBytes,
       ...(checkManifest ? { accept: (manifest: ReleaseManifest) => checkManifest(app, manifest) } : {}),
+      ...(input.actor ? { deployedBy: input.actor } : {}),
     });
     this.deps.state.recordRelease({ app, releaseId, sha256, bytes: ingested.bytes, manifest: ingested.manifest });
     this.deps.logger.info({ app, releaseId, bytes: ingested.bytes }, 'release stored');

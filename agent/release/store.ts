@@ -13,6 +13,9 @@ import { startExtraction, type ExtractResult, type Extraction } from './extract.
 import { verifyReleaseContent } from './release-identity.js';
 import { partPath, receiveUpload } from './upload.js';
 import { requireRoomForUpload } from './disk-space.js';
+import { setTreeWritable } from '../build/link-tree.js';
+import { writeDeploymentInfo } from './deployment-info.js';
+import type { ContentEntry } from '../../contract/release-content.js';
 
 export interface ReleaseLimits {
   maxReleaseBytes: number;
@@ -30,6 +33,8 @@ export interface ReleaseStoreOptions {
   syncTimeoutMs?: number;
   /** Refuse an upload of a declared size that cannot fit on the disk before storing a byte (disk-space.ts). */
   requireRoom?: boolean;
+  /** Refuses a verified release before it is published (e.g. native addons for another platform); throws. */
+  admit?: (manifest: ReleaseManifest, contents: readonly ContentEntry[], label: string) => void;
 }
 
 export interface IngestInput {
@@ -42,6 +47,8 @@ export interface IngestInput {
   expectedBytes?: number;
   /** Refuses (throws) a verified manifest before the release is published (the spec against the host's policy). */
   accept?: (manifest: ReleaseManifest) => void;
+  /** Who uploads it: the release gets a DEPLOYMENT_INFO.json naming them (the API always says). */
+  deployedBy?: string;
 }
 
 export interface IngestResult {
@@ -79,6 +86,7 @@ export class ReleaseStore {
   private readonly uploadIdleTimeoutMs: number | undefined;
   private readonly syncTimeoutMs: number;
   private readonly requireRoom: boolean;
+  private readonly admit: ReleaseStoreOptions['admit'];
   /** Temp dir -> .part file of every ingest running in this process; cleanupOrphans spares them. */
   private readonly active = new Map<string, string>();
 
@@ -88,6 +96,7 @@ export class ReleaseStore {
     this.uploadIdleTimeoutMs = options.uploadIdleTimeoutMs;
     this.syncTimeoutMs = options.syncTimeoutMs ?? 120_000;
     this.requireRoom = options.requireRoom ?? false;
+    this.admit = options.admit;
   }
 
   get incomingDir(): string {
@@ -134,6 +143,9 @@ export class ReleaseStore {
   /** Deletes a release dir; callers make sure no slot references it. */
   async remove(app: string, releaseId: string): Promise<void> {
     requireNames(app, releaseId);
+    // A built release's directories are read-only (agent/build/host-build.ts); its files, which may
+    // share inodes with other releases, keep their mode.
+    await setTreeWritable(this.releaseDir(app, releaseId), true, { dirsOnly: true }).catch(() => undefined);
     await rm(this.releaseDir(app, releaseId), { recursive: true, force: true });
   }
 
@@ -182,6 +194,8 @@ export class ReleaseStore {
       const { extraction, bytes, unpacked } = await this.receiveAndUnpack(input, partFile, tmpDir, label);
       const manifest = await verifiedManifest(tmpDir, { app, releaseId, label }, unpacked);
       input.accept?.(manifest);
+      this.admit?.(manifest, unpacked.contents, label);
+      if (input.deployedBy !== undefined) await writeDeploymentInfo(tmpDir, manifest, input.deployedBy);
       // Extraction left the tree free of group/other write and the root private; open the root
       // for reading only now that the release is complete.
       await chmod(tmpDir, 0o755);

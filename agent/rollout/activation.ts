@@ -7,8 +7,9 @@ import { planActivation } from './activation-plan.js';
 import { RolloutStop, type StepJournal } from './journal.js';
 import type { SlotProcesses } from './slot-process.js';
 import type { TrafficSwitch } from './traffic.js';
-import { watchChecks } from './watch-checks.js';
+import { watchChecks, type SmokeChecks } from './watch-checks.js';
 import { watchWindow, type WatchVerdict } from './watch.js';
+import type { PrepareRelease } from './release-preparation.js';
 
 export interface ActivationDeps {
   config: AgentConfig;
@@ -20,6 +21,10 @@ export interface ActivationDeps {
   traffic: TrafficSwitch;
   /** Runs the app's pre-deploy backup job; throws unless the backup was written and verified. */
   runBackup?: (job: string, deploymentId: number, actor: string) => Promise<{ id: number }>;
+  /** Host build and release phase of a release with a spec (release-preparation.ts); after the backup, before any start. */
+  prepareRelease?: PrepareRelease;
+  /** The release's smoke checks, run in every watch round (smoke.ts). */
+  smokeChecks?: SmokeChecks;
   clock: Clock;
 }
 
@@ -99,6 +104,7 @@ export class ActivationSteps {
       if (!runBackup) throw new SlipwayError('backups_unavailable', `${d.app} declares backupBeforeDeploy but backups are not set up`, { status: 500 });
       await j.step('backup', () => runBackup(backupJob, d.id, d.actor), (backup) => `backup ${backup.id} of ${backupJob} written and verified`);
     }
+    if (this.deps.prepareRelease) await this.deps.prepareRelease(j, env);
     return env;
   }
 

@@ -27,6 +27,8 @@ export interface RolloutDeps extends Omit<ActivationDeps, 'clock'> {
   faults?: FaultInjection;
   /** Deploy notifications (agent/notify): queued in the transactions that record a rollout. */
   notices?: RolloutNotices;
+  /** Refuses a release the box cannot run (native addons of another platform) before a rollout starts. */
+  admitRelease?: (app: string, releaseId: string) => void;
 }
 
 /** What the agent hands the rollout; the slot processes and the traffic switch are built from it. */
@@ -98,6 +100,7 @@ export class RolloutService {
     let slot: Slot;
     try {
       this.entry.requireRelease(app, input.releaseId);
+      this.deps.admitRelease?.(app, input.releaseId);
       slot = chooseTargetSlot(app, this.deps.state.app(app)!.liveSlot, input.slot);
     } catch (error) {
       this.locks.dropReservation(app, input.lockId);
@@ -136,6 +139,7 @@ export class RolloutService {
     const standby = liveSlot ? otherSlot(liveSlot) : 'blue';
     const warm = state.slot(app, standby);
     const reuseWarm = warm.releaseId === plan.target && warm.state === 'running';
+    if (!reuseWarm) this.deps.admitRelease?.(app, plan.target);
     return this.begin({
       app, kind: 'rollback', slot: standby, releaseId: plan.target, actor: input.actor, note: input.reason ?? null, forced: plan.forced,
       marksPrevious: plan.marksLiveRolledBack,

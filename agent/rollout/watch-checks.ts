@@ -4,13 +4,19 @@ import { isHttpHealth, type SlotProcesses, type SlotTarget } from './slot-proces
 import type { TrafficSwitch } from './traffic.js';
 import type { WatchCheck } from './watch.js';
 
+/** A release's smoke checks through nginx, one WatchCheck each (none for a release without any). */
+export type SmokeChecks = (app: string, releaseId: string) => Promise<WatchCheck[]>;
+
 /**
  * One round of the watch window, run concurrently: traffic through nginx on the release's first
  * route (status and the release marker), every listening process's own health endpoint, and every
  * process's PM2 state and restart count against the baseline taken when the window opened.
  */
 export async function watchChecks(
-  deps: { health: HealthChecker; processes: ProcessManager; slots: Pick<SlotProcesses, 'layout' | 'specOf'>; traffic: Pick<TrafficSwitch, 'probeOf'> },
+  deps: {
+    health: HealthChecker; processes: ProcessManager; slots: Pick<SlotProcesses, 'layout' | 'specOf'>; traffic: Pick<TrafficSwitch, 'probeOf'>;
+    smokeChecks?: SmokeChecks | undefined;
+  },
   { app, slot, releaseId }: SlotTarget,
   baselineRestarts: Record<string, number>,
 ): Promise<WatchCheck[]> {
@@ -53,5 +59,8 @@ export async function watchChecks(
       ? { name: 'process', ok: true, detail: `unknown: ${error.message}` }
       : { name: 'process', ok: false, detail: `${who(p.process)}${errorMessage(error)}` })));
   }
-  return Promise.all(checks);
+  // The release's smoke checks (smoke.ts), when its spec has any.
+  const smoke = deps.smokeChecks ? deps.smokeChecks(app, releaseId) : Promise.resolve([]);
+  const [own, smokes] = await Promise.all([Promise.all(checks), smoke]);
+  return [...own, ...smokes];
 }

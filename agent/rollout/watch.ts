@@ -1,7 +1,7 @@
 import { systemClock, type Clock } from './deps.js';
 
 export interface WatchCheck {
-  name: 'public' | 'slot' | 'process';
+  name: 'public' | 'slot' | 'process' | 'smoke';
   ok: boolean;
   /** What was seen, for the rollback reason: "HTTP 502", "restarts 0 → 1", ... */
   detail: string;

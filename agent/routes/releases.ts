@@ -107,7 +107,7 @@ export const releaseRoutes: FastifyPluginAsync<ReleaseRouteOptions> = async (app
       schema: { params: releaseParams, querystring: noQuery, headers: uploadHeaders, response: answers({ 201: storedRelease }) },
     }, async (request, reply) => reply.code(201).send(await releases.receive({
       app: request.params.app, releaseId: request.params.releaseId, sha256: request.headers[SHA256_HEADER],
-      source: request.body, expectedBytes: Number(request.headers['content-length']),
+      source: request.body, expectedBytes: Number(request.headers['content-length']), actor: request.actor,
     })));
   });
 };

@@ -1,21 +1,12 @@
+import type { HostBuildPolicy } from '../build/policy.js';
 import type { AppSpec } from '../../contract/spec.js';
 
 // What the box owner lets an app claim (agent.json apps.<app>), and the pure check of a release's
 // spec against it. A spec that asks for more is refused at upload and again at rollout entry,
 // each problem naming the spec field and the host setting that refused it.
 
-export interface BuildPolicy {
-  /** Whether a release may ask to be built on this host (`build.on: "host"`). */
-  allowHost: boolean;
-  /** A host build is refused when less memory than this is free. */
-  minFreeMemoryBytes: number;
-  /** The longest a host build may take, whatever the spec asks. */
-  timeoutMs: number;
-  /** CPU niceness of host builds (and ionice idle where available). */
-  nice: number;
-  /** Extra environment of host builds (e.g. npm_config_cache). */
-  env: Record<string, string>;
-}
+/** What the box owner allows host builds (agent.json apps.<app>.build; schema in agent/build/policy.ts). */
+export type BuildPolicy = HostBuildPolicy;
 
 export interface AppPolicy {
   /** Where nginx listens for the app: the address, and the ports its routes may use. */

@@ -208,6 +208,25 @@ const MIGRATIONS: string[] = [
     PRIMARY KEY (app, slot, process)
   );
   `,
+  // 6: host builds (agent/build/store.ts): one row per release built on this box, with the box's
+  // platform as its build platform, per build dir the install key it used or reused, and while it
+  // runs the release's paths as uploaded (what a build interrupted by a crash is undone against).
+  `
+  CREATE TABLE host_builds (
+    app            TEXT NOT NULL,
+    release_id     TEXT NOT NULL,
+    status         TEXT NOT NULL CHECK (status IN ('running', 'built', 'failed')),
+    platform       TEXT NOT NULL,
+    installs       TEXT NOT NULL DEFAULT '[]',
+    deployment_id  INTEGER,
+    started_at     TEXT NOT NULL,
+    ended_at       TEXT,
+    duration_ms    INTEGER,
+    error          TEXT,
+    uploaded_tree  TEXT,
+    PRIMARY KEY (app, release_id)
+  );
+  `,
 ];
 
 export function openDatabase(file: string): Db {

@@ -69,10 +69,27 @@ async function withAgent<T>(config: ControllerConfig, fn: (agent: import('../age
   }
 }
 
-export async function history(config: ControllerConfig, options: { json: boolean; limit: number }, out: Output): Promise<ExitCode> {
+export async function history(config: ControllerConfig, options: { json: boolean; limit: number; show?: number }, out: Output): Promise<ExitCode> {
+  if (options.show !== undefined) {
+    const id = options.show;
+    const detail = await withAgent(config, (agent) => agent.get<DeploymentSummary>(`/apps/${config.app}/deployments/${id}`));
+    out.data(options.json ? detail : formatDeploymentEvents(detail));
+    return EXIT.ok;
+  }
   const { deployments } = await withAgent(config, (agent) => agent.get<{ deployments: DeploymentSummary[] }>(`/apps/${config.app}/deployments?limit=${options.limit}`));
   out.data(options.json ? deployments : formatHistory(deployments));
   return EXIT.ok;
+}
+
+/** Pure: one deployment with every event it recorded, build and release-phase output included (deploy history --show). */
+export function formatDeploymentEvents(d: DeploymentSummary): string {
+  const head = formatHistory([d]);
+  const events = (d.events ?? []).map((e) => {
+    const mark = e.status === 'ok' ? '✓' : e.status === 'failed' ? '✗' : e.status === 'started' ? '…' : '·';
+    const timing = e.elapsedMs === null ? '' : ` ${formatMs(e.elapsedMs)}`;
+    return `    ${e.at.slice(11, 19)} ${mark} ${e.step.padEnd(10)}${timing}  ${e.message ?? ''}`.trimEnd();
+  });
+  return [head, ...events].join('\n');
 }
 
 export async function releases(config: ControllerConfig, options: { json: boolean }, out: Output): Promise<ExitCode> {

@@ -1,0 +1,40 @@
+import type { ReleaseManifest } from './manifest.js';
+
+/**
+ * DEPLOYMENT_INFO.json: written by the agent into the root of every release dir when it is
+ * published (mode 0444), so the app can tell which commit, spec and push it runs. Like
+ * manifest.json it is not part of the release's content digest (contract/release-content.ts):
+ * who deployed and when is a fact of the box, not of the commit.
+ */
+export const DEPLOYMENT_INFO_FILE = 'DEPLOYMENT_INFO.json';
+
+export interface DeploymentInfo {
+  releaseId: string;
+  app: string;
+  sha: string;
+  branch: string | null;
+  tag: string | null;
+  author: { name: string; email: string };
+  commitTime: string;
+  specDigest: string | null;
+  /** The actor that uploaded the release (the agent's audit identity of the caller). */
+  deployedBy: string;
+  /** When the release was published on this box. */
+  deployedAt: string;
+}
+
+/** Pure: the info of a release from its manifest and who uploaded it when. */
+export function deploymentInfoOf(manifest: ReleaseManifest, deployedBy: string, deployedAt: Date): DeploymentInfo {
+  return {
+    releaseId: manifest.releaseId,
+    app: manifest.app,
+    sha: manifest.sha,
+    branch: manifest.branch,
+    tag: manifest.tag ?? null,
+    author: manifest.author,
+    commitTime: manifest.commitTime,
+    specDigest: manifest.specDigest ?? null,
+    deployedBy,
+    deployedAt: deployedAt.toISOString(),
+  };
+}
