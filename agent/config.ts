@@ -181,6 +181,60 @@ const configSchema = {
           serverNames: { type: 'array', maxItems: 256, items: { type: 'string', pattern: POLICY_SERVER_NAME_PATTERN } },
           maxProcesses: { type: 'integer', minimum: 1, maximum: 32, default: 8 },
           maxInstances: { type: 'integer', minimum: 1, maximum: 1024, default: 16 },
+          slots: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['blue', 'green'],
+            properties: {
+              blue: { type: 'object', additionalProperties: false, required: ['port'], properties: { port } },
+              green: { type: 'object', additionalProperties: false, required: ['port'], properties: { port } },
+            },
+          },
+          start: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['script'],
+            properties: {
+              // Relative to the release dir; may not climb out of it.
+              script: { type: 'string', minLength: 1, pattern: '^(?!/)(?!.*(^|/)\\.\\.(/|$))[^\\u0000]+$' },
+              args: { ...argvList, default: [] },
+              nodeArgs: { ...argvList, default: [] },
+            },
+          },
+          envFile: absolutePath,
+          requiredEnv: {
+            type: 'array',
+            default: [],
+            items: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
+          },
+          health: {
+            type: 'object',
+            additionalProperties: false,
+            default: {},
+            properties: {
+              path: { type: 'string', pattern: '^/[\\x21-\\x7e]*$', default: '/health' },
+              expectStatus: { type: 'integer', minimum: 100, maximum: 599, default: 200 },
+              bodyContains: { type: 'string', minLength: 1 },
+              timeoutMs: { type: 'integer', minimum: 50, default: 2_000 },
+              intervalMs: { type: 'integer', minimum: 10, default: 250 },
+              retries: { type: 'integer', minimum: 1, maximum: 10_000, default: 120 },
+            },
+          },
+          public: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['listenPort'],
+            properties: {
+              listenHost: { type: 'string', pattern: LISTEN_HOST_PATTERN, default: '127.0.0.1' },
+              listenPort: port,
+              serverNames: {
+                type: 'array',
+                minItems: 1,
+                items: { type: 'string', pattern: SERVER_NAME_PATTERN },
+                default: ['_'],
+              },
+            },
+          },
           nginxTemplate: { type: 'string', pattern: '^[A-Za-z0-9_.-]+\\.njk$', default: 'app.conf.njk' },
           backupBeforeDeploy: { type: 'string', pattern: APP_NAME_PATTERN },
           build: buildPolicySchema,
