@@ -21,6 +21,9 @@ const baseSpec = {
   processes: { web: { script: 'server.js', health: { path: '/health' } } },
   routes: [{ serverNames: ['_'], path: '/', process: 'web' }],
   build: { dirs: [{ path: '.', install: 'auto', commands: [['npm', 'run', 'build']], prune: true }] },
+  // The spec's watch window applies (not the stack's legacy one): short, and the old slot kept warm
+  // so the test can switch back to it.
+  watch: { windowMs: 1000, intervalMs: 200, failuresToRollback: 3, keepPreviousWarm: true },
 };
 
 const specFile = (spec: unknown) => `${JSON.stringify(spec, null, 2)}\n`;
