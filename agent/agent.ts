@@ -24,6 +24,11 @@ import { CronJob } from './cron.js';
 import { VERSION } from '../contract/version.js';
 import { BackupService } from './backups/service.js';
 import { BackupScheduler } from './backups/scheduler.js';
+import { webhookNotifier } from './backups/notify.js';
+import os from 'node:os';
+import { Outbox } from './notify/outbox.js';
+import { NotificationDelivery } from './notify/delivery.js';
+import { Notices } from './notify/notices.js';
 
 export interface RunningAgent {
   server: FastifyInstance;
@@ -45,8 +50,26 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
   const db: Db = openDatabase(path.join(config.home, 'agent.db'));
   const state = new StateStore(db);
   for (const app of Object.keys(config.apps)) state.ensureApp(app);
+  // Notifications: queued in SQLite with what they report, delivered in the background.
+  NotificationDelivery.checkConfig(config.notifications);
+  const outbox = new Outbox(db, config.notifications);
+  const delivery = new NotificationDelivery({ outbox, config: config.notifications, logger });
+  const notices = new Notices({ config, state, outbox, wake: () => delivery.kick() });
+  const backupWebhook = webhookNotifier({
+    url: config.backups?.notifyWebhook, timeoutMs: config.backups?.notifyTimeoutMs ?? 5_000, host: os.hostname(), logger,
+  });
   // Before anything else runs: resolve backup runs a crash interrupted and remove their temp files.
-  const backups = new BackupService({ config, db, logger });
+  const backups = new BackupService({
+    config, db, logger,
+    notify: async (notice) => {
+      try {
+        notices.backup(notice);
+      } catch (error) {
+        logger.error({ err: error }, 'could not queue a backup notification');
+      }
+      await backupWebhook(notice);
+    },
+  });
   await backups.recoverOnStart();
 
   // Locks written under another boot id belong to a dead agent process.
@@ -86,6 +109,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
       return renderAppConfig(singleRouteInput(input, fallbackPort), { templateDir: config.nginx.templateDir, template: config.apps[input.app]!.nginxTemplate });
     },
     logger,
+    notices,
     // Read once here: the crash-recovery tests park a rollout at a step to kill the agent there.
     faults: { pauseBefore: process.env.SLIPWAY_FAULT_PAUSE_BEFORE ?? null },
   });
@@ -142,15 +166,25 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     config, token, state, releases, rollouts, processes, health: { checkOnce }, cleanup, logger, version: VERSION,
     backups: { service: backups, nextRun: (job) => backupScheduler.nextRun(job) },
     pm2Status: () => pm2Watchdog.status(),
+    outbox,
+    metrics: {
+      db,
+      apps: () => Object.keys(config.apps),
+      lockHeld: (app) => state.lock(app) !== undefined,
+      backups: () => backups.overview({ nextRun: (job) => backupScheduler.nextRun(job) }).jobs,
+      doraWindowMs: 30 * 86_400_000,
+    },
   });
   const url = await server.listen({ host: config.api.host, port: config.api.port });
   backupScheduler.start();
+  delivery.start();
   logger.info({ url, home: config.home, apps: Object.keys(config.apps) }, 'slipway-agent listening');
   return {
     server,
     url,
     async close() {
       retentionJob.stop();
+      await delivery.stop();
       await pm2Watchdog.stop();
       await backupScheduler.stop();
       // Before the server: a POST /backups/:job/run waiting on a dump would hold server.close().

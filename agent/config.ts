@@ -6,6 +6,7 @@ import { SlipwayError } from '../contract/errors.js';
 import { compileValidator } from '../lib/validate.js';
 import { packageRoot } from '../contract/version.js';
 import { NGINX_DEFAULTS, SWITCH_DIR_PATTERN, type NginxSettings } from './nginx/settings.js';
+import { notificationProblems, notificationsSchema, type NotificationsConfig } from './notify/config.js';
 import { backupsSchema, normalizeBackups, orphanBackupBeforeDeploy, type BackupsConfig } from './backups/config.js';
 import type { BuildPolicy } from './spec/policy.js';
 import { legacyMoves, translateLegacy } from './spec/legacy.js';
@@ -70,6 +71,8 @@ export interface AgentConfig {
   apps: Record<string, AppConfig>;
   /** Scheduled, verified database backups (agent/backups). */
   backups?: BackupsConfig;
+  /** Deploy and backup events to webhooks, through the outbox (agent/notify). */
+  notifications: NotificationsConfig;
   /** Legacy app fields in use and where each belongs now; logged once when the agent starts. */
   legacyMoves?: string[];
 }
@@ -149,6 +152,7 @@ const configSchema = {
       },
     },
     backups: backupsSchema,
+    notifications: notificationsSchema,
     ports: {
       type: 'object',
       additionalProperties: false,
@@ -283,7 +287,7 @@ export function parseAgentConfig(raw: unknown, source = 'agent config'): AgentCo
   config.pm2.home ??= path.join(config.home, 'pm2');
   config.nginx.templateDir ??= packageNginxDir;
   config.nginx.switchDir ??= `${config.nginx.includeDir.replace(/\/+$/, '')}-switch`;
-  const problems: string[] = [];
+  const problems: string[] = [...notificationProblems(config.notifications)];
   const moves: string[] = [];
   for (const [app, appConfig] of Object.entries(config.apps)) {
     const given = ((raw as { apps?: Record<string, Record<string, unknown>> }).apps?.[app] ?? {});

@@ -20,6 +20,12 @@ import { releaseRoutes } from './routes/releases.js';
 import { deploymentRoutes } from './routes/deployments.js';
 import { lockRoutes } from './routes/locks.js';
 import { backupRoutes, type BackupRouteOptions } from './routes/backups.js';
+import { notificationRoutes } from './routes/notifications.js';
+import { metricsRoutes } from './routes/metrics.js';
+import { createMetrics, type MetricsSource } from './metrics/registry.js';
+import { doraFigures } from './metrics/dora.js';
+import { doraHistory } from './metrics/history.js';
+import type { Outbox } from './notify/outbox.js';
 
 export interface ServerDeps {
   config: AgentConfig;
@@ -35,6 +41,10 @@ export interface ServerDeps {
   version: string;
   /** The PM2 daemon's state, answered without a PM2 call. */
   pm2Status?: () => Pm2DaemonStatus;
+  /** The notification outbox, for GET /notifications. */
+  outbox?: Outbox;
+  /** What GET /metrics and GET /apps/:app/dora read (the app status comes from the server's own view). */
+  metrics?: Omit<MetricsSource, 'appStatus'>;
 }
 
 /** JSON bodies are small: the largest real one is a rollback reason of 500 characters. */
@@ -80,5 +90,17 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   void app.register(deploymentRoutes, { rollouts: deps.rollouts, status });
   void app.register(lockRoutes, { locks: deps.rollouts });
   void app.register(backupRoutes, { ...deps.backups, logger: deps.logger });
+  if (deps.outbox) void app.register(notificationRoutes, { outbox: deps.outbox });
+  if (deps.metrics) {
+    const source = deps.metrics;
+    void app.register(metricsRoutes, {
+      registry: createMetrics({ ...source, appStatus: (name) => status.app(name) }),
+      apps: source.apps(),
+      dora: (name, sinceMs) => {
+        const until = (source.now ?? (() => new Date()))();
+        return doraFigures(doraHistory(source.db, name), new Date(until.getTime() - sinceMs), until);
+      },
+    });
+  }
   return app;
 }

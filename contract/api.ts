@@ -174,3 +174,32 @@ export interface LockInfo {
   deploymentId: number | null;
   stale: boolean;
 }
+
+/** GET /notifications: per configured webhook, what waits, what was delivered, and what was given up. */
+export interface WebhookStatus {
+  webhook: string;
+  pending: number;
+  delivered: number;
+  failed: number;
+  /** The oldest pending event once it has failed at least once: attempts so far and why the last one failed. */
+  retrying: { event: string; attempts: number; lastError: string | null; nextAttemptAt: string } | null;
+  lastDeliveredAt: string | null;
+  lastFailure: { event: string; at: string; error: string | null } | null;
+}
+
+export interface NotificationsStatus { webhooks: WebhookStatus[] }
+
+/** A distribution of durations: how many, median and 90th percentile (nearest rank), null for none. */
+export interface Spread { count: number; medianMs: number | null; p90Ms: number | null }
+
+/** GET /apps/:app/dora: the four DORA figures over a window (definitions in agent/metrics/dora.ts). */
+export interface DoraFigures {
+  since: string;
+  until: string;
+  days: number;
+  deployments: number;
+  perDay: number;
+  leadTime: Spread;
+  changeFailures: { failed: number; total: number; rate: number | null };
+  timeToRestore: Spread & { open: number };
+}

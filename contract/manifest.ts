@@ -59,7 +59,8 @@ export const manifestSchema = {
     buildTime: { type: 'string', format: 'date-time' },
     controllerVersion: { type: 'string', maxLength: 64 },
     // Checked whole by checkAppSpec (contract/spec.ts) wherever a manifest is read.
-    spec: { type: ['object', 'null'] },
+    // additionalProperties: true so response serialisation (fast-json-stringify) keeps the whole spec.
+    spec: { type: ['object', 'null'], additionalProperties: true },
     specDigest: { anyOf: [{ type: 'null' }, { type: 'string', pattern: SHA256_PATTERN }] },
     build: {
       anyOf: [{ type: 'null' }, {

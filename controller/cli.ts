@@ -13,6 +13,7 @@ import { status } from './commands/status.js';
 import { rollback } from './commands/rollback.js';
 import { cleanupReleases, history, lockRelease, lockStatus, releases } from './commands/history.js';
 import { backupList, backupRestore, backupRun } from './commands/backup.js';
+import { metrics } from './commands/metrics.js';
 
 interface GlobalOptions { config?: string; json?: boolean }
 
@@ -35,6 +36,11 @@ function parseReleaseRef(value: string): string {
 
 function parseSlot(value: string): Slot {
   if (!isSlot(value)) throw new InvalidArgumentError('must be "blue" or "green"');
+  return value;
+}
+
+function parseWindow(value: string): string {
+  if (!/^[0-9]{1,4}[hdw]$/.test(value)) throw new InvalidArgumentError('a number with h, d or w, e.g. 30d');
   return value;
 }
 
@@ -91,6 +97,11 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
     .description('deployments, switches and rollbacks: who, when, steps with durations, outcome and reason')
     .option('-n, --limit <count>', 'how many', parseCount, 20)
     .action((opts: { limit: number }) => run((out, global) => history(config(global), { json: global.json ?? false, limit: opts.limit }, out)));
+
+  program.command('metrics')
+    .description('DORA figures from the host\'s history: deployment frequency, lead time, change failure rate, time to restore')
+    .option('--since <window>', 'how far back: a number with h, d or w (e.g. 30d, 12h, 2w)', parseWindow, '30d')
+    .action((opts: { since: string }) => run((out, global) => metrics(config(global), { since: opts.since, json: global.json ?? false }, out)));
 
   const releasesCommand = program.command('releases')
     .description('releases retained on the host, with state (live, standby, good, bad, failed) and age')

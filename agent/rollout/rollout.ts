@@ -11,6 +11,7 @@ import { chooseTargetSlot } from './slots.js';
 import { TrafficSwitch } from './traffic.js';
 import { planRollback, previousRelease } from './rollback-plan.js';
 import { ActivationSteps, type ActivationDeps } from './activation.js';
+import type { RolloutNotices } from '../notify/notices.js';
 
 // The rollout's surface for the rest of the agent.
 export type { HealthChecker, NginxRenderInput, ProcessManager, TrafficSwitcher } from './deps.js';
@@ -24,6 +25,8 @@ export interface RolloutDeps extends Omit<ActivationDeps, 'clock'> {
   logger: Logger;
   clock?: Clock;
   faults?: FaultInjection;
+  /** Deploy notifications (agent/notify): queued in the transactions that record a rollout. */
+  notices?: RolloutNotices;
 }
 
 /** What the agent hands the rollout; the slot processes and the traffic switch are built from it. */
@@ -172,9 +175,11 @@ export class RolloutService {
     // client reading history, a --wait loop) finds the lock free.
     const end = (...args: Parameters<StepJournal['finish']>) => this.deps.state.transaction(() => {
       const result = journal.finish(...args);
+      this.notify(() => this.deps.notices?.ended(deployment, result));
       this.releaseRolloutLock(input.app, lock.lockId);
       return result;
     });
+    this.notify(() => this.deps.notices?.started(deployment));
     void run(journal)
       .then(() => end('succeeded', null, null), (error: unknown) => {
         const stop = error instanceof RolloutStop ? error : new RolloutStop('failed', 'before_switch', error);
@@ -209,6 +214,15 @@ export class RolloutService {
     const feed = new DeploymentFeed(id);
     this.feeds.set(id, feed);
     return new StepJournal({ ...this.deps, clock: this.clock, faults: this.deps.faults ?? NO_FAULTS }, deployment, feed);
+  }
+
+  /** A notification that cannot be queued is logged; it never fails the rollout it reports. */
+  private notify(queue: () => void): void {
+    try {
+      queue();
+    } catch (error) {
+      this.deps.logger.error({ err: error }, 'could not queue a deploy notification');
+    }
   }
 
   private releaseRolloutLock(app: string, lockId: string): void {

@@ -167,7 +167,25 @@ const MIGRATIONS: string[] = [
     WHERE d.app = releases.app AND d.release_id = releases.release_id AND d.kind = 'deploy' AND d.outcome = 'succeeded'
   );
   `,
-  // 4: what each slot runs (one row per process of its release's spec, written when the slot
+  // 4: the notification outbox (agent/notify/outbox.ts): an event is written in the transaction
+  // that records what it reports, and delivered later, in order per webhook, with retries.
+  `
+  CREATE TABLE outbox (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    webhook         TEXT NOT NULL,
+    app             TEXT NOT NULL,
+    event           TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    state           TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'failed')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT NOT NULL,
+    last_error      TEXT,
+    created_at      TEXT NOT NULL,
+    delivered_at    TEXT
+  );
+  CREATE INDEX outbox_pending ON outbox (webhook, state, id);
+  `,
+  // 5: what each slot runs (one row per process of its release's spec, written when the slot
   // starts, so stopping, status and rollback never guess) and the sticky port assignments.
   `
   CREATE TABLE slot_processes (

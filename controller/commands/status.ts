@@ -1,4 +1,4 @@
-import type { AppStatus } from '../../contract/api.js';
+import type { AppStatus, NotificationsStatus } from '../../contract/api.js';
 import { shortSha } from '../../contract/names.js';
 import type { ControllerConfig } from '../config.js';
 import { EXIT, type ExitCode } from '../errors.js';
@@ -22,11 +22,24 @@ export function formatStatus(status: AppStatus): string {
   return lines.join('\n');
 }
 
+/** Pure: one line per webhook that is retrying or has given up on an event; nothing when all is delivered. */
+export function formatNotificationProblems(status: NotificationsStatus): string[] {
+  const lines: string[] = [];
+  for (const w of status.webhooks) {
+    if (w.retrying) lines.push(`  notifications: ${w.webhook} retrying ${w.retrying.event} (${w.retrying.attempts} attempt(s), last: ${w.retrying.lastError ?? '?'}); ${w.pending} waiting`);
+    if (w.failed > 0 && w.lastFailure) lines.push(`  notifications: ${w.webhook} gave up on ${w.failed} event(s), last ${w.lastFailure.event} at ${w.lastFailure.at}: ${w.lastFailure.error ?? '?'}`);
+  }
+  return lines;
+}
+
 export async function status(config: ControllerConfig, json: boolean, out: Output): Promise<ExitCode> {
   const session = await openAgentSession(config);
   try {
     const appStatus = await session.agent.get<AppStatus>(`/apps/${config.app}`);
-    out.data(json ? appStatus : formatStatus(appStatus));
+    // Agents before notifications have no such route.
+    const notifications = await session.agent.find<NotificationsStatus>('/notifications');
+    if (json) out.data({ ...appStatus, ...(notifications ? { notifications } : {}) });
+    else out.data([formatStatus(appStatus), ...(notifications ? formatNotificationProblems(notifications) : [])].join('\n'));
     return EXIT.ok;
   } finally {
     await session.close();

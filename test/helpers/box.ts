@@ -167,6 +167,31 @@ export interface ApiAnswer { status: number; headers: http.IncomingHttpHeaders; 
  * it. node:http sends the path verbatim (fetch would normalise `/apps/..` away), and a response
  * that arrives before the server stops reading a large body still counts.
  */
+/** A whole HTTP/1.1 answer from raw bytes (status line, headers, body by Content-Length), or null if incomplete. */
+function parseRawAnswer(bytes: Buffer): ApiAnswer | null {
+  const headEnd = bytes.indexOf('\r\n\r\n');
+  if (headEnd < 0) return null;
+  const [statusLine, ...headerLines] = bytes.subarray(0, headEnd).toString('latin1').split('\r\n');
+  const status = /^HTTP\/1\.[01] (\d{3})/.exec(statusLine ?? '')?.[1];
+  if (!status) return null;
+  const headers: http.IncomingHttpHeaders = {};
+  for (const line of headerLines) {
+    const colon = line.indexOf(':');
+    if (colon > 0) headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+  }
+  const length = Number(headers['content-length'] ?? NaN);
+  const body = bytes.subarray(headEnd + 4);
+  if (!Number.isFinite(length) || body.length < length) return null;
+  const text = body.subarray(0, length).toString('utf8');
+  let json: Record<string, unknown> | null = null;
+  try {
+    json = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    json = null;
+  }
+  return { status: Number(status), headers, text, json };
+}
+
 export function agentRequest(
   stack: Stack,
   method: string,
@@ -202,8 +227,17 @@ export function agentRequest(
       });
     });
     req.setTimeout(30_000, () => req.destroy(new Error(`${method} ${pathname} timed out`)));
-    // The agent may answer and close before it has read a body it refuses (EPIPE, ECONNRESET).
-    req.on('error', (error) => { if (!answered) reject(error); });
+    // The agent may answer and close before it has read a body it refuses: our write then fails
+    // (EPIPE, ECONNRESET), sometimes before Node has parsed the answer that already arrived. The
+    // raw bytes are kept so that answer is still read, whichever comes first.
+    const raw: Buffer[] = [];
+    req.on('socket', (socket) => socket.on('data', (chunk: Buffer) => raw.push(chunk)));
+    req.on('error', (error) => {
+      if (answered) return;
+      const early = parseRawAnswer(Buffer.concat(raw));
+      if (early && ['EPIPE', 'ECONNRESET'].includes((error as NodeJS.ErrnoException).code ?? '')) resolve(early);
+      else reject(error);
+    });
     req.end(payload);
   });
 }

@@ -1,0 +1,61 @@
+import os from 'node:os';
+import type { DeploymentResult } from '../../contract/api.js';
+import type { AgentConfig } from '../config.js';
+import type { StateStore } from '../state/store.js';
+import type { Notice } from '../backups/notify.js';
+import { publicUrlOf } from '../rollout/public-address.js';
+import type { Deployment } from '../rollout/journal.js';
+import { endedEventName, type NotifyEvent, type NotifyEventName } from './events.js';
+import type { Outbox } from './outbox.js';
+
+/** What the rollout tells the notifications about; called inside the rollout's own transactions. */
+export interface RolloutNotices {
+  started(deployment: Deployment): void;
+  ended(deployment: Deployment, result: DeploymentResult): void;
+}
+
+/** Turns rollout and backup happenings into outbox events (fields from the release's manifest). */
+export class Notices implements RolloutNotices {
+  private readonly host = os.hostname();
+
+  constructor(private readonly deps: { config: AgentConfig; state: StateStore; outbox: Outbox; wake: () => void }) {}
+
+  started(d: Deployment): void {
+    this.enqueue(this.eventOf('rollout_started', d, null, null, {}));
+  }
+
+  ended(d: Deployment, result: DeploymentResult): void {
+    this.enqueue(this.eventOf(endedEventName(d.kind, result.outcome, result.phase), d, result.outcome, result.reason, result.stepDurationsMs));
+  }
+
+  /** A backup problem (every event but "skipped" means the app has no fresh verified backup). */
+  backup(notice: Notice): void {
+    if (notice.event === 'skipped') return;
+    this.enqueue({
+      event: 'backup_failed', app: notice.app, host: this.host, at: new Date().toISOString(), deploymentId: null, kind: 'backup',
+      releaseId: null, sha: null, tag: null, branch: null, actor: 'agent', outcome: notice.event,
+      reason: `${notice.job}${notice.backupId === null ? '' : ` #${notice.backupId}`}: ${notice.message}`, stepDurationsMs: {}, url: null,
+    });
+  }
+
+  private eventOf(event: NotifyEventName, d: Deployment, outcome: string | null, reason: string | null, steps: Record<string, number>): NotifyEvent {
+    const manifest = this.deps.state.release(d.app, d.releaseId)?.manifest;
+    return {
+      event, app: d.app, host: this.host, at: new Date().toISOString(), deploymentId: d.id, kind: d.kind, releaseId: d.releaseId,
+      sha: manifest?.sha ?? null, tag: manifest?.tag ?? null, branch: manifest?.branch ?? null, actor: d.actor, outcome,
+      reason: reason ?? d.note, stepDurationsMs: steps, url: this.urlOf(d.app),
+    };
+  }
+
+  private urlOf(app: string): string | null {
+    try {
+      return publicUrlOf(this.deps.config, app);
+    } catch {
+      return null;
+    }
+  }
+
+  private enqueue(event: NotifyEvent): void {
+    if (this.deps.outbox.enqueue(event) > 0) queueMicrotask(this.deps.wake);
+  }
+}
