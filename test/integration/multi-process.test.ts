@@ -221,7 +221,8 @@ describe('multi-process slots under PM2', () => {
     expect(message).toContain('last saw HTTP 503 "api unhealthy: database unreachable (simulated)"');
     expect(message).toContain('health check refused, the database is unreachable (simulated)');
     expect(message).not.toContain('not-for-logs');
-    expect(result.error!.details!.some((l) => l.startsWith('api| '))).toBe(true);
+    expect(message).toMatch(/last \d+ line\(s\) of shop-green-api's output:\n  out\| /);
+    expect(message).toContain('err| api: health check refused');
     // History keeps the same explanation.
     expect(state.deployments(APP, 1)[0]!.reason).toContain('database unreachable');
 
