@@ -56,7 +56,7 @@ export interface Pm2StartSpec {
   nodeArgs?: string[];
   /** 'none': run `script` itself (a non-Node program) instead of with Node. */
   interpreter?: 'none';
-  /** More than one: PM2 cluster mode (Node scripts only). Default 1 (fork mode). */
+  /** More than one: PM2 cluster mode for a Node script, N forks under the name for a command. Default 1. */
   instances?: number;
   /** How long PM2 waits after SIGINT before SIGKILL on stop/delete. */
   killTimeoutMs?: number;

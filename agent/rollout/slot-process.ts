@@ -165,7 +165,7 @@ export class SlotProcesses {
       if (failures.length === 1 || !(first instanceof SlipwayError)) throw first;
       const others = failures.slice(1).map((f) => `also: ${errorMessage(f).split('\n')[0]}`);
       throw new SlipwayError(first.code, `${first.message}\n${others.join('\n')}`, {
-        status: first.status, ...(first.hint ? { hint: first.hint } : {}), details: [...(first.details ?? []), ...others],
+        status: first.status, ...(first.hint ? { hint: first.hint } : {}),
       });
     }
     return results.reduce((sum, r) => sum + (r.status === 'fulfilled' ? r.value : 0), 0);
@@ -347,15 +347,20 @@ export class SlotProcesses {
   private async gateFailure(p: SlotProcessRow, what: string): Promise<SlipwayError> {
     const proc = await this.deps.processes.describe(p.pm2Name).catch(() => null);
     const procNote = proc ? `; PM2 reports ${proc.status}, ${proc.restarts} restart(s)` : '; not running in PM2';
-    const files = [proc?.outLog, proc?.errLog].filter((f): f is string => typeof f === 'string');
-    const lines: string[] = [];
-    for (const file of [...new Set(files)]) lines.push(...(await tailFile(file, LOG_TAIL_LINES).catch(() => [])));
-    const tail = lines.slice(-LOG_TAIL_LINES);
+    // stdout and stderr are separate files without timestamps: the end of each, labelled, half the
+    // lines each unless one is empty.
+    const read = (file: string | null | undefined) => (typeof file === 'string' ? tailFile(file, LOG_TAIL_LINES).catch(() => []) : Promise.resolve([]));
+    const out = await read(proc?.outLog);
+    const err = proc?.errLog === proc?.outLog ? [] : await read(proc?.errLog);
+    const half = LOG_TAIL_LINES / 2;
+    const outTake = err.length === 0 ? LOG_TAIL_LINES : Math.max(half, LOG_TAIL_LINES - err.length);
+    const errTake = LOG_TAIL_LINES - Math.min(out.length, outTake);
+    const tail = [...out.slice(-outTake).map((l) => `out| ${l}`), ...err.slice(-errTake).map((l) => `err| ${l}`)];
     const logBlock = tail.length > 0 ? `\nlast ${tail.length} line(s) of ${p.pm2Name}'s output:\n${tail.map((l) => `  ${l}`).join('\n')}` : '';
     return new SlipwayError('health_check_failed', `${what}${procNote}${logBlock}`, {
       hint: `read the app's log: PM2_HOME=${this.deps.config.pm2.home} pm2 logs ${p.pm2Name} --lines 50`,
+      // The lines are in the message itself (not details), so deploy history keeps them and the CLI shows them once.
       status: 502,
-      ...(tail.length > 0 ? { details: tail.map((l) => `${p.process}| ${l}`) } : {}),
     });
   }
 }

@@ -13,7 +13,14 @@ export function formatStatus(status: AppStatus): string {
   for (const s of status.slots) {
     const proc = s.process ? `${s.process.status} pid ${s.process.pid ?? '-'} restarts ${s.process.restarts}` : pm2Down ? `not known to PM2 (daemon ${status.pm2!.state})` : 'no process';
     const health = s.health ? (s.health.ok ? 'healthy' : `unhealthy (${s.health.status ?? s.health.error ?? '?'})`) : '-';
-    lines.push(`  ${s.live ? '*' : ' '} ${s.slot.padEnd(5)} :${s.port}  ${(s.releaseId ? shortSha(s.releaseId) : '-').padEnd(25)}  ${s.state.padEnd(8)}  ${proc}  ${health}`);
+    lines.push(`  ${s.live ? '*' : ' '} ${s.slot.padEnd(5)} :${s.port ?? '-'}  ${(s.releaseId ? shortSha(s.releaseId) : '-').padEnd(25)}  ${s.state.padEnd(8)}  ${proc}  ${health}`);
+    // A slot of several processes (a release with deploy.spec.json) lists each of them.
+    if (s.processes && s.processes.length > 1) {
+      for (const p of s.processes) {
+        const processHealth = p.health ? (p.health.ok ? 'healthy' : `unhealthy (${p.health.status ?? p.health.error ?? '?'})`) : '';
+        lines.push(`        ${p.name.padEnd(12)} ${p.port === null ? 'no port' : `:${p.port}`}  ${p.status ?? 'not in PM2'} ${p.online}/${p.instances} online  restarts ${p.restarts}  ${processHealth}`.trimEnd());
+      }
+    }
   }
   if (status.releases.length) lines.push('  releases:');
   for (const r of status.releases) {

@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAgentConfig, type AgentConfig } from '../../agent/config.js';
 import { checkOnce, httpGet, waitHealthy } from '../../agent/health.js';
 import { StatusService } from '../../agent/status.js';
+import { recoverAfterRestart } from '../../agent/rollout/recovery.js';
 import { SlotProbeCache } from '../../agent/slot-probe.js';
 import { Pm2Adapter } from '../../agent/pm2.js';
 import { openDatabase, type Db } from '../../agent/state/db.js';
@@ -101,6 +102,7 @@ describe('multi-process slots under PM2', () => {
   let nginx: RouterNginx;
   let rollouts: RolloutService;
   let slots: SlotProcesses;
+  let traffic: ReturnType<typeof createRollouts>['traffic'];
   let publicPort: number;
   let range: { from: number; to: number };
 
@@ -164,6 +166,7 @@ describe('multi-process slots under PM2', () => {
     });
     rollouts = built.rollouts;
     slots = built.slots;
+    traffic = built.traffic;
   }, 60_000);
 
   afterAll(async () => {
@@ -218,7 +221,8 @@ describe('multi-process slots under PM2', () => {
     expect(message).toContain('last saw HTTP 503 "api unhealthy: database unreachable (simulated)"');
     expect(message).toContain('health check refused, the database is unreachable (simulated)');
     expect(message).not.toContain('not-for-logs');
-    expect(result.error!.details!.some((l) => l.startsWith('api| '))).toBe(true);
+    expect(message).toMatch(/last \d+ line\(s\) of shop-green-api's output:\n  out\| /);
+    expect(message).toContain('err| api: health check refused');
     // History keeps the same explanation.
     expect(state.deployments(APP, 1)[0]!.reason).toContain('database unreachable');
 
@@ -326,4 +330,30 @@ describe('multi-process slots under PM2', () => {
     expect((await processes.list()).map((p) => `${p.name}:${p.pid}`).sort()).toEqual(pidsBefore);
     expect(state.app(APP)!.liveSlot).toBe(live);
   }, 60_000);
+
+  it('crash recovery adopts a healthy multi-process live slot as it runs, and brings back a process PM2 lost', async () => {
+    const live = state.app(APP)!.liveSlot!;
+    const names = slots.layout(APP, live).map((p) => p.pm2Name);
+    const pids = async () => Promise.all(names.map(async (n) => (await processes.describe(n))?.pid ?? null));
+    const before = await pids();
+    const recover = () => recoverAfterRestart({
+      config, state, processes, health: { waitHealthy, httpGet }, bootId: 'boot-2', releaseDir, logger: pino({ level: 'silent' }),
+      activation: {
+        startRelease: (app, slot, releaseId) => slots.startRelease(app, slot, releaseId),
+        switchTraffic: async (app, slot, releaseId, options) => { await traffic.switchTraffic(app, slot, releaseId, options); },
+        layout: (app, slot) => slots.layout(app, slot),
+        checkHealth: (app, slot, retries) => slots.checkHealth(app, slot, retries),
+        probeOf: (app, releaseId) => traffic.probeOf(app, releaseId),
+      },
+    });
+    expect(await recover()).toEqual([]);
+    expect(await pids()).toEqual(before);
+    expect(state.app(APP)!.liveSlot).toBe(live);
+
+    // One process of the live slot gone from PM2: the slot's release is started again, whole.
+    await processes.delete(`shop-${live}-api`);
+    expect(await recover()).toEqual([]);
+    expect(await processes.describe(`shop-${live}-api`)).toMatchObject({ status: 'online' });
+    expect(await via('api.shop.test')).toMatchObject({ status: 200, process: 'api' });
+  }, 120_000);
 });
