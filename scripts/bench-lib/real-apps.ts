@@ -28,14 +28,14 @@ import { startStack, type Stack } from '../../test/helpers/stack.js';
 import { AgentApi } from './agent-api.js';
 import { setUpCapistrano, type Capistrano } from './capistrano.js';
 import { deployCli, requireCliOk, type Plan } from './context.js';
-import { DEPS_APP_DIR, warmNpmCache, type NpmCache } from './npm-cache.js';
+import { DEPS_APP_DIR, warmNpmCache, type NpmCache } from '../../test/helpers/npm-cache.js';
+import { MULTI_APP_DIR, depsSpec as depsSpecWith } from '../../test/helpers/real-apps.js';
 import { setUpPm2Deploy, type Pm2Deploy } from './pm2-deploy.js';
 import { runTimed, type TimedRun } from './procs.js';
 import { makeFigure, type Figure } from './report.js';
 import { timeUntilServed, type Timed } from './rollouts.js';
 import { summarize } from './stats.js';
 
-export const MULTI_APP_DIR = path.join(REPO_ROOT, 'test', 'fixtures', 'multi-app-full');
 const SECTION = '8. Real apps';
 const WATCH = { windowMs: 2000, intervalMs: 200, failuresToRollback: 3, keepPreviousWarm: true };
 
@@ -85,17 +85,7 @@ export async function issue12Support(): Promise<Issue12Support> {
   };
 }
 
-/** deploy.spec.json of the deps-app as the bench deploys it. */
-export function depsSpec(on: 'controller' | 'host', listenPort: number): string {
-  return `${JSON.stringify({
-    processes: {
-      web: { script: 'server.js', health: { path: '/health', intervalMs: 100, timeoutMs: 1000, retries: 300 } },
-    },
-    routes: [{ serverNames: ['_'], path: '/', process: 'web', listenPort }],
-    build: { on, dirs: [{ path: '.', install: 'npm', commands: [['npm', 'run', 'build']], prune: true }], timeoutMs: 300_000 },
-    watch: WATCH,
-  }, null, 2)}\n`;
-}
+const depsSpec = (on: 'controller' | 'host', listenPort: number) => depsSpecWith(on, listenPort, WATCH);
 
 interface Series { served: number[]; gap: number[]; misses: number[] }
 const series = (): Series => ({ served: [], gap: [], misses: [] });

@@ -1,13 +1,13 @@
-// The npm side of the real-dependency rows: one npm cache warmed from the registry at bench start,
-// then every install of the bench (Capistrano's, pm2 deploy's, Slipway's controller and host
-// builds) runs with npm_config_offline=true from a copy of it, so the figures measure the deploy
-// tools and not the network. The "changed lockfile" commits add a small dependency at a
+// npm for the real-dependency tests and bench rows (issue 12): one npm cache warmed from the
+// registry once, then every install (Capistrano's, pm2 deploy's, Slipway's controller and host
+// builds) runs with npm_config_offline=true from it or a copy of it, so results and figures do not
+// depend on the network. The "changed lockfile" commits add a small dependency at a
 // different exact version each time (a lockfile no earlier release had), resolved here once.
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { REPO_ROOT } from '../../test/helpers/agent-process.js';
-import { runTimed } from './procs.js';
+import { runCommand } from '../../lib/exec.js';
+import { REPO_ROOT } from './agent-process.js';
 
 export const DEPS_APP_DIR = path.join(REPO_ROOT, 'test', 'fixtures', 'deps-app');
 /** Tiny, no dependencies of its own, many published versions. */
@@ -34,8 +34,8 @@ export interface NpmCache {
 }
 
 async function npm(args: string[], cwd: string, env: Record<string, string>): Promise<void> {
-  const run = await runTimed(['npm', ...args, '--no-audit', '--no-fund'], { cwd, env: { ...process.env, ...env }, timeoutMs: 300_000 });
-  if (run.code !== 0) throw new Error(`npm ${args.join(' ')} in ${cwd} failed (exit ${run.code}):\n${(run.stdout + run.stderr).slice(-2000)}`);
+  const run = await runCommand(['npm', ...args, '--no-audit', '--no-fund'], { cwd, env: { ...process.env, ...env }, timeoutMs: 300_000 });
+  if (run.exitCode !== 0) throw new Error(`npm ${args.join(' ')} in ${cwd} failed (exit ${run.exitCode}):\n${(run.stdout + run.stderr).slice(-2000)}`);
 }
 
 /**
@@ -89,8 +89,8 @@ export async function warmNpmCache(count: number): Promise<NpmCache> {
         copy = (async () => {
           const cache = path.join(dir, `cache-${owner.uid}`);
           await fs.cp(rootCache, cache, { recursive: true });
-          const chown = await runTimed(['chown', '-R', `${owner.uid}:${owner.gid}`, cache], { timeoutMs: 60_000 });
-          if (chown.code !== 0) throw new Error(`chown of the npm cache for uid ${owner.uid} failed: ${chown.stderr}`);
+          const chown = await runCommand(['chown', '-R', `${owner.uid}:${owner.gid}`, cache], { timeoutMs: 60_000 });
+          if (chown.exitCode !== 0) throw new Error(`chown of the npm cache for uid ${owner.uid} failed: ${chown.stderr}`);
           return cache;
         })();
         copies.set(owner.uid, copy);
