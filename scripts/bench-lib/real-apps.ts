@@ -19,6 +19,7 @@
 // built controller and agent have them, those rows are skipped with a note and only the baselines
 // are measured (the bench does not fail for it).
 import { promises as fs } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { REPO_ROOT } from '../../test/helpers/agent-process.js';
 import { createAppRepo, type AppRepo } from '../../test/helpers/git-repo.js';
@@ -284,8 +285,11 @@ export async function benchMulti(ctx: RealAppsContext): Promise<void> {
     return;
   }
   // One agent, two apps from the same fixture: `multi` with the full spec, `single` with its web process only.
+  // The worker's counter files and the release phase's marker go here (named by the host's env file).
+  const stateDir = await fs.mkdtemp(path.join(os.tmpdir(), 'slipway-bench-multi-'));
+  ctx.onCleanup(() => fs.rm(stateDir, { recursive: true, force: true }));
   const stack = await startStack({
-    app: 'multi', appDir: MULTI_APP_DIR, envFileContent: 'MULTI_GREETING=hello\n',
+    app: 'multi', appDir: MULTI_APP_DIR, envFileContent: `MULTI_GREETING=hello\nMULTI_STATE_DIR=${stateDir}\n`,
     policy: { serverNames: ['web.test', 'api.test'] },
   });
   ctx.onCleanup(() => stack.stop());
@@ -335,7 +339,7 @@ export async function benchMulti(ctx: RealAppsContext): Promise<void> {
     id: 'multi.served', section: SECTION, title: 'multi-process app push (web×2, FastAPI, worker) → new SHA served (ms)', unit: 'ms',
     slipway: { label: 'deploy push (3 processes)', samples: multi.served }, baseline: { label: 'deploy push (1 process)', samples: single.served },
     notes: [
-      'same fixture and agent: app "multi" runs web (2 cluster instances), api (uvicorn) and worker; app "single" runs web only, 1 instance; both with release phase and smoke checks only in "multi"',
+      'same fixture and agent: app "multi" runs web (2 cluster instances), api (uvicorn) and worker; app "single" runs web only, 1 instance, no release phase or smoke checks (those are part of what "multi" costs)',
       `probes answered by neither SHA: multi ${multi.misses.join('/')}, single ${single.misses.join('/')}`,
     ],
   }));
