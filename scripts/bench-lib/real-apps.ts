@@ -29,7 +29,7 @@ import { startStack, type Stack } from '../../test/helpers/stack.js';
 import { AgentApi } from './agent-api.js';
 import { setUpCapistrano, type Capistrano } from './capistrano.js';
 import { deployCli, requireCliOk, type Plan } from './context.js';
-import { DEPS_APP_DIR, warmNpmCache, type NpmCache } from '../../test/helpers/npm-cache.js';
+import { DEPS_APP_DIR, warmNpmCache, type NpmCache } from '../../test/helpers/npm-warm-cache.js';
 import { MULTI_APP_DIR, depsSpec as depsSpecWith } from '../../test/helpers/real-apps.js';
 import { setUpPm2Deploy, type Pm2Deploy } from './pm2-deploy.js';
 import { runTimed, type TimedRun } from './procs.js';

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { REPO_ROOT } from './agent-process.js';
 
 export const MULTI_APP_DIR = path.join(REPO_ROOT, 'test', 'fixtures', 'multi-app-full');
-export { DEPS_APP_DIR } from './npm-cache.js';
+export { DEPS_APP_DIR } from './npm-warm-cache.js';
 
 /**
  * deploy.spec.json of the deps-app fixture: one web process (server.js) behind the catch-all

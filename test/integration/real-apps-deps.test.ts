@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshotTree } from '../helpers/box.js';
-import { warmNpmCache, type NpmCache } from '../helpers/npm-cache.js';
+import { warmNpmCache, type NpmCache } from '../helpers/npm-warm-cache.js';
 import { DEPS_APP_DIR, depsSpec } from '../helpers/real-apps.js';
 import { startStack, type Stack } from '../helpers/stack.js';
 import { readState, releaseOfCommit } from '../helpers/state.js';
