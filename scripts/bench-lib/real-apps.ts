@@ -10,7 +10,7 @@
 // each timed from the command's start until a fresh connection gets the new commit, with the
 // longest gap in which neither commit answered; once for a commit that leaves the lockfile
 // unchanged and once for one that adds a dependency (a lockfile no release had before). npm runs
-// offline from a cache warmed at the start (npm-cache.ts).
+// offline from a cache warmed at the start (test/helpers/npm-warm-cache.ts).
 //
 // multi: the multi-process fixture (test/fixtures/multi-app-full: a Node web process with two
 // cluster instances, a FastAPI api, a worker) pushed next to the same app with a one-process spec.
