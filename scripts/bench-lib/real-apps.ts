@@ -70,17 +70,20 @@ export async function issue12Support(): Promise<Issue12Support> {
   if (process.env.SLIPWAY_BENCH_ISSUE12 === '1') return { controllerBuild: true, hostBuild: true, multiProcess: true, reason: '' };
   const controller = await distText(path.join(REPO_ROOT, 'dist', 'controller'));
   const agent = await distText(path.join(REPO_ROOT, 'dist', 'agent'));
+  const template = await fs.readFile(path.join(REPO_ROOT, 'nginx', 'app.conf.njk'), 'utf8').catch(() => '');
   // The controller reads deploy.spec.json (contract/spec.js's checkAppSpec) and runs an install step.
   const controllerBuild = controller.includes('checkAppSpec') && /npm['"`, ]+ci|'ci'/.test(controller);
-  // The agent checks specs against the host policy and builds on the host under a free-memory floor.
+  // The agent checks specs against the host policy (spec_refused) ...
   const agentSpec = agent.includes('spec_refused');
-  const hostBuild = agentSpec && agent.includes('minFreeMemoryBytes');
-  const multiProcess = agentSpec && agent.includes('PORT_');
+  // ... builds on the host under a free-memory floor at lowered priority ...
+  const hostBuild = agentSpec && agent.includes('build_memory_low') && agent.includes('ionice');
+  // ... and runs several processes per slot behind routes (WebSocket map in the template), with smoke checks.
+  const multiProcess = agentSpec && agent.includes('PORT_') && template.includes('http_upgrade') && /smoke/.test(agent);
   const missing = [
     controllerBuild ? null : 'controller build (deploy.spec.json, npm ci)',
     agentSpec ? null : 'agent spec support (spec_refused)',
-    hostBuild ? null : 'host build (build.minFreeMemoryBytes)',
-    multiProcess ? null : 'multi-process slots (PORT_<NAME>)',
+    hostBuild ? null : 'host build (build_memory_low, ionice)',
+    multiProcess ? null : 'multi-process slots with routes and smoke checks (PORT_<NAME>, $http_upgrade map, smoke)',
   ].filter(Boolean);
   return {
     controllerBuild: controllerBuild && agentSpec, hostBuild, multiProcess,
@@ -196,9 +199,15 @@ export async function benchDeps(ctx: RealAppsContext): Promise<void> {
     }
   }
 
+  let hostError: Error | null = null;
   if (slipwayOn && !support.hostBuild) {
     ctx.notes.push(`real deps: build.on "host" rows skipped: ${support.reason}`);
   } else if (slipwayOn) {
+    // A failure here must not lose the rows measured so far: it becomes a note and the bench's error.
+    hostError = await hostPhase().then(() => null, (error: unknown) => error instanceof Error ? error : new Error(String(error)));
+    if (hostError) ctx.notes.push(`real deps: build.on "host" phase failed: ${hostError.message.split('\n').slice(0, 4).join(' ')}`);
+  }
+  async function hostPhase(): Promise<void> {
     ctx.log('real deps: switching the spec to build.on "host"');
     await stack.repo.commit({ 'deploy.spec.json': depsSpec('host', stack.publicPort) }, 'bench: build on the host');
     requireCliOk(await slipwayPush(), 'warm-up push (host build)');
@@ -253,6 +262,7 @@ export async function benchDeps(ctx: RealAppsContext): Promise<void> {
   const capMedian = summarize(results.unchanged.cap.served)?.median;
   const pm2Median = summarize(results.unchanged.pm2.served)?.median;
   ctx.notes.push(`real deps baselines (unchanged lockfile): cap ${fmt(results.unchanged.cap.served)} ms (median ${capMedian?.toFixed(0)}), pm2 deploy ${fmt(results.unchanged.pm2.served)} ms (median ${pm2Median?.toFixed(0)}); changed lockfile: cap ${fmt(results.changed.cap.served)} ms, pm2 deploy ${fmt(results.changed.pm2.served)} ms`);
+  if (hostError) throw hostError;
 }
 
 /** deploy.spec.json of the multi-process fixture reduced to its web process, one instance. */
