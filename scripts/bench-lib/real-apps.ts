@@ -93,13 +93,17 @@ export async function issue12Support(): Promise<Issue12Support> {
 
 const depsSpec = (on: 'controller' | 'host', listenPort: number) => depsSpecWith(on, listenPort, WATCH);
 
-interface Series { served: number[]; gap: number[]; misses: number[] }
-const series = (): Series => ({ served: [], gap: [], misses: [] });
+interface Series { served: number[]; gap: number[]; misses: number[]; packed: number[] }
+const series = (): Series => ({ served: [], gap: [], misses: [], packed: [] });
 function record(s: Series, t: Timed): void {
   s.served.push(t.servedMs);
   s.gap.push(t.transition.maxGapMs);
   s.misses.push(t.transition.misses);
+  // Slipway's CLI prints "packed …" once the release is built and packed: the controller-side share.
+  const packed = t.run.lines.find((line) => /\bpacked\b/.test(line.text));
+  if (packed) s.packed.push(packed.at - t.run.startedAt);
 }
+const median = (values: number[]) => summarize(values)?.median.toFixed(0) ?? '–';
 
 /** The release a URL serves now (the app's `release` field), or null. */
 async function servedRelease(url: string, headers: Record<string, string> = {}): Promise<string | null> {
@@ -246,7 +250,7 @@ export async function benchDeps(ctx: RealAppsContext): Promise<void> {
           slipway: { label, samples: s.served }, baseline: { label: b.label, samples: b.s.served },
           goal: { kind: 'ratioAtMost', value: 0.3 },
           notes: [
-            s.served.length === 0 ? `Slipway not measured: ${support.reason || 'see the section notes'}` : `Slipway probes answered by neither SHA: ${s.misses.join('/')}`,
+            s.served.length === 0 ? `Slipway not measured: ${support.reason || 'see the section notes'}` : `Slipway probes answered by neither SHA: ${s.misses.join('/')}; CLI start → "packed" (checkout, install, build, prune, pack) median ${median(s.packed)} ms of ${median(s.served)} ms`,
             `${b.label}: probes answered by neither SHA ${b.s.misses.join('/')}, longest gaps ${fmt(b.s.gap)} ms`,
           ],
         }));
