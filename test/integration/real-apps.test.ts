@@ -163,8 +163,9 @@ describe('real apps e2e: multi-process app (web ×2, FastAPI, worker): push, spe
     const liveSlot = readState(stack.home, APP).app!.liveSlot!;
     expect(await routeView(stack)).toEqual({
       'web.test/': `web ${b}`,
-      // No /api/ route any more: web's "/" answers it.
-      'web.test/api/ping': `web ${b}`,
+      // The include holds both slots' routes; the live slot has no /api/ route any more: 404
+      // (DESIGN-12: a slot without that route returns 404), not web's "/".
+      'web.test/api/ping': 'HTTP 404',
       'api.test/': `api ${b}`,
       'web.test/backend/ping': `api ${b}`,
       'web.test/admin/': `admin ${b}`,
@@ -181,9 +182,10 @@ describe('real apps e2e: multi-process app (web ×2, FastAPI, worker): push, spe
       'web.test/': `web ${a}`,
       'web.test/api/ping': `api ${a}`,
       'api.test/': `api ${a}`,
-      // The moved and the added routes are gone with their release.
-      'web.test/backend/ping': `web ${a}`,
-      'web.test/admin/': `web ${a}`,
+      // The moved and the added routes are gone with their release (the standby slot still has
+      // them, so their locations stay in the include and answer 404 for the live slot).
+      'web.test/backend/ping': 'HTTP 404',
+      'web.test/admin/': 'HTTP 404',
     });
     expect(await slotProcesses(stack, liveSlot)).toEqual({ web: 2, api: 1, worker: 1 });
     // At most one worker per slot, never more than the two slots' worth.
