@@ -13,7 +13,7 @@ import { createPm2Home, type Pm2Home } from '../helpers/pm2.js';
 import { freePort } from '../helpers/ports.js';
 import { httpGet } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
-import { openWebSocket } from '../helpers/websocket.js';
+import { openWebSocket } from '../helpers/ws-client.js';
 
 const run = promisify(execFile);
 const FIXTURE = path.join(REPO_ROOT, 'test', 'fixtures', 'multi-app-full');

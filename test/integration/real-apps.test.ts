@@ -16,7 +16,7 @@ import { MULTI_APP_DIR } from '../helpers/real-apps.js';
 import { startStack, type Stack } from '../helpers/stack.js';
 import { readState, releaseOfCommit } from '../helpers/state.js';
 import { waitFor } from '../helpers/wait.js';
-import { openWebSocket } from '../helpers/websocket.js';
+import { openWebSocket } from '../helpers/ws-client.js';
 
 const run = promisify(execFile);
 const PM2_BIN = path.join(REPO_ROOT, 'node_modules', 'pm2', 'bin', 'pm2');
