@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../helpers/agent-process.js';
 import { MULTI_APP_DIR } from '../helpers/real-apps.js';
-import { startStack, type Stack } from '../helpers/stack.js';
+import { httpGet, startStack, type Stack } from '../helpers/stack.js';
 import { readState, releaseOfCommit } from '../helpers/state.js';
 import { waitFor } from '../helpers/wait.js';
 import { openWebSocket } from '../helpers/ws-client.js';
@@ -128,13 +128,17 @@ describe('real apps e2e: multi-process app (web ×2, FastAPI, worker): push, spe
     expect(await view(stack, 'api.test', '/')).toMatchObject({ status: 200, process: 'api', release: a, slot: liveSlot });
     // The web process found its slot's API through PORT_API.
     expect(await view(stack, 'web.test', '/api-check')).toMatchObject({ status: 200, apiOk: true, release: a });
-    // Two cluster instances answer behind one port.
+    // Two cluster instances answer behind one port (asked on the port itself: nginx's upstream
+    // keep-alive connection would always reach the same instance).
+    const env = JSON.parse((await stack.getHost('web.test', '/env')).body) as { ports: Record<string, string> };
+    expect(Object.keys(env.ports).sort()).toEqual(['PORT', 'PORT_API', 'PORT_WEB']);
+    expect(env.ports.PORT).toBe(env.ports.PORT_WEB);
     const pids = new Set<number>();
     await waitFor(async () => {
-      const answer = await view(stack, 'web.test', '/');
-      if (answer.pid) pids.add(answer.pid);
+      const answer = await httpGet(`http://127.0.0.1:${env.ports.PORT}/`);
+      if (answer.status === 200) pids.add((JSON.parse(answer.body) as { pid: number }).pid);
       return pids.size >= 2;
-    }, { timeoutMs: 10_000, intervalMs: 10, description: 'answers from both web instances' });
+    }, { timeoutMs: 10_000, intervalMs: 10, description: 'answers from both web instances on the web port' });
     expect(await slotProcesses(stack, liveSlot)).toEqual({ web: 2, api: 1, worker: 1 });
     // The worker of the live slot runs and counts.
     const workerFiles = (await fs.readdir(stateDir)).filter((f) => f.startsWith(`worker-${liveSlot}-`));
@@ -163,9 +167,9 @@ describe('real apps e2e: multi-process app (web ×2, FastAPI, worker): push, spe
     const liveSlot = readState(stack.home, APP).app!.liveSlot!;
     expect(await routeView(stack)).toEqual({
       'web.test/': `web ${b}`,
-      // The include holds both slots' routes; the live slot has no /api/ route any more: 404
-      // (DESIGN-12: a slot without that route returns 404), not web's "/".
-      'web.test/api/ping': 'HTTP 404',
+      // No /api/ route in this release: its own "/" (web) answers, as its spec alone would route it,
+      // although the other slot's /api/ location is still in the include.
+      'web.test/api/ping': `web ${b}`,
       'api.test/': `api ${b}`,
       'web.test/backend/ping': `api ${b}`,
       'web.test/admin/': `admin ${b}`,
@@ -182,10 +186,10 @@ describe('real apps e2e: multi-process app (web ×2, FastAPI, worker): push, spe
       'web.test/': `web ${a}`,
       'web.test/api/ping': `api ${a}`,
       'api.test/': `api ${a}`,
-      // The moved and the added routes are gone with their release (the standby slot still has
-      // them, so their locations stay in the include and answer 404 for the live slot).
-      'web.test/backend/ping': 'HTTP 404',
-      'web.test/admin/': 'HTTP 404',
+      // The moved and the added routes are gone with their release: this release's "/" answers
+      // them, exactly as its own spec routes them (the standby slot still has those locations).
+      'web.test/backend/ping': `web ${a}`,
+      'web.test/admin/': `web ${a}`,
     });
     expect(await slotProcesses(stack, liveSlot)).toEqual({ web: 2, api: 1, worker: 1 });
     // At most one worker per slot, never more than the two slots' worth.
