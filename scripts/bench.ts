@@ -3,7 +3,7 @@
 // which installs wrk and Capistrano and builds first; the sections live in scripts/bench-lib/ (a
 // directory cannot share the name of the scripts/bench launcher). `--quick` does fewer repetitions
 // and smaller sizes; `--only a,b` runs some sections (backup, upload, repush, rollouts, swapback,
-// switch, wrk, footprint); both leave latest.md to full runs.
+// switch, wrk, footprint, deps, multi); both leave latest.md to full runs.
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,11 +18,12 @@ import { FULL_PLAN, QUICK_PLAN, deployCli, requireCliOk, type BenchContext } fro
 import { benchFootprint, steadyRss } from './bench-lib/footprint.js';
 import { abortChildren, killAllChildren, pause } from './bench-lib/procs.js';
 import { makeFigure, renderTable, writeResults, type Figure } from './bench-lib/report.js';
+import { benchDeps, benchMulti, type RealAppsContext } from './bench-lib/real-apps.js';
 import { benchPushAndRollback, benchRepush, benchSwapBack } from './bench-lib/rollouts.js';
 import { benchSwitchLatency, benchZeroDowntime } from './bench-lib/switching.js';
 import { benchUpload } from './bench-lib/upload.js';
 
-const SECTIONS = ['backup', 'upload', 'repush', 'rollouts', 'swapback', 'switch', 'wrk', 'footprint'] as const;
+const SECTIONS = ['backup', 'upload', 'repush', 'rollouts', 'swapback', 'switch', 'wrk', 'footprint', 'deps', 'multi'] as const;
 type Section = (typeof SECTIONS)[number];
 const RESULTS_DIR = path.join(REPO_ROOT, 'test', 'bench', 'results');
 
@@ -43,7 +44,7 @@ function parseArgs(argv: string[]): { quick: boolean; only: Set<Section> | null 
       if (unknown.length > 0 || names.length === 0) throw new Error(`--only takes sections from: ${SECTIONS.join(', ')} (got ${value || 'nothing'})`);
       only = new Set(names as Section[]);
     } else if (arg === '--help' || arg === '-h') {
-      process.stdout.write('usage: npm run bench [-- --quick] [-- --only backup,upload,repush,rollouts,swapback,switch,wrk,footprint]\n');
+      process.stdout.write('usage: npm run bench [-- --quick] [-- --only backup,upload,repush,rollouts,swapback,switch,wrk,footprint,deps,multi]\n');
       process.exit(0);
     } else throw new Error(`unknown argument ${arg} (try --help)`);
   }
@@ -129,6 +130,21 @@ async function main(): Promise<number> {
   log(`${quick ? 'quick' : 'full'} run on ${machine.cores} cores (${machine.cpu}), load ${machine.load}`);
   try {
     if (wants('backup')) await run('backup write path', () => benchBackup({ plan, figures, log }));
+    // Section 8 runs its own stacks, each stopped as soon as its rows are measured.
+    const realApps = (fn: (c: RealAppsContext) => Promise<void>) => async () => {
+      const own: (() => Promise<void>)[] = [];
+      const stopOwn = async () => {
+        for (const c of own.splice(0).reverse()) await c().catch((error: unknown) => log(`cleanup: ${error instanceof Error ? error.message : String(error)}`));
+      };
+      cleanups.push(stopOwn);
+      try {
+        await fn({ plan, figures, notes, log, onCleanup: (c) => { own.push(c); } });
+      } finally {
+        await stopOwn();
+      }
+    };
+    if (wants('deps')) await run('real-dependency app vs Capistrano and pm2 deploy', realApps(benchDeps));
+    if (wants('multi')) await run('multi-process app push', realApps(benchMulti));
 
     const stackSections: Section[] = ['upload', 'repush', 'rollouts', 'swapback', 'switch', 'wrk', 'footprint'];
     if (stackSections.some(wants)) {
@@ -184,7 +200,7 @@ async function main(): Promise<number> {
     await cleanup();
   }
 
-  const order = ['1.', '2.', '3.', '4.', '5.', '6.', '7.'];
+  const order = ['1.', '2.', '3.', '4.', '5.', '6.', '7.', '8.'];
   figures.sort((a, b) => order.findIndex((o) => a.section.startsWith(o)) - order.findIndex((o) => b.section.startsWith(o)));
   const durationS = (Date.now() - startedAt) / 1000;
   process.stdout.write(`\n${renderTable(figures)}\n\n`);
@@ -201,6 +217,7 @@ async function main(): Promise<number> {
       'Capistrano 3 (Debian package, test/bench/Capfile): git strategy from the same repository, same sshd and deploy user, `pm2 restart --update-env` through the `current` symlink; timed on the app\'s own port (one slot, no proxy)',
       '"served" = the first answer with the expected SHA on a fresh connection; probes every 5 ms (2 ms for switch latency); a gap = probes answered by neither SHA',
       'wrk -t2 -c50 against nginx, ended with SIGINT 0.5 s after the last flip; the bare reloads are paced like the agent\'s switches',
+      'real apps (section 8): the deps-app fixture (express + bufferutil, build with the dev dependency mustache) from one repository: Capistrano 3 stage `deps` (release dir + `npm ci --omit=dev` + PM2 restart), `pm2 deploy` (pm2-deploy: git fetch/reset from a local bare origin, `npm ci --omit=dev`, `pm2 startOrReload --update-env`, fork mode, over its own private sshd as a bash account), Slipway `deploy push --no-wait` with deploy.spec.json (build on the controller, then build.on host); npm offline from a cache warmed once; unchanged lockfile = a commit touching message.txt, changed = a commit adding kleur at a new exact version',
     ],
     errors,
     notes,

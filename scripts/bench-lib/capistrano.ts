@@ -28,7 +28,18 @@ export async function capistranoVersion(): Promise<string> {
   return run?.code === 0 ? run.stdout.trim().split('\n')[0] ?? 'unknown' : 'not installed';
 }
 
-export async function setUpCapistrano(stack: Stack): Promise<Capistrano> {
+export interface CapistranoOptions {
+  /** Stage under test/bench/config/deploy/ (default `bench`: the sample app). */
+  stage?: string;
+  /** Repository to deploy (default the stack's). */
+  repoDir?: string;
+  /** More BENCH_CAP_* settings the stage reads. */
+  env?: Record<string, string>;
+}
+
+export async function setUpCapistrano(stack: Stack, options: CapistranoOptions = {}): Promise<Capistrano> {
+  const repoDir = options.repoDir ?? stack.repo.dir;
+  const stage = options.stage ?? 'bench';
   const user = await ensureDeployUser();
   const pm2: Pm2Home = await createPm2Home();
   const deployTo = await fs.mkdtemp(path.join(os.tmpdir(), 'slipway-bench-cap-'));
@@ -40,14 +51,14 @@ export async function setUpCapistrano(stack: Stack): Promise<Capistrano> {
     await fs.chown(pm2.pm2Home, user.uid, user.gid);
     await fs.chown(deployTo, user.uid, user.gid);
     const gitConfig = path.join(deployTo, 'bench.gitconfig');
-    await fs.writeFile(gitConfig, `[safe]\n\tdirectory = ${stack.repo.dir}\n\tdirectory = ${stack.repo.dir}/.git\n`, { mode: 0o644 });
+    await fs.writeFile(gitConfig, `[safe]\n\tdirectory = ${repoDir}\n\tdirectory = ${repoDir}/.git\n`, { mode: 0o644 });
     const appPort = await freePort();
     const env: NodeJS.ProcessEnv = {
       ...process.env,
-      BENCH_CAP_REPO: stack.repo.dir,
+      BENCH_CAP_REPO: repoDir,
       BENCH_CAP_BRANCH: 'main',
       BENCH_CAP_DEPLOY_TO: path.join(deployTo, 'app'),
-      BENCH_CAP_LOG: path.join(stack.dir, 'capistrano.log'),
+      BENCH_CAP_LOG: path.join(stack.dir, `capistrano-${stage}.log`),
       BENCH_CAP_GITCONFIG: gitConfig,
       BENCH_CAP_USER: stack.sshd.user,
       BENCH_CAP_PORT: String(stack.sshd.port),
@@ -58,10 +69,11 @@ export async function setUpCapistrano(stack: Stack): Promise<Capistrano> {
       BENCH_CAP_PM2_HOME: pm2.pm2Home,
       BENCH_CAP_APP_PORT: String(appPort),
       SSH_AUTH_SOCK: '',
+      ...options.env,
     };
     const cap = async (task: string) => {
-      const run = await runTimed(['cap', 'bench', task], { cwd: CAP_DIR, env, timeoutMs: 120_000 });
-      if (run.code !== 0) throw new Error(`cap bench ${task} failed (exit ${run.code}${run.timedOut ? ', timed out' : ''}):\n${run.stderr.slice(-3000)}`);
+      const run = await runTimed(['cap', stage, task], { cwd: CAP_DIR, env, timeoutMs: 120_000 });
+      if (run.code !== 0) throw new Error(`cap ${stage} ${task} failed (exit ${run.code}${run.timedOut ? ', timed out' : ''}):\n${run.stderr.slice(-3000)}`);
       return run;
     };
     return { url: `http://127.0.0.1:${appPort}/`, deployTo, deploy: () => cap('deploy'), rollback: () => cap('deploy:rollback'), stop };

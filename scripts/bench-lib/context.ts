@@ -26,16 +26,22 @@ export interface Plan {
   getSeconds: number;
   backupMB: number;
   backupReps: number;
+  /** Section 8: rounds of (unchanged lockfile, changed lockfile) deploys per tool. */
+  depsReps: number;
+  /** Section 8: pushes of the multi-process app (and as many of the one-process one). */
+  multiReps: number;
 }
 
 export const FULL_PLAN: Plan = {
   uploadReps: 5, uploadBigMB: 100, uploadSmallMB: 5, repushReps: 3, rolloutReps: 5, swapBackReps: 3,
   switchReps: 10, loadSwitches: 20, loadRollbacks: 20, deployments: 100, getSeconds: 10, backupMB: 100, backupReps: 5,
+  depsReps: 3, multiReps: 5,
 };
 
 export const QUICK_PLAN: Plan = {
   uploadReps: 2, uploadBigMB: 20, uploadSmallMB: 5, repushReps: 1, rolloutReps: 2, swapBackReps: 1,
   switchReps: 5, loadSwitches: 5, loadRollbacks: 5, deployments: 10, getSeconds: 3, backupMB: 20, backupReps: 2,
+  depsReps: 1, multiReps: 2,
 };
 
 export interface BenchContext {
@@ -52,10 +58,10 @@ export interface BenchContext {
   log(message: string): void;
 }
 
-export function deployCli(stack: Stack, args: string[], options: { timeoutMs?: number; onLine?: Parameters<typeof runTimed>[1]['onLine'] } = {}): Promise<TimedRun> {
+export function deployCli(stack: Stack, args: string[], options: { timeoutMs?: number; env?: Record<string, string>; onLine?: Parameters<typeof runTimed>[1]['onLine'] } = {}): Promise<TimedRun> {
   return runTimed([process.execPath, CONTROLLER_MAIN, '--json', ...args], {
     cwd: stack.repo.dir,
-    env: { ...process.env, SSH_AUTH_SOCK: '' },
+    env: { ...process.env, SSH_AUTH_SOCK: '', ...options.env },
     timeoutMs: options.timeoutMs ?? 180_000,
     ...(options.onLine ? { onLine: options.onLine } : {}),
   });

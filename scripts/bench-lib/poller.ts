@@ -2,7 +2,7 @@
 // connection every few milliseconds, whatever the previous one is still doing (so a slow answer
 // never hides a gap), each recorded with when it was sent and answered.
 import http from 'node:http';
-import type { Sample } from './stats.js';
+import { sameCommit, type Sample } from './stats.js';
 
 /** Wall-clock milliseconds with sub-millisecond resolution, comparable with the agent's timestamps. */
 export function epochMs(): number {
@@ -15,6 +15,8 @@ export interface PollerOptions {
   timeoutMs?: number;
   /** Probes allowed in flight; a tick that would exceed it is skipped (and counted). */
   maxInFlight?: number;
+  /** Extra request headers (e.g. Host, for an app routed by server name). */
+  headers?: Record<string, string>;
 }
 
 export class ReleasePoller {
@@ -27,11 +29,13 @@ export class ReleasePoller {
   private readonly intervalMs: number;
   private readonly timeoutMs: number;
   private readonly maxInFlight: number;
+  private readonly headers: Record<string, string>;
 
   constructor(private readonly url: string, options: PollerOptions) {
     this.intervalMs = options.intervalMs;
     this.timeoutMs = options.timeoutMs ?? 2_000;
     this.maxInFlight = options.maxInFlight ?? 16;
+    this.headers = options.headers ?? {};
   }
 
   start(): this {
@@ -82,7 +86,7 @@ export class ReleasePoller {
   }
 
   waitForRelease(release: string, since: number, timeoutMs: number): Promise<Sample> {
-    return this.waitFor((s) => s.status === 200 && s.release === release, since, timeoutMs, `release ${release.slice(0, 12)}`);
+    return this.waitFor((s) => s.status === 200 && sameCommit(s.release, release), since, timeoutMs, `release ${release.slice(0, 12)}`);
   }
 
   private notify(): void {
@@ -103,7 +107,7 @@ export class ReleasePoller {
       settled = true;
       record(status, release, error);
     };
-    const req = http.get(this.url, { agent: false, headers: { connection: 'close' }, timeout: this.timeoutMs }, (res) => {
+    const req = http.get(this.url, { agent: false, headers: { ...this.headers, connection: 'close' }, timeout: this.timeoutMs }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => { if (body.length < 4096) body += chunk; });

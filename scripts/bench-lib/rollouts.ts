@@ -11,14 +11,14 @@ import { analyzeTransition, summarize, type Transition } from './stats.js';
 
 const POLL_MS = 5;
 
-interface Timed { servedMs: number; transition: Transition; run: TimedRun }
+export interface Timed { servedMs: number; transition: Transition; run: TimedRun }
 
 /**
  * Runs `action` while polling `url`; resolves once `target` answers and the action has ended.
  * The transition is analysed from the action's start to its end (or to the first answer, if later).
  */
-async function timeUntilServed(url: string, from: string | null, target: string, action: () => Promise<TimedRun>): Promise<Timed> {
-  const poller = new ReleasePoller(url, { intervalMs: POLL_MS }).start();
+export async function timeUntilServed(url: string, from: string | null, target: string, action: () => Promise<TimedRun>, headers: Record<string, string> = {}): Promise<Timed> {
+  const poller = new ReleasePoller(url, { intervalMs: POLL_MS, headers }).start();
   try {
     const started = epochMs();
     const running = action();

@@ -61,6 +61,17 @@ export interface Transition {
 }
 
 /**
+ * Whether a reported release is the expected one. Slipway's apps report release ids
+ * (<commit12>-<content digest12>), the baselines the full commit SHA: both start with the commit,
+ * so a label of at least 12 hex characters matches another one starting with the same 12.
+ */
+export function sameCommit(reported: string | null, expected: string | null): boolean {
+  if (reported === null || expected === null) return false;
+  if (reported === expected) return true;
+  return /^[0-9a-f]{12}/.test(reported) && /^[0-9a-f]{12}/.test(expected) && reported.slice(0, 12) === expected.slice(0, 12);
+}
+
+/**
  * What clients saw while traffic moved from `oldRelease` to `newRelease`, from the samples sent in
  * [from, to]. A gap runs from the first probe that neither release answered to the next probe
  * either did answer (or `to`).
@@ -70,8 +81,8 @@ export function analyzeTransition(
   window: { from: number; to: number; oldRelease: string | null; newRelease: string },
 ): Transition {
   const inWindow = samples.filter((s) => s.sentAt >= window.from && s.sentAt <= window.to).sort((a, b) => a.sentAt - b.sentAt);
-  const isNew = (s: Sample) => s.status === 200 && s.release === window.newRelease;
-  const isOld = (s: Sample) => window.oldRelease !== null && s.status === 200 && s.release === window.oldRelease;
+  const isNew = (s: Sample) => s.status === 200 && sameCommit(s.release, window.newRelease);
+  const isOld = (s: Sample) => window.oldRelease !== null && s.status === 200 && sameCommit(s.release, window.oldRelease);
   let firstMs: number | null = null;
   let misses = 0;
   let maxGapMs = 0;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { analyzeTransition, parseWrk, percentile, ratioOf, summarize, totalSocketErrors, type Sample } from '../../scripts/bench-lib/stats.js';
+import { analyzeTransition, parseWrk, percentile, ratioOf, sameCommit, summarize, totalSocketErrors, type Sample } from '../../scripts/bench-lib/stats.js';
 import { goalMet, makeFigure, renderTable } from '../../scripts/bench-lib/report.js';
 
 // The bench's arithmetic: what a figure, a gap and a ratio mean. Timings themselves are never
@@ -105,5 +105,23 @@ describe('figures and goals', () => {
     const table = renderTable([figure]);
     expect(table).toContain('[4. Switch latency]');
     expect(table).toMatch(/switch \(ms\)\s+40 ms \(30–50\)\s+bare reload\s+20 ms\s+2\.00×\s+≤ 1\.5× bare reload\s+MISSED/);
+  });
+});
+
+describe('release labels', () => {
+  it('match a Slipway release id (<commit12>-<digest12>) to its commit, and a full SHA to itself', () => {
+    const sha = `${'c'.repeat(12)}${'d'.repeat(28)}`;
+    expect(sameCommit(`${'c'.repeat(12)}-${'e'.repeat(12)}`, sha)).toBe(true);
+    expect(sameCommit(sha, sha)).toBe(true);
+    expect(sameCommit(`${'f'.repeat(12)}-${'e'.repeat(12)}`, sha)).toBe(false);
+    expect(sameCommit(null, sha)).toBe(false);
+    expect(sameCommit('unknown', 'unknown')).toBe(true);
+    expect(sameCommit('unknown-release', 'unknown-other')).toBe(false);
+  });
+
+  it('count a probe answered by the new commit\'s release id as new in a transition', () => {
+    const id = `${NEW.slice(0, 12)}-${'e'.repeat(12)}`;
+    const t = analyzeTransition([sample(0, OLD), sample(5, id)], { from: 0, to: 10, oldRelease: OLD, newRelease: NEW });
+    expect(t).toMatchObject({ misses: 0, maxGapMs: 0, firstMs: 6 });
   });
 });

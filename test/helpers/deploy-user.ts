@@ -9,10 +9,10 @@ export const DEPLOY_USER = 'slipway-deploy';
  * field is `*`, not the locked `!`, because sshd with UsePAM no refuses locked accounts even for
  * key logins.
  */
-export async function ensureDeployUser(name = DEPLOY_USER): Promise<{ uid: number; gid: number }> {
+export async function ensureDeployUser(name = DEPLOY_USER, shell = '/bin/sh'): Promise<{ uid: number; gid: number }> {
   let id = await runCommand(['id', '-u', name], { timeoutMs: 10_000 });
   if (id.exitCode !== 0) {
-    const add = await runCommand(['useradd', '--system', '--create-home', '--home-dir', `/var/lib/${name}`, '--shell', '/bin/sh', name], { timeoutMs: 30_000 });
+    const add = await runCommand(['useradd', '--system', '--create-home', '--home-dir', `/var/lib/${name}`, '--shell', shell, name], { timeoutMs: 30_000 });
     // 9: created meanwhile by a parallel test worker.
     if (add.exitCode !== 0 && add.exitCode !== 9) throw new Error(`useradd ${name} failed: ${add.stderr}`);
     id = await runCommand(['id', '-u', name], { timeoutMs: 10_000 });

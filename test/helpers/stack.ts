@@ -2,6 +2,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import http from 'node:http';
+import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { startSshd, type SshdHandle } from './sshd.js';
 import { startNginx, type NginxHandle } from './nginx.js';
@@ -32,6 +33,8 @@ export function httpGet(url: string, options: { host?: string; timeoutMs?: numbe
 }
 
 export interface Stack {
+  /** The app the stack deploys (APP unless StackOptions.app says otherwise). */
+  app: string;
   dir: string;
   home: string;
   sshd: SshdHandle;
@@ -44,11 +47,17 @@ export interface Stack {
   publicPort: number;
   slotPorts: { blue: number; green: number };
   publicUrl: string;
+  /** Listen ports the host policy allows the app (policy stacks; [publicPort] otherwise). */
+  listenPorts: number[];
+  /** The slot port range of the host policy (policy stacks), else null. */
+  portRange: { from: number; to: number } | null;
   repo: AppRepo;
   envFile: string;
   deploy(args: string[], options?: { env?: NodeJS.ProcessEnv }): Promise<CliResult>;
   deployInBackground(args: string[]): BackgroundCli;
   get(pathname?: string): Promise<HttpAnswer>;
+  /** GET through nginx with a Host header, on the public port or another allowed listen port. */
+  getHost(host: string, pathname?: string, port?: number): Promise<HttpAnswer>;
   /** Stops the agent (SIGTERM, or SIGKILL with `crash`) and starts it again with `env`. */
   restartAgent(options?: { env?: NodeJS.ProcessEnv; crash?: boolean }): Promise<void>;
   stop(): Promise<void>;
@@ -66,6 +75,56 @@ export interface StackOptions {
    * to fill the disk. The caller owns it: stop() neither empties nor unmounts it.
    */
   homeDir?: string;
+  /** App name in agent.json and deploy.config.json (default APP). */
+  app?: string;
+  /** Fixture copied into the app's repository (default the sample app). */
+  appDir?: string;
+  /** Content of the app's env file (default SAMPLE_GREETING=hello). */
+  envFileContent?: string;
+  /**
+   * The host policy of issue 12 (DESIGN-12) instead of the legacy app config: top-level `ports`,
+   * and for the app only what the box owner controls (listen, serverNames, limits, build, env
+   * file). The app's processes, routes, health and watch come from deploy.spec.json in its repo.
+   */
+  policy?: HostPolicyOptions;
+}
+
+export interface HostPolicyOptions {
+  /** Server names the app may claim ("*.example.com" patterns, "_"); default ["_"]. */
+  serverNames?: string[];
+  /** Listen ports the app may use besides the public port: this many more free ports. */
+  extraListenPorts?: number;
+  /** Size of the slot port range, picked free on loopback (default 40). */
+  portRangeSize?: number;
+  maxProcesses?: number;
+  maxInstances?: number;
+  /** apps.<app>.build (allowHost, minFreeMemoryBytes, timeoutMs, nice, env). */
+  build?: Record<string, unknown>;
+  /** Keep the legacy fields (slots, start, health, public, watch, requiredEnv) next to the policy. */
+  keepLegacy?: boolean;
+}
+
+/** Whether `port` can be bound on 127.0.0.1 right now. */
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.unref();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+/**
+ * A block of `size` consecutive ports free on loopback right now, away from the kernel's
+ * ephemeral range (32768+ on Linux), so parallel tests with their own blocks rarely meet.
+ */
+export async function freePortRange(size: number): Promise<{ from: number; to: number }> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const from = 21_000 + Math.floor(Math.random() * (11_000 - size));
+    const checks = await Promise.all(Array.from({ length: size }, (_, i) => portIsFree(from + i)));
+    if (checks.every(Boolean)) return { from, to: from + size - 1 };
+  }
+  throw new Error(`no block of ${size} free ports found on 127.0.0.1`);
 }
 
 /**
@@ -97,8 +156,32 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     // As on a VPS where the agent's token is readable by the deploy account only.
     await fs.writeFile(tokenFile, `${randomBytes(32).toString('base64url')}\n`, { mode: 0o600 });
     await fs.chown(tokenFile, deployUser.uid, deployUser.gid);
-    const envFile = path.join(dir, 'sample.env');
-    await fs.writeFile(envFile, 'SAMPLE_GREETING=hello\n', { mode: 0o600 });
+    const app = options.app ?? APP;
+    const envFile = path.join(dir, `${app}.env`);
+    await fs.writeFile(envFile, options.envFileContent ?? 'SAMPLE_GREETING=hello\n', { mode: 0o600 });
+    const policy = options.policy;
+    const listenPorts = [publicPort];
+    for (let i = 0; i < (policy?.extraListenPorts ?? 0); i++) listenPorts.push(await freePort());
+    const portRange = policy ? await freePortRange(policy.portRangeSize ?? 40) : null;
+    const legacyAppConfig = {
+      slots: { blue: { port: bluePort }, green: { port: greenPort } },
+      start: { script: 'server.js' },
+      envFile,
+      requiredEnv: ['SAMPLE_GREETING'],
+      health: { path: '/health', timeoutMs: 1000, intervalMs: 100, retries: 50 },
+      public: { listenHost: '127.0.0.1', listenPort: publicPort, serverNames: ['_'] },
+      // A short watch window keeps tests fast; tests of the window itself override it.
+      watch: { windowMs: 1000, intervalMs: 200, failuresToRollback: 3, keepPreviousWarm: true },
+    };
+    const policyAppConfig = policy ? {
+      ...(policy.keepLegacy ? legacyAppConfig : {}),
+      envFile,
+      listen: { host: '127.0.0.1', ports: listenPorts },
+      serverNames: policy.serverNames ?? ['_'],
+      ...(policy.maxProcesses !== undefined ? { maxProcesses: policy.maxProcesses } : {}),
+      ...(policy.maxInstances !== undefined ? { maxInstances: policy.maxInstances } : {}),
+      ...(policy.build ? { build: policy.build } : {}),
+    } : null;
     const agentConfig = {
       home,
       api: { host: '127.0.0.1', port: agentPort, tokenFile },
@@ -110,16 +193,10 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         errorLogPath: nginx.errorLogPath,
         ...(options.templateDir ? { templateDir: options.templateDir } : {}),
       },
+      ...(portRange ? { ports: portRange } : {}),
       apps: {
-        [APP]: {
-          slots: { blue: { port: bluePort }, green: { port: greenPort } },
-          start: { script: 'server.js' },
-          envFile,
-          requiredEnv: ['SAMPLE_GREETING'],
-          health: { path: '/health', timeoutMs: 1000, intervalMs: 100, retries: 50 },
-          public: { listenHost: '127.0.0.1', listenPort: publicPort, serverNames: ['_'] },
-          // A short watch window keeps tests fast; tests of the window itself override it.
-          watch: { windowMs: 1000, intervalMs: 200, failuresToRollback: 3, keepPreviousWarm: true },
+        [app]: {
+          ...(policyAppConfig ?? legacyAppConfig),
           ...options.appConfig,
         },
       },
@@ -132,9 +209,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     let agent = await start();
     cleanups.push(() => agent.stop());
 
-    const repo = await createAppRepo(path.join(dir, 'app'), SAMPLE_APP_DIR, {
+    const repo = await createAppRepo(path.join(dir, 'app'), options.appDir ?? SAMPLE_APP_DIR, {
       'deploy.config.json': JSON.stringify({
-        app: APP,
+        app,
         host: {
           address: sshd.host, port: sshd.port, user: sshd.user,
           identityFile: sshd.clientKeyPath, knownHostsFile: sshd.knownHostsPath,
@@ -144,12 +221,13 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     });
     const publicUrl = `http://127.0.0.1:${publicPort}`;
     return {
-      dir, home, sshd, nginx, pm2, agentConfigPath, agentConfig, agentPort, publicPort,
-      slotPorts: { blue: bluePort, green: greenPort }, publicUrl, repo, envFile,
+      app, dir, home, sshd, nginx, pm2, agentConfigPath, agentConfig, agentPort, publicPort,
+      slotPorts: { blue: bluePort, green: greenPort }, publicUrl, listenPorts, portRange, repo, envFile,
       get agent() { return agent; },
       deploy: (args, opts = {}) => runDeployCli(args, { cwd: repo.dir, ...(opts.env ? { env: opts.env } : {}) }),
       deployInBackground: (args) => startDeployCli(args, { cwd: repo.dir }),
       get: (pathname = '/') => httpGet(`${publicUrl}${pathname}`),
+      getHost: (host, pathname = '/', port = publicPort) => httpGet(`http://127.0.0.1:${port}${pathname}`, { host }),
       async restartAgent(opts = {}) {
         if (opts.crash) await agent.kill('SIGKILL');
         else await agent.stop();
