@@ -24,5 +24,13 @@ export const MISSED_GOAL_EXPLANATIONS: Record<string, string> = {
   'wrk.switch.socket': 'a switch is a flag flip with no reload, so it closes no client connection; socket errors on the Slipway side come from something else on the box (compare the connect/read/write/timeout split in the note).',
   'wrk.rollback.socket': 'see the switch note: a rollback to the warm slot is a flag flip with no reload.',
   'push.served': 'the CLI\'s own start (Node + ssh2 + ajv: ~300 ms) and its SSH connection are fixed costs; the rollout itself is start + health gate + switch (~0.4 s).',
+  // Section 8 (issue 12), measured on int + h-apps (test/bench/results/real-apps-issue12.md).
+  ...Object.fromEntries(['cap', 'pm2'].flatMap((b) => [
+    [`deps.unchanged.controller.vs-${b}.served`, 'the controller reinstalls every dependency on every push (a clean checkout, a full `npm ci` with dev dependencies, the build, '
+      + 'prune, pack: ~7 s of ~9 s, see the note): it needs a lockfile-keyed reuse of node_modules on the controller, as the host build has.'],
+    [`deps.changed.controller.vs-${b}.served`, 'a changed lockfile costs a full `npm ci` on the controller, as it costs the baselines on the box; ≤ 0.3× needs an incremental install.'],
+    [`deps.unchanged.host.vs-${b}.served`, 'node_modules is reused for an unchanged lockfile; what is left is the CLI, the upload, the host build\'s own bookkeeping, start, health gate and switch (~2.7 s after "packed").'],
+    [`deps.changed.host.vs-${b}.served`, 'a changed lockfile means a real `npm ci` on the box, as for the baselines; ≤ 0.3× needs an incremental install.'],
+  ])),
   'rollback.served': 'the CLI\'s own start (~300 ms) and SSH connection dominate a warm rollback, whose switch takes ~150 ms including the proof.',
 };
