@@ -1,18 +1,22 @@
 // The local demo: a whole Slipway installation on loopback (private sshd, nginx, PM2 home and
 // agent), then the sample app deployed with the real CLI: blue first, a second commit to green,
-// and nginx switched to it. Run through `bash scripts/demo`, which installs and builds first.
+// and nginx switched to it. Then a real app: express with a native addon, described by its own
+// deploy.spec.json, built on the controller (clean checkout, npm ci, build, prune), pushed,
+// changed, diffed and rolled back. Run through `bash scripts/demo`, which installs and builds first.
 import { spawn } from 'node:child_process';
 import { startStack, type Stack } from '../test/helpers/stack.js';
 import { CONTROLLER_MAIN } from '../test/helpers/agent-process.js';
+import { DEPS_APP_DIR, depsSpec } from '../test/helpers/real-apps.js';
+import { npmOfflineEnv, requireWarmNpmCache } from '../test/helpers/npm-cache.js';
 
 function say(text: string): void {
   process.stdout.write(`\n\x1b[1m${text}\x1b[0m\n`);
 }
 
-function deploy(stack: Stack, args: string[]): Promise<number | null> {
+function deploy(stack: Stack, args: string[], env: Record<string, string> = {}): Promise<number | null> {
   process.stdout.write(`$ deploy ${args.join(' ')}\n`);
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CONTROLLER_MAIN, ...args], { cwd: stack.repo.dir, stdio: 'inherit', env: { ...process.env, SSH_AUTH_SOCK: '' } });
+    const child = spawn(process.execPath, [CONTROLLER_MAIN, ...args], { cwd: stack.repo.dir, stdio: 'inherit', env: { ...process.env, SSH_AUTH_SOCK: '', ...env } });
     child.once('error', reject);
     child.once('close', resolve);
   });
@@ -23,6 +27,37 @@ async function showLive(stack: Stack): Promise<string> {
   const body = JSON.parse(answer.body) as { release: string; slot: string; message: string };
   process.stdout.write(`GET ${stack.publicUrl}/ → ${answer.status} slot=${body.slot} release=${body.release} "${body.message}"\n`);
   return body.release;
+}
+
+/** Part two: an app with real npm dependencies and its own spec, on a host configured by policy only. */
+async function realApp(): Promise<void> {
+  requireWarmNpmCache();
+  say('4. A real app: express + a native addon, its processes, routes and build in deploy.spec.json');
+  const stack = await startStack({ app: 'shop', appDir: DEPS_APP_DIR, envFileContent: 'DEPS_GREETING=hello\n', policy: { serverNames: ['_'] } });
+  // The demo installs from the npm cache scripts/setup warmed, so it needs no network.
+  const npm = npmOfflineEnv();
+  try {
+    process.stdout.write(`app    ${stack.repo.dir} (agent.json holds only the host policy: listen ports, server names, a slot port range)\n`);
+    await stack.repo.commit({ 'deploy.spec.json': depsSpec('controller', stack.publicPort) }, 'describe the app in deploy.spec.json');
+    if (await deploy(stack, ['push'], npm) !== 0) throw new Error('the real app\'s first push failed');
+    const first = JSON.parse((await stack.get('/')).body) as { release: string; banner: string };
+    process.stdout.write(`GET ${stack.publicUrl}/ → release ${first.release}, "${first.banner}" (built on the controller, dev dependencies pruned)\n`);
+
+    say('5. Change the code and the spec together (a new env value for the process), push, and see the spec diff');
+    const spec = JSON.parse(depsSpec('controller', stack.publicPort)) as { processes: { web: { env?: Record<string, string> } } };
+    spec.processes.web.env = { FEATURE_FLAG: 'on' };
+    await stack.repo.commit({ 'deploy.spec.json': `${JSON.stringify(spec, null, 2)}\n`, 'message.txt': 'deps app, second commit\n' }, 'second commit');
+    if (await deploy(stack, ['push'], npm) !== 0) throw new Error('the real app\'s second push failed');
+    await deploy(stack, ['diff', first.release]);
+
+    say('6. Roll back: the code and its spec go back together, in one flip');
+    if (await deploy(stack, ['rollback', '--reason', 'demo']) !== 0) throw new Error('the rollback failed');
+    const back = JSON.parse((await stack.get('/')).body) as { release: string };
+    process.stdout.write(`GET ${stack.publicUrl}/ → release ${back.release}\n`);
+    if (back.release !== first.release) throw new Error(`the rollback serves ${back.release}, expected ${first.release}`);
+  } finally {
+    await stack.stop();
+  }
 }
 
 async function main(): Promise<void> {
@@ -56,6 +91,7 @@ async function main(): Promise<void> {
     const ofCommit = served.startsWith(`${sha.slice(0, 12)}-`);
     say(ofCommit ? `nginx at ${stack.publicUrl} now serves release ${served} of commit ${sha} from green; blue is still running as the warm standby.` : `unexpected: nginx serves ${served}, expected a release of ${sha}`);
     if (!ofCommit) process.exitCode = 1;
+    if (!keep) await realApp();
     if (keep) {
       say(`The demo host keeps running (--keep). Try: curl -i ${stack.publicUrl}/   (cd ${stack.repo.dir} && node ${CONTROLLER_MAIN} switch blue). Ctrl-C stops it.`);
       await new Promise(() => undefined);
