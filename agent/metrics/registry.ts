@@ -100,11 +100,50 @@ export function createMetrics(source: MetricsSource): Registry {
     },
   });
   new Gauge({
-    name: 'slipway_process_restarts', help: 'PM2 restarts of a slot\'s process since it was started.', labelNames: ['app', 'slot'], registers: [registry],
+    name: 'slipway_process_restarts', help: 'PM2 restarts of each process of a slot since it was started.',
+    labelNames: ['app', 'slot', 'process'], registers: [registry],
     async collect() {
       this.reset();
       for (const app of source.apps()) {
-        for (const slot of (await source.appStatus(app)).slots) if (slot.process) this.set({ app, slot: slot.slot }, slot.process.restarts);
+        for (const slot of (await source.appStatus(app)).slots) {
+          for (const p of slot.processes ?? []) this.set({ app, slot: slot.slot, process: p.name }, p.restarts);
+        }
+      }
+    },
+  });
+  new Gauge({
+    name: 'slipway_process_instances_online', help: 'Instances PM2 reports online, per process of a slot (compare with slipway_process_instances).',
+    labelNames: ['app', 'slot', 'process'], registers: [registry],
+    async collect() {
+      this.reset();
+      for (const app of source.apps()) {
+        for (const slot of (await source.appStatus(app)).slots) {
+          for (const p of slot.processes ?? []) this.set({ app, slot: slot.slot, process: p.name }, p.online);
+        }
+      }
+    },
+  });
+  new Gauge({
+    name: 'slipway_process_instances', help: 'Instances the release\'s spec asks for, per process of a slot.',
+    labelNames: ['app', 'slot', 'process'], registers: [registry],
+    async collect() {
+      this.reset();
+      for (const app of source.apps()) {
+        for (const slot of (await source.appStatus(app)).slots) {
+          for (const p of slot.processes ?? []) this.set({ app, slot: slot.slot, process: p.name }, p.instances);
+        }
+      }
+    },
+  });
+  new Gauge({
+    name: 'slipway_process_healthy', help: 'Whether a listening process answers its own health check (1) or not (0).',
+    labelNames: ['app', 'slot', 'process'], registers: [registry],
+    async collect() {
+      this.reset();
+      for (const app of source.apps()) {
+        for (const slot of (await source.appStatus(app)).slots) {
+          for (const p of slot.processes ?? []) if (p.health) this.set({ app, slot: slot.slot, process: p.name }, p.health.ok ? 1 : 0);
+        }
       }
     },
   });

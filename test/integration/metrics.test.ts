@@ -51,6 +51,9 @@ describe('Prometheus metrics and DORA figures', () => {
     const steps = await prom.query(`slipway_step_duration_seconds_count{app="${APP}",step="healthy"}`);
     expect(Number(steps[0]!.value[1])).toBeGreaterThanOrEqual(2);
     expect(Number((await prom.query(`slipway_lock_held{app="${APP}"}`))[0]!.value[1])).toBe(0);
+    const liveSlot = live[0]!.metric.slot;
+    const online = await prom.query(`slipway_process_instances_online{app="${APP}",slot="${liveSlot}",process="web"}`);
+    expect(online.map((r) => Number(r.value[1]))).toEqual([1]);
     expect(Number((await prom.query(`slipway_dora_change_failure_rate{app="${APP}"}`))[0]!.value[1])).toBe(0.5);
   });
 
