@@ -6,6 +6,7 @@ import { SlipwayError } from '../contract/errors.js';
 import { compileValidator } from '../lib/validate.js';
 import { packageRoot } from '../contract/version.js';
 import { NGINX_DEFAULTS, SWITCH_DIR_PATTERN, type NginxSettings } from './nginx/settings.js';
+import { watchSchema } from '../contract/spec.js';
 import { notificationProblems, notificationsSchema, type NotificationsConfig } from './notify/config.js';
 import { buildPolicySchema } from './build/policy.js';
 import { backupsSchema, normalizeBackups, orphanBackupBeforeDeploy, type BackupsConfig } from './backups/config.js';
@@ -238,18 +239,8 @@ const configSchema = {
           nginxTemplate: { type: 'string', pattern: '^[A-Za-z0-9_.-]+\\.njk$', default: 'app.conf.njk' },
           backupBeforeDeploy: { type: 'string', pattern: APP_NAME_PATTERN },
           build: buildPolicySchema,
-          watch: {
-            type: 'object',
-            additionalProperties: false,
-            default: {},
-            properties: {
-              windowMs: { type: 'integer', minimum: 0, maximum: 3_600_000, default: 60_000 },
-              activationWindowMs: { type: 'integer', minimum: 0, maximum: 3_600_000 },
-              intervalMs: { type: 'integer', minimum: 50, maximum: 60_000, default: 1_000 },
-              failuresToRollback: { type: 'integer', minimum: 1, maximum: 100, default: 3 },
-              keepPreviousWarm: { type: 'boolean', default: false },
-            },
-          },
+          // Legacy: the same watch window a spec declares (translated by agent/spec/legacy.ts).
+          watch: watchSchema,
         },
       },
     },

@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Db } from '../state/db.js';
-import type { AppStatus } from '../../contract/api.js';
+import type { AppStatus, SlotProcessStatus } from '../../contract/api.js';
 import type { BackupJobView } from '../../contract/backups.js';
 import { doraFigures } from './dora.js';
 import { doraHistory } from './history.js';
@@ -99,54 +99,24 @@ export function createMetrics(source: MetricsSource): Registry {
       }
     },
   });
-  new Gauge({
-    name: 'slipway_process_restarts', help: 'PM2 restarts of each process of a slot since it was started.',
-    labelNames: ['app', 'slot', 'process'], registers: [registry],
+  const processGauge = (name: string, help: string, value: (p: SlotProcessStatus) => number | null) => new Gauge({
+    name, help, labelNames: ['app', 'slot', 'process'], registers: [registry],
     async collect() {
       this.reset();
       for (const app of source.apps()) {
         for (const slot of (await source.appStatus(app)).slots) {
-          for (const p of slot.processes ?? []) this.set({ app, slot: slot.slot, process: p.name }, p.restarts);
+          for (const p of slot.processes ?? []) {
+            const v = value(p);
+            if (v !== null) this.set({ app, slot: slot.slot, process: p.name }, v);
+          }
         }
       }
     },
   });
-  new Gauge({
-    name: 'slipway_process_instances_online', help: 'Instances PM2 reports online, per process of a slot (compare with slipway_process_instances).',
-    labelNames: ['app', 'slot', 'process'], registers: [registry],
-    async collect() {
-      this.reset();
-      for (const app of source.apps()) {
-        for (const slot of (await source.appStatus(app)).slots) {
-          for (const p of slot.processes ?? []) this.set({ app, slot: slot.slot, process: p.name }, p.online);
-        }
-      }
-    },
-  });
-  new Gauge({
-    name: 'slipway_process_instances', help: 'Instances the release\'s spec asks for, per process of a slot.',
-    labelNames: ['app', 'slot', 'process'], registers: [registry],
-    async collect() {
-      this.reset();
-      for (const app of source.apps()) {
-        for (const slot of (await source.appStatus(app)).slots) {
-          for (const p of slot.processes ?? []) this.set({ app, slot: slot.slot, process: p.name }, p.instances);
-        }
-      }
-    },
-  });
-  new Gauge({
-    name: 'slipway_process_healthy', help: 'Whether a listening process answers its own health check (1) or not (0).',
-    labelNames: ['app', 'slot', 'process'], registers: [registry],
-    async collect() {
-      this.reset();
-      for (const app of source.apps()) {
-        for (const slot of (await source.appStatus(app)).slots) {
-          for (const p of slot.processes ?? []) if (p.health) this.set({ app, slot: slot.slot, process: p.name }, p.health.ok ? 1 : 0);
-        }
-      }
-    },
-  });
+  processGauge('slipway_process_restarts', 'PM2 restarts of each process of a slot since it was started.', (p) => p.restarts);
+  processGauge('slipway_process_instances_online', 'Instances PM2 reports online, per process of a slot (compare with slipway_process_instances).', (p) => p.online);
+  processGauge('slipway_process_instances', 'Instances the release\'s spec asks for, per process of a slot.', (p) => p.instances);
+  processGauge('slipway_process_healthy', 'Whether a listening process answers its own health check (1) or not (0).', (p) => (p.health ? (p.health.ok ? 1 : 0) : null));
   new Gauge({
     name: 'slipway_lock_held', help: 'Whether the app\'s deploy lock is held (1) or free (0).', labelNames: ['app'], registers: [registry],
     collect() {
