@@ -37,6 +37,11 @@ export interface AppConfigInput {
    * route there, else the other slot's: nginx cannot vary them per request.
    */
   slot: Slot;
+  /**
+   * The slot whose routes' settings (body size, read timeout, WebSocket) the include carries, when
+   * it is not `slot`: the switch renders for the slot about to serve whatever fallback it compares.
+   */
+  settingsFrom?: Slot;
   /** Both slots: nginx can route to either, so moving traffic between them needs no reload. */
   slots: Record<Slot, SlotInput>;
   /** The app's switch directory; nginx checks `<switchDir>/live/<slot>` on every request. */
@@ -95,6 +100,7 @@ const inputSchema = {
   properties: {
     app: { type: 'string', pattern: APP_NAME_PATTERN },
     slot: { enum: SLOTS },
+    settingsFrom: { enum: SLOTS },
     slots: { type: 'object', additionalProperties: false, required: SLOTS, properties: { blue: slotInput, green: slotInput } },
     switchDir: { type: 'string', pattern: SWITCH_DIR_PATTERN },
     generation: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },

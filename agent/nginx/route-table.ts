@@ -157,8 +157,10 @@ function locationsOf(input: AppConfigInput, host: Host): LocationEntry[] {
       const route = covering[slot];
       return [slot, route ? upstreamName(input.app, slot, route.process) : null];
     })) as Record<Slot, string | null>;
-    // Settings cannot change per request: the render-time slot's route decides, else the other's.
-    const settings = covering[input.slot] ?? covering[otherSlot(input.slot)];
+    // Settings cannot change per request: the slot about to serve decides (settingsFrom, else the
+    // render-time slot), else the other's.
+    const from = input.settingsFrom ?? input.slot;
+    const settings = covering[from] ?? covering[otherSlot(from)];
     return {
       path,
       exact,

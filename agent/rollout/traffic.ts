@@ -97,7 +97,11 @@ export class TrafficSwitch {
     const releaseOf = (s: Slot) => (s === slot ? releaseId : state.slot(app, s).releaseId);
     const slots = Object.fromEntries(SLOTS.map((s) => [s, this.slotInput(app, s, releaseOf(s))])) as Record<Slot, SlotInput>;
     const listenHost = policyOf(config.apps[app]!).listen.host;
-    const render = (generation: number, fallback: Slot) => this.deps.renderNginx({ app, slot: fallback, slots, switchDir: nginx.switchDirOf(app), generation, listenHost });
+    // Per-route settings always follow the target (the slot about to serve), whichever fallback is
+    // compared: a switch to a slot whose routes set other limits re-renders (and reloads) the include.
+    const render = (generation: number, fallback: Slot) => this.deps.renderNginx({
+      app, slot: fallback, settingsFrom: slot, slots, switchDir: nginx.switchDirOf(app), generation, listenHost,
+    });
     const probe = (route: RouteProbe, expectHeaders: Record<string, string>): NginxProbe => ({
       url: route.url,
       hostHeader: route.host,

@@ -231,3 +231,33 @@ describe('legacyRenderInput', () => {
     expect(layout(routeTable(legacy))).toEqual({ '80 shop.test': { '/': 'blue_web|green_web' } });
   });
 });
+
+describe('per-route settings follow the slot about to serve', () => {
+  const blue = { routes: [r(['shop.test'], '/', 'web', { clientMaxBodySize: '1k' })] };
+  const green = { routes: [r(['shop.test'], '/', 'web', { clientMaxBodySize: '10m' })] };
+  const render = (slot: 'blue' | 'green', settingsFrom?: 'blue' | 'green') =>
+    renderAppConfig(input(blue, green, { slot, ...(settingsFrom ? { settingsFrom } : {}) }), { templateDir: TEMPLATE_DIR });
+
+  it('settingsFrom picks the settings whatever the fallback slot', () => {
+    expect(render('blue')).toContain('client_max_body_size 1k;');
+    expect(render('blue', 'green')).toContain('client_max_body_size 10m;');
+    expect(render('green', 'blue')).toContain('client_max_body_size 1k;');
+  });
+
+  it('a switch back to a slot with other settings re-renders the include (the plan sees no match on disk)', async () => {
+    const { planSwitch } = await import('../../agent/rollout/switch-plan.js');
+    // On disk: rendered when green went live (fallback green, green's settings).
+    const onDisk = render('green', 'green');
+    const toBlue = planSwitch({
+      serving: 'green', target: 'blue', onDisk, generationNow: 3, reapply: false,
+      render: (generation, fallback) => renderAppConfig(input(blue, green, { slot: fallback, settingsFrom: 'blue', generation }), { templateDir: TEMPLATE_DIR }),
+    });
+    expect(toBlue).toEqual({ applyInclude: true, flip: true });
+    // Same settings in both slots: a flip alone, no reload.
+    const same = planSwitch({
+      serving: 'green', target: 'blue', onDisk: renderAppConfig(input(green, green, { slot: 'green', settingsFrom: 'green' }), { templateDir: TEMPLATE_DIR }), generationNow: 3, reapply: false,
+      render: (generation, fallback) => renderAppConfig(input(green, green, { slot: fallback, settingsFrom: 'blue', generation }), { templateDir: TEMPLATE_DIR }),
+    });
+    expect(same).toEqual({ applyInclude: false, flip: true });
+  });
+});
