@@ -162,6 +162,8 @@ export interface ReleaseListEntry {
   author: string;
   commitTime: string;
   dirty: boolean;
+  /** The digest of the release's app spec (null: no spec; absent from agents that predate specs). */
+  specDigest?: string | null;
 }
 
 export interface LockInfo {

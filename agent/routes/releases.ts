@@ -46,7 +46,7 @@ const releaseListEntry = {
     },
     bytes: { type: 'integer' },
     createdAt: { type: 'string' }, liveAt: nullable('string'), slots: { type: 'array', items: slotSchema }, branch: nullable('string'),
-    author: { type: 'string' }, commitTime: { type: 'string' }, dirty: { type: 'boolean' },
+    author: { type: 'string' }, commitTime: { type: 'string' }, dirty: { type: 'boolean' }, specDigest: nullable('string'),
   },
 } as const satisfies ObjectSchemaOf<ReleaseListEntry>;
 

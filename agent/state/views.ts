@@ -25,6 +25,7 @@ export function releaseList(state: StateStore, app: string): ReleaseListEntry[] 
       releaseId: r.releaseId, sha: r.manifest.sha, state: shown, recordedState: r.state, rolledBack: r.rolledBack,
       bytes: r.bytes, createdAt: r.createdAt, liveAt: r.liveAt, slots: inSlots.map((s) => s.slot),
       branch: r.manifest.branch, author: r.manifest.author.name, commitTime: r.manifest.commitTime, dirty: r.manifest.dirty,
+      specDigest: r.manifest.specDigest ?? null,
     };
   });
 }

@@ -14,9 +14,16 @@ export function age(iso: string, now = Date.now()): string {
   return `${Math.round(seconds / 86_400)}d`;
 }
 
+/** Release id → its spec digest (null: no spec), for telling which deployments changed the spec. */
+export type SpecDigests = ReadonlyMap<string, string | null>;
+
 /** Pure: what a deployment overrode or left behind, for its history lines. */
-export function historyNotes(d: DeploymentSummary): string[] {
+export function historyNotes(d: DeploymentSummary, specs: SpecDigests = new Map()): string[] {
   const notes: string[] = [];
+  if (d.releaseId && d.previousRelease && d.previousRelease !== d.releaseId && specs.has(d.releaseId) && specs.has(d.previousRelease)
+    && specs.get(d.releaseId) !== specs.get(d.previousRelease)) {
+    notes.push(`spec changed from ${shortSha(d.previousRelease)}: deploy diff ${shortSha(d.previousRelease)} ${shortSha(d.releaseId)}`);
+  }
   const moved = d.outcome === 'succeeded' || d.outcome === 'rolled_back';
   if (d.kind === 'rollback' && d.previousRelease && moved) {
     notes.push(`from ${shortSha(d.previousRelease)}${d.marksPrevious ? ' (marked rolled back)' : ''}`);
@@ -29,14 +36,14 @@ export function historyNotes(d: DeploymentSummary): string[] {
   return notes;
 }
 
-export function formatHistory(rows: (DeploymentSummary & { stepDurationsMs?: Record<string, number> })[], now = Date.now()): string {
+export function formatHistory(rows: (DeploymentSummary & { stepDurationsMs?: Record<string, number> })[], now = Date.now(), specs: SpecDigests = new Map()): string {
   if (!rows.length) return 'no deployments yet';
   return rows.map((d) => {
     const steps = Object.entries(d.stepDurationsMs ?? {}).map(([step, ms]) => `${step} ${formatMs(ms)}`).join(', ');
     const outcome = d.outcome ?? `running (${d.state})`;
     const line = `#${d.id} ${d.kind.padEnd(8)} ${(d.releaseId ? shortSha(d.releaseId) : '-').padEnd(25)} → ${d.slot.padEnd(5)} ${outcome.padEnd(11)} ${d.requestedBy}  ${age(d.startedAt, now)} ago${d.forced ? '  FORCED' : ''}`;
     const detail = [
-      steps && `    ${steps}`, ...historyNotes(d).map((n) => `    ${n}`), d.reason && `    reason: ${d.reason}`, d.note && `    note: ${d.note}`,
+      steps && `    ${steps}`, ...historyNotes(d, specs).map((n) => `    ${n}`), d.reason && `    reason: ${d.reason}`, d.note && `    note: ${d.note}`,
     ].filter(Boolean);
     return [line, ...detail].join('\n');
   }).join('\n');
@@ -76,8 +83,14 @@ export async function history(config: ControllerConfig, options: { json: boolean
     out.data(options.json ? detail : formatDeploymentEvents(detail));
     return EXIT.ok;
   }
-  const { deployments } = await withAgent(config, (agent) => agent.get<{ deployments: DeploymentSummary[] }>(`/apps/${config.app}/deployments?limit=${options.limit}`));
-  out.data(options.json ? deployments : formatHistory(deployments));
+  const { deployments, releases } = await withAgent(config, async (agent) => ({
+    ...await agent.get<{ deployments: DeploymentSummary[] }>(`/apps/${config.app}/deployments?limit=${options.limit}`),
+    ...await agent.get<{ releases: ReleaseListEntry[] }>(`/apps/${config.app}/releases`),
+  }));
+  // Releases the host still keeps, with their spec digests: a deployment between two of them with
+  // different digests changed the app's processes, routes or checks.
+  const specs: SpecDigests = new Map(releases.filter((r) => r.specDigest !== undefined).map((r) => [r.releaseId, r.specDigest ?? null]));
+  out.data(options.json ? deployments : formatHistory(deployments, Date.now(), specs));
   return EXIT.ok;
 }
 

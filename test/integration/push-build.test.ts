@@ -121,6 +121,8 @@ describe('deploy push with a controller-side build (real sshd, nginx, PM2, SQLit
       '  ~ processes/web/killTimeoutMs: 5000 → 8000',
       '',
     ].join('\n'));
+    const history = await deploy(['history', '-n', '1']);
+    expect(history.stdout).toContain(`spec changed from ${firstRelease}: deploy diff ${firstRelease} ${second}`);
     const json = await deploy(['--json', 'diff', firstRelease]);
     expect(JSON.parse(json.stdout)).toMatchObject({ from: { releaseId: firstRelease }, to: { releaseId: second }, changes: expect.arrayContaining(['+ processes/web/env/GREETING: "hi"']) });
 

@@ -90,3 +90,22 @@ describe('deploy diff (pure parts)', () => {
     ]);
   });
 });
+
+describe('deploy history marks deployments that changed the spec', async () => {
+  const { historyNotes } = await import('../../controller/commands/history.js');
+  const row = (releaseId: string, previousRelease: string | null) => ({
+    id: 1, app: 'shop', kind: 'deploy', releaseId, slot: 'green' as const, previousSlot: 'blue' as const, previousRelease, state: 'done',
+    outcome: 'succeeded' as const, reason: null, requestedBy: 'a@b', startedAt: '2026-12-02T00:00:00Z', endedAt: null, note: null,
+    forced: false, targetState: null, badMark: null, marksPrevious: false,
+  });
+  const A = 'aaaaaaaaaaaa-111111111111';
+  const B = 'bbbbbbbbbbbb-222222222222';
+  it('names both releases and the command when the digests differ', () => {
+    expect(historyNotes(row(B, A), new Map([[A, 'd1'], [B, 'd2']]))).toEqual([`spec changed from ${A}: deploy diff ${A} ${B}`]);
+  });
+  it('says nothing when the spec is the same, or a release is no longer kept', () => {
+    expect(historyNotes(row(B, A), new Map([[A, 'd1'], [B, 'd1']]))).toEqual([]);
+    expect(historyNotes(row(B, A), new Map([[B, 'd1']]))).toEqual([]);
+    expect(historyNotes(row(B, null), new Map([[B, 'd1']]))).toEqual([]);
+  });
+});
