@@ -30,6 +30,8 @@ function spec(over: Record<string, unknown> = {}): Record<string, unknown> {
     build: { on: 'host', dirs: [{ commands: [['npm', 'run', 'build']] }] },
     release: [[process.execPath, '-e', appendLine]],
     smoke: [{ name: 'home', path: '/', json: { pointer: '/message', equals: 'deps app, first commit' } }],
+    // A spec release's own watch window applies (the legacy config's does not): short for tests.
+    watch: { windowMs: 1500, intervalMs: 200, failuresToRollback: 2, keepPreviousWarm: true },
     ...over,
   };
 }
