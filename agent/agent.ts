@@ -188,6 +188,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     backups: { service: backups, nextRun: (job) => backupScheduler.nextRun(job) },
     pm2Status: () => pm2Watchdog.status(),
     outbox,
+    logs: (app, slot, options) => slots.logs(app, slot, options),
     metrics: {
       db,
       apps: () => Object.keys(config.apps),

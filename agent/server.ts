@@ -22,6 +22,8 @@ import { lockRoutes } from './routes/locks.js';
 import { backupRoutes, type BackupRouteOptions } from './routes/backups.js';
 import { notificationRoutes } from './routes/notifications.js';
 import { metricsRoutes } from './routes/metrics.js';
+import { logRoutes, type LogRouteOptions } from './routes/logs.js';
+import { requireApp } from './apps.js';
 import { createMetrics, type MetricsSource } from './metrics/registry.js';
 import { doraFigures } from './metrics/dora.js';
 import { doraHistory } from './metrics/history.js';
@@ -43,6 +45,8 @@ export interface ServerDeps {
   pm2Status?: () => Pm2DaemonStatus;
   /** The notification outbox, for GET /notifications. */
   outbox?: Outbox;
+  /** What GET /apps/:app/logs reads: the slot processes' PM2 log tails (agent/rollout/slot-process.ts). */
+  logs?: LogRouteOptions['logs'];
   /** What GET /metrics and GET /apps/:app/dora read (the app status comes from the server's own view). */
   metrics?: Omit<MetricsSource, 'appStatus'>;
 }
@@ -91,6 +95,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   void app.register(lockRoutes, { locks: deps.rollouts });
   void app.register(backupRoutes, { ...deps.backups, logger: deps.logger });
   if (deps.outbox) void app.register(notificationRoutes, { outbox: deps.outbox });
+  if (deps.logs) void app.register(logRoutes, { state: deps.state, requireApp: (name) => requireApp(deps.config.apps, name), logs: deps.logs });
   if (deps.metrics) {
     const source = deps.metrics;
     void app.register(metricsRoutes, {

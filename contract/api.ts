@@ -213,3 +213,11 @@ export interface ReleaseSpecView {
   spec: AppSpec | null;
   specDigest: string | null;
 }
+
+/** GET /apps/:app/logs: the last lines of each process of a slot, from PM2's log files; env file values masked. */
+export interface AppLogs {
+  app: string;
+  slot: Slot;
+  releaseId: string | null;
+  processes: { name: string; pm2Name: string; out: string[]; err: string[] }[];
+}

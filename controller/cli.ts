@@ -14,6 +14,7 @@ import { rollback } from './commands/rollback.js';
 import { cleanupReleases, history, lockRelease, lockStatus, releases } from './commands/history.js';
 import { backupList, backupRestore, backupRun } from './commands/backup.js';
 import { metrics } from './commands/metrics.js';
+import { logs } from './commands/logs.js';
 import { LIVE_REF, diff } from './commands/diff.js';
 
 interface GlobalOptions { config?: string; json?: boolean }
@@ -109,6 +110,15 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
     .option('--show <id>', 'one deployment with all its events, build and release-phase output included', parseDeploymentId)
     .action((opts: { limit: number; show?: number }) => run((out, global) => history(config(global), {
       json: global.json ?? false, limit: opts.limit, ...(opts.show === undefined ? {} : { show: opts.show }),
+    }, out)));
+
+  program.command('logs')
+    .description('the last lines of each process of the live slot (or --slot, --process), from PM2\'s logs; env file values masked')
+    .option('--slot <slot>', 'blue or green (default: the live slot)', parseSlot)
+    .option('--process <name>', 'only this process of the spec')
+    .option('-n, --lines <count>', 'lines per stream (1-1000)', parseCount, 100)
+    .action((opts: { slot?: Slot; process?: string; lines: number }) => run((out, global) => logs(config(global), {
+      lines: Math.min(opts.lines, 1000), json: global.json ?? false, ...(opts.slot ? { slot: opts.slot } : {}), ...(opts.process ? { process: opts.process } : {}),
     }, out)));
 
   program.command('metrics')

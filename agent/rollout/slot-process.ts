@@ -16,6 +16,7 @@ import { translateLegacy } from '../spec/legacy.js';
 import { policyOf } from '../spec/policy.js';
 import { portVariables, processEnv, slotLayoutOf, substitutePorts } from '../spec/layout.js';
 import { tailFile } from './log-tail.js';
+import { maskSecrets } from '../../lib/mask.js';
 
 export interface SlotTarget { app: string; slot: Slot; releaseId: string }
 
@@ -296,7 +297,7 @@ export class SlotProcesses {
     const health = proc?.health;
     const label = `${app}/${slot}@${shortSha(releaseId)} process ${p.process}`;
     if (!health || !isHttpHealth(health) || p.port === null) {
-      return this.waitStable(label, p, health && !isHttpHealth(health) ? health.stableMs : 1_000);
+      return this.waitStable(app, label, p, health && !isHttpHealth(health) ? health.stableMs : 1_000);
     }
     const url = `http://127.0.0.1:${p.port}${health.path}`;
     const result = await this.deps.health.waitHealthy(url, {
@@ -306,11 +307,11 @@ export class SlotProcesses {
     if (result.ok) return result.attempts;
     const last = result.last;
     const seen = last?.status !== undefined ? `HTTP ${last.status}${last.bodyStart ? ` ${JSON.stringify(last.bodyStart)}` : ''}` : (last?.error ?? 'no answer');
-    throw await this.gateFailure(p, `${label} failed its health check ${url} after ${result.attempts} attempt(s): last saw ${seen} (expected ${health.expectStatus}${health.bodyContains ? ` with ${JSON.stringify(health.bodyContains)}` : ''})`);
+    throw await this.gateFailure(app, p, `${label} failed its health check ${url} after ${result.attempts} attempt(s): last saw ${seen} (expected ${health.expectStatus}${health.bodyContains ? ` with ${JSON.stringify(health.bodyContains)}` : ''})`);
   }
 
   /** A worker is healthy once PM2 keeps it online, without a restart, for `stableMs`. */
-  private async waitStable(label: string, p: SlotProcessRow, stableMs: number): Promise<number> {
+  private async waitStable(app: string, label: string, p: SlotProcessRow, stableMs: number): Promise<number> {
     let attempts = 0;
     let seen = 'not checked';
     let baseline: number | null = null;
@@ -339,12 +340,43 @@ export class SlotProcesses {
     } catch {
       crashed = true;
     }
-    if (crashed) throw await this.gateFailure(p, `${label} did not stay up in PM2 for ${stableMs} ms: ${seen}`);
+    if (crashed) throw await this.gateFailure(app, p, `${label} did not stay up in PM2 for ${stableMs} ms: ${seen}`);
     return attempts;
   }
 
+  /** Values of the app's env file, for masking app output the agent hands out; none when it cannot be read. */
+  private async secretValues(app: string): Promise<string[]> {
+    try {
+      return Object.values(await readAppEnv(envFileOf(this.deps.config, app), app, []));
+    } catch {
+      return [];
+    }
+  }
+
+  /**
+   * The last `lines` lines of stdout and stderr of each process of a slot (or the one named), from
+   * PM2's log files, with env file values masked (deploy logs).
+   */
+  async logs(app: string, slot: Slot, options: { process?: string; lines: number }): Promise<{ name: string; pm2Name: string; out: string[]; err: string[] }[]> {
+    const layout = this.layout(app, slot).filter((p) => options.process === undefined || p.process === options.process);
+    if (options.process !== undefined && layout.length === 0) {
+      const names = this.layout(app, slot).map((p) => p.process);
+      throw new SlipwayError('invalid_request', `${app}/${slot} runs no process "${options.process}"`, {
+        hint: names.length ? `its processes: ${names.join(', ')}` : `${app}/${slot} runs nothing`, status: 404,
+      });
+    }
+    const secrets = await this.secretValues(app);
+    const read = (file: string | null | undefined) => (typeof file === 'string' ? tailFile(file, options.lines).catch(() => []) : Promise.resolve([]));
+    return Promise.all(layout.map(async (p) => {
+      const proc = await this.deps.processes.describe(p.pm2Name).catch(() => null);
+      const out = await read(proc?.outLog);
+      const err = proc?.errLog === proc?.outLog ? [] : await read(proc?.errLog);
+      return { name: p.process, pm2Name: p.pm2Name, out: out.map((l) => maskSecrets(l, secrets)), err: err.map((l) => maskSecrets(l, secrets)) };
+    }));
+  }
+
   /** The gate's error: what was seen, PM2's view and the last lines of the process's own output. */
-  private async gateFailure(p: SlotProcessRow, what: string): Promise<SlipwayError> {
+  private async gateFailure(app: string, p: SlotProcessRow, what: string): Promise<SlipwayError> {
     const proc = await this.deps.processes.describe(p.pm2Name).catch(() => null);
     const procNote = proc ? `; PM2 reports ${proc.status}, ${proc.restarts} restart(s)` : '; not running in PM2';
     // stdout and stderr are separate files without timestamps: the end of each, labelled, half the
@@ -355,7 +387,9 @@ export class SlotProcesses {
     const half = LOG_TAIL_LINES / 2;
     const outTake = err.length === 0 ? LOG_TAIL_LINES : Math.max(half, LOG_TAIL_LINES - err.length);
     const errTake = LOG_TAIL_LINES - Math.min(out.length, outTake);
-    const tail = [...out.slice(-outTake).map((l) => `out| ${l}`), ...err.slice(-errTake).map((l) => `err| ${l}`)];
+    // The app may print values of its env file; they never reach an error, history or the CLI.
+    const secrets = await this.secretValues(app);
+    const tail = [...out.slice(-outTake).map((l) => `out| ${l}`), ...err.slice(-errTake).map((l) => `err| ${l}`)].map((l) => maskSecrets(l, secrets));
     const logBlock = tail.length > 0 ? `\nlast ${tail.length} line(s) of ${p.pm2Name}'s output:\n${tail.map((l) => `  ${l}`).join('\n')}` : '';
     return new SlipwayError('health_check_failed', `${what}${procNote}${logBlock}`, {
       hint: `read the app's log: PM2_HOME=${this.deps.config.pm2.home} pm2 logs ${p.pm2Name} --lines 50`,
