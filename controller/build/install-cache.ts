@@ -76,14 +76,15 @@ export class InstallCache {
   }
 
   /**
-   * Links the install `key` in as `nodeModules` (which must not exist) and marks it used; null
-   * when there is none. A failed link (the entry evicted meanwhile) leaves no partial tree and
-   * counts as a miss.
+   * Links the install `key` in as `nodeModules` (replacing whatever is there, as `npm ci` would)
+   * and marks it used; null, with `nodeModules` untouched, when there is none. A failed link (the
+   * entry evicted meanwhile) leaves no partial tree and counts as a miss.
    */
   async restore(key: string, nodeModules: string): Promise<Reused | null> {
     const source = this.entry(key);
     if (!(await lstat(source).catch(() => null))?.isDirectory()) return null;
     const started = Date.now();
+    await rm(nodeModules, { recursive: true, force: true });
     try {
       const counts = await linkTree(source, nodeModules, { copy: isInstallMetadata });
       await this.touch(key);

@@ -181,8 +181,6 @@ async function installWithCache(
   const cwd = path.join(root, step.dir);
   const nodeModules = path.join(cwd, 'node_modules');
   const key = installKey({ tool: step.argv[0]!, argv: step.argv }, await installInputs(cwd), platform, installSettings(env));
-  // A node_modules committed by mistake would be replaced by the install too.
-  await fs.rm(nodeModules, { recursive: true, force: true });
   const reused = await cache.restore(key, nodeModules);
   if (reused) {
     input.progress.step(`  build: ${label} skipped: node_modules reused (lockfile unchanged; ${reused.linked} files linked, ${reused.copied} copied in ${formatMs(reused.ms)})`, {
