@@ -87,6 +87,10 @@ export class InstallCache {
     await rm(nodeModules, { recursive: true, force: true });
     try {
       const counts = await linkTree(source, nodeModules, { copy: isInstallMetadata });
+      // npm trusts its hidden lockfile (a description of exactly this tree) only when it is newer
+      // than every package folder, which linking just made anew; otherwise prune rereads them all.
+      const now = new Date();
+      await utimes(path.join(nodeModules, '.package-lock.json'), now, now).catch(() => undefined);
       await this.touch(key);
       return { ...counts, ms: Date.now() - started };
     } catch {
