@@ -24,7 +24,8 @@ import {
 } from './plan.js';
 import { hostPlatform } from './platform.js';
 import { describeEnd, runStreaming } from './stream-run.js';
-import { linkTree, listTree, removeAdded, setTreeWritable } from './link-tree.js';
+import { linkTree, listTree, removeAdded, setTreeWritable } from '../../lib/link-tree.js';
+import { isInstallMetadata } from '../../lib/install-key.js';
 import type { HostBuildStore, InstallRecord } from './store.js';
 
 /** Lines of a failing step's output the error carries. */
@@ -279,11 +280,6 @@ export class HostBuilder {
     this.tools ??= Promise.all([findProgram('nice'), findProgram('ionice')]).then(([nice, ionice]) => ({ nice, ionice }));
     return this.tools;
   }
-}
-
-/** node_modules' own bookkeeping files, which package managers rewrite in place: copied, never shared. */
-function isInstallMetadata(rel: string): boolean {
-  return !rel.includes('/') || rel === '.pnpm/lock.yaml';
 }
 
 /**

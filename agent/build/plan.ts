@@ -1,18 +1,13 @@
 // Pure planning of a host build (`build.on: "host"`): which install, build and prune commands run
 // in which directory, the key under which an install can be reused, the priority prefix, and the
 // free-memory rule. No I/O here; host-build.ts reads the files and runs the plan.
-import { createHash } from 'node:crypto';
 import type { BuildDirSpec, BuildSpec } from '../../contract/spec.js';
-import type { BuildPlatform } from '../../contract/platform.js';
-import { canonicalJson } from '../../contract/spec.js';
+import { INSTALL_INPUT_FILES } from '../../lib/install-key.js';
+
+// The install key is shared with controller-side builds.
+export { INSTALL_INPUT_FILES, installKey } from '../../lib/install-key.js';
 
 export type PackageTool = 'npm' | 'pnpm' | 'yarn';
-
-/** Files of a build dir that decide its install; what plan functions need to know of the disk. */
-export const INSTALL_INPUT_FILES = [
-  'package.json', 'package-lock.json', 'npm-shrinkwrap.json', 'pnpm-lock.yaml', 'yarn.lock',
-  '.npmrc', '.yarnrc', '.yarnrc.yml', 'pnpm-workspace.yaml',
-] as const;
 
 export interface InstallPlan {
   tool: PackageTool;
@@ -100,19 +95,6 @@ export function planHostBuild(build: BuildSpec, filesByDir: Readonly<Record<stri
   return problems.length ? { ok: false, problems } : { ok: true, dirs };
 }
 
-/**
- * The key under which a completed install can be reused: sha256 over the install command, the
- * bytes of every file that decides it (lockfile, package.json, package manager config) and the
- * box's build platform, so a Node upgrade or another libc never reuses native addons built for
- * the old one.
- */
-export function installKey(install: Pick<InstallPlan, 'tool' | 'argv'>, files: ReadonlyArray<{ name: string; bytes: Buffer }>, platform: BuildPlatform): string {
-  const hash = createHash('sha256').update('slipway-install-v1\n').update(`${install.tool}\n${JSON.stringify(install.argv)}\n`);
-  for (const file of [...files].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
-    hash.update(`${file.name}\n${file.bytes.length}\n`).update(file.bytes).update('\n');
-  }
-  return hash.update(canonicalJson(platform)).digest('hex');
-}
 
 /**
  * The argv prefix that runs a build step at lowered priority: `nice -n N` (CPU) and `ionice -c3`

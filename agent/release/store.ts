@@ -13,7 +13,7 @@ import { startExtraction, type ExtractResult, type Extraction } from './extract.
 import { verifyReleaseContent } from './release-identity.js';
 import { partPath, receiveUpload } from './upload.js';
 import { requireRoomForUpload } from './disk-space.js';
-import { setTreeWritable } from '../build/link-tree.js';
+import { setTreeWritable } from '../../lib/link-tree.js';
 import { writeDeploymentInfo } from './deployment-info.js';
 import type { ContentEntry } from '../../contract/release-content.js';
 

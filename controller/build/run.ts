@@ -6,15 +6,20 @@ import { SlipwayError } from '../../contract/errors.js';
 import type { BuildPlatform } from '../../contract/platform.js';
 import { SPEC_FILE, type BuildSpec } from '../../contract/spec.js';
 import { runCommand, type CommandResult } from '../../lib/exec.js';
+import { INSTALL_INPUT_FILES, installKey, installSettings } from '../../lib/install-key.js';
 import { archiveCommit } from '../git.js';
 import { formatMs } from '../output.js';
 import { boundedSteps, buildEnv, planBuild, stepLabel, type BuildStep, type DirPlan } from './plan.js';
+import type { InstallCache } from './install-cache.js';
 import { detectBuildPlatform, platformFrom, type ReportFacts } from './platform.js';
 
 // A controller-side build: a clean checkout of the commit (git archive: never the user's work
 // tree) in a temp dir, then per build directory its install, commands and prune, each an argv run
-// without a shell, streamed line by line, under one deadline (build.timeoutMs). Nothing here
-// talks to the host: a failing build leaves it untouched.
+// without a shell, streamed line by line, under one deadline (build.timeoutMs). An install whose
+// inputs (install command, lockfile, package.json, package manager config, npm settings, build
+// platform) match one kept in the install cache is not run: the cached node_modules is linked in
+// (install-cache.ts); a fresh install is kept there before the build commands and prune run.
+// Nothing here talks to the host: a failing build leaves it untouched.
 
 /** Output lines kept per step for the error of a failing step. */
 export const FAILURE_TAIL_LINES = 20;
@@ -49,6 +54,8 @@ export interface BuildInput {
   /** The controller's environment; secret-looking variables are dropped (plan.ts buildEnv). */
   env: NodeJS.ProcessEnv;
   progress: BuildProgress;
+  /** Where installs are kept and reused (null: every build installs). */
+  installCache: InstallCache | null;
 }
 
 /** Splits a byte stream into lines, whatever the chunk boundaries. */
@@ -115,15 +122,19 @@ export async function buildRelease(input: BuildInput): Promise<BuiltTree> {
     const plans = await planDirs(input.build, dir, input.label);
     const env = buildEnv(input.env, input.commitTime);
     const deadline = startedAt + input.build.timeoutMs;
+    // Before any step: the platform is part of an install's cache key.
+    const platform = await probePlatform(env, dir);
     const steps: string[] = [];
     for (const plan of plans) {
       if (!plan.install.tool) {
         input.progress.step(`  build: [${plan.dir}] ${plan.install.reason}`, { dir: plan.dir, install: null });
         steps.push(`[${plan.dir}] ${plan.install.reason}`);
       }
-      for (const step of plan.steps) steps.push(await runStep(step, dir, env, deadline, input));
+      for (const step of plan.steps) {
+        if (step.kind === 'install' && input.installCache) steps.push(await installWithCache(step, dir, env, deadline, platform, input, input.installCache));
+        else steps.push(await runStep(step, dir, env, deadline, input));
+      }
     }
-    const platform = await probePlatform(env, dir);
     const totalMs = Date.now() - startedAt;
     return { dir, steps: boundedSteps(steps), platform, totalMs, cleanup };
   } catch (error) {
@@ -156,6 +167,55 @@ async function planDirs(build: BuildSpec, dir: string, label: string): Promise<D
     });
   }
   return plan.dirs;
+}
+
+/**
+ * An install step through the cache: the kept node_modules linked in when one matches (the step
+ * does not run), else the step, then its node_modules kept for the next build. Keeping it is best
+ * effort: a failure is reported and the build goes on.
+ */
+async function installWithCache(
+  step: BuildStep, root: string, env: NodeJS.ProcessEnv, deadline: number, platform: BuildPlatform, input: BuildInput, cache: InstallCache,
+): Promise<string> {
+  const label = stepLabel(step);
+  const cwd = path.join(root, step.dir);
+  const nodeModules = path.join(cwd, 'node_modules');
+  const key = installKey({ tool: step.argv[0]!, argv: step.argv }, await installInputs(cwd), platform, installSettings(env));
+  const reused = await cache.restore(key, nodeModules);
+  if (reused) {
+    input.progress.step(`  build: ${label} skipped: node_modules reused (lockfile unchanged; ${reused.linked} files linked, ${reused.copied} copied in ${formatMs(reused.ms)})`, {
+      dir: step.dir, kind: step.kind, reused: true, key, linked: reused.linked, copied: reused.copied, ms: reused.ms,
+    });
+    return `${label} skipped: node_modules reused (lockfile unchanged, key ${key.slice(0, 12)}): ${formatMs(reused.ms)}`;
+  }
+  const line = await runStep(step, root, env, deadline, input);
+  if (await fs.stat(nodeModules).then((st) => st.isDirectory(), () => false)) {
+    const started = Date.now();
+    try {
+      await cache.store(key, nodeModules);
+      input.progress.step(`  build: [${step.dir}] node_modules kept for reuse in ${formatMs(Date.now() - started)} (key ${key.slice(0, 12)}, ${cache.dir})`, {
+        dir: step.dir, kind: step.kind, stored: true, key, ms: Date.now() - started,
+      });
+    } catch (error) {
+      input.progress.step(`  build: [${step.dir}] node_modules not kept for reuse: ${error instanceof Error ? error.message : String(error)}`, {
+        dir: step.dir, kind: step.kind, stored: false, key,
+      });
+    }
+  }
+  return line;
+}
+
+/** The bytes of the files that decide a directory's install (lib/install-key.ts), those present. */
+async function installInputs(cwd: string): Promise<{ name: string; bytes: Buffer }[]> {
+  const files: { name: string; bytes: Buffer }[] = [];
+  for (const name of INSTALL_INPUT_FILES) {
+    const bytes = await fs.readFile(path.join(cwd, name)).catch((error: unknown) => {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw error;
+    });
+    if (bytes) files.push({ name, bytes });
+  }
+  return files;
 }
 
 /** Runs one step in its directory; returns its summary line, or throws build_failed with its last lines. */

@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { AppStatus, LockInfo } from '../../contract/api.js';
 import { SlipwayError } from '../../contract/errors.js';
@@ -10,6 +11,7 @@ import { EXIT, exitCodeOfResult, type ExitCode } from '../errors.js';
 import { commitInfo, currentBranch, hasTrackedChanges, repoRoot, resolveCommit, snapshotWorkTree, tagOf } from '../git.js';
 import { buildManifest, type ReleaseExtras } from '../manifest.js';
 import { loadSpec, type LoadedSpec } from '../build/spec.js';
+import { InstallCache, installCacheRoot } from '../build/install-cache.js';
 import { buildRelease, type BuiltTree } from '../build/run.js';
 import { describePlatform } from '../build/platform.js';
 import type { Output } from '../output.js';
@@ -56,7 +58,8 @@ export async function push(config: ControllerConfig, options: PushOptions, out: 
   const loaded = await loadSpec(repo, treeish, label);
   const prepareStarted = Date.now();
   const built = loaded?.spec.build?.on === 'controller'
-    ? await buildRelease({ repo, treeish, label, build: loaded.spec.build, commitTime: info.commitTime, env: process.env, progress: buildProgress(out) })
+    ? await buildRelease({ repo, treeish, label, build: loaded.spec.build, commitTime: info.commitTime, env: process.env, progress: buildProgress(out),
+        installCache: new InstallCache(installCacheRoot(process.env, os.homedir()), app) })
     : null;
   // Packed before anything else: the release id covers the files, not only the commit.
   let prepared: PreparedRelease;

@@ -147,7 +147,12 @@ export async function benchDeps(ctx: RealAppsContext): Promise<void> {
   const pm2: Pm2Deploy = await setUpPm2Deploy(stack.repo.dir, npmCache.cacheFor);
   ctx.onCleanup(() => pm2.stop());
 
-  const cliEnv = npmCache.offlineEnv(npmCache.rootCache);
+  // The controller's install cache (controller/build/install-cache.ts) of this bench only: the
+  // first warm-up push fills it, as a user's earlier push would have; an unchanged-lockfile push
+  // then reuses node_modules, a changed one installs (and is kept for the next push).
+  const installCache = await fs.mkdtemp(path.join(os.tmpdir(), 'slipway-bench-installs-'));
+  ctx.onCleanup(() => fs.rm(installCache, { recursive: true, force: true }));
+  const cliEnv = { ...npmCache.offlineEnv(npmCache.rootCache), SLIPWAY_BUILD_CACHE: installCache };
   const slipwayPush = () => deployCli(stack, ['push', '--no-wait'], { env: cliEnv, timeoutMs: 600_000 });
   await stack.repo.commit({ ...pm2.files, 'deploy.spec.json': depsSpec('controller', stack.publicPort) }, 'bench: deploy files of the three tools');
   ctx.log('real deps: first deploys (untimed): Capistrano, pm2 deploy setup + deploy, Slipway into both slots');
@@ -156,7 +161,7 @@ export async function benchDeps(ctx: RealAppsContext): Promise<void> {
   let slipwayOn = support.controllerBuild;
   if (!slipwayOn) ctx.notes.push(`real deps: Slipway rows skipped: ${support.reason}`);
   if (slipwayOn) {
-    requireCliOk(await slipwayPush(), 'warm-up push (controller build)');
+    requireCliOk(await slipwayPush(), 'warm-up push (controller build; fills the install cache)');
     await api.waitUnlocked(stack.app);
     await stack.repo.commit({ 'message.txt': 'bench deps warm-up\n' }, 'bench: warm-up');
     await pm2.push();

@@ -220,12 +220,14 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       }, null, 2),
     });
     const publicUrl = `http://127.0.0.1:${publicPort}`;
+    const installCache = path.join(dir, 'installs');
     return {
       app, dir, home, sshd, nginx, pm2, agentConfigPath, agentConfig, agentPort, publicPort,
       slotPorts: { blue: bluePort, green: greenPort }, publicUrl, listenPorts, portRange, repo, envFile,
       get agent() { return agent; },
-      deploy: (args, opts = {}) => runDeployCli(args, { cwd: repo.dir, ...(opts.env ? { env: opts.env } : {}) }),
-      deployInBackground: (args) => startDeployCli(args, { cwd: repo.dir }),
+      // The controller's install cache of this stack only (never the user's ~/.cache), gone with it.
+      deploy: (args, opts = {}) => runDeployCli(args, { cwd: repo.dir, env: { SLIPWAY_BUILD_CACHE: installCache, ...opts.env } }),
+      deployInBackground: (args) => startDeployCli(args, { cwd: repo.dir, env: { SLIPWAY_BUILD_CACHE: installCache } }),
       get: (pathname = '/') => httpGet(`${publicUrl}${pathname}`),
       getHost: (host, pathname = '/', port = publicPort) => httpGet(`http://127.0.0.1:${port}${pathname}`, { host }),
       async restartAgent(opts = {}) {

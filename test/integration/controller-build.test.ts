@@ -45,6 +45,7 @@ describe('controller-side build (real git, npm from the warm cache)', () => {
     repo: repo.dir, treeish, label: treeish.slice(0, 12), build, commitTime: '2026-11-01T10:00:00.000Z',
     env: { ...process.env, ...npmOfflineEnv() },
     progress: { step: (message) => lines.push(message), line: (step, text) => lines.push(`[${step.dir}] | ${text}`) },
+    installCache: null,
   });
 
   beforeAll(async () => {

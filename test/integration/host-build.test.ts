@@ -206,7 +206,7 @@ describe('host build', () => {
 
   it('a build the agent died in is undone before the release is built again', async () => {
     const rel = await uploadedRelease();
-    const uploaded = [...(await import('../../agent/build/link-tree.js').then((m) => m.listTree(rel.dir)))];
+    const uploaded = [...(await import('../../lib/link-tree.js').then((m) => m.listTree(rel.dir)))];
     // What a kill -9 mid-build leaves: a running record and half the output.
     builds.start({ app: APP, releaseId: rel.id, platform: hostPlatform(), deploymentId: null, uploadedTree: uploaded });
     await mkdir(path.join(rel.dir, 'dist', 'half'), { recursive: true });
@@ -255,7 +255,7 @@ describe('linkTree', () => {
     await writeFile(path.join(source, '.package-lock.json'), '{}\n');
     await (await import('node:fs/promises')).symlink('../pkg/lib/index.js', path.join(source, 'pkg', 'bin.js'));
     const before = await snapshotTree(source, { hash: true });
-    const { linkTree } = await import('../../agent/build/link-tree.js');
+    const { linkTree } = await import('../../lib/link-tree.js');
     const sameDevice = await linkTree(source, path.join(root, 'link-target'), { copy: (rel) => !rel.includes('/') });
     expect(sameDevice).toEqual({ linked: 1, copied: 1 });
     const shm = await stat('/dev/shm').catch(() => null);

@@ -1,6 +1,6 @@
-// File tree operations of a host build: a hardlinked copy of an install (a copy where a link
-// cannot be made), the listing a failed build is undone against, and the write bits a release
-// dir gets for its build only.
+// File tree operations of builds (host builds, and install reuse on either side): a hardlinked
+// copy of an install (a copy where a link cannot be made), the listing a failed build is undone
+// against, and the write bits a release dir gets for its build only.
 import { chmod, copyFile, link, lstat, mkdir, readdir, readlink, rm, symlink } from 'node:fs/promises';
 import path from 'node:path';
 
