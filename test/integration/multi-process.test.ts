@@ -14,6 +14,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAgentConfig, type AgentConfig } from '../../agent/config.js';
 import { checkOnce, httpGet, waitHealthy } from '../../agent/health.js';
+import { waitFor } from '../helpers/wait.js';
 import { StatusService } from '../../agent/status.js';
 import { recoverAfterRestart } from '../../agent/rollout/recovery.js';
 import { SlotProbeCache } from '../../agent/slot-probe.js';
@@ -354,6 +355,11 @@ describe('multi-process slots under PM2', () => {
     await processes.delete(`shop-${live}-api`);
     expect(await recover()).toEqual([]);
     expect(await processes.describe(`shop-${live}-api`)).toMatchObject({ status: 'online' });
-    expect(await via('api.shop.test')).toMatchObject({ status: 200, process: 'api' });
+    // Recovery restarts the process and returns; uvicorn takes a moment to bind under load.
+    const answer = await waitFor(async () => {
+      const r = await via('api.shop.test');
+      return r.status === 200 ? r : null;
+    }, { description: 'the restarted api answering through the router', timeoutMs: 30_000, intervalMs: 100 });
+    expect(answer).toMatchObject({ status: 200, process: 'api' });
   }, 120_000);
 });
