@@ -6,7 +6,7 @@ import { SlipwayError } from '../contract/errors.js';
 import { compileValidator } from '../lib/validate.js';
 import { packageRoot } from '../contract/version.js';
 import { NGINX_DEFAULTS, SWITCH_DIR_PATTERN, type NginxSettings } from './nginx/settings.js';
-import { watchSchema } from '../contract/spec.js';
+import { watchSchema, type HttpHealthSpec } from '../contract/spec.js';
 import { notificationProblems, notificationsSchema, type NotificationsConfig } from './notify/config.js';
 import { buildPolicySchema } from './build/policy.js';
 import { backupsSchema, normalizeBackups, orphanBackupBeforeDeploy, type BackupsConfig } from './backups/config.js';
@@ -15,14 +15,8 @@ import { legacyMoves, translateLegacy } from './spec/legacy.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/slipway/agent.json';
 
-export interface HealthCheckConfig {
-  path: string;
-  expectStatus: number;
-  bodyContains?: string;
-  timeoutMs: number;
-  intervalMs: number;
-  retries: number;
-}
+/** The legacy `health` block: the same HTTP check a spec's process declares. */
+export type HealthCheckConfig = HttpHealthSpec;
 
 /**
  * One app as the box owner configures it: what it may claim (the policy: listen ports, server

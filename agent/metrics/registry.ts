@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Db } from '../state/db.js';
-import type { AppStatus, SlotProcessStatus } from '../../contract/api.js';
+import type { AppStatus, SlotProcessStatus, Spread } from '../../contract/api.js';
 import type { BackupJobView } from '../../contract/backups.js';
 import { doraFigures } from './dora.js';
 import { doraHistory } from './history.js';
@@ -154,25 +154,18 @@ export function createMetrics(source: MetricsSource): Registry {
     name: 'slipway_dora_change_failure_rate', help: 'DORA change failure rate over the window (0..1).', labelNames: ['app'], registers: [registry],
     collect() { this.reset(); for (const { app, figures } of dora()) if (figures.changeFailures.rate !== null) this.set({ app }, figures.changeFailures.rate); },
   });
-  new Gauge({
-    name: 'slipway_dora_lead_time_seconds', help: 'DORA lead time for changes (commit to live), by quantile.', labelNames: ['app', 'quantile'], registers: [registry],
+  const spreadGauge = (name: string, help: string, pick: (f: ReturnType<typeof dora>[number]['figures']) => Spread) => new Gauge({
+    name, help, labelNames: ['app', 'quantile'], registers: [registry],
     collect() {
       this.reset();
       for (const { app, figures } of dora()) {
-        if (figures.leadTime.medianMs !== null) this.set({ app, quantile: '0.5' }, figures.leadTime.medianMs / 1000);
-        if (figures.leadTime.p90Ms !== null) this.set({ app, quantile: '0.9' }, figures.leadTime.p90Ms / 1000);
+        const { medianMs, p90Ms } = pick(figures);
+        if (medianMs !== null) this.set({ app, quantile: '0.5' }, medianMs / 1000);
+        if (p90Ms !== null) this.set({ app, quantile: '0.9' }, p90Ms / 1000);
       }
     },
   });
-  new Gauge({
-    name: 'slipway_dora_time_to_restore_seconds', help: 'DORA time to restore service, by quantile.', labelNames: ['app', 'quantile'], registers: [registry],
-    collect() {
-      this.reset();
-      for (const { app, figures } of dora()) {
-        if (figures.timeToRestore.medianMs !== null) this.set({ app, quantile: '0.5' }, figures.timeToRestore.medianMs / 1000);
-        if (figures.timeToRestore.p90Ms !== null) this.set({ app, quantile: '0.9' }, figures.timeToRestore.p90Ms / 1000);
-      }
-    },
-  });
+  spreadGauge('slipway_dora_lead_time_seconds', 'DORA lead time for changes (commit to live), by quantile.', (f) => f.leadTime);
+  spreadGauge('slipway_dora_time_to_restore_seconds', 'DORA time to restore service, by quantile.', (f) => f.timeToRestore);
   return registry;
 }
