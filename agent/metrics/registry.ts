@@ -32,13 +32,13 @@ export function createMetrics(source: MetricsSource): Registry {
   const { db } = source;
 
   new Counter({
-    name: 'slipway_rollouts_total', help: 'Finished rollouts by app, kind (deploy, switch, rollback) and outcome.',
-    labelNames: ['app', 'kind', 'outcome'], registers: [registry],
+    name: 'slipway_rollouts_total', help: 'Finished rollouts by app, environment (deploy --env; "" without), kind (deploy, switch, rollback) and outcome.',
+    labelNames: ['app', 'env', 'kind', 'outcome'], registers: [registry],
     collect() {
       this.reset();
-      const rows = db.prepare(`SELECT app, kind, outcome, COUNT(*) AS n FROM deployments WHERE outcome IS NOT NULL GROUP BY app, kind, outcome`).all() as
-        { app: string; kind: string; outcome: string; n: number }[];
-      for (const r of rows) this.inc({ app: r.app, kind: r.kind, outcome: r.outcome }, r.n);
+      const rows = db.prepare(`SELECT app, COALESCE(env, '') AS env, kind, outcome, COUNT(*) AS n FROM deployments WHERE outcome IS NOT NULL GROUP BY app, env, kind, outcome`).all() as
+        { app: string; env: string; kind: string; outcome: string; n: number }[];
+      for (const r of rows) this.inc({ app: r.app, env: r.env, kind: r.kind, outcome: r.outcome }, r.n);
     },
   });
   new Counter({
@@ -74,15 +74,19 @@ export function createMetrics(source: MetricsSource): Registry {
     },
   });
   new Gauge({
-    name: 'slipway_live_release_info', help: 'The release serving traffic (value 1), with its slot and commit.',
-    labelNames: ['app', 'slot', 'release', 'sha'], registers: [registry],
+    name: 'slipway_live_release_info', help: 'The release serving traffic (value 1), with its slot, commit, environment and tag ("" when none).',
+    labelNames: ['app', 'slot', 'release', 'sha', 'env', 'tag'], registers: [registry],
     async collect() {
       this.reset();
       for (const app of source.apps()) {
         const status = await source.appStatus(app);
         if (!status.liveSlot || !status.liveReleaseId) continue;
-        const sha = status.releases.find((r) => r.releaseId === status.liveReleaseId)?.manifest.sha ?? '';
-        this.set({ app, slot: status.liveSlot, release: status.liveReleaseId, sha }, 1);
+        const manifest = status.releases.find((r) => r.releaseId === status.liveReleaseId)?.manifest;
+        // The tag of the deployment that put it live, else the one its manifest carries.
+        const deployed = db.prepare(`SELECT tag FROM deployments WHERE app = ? AND release_id = ? AND tag IS NOT NULL ORDER BY id DESC LIMIT 1`)
+          .get(app, status.liveReleaseId) as { tag: string } | undefined;
+        const tag = deployed?.tag ?? manifest?.tag ?? '';
+        this.set({ app, slot: status.liveSlot, release: status.liveReleaseId, sha: manifest?.sha ?? '', env: status.env ?? '', tag }, 1);
       }
     },
   });

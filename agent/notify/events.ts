@@ -11,6 +11,8 @@ export type NotifyEventName = (typeof NOTIFY_EVENTS)[number];
 export interface NotifyEvent {
   event: NotifyEventName;
   app: string;
+  /** The environment (deploy --env) of the deployment, or the app's last one; null without environments. */
+  env: string | null;
   /** The box's host name. */
   host: string;
   at: string;
@@ -66,7 +68,7 @@ export function slackBody(e: NotifyEvent): { text: string } {
   const took = Object.keys(e.stepDurationsMs).length ? `, ${(totalMs(e.stepDurationsMs) / 1000).toFixed(1)} s` : '';
   const why = e.reason ? `: ${e.reason}` : '';
   const where = e.url ? ` ${e.url}` : '';
-  return { text: `${ICONS[e.event]} ${e.app} ${e.kind}${release} on ${e.host} ${SUMMARIES[e.event]} (by ${e.actor}${took})${why}${where}` };
+  return { text: `${ICONS[e.event]} ${e.app}${e.env ? ` [${e.env}]` : ''} ${e.kind}${release} on ${e.host} ${SUMMARIES[e.event]} (by ${e.actor}${took})${why}${where}` };
 }
 
 /** Pure: the generic JSON body, every field of the event. */

@@ -32,7 +32,7 @@ export class Notices implements RolloutNotices {
   backup(notice: Notice): void {
     if (notice.event === 'skipped') return;
     this.enqueue({
-      event: 'backup_failed', app: notice.app, host: this.host, at: new Date().toISOString(), deploymentId: null, kind: 'backup',
+      event: 'backup_failed', app: notice.app, env: this.deps.state.appOverrides(notice.app)?.env ?? null, host: this.host, at: new Date().toISOString(), deploymentId: null, kind: 'backup',
       releaseId: null, sha: null, tag: null, branch: null, actor: 'agent', outcome: notice.event,
       reason: `${notice.job}${notice.backupId === null ? '' : ` #${notice.backupId}`}: ${notice.message}`, stepDurationsMs: {}, url: null,
     });
@@ -41,8 +41,8 @@ export class Notices implements RolloutNotices {
   private eventOf(event: NotifyEventName, d: Deployment, outcome: string | null, reason: string | null, steps: Record<string, number>): NotifyEvent {
     const manifest = this.deps.state.release(d.app, d.releaseId)?.manifest;
     return {
-      event, app: d.app, host: this.host, at: new Date().toISOString(), deploymentId: d.id, kind: d.kind, releaseId: d.releaseId,
-      sha: manifest?.sha ?? null, tag: manifest?.tag ?? null, branch: manifest?.branch ?? null, actor: d.actor, outcome,
+      event, app: d.app, env: d.env ?? null, host: this.host, at: new Date().toISOString(), deploymentId: d.id, kind: d.kind, releaseId: d.releaseId,
+      sha: manifest?.sha ?? null, tag: d.tag ?? manifest?.tag ?? null, branch: manifest?.branch ?? null, actor: d.actor, outcome,
       reason: reason ?? d.note, stepDurationsMs: steps, url: this.urlOf(d.app),
     };
   }

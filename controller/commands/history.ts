@@ -41,7 +41,7 @@ export function formatHistory(rows: (DeploymentSummary & { stepDurationsMs?: Rec
   return rows.map((d) => {
     const steps = Object.entries(d.stepDurationsMs ?? {}).map(([step, ms]) => `${step} ${formatMs(ms)}`).join(', ');
     const outcome = d.outcome ?? `running (${d.state})`;
-    const line = `#${d.id} ${d.kind.padEnd(8)} ${(d.releaseId ? shortSha(d.releaseId) : '-').padEnd(25)} → ${d.slot.padEnd(5)} ${outcome.padEnd(11)} ${d.requestedBy}  ${age(d.startedAt, now)} ago${d.forced ? '  FORCED' : ''}`;
+    const line = `#${d.id} ${d.kind.padEnd(8)} ${(d.releaseId ? shortSha(d.releaseId) : '-').padEnd(25)} → ${d.slot.padEnd(5)} ${outcome.padEnd(11)} ${d.requestedBy}  ${age(d.startedAt, now)} ago${d.env ? `  [${d.env}]` : ''}${d.tag ? `  tag ${d.tag}` : ''}${d.forced ? '  FORCED' : ''}`;
     const detail = [
       steps && `    ${steps}`, ...historyNotes(d, specs).map((n) => `    ${n}`), d.reason && `    reason: ${d.reason}`, d.note && `    note: ${d.note}`,
     ].filter(Boolean);

@@ -7,7 +7,7 @@ import { openAgentSession } from '../session.js';
 
 /** Pure: the human view of an app's slots and releases. */
 export function formatStatus(status: AppStatus): string {
-  const lines = [`${status.app}: live ${status.liveSlot ?? 'none'}${status.liveReleaseId ? ` (${shortSha(status.liveReleaseId)})` : ''} at ${status.publicUrl}`];
+  const lines = [`${status.app}${status.env ? ` [${status.env}]` : ''}: live ${status.liveSlot ?? 'none'}${status.liveReleaseId ? ` (${shortSha(status.liveReleaseId)})` : ''} at ${status.publicUrl}`];
   const pm2Down = status.pm2 !== undefined && status.pm2.state !== 'up';
   if (status.pm2 && pm2Down) lines.push(`  PM2 daemon ${status.pm2.state} since ${status.pm2.since}: ${status.pm2.message ?? ''}`);
   for (const s of status.slots) {

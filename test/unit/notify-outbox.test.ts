@@ -9,7 +9,7 @@ import { endedEventName, jsonBody, slackBody, type NotifyEvent } from '../../age
 import { failureClass } from '../../agent/notify/delivery.js';
 
 const event = (name: NotifyEvent['event'], app = 'shop'): NotifyEvent => ({
-  event: name, app, host: 'box', at: '2026-12-02T00:00:00.000Z', deploymentId: 7, kind: 'deploy', releaseId: 'abcdefabcdef-123456123456',
+  event: name, app, env: null, host: 'box', at: '2026-12-02T00:00:00.000Z', deploymentId: 7, kind: 'deploy', releaseId: 'abcdefabcdef-123456123456',
   sha: 'a'.repeat(40), tag: 'v1.4.0', branch: 'main', actor: 'alice@laptop', outcome: 'succeeded', reason: null,
   stepDurationsMs: { starting: 1200, switch: 300 }, url: 'http://127.0.0.1:8080',
 });
