@@ -4,6 +4,8 @@ import type { ReleaseManifest } from './manifest.js';
 import type { ErrorBody } from './errors.js';
 import type { AppSpec } from './spec.js';
 
+import type { SpecOverrides } from './spec-overrides.js';
+
 export const API_VERSION = 1;
 /** Header naming who asked (user@host of the controller), recorded in deployments and the audit log. */
 export const ACTOR_HEADER = 'x-slipway-actor';
@@ -89,6 +91,8 @@ export interface AppStatus {
   publicUrl: string;
   /** The environment the app's last deployment named (null: none; absent from older agents). */
   env?: string | null;
+  /** The spec overrides that environment sent, applied to every release of the app (null: none). */
+  specOverrides?: SpecOverrides | null;
   /** Absent from agents that predate it. */
   pm2?: Pm2DaemonStatus;
   slots: SlotStatus[];

@@ -8,7 +8,7 @@ import { VERSION } from '../../contract/version.js';
 import type { AgentClient } from '../agent-client.js';
 import type { Target } from '../environments.js';
 import { encodeSpecOverrides, mergeSpecOverrides, overrideProblemLines, SPEC_OVERRIDES_HEADER, type SpecOverrides } from '../../contract/spec-overrides.js';
-import { SPEC_FILE } from '../../contract/spec.js';
+import { canonicalJson, SPEC_FILE } from '../../contract/spec.js';
 import { EXIT, exitCodeOfResult, type ExitCode } from '../errors.js';
 import { commitInfo, currentBranch, hasTrackedChanges, repoRoot, resolveCommit, snapshotWorkTree, tagOf } from '../git.js';
 import { buildManifest, type ReleaseExtras } from '../manifest.js';
@@ -127,7 +127,7 @@ async function rollOut(
   const session = await openAgentSession(config);
   try {
     const status = await session.agent.get<AppStatus>(`/apps/${app}`);
-    if (status.liveReleaseId === releaseId && options.slot === undefined) {
+    if (status.liveReleaseId === releaseId && options.slot === undefined && sameOverrides(status, config)) {
       out.info(`${shortSha(releaseId)} is already live on ${status.liveSlot}: nothing to do`, { outcome: 'unchanged' });
       return EXIT.ok;
     }
@@ -167,6 +167,12 @@ async function rollOut(
   } finally {
     await session.close();
   }
+}
+
+/** Pure: whether the host runs the app with the environment's overrides as configured (always, without environments). */
+export function sameOverrides(status: Pick<AppStatus, 'env' | 'specOverrides'>, config: Pick<Target, 'env' | 'specOverrides'>): boolean {
+  if (config.env === null) return true;
+  return status.env === config.env && canonicalJson(status.specOverrides ?? {}) === canonicalJson(config.specOverrides ?? {});
 }
 
 /** What a deployment request says of its target: the environment, its spec overrides, the tag. */

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { parseDeployConfig } from '../../controller/config.js';
 import { durationMs, resolveTarget } from '../../controller/environments.js';
-import { checkOverridesFit, deploymentRequest, targetFields, uploadHeaders, uploadPath } from '../../controller/commands/push.js';
+import { checkOverridesFit, deploymentRequest, sameOverrides, targetFields, uploadHeaders, uploadPath } from '../../controller/commands/push.js';
+import { slackBody, type NotifyEvent } from '../../agent/notify/events.js';
 import { checkAppSpec, type AppSpec } from '../../contract/spec.js';
 import {
   applySpecOverrides, checkSpecOverrides, decodeSpecOverrides, encodeSpecOverrides, mergeSpecOverrides, SPEC_OVERRIDES_HEADER,
@@ -150,5 +151,21 @@ describe('what push sends for an environment', () => {
     const manifest = { ...releaseManifest('shop', randomCommit(), 'a'.repeat(64)), tag: 'v1' };
     expect(deploymentInfoOf(manifest, 'me@host', new Date(0), { env: 'staging', tag: 'v2' })).toMatchObject({ env: 'staging', tag: 'v2', app: 'shop' });
     expect(deploymentInfoOf(manifest, 'me@host', new Date(0))).toMatchObject({ env: null, tag: 'v1' });
+  });
+
+  it('a live release is pushed again when the overrides of its environment changed', () => {
+    const staging = resolveTarget(config(), 'staging');
+    expect(sameOverrides({ env: 'staging', specOverrides: structuredClone(staging.specOverrides) }, staging)).toBe(true);
+    expect(sameOverrides({ env: 'staging', specOverrides: { serverNames: ['old.shop.test'] } }, staging)).toBe(false);
+    expect(sameOverrides({ env: null, specOverrides: null }, staging)).toBe(false);
+    expect(sameOverrides({}, { env: null, specOverrides: null })).toBe(true);
+  });
+
+  it('a notification names the environment', () => {
+    const event: NotifyEvent = {
+      event: 'rollout_succeeded', app: 'shop-staging', env: 'staging', host: 'box', at: '2026-12-02T00:00:00.000Z', deploymentId: 3, kind: 'deploy',
+      releaseId: 'abc', sha: null, tag: 'v2', branch: null, actor: 'me@laptop', outcome: 'succeeded', reason: null, stepDurationsMs: {}, url: null,
+    };
+    expect(slackBody(event).text).toMatch(/shop-staging \[staging\] deploy abc \(v2\)/);
   });
 });
