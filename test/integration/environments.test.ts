@@ -109,4 +109,25 @@ describe('environments: staging and production of one project on one host', () =
     const info = JSON.parse(await fs.readFile(path.join(stack.home, 'releases', STAGING_APP, stagingAnswer.release, 'DEPLOYMENT_INFO.json'), 'utf8')) as Record<string, unknown>;
     expect(info).toMatchObject({ app: PROJECT, env: 'staging', releaseId: stagingAnswer.release });
   });
+
+  it('overrides that do not fit are refused before anything changes: by the controller, and by the host policy', async () => {
+    // The same project config with other staging overrides, kept outside the repository.
+    const base = JSON.parse(await fs.readFile(path.join(stack.repo.dir, 'deploy.config.json'), 'utf8')) as { environments: Record<string, { spec: unknown }> };
+    const withStaging = async (spec: unknown) => {
+      const file = path.join(stack.dir, `deploy.config.${Math.random().toString(36).slice(2)}.json`);
+      base.environments.staging!.spec = spec;
+      await fs.writeFile(file, JSON.stringify(base));
+      return stack.deploy(['--config', file, 'push', '--env', 'staging']);
+    };
+    const unknownProcess = await withStaging({ processes: { api: { instances: 1 } } });
+    expect(unknownProcess.code).toBe(2);
+    expect(unknownProcess.stderr).toMatch(/environments\.staging\.spec\.processes\.api: names no process/);
+    const before = (await stack.deploy(['status', '--env', 'staging', '--json'])).stdout;
+    const notAllowed = await withStaging({ serverNames: ['shop.test'] });
+    expect(notAllowed.code, notAllowed.stderr).toBe(3);
+    expect(notAllowed.stderr).toMatch(/asks for more than this host allows/);
+    const after = JSON.parse((await stack.deploy(['status', '--env', 'staging', '--json'])).stdout) as AppStatus;
+    expect(after.specOverrides).toEqual((JSON.parse(before) as AppStatus).specOverrides);
+    expect(JSON.parse((await stack.getHost('staging.shop.test')).body)).toMatchObject({ app: STAGING_APP, env: 'staging' });
+  });
 });
