@@ -65,13 +65,13 @@ export async function push(config: ControllerConfig, options: PushOptions, out: 
   let prepared: PreparedRelease;
   try {
     if (built) out.info(`  built ${label} in ${formatMs(built.totalMs)} on ${describePlatform(built.platform)}`, { buildMs: built.totalMs, platform: built.platform });
-    prepared = await prepareRelease({ repo, treeish, include: config.include, ...(built ? { builtDir: built.dir } : {}) });
+    prepared = await prepareRelease({ repo, treeish, include: config.include, mtime: new Date(info.commitTime), ...(built ? { builtDir: built.dir } : {}) });
   } finally {
     await built?.cleanup();
   }
   const prepareMs = Date.now() - prepareStarted;
   try {
-    const manifest = buildManifest({ app, sha, dirtySnapshot, branch, ...info }, prepared.contentDigest, new Date(), VERSION, releaseExtras(loaded, built, tag));
+    const manifest = buildManifest({ app, sha, dirtySnapshot, branch, ...info }, prepared.contentDigest, VERSION, releaseExtras(loaded, built));
     out.info(`→ ${app} ${shortSha(manifest.releaseId)}${dirtySnapshot ? ' (dirty)' : ''}${branch ? ` on ${branch}` : ''}${tag ? ` (tag ${tag})` : ''} to ${target}`,
       { app, releaseId: manifest.releaseId, sha, host: target, tag, specDigest: manifest.specDigest });
     return await rollOut(config, options, out, { manifest, prepared, startedAt, prepareMs });
@@ -80,15 +80,14 @@ export async function push(config: ControllerConfig, options: PushOptions, out: 
   }
 }
 
-/** Pure: the manifest's v3 fields: the spec, how the release was built, the tag. */
-export function releaseExtras(loaded: LoadedSpec | null, built: Pick<BuiltTree, 'platform' | 'steps'> | null, tag: string | null): ReleaseExtras {
+/** Pure: the manifest's v3 fields: the spec and how the release was built. */
+export function releaseExtras(loaded: LoadedSpec | null, built: Pick<BuiltTree, 'platform' | 'steps'> | null): ReleaseExtras {
   const on = loaded?.spec.build?.on;
   return {
     spec: loaded?.spec ?? null,
     specDigest: loaded?.digest ?? null,
     build: on === 'controller' && built ? { on, platform: built.platform, steps: built.steps }
       : on === 'host' ? { on, platform: null, steps: [] } : null,
-    tag,
   };
 }
 
