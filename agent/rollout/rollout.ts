@@ -90,7 +90,9 @@ export class RolloutService {
   }
 
   releaseLock(input: { app: string; lockId?: string; force: boolean; actor: string }): { released: boolean; lock: LockRow | null } {
-    return this.locks.release(this.entry.requireApp(input.app), input);
+    const { released, lock, overridden } = this.locks.release(this.entry.requireApp(input.app), input);
+    if (overridden && lock) this.notify(() => this.deps.notices?.lockOverridden?.(lock, input.actor));
+    return { released, lock };
   }
 
   // ---- entry points: validate (nothing changes on a refusal), then start ---------------------

@@ -1,6 +1,7 @@
 import { prepared, type Db } from './db.js';
 import { SLOTS, type Slot } from '../../contract/names.js';
 import type { ReleaseManifest } from '../../contract/manifest.js';
+import type { PromotionRecord } from '../../contract/api.js';
 
 export type SlotState = 'empty' | 'starting' | 'running' | 'stopped' | 'failed';
 export type ReleaseState = 'ready' | 'good' | 'bad' | 'failed';
@@ -200,6 +201,32 @@ export class StateStore {
   deployments(app: string, limit = 50): DeploymentRow[] {
     return (prepared(this.db, 'SELECT * FROM deployments WHERE app = ? ORDER BY id DESC LIMIT ?').all(app, limit) as RawDeployment[])
       .map(toDeployment);
+  }
+
+  /** Every deployment of the app that activated `releaseId`, newest first. */
+  deploymentsOfRelease(app: string, releaseId: string, limit = 500): DeploymentRow[] {
+    return (prepared(this.db, 'SELECT * FROM deployments WHERE app = ? AND release_id = ? ORDER BY id DESC LIMIT ?').all(app, releaseId, limit) as RawDeployment[])
+      .map(toDeployment);
+  }
+
+  recordPromotion(p: Omit<PromotionRecord, 'id' | 'at'>): PromotionRecord {
+    const at = now();
+    const result = prepared(this.db,
+      `INSERT INTO promotions (app, release_id, side, event, from_env, to_env, other_host, reason, gate, sha, actor, at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(p.app, p.releaseId, p.side, p.event, p.fromEnv, p.toEnv, p.otherHost, p.reason, p.gate, p.sha, p.actor, at);
+    return { ...p, id: Number(result.lastInsertRowid), at };
+  }
+
+  promotions(app: string, limit = 50): PromotionRecord[] {
+    const rows = prepared(this.db, 'SELECT * FROM promotions WHERE app = ? ORDER BY id DESC LIMIT ?').all(app, limit) as {
+      id: number; app: string; release_id: string; side: 'source' | 'target'; event: PromotionRecord['event']; from_env: string | null;
+      to_env: string | null; other_host: string; reason: string | null; gate: string; sha: string | null; actor: string; at: string;
+    }[];
+    return rows.map((r) => ({
+      id: r.id, app: r.app, releaseId: r.release_id, side: r.side, event: r.event, fromEnv: r.from_env, toEnv: r.to_env,
+      otherHost: r.other_host, reason: r.reason, gate: r.gate, sha: r.sha, actor: r.actor, at: r.at,
+    }));
   }
 
   unfinishedDeployments(): DeploymentRow[] {
