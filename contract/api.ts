@@ -151,6 +151,8 @@ export interface DeploymentSummary {
   env?: string | null;
   /** The deployment's tag, else its release's manifest tag. */
   tag?: string | null;
+  /** Where the release was promoted from (deploy promote); null otherwise. */
+  promotion?: PromotionInfo | null;
   stepDurationsMs?: Record<string, number>;
   events?: Omit<DeploymentEvent, 'type'>[];
 }

@@ -199,7 +199,7 @@ export function uploadHeaders(overrides: SpecOverrides | null): Record<string, s
   return encoded === null ? {} : { [SPEC_OVERRIDES_HEADER]: encoded };
 }
 
-async function reserveLock(agent: AgentClient, app: string, releaseId: string, options: PushOptions, out: Output): Promise<LockInfo> {
+export async function reserveLock(agent: AgentClient, app: string, releaseId: string, options: Pick<PushOptions, 'wait' | 'waitTimeoutMs'>, out: Output): Promise<LockInfo> {
   const deadline = Date.now() + options.waitTimeoutMs;
   let announced = false;
   for (;;) {
