@@ -4,12 +4,13 @@
  * a script), and the pure parts of the runner that test/integration/ci-workflows.test.ts runs them
  * with.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, promises as fs, readFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../helpers/agent-process.js';
 import {
-  callsDeploy, expressionsIn, loadWorkflow, runSteps, shellArgv, substituteExpressions, type Workflow, type WorkflowJob,
+  callsDeploy, expressionsIn, loadWorkflow, runJob, runSteps, shellArgv, substituteExpressions, type Workflow, type WorkflowJob,
 } from '../helpers/workflow.js';
 
 const EXAMPLES = path.join(REPO_ROOT, 'examples', 'github-actions');
@@ -51,6 +52,51 @@ describe('workflow runner, pure parts', () => {
       job: 'j', index: 1, name: 'one', script: 'true', env: { A: 'w', B: 'j', C: 's', N: '3' }, shell: null, workingDirectory: 'app',
     }]);
     expect(() => runSteps(workflow, 'nope')).toThrow(/no job nope/);
+  });
+});
+
+describe('workflow runner, a job run with bash', () => {
+  it('runs run: steps in order with env and expressions, skips replaced ones, stops at the first failure with its code', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'slipway-workflow-'));
+    try {
+      const file = path.join(dir, 'w.yml');
+      await fs.writeFile(file, [
+        'on: { push: { branches: [main] } }',
+        'env: { WHO: workflow }',
+        'jobs:',
+        '  j:',
+        '    runs-on: ubuntu-latest',
+        '    steps:',
+        '      - uses: actions/checkout@v4',
+        '      - name: replaced',
+        '        run: exit 9',
+        '      - name: first',
+        '        env: { SECRET: "${{ secrets.S }}" }',
+        '        run: |',
+        '          printf "%s %s %s\\n" "$WHO" "$SECRET" "$GITHUB_REF_NAME" > "$HOME/out"',
+        '          false | true',
+        '      - name: second',
+        '        shell: bash',
+        '        run: false | true; echo unreachable',
+        '      - name: third',
+        '        run: echo never',
+      ].join('\n'));
+      await fs.mkdir(path.join(dir, 'home'));
+      const workflow = await loadWorkflow(file);
+      const ctx = {
+        workspace: dir, home: path.join(dir, 'home'), binDir: path.join(dir, 'bin'), temp: dir,
+        expressions: { 'secrets.S': 'it\'s $(not run)' }, runnerEnv: { GITHUB_REF_NAME: 'main' },
+        replaced: (step: { name: string }) => step.name === 'replaced',
+      };
+      const job = await runJob(workflow, 'j', ctx);
+      // bash -e without pipefail lets `false | true` pass; shell: bash has pipefail and fails.
+      expect(job.steps.map((s) => [s.name, s.exitCode])).toEqual([['first', 0], ['second', 1]]);
+      expect(job).toMatchObject({ exitCode: 1, failed: { name: 'second' } });
+      expect(await fs.readFile(path.join(dir, 'home', 'out'), 'utf8')).toBe("workflow it's $(not run) main\n");
+      await expect(runJob(workflow, 'j', { ...ctx, expressions: {} })).rejects.toThrow(/steps\[2\] \(first\) env\.SECRET: the expression \$\{\{ secrets\.S \}\}/);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
