@@ -79,7 +79,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   });
   const releases = new ReleaseService({
     apps: deps.config.apps, state: deps.state, releases: deps.releases, cleanup: deps.cleanup, logger: deps.logger,
-    checkManifest: (app, manifest) => { allowedReleaseSpec(app, deps.config.apps[app]!, manifest); },
+    checkManifest: (app, manifest, overrides) => { allowedReleaseSpec(app, deps.config.apps[app]!, manifest, overrides); },
   });
 
   void app.register(hostGuard);

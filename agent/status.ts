@@ -100,6 +100,7 @@ export class StatusService {
       liveReleaseId,
       generation: row.generation,
       publicUrl: publicUrlOf(config, name),
+      env: state.appOverrides(name)?.env ?? null,
       ...(this.deps.pm2Status ? { pm2: this.deps.pm2Status() } : {}),
       slots,
       releases: state.releases(name).map((r) => ({
@@ -122,7 +123,7 @@ export class StatusService {
     const row = this.deps.state.release(app, releaseId);
     if (!row) return null;
     try {
-      return releaseSpecOf(app, this.deps.config.apps[app]!, row.manifest).spec;
+      return releaseSpecOf(app, this.deps.config.apps[app]!, row.manifest, this.deps.state.appOverrides(app)?.overrides ?? null).spec;
     } catch {
       return null;
     }

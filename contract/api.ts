@@ -19,6 +19,10 @@ export const AGENT_HOST = 'slipway-agent';
  * What `deploy rollback --to` takes: a release id, or a prefix of at least 7 characters of a
  * release id or of a release's full commit SHA (what `deploy releases` prints is one).
  */
+/** An environment's name (deploy.config.json environments, --env). */
+export const ENV_NAME_PATTERN = '^[a-z][a-z0-9_-]{0,31}$';
+/** A tag a deployment carries (a git tag name, or what a promotion names). */
+export const TAG_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._/+-]{0,254}$';
 export const RELEASE_REF_PATTERN = '^[0-9a-f][0-9a-f-]{6,127}$';
 
 export type Outcome = 'succeeded' | 'failed' | 'rolled_back';
@@ -83,6 +87,8 @@ export interface AppStatus {
   liveReleaseId: string | null;
   generation: number;
   publicUrl: string;
+  /** The environment the app's last deployment named (null: none; absent from older agents). */
+  env?: string | null;
   /** Absent from agents that predate it. */
   pm2?: Pm2DaemonStatus;
   slots: SlotStatus[];
@@ -141,6 +147,10 @@ export interface DeploymentSummary {
   badMark: 'kept' | 'cleared' | null;
   /** A rollback back in deploy order: the release it left (previousRelease) is marked rolled back. */
   marksPrevious: boolean;
+  /** The environment the deployment was asked for (null: none; absent from older agents). */
+  env?: string | null;
+  /** The deployment's tag, else its release's manifest tag. */
+  tag?: string | null;
   stepDurationsMs?: Record<string, number>;
   events?: Omit<DeploymentEvent, 'type'>[];
 }

@@ -13,7 +13,10 @@ export interface DeploymentInfo {
   app: string;
   sha: string;
   branch: string | null;
+  /** The tag the release was uploaded for (the deployment's, else the manifest's). */
   tag: string | null;
+  /** The environment it was uploaded for (deploy --env); null without environments. */
+  env: string | null;
   author: { name: string; email: string };
   commitTime: string;
   specDigest: string | null;
@@ -24,13 +27,16 @@ export interface DeploymentInfo {
 }
 
 /** Pure: the info of a release from its manifest and who uploaded it when. */
-export function deploymentInfoOf(manifest: ReleaseManifest, deployedBy: string, deployedAt: Date): DeploymentInfo {
+export function deploymentInfoOf(
+  manifest: ReleaseManifest, deployedBy: string, deployedAt: Date, deployment: { env: string | null; tag: string | null } = { env: null, tag: null },
+): DeploymentInfo {
   return {
     releaseId: manifest.releaseId,
     app: manifest.app,
     sha: manifest.sha,
     branch: manifest.branch,
-    tag: manifest.tag ?? null,
+    tag: deployment.tag ?? manifest.tag ?? null,
+    env: deployment.env,
     author: manifest.author,
     commitTime: manifest.commitTime,
     specDigest: manifest.specDigest ?? null,

@@ -136,7 +136,7 @@ const httpHealthSchema = {
   },
 } as const;
 
-const processSchema = {
+export const processSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
@@ -201,7 +201,7 @@ const buildSchema = {
   },
 } as const;
 
-const smokeSchema = {
+export const smokeSchema = {
   type: 'object',
   additionalProperties: false,
   required: ['path'],

@@ -86,7 +86,7 @@ export class AgentClient {
    * bytes for uploadStallTimeoutMs: SSH keepalives cannot tell, since sshd answers them while the
    * agent behind it is stopped or stuck on its disk.
    */
-  async upload(path: string, file: string, size: number, sha256: string, onProgress: (p: UploadProgress) => void): Promise<unknown> {
+  async upload(path: string, file: string, size: number, sha256: string, onProgress: (p: UploadProgress) => void, headers: Record<string, string> = {}): Promise<unknown> {
     const watch = new StallWatch(this.options.uploadStallTimeoutMs ?? DEFAULT_UPLOAD_STALL_TIMEOUT_MS, Date.now());
     let sent = 0;
     const counter = new Transform({
@@ -101,6 +101,7 @@ export class AgentClient {
       'content-type': 'application/gzip',
       'content-length': String(size),
       [SHA256_HEADER]: sha256,
+      ...headers,
     }, (req, abort) => {
       const tick = setInterval(() => {
         const now = Date.now();

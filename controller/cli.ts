@@ -5,6 +5,7 @@ import { RELEASE_REF_PATTERN } from '../contract/api.js';
 import { isSlot, type Slot } from '../contract/names.js';
 import { VERSION } from '../contract/version.js';
 import { DEFAULT_CONFIG_FILE, loadControllerConfig } from './config.js';
+import type { Target } from './environments.js';
 import { EXIT, exitCodeFor, type ExitCode } from './errors.js';
 import { DEBUG_ENV, HumanOutput, JsonOutput, internalErrorLine, type Output } from './output.js';
 import { push } from './commands/push.js';
@@ -17,7 +18,7 @@ import { metrics } from './commands/metrics.js';
 import { logs } from './commands/logs.js';
 import { LIVE_REF, diff } from './commands/diff.js';
 
-interface GlobalOptions { config?: string; json?: boolean }
+interface GlobalOptions { config?: string; json?: boolean; env?: string }
 
 function parseSeconds(value: string): number {
   const n = Number(value);
@@ -56,16 +57,23 @@ function parseWindow(value: string): string {
 }
 
 /** Declares the commands; each action is one call into controller/commands. */
-function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promise<ExitCode>) => Promise<void>): Command {
+function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promise<ExitCode>) => Promise<void>, scope: { output?: Output } = {}): Command {
   const program = new Command('deploy')
     .description('Slipway: blue/green deploys of a Node app to your own server over SSH')
     .version(VERSION)
     .option('-c, --config <file>', `controller config (default: ./${DEFAULT_CONFIG_FILE})`)
     .option('--json', 'machine-readable output: one JSON object per line')
+    .option('-e, --env <name>', 'the environment of deploy.config.json to act on (default: its defaultEnv)')
     .exitOverride()
     .showHelpAfterError();
 
-  const config = (opts: GlobalOptions) => loadControllerConfig(path.resolve(opts.config ?? DEFAULT_CONFIG_FILE));
+  const scopeOutput = (fields: Record<string, unknown>) => scope.output?.scope?.(fields);
+  // Every command acts on one resolved target: the environment named by --env (or the default one).
+  const config = (opts: GlobalOptions): Target => {
+    const target = loadControllerConfig(path.resolve(opts.config ?? DEFAULT_CONFIG_FILE), opts.env);
+    if (target.env !== null) scopeOutput({ env: target.env });
+    return target;
+  };
 
   program.command('push')
     .description('pack the commit, upload it unless the host has it, start it in the standby slot, health-check it, switch nginx, watch it')
@@ -183,9 +191,11 @@ export function reportCrash(error: unknown, stderr: NodeJS.WritableStream, env: 
 export async function main(argv: string[], io: CliIo = { stdout: process.stdout, stderr: process.stderr }, env: NodeJS.ProcessEnv = process.env): Promise<ExitCode> {
   let exitCode: ExitCode = EXIT.ok;
   let out: Output = new HumanOutput({ ...io, isTTY: Boolean((io.stderr as NodeJS.WriteStream).isTTY) });
+  const scope: { output?: Output } = {};
   const program = buildProgram(async (action) => {
     const global = program.opts<GlobalOptions>();
     if (global.json) out = new JsonOutput({ ...io, isTTY: false });
+    scope.output = out;
     try {
       exitCode = await action(out, global);
     } catch (error) {
@@ -193,7 +203,7 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
       exitCode = exitCodeFor(error);
       if (!(error instanceof SlipwayError) && debugWanted(env) && error instanceof Error && error.stack) io.stderr.write(`${error.stack}\n`);
     }
-  });
+  }, scope);
   program.configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
   try {
     await program.parseAsync(argv, { from: 'user' });

@@ -3,63 +3,123 @@ import os from 'node:os';
 import path from 'node:path';
 import { APP_NAME_PATTERN } from '../contract/names.js';
 import { SlipwayError } from '../contract/errors.js';
+import { ENV_NAME_PATTERN } from '../contract/api.js';
 import { compileValidator } from '../lib/validate.js';
+import { specOverridesSchema, type SpecOverrides } from '../contract/spec-overrides.js';
+import { resolveTarget, type Target } from './environments.js';
 
 export const DEFAULT_CONFIG_FILE = 'deploy.config.json';
 export const DEFAULT_UPLOAD_STALL_TIMEOUT_MS = 30_000;
 
+export interface HostConfig {
+  address: string;
+  port: number;
+  user: string;
+  /** Private key file; without it the ssh-agent at SSH_AUTH_SOCK is used. */
+  identityFile?: string;
+  knownHostsFile: string;
+  connectTimeoutMs: number;
+  /** How often an idle link is probed, and how many unanswered probes declare it dead. */
+  keepaliveIntervalMs: number;
+  keepaliveCountMax: number;
+  /** An upload the agent accepts no bytes of for this long is abandoned. */
+  uploadStallTimeoutMs: number;
+}
+
+export interface AgentEndpoint { port: number; tokenFile: string }
+
+/** One resolved deploy target: an app on one host (controller/environments.ts adds what an environment says). */
 export interface ControllerConfig {
+  /** The app's name on the box. */
   app: string;
-  host: {
-    address: string;
-    port: number;
-    user: string;
-    /** Private key file; without it the ssh-agent at SSH_AUTH_SOCK is used. */
-    identityFile?: string;
-    knownHostsFile: string;
-    connectTimeoutMs: number;
-    /** How often an idle link is probed, and how many unanswered probes declare it dead. */
-    keepaliveIntervalMs: number;
-    keepaliveCountMax: number;
-    /** An upload the agent accepts no bytes of for this long is abandoned. */
-    uploadStallTimeoutMs: number;
-  };
-  agent: { port: number; tokenFile: string };
+  host: HostConfig;
+  agent: AgentEndpoint;
   /** Untracked build output (relative paths) added to the release next to the committed files. */
   include: string[];
 }
 
+export interface EnvironmentConfig {
+  /** The app's name on the box (default: the top-level app). */
+  app?: string;
+  hosts?: HostConfig[];
+  agent?: Partial<AgentEndpoint>;
+  /** Overrides merged into each release's spec in this environment (contract/spec-overrides.ts). */
+  spec?: SpecOverrides;
+  requireApproval: boolean;
+  promotion?: { from: string; maxAge: string };
+  gitTag?: string;
+}
+
+/** deploy.config.json as written: one app (the project), one host or one per environment. */
+export interface DeployConfig {
+  app: string;
+  host?: HostConfig;
+  agent: AgentEndpoint;
+  include: string[];
+  defaultEnv?: string;
+  environments?: Record<string, EnvironmentConfig>;
+}
+
+
+const hostSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['address', 'user'],
+  properties: {
+    address: { type: 'string', pattern: '^[A-Za-z0-9.:_-]{1,253}$' },
+    port: { type: 'integer', minimum: 1, maximum: 65535, default: 22 },
+    user: { type: 'string', pattern: '^[a-z_][a-z0-9_.-]{0,31}$' },
+    identityFile: { type: 'string', minLength: 1 },
+    knownHostsFile: { type: 'string', minLength: 1, default: '~/.ssh/known_hosts' },
+    connectTimeoutMs: { type: 'integer', minimum: 1000, default: 15_000 },
+    keepaliveIntervalMs: { type: 'integer', minimum: 1000, maximum: 300_000, default: 5_000 },
+    keepaliveCountMax: { type: 'integer', minimum: 1, maximum: 100, default: 3 },
+    uploadStallTimeoutMs: { type: 'integer', minimum: 1000, maximum: 3_600_000, default: DEFAULT_UPLOAD_STALL_TIMEOUT_MS },
+  },
+} as const;
+
+const agentProperties = {
+  port: { type: 'integer', minimum: 1, maximum: 65535 },
+  tokenFile: { type: 'string', pattern: '^/[^\\u0000]*$' },
+} as const;
+
+const environmentSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    app: { type: 'string', pattern: APP_NAME_PATTERN },
+    // Several hosts per environment come with fleet support: refused with a message of its own.
+    hosts: { type: 'array', minItems: 1, maxItems: 64, items: hostSchema },
+    agent: { type: 'object', additionalProperties: false, properties: agentProperties },
+    spec: specOverridesSchema,
+    requireApproval: { type: 'boolean', default: false },
+    promotion: {
+      type: 'object', additionalProperties: false, required: ['from'],
+      properties: {
+        from: { type: 'string', pattern: ENV_NAME_PATTERN },
+        maxAge: { type: 'string', pattern: '^[0-9]{1,4}[hdw]$', default: '14d' },
+      },
+    },
+    gitTag: { type: 'string', minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9._/{}-]+$' },
+  },
+} as const;
+
 const schema = {
   type: 'object',
   additionalProperties: false,
-  required: ['app', 'host', 'agent'],
+  required: ['app'],
   properties: {
     $schema: { type: 'string' },
     app: { type: 'string', pattern: APP_NAME_PATTERN },
-    host: {
-      type: 'object',
-      additionalProperties: false,
-      required: ['address', 'user'],
-      properties: {
-        address: { type: 'string', pattern: '^[A-Za-z0-9.:_-]{1,253}$' },
-        port: { type: 'integer', minimum: 1, maximum: 65535, default: 22 },
-        user: { type: 'string', pattern: '^[a-z_][a-z0-9_.-]{0,31}$' },
-        identityFile: { type: 'string', minLength: 1 },
-        knownHostsFile: { type: 'string', minLength: 1, default: '~/.ssh/known_hosts' },
-        connectTimeoutMs: { type: 'integer', minimum: 1000, default: 15_000 },
-        keepaliveIntervalMs: { type: 'integer', minimum: 1000, maximum: 300_000, default: 5_000 },
-        keepaliveCountMax: { type: 'integer', minimum: 1, maximum: 100, default: 3 },
-        uploadStallTimeoutMs: { type: 'integer', minimum: 1000, maximum: 3_600_000, default: DEFAULT_UPLOAD_STALL_TIMEOUT_MS },
-      },
-    },
+    host: hostSchema,
     agent: {
       type: 'object',
       additionalProperties: false,
       required: [],
       default: {},
       properties: {
-        port: { type: 'integer', minimum: 1, maximum: 65535, default: 7070 },
-        tokenFile: { type: 'string', pattern: '^/[^\\u0000]*$', default: '/etc/slipway/agent.token' },
+        port: { ...agentProperties.port, default: 7070 },
+        tokenFile: { ...agentProperties.tokenFile, default: '/etc/slipway/agent.token' },
       },
     },
     include: {
@@ -67,18 +127,29 @@ const schema = {
       default: [],
       items: { type: 'string', minLength: 1, pattern: '^(?!/)(?!.*(^|/)\\.\\.(/|$))[^\\u0000]+$' },
     },
+    defaultEnv: { type: 'string', pattern: ENV_NAME_PATTERN },
+    environments: {
+      type: 'object', minProperties: 1, maxProperties: 32,
+      propertyNames: { pattern: ENV_NAME_PATTERN },
+      additionalProperties: environmentSchema,
+    },
   },
 } as const;
 
-const validate = compileValidator<ControllerConfig>(schema);
+const validate = compileValidator<DeployConfig>(schema);
 
 function expandHome(file: string, baseDir: string): string {
   if (file === '~' || file.startsWith('~/')) return path.join(os.homedir(), file.slice(1));
   return path.resolve(baseDir, file);
 }
 
-/** Pure: validates a parsed config; relative paths resolve against the config file's directory. */
-export function parseControllerConfig(raw: unknown, source: string): ControllerConfig {
+function expandHostPaths(host: HostConfig, baseDir: string): void {
+  host.knownHostsFile = expandHome(host.knownHostsFile, baseDir);
+  if (host.identityFile) host.identityFile = expandHome(host.identityFile, baseDir);
+}
+
+/** Pure: validates a parsed deploy.config.json; relative paths resolve against the config file's directory. */
+export function parseDeployConfig(raw: unknown, source: string): DeployConfig {
   const copy = structuredClone(raw);
   const result = validate(copy);
   if (!result.ok) {
@@ -88,12 +159,45 @@ export function parseControllerConfig(raw: unknown, source: string): ControllerC
   }
   const config = result.value;
   const baseDir = path.dirname(path.resolve(source));
-  config.host.knownHostsFile = expandHome(config.host.knownHostsFile, baseDir);
-  if (config.host.identityFile) config.host.identityFile = expandHome(config.host.identityFile, baseDir);
+  if (config.host) expandHostPaths(config.host, baseDir);
+  for (const env of Object.values(config.environments ?? {})) for (const host of env.hosts ?? []) expandHostPaths(host, baseDir);
+  const problems = environmentProblems(config);
+  if (problems.length > 0) {
+    throw new SlipwayError('config_invalid', `${source} has ${problems.length} problem(s)`, { details: problems, hint: `fix the fields listed above in ${source}` });
+  }
   return config;
 }
 
-export function loadControllerConfig(file: string): ControllerConfig {
+/** Pure: what the schema cannot say about environments. */
+function environmentProblems(config: DeployConfig): string[] {
+  const problems: string[] = [];
+  const envs = config.environments ?? {};
+  const names = Object.keys(envs);
+  if (config.defaultEnv !== undefined && !envs[config.defaultEnv]) {
+    problems.push(names.length ? `defaultEnv: names no environment (declared: ${names.join(', ')})` : 'defaultEnv: needs "environments"');
+  }
+  if (!config.host && names.length === 0) problems.push('host: is required (or declare "environments", each with its "hosts")');
+  const boxApps = new Map<string, string>();
+  for (const [name, env] of Object.entries(envs)) {
+    if (!env.hosts && !config.host) problems.push(`environments/${name}/hosts: is required when there is no top-level "host"`);
+    if (env.hosts && env.hosts.length > 1) problems.push(`environments/${name}/hosts: several hosts per environment come with fleet support; name one host`);
+    if (env.promotion && !envs[env.promotion.from]) problems.push(`environments/${name}/promotion/from: names no environment (declared: ${names.join(', ')})`);
+    if (env.promotion?.from === name) problems.push(`environments/${name}/promotion/from: an environment cannot promote from itself`);
+    const host = env.hosts?.[0] ?? config.host;
+    const key = `${host?.address}:${host?.port} ${env.app ?? config.app}`;
+    const other = boxApps.get(key);
+    if (other) problems.push(`environments/${name}: deploys the same app (${env.app ?? config.app}) to the same host as environments/${other}; give one of them its own "app"`);
+    boxApps.set(key, name);
+  }
+  return problems;
+}
+
+/** Pure: the config resolved for no named environment (the default one, if it declares any). */
+export function parseControllerConfig(raw: unknown, source: string): Target {
+  return resolveTarget(parseDeployConfig(raw, source), undefined);
+}
+
+export function loadDeployConfig(file: string): DeployConfig {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -108,5 +212,10 @@ export function loadControllerConfig(file: string): ControllerConfig {
   } catch (error) {
     throw new SlipwayError('config_invalid', `${file} is not valid JSON: ${(error as Error).message}`, { hint: 'fix the JSON syntax' });
   }
-  return parseControllerConfig(raw, file);
+  return parseDeployConfig(raw, file);
+}
+
+/** The config file resolved for an environment (undefined: the default one, or none). */
+export function loadControllerConfig(file: string, envName?: string): Target {
+  return resolveTarget(loadDeployConfig(file), envName);
 }

@@ -12,6 +12,8 @@ export interface Output {
   result(result: DeploymentResult, extra: { uploadMs: number | null; uploadedBytes: number; totalMs: number }): void;
   data(value: unknown): void;
   error(error: SlipwayError | Error): void;
+  /** Fields every --json line carries from now on (the environment a command targets). */
+  scope?(fields: Record<string, unknown>): void;
 }
 
 export interface Streams { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream; isTTY: boolean }
@@ -131,8 +133,14 @@ export class HumanOutput implements Output {
 /** --json: one JSON object per line on stdout, for scripts. */
 export class JsonOutput implements Output {
   private lastProgressAt = 0;
+  private fields: Record<string, unknown> = {};
   constructor(private readonly io: Streams) {}
-  private line(value: unknown): void { this.io.stdout.write(`${JSON.stringify(value)}\n`); }
+  scope(fields: Record<string, unknown>): void { this.fields = { ...this.fields, ...fields }; }
+  private line(value: unknown): void {
+    // The line's own fields win (a history row names its own deployment's env).
+    const scoped = typeof value === 'object' && value !== null && !Array.isArray(value) ? { ...this.fields, ...value } : value;
+    this.io.stdout.write(`${JSON.stringify(scoped)}\n`);
+  }
 
   info(message: string, data: Record<string, unknown> = {}): void { this.line({ type: 'info', message, ...data }); }
   progress(phase: string, done: number, total: number, _startedAt: number, stalledMs = 0): void {

@@ -9,9 +9,11 @@ import type { ReleaseManifest } from '../../contract/manifest.js';
  * not the commit, knows who deployed and when. Flushed here, as the rest of the release is before
  * its rename into place.
  */
-export async function writeDeploymentInfo(dir: string, manifest: ReleaseManifest, actor: string, now = new Date()): Promise<void> {
+export async function writeDeploymentInfo(
+  dir: string, manifest: ReleaseManifest, actor: string, now = new Date(), deployment?: { env: string | null; tag: string | null },
+): Promise<void> {
   const file = path.join(dir, DEPLOYMENT_INFO_FILE);
-  const text = `${JSON.stringify(deploymentInfoOf(manifest, actor, now), null, 2)}\n`;
+  const text = `${JSON.stringify(deploymentInfoOf(manifest, actor, now, deployment), null, 2)}\n`;
   await rm(file, { force: true, recursive: true });
   const handle = await open(file, 'wx', 0o444);
   try {

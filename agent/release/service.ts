@@ -6,13 +6,14 @@ import { shortSha } from '../../contract/names.js';
 import type { StateStore } from '../state/store.js';
 import { requireApp } from '../apps.js';
 import type { CleanupResult } from './cleanup.js';
+import type { SpecOverrides } from '../../contract/spec-overrides.js';
 
 /** What the service needs of the release store (store.ts). */
 export interface ReleaseRepository {
   has(app: string, releaseId: string): boolean;
   ingest(input: {
     app: string; releaseId: string; sha256: string; source: Readable; expectedBytes?: number; accept?: (manifest: ReleaseManifest) => void;
-    deployedBy?: string;
+    deployedBy?: string; project?: string; deployment?: { env: string | null; tag: string | null };
   }): Promise<{ dir: string; manifest: ReleaseManifest; bytes: number }>;
 }
 
@@ -23,7 +24,7 @@ export interface ReleaseServiceDeps {
   /** Applies retention now (cleanup.ts), under the app's deploy lock. */
   cleanup(app: string, actor: string): Promise<CleanupResult>;
   /** Refuses a release whose manifest (its spec) this host will not run: checked before it is stored. */
-  checkManifest?: (app: string, manifest: ReleaseManifest) => void;
+  checkManifest?: (app: string, manifest: ReleaseManifest, overrides: SpecOverrides | null) => void;
   logger: Logger;
 }
 
@@ -38,6 +39,13 @@ export interface UploadInput {
   expectedBytes: number;
   /** Who uploads it (recorded in the release's DEPLOYMENT_INFO.json). */
   actor?: string;
+  /** The project the manifest names (?project=), when it is not the box app's name. */
+  project?: string;
+  /** The environment and tag it is uploaded for (?env=, ?tag=): DEPLOYMENT_INFO.json records them. */
+  env?: string;
+  tag?: string;
+  /** The overrides sent with the upload (null: none sent; the stored ones apply). */
+  specOverrides?: SpecOverrides | null;
 }
 
 export interface StoredRelease { releaseId: string; bytes: number; dir: string }
@@ -59,8 +67,11 @@ export class ReleaseService {
     const { checkManifest } = this.deps;
     const ingested = await this.deps.releases.ingest({
       app, releaseId, sha256, source, expectedBytes: input.expectedBytes,
-      ...(checkManifest ? { accept: (manifest: ReleaseManifest) => checkManifest(app, manifest) } : {}),
+      // The policy check applies the overrides sent with the upload, or without them the stored ones.
+      ...(checkManifest ? { accept: (manifest: ReleaseManifest) => checkManifest(app, manifest, input.specOverrides ?? this.deps.state.appOverrides(app)?.overrides ?? null) } : {}),
       ...(input.actor ? { deployedBy: input.actor } : {}),
+      ...(input.project ? { project: input.project } : {}),
+      deployment: { env: input.env ?? null, tag: input.tag ?? null },
     });
     this.deps.state.recordRelease({ app, releaseId, sha256, bytes: ingested.bytes, manifest: ingested.manifest });
     this.deps.logger.info({ app, releaseId, bytes: ingested.bytes }, 'release stored');

@@ -49,6 +49,10 @@ export interface IngestInput {
   accept?: (manifest: ReleaseManifest) => void;
   /** Who uploads it: the release gets a DEPLOYMENT_INFO.json naming them (the API always says). */
   deployedBy?: string;
+  /** The project the manifest must name (manifest.app), when the box app is an environment's own name. */
+  project?: string;
+  /** The environment and tag DEPLOYMENT_INFO.json records. */
+  deployment?: { env: string | null; tag: string | null };
 }
 
 export interface IngestResult {
@@ -192,10 +196,10 @@ export class ReleaseStore {
     this.active.set(tmpDir, partFile);
     try {
       const { extraction, bytes, unpacked } = await this.receiveAndUnpack(input, partFile, tmpDir, label);
-      const manifest = await verifiedManifest(tmpDir, { app, releaseId, label }, unpacked);
+      const manifest = await verifiedManifest(tmpDir, { app: input.project ?? app, releaseId, label }, unpacked);
       input.accept?.(manifest);
       this.admit?.(manifest, unpacked.contents, label);
-      if (input.deployedBy !== undefined) await writeDeploymentInfo(tmpDir, manifest, input.deployedBy);
+      if (input.deployedBy !== undefined) await writeDeploymentInfo(tmpDir, manifest, input.deployedBy, new Date(), input.deployment);
       // Extraction left the tree free of group/other write and the root private; open the root
       // for reading only now that the release is complete.
       await chmod(tmpDir, 0o755);

@@ -20,6 +20,10 @@ export interface Deployment {
   actor: string;
   /** The operator's reason (deploy rollback --reason). */
   note: string | null;
+  /** The environment the controller named (null: none). */
+  env?: string | null;
+  /** The deployment's tag, else the release's manifest tag. */
+  tag?: string | null;
   /** The target release's recorded state when the deployment started. */
   targetState: ReleaseState | null;
   /** A rollback back in deploy order marks the release it leaves as rolled back. */

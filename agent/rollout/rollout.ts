@@ -12,6 +12,16 @@ import { TrafficSwitch } from './traffic.js';
 import { planRollback, previousRelease } from './rollback-plan.js';
 import { ActivationSteps, type ActivationDeps } from './activation.js';
 import type { RolloutNotices } from '../notify/notices.js';
+import type { SpecOverrides } from '../../contract/spec-overrides.js';
+
+/** Pure: only the target fields a request has. */
+function targetOf(input: DeploymentTarget): DeploymentTarget {
+  return {
+    ...(input.env !== undefined ? { env: input.env } : {}),
+    ...(input.specOverrides !== undefined ? { specOverrides: input.specOverrides } : {}),
+    ...(input.tag !== undefined ? { tag: input.tag } : {}),
+  };
+}
 
 // The rollout's surface for the rest of the agent.
 export type { HealthChecker, NginxRenderInput, ProcessManager, TrafficSwitcher } from './deps.js';
@@ -53,7 +63,10 @@ export function createRollouts(wiring: RolloutWiring): { rollouts: RolloutServic
   return { rollouts: new RolloutService({ ...rest, slots, traffic }), slots, traffic };
 }
 
-interface DeploymentRequest {
+/** What a request says of its environment: recorded on the deployment; the overrides become the app's. */
+export interface DeploymentTarget { env?: string; specOverrides?: SpecOverrides; tag?: string }
+
+interface DeploymentRequest extends DeploymentTarget {
   app: string; kind: DeploymentKind; slot: Slot; releaseId: string; actor: string; lockId?: string | undefined;
   note?: string | null; forced?: boolean; marksPrevious?: boolean;
 }
@@ -95,18 +108,19 @@ export class RolloutService {
 
   // ---- entry points: validate (nothing changes on a refusal), then start ---------------------
 
-  startDeploy(input: { app: string; releaseId: string; slot?: Slot; actor: string; lockId?: string }): DeploymentFeed {
+  startDeploy(input: { app: string; releaseId: string; slot?: Slot; actor: string; lockId?: string } & DeploymentTarget): DeploymentFeed {
     const app = this.entry.requireApp(input.app);
     let slot: Slot;
     try {
       this.entry.requireRelease(app, input.releaseId);
       this.deps.admitRelease?.(app, input.releaseId);
+      this.checkOverrides(app, input.releaseId, input.specOverrides);
       slot = chooseTargetSlot(app, this.deps.state.app(app)!.liveSlot, input.slot);
     } catch (error) {
       this.locks.dropReservation(app, input.lockId);
       throw error;
     }
-    return this.begin({ app, kind: 'deploy', slot, releaseId: input.releaseId, actor: input.actor, lockId: input.lockId },
+    return this.begin({ app, kind: 'deploy', slot, releaseId: input.releaseId, actor: input.actor, lockId: input.lockId, ...targetOf(input) },
       async (j) => {
         await this.steps.startAndSwitch(j);
         await this.steps.watchAndSettle(j);
@@ -114,12 +128,12 @@ export class RolloutService {
   }
 
   /** Points traffic at an already-running slot, after proving it healthy, then watches it. */
-  startSwitch(input: { app: string; slot: Slot; actor: string }): DeploymentFeed {
+  startSwitch(input: { app: string; slot: Slot; actor: string; env?: string }): DeploymentFeed {
     const { state } = this.deps;
     const app = this.entry.requireApp(input.app);
     const target = state.slot(app, input.slot);
     const releaseId = checkSwitchTarget(app, input.slot, state.app(app)!.liveSlot, target, target.releaseId ? state.release(app, target.releaseId)?.state : undefined);
-    return this.begin({ app, kind: 'switch', slot: input.slot, releaseId, actor: input.actor }, async (j) => {
+    return this.begin({ app, kind: 'switch', slot: input.slot, releaseId, actor: input.actor, ...(input.env ? { env: input.env } : {}) }, async (j) => {
       await this.steps.switchTo(j);
       await this.steps.watchAndSettle(j);
     });
@@ -130,7 +144,7 @@ export class RolloutService {
    * and healthy, otherwise a start + health gate in the standby slot first; then the watch
    * window, with swap-back, and the settle of a push. The release left is marked rolled back.
    */
-  startRollback(input: { app: string; to?: string; force: boolean; reason?: string; actor: string }): DeploymentFeed {
+  startRollback(input: { app: string; to?: string; force: boolean; reason?: string; actor: string } & DeploymentTarget): DeploymentFeed {
     const { state } = this.deps;
     const app = this.entry.requireApp(input.app);
     const liveSlot = state.app(app)!.liveSlot;
@@ -140,9 +154,10 @@ export class RolloutService {
     const warm = state.slot(app, standby);
     const reuseWarm = warm.releaseId === plan.target && warm.state === 'running';
     if (!reuseWarm) this.deps.admitRelease?.(app, plan.target);
+    this.checkOverrides(app, plan.target, input.specOverrides);
     return this.begin({
       app, kind: 'rollback', slot: standby, releaseId: plan.target, actor: input.actor, note: input.reason ?? null, forced: plan.forced,
-      marksPrevious: plan.marksLiveRolledBack,
+      marksPrevious: plan.marksLiveRolledBack, ...targetOf(input),
     }, async (j) => {
       if (reuseWarm && await this.deps.slots.isOnline(app, standby)) {
         await this.steps.switchTo(j);
@@ -152,6 +167,12 @@ export class RolloutService {
       }
       await this.steps.watchAndSettle(j);
     });
+  }
+
+  /** Refuses (nothing changed) overrides that do not fit the release's spec or ask for more than the host allows. */
+  private checkOverrides(app: string, releaseId: string, overrides: SpecOverrides | undefined): void {
+    if (overrides === undefined) return;
+    this.deps.slots.allowedSpecOf(app, releaseId, overrides);
   }
 
   /** The target of a plain rollback (see previousRelease), or null. */
@@ -207,13 +228,19 @@ export class RolloutService {
     const targetState = state.release(input.app, input.releaseId)?.state ?? null;
     const note = input.note ?? null;
     const marksPrevious = input.marksPrevious ?? false;
-    const id = state.createDeployment({
-      app: input.app, kind: input.kind, releaseId: input.releaseId, slot: input.slot, previousSlot, previousRelease, requestedBy: input.actor,
-      note, forced: input.forced ?? false, targetState, marksPrevious,
+    const env = input.env ?? null;
+    const tag = input.tag ?? state.release(input.app, input.releaseId)?.manifest.tag ?? null;
+    const id = state.transaction(() => {
+      // The overrides become the app's (checked at entry): from now on every effective spec of it uses them.
+      if (input.specOverrides !== undefined) state.setAppOverrides(input.app, env, input.specOverrides);
+      return state.createDeployment({
+        app: input.app, kind: input.kind, releaseId: input.releaseId, slot: input.slot, previousSlot, previousRelease, requestedBy: input.actor,
+        note, forced: input.forced ?? false, targetState, marksPrevious, env, tag,
+      });
     });
     const deployment: Deployment = {
       id, app: input.app, kind: input.kind, slot: input.slot, releaseId: input.releaseId, previousSlot, previousRelease, actor: input.actor,
-      note, targetState, marksPrevious,
+      note, targetState, marksPrevious, env, tag,
     };
     const feed = new DeploymentFeed(id);
     this.feeds.set(id, feed);

@@ -11,6 +11,7 @@ import type { HttpHealthSpec, ProcessSpec, WorkerHealthSpec } from '../../contra
 import { waitFor } from '../../lib/wait.js';
 import type { HealthChecker, ProcessManager } from './deps.js';
 import { allowedReleaseSpec, releaseSpecOf, type EffectiveSpec } from '../spec/release-spec.js';
+import type { SpecOverrides } from '../../contract/spec-overrides.js';
 import { assignPorts, type PortAssignment } from '../spec/ports.js';
 import { translateLegacy } from '../spec/legacy.js';
 import { policyOf } from '../spec/policy.js';
@@ -60,14 +61,22 @@ export class SlotProcesses {
         hint: 'upload it first (deploy push does this)', status: 404,
       });
     }
-    return releaseSpecOf(app, this.deps.config.apps[app]!, row.manifest);
+    return releaseSpecOf(app, this.deps.config.apps[app]!, row.manifest, this.overridesOf(app));
   }
 
-  /** The release's spec, refused (spec_refused) when it asks for more than the host allows. */
-  allowedSpecOf(app: string, releaseId: string): EffectiveSpec {
+  /** The overrides the app's environment last sent (null: none). */
+  overridesOf(app: string): SpecOverrides | null {
+    return this.deps.state.appOverrides(app)?.overrides ?? null;
+  }
+
+  /**
+   * The release's spec, refused (spec_refused) when it asks for more than the host allows;
+   * `overrides`: check these (a deployment's new ones) instead of the stored ones.
+   */
+  allowedSpecOf(app: string, releaseId: string, overrides?: SpecOverrides | null): EffectiveSpec {
     const row = this.deps.state.release(app, releaseId);
     if (!row) return this.specOf(app, releaseId);
-    return allowedReleaseSpec(app, this.deps.config.apps[app]!, row.manifest);
+    return allowedReleaseSpec(app, this.deps.config.apps[app]!, row.manifest, overrides === undefined ? this.overridesOf(app) : overrides);
   }
 
   /** Reads the app's env file: a missing file or required variable stops a rollout before any change. */

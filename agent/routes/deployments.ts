@@ -1,5 +1,8 @@
 import type { FastifyPluginAsync } from 'fastify';
-import { RELEASE_REF_PATTERN, type DeploymentEvent, type DeploymentSummary } from '../../contract/api.js';
+import { ENV_NAME_PATTERN, RELEASE_REF_PATTERN, TAG_PATTERN, type DeploymentEvent, type DeploymentSummary } from '../../contract/api.js';
+import { SlipwayError } from '../../contract/errors.js';
+import { checkSpecOverrides, type SpecOverrides } from '../../contract/spec-overrides.js';
+import type { DeploymentTarget } from '../rollout/rollout.js';
 import { APP_NAME_PATTERN, RELEASE_ID_PATTERN, type Slot } from '../../contract/names.js';
 import type { RolloutService } from '../rollout/rollout.js';
 import type { DeploymentDetail, DeploymentListEntry, StatusService } from '../status.js';
@@ -11,14 +14,39 @@ import {
 const releaseIdSchema = { type: 'string', pattern: RELEASE_ID_PATTERN } as const;
 const lockIdSchema = { type: 'string', pattern: '^[0-9a-f-]{36}$' } as const;
 
+/** What a controller with environments adds to a request: the environment, its spec overrides (checked by the rollout), the tag. */
+const targetProperties = {
+  env: { type: 'string', pattern: ENV_NAME_PATTERN },
+  specOverrides: { type: 'object' },
+  tag: { type: 'string', pattern: TAG_PATTERN },
+} as const;
+interface TargetBody { env?: string; specOverrides?: Record<string, unknown>; tag?: string }
+
 const deployBody = {
   type: 'object', additionalProperties: false, required: ['releaseId'],
-  properties: { releaseId: releaseIdSchema, slot: slotSchema, lockId: lockIdSchema },
+  properties: { releaseId: releaseIdSchema, slot: slotSchema, lockId: lockIdSchema, ...targetProperties },
 } as const;
-interface DeployBody { releaseId: string; slot?: Slot; lockId?: string }
+interface DeployBody extends TargetBody { releaseId: string; slot?: Slot; lockId?: string }
 
-const switchBody = { type: 'object', additionalProperties: false, required: ['slot'], properties: { slot: slotSchema } } as const;
-interface SwitchBody { slot: Slot }
+const switchBody = {
+  type: 'object', additionalProperties: false, required: ['slot'], properties: { slot: slotSchema, env: targetProperties.env },
+} as const;
+interface SwitchBody { slot: Slot; env?: string }
+
+/** Pure: the request's target fields as the rollout takes them (overrides checked: invalid_request on a bad one). */
+export function targetOf(body: TargetBody): DeploymentTarget {
+  let specOverrides: SpecOverrides | undefined;
+  if (body.specOverrides !== undefined) {
+    const checked = checkSpecOverrides(body.specOverrides);
+    if (!checked.ok) {
+      throw new SlipwayError('invalid_request', 'specOverrides of the request are not valid', {
+        status: 400, details: checked.problems.map((p) => `specOverrides/${p.field}: ${p.message}`), hint: 'fix environments.<env>.spec in deploy.config.json',
+      });
+    }
+    specOverrides = checked.overrides;
+  }
+  return { ...(body.env ? { env: body.env } : {}), ...(specOverrides ? { specOverrides } : {}), ...(body.tag ? { tag: body.tag } : {}) };
+}
 
 const rollbackBody = {
   type: 'object', additionalProperties: false,
@@ -26,9 +54,10 @@ const rollbackBody = {
     to: { type: 'string', pattern: RELEASE_REF_PATTERN },
     force: { type: 'boolean' },
     reason: { type: 'string', maxLength: 500, pattern: '^[^\\u0000-\\u001f]*$' },
+    ...targetProperties,
   },
 } as const;
-interface RollbackBody { to?: string; force?: boolean; reason?: string }
+interface RollbackBody extends TargetBody { to?: string; force?: boolean; reason?: string }
 
 const deploymentParams = {
   type: 'object', additionalProperties: false, required: ['app', 'id'],
@@ -46,7 +75,7 @@ const summaryProperties = {
   previousSlot: nullable('string'), previousRelease: nullable('string'), state: { type: 'string' }, outcome: nullable('string'),
   reason: nullable('string'), requestedBy: { type: 'string' }, startedAt: { type: 'string' }, endedAt: nullable('string'), note: nullable('string'),
   forced: { type: 'boolean' }, targetState: nullable('string'), badMark: { type: ['string', 'null'], enum: ['kept', 'cleared', null] },
-  marksPrevious: { type: 'boolean' },
+  marksPrevious: { type: 'boolean' }, env: nullable('string'), tag: nullable('string'),
 } as const;
 const summaryRequired = [
   'id', 'app', 'kind', 'releaseId', 'slot', 'previousSlot', 'previousRelease', 'state', 'outcome', 'reason', 'requestedBy', 'startedAt', 'endedAt', 'note',
@@ -90,21 +119,25 @@ export const deploymentRoutes: FastifyPluginAsync<DeploymentRouteOptions> = asyn
     schema: { params: appParams, querystring: noQuery, body: deployBody, response: answers(deploymentStream) },
   }, async (request, reply) => {
     const { releaseId, slot, lockId } = request.body;
+    const target = targetOf(request.body);
     return streamFeed(reply, rollouts.startDeploy({
-      app: request.params.app, releaseId, actor: request.actor, ...(slot ? { slot } : {}), ...(lockId ? { lockId } : {}),
+      app: request.params.app, releaseId, actor: request.actor, ...(slot ? { slot } : {}), ...(lockId ? { lockId } : {}), ...target,
     }));
   });
 
   app.post<{ Params: AppParams; Querystring: NoQuery; Body: SwitchBody }>('/apps/:app/switch', {
     schema: { params: appParams, querystring: noQuery, body: switchBody, response: answers(deploymentStream) },
-  }, async (request, reply) => streamFeed(reply, rollouts.startSwitch({ app: request.params.app, slot: request.body.slot, actor: request.actor })));
+  }, async (request, reply) => streamFeed(reply, rollouts.startSwitch({
+    app: request.params.app, slot: request.body.slot, actor: request.actor, ...(request.body.env ? { env: request.body.env } : {}),
+  })));
 
   app.post<{ Params: AppParams; Querystring: NoQuery; Body: RollbackBody }>('/apps/:app/rollback', {
     schema: { params: appParams, querystring: noQuery, body: rollbackBody, response: answers(deploymentStream) },
   }, async (request, reply) => {
     const { to, force = false, reason } = request.body;
+    const target = targetOf(request.body);
     return streamFeed(reply, rollouts.startRollback({
-      app: request.params.app, force, actor: request.actor, ...(to ? { to } : {}), ...(reason ? { reason } : {}),
+      app: request.params.app, force, actor: request.actor, ...(to ? { to } : {}), ...(reason ? { reason } : {}), ...target,
     }));
   });
 

@@ -2,7 +2,10 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { Readable } from 'node:stream';
 import { SHA256_HEADER, type ReleaseListEntry, type ReleaseSpecView } from '../../contract/api.js';
 import { manifestSchema } from '../../contract/manifest.js';
-import { SHA256_PATTERN } from '../../contract/names.js';
+import { APP_NAME_PATTERN, SHA256_PATTERN } from '../../contract/names.js';
+import { SlipwayError } from '../../contract/errors.js';
+import { decodeSpecOverrides, SPEC_OVERRIDES_HEADER, type SpecOverrides } from '../../contract/spec-overrides.js';
+import { ENV_NAME_PATTERN, TAG_PATTERN } from '../../contract/api.js';
 import type { CleanupResult } from '../release/cleanup.js';
 import type { ReleaseService, StoredRelease } from '../release/service.js';
 import type { ReleaseDetail, StatusService } from '../status.js';
@@ -18,9 +21,35 @@ const TARBALL_TYPES = ['application/gzip', 'application/octet-stream'] as const;
 const uploadHeaders = {
   type: 'object',
   required: [SHA256_HEADER, 'content-length'],
-  properties: { [SHA256_HEADER]: { type: 'string', pattern: SHA256_PATTERN }, 'content-length': { type: 'string', pattern: '^[0-9]{1,15}$' } },
+  properties: {
+    [SHA256_HEADER]: { type: 'string', pattern: SHA256_PATTERN }, 'content-length': { type: 'string', pattern: '^[0-9]{1,15}$' },
+    [SPEC_OVERRIDES_HEADER]: { type: 'string', maxLength: 12_000 },
+  },
 } as const;
-interface UploadHeaders { [SHA256_HEADER]: string; 'content-length': string }
+interface UploadHeaders { [SHA256_HEADER]: string; 'content-length': string; [SPEC_OVERRIDES_HEADER]?: string }
+
+/** ?project= (the manifest's app, when the box app is an environment's name), ?env=, ?tag=. */
+const uploadQuery = {
+  type: 'object', additionalProperties: false,
+  properties: {
+    project: { type: 'string', pattern: APP_NAME_PATTERN },
+    env: { type: 'string', pattern: ENV_NAME_PATTERN },
+    tag: { type: 'string', maxLength: 255, pattern: TAG_PATTERN },
+  },
+} as const;
+interface UploadQuery { project?: string; env?: string; tag?: string }
+
+/** The overrides header of an upload, decoded and checked; absent: null. */
+function overridesOf(header: string | undefined): SpecOverrides | null {
+  if (header === undefined) return null;
+  try {
+    return decodeSpecOverrides(header);
+  } catch (error) {
+    throw new SlipwayError('invalid_request', `${SPEC_OVERRIDES_HEADER} ${(error as Error).message}`, {
+      status: 400, hint: 'send the environment\'s spec overrides as deploy push does (base64url JSON)',
+    });
+  }
+}
 
 const storedRelease = {
   type: 'object', additionalProperties: false, required: ['releaseId', 'bytes', 'dir'],
@@ -103,11 +132,16 @@ export const releaseRoutes: FastifyPluginAsync<ReleaseRouteOptions> = async (app
     // Node would quietly read the rest of it.
     upload.addHook('onError', async (_request, reply) => { reply.header('connection', 'close'); });
 
-    upload.put<{ Params: ReleaseParams; Querystring: NoQuery; Headers: UploadHeaders; Body: Readable | undefined; Reply: StoredRelease }>('/apps/:app/releases/:releaseId', {
-      schema: { params: releaseParams, querystring: noQuery, headers: uploadHeaders, response: answers({ 201: storedRelease }) },
-    }, async (request, reply) => reply.code(201).send(await releases.receive({
-      app: request.params.app, releaseId: request.params.releaseId, sha256: request.headers[SHA256_HEADER],
-      source: request.body, expectedBytes: Number(request.headers['content-length']), actor: request.actor,
-    })));
+    upload.put<{ Params: ReleaseParams; Querystring: UploadQuery; Headers: UploadHeaders; Body: Readable | undefined; Reply: StoredRelease }>('/apps/:app/releases/:releaseId', {
+      schema: { params: releaseParams, querystring: uploadQuery, headers: uploadHeaders, response: answers({ 201: storedRelease }) },
+    }, async (request, reply) => {
+      const { project, env, tag } = request.query;
+      return reply.code(201).send(await releases.receive({
+        app: request.params.app, releaseId: request.params.releaseId, sha256: request.headers[SHA256_HEADER],
+        source: request.body, expectedBytes: Number(request.headers['content-length']), actor: request.actor,
+        specOverrides: overridesOf(request.headers[SPEC_OVERRIDES_HEADER]),
+        ...(project ? { project } : {}), ...(env ? { env } : {}), ...(tag ? { tag } : {}),
+      }));
+    });
   });
 };

@@ -3,12 +3,15 @@ import { SlipwayError } from '../../contract/errors.js';
 import { shortSha } from '../../contract/names.js';
 import { checkAppSpec, specDigest, specProblemLines, SPEC_FILE, type AppSpec } from '../../contract/spec.js';
 import type { AppConfig } from '../config.js';
+import { isEmptyOverrides, mergeSpecOverrides, overrideProblemLines, type SpecOverrides } from '../../contract/spec-overrides.js';
 import { translateLegacy } from './legacy.js';
 import { policyOf, policyProblems } from './policy.js';
 
 // The spec a release runs with: the one it carries (manifest.json `spec`, checked again here, its
 // digest verified), or, for a release without one, the legacy spec of the app's config. Activating
-// a release activates this spec: its processes, ports and routes.
+// a release activates this spec: its processes, ports and routes. The app's environment overrides
+// (the latest a deployment sent) are merged into a release's own spec; a legacy spec is the host's
+// own config and takes none.
 
 export interface EffectiveSpec {
   spec: AppSpec;
@@ -21,7 +24,7 @@ export interface EffectiveSpec {
  * Pure: the effective spec of a release of `app`. Throws release_spec_invalid (the manifest's spec does
  * not check, or does not match its digest) or spec_missing (no spec, and no legacy config).
  */
-export function releaseSpecOf(app: string, appConfig: AppConfig, manifest: ReleaseManifest): EffectiveSpec {
+export function releaseSpecOf(app: string, appConfig: AppConfig, manifest: ReleaseManifest, overrides: SpecOverrides | null = null): EffectiveSpec {
   const label = `release ${shortSha(manifest.releaseId)} of ${app}`;
   if (manifest.spec !== undefined && manifest.spec !== null) {
     const checked = checkAppSpec(manifest.spec);
@@ -38,7 +41,16 @@ export function releaseSpecOf(app: string, appConfig: AppConfig, manifest: Relea
         hint: 'push the release again with deploy push, which writes both',
       });
     }
-    return { spec: checked.spec, source: 'release', digest };
+    if (isEmptyOverrides(overrides)) return { spec: checked.spec, source: 'release', digest };
+    // The environment's overrides (contract/spec-overrides.ts), merged and checked again.
+    const merged = mergeSpecOverrides(checked.spec, overrides);
+    if (!merged.ok) {
+      throw new SlipwayError('spec_overrides_invalid', `${label}: the environment's spec overrides do not fit its ${SPEC_FILE}`, {
+        status: 422, details: overrideProblemLines(merged.problems, 'spec overrides', SPEC_FILE),
+        hint: 'fix environments.<env>.spec in deploy.config.json and push again',
+      });
+    }
+    return { spec: merged.spec, source: 'release', digest: specDigest(merged.spec) };
   }
   const legacy = translateLegacy(appConfig);
   if (!legacy) {
@@ -64,8 +76,8 @@ export function requireAllowedSpec(app: string, appConfig: AppConfig, effective:
 }
 
 /** Both checks, for a manifest arriving or a release about to be activated. */
-export function allowedReleaseSpec(app: string, appConfig: AppConfig, manifest: ReleaseManifest): EffectiveSpec {
-  const effective = releaseSpecOf(app, appConfig, manifest);
+export function allowedReleaseSpec(app: string, appConfig: AppConfig, manifest: ReleaseManifest, overrides: SpecOverrides | null = null): EffectiveSpec {
+  const effective = releaseSpecOf(app, appConfig, manifest, overrides);
   requireAllowedSpec(app, appConfig, effective, manifest.releaseId);
   return effective;
 }

@@ -227,6 +227,18 @@ const MIGRATIONS: string[] = [
     PRIMARY KEY (app, release_id)
   );
   `,
+  // Environments (issue 13): the environment and tag a deployment was asked for, and the spec
+  // overrides an app's environment last sent (applied wherever a release's effective spec is computed).
+  `
+  ALTER TABLE deployments ADD COLUMN env TEXT;
+  ALTER TABLE deployments ADD COLUMN tag TEXT;
+  CREATE TABLE app_spec_overrides (
+    app         TEXT PRIMARY KEY,
+    env         TEXT,
+    overrides   TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+  );
+  `,
 ];
 
 export function openDatabase(file: string): Db {

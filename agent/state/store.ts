@@ -1,6 +1,7 @@
 import { prepared, type Db } from './db.js';
 import { SLOTS, type Slot } from '../../contract/names.js';
 import type { ReleaseManifest } from '../../contract/manifest.js';
+import type { SpecOverrides } from '../../contract/spec-overrides.js';
 
 export type SlotState = 'empty' | 'starting' | 'running' | 'stopped' | 'failed';
 export type ReleaseState = 'ready' | 'good' | 'bad' | 'failed';
@@ -32,7 +33,13 @@ export interface DeploymentRow {
   badMark: BadMark | null;
   /** A rollback back in deploy order: once traffic moves, the release it leaves is marked rolled back. */
   marksPrevious: boolean;
+  /** The environment the controller named (null: none, or an older controller). */
+  env: string | null;
+  /** The tag the deployment was asked for (a promotion's or the commit's). */
+  tag: string | null;
 }
+/** The spec overrides an app's environment last sent, applied to every release of the app. */
+export interface AppOverridesRow { app: string; env: string | null; overrides: SpecOverrides; updatedAt: string }
 export interface LockRow {
   app: string; lockId: string; holder: string; action: string; releaseId: string | null; since: string;
   expiresAt: string | null; bootId: string; deploymentId: number | null;
@@ -169,14 +176,26 @@ export class StateStore {
   createDeployment(d: {
     app: string; kind: DeploymentKind; releaseId: string | null; slot: Slot; previousSlot: Slot | null;
     previousRelease: string | null; requestedBy: string; note?: string | null; forced?: boolean; targetState?: ReleaseState | null;
-    marksPrevious?: boolean;
+    marksPrevious?: boolean; env?: string | null; tag?: string | null;
   }): number {
     const result = prepared(this.db,
-      `INSERT INTO deployments (app, kind, release_id, slot, previous_slot, previous_release, state, requested_by, started_at, note, forced, target_state, marks_previous)
-       VALUES (?, ?, ?, ?, ?, ?, 'created', ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO deployments (app, kind, release_id, slot, previous_slot, previous_release, state, requested_by, started_at, note, forced, target_state, marks_previous, env, tag)
+       VALUES (?, ?, ?, ?, ?, ?, 'created', ?, ?, ?, ?, ?, ?, ?, ?)`,
     ).run(d.app, d.kind, d.releaseId, d.slot, d.previousSlot, d.previousRelease, d.requestedBy, now(), d.note ?? null, d.forced ? 1 : 0,
-      d.targetState ?? null, d.marksPrevious ? 1 : 0);
+      d.targetState ?? null, d.marksPrevious ? 1 : 0, d.env ?? null, d.tag ?? null);
     return Number(result.lastInsertRowid);
+  }
+
+  /** The overrides (and environment) an app's deployments last sent; null when none ever did. */
+  appOverrides(app: string): AppOverridesRow | null {
+    const row = prepared(this.db, 'SELECT * FROM app_spec_overrides WHERE app = ?').get(app) as
+      { app: string; env: string | null; overrides: string; updated_at: string } | undefined;
+    return row ? { app: row.app, env: row.env, overrides: JSON.parse(row.overrides) as SpecOverrides, updatedAt: row.updated_at } : null;
+  }
+
+  setAppOverrides(app: string, env: string | null, overrides: SpecOverrides): void {
+    prepared(this.db, 'INSERT OR REPLACE INTO app_spec_overrides (app, env, overrides, updated_at) VALUES (?, ?, ?, ?)')
+      .run(app, env, JSON.stringify(overrides), now());
   }
 
   setBadMark(id: number, mark: BadMark): void {
@@ -323,7 +342,7 @@ interface RawDeployment {
   id: number; app: string; kind: DeploymentKind; release_id: string | null; slot: Slot; previous_slot: Slot | null;
   previous_release: string | null; state: string; outcome: Outcome | null; reason: string | null; requested_by: string;
   started_at: string; ended_at: string | null; note: string | null; forced: number; target_state: ReleaseState | null; bad_mark: BadMark | null;
-  marks_previous: number;
+  marks_previous: number; env: string | null; tag: string | null;
 }
 function toDeployment(r: RawDeployment): DeploymentRow {
   return {
@@ -331,5 +350,6 @@ function toDeployment(r: RawDeployment): DeploymentRow {
     previousRelease: r.previous_release, state: r.state, outcome: r.outcome, reason: r.reason,
     requestedBy: r.requested_by, startedAt: r.started_at, endedAt: r.ended_at, note: r.note,
     forced: r.forced === 1, targetState: r.target_state, badMark: r.bad_mark, marksPrevious: r.marks_previous === 1,
+    env: r.env ?? null, tag: r.tag ?? null,
   };
 }

@@ -6,7 +6,9 @@ import type { ReleaseManifest } from '../../contract/manifest.js';
 import { shortSha, type Slot } from '../../contract/names.js';
 import { VERSION } from '../../contract/version.js';
 import type { AgentClient } from '../agent-client.js';
-import type { ControllerConfig } from '../config.js';
+import type { Target } from '../environments.js';
+import { encodeSpecOverrides, mergeSpecOverrides, overrideProblemLines, SPEC_OVERRIDES_HEADER, type SpecOverrides } from '../../contract/spec-overrides.js';
+import { SPEC_FILE } from '../../contract/spec.js';
 import { EXIT, exitCodeOfResult, type ExitCode } from '../errors.js';
 import { commitInfo, currentBranch, hasTrackedChanges, repoRoot, resolveCommit, snapshotWorkTree, tagOf } from '../git.js';
 import { buildManifest, type ReleaseExtras } from '../manifest.js';
@@ -33,7 +35,7 @@ export interface PushOptions {
 }
 
 /** `deploy push`: pack the commit, ship it unless the host has it, roll it out, report. */
-export async function push(config: ControllerConfig, options: PushOptions, out: Output): Promise<ExitCode> {
+export async function push(config: Target, options: PushOptions, out: Output): Promise<ExitCode> {
   const startedAt = Date.now();
   const repo = await repoRoot(options.cwd);
   const sha = await resolveCommit(repo, options.sha);
@@ -56,6 +58,7 @@ export async function push(config: ControllerConfig, options: PushOptions, out: 
   // The spec is read and checked, and the build run, before anything is packed or any connection
   // is made: a bad spec or a failing build never reaches the host.
   const loaded = await loadSpec(repo, treeish, label);
+  if (loaded) checkOverridesFit(config, loaded, label);
   const prepareStarted = Date.now();
   const built = loaded?.spec.build?.on === 'controller'
     ? await buildRelease({ repo, treeish, label, build: loaded.spec.build, commitTime: info.commitTime, env: process.env, progress: buildProgress(out),
@@ -71,13 +74,27 @@ export async function push(config: ControllerConfig, options: PushOptions, out: 
   }
   const prepareMs = Date.now() - prepareStarted;
   try {
-    const manifest = buildManifest({ app, sha, dirtySnapshot, branch, ...info }, prepared.contentDigest, new Date(), VERSION, releaseExtras(loaded, built, tag));
-    out.info(`→ ${app} ${shortSha(manifest.releaseId)}${dirtySnapshot ? ' (dirty)' : ''}${branch ? ` on ${branch}` : ''}${tag ? ` (tag ${tag})` : ''} to ${target}`,
+    // The artifact names the project, not the environment's box app: the same release everywhere.
+    const manifest = buildManifest({ app: config.project, sha, dirtySnapshot, branch, ...info }, prepared.contentDigest, new Date(), VERSION, releaseExtras(loaded, built, tag));
+    const where = config.env === null ? '' : ` [${config.env}]`;
+    out.info(`→ ${app}${where} ${shortSha(manifest.releaseId)}${dirtySnapshot ? ' (dirty)' : ''}${branch ? ` on ${branch}` : ''}${tag ? ` (tag ${tag})` : ''} to ${target}`,
       { app, releaseId: manifest.releaseId, sha, host: target, tag, specDigest: manifest.specDigest });
-    return await rollOut(config, options, out, { manifest, prepared, startedAt, prepareMs });
+    return await rollOut(config, options, out, { manifest, prepared, startedAt, prepareMs, tag });
   } finally {
     await prepared.cleanup();
   }
+}
+
+/** Pure: refuses (spec_invalid) an environment's overrides that do not fit the release's spec, before anything is built or packed. */
+export function checkOverridesFit(config: Pick<Target, 'env' | 'specOverrides'>, loaded: LoadedSpec, label: string): void {
+  if (!config.specOverrides) return;
+  const merged = mergeSpecOverrides(loaded.spec, config.specOverrides);
+  if (merged.ok) return;
+  const source = `environments.${config.env ?? '?'}.spec`;
+  throw new SlipwayError('spec_invalid', `${SPEC_FILE} in ${label} with ${source} has ${merged.problems.length} problem(s); nothing was built or uploaded`, {
+    details: overrideProblemLines(merged.problems, source, SPEC_FILE),
+    hint: `fix ${source} in deploy.config.json (or ${SPEC_FILE})`,
+  });
 }
 
 /** Pure: the manifest's v3 fields: the spec, how the release was built, the tag. */
@@ -102,10 +119,11 @@ function buildProgress(out: Output) {
 
 /** Uploads the release unless the host has it, then runs the rollout and reports it. */
 async function rollOut(
-  config: ControllerConfig, options: PushOptions, out: Output,
-  release: { manifest: ReleaseManifest; prepared: PreparedRelease; startedAt: number; prepareMs: number },
+  config: Target, options: PushOptions, out: Output,
+  release: { manifest: ReleaseManifest; prepared: PreparedRelease; startedAt: number; prepareMs: number; tag: string | null },
 ): Promise<ExitCode> {
-  const { app, releaseId } = release.manifest;
+  const { releaseId } = release.manifest;
+  const { app } = config;
   const session = await openAgentSession(config);
   try {
     const status = await session.agent.get<AppStatus>(`/apps/${app}`);
@@ -129,15 +147,15 @@ async function rollOut(
         const packMs = release.prepareMs + Date.now() - sealStarted;
         out.info(`  packed ${formatBytes(packed.bytes)} in ${formatMs(packMs)} (sha256 ${packed.sha256.slice(0, 16)}…)`);
         const uploadStarted = Date.now();
-        await session.agent.upload(`/apps/${app}/releases/${releaseId}`, packed.file, packed.bytes, packed.sha256,
-          ({ sent, total, stalledMs }) => out.progress('upload', sent, total, uploadStarted, stalledMs));
+        await session.agent.upload(uploadPath(config, releaseId, release.tag), packed.file, packed.bytes, packed.sha256,
+          ({ sent, total, stalledMs }) => out.progress('upload', sent, total, uploadStarted, stalledMs), uploadHeaders(config.specOverrides));
         uploadMs = Date.now() - uploadStarted;
         uploadedBytes = packed.bytes;
         out.info(`  uploaded and verified in ${formatMs(uploadMs)}`, { uploadMs, uploadedBytes });
       }
       // The agent alone picks the standby slot (from its state when the rollout starts, not from a
       // status read before a --wait), unless the user named one.
-      const followed = await followDeployment(session.agent, `/apps/${app}/deployments`, deploymentRequest(releaseId, lock.lockId, options.slot), out, {
+      const followed = await followDeployment(session.agent, `/apps/${app}/deployments`, deploymentRequest(releaseId, lock.lockId, options.slot, targetFields(config, release.tag)), out, {
         detachAfterSwitch: options.detach,
         // From its first line on, the rollout owns the lock and releases it when it ends.
         onAccepted: () => { lockHandedOver = true; },
@@ -151,9 +169,35 @@ async function rollOut(
   }
 }
 
+/** What a deployment request says of its target: the environment, its spec overrides, the tag. */
+export interface TargetFields { env?: string; specOverrides?: SpecOverrides; tag?: string }
+
+/** Pure: the target fields of a request; none without environments and tag (what older agents take). */
+export function targetFields(config: Pick<Target, 'env' | 'specOverrides'>, tag: string | null): TargetFields {
+  return {
+    ...(config.env !== null ? { env: config.env, specOverrides: config.specOverrides ?? {} } : {}),
+    ...(tag ? { tag } : {}),
+  };
+}
+
 /** Pure: the body of a deployment request; a slot only when the user asked for one. */
-export function deploymentRequest(releaseId: string, lockId: string, slot: Slot | undefined): { releaseId: string; lockId: string; slot?: Slot } {
-  return { releaseId, lockId, ...(slot ? { slot } : {}) };
+export function deploymentRequest(releaseId: string, lockId: string, slot: Slot | undefined, fields: TargetFields = {}):
+  { releaseId: string; lockId: string; slot?: Slot } & TargetFields {
+  return { releaseId, lockId, ...(slot ? { slot } : {}), ...fields };
+}
+
+/** Pure: where a release is uploaded: the box app's URL; the project (manifest.app), env and tag in the query when environments are used. */
+export function uploadPath(config: Pick<Target, 'app' | 'project' | 'env'>, releaseId: string, tag: string | null): string {
+  const base = `/apps/${config.app}/releases/${releaseId}`;
+  if (config.env === null && config.project === config.app) return base;
+  const query = new URLSearchParams({ project: config.project, ...(config.env !== null ? { env: config.env } : {}), ...(tag ? { tag } : {}) });
+  return `${base}?${query.toString()}`;
+}
+
+/** Pure: the upload's extra headers: the overrides the agent's policy check applies before storing. */
+export function uploadHeaders(overrides: SpecOverrides | null): Record<string, string> {
+  const encoded = encodeSpecOverrides(overrides);
+  return encoded === null ? {} : { [SPEC_OVERRIDES_HEADER]: encoded };
 }
 
 async function reserveLock(agent: AgentClient, app: string, releaseId: string, options: PushOptions, out: Output): Promise<LockInfo> {
