@@ -9,6 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../helpers/agent-process.js';
+import { parseDeployConfig } from '../../controller/config.js';
+import { resolveTarget } from '../../controller/environments.js';
 import {
   callsDeploy, expressionsIn, loadWorkflow, runJob, runSteps, shellArgv, substituteExpressions, type Workflow, type WorkflowJob,
 } from '../helpers/workflow.js';
@@ -194,6 +196,16 @@ describe('examples/github-actions', () => {
     expect(config.environments.production!.hosts.map((h) => h.identityFile)).toEqual(['~/.ssh/slipway_production']);
     for (const env of Object.values(config.environments)) for (const host of env.hosts) expect(host.knownHostsFile).toBe('~/.ssh/known_hosts');
     expect(config.environments.production).toMatchObject({ requireApproval: true, promotion: { from: 'staging' } });
+
+    // And the controller reads it as meant: staging on its own box app with its server name.
+    const parsed = parseDeployConfig(config, path.join(EXAMPLES, 'deploy.config.json'));
+    expect(resolveTarget(parsed, 'staging')).toMatchObject({
+      env: 'staging', project: 'shop', app: 'shop-staging', specOverrides: { serverNames: ['staging.shop.example.com'] }, requireApproval: false,
+    });
+    expect(resolveTarget(parsed, 'production')).toMatchObject({
+      env: 'production', project: 'shop', app: 'shop', specOverrides: null, requireApproval: true, promotion: { from: 'staging', maxAgeMs: 14 * 86_400_000 },
+    });
+    expect(resolveTarget(parsed, undefined).env).toBe('staging');
   });
 
   it('the README links every example', () => {
