@@ -1,4 +1,4 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, readlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { httpGet, startStack, type Stack } from '../helpers/stack.js';
@@ -72,6 +72,9 @@ describe('host lab: boxes in network namespaces, reached over veths', () => {
       // Every daemon of the box runs inside its namespace: the test's own namespace has none of them.
       const inside = new Set(await netns.pids());
       for (const pid of await stackPids(stack)) expect(inside.has(pid), `pid ${pid} inside ${netns.name}`).toBe(true);
+      // `ip netns exec` execs: the pids the helpers hold are the daemons themselves, not a wrapper.
+      expect(await readlink(`/proc/${stack.sshd.pid}/exe`)).toBe('/usr/sbin/sshd');
+      expect(await readlink(`/proc/${stack.agent.pid}/exe`)).toBe(process.execPath);
       // The controller connects to the namespace's address on port 22: known_hosts says so, without brackets.
       expect(stack.sshd.host).toBe(netns.address);
       expect(await readFile(stack.sshd.knownHostsPath, 'utf8')).toMatch(new RegExp(`^${netns.address.replace(/\./g, '\\.')} ssh-ed25519 `));
