@@ -8,6 +8,8 @@ import { descendantPids } from '../helpers/sshd.js';
 import { releaseOfCommit } from '../helpers/state.js';
 import { waitFor, withDeadline } from '../helpers/wait.js';
 import { EXIT } from '../../controller/errors.js';
+import { runCommand } from '../../lib/exec.js';
+import { AGENT_MAIN } from '../helpers/agent-process.js';
 
 /**
  * Several hosts on one machine (DESIGN-13 "host lab"): each box (sshd on :22, nginx, the agent
@@ -44,6 +46,23 @@ async function establishedTo(pidInside: number, port: number): Promise<boolean> 
   });
 }
 
+describe('host lab: network namespaces', () => {
+  it('a host the test forgot to destroy is gone when its process exits', async () => {
+    // The built helper (dist/, compiled with the agent) in a process that exits without destroy().
+    const helper = path.join(path.dirname(AGENT_MAIN), '..', 'test', 'helpers', 'netns.js');
+    const script = `const { createNetnsHost } = await import(${JSON.stringify(helper)});
+      const host = await createNetnsHost({ label: 'orphan' });
+      console.log(JSON.stringify(host));
+      process.exit(0);`;
+    const result = await runCommand([process.execPath, '--input-type=module', '-e', script], { timeoutMs: 30_000 });
+    expect(result.exitCode, result.stderr).toBe(0);
+    const host = JSON.parse(result.stdout) as NetnsHost;
+    expect(host.name).toMatch(/^slwt-[0-9a-f]{8}-orphan$/);
+    expect(host.hostIf.length).toBeLessThanOrEqual(15);
+    expect(await leftovers(host)).toEqual({ netns: false, link: false, route: false });
+  });
+});
+
 describe('host lab: boxes in network namespaces, reached over veths', () => {
   const hosts: Host[] = [];
 
@@ -76,6 +95,10 @@ describe('host lab: boxes in network namespaces, reached over veths', () => {
       expect(await readlink(`/proc/${stack.sshd.pid}/exe`)).toBe('/usr/sbin/sshd');
       expect(await readlink(`/proc/${stack.agent.pid}/exe`)).toBe(process.execPath);
       // The controller connects to the namespace's address on port 22: known_hosts says so, without brackets.
+      // Nothing routes out of the namespace: its only route is the veth's /30.
+      const routes = (await runCommand(['ip', '-n', netns.name, '-4', 'route', 'show', 'table', 'all'], { timeoutMs: 10_000 })).stdout;
+      expect(routes).not.toMatch(/default/);
+      expect(routes).toContain(`${netns.subnet.replace('/30', '')}/30 dev ${netns.nsIf}`);
       expect(stack.sshd.host).toBe(netns.address);
       expect(await readFile(stack.sshd.knownHostsPath, 'utf8')).toMatch(new RegExp(`^${netns.address.replace(/\./g, '\\.')} ssh-ed25519 `));
     }
