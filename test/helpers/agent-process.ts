@@ -28,9 +28,16 @@ async function agentNodeArgs(): Promise<string[]> {
 }
 
 /** Starts the built agent (dist/) as its own process, the way PM2 runs it on a VPS. */
-export async function startAgentProcess(options: { configPath: string; logPath: string; healthUrl: string; env?: NodeJS.ProcessEnv }): Promise<AgentProcess> {
+export async function startAgentProcess(options: {
+  configPath: string; logPath: string; healthUrl: string; env?: NodeJS.ProcessEnv;
+  /** argv prefix, e.g. `ip netns exec NS` (execs: the pid is the agent's). */
+  spawnPrefix?: readonly string[];
+  /** How to ask healthUrl when the test cannot reach it directly (an agent on a namespace's loopback). */
+  healthy?: () => Promise<boolean>;
+}): Promise<AgentProcess> {
   const fd = openSync(options.logPath, 'a');
-  const child = spawn(process.execPath, [...await agentNodeArgs(), AGENT_MAIN, 'run', '--config', options.configPath], {
+  const [command, ...args] = [...(options.spawnPrefix ?? []), process.execPath, ...await agentNodeArgs(), AGENT_MAIN, 'run', '--config', options.configPath];
+  const child = spawn(command!, args, {
     stdio: ['ignore', fd, fd],
     env: { ...process.env, SLIPWAY_LOG_LEVEL: 'debug', ...options.env },
   });
@@ -41,6 +48,7 @@ export async function startAgentProcess(options: { configPath: string; logPath: 
   const log = () => readFileSync(options.logPath, 'utf8');
   await waitFor(async () => {
     if (hasExited) throw new Error(`agent exited during start:\n${log()}`);
+    if (options.healthy) return options.healthy();
     const res = await fetch(options.healthUrl).catch(() => null);
     return res?.ok ?? false;
   }, { timeoutMs: 30_000, description: `slipway-agent to answer ${options.healthUrl}` });

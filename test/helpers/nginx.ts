@@ -72,8 +72,9 @@ async function killAndWait(pids: number[], description: string): Promise<void> {
   await waitFor(() => pids.every((pid) => !isAlive(pid)), { timeoutMs: 5_000, description });
 }
 
-export function nginxConf(options: { prefix: string; port: number; includeDir: string; pidFile: string; errorLogPath: string }): string {
+export function nginxConf(options: { prefix: string; port: number; includeDir: string; pidFile: string; errorLogPath: string; listenHost?: string }): string {
   const { prefix, port, includeDir, pidFile, errorLogPath } = options;
+  const listenHost = options.listenHost ?? '127.0.0.1';
   const temp = (name: string) => path.join(prefix, 'temp', name);
   return `# Private nginx for Slipway tests: every path inside ${prefix}.
 worker_processes 1;
@@ -94,7 +95,7 @@ http {
     scgi_temp_path ${temp('scgi')};
 
     server {
-        listen 127.0.0.1:${port} default_server;
+        listen ${listenHost}:${port} default_server;
         server_name _;
         return 404;
     }
@@ -108,7 +109,16 @@ http {
  * Starts a private nginx master (daemonised, as in production) on a free loopback port. Only
  * this instance's pids are ever signalled.
  */
-export async function startNginx(): Promise<NginxHandle> {
+export interface NginxOptions {
+  /** Address of the default server (default 127.0.0.1), e.g. a network namespace's address. */
+  listenHost?: string;
+  /** Fixed port of the default server (e.g. inside a namespace); default a free loopback port. */
+  port?: number;
+  /** argv prefix the master is started with, e.g. `ip netns exec NS`; `command` stays without it. */
+  spawnPrefix?: readonly string[];
+}
+
+export async function startNginx(options: NginxOptions = {}): Promise<NginxHandle> {
   const prefix = await fs.mkdtemp(path.join(os.tmpdir(), 'slipway-nginx-'));
   // Workers run as "nobody" when the master is root: they must be able to reach temp/.
   await fs.chmod(prefix, 0o755);
@@ -123,11 +133,11 @@ export async function startNginx(): Promise<NginxHandle> {
     let port = 0;
     // freePort() can race with another process taking the port before nginx binds it.
     for (let attempt = 1; ; attempt++) {
-      port = await freePort();
-      await fs.writeFile(confPath, nginxConf({ prefix, port, includeDir, pidFile, errorLogPath }));
-      const started = await runCommand(command, { timeoutMs: 10_000 });
+      port = options.port ?? await freePort();
+      await fs.writeFile(confPath, nginxConf({ prefix, port, includeDir, pidFile, errorLogPath, ...(options.listenHost ? { listenHost: options.listenHost } : {}) }));
+      const started = await runCommand([...(options.spawnPrefix ?? []), ...command], { timeoutMs: 10_000 });
       if (started.exitCode === 0) break;
-      if (attempt >= 3 || !/Address already in use/.test(started.stderr)) {
+      if (attempt >= 3 || options.port !== undefined || !/Address already in use/.test(started.stderr)) {
         throw new Error(`nginx did not start (exit ${started.exitCode}): ${started.stderr.trim()}`);
       }
     }

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { runCommand, outputTail } from '../../lib/exec.js';
 import { freePort } from './ports.js';
 import { waitFor } from './wait.js';
+import { knownHostsName } from '../../controller/known-hosts.js';
 
 const SSHD = '/usr/sbin/sshd';
 /**
@@ -23,14 +24,24 @@ export interface SshdOptions {
   user?: string;
   /** Host keys besides the ed25519 one (which stays the only key in knownHostsPath). */
   extraHostKeyTypes?: ('ecdsa' | 'rsa')[];
+  /** Address to listen on (default 127.0.0.1), e.g. a network namespace's own address (netns.ts). */
+  listenAddress?: string;
+  /** Fixed port (e.g. 22 inside a namespace); default a free loopback port, retried if taken. */
+  port?: number;
+  /** argv prefix the daemon is started with, e.g. `ip netns exec NS` (which execs: same pid). */
+  spawnPrefix?: readonly string[];
 }
 
 export interface SshdHandle {
-  host: '127.0.0.1';
+  /** 127.0.0.1, or SshdOptions.listenAddress. */
+  host: string;
   port: number;
   user: string;
   clientKeyPath: string;
-  /** known_hosts holding exactly this server's key as `[127.0.0.1]:port ssh-ed25519 ...`. */
+  /**
+   * known_hosts holding exactly this server's key as `[127.0.0.1]:port ssh-ed25519 ...`, or as
+   * `host ssh-ed25519 ...` on port 22 (no brackets: the form ssh and known-hosts.ts look up).
+   */
   knownHostsPath: string;
   hostPublicKeyPath: string;
   /** Every host key the server holds, `type base64`, the ed25519 one first. */
@@ -118,9 +129,9 @@ function trackForExit(pid: number, lastKnownChildren: () => number[]): void {
   });
 }
 
-function bannerReceived(port: number): Promise<boolean> {
+function bannerReceived(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port });
+    const socket = connect({ host, port });
     let data = '';
     const done = (ok: boolean) => {
       socket.destroy();
@@ -136,9 +147,9 @@ function bannerReceived(port: number): Promise<boolean> {
   });
 }
 
-function sshdConfig(dir: string, port: number, user: string, hostKeyPaths: string[]): string {
+function sshdConfig(dir: string, host: string, port: number, user: string, hostKeyPaths: string[]): string {
   return [
-    `ListenAddress 127.0.0.1:${port}`,
+    `ListenAddress ${host}:${port}`,
     ...hostKeyPaths.map((path) => `HostKey ${path}`),
     `PidFile ${join(dir, 'sshd.pid')}`,
     `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
@@ -177,6 +188,7 @@ async function waitForExit(child: ChildProcess, timeoutMs: number): Promise<bool
  */
 export async function startSshd(options: SshdOptions = {}): Promise<SshdHandle> {
   const user = options.user ?? 'root';
+  const host = options.listenAddress ?? '127.0.0.1';
   const privsep = await runCommand(['install', '-d', '-m', '755', '/run/sshd'], { timeoutMs: 10_000 });
   if (privsep.exitCode !== 0) throw new Error(`cannot create /run/sshd: ${privsep.stderr}`);
   await mkdir(BASE_DIR, { recursive: true, mode: 0o755 });
@@ -198,14 +210,15 @@ export async function startSshd(options: SshdOptions = {}): Promise<SshdHandle> 
 
     // freePort() can race with another process taking the port: retry with a fresh one.
     let lastFailure = '';
-    for (let attempt = 1; attempt <= 3; attempt += 1) {
-      const port = await freePort();
-      await writeFile(configPath, sshdConfig(dir, port, user, hostKeys.map((key) => key.privateKeyPath)), { mode: 0o644 });
+    for (let attempt = 1; attempt <= (options.port === undefined ? 3 : 1); attempt += 1) {
+      const port = options.port ?? await freePort();
+      await writeFile(configPath, sshdConfig(dir, host, port, user, hostKeys.map((key) => key.privateKeyPath)), { mode: 0o644 });
       const check = await runCommand([SSHD, '-t', '-f', configPath], { timeoutMs: 20_000 });
       if (check.exitCode !== 0) throw new Error(`sshd -t rejected the test config: ${outputTail(check.stderr)}`);
       await rm(logPath, { force: true });
 
-      const child = spawn(SSHD, ['-D', '-f', configPath, '-E', logPath], { stdio: 'ignore' });
+      const [command, ...args] = [...(options.spawnPrefix ?? []), SSHD, '-D', '-f', configPath, '-E', logPath];
+      const child = spawn(command!, args, { stdio: 'ignore' });
       let spawnError: Error | undefined;
       child.on('error', (error) => { spawnError = error; });
       const pid = child.pid;
@@ -217,12 +230,12 @@ export async function startSshd(options: SshdOptions = {}): Promise<SshdHandle> 
       try {
         // The log line proves the bind was ours: if another process had taken the port, the banner
         // alone could come from its server while ours is on its way out.
-        const listening = `Server listening on 127.0.0.1 port ${port}.`;
+        const listening = `Server listening on ${host} port ${port}.`;
         await waitFor(async () => {
           if (exited()) return 'exited';
           if (!(await readFile(logPath, 'utf8').catch(() => '')).includes(listening)) return false;
-          return (await bannerReceived(port)) ? 'ready' : false;
-        }, { timeoutMs: 20_000, intervalMs: 50, description: `sshd (pid ${pid}) to answer on 127.0.0.1:${port}` });
+          return (await bannerReceived(host, port)) ? 'ready' : false;
+        }, { timeoutMs: 20_000, intervalMs: 50, description: `sshd (pid ${pid}) to answer on ${host}:${port}` });
       } catch (error) {
         child.kill('SIGKILL');
         running.delete(pid);
@@ -236,7 +249,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<SshdHandle> 
       }
 
       const knownHostsPath = join(dir, 'known_hosts');
-      await writeFile(knownHostsPath, `[127.0.0.1]:${port} ${hostKey.publicKey}\n`, { mode: 0o644 });
+      await writeFile(knownHostsPath, `${knownHostsName(host, port)} ${hostKey.publicKey}\n`, { mode: 0o644 });
 
       const signalConnections = async (signal: NodeJS.Signals) => {
         const pids = await descendantPids(pid);
@@ -245,7 +258,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<SshdHandle> 
       };
       let stopped = false;
       return {
-        host: '127.0.0.1',
+        host,
         port,
         user,
         clientKeyPath: clientKey.privateKeyPath,

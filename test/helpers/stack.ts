@@ -11,6 +11,8 @@ import { freePort } from './ports.js';
 import { REPO_ROOT, startAgentProcess, runDeployCli, startDeployCli, type AgentProcess, type BackgroundCli, type CliResult } from './agent-process.js';
 import { createAppRepo, type AppRepo } from './git-repo.js';
 import { DEPLOY_USER, ensureDeployUser } from './deploy-user.js';
+import type { NetnsHost } from './netns.js';
+import { runCommand } from '../../lib/exec.js';
 
 export const SAMPLE_APP_DIR = path.join(REPO_ROOT, 'test', 'fixtures', 'sample-app');
 export const APP = 'sample';
@@ -87,7 +89,17 @@ export interface StackOptions {
    * file). The app's processes, routes, health and watch come from deploy.spec.json in its repo.
    */
   policy?: HostPolicyOptions;
+  /**
+   * Run the box inside this network namespace (netns.ts; the caller creates and destroys it):
+   * sshd on <address>:22, nginx and the app's listener on <address> (public port 80), the agent
+   * API on the namespace's own loopback (:7070), the agent's PM2 daemon and apps inside too. The
+   * controller (this process's CLI runs) reaches it over the veth; known_hosts names <address>.
+   */
+  netns?: NetnsHost;
 }
+
+/** Fixed ports inside a namespace, as on a VPS: agent API, public, nginx default server, slots. */
+const NETNS_PORTS = { agent: 7070, public: 80, nginxDefault: 8080, blue: 3001, green: 3002 };
 
 export interface HostPolicyOptions {
   /** Server names the app may claim ("*.example.com" patterns, "_"); default ["_"]. */
@@ -143,15 +155,19 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     // The deploy user must reach the token file inside this dir, and nothing else in it.
     await fs.chmod(dir, 0o711);
     const deployUser = await ensureDeployUser();
-    const sshd = await startSshd({ user: DEPLOY_USER });
+    const netns = options.netns;
+    const sshd = await startSshd({ user: DEPLOY_USER, ...(netns ? { listenAddress: netns.address, port: 22, spawnPrefix: netns.exec } : {}) });
     cleanups.push(() => sshd.stop());
-    const nginx = await startNginx();
+    const nginx = await startNginx(netns ? { listenHost: netns.address, port: NETNS_PORTS.nginxDefault, spawnPrefix: netns.exec } : {});
     cleanups.push(() => nginx.stop());
     const pm2 = await createPm2Home();
     cleanups.push(() => pm2.cleanup());
 
     const home = options.homeDir ?? path.join(dir, 'home');
-    const [agentPort, publicPort, bluePort, greenPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+    const [agentPort, publicPort, bluePort, greenPort] = netns
+      ? [NETNS_PORTS.agent, NETNS_PORTS.public, NETNS_PORTS.blue, NETNS_PORTS.green]
+      : [await freePort(), await freePort(), await freePort(), await freePort()];
+    const listenHost = netns?.address ?? '127.0.0.1';
     const tokenFile = path.join(dir, 'agent.token');
     // As on a VPS where the agent's token is readable by the deploy account only.
     await fs.writeFile(tokenFile, `${randomBytes(32).toString('base64url')}\n`, { mode: 0o600 });
@@ -169,14 +185,14 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       envFile,
       requiredEnv: ['SAMPLE_GREETING'],
       health: { path: '/health', timeoutMs: 1000, intervalMs: 100, retries: 50 },
-      public: { listenHost: '127.0.0.1', listenPort: publicPort, serverNames: ['_'] },
+      public: { listenHost, listenPort: publicPort, serverNames: ['_'] },
       // A short watch window keeps tests fast; tests of the window itself override it.
       watch: { windowMs: 1000, intervalMs: 200, failuresToRollback: 3, keepPreviousWarm: true },
     };
     const policyAppConfig = policy ? {
       ...(policy.keepLegacy ? legacyAppConfig : {}),
       envFile,
-      listen: { host: '127.0.0.1', ports: listenPorts },
+      listen: { host: listenHost, ports: listenPorts },
       serverNames: policy.serverNames ?? ['_'],
       ...(policy.maxProcesses !== undefined ? { maxProcesses: policy.maxProcesses } : {}),
       ...(policy.maxInstances !== undefined ? { maxInstances: policy.maxInstances } : {}),
@@ -205,7 +221,15 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const agentConfigPath = path.join(dir, 'agent.json');
     await fs.writeFile(agentConfigPath, JSON.stringify(agentConfig, null, 2));
     const agentLog = path.join(dir, 'agent.log');
-    const start = (env: NodeJS.ProcessEnv = {}) => startAgentProcess({ configPath: agentConfigPath, logPath: agentLog, healthUrl: `http://127.0.0.1:${agentPort}/health`, env });
+    const healthUrl = `http://127.0.0.1:${agentPort}/health`;
+    // Inside a namespace the agent's loopback is not ours: ask from in there.
+    const healthy = netns
+      ? async () => (await runCommand([...netns.exec, 'curl', '-sf', '-o', '/dev/null', '--max-time', '2', healthUrl], { timeoutMs: 5_000 })).exitCode === 0
+      : undefined;
+    const start = (env: NodeJS.ProcessEnv = {}) => startAgentProcess({
+      configPath: agentConfigPath, logPath: agentLog, healthUrl, env,
+      ...(netns ? { spawnPrefix: netns.exec, healthy } : {}),
+    });
     let agent = await start();
     cleanups.push(() => agent.stop());
 
@@ -219,7 +243,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         agent: { port: agentPort, tokenFile },
       }, null, 2),
     });
-    const publicUrl = `http://127.0.0.1:${publicPort}`;
+    const publicUrl = `http://${listenHost}:${publicPort}`;
     const installCache = path.join(dir, 'installs');
     return {
       app, dir, home, sshd, nginx, pm2, agentConfigPath, agentConfig, agentPort, publicPort,
@@ -229,7 +253,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       deploy: (args, opts = {}) => runDeployCli(args, { cwd: repo.dir, env: { SLIPWAY_BUILD_CACHE: installCache, ...opts.env } }),
       deployInBackground: (args) => startDeployCli(args, { cwd: repo.dir, env: { SLIPWAY_BUILD_CACHE: installCache } }),
       get: (pathname = '/') => httpGet(`${publicUrl}${pathname}`),
-      getHost: (host, pathname = '/', port = publicPort) => httpGet(`http://127.0.0.1:${port}${pathname}`, { host }),
+      getHost: (host, pathname = '/', port = publicPort) => httpGet(`http://${listenHost}:${port}${pathname}`, { host }),
       async restartAgent(opts = {}) {
         if (opts.crash) await agent.kill('SIGKILL');
         else await agent.stop();
