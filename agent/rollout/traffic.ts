@@ -26,12 +26,6 @@ export interface SwitchOutcome {
   provenOverHttp: boolean;
 }
 
-/** How the switch was proven: through nginx, or not at all because the app has no routes. */
-export interface SwitchOutcome {
-  /** False when neither slot has a route: nginx serves nothing of the app, so there was nothing to read back. */
-  provenOverHttp: boolean;
-}
-
 export interface SwitchOptions {
   /** Apply the include even when it looks unchanged (crash recovery). */
   reapply?: boolean;
@@ -58,9 +52,10 @@ export function routeInputs(spec: AppSpec, listenPorts: readonly number[]): Rout
  * Moves an app's traffic to a slot and records it: used by rollouts, swap-backs and crash
  * recovery. Every route of both slots is in the app's include and a flag picks the slot per
  * request, so traffic moves with one atomic rename and no reload (which would close every idle
- * client connection). The include is rendered from both slots' layouts (ports) and their
- * releases' specs (routes); only when it changed is it tested, reloaded and proven, while traffic
- * still goes to the serving slot.
+ * client connection). The flag also names the slot's release, so the include does not: it is
+ * rendered from both slots' layouts (ports) and their releases' specs (routes), and only when
+ * that changed (ports, routes, listen settings, template) is it tested, reloaded and proven,
+ * while traffic still goes to the serving slot. A push of a new release alone reloads nothing.
  */
 export class TrafficSwitch {
   constructor(private readonly deps: TrafficDeps) {}
@@ -92,9 +87,11 @@ export class TrafficSwitch {
 
   async switchTraffic(app: string, slot: Slot, releaseId: string, options: SwitchOptions = {}): Promise<SwitchOutcome> {
     const { state, config, nginx } = this.deps;
-    // The slot serving now: the flag's, else (no flag yet) what SQLite recorded, else the target.
-    const serving = await nginx.ensureFlag(app, state.app(app)!.liveSlot ?? slot);
     const releaseOf = (s: Slot) => (s === slot ? releaseId : state.slot(app, s).releaseId);
+    // The slot serving now: the flag's, else (no flag yet) what SQLite recorded, else the target.
+    // The flag names the serving slot's release (nginx reads it from there, not from the include):
+    // it is relabelled first if it names another one, so the include's proof below can expect it.
+    const serving = await nginx.ensureFlag(app, state.app(app)!.liveSlot ?? slot, { blue: releaseOf('blue'), green: releaseOf('green') });
     const slots = Object.fromEntries(SLOTS.map((s) => [s, this.slotInput(app, s, releaseOf(s))])) as Record<Slot, SlotInput>;
     const listenHost = policyOf(config.apps[app]!).listen.host;
     // Per-route settings always follow the target (the slot about to serve), whichever fallback is
@@ -130,7 +127,7 @@ export class TrafficSwitch {
       }
       await options.faultPoint?.('flip');
       if (plan.flip) {
-        await nginx.flip({ app, slot, probe: probe(targetRoute, { 'x-slipway-slot': slot, 'x-slipway-release': releaseId }) });
+        await nginx.flip({ app, slot, releaseId, probe: probe(targetRoute, { 'x-slipway-slot': slot, 'x-slipway-release': releaseId }) });
       }
     } else {
       await options.faultPoint?.('flip');
