@@ -24,6 +24,11 @@ export interface TrafficDeps {
 export interface SwitchOutcome {
   /** False when neither slot has a route: nginx serves nothing of the app, so there was nothing to read back. */
   provenOverHttp: boolean;
+  /**
+   * The generation of the include when it had to be tested, reloaded and proven (ports, routes,
+   * listen settings or template changed); null when the flag alone moved traffic (no reload).
+   */
+  appliedGeneration: number | null;
 }
 
 export interface SwitchOptions {
@@ -108,6 +113,7 @@ export class TrafficSwitch {
     // a route of either release can prove the serving slot after a reload and the target after a flip.
     const servingRoute = this.probeOf(app, releaseOf(serving)) ?? this.probeOf(app, releaseId);
     const targetRoute = this.probeOf(app, releaseId) ?? servingRoute;
+    let appliedGeneration: number | null = null;
     // An app whose releases route nothing has nothing in nginx: traffic is only the record below.
     if (servingRoute && targetRoute) {
       const plan = planSwitch({
@@ -116,6 +122,7 @@ export class TrafficSwitch {
       });
       if (plan.applyInclude) {
         const generation = state.nextGeneration(app);
+        appliedGeneration = generation;
         await nginx.apply({
           app,
           // Rendered for the target: per-route settings (body size, read timeout, WebSocket) cannot
@@ -140,6 +147,6 @@ export class TrafficSwitch {
       state.markReleaseLive(app, releaseId);
       options.record?.();
     });
-    return { provenOverHttp: servingRoute !== null && targetRoute !== null };
+    return { provenOverHttp: servingRoute !== null && targetRoute !== null, appliedGeneration };
   }
 }
