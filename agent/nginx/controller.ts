@@ -5,7 +5,7 @@ import { httpGet } from '../health.js';
 import { SlipwayError, errorMessage } from '../../contract/errors.js';
 import { outputTail, runCommand, type CommandResult } from '../../lib/exec.js';
 import { isAppName, type Slot } from '../../contract/names.js';
-import { persistLiveSlot, pointLiveAt, pruneFlagDirs, readLiveFlag, readLiveSlot, restoreLiveFlag, LIVE_LINK, type LiveFlag } from './slot-switch.js';
+import { flagTarget, persistLiveSlot, pointLiveAt, pruneFlagDirs, readLiveFlag, readLiveSlot, restoreLiveFlag, LIVE_LINK, type LiveFlag } from './slot-switch.js';
 import { NGINX_DEFAULTS, type NginxSettings } from './settings.js';
 import { readOrNull } from '../../lib/durable.js';
 import { IncludeCandidate } from './include-candidate.js';
@@ -132,7 +132,7 @@ export class NginxController {
       return slot;
     }
     const wanted = releases?.[current.slot];
-    if (wanted !== undefined && (current.releaseId ?? null) !== wanted) {
+    if (wanted !== undefined && flagTarget(current.slot, wanted) !== current.target) {
       // Same slot, so traffic does not move: only the name nginx reads for its release changes.
       await pointLiveAt(dir, current.slot, wanted);
       await persistLiveSlot(dir);
