@@ -3,7 +3,7 @@
 // which installs wrk and Capistrano and builds first; the sections live in scripts/bench-lib/ (a
 // directory cannot share the name of the scripts/bench launcher). `--quick` does fewer repetitions
 // and smaller sizes; `--only a,b` runs some sections (backup, upload, repush, rollouts, swapback,
-// switch, wrk, footprint, deps, multi); both leave latest.md to full runs.
+// switch, wrk, wrkpush, footprint, deps, multi); both leave latest.md to full runs.
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,10 +20,10 @@ import { abortChildren, killAllChildren, pause } from './bench-lib/procs.js';
 import { makeFigure, renderTable, writeResults, type Figure } from './bench-lib/report.js';
 import { benchDeps, benchMulti, type RealAppsContext } from './bench-lib/real-apps.js';
 import { benchPushAndRollback, benchRepush, benchSwapBack } from './bench-lib/rollouts.js';
-import { benchSwitchLatency, benchZeroDowntime } from './bench-lib/switching.js';
+import { benchPushesUnderWrk, benchSwitchLatency, benchZeroDowntime } from './bench-lib/switching.js';
 import { benchUpload } from './bench-lib/upload.js';
 
-const SECTIONS = ['backup', 'upload', 'repush', 'rollouts', 'swapback', 'switch', 'wrk', 'footprint', 'deps', 'multi'] as const;
+const SECTIONS = ['backup', 'upload', 'repush', 'rollouts', 'swapback', 'switch', 'wrk', 'wrkpush', 'footprint', 'deps', 'multi'] as const;
 type Section = (typeof SECTIONS)[number];
 const RESULTS_DIR = path.join(REPO_ROOT, 'test', 'bench', 'results');
 
@@ -44,7 +44,7 @@ function parseArgs(argv: string[]): { quick: boolean; only: Set<Section> | null 
       if (unknown.length > 0 || names.length === 0) throw new Error(`--only takes sections from: ${SECTIONS.join(', ')} (got ${value || 'nothing'})`);
       only = new Set(names as Section[]);
     } else if (arg === '--help' || arg === '-h') {
-      process.stdout.write('usage: npm run bench [-- --quick] [-- --only backup,upload,repush,rollouts,swapback,switch,wrk,footprint,deps,multi]\n');
+      process.stdout.write('usage: npm run bench [-- --quick] [-- --only backup,upload,repush,rollouts,swapback,switch,wrk,wrkpush,footprint,deps,multi]\n');
       process.exit(0);
     } else throw new Error(`unknown argument ${arg} (try --help)`);
   }
@@ -146,7 +146,7 @@ async function main(): Promise<number> {
     if (wants('deps')) await run('real-dependency app vs Capistrano and pm2 deploy', realApps(benchDeps));
     if (wants('multi')) await run('multi-process app push', realApps(benchMulti));
 
-    const stackSections: Section[] = ['upload', 'repush', 'rollouts', 'swapback', 'switch', 'wrk', 'footprint'];
+    const stackSections: Section[] = ['upload', 'repush', 'rollouts', 'swapback', 'switch', 'wrk', 'wrkpush', 'footprint'];
     if (stackSections.some(wants)) {
       log('starting sshd, nginx, PM2 and the agent on loopback');
       const stack = await startStack({ appConfig: { watch: WATCH_ROLLOUT_PHASE } });
@@ -176,7 +176,7 @@ async function main(): Promise<number> {
       let swapBack: number[] = [];
       if (wants('swapback')) await run('automatic swap-back', async () => { swapBack = await benchSwapBack(ctx); });
 
-      if (wants('switch') || wants('wrk') || wants('footprint') || wants('swapback')) {
+      if (wants('switch') || wants('wrk') || wants('wrkpush') || wants('footprint') || wants('swapback')) {
         await setWatch(stack, WATCH_SWITCH_PHASE);
         // Both slots running distinct healthy releases: a fresh push puts one into the standby slot.
         await stack.repo.commit({ FAIL_HEALTH_AFTER_MS: null, 'message.txt': 'bench switch phase\n' }, 'bench: switch phase');
@@ -193,6 +193,7 @@ async function main(): Promise<number> {
         }));
       }
       if (wants('wrk')) await run('zero downtime under wrk', () => benchZeroDowntime(ctx));
+      if (wants('wrkpush')) await run('pushes under wrk (no reload)', () => benchPushesUnderWrk(ctx));
       if (wants('footprint')) await run('agent footprint', () => benchFootprint(ctx, idleRss));
     }
   } finally {
@@ -216,7 +217,7 @@ async function main(): Promise<number> {
       `watch window ${WATCH_ROLLOUT_PHASE.windowMs} ms for pushes, rollbacks and the swap-back (pushes are timed with --no-wait, so the window is excluded), 0 ms for the switch, wrk and footprint phase; keepPreviousWarm: true`,
       'Capistrano 3 (Debian package, test/bench/Capfile): git strategy from the same repository, same sshd and deploy user, `pm2 restart --update-env` through the `current` symlink; timed on the app\'s own port (one slot, no proxy)',
       '"served" = the first answer with the expected SHA on a fresh connection; probes every 5 ms (2 ms for switch latency); a gap = probes answered by neither SHA',
-      'wrk -t2 -c50 against nginx, ended with SIGINT 0.5 s after the last flip; the bare reloads are paced like the agent\'s switches',
+      'wrk -t2 -c50 against nginx, ended with SIGINT 0.5 s after the last flip; the bare reloads are paced like the agent\'s switches (like the pushes for the push rows: a new commit each, `deploy push --no-wait`, then until the lock is free)',
       'real apps (section 8): the deps-app fixture (express + bufferutil, build with the dev dependency mustache) from one repository: Capistrano 3 stage `deps` (release dir + `npm ci --omit=dev` + PM2 restart), `pm2 deploy` (pm2-deploy: git fetch/reset from a local bare origin, `npm ci --omit=dev`, `pm2 startOrReload --update-env`, fork mode, over its own private sshd as a bash account), Slipway `deploy push --no-wait` with deploy.spec.json (build on the controller, then build.on host); npm offline from a cache warmed once; unchanged lockfile = a commit touching message.txt, changed = a commit adding kleur at a new exact version',
     ],
     errors,

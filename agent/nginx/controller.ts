@@ -5,7 +5,7 @@ import { httpGet } from '../health.js';
 import { SlipwayError, errorMessage } from '../../contract/errors.js';
 import { outputTail, runCommand, type CommandResult } from '../../lib/exec.js';
 import { isAppName, type Slot } from '../../contract/names.js';
-import { persistLiveSlot, pointLiveAt, readLiveSlot, LIVE_LINK } from './slot-switch.js';
+import { flagTarget, persistLiveSlot, pointLiveAt, pruneFlagDirs, readLiveFlag, readLiveSlot, restoreLiveFlag, LIVE_LINK, type LiveFlag } from './slot-switch.js';
 import { NGINX_DEFAULTS, type NginxSettings } from './settings.js';
 import { readOrNull } from '../../lib/durable.js';
 import { IncludeCandidate } from './include-candidate.js';
@@ -52,6 +52,8 @@ export interface ApplyTimings {
 export interface FlipRequest {
   app: string;
   slot: Slot;
+  /** The release the slot runs: nginx names it (X-Slipway-Release) from the flag, not the include. */
+  releaseId: string | null;
   /**
    * Expected headers once the flag is seen: the slot's marker, its release, `x-slipway-switch: file`.
    * Null when the include has no server block: the flag moves unproven, as nothing routes by it.
@@ -110,14 +112,33 @@ export class NginxController {
     return readLiveSlot(this.switchDirOf(app));
   }
 
-  /** Creates the app's flag pointing at `slot` if it has none yet (nothing moves if one exists). */
-  async ensureFlag(app: string, slot: Slot): Promise<Slot> {
+  /** The slot and the release the app's switch flag names, or null before there is one. */
+  liveMarker(app: string): Promise<LiveFlag | null> {
+    return readLiveFlag(this.switchDirOf(app));
+  }
+
+  /**
+   * Creates the app's flag pointing at `slot` (running releases[slot]) if it has none yet; an
+   * existing flag keeps its slot (nothing moves) but is relabelled when it names another release
+   * than the one its slot runs (`releases`, from SQLite): nginx reads the release from the flag.
+   * Returns the slot the flag points at.
+   */
+  async ensureFlag(app: string, slot: Slot, releases?: Record<Slot, string | null>): Promise<Slot> {
     const dir = this.switchDirOf(app);
-    const current = await readLiveSlot(dir);
-    if (current !== null) return current;
-    await pointLiveAt(dir, slot);
-    await persistLiveSlot(dir);
-    return slot;
+    const current = await readLiveFlag(dir);
+    if (current === null) {
+      await pointLiveAt(dir, slot, releases?.[slot] ?? null);
+      await persistLiveSlot(dir);
+      return slot;
+    }
+    const wanted = releases?.[current.slot];
+    if (wanted !== undefined && flagTarget(current.slot, wanted) !== current.target) {
+      // Same slot, so traffic does not move: only the name nginx reads for its release changes.
+      await pointLiveAt(dir, current.slot, wanted);
+      await persistLiveSlot(dir);
+      await pruneFlagDirs(dir, current);
+    }
+    return current.slot;
   }
 
   /**
@@ -242,12 +263,12 @@ export class NginxController {
     throw new SlipwayError('nginx_reload_not_applied', message, { status: 502, details, hint });
   }
 
-  private async flipNow({ app, slot, probe }: FlipRequest): Promise<FlipTimings> {
+  private async flipNow({ app, slot, releaseId, probe }: FlipRequest): Promise<FlipTimings> {
     const dir = this.switchDirOf(app);
-    const before = await readLiveSlot(dir);
+    const before = await readLiveFlag(dir);
     const started = performance.now();
     try {
-      await pointLiveAt(dir, slot);
+      await pointLiveAt(dir, slot, releaseId);
     } catch (error) {
       throw new SlipwayError('nginx_switch_failed', `could not move the switch flag of app ${app} to ${slot}: ${errorMessage(error)}`, {
         status: 500, cause: error, hint: `check free space and permissions of ${dir}; traffic did not move`,
@@ -255,20 +276,23 @@ export class NginxController {
     }
     if (probe === null) {
       await persistLiveSlot(dir);
+      await pruneFlagDirs(dir, before);
       return { proveMs: null };
     }
     const proof = await this.probeServes(probe, performance.now() + this.settings.proveTimeoutMs);
     const proveMs = performance.now() - started;
     if (!proof.ok) {
-      if (before !== null) await pointLiveAt(dir, before);
+      if (before !== null) await restoreLiveFlag(dir, before);
       else await rm(path.join(dir, LIVE_LINK), { force: true });
       await persistLiveSlot(dir);
       const { message, hint, details } = switchNotAppliedError({
-        app, slot, dir, before, proveTimeoutMs: this.settings.proveTimeoutMs, expected: describeExpected(probe), observed: proof.observed,
+        app, slot, dir, before: before?.slot ?? null, proveTimeoutMs: this.settings.proveTimeoutMs, expected: describeExpected(probe), observed: proof.observed,
       });
       throw new SlipwayError('nginx_switch_not_applied', message, { status: 502, details, hint });
     }
     await persistLiveSlot(dir);
+    // The flag live before stays (a request may have resolved the link an instant before the flip).
+    await pruneFlagDirs(dir, before);
     return { proveMs: Math.round(proveMs * 10) / 10 };
   }
 

@@ -148,7 +148,8 @@ export class ActivationSteps {
       }
     };
     await j.step('switching', () => this.deps.traffic.switchTraffic(d.app, d.slot, d.releaseId, { faultPoint: (p) => j.faultPoint(p), record }),
-      ({ provenOverHttp }) => `nginx serves ${d.slot} (${shortSha(d.releaseId)})${provenOverHttp ? '' : '; the release has no routes, so nothing was proven over HTTP'}`);
+      ({ provenOverHttp, appliedGeneration }) => `nginx serves ${d.slot} (${shortSha(d.releaseId)})${provenOverHttp ? '' : '; the release has no routes, so nothing was proven over HTTP'}`
+        + (!provenOverHttp ? '' : appliedGeneration === null ? '; routes unchanged: no nginx reload' : `; routes changed: nginx config generation ${appliedGeneration} tested, reloaded and proven`));
   }
 
   /**

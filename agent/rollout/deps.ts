@@ -29,9 +29,13 @@ export interface TrafficSwitcher {
   /** Writes, `nginx -t`s, reloads and proves an include; restores the previous one on failure. */
   apply(input: ApplyRequest): Promise<unknown>;
   switchDirOf(app: string): string;
-  /** Creates the switch flag pointing at `slot` unless one exists; returns the slot it points at. */
-  ensureFlag(app: string, slot: Slot): Promise<Slot>;
-  /** Moves traffic to `slot` by the switch flag (no reload) and proves it; puts the flag back on failure. */
+  /**
+   * Creates the switch flag pointing at `slot` unless one exists; returns the slot it points at.
+   * The flag names the release its slot runs (`releases`): an existing flag naming another one is
+   * relabelled in place (same slot, so no traffic moves).
+   */
+  ensureFlag(app: string, slot: Slot, releases: Record<Slot, string | null>): Promise<Slot>;
+  /** Moves traffic to `slot` (running `releaseId`) by the switch flag (no reload) and proves it; puts the flag back on failure. */
   flip(input: FlipRequest): Promise<unknown>;
 }
 

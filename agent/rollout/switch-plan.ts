@@ -23,10 +23,11 @@ export interface SwitchPlan {
 }
 
 /**
- * Pure: what a switch must do. The include names both slots' releases, so it changes when a slot
- * gets a new release, ports change or the template is edited; its fallback slot (served only if
- * nginx cannot see the flag, which every flip's proof rules out) may name either slot, so a flip
- * alone never costs a reload.
+ * Pure: what a switch must do. The include carries both slots' ports and routes but no release
+ * (nginx reads the serving release from the switch flag), so it changes only when ports, routes,
+ * listen settings or the template change: a push of a new release with the same routes costs no
+ * `nginx -t` and no reload. Its fallback slot (served only if nginx cannot see the flag, which
+ * every flip's proof rules out) may name either slot, so a flip alone never costs a reload either.
  */
 export function planSwitch(input: SwitchPlanInput): SwitchPlan {
   const unchanged = input.onDisk !== null && input.generationNow >= 1

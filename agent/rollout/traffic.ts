@@ -24,12 +24,11 @@ export interface TrafficDeps {
 export interface SwitchOutcome {
   /** False when neither slot has a route: nginx serves nothing of the app, so there was nothing to read back. */
   provenOverHttp: boolean;
-}
-
-/** How the switch was proven: through nginx, or not at all because the app has no routes. */
-export interface SwitchOutcome {
-  /** False when neither slot has a route: nginx serves nothing of the app, so there was nothing to read back. */
-  provenOverHttp: boolean;
+  /**
+   * The generation of the include when it had to be tested, reloaded and proven (ports, routes,
+   * listen settings or template changed); null when the flag alone moved traffic (no reload).
+   */
+  appliedGeneration: number | null;
 }
 
 export interface SwitchOptions {
@@ -58,9 +57,10 @@ export function routeInputs(spec: AppSpec, listenPorts: readonly number[]): Rout
  * Moves an app's traffic to a slot and records it: used by rollouts, swap-backs and crash
  * recovery. Every route of both slots is in the app's include and a flag picks the slot per
  * request, so traffic moves with one atomic rename and no reload (which would close every idle
- * client connection). The include is rendered from both slots' layouts (ports) and their
- * releases' specs (routes); only when it changed is it tested, reloaded and proven, while traffic
- * still goes to the serving slot.
+ * client connection). The flag also names the slot's release, so the include does not: it is
+ * rendered from both slots' layouts (ports) and their releases' specs (routes), and only when
+ * that changed (ports, routes, listen settings, template) is it tested, reloaded and proven,
+ * while traffic still goes to the serving slot. A push of a new release alone reloads nothing.
  */
 export class TrafficSwitch {
   constructor(private readonly deps: TrafficDeps) {}
@@ -92,9 +92,11 @@ export class TrafficSwitch {
 
   async switchTraffic(app: string, slot: Slot, releaseId: string, options: SwitchOptions = {}): Promise<SwitchOutcome> {
     const { state, config, nginx } = this.deps;
-    // The slot serving now: the flag's, else (no flag yet) what SQLite recorded, else the target.
-    const serving = await nginx.ensureFlag(app, state.app(app)!.liveSlot ?? slot);
     const releaseOf = (s: Slot) => (s === slot ? releaseId : state.slot(app, s).releaseId);
+    // The slot serving now: the flag's, else (no flag yet) what SQLite recorded, else the target.
+    // The flag names the serving slot's release (nginx reads it from there, not from the include):
+    // it is relabelled first if it names another one, so the include's proof below can expect it.
+    const serving = await nginx.ensureFlag(app, state.app(app)!.liveSlot ?? slot, { blue: releaseOf('blue'), green: releaseOf('green') });
     const slots = Object.fromEntries(SLOTS.map((s) => [s, this.slotInput(app, s, releaseOf(s))])) as Record<Slot, SlotInput>;
     const listenHost = policyOf(config.apps[app]!).listen.host;
     // Per-route settings always follow the target (the slot about to serve), whichever fallback is
@@ -111,6 +113,7 @@ export class TrafficSwitch {
     // a route of either release can prove the serving slot after a reload and the target after a flip.
     const servingRoute = this.probeOf(app, releaseOf(serving)) ?? this.probeOf(app, releaseId);
     const targetRoute = this.probeOf(app, releaseId) ?? servingRoute;
+    let appliedGeneration: number | null = null;
     // An app whose releases route nothing has nothing in nginx: traffic is only the record below.
     if (servingRoute && targetRoute) {
       const plan = planSwitch({
@@ -119,6 +122,7 @@ export class TrafficSwitch {
       });
       if (plan.applyInclude) {
         const generation = state.nextGeneration(app);
+        appliedGeneration = generation;
         await nginx.apply({
           app,
           // Rendered for the target: per-route settings (body size, read timeout, WebSocket) cannot
@@ -130,7 +134,7 @@ export class TrafficSwitch {
       }
       await options.faultPoint?.('flip');
       if (plan.flip) {
-        await nginx.flip({ app, slot, probe: probe(targetRoute, { 'x-slipway-slot': slot, 'x-slipway-release': releaseId }) });
+        await nginx.flip({ app, slot, releaseId, probe: probe(targetRoute, { 'x-slipway-slot': slot, 'x-slipway-release': releaseId }) });
       }
     } else {
       await options.faultPoint?.('flip');
@@ -143,6 +147,6 @@ export class TrafficSwitch {
       state.markReleaseLive(app, releaseId);
       options.record?.();
     });
-    return { provenOverHttp: servingRoute !== null && targetRoute !== null };
+    return { provenOverHttp: servingRoute !== null && targetRoute !== null, appliedGeneration };
   }
 }

@@ -22,6 +22,8 @@ export interface Plan {
   switchReps: number;
   loadSwitches: number;
   loadRollbacks: number;
+  /** Pushes of a new release (same routes) under wrk: no reload since issue 16. */
+  loadPushes: number;
   deployments: number;
   getSeconds: number;
   backupMB: number;
@@ -34,13 +36,13 @@ export interface Plan {
 
 export const FULL_PLAN: Plan = {
   uploadReps: 5, uploadBigMB: 100, uploadSmallMB: 5, repushReps: 3, rolloutReps: 5, swapBackReps: 3,
-  switchReps: 10, loadSwitches: 20, loadRollbacks: 20, deployments: 100, getSeconds: 10, backupMB: 100, backupReps: 5,
+  switchReps: 10, loadSwitches: 20, loadRollbacks: 20, loadPushes: 20, deployments: 100, getSeconds: 10, backupMB: 100, backupReps: 5,
   depsReps: 3, multiReps: 5,
 };
 
 export const QUICK_PLAN: Plan = {
   uploadReps: 2, uploadBigMB: 20, uploadSmallMB: 5, repushReps: 1, rolloutReps: 2, swapBackReps: 1,
-  switchReps: 5, loadSwitches: 5, loadRollbacks: 5, deployments: 10, getSeconds: 3, backupMB: 20, backupReps: 2,
+  switchReps: 5, loadSwitches: 5, loadRollbacks: 5, loadPushes: 5, deployments: 10, getSeconds: 3, backupMB: 20, backupReps: 2,
   depsReps: 1, multiReps: 2,
 };
 

@@ -3,7 +3,7 @@
 import type { Slot } from '../../contract/names.js';
 import { APP } from '../../test/helpers/stack.js';
 import { requireSucceeded } from './agent-api.js';
-import type { BenchContext } from './context.js';
+import { deployCli, requireCliOk, type BenchContext } from './context.js';
 import { BARE_RELEASES } from './bare-nginx.js';
 import { ReleasePoller, epochMs } from './poller.js';
 import { pause, startWrk } from './procs.js';
@@ -173,4 +173,53 @@ export async function benchZeroDowntime(ctx: BenchContext): Promise<void> {
       slipway: { samples: [slipway.requests] }, baseline: { label: bareLabel, samples: [baseline.requests] },
     }));
   }
+}
+
+/**
+ * Issue 16: `deploy push` of a new release (same routes, same ports) under wrk. The include names
+ * no release any more, so a push only flips the switch flag: no `nginx -t`, no reload, no worker
+ * replaced. The baseline is what every push did before: a flip plus an nginx reload (the bare
+ * nginx, paced like the pushes). Alternating blocks, as for the switches.
+ */
+export async function benchPushesUnderWrk(ctx: BenchContext): Promise<void> {
+  const { stack, bare, plan } = ctx;
+  const section = '5. Zero downtime under wrk';
+  const total = plan.loadPushes;
+  const blockSize = 5;
+  const slipway = emptyTotals();
+  const baseline = emptyTotals();
+  let period = 300;
+  let pushed = 0;
+  let workersReplaced = 0;
+  const push = async () => {
+    pushed += 1;
+    await stack.repo.commit({ 'message.txt': `bench push under wrk ${pushed}\n` }, `bench: push ${pushed} under wrk`);
+    const workers = stack.nginx.workerPids();
+    requireCliOk(await deployCli(stack, ['push', '--no-wait']), `push ${pushed} under wrk`);
+    await ctx.api.waitUnlocked(APP);
+    const now = stack.nginx.workerPids();
+    workersReplaced += workers.filter((pid) => !now.includes(pid)).length;
+  };
+  for (let done = 0, block = 0; done < total; done += blockSize, block++) {
+    const n = Math.min(blockSize, total - done);
+    ctx.log(`wrk: push ${done + 1}–${done + n} of ${total}, then as many bare reloads`);
+    const runSlipway = async () => {
+      await loadBlock(`${stack.publicUrl}/`, n, period, push, slipway);
+      period = Math.max(period, slipway.flipMs / slipway.flips);
+    };
+    const runBare = () => loadBlock(bare.url, n, period, () => bare.flip(bare.live === 'blue' ? 'green' : 'blue'), baseline);
+    if (block % 2 === 0) { await runSlipway(); await runBare(); } else { await runBare(); await runSlipway(); }
+  }
+  const describe = (t: LoadTotals) => `${t.requests} requests in ${t.durationS.toFixed(1)} s, ${(socketTotal(t) / Math.max(1, t.flips)).toFixed(1)} socket errors per push/reload (connect ${t.socket.connect}, read ${t.socket.read}, write ${t.socket.write}, timeout ${t.socket.timeout})`;
+  const bareLabel = `${total} bare reloads (each push before issue 16)`;
+  ctx.figures.push(makeFigure({
+    id: 'wrk.push.non2xx', section, title: `non-2xx responses during ${total} pushes`, unit: 'count',
+    slipway: { label: 'deploy push (CLI)', samples: [slipway.non2xx] }, baseline: { label: bareLabel, samples: [baseline.non2xx] }, goal: { kind: 'zero' },
+  }));
+  ctx.figures.push(makeFigure({
+    id: 'wrk.push.socket', section, title: `socket errors during ${total} pushes`, unit: 'count',
+    slipway: { label: 'deploy push (CLI)', samples: [socketTotal(slipway)] }, baseline: { label: bareLabel, samples: [socketTotal(baseline)] },
+    goal: { kind: 'zero' },
+    notes: [`Slipway: ${describe(slipway)}; nginx workers replaced during the pushes: ${workersReplaced}; bare: ${describe(baseline)}; one push/reload every ${period.toFixed(0)} ms at most`],
+  }));
 }

@@ -127,7 +127,7 @@ describe('nginx routes against a real nginx', () => {
 
   const flipShop = async (slot: Slot) => {
     const config = input('shop', slot, generation, { blue: slotInput('blue'), green: slotInput('green') });
-    return controller.flip({ app: 'shop', slot, probe: probeFor(config, slot) });
+    return controller.flip({ app: 'shop', slot, releaseId: config.slots[slot].releaseId, probe: probeFor(config, slot) });
   };
 
   /** Every route's answer as "<host><path> <status> <body start>". */
@@ -159,7 +159,7 @@ describe('nginx routes against a real nginx', () => {
       switchDir: `${nginx.prefix}/switch`, errorLogPath: nginx.errorLogPath, proveTimeoutMs: 5_000,
     });
     for (const name of ['blue-web', 'blue-api', 'green-web', 'green-api', 'other-blue-web']) backends[name] = await startBackend(name);
-    await controller.ensureFlag('shop', 'blue');
+    await controller.ensureFlag('shop', 'blue', RELEASES);
     await applyShop('blue');
   });
 
@@ -277,7 +277,7 @@ describe('nginx routes against a real nginx', () => {
       ports: slot === 'blue' ? { web: backends['other-blue-web']!.port } : {},
       routes: slot === 'blue' ? [route(['other.test'], '/', 'web', { websocket: true })] : [],
     });
-    await controller.ensureFlag('other', 'blue');
+    await controller.ensureFlag('other', 'blue', RELEASES);
     const config = input('other', 'blue', 1, { blue: other('blue'), green: other('green') });
     const include = renderAppConfig(config, { templateDir: TEMPLATE_DIR });
     expect(include).toContain('map $http_upgrade $slipway_other_connection');
@@ -299,7 +299,7 @@ describe('nginx routes against a real nginx', () => {
       ports: { web: backends[`${color}-web`]!.port, api: backends[`${color}-api`]!.port },
       routes: [route(['paths.test'], odd, 'api'), route(['paths.test'], '/x%41/', 'web'), route(['paths.test'], '/', 'web')],
     });
-    await controller.ensureFlag('paths', 'blue');
+    await controller.ensureFlag('paths', 'blue', RELEASES);
     const config = input('paths', 'blue', 1, { blue: slot('blue'), green: slot('green') });
     await controller.apply({ app: 'paths', config: renderAppConfig(config, { templateDir: TEMPLATE_DIR }), probe: probeFor(config, 'blue', { 'x-slipway-generation': '1' }) });
     expect((await ask(nginx.port, 'paths.test', `${odd}z`)).body).toBe(`blue-api GET ${odd}z 0`);
@@ -352,7 +352,7 @@ describe('nginx routes against a real nginx', () => {
       return `200 ${slot}-${best.process}`;
     };
 
-    await controller.ensureFlag('random', 'blue');
+    await controller.ensureFlag('random', 'blue', RELEASES);
     let checked = 0;
     for (let scenario = 0; scenario < 8; scenario++) {
       const routes = { blue: randomRoutes(), green: randomRoutes() };
@@ -369,7 +369,7 @@ describe('nginx routes against a real nginx', () => {
       const union = new Set([...routes.blue, ...routes.green].flatMap((r) => r.serverNames));
       const hosts = HOSTS.filter((host) => nameFor(union, host) !== null);
       for (const slot of [live, live === 'blue' ? 'green' : 'blue'] as const) {
-        if (slot !== live) await controller.flip({ app: 'random', slot, probe: probeFor(config, slot) });
+        if (slot !== live) await controller.flip({ app: 'random', slot, releaseId: config.slots[slot].releaseId, probe: probeFor(config, slot) });
         const seen: string[] = [];
         const want: string[] = [];
         for (const host of hosts) {
@@ -390,11 +390,11 @@ describe('nginx routes against a real nginx', () => {
     const empty: SlotInput = { releaseId: null, ports: {}, routes: [] };
     const config = input('idle', 'blue', 1, { blue: { ...empty, releaseId: RELEASES.blue }, green: empty });
     expect(probeFor(config, 'blue')).toBeNull();
-    await controller.ensureFlag('idle', 'blue');
+    await controller.ensureFlag('idle', 'blue', { blue: RELEASES.blue, green: null });
     const applied = await controller.apply({ app: 'idle', config: renderAppConfig(config, { templateDir: TEMPLATE_DIR }), probe: null });
     expect(applied.provenBy).toBe('workers');
     expect(await controller.currentConfig('idle')).not.toMatch(/^server /m);
-    expect(await controller.flip({ app: 'idle', slot: 'green', probe: null })).toEqual({ proveMs: null });
+    expect(await controller.flip({ app: 'idle', slot: 'green', releaseId: null, probe: null })).toEqual({ proveMs: null });
     expect(await controller.liveFlag('idle')).toBe('green');
     expect((await routing())[0]).toBe('shop.test/ 200 blue-web');
   });

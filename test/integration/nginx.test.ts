@@ -69,7 +69,8 @@ describe('NginxController against a real nginx', () => {
   const probe = (app: string, gen: number, port = nginx.port): NginxProbe => ({
     url: `http://127.0.0.1:${port}/`,
     hostHeader: `${app}.test`,
-    expectHeaders: { 'x-slipway-generation': String(gen), 'x-slipway-release': release(gen) },
+    // The generation marks the config; the release comes from the switch flag, which "shop" has none of.
+    expectHeaders: { 'x-slipway-generation': String(gen) },
   });
 
   const get = (host: string, port = nginx.port) => httpGet(`http://127.0.0.1:${port}/`, { timeoutMs: 3_000, headers: { host } });
@@ -123,7 +124,9 @@ describe('NginxController against a real nginx', () => {
     const response = await get(HOST);
     expect(response.status).toBe(200);
     expect(response.body).toBe('hello from blue');
-    expect(response.headers['x-slipway-release']).toBe(release(generation));
+    // No switch flag: the slot rendered as the fallback serves, and its release is not in the include.
+    expect(response.headers['x-slipway-switch']).toBe('default');
+    expect(response.headers['x-slipway-release']).toBe('unknown');
     expect(response.headers['x-slipway-slot']).toBe('blue');
     expect(response.headers['x-slipway-generation']).toBe(String(generation));
     expect(await controller.currentConfig('shop')).toBe(config);
@@ -323,9 +326,9 @@ describe('NginxController against a real nginx', () => {
 
     beforeAll(async () => {
       expect(await controller.liveFlag('flip')).toBeNull();
-      expect(await controller.ensureFlag('flip', 'blue')).toBe('blue');
+      expect(await controller.ensureFlag('flip', 'blue', { blue: release(1), green: release(2) })).toBe('blue');
       // An existing flag is never moved by ensureFlag.
-      expect(await controller.ensureFlag('flip', 'green')).toBe('blue');
+      expect(await controller.ensureFlag('flip', 'green', { blue: release(1), green: release(2) })).toBe('blue');
       await controller.apply({ app: 'flip', config: both(500), probe: { ...flipProbe('blue'), expectHeaders: { ...flipProbe('blue').expectHeaders, 'x-slipway-generation': '500' } } });
     });
 
@@ -350,7 +353,7 @@ describe('NginxController against a real nginx', () => {
         const first = await ask();
         expect(first).toMatchObject({ body: 'hello from blue', slot: 'blue' });
 
-        const timings = await controller.flip({ app: 'flip', slot: 'green', probe: flipProbe('green') });
+        const timings = await controller.flip({ app: 'flip', slot: 'green', releaseId: release(2), probe: flipProbe('green') });
         expect(timings.proveMs).toBeGreaterThanOrEqual(0);
         const second = await ask();
         expect(second).toMatchObject({ body: 'hello from green', slot: 'green' });
@@ -360,7 +363,7 @@ describe('NginxController against a real nginx', () => {
         expect(await invocations()).toEqual([]);
         expect(nginx.workerPids()).toEqual(workers);
 
-        await controller.flip({ app: 'flip', slot: 'blue', probe: flipProbe('blue') });
+        await controller.flip({ app: 'flip', slot: 'blue', releaseId: release(1), probe: flipProbe('blue') });
         expect(await ask()).toMatchObject({ body: 'hello from blue', slot: 'blue', socket: first.socket });
       } finally {
         agent.destroy();
@@ -371,7 +374,7 @@ describe('NginxController against a real nginx', () => {
       const dir = controller.switchDirOf('flip');
       await fs.chmod(dir, 0o700);
       try {
-        const error = await expectSlipwayError(controller.flip({ app: 'flip', slot: 'green', probe: flipProbe('green') }), 'nginx_switch_not_applied');
+        const error = await expectSlipwayError(controller.flip({ app: 'flip', slot: 'green', releaseId: release(2), probe: flipProbe('green') }), 'nginx_switch_not_applied');
         expect(error.status).toBe(502);
         expect(error.hint).toContain(`${dir}/live/green`);
         expect(error.hint).toContain('searchable');
@@ -387,10 +390,10 @@ describe('NginxController against a real nginx', () => {
 
     it('puts the flag back when the include does not route by it', async () => {
       // An include from a template without the flag checks: nginx keeps serving its one upstream.
-      const plain = both(501).replace(/^\s*if \(-f [^\n]*\{[^}]*\}\n/gm, '');
-      expect(plain).not.toContain('if (-f');
+      const plain = both(501).replace(/^\s*if \((-d |\$slipway_flag )[^\n]*\{[^}]*\}\n/gm, '');
+      expect(plain).not.toContain('$slipway_flag $realpath_root');
       await controller.apply({ app: 'flip', config: plain, probe: { ...flipProbe('blue'), expectHeaders: { 'x-slipway-generation': '501' } } });
-      const error = await expectSlipwayError(controller.flip({ app: 'flip', slot: 'green', probe: flipProbe('green') }), 'nginx_switch_not_applied');
+      const error = await expectSlipwayError(controller.flip({ app: 'flip', slot: 'green', releaseId: release(2), probe: flipProbe('green') }), 'nginx_switch_not_applied');
       expect(error.details?.join('\n')).toContain('x-slipway-slot: blue');
       expect(await controller.liveFlag('flip')).toBe('blue');
       expect((await get('flip.test')).body).toBe('hello from blue');

@@ -26,12 +26,13 @@ const sample: AppConfigInput = {
 };
 
 const EXPECTED = `# Rendered by Slipway for app "shop". Slipway overwrites this file when the app's config changes: edit the template instead.
-# generation 7 / blue ${OTHER} / green ${RELEASE}
+# generation 7
 #
-# Every route of both slots is served here. Which slot answers is decided per request by a flag
-# the agent flips atomically (${SWITCH_DIR}/live is a symlink to a directory holding an empty
-# file named after the slot), so switching traffic moves every route at once, needs no reload and
-# closes no client connection.
+# Every route of both slots is served here. Which slot answers, and the release it runs, is
+# decided per request by a flag the agent flips atomically (${SWITCH_DIR}/live is a symlink to
+# a directory named on-<slot>@<release>), so switching traffic moves every route at once, needs
+# no reload and closes no client connection; and a push that only brings a new release needs
+# no new include either.
 
 upstream slipway_shop_blue_web {
     server 127.0.0.1:3001;
@@ -54,24 +55,28 @@ server {
     # The flag checks below must see a flip at once, whatever open_file_cache the http{} block sets.
     open_file_cache off;
 
-    # Only if nginx cannot see the flags (X-Slipway-Switch: default) does the slot named at render
-    # time serve; the agent refuses to switch while that is so.
+    # $realpath_root resolves this (the flag) once per request; no location serves files from it.
+    root ${SWITCH_DIR}/live;
+
+    # Only if nginx cannot see the flag (X-Slipway-Switch: default) does the slot named at render
+    # time serve, its release unknown here; the agent refuses to switch while that is so.
     set $slipway_slot green;
-    set $slipway_release ${RELEASE};
+    set $slipway_release unknown;
     set $slipway_switch default;
-    if (-f ${SWITCH_DIR}/live/blue) {
-        set $slipway_slot blue;
-        set $slipway_release ${OTHER};
-        set $slipway_switch file;
+    set $slipway_flag "";
+    if (-d ${SWITCH_DIR}/live) {
+        set $slipway_flag $realpath_root;
     }
-    if (-f ${SWITCH_DIR}/live/green) {
-        set $slipway_slot green;
-        set $slipway_release ${RELEASE};
+    # Slot and release come from the one path resolved above, so they always agree.
+    if ($slipway_flag ~ "/on-(blue|green)@([0-9a-z-]+)$") {
+        set $slipway_slot $1;
+        set $slipway_release $2;
         set $slipway_switch file;
     }
 
     # Markers read back through nginx: after a reload they prove which config is live ("nginx -s
-    # reload" exits 0 even when the master keeps the old one), after a flip which slot serves.
+    # reload" exits 0 even when the master keeps the old one), after a flip which slot serves and
+    # which release it runs.
     add_header X-Slipway-Release $slipway_release always;
     add_header X-Slipway-Slot $slipway_slot always;
     add_header X-Slipway-Switch $slipway_switch always;
@@ -146,15 +151,26 @@ describe('renderAppConfig', () => {
     const b = renderAppConfig({ ...sample, generation: 8 }, { templateDir: TEMPLATE_DIR }).split('\n');
     const differing = a.map((line, i) => [line, b[i]]).filter(([x, y]) => x !== y);
     expect(differing).toEqual([
-      [`# generation 7 / blue ${OTHER} / green ${RELEASE}`, `# generation 8 / blue ${OTHER} / green ${RELEASE}`],
+      ['# generation 7', '# generation 8'],
       ['    add_header X-Slipway-Generation 7 always;', '    add_header X-Slipway-Generation 8 always;'],
     ]);
   });
 
-  it('marks a slot without a release as "none" and defaults to the slot given', () => {
+  it('does not depend on the releases: nginx reads the serving one from the switch flag', () => {
+    const out = renderAppConfig(sample, { templateDir: TEMPLATE_DIR });
+    const NEW = 'aaaaaaaaaaaa-bbbbbbbbbbbb';
+    expect(renderAppConfig({ ...sample, ...withSlot('blue', { releaseId: NEW }) }, { templateDir: TEMPLATE_DIR })).toBe(out);
+    expect(renderAppConfig({ ...sample, ...withSlot('green', { releaseId: null }) }, { templateDir: TEMPLATE_DIR })).toBe(out);
+    expect(out).not.toContain(RELEASE);
+    expect(out).not.toContain(OTHER);
+    // What changes the include (and so costs a reload): a port, a route.
+    expect(renderAppConfig({ ...sample, ...withSlot('blue', { ports: { web: 3005 } }) }, { templateDir: TEMPLATE_DIR })).not.toBe(out);
+    expect(renderAppConfig({ ...sample, ...withRoute('blue', { path: '/api/' }, 1) }, { templateDir: TEMPLATE_DIR })).not.toBe(out);
+  });
+
+  it('defaults to the slot given, its release unknown, when nginx cannot see the flag', () => {
     const out = renderAppConfig({ ...sample, slot: 'blue', ...withSlot('green', { releaseId: null }) }, { templateDir: TEMPLATE_DIR });
-    expect(out).toContain(`    set $slipway_slot blue;\n    set $slipway_release ${OTHER};\n`);
-    expect(out).toContain(`    if (-f ${SWITCH_DIR}/live/green) {\n        set $slipway_slot green;\n        set $slipway_release none;\n`);
+    expect(out).toContain('    set $slipway_slot blue;\n    set $slipway_release unknown;\n    set $slipway_switch default;\n');
   });
 
   describe('refuses hostile or malformed values, naming the field', () => {
