@@ -86,8 +86,10 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
   program.command('switch')
     .description('point nginx at the other, already-running slot (after a fresh health check), then watch it')
     .argument('<slot>', 'blue or green', parseSlot)
+    .option('--reason <text>', 'why, recorded in the history')
     .option('--no-wait', 'return once traffic has moved; the agent still runs the watch window')
-    .action((slot: Slot, opts: { wait?: boolean }) => run((out, global) => switchSlot(config(global), slot, { detach: opts.wait === false }, out)));
+    .action((slot: Slot, opts: { reason?: string; wait?: boolean }) => run((out, global) =>
+      switchSlot(config(global), slot, { detach: opts.wait === false, ...(opts.reason ? { reason: opts.reason } : {}) }, out)));
 
   program.command('rollback')
     .description('go back one release in deploy order (or --to a release): one switch if its slot is warm, else start + health gate + switch; then watch it')

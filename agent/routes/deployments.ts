@@ -17,15 +17,17 @@ const deployBody = {
 } as const;
 interface DeployBody { releaseId: string; slot?: Slot; lockId?: string }
 
-const switchBody = { type: 'object', additionalProperties: false, required: ['slot'], properties: { slot: slotSchema } } as const;
-interface SwitchBody { slot: Slot }
+const reasonSchema = { type: 'string', maxLength: 500, pattern: '^[^\\u0000-\\u001f]*$' } as const;
+
+const switchBody = { type: 'object', additionalProperties: false, required: ['slot'], properties: { slot: slotSchema, reason: reasonSchema } } as const;
+interface SwitchBody { slot: Slot; reason?: string }
 
 const rollbackBody = {
   type: 'object', additionalProperties: false,
   properties: {
     to: { type: 'string', pattern: RELEASE_REF_PATTERN },
     force: { type: 'boolean' },
-    reason: { type: 'string', maxLength: 500, pattern: '^[^\\u0000-\\u001f]*$' },
+    reason: reasonSchema,
   },
 } as const;
 interface RollbackBody { to?: string; force?: boolean; reason?: string }
@@ -97,7 +99,10 @@ export const deploymentRoutes: FastifyPluginAsync<DeploymentRouteOptions> = asyn
 
   app.post<{ Params: AppParams; Querystring: NoQuery; Body: SwitchBody }>('/apps/:app/switch', {
     schema: { params: appParams, querystring: noQuery, body: switchBody, response: answers(deploymentStream) },
-  }, async (request, reply) => streamFeed(reply, rollouts.startSwitch({ app: request.params.app, slot: request.body.slot, actor: request.actor })));
+  }, async (request, reply) => {
+    const { slot, reason } = request.body;
+    return streamFeed(reply, rollouts.startSwitch({ app: request.params.app, slot, actor: request.actor, ...(reason ? { reason } : {}) }));
+  });
 
   app.post<{ Params: AppParams; Querystring: NoQuery; Body: RollbackBody }>('/apps/:app/rollback', {
     schema: { params: appParams, querystring: noQuery, body: rollbackBody, response: answers(deploymentStream) },
