@@ -4,10 +4,10 @@
  * answer), and how a rollout's stream or refusal reaches the page.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, InjectOptions } from 'fastify';
 import type { DeploymentStreamLine } from '../../contract/api.js';
 import { SlipwayError } from '../../contract/errors.js';
-import { CSRF_HEADER, checkRequest, cookieValue, newSecrets, secretMatches, sessionCookieName, type PageSecrets } from '../../controller/ui/guard.js';
+import { CSRF_HEADER, checkRequest, cookieValue, newSecrets, secretMatches, sessionCookieName, type PageSecrets, type RequestFacts } from '../../controller/ui/guard.js';
 import { buildUiServer } from '../../controller/ui/server.js';
 import type { UiAgent } from '../../controller/ui/overview.js';
 import { openCommand } from '../../controller/commands/ui.js';
@@ -54,14 +54,13 @@ function build(agent: UiAgent, secrets: PageSecrets = newSecrets()) {
 const host = `127.0.0.1:${PORT}`;
 const origin = `http://${host}`;
 /** inject() has no socket port: the server reads localPort from the request's socket. */
-const inject = (s: FastifyInstance, options: Parameters<FastifyInstance['inject']>[0] & object) =>
-  s.inject({ ...options, remoteAddress: '127.0.0.1' } as never);
+const inject = (s: FastifyInstance, options: InjectOptions) => s.inject({ ...options, remoteAddress: '127.0.0.1' });
 
 describe('guard (pure)', () => {
   const secrets: PageSecrets = { sessionKey: 'k'.repeat(43), csrfToken: 'c'.repeat(43) };
   const cookie = `${sessionCookieName(PORT)}=${secrets.sessionKey}`;
-  const ok = { method: 'GET', path: '/api/overview', host, origin: undefined, cookie, csrf: undefined, port: PORT };
-  const code = (facts: Partial<typeof ok> & { csrf?: string; origin?: string }) => {
+  const ok: RequestFacts = { method: 'GET', path: '/api/overview', host, origin: undefined, cookie, csrf: undefined, port: PORT };
+  const code = (facts: Partial<RequestFacts>) => {
     try {
       checkRequest({ ...ok, ...facts }, secrets);
       return 'ok';
