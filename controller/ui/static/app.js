@@ -141,7 +141,7 @@ function renderSlots(overview) {
     body.append(h('tr', { 'data-slot': slot.slot },
       h('th', { scope: 'row' }, slot.slot, slot.live ? h('span', { class: 'live', text: ' (live)' }) : null),
       h('td', {}, h('code', { text: slot.releaseId ?? '-' })),
-      h('td', { class: slot.state, text: slot.state }),
+      h('td', { class: `slot-${slot.state}`, text: slot.state }),
       h('td', {}, processes.length ? h('ul', {}, processes.map((p) => h('li', {},
         `${p.name}${p.port ? ` :${p.port}` : ''} `, h('span', { class: p.status ?? 'down', text: p.status ?? 'not in PM2' }),
         ` ${p.online}/${p.instances} online, ${p.restarts} restarts`))) : '-'),
