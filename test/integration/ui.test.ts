@@ -110,7 +110,10 @@ describe('deploy ui in a real browser (real stack)', () => {
     // Per-step timings open with the keyboard too: a native <details>.
     await history.first().locator('summary').focus();
     await page.keyboard.press('Enter');
-    expect(await history.first().locator('details li').allTextContents()).toEqual(expect.arrayContaining([expect.stringMatching(/^switching \d+ ms$/)]));
+    expect(await history.first().locator('details ul li').allTextContents()).toEqual(expect.arrayContaining([expect.stringMatching(/^switching \d+ ms$/)]));
+    await history.first().getByRole('button', { name: 'Show events' }).click();
+    await waitFor(async () => (await history.first().locator('ol.events li').count()) > 3, { description: 'the deployment\'s events', timeoutMs: 10_000 });
+    expect(await history.first().locator('ol.events').textContent()).toMatch(/✓ switching \d+ ms\s+nginx serves green/);
     expect(await page.locator(`#releases tr[data-release="${a}"]`).count()).toBe(1);
     expect(await page.locator('#dora').textContent()).toMatch(/Deployment frequency\s*2 in 30 d/);
     expect(await page.locator('#backups').textContent()).toContain('no backup jobs');

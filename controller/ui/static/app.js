@@ -171,10 +171,32 @@ function renderHistory(overview) {
       h('td', { class: d.outcome ?? 'running', text: d.outcome ?? `running (${d.state})` }),
       h('td', { class: 'small', text: d.requestedBy }),
       h('td', {}, time(d.startedAt)),
-      h('td', {}, steps.length ? h('details', {}, h('summary', {}, `${steps.length} steps, ${ms(steps.reduce((sum, [, v]) => sum + v, 0))}`),
-        h('ul', {}, steps.map(([step, v]) => h('li', { text: `${step} ${ms(v)}` })))) : '-'),
+      h('td', {}, h('details', {}, h('summary', {}, steps.length ? `${steps.length} steps, ${ms(steps.reduce((sum, [, v]) => sum + v, 0))}` : 'details'),
+        h('ul', {}, steps.map(([step, v]) => h('li', { text: `${step} ${ms(v)}` }))),
+        eventsButton(overview.app, d.id))),
       h('td', {}, notes.map((n) => h('div', { text: n })))));
   }
+}
+
+/** Every event a deployment recorded (as deploy history --show prints them), loaded when asked for. */
+function eventsButton(app, id) {
+  const list = h('ol', { class: 'events small', hidden: true });
+  const button = h('button', { type: 'button', class: 'events-button', text: 'Show events' });
+  button.addEventListener('click', async () => {
+    button.disabled = true;
+    try {
+      const detail = await (await api(`/api/apps/${encodeURIComponent(app)}/deployments/${id}`)).json();
+      list.replaceChildren(...detail.events.map((e) => h('li', {
+        text: `${e.at.slice(11, 19)} ${{ ok: '✓', failed: '✗', started: '…' }[e.status] ?? '·'} ${e.step}${e.elapsedMs === null ? '' : ` ${ms(e.elapsedMs)}`}${e.message ? `  ${e.message}` : ''}`,
+      })));
+      list.hidden = false;
+      button.remove();
+    } catch (error) {
+      button.disabled = false;
+      showProblem(error);
+    }
+  });
+  return [button, list];
 }
 
 function renderReleases(overview) {
