@@ -65,7 +65,8 @@ describe('deploy ui in a real browser (real stack)', () => {
   const apiBodies: string[] = [];
 
   beforeAll(async () => {
-    stack = await startStack();
+    // One backup job of the app, run once, so the page has a verified backup to show.
+    stack = await startStack({ agentConfig: { backups: { jobs: { files: { app: APP, schedule: '0 3 * * *', kind: 'command', command: ['cat', '/etc/os-release'] } } } } });
     token = (await fs.readFile(path.join(stack.dir, 'agent.token'), 'utf8')).trim();
     const shaA = await stack.repo.head();
     const shaB = await stack.repo.commit({ 'message.txt': 'B\n' }, 'B');
@@ -74,6 +75,8 @@ describe('deploy ui in a real browser (real stack)', () => {
       expect(pushed.code, pushed.stderr + pushed.stdout).toBe(0);
       releases.push(releaseOfCommit(stack.home, APP, sha));
     }
+    const backup = await stack.deploy(['backup', 'run', 'files']);
+    expect(backup.code, backup.stderr + backup.stdout).toBe(0);
     ui = await startUi(stack);
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
     page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
@@ -92,7 +95,7 @@ describe('deploy ui in a real browser (real stack)', () => {
     await stack?.stop();
   });
 
-  it('shows the live release, slots, history with step timings, releases and DORA figures after a push', async () => {
+  it('shows the live release, slots, history with step timings, releases, backups and DORA figures after a push', async () => {
     const [a, b] = releases as [string, string];
     await page.goto(ui.url);
     // The key left the address bar for an HttpOnly cookie.
@@ -116,7 +119,8 @@ describe('deploy ui in a real browser (real stack)', () => {
     expect(await history.first().locator('ol.events').textContent()).toMatch(/✓ switching \d+ ms\s+nginx serves green/);
     expect(await page.locator(`#releases tr[data-release="${a}"]`).count()).toBe(1);
     expect(await page.locator('#dora').textContent()).toMatch(/Deployment frequency\s*2 in 30 d/);
-    expect(await page.locator('#backups').textContent()).toContain('no backup jobs');
+    expect(await page.locator('#backup-jobs tr[data-job="files"]').textContent()).toMatch(/#1 verified.*#1 \d+ s ago, .*checked by \S+/);
+    expect(await page.locator('#backup-runs').textContent()).toMatch(/#1files\s*verified✓ /);
     expect(await page.locator('#problem').isHidden()).toBe(true);
     await page.screenshot({ path: path.join(ARTIFACTS, 'status.png'), fullPage: true });
   });
@@ -203,7 +207,10 @@ describe('deploy ui in a real browser (real stack)', () => {
     expect(apiBodies.filter((body) => body.includes(token))).toEqual([]);
   });
 
-  it('deploy ui stops on SIGTERM with exit 0', async () => {
+  it('a second deploy ui on the port in use says so (usage exit); the first one stops on SIGTERM with exit 0', async () => {
+    const taken = await stack.deploy(['ui', '--port', new URL(ui.origin).port]);
+    expect(taken.code, taken.stderr).toBe(2);
+    expect(taken.stderr).toContain(`cannot serve the page on 127.0.0.1:${new URL(ui.origin).port}: EADDRINUSE`);
     ui.child.kill('SIGTERM');
     expect(await ui.exited).toBe(0);
     expect(ui.output()).toContain('page stopped');
