@@ -55,6 +55,11 @@ export const ERROR_KINDS = {
   backup_source_invalid: 'usage',
   restore_target_invalid: 'usage',
   restore_target_unsupported: 'usage',
+  // The local web page of `deploy ui` (controller/ui): its port, and requests it refuses.
+  ui_port_in_use: 'usage',
+  ui_session_required: 'usage',
+  csrf_token_invalid: 'usage',
+  ui_app_not_targeted: 'usage',
   // The agent's own config and files, found bad when it starts.
   token_file_insecure: 'usage',
   token_file_invalid: 'usage',

@@ -20,6 +20,7 @@ import { backupList, backupRestore, backupRun } from './commands/backup.js';
 import { metrics } from './commands/metrics.js';
 import { logs } from './commands/logs.js';
 import { LIVE_REF, diff } from './commands/diff.js';
+import { ui } from './commands/ui.js';
 
 interface GlobalOptions { config?: string; json?: boolean; env?: string }
 
@@ -47,6 +48,25 @@ function parseReleaseRef(value: string): string {
 
 function parseReleaseRefOrLive(value: string): string {
   return value === LIVE_REF ? value : parseReleaseRef(value);
+}
+
+function parsePort(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65_535) throw new InvalidArgumentError('must be a port number (0–65535; 0 picks a free one)');
+  return n;
+}
+
+/** Resolves at the first SIGINT or SIGTERM, after which both signals get their default handling again. */
+function untilStopped(): Promise<void> {
+  return new Promise((resolve) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
 }
 
 function parseSlot(value: string): Slot {
@@ -125,8 +145,10 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
   program.command('switch')
     .description('point nginx at the other, already-running slot (after a fresh health check), then watch it')
     .argument('<slot>', 'blue or green', parseSlot)
+    .option('--reason <text>', 'why, recorded in the history')
     .option('--no-wait', 'return once traffic has moved; the agent still runs the watch window')
-    .action((slot: Slot, opts: { wait?: boolean }) => run((out, global) => switchSlot(config(global), slot, { detach: opts.wait === false }, out)));
+    .action((slot: Slot, opts: { reason?: string; wait?: boolean }) => run((out, global) =>
+      switchSlot(config(global), slot, { detach: opts.wait === false, ...(opts.reason ? { reason: opts.reason } : {}) }, out)));
 
   program.command('rollback')
     .description('go back one release in deploy order (or --to a release): one switch if its slot is warm, else start + health gate + switch; then watch it')
@@ -169,6 +191,13 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
     .argument('<from>', 'the older release: its id, a prefix of 7+ characters of it or of its commit, or "live"', parseReleaseRefOrLive)
     .argument('[to]', 'the newer release (default: the live one)', parseReleaseRefOrLive, LIVE_REF)
     .action((from: string, to: string) => run((out, global) => diff(config(global), { from, to }, { json: global.json ?? false }, out)));
+
+  program.command('ui')
+    .description('a local web page of the app: slots, processes, health, history, releases, backups, DORA figures; switch and roll back with a reason. Served on 127.0.0.1 until Ctrl-C')
+    .option('--port <port>', 'local port to serve the page on (default: a free one)', parsePort, 0)
+    .option('--open', 'open the page in the desktop\'s browser', false)
+    .action((opts: { port: number; open: boolean }) => run((out, global) =>
+      ui(config(global), { port: opts.port, open: opts.open, json: global.json ?? false, env: null, stopped: untilStopped() }, out)));
 
   const releasesCommand = program.command('releases')
     .description('releases retained on the host, with state (live, standby, good, bad, failed) and age')

@@ -5,7 +5,8 @@
  *
  * Layout of the package, mirroring dist/ so every relative import stays as compiled:
  *   package.json            name slipway-cli, bin deploy -> dist/controller/main.js
- *   dist/controller/ dist/contract/ dist/lib/   the .js files only
+ *   dist/controller/ dist/contract/ dist/lib/   the .js files only, plus dist/controller/ui/static/
+ *                           (the page of deploy ui: HTML, JS and CSS as written in the source tree)
  *   node_modules/           its dependencies, bundled at the versions of the project's
  *                           package-lock.json (the ones the tests ran with)
  *
@@ -26,6 +27,8 @@ export const CLI_PACKAGE_NAME = 'slipway-cli';
 /** The directories of dist/ the CLI is made of; anything it imports must be inside them or a package. */
 export const CLI_DIRS = ['controller', 'contract', 'lib'] as const;
 export const CLI_MAIN = 'dist/controller/main.js';
+/** Files the CLI reads at run time that tsc does not emit: the page of `deploy ui`, served as written. */
+export const CLI_ASSET_DIRS = ['controller/ui/static'] as const;
 
 interface RootPackage {
   version: string;
@@ -186,6 +189,8 @@ export async function packCli(root: string, outDir: string): Promise<{ tarball: 
   const stageDir = await mkdtemp(path.join(os.tmpdir(), 'slipway-cli-stage-'));
   try {
     const packages = await stageCli(path.join(root, 'dist'), stageDir);
+    // Beside the compiled modules that read them (controller/ui/server.ts looks there first).
+    for (const dir of CLI_ASSET_DIRS) await cp(path.join(root, dir), path.join(stageDir, 'dist', dir), { recursive: true });
     const manifest = cliPackageJson(rootPackage, packages);
     await writeFile(path.join(stageDir, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`);
     const rootLock = JSON.parse(await readFile(path.join(root, 'package-lock.json'), 'utf8')) as Lockfile;

@@ -131,13 +131,13 @@ export class RolloutService {
       });
   }
 
-  /** Points traffic at an already-running slot, after proving it healthy, then watches it. */
-  startSwitch(input: { app: string; slot: Slot; actor: string; env?: string }): DeploymentFeed {
+  /** Points traffic at an already-running slot, after proving it healthy, then watches it; `reason` is recorded as its note. */
+  startSwitch(input: { app: string; slot: Slot; actor: string; env?: string; reason?: string }): DeploymentFeed {
     const { state } = this.deps;
     const app = this.entry.requireApp(input.app);
     const target = state.slot(app, input.slot);
     const releaseId = checkSwitchTarget(app, input.slot, state.app(app)!.liveSlot, target, target.releaseId ? state.release(app, target.releaseId)?.state : undefined);
-    return this.begin({ app, kind: 'switch', slot: input.slot, releaseId, actor: input.actor, ...(input.env ? { env: input.env } : {}) }, async (j) => {
+    return this.begin({ app, kind: 'switch', slot: input.slot, releaseId, actor: input.actor, note: input.reason ?? null, ...(input.env ? { env: input.env } : {}) }, async (j) => {
       await this.steps.switchTo(j);
       await this.steps.watchAndSettle(j);
     });

@@ -35,10 +35,12 @@ const deployBody = {
 } as const;
 interface DeployBody extends TargetBody { releaseId: string; slot?: Slot; lockId?: string }
 
+const reasonSchema = { type: 'string', maxLength: 500, pattern: '^[^\\u0000-\\u001f]*$' } as const;
+
 const switchBody = {
-  type: 'object', additionalProperties: false, required: ['slot'], properties: { slot: slotSchema, env: targetProperties.env },
+  type: 'object', additionalProperties: false, required: ['slot'], properties: { slot: slotSchema, env: targetProperties.env, reason: reasonSchema },
 } as const;
-interface SwitchBody { slot: Slot; env?: string }
+interface SwitchBody { slot: Slot; env?: string; reason?: string }
 
 /** Pure: the request's target fields as the rollout takes them (overrides checked: invalid_request on a bad one). */
 export function targetOf(body: TargetBody): DeploymentTarget {
@@ -63,7 +65,7 @@ const rollbackBody = {
   properties: {
     to: { type: 'string', pattern: RELEASE_REF_PATTERN },
     force: { type: 'boolean' },
-    reason: { type: 'string', maxLength: 500, pattern: '^[^\\u0000-\\u001f]*$' },
+    reason: reasonSchema,
     ...targetProperties,
   },
 } as const;
@@ -141,9 +143,10 @@ export const deploymentRoutes: FastifyPluginAsync<DeploymentRouteOptions> = asyn
 
   app.post<{ Params: AppParams; Querystring: NoQuery; Body: SwitchBody }>('/apps/:app/switch', {
     schema: { params: appParams, querystring: noQuery, body: switchBody, response: answers(deploymentStream) },
-  }, async (request, reply) => streamFeed(reply, rollouts.startSwitch({
-    app: request.params.app, slot: request.body.slot, actor: request.actor, ...(request.body.env ? { env: request.body.env } : {}),
-  })));
+  }, async (request, reply) => {
+    const { slot, env, reason } = request.body;
+    return streamFeed(reply, rollouts.startSwitch({ app: request.params.app, slot, actor: request.actor, ...(env ? { env } : {}), ...(reason ? { reason } : {}) }));
+  });
 
   app.post<{ Params: AppParams; Querystring: NoQuery; Body: RollbackBody }>('/apps/:app/rollback', {
     schema: { params: appParams, querystring: noQuery, body: rollbackBody, response: answers(deploymentStream) },

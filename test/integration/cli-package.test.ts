@@ -54,7 +54,8 @@ describe('the deploy CLI as its own package (slipway-cli)', () => {
     expect(install.exitCode, install.stderr).toBe(0);
     const { dirs, addons } = await treeNames(path.join(project, 'node_modules'));
     expect(dirs).toContain('ssh2');
-    expect(dirs.filter((name) => ['better-sqlite3', 'pm2', 'fastify', 'node-cron', 'nunjucks'].includes(name))).toEqual([]);
+    // fastify is the controller's too since deploy ui serves its page with it (pure JS, nothing compiled).
+    expect(dirs.filter((name) => ['better-sqlite3', 'pm2', 'node-cron', 'nunjucks'].includes(name))).toEqual([]);
     expect(addons, 'nothing was compiled').toEqual([]);
   });
 
@@ -64,7 +65,12 @@ describe('the deploy CLI as its own package (slipway-cli)', () => {
     expect(version.stdout.trim()).toBe(VERSION);
     const help = await deploy(['--help']);
     expect(help.exitCode, help.stderr).toBe(0);
-    for (const command of ['push', 'switch', 'rollback', 'status', 'history', 'releases', 'lock', 'backup']) expect(help.stdout).toContain(command);
+    for (const command of ['push', 'switch', 'rollback', 'status', 'history', 'releases', 'lock', 'backup', 'ui']) expect(help.stdout).toContain(command);
+  });
+
+  it('carries the page of deploy ui beside the module that serves it', () => {
+    const staticDir = path.join(project, 'node_modules', 'slipway-cli', 'dist', 'controller', 'ui', 'static');
+    for (const file of ['index.html', 'app.js', 'app.css']) expect(existsSync(path.join(staticDir, file)), file).toBe(true);
   });
 
   it('validates a deploy.config.json with its own schema validator (ajv from the package)', async () => {

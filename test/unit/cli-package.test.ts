@@ -9,8 +9,11 @@ import { classifyImports, cliLockfile, cliPackageJson, importSpecifiers, package
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
 const CLI_SOURCE_DIRS = ['controller', 'contract', 'lib'];
-/** Packages only the agent may use: a CLI install must not compile or download them. */
-const AGENT_ONLY = ['better-sqlite3', 'pm2', 'fastify', 'pino', 'nunjucks', 'node-cron'];
+/**
+ * Packages only the agent may use: a CLI install must not compile or download them. fastify is
+ * not among them since `deploy ui` serves its page with it (pure JS: nothing compiled).
+ */
+const AGENT_ONLY = ['better-sqlite3', 'pm2', 'pino', 'nunjucks', 'node-cron'];
 
 function tsFiles(dir: string): string[] {
   return readdirSync(path.join(ROOT, dir), { withFileTypes: true, recursive: true })
