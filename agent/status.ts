@@ -101,6 +101,7 @@ export class StatusService {
       generation: row.generation,
       publicUrl: publicUrlOf(config, name),
       env: state.appOverrides(name)?.env ?? null,
+      tag: liveReleaseId ? state.deploymentTag(name, liveReleaseId) ?? state.release(name, liveReleaseId)?.manifest.tag ?? null : null,
       specOverrides: state.appOverrides(name)?.overrides ?? null,
       ...(this.deps.pm2Status ? { pm2: this.deps.pm2Status() } : {}),
       slots,

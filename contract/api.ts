@@ -91,6 +91,8 @@ export interface AppStatus {
   publicUrl: string;
   /** The environment the app's last deployment named (null: none; absent from older agents). */
   env?: string | null;
+  /** The tag of the deployment that put the live release live, else its manifest's (null: none). */
+  tag?: string | null;
   /** The spec overrides that environment sent, applied to every release of the app (null: none). */
   specOverrides?: SpecOverrides | null;
   /** Absent from agents that predate it. */

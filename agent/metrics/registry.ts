@@ -83,9 +83,7 @@ export function createMetrics(source: MetricsSource): Registry {
         if (!status.liveSlot || !status.liveReleaseId) continue;
         const manifest = status.releases.find((r) => r.releaseId === status.liveReleaseId)?.manifest;
         // The tag of the deployment that put it live, else the one its manifest carries.
-        const deployed = db.prepare(`SELECT tag FROM deployments WHERE app = ? AND release_id = ? AND tag IS NOT NULL ORDER BY id DESC LIMIT 1`)
-          .get(app, status.liveReleaseId) as { tag: string } | undefined;
-        const tag = deployed?.tag ?? manifest?.tag ?? '';
+        const tag = status.tag ?? manifest?.tag ?? '';
         this.set({ app, slot: status.liveSlot, release: status.liveReleaseId, sha: manifest?.sha ?? '', env: status.env ?? '', tag }, 1);
       }
     },

@@ -51,7 +51,7 @@ const appStatus = {
   required: ['app', 'liveSlot', 'liveReleaseId', 'generation', 'publicUrl', 'slots', 'releases'],
   properties: {
     app: { type: 'string' }, liveSlot: nullable('string'), liveReleaseId: nullable('string'), generation: { type: 'integer' },
-    publicUrl: { type: 'string' }, env: nullable('string'), specOverrides: { type: ['object', 'null'], additionalProperties: true }, pm2: pm2Daemon, slots: { type: 'array', items: slotStatus }, releases: { type: 'array', items: releaseInfo },
+    publicUrl: { type: 'string' }, env: nullable('string'), tag: nullable('string'), specOverrides: { type: ['object', 'null'], additionalProperties: true }, pm2: pm2Daemon, slots: { type: 'array', items: slotStatus }, releases: { type: 'array', items: releaseInfo },
   },
 } as const satisfies ObjectSchemaOf<AppStatus>;
 

@@ -189,6 +189,13 @@ export class StateStore {
     return Number(result.lastInsertRowid);
   }
 
+  /** The tag of the latest deployment of a release that carried one (null: none did). */
+  deploymentTag(app: string, releaseId: string): string | null {
+    const row = prepared(this.db, 'SELECT tag FROM deployments WHERE app = ? AND release_id = ? AND tag IS NOT NULL ORDER BY id DESC LIMIT 1')
+      .get(app, releaseId) as { tag: string } | undefined;
+    return row?.tag ?? null;
+  }
+
   /** The overrides (and environment) an app's deployments last sent; null when none ever did. */
   appOverrides(app: string): AppOverridesRow | null {
     const row = prepared(this.db, 'SELECT * FROM app_spec_overrides WHERE app = ?').get(app) as

@@ -1,8 +1,10 @@
 // Issue 13: two environments of one project on ONE stack: box apps shop-staging and shop, each
 // allowed only its own server name by the host policy, one release artifact for both, the
 // environment's spec overrides (server names, instances, env) applied by the agent.
+import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AppStatus, DeploymentSummary } from '../../contract/api.js';
 import { startStack, type Stack } from '../helpers/stack.js';
@@ -69,7 +71,8 @@ describe('environments: staging and production of one project on one host', () =
   });
 
   it('pushes one artifact to both; each box app serves its own server name with its own instances and env', async () => {
-    const staging = await stack.deploy(['push', '--env', 'staging', '--json']);
+    await promisify(execFile)('git', ['tag', 'v1.0.0'], { cwd: stack.repo.dir });
+    const staging = await stack.deploy(['push', '--env', 'staging', '--sha', 'v1.0.0', '--json']);
     expect(staging.code, staging.stderr).toBe(0);
     const lines = jsonLines(staging.stdout);
     expect(lines.length).toBeGreaterThan(3);
@@ -94,7 +97,7 @@ describe('environments: staging and production of one project on one host', () =
     const stagingStatus = await statusOf('staging');
     const productionStatus = await statusOf('production');
     const web = (s: AppStatus) => s.slots.find((slot) => slot.live)!.processes!.find((p) => p.name === 'web')!;
-    expect(stagingStatus).toMatchObject({ app: STAGING_APP, env: 'staging' });
+    expect(stagingStatus).toMatchObject({ app: STAGING_APP, env: 'staging', tag: 'v1.0.0' });
     expect(productionStatus).toMatchObject({ app: PROJECT, env: 'production' });
     expect(web(stagingStatus)).toMatchObject({ instances: 1, online: 1 });
     expect(web(productionStatus)).toMatchObject({ instances: 2, online: 2 });
@@ -103,11 +106,11 @@ describe('environments: staging and production of one project on one host', () =
     // History rows carry their environment.
     const history = await stack.deploy(['history', '--env', 'staging', '--json']);
     const rows = JSON.parse(history.stdout) as DeploymentSummary[];
-    expect(rows.map((r) => [r.kind, r.env, r.outcome])).toEqual([['deploy', 'staging', 'succeeded']]);
+    expect(rows.map((r) => [r.kind, r.env, r.tag, r.outcome])).toEqual([['deploy', 'staging', 'v1.0.0', 'succeeded']]);
 
     // The app can tell where it runs.
     const info = JSON.parse(await fs.readFile(path.join(stack.home, 'releases', STAGING_APP, stagingAnswer.release, 'DEPLOYMENT_INFO.json'), 'utf8')) as Record<string, unknown>;
-    expect(info).toMatchObject({ app: PROJECT, env: 'staging', releaseId: stagingAnswer.release });
+    expect(info).toMatchObject({ app: PROJECT, env: 'staging', tag: 'v1.0.0', releaseId: stagingAnswer.release });
   });
 
   it('overrides that do not fit are refused before anything changes: by the controller, and by the host policy', async () => {
