@@ -47,7 +47,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
   // mkdir's mode only applies to a new dir: a home that already exists (a mount point, a dir made
   // by hand) is tightened too.
   chmodSync(config.home, 0o700);
-  for (const dir of ['incoming', 'releases', 'apps']) mkdirSync(path.join(config.home, dir), { recursive: true, mode: 0o700 });
+  for (const dir of ['incoming', 'releases', 'artifacts', 'apps']) mkdirSync(path.join(config.home, dir), { recursive: true, mode: 0o700 });
   if (config.legacyMoves) {
     logger.warn({ moves: config.legacyMoves }, 'agent.json uses legacy app fields; they keep working (translated into a legacy spec for releases without deploy.spec.json), but belong elsewhere now: see "moves"');
   }
@@ -95,6 +95,15 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
       if (!state.release(app, releaseId)) {
         logger.warn({ app, releaseId }, 'removing a release dir with no database row (left by a crash during upload)');
         await releases.remove(app, releaseId);
+      }
+    }
+    // Kept tarballs follow their release: none without one (a crash between the row's and the
+    // tarball's removal), none of another size than recorded (a crash before it was flushed).
+    for (const releaseId of await releases.artifactIds(app)) {
+      const row = state.release(app, releaseId);
+      if (!row || !releases.has(app, releaseId) || await releases.artifactSize(app, releaseId) !== row.bytes) {
+        logger.warn({ app, releaseId }, 'removing a kept release tarball with no release, or not the size recorded');
+        await releases.removeArtifact(app, releaseId);
       }
     }
   }
@@ -188,6 +197,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     backups: { service: backups, nextRun: (job) => backupScheduler.nextRun(job) },
     pm2Status: () => pm2Watchdog.status(),
     outbox,
+    notifyPromotion: (event, input) => notices.promotion(event, input),
     logs: (app, slot, options) => slots.logs(app, slot, options),
     metrics: {
       db,

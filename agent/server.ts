@@ -5,7 +5,7 @@ import type { StateStore } from './state/store.js';
 import type { RolloutService, ProcessManager } from './rollout/rollout.js';
 import type { Pm2DaemonStatus } from '../contract/api.js';
 import type { CleanupResult } from './release/cleanup.js';
-import { ReleaseService, type ReleaseRepository } from './release/service.js';
+import { ReleaseService, type ReleaseRepository, type ReleaseServiceDeps } from './release/service.js';
 import { allowedReleaseSpec } from './spec/release-spec.js';
 import { SlotProbeCache } from './slot-probe.js';
 import { StatusService } from './status.js';
@@ -47,6 +47,8 @@ export interface ServerDeps {
   outbox?: Outbox;
   /** What GET /apps/:app/logs reads: the slot processes' PM2 log tails (agent/rollout/slot-process.ts). */
   logs?: LogRouteOptions['logs'];
+  /** Promotion notifications (agent/notify/notices.ts). */
+  notifyPromotion?: ReleaseServiceDeps['notifyPromotion'];
   /** What GET /metrics and GET /apps/:app/dora read (the app status comes from the server's own view). */
   metrics?: Omit<MetricsSource, 'appStatus'>;
 }
@@ -80,6 +82,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   const releases = new ReleaseService({
     apps: deps.config.apps, state: deps.state, releases: deps.releases, cleanup: deps.cleanup, logger: deps.logger,
     checkManifest: (app, manifest, overrides) => { allowedReleaseSpec(app, deps.config.apps[app]!, manifest, overrides); },
+    ...(deps.notifyPromotion ? { notifyPromotion: deps.notifyPromotion } : {}),
   });
 
   void app.register(hostGuard);

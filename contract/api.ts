@@ -151,6 +151,8 @@ export interface DeploymentSummary {
   env?: string | null;
   /** The deployment's tag, else its release's manifest tag. */
   tag?: string | null;
+  /** Where the release was promoted from (deploy promote); null otherwise. */
+  promotion?: PromotionInfo | null;
   stepDurationsMs?: Record<string, number>;
   events?: Omit<DeploymentEvent, 'type'>[];
 }
@@ -230,4 +232,56 @@ export interface AppLogs {
   slot: Slot;
   releaseId: string | null;
   processes: { name: string; pm2Name: string; out: string[]; err: string[] }[];
+}
+
+/** Why a release may or may not be promoted from an environment (agent/release/promotion-gate.ts). */
+export type PromotionGateReason = 'passed' | 'never_deployed' | 'failed' | 'rolled_back' | 'still_watching' | 'too_old';
+
+/** GET /apps/:app/releases/:releaseId/promotion: the source environment's gate for one release. */
+export interface PromotionVerdict {
+  app: string;
+  releaseId: string;
+  passed: boolean;
+  reason: PromotionGateReason;
+  /** What is missing, said for a person ("rolled back there by ...: ..."). */
+  message: string;
+  /** The deployment the verdict rests on (the release's latest there), if any. */
+  deploymentId: number | null;
+  /** When that deployment ended successfully; null otherwise. */
+  succeededAt: string | null;
+  /** sha256 of the tarball the release was stored from (SQLite); null when the host does not have the release. */
+  sha256: string | null;
+  /** Bytes of the kept tarball; null when none is kept (stored before tarballs were kept). */
+  artifactBytes: number | null;
+}
+
+/** POST /apps/:app/promotions: a promotion's record on either side (audit; notifications when refused or forced). */
+export interface PromotionRecordRequest {
+  releaseId: string;
+  /** source: the environment promoted from; target: the one promoted to. */
+  side: 'source' | 'target';
+  event: 'promoted' | 'refused' | 'forced';
+  fromEnv: string | null;
+  toEnv: string | null;
+  /** The other side's host (user@address:port). */
+  otherHost: string;
+  reason: string | null;
+  /** The gate's verdict in words. */
+  gate: string;
+  sha: string | null;
+}
+
+export interface PromotionRecord extends PromotionRecordRequest {
+  id: number;
+  app: string;
+  actor: string;
+  at: string;
+}
+
+/** What a deployment request carries when it is a promotion (recorded on the target's deployment). */
+export interface PromotionInfo {
+  from: string | null;
+  sourceHost: string;
+  forced: boolean;
+  reason: string | null;
 }

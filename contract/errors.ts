@@ -190,6 +190,12 @@ export const ERROR_KINDS = {
   restore_not_configured: 'refused',
   restore_tool_missing: 'refused',
   restore_failed: 'refused',
+  // Promotion (deploy promote): the source's gate, the kept tarball, the target's approval.
+  promotion_refused: 'refused',
+  artifact_missing: 'refused',
+  artifact_mismatch: 'refused',
+  approval_required: 'usage',
+  approval_declined: 'refused',
 
   // Bugs, or an agent and a controller of different versions.
   internal_error: 'internal',

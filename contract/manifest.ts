@@ -27,7 +27,7 @@ export interface ReleaseManifest {
   specDigest?: string | null;
   /** How and where dependencies were built; null when nothing was built. */
   build?: { on: 'controller' | 'host'; platform: BuildPlatform | null; steps: string[] } | null;
-  /** The git tag the release was deployed from, when it was named by one. */
+  /** Older controllers wrote the git tag the release was pushed by; now always null (the tag travels in the deployment request, so the same commit packs to the same bytes). */
   tag?: string | null;
 }
 

@@ -1,5 +1,7 @@
 import http from 'node:http';
-import { createReadStream } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import type { Duplex } from 'node:stream';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -120,6 +122,43 @@ export class AgentClient {
       return pipeline(createReadStream(file, { highWaterMark: 256 * 1024 }), counter, req).finally(stop);
     });
     return parseJsonResponse(response, `upload to ${path}`);
+  }
+
+  /**
+   * GETs a release's kept tarball into `file` (created 0600), hashing it on the way: the bytes
+   * must be the length announced and hash to `expectedSha256` (what the source agent recorded
+   * when it verified the upload), else the file is removed and artifact_mismatch thrown.
+   */
+  async download(path: string, file: string, expectedSha256: string): Promise<{ bytes: number; sha256: string }> {
+    const response = await this.send('GET', path, {}, async (req) => { req.end(); });
+    if ((response.statusCode ?? 0) >= 300) {
+      await parseJsonResponse(response, `GET ${path}`);
+      throw new SlipwayError('agent_error', `GET ${path}: the agent answered HTTP ${response.statusCode}`, { status: response.statusCode ?? 500 });
+    }
+    const declared = Number(response.headers['content-length']);
+    const hash = createHash('sha256');
+    let bytes = 0;
+    const tap = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        hash.update(chunk);
+        bytes += chunk.length;
+        done(null, chunk);
+      },
+    });
+    try {
+      await pipeline(response, tap, createWriteStream(file, { mode: 0o600 }));
+      const sha256 = hash.digest('hex');
+      if (bytes !== declared || sha256 !== expectedSha256) {
+        throw new SlipwayError('artifact_mismatch', `the tarball fetched from ${this.hostLabel} is not the one it verified (${bytes} bytes, sha256 ${sha256.slice(0, 16)}…; expected ${expectedSha256.slice(0, 16)}…)`, {
+          hint: 'its kept copy may be damaged (a crash before it reached the disk): push the release again there, then promote',
+          details: [`expected sha256: ${expectedSha256}`, `got: ${sha256}`, `bytes: ${bytes} of ${declared}`],
+        });
+      }
+      return { bytes, sha256 };
+    } catch (error) {
+      await rm(file, { force: true });
+      throw error;
+    }
   }
 
   private stallError(limitMs: number, sent: number, total: number): SlipwayError {

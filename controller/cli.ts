@@ -4,7 +4,10 @@ import { SlipwayError } from '../contract/errors.js';
 import { RELEASE_REF_PATTERN } from '../contract/api.js';
 import { isSlot, type Slot } from '../contract/names.js';
 import { VERSION } from '../contract/version.js';
-import { DEFAULT_CONFIG_FILE, loadControllerConfig } from './config.js';
+import { DEFAULT_CONFIG_FILE, loadControllerConfig, loadDeployConfig } from './config.js';
+import { resolveTarget } from './environments.js';
+import { promote } from './commands/promote.js';
+import { askOnTerminal } from './prompt.js';
 import type { Target } from './environments.js';
 import { EXIT, exitCodeFor, type ExitCode } from './errors.js';
 import { DEBUG_ENV, HumanOutput, JsonOutput, internalErrorLine, type Output } from './output.js';
@@ -90,6 +93,34 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
         sha: opts.sha, allowDirty: opts.allowDirty, wait: opts.wait === true, waitTimeoutMs: opts.waitTimeout * 1000,
         detach: opts.wait === false, cwd: process.cwd(), ...(opts.slot ? { slot: opts.slot } : {}),
       }, out)));
+
+  program.command('promote')
+    .description('move a release that passed one environment to another, byte for byte: gate, approval, same tarball, rollout')
+    .argument('[ref]', 'release id or prefix, commit or tag (default: the source\'s live release)')
+    .option('--from <env>', 'the environment it passed (default: --to\'s promotion.from)')
+    .option('--to <env>', 'the environment to deploy it to (default: --env, or defaultEnv)')
+    .option('--force', 'promote past a gate that refuses (needs --reason; recorded and notified on both sides)', false)
+    .option('--reason <text>', 'why it is forced')
+    .option('--yes', 'approve for an environment with requireApproval (needed when stdin is not a terminal)', false)
+    .option('--no-wait', 'return once traffic has moved; the agent still runs the watch window')
+    .action((ref: string | undefined, opts: { from?: string; to?: string; force: boolean; reason?: string; yes: boolean; wait?: boolean }) => run((out, global) => {
+      const file = path.resolve(global.config ?? DEFAULT_CONFIG_FILE);
+      const deployConfig = loadDeployConfig(file);
+      const target = resolveTarget(deployConfig, opts.to ?? global.env);
+      const fromEnv = opts.from ?? target.promotion?.from;
+      if (fromEnv === undefined) {
+        throw new SlipwayError('usage', `say where to promote from: --from <env> (${target.env ?? 'the target'} declares no promotion.from)`, {
+          hint: `e.g. deploy promote --from staging --to ${target.env ?? 'production'}`,
+        });
+      }
+      const source = resolveTarget(deployConfig, fromEnv);
+      scopeOutput({ env: target.env });
+      return promote(source, target, {
+        force: opts.force, yes: opts.yes, cwd: process.cwd(), detach: opts.wait === false,
+        interactive: process.stdin.isTTY === true, confirm: askOnTerminal,
+        ...(ref ? { ref } : {}), ...(opts.reason ? { reason: opts.reason } : {}),
+      }, out);
+    }));
 
   program.command('switch')
     .description('point nginx at the other, already-running slot (after a fresh health check), then watch it')

@@ -17,6 +17,12 @@ export const gitCommands = {
   symbolicFullName: (ref: string) => ['git', 'rev-parse', '--symbolic-full-name', ref],
   blobSize: (treeish: string, file: string) => ['git', 'cat-file', '-s', `${treeish}:${file}`],
   catBlob: (treeish: string, file: string) => ['git', 'cat-file', 'blob', `${treeish}:${file}`],
+  // Only full SHAs the agent reported reach these: never an option.
+  hasCommit: (sha: string) => ['git', 'cat-file', '-e', `${sha}^{commit}`],
+  logSubjects: (from: string, to: string, max: number) => ['git', 'log', `--max-count=${max}`, '--format=%h %s', `${from}..${to}`],
+  // -a: annotated, so `git push --follow-tags` would push it and `git describe` sees it.
+  tagAnnotated: (name: string, sha: string, message: string) => ['git', 'tag', '-a', '-m', message, '--end-of-options', name, sha],
+  checkRefFormat: (ref: string) => ['git', 'check-ref-format', `refs/tags/${ref}`],
 };
 
 async function git(argv: string[], cwd: string, step: string, okCodes: number[] = [0]) {
@@ -105,4 +111,21 @@ export async function readCommittedFile(repo: string, treeish: string, file: str
     });
   }
   return result.stdout;
+}
+
+export async function hasCommit(repo: string, sha: string): Promise<boolean> {
+  if (!/^[0-9a-f]{40}$/.test(sha)) return false;
+  return (await runCommand(gitCommands.hasCommit(sha), { cwd: repo, timeoutMs: 30_000 })).exitCode === 0;
+}
+
+/** "<short> <subject>" of the commits in `to` but not in `from`, newest first (at most `max`). */
+export async function logSubjects(repo: string, from: string, to: string, max = 50): Promise<string[]> {
+  const result = await git(gitCommands.logSubjects(from, to, max), repo, `list the commits from ${from.slice(0, 12)} to ${to.slice(0, 12)}`);
+  return result.stdout.split('\n').map((line) => line.trim()).filter(Boolean);
+}
+
+/** Creates an annotated tag on `sha`; a name git would refuse, or one that exists, is a git_failed with git's reason. */
+export async function createAnnotatedTag(repo: string, name: string, sha: string, message: string): Promise<void> {
+  await git(gitCommands.checkRefFormat(name), repo, `check the tag name ${name}`);
+  await git(gitCommands.tagAnnotated(name, sha, message), repo, `create tag ${name}`);
 }

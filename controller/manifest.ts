@@ -13,22 +13,24 @@ export interface ReleaseSource {
   commitTime: string;
 }
 
-/** What schema version 3 adds: the app spec, how the release was built, the tag it was named by. */
+/** What schema version 3 adds: the app spec and how the release was built. */
 export interface ReleaseExtras {
   spec: AppSpec | null;
   specDigest: string | null;
   build: ReleaseManifest['build'];
-  tag: string | null;
 }
 
-export const NO_EXTRAS: ReleaseExtras = { spec: null, specDigest: null, build: null, tag: null };
+export const NO_EXTRAS: ReleaseExtras = { spec: null, specDigest: null, build: null };
 
 /**
  * Pure: the manifest written into the tarball. The release id covers the content digest, so other
  * files for the same commit (a dirty work tree, a rebuilt `include`) are never taken for it.
+ * Nothing in it depends on the clock or the environment it goes to, so packing the same commit
+ * again gives the same bytes: `buildTime` is the commit's time, and the tag a release is deployed
+ * by travels in the deployment request, not here (`tag` stays null).
  */
 export function buildManifest(
-  source: ReleaseSource, contentDigest: string, buildTime: Date, controllerVersion: string, extras: ReleaseExtras = NO_EXTRAS,
+  source: ReleaseSource, contentDigest: string, controllerVersion: string, extras: ReleaseExtras = NO_EXTRAS,
 ): ReleaseManifest {
   return {
     schemaVersion: 3,
@@ -41,12 +43,12 @@ export function buildManifest(
     branch: source.branch,
     author: { name: source.authorName, email: source.authorEmail },
     commitTime: source.commitTime,
-    buildTime: buildTime.toISOString(),
+    buildTime: source.commitTime,
     controllerVersion,
     spec: extras.spec,
     specDigest: extras.specDigest,
     build: extras.build,
-    tag: extras.tag,
+    tag: null,
   };
 }
 

@@ -11,6 +11,7 @@ import { SlipwayError } from '../contract/errors.js';
 import { archiveCommit, commitHasFile } from './git.js';
 import { tarballName } from './manifest.js';
 import { tarContentDigest } from './tar-contents.js';
+import { TarWriter } from './tar-writer.js';
 
 export interface PackedRelease {
   file: string;
@@ -28,38 +29,42 @@ export interface PreparedRelease {
 }
 
 /**
- * node-tar packs a file whose inode it has already packed as a hardlink entry, and build output
- * has them (node-gyp's `build/`); the box refuses hardlinks. A link cache that never remembers
- * makes each such file a regular file with its own copy of the content.
+ * Packs a commit's files into a plain, reproducible tar in a temp dir (controller/tar-writer.ts):
+ * the tree as `git archive` gives it, in git's order (or, after a controller-side build, the
+ * built checkout `builtDir`, walked in name order), then the configured build output (`include`,
+ * in config order, each walked in name order), every entry with the commit's time as its mtime
+ * and normalised owner and mode. The same commit and the same build output always give the same
+ * bytes, whoever packs them and whenever. Computes the content digest that names the release.
+ * Nothing is compressed yet: a host that already has the release needs no tarball.
  */
-class ForgetfulLinkCache extends Map<`${number}:${number}`, string> {
-  override set(): this {
-    return this;
-  }
-}
-
-/**
- * Packs a commit's files into a plain tar in a temp dir: `git archive` of the tree (or, after a
- * controller-side build, the built checkout `builtDir`), then the configured build output
- * (`include`) appended, and computes the content digest that names the release. Nothing is
- * compressed yet: a host that already has the release needs no tarball.
- */
-export async function prepareRelease(input: { repo: string; treeish: string; include: string[]; builtDir?: string }): Promise<PreparedRelease> {
-  const { repo, treeish, include, builtDir } = input;
+export async function prepareRelease(input: { repo: string; treeish: string; include: string[]; builtDir?: string; mtime: Date }): Promise<PreparedRelease> {
+  const { repo, treeish, include, builtDir, mtime } = input;
   await checkSources(repo, treeish, include, builtDir);
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'slipway-pack-'));
   const cleanup = () => fs.rm(dir, { recursive: true, force: true });
   try {
     const plainTar = path.join(dir, 'release.tar');
-    if (builtDir) await packDir(builtDir, plainTar);
-    else await archiveCommit(repo, treeish, plainTar);
-    if (include.length) await tar.r({ file: plainTar, cwd: repo, portable: true, linkCache: new ForgetfulLinkCache() }, include);
+    let gitTar: string | null = null;
+    if (!builtDir) {
+      gitTar = path.join(dir, 'git.tar');
+      await archiveCommit(repo, treeish, gitTar);
+    }
+    const writer = TarWriter.create(plainTar, mtime);
+    try {
+      if (builtDir) writer.tree(builtDir, '');
+      else transcode(gitTar!, writer);
+      for (const entry of include) writer.tree(path.join(repo, entry), entry.split(path.sep).filter(Boolean).join('/'));
+    } finally {
+      writer.close();
+    }
+    if (gitTar) await fs.rm(gitTar);
+    const endOffset = writer.endOffset;
     const contentDigest = await tarContentDigest(plainTar);
     return {
       contentDigest,
       seal: (manifest) => {
         if (manifest.contentDigest !== contentDigest) throw new Error(`the manifest's content digest ${manifest.contentDigest} is not the packed files' ${contentDigest}`);
-        return seal(plainTar, manifest);
+        return seal(plainTar, endOffset, mtime, manifest);
       },
       cleanup,
     };
@@ -69,10 +74,25 @@ export async function prepareRelease(input: { repo: string; treeish: string; inc
   }
 }
 
-/** The built checkout's entries, in name order, as a plain tar (hardlinked build output as regular files). */
-async function packDir(builtDir: string, plainTar: string): Promise<void> {
-  const entries = (await fs.readdir(builtDir)).sort();
-  await tar.c({ file: plainTar, cwd: builtDir, portable: true, linkCache: new ForgetfulLinkCache() }, entries);
+/** Re-writes `git archive`'s entries, in its order, through the normalising writer. */
+function transcode(gitTar: string, writer: TarWriter): void {
+  let failure: unknown;
+  tar.t({
+    file: gitTar, sync: true, strict: true,
+    onReadEntry: (entry) => {
+      const name = entry.path.replace(/\/$/, '');
+      if (entry.type === 'Directory') writer.directory(name);
+      else if (entry.type === 'SymbolicLink') writer.symlink(name, entry.linkpath ?? '');
+      else if (entry.type === 'File' || entry.type === 'OldFile' || entry.type === 'ContiguousFile') {
+        const sink = writer.beginFile(name, entry.mode ?? 0o644, entry.size ?? 0);
+        entry.on('data', (chunk: Buffer) => { try { sink.chunk(chunk); } catch (error) { failure ??= error; } });
+        entry.on('end', () => { try { sink.end(); } catch (error) { failure ??= error; } });
+        return;
+      }
+      entry.resume();
+    },
+  });
+  if (failure) throw failure;
 }
 
 async function checkSources(repo: string, treeish: string, include: string[], builtDir?: string): Promise<void> {
@@ -101,18 +121,28 @@ async function checkSources(repo: string, treeish: string, include: string[], bu
   }
 }
 
-/** Appends manifest.json, then gzips into `<app>-<releaseId>.tar.gz` beside it, hashing on the way out. */
-async function seal(plainTar: string, manifest: ReleaseManifest): Promise<PackedRelease> {
+/**
+ * Writes manifest.json over the end blocks (same mtime, mode 0644), then gzips into
+ * `<app>-<releaseId>.tar.gz` beside it, hashing on the way out. The gzip header is fixed: mtime 0
+ * (zlib's), and the OS byte set to 3 (Unix) whatever the platform.
+ */
+async function seal(plainTar: string, endOffset: number, mtime: Date, manifest: ReleaseManifest): Promise<PackedRelease> {
   const dir = path.dirname(plainTar);
-  const metaDir = path.join(dir, 'meta');
-  await fs.mkdir(metaDir);
-  await fs.writeFile(path.join(metaDir, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o644 });
-  await tar.r({ file: plainTar, cwd: metaDir, portable: true }, [MANIFEST_FILE]);
+  const writer = TarWriter.resume(plainTar, endOffset, mtime);
+  try {
+    writer.bytes(MANIFEST_FILE, 0o644, Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`));
+  } finally {
+    writer.close();
+  }
   const file = path.join(dir, tarballName(manifest.app, manifest.releaseId));
   const hash = createHash('sha256');
   let bytes = 0;
   const tap = new Transform({
     transform(chunk: Buffer, _enc, done) {
+      if (bytes <= GZIP_OS_OFFSET && bytes + chunk.length > GZIP_OS_OFFSET) {
+        chunk = Buffer.from(chunk);
+        chunk[GZIP_OS_OFFSET - bytes] = GZIP_OS_UNIX;
+      }
       hash.update(chunk);
       bytes += chunk.length;
       done(null, chunk);
@@ -122,3 +152,7 @@ async function seal(plainTar: string, manifest: ReleaseManifest): Promise<Packed
   await fs.rm(plainTar);
   return { file, bytes, sha256: hash.digest('hex') };
 }
+
+/** RFC 1952: the OS byte of the gzip header. */
+const GZIP_OS_OFFSET = 9;
+const GZIP_OS_UNIX = 3;

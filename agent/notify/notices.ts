@@ -1,7 +1,7 @@
 import os from 'node:os';
 import type { DeploymentResult } from '../../contract/api.js';
 import type { AgentConfig } from '../config.js';
-import type { StateStore } from '../state/store.js';
+import type { LockRow, StateStore } from '../state/store.js';
 import type { Notice } from '../backups/notify.js';
 import { publicUrlOf } from '../rollout/public-address.js';
 import type { Deployment } from '../rollout/journal.js';
@@ -12,6 +12,8 @@ import type { Outbox } from './outbox.js';
 export interface RolloutNotices {
   started(deployment: Deployment): void;
   ended(deployment: Deployment, result: DeploymentResult): void;
+  /** `deploy lock release --force` took away someone else's live lock. */
+  lockOverridden?(lock: LockRow, actor: string): void;
 }
 
 /** Turns rollout and backup happenings into outbox events (fields from the release's manifest). */
@@ -26,6 +28,25 @@ export class Notices implements RolloutNotices {
 
   ended(d: Deployment, result: DeploymentResult): void {
     this.enqueue(this.eventOf(endedEventName(d.kind, result.outcome, result.phase), d, result.outcome, result.reason, result.stepDurationsMs));
+  }
+
+  lockOverridden(lock: LockRow, actor: string): void {
+    const manifest = lock.releaseId ? this.deps.state.release(lock.app, lock.releaseId)?.manifest : undefined;
+    this.enqueue({
+      event: 'lock_overridden', app: lock.app, host: this.host, at: new Date().toISOString(), deploymentId: lock.deploymentId, kind: 'lock',
+      releaseId: lock.releaseId, sha: manifest?.sha ?? null, tag: null, branch: manifest?.branch ?? null, actor, outcome: null,
+      reason: `took the lock held by ${lock.holder} for ${lock.action} since ${lock.since}`, stepDurationsMs: {}, url: this.urlOf(lock.app),
+    });
+  }
+
+  /** A promotion refused by the gate (on the target) or forced past it (on both sides). */
+  promotion(event: 'promotion_refused' | 'promotion_forced', input: { app: string; releaseId: string; actor: string; reason: string; sha: string | null }): void {
+    const manifest = this.deps.state.release(input.app, input.releaseId)?.manifest;
+    this.enqueue({
+      event, app: input.app, host: this.host, at: new Date().toISOString(), deploymentId: null, kind: 'promote',
+      releaseId: input.releaseId, sha: manifest?.sha ?? input.sha, tag: null, branch: manifest?.branch ?? null, actor: input.actor,
+      outcome: null, reason: input.reason, stepDurationsMs: {}, url: this.urlOf(input.app),
+    });
   }
 
   /** A backup problem (every event but "skipped" means the app has no fresh verified backup). */

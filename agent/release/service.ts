@@ -6,6 +6,8 @@ import { shortSha } from '../../contract/names.js';
 import type { StateStore } from '../state/store.js';
 import { requireApp } from '../apps.js';
 import type { CleanupResult } from './cleanup.js';
+import type { PromotionRecord, PromotionRecordRequest, PromotionVerdict } from '../../contract/api.js';
+import { judgePromotion } from './promotion-gate.js';
 import type { SpecOverrides } from '../../contract/spec-overrides.js';
 
 /** What the service needs of the release store (store.ts). */
@@ -15,6 +17,9 @@ export interface ReleaseRepository {
     app: string; releaseId: string; sha256: string; source: Readable; expectedBytes?: number; accept?: (manifest: ReleaseManifest) => void;
     deployedBy?: string; project?: string; deployment?: { env: string | null; tag: string | null };
   }): Promise<{ dir: string; manifest: ReleaseManifest; bytes: number }>;
+  /** Where the release's kept tarball is (store.ts), and its size when there is one. */
+  artifactPath(app: string, releaseId: string): string;
+  artifactSize(app: string, releaseId: string): Promise<number | null>;
 }
 
 export interface ReleaseServiceDeps {
@@ -25,7 +30,10 @@ export interface ReleaseServiceDeps {
   cleanup(app: string, actor: string): Promise<CleanupResult>;
   /** Refuses a release whose manifest (its spec) this host will not run: checked before it is stored. */
   checkManifest?: (app: string, manifest: ReleaseManifest, overrides: SpecOverrides | null) => void;
+  /** Queues a promotion notification (agent/notify/notices.ts). */
+  notifyPromotion?: (event: 'promotion_refused' | 'promotion_forced', input: { app: string; releaseId: string; actor: string; reason: string; sha: string | null }) => void;
   logger: Logger;
+  now?: () => Date;
 }
 
 export interface UploadInput {
@@ -76,6 +84,70 @@ export class ReleaseService {
     this.deps.state.recordRelease({ app, releaseId, sha256, bytes: ingested.bytes, manifest: ingested.manifest });
     this.deps.logger.info({ app, releaseId, bytes: ingested.bytes }, 'release stored');
     return { releaseId, bytes: ingested.bytes, dir: ingested.dir };
+  }
+
+  /** The release's kept tarball: where it is, its size, and the sha256 it was verified against on upload. */
+  async artifact(app: string, releaseId: string): Promise<{ file: string; bytes: number; sha256: string }> {
+    requireApp(this.deps.apps, app);
+    const row = this.requireRelease(app, releaseId);
+    const bytes = await this.deps.releases.artifactSize(app, releaseId);
+    if (bytes === null || bytes !== row.bytes) {
+      throw new SlipwayError('artifact_missing', `release ${shortSha(releaseId)} of ${app} has no kept tarball on this host (it was stored before the agent kept them)`, {
+        status: 404, hint: 'deploy it again from its commit on this environment (deploy push --sha <commit>), or promote with a controller that packs it to the same bytes',
+      });
+    }
+    return { file: this.deps.releases.artifactPath(app, releaseId), bytes, sha256: row.sha256 };
+  }
+
+  /** The gate of this environment for a release (promotion-gate.ts), with what the promoting controller needs to fetch it. */
+  async promotion(app: string, releaseId: string, maxAgeMs: number | null): Promise<PromotionVerdict> {
+    requireApp(this.deps.apps, app);
+    const row = this.deps.state.release(app, releaseId);
+    const verdict = judgePromotion({
+      releaseId, release: row, deployments: this.deps.state.deploymentsOfRelease(app, releaseId), now: this.now(), maxAgeMs,
+    });
+    const artifactBytes = row ? await this.deps.releases.artifactSize(app, releaseId) : null;
+    return { app, releaseId, ...verdict, sha256: row?.sha256 ?? null, artifactBytes: artifactBytes === row?.bytes ? artifactBytes : null };
+  }
+
+  /**
+   * Records a promotion on this side; a refusal is notified on the target, a forced promotion on
+   * both sides.
+   */
+  recordPromotion(app: string, input: PromotionRecordRequest, actor: string): PromotionRecord {
+    requireApp(this.deps.apps, app);
+    const record = this.deps.state.recordPromotion({ ...input, app, actor });
+    const event = input.event === 'forced' ? 'promotion_forced' : input.event === 'refused' && input.side === 'target' ? 'promotion_refused' : null;
+    if (event) {
+      const envs = `${input.fromEnv ?? 'source'} → ${input.toEnv ?? 'target'}`;
+      const reason = input.event === 'forced' ? `${envs} forced${input.reason ? `: ${input.reason}` : ''} (gate: ${input.gate})` : `${envs}: ${input.gate}`;
+      try {
+        this.deps.notifyPromotion?.(event, { app, releaseId: input.releaseId, actor, reason, sha: input.sha });
+      } catch (error) {
+        this.deps.logger.error({ err: error }, 'could not queue a promotion notification');
+      }
+    }
+    this.deps.logger.info({ app, promotion: record }, 'promotion recorded');
+    return record;
+  }
+
+  promotions(app: string, limit: number): PromotionRecord[] {
+    requireApp(this.deps.apps, app);
+    return this.deps.state.promotions(app, limit);
+  }
+
+  private requireRelease(app: string, releaseId: string) {
+    const row = this.deps.state.release(app, releaseId);
+    if (!row) {
+      throw new SlipwayError('release_not_found', `release ${shortSha(releaseId)} of ${app} is not on this host`, {
+        status: 404, hint: 'list the releases with: deploy releases',
+      });
+    }
+    return row;
+  }
+
+  private now(): Date {
+    return this.deps.now?.() ?? new Date();
   }
 
   cleanup(app: string, actor: string): Promise<CleanupResult> {

@@ -1,7 +1,7 @@
 import { fsyncDir, isDiskFull } from '../../lib/durable.js';
 import { randomBytes } from 'node:crypto';
 import { lstatSync } from 'node:fs';
-import { chmod, lstat, mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { chmod, lstat, mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { SlipwayError, errorMessage } from '../../contract/errors.js';
@@ -74,14 +74,17 @@ export interface OrphanCleanup {
 const MAX_MANIFEST_BYTES = 64 * 1024;
 const TMP_PREFIX = '.tmp-';
 const PART_SUFFIX = '.part';
+const ARTIFACT_SUFFIX = '.tar.gz';
 /** Up to this many small files get an fsync each before publishing; beyond, one `sync -f` is cheaper. */
 const MAX_FSYNC_FILES = 256;
 const validateManifest = compileValidator<ReleaseManifest>(manifestSchema);
 
 /**
  * Releases on the box: `releases/<app>/<releaseId>/`, each the verified, unpacked tarball with
- * manifest.json at its root. A release appears only complete (it is unpacked in a private
- * staging dir, `incoming/.tmp-*`, and renamed into place), and a failed ingest leaves nothing
+ * manifest.json at its root, and beside them `artifacts/<app>/<releaseId>.tar.gz`, the tarball
+ * itself, kept so the release can be promoted to another host byte for byte. A release appears
+ * only complete (it is unpacked in a private staging dir, `incoming/.tmp-*`, and renamed into
+ * place; its tarball follows it), and a failed ingest leaves nothing
  * behind: no staging dir, no .part file, and every existing release untouched.
  */
 export class ReleaseStore {
@@ -151,6 +154,54 @@ export class ReleaseStore {
     // share inodes with other releases, keep their mode.
     await setTreeWritable(this.releaseDir(app, releaseId), true, { dirsOnly: true }).catch(() => undefined);
     await rm(this.releaseDir(app, releaseId), { recursive: true, force: true });
+    await rm(this.artifactPath(app, releaseId), { force: true });
+  }
+
+  get artifactsDir(): string {
+    return path.join(this.home, 'artifacts');
+  }
+
+  /** `artifacts/<app>/<releaseId>.tar.gz`: the verified tarball a release was stored from (0600). */
+  artifactPath(app: string, releaseId: string): string {
+    requireNames(app, releaseId);
+    return path.join(this.artifactsDir, app, `${releaseId}${ARTIFACT_SUFFIX}`);
+  }
+
+  /** Bytes of the release's kept tarball; null when there is none (stored before tarballs were kept). */
+  async artifactSize(app: string, releaseId: string): Promise<number | null> {
+    const st = await lstat(this.artifactPath(app, releaseId)).catch(() => undefined);
+    return st?.isFile() ? st.size : null;
+  }
+
+  /** Release ids of an app that have a kept tarball. */
+  async artifactIds(app: string): Promise<string[]> {
+    requireNames(app);
+    return (await readdirOrEmpty(path.join(this.artifactsDir, app)))
+      .filter((name) => name.endsWith(ARTIFACT_SUFFIX))
+      .map((name) => name.slice(0, -ARTIFACT_SUFFIX.length))
+      .filter(isReleaseId)
+      .sort();
+  }
+
+  async removeArtifact(app: string, releaseId: string): Promise<void> {
+    await rm(this.artifactPath(app, releaseId), { force: true });
+  }
+
+  /**
+   * Moves the verified upload into `artifacts/`, once its release is published. It is flushed to
+   * disk in the background: the upload does not wait for 100 MB to reach the disk a second time.
+   * A crash before that may leave a short or damaged tarball; startup drops one whose size is not
+   * the recorded one, and whoever fetches it checks its sha256 (the controller, then the agent it
+   * is uploaded to), so a damaged artifact is never deployed, only refused.
+   */
+  private async keepArtifact(partFile: string, app: string, releaseId: string): Promise<void> {
+    const target = this.artifactPath(app, releaseId);
+    await mkdir(path.dirname(target), { recursive: true, mode: 0o700 });
+    await rename(partFile, target);
+    void (async () => {
+      const handle = await open(target, 'r');
+      try { await handle.datasync(); } finally { await handle.close(); }
+    })().catch(() => undefined);
   }
 
   async readManifest(app: string, releaseId: string): Promise<ReleaseManifest> {
@@ -205,9 +256,11 @@ export class ReleaseStore {
       await chmod(tmpDir, 0o755);
       await this.makeDurable(extraction, tmpDir, label);
       await publish(tmpDir, finalDir, label);
+      await this.keepArtifact(partFile, app, releaseId);
       return { dir: finalDir, manifest, bytes, unpackedBytes: unpacked.bytes, entries: unpacked.entries };
     } catch (error) {
       await rm(tmpDir, { recursive: true, force: true, maxRetries: 3 });
+      await rm(partFile, { force: true });
       if (error instanceof SlipwayError) throw error;
       throw new SlipwayError('ingest_failed', `${label}: ${errorMessage(error)}`, {
         status: 500, cause: error, hint: 'check the agent log; existing releases were not touched',
@@ -246,10 +299,8 @@ export class ReleaseStore {
     try {
       return { extraction, bytes: upload.bytes, unpacked: await extraction.finish(upload.bytes) };
     } catch (error) {
-      throw withContext(error, label, 'unpack');
-    } finally {
-      // Before any `sync -f` that follows, which would otherwise write its pages to disk as well.
       await rm(upload.path, { force: true });
+      throw withContext(error, label, 'unpack');
     }
   }
 

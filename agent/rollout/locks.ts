@@ -58,15 +58,20 @@ export class DeployLocks {
     });
   }
 
-  release(app: string, request: LockReleaseRequest): { released: boolean; lock: LockRow | null } {
+  /**
+   * Releases the app's lock on request. `overridden` says --force was what allowed it: someone
+   * else's live lock (a running rollout's, or another controller's reservation) was taken away.
+   */
+  release(app: string, request: LockReleaseRequest): { released: boolean; lock: LockRow | null; overridden: boolean } {
     const lock = this.deps.state.lock(app) ?? null;
-    if (!lock) return { released: false, lock: null };
+    if (!lock) return { released: false, lock: null, overridden: false };
     const stale = this.isStale(lock);
     const refusal = lockReleaseRefusal(app, lock, request, stale);
     if (refusal) throw refusal;
+    const overridden = lockReleaseRefusal(app, lock, { ...request, force: false }, stale) !== null;
     this.deps.state.releaseLock(app, lock.lockId);
-    this.deps.logger.warn({ app, lock, by: request.actor, force: request.force, stale }, 'deploy lock released by request');
-    return { released: true, lock };
+    this.deps.logger.warn({ app, lock, by: request.actor, force: request.force, stale, overridden }, 'deploy lock released by request');
+    return { released: true, lock, overridden };
   }
 
   /** Takes the lock for a rollout (over the caller's reservation when `lockId` names it). */

@@ -13,6 +13,7 @@ import { planRollback, previousRelease } from './rollback-plan.js';
 import { ActivationSteps, type ActivationDeps } from './activation.js';
 import type { RolloutNotices } from '../notify/notices.js';
 import type { SpecOverrides } from '../../contract/spec-overrides.js';
+import type { PromotionInfo } from '../../contract/api.js';
 
 /** Pure: only the target fields a request has. */
 function targetOf(input: DeploymentTarget): DeploymentTarget {
@@ -20,6 +21,7 @@ function targetOf(input: DeploymentTarget): DeploymentTarget {
     ...(input.env !== undefined ? { env: input.env } : {}),
     ...(input.specOverrides !== undefined ? { specOverrides: input.specOverrides } : {}),
     ...(input.tag !== undefined ? { tag: input.tag } : {}),
+    ...(input.promotion !== undefined ? { promotion: input.promotion } : {}),
   };
 }
 
@@ -64,7 +66,7 @@ export function createRollouts(wiring: RolloutWiring): { rollouts: RolloutServic
 }
 
 /** What a request says of its environment: recorded on the deployment; the overrides become the app's. */
-export interface DeploymentTarget { env?: string; specOverrides?: SpecOverrides; tag?: string }
+export interface DeploymentTarget { env?: string; specOverrides?: SpecOverrides; tag?: string; promotion?: PromotionInfo }
 
 interface DeploymentRequest extends DeploymentTarget {
   app: string; kind: DeploymentKind; slot: Slot; releaseId: string; actor: string; lockId?: string | undefined;
@@ -103,7 +105,9 @@ export class RolloutService {
   }
 
   releaseLock(input: { app: string; lockId?: string; force: boolean; actor: string }): { released: boolean; lock: LockRow | null } {
-    return this.locks.release(this.entry.requireApp(input.app), input);
+    const { released, lock, overridden } = this.locks.release(this.entry.requireApp(input.app), input);
+    if (overridden && lock) this.notify(() => this.deps.notices?.lockOverridden?.(lock, input.actor));
+    return { released, lock };
   }
 
   // ---- entry points: validate (nothing changes on a refusal), then start ---------------------
@@ -235,7 +239,7 @@ export class RolloutService {
       if (input.specOverrides !== undefined) state.setAppOverrides(input.app, env, input.specOverrides);
       return state.createDeployment({
         app: input.app, kind: input.kind, releaseId: input.releaseId, slot: input.slot, previousSlot, previousRelease, requestedBy: input.actor,
-        note, forced: input.forced ?? false, targetState, marksPrevious, env, tag,
+        note, forced: input.forced ?? false, targetState, marksPrevious, env, tag, promotion: input.promotion ?? null,
       });
     });
     const deployment: Deployment = {

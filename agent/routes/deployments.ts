@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
-import { ENV_NAME_PATTERN, RELEASE_REF_PATTERN, TAG_PATTERN, type DeploymentEvent, type DeploymentSummary } from '../../contract/api.js';
+import { ENV_NAME_PATTERN, RELEASE_REF_PATTERN, TAG_PATTERN, type DeploymentEvent, type DeploymentSummary, type PromotionInfo } from '../../contract/api.js';
 import { SlipwayError } from '../../contract/errors.js';
 import { checkSpecOverrides, type SpecOverrides } from '../../contract/spec-overrides.js';
 import type { DeploymentTarget } from '../rollout/rollout.js';
@@ -19,8 +19,15 @@ const targetProperties = {
   env: { type: 'string', pattern: ENV_NAME_PATTERN },
   specOverrides: { type: 'object' },
   tag: { type: 'string', pattern: TAG_PATTERN },
+  promotion: {
+    type: 'object', additionalProperties: false, required: ['from', 'sourceHost', 'forced', 'reason'],
+    properties: {
+      from: { type: ['string', 'null'], pattern: ENV_NAME_PATTERN }, sourceHost: { type: 'string', maxLength: 300, pattern: '^[^\\u0000-\\u001f]*$' },
+      forced: { type: 'boolean' }, reason: { type: ['string', 'null'], maxLength: 500, pattern: '^[^\\u0000-\\u001f]*$' },
+    },
+  },
 } as const;
-interface TargetBody { env?: string; specOverrides?: Record<string, unknown>; tag?: string }
+interface TargetBody { env?: string; specOverrides?: Record<string, unknown>; tag?: string; promotion?: PromotionInfo }
 
 const deployBody = {
   type: 'object', additionalProperties: false, required: ['releaseId'],
@@ -45,7 +52,10 @@ export function targetOf(body: TargetBody): DeploymentTarget {
     }
     specOverrides = checked.overrides;
   }
-  return { ...(body.env ? { env: body.env } : {}), ...(specOverrides ? { specOverrides } : {}), ...(body.tag ? { tag: body.tag } : {}) };
+  return {
+    ...(body.env ? { env: body.env } : {}), ...(specOverrides ? { specOverrides } : {}), ...(body.tag ? { tag: body.tag } : {}),
+    ...(body.promotion ? { promotion: body.promotion } : {}),
+  };
 }
 
 const rollbackBody = {
@@ -76,6 +86,10 @@ const summaryProperties = {
   reason: nullable('string'), requestedBy: { type: 'string' }, startedAt: { type: 'string' }, endedAt: nullable('string'), note: nullable('string'),
   forced: { type: 'boolean' }, targetState: nullable('string'), badMark: { type: ['string', 'null'], enum: ['kept', 'cleared', null] },
   marksPrevious: { type: 'boolean' }, env: nullable('string'), tag: nullable('string'),
+  promotion: {
+    type: ['object', 'null'], additionalProperties: false, required: ['from', 'sourceHost', 'forced', 'reason'],
+    properties: { from: nullable('string'), sourceHost: { type: 'string' }, forced: { type: 'boolean' }, reason: nullable('string') },
+  },
 } as const;
 const summaryRequired = [
   'id', 'app', 'kind', 'releaseId', 'slot', 'previousSlot', 'previousRelease', 'state', 'outcome', 'reason', 'requestedBy', 'startedAt', 'endedAt', 'note',

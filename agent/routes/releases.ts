@@ -1,8 +1,11 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { Readable } from 'node:stream';
-import { SHA256_HEADER, type ReleaseListEntry, type ReleaseSpecView } from '../../contract/api.js';
+import { createReadStream } from 'node:fs';
+import {
+  SHA256_HEADER, type PromotionRecord, type PromotionRecordRequest, type PromotionVerdict, type ReleaseListEntry, type ReleaseSpecView,
+} from '../../contract/api.js';
 import { manifestSchema } from '../../contract/manifest.js';
-import { APP_NAME_PATTERN, SHA256_PATTERN } from '../../contract/names.js';
+import { APP_NAME_PATTERN, RELEASE_ID_PATTERN, SHA256_PATTERN } from '../../contract/names.js';
 import { SlipwayError } from '../../contract/errors.js';
 import { decodeSpecOverrides, SPEC_OVERRIDES_HEADER, type SpecOverrides } from '../../contract/spec-overrides.js';
 import { ENV_NAME_PATTERN, TAG_PATTERN } from '../../contract/api.js';
@@ -99,6 +102,52 @@ const cleanupResult = {
   properties: { app: { type: 'string' }, removed: stringList, kept: stringList, skipped: nullable('string') },
 } as const satisfies ObjectSchemaOf<CleanupResult>;
 
+const promotionQuery = {
+  type: 'object', additionalProperties: false, properties: { maxAgeMs: { type: 'string', pattern: '^[0-9]{1,15}$' } },
+} as const;
+interface PromotionQuery { maxAgeMs?: string }
+
+const promotionVerdict = {
+  type: 'object', additionalProperties: false,
+  required: ['app', 'releaseId', 'passed', 'reason', 'message', 'deploymentId', 'succeededAt', 'sha256', 'artifactBytes'],
+  properties: {
+    app: { type: 'string' }, releaseId: { type: 'string' }, passed: { type: 'boolean' },
+    reason: { type: 'string', enum: ['passed', 'never_deployed', 'failed', 'rolled_back', 'still_watching', 'too_old'] },
+    message: { type: 'string' }, deploymentId: nullable('integer'), succeededAt: nullable('string'), sha256: nullable('string'),
+    artifactBytes: nullable('integer'),
+  },
+} as const satisfies ObjectSchemaOf<PromotionVerdict>;
+
+const shortText = (max: number) => ({ type: 'string', maxLength: max, pattern: '^[^\\u0000-\\u001f]*$' }) as const;
+const promotionRecordRequest = {
+  type: 'object', additionalProperties: false,
+  required: ['releaseId', 'side', 'event', 'fromEnv', 'toEnv', 'otherHost', 'reason', 'gate', 'sha'],
+  properties: {
+    releaseId: { type: 'string', pattern: RELEASE_ID_PATTERN },
+    side: { type: 'string', enum: ['source', 'target'] },
+    event: { type: 'string', enum: ['promoted', 'refused', 'forced'] },
+    fromEnv: { anyOf: [{ type: 'null' }, shortText(64)] }, toEnv: { anyOf: [{ type: 'null' }, shortText(64)] },
+    otherHost: shortText(300), reason: { anyOf: [{ type: 'null' }, shortText(500)] }, gate: shortText(1000),
+    sha: { anyOf: [{ type: 'null' }, { type: 'string', pattern: '^[0-9a-f]{40}$' }] },
+  },
+} as const;
+
+const promotionRecordProperties = {
+  ...promotionRecordRequest.properties,
+  id: { type: 'integer' }, app: { type: 'string' }, actor: { type: 'string' }, at: { type: 'string' },
+  fromEnv: nullable('string'), toEnv: nullable('string'), reason: nullable('string'), sha: nullable('string'),
+  releaseId: { type: 'string' }, otherHost: { type: 'string' }, gate: { type: 'string' },
+} as const;
+const promotionRecord = {
+  type: 'object', additionalProperties: false,
+  required: [...promotionRecordRequest.required, 'id', 'app', 'actor', 'at'],
+  properties: promotionRecordProperties,
+} as const satisfies ObjectSchemaOf<PromotionRecord>;
+const promotionList = {
+  type: 'object', additionalProperties: false, required: ['promotions'],
+  properties: { promotions: { type: 'array', items: promotionRecord } },
+} as const satisfies ObjectSchemaOf<{ promotions: PromotionRecord[] }>;
+
 export interface ReleaseRouteOptions { status: StatusService; releases: ReleaseService }
 
 /** Releases of an app: list, look up, upload, clean up. */
@@ -118,6 +167,29 @@ export const releaseRoutes: FastifyPluginAsync<ReleaseRouteOptions> = async (app
     const { releaseId, manifest } = status.release(request.params.app, request.params.releaseId);
     return { releaseId, spec: manifest.spec ?? null, specDigest: manifest.specDigest ?? null };
   });
+
+  // The verified tarball the release was stored from, for a promotion to another host.
+  app.get<{ Params: ReleaseParams; Querystring: NoQuery }>('/apps/:app/releases/:releaseId/artifact', {
+    schema: { params: releaseParams, querystring: noQuery },
+  }, async (request, reply) => {
+    const artifact = await releases.artifact(request.params.app, request.params.releaseId);
+    return reply.header(SHA256_HEADER, artifact.sha256).header('content-length', String(artifact.bytes))
+      .type('application/gzip').send(createReadStream(artifact.file));
+  });
+
+  // This environment's gate for a release: may it be promoted from here?
+  app.get<{ Params: ReleaseParams; Querystring: PromotionQuery; Reply: PromotionVerdict }>('/apps/:app/releases/:releaseId/promotion', {
+    schema: { params: releaseParams, querystring: promotionQuery, response: answers({ 200: promotionVerdict }) },
+  }, async (request) => releases.promotion(request.params.app, request.params.releaseId,
+    request.query.maxAgeMs === undefined ? null : Number(request.query.maxAgeMs)));
+
+  app.post<{ Params: AppParams; Querystring: NoQuery; Body: PromotionRecordRequest; Reply: PromotionRecord }>('/apps/:app/promotions', {
+    schema: { params: appParams, querystring: noQuery, body: promotionRecordRequest, response: answers({ 201: promotionRecord }) },
+  }, async (request, reply) => reply.code(201).send(releases.recordPromotion(request.params.app, request.body, request.actor)));
+
+  app.get<{ Params: AppParams; Querystring: NoQuery; Reply: { promotions: PromotionRecord[] } }>('/apps/:app/promotions', {
+    schema: { params: appParams, querystring: noQuery, response: answers({ 200: promotionList }) },
+  }, async (request) => ({ promotions: releases.promotions(request.params.app, 100) }));
 
   app.post<{ Params: AppParams; Querystring: NoQuery; Body: NoBody; Reply: CleanupResult }>('/apps/:app/releases/cleanup', {
     schema: { params: appParams, querystring: noQuery, body: noBody, response: answers({ 200: cleanupResult }) },

@@ -239,6 +239,27 @@ const MIGRATIONS: string[] = [
     updated_at  TEXT NOT NULL
   );
   `,
+  // Promotions (deploy promote): each side's record of a promotion (audit of forced ones, the
+  // gate's verdict), and on the target's deployment where the release was promoted from.
+  `
+  CREATE TABLE promotions (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    app         TEXT NOT NULL,
+    release_id  TEXT NOT NULL,
+    side        TEXT NOT NULL CHECK (side IN ('source', 'target')),
+    event       TEXT NOT NULL CHECK (event IN ('promoted', 'refused', 'forced')),
+    from_env    TEXT,
+    to_env      TEXT,
+    other_host  TEXT NOT NULL,
+    reason      TEXT,
+    gate        TEXT NOT NULL,
+    sha         TEXT,
+    actor       TEXT NOT NULL,
+    at          TEXT NOT NULL
+  );
+  CREATE INDEX promotions_app ON promotions (app, id);
+  ALTER TABLE deployments ADD COLUMN promotion TEXT;
+  `,
 ];
 
 export function openDatabase(file: string): Db {

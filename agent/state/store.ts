@@ -1,6 +1,7 @@
 import { prepared, type Db } from './db.js';
 import { SLOTS, type Slot } from '../../contract/names.js';
 import type { ReleaseManifest } from '../../contract/manifest.js';
+import type { PromotionInfo, PromotionRecord } from '../../contract/api.js';
 import type { SpecOverrides } from '../../contract/spec-overrides.js';
 
 export type SlotState = 'empty' | 'starting' | 'running' | 'stopped' | 'failed';
@@ -37,6 +38,8 @@ export interface DeploymentRow {
   env: string | null;
   /** The tag the deployment was asked for (a promotion's or the commit's). */
   tag: string | null;
+  /** Where the release was promoted from, when the deployment is a promotion (deploy promote). */
+  promotion: PromotionInfo | null;
 }
 /** The spec overrides an app's environment last sent, applied to every release of the app. */
 export interface AppOverridesRow { app: string; env: string | null; overrides: SpecOverrides; updatedAt: string }
@@ -176,13 +179,13 @@ export class StateStore {
   createDeployment(d: {
     app: string; kind: DeploymentKind; releaseId: string | null; slot: Slot; previousSlot: Slot | null;
     previousRelease: string | null; requestedBy: string; note?: string | null; forced?: boolean; targetState?: ReleaseState | null;
-    marksPrevious?: boolean; env?: string | null; tag?: string | null;
+    marksPrevious?: boolean; env?: string | null; tag?: string | null; promotion?: PromotionInfo | null;
   }): number {
     const result = prepared(this.db,
-      `INSERT INTO deployments (app, kind, release_id, slot, previous_slot, previous_release, state, requested_by, started_at, note, forced, target_state, marks_previous, env, tag)
-       VALUES (?, ?, ?, ?, ?, ?, 'created', ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO deployments (app, kind, release_id, slot, previous_slot, previous_release, state, requested_by, started_at, note, forced, target_state, marks_previous, env, tag, promotion)
+       VALUES (?, ?, ?, ?, ?, ?, 'created', ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ).run(d.app, d.kind, d.releaseId, d.slot, d.previousSlot, d.previousRelease, d.requestedBy, now(), d.note ?? null, d.forced ? 1 : 0,
-      d.targetState ?? null, d.marksPrevious ? 1 : 0, d.env ?? null, d.tag ?? null);
+      d.targetState ?? null, d.marksPrevious ? 1 : 0, d.env ?? null, d.tag ?? null, d.promotion ? JSON.stringify(d.promotion) : null);
     return Number(result.lastInsertRowid);
   }
 
@@ -219,6 +222,32 @@ export class StateStore {
   deployments(app: string, limit = 50): DeploymentRow[] {
     return (prepared(this.db, 'SELECT * FROM deployments WHERE app = ? ORDER BY id DESC LIMIT ?').all(app, limit) as RawDeployment[])
       .map(toDeployment);
+  }
+
+  /** Every deployment of the app that activated `releaseId`, newest first. */
+  deploymentsOfRelease(app: string, releaseId: string, limit = 500): DeploymentRow[] {
+    return (prepared(this.db, 'SELECT * FROM deployments WHERE app = ? AND release_id = ? ORDER BY id DESC LIMIT ?').all(app, releaseId, limit) as RawDeployment[])
+      .map(toDeployment);
+  }
+
+  recordPromotion(p: Omit<PromotionRecord, 'id' | 'at'>): PromotionRecord {
+    const at = now();
+    const result = prepared(this.db,
+      `INSERT INTO promotions (app, release_id, side, event, from_env, to_env, other_host, reason, gate, sha, actor, at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(p.app, p.releaseId, p.side, p.event, p.fromEnv, p.toEnv, p.otherHost, p.reason, p.gate, p.sha, p.actor, at);
+    return { ...p, id: Number(result.lastInsertRowid), at };
+  }
+
+  promotions(app: string, limit = 50): PromotionRecord[] {
+    const rows = prepared(this.db, 'SELECT * FROM promotions WHERE app = ? ORDER BY id DESC LIMIT ?').all(app, limit) as {
+      id: number; app: string; release_id: string; side: 'source' | 'target'; event: PromotionRecord['event']; from_env: string | null;
+      to_env: string | null; other_host: string; reason: string | null; gate: string; sha: string | null; actor: string; at: string;
+    }[];
+    return rows.map((r) => ({
+      id: r.id, app: r.app, releaseId: r.release_id, side: r.side, event: r.event, fromEnv: r.from_env, toEnv: r.to_env,
+      otherHost: r.other_host, reason: r.reason, gate: r.gate, sha: r.sha, actor: r.actor, at: r.at,
+    }));
   }
 
   unfinishedDeployments(): DeploymentRow[] {
@@ -342,7 +371,7 @@ interface RawDeployment {
   id: number; app: string; kind: DeploymentKind; release_id: string | null; slot: Slot; previous_slot: Slot | null;
   previous_release: string | null; state: string; outcome: Outcome | null; reason: string | null; requested_by: string;
   started_at: string; ended_at: string | null; note: string | null; forced: number; target_state: ReleaseState | null; bad_mark: BadMark | null;
-  marks_previous: number; env: string | null; tag: string | null;
+  marks_previous: number; env: string | null; tag: string | null; promotion?: string | null;
 }
 function toDeployment(r: RawDeployment): DeploymentRow {
   return {
@@ -350,6 +379,6 @@ function toDeployment(r: RawDeployment): DeploymentRow {
     previousRelease: r.previous_release, state: r.state, outcome: r.outcome, reason: r.reason,
     requestedBy: r.requested_by, startedAt: r.started_at, endedAt: r.ended_at, note: r.note,
     forced: r.forced === 1, targetState: r.target_state, badMark: r.bad_mark, marksPrevious: r.marks_previous === 1,
-    env: r.env ?? null, tag: r.tag ?? null,
+    env: r.env ?? null, tag: r.tag ?? null, promotion: r.promotion ? JSON.parse(r.promotion) as PromotionInfo : null,
   };
 }

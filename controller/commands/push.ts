@@ -68,14 +68,14 @@ export async function push(config: Target, options: PushOptions, out: Output): P
   let prepared: PreparedRelease;
   try {
     if (built) out.info(`  built ${label} in ${formatMs(built.totalMs)} on ${describePlatform(built.platform)}`, { buildMs: built.totalMs, platform: built.platform });
-    prepared = await prepareRelease({ repo, treeish, include: config.include, ...(built ? { builtDir: built.dir } : {}) });
+    prepared = await prepareRelease({ repo, treeish, include: config.include, mtime: new Date(info.commitTime), ...(built ? { builtDir: built.dir } : {}) });
   } finally {
     await built?.cleanup();
   }
   const prepareMs = Date.now() - prepareStarted;
   try {
     // The artifact names the project, not the environment's box app: the same release everywhere.
-    const manifest = buildManifest({ app: config.project, sha, dirtySnapshot, branch, ...info }, prepared.contentDigest, new Date(), VERSION, releaseExtras(loaded, built, tag));
+    const manifest = buildManifest({ app: config.project, sha, dirtySnapshot, branch, ...info }, prepared.contentDigest, VERSION, releaseExtras(loaded, built));
     const where = config.env === null ? '' : ` [${config.env}]`;
     out.info(`→ ${app}${where} ${shortSha(manifest.releaseId)}${dirtySnapshot ? ' (dirty)' : ''}${branch ? ` on ${branch}` : ''}${tag ? ` (tag ${tag})` : ''} to ${target}`,
       { app, releaseId: manifest.releaseId, sha, host: target, tag, specDigest: manifest.specDigest });
@@ -97,15 +97,14 @@ export function checkOverridesFit(config: Pick<Target, 'env' | 'specOverrides'>,
   });
 }
 
-/** Pure: the manifest's v3 fields: the spec, how the release was built, the tag. */
-export function releaseExtras(loaded: LoadedSpec | null, built: Pick<BuiltTree, 'platform' | 'steps'> | null, tag: string | null): ReleaseExtras {
+/** Pure: the manifest's v3 fields: the spec and how the release was built. */
+export function releaseExtras(loaded: LoadedSpec | null, built: Pick<BuiltTree, 'platform' | 'steps'> | null): ReleaseExtras {
   const on = loaded?.spec.build?.on;
   return {
     spec: loaded?.spec ?? null,
     specDigest: loaded?.digest ?? null,
     build: on === 'controller' && built ? { on, platform: built.platform, steps: built.steps }
       : on === 'host' ? { on, platform: null, steps: [] } : null,
-    tag,
   };
 }
 
@@ -200,7 +199,7 @@ export function uploadHeaders(overrides: SpecOverrides | null): Record<string, s
   return encoded === null ? {} : { [SPEC_OVERRIDES_HEADER]: encoded };
 }
 
-async function reserveLock(agent: AgentClient, app: string, releaseId: string, options: PushOptions, out: Output): Promise<LockInfo> {
+export async function reserveLock(agent: AgentClient, app: string, releaseId: string, options: Pick<PushOptions, 'wait' | 'waitTimeoutMs'>, out: Output): Promise<LockInfo> {
   const deadline = Date.now() + options.waitTimeoutMs;
   let announced = false;
   for (;;) {

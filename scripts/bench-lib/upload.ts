@@ -33,12 +33,12 @@ async function makeRelease(ctx: BenchContext, megabytes: number, label: string):
   // Random blobs ship as they are; the source part shrinks about 4:1 under gzip.
   await writeReleaseData(dataDir, { randomBytes: Math.round(megabytes * 0.85 * MiB), sourceBytes: Math.round(megabytes * 0.6 * MiB) }, label);
   try {
-    const prepared = await prepareRelease({ repo: repo.dir, treeish: sha, include: ['bench-data'] });
+    const prepared = await prepareRelease({ repo: repo.dir, treeish: sha, include: ['bench-data'], mtime: new Date(0) });
     try {
       const manifest = buildManifest({
         app: APP, sha, dirtySnapshot: null, branch: 'main',
         authorName: 'Slipway Bench', authorEmail: 'bench@slipway.invalid', commitTime: new Date().toISOString(),
-      }, prepared.contentDigest, new Date(), VERSION);
+      }, prepared.contentDigest, VERSION);
       return { releaseId: manifest.releaseId, packed: await prepared.seal(manifest), cleanup: prepared.cleanup };
     } catch (error) {
       await prepared.cleanup();

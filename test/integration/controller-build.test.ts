@@ -99,12 +99,12 @@ describe('controller-side build (real git, npm from the warm cache)', () => {
     for (let i = 0; i < 2; i++) {
       const built = await buildRelease(input(build));
       try {
-        const prepared = await prepareRelease({ repo: repo.dir, treeish: sha, include: ['ci-out'], builtDir: built.dir });
+        const prepared = await prepareRelease({ repo: repo.dir, treeish: sha, include: ['ci-out'], builtDir: built.dir, mtime: new Date(0) });
         try {
           digests.push(prepared.contentDigest);
           if (i === 0) continue;
           const manifest = buildManifest({ app: 'sample', sha, dirtySnapshot: null, branch: 'main', authorName: 'a', authorEmail: 'a@b', commitTime: '2026-11-01T10:00:00.000Z' },
-            prepared.contentDigest, new Date(), '0.1.0');
+            prepared.contentDigest, '0.1.0');
           const paths = await tarPaths((await prepared.seal(manifest)).file);
           expect(paths).toEqual(expect.arrayContaining(['ci-out/asset.txt', 'frontend/dist/banner.txt', 'frontend/node_modules/express/package.json', 'backend/main.py', 'manifest.json']));
           expect(paths.filter((p) => p.includes('mustache') || p.startsWith('.git/'))).toEqual([]);

@@ -62,7 +62,7 @@ describe('controller-side install cache (deps-app, real npm from the offline cac
     lines.length = 0;
     const built = await buildRelease(input(treeish, npmEnv, installCache));
     try {
-      const prepared = await prepareRelease({ repo: repo.dir, treeish, include: [], builtDir: built.dir });
+      const prepared = await prepareRelease({ repo: repo.dir, treeish, include: [], builtDir: built.dir, mtime: new Date(0) });
       await prepared.cleanup();
       const modules = await fs.readdir(path.join(built.dir, 'node_modules'));
       return { steps: built.steps, digest: prepared.contentDigest, lines: [...lines], modules };

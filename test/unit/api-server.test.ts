@@ -28,7 +28,7 @@ function stubDeps(overrides: Partial<ServerDeps> = {}): ServerDeps {
     config: { home: '/srv/slipway', apps: { [APP]: {} } } as unknown as ServerDeps['config'],
     token: TOKEN,
     state: { audit: vi.fn(), app: () => ({ name: APP, liveSlot: null, generation: 0, updatedAt: '' }) } as unknown as ServerDeps['state'],
-    releases: { has: () => false, ingest: unused },
+    releases: { has: () => false, ingest: unused, artifactPath: unused, artifactSize: async () => null },
     rollouts: { startDeploy: unused, startSwitch: unused, startRollback: unused, lockStatus: () => null, reserveLock: unused, releaseLock: unused } as unknown as ServerDeps['rollouts'],
     processes: {} as ServerDeps['processes'],
     health: { checkOnce: unused },
@@ -254,7 +254,7 @@ describe('a release\'s spec (deploy diff)', () => {
   });
   const depsWith = (m: Record<string, unknown>) => stubDeps({
     state: { audit: vi.fn(), release: () => ({ state: 'good', bytes: 1, sha256: 'f'.repeat(64), createdAt: '2026-11-01T10:00:00.000Z', manifest: m }) } as unknown as ServerDeps['state'],
-    releases: { has: () => true, ingest: () => { throw new Error('not expected'); } },
+    releases: { has: () => true, ingest: () => { throw new Error('not expected'); }, artifactPath: () => { throw new Error('not expected'); }, artifactSize: async () => null },
   });
 
   it('answers the whole spec and its digest, also inside the release detail', async () => {

@@ -144,12 +144,12 @@ describe('manifest v3', () => {
   const validate = compileValidator<ReleaseManifest>(manifestSchema);
   const platform = platformFrom({ platform: 'linux', arch: 'x64', modules: '115', version: 'v20.20.2' }, { header: { glibcVersionRuntime: '2.36' } });
 
-  it('carries the spec, its digest, the build platform and steps, and the tag', () => {
+  it('carries the spec, its digest, the build platform and steps; no tag and no wall clock (reproducible)', () => {
     const spec = specWith({ dirs: [{ commands: [['npm', 'run', 'build']] }] });
-    const extras = releaseExtras({ spec, digest: specDigest(spec) }, { platform, steps: ['[.] npm ci: 2.00 s'] }, 'v1.2.0');
-    const manifest = buildManifest(source, 'c'.repeat(64), new Date(), '0.1.0', extras);
+    const extras = releaseExtras({ spec, digest: specDigest(spec) }, { platform, steps: ['[.] npm ci: 2.00 s'] });
+    const manifest = buildManifest(source, 'c'.repeat(64), '0.1.0', extras);
     expect(manifest).toMatchObject({
-      schemaVersion: 3, spec, specDigest: specDigest(spec), tag: 'v1.2.0',
+      schemaVersion: 3, spec, specDigest: specDigest(spec), tag: null, buildTime: source.commitTime,
       build: { on: 'controller', platform, steps: ['[.] npm ci: 2.00 s'] },
     });
     expect(validate(JSON.parse(JSON.stringify(manifest))).ok).toBe(true);
@@ -157,9 +157,9 @@ describe('manifest v3', () => {
 
   it('a host build ships sources: no platform, no steps; no spec: all null (legacy)', () => {
     const spec = specWith({ on: 'host' });
-    expect(releaseExtras({ spec, digest: specDigest(spec) }, null, null).build).toEqual({ on: 'host', platform: null, steps: [] });
-    expect(releaseExtras({ spec: specWith(undefined), digest: 'd' }, null, null).build).toBeNull();
-    const legacy = buildManifest(source, 'c'.repeat(64), new Date(), '0.1.0', releaseExtras(null, null, null));
+    expect(releaseExtras({ spec, digest: specDigest(spec) }, null).build).toEqual({ on: 'host', platform: null, steps: [] });
+    expect(releaseExtras({ spec: specWith(undefined), digest: 'd' }, null).build).toBeNull();
+    const legacy = buildManifest(source, 'c'.repeat(64), '0.1.0', releaseExtras(null, null));
     expect(legacy).toMatchObject({ schemaVersion: 3, spec: null, specDigest: null, build: null, tag: null });
     expect(validate(legacy).ok).toBe(true);
   });

@@ -23,7 +23,7 @@ const source = {
 
 describe('release manifest', () => {
   it('is valid against the schema the agent checks', () => {
-    const manifest = buildManifest(source, digest, new Date('2026-11-02T00:00:00Z'), '0.1.0');
+    const manifest = buildManifest(source, digest, '0.1.0');
     expect(manifest).toMatchObject({ app: 'shop', releaseId: 'aaaaaaaaaaaa-cccccccccccc', sha, shortSha: 'aaaaaaaaaaaa', dirty: false, branch: 'main' });
     expect(compileValidator<ReleaseManifest>(manifestSchema)(manifest)).toEqual({ ok: true, value: manifest });
   });
@@ -31,15 +31,15 @@ describe('release manifest', () => {
   it('tags dirty builds so they never pass for the commit', () => {
     const dirty = { ...source, dirtySnapshot: 'b'.repeat(40) };
     // A dirty tree's files differ from the commit's, so its content digest and release id do too.
-    const manifest = buildManifest(dirty, 'd'.repeat(64), new Date(), '0.1.0');
-    expect(manifest.releaseId).not.toBe(buildManifest(source, digest, new Date(), '0.1.0').releaseId);
+    const manifest = buildManifest(dirty, 'd'.repeat(64), '0.1.0');
+    expect(manifest.releaseId).not.toBe(buildManifest(source, digest, '0.1.0').releaseId);
     expect(manifest.dirty).toBe(true);
     expect(compileValidator(manifestSchema)(manifest).ok).toBe(true);
     expect(tarballName('shop', manifest.releaseId)).toBe(`shop-${manifest.releaseId}.tar.gz`);
   });
 
   it('rejects a manifest with unknown fields or a bad app name', () => {
-    const manifest = { ...buildManifest(source, digest, new Date(), '0.1.0'), app: 'Shop;rm', extra: 1 };
+    const manifest = { ...buildManifest(source, digest, '0.1.0'), app: 'Shop;rm', extra: 1 };
     const result = compileValidator(manifestSchema)(manifest);
     expect(result.ok).toBe(false);
     expect(!result.ok && result.errors).toEqual(expect.arrayContaining([

@@ -106,11 +106,11 @@ describe('the controller packs what the agent unpacks', () => {
     await fs.symlink('Release/addon.node', path.join(repo.dir, 'build', 'addon.node'));
 
     const sha1 = await repo.head();
-    const prepared = await prepareRelease({ repo: repo.dir, treeish: sha1, include: ['build'] });
+    const prepared = await prepareRelease({ repo: repo.dir, treeish: sha1, include: ['build'], mtime: new Date(0) });
     try {
       const manifest = buildManifest({
         app: 'shop', sha: sha1, dirtySnapshot: null, branch: 'main', authorName: 'a', authorEmail: 'a@b', commitTime: new Date().toISOString(),
-      }, prepared.contentDigest, new Date(), '0.1.0');
+      }, prepared.contentDigest, '0.1.0');
       const packed = await prepared.seal(manifest);
       const types: string[] = [];
       await tar.t({ file: packed.file, onReadEntry: (entry) => { types.push(`${entry.type} ${entry.path}`); } });
@@ -123,7 +123,7 @@ describe('the controller packs what the agent unpacks', () => {
     } finally {
       await prepared.cleanup();
     }
-    const again = await prepareRelease({ repo: repo.dir, treeish: sha1, include: ['build'] });
+    const again = await prepareRelease({ repo: repo.dir, treeish: sha1, include: ['build'], mtime: new Date(0) });
     await again.cleanup();
     expect(again.contentDigest, 'packing the same files again gives the same digest').toBe(prepared.contentDigest);
   });
