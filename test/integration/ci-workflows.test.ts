@@ -166,6 +166,7 @@ describe('examples/github-actions run against a real host: staging push, promoti
     const refused = await runWorkflow('production.yml', { name: 'push', ref: 'refs/tags/v1.1.0' });
     expect(refused.exitCode, describeJob(refused)).toBe(3);
     expect(refused.failed?.name).toBe('Promote to production');
+    expect(`${refused.failed?.stdout}${refused.failed?.stderr}`).toMatch(/v1\.1\.0 .* never deployed to staging/);
     expect(await served(PRODUCTION_NAME)).toBe(a);
 
     const staging = await runWorkflow('staging.yml', { name: 'push', ref: 'refs/heads/main' });
@@ -175,6 +176,8 @@ describe('examples/github-actions run against a real host: staging push, promoti
 
     const rerun = await runWorkflow('production.yml', { name: 'push', ref: 'refs/tags/v1.1.0' });
     expect(rerun.exitCode, describeJob(rerun)).toBe(0);
+    expect(rerun.failed).toBeNull();
+    expect(`${rerun.steps.at(-1)?.stdout}${rerun.steps.at(-1)?.stderr}`).toMatch(/production requires approval:[\s\S]*approved \(--yes\)/);
     expect(await served(PRODUCTION_NAME)).toBe(b);
   });
 
