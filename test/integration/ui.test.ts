@@ -215,4 +215,11 @@ describe('deploy ui in a real browser (real stack)', () => {
     expect(await ui.exited).toBe(0);
     expect(ui.output()).toContain('page stopped');
   });
+
+  it('deploy ui ends with the unreachable exit code when its SSH link drops', async () => {
+    ui = await startUi(stack);
+    expect(await stack.sshd.killConnections()).toBeGreaterThan(0);
+    expect(await ui.exited).toBe(5);
+    expect(ui.output()).toMatch(/SSH|ssh/);
+  });
 });
