@@ -153,10 +153,10 @@ export function buildUiServer(options: UiServerOptions): FastifyInstance {
   };
 
   // The printed URL opens the session: its key becomes an HttpOnly cookie and leaves the address bar.
-  app.get<{ Querystring: Record<string, string> }>('/', async (request, reply) => {
+  app.get<{ Querystring: Record<string, string | string[]> }>('/', async (request, reply) => {
     const key = request.query[KEY_PARAM];
     if (key !== undefined) {
-      if (!secretMatches(secrets.sessionKey, key)) {
+      if (typeof key !== 'string' || !secretMatches(secrets.sessionKey, key)) {
         throw new SlipwayError('ui_session_required', 'this key does not open this page: it belongs to another run of deploy ui', {
           status: 403, hint: 'open the URL the running deploy ui printed',
         });
