@@ -104,14 +104,21 @@ function errorReply(error: unknown): { status: number; body: ErrorBody } {
  */
 async function relayRollout(reply: FastifyReply, start: (onLine: (line: ActionLine) => void) => Promise<void>): Promise<FastifyReply> {
   const out = new PassThrough();
+  // A page closed mid-rollout destroys the stream; the rollout goes on and its lines go nowhere.
+  out.on('error', () => undefined);
+  const send = (text: string, end = false) => {
+    if (out.destroyed || out.writableEnded) return;
+    if (end) out.end(text);
+    else out.write(text);
+  };
   let begun!: () => void;
   const firstLine = new Promise<void>((resolve) => { begun = resolve; });
   const done = start((line) => {
-    out.write(`${JSON.stringify(line)}\n`);
+    send(`${JSON.stringify(line)}\n`);
     begun();
   });
   const first = await Promise.race([firstLine.then(() => 'line' as const), done.then(() => 'ended' as const)]);
-  void done.then(() => out.end(), (error: unknown) => out.end(`${JSON.stringify({ type: 'error', error: errorBodyOf(error) } satisfies ActionLine)}\n`));
+  void done.then(() => send('', true), (error: unknown) => send(`${JSON.stringify({ type: 'error', error: errorBodyOf(error) } satisfies ActionLine)}\n`, true));
   if (first === 'ended') await done;
   return reply.type('application/x-ndjson; charset=utf-8').send(out);
 }
@@ -146,10 +153,10 @@ export function buildUiServer(options: UiServerOptions): FastifyInstance {
   };
 
   // The printed URL opens the session: its key becomes an HttpOnly cookie and leaves the address bar.
-  app.get<{ Querystring: Record<string, string> }>('/', async (request, reply) => {
+  app.get<{ Querystring: Record<string, string | string[]> }>('/', async (request, reply) => {
     const key = request.query[KEY_PARAM];
     if (key !== undefined) {
-      if (!secretMatches(secrets.sessionKey, key)) {
+      if (typeof key !== 'string' || !secretMatches(secrets.sessionKey, key)) {
         throw new SlipwayError('ui_session_required', 'this key does not open this page: it belongs to another run of deploy ui', {
           status: 403, hint: 'open the URL the running deploy ui printed',
         });

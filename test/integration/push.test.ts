@@ -86,12 +86,13 @@ describe('deploy push end to end (real sshd, nginx, PM2, SQLite)', () => {
     const again = await stack.deploy(['switch', 'blue']);
     expect(again.code, again.stderr).toBe(3);
     expect(again.stderr).toContain('blue is already the live slot');
-    const toGreen = await stack.deploy(['switch', 'green']);
+    const toGreen = await stack.deploy(['switch', 'green', '--reason', 'green has the fix']);
     expect(toGreen.code, toGreen.stderr).toBe(0);
     expect(JSON.parse((await stack.get('/')).body)).toMatchObject({ release: releaseOf(secondSha), slot: 'green' });
     expect(readState(stack).deployments.slice(0, 2).map((d) => [d.kind, d.slot, d.outcome])).toEqual([
       ['switch', 'green', 'succeeded'], ['switch', 'blue', 'succeeded'],
     ]);
+    expect(readState(stack).deployments[0]!.note).toBe('green has the fix');
     expect(stack.nginx.workerPids()).toEqual(workers);
     expect(await fs.readFile(path.join(stack.nginx.includeDir, `${APP}.conf`), 'utf8')).toBe(include);
   });

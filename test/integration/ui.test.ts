@@ -122,6 +122,9 @@ describe('deploy ui in a real browser (real stack)', () => {
     expect(await page.locator('#backup-jobs tr[data-job="files"]').textContent()).toMatch(/#1 verified.*#1 \d+ s ago, .*checked by \S+/);
     expect(await page.locator('#backup-runs').textContent()).toMatch(/#1files\s*verified✓ /);
     expect(await page.locator('#problem').isHidden()).toBe(true);
+    // Every control has a label a screen reader reads out, every button a name.
+    expect(await page.evaluate(() => [...document.querySelectorAll<HTMLInputElement>('input, select, textarea')].filter((el) => el.labels?.length === 0).map((el) => el.id))).toEqual([]);
+    expect(await page.evaluate(() => [...document.querySelectorAll('button')].filter((b) => !b.textContent?.trim()).length)).toBe(0);
     await page.screenshot({ path: path.join(ARTIFACTS, 'status.png'), fullPage: true });
   });
 
@@ -136,6 +139,8 @@ describe('deploy ui in a real browser (real stack)', () => {
     await page.keyboard.press('Escape');
     expect(await page.locator('#rollback-dialog').getAttribute('open')).toBeNull();
     expect(await page.evaluate(() => document.activeElement?.id)).toBe('rollback-open');
+    // Keyboard focus is visible.
+    expect(await page.evaluate(() => getComputedStyle(document.activeElement!).outlineStyle)).toBe('solid');
     expect(await liveView(stack)).toMatchObject({ release: b });
 
     await page.keyboard.press('Enter');
@@ -214,5 +219,12 @@ describe('deploy ui in a real browser (real stack)', () => {
     ui.child.kill('SIGTERM');
     expect(await ui.exited).toBe(0);
     expect(ui.output()).toContain('page stopped');
+  });
+
+  it('deploy ui ends with the unreachable exit code when its SSH link drops', async () => {
+    ui = await startUi(stack);
+    expect(await stack.sshd.killConnections()).toBeGreaterThan(0);
+    expect(await ui.exited).toBe(5);
+    expect(ui.output()).toMatch(/SSH|ssh/);
   });
 });

@@ -130,9 +130,11 @@ describe('page server (inject, fake agent)', () => {
     expect(opened.statusCode).toBe(303);
     expect(opened.headers.location).toBe('/');
     expect(opened.headers['set-cookie']).toBe(`${sessionCookieName(0)}=${secrets.sessionKey}; Path=/; HttpOnly; SameSite=Strict`);
-    const wrong = await inject(s, { url: '/?key=nope', headers: { host: injectHost } });
-    expect(wrong.statusCode).toBe(403);
-    expect(wrong.headers['set-cookie']).toBeUndefined();
+    for (const url of ['/?key=nope', `/?key=${secrets.sessionKey}&key=${secrets.sessionKey}`]) {
+      const wrong = await inject(s, { url, headers: { host: injectHost } });
+      expect(wrong.statusCode, url).toBe(403);
+      expect(wrong.headers['set-cookie']).toBeUndefined();
+    }
     const page = await inject(s, { url: '/', headers: { host: injectHost } });
     expect(page.statusCode).toBe(200);
     expect(page.headers['content-security-policy']).toContain("default-src 'none'");

@@ -32,7 +32,15 @@ function h(tag, props = {}, ...children) {
 const $ = (id) => document.getElementById(id);
 
 async function api(path, init = {}) {
-  const response = await fetch(path, { ...init, headers: { accept: 'application/json', ...init.headers } });
+  let response;
+  try {
+    response = await fetch(path, { ...init, headers: { accept: 'application/json', ...init.headers } });
+  } catch {
+    throw new ApiError({
+      error: 'ui_unreachable', message: 'cannot reach the server of this page: deploy ui has stopped (Ctrl-C, or its SSH link dropped)',
+      hint: 'run deploy ui again and open the URL it prints',
+    }, 0);
+  }
   if (!response.ok) {
     let body;
     try { body = await response.json(); } catch { body = { error: 'http_' + response.status, message: `the page's server answered HTTP ${response.status}` }; }
