@@ -198,7 +198,8 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
     // Loaded only for this command: fastify costs every other command's start ≈ 0.25 s of CPU.
     .action((opts: { port: number; open: boolean }) => run(async (out, global) => {
       const { ui } = await import('./commands/ui.js');
-      return ui(config(global), { port: opts.port, open: opts.open, json: global.json ?? false, env: null, stopped: untilStopped() }, out);
+      const target = config(global);
+      return ui(target, { port: opts.port, open: opts.open, json: global.json ?? false, env: target.env, stopped: untilStopped() }, out);
     }));
 
   const releasesCommand = program.command('releases')

@@ -184,13 +184,13 @@ export function buildUiServer(options: UiServerOptions): FastifyInstance {
   app.post<{ Params: { app: string }; Body: { slot: Slot; reason: string } }>('/api/apps/:app/switch', { schema: { params: appParams, body: switchBody } }, async (request, reply) => {
     requireTarget(request.params.app);
     const { slot, reason } = request.body;
-    return relayRollout(reply, (onLine) => agent.stream('POST', `/apps/${options.app}/switch`, { slot, reason }, onLine));
+    return relayRollout(reply, (onLine) => agent.stream('POST', `/apps/${options.app}/switch`, { slot, reason, ...(options.env ? { env: options.env } : {}) }, onLine));
   });
 
   app.post<{ Params: { app: string }; Body: { reason: string; to?: string; force: boolean } }>('/api/apps/:app/rollback', { schema: { params: appParams, body: rollbackBody } }, async (request, reply) => {
     requireTarget(request.params.app);
     const { reason, to, force } = request.body;
-    return relayRollout(reply, (onLine) => agent.stream('POST', `/apps/${options.app}/rollback`, { reason, force, ...(to ? { to } : {}) }, onLine));
+    return relayRollout(reply, (onLine) => agent.stream('POST', `/apps/${options.app}/rollback`, { reason, force, ...(to ? { to } : {}), ...(options.env ? { env: options.env } : {}) }, onLine));
   });
 
   return app;
