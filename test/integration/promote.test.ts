@@ -159,6 +159,20 @@ describe('promote between two environments of one box', () => {
     expect(target.records[0]).toMatchObject({ side: 'target', event: 'forced', releaseId, reason: 'verified by hand', fromEnv: 'staging' });
     expect(target.notified).toContain('promotion_forced');
   }, 180_000);
+
+  it('deploy lock release --force taking someone else\'s lock is notified lock_overridden', async () => {
+    const token = (await fs.readFile(path.join(stack.dir, 'agent.token'), 'utf8')).trim();
+    const releaseId = readState(stack.home, PROD_APP).releases[0]!.releaseId;
+    const reserved = await fetch(`http://127.0.0.1:${stack.agentPort}/apps/${PROD_APP}/lock`, {
+      method: 'POST', body: JSON.stringify({ releaseId }),
+      headers: { authorization: `Bearer ${token}`, 'x-slipway-actor': 'alice@laptop', 'content-type': 'application/json' },
+    });
+    expect(reserved.status).toBe(201);
+    const refused = await stack.deploy(['--env', 'production', 'lock', 'release']);
+    expect(refused.code).toBe(3);
+    expect((await stack.deploy(['--env', 'production', 'lock', 'release', '--force'])).code).toBe(0);
+    expect(promotionsOf(stack, PROD_APP).notified).toContain('lock_overridden');
+  }, 60_000);
 });
 
 describe('promote between two boxes', () => {
