@@ -62,3 +62,18 @@ describe('lock override', () => {
     expect(lockReleaseRefusal('shop', lock, { force: false, actor: 'bob@ci' }, true)).toBeNull();
   });
 });
+
+describe('history of a promoted deployment', () => {
+  it('says where it came from, and why it was forced', async () => {
+    const { historyNotes } = await import('../../controller/commands/history.js');
+    const base = {
+      id: 3, app: 'shop', kind: 'deploy', releaseId: 'aaaaaaaaaaaa-111111111111', slot: 'blue', previousSlot: null, previousRelease: null, state: 'succeeded',
+      outcome: 'succeeded', reason: null, requestedBy: 'ci@runner', startedAt: '', endedAt: '', note: null, forced: false, targetState: 'ready', badMark: null,
+      marksPrevious: false, env: 'production', tag: 'v1',
+    } as const;
+    expect(historyNotes({ ...base, promotion: { from: 'staging', sourceHost: 'deploy@stg:22', forced: false, reason: null } }))
+      .toEqual(['promoted from staging (deploy@stg:22)']);
+    expect(historyNotes({ ...base, promotion: { from: 'staging', sourceHost: 'deploy@stg:22', forced: true, reason: 'hotfix' } }))
+      .toEqual(['promoted from staging (deploy@stg:22), forced past its gate: hotfix']);
+  });
+});
