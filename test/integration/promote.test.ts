@@ -173,6 +173,19 @@ describe('promote between two environments of one box', () => {
     expect((await stack.deploy(['--env', 'production', 'lock', 'release', '--force'])).code).toBe(0);
     expect(promotionsOf(stack, PROD_APP).notified).toContain('lock_overridden');
   }, 60_000);
+
+  it('at start the agent drops kept tarballs without their release, or not of the recorded size (a crash before they reached the disk)', async () => {
+    const dir = path.join(stack.home, 'artifacts', PROD_APP);
+    const [kept, damaged] = readState(stack.home, PROD_APP).releases.map((r) => r.releaseId);
+    const stray = path.join(dir, 'cccccccccccc-dddddddddddd.tar.gz');
+    await fs.writeFile(stray, 'left by a crash', { mode: 0o600 });
+    await fs.truncate(path.join(dir, `${damaged}.tar.gz`), 10);
+    await stack.restartAgent();
+    const left = await fs.readdir(dir);
+    expect(left).toContain(`${kept}.tar.gz`);
+    expect(left).not.toContain(`${damaged}.tar.gz`);
+    expect(left).not.toContain(path.basename(stray));
+  }, 60_000);
 });
 
 describe('promote between two boxes', () => {
