@@ -245,8 +245,12 @@ export class ReleaseStore {
     const partFile = partPath(this.incomingDir, sha256);
     const tmpDir = path.join(await this.stagingParent(appDir), `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
     this.active.set(tmpDir, partFile);
+    // The .part is this ingest's only once its upload was received: a second upload of the same
+    // bytes is refused while the first one's .part is still arriving, and must not remove it.
+    let partIsMine = false;
     try {
       const { extraction, bytes, unpacked } = await this.receiveAndUnpack(input, partFile, tmpDir, label);
+      partIsMine = true;
       const manifest = await verifiedManifest(tmpDir, { app: input.project ?? app, releaseId, label }, unpacked);
       input.accept?.(manifest);
       this.admit?.(manifest, unpacked.contents, label);
@@ -260,7 +264,7 @@ export class ReleaseStore {
       return { dir: finalDir, manifest, bytes, unpackedBytes: unpacked.bytes, entries: unpacked.entries };
     } catch (error) {
       await rm(tmpDir, { recursive: true, force: true, maxRetries: 3 });
-      await rm(partFile, { force: true });
+      if (partIsMine) await rm(partFile, { force: true });
       if (error instanceof SlipwayError) throw error;
       throw new SlipwayError('ingest_failed', `${label}: ${errorMessage(error)}`, {
         status: 500, cause: error, hint: 'check the agent log; existing releases were not touched',

@@ -170,7 +170,8 @@ export const releaseRoutes: FastifyPluginAsync<ReleaseRouteOptions> = async (app
 
   // The verified tarball the release was stored from, for a promotion to another host.
   app.get<{ Params: ReleaseParams; Querystring: NoQuery }>('/apps/:app/releases/:releaseId/artifact', {
-    schema: { params: releaseParams, querystring: noQuery },
+    // The body is the gzip stream (never serialised); the schema documents it and the errors.
+    schema: { params: releaseParams, querystring: noQuery, response: answers({ 200: { type: 'string', description: 'the tarball, application/gzip' } }) },
   }, async (request, reply) => {
     const artifact = await releases.artifact(request.params.app, request.params.releaseId);
     return reply.header(SHA256_HEADER, artifact.sha256).header('content-length', String(artifact.bytes))

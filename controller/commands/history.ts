@@ -28,6 +28,10 @@ export function historyNotes(d: DeploymentSummary, specs: SpecDigests = new Map(
   if (d.kind === 'rollback' && d.previousRelease && moved) {
     notes.push(`from ${shortSha(d.previousRelease)}${d.marksPrevious ? ' (marked rolled back)' : ''}`);
   }
+  if (d.promotion) {
+    const p = d.promotion;
+    notes.push(`promoted from ${p.from ?? 'another environment'} (${p.sourceHost})${p.forced ? `, forced past its gate: ${p.reason ?? 'no reason given'}` : ''}`);
+  }
   if (d.targetState === 'bad') {
     const mark = d.badMark === 'cleared' ? 'mark cleared by a clean watch window'
       : d.badMark === 'kept' ? 'mark kept' : d.outcome === null ? 'mark kept until its watch window passes' : 'mark kept (it never went live)';

@@ -159,6 +159,33 @@ describe('promote between two environments of one box', () => {
     expect(target.records[0]).toMatchObject({ side: 'target', event: 'forced', releaseId, reason: 'verified by hand', fromEnv: 'staging' });
     expect(target.notified).toContain('promotion_forced');
   }, 180_000);
+
+  it('deploy lock release --force taking someone else\'s lock is notified lock_overridden', async () => {
+    const token = (await fs.readFile(path.join(stack.dir, 'agent.token'), 'utf8')).trim();
+    const releaseId = readState(stack.home, PROD_APP).releases[0]!.releaseId;
+    const reserved = await fetch(`http://127.0.0.1:${stack.agentPort}/apps/${PROD_APP}/lock`, {
+      method: 'POST', body: JSON.stringify({ releaseId }),
+      headers: { authorization: `Bearer ${token}`, 'x-slipway-actor': 'alice@laptop', 'content-type': 'application/json' },
+    });
+    expect(reserved.status).toBe(201);
+    const refused = await stack.deploy(['--env', 'production', 'lock', 'release']);
+    expect(refused.code).toBe(3);
+    expect((await stack.deploy(['--env', 'production', 'lock', 'release', '--force'])).code).toBe(0);
+    expect(promotionsOf(stack, PROD_APP).notified).toContain('lock_overridden');
+  }, 60_000);
+
+  it('at start the agent drops kept tarballs without their release, or not of the recorded size (a crash before they reached the disk)', async () => {
+    const dir = path.join(stack.home, 'artifacts', PROD_APP);
+    const [kept, damaged] = readState(stack.home, PROD_APP).releases.map((r) => r.releaseId);
+    const stray = path.join(dir, 'cccccccccccc-dddddddddddd.tar.gz');
+    await fs.writeFile(stray, 'left by a crash', { mode: 0o600 });
+    await fs.truncate(path.join(dir, `${damaged}.tar.gz`), 10);
+    await stack.restartAgent();
+    const left = await fs.readdir(dir);
+    expect(left).toContain(`${kept}.tar.gz`);
+    expect(left).not.toContain(`${damaged}.tar.gz`);
+    expect(left).not.toContain(path.basename(stray));
+  }, 60_000);
 });
 
 describe('promote between two boxes', () => {

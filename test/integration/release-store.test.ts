@@ -227,6 +227,21 @@ describe('ReleaseStore: a good release', () => {
     expect(await store.readManifest(APP, releaseId)).toEqual(manifestFor(APP, releaseId));
   });
 
+  it('keeps the verified tarball beside the release (0600, the bytes uploaded), and removes it with the release', async () => {
+    const releaseId = newReleaseId();
+    const archive = gzip(tarball(goodEntries(APP, releaseId)));
+    await store.ingest({ app: APP, releaseId, sha256: sha256(archive), source: sourceOf(archive), expectedBytes: archive.length });
+    const kept = store.artifactPath(APP, releaseId);
+    expect(kept).toBe(path.join(home, 'artifacts', APP, `${releaseId}.tar.gz`));
+    expect(sha256(await readFile(kept))).toBe(sha256(archive));
+    expect((await stat(kept)).mode & 0o777).toBe(0o600);
+    expect(await store.artifactSize(APP, releaseId)).toBe(archive.length);
+    expect(await store.artifactIds(APP)).toContain(releaseId);
+    await store.remove(APP, releaseId);
+    expect(await store.artifactSize(APP, releaseId)).toBeNull();
+    expect(await store.artifactIds(APP)).not.toContain(releaseId);
+  });
+
   it('publishes the release dir only once everything succeeded', async () => {
     const releaseId = newReleaseId();
     const archive = gzip(tarball(goodEntries(APP, releaseId)));

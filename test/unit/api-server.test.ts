@@ -60,8 +60,9 @@ describe('the route table', () => {
     expect(api.map((r) => `${String(r.method)} ${r.url}`).sort()).toEqual([
       'DELETE /apps/:app/lock',
       'GET /apps', 'GET /apps/:app', 'GET /apps/:app/deployments', 'GET /apps/:app/deployments/:id', 'GET /apps/:app/lock',
-      'GET /apps/:app/releases', 'GET /apps/:app/releases/:releaseId', 'GET /apps/:app/releases/:releaseId/spec', 'GET /backups', 'GET /health',
-      'POST /apps/:app/deployments', 'POST /apps/:app/lock', 'POST /apps/:app/releases/cleanup', 'POST /apps/:app/rollback',
+      'GET /apps/:app/promotions', 'GET /apps/:app/releases', 'GET /apps/:app/releases/:releaseId', 'GET /apps/:app/releases/:releaseId/artifact',
+      'GET /apps/:app/releases/:releaseId/promotion', 'GET /apps/:app/releases/:releaseId/spec', 'GET /backups', 'GET /health',
+      'POST /apps/:app/deployments', 'POST /apps/:app/lock', 'POST /apps/:app/promotions', 'POST /apps/:app/releases/cleanup', 'POST /apps/:app/rollback',
       'POST /apps/:app/switch', 'POST /backups/:id/restore', 'POST /backups/:job/run',
       'PUT /apps/:app/releases/:releaseId',
     ]);
@@ -270,5 +271,50 @@ describe('a release\'s spec (deploy diff)', () => {
     const { app } = await build(depsWith(manifest({ schemaVersion: 2 })));
     const answer = await app.inject({ url: `/apps/${APP}/releases/${releaseId}/spec`, headers: auth });
     expect(answer.json()).toEqual({ releaseId, spec: null, specDigest: null });
+  });
+});
+
+describe('a release\'s kept tarball and its promotion gate', () => {
+  const releaseId = 'aaaaaaaaaaaa-bbbbbbbbbbbb';
+  const row = { app: APP, releaseId, sha256: 'c'.repeat(64), bytes: 10, state: 'good', rolledBack: null, manifest: { sha: SHA } };
+  const deps = (artifactSize: number | null, file = '/nonexistent') => stubDeps({
+    state: {
+      audit: vi.fn(), app: () => ({ name: APP, liveSlot: null, generation: 0, updatedAt: '' }), release: (_a: string, id: string) => (id === releaseId ? row : undefined),
+      deploymentsOfRelease: () => [],
+    } as unknown as ServerDeps['state'],
+    releases: { has: () => true, ingest: () => { throw new Error('not expected'); }, artifactPath: () => file, artifactSize: async () => artifactSize },
+  });
+
+  it('a release stored before tarballs were kept: 404 artifact_missing with a hint; an unknown one: release_not_found', async () => {
+    const { app } = await build(deps(null));
+    const answer = await app.inject({ url: `/apps/${APP}/releases/${releaseId}/artifact`, headers: auth });
+    expect(answer.statusCode).toBe(404);
+    expect(answer.json()).toMatchObject({ error: 'artifact_missing', hint: expect.stringContaining('deploy push') });
+    const unknown = await app.inject({ url: `/apps/${APP}/releases/aaaaaaaaaaaa-cccccccccccc/artifact`, headers: auth });
+    expect(unknown.json()).toMatchObject({ error: 'release_not_found' });
+  });
+
+  it('streams the tarball with its sha256 and length', async () => {
+    const { mkdtemp, writeFile, rm } = await import('node:fs/promises');
+    const os = await import('node:os');
+    const dir = await mkdtemp(`${os.tmpdir()}/slipway-artifact-`);
+    try {
+      await writeFile(`${dir}/a.tar.gz`, '0123456789');
+      const { app } = await build(deps(10, `${dir}/a.tar.gz`));
+      const answer = await app.inject({ url: `/apps/${APP}/releases/${releaseId}/artifact`, headers: auth });
+      expect(answer.statusCode).toBe(200);
+      expect(answer.headers['x-slipway-sha256']).toBe('c'.repeat(64));
+      expect(answer.headers['content-length']).toBe('10');
+      expect(answer.body).toBe('0123456789');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the gate answers never_deployed for a release that never went live here', async () => {
+    const { app } = await build(deps(10));
+    const answer = await app.inject({ url: `/apps/${APP}/releases/${releaseId}/promotion?maxAgeMs=1000`, headers: auth });
+    expect(answer.statusCode).toBe(200);
+    expect(answer.json()).toMatchObject({ app: APP, releaseId, passed: false, reason: 'never_deployed', sha256: 'c'.repeat(64), artifactBytes: 10 });
   });
 });
