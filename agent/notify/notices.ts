@@ -33,20 +33,26 @@ export class Notices implements RolloutNotices {
   lockOverridden(lock: LockRow, actor: string): void {
     const manifest = lock.releaseId ? this.deps.state.release(lock.app, lock.releaseId)?.manifest : undefined;
     this.enqueue({
-      event: 'lock_overridden', app: lock.app, host: this.host, at: new Date().toISOString(), deploymentId: lock.deploymentId, kind: 'lock',
+      event: 'lock_overridden', app: lock.app, env: this.envOf(lock.app, lock.deploymentId), host: this.host, at: new Date().toISOString(), deploymentId: lock.deploymentId, kind: 'lock',
       releaseId: lock.releaseId, sha: manifest?.sha ?? null, tag: null, branch: manifest?.branch ?? null, actor, outcome: null,
       reason: `took the lock held by ${lock.holder} for ${lock.action} since ${lock.since}`, stepDurationsMs: {}, url: this.urlOf(lock.app),
     });
   }
 
   /** A promotion refused by the gate (on the target) or forced past it (on both sides). */
-  promotion(event: 'promotion_refused' | 'promotion_forced', input: { app: string; releaseId: string; actor: string; reason: string; sha: string | null }): void {
+  promotion(event: 'promotion_refused' | 'promotion_forced', input: { app: string; env: string | null; releaseId: string; actor: string; reason: string; sha: string | null }): void {
     const manifest = this.deps.state.release(input.app, input.releaseId)?.manifest;
     this.enqueue({
-      event, app: input.app, host: this.host, at: new Date().toISOString(), deploymentId: null, kind: 'promote',
+      event, app: input.app, env: input.env, host: this.host, at: new Date().toISOString(), deploymentId: null, kind: 'promote',
       releaseId: input.releaseId, sha: manifest?.sha ?? input.sha, tag: null, branch: manifest?.branch ?? null, actor: input.actor,
       outcome: null, reason: input.reason, stepDurationsMs: {}, url: this.urlOf(input.app),
     });
+  }
+
+  /** The environment of the lock's deployment, else the one the app was last deployed as. */
+  private envOf(app: string, deploymentId: number | null): string | null {
+    const deployment = deploymentId === null ? null : this.deps.state.deployment(deploymentId);
+    return deployment?.env ?? this.deps.state.appOverrides(app)?.env ?? null;
   }
 
   /** A backup problem (every event but "skipped" means the app has no fresh verified backup). */

@@ -31,7 +31,7 @@ export interface ReleaseServiceDeps {
   /** Refuses a release whose manifest (its spec) this host will not run: checked before it is stored. */
   checkManifest?: (app: string, manifest: ReleaseManifest, overrides: SpecOverrides | null) => void;
   /** Queues a promotion notification (agent/notify/notices.ts). */
-  notifyPromotion?: (event: 'promotion_refused' | 'promotion_forced', input: { app: string; releaseId: string; actor: string; reason: string; sha: string | null }) => void;
+  notifyPromotion?: (event: 'promotion_refused' | 'promotion_forced', input: { app: string; env: string | null; releaseId: string; actor: string; reason: string; sha: string | null }) => void;
   logger: Logger;
   now?: () => Date;
 }
@@ -122,7 +122,8 @@ export class ReleaseService {
       const envs = `${input.fromEnv ?? 'source'} → ${input.toEnv ?? 'target'}`;
       const reason = input.event === 'forced' ? `${envs} forced${input.reason ? `: ${input.reason}` : ''} (gate: ${input.gate})` : `${envs}: ${input.gate}`;
       try {
-        this.deps.notifyPromotion?.(event, { app, releaseId: input.releaseId, actor, reason, sha: input.sha });
+        const env = (input.side === 'target' ? input.toEnv : input.fromEnv) ?? null;
+        this.deps.notifyPromotion?.(event, { app, env, releaseId: input.releaseId, actor, reason, sha: input.sha });
       } catch (error) {
         this.deps.logger.error({ err: error }, 'could not queue a promotion notification');
       }
