@@ -2,8 +2,11 @@
 // agent), then the sample app deployed with the real CLI: blue first, a second commit to green,
 // and nginx switched to it. Then a real app: express with a native addon, described by its own
 // deploy.spec.json, built on the controller (clean checkout, npm ci, build, prune), pushed,
-// changed, diffed and rolled back. Run through `bash scripts/demo`, which installs and builds first.
+// changed, diffed and rolled back; then staging and production of it on one box, and a promotion of
+// the exact staging artifact to production. Run through `bash scripts/demo`, which installs and builds first.
 import { spawn } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { startStack, type Stack } from '../test/helpers/stack.js';
 import { CONTROLLER_MAIN } from '../test/helpers/agent-process.js';
 import { DEPS_APP_DIR, depsSpec } from '../test/helpers/real-apps.js';
@@ -55,9 +58,43 @@ async function realApp(): Promise<void> {
     const back = JSON.parse((await stack.get('/')).body) as { release: string };
     process.stdout.write(`GET ${stack.publicUrl}/ → release ${back.release}\n`);
     if (back.release !== first.release) throw new Error(`the rollback serves ${back.release}, expected ${first.release}`);
+    await promotion(stack, npm);
   } finally {
     await stack.stop();
   }
+}
+
+/** Part three: staging and production of the same project on one box, and a promotion between them. */
+async function promotion(stack: Stack, npm: Record<string, string>): Promise<void> {
+  say('7. Environments: staging (box app shop-staging) and production (box app shop), one artifact for both');
+  const apps = stack.agentConfig.apps as Record<string, Record<string, unknown>>;
+  apps.shop!.serverNames = ['_', 'shop.test'];
+  apps['shop-staging'] = { ...apps.shop, serverNames: ['staging.shop.test'] };
+  await writeFile(stack.agentConfigPath, JSON.stringify(stack.agentConfig, null, 2));
+  await stack.restartAgent();
+  const plain = JSON.parse(await readFile(path.join(stack.repo.dir, 'deploy.config.json'), 'utf8')) as { host: unknown; agent: unknown };
+  const config = {
+    app: 'shop', agent: plain.agent, defaultEnv: 'staging',
+    environments: {
+      staging: { app: 'shop-staging', hosts: [plain.host], spec: { serverNames: ['staging.shop.test'], env: { SHOP_ENV: 'staging' } } },
+      production: {
+        hosts: [plain.host], requireApproval: true, promotion: { from: 'staging', maxAge: '1d' },
+        spec: { serverNames: ['shop.test'], env: { SHOP_ENV: 'production' } },
+      },
+    },
+  };
+  await stack.repo.commit({ 'deploy.config.json': `${JSON.stringify(config, null, 2)}\n`, 'message.txt': 'deps app, release candidate\n' }, 'staging and production');
+  process.stdout.write(`deploy.config.json now names two environments:\n${JSON.stringify(config.environments, null, 2)}\n`);
+  if (await deploy(stack, ['push', '--env', 'staging'], npm) !== 0) throw new Error('the staging push failed');
+  const staged = JSON.parse((await stack.getHost('staging.shop.test')).body) as { release: string };
+  process.stdout.write(`GET http://staging.shop.test/ → release ${staged.release}\n`);
+
+  say('8. Promote exactly that artifact to production: the staging gate, the approval (--yes), the same sha256');
+  if (await deploy(stack, ['promote', '--from', 'staging', '--to', 'production', '--yes']) !== 0) throw new Error('the promotion failed');
+  const promoted = JSON.parse((await stack.getHost('shop.test')).body) as { release: string };
+  process.stdout.write(`GET http://shop.test/ → release ${promoted.release}\n`);
+  if (promoted.release !== staged.release) throw new Error(`production serves ${promoted.release}, staging ${staged.release}`);
+  await deploy(stack, ['history', '--env', 'production', '-n', '3']);
 }
 
 async function main(): Promise<void> {
