@@ -22,12 +22,6 @@ export interface AgentClientOptions {
   uploadStallTimeoutMs?: number;
 }
 
-/**
- * The tarball is read (and handed to the SSH channel) a MiB at a time: a quarter of the reads,
- * stream callbacks and progress events of 256 KiB pieces, and ssh2 sends each piece's packets in
- * one batch (see batchPackets in ssh.ts). The channel's own window still paces the sending.
- */
-const UPLOAD_READ_BYTES = 1024 * 1024;
 /** How often a running upload checks for a stall and reports it. */
 const STALL_TICK_MS = 1_000;
 /**
@@ -122,7 +116,7 @@ export class AgentClient {
       const stop = () => clearInterval(tick);
       req.once('finish', stop);
       req.once('response', stop);
-      return pipeline(createReadStream(file, { highWaterMark: UPLOAD_READ_BYTES }), counter, req).finally(stop);
+      return pipeline(createReadStream(file, { highWaterMark: 256 * 1024 }), counter, req).finally(stop);
     });
     return parseJsonResponse(response, `upload to ${path}`);
   }

@@ -333,31 +333,6 @@ function killRemote(channel: ClientChannel): void {
   }
 }
 
-interface ClientInternals { _sock?: { cork?: () => void; uncork?: () => void; writableCorked?: number } }
-type WriteFn = (data: Buffer, encoding: BufferEncoding, callback: (error?: Error | null) => void) => void;
-
-/**
- * ssh2 cuts a channel write into packets of the server's maximum size (32 KiB for OpenSSH's
- * tunnels) and writes each to the TCP socket on its own: a 100 MB upload was ~3,200 write
- * syscalls, each waking sshd for 32 KiB. Corking the socket while one channel write is cut up
- * sends its packets in one writev instead (the same bytes, in the same order, at the same moment).
- * The window-adjust path calls the channel's _write as well, so it is batched the same way.
- * Best effort: without the internals it expects, ssh2 writes as before.
- */
-function batchPackets(stream: Duplex, client: Client): void {
-  const sock = (client as unknown as ClientInternals)._sock;
-  const channel = stream as unknown as { _write?: WriteFn };
-  const write = channel._write;
-  if (!sock || typeof sock.cork !== 'function' || typeof sock.uncork !== 'function' || typeof write !== 'function') return;
-  channel._write = function batched(this: unknown, data, encoding, callback) {
-    sock.cork!();
-    try {
-      write.call(this, data, encoding, callback);
-    } finally {
-      sock.uncork!();
-    }
-  };
-}
 
 class Ssh2Session implements SshSession {
   private readonly pending = new Set<PendingOperation>();
@@ -596,7 +571,6 @@ class Ssh2Session implements SshSession {
           }));
           return;
         }
-        batchPackets(stream, this.client);
         this.streams.add(stream);
         stream.once('close', () => this.streams.delete(stream));
         resolve(stream);
