@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough, type Duplex } from 'node:stream';
-import { Gunzip, createGunzip, type ZlibOptions } from 'node:zlib';
+import { createGunzip, type ZlibOptions } from 'node:zlib';
 import * as tar from 'tar';
 import { SlipwayError, errorMessage } from '../../contract/errors.js';
 import type { ContentEntry } from '../../contract/release-content.js';
@@ -39,12 +39,6 @@ export interface ExtractOptions {
 export interface Extraction {
   /** The file now holds `bytes` bytes (it only grows, by appending); they are read when the extraction gets to them. */
   grew(bytes: number): void;
-  /**
-   * These bytes, at `position` of the file, are on their way into it (the caller must not change
-   * them). While the extraction keeps up it takes them from here instead of reading the file back;
-   * otherwise (behind, or over a few MB held) it drops them and reads the file when it gets there.
-   */
-  offer(chunk: Buffer, position: number): void;
   /** The file is complete at `bytes`: resolves once the whole tree is on disk; on failure destDir is gone. */
   finish(bytes: number): Promise<ExtractResult>;
   /**
@@ -65,7 +59,6 @@ export interface Extraction {
  * per-entry size check.
  */
 const STREAM_OVERHEAD_PER_ENTRY = 4096;
-const TAR_BLOCK = 512;
 /** One read chunk of not-yet-parsed headers, a pending metadata record and the end padding. */
 const STREAM_SLACK = 2 * 1024 * 1024;
 // The tar stream in 1 MiB pieces: 64 KiB ones made unpacking a 100 MB release about twice as
@@ -78,14 +71,6 @@ const READ_CHUNK = 1024 * 1024;
 const FILE_READ = 1024 * 1024;
 /** Archive bytes read ahead of gunzip (or the parser) before reading waits. */
 const INPUT_BUFFER = 2 * FILE_READ;
-/**
- * Offered bytes held in memory at most; beyond this the extraction reads them back from the file.
- * Taking them from memory saves a second pass over the archive (a read syscall, a copy and a fresh
- * buffer per MiB): on 2 cores the CPU is what the upload is short of.
- */
-const OFFER_LIMIT = 8 * FILE_READ;
-/** Reusable read buffers kept: those in flight into gunzip (INPUT_BUFFER) and one being filled. */
-const POOL_BUFFERS = INPUT_BUFFER / FILE_READ + 2;
 /**
  * Chunks of READ_CHUNK gunzip may produce ahead of the parser, so inflating overlaps writing
  * files. Counted in chunks (object mode): a byte-mode stream's iterator would hand over
@@ -145,15 +130,6 @@ class FollowingExtraction implements Extraction {
   /** The file's final size, once finish() said so. */
   private final: number | undefined;
   private wakeReader: (() => void) | undefined;
-  /** Bytes taken into the extraction so far (read from the file or offered). */
-  private taken = 0;
-  /** Offered chunks, contiguous from `taken` on, and their total size. */
-  private offered: Buffer[] = [];
-  private offeredBytes = 0;
-  /** Whether pieces for the input come from `pool` (gzip only); `pooled` maps each piece handed out to its whole buffer. */
-  private reuseBuffers = false;
-  private readonly pool: Buffer[] = [];
-  private readonly pooled = new WeakMap<Buffer, Buffer>();
   /** Gunzip or a pass-through, feeding runPass. */
   private input: Duplex | undefined;
   private task: Promise<ExtractResult> | undefined;
@@ -171,16 +147,6 @@ class FollowingExtraction implements Extraction {
   grew(bytes: number): void {
     if (this.final !== undefined || this.problem !== undefined || bytes <= this.available) return;
     this.available = bytes;
-    this.start();
-    this.wake();
-  }
-
-  offer(chunk: Buffer, position: number): void {
-    if (this.final !== undefined || this.problem !== undefined || chunk.length === 0) return;
-    // Only what continues exactly where the extraction (and the chunks it holds) stands.
-    if (position !== this.taken + this.offeredBytes || this.offeredBytes + chunk.length > OFFER_LIMIT) return;
-    this.offered.push(chunk);
-    this.offeredBytes += chunk.length;
     this.start();
     this.wake();
   }
@@ -247,15 +213,11 @@ class FollowingExtraction implements Extraction {
 
   /** Reads the file as it grows into gunzip (or straight on) while an ArchivePass unpacks what comes out. */
   private async unpack(handle: FileHandle): Promise<ExtractResult> {
-    // Two bytes tell gzip from tar.
-    await this.until(() => this.offeredBytes >= 2 || this.available >= 2 || this.final !== undefined);
+    await this.until(() => this.available >= 2 || this.final !== undefined);
     if (this.problem !== undefined) throw this.problem;
-    const first = this.offeredBytes >= 2 ? this.takeOffered() : await this.read(handle, 0);
+    const first = await this.read(handle, 0);
     const input = inputFor(first);
     this.input = input;
-    // Gunzip is done with a piece once its write calls back (it keeps no reference), so the
-    // pieces it reads can share a few buffers; a pass-through hands them on to the parser.
-    this.reuseBuffers = input instanceof Gunzip;
     if (this.problem !== undefined) input.destroy();
     const state = createPolicyState(this.limits);
     const pass = ArchivePass.run(input, state, {
@@ -274,80 +236,33 @@ class FollowingExtraction implements Extraction {
     return { entries: state.entries, bytes: this.writer.bytes, contents: this.writer.contents() };
   }
 
-  /**
-   * Copies the archive into `input`, from `first` (already taken) on, until it is complete or the
-   * extraction failed: offered chunks while there are, else the file as it grows. Offered chunks
-   * are taken a MiB at a time (or what is left at the end): each write to gunzip is a round trip
-   * to the thread pool.
-   */
+  /** Copies the file into `input` as it grows, from `first` (already read) on, until it is complete or the extraction failed. */
   private async pump(handle: FileHandle, input: Duplex, first: Buffer): Promise<void> {
     let pending = first;
-    const recycle = (buffer: Buffer) => () => this.recycle(buffer);
-    const enoughOffered = () => this.offeredBytes >= FILE_READ || (this.offeredBytes > 0 && this.final !== undefined);
+    let position = first.length;
     while (this.problem === undefined) {
       if (pending.length > 0) {
-        const pooled = this.pooled.get(pending);
-        if (pooled) this.pooled.delete(pending);
-        const ready = pooled ? input.write(pending, recycle(pooled)) : input.write(pending);
-        if (!ready && !input.destroyed) await drained(input);
+        if (!input.write(pending) && !input.destroyed) await drained(input);
         pending = Buffer.alloc(0);
-      } else if (enoughOffered()) {
-        pending = this.takeOffered();
-      } else if (this.offeredBytes === 0 && this.taken < this.available) {
-        pending = await this.read(handle, this.taken);
-      } else if (this.final !== undefined && this.taken >= this.final) {
+      } else if (position < this.available) {
+        pending = await this.read(handle, position);
+        position += pending.length;
+      } else if (this.final !== undefined) {
         input.end();
         return;
       } else {
-        await this.until(() => enoughOffered() || (this.offeredBytes === 0 && this.taken < this.available) || this.final !== undefined);
+        await this.until(() => position < this.available || this.final !== undefined);
       }
     }
   }
 
-  /** The offered chunks (up to a MiB of them, at least one), as one buffer; they are taken. */
-  private takeOffered(): Buffer {
-    let count = 0;
-    let bytes = 0;
-    while (count < this.offered.length && (count === 0 || bytes + this.offered[count]!.length <= FILE_READ)) bytes += this.offered[count++]!.length;
-    const chunks = this.offered.splice(0, count);
-    this.offeredBytes -= bytes;
-    this.taken += bytes;
-    if (chunks.length === 1) return chunks[0]!;
-    const piece = this.buffer(bytes);
-    let offset = 0;
-    for (const chunk of chunks) offset += chunk.copy(piece, offset);
-    return piece;
-  }
-
-  /**
-   * A buffer of `length` (at most FILE_READ) bytes: reused ones when gunzip reads them, rather
-   * than a fresh MiB per read (100 MB of allocations and page faults per 100 MB upload, which V8
-   * counts as external memory, a trigger of its full collections).
-   */
-  private buffer(length: number): Buffer {
-    if (!this.reuseBuffers) return Buffer.allocUnsafe(length);
-    const whole = this.pool.pop() ?? Buffer.allocUnsafe(FILE_READ);
-    const piece = whole.subarray(0, length);
-    this.pooled.set(piece, whole);
-    return piece;
-  }
-
-  private recycle(whole: Buffer): void {
-    if (this.pool.length < POOL_BUFFERS) this.pool.push(whole);
-  }
-
-  /** Reads the next piece of the file at `position` (where nothing offered is held); it is taken. */
   private async read(handle: FileHandle, position: number): Promise<Buffer> {
     const length = Math.min(FILE_READ, this.available - position);
     if (length <= 0) return Buffer.alloc(0);
-    const buffer = this.buffer(length);
+    const buffer = Buffer.allocUnsafe(length);
     const { bytesRead } = await handle.read(buffer, 0, length, position);
     // The writer said these bytes were written; a shorter read means the file changed under us.
     if (bytesRead !== length) throw new Error(`the archive file ${this.file} holds fewer bytes than were written to it`);
-    this.taken = position + length;
-    // Chunks offered while the read was under way start where it began: they are not the next bytes.
-    this.offered = [];
-    this.offeredBytes = 0;
     return buffer;
   }
 
@@ -427,8 +342,6 @@ class ArchivePass {
   private wakeups = 0;
   /** Bytes of tar stream read so far, for the gzip-bomb bound. */
   private streamBytes = 0;
-  /** The end of the tar stream so far that does not fill a 512-byte block, held for the next piece. */
-  private partial: Buffer | undefined;
   /** The first bytes, held back until they are known to start a tar archive. */
   private head = Buffer.alloc(0);
   private readonly parser: tar.Parser;
@@ -515,10 +428,6 @@ class ArchivePass {
       }
       if (!this.failure && this.head.length < 512) this.stop(new ArchiveProblem('the archive is too short to be a tar archive', { rule: 'corrupt' }));
       if (this.failure) return;
-      // A tar stream is whole blocks: a partial one left over is the parser's to judge (truncated).
-      if (this.partial && !this.sawEndMarker) await this.writeBlocks(this.partial);
-      this.partial = undefined;
-      if (this.failure) return;
       this.parser.end();
       while (!this.finished && !this.failure) await this.sleep();
     } catch (error) {
@@ -555,33 +464,8 @@ class ArchivePass {
     return this.head;
   }
 
-  /**
-   * Hands data to the parser in whole 512-byte blocks, keeping the rest (under a block) for the
-   * next piece. node-tar keeps a piece's partial last block and concatenates it with the whole
-   * next piece, and gunzip's pieces have any length: that copied (and allocated afresh) nearly
-   * every byte of the tar stream a second time.
-   */
-  private async write(data: Buffer): Promise<void> {
-    let rest = data;
-    if (this.partial) {
-      const missing = TAR_BLOCK - this.partial.length;
-      if (rest.length < missing) {
-        this.partial = Buffer.concat([this.partial, rest]);
-        return;
-      }
-      const block = Buffer.concat([this.partial, rest.subarray(0, missing)]);
-      this.partial = undefined;
-      rest = rest.subarray(missing);
-      await this.writeBlocks(block);
-      if (this.failure || this.sawEndMarker) return;
-    }
-    const whole = rest.length - (rest.length % TAR_BLOCK);
-    if (whole < rest.length) this.partial = Buffer.from(rest.subarray(whole));
-    if (whole > 0) await this.writeBlocks(whole === rest.length ? rest : rest.subarray(0, whole));
-  }
-
   /** Hands data to the parser; waits while node-tar or the writer asks us to. */
-  private async writeBlocks(data: Buffer): Promise<void> {
+  private async write(data: Buffer): Promise<void> {
     const before = this.wakeups;
     // Sleep only if node-tar asked us to wait and has not already said to go on.
     if (!this.parser.write(data) && !this.failure && this.wakeups === before) await this.sleep();

@@ -232,7 +232,6 @@ export class ReleaseStore {
         // be wasted I/O.
         durable: false,
         onWritten: (bytes) => extraction.grew(bytes),
-        onReceived: (chunk, position) => extraction.offer(chunk, position),
       });
     } catch (error) {
       // The upload's own failure (size, length, checksum, disk, dropped link) wins over whatever

@@ -27,12 +27,6 @@ export interface UploadOptions {
    * release store unpacks the archive from there as it arrives). Must not throw.
    */
   onWritten?: (bytes: number) => void;
-  /**
-   * Called with each chunk as it is received and hashed, before it is written, with its position
-   * in the file (the release store hands it to the extraction, which then need not read it back).
-   * The chunk must not be changed. Must not throw.
-   */
-  onReceived?: (chunk: Buffer, position: number) => void;
 }
 
 export interface ReceivedUpload {
@@ -85,7 +79,6 @@ export async function receiveUpload(source: Readable, options: UploadOptions): P
           });
         }
         hash.update(chunk);
-        options.onReceived?.(chunk, bytes - chunk.length);
       },
       ...(options.onWritten ? { onWritten: options.onWritten } : {}),
       sha: expectedSha256,
