@@ -28,7 +28,9 @@ import { appendFileSync, writeFileSync } from 'node:fs';
 const dir = process.env.COLDUP_PROF_DIR;
 new PerformanceObserver((list) => {
   let lines = '';
-  for (const e of list.getEntries()) lines += (performance.timeOrigin + e.startTime) + ' ' + e.detail.kind + ' ' + e.duration + '\\n';
+  const m = process.memoryUsage();
+  const mb = (n) => (n / 1048576).toFixed(1);
+  for (const e of list.getEntries()) lines += (performance.timeOrigin + e.startTime) + ' ' + e.detail.kind + ' ' + e.duration + ' heap=' + mb(m.heapUsed) + '/' + mb(m.heapTotal) + ' ab=' + mb(m.arrayBuffers) + '\\n';
   appendFileSync(dir + '/gc-agent.log', lines);
 }).observe({ entryTypes: ['gc'] });
 if (process.env.COLDUP_CPU_PROFILE) {
