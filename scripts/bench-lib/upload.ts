@@ -11,7 +11,7 @@ import { prepareRelease, type PackedRelease } from '../../controller/pack.js';
 import { VERSION } from '../../contract/version.js';
 import { quoteArg } from '../../controller/shell-quote.js';
 import { ensureDeployUser } from '../../test/helpers/deploy-user.js';
-import { APP } from '../../test/helpers/stack.js';
+import { APP, type Stack } from '../../test/helpers/stack.js';
 import { forgetRelease, sshArgv, type BenchContext } from './context.js';
 import { epochMs } from './poller.js';
 import { runTimed } from './procs.js';
@@ -22,11 +22,11 @@ import { summarize, throughput } from './stats.js';
 const MiB = 1024 * 1024;
 const SECTION = '1. Upload';
 
-interface BigRelease { releaseId: string; packed: PackedRelease; cleanup(): Promise<void> }
+export interface BigRelease { releaseId: string; packed: PackedRelease; cleanup(): Promise<void> }
 
 /** A commit whose release carries `megabytes` of untracked data: ~85% random blobs, the rest source. */
-async function makeRelease(ctx: BenchContext, megabytes: number, label: string): Promise<BigRelease> {
-  const { repo } = ctx.stack;
+export async function makeRelease(stack: Stack, megabytes: number, label: string): Promise<BigRelease> {
+  const { repo } = stack;
   const sha = await repo.commit({ '.gitignore': 'bench-data/\n', 'bench-upload.txt': `${label}\n` }, `bench: ${label} upload release`);
   const dataDir = path.join(repo.dir, 'bench-data');
   await fs.rm(dataDir, { recursive: true, force: true });
@@ -59,7 +59,7 @@ export async function benchUpload(ctx: BenchContext): Promise<void> {
   try {
     for (const [megabytes, label] of [[plan.uploadBigMB, `${plan.uploadBigMB}mb`], [plan.uploadSmallMB, `${plan.uploadSmallMB}mb`]] as const) {
       ctx.log(`upload: packing a ~${megabytes} MB release`);
-      const release = await makeRelease(ctx, megabytes, label);
+      const release = await makeRelease(stack, megabytes, label);
       releases.push(release);
       const { packed, releaseId } = release;
       const raw: number[] = [];
