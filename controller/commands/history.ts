@@ -1,4 +1,4 @@
-import type { DeploymentSummary, LockInfo, ReleaseListEntry } from '../../contract/api.js';
+import type { DeploymentSummary, LockInfo, PromotionRecord, ReleaseListEntry } from '../../contract/api.js';
 import { shortSha } from '../../contract/names.js';
 import type { ControllerConfig } from '../config.js';
 import { EXIT, type ExitCode } from '../errors.js';
@@ -53,6 +53,23 @@ export function formatHistory(rows: (DeploymentSummary & { stepDurationsMs?: Rec
   }).join('\n');
 }
 
+/**
+ * Pure: the promotion records a deployment row does not already tell: on the source side every
+ * forced promotion out of this environment, on the target side every refusal by the source's gate
+ * (a promotion that went ahead is the target's deployment, with its "promoted from" line).
+ */
+export function formatPromotions(records: PromotionRecord[], now = Date.now()): string | null {
+  const shown = records.filter((r) => r.side === 'source' || r.event === 'refused');
+  if (!shown.length) return null;
+  const lines = shown.map((r) => {
+    const what = r.side === 'source'
+      ? `${r.event === 'forced' ? 'FORCED promotion' : r.event === 'refused' ? 'refused promotion' : 'promotion'} of ${shortSha(r.releaseId)} to ${r.toEnv ?? 'another environment'} (${r.otherHost})`
+      : `promotion of ${shortSha(r.releaseId)} from ${r.fromEnv ?? 'another environment'} (${r.otherHost}) refused`;
+    return `  ${what}  ${r.actor}  ${age(r.at, now)} ago\n    gate: ${r.gate}${r.reason ? `\n    reason: ${r.reason}` : ''}`;
+  });
+  return ['promotions:', ...lines].join('\n');
+}
+
 export function formatReleases(rows: ReleaseListEntry[], now = Date.now()): string {
   if (!rows.length) return 'no releases on the host';
   return rows.map((r) => {
@@ -87,14 +104,17 @@ export async function history(config: ControllerConfig, options: { json: boolean
     out.data(options.json ? detail : formatDeploymentEvents(detail));
     return EXIT.ok;
   }
-  const { deployments, releases } = await withAgent(config, async (agent) => ({
+  const { deployments, releases, promotions } = await withAgent(config, async (agent) => ({
     ...await agent.get<{ deployments: DeploymentSummary[] }>(`/apps/${config.app}/deployments?limit=${options.limit}`),
     ...await agent.get<{ releases: ReleaseListEntry[] }>(`/apps/${config.app}/releases`),
+    // An agent older than promotions has no such route: its history simply has none.
+    ...await agent.get<{ promotions: PromotionRecord[] }>(`/apps/${config.app}/promotions`).catch(() => ({ promotions: [] as PromotionRecord[] })),
   }));
   // Releases the host still keeps, with their spec digests: a deployment between two of them with
   // different digests changed the app's processes, routes or checks.
   const specs: SpecDigests = new Map(releases.filter((r) => r.specDigest !== undefined).map((r) => [r.releaseId, r.specDigest ?? null]));
-  out.data(options.json ? deployments : formatHistory(deployments, Date.now(), specs));
+  const promotionLines = formatPromotions(promotions.slice(0, options.limit));
+  out.data(options.json ? deployments : [formatHistory(deployments, Date.now(), specs), promotionLines].filter(Boolean).join('\n'));
   return EXIT.ok;
 }
 

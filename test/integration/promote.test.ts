@@ -158,6 +158,11 @@ describe('promote between two environments of one box', () => {
     const target = promotionsOf(stack, PROD_APP);
     expect(target.records[0]).toMatchObject({ side: 'target', event: 'forced', releaseId, reason: 'verified by hand', fromEnv: 'staging' });
     expect(target.notified).toContain('promotion_forced');
+    // Audited in the history of both sides.
+    const sourceHistory = await stack.deploy(['--env', 'staging', 'history']);
+    expect(sourceHistory.stdout).toMatch(/FORCED promotion of \S+ to production[\s\S]*reason: verified by hand/);
+    const targetHistory = await stack.deploy(['--env', 'production', 'history']);
+    expect(targetHistory.stdout).toContain('forced past its gate: verified by hand');
   }, 180_000);
 
   it('deploy lock release --force taking someone else\'s lock is notified lock_overridden', async () => {

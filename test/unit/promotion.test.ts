@@ -77,3 +77,24 @@ describe('history of a promoted deployment', () => {
       .toEqual(['promoted from staging (deploy@stg:22), forced past its gate: hotfix']);
   });
 });
+
+describe('history of the other side of a promotion', () => {
+  it('shows forced promotions out of the source and refusals on the target, not what a deployment row already tells', async () => {
+    const { formatPromotions } = await import('../../controller/commands/history.js');
+    const at = '2026-12-01T10:00:00.000Z';
+    const now = Date.parse('2026-12-01T12:00:00.000Z');
+    const record = {
+      id: 1, app: 'shop-staging', actor: 'ann@laptop', at, releaseId: 'aaaaaaaaaaaa-111111111111', fromEnv: 'staging', toEnv: 'production',
+      otherHost: 'deploy@prod:22', reason: null, gate: 'passed', sha: null,
+    } as const;
+    expect(formatPromotions([], now)).toBeNull();
+    // A promotion that went ahead is the target's deployment row: nothing more to say there.
+    expect(formatPromotions([{ ...record, side: 'target', event: 'promoted' }], now)).toBeNull();
+    const forced = formatPromotions([{ ...record, side: 'source', event: 'forced', reason: 'verified by hand', gate: 'rolled back there' }], now)!;
+    expect(forced).toContain('FORCED promotion of aaaaaaaaaaaa-111111111111 to production (deploy@prod:22)  ann@laptop  2h ago');
+    expect(forced).toContain('gate: rolled back there');
+    expect(forced).toContain('reason: verified by hand');
+    const refused = formatPromotions([{ ...record, side: 'target', event: 'refused', gate: 'never deployed to staging' }], now)!;
+    expect(refused).toContain('promotion of aaaaaaaaaaaa-111111111111 from staging (deploy@prod:22) refused');
+  });
+});
