@@ -1,5 +1,6 @@
 import { NOTIFY_EVENTS, type NotifyEventName } from './events.js';
 import { APP_NAME_PATTERN } from '../../contract/names.js';
+import { ENV_NAME_PATTERN } from '../../contract/api.js';
 
 // agent.json "notifications": deploy and backup events to webhooks, through the outbox.
 // A webhook URL carries a secret: give it in a file (urlFile, mode 0600) or inline (url) in an
@@ -11,6 +12,8 @@ export interface WebhookConfig {
   format: 'slack' | 'json';
   /** Only these apps' events (default: every app). */
   apps?: string[];
+  /** Only events of deployments in these environments (deploy.config.json --env names; default: any, and events without one). */
+  envs?: string[];
   /** Only these events (default: all). */
   events?: NotifyEventName[];
   /** Overrides the section's maxAttempts for this webhook. */
@@ -46,6 +49,7 @@ export const notificationsSchema = {
           urlFile: { type: 'string', pattern: '^/[^\\u0000]*$' },
           format: { enum: ['slack', 'json'], default: 'json' },
           apps: { type: 'array', minItems: 1, items: { type: 'string', pattern: APP_NAME_PATTERN } },
+          envs: { type: 'array', minItems: 1, items: { type: 'string', pattern: ENV_NAME_PATTERN } },
           events: { type: 'array', minItems: 1, items: { enum: NOTIFY_EVENTS } },
           maxAttempts: { type: 'integer', minimum: 1, maximum: 1000 },
         },

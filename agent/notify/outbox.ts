@@ -25,6 +25,7 @@ export class Outbox {
     let rows = 0;
     for (const [name, hook] of Object.entries(this.config.webhooks)) {
       if (hook.apps && !hook.apps.includes(event.app)) continue;
+      if (hook.envs && (event.env === null || !hook.envs.includes(event.env))) continue;
       if (hook.events && !hook.events.includes(event.event)) continue;
       const body = JSON.stringify(hook.format === 'slack' ? slackBody(event) : jsonBody(event));
       this.db.prepare(`INSERT INTO outbox (webhook, app, event, body, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?)`)

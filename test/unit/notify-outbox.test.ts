@@ -60,6 +60,14 @@ describe('notification outbox', () => {
     expect(JSON.stringify(box.rows())).not.toContain('secret.example');
   });
 
+  it('filters by environment: a production channel hears production only', () => {
+    const box = outbox({ webhooks: { prod: { url: 'http://hooks.example/prod', format: 'json', envs: ['production'] } } }, { now: Date.now() });
+    expect(box.enqueue({ ...event('rollout_started'), env: 'staging' })).toBe(0);
+    expect(box.enqueue(event('rollout_started'))).toBe(0);
+    expect(box.enqueue({ ...event('rollout_failed'), env: 'production' })).toBe(1);
+    expect(JSON.parse(box.rows()[0]!.body)).toMatchObject({ event: 'rollout_failed', env: 'production' });
+  });
+
   it('backoff doubles up to its cap', () => {
     expect([1, 2, 3, 4, 10].map((n) => backoffMs(n, 100, 500))).toEqual([100, 200, 400, 500, 500]);
   });
