@@ -6,7 +6,11 @@ import type { AppSpec } from './spec.js';
 
 import type { SpecOverrides } from './spec-overrides.js';
 
-export const API_VERSION = 1;
+/**
+ * The agent API's version: a controller talks only to an agent of the same one (controller/compat.ts).
+ * 2: environments (env, specOverrides, tag, promotion on requests), kept artifacts, promotion gate.
+ */
+export const API_VERSION = 2;
 /** Header naming who asked (user@host of the controller), recorded in deployments and the audit log. */
 export const ACTOR_HEADER = 'x-slipway-actor';
 export const SHA256_HEADER = 'x-slipway-sha256';

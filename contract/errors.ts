@@ -84,6 +84,8 @@ export const ERROR_KINDS = {
   remote_output_too_large: 'unreachable',
   agent_unreachable: 'unreachable',
   agent_bad_response: 'unreachable',
+  // The controller and the agent speak different API versions: nothing was asked of the agent.
+  agent_incompatible: 'refused',
   agent_stopping: 'unreachable',
   unauthorized: 'unreachable',
   upload_stalled: 'unreachable',

@@ -3,6 +3,9 @@ import { AgentClient } from './agent-client.js';
 import type { ControllerConfig } from './config.js';
 import { connectSsh, type SshSession } from './ssh.js';
 import type { SlipwayError } from '../contract/errors.js';
+import { API_VERSION } from '../contract/api.js';
+import { VERSION } from '../contract/version.js';
+import { incompatibility } from './compat.js';
 
 export interface AgentSession {
   ssh: SshSession;
@@ -52,6 +55,10 @@ export async function openAgentSession(config: ControllerConfig): Promise<AgentS
     const agent = new AgentClient(() => ssh.forwardOut('127.0.0.1', config.agent.port), token, localActor(), () => lossWithin(ssh, LINK_LOSS_GRACE_MS), {
       hostLabel: ssh.remoteAddressLabel, uploadStallTimeoutMs: config.host.uploadStallTimeoutMs,
     });
+    // The version check on connect: one request (≈ 5 ms over the open link) before anything else.
+    const health = await agent.get<{ version?: string; apiVersion?: number }>('/health');
+    const problem = incompatibility({ version: VERSION, apiVersion: API_VERSION }, { version: health.version ?? 'unknown', apiVersion: health.apiVersion ?? 1 }, ssh.remoteAddressLabel);
+    if (problem) throw problem;
     return { ssh, agent, close: () => ssh.close() };
   } catch (error) {
     await ssh.close();

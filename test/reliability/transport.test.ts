@@ -8,6 +8,7 @@
  * link cut while a rollout runs exits "outcome unknown" while the rollout finishes on the host.
  */
 import { promises as fs } from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCommand } from '../../lib/exec.js';
@@ -118,6 +119,31 @@ describe('transport faults through the real CLI and sshd (RELIABILITY 10–13)',
       await stack.restartAgent();
     }
     expect(stateFingerprint(stack)).toEqual(before.state);
+  });
+
+  it('addition: an agent of another API version -> refused on connect naming both versions, nothing asked of it', async () => {
+    const before = { state: stateFingerprint(stack), view: await liveView(stack) };
+    await stack.agent.stop();
+    // An old agent on the agent's port: it answers /health with API 1 and records anything else asked.
+    const asked: string[] = [];
+    const oldAgent = http.createServer((req, res) => {
+      asked.push(`${req.method} ${req.url}`);
+      res.setHeader('content-type', 'application/json');
+      res.end(req.url === '/health' ? JSON.stringify({ ok: true, apiVersion: 1, version: '0.0.9' }) : JSON.stringify({ error: 'unexpected' }));
+    });
+    await new Promise<void>((resolve) => oldAgent.listen(stack.agentPort, '127.0.0.1', resolve));
+    try {
+      const result = await stack.deploy(['push']);
+      expect(result.code, result.stderr).toBe(3);
+      expect(result.stderr).toMatch(/slipway \S+, API 2\) and the agent on .* \(slipway 0\.0\.9, API 1\)/);
+      expect(result.stderr).toContain('upgrade the agent on');
+      expect(asked).toEqual(['GET /health']);
+    } finally {
+      await new Promise<void>((resolve) => oldAgent.close(() => resolve()));
+      await stack.restartAgent();
+    }
+    expect(stateFingerprint(stack)).toEqual(before.state);
+    expect(await liveView(stack)).toEqual(before.view);
   });
 
   /**
