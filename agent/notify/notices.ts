@@ -59,7 +59,7 @@ export class Notices implements RolloutNotices {
   backup(notice: Notice): void {
     if (notice.event === 'skipped') return;
     this.enqueue({
-      event: 'backup_failed', app: notice.app, env: this.deps.state.appOverrides(notice.app)?.env ?? null, host: this.host, at: new Date().toISOString(), deploymentId: null, kind: 'backup',
+      event: 'backup_failed', app: notice.app, env: this.envOf(notice.app, null), host: this.host, at: new Date().toISOString(), deploymentId: null, kind: 'backup',
       releaseId: null, sha: null, tag: null, branch: null, actor: 'agent', outcome: notice.event,
       reason: `${notice.job}${notice.backupId === null ? '' : ` #${notice.backupId}`}: ${notice.message}`, stepDurationsMs: {}, url: null,
     });
