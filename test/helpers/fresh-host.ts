@@ -1,14 +1,13 @@
 import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, openSync, closeSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { runCommand, outputTail } from '../../lib/exec.js';
 import { REPO_ROOT } from './agent-process.js';
 import { isAlive } from './nginx.js';
 import type { NetnsHost } from './netns.js';
-import { descendantPids, generateKeyPair } from './sshd.js';
+import { bannerReceived, descendantPids, generateKeyPair } from './sshd.js';
 import { waitFor } from './wait.js';
 import { knownHostsName } from '../../controller/known-hosts.js';
 
@@ -69,21 +68,6 @@ function unmountOnExit(mountPoint: string): void {
     for (const point of mounted) {
       try { execFileSync('umount', ['-l', point], { stdio: 'ignore', timeout: 10_000 }); } catch { /* not mounted */ }
     }
-  });
-}
-
-function bannerFrom(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host, port });
-    let data = '';
-    const done = (ok: boolean) => { socket.destroy(); resolve(ok); };
-    socket.setTimeout(2_000, () => done(false));
-    socket.on('error', () => done(false));
-    socket.on('data', (chunk: Buffer) => {
-      data += chunk.toString('latin1');
-      if (data.includes('\n')) done(data.startsWith('SSH-2.0-'));
-    });
-    socket.on('end', () => done(false));
   });
 }
 
@@ -149,7 +133,7 @@ export async function startFreshHost(options: { netns: NetnsHost; tree: string }
     child.once('exit', () => { exited = true; });
     await waitFor(async () => {
       if (exited) throw new Error(`sshd exited at start: ${outputTail(await readFile(logPath, 'utf8'))}`);
-      return bannerFrom(netns.address, 22);
+      return bannerReceived(netns.address, 22);
     }, { timeoutMs: 20_000, intervalMs: 50, description: `the fresh host's sshd (pid ${pid}) to answer on ${netns.address}:22` });
 
     const hostKey = (await readFile(path.join(root, 'etc', 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8')).trim().split(/\s+/).slice(0, 2).join(' ');

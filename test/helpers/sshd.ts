@@ -129,7 +129,8 @@ function trackForExit(pid: number, lastKnownChildren: () => number[]): void {
   });
 }
 
-function bannerReceived(host: string, port: number): Promise<boolean> {
+/** Whether an SSH server answers its banner at host:port within 2 s. */
+export function bannerReceived(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect({ host, port });
     let data = '';
