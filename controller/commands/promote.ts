@@ -88,15 +88,15 @@ export async function promote(source: Target, target: Target, options: PromoteOp
       }
       await approve(target, targetSession, sourceSession, source, resolved, targetStatus, repo, options, out);
       const forced = refusal && options.force;
-      if (forced) {
-        out.info(`  forced past the gate: ${options.reason}`, { forced: true, reason: options.reason });
-        await record(sourceSession, source.app, { side: 'source', event: 'forced', otherHost: hostLabel(target), reason: options.reason ?? null });
-      }
-      await record(targetSession, target.app, { side: 'target', event: forced ? 'forced' : 'promoted', otherHost: hostLabel(source), reason: options.reason ?? null });
-
       const lock = await reserveLock(targetSession.agent, target.app, releaseId, { wait: false, waitTimeoutMs: 0 }, out);
       let lockHandedOver = false;
       try {
+        // Recorded once the target's lock is held: a promotion another rollout kept out leaves no record.
+        if (forced) {
+          out.info(`  forced past the gate: ${options.reason}`, { forced: true, reason: options.reason });
+          await record(sourceSession, source.app, { side: 'source', event: 'forced', otherHost: hostLabel(target), reason: options.reason ?? null });
+        }
+        await record(targetSession, target.app, { side: 'target', event: forced ? 'forced' : 'promoted', otherHost: hostLabel(source), reason: options.reason ?? null });
         const shipped = await shipArtifact(sourceSession, targetSession, source, target, resolved, repo, out);
         const promotion: PromotionInfo = { from: source.env, sourceHost: hostLabel(source), forced, reason: options.reason ?? null };
         const followed = await followDeployment(targetSession.agent, `/apps/${target.app}/deployments`,
