@@ -12,6 +12,8 @@ import { buildPolicySchema } from './build/policy.js';
 import { backupsSchema, normalizeBackups, orphanBackupBeforeDeploy, type BackupsConfig } from './backups/config.js';
 import type { BuildPolicy } from './spec/policy.js';
 import { legacyMoves, translateLegacy } from './spec/legacy.js';
+import { policyOf } from './spec/policy.js';
+import { acmeSchema, appTlsProblems, appTlsSchema, type AcmeSettings, type AppTlsPolicy } from './tls/config.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/slipway/agent.json';
 
@@ -40,6 +42,8 @@ export interface AppConfig {
   nginxTemplate: string;
   /** Backup job run (and verified) before each deploy of this app; a failed backup stops the rollout. */
   backupBeforeDeploy?: string;
+  /** HTTPS for the app's routes on its first listen port (agent/tls). */
+  tls?: AppTlsPolicy;
   // ---- legacy: translated into the spec of releases without one (agent/spec/legacy.ts) ----
   slots?: Record<Slot, { port: number }>;
   start?: { script: string; args: string[]; nodeArgs: string[] };
@@ -72,6 +76,8 @@ export interface AgentConfig {
   notifications: NotificationsConfig;
   /** Legacy app fields in use and where each belongs now; logged once when the agent starts. */
   legacyMoves?: string[];
+  /** The ACME client and account of apps with tls.source "acme" (agent/tls). */
+  acme?: AcmeSettings;
 }
 
 const port = { type: 'integer', minimum: 1, maximum: 65535 } as const;
@@ -150,6 +156,7 @@ const configSchema = {
     },
     backups: backupsSchema,
     notifications: notificationsSchema,
+    acme: acmeSchema,
     ports: {
       type: 'object',
       additionalProperties: false,
@@ -233,6 +240,7 @@ const configSchema = {
           nginxTemplate: { type: 'string', pattern: '^[A-Za-z0-9_.-]+\\.njk$', default: 'app.conf.njk' },
           backupBeforeDeploy: { type: 'string', pattern: APP_NAME_PATTERN },
           build: buildPolicySchema,
+          tls: appTlsSchema,
           // Legacy: the same watch window a spec declares (translated by agent/spec/legacy.ts).
           watch: watchSchema,
         },
@@ -279,6 +287,14 @@ export function parseAgentConfig(raw: unknown, source = 'agent config'): AgentCo
   if (moves.length > 0) config.legacyMoves = moves;
   if (config.ports.from > config.ports.to) problems.push(`ports: from (${config.ports.from}) must not be above to (${config.ports.to})`);
   problems.push(...(config.backups ? normalizeBackups(config.backups, config.home, config.apps) : orphanBackupBeforeDeploy(config.apps)));
+  if (config.acme) {
+    config.acme.dir ??= path.join(config.home, 'acme');
+    config.acme.webroot ??= `${config.nginx.includeDir.replace(/\/+$/, '')}-acme`;
+    if (!cron.validate(config.acme.schedule)) problems.push(`acme/schedule: "${config.acme.schedule}" is not a valid cron expression (e.g. "41 3,15 * * *")`);
+  }
+  for (const [app, appConfig] of Object.entries(config.apps)) {
+    if (appConfig.tls) problems.push(...appTlsProblems(app, appConfig.tls, { acme: config.acme !== undefined, httpPorts: policyOf(appConfig).listen.ports }));
+  }
   if (!cron.validate(config.retention.schedule)) {
     problems.push(`retention/schedule: "${config.retention.schedule}" is not a valid cron expression (e.g. "17 * * * *")`);
   }

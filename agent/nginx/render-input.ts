@@ -3,6 +3,7 @@ import { APP_NAME_PATTERN, RELEASE_ID_PATTERN, SERVER_NAME_PATTERN, SLOTS, type 
 import { NGINX_SIZE_PATTERN, PROCESS_NAME_PATTERN, ROUTE_PATH_PATTERN } from '../../contract/spec.js';
 import { compileChecker } from '../../lib/validate.js';
 import { SWITCH_DIR_PATTERN } from './settings.js';
+import { TLS_PATH_PATTERN } from '../tls/config.js';
 
 /** One route of a slot's release: requests for these names on this port under `path` go to `process`. */
 export interface RouteInput {
@@ -25,6 +26,24 @@ export interface SlotInput {
   /** The port of each listening process of the slot, by process name. */
   ports: Record<string, number>;
   routes: RouteInput[];
+}
+
+/**
+ * HTTPS for the server blocks on `httpPort` (agent/tls): each gets a twin on `httpsPort` with the
+ * same routes. Without a certificate yet (ACME before its first issuance) only the challenge
+ * location is added to the plain blocks.
+ */
+export interface TlsInput {
+  httpPort: number;
+  httpsPort: number;
+  /** The installed certificate chain and key (both or neither). */
+  certificate: string | null;
+  key: string | null;
+  /** Plain HTTP on httpPort answers with a 301 to HTTPS (challenges excepted), once there is a certificate. */
+  redirect: boolean;
+  hsts: { maxAgeSeconds: number; includeSubDomains: boolean } | null;
+  /** Served at /.well-known/acme-challenge/ on httpPort (ACME's HTTP-01); null without ACME. */
+  challengeRoot: string | null;
 }
 
 /** Everything an app's nginx include is rendered from. */
@@ -50,6 +69,8 @@ export interface AppConfigInput {
   generation: number;
   /** The address every server block of the app listens on (with each route's listenPort). */
   listenHost: string;
+  /** HTTPS for the app (absent or null: plain HTTP only). */
+  tls?: TlsInput | null;
 }
 
 /** The name h-runtime's branch gives this input (DESIGN-12's AppConfigInput): the same type. */
@@ -92,6 +113,29 @@ const slotInput = {
   },
 } as const;
 
+const tlsPath = { type: 'string', nullable: true, pattern: TLS_PATH_PATTERN } as const;
+const tlsInput = {
+  type: 'object',
+  nullable: true,
+  additionalProperties: false,
+  required: ['httpPort', 'httpsPort', 'certificate', 'key', 'redirect', 'hsts', 'challengeRoot'],
+  properties: {
+    httpPort: port,
+    httpsPort: port,
+    certificate: tlsPath,
+    key: tlsPath,
+    redirect: { type: 'boolean' },
+    hsts: {
+      type: 'object',
+      nullable: true,
+      additionalProperties: false,
+      required: ['maxAgeSeconds', 'includeSubDomains'],
+      properties: { maxAgeSeconds: { type: 'integer', minimum: 0, maximum: 2 ** 31 - 1 }, includeSubDomains: { type: 'boolean' } },
+    },
+    challengeRoot: tlsPath,
+  },
+} as const;
+
 /** Every value that ends up in nginx config; what a schema cannot say is in inputRuleProblems. */
 const inputSchema = {
   type: 'object',
@@ -105,6 +149,7 @@ const inputSchema = {
     switchDir: { type: 'string', pattern: SWITCH_DIR_PATTERN },
     generation: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
     listenHost: { type: 'string' },
+    tls: tlsInput,
   },
 } as const;
 
@@ -226,6 +271,11 @@ function inputRuleProblems(input: Record<string, unknown>): Problem[] {
       else owners.set(value, `slots.${slot}.ports.${process}`);
     }
     problems.push(...slotRuleProblems(slot, slots[slot]));
+  }
+  if (isObject(input.tls)) {
+    const tls = input.tls;
+    if ((tls.certificate === null) !== (tls.key === null)) problems.push({ path: ['tls'], message: 'needs both certificate and key, or neither' });
+    if (tls.httpPort === tls.httpsPort) problems.push({ path: ['tls', 'httpsPort'], message: 'is also the HTTP port' });
   }
   if (typeof input.listenHost === 'string' && !isListenHost(input.listenHost)) {
     problems.push({ path: ['listenHost'], message: 'must be an IPv4 address, an IPv6 address or "*"' });

@@ -6,7 +6,7 @@ import { NO_RELEASE, isAppName, type Slot } from '../../contract/names.js';
 import { inputRefusal, type AppConfigInput } from './render-input.js';
 import { connectionVariable, routeTable } from './route-table.js';
 
-export { nginxInputProblems, type AppConfigInput, type RouteInput, type SlotInput } from './render-input.js';
+export { nginxInputProblems, type AppConfigInput, type RouteInput, type SlotInput, type TlsInput } from './render-input.js';
 
 export interface RenderOptions {
   templateDir: string;
@@ -93,6 +93,12 @@ export function renderAppConfig(input: AppConfigInput, { templateDir, template =
     servers: table.servers.map((server) => ({ ...server, listen: formatListen(input.listenHost, server.listenPort) })),
     websocket: table.websocket,
     connectionVariable: connectionVariable(input.app),
+    tls: input.tls ? {
+      ...input.tls,
+      listen: formatListen(input.listenHost, input.tls.httpsPort),
+      // The redirect's target names the HTTPS port unless it is the default one.
+      portSuffix: input.tls.httpsPort === 443 ? '' : `:${input.tls.httpsPort}`,
+    } : null,
   };
   try {
     return env.render(template, context);
