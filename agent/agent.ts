@@ -34,6 +34,12 @@ import { checkNativePlatform, hostPlatform, isNativeAddon, manifestBuildPlatform
 import { releaseSpecOf } from './build/release-spec.js';
 import { releasePreparation } from './rollout/release-preparation.js';
 import { runSmokeChecks } from './rollout/smoke.js';
+import { publicUrlOf } from './rollout/public-address.js';
+import { SlipwayError } from '../contract/errors.js';
+import { TlsStore } from './tls/store.js';
+import { TlsService } from './tls/service.js';
+import { ACME_DEFAULTS } from './tls/config.js';
+import type { TrafficSwitch } from './rollout/traffic.js';
 
 export interface RunningAgent {
   server: FastifyInstance;
@@ -119,10 +125,41 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     hasRelease: (app, releaseId) => releases.has(app, releaseId),
   });
   const { prepareRelease, admitRelease } = releasePreparation({ config, state, builder, releaseDir: (app, releaseId) => releases.releaseDir(app, releaseId) });
+  // TLS (agent/tls): the include renders the installed certificate; the service changes it only
+  // under the app's lock, through the traffic switch built below.
+  let trafficSwitch: TrafficSwitch | null = null;
+  const trafficOf = () => {
+    if (!trafficSwitch) throw new Error('the traffic switch is not wired yet');
+    return trafficSwitch;
+  };
+  const tls = new TlsService({
+    config, logger, store: new TlsStore(db, path.join(config.home, 'tls')),
+    liveRoutes: (app) => trafficOf().liveRoutes(app),
+    refreshInclude: (app, input) => trafficOf().refreshInclude(app, { tls: input }),
+    withAppLock: async (app, holder, fn) => {
+      const lock = tryAppLock(state, bootId, app, holder, { action: 'tls' });
+      if (!lock) {
+        const held = state.lock(app);
+        throw new SlipwayError('app_locked', `${app} is locked by ${held?.holder ?? '?'} for ${held?.action ?? '?'}; its TLS include was not changed`, {
+          status: 409, hint: 'the next scheduled certificate run tries again, or run deploy tls --renew once the rollout ended',
+        });
+      }
+      try {
+        return await fn();
+      } finally {
+        lock.release();
+      }
+    },
+    notify: (event, input) => notices.tls(event, input),
+  });
   const smokeChecks = async (app: string, releaseId: string) => {
     const manifest = state.release(app, releaseId)?.manifest;
     const spec = manifest ? releaseSpecOf(manifest) : null;
-    return spec && spec.smoke.length > 0 ? runSmokeChecks({ config, request: (url, options) => httpGet(url, options) }, app, spec) : [];
+    // With a certificate installed, smoke checks go over HTTPS as clients do (plain HTTP redirects).
+    const https = tls.renderInput(app);
+    const port = spec?.routes[0]?.listenPort;
+    const base = https?.certificate && (port === undefined || port === https.httpPort) ? publicUrlOf(config, app, https.httpsPort, 'https') : undefined;
+    return spec && spec.smoke.length > 0 ? runSmokeChecks({ config, request: (url, options) => httpGet(url, options), ...(base ? { base } : {}) }, app, spec) : [];
   };
   const { rollouts, slots, traffic } = createRollouts({
     config,
@@ -138,11 +175,13 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     bootId,
     runBackup: (job, deploymentId, actor) => backups.runJobForDeployment(job, deploymentId, actor),
     renderNginx: (input) => renderAppConfig(input, { templateDir: config.nginx.templateDir, template: config.apps[input.app]!.nginxTemplate }),
+    tls: { renderInput: (app) => tls.renderInput(app) },
     logger,
     notices,
     // Read once here: the crash-recovery tests park a rollout at a step to kill the agent there.
     faults: { pauseBefore: process.env.SLIPWAY_FAULT_PAUSE_BEFORE ?? null },
   });
+  trafficSwitch = traffic;
   // The one place re-homing reaches into the rollout: starting a slot and the proven switch.
   const activation: SlotActivation = {
     startRelease: (app, slot, releaseId) => slots.startRelease(app, slot, releaseId),
@@ -191,6 +230,11 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     }
   }, { noOverlap: true, onError: (error) => logger.error({ err: error }, 'scheduled release cleanup failed') });
 
+  // Certificates: checked (and renewed when due) on a schedule and once at start; a run changes
+  // nginx only when the certificate changed.
+  const tlsJob = tls.apps().length === 0 ? null : CronJob.start(config.acme?.schedule ?? ACME_DEFAULTS.schedule, () => tls.runAll({ trigger: 'schedule', actor: 'agent' }),
+    { noOverlap: true, onError: (error) => logger.error({ err: error }, 'scheduled TLS certificate run failed') });
+
   const backupScheduler = new BackupScheduler(backups, logger);
   const server = buildServer({
     config, token, state, releases, rollouts, processes, health: { checkOnce }, cleanup, logger, version: VERSION,
@@ -199,6 +243,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     outbox,
     notifyPromotion: (event, input) => notices.promotion(event, input),
     logs: (app, slot, options) => slots.logs(app, slot, options),
+    tls: { service: tls, nextRun: () => tlsJob?.nextRun() ?? null },
     metrics: {
       db,
       apps: () => Object.keys(config.apps),
@@ -210,12 +255,15 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
   const url = await server.listen({ host: config.api.host, port: config.api.port });
   backupScheduler.start();
   delivery.start();
+  if (tlsJob) void tls.runAll({ trigger: 'start', actor: 'agent' }).catch((error: unknown) => logger.error({ err: error }, 'TLS certificate run at start failed'));
   logger.info({ url, home: config.home, apps: Object.keys(config.apps) }, 'slipway-agent listening');
   return {
     server,
     url,
     async close() {
       retentionJob.stop();
+      tlsJob?.stop();
+      await tls.idle();
       await delivery.stop();
       await pm2Watchdog.stop();
       await backupScheduler.stop();

@@ -1,4 +1,6 @@
 import http from 'node:http';
+import https from 'node:https';
+import { isIP } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { errorMessage } from '../contract/errors.js';
 
@@ -33,19 +35,28 @@ export function httpGet(url: string, { timeoutMs, headers = {}, maxBodyBytes = 6
       reject(new Error(`invalid URL ${JSON.stringify(url)}`));
       return;
     }
-    if (target.protocol !== 'http:') {
-      reject(new Error(`only http:// URLs can be checked, got ${target.protocol}`));
+    if (target.protocol !== 'http:' && target.protocol !== 'https:') {
+      reject(new Error(`only http:// and https:// URLs can be checked, got ${target.protocol}`));
       return;
     }
     if (signal?.aborted) {
       reject(new Error('aborted'));
       return;
     }
-    const request = http.request(target, {
-      method,
-      agent: false,
-      headers: { connection: 'close', ...headers },
-    });
+    // Over HTTPS the Host header's name is also the SNI name, so nginx picks the block it names.
+    // The agent probes its own nginx over loopback to read routing markers: the certificate is
+    // checked where it is installed (agent/tls), not by every probe.
+    const sni = headers.host?.replace(/:\d+$/, '');
+    const request = target.protocol === 'https:'
+      ? https.request(target, {
+        method, agent: false, headers: { connection: 'close', ...headers }, rejectUnauthorized: false,
+        ...(sni && isIP(sni) === 0 ? { servername: sni } : {}),
+      })
+      : http.request(target, {
+        method,
+        agent: false,
+        headers: { connection: 'close', ...headers },
+      });
     const timer = setTimeout(() => request.destroy(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
     const onAbort = () => request.destroy(new Error('aborted'));
     signal?.addEventListener('abort', onAbort, { once: true });

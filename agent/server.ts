@@ -24,6 +24,7 @@ import { notificationRoutes } from './routes/notifications.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { logRoutes, type LogRouteOptions } from './routes/logs.js';
 import { requireApp } from './apps.js';
+import { tlsRoutes, type TlsRouteOptions } from './routes/tls.js';
 import { createMetrics, type MetricsSource } from './metrics/registry.js';
 import { doraFigures } from './metrics/dora.js';
 import { doraHistory } from './metrics/history.js';
@@ -49,6 +50,8 @@ export interface ServerDeps {
   logs?: LogRouteOptions['logs'];
   /** Promotion notifications (agent/notify/notices.ts). */
   notifyPromotion?: ReleaseServiceDeps['notifyPromotion'];
+  /** Certificates (agent/tls): GET /apps/:app/tls, POST /apps/:app/tls/runs. */
+  tls?: Omit<TlsRouteOptions, 'requireApp'>;
   /** What GET /metrics and GET /apps/:app/dora read (the app status comes from the server's own view). */
   metrics?: Omit<MetricsSource, 'appStatus'>;
 }
@@ -99,6 +102,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   void app.register(backupRoutes, { ...deps.backups, logger: deps.logger });
   if (deps.outbox) void app.register(notificationRoutes, { outbox: deps.outbox });
   if (deps.logs) void app.register(logRoutes, { state: deps.state, requireApp: (name) => requireApp(deps.config.apps, name), logs: deps.logs });
+  if (deps.tls) void app.register(tlsRoutes, { ...deps.tls, requireApp: (name) => requireApp(deps.config.apps, name) });
   if (deps.metrics) {
     const source = deps.metrics;
     void app.register(metricsRoutes, {

@@ -5,6 +5,7 @@
 export const NOTIFY_EVENTS = [
   'rollout_started', 'rollout_succeeded', 'rollout_failed', 'swapped_back', 'rolled_back',
   'failed_after_switch', 'promotion_refused', 'promotion_forced', 'lock_overridden', 'backup_failed',
+  'tls_failed', 'tls_installed',
 ] as const;
 export type NotifyEventName = (typeof NOTIFY_EVENTS)[number];
 
@@ -17,7 +18,7 @@ export interface NotifyEvent {
   host: string;
   at: string;
   deploymentId: number | null;
-  /** deploy | switch | rollback | backup | lock */
+  /** deploy | switch | rollback | backup | lock | promote | tls */
   kind: string;
   releaseId: string | null;
   sha: string | null;
@@ -43,6 +44,8 @@ const ICONS: Record<NotifyEventName, string> = {
   promotion_forced: ':warning:',
   lock_overridden: ':unlock:',
   backup_failed: ':rotating_light:',
+  tls_failed: ':closed_lock_with_key:',
+  tls_installed: ':lock:',
 };
 
 const SUMMARIES: Record<NotifyEventName, string> = {
@@ -56,6 +59,8 @@ const SUMMARIES: Record<NotifyEventName, string> = {
   promotion_forced: 'promotion forced past the gate',
   lock_overridden: 'deploy lock overridden',
   backup_failed: 'backup failed',
+  tls_failed: 'TLS certificate run failed (the served certificate and config are unchanged)',
+  tls_installed: 'TLS certificate installed',
 };
 
 function totalMs(durations: Record<string, number>): number {

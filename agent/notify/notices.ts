@@ -49,6 +49,14 @@ export class Notices implements RolloutNotices {
     });
   }
 
+  /** A certificate run that failed (the serving config untouched) or installed a new certificate. */
+  tls(event: 'tls_failed' | 'tls_installed', input: { app: string; actor: string; reason: string; outcome: string }): void {
+    this.enqueue({
+      event, app: input.app, env: this.envOf(input.app, null), host: this.host, at: new Date().toISOString(), deploymentId: null, kind: 'tls',
+      releaseId: null, sha: null, tag: null, branch: null, actor: input.actor, outcome: input.outcome, reason: input.reason, stepDurationsMs: {}, url: this.urlOf(input.app),
+    });
+  }
+
   /** The environment of the lock's deployment, else the one the app was last deployed as. */
   private envOf(app: string, deploymentId: number | null): string | null {
     const deployment = deploymentId === null ? null : this.deps.state.deployment(deploymentId);

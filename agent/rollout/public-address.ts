@@ -1,16 +1,16 @@
 import type { AgentConfig } from '../config.js';
 import { otherSlot, type Slot } from '../../contract/names.js';
-import type { AppConfigInput } from '../nginx/render-input.js';
+import type { AppConfigInput, TlsInput } from '../nginx/render-input.js';
 
 import type { AppSpec } from '../../contract/spec.js';
 import { policyOf, routeListenPort } from '../spec/policy.js';
 
 /** Where nginx listens for the app: the policy's listen host and first port, for probes through nginx. */
-export function publicUrlOf(config: AgentConfig, app: string, port?: number): string {
+export function publicUrlOf(config: AgentConfig, app: string, port?: number, scheme: 'http' | 'https' = 'http'): string {
   const policy = policyOf(config.apps[app]!);
   const host = policy.listen.host === '*' || policy.listen.host === '0.0.0.0' ? '127.0.0.1' : policy.listen.host;
   const listenPort = port ?? policy.listen.ports[0] ?? 80;
-  return `http://${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${listenPort}`;
+  return `${scheme}://${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${listenPort}`;
 }
 
 /** A Host header that selects a server block listing `name`. */
@@ -39,16 +39,18 @@ export interface RouteProbe {
  * counts); under a longer prefix, the prefix itself (only nginx's markers count). Null for a spec
  * without routes: nginx serves nothing of it.
  */
-export function routeProbeOf(config: AgentConfig, app: string, spec: AppSpec): RouteProbe | null {
+export function routeProbeOf(config: AgentConfig, app: string, spec: AppSpec, tls: TlsInput | null = null): RouteProbe | null {
   const route = spec.routes[0];
   if (!route) return null;
   const port = routeListenPort(route, policyOf(config.apps[app]!));
   if (port === null) return null;
+  // With a certificate, the route's HTTPS twin: plain HTTP may only redirect there.
+  const https = tls !== null && tls.certificate !== null && port === tls.httpPort;
   const health = spec.processes[route.process]?.health as { path?: string; expectStatus?: number } | undefined;
   const root = route.path === '/';
   const probePath = root && health?.path ? health.path : route.path;
   return {
-    url: `${publicUrlOf(config, app, port)}${probePath}`,
+    url: `${https ? publicUrlOf(config, app, tls.httpsPort, 'https') : publicUrlOf(config, app, port)}${probePath}`,
     host: probeHostFor(route.serverNames[0] ?? '_'),
     process: route.process,
     expectStatus: root && health?.expectStatus !== undefined ? health.expectStatus : null,

@@ -176,7 +176,7 @@ export interface AppLock { release(): void }
  * anything changed, naming the holder.
  */
 export function tryAppLock(
-  state: StateStore, bootId: string, app: string, holder: string, options: { takeReservation?: boolean; logger?: Logger } = {},
+  state: StateStore, bootId: string, app: string, holder: string, options: { takeReservation?: boolean; logger?: Logger; action?: string } = {},
 ): AppLock | null {
   const held = state.lock(app);
   if (options.takeReservation && held && held.deploymentId === null && held.expiresAt !== null) {
@@ -184,7 +184,7 @@ export function tryAppLock(
     options.logger?.warn({ app, lock: held }, 'took over a deploy lock reservation to move the slots back under PM2');
   }
   const lockId = randomUUID();
-  const taken = state.acquireLock({ app, lockId, holder, action: 'pm2-rehome', releaseId: null, expiresAt: null, bootId, deploymentId: null });
+  const taken = state.acquireLock({ app, lockId, holder, action: options.action ?? 'pm2-rehome', releaseId: null, expiresAt: null, bootId, deploymentId: null });
   return taken.ok ? { release: () => { state.releaseLock(app, lockId); } } : null;
 }
 

@@ -8,7 +8,7 @@ import { RolloutStop, StepJournal, type Deployment } from './journal.js';
 import { DeployLocks } from './locks.js';
 import { SlotProcesses } from './slot-process.js';
 import { chooseTargetSlot } from './slots.js';
-import { TrafficSwitch } from './traffic.js';
+import { TrafficSwitch, type TrafficDeps } from './traffic.js';
 import { planRollback, previousRelease } from './rollback-plan.js';
 import { ActivationSteps, type ActivationDeps } from './activation.js';
 import type { RolloutNotices } from '../notify/notices.js';
@@ -49,6 +49,8 @@ export type RolloutWiring = Omit<RolloutDeps, 'slots' | 'traffic'> & {
   renderNginx: (input: NginxRenderInput) => string;
   portInUse?: (port: number) => Promise<boolean>;
   portWaitMs?: number;
+  /** The app's HTTPS as its include renders it (agent/tls). */
+  tls?: TrafficDeps['tls'];
 };
 
 /** What crash recovery uses of the rollout's parts: the traffic switch and starting a slot. */
@@ -59,9 +61,9 @@ export interface RecoveryActions {
 
 /** Builds the rollout and the two parts crash recovery shares with it. */
 export function createRollouts(wiring: RolloutWiring): { rollouts: RolloutService; slots: SlotProcesses; traffic: TrafficSwitch } {
-  const { releaseDir, renderNginx, portInUse, portWaitMs, ...rest } = wiring;
+  const { releaseDir, renderNginx, portInUse, portWaitMs, tls, ...rest } = wiring;
   const slots = new SlotProcesses({ ...rest, releaseDir, ...(portInUse ? { portInUse } : {}), ...(portWaitMs !== undefined ? { portWaitMs } : {}) });
-  const traffic = new TrafficSwitch({ ...rest, renderNginx, slots });
+  const traffic = new TrafficSwitch({ ...rest, renderNginx, slots, ...(tls ? { tls } : {}) });
   return { rollouts: new RolloutService({ ...rest, slots, traffic }), slots, traffic };
 }
 

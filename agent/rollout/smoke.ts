@@ -30,7 +30,8 @@ export function smokeHost(spec: Pick<AppSpec, 'routes'>, check: Pick<SmokeCheck,
 export function smokeUrl(publicUrl: string, spec: Pick<AppSpec, 'routes'>, check: Pick<SmokeCheck, 'path'>): string {
   const url = new URL(publicUrl);
   const port = spec.routes[0]?.listenPort;
-  if (port !== undefined) url.port = String(port);
+  // An https:// base is the route's HTTPS twin, on its own port.
+  if (port !== undefined && url.protocol === 'http:') url.port = String(port);
   return `${url.origin}${check.path}`;
 }
 
@@ -67,8 +68,9 @@ export function judgeSmoke(check: SmokeCheck, answer: SmokeResponse | { error: s
 }
 
 /** Runs every check of the spec concurrently through nginx; one WatchCheck each. */
-export function runSmokeChecks(deps: { config: AgentConfig; request: SmokeRequest }, app: string, spec: Pick<AppSpec, 'routes' | 'smoke'>): Promise<WatchCheck[]> {
-  const base = publicUrlOf(deps.config, app);
+export function runSmokeChecks(deps: { config: AgentConfig; request: SmokeRequest; base?: string }, app: string, spec: Pick<AppSpec, 'routes' | 'smoke'>): Promise<WatchCheck[]> {
+  // `base`: the app's HTTPS address when it serves TLS (plain HTTP then only redirects).
+  const base = deps.base ?? publicUrlOf(deps.config, app);
   return Promise.all(spec.smoke.map((check) => deps.request(smokeUrl(base, spec, check), {
     method: check.method, timeoutMs: check.timeoutMs, headers: { host: smokeHost(spec, check) },
   }).then((answer) => judgeSmoke(check, answer), (error: unknown) => judgeSmoke(check, { error: errorMessage(error) }))));

@@ -3,7 +3,7 @@ import type { StateStore } from '../state/store.js';
 import { NO_RELEASE, SLOTS, type Slot } from '../../contract/names.js';
 import type { AppSpec } from '../../contract/spec.js';
 import type { NginxProbe } from '../nginx/controller.js';
-import type { RouteInput, SlotInput } from '../nginx/render-input.js';
+import type { RouteInput, SlotInput, TlsInput } from '../nginx/render-input.js';
 import { policyOf } from '../spec/policy.js';
 import type { NginxRenderInput, TrafficSwitcher } from './deps.js';
 import { routeProbeOf, type RouteProbe } from './public-address.js';
@@ -18,6 +18,8 @@ export interface TrafficDeps {
   renderNginx: (input: NginxRenderInput) => string;
   /** The slots' recorded layouts and their releases' specs. */
   slots: Pick<SlotProcesses, 'layout' | 'specOf'>;
+  /** The app's HTTPS as the include renders it (agent/tls): its installed certificate; null: plain HTTP. */
+  tls?: { renderInput(app: string): TlsInput | null };
 }
 
 /** How the switch was proven: through nginx, or not at all because the app has no routes. */
@@ -38,6 +40,12 @@ export interface SwitchOptions {
   faultPoint?: (point: 'flip' | 'record') => Promise<void>;
   /** More state written in the same transaction as the new live slot (the activation's marks). */
   record?: () => void;
+}
+
+/** Re-rendering the include of the slots as they are, with other TLS settings (agent/tls). */
+export interface RefreshOptions {
+  /** The TLS the include is rendered with instead of the one installed now (a certificate about to be installed). */
+  tls: TlsInput | null;
 }
 
 /** Pure: a spec's routes as nginx gets them, each with its listen port settled. */
@@ -80,18 +88,48 @@ export class TrafficSwitch {
     return { releaseId, ports, routes };
   }
 
-  /** The probe through nginx that reaches `slot`'s release, or null when its spec has no routes. */
-  probeOf(app: string, releaseId: string | null): RouteProbe | null {
+  /**
+   * The probe through nginx that reaches `slot`'s release, or null when its spec has no routes.
+   * With a certificate installed it goes over HTTPS, the way clients reach the app.
+   */
+  probeOf(app: string, releaseId: string | null, tls: TlsInput | null = this.tlsOf(app)): RouteProbe | null {
     if (!releaseId) return null;
     try {
-      return routeProbeOf(this.deps.config, app, this.deps.slots.specOf(app, releaseId).spec);
+      return routeProbeOf(this.deps.config, app, this.deps.slots.specOf(app, releaseId).spec, tls);
     } catch {
       return null;
     }
   }
 
-  async switchTraffic(app: string, slot: Slot, releaseId: string, options: SwitchOptions = {}): Promise<SwitchOutcome> {
+  /** The TLS the include is rendered with now. */
+  tlsOf(app: string): TlsInput | null {
+    return this.deps.tls?.renderInput(app) ?? null;
+  }
+
+  /** The routes the live slot's release serves (what its certificate must cover), or null before a live release. */
+  liveRoutes(app: string): { releaseId: string; routes: RouteInput[] } | null {
+    const live = this.deps.state.app(app)?.liveSlot;
+    const releaseId = live ? this.deps.state.slot(app, live).releaseId : null;
+    if (!live || !releaseId) return null;
+    return { releaseId, routes: this.slotInput(app, live, releaseId).routes };
+  }
+
+  /**
+   * Re-renders the include for the slots as they are with `options.tls`, and when that changes
+   * it, tests, reloads and proves it (the previous file back on any failure); traffic stays on
+   * the live slot and nothing is recorded. Before a live release there is no include yet: the
+   * first switch writes it with whatever TLS is installed by then.
+   */
+  async refreshInclude(app: string, options: RefreshOptions): Promise<SwitchOutcome | null> {
+    const live = this.deps.state.app(app)?.liveSlot ?? null;
+    const releaseId = live ? this.deps.state.slot(app, live).releaseId : null;
+    if (!live || !releaseId) return null;
+    return this.switchTraffic(app, live, releaseId, { tls: options.tls, includeOnly: true });
+  }
+
+  async switchTraffic(app: string, slot: Slot, releaseId: string, options: SwitchOptions & { tls?: TlsInput | null; includeOnly?: boolean } = {}): Promise<SwitchOutcome> {
     const { state, config, nginx } = this.deps;
+    const tls = options.tls !== undefined ? options.tls : this.tlsOf(app);
     const releaseOf = (s: Slot) => (s === slot ? releaseId : state.slot(app, s).releaseId);
     // The slot serving now: the flag's, else (no flag yet) what SQLite recorded, else the target.
     // The flag names the serving slot's release (nginx reads it from there, not from the include):
@@ -103,6 +141,7 @@ export class TrafficSwitch {
     // compared: a switch to a slot whose routes set other limits re-renders (and reloads) the include.
     const render = (generation: number, fallback: Slot) => this.deps.renderNginx({
       app, slot: fallback, settingsFrom: slot, slots, switchDir: nginx.switchDirOf(app), generation, listenHost,
+      ...(tls ? { tls } : {}),
     });
     const probe = (route: RouteProbe, expectHeaders: Record<string, string>): NginxProbe => ({
       url: route.url,
@@ -111,8 +150,8 @@ export class TrafficSwitch {
     });
     // Markers come with every answer of the include (a 404 of a slot without that route too), so
     // a route of either release can prove the serving slot after a reload and the target after a flip.
-    const servingRoute = this.probeOf(app, releaseOf(serving)) ?? this.probeOf(app, releaseId);
-    const targetRoute = this.probeOf(app, releaseId) ?? servingRoute;
+    const servingRoute = this.probeOf(app, releaseOf(serving), tls) ?? this.probeOf(app, releaseId, tls);
+    const targetRoute = this.probeOf(app, releaseId, tls) ?? servingRoute;
     let appliedGeneration: number | null = null;
     // An app whose releases route nothing has nothing in nginx: traffic is only the record below.
     if (servingRoute && targetRoute) {
@@ -139,6 +178,7 @@ export class TrafficSwitch {
     } else {
       await options.faultPoint?.('flip');
     }
+    if (options.includeOnly) return { provenOverHttp: servingRoute !== null && targetRoute !== null, appliedGeneration };
     await options.faultPoint?.('record');
     state.transaction(() => {
       state.setLiveSlot(app, slot);

@@ -260,6 +260,34 @@ const MIGRATIONS: string[] = [
   CREATE INDEX promotions_app ON promotions (app, id);
   ALTER TABLE deployments ADD COLUMN promotion TEXT;
   `,
+  // part tls: the certificate each app serves (installed only once nginx -t accepted and a reload
+  // proved it) and every certificate run (first issuance, renewal, a failure and why).
+  `
+  CREATE TABLE tls_certificates (
+    app           TEXT PRIMARY KEY,
+    source        TEXT NOT NULL CHECK (source IN ('acme', 'files')),
+    fingerprint   TEXT NOT NULL,
+    names         TEXT NOT NULL,
+    not_before    TEXT NOT NULL,
+    not_after     TEXT NOT NULL,
+    issuer        TEXT NOT NULL,
+    dir           TEXT NOT NULL,
+    installed_at  TEXT NOT NULL
+  );
+  CREATE TABLE tls_runs (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    app          TEXT NOT NULL,
+    trigger      TEXT NOT NULL,
+    actor        TEXT NOT NULL,
+    outcome      TEXT NOT NULL CHECK (outcome IN ('installed', 'unchanged', 'skipped', 'failed')),
+    fingerprint  TEXT,
+    not_after    TEXT,
+    reason       TEXT,
+    duration_ms  INTEGER NOT NULL,
+    at           TEXT NOT NULL
+  );
+  CREATE INDEX tls_runs_app ON tls_runs (app, id);
+  `,
 ];
 
 export function openDatabase(file: string): Db {
