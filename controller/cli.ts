@@ -18,6 +18,7 @@ import { rollback } from './commands/rollback.js';
 import { cleanupReleases, history, lockRelease, lockStatus, releases } from './commands/history.js';
 import { backupList, backupRestore, backupRun } from './commands/backup.js';
 import { metrics } from './commands/metrics.js';
+import { tls } from './commands/tls.js';
 import { logs } from './commands/logs.js';
 import { LIVE_REF, diff } from './commands/diff.js';
 
@@ -185,6 +186,11 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
     .description('DORA figures from the host\'s history: deployment frequency, lead time, change failure rate, time to restore')
     .option('--since <window>', 'how far back: a number with h, d or w (e.g. 30d, 12h, 2w)', parseWindow, '30d')
     .action((opts: { since: string }) => run((out, global) => metrics(config(global), { since: opts.since, json: global.json ?? false }, out)));
+  program.command('tls')
+    .description('the app\'s HTTPS certificate (ACME or the host\'s files), when it expires, and its runs; --renew runs one now')
+    .option('--renew', 'run the certificate check now: obtain or renew when due, reload nginx only if the certificate changed', false)
+    .option('--force', 'a run now (implies --renew) asking the CA for a new certificate even if the installed one is fresh', false)
+    .action((opts: { renew: boolean; force: boolean }) => run((out, global) => tls(config(global), { renew: opts.renew || opts.force, force: opts.force, json: global.json ?? false }, out)));
   program.command('diff')
     .description('what changed in the app spec (deploy.spec.json: processes, routes, build, checks) between two releases')
     .argument('<from>', 'the older release: its id, a prefix of 7+ characters of it or of its commit, or "live"', parseReleaseRefOrLive)

@@ -226,5 +226,15 @@ describe('TLS with certificates from a real ACME server (pebble)', () => {
     expect(await presented(httpsPort, 'shop.test', root)).toMatchObject({ authorized: true, fingerprint: before.certificate!.fingerprint });
     expect((await httpsGet(httpsPort, 'shop.test', '/', root)).status).toBe(200);
     await waitFor(() => webhook.messages.some((m) => m.text.includes('TLS certificate run failed')), { timeoutMs: 30_000, description: 'tls_failed notification' });
+
+    // The operator sees it with deploy tls; the next run (the CA reachable again) finds the certificate fresh.
+    const shown = await stack.deploy(['tls']);
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(shown.stdout).toContain(`certificate ${before.certificate!.fingerprint.slice(0, 16)} for shop.test, www.shop.test`);
+    expect(shown.stdout).toMatch(/LAST RUN FAILED \(the served certificate and config are unchanged\): certbot certonly/);
+    const renew = await stack.deploy(['tls', '--renew']);
+    expect(renew.code, renew.stderr).toBe(0);
+    expect(renew.stdout).toMatch(/unchanged +api by \S+.*valid until/);
+    expect(renew.stdout).not.toContain('LAST RUN FAILED');
   });
 });
