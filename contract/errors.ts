@@ -218,9 +218,8 @@ export const ERROR_KINDS = {
   origin_not_allowed: 'internal',
   reconcile_failed: 'internal',
   orphan_stop_failed: 'internal',
-  // part tls: a certificate nginx may not serve, an ACME run that failed, TLS asked of an app without it.
+  // part tls: a certificate nginx may not serve, TLS asked of an app without it.
   tls_certificate_invalid: 'refused',
-  tls_issuance_failed: 'refused',
   tls_not_configured: 'usage',
 } as const satisfies Record<string, ErrorKind>;
 
