@@ -36,6 +36,7 @@ import { releasePreparation } from './rollout/release-preparation.js';
 import { runSmokeChecks } from './rollout/smoke.js';
 import { publicUrlOf } from './rollout/public-address.js';
 import { SlipwayError } from '../contract/errors.js';
+import { waitFor } from '../lib/wait.js';
 import { TlsStore } from './tls/store.js';
 import { TlsService } from './tls/service.js';
 import { ACME_DEFAULTS } from './tls/config.js';
@@ -136,14 +137,16 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     config, logger, store: new TlsStore(db, path.join(config.home, 'tls')),
     liveRoutes: (app) => trafficOf().liveRoutes(app),
     refreshInclude: (app, input) => trafficOf().refreshInclude(app, { tls: input }),
-    withAppLock: async (app, holder, fn) => {
-      const lock = tryAppLock(state, bootId, app, holder, { action: 'tls' });
-      if (!lock) {
-        const held = state.lock(app);
-        throw new SlipwayError('app_locked', `${app} is locked by ${held?.holder ?? '?'} for ${held?.action ?? '?'}; its TLS include was not changed`, {
-          status: 409, hint: 'the next scheduled certificate run tries again, or run deploy tls --renew once the rollout ended',
-        });
-      }
+    withAppLock: async (app, holder, waitMs, fn) => {
+      const lock = await waitFor(() => tryAppLock(state, bootId, app, holder, { action: 'tls' }), {
+        timeoutMs: waitMs, intervalMs: 250,
+        onTimeout: () => {
+          const held = state.lock(app);
+          return new SlipwayError('app_locked', `${app} is locked by ${held?.holder ?? '?'} for ${held?.action ?? '?'}; its TLS include was not changed`, {
+            status: 409, hint: 'the next scheduled certificate run tries again, or run deploy tls --renew once the rollout ended',
+          });
+        },
+      });
       try {
         return await fn();
       } finally {
@@ -177,7 +180,15 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     renderNginx: (input) => renderAppConfig(input, { templateDir: config.nginx.templateDir, template: config.apps[input.app]!.nginxTemplate }),
     tls: { renderInput: (app) => tls.renderInput(app) },
     logger,
-    notices,
+    notices: {
+      started: (d) => notices.started(d),
+      ended: (d, result) => {
+        notices.ended(d, result);
+        // After the rollout's transaction; the run waits for its lock.
+        if (result.outcome === 'succeeded') setImmediate(() => tls.afterRollout(d.app));
+      },
+      lockOverridden: (lock, actor) => notices.lockOverridden(lock, actor),
+    },
     // Read once here: the crash-recovery tests park a rollout at a step to kill the agent there.
     faults: { pauseBefore: process.env.SLIPWAY_FAULT_PAUSE_BEFORE ?? null },
   });

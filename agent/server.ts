@@ -81,6 +81,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     config: deps.config, state: deps.state, probes: new SlotProbeCache(deps.processes, deps.health),
     hasRelease: (app, releaseId) => deps.releases.has(app, releaseId),
     ...(deps.pm2Status ? { pm2Status: deps.pm2Status } : {}),
+    ...(deps.tls ? { tlsSummary: (app: string) => deps.tls!.service.summary(app) } : {}),
   });
   const releases = new ReleaseService({
     apps: deps.config.apps, state: deps.state, releases: deps.releases, cleanup: deps.cleanup, logger: deps.logger,

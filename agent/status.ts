@@ -2,6 +2,7 @@
 // from the state store and live probes, so routes stay a schema and one call, and a column of the
 // database reaches the API only through a field named in a view.
 import type { AgentConfig } from './config.js';
+import type { TlsSummary } from '../contract/tls.js';
 import type { EventRow, DeploymentRow, ReleaseState, SlotProcessRow, StateStore } from './state/store.js';
 import type { AppSpec } from '../contract/spec.js';
 import { translateLegacy } from './spec/legacy.js';
@@ -38,6 +39,8 @@ export interface StatusDeps {
   probes: SlotProbeCache;
   /** The PM2 daemon's state, answered without a PM2 call. */
   pm2Status?: () => Pm2DaemonStatus;
+  /** The app's HTTPS (agent/tls), or null without TLS settings. */
+  tlsSummary?: (app: string) => TlsSummary | null;
 }
 
 /** How long each step of a deployment took, from its journal: steps that finished, ok or failed. */
@@ -49,6 +52,10 @@ export function stepDurations(events: readonly Pick<EventRow, 'step' | 'status' 
   return durations;
 }
 
+
+function tlsOf(summary: TlsSummary | null): { tls?: TlsSummary } {
+  return summary ? { tls: summary } : {};
+}
 
 export class StatusService {
   constructor(private readonly deps: StatusDeps) {}
@@ -104,6 +111,7 @@ export class StatusService {
       tag: liveReleaseId ? state.deploymentTag(name, liveReleaseId) ?? state.release(name, liveReleaseId)?.manifest.tag ?? null : null,
       specOverrides: state.appOverrides(name)?.overrides ?? null,
       ...(this.deps.pm2Status ? { pm2: this.deps.pm2Status() } : {}),
+      ...tlsOf(this.deps.tlsSummary?.(name) ?? null),
       slots,
       releases: state.releases(name).map((r) => ({
         releaseId: r.releaseId, state: r.state, bytes: r.bytes, createdAt: r.createdAt, manifest: r.manifest,

@@ -1,5 +1,6 @@
 // The agent's HTTP contract, imported by the agent (server side) and the controller (client side).
 import type { Slot } from './names.js';
+import type { TlsSummary } from './tls.js';
 import type { ReleaseManifest } from './manifest.js';
 import type { ErrorBody } from './errors.js';
 import type { AppSpec } from './spec.js';
@@ -101,6 +102,8 @@ export interface AppStatus {
   specOverrides?: SpecOverrides | null;
   /** Absent from agents that predate it. */
   pm2?: Pm2DaemonStatus;
+  /** HTTPS of the app (agent/tls); absent without TLS settings. */
+  tls?: TlsSummary;
   slots: SlotStatus[];
   releases: ReleaseInfo[];
 }

@@ -49,3 +49,13 @@ export interface TlsRunAnswer {
   run: TlsRunView;
   status: TlsStatus;
 }
+
+/** The TLS line of `deploy status` (AppStatus.tls): the certificate served and the last run. */
+export interface TlsSummary {
+  httpsPort: number;
+  /** The certificate served (null: none yet, plain HTTP). */
+  fingerprint: string | null;
+  notAfter: string | null;
+  names: string[];
+  lastRun: { outcome: TlsRunView['outcome']; at: string; reason: string | null } | null;
+}

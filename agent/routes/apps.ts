@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
+import type { TlsSummary } from '../../contract/tls.js';
 import type { AppStatus, Pm2DaemonStatus, ReleaseInfo, SlotProcessStatus, SlotStatus } from '../../contract/api.js';
 import { manifestSchema } from '../../contract/manifest.js';
 import type { AppSummary, StatusService } from '../status.js';
@@ -46,12 +47,23 @@ const pm2Daemon = {
   properties: { state: { type: 'string', enum: ['up', 'down', 'recovering'] }, pid: nullable('integer'), since: { type: 'string' }, message: nullable('string') },
 } as const satisfies ObjectSchemaOf<Pm2DaemonStatus>;
 
+const tlsSummary = {
+  type: 'object', additionalProperties: false, required: ['httpsPort', 'fingerprint', 'notAfter', 'names', 'lastRun'],
+  properties: {
+    httpsPort: { type: 'integer' }, fingerprint: nullable('string'), notAfter: nullable('string'), names: { type: 'array', items: { type: 'string' } },
+    lastRun: {
+      type: ['object', 'null'], additionalProperties: false, required: ['outcome', 'at', 'reason'],
+      properties: { outcome: { type: 'string' }, at: { type: 'string' }, reason: nullable('string') },
+    },
+  },
+} as const satisfies ObjectSchemaOf<TlsSummary>;
+
 const appStatus = {
   type: 'object', additionalProperties: false,
   required: ['app', 'liveSlot', 'liveReleaseId', 'generation', 'publicUrl', 'slots', 'releases'],
   properties: {
     app: { type: 'string' }, liveSlot: nullable('string'), liveReleaseId: nullable('string'), generation: { type: 'integer' },
-    publicUrl: { type: 'string' }, env: nullable('string'), tag: nullable('string'), specOverrides: { type: ['object', 'null'], additionalProperties: true }, pm2: pm2Daemon, slots: { type: 'array', items: slotStatus }, releases: { type: 'array', items: releaseInfo },
+    publicUrl: { type: 'string' }, env: nullable('string'), tag: nullable('string'), specOverrides: { type: ['object', 'null'], additionalProperties: true }, pm2: pm2Daemon, tls: tlsSummary, slots: { type: 'array', items: slotStatus }, releases: { type: 'array', items: releaseInfo },
   },
 } as const satisfies ObjectSchemaOf<AppStatus>;
 

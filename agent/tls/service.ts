@@ -1,6 +1,7 @@
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { SlipwayError, errorMessage } from '../../contract/errors.js';
+import type { TlsSummary } from '../../contract/tls.js';
 import { outputTail, runCommand, type CommandResult } from '../../lib/exec.js';
 import type { AgentConfig } from '../config.js';
 import type { RouteInput, TlsInput } from '../nginx/render-input.js';
@@ -26,15 +27,15 @@ export interface TlsServiceDeps {
   liveRoutes(app: string): { releaseId: string; routes: RouteInput[] } | null;
   /** Re-renders the app's include with `tls` and applies it when it changed (TrafficSwitch.refreshInclude). */
   refreshInclude(app: string, tls: TlsInput | null): Promise<unknown>;
-  /** Runs `fn` holding the app's deploy lock, or refuses when a rollout holds it. */
-  withAppLock<T>(app: string, holder: string, fn: () => Promise<T>): Promise<T>;
+  /** Runs `fn` holding the app's deploy lock, waiting up to `waitMs` for a rollout to release it (then app_locked). */
+  withAppLock<T>(app: string, holder: string, waitMs: number, fn: () => Promise<T>): Promise<T>;
   notify(event: 'tls_failed' | 'tls_installed', input: { app: string; actor: string; reason: string; outcome: string }): void;
   run?: (argv: readonly string[], options: { timeoutMs: number; env: NodeJS.ProcessEnv }) => Promise<CommandResult>;
   now?: () => Date;
 }
 
 export interface TlsRunRequest {
-  /** schedule | start | api */
+  /** schedule | start | api | deploy */
   trigger: string;
   actor: string;
   /** A new certificate from the CA even when the installed one is fresh (ACME). */
@@ -45,6 +46,8 @@ export interface TlsRunRequest {
 class RunFailure extends Error {}
 
 const HOLDER = 'tls@agent';
+/** How long a run after a rollout waits for that rollout's lock to go (its watch window may still run). */
+const AFTER_DEPLOY_LOCK_WAIT_MS = 15 * 60_000;
 
 export class TlsService {
   private readonly running = new Map<string, Promise<TlsRun>>();
@@ -76,6 +79,18 @@ export class TlsService {
 
   installed(app: string): InstalledCertificate | null {
     return this.deps.store.installed(app);
+  }
+
+  /** The line `deploy status` shows: the certificate served and the last run; null without TLS settings. */
+  summary(app: string): TlsSummary | null {
+    const tls = this.deps.config.apps[app]?.tls;
+    if (!tls) return null;
+    const installed = this.deps.store.installed(app);
+    const last = this.deps.store.runs(app, 1)[0];
+    return {
+      httpsPort: tls.httpsPort, fingerprint: installed?.fingerprint ?? null, notAfter: installed?.notAfter ?? null, names: installed?.names ?? [],
+      lastRun: last ? { outcome: last.outcome, at: last.at, reason: last.reason } : null,
+    };
   }
 
   runs(app: string, limit?: number): TlsRun[] {
@@ -117,6 +132,21 @@ export class TlsService {
     };
   }
 
+  /** A run after a rollout waits for its lock; others find the app busy and leave it to the next run. */
+  private lockWait(request: TlsRunRequest): number {
+    return request.trigger === 'deploy' ? AFTER_DEPLOY_LOCK_WAIT_MS : 0;
+  }
+
+  /**
+   * After a rollout went live: a release may route a name the certificate does not cover yet.
+   * Runs in the background once the rollout's lock is released (a certificate that covers every
+   * name and is not due costs no CA request and no reload).
+   */
+  afterRollout(app: string): void {
+    if (!this.deps.config.apps[app]?.tls) return;
+    void this.run(app, { trigger: 'deploy', actor: 'agent' }).catch((error: unknown) => this.deps.logger.error({ err: error, app }, 'TLS certificate run after a rollout failed'));
+  }
+
   private acme(): AcmeSettings {
     const acme = this.deps.config.acme;
     if (!acme) throw new RunFailure('the agent config has no "acme" section');
@@ -153,7 +183,7 @@ export class TlsService {
         // The challenge location must be served before the CA asks for it: an include rendered
         // before TLS was configured has none yet.
         await mkdir(this.acme().webroot, { recursive: true, mode: 0o755 });
-        await this.deps.withAppLock(app, HOLDER, () => this.deps.refreshInclude(app, this.renderInput(app)));
+        await this.deps.withAppLock(app, HOLDER, this.lockWait(request), () => this.deps.refreshInclude(app, this.renderInput(app)));
       }
       const live = this.deps.liveRoutes(app);
       const httpPort = policyOf(this.deps.config.apps[app]!).listen.ports[0]!;
@@ -174,7 +204,7 @@ export class TlsService {
       if (installed && installed.fingerprint === facts.fingerprint && await exists(installed.dir)) {
         return record('unchanged', `the certificate served is already ${facts.fingerprint.slice(0, 16)} (valid until ${facts.notAfter}): no reload`, installed);
       }
-      await this.install(app, tls, facts, obtained);
+      await this.install(app, tls, facts, obtained, this.lockWait(request));
       return record('installed', `certificate for ${facts.names.join(', ') || '(no DNS names)'} valid until ${facts.notAfter} installed: nginx -t, reload and HTTPS proof passed`, facts);
     } catch (error) {
       // A rollout holds the app: not a certificate problem; the next run tries again.
@@ -219,9 +249,9 @@ export class TlsService {
     return facts;
   }
 
-  private async install(app: string, tls: AppTlsPolicy, facts: CertificateFacts, obtained: { chainPem: string; keyPem: string }): Promise<void> {
+  private async install(app: string, tls: AppTlsPolicy, facts: CertificateFacts, obtained: { chainPem: string; keyPem: string }, lockWaitMs: number): Promise<void> {
     const { store } = this.deps;
-    await this.deps.withAppLock(app, HOLDER, async () => {
+    await this.deps.withAppLock(app, HOLDER, lockWaitMs, async () => {
       const dir = await store.stage(app, facts.fingerprint, obtained.chainPem, obtained.keyPem);
       try {
         await this.deps.refreshInclude(app, this.inputWith(app, tls, dir));

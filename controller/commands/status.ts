@@ -1,15 +1,26 @@
 import type { AppStatus, NotificationsStatus } from '../../contract/api.js';
 import { shortSha } from '../../contract/names.js';
+import type { TlsSummary } from '../../contract/tls.js';
 import type { ControllerConfig } from '../config.js';
 import { EXIT, type ExitCode } from '../errors.js';
 import type { Output } from '../output.js';
 import { openAgentSession } from '../session.js';
+
+/** Pure: the TLS line: the certificate served, and a failed last run (deploy tls has the rest). */
+export function tlsLine(tls: TlsSummary): string {
+  const served = tls.fingerprint === null
+    ? `https :${tls.httpsPort}: no certificate yet (plain HTTP)`
+    : `https :${tls.httpsPort}: certificate for ${tls.names.join(', ') || '(no DNS names)'} valid until ${tls.notAfter}`;
+  const failed = tls.lastRun?.outcome === 'failed' ? `; LAST CERTIFICATE RUN FAILED ${tls.lastRun.at}: ${tls.lastRun.reason ?? ''} (see deploy tls)` : '';
+  return `${served}${failed}`;
+}
 
 /** Pure: the human view of an app's slots and releases. */
 export function formatStatus(status: AppStatus): string {
   const lines = [`${status.app}${status.env ? ` [${status.env}]` : ''}: live ${status.liveSlot ?? 'none'}${status.liveReleaseId ? ` (${shortSha(status.liveReleaseId)})` : ''} at ${status.publicUrl}`];
   const pm2Down = status.pm2 !== undefined && status.pm2.state !== 'up';
   if (status.pm2 && pm2Down) lines.push(`  PM2 daemon ${status.pm2.state} since ${status.pm2.since}: ${status.pm2.message ?? ''}`);
+  if (status.tls) lines.push(`  ${tlsLine(status.tls)}`);
   for (const s of status.slots) {
     const proc = s.process ? `${s.process.status} pid ${s.process.pid ?? '-'} restarts ${s.process.restarts}` : pm2Down ? `not known to PM2 (daemon ${status.pm2!.state})` : 'no process';
     const health = s.health ? (s.health.ok ? 'healthy' : `unhealthy (${s.health.status ?? s.health.error ?? '?'})`) : '-';

@@ -28,6 +28,8 @@ import { startWebhook, type Webhook } from '../helpers/webhook.js';
 import { waitFor } from '../helpers/wait.js';
 
 const NAMES = ['shop.test', 'www.shop.test'];
+/** A name the policy allows that the first releases do not route. */
+const LATER_NAME = 'api.shop.test';
 
 async function isShuttingDown(pid: number): Promise<boolean> {
   return (await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).includes('shutting down');
@@ -73,7 +75,7 @@ describe('TLS with certificates from a real ACME server (pebble)', () => {
     webhook = await startWebhook();
     httpsPort = await freePort();
     stack = await startStack({
-      policy: { serverNames: NAMES },
+      policy: { serverNames: [...NAMES, LATER_NAME] },
       appConfig: { tls: { source: 'acme', httpsPort, hsts: { maxAgeSeconds: 600 } } },
       agentConfig: {
         // The schedule never fires during the test: runs are asked for through the API.
@@ -101,18 +103,18 @@ describe('TLS with certificates from a real ACME server (pebble)', () => {
     return await response.json() as TlsRunAnswer;
   };
 
-  const spec = () => ({
+  const spec = (names = NAMES) => ({
     processes: { web: { script: 'server.js', health: { path: '/health', intervalMs: 100, retries: 100 } } },
-    routes: [{ serverNames: NAMES, process: 'web', listenPort: stack.publicPort }],
+    routes: [{ serverNames: names, process: 'web', listenPort: stack.publicPort }],
     watch: { windowMs: 300, intervalMs: 100 },
   });
 
   /** Uploads the sample app as a new release (a fresh commit) and deploys it. */
-  const push = async (): Promise<{ releaseId: string; events: string[] }> => {
+  const push = async (names = NAMES): Promise<{ releaseId: string; events: string[] }> => {
     const files: CraftEntry[] = [];
     for (const name of ['server.js', 'message.txt', 'package.json']) files.push({ path: name, body: await fs.readFile(path.join(SAMPLE_APP_DIR, name)) });
     const manifest = releaseManifest(APP, randomCommit(), contentDigestOfEntries(files));
-    const checked = checkAppSpec(spec());
+    const checked = checkAppSpec(spec(names));
     if (!checked.ok) throw new Error(JSON.stringify(checked.problems));
     Object.assign(manifest, { schemaVersion: 3, spec: checked.spec, specDigest: specDigest(checked.spec) });
     const body = gzip(tarball([{ path: 'manifest.json', body: JSON.stringify(manifest) }, ...files]));
@@ -227,7 +229,10 @@ describe('TLS with certificates from a real ACME server (pebble)', () => {
     expect((await httpsGet(httpsPort, 'shop.test', '/', root)).status).toBe(200);
     await waitFor(() => webhook.messages.some((m) => m.text.includes('TLS certificate run failed')), { timeoutMs: 30_000, description: 'tls_failed notification' });
 
-    // The operator sees it with deploy tls; the next run (the CA reachable again) finds the certificate fresh.
+    // The operator sees it in deploy status and deploy tls; the next run (the CA reachable again) finds the certificate fresh.
+    const overview = await stack.deploy(['status']);
+    expect(overview.code, overview.stderr).toBe(0);
+    expect(overview.stdout).toMatch(new RegExp(`https :${httpsPort}: certificate for shop\\.test, www\\.shop\\.test valid until \\S+; LAST CERTIFICATE RUN FAILED`));
     const shown = await stack.deploy(['tls']);
     expect(shown.code, shown.stderr).toBe(0);
     expect(shown.stdout).toContain(`certificate ${before.certificate!.fingerprint.slice(0, 16)} for shop.test, www.shop.test`);
@@ -236,5 +241,16 @@ describe('TLS with certificates from a real ACME server (pebble)', () => {
     expect(renew.code, renew.stderr).toBe(0);
     expect(renew.stdout).toMatch(/unchanged +api by \S+.*valid until/);
     expect(renew.stdout).not.toContain('LAST RUN FAILED');
+  });
+
+  it('a release that routes a new name gets a certificate covering it after its rollout, without being asked', async () => {
+    const next = await push([...NAMES, LATER_NAME]);
+    const covered = await waitFor(async () => {
+      const s = await status();
+      return s.certificate?.names.includes(LATER_NAME) ? s : null;
+    }, { timeoutMs: 120_000, description: `a certificate covering ${LATER_NAME}` });
+    expect(covered.runs[0]).toMatchObject({ trigger: 'deploy', actor: 'agent', outcome: 'installed' });
+    expect(await presented(httpsPort, LATER_NAME, root)).toMatchObject({ authorized: true, fingerprint: covered.certificate!.fingerprint });
+    expect((await httpsGet(httpsPort, LATER_NAME, '/', root)).headers['x-slipway-release']).toBe(next.releaseId);
   });
 });

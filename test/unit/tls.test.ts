@@ -19,6 +19,7 @@ import { TlsStore } from '../../agent/tls/store.js';
 import type { TlsInput } from '../../agent/nginx/render-input.js';
 import { openDatabase } from '../../agent/state/db.js';
 import { formatTlsStatus } from '../../controller/commands/tls.js';
+import { tlsLine } from '../../controller/commands/status.js';
 import { SlipwayError } from '../../contract/errors.js';
 import { runCommand } from '../../lib/exec.js';
 import { REPO_TEMPLATE_DIR } from '../helpers/stack.js';
@@ -148,7 +149,7 @@ describe('certificates the agent will serve and refuses to', () => {
         config, store, logger: pino({ level: 'silent' }),
         liveRoutes: () => ({ releaseId: 'r', routes: [{ listenPort: 80, serverNames: ['shop.test'], path: '/', process: 'web', websocket: false }] }),
         refreshInclude: async (_app, tls) => { refreshes.push(tls); return refresh(tls); },
-        withAppLock: async (_app, _holder, fn) => fn(),
+        withAppLock: async (_app, _holder, _waitMs, fn) => fn(),
         notify: (event, input) => notices.push(`${event}: ${input.reason}`),
       });
       return { service, store, refreshes, notices, home, close: () => db.close() };
@@ -237,6 +238,12 @@ describe('the include with TLS', () => {
 });
 
 describe('deploy tls output', () => {
+  it('deploy status has one TLS line: the certificate served, and a last run that failed', () => {
+    expect(tlsLine({ httpsPort: 443, fingerprint: null, notAfter: null, names: [], lastRun: null })).toBe('https :443: no certificate yet (plain HTTP)');
+    expect(tlsLine({ httpsPort: 443, fingerprint: 'ab', notAfter: '2027-01-01T00:00:00.000Z', names: ['shop.test'], lastRun: { outcome: 'failed', at: '2026-12-01T03:41:00.000Z', reason: 'certbot certonly for shop.test failed (exit 1): timeout' } }))
+      .toBe('https :443: certificate for shop.test valid until 2027-01-01T00:00:00.000Z; LAST CERTIFICATE RUN FAILED 2026-12-01T03:41:00.000Z: certbot certonly for shop.test failed (exit 1): timeout (see deploy tls)');
+  });
+
   it('shows the certificate, its days left and a failure newer than the last good run', () => {
     const text = formatTlsStatus({
       app: 'shop', source: 'acme', httpsPort: 443, redirect: true, hstsMaxAgeSeconds: null, nextRunAt: '2026-12-02T03:41:00.000Z',
