@@ -97,12 +97,18 @@ export class TlsService {
     return this.deps.store.runs(app, limit);
   }
 
-  /** One run per app at a time: a second caller gets the run in progress. */
+  /**
+   * One run per app at a time: a second caller gets the run in progress, except a forced one,
+   * which runs after it (the run in progress may have found the certificate fresh).
+   */
   run(app: string, request: TlsRunRequest): Promise<TlsRun> {
     this.policy(app);
     const current = this.running.get(app);
-    if (current) return current;
-    const run = this.runNow(app, request).finally(() => this.running.delete(app));
+    if (current && !request.force) return current;
+    const after = current ? current.then(() => undefined, () => undefined) : Promise.resolve();
+    const run: Promise<TlsRun> = after.then(() => this.runNow(app, request)).finally(() => {
+      if (this.running.get(app) === run) this.running.delete(app);
+    });
     this.running.set(app, run);
     return run;
   }

@@ -97,6 +97,8 @@ describe('TLS with certificates from a real ACME server (pebble)', () => {
     ...init, headers: { authorization: `Bearer ${token}`, 'x-slipway-actor': 'dev@test', ...(init.headers as Record<string, string> ?? {}) },
   });
 
+  const status = async () => await (await api(`/apps/${APP}/tls`)).json() as TlsStatus;
+
   const certificateRun = async (force = false): Promise<TlsRunAnswer> => {
     const response = await api(`/apps/${APP}/tls/runs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ force }) });
     expect(response.status).toBe(200);
@@ -114,6 +116,7 @@ describe('TLS with certificates from a real ACME server (pebble)', () => {
     const files: CraftEntry[] = [];
     for (const name of ['server.js', 'message.txt', 'package.json']) files.push({ path: name, body: await fs.readFile(path.join(SAMPLE_APP_DIR, name)) });
     const manifest = releaseManifest(APP, randomCommit(), contentDigestOfEntries(files));
+    const lastRun = (await status()).runs[0]?.id ?? 0;
     const checked = checkAppSpec(spec(names));
     if (!checked.ok) throw new Error(JSON.stringify(checked.problems));
     Object.assign(manifest, { schemaVersion: 3, spec: checked.spec, specDigest: specDigest(checked.spec) });
@@ -127,6 +130,10 @@ describe('TLS with certificates from a real ACME server (pebble)', () => {
     const response = await api(`/apps/${APP}/deployments`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ releaseId: manifest.releaseId }) });
     const lines = (await response.text()).trim().split('\n').map((l) => JSON.parse(l) as DeploymentStreamLine);
     expect(lines.at(-1), JSON.stringify(lines)).toMatchObject({ type: 'result', outcome: 'succeeded' });
+    // Every rollout that went live is followed by a certificate run: wait for it, so the tests'
+    // own runs never meet it.
+    await waitFor(async () => ((await status()).runs[0]?.id ?? 0) > lastRun && (await status()).runs[0]!.trigger === 'deploy',
+      { timeoutMs: 120_000, description: 'the certificate run after the rollout' });
     return { releaseId: manifest.releaseId, events: lines.flatMap((l) => (l.type === 'event' && l.step === 'switching' && l.status === 'ok' ? [l.message ?? ''] : [])) };
   };
 
@@ -136,18 +143,21 @@ describe('TLS with certificates from a real ACME server (pebble)', () => {
       { timeoutMs: 60_000, description: 'workers of earlier nginx configs to exit' });
     return stack.nginx.workerPids().sort();
   };
-  const status = async () => await (await api(`/apps/${APP}/tls`)).json() as TlsStatus;
 
   it('obtains a certificate over HTTP-01 and serves the app over HTTPS with it', async () => {
+    // Before any release there is nothing to certify.
+    const atStart = await waitFor(async () => (await status()).runs[0] ?? null, { timeoutMs: 30_000, description: 'the certificate run at agent start' });
+    expect(atStart).toMatchObject({ trigger: 'start', outcome: 'skipped', reason: 'nothing to certify: no release is live yet' });
+    // The first rollout's include serves the challenge location; the run after it gets the certificate.
     const first = await push();
-    // The include serves the challenge location before there is any certificate.
-    expect(await include()).toContain('location ^~ /.well-known/acme-challenge/');
-    expect(await include()).not.toContain('ssl_certificate');
-
-    const { run, status: after } = await certificateRun();
-    expect(run, JSON.stringify(run)).toMatchObject({ outcome: 'installed', trigger: 'api', actor: 'dev@test' });
+    const after = await status();
+    const run = after.runs[0]!;
+    expect(run, JSON.stringify(run)).toMatchObject({ outcome: 'installed', trigger: 'deploy', actor: 'agent' });
     expect(after.certificate).toMatchObject({ source: 'acme', names: NAMES });
     expect(after.certificate!.fingerprint).toBe(run.fingerprint);
+    expect(await include()).toContain('location ^~ /.well-known/acme-challenge/');
+    // Asked again through the API: the certificate is fresh.
+    expect((await certificateRun()).run).toMatchObject({ outcome: 'unchanged', trigger: 'api', actor: 'dev@test' });
 
     // The chain nginx presents verifies against pebble's root, for both names.
     for (const name of NAMES) {
@@ -200,6 +210,8 @@ describe('TLS with certificates from a real ACME server (pebble)', () => {
     for (let i = 0; i < 2; i++) {
       const next = await push();
       expect(next.events.join(' ')).toContain('routes unchanged: no nginx reload');
+      // The run after the rollout found the certificate fresh: nothing reloaded either.
+      expect((await status()).runs[0]).toMatchObject({ trigger: 'deploy', outcome: 'unchanged' });
       const answer = await httpsGet(httpsPort, 'www.shop.test', '/', root);
       expect(answer.headers['x-slipway-release']).toBe(next.releaseId);
       expect(JSON.parse(answer.body)).toMatchObject({ release: next.releaseId });
@@ -245,11 +257,9 @@ describe('TLS with certificates from a real ACME server (pebble)', () => {
 
   it('a release that routes a new name gets a certificate covering it after its rollout, without being asked', async () => {
     const next = await push([...NAMES, LATER_NAME]);
-    const covered = await waitFor(async () => {
-      const s = await status();
-      return s.certificate?.names.includes(LATER_NAME) ? s : null;
-    }, { timeoutMs: 120_000, description: `a certificate covering ${LATER_NAME}` });
+    const covered = await status();
     expect(covered.runs[0]).toMatchObject({ trigger: 'deploy', actor: 'agent', outcome: 'installed' });
+    expect(covered.certificate!.names).toEqual([LATER_NAME, ...NAMES].sort());
     expect(await presented(httpsPort, LATER_NAME, root)).toMatchObject({ authorized: true, fingerprint: covered.certificate!.fingerprint });
     expect((await httpsGet(httpsPort, LATER_NAME, '/', root)).headers['x-slipway-release']).toBe(next.releaseId);
   });
