@@ -2,9 +2,11 @@
  * Releases with an app spec (manifest v3), packed by hand from a directory the way the controller
  * would, for tests of what the agent does with a spec before the controller writes one.
  */
+import { createHash } from 'node:crypto';
 import { readdir, readFile, lstat } from 'node:fs/promises';
 import path from 'node:path';
 import type { ReleaseManifest } from '../../contract/manifest.js';
+import type { DeploymentStreamLine } from '../../contract/api.js';
 import type { BuildPlatform } from '../../contract/platform.js';
 import { checkAppSpec, specDigest } from '../../contract/spec.js';
 import { gzip, tarball, type CraftEntry } from './crafted-tar.js';
@@ -46,4 +48,22 @@ export function specRelease(app: string, entries: CraftEntry[], rawSpec: unknown
   };
   const withManifest: CraftEntry[] = [entries[0]!, { path: './manifest.json', body: JSON.stringify(manifest), mode: 0o644 }, ...entries.slice(1)];
   return { releaseId: manifest.releaseId, manifest, archive: gzip(tarball(withManifest)) };
+}
+
+/** A fetch against the agent's API with the test's token and actor. */
+export type AgentApi = (pathname: string, init?: RequestInit) => Promise<Response>;
+
+/**
+ * Uploads `release` through the agent's API (PUT, sha256 header) and deploys it (POST
+ * /deployments), returning every line the rollout streamed; throws when the upload is refused.
+ */
+export async function uploadAndDeploy(api: AgentApi, app: string, release: Pick<SpecRelease, 'releaseId' | 'archive'>): Promise<DeploymentStreamLine[]> {
+  const uploaded = await api(`/apps/${app}/releases/${release.releaseId}`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/gzip', 'x-slipway-sha256': createHash('sha256').update(release.archive).digest('hex') },
+    body: new Uint8Array(release.archive),
+  });
+  if (uploaded.status !== 201) throw new Error(`upload of ${release.releaseId} answered ${uploaded.status}: ${await uploaded.text()}`);
+  const response = await api(`/apps/${app}/deployments`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ releaseId: release.releaseId }) });
+  return (await response.text()).trim().split('\n').map((line) => JSON.parse(line) as DeploymentStreamLine);
 }

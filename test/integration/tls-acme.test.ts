@@ -8,7 +8,6 @@
  * include, the served certificate and nginx's workers untouched and is reported and notified;
  * pushes with TLS on still flip without a reload.
  */
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import http from 'node:http';
@@ -16,11 +15,10 @@ import https from 'node:https';
 import path from 'node:path';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkAppSpec, specDigest } from '../../contract/spec.js';
 import type { DeploymentStreamLine } from '../../contract/api.js';
 import type { TlsRunAnswer, TlsStatus } from '../../contract/tls.js';
-import { gzip, tarball, type CraftEntry } from '../helpers/crafted-tar.js';
-import { contentDigestOfEntries, randomCommit, releaseManifest } from '../helpers/release-content.js';
+import type { CraftEntry } from '../helpers/crafted-tar.js';
+import { specRelease, uploadAndDeploy } from '../helpers/spec-release.js';
 import { APP, SAMPLE_APP_DIR, startStack, type Stack } from '../helpers/stack.js';
 import { preparePebble, type Pebble } from '../helpers/pebble.js';
 import { freePort } from '../helpers/ports.js';
@@ -113,28 +111,17 @@ describe('TLS with certificates from a real ACME server (pebble)', () => {
 
   /** Uploads the sample app as a new release (a fresh commit) and deploys it. */
   const push = async (names = NAMES): Promise<{ releaseId: string; events: string[] }> => {
-    const files: CraftEntry[] = [];
-    for (const name of ['server.js', 'message.txt', 'package.json']) files.push({ path: name, body: await fs.readFile(path.join(SAMPLE_APP_DIR, name)) });
-    const manifest = releaseManifest(APP, randomCommit(), contentDigestOfEntries(files));
+    const files: CraftEntry[] = [{ path: './', type: 'dir', mode: 0o755 }];
+    for (const name of ['server.js', 'message.txt', 'package.json']) files.push({ path: `./${name}`, body: await fs.readFile(path.join(SAMPLE_APP_DIR, name)), mode: 0o644 });
     const lastRun = (await status()).runs[0]?.id ?? 0;
-    const checked = checkAppSpec(spec(names));
-    if (!checked.ok) throw new Error(JSON.stringify(checked.problems));
-    Object.assign(manifest, { schemaVersion: 3, spec: checked.spec, specDigest: specDigest(checked.spec) });
-    const body = gzip(tarball([{ path: 'manifest.json', body: JSON.stringify(manifest) }, ...files]));
-    const uploaded = await api(`/apps/${APP}/releases/${manifest.releaseId}`, {
-      method: 'PUT',
-      headers: { 'content-type': 'application/gzip', 'x-slipway-sha256': createHash('sha256').update(body).digest('hex') },
-      body: new Uint8Array(body),
-    });
-    expect(uploaded.status).toBe(201);
-    const response = await api(`/apps/${APP}/deployments`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ releaseId: manifest.releaseId }) });
-    const lines = (await response.text()).trim().split('\n').map((l) => JSON.parse(l) as DeploymentStreamLine);
+    const release = specRelease(APP, files, spec(names));
+    const lines = await uploadAndDeploy(api, APP, release);
     expect(lines.at(-1), JSON.stringify(lines)).toMatchObject({ type: 'result', outcome: 'succeeded' });
     // Every rollout that went live is followed by a certificate run: wait for it, so the tests'
     // own runs never meet it.
     await waitFor(async () => ((await status()).runs[0]?.id ?? 0) > lastRun && (await status()).runs[0]!.trigger === 'deploy',
       { timeoutMs: 120_000, description: 'the certificate run after the rollout' });
-    return { releaseId: manifest.releaseId, events: lines.flatMap((l) => (l.type === 'event' && l.step === 'switching' && l.status === 'ok' ? [l.message ?? ''] : [])) };
+    return { releaseId: release.releaseId, events: lines.flatMap((l) => (l.type === 'event' && l.step === 'switching' && l.status === 'ok' ? [l.message ?? ''] : [])) };
   };
 
   const include = () => fs.readFile(path.join(stack.nginx.includeDir, `${APP}.conf`), 'utf8');
