@@ -218,6 +218,14 @@ export const ERROR_KINDS = {
   origin_not_allowed: 'internal',
   reconcile_failed: 'internal',
   orphan_stop_failed: 'internal',
+
+  // Fleets (part fleet-core): an environment of several hosts (controller/fleet).
+  fleet_unsupported: 'usage',
+  fleet_unreachable: 'unreachable',
+  fleet_locked: 'refused',
+  fleet_rolled_back: 'rolled_back',
+  fleet_failed_after_switch: 'failed_after_switch',
+  fleet_in_doubt: 'in_doubt',
 } as const satisfies Record<string, ErrorKind>;
 
 export type ErrorCode = keyof typeof ERROR_KINDS;
