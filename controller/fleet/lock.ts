@@ -13,12 +13,12 @@ export type FleetLock = Map<string, string>;
  * reservation of the host's agent (same holder: this controller's actor), so it expires by the
  * host lock's rules when the controller dies, and each agent still guards itself.
  */
-export async function takeFleetLock(members: readonly FleetMember[], app: string, releaseId: string, options: { wait: boolean; waitTimeoutMs: number }, out: Output): Promise<FleetLock> {
+export async function takeFleetLock(members: readonly FleetMember[], app: string, releaseId: string, rolloutId: string, options: { wait: boolean; waitTimeoutMs: number }, out: Output): Promise<FleetLock> {
   const deadline = Date.now() + options.waitTimeoutMs;
   let announced = false;
   for (;;) {
     try {
-      return await takeOnce(members, app, releaseId);
+      return await takeOnce(members, app, releaseId, rolloutId);
     } catch (error) {
       if (!(error instanceof SlipwayError) || error.code !== 'fleet_locked' || !options.wait || Date.now() > deadline) throw error;
       if (!announced) out.info(`  waiting: ${error.message}`);
@@ -28,12 +28,12 @@ export async function takeFleetLock(members: readonly FleetMember[], app: string
   }
 }
 
-async function takeOnce(members: readonly FleetMember[], app: string, releaseId: string): Promise<FleetLock> {
+async function takeOnce(members: readonly FleetMember[], app: string, releaseId: string, rolloutId: string): Promise<FleetLock> {
   const taken: FleetLock = new Map();
   const sorted = [...members].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const member of sorted) {
     try {
-      const { lock } = await member.session.agent.json<{ lock: LockInfo }>('POST', `/apps/${app}/lock`, { releaseId });
+      const { lock } = await member.session.agent.json<{ lock: LockInfo }>('POST', `/apps/${app}/lock`, { releaseId, rolloutId });
       taken.set(member.name, lock.lockId);
     } catch (error) {
       await releaseFleetLock(members, app, taken);

@@ -98,7 +98,7 @@ async function rollOutFleet(fleet: FleetTarget, session: FleetSession, release: 
     + `${plan.unchanged.length ? `; already live on ${plan.unchanged.join(', ')}` : ''}; run-once work on ${plan.runOnceHost ?? 'none (the primary already has it)'}`,
   { rolloutId, batches: plan.batches, unchanged: plan.unchanged, runOnceHost: plan.runOnceHost });
 
-  const lock = await takeFleetLock(members, app, releaseId, options, out);
+  const lock = await takeFleetLock(members, app, releaseId, rolloutId, options, out);
   try {
     await uploadWhereMissing(members, fleet, release, out);
     const failedAt = await runBatches(plan.batches, { members, app, releaseId, rolloutId, lock, runOnceHost: plan.runOnceHost, fleet, tag: release.tag }, outcomes, details, deploymentIds, out);
