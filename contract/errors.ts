@@ -225,7 +225,6 @@ export const ERROR_KINDS = {
   fleet_locked: 'refused',
   fleet_rolled_back: 'rolled_back',
   fleet_failed_after_switch: 'failed_after_switch',
-  fleet_in_doubt: 'in_doubt',
   rollout_aborted: 'refused',
 } as const satisfies Record<string, ErrorKind>;
 
