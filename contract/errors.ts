@@ -221,6 +221,14 @@ export const ERROR_KINDS = {
   // part tls: a certificate nginx may not serve, TLS asked of an app without it.
   tls_certificate_invalid: 'refused',
   tls_not_configured: 'usage',
+
+  // Fleets (part fleet-core): an environment of several hosts (controller/fleet).
+  fleet_unsupported: 'usage',
+  fleet_unreachable: 'unreachable',
+  fleet_locked: 'refused',
+  fleet_rolled_back: 'rolled_back',
+  fleet_failed_after_switch: 'failed_after_switch',
+  rollout_aborted: 'refused',
 } as const satisfies Record<string, ErrorKind>;
 
 export type ErrorCode = keyof typeof ERROR_KINDS;

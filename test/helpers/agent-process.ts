@@ -51,7 +51,9 @@ export async function startAgentProcess(options: {
     if (options.healthy) return options.healthy();
     const res = await fetch(options.healthUrl).catch(() => null);
     return res?.ok ?? false;
-  }, { timeoutMs: 30_000, description: `slipway-agent to answer ${options.healthUrl}` });
+    // A deadline, not a duration: on the shared 2-core machine several boxes starting at once
+    // (the fleet lab) have taken more than 30 s under load; a healthy start answers far sooner.
+  }, { timeoutMs: 90_000, description: `slipway-agent to answer ${options.healthUrl}` });
   const kill = async (signal: NodeJS.Signals = 'SIGKILL') => {
     if (hasExited) return;
     child.kill(signal);
