@@ -218,6 +218,12 @@ export const ERROR_KINDS = {
   origin_not_allowed: 'internal',
   reconcile_failed: 'internal',
   orphan_stop_failed: 'internal',
+
+  // Delta uploads (part delta, issue 16): a base file the host no longer has, or no longer the
+  // bytes its index names (the controller falls back to a full upload), or a bundle refused.
+  delta_base_missing: 'refused',
+  delta_base_mismatch: 'refused',
+  delta_bundle_invalid: 'refused',
 } as const satisfies Record<string, ErrorKind>;
 
 export type ErrorCode = keyof typeof ERROR_KINDS;

@@ -10,7 +10,9 @@ import { MANIFEST_FILE, type ReleaseManifest } from '../contract/manifest.js';
 import { SlipwayError } from '../contract/errors.js';
 import { archiveCommit, commitHasFile } from './git.js';
 import { tarballName } from './manifest.js';
-import { tarContentDigest } from './tar-contents.js';
+import { tarFileManifest } from './tar-contents.js';
+import { writeDeltaBundle, type DeltaBundle } from './delta-bundle.js';
+import type { ContentEntry } from '../contract/release-content.js';
 import { TarWriter } from './tar-writer.js';
 
 export interface PackedRelease {
@@ -22,6 +24,13 @@ export interface PackedRelease {
 export interface PreparedRelease {
   /** sha256 over the release's files as the agent will unpack them (contract/release-content.ts). */
   contentDigest: string;
+  /** The release's file manifest (contract/file-manifest.ts), in tree order. */
+  files: ContentEntry[];
+  /**
+   * A delta upload's body (controller/delta-bundle.ts): the file manifest, the contents in `send`,
+   * the manifest. Any number of times, but before seal().
+   */
+  bundle(manifest: ReleaseManifest, send: ReadonlySet<string>): Promise<DeltaBundle>;
   /** Appends the manifest (which must carry contentDigest) and compresses: the tarball to upload. Once. */
   seal(manifest: ReleaseManifest): Promise<PackedRelease>;
   /** Removes the temp dir and every file in it, the tarball included. */
@@ -59,11 +68,19 @@ export async function prepareRelease(input: { repo: string; treeish: string; inc
     }
     if (gitTar) await fs.rm(gitTar);
     const endOffset = writer.endOffset;
-    const contentDigest = await tarContentDigest(plainTar);
+    const { entries: files, digest: contentDigest } = await tarFileManifest(plainTar);
+    const checkDigest = (manifest: ReleaseManifest): void => {
+      if (manifest.contentDigest !== contentDigest) throw new Error(`the manifest's content digest ${manifest.contentDigest} is not the packed files' ${contentDigest}`);
+    };
     return {
       contentDigest,
+      files,
+      bundle: (manifest, send) => {
+        checkDigest(manifest);
+        return writeDeltaBundle({ plainTar, entries: files, send, manifest, mtime, dir });
+      },
       seal: (manifest) => {
-        if (manifest.contentDigest !== contentDigest) throw new Error(`the manifest's content digest ${manifest.contentDigest} is not the packed files' ${contentDigest}`);
+        checkDigest(manifest);
         return seal(plainTar, endOffset, mtime, manifest);
       },
       cleanup,

@@ -9,14 +9,21 @@ import type { CleanupResult } from './cleanup.js';
 import type { PromotionRecord, PromotionRecordRequest, PromotionVerdict } from '../../contract/api.js';
 import { judgePromotion } from './promotion-gate.js';
 import type { SpecOverrides } from '../../contract/spec-overrides.js';
+import type { DeltaStats } from './store.js';
+
+interface IngestRequest {
+  app: string; releaseId: string; sha256: string; source: Readable; expectedBytes?: number; accept?: (manifest: ReleaseManifest) => void;
+  deployedBy?: string; project?: string; deployment?: { env: string | null; tag: string | null };
+}
 
 /** What the service needs of the release store (store.ts). */
 export interface ReleaseRepository {
   has(app: string, releaseId: string): boolean;
-  ingest(input: {
-    app: string; releaseId: string; sha256: string; source: Readable; expectedBytes?: number; accept?: (manifest: ReleaseManifest) => void;
-    deployedBy?: string; project?: string; deployment?: { env: string | null; tag: string | null };
-  }): Promise<{ dir: string; manifest: ReleaseManifest; bytes: number }>;
+  ingest(input: IngestRequest): Promise<{ dir: string; manifest: ReleaseManifest; bytes: number }>;
+  /** A delta upload (store.ts ingestDelta): the release assembled from its file manifest. */
+  ingestDelta(input: IngestRequest): Promise<{ dir: string; manifest: ReleaseManifest; bytes: number; delta?: DeltaStats }>;
+  /** Of these file contents, the ones no kept release holds. */
+  missingContents(app: string, hashes: readonly string[]): Promise<string[]>;
   /** Where the release's kept tarball is (store.ts), and its size when there is one. */
   artifactPath(app: string, releaseId: string): string;
   artifactSize(app: string, releaseId: string): Promise<number | null>;
@@ -58,12 +65,38 @@ export interface UploadInput {
 
 export interface StoredRelease { releaseId: string; bytes: number; dir: string }
 
+/** A release stored from a delta upload: how its files were made. */
+export interface StoredDelta extends StoredRelease { delta: DeltaStats }
+
 /** Releases as the API changes them: an upload taken in and recorded, retention applied on request. */
 export class ReleaseService {
   constructor(private readonly deps: ReleaseServiceDeps) {}
 
   /** Stores and records an upload; a release the host already has is refused (409), not replaced. */
   async receive(input: UploadInput): Promise<StoredRelease> {
+    return this.store(input, (request) => this.deps.releases.ingest(request));
+  }
+
+  /** Stores and records a delta upload (a bundle of the contents the host lacks and the file manifest). */
+  async receiveDelta(input: UploadInput): Promise<StoredDelta> {
+    let delta: DeltaStats = { received: 0, linked: 0, copied: 0 };
+    const stored = await this.store(input, async (request) => {
+      const ingested = await this.deps.releases.ingestDelta(request);
+      if (ingested.delta) delta = ingested.delta;
+      return ingested;
+    });
+    return { ...stored, delta };
+  }
+
+  /** Which of these file contents the host lacks: what a delta upload must carry. */
+  async missingContents(app: string, hashes: readonly string[]): Promise<{ missing: string[] }> {
+    requireApp(this.deps.apps, app);
+    return { missing: await this.deps.releases.missingContents(app, hashes) };
+  }
+
+  private async store(
+    input: UploadInput, ingest: (request: IngestRequest) => Promise<{ dir: string; manifest: ReleaseManifest; bytes: number }>,
+  ): Promise<StoredRelease> {
     const { app, releaseId, sha256, source } = input;
     requireApp(this.deps.apps, app);
     if (this.deps.state.release(app, releaseId) && this.deps.releases.has(app, releaseId)) {
@@ -73,7 +106,7 @@ export class ReleaseService {
       throw new SlipwayError('upload_missing', 'upload body must be sent as application/gzip', { status: 415, hint: 'send the tarball bytes' });
     }
     const { checkManifest } = this.deps;
-    const ingested = await this.deps.releases.ingest({
+    const ingested = await ingest({
       app, releaseId, sha256, source, expectedBytes: input.expectedBytes,
       // The policy check applies the overrides sent with the upload, or without them the stored ones.
       ...(checkManifest ? { accept: (manifest: ReleaseManifest) => checkManifest(app, manifest, input.specOverrides ?? this.deps.state.appOverrides(app)?.overrides ?? null) } : {}),
