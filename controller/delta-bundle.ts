@@ -1,14 +1,11 @@
-import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { createGzip } from 'node:zlib';
 import * as tar from 'tar';
 import { DELTA_BUNDLE, encodeFileManifest } from '../contract/file-manifest.js';
 import type { ReleaseManifest } from '../contract/manifest.js';
 import { treePath, type ContentEntry } from '../contract/release-content.js';
-import { TarWriter } from './tar-writer.js';
+import { TarWriter } from '../lib/tar-writer.js';
+import { gzipReproducibly } from '../lib/reproducible-gzip.js';
 
 export interface DeltaBundle {
   file: string;
@@ -60,16 +57,7 @@ export async function writeDeltaBundle(input: {
     writer.close();
   }
   const file = path.join(dir, `${manifest.app}-${manifest.releaseId}.delta.tar.gz`);
-  const hash = createHash('sha256');
-  let bytes = 0;
-  const tap = new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      hash.update(chunk);
-      bytes += chunk.length;
-      done(null, chunk);
-    },
-  });
-  await pipeline(createReadStream(plain), createGzip({ level: 6 }), tap, createWriteStream(file, { mode: 0o600 }));
+  const packed = await gzipReproducibly(plain, file);
   await fs.rm(plain);
-  return { file, bytes, sha256: hash.digest('hex'), objects: written.size, objectBytes };
+  return { file, ...packed, objects: written.size, objectBytes };
 }

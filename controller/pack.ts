@@ -1,10 +1,6 @@
-import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { createGzip } from 'node:zlib';
 import * as tar from 'tar';
 import { MANIFEST_FILE, type ReleaseManifest } from '../contract/manifest.js';
 import { SlipwayError } from '../contract/errors.js';
@@ -13,7 +9,8 @@ import { tarballName } from './manifest.js';
 import { tarFileManifest } from './tar-contents.js';
 import { writeDeltaBundle, type DeltaBundle } from './delta-bundle.js';
 import type { ContentEntry } from '../contract/release-content.js';
-import { TarWriter } from './tar-writer.js';
+import { TarWriter } from '../lib/tar-writer.js';
+import { gzipReproducibly } from '../lib/reproducible-gzip.js';
 
 export interface PackedRelease {
   file: string;
@@ -38,7 +35,7 @@ export interface PreparedRelease {
 }
 
 /**
- * Packs a commit's files into a plain, reproducible tar in a temp dir (controller/tar-writer.ts):
+ * Packs a commit's files into a plain, reproducible tar in a temp dir (lib/tar-writer.ts):
  * the tree as `git archive` gives it, in git's order (or, after a controller-side build, the
  * built checkout `builtDir`, walked in name order), then the configured build output (`include`,
  * in config order, each walked in name order), every entry with the commit's time as its mtime
@@ -140,8 +137,7 @@ async function checkSources(repo: string, treeish: string, include: string[], bu
 
 /**
  * Writes manifest.json over the end blocks (same mtime, mode 0644), then gzips into
- * `<app>-<releaseId>.tar.gz` beside it, hashing on the way out. The gzip header is fixed: mtime 0
- * (zlib's), and the OS byte set to 3 (Unix) whatever the platform.
+ * `<app>-<releaseId>.tar.gz` beside it (lib/reproducible-gzip.ts), hashing on the way out.
  */
 async function seal(plainTar: string, endOffset: number, mtime: Date, manifest: ReleaseManifest): Promise<PackedRelease> {
   const dir = path.dirname(plainTar);
@@ -152,24 +148,7 @@ async function seal(plainTar: string, endOffset: number, mtime: Date, manifest: 
     writer.close();
   }
   const file = path.join(dir, tarballName(manifest.app, manifest.releaseId));
-  const hash = createHash('sha256');
-  let bytes = 0;
-  const tap = new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      if (bytes <= GZIP_OS_OFFSET && bytes + chunk.length > GZIP_OS_OFFSET) {
-        chunk = Buffer.from(chunk);
-        chunk[GZIP_OS_OFFSET - bytes] = GZIP_OS_UNIX;
-      }
-      hash.update(chunk);
-      bytes += chunk.length;
-      done(null, chunk);
-    },
-  });
-  await pipeline(createReadStream(plainTar), createGzip({ level: 6 }), tap, createWriteStream(file, { mode: 0o600 }));
+  const packed = await gzipReproducibly(plainTar, file);
   await fs.rm(plainTar);
-  return { file, bytes, sha256: hash.digest('hex') };
+  return { file, ...packed };
 }
-
-/** RFC 1952: the OS byte of the gzip header. */
-const GZIP_OS_OFFSET = 9;
-const GZIP_OS_UNIX = 3;

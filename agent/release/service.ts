@@ -27,6 +27,8 @@ export interface ReleaseRepository {
   /** Where the release's kept tarball is (store.ts), and its size when there is one. */
   artifactPath(app: string, releaseId: string): string;
   artifactSize(app: string, releaseId: string): Promise<number | null>;
+  /** Packs the kept tarball of a release stored by a delta upload from its files; null when it cannot (store.ts). */
+  repackArtifact(app: string, releaseId: string): Promise<{ bytes: number; sha256: string } | null>;
 }
 
 export interface ReleaseServiceDeps {
@@ -122,8 +124,7 @@ export class ReleaseService {
   /** The release's kept tarball: where it is, its size, and the sha256 it was verified against on upload. */
   async artifact(app: string, releaseId: string): Promise<{ file: string; bytes: number; sha256: string }> {
     requireApp(this.deps.apps, app);
-    const row = this.requireRelease(app, releaseId);
-    const bytes = await this.deps.releases.artifactSize(app, releaseId);
+    const { row, bytes } = await this.keptTarball(app, this.requireRelease(app, releaseId));
     if (bytes === null || bytes !== row.bytes) {
       throw new SlipwayError('artifact_missing', `release ${shortSha(releaseId)} of ${app} has no kept tarball on this host (it was stored before the agent kept them)`, {
         status: 404, hint: 'deploy it again from its commit on this environment (deploy push --sha <commit>), or promote with a controller that packs it to the same bytes',
@@ -135,11 +136,11 @@ export class ReleaseService {
   /** The gate of this environment for a release (promotion-gate.ts), with what the promoting controller needs to fetch it. */
   async promotion(app: string, releaseId: string, maxAgeMs: number | null): Promise<PromotionVerdict> {
     requireApp(this.deps.apps, app);
-    const row = this.deps.state.release(app, releaseId);
+    const stored = this.deps.state.release(app, releaseId);
     const verdict = judgePromotion({
-      releaseId, release: row, deployments: this.deps.state.deploymentsOfRelease(app, releaseId), now: this.now(), maxAgeMs,
+      releaseId, release: stored, deployments: this.deps.state.deploymentsOfRelease(app, releaseId), now: this.now(), maxAgeMs,
     });
-    const artifactBytes = row ? await this.deps.releases.artifactSize(app, releaseId) : null;
+    const { row, bytes: artifactBytes } = stored ? await this.keptTarball(app, stored) : { row: stored, bytes: null };
     return { app, releaseId, ...verdict, sha256: row?.sha256 ?? null, artifactBytes: artifactBytes === row?.bytes ? artifactBytes : null };
   }
 
@@ -168,6 +169,21 @@ export class ReleaseService {
   promotions(app: string, limit: number): PromotionRecord[] {
     requireApp(this.deps.apps, app);
     return this.deps.state.promotions(app, limit);
+  }
+
+  /**
+   * The release's kept tarball: the upload it was stored from, or for one stored by a delta
+   * upload, packed now from its files (once; the row then names the tarball's sha256 and size).
+   */
+  private async keptTarball<R extends { releaseId: string; sha256: string; bytes: number }>(app: string, row: R): Promise<{ row: R; bytes: number | null }> {
+    const bytes = await this.deps.releases.artifactSize(app, row.releaseId);
+    if (bytes !== null) return { row, bytes };
+    if (!this.deps.releases.has(app, row.releaseId)) return { row, bytes: null };
+    const packed = await this.deps.releases.repackArtifact(app, row.releaseId);
+    if (!packed) return { row, bytes: null };
+    this.deps.state.setReleaseTarball(app, row.releaseId, packed.sha256, packed.bytes);
+    this.deps.logger.info({ app, releaseId: row.releaseId, bytes: packed.bytes }, 'release tarball packed from its files');
+    return { row: { ...row, sha256: packed.sha256, bytes: packed.bytes }, bytes: packed.bytes };
   }
 
   private requireRelease(app: string, releaseId: string) {

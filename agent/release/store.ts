@@ -19,6 +19,7 @@ import type { ContentEntry } from '../../contract/release-content.js';
 import { DELTA_BUNDLE, decodeFileManifest } from '../../contract/file-manifest.js';
 import { assembleRelease } from './assemble.js';
 import { FileIndex } from './file-index.js';
+import { repackRelease } from './repack.js';
 
 export interface ReleaseLimits {
   maxReleaseBytes: number;
@@ -193,6 +194,34 @@ export class ReleaseStore {
       .map((name) => name.slice(0, -ARTIFACT_SUFFIX.length))
       .filter(isReleaseId)
       .sort();
+  }
+
+  /**
+   * For a release stored by a delta upload (it has no upload to keep): packs its tarball from its
+   * files (repack.ts) into `artifacts/`, once they are shown to be its content; null for a release
+   * without a file index. The tarball appears complete or not at all.
+   */
+  async repackArtifact(app: string, releaseId: string): Promise<{ bytes: number; sha256: string } | null> {
+    const entries = await this.index.entries(app, releaseId);
+    if (!entries) return null;
+    const manifest = await this.readManifest(app, releaseId);
+    const target = this.artifactPath(app, releaseId);
+    await mkdir(path.dirname(target), { recursive: true, mode: 0o700 });
+    await mkdir(this.incomingDir, { recursive: true, mode: 0o700 });
+    const temp = path.join(this.incomingDir, `${TMP_PREFIX}artifact-${randomBytes(8).toString('hex')}`);
+    try {
+      const packed = await repackRelease({ dir: this.releaseDir(app, releaseId), entries, mtime: new Date(manifest.commitTime), workDir: this.incomingDir, target: temp });
+      if (packed.contentDigest !== manifest.contentDigest) {
+        throw new SlipwayError('release_corrupt', `release ${shortSha(releaseId)} of ${app} no longer holds the files it was stored with; it was not packed`, {
+          status: 500, details: [`manifest contentDigest: ${manifest.contentDigest}`, `files now: ${packed.contentDigest}`],
+          hint: 'a file of the release changed on disk: deploy it again from its commit (deploy push --sha <commit>) and check who writes into releases/',
+        });
+      }
+      await rename(temp, target);
+      return { bytes: packed.bytes, sha256: packed.sha256 };
+    } finally {
+      await rm(temp, { force: true });
+    }
   }
 
   async removeArtifact(app: string, releaseId: string): Promise<void> {

@@ -17,7 +17,7 @@ import type { ReleaseManifest } from '../../contract/manifest.js';
 import { ReleaseStore, type IngestResult, type ReleaseLimits } from '../../agent/release/store.js';
 import { buildManifest } from '../../controller/manifest.js';
 import { prepareRelease, type PreparedRelease } from '../../controller/pack.js';
-import { TarWriter } from '../../controller/tar-writer.js';
+import { TarWriter } from '../../lib/tar-writer.js';
 import { runCommand } from '../../lib/exec.js';
 import { contentDigestOfTree } from '../helpers/release-content.js';
 import { gzip } from '../helpers/crafted-tar.js';
@@ -96,10 +96,11 @@ describe('delta uploads: packer + release store on a real file system', () => {
     return { prep, manifest };
   }
 
-  async function fullUpload(target: ReleaseStore, release: { prep: PreparedRelease; manifest: ReleaseManifest }): Promise<IngestResult> {
-    // seal() consumes the plain tar: pack the same tree again for a second full upload.
+  /** seal() is once per packed release: after it, bundle() is no longer possible. */
+  async function fullUpload(target: ReleaseStore, release: { prep: PreparedRelease; manifest: ReleaseManifest }): Promise<IngestResult & { sha256: string }> {
     const packed = await release.prep.seal(release.manifest);
-    return target.ingest({ app: APP, releaseId: release.manifest.releaseId, sha256: packed.sha256, source: createReadStream(packed.file), expectedBytes: packed.bytes });
+    const stored = await target.ingest({ app: APP, releaseId: release.manifest.releaseId, sha256: packed.sha256, source: createReadStream(packed.file), expectedBytes: packed.bytes });
+    return { ...stored, sha256: packed.sha256 };
   }
 
   /** The controller's question, then the bundle of what is missing, then the delta upload. */
@@ -168,8 +169,12 @@ describe('delta uploads: packer + release store on a real file system', () => {
     expect(await contentDigestOfTree(dir)).toBe(next.manifest.contentDigest);
     // The same release stored by a full upload elsewhere: the same files, modes and links.
     const other = new ReleaseStore({ home: path.join(root, 'other'), limits: LIMITS });
-    await fullUpload(other, next);
+    const full = await fullUpload(other, next);
     expect(contentOnly(await snapshot(dir))).toEqual(contentOnly(await snapshot(other.releaseDir(APP, next.manifest.releaseId))));
+    // What `deploy promote` fetches: packed again from the files, it is the tarball the controller makes.
+    expect(await store.artifactSize(APP, next.manifest.releaseId)).toBeNull();
+    expect(await store.repackArtifact(APP, next.manifest.releaseId)).toEqual({ bytes: full.bytes, sha256: full.sha256 });
+    expect(await store.artifactSize(APP, next.manifest.releaseId)).toBe(full.bytes);
 
     // Shared files are hardlinks of the base's; the base is exactly as it was.
     const snap = await snapshot(dir);
