@@ -62,9 +62,9 @@ describe('the route table', () => {
       'GET /apps', 'GET /apps/:app', 'GET /apps/:app/deployments', 'GET /apps/:app/deployments/:id', 'GET /apps/:app/lock',
       'GET /apps/:app/promotions', 'GET /apps/:app/releases', 'GET /apps/:app/releases/:releaseId', 'GET /apps/:app/releases/:releaseId/artifact',
       'GET /apps/:app/releases/:releaseId/promotion', 'GET /apps/:app/releases/:releaseId/spec', 'GET /backups', 'GET /health',
-      'POST /apps/:app/deployments', 'POST /apps/:app/lock', 'POST /apps/:app/promotions', 'POST /apps/:app/releases/cleanup', 'POST /apps/:app/rollback',
+      'POST /apps/:app/deployments', 'POST /apps/:app/files/missing', 'POST /apps/:app/lock', 'POST /apps/:app/promotions', 'POST /apps/:app/releases/cleanup', 'POST /apps/:app/rollback',
       'POST /apps/:app/switch', 'POST /backups/:id/restore', 'POST /backups/:job/run',
-      'PUT /apps/:app/releases/:releaseId',
+      'PUT /apps/:app/releases/:releaseId', 'PUT /apps/:app/releases/:releaseId/delta',
     ]);
     for (const route of api) {
       const label = `${String(route.method)} ${route.url}`;
