@@ -25,7 +25,7 @@ export interface PreparedRelease {
   files: ContentEntry[];
   /**
    * A delta upload's body (controller/delta-bundle.ts): the file manifest, the contents in `send`,
-   * the manifest. Any number of times, but before seal().
+   * the manifest. Any number of times, before or after seal() (one bundle per host: each lacks other files).
    */
   bundle(manifest: ReleaseManifest, send: ReadonlySet<string>): Promise<DeltaBundle>;
   /** Appends the manifest (which must carry contentDigest) and compresses: the tarball to upload. Once. */
@@ -149,6 +149,6 @@ async function seal(plainTar: string, endOffset: number, mtime: Date, manifest: 
   }
   const file = path.join(dir, tarballName(manifest.app, manifest.releaseId));
   const packed = await gzipReproducibly(plainTar, file);
-  await fs.rm(plainTar);
+  // The plain tar stays until cleanup(): delta bundles for other hosts are cut from it.
   return { file, ...packed };
 }

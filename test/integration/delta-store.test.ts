@@ -96,7 +96,6 @@ describe('delta uploads: packer + release store on a real file system', () => {
     return { prep, manifest };
   }
 
-  /** seal() is once per packed release: after it, bundle() is no longer possible. */
   async function fullUpload(target: ReleaseStore, release: { prep: PreparedRelease; manifest: ReleaseManifest }): Promise<IngestResult & { sha256: string }> {
     const packed = await release.prep.seal(release.manifest);
     const stored = await target.ingest({ app: APP, releaseId: release.manifest.releaseId, sha256: packed.sha256, source: createReadStream(packed.file), expectedBytes: packed.bytes });
@@ -217,6 +216,8 @@ describe('delta uploads: packer + release store on a real file system', () => {
     await expectNoLeftovers();
     await fullUpload(store, next);
     expect(await contentDigestOfTree(store.releaseDir(APP, next.manifest.releaseId))).toBe(next.manifest.contentDigest);
+    // Another host may still want a delta of it after the tarball was sealed (fleets).
+    await expect(next.prep.bundle(next.manifest, new Set(contentHashes(next.prep.files)))).resolves.toMatchObject({ objects: contentHashes(next.prep.files).length });
   }, 120_000);
 
   it('a corrupted base file: detected as delta_base_mismatch, nothing stored, never a release', async () => {
