@@ -229,6 +229,12 @@ export const ERROR_KINDS = {
   fleet_rolled_back: 'rolled_back',
   fleet_failed_after_switch: 'failed_after_switch',
   rollout_aborted: 'refused',
+
+  // Delta uploads (part delta, issue 16): a base file the host no longer has, or no longer the
+  // bytes its index names (the controller falls back to a full upload), or a bundle refused.
+  delta_base_missing: 'refused',
+  delta_base_mismatch: 'refused',
+  delta_bundle_invalid: 'refused',
 } as const satisfies Record<string, ErrorKind>;
 
 export type ErrorCode = keyof typeof ERROR_KINDS;

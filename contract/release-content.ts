@@ -107,4 +107,9 @@ export class ContentTree {
   digest(): string {
     return contentDigest(this.entries.values());
   }
+
+  /** The tree's entries, every directory before what it holds (parents are added first). */
+  list(): ContentEntry[] {
+    return [...this.entries.values()];
+  }
 }

@@ -1,17 +1,16 @@
-import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { createGzip } from 'node:zlib';
 import * as tar from 'tar';
 import { MANIFEST_FILE, type ReleaseManifest } from '../contract/manifest.js';
 import { SlipwayError } from '../contract/errors.js';
 import { archiveCommit, commitHasFile } from './git.js';
 import { tarballName } from './manifest.js';
-import { tarContentDigest } from './tar-contents.js';
-import { TarWriter } from './tar-writer.js';
+import { tarFileManifest } from './tar-contents.js';
+import { writeDeltaBundle, type DeltaBundle } from './delta-bundle.js';
+import type { ContentEntry } from '../contract/release-content.js';
+import { TarWriter } from '../lib/tar-writer.js';
+import { gzipReproducibly } from '../lib/reproducible-gzip.js';
 
 export interface PackedRelease {
   file: string;
@@ -22,6 +21,13 @@ export interface PackedRelease {
 export interface PreparedRelease {
   /** sha256 over the release's files as the agent will unpack them (contract/release-content.ts). */
   contentDigest: string;
+  /** The release's file manifest (contract/file-manifest.ts), in tree order. */
+  files: ContentEntry[];
+  /**
+   * A delta upload's body (controller/delta-bundle.ts): the file manifest, the contents in `send`,
+   * the manifest. Any number of times, before or after seal() (one bundle per host: each lacks other files).
+   */
+  bundle(manifest: ReleaseManifest, send: ReadonlySet<string>): Promise<DeltaBundle>;
   /** Appends the manifest (which must carry contentDigest) and compresses: the tarball to upload. Once. */
   seal(manifest: ReleaseManifest): Promise<PackedRelease>;
   /** Removes the temp dir and every file in it, the tarball included. */
@@ -29,7 +35,7 @@ export interface PreparedRelease {
 }
 
 /**
- * Packs a commit's files into a plain, reproducible tar in a temp dir (controller/tar-writer.ts):
+ * Packs a commit's files into a plain, reproducible tar in a temp dir (lib/tar-writer.ts):
  * the tree as `git archive` gives it, in git's order (or, after a controller-side build, the
  * built checkout `builtDir`, walked in name order), then the configured build output (`include`,
  * in config order, each walked in name order), every entry with the commit's time as its mtime
@@ -59,11 +65,19 @@ export async function prepareRelease(input: { repo: string; treeish: string; inc
     }
     if (gitTar) await fs.rm(gitTar);
     const endOffset = writer.endOffset;
-    const contentDigest = await tarContentDigest(plainTar);
+    const { entries: files, digest: contentDigest } = await tarFileManifest(plainTar);
+    const checkDigest = (manifest: ReleaseManifest): void => {
+      if (manifest.contentDigest !== contentDigest) throw new Error(`the manifest's content digest ${manifest.contentDigest} is not the packed files' ${contentDigest}`);
+    };
     return {
       contentDigest,
+      files,
+      bundle: (manifest, send) => {
+        checkDigest(manifest);
+        return writeDeltaBundle({ plainTar, entries: files, send, manifest, mtime, dir });
+      },
       seal: (manifest) => {
-        if (manifest.contentDigest !== contentDigest) throw new Error(`the manifest's content digest ${manifest.contentDigest} is not the packed files' ${contentDigest}`);
+        checkDigest(manifest);
         return seal(plainTar, endOffset, mtime, manifest);
       },
       cleanup,
@@ -123,8 +137,7 @@ async function checkSources(repo: string, treeish: string, include: string[], bu
 
 /**
  * Writes manifest.json over the end blocks (same mtime, mode 0644), then gzips into
- * `<app>-<releaseId>.tar.gz` beside it, hashing on the way out. The gzip header is fixed: mtime 0
- * (zlib's), and the OS byte set to 3 (Unix) whatever the platform.
+ * `<app>-<releaseId>.tar.gz` beside it (lib/reproducible-gzip.ts), hashing on the way out.
  */
 async function seal(plainTar: string, endOffset: number, mtime: Date, manifest: ReleaseManifest): Promise<PackedRelease> {
   const dir = path.dirname(plainTar);
@@ -135,24 +148,7 @@ async function seal(plainTar: string, endOffset: number, mtime: Date, manifest: 
     writer.close();
   }
   const file = path.join(dir, tarballName(manifest.app, manifest.releaseId));
-  const hash = createHash('sha256');
-  let bytes = 0;
-  const tap = new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      if (bytes <= GZIP_OS_OFFSET && bytes + chunk.length > GZIP_OS_OFFSET) {
-        chunk = Buffer.from(chunk);
-        chunk[GZIP_OS_OFFSET - bytes] = GZIP_OS_UNIX;
-      }
-      hash.update(chunk);
-      bytes += chunk.length;
-      done(null, chunk);
-    },
-  });
-  await pipeline(createReadStream(plainTar), createGzip({ level: 6 }), tap, createWriteStream(file, { mode: 0o600 }));
-  await fs.rm(plainTar);
-  return { file, bytes, sha256: hash.digest('hex') };
+  const packed = await gzipReproducibly(plainTar, file);
+  // The plain tar stays until cleanup(): delta bundles for other hosts are cut from it.
+  return { file, ...packed };
 }
-
-/** RFC 1952: the OS byte of the gzip header. */
-const GZIP_OS_OFFSET = 9;
-const GZIP_OS_UNIX = 3;

@@ -5,17 +5,18 @@ import { ContentTree, normalizeMode, type ContentEntry } from '../contract/relea
 const FILE_TYPES = new Set(['File', 'OldFile', 'ContiguousFile']);
 
 /**
- * The content digest (contract/release-content.ts) of a plain tar file, read back with node-tar's
- * parser, as the agent reads the upload. Entries of any other type (a hardlink, a device) are
- * left out: the box refuses the archive for them anyway.
+ * The file manifest (contract/file-manifest.ts) of a plain tar file, in tree order, and its
+ * content digest (contract/release-content.ts), read back with node-tar's parser, as the agent
+ * reads the upload. Entries of any other type (a hardlink, a device) are left out: the box
+ * refuses the archive for them anyway.
  */
-export async function tarContentDigest(file: string): Promise<string> {
+export async function tarFileManifest(file: string): Promise<{ entries: ContentEntry[]; digest: string }> {
   // In archive order: for a directory listed twice, the last mode counts.
   const entries: Array<Promise<ContentEntry | undefined>> = [];
   await tar.t({ file, strict: true, onReadEntry: (entry) => { entries.push(contentOf(entry)); } });
   const tree = new ContentTree();
   for (const entry of await Promise.all(entries)) if (entry) tree.add(entry);
-  return tree.digest();
+  return { entries: tree.list(), digest: tree.digest() };
 }
 
 function contentOf(entry: tar.ReadEntry): Promise<ContentEntry | undefined> {

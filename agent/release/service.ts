@@ -9,17 +9,26 @@ import type { CleanupResult } from './cleanup.js';
 import type { PromotionRecord, PromotionRecordRequest, PromotionVerdict } from '../../contract/api.js';
 import { judgePromotion } from './promotion-gate.js';
 import type { SpecOverrides } from '../../contract/spec-overrides.js';
+import type { DeltaStats } from './store.js';
+
+interface IngestRequest {
+  app: string; releaseId: string; sha256: string; source: Readable; expectedBytes?: number; accept?: (manifest: ReleaseManifest) => void;
+  deployedBy?: string; project?: string; deployment?: { env: string | null; tag: string | null };
+}
 
 /** What the service needs of the release store (store.ts). */
 export interface ReleaseRepository {
   has(app: string, releaseId: string): boolean;
-  ingest(input: {
-    app: string; releaseId: string; sha256: string; source: Readable; expectedBytes?: number; accept?: (manifest: ReleaseManifest) => void;
-    deployedBy?: string; project?: string; deployment?: { env: string | null; tag: string | null };
-  }): Promise<{ dir: string; manifest: ReleaseManifest; bytes: number }>;
+  ingest(input: IngestRequest): Promise<{ dir: string; manifest: ReleaseManifest; bytes: number }>;
+  /** A delta upload (store.ts ingestDelta): the release assembled from its file manifest. */
+  ingestDelta(input: IngestRequest): Promise<{ dir: string; manifest: ReleaseManifest; bytes: number; delta?: DeltaStats }>;
+  /** Of these file contents, the ones no kept release holds. */
+  missingContents(app: string, hashes: readonly string[]): Promise<string[]>;
   /** Where the release's kept tarball is (store.ts), and its size when there is one. */
   artifactPath(app: string, releaseId: string): string;
   artifactSize(app: string, releaseId: string): Promise<number | null>;
+  /** Packs the kept tarball of a release stored by a delta upload from its files; null when it cannot (store.ts). */
+  repackArtifact(app: string, releaseId: string): Promise<{ bytes: number; sha256: string } | null>;
 }
 
 export interface ReleaseServiceDeps {
@@ -58,12 +67,38 @@ export interface UploadInput {
 
 export interface StoredRelease { releaseId: string; bytes: number; dir: string }
 
+/** A release stored from a delta upload: how its files were made. */
+export interface StoredDelta extends StoredRelease { delta: DeltaStats }
+
 /** Releases as the API changes them: an upload taken in and recorded, retention applied on request. */
 export class ReleaseService {
   constructor(private readonly deps: ReleaseServiceDeps) {}
 
   /** Stores and records an upload; a release the host already has is refused (409), not replaced. */
   async receive(input: UploadInput): Promise<StoredRelease> {
+    return this.store(input, (request) => this.deps.releases.ingest(request));
+  }
+
+  /** Stores and records a delta upload (a bundle of the contents the host lacks and the file manifest). */
+  async receiveDelta(input: UploadInput): Promise<StoredDelta> {
+    let delta: DeltaStats = { received: 0, linked: 0, copied: 0 };
+    const stored = await this.store(input, async (request) => {
+      const ingested = await this.deps.releases.ingestDelta(request);
+      if (ingested.delta) delta = ingested.delta;
+      return ingested;
+    });
+    return { ...stored, delta };
+  }
+
+  /** Which of these file contents the host lacks: what a delta upload must carry. */
+  async missingContents(app: string, hashes: readonly string[]): Promise<{ missing: string[] }> {
+    requireApp(this.deps.apps, app);
+    return { missing: await this.deps.releases.missingContents(app, hashes) };
+  }
+
+  private async store(
+    input: UploadInput, ingest: (request: IngestRequest) => Promise<{ dir: string; manifest: ReleaseManifest; bytes: number }>,
+  ): Promise<StoredRelease> {
     const { app, releaseId, sha256, source } = input;
     requireApp(this.deps.apps, app);
     if (this.deps.state.release(app, releaseId) && this.deps.releases.has(app, releaseId)) {
@@ -73,7 +108,7 @@ export class ReleaseService {
       throw new SlipwayError('upload_missing', 'upload body must be sent as application/gzip', { status: 415, hint: 'send the tarball bytes' });
     }
     const { checkManifest } = this.deps;
-    const ingested = await this.deps.releases.ingest({
+    const ingested = await ingest({
       app, releaseId, sha256, source, expectedBytes: input.expectedBytes,
       // The policy check applies the overrides sent with the upload, or without them the stored ones.
       ...(checkManifest ? { accept: (manifest: ReleaseManifest) => checkManifest(app, manifest, input.specOverrides ?? this.deps.state.appOverrides(app)?.overrides ?? null) } : {}),
@@ -89,8 +124,7 @@ export class ReleaseService {
   /** The release's kept tarball: where it is, its size, and the sha256 it was verified against on upload. */
   async artifact(app: string, releaseId: string): Promise<{ file: string; bytes: number; sha256: string }> {
     requireApp(this.deps.apps, app);
-    const row = this.requireRelease(app, releaseId);
-    const bytes = await this.deps.releases.artifactSize(app, releaseId);
+    const { row, bytes } = await this.keptTarball(app, this.requireRelease(app, releaseId));
     if (bytes === null || bytes !== row.bytes) {
       throw new SlipwayError('artifact_missing', `release ${shortSha(releaseId)} of ${app} has no kept tarball on this host (it was stored before the agent kept them)`, {
         status: 404, hint: 'deploy it again from its commit on this environment (deploy push --sha <commit>), or promote with a controller that packs it to the same bytes',
@@ -102,11 +136,11 @@ export class ReleaseService {
   /** The gate of this environment for a release (promotion-gate.ts), with what the promoting controller needs to fetch it. */
   async promotion(app: string, releaseId: string, maxAgeMs: number | null): Promise<PromotionVerdict> {
     requireApp(this.deps.apps, app);
-    const row = this.deps.state.release(app, releaseId);
+    const stored = this.deps.state.release(app, releaseId);
     const verdict = judgePromotion({
-      releaseId, release: row, deployments: this.deps.state.deploymentsOfRelease(app, releaseId), now: this.now(), maxAgeMs,
+      releaseId, release: stored, deployments: this.deps.state.deploymentsOfRelease(app, releaseId), now: this.now(), maxAgeMs,
     });
-    const artifactBytes = row ? await this.deps.releases.artifactSize(app, releaseId) : null;
+    const { row, bytes: artifactBytes } = stored ? await this.keptTarball(app, stored) : { row: stored, bytes: null };
     return { app, releaseId, ...verdict, sha256: row?.sha256 ?? null, artifactBytes: artifactBytes === row?.bytes ? artifactBytes : null };
   }
 
@@ -135,6 +169,21 @@ export class ReleaseService {
   promotions(app: string, limit: number): PromotionRecord[] {
     requireApp(this.deps.apps, app);
     return this.deps.state.promotions(app, limit);
+  }
+
+  /**
+   * The release's kept tarball: the upload it was stored from, or for one stored by a delta
+   * upload, packed now from its files (once; the row then names the tarball's sha256 and size).
+   */
+  private async keptTarball<R extends { releaseId: string; sha256: string; bytes: number }>(app: string, row: R): Promise<{ row: R; bytes: number | null }> {
+    const bytes = await this.deps.releases.artifactSize(app, row.releaseId);
+    if (bytes !== null) return { row, bytes };
+    if (!this.deps.releases.has(app, row.releaseId)) return { row, bytes: null };
+    const packed = await this.deps.releases.repackArtifact(app, row.releaseId);
+    if (!packed) return { row, bytes: null };
+    this.deps.state.setReleaseTarball(app, row.releaseId, packed.sha256, packed.bytes);
+    this.deps.logger.info({ app, releaseId: row.releaseId, bytes: packed.bytes }, 'release tarball packed from its files');
+    return { row: { ...row, sha256: packed.sha256, bytes: packed.bytes }, bytes: packed.bytes };
   }
 
   private requireRelease(app: string, releaseId: string) {

@@ -1,7 +1,7 @@
 import { fsyncDir, isDiskFull } from '../../lib/durable.js';
 import { randomBytes } from 'node:crypto';
 import { lstatSync } from 'node:fs';
-import { chmod, lstat, mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { chmod, copyFile, lstat, mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { SlipwayError, errorMessage } from '../../contract/errors.js';
@@ -16,6 +16,10 @@ import { requireRoomForUpload } from './disk-space.js';
 import { setTreeWritable } from '../../lib/link-tree.js';
 import { writeDeploymentInfo } from './deployment-info.js';
 import type { ContentEntry } from '../../contract/release-content.js';
+import { DELTA_BUNDLE, decodeFileManifest } from '../../contract/file-manifest.js';
+import { assembleRelease } from './assemble.js';
+import { FileIndex } from './file-index.js';
+import { repackRelease } from './repack.js';
 
 export interface ReleaseLimits {
   maxReleaseBytes: number;
@@ -64,7 +68,11 @@ export interface IngestResult {
   /** Bytes of file content in the unpacked release. */
   unpackedBytes: number;
   entries: number;
+  /** For a delta upload: files made from received contents, hardlinked from kept releases, copied from them. */
+  delta?: DeltaStats;
 }
+
+export interface DeltaStats { received: number; linked: number; copied: number }
 
 export interface OrphanCleanup {
   /** Absolute paths removed. */
@@ -96,6 +104,8 @@ export class ReleaseStore {
   private readonly admit: ReleaseStoreOptions['admit'];
   /** Temp dir -> .part file of every ingest running in this process; cleanupOrphans spares them. */
   private readonly active = new Map<string, string>();
+  /** The file manifest of every release stored (file-index.ts): what delta uploads reuse. */
+  private readonly index: FileIndex;
 
   constructor(options: ReleaseStoreOptions) {
     this.home = path.resolve(options.home);
@@ -104,6 +114,7 @@ export class ReleaseStore {
     this.syncTimeoutMs = options.syncTimeoutMs ?? 120_000;
     this.requireRoom = options.requireRoom ?? false;
     this.admit = options.admit;
+    this.index = new FileIndex(path.join(this.home, 'index'), this.limits.maxEntries);
   }
 
   get incomingDir(): string {
@@ -150,6 +161,8 @@ export class ReleaseStore {
   /** Deletes a release dir; callers make sure no slot references it. */
   async remove(app: string, releaseId: string): Promise<void> {
     requireNames(app, releaseId);
+    // The index first: a release being removed is no longer offered as a delta base.
+    await this.index.remove(app, releaseId);
     // A built release's directories are read-only (agent/build/host-build.ts); its files, which may
     // share inodes with other releases, keep their mode.
     await setTreeWritable(this.releaseDir(app, releaseId), true, { dirsOnly: true }).catch(() => undefined);
@@ -181,6 +194,34 @@ export class ReleaseStore {
       .map((name) => name.slice(0, -ARTIFACT_SUFFIX.length))
       .filter(isReleaseId)
       .sort();
+  }
+
+  /**
+   * For a release stored by a delta upload (it has no upload to keep): packs its tarball from its
+   * files (repack.ts) into `artifacts/`, once they are shown to be its content; null for a release
+   * without a file index. The tarball appears complete or not at all.
+   */
+  async repackArtifact(app: string, releaseId: string): Promise<{ bytes: number; sha256: string } | null> {
+    const entries = await this.index.entries(app, releaseId);
+    if (!entries) return null;
+    const manifest = await this.readManifest(app, releaseId);
+    const target = this.artifactPath(app, releaseId);
+    await mkdir(path.dirname(target), { recursive: true, mode: 0o700 });
+    await mkdir(this.incomingDir, { recursive: true, mode: 0o700 });
+    const temp = path.join(this.incomingDir, `${TMP_PREFIX}artifact-${randomBytes(8).toString('hex')}`);
+    try {
+      const packed = await repackRelease({ dir: this.releaseDir(app, releaseId), entries, mtime: new Date(manifest.commitTime), workDir: this.incomingDir, target: temp });
+      if (packed.contentDigest !== manifest.contentDigest) {
+        throw new SlipwayError('release_corrupt', `release ${shortSha(releaseId)} of ${app} no longer holds the files it was stored with; it was not packed`, {
+          status: 500, details: [`manifest contentDigest: ${manifest.contentDigest}`, `files now: ${packed.contentDigest}`],
+          hint: 'a file of the release changed on disk: deploy it again from its commit (deploy push --sha <commit>) and check who writes into releases/',
+        });
+      }
+      await rename(temp, target);
+      return { bytes: packed.bytes, sha256: packed.sha256 };
+    } finally {
+      await rm(temp, { force: true });
+    }
   }
 
   async removeArtifact(app: string, releaseId: string): Promise<void> {
@@ -228,6 +269,28 @@ export class ReleaseStore {
    * appears complete and verified. See receiveUpload for who owns `source` when it is refused.
    */
   async ingest(input: IngestInput): Promise<IngestResult> {
+    return this.store(input, 'full');
+  }
+
+  /**
+   * A delta upload (contract/file-manifest.ts DELTA_BUNDLE): the bundle is received and unpacked
+   * like a tarball (same limits, same policy, same sha256 check) into a private dir beside the
+   * staging dir, then the release is assembled from its file manifest (assemble.ts), taking the
+   * contents it did not carry from kept releases, and from then on it is verified and published
+   * exactly like a full upload. A base file gone or changed is delta_base_missing or
+   * delta_base_mismatch (409), and nothing is stored: the sender uploads the full tarball.
+   */
+  async ingestDelta(input: IngestInput): Promise<IngestResult> {
+    return this.store(input, 'delta');
+  }
+
+  /** Of these file contents (sha256), the ones no kept release of the app holds (by its index). */
+  async missingContents(app: string, hashes: readonly string[]): Promise<string[]> {
+    const known = await this.index.known(app, await this.list(app));
+    return hashes.filter((hash) => !known.has(hash));
+  }
+
+  private async store(input: IngestInput, kind: 'full' | 'delta'): Promise<IngestResult> {
     const { app, releaseId, sha256 } = input;
     // The source may fail while we are still preparing (say, the client hangs up): its error is
     // reported when the upload reads it, and must not crash the agent as an unhandled 'error'.
@@ -244,24 +307,35 @@ export class ReleaseStore {
     await mkdir(this.incomingDir, { recursive: true, mode: 0o700 });
     const partFile = partPath(this.incomingDir, sha256);
     const tmpDir = path.join(await this.stagingParent(appDir), `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
+    // A delta upload's bundle is unpacked beside the staging dir (cleanupOrphans knows the name).
+    const bundleDir = `${tmpDir}.bundle`;
     this.active.set(tmpDir, partFile);
     // The .part is this ingest's only once its upload was received: a second upload of the same
     // bytes is refused while the first one's .part is still arriving, and must not remove it.
     let partIsMine = false;
     try {
-      const { extraction, bytes, unpacked } = await this.receiveAndUnpack(input, partFile, tmpDir, label);
+      const { extraction, bytes, unpacked } = await this.receiveAndUnpack(input, partFile, kind === 'full' ? tmpDir : bundleDir, label);
       partIsMine = true;
-      const manifest = await verifiedManifest(tmpDir, { app: input.project ?? app, releaseId, label }, unpacked);
+      const made = kind === 'full' ? { ...unpacked, delta: undefined } : await this.assembleFromBundle(bundleDir, tmpDir, app, label, unpacked);
+      const manifest = await verifiedManifest(tmpDir, { app: input.project ?? app, releaseId, label }, made.contents);
       input.accept?.(manifest);
-      this.admit?.(manifest, unpacked.contents, label);
+      this.admit?.(manifest, made.contents, label);
       if (input.deployedBy !== undefined) await writeDeploymentInfo(tmpDir, manifest, input.deployedBy, new Date(), input.deployment);
       // Extraction left the tree free of group/other write and the root private; open the root
       // for reading only now that the release is complete.
       await chmod(tmpDir, 0o755);
-      await this.makeDurable(extraction, tmpDir, label);
+      if (kind === 'full') await this.makeDurable(extraction, tmpDir, label);
+      else await this.flush(tmpDir, label);
       await publish(tmpDir, finalDir, label);
-      await this.keepArtifact(partFile, app, releaseId);
-      return { dir: finalDir, manifest, bytes, unpackedBytes: unpacked.bytes, entries: unpacked.entries };
+      if (kind === 'full') await this.keepArtifact(partFile, app, releaseId);
+      else await rm(partFile, { force: true });
+      // After the publish: a crash before this leaves a release that is only not a delta base.
+      await this.index.write(app, releaseId, made.contents.filter((entry) => entry.path !== MANIFEST_FILE))
+        .catch(() => undefined);
+      return {
+        dir: finalDir, manifest, bytes, unpackedBytes: made.bytes, entries: made.entries,
+        ...(made.delta ? { delta: made.delta } : {}),
+      };
     } catch (error) {
       await rm(tmpDir, { recursive: true, force: true, maxRetries: 3 });
       if (partIsMine) await rm(partFile, { force: true });
@@ -270,8 +344,31 @@ export class ReleaseStore {
         status: 500, cause: error, hint: 'check the agent log; existing releases were not touched',
       });
     } finally {
+      await rm(bundleDir, { recursive: true, force: true, maxRetries: 3 });
       this.active.delete(tmpDir);
     }
+  }
+
+  /** Assembles the release at `tmpDir` from an unpacked delta bundle; its manifest.json copied as sent. */
+  private async assembleFromBundle(
+    bundleDir: string, tmpDir: string, app: string, label: string, unpacked: ExtractResult,
+  ): Promise<{ contents: ContentEntry[]; bytes: number; entries: number; delta: DeltaStats }> {
+    const bundle = readBundle(unpacked, bundleDir, label);
+    const files = await readFile(path.join(bundleDir, DELTA_BUNDLE.files), 'utf8');
+    const entries = decodeFileManifest(files, this.limits.maxEntries);
+    const made = await assembleRelease({
+      root: tmpDir, entries, objects: bundle.objects, known: await this.index.known(app, await this.list(app)),
+      releaseDir: (id) => this.releaseDir(app, id), limits: this.limits, label,
+    });
+    await copyFile(path.join(bundleDir, DELTA_BUNDLE.manifest), path.join(tmpDir, MANIFEST_FILE));
+    await chmod(path.join(tmpDir, MANIFEST_FILE), 0o644);
+    const manifestEntry = unpacked.contents.find((entry) => entry.path === DELTA_BUNDLE.manifest)!;
+    return {
+      contents: [...made.contents, { ...manifestEntry, path: MANIFEST_FILE }],
+      bytes: made.bytes,
+      entries: made.contents.length + 1,
+      delta: { received: made.received, linked: made.linked, copied: made.copied },
+    };
   }
 
   /** Receives the upload into `partFile` while unpacking it into `tmpDir`; the .part is gone afterwards. */
@@ -386,6 +483,44 @@ export class ReleaseStore {
 
 function ignoreError(): void { /* surfaced by receiveUpload's read instead */ }
 
+const OBJECT_NAME = /^objects\/([0-9a-f]{64})$/;
+
+/**
+ * Pure: the received contents of an unpacked delta bundle (sha256 -> file), once the bundle is
+ * shown to hold only its three kinds of entries and every content to hash to its name.
+ */
+function readBundle(unpacked: ExtractResult, bundleDir: string, label: string): { objects: Map<string, string> } {
+  const objects = new Map<string, string>();
+  const seen = new Set<string>();
+  for (const entry of unpacked.contents) {
+    const named = OBJECT_NAME.exec(entry.path);
+    if (entry.type === 'file' && named) {
+      if (named[1] !== entry.sha256) {
+        throw new SlipwayError('delta_bundle_invalid', `${label}: the delta upload's ${entry.path} does not hash to its name (sha256 ${entry.sha256.slice(0, 12)}…); nothing was stored`, {
+          status: 400, hint: 'push again; the bundle was damaged or not made by `deploy push`',
+        });
+      }
+      objects.set(entry.sha256, path.join(bundleDir, entry.path));
+      continue;
+    }
+    const expected = entry.path === DELTA_BUNDLE.objectsDir ? 'directory' : entry.path === DELTA_BUNDLE.files || entry.path === DELTA_BUNDLE.manifest ? 'file' : null;
+    if (expected !== entry.type) {
+      throw new SlipwayError('delta_bundle_invalid', `${label}: the delta upload holds ${JSON.stringify(entry.path.slice(0, 200))}, which a delta bundle may not; nothing was stored`, {
+        status: 400, hint: `a delta bundle holds only ${DELTA_BUNDLE.files}, ${DELTA_BUNDLE.manifest} and ${DELTA_BUNDLE.objectsDir}/<sha256>; push with \`deploy push\``,
+      });
+    }
+    seen.add(entry.path);
+  }
+  for (const name of [DELTA_BUNDLE.files, DELTA_BUNDLE.manifest]) {
+    if (!seen.has(name)) {
+      throw new SlipwayError('delta_bundle_invalid', `${label}: the delta upload has no ${name}; nothing was stored`, {
+        status: 400, hint: 'push with `deploy push`',
+      });
+    }
+  }
+  return { objects };
+}
+
 
 function requireNames(app: string, releaseId?: string): void {
   if (!isAppName(app)) {
@@ -416,7 +551,7 @@ function requireUploadable(releaseId: string, sha256: string): void {
 
 /** The staged release's manifest, once it is shown to describe this upload and exactly the files unpacked. */
 async function verifiedManifest(
-  dir: string, expected: { app: string; releaseId: string; label: string }, unpacked: ExtractResult,
+  dir: string, expected: { app: string; releaseId: string; label: string }, contents: ContentEntry[],
 ): Promise<ReleaseManifest> {
   const { app, releaseId, label } = expected;
   const loaded = await loadManifest(dir);
@@ -435,7 +570,7 @@ async function verifiedManifest(
         hint: 'the upload URL and the tarball disagree; push again from the right repository and commit',
       });
   }
-  verifyReleaseContent(manifest, unpacked.contents, label);
+  verifyReleaseContent(manifest, contents, label);
   return manifest;
 }
 

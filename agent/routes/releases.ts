@@ -10,7 +10,7 @@ import { SlipwayError } from '../../contract/errors.js';
 import { decodeSpecOverrides, SPEC_OVERRIDES_HEADER, type SpecOverrides } from '../../contract/spec-overrides.js';
 import { ENV_NAME_PATTERN, TAG_PATTERN } from '../../contract/api.js';
 import type { CleanupResult } from '../release/cleanup.js';
-import type { ReleaseService, StoredRelease } from '../release/service.js';
+import type { ReleaseService, StoredDelta, StoredRelease, UploadInput } from '../release/service.js';
 import type { ReleaseDetail, StatusService } from '../status.js';
 import { refuseOtherMediaTypes } from '../plugins/content-types.js';
 import {
@@ -54,10 +54,46 @@ function overridesOf(header: string | undefined): SpecOverrides | null {
   }
 }
 
+/** What an upload request (full or delta) asks the release service to store. */
+function uploadInput(request: {
+  params: ReleaseParams; query: UploadQuery; headers: UploadHeaders; body: Readable | undefined; actor: string;
+}): UploadInput {
+  const { project, env, tag } = request.query;
+  return {
+    app: request.params.app, releaseId: request.params.releaseId, sha256: request.headers[SHA256_HEADER],
+    source: request.body, expectedBytes: Number(request.headers['content-length']), actor: request.actor,
+    specOverrides: overridesOf(request.headers[SPEC_OVERRIDES_HEADER]),
+    ...(project ? { project } : {}), ...(env ? { env } : {}), ...(tag ? { tag } : {}),
+  };
+}
+
 const storedRelease = {
   type: 'object', additionalProperties: false, required: ['releaseId', 'bytes', 'dir'],
   properties: { releaseId: { type: 'string' }, bytes: { type: 'integer' }, dir: { type: 'string' } },
 } as const satisfies ObjectSchemaOf<StoredRelease>;
+
+const storedDelta = {
+  type: 'object', additionalProperties: false, required: ['releaseId', 'bytes', 'dir', 'delta'],
+  properties: {
+    ...storedRelease.properties,
+    delta: {
+      type: 'object', additionalProperties: false, required: ['received', 'linked', 'copied'],
+      properties: { received: { type: 'integer' }, linked: { type: 'integer' }, copied: { type: 'integer' } },
+    },
+  },
+} as const satisfies ObjectSchemaOf<StoredDelta>;
+
+/** A delta upload's question: which of these file contents (sha256) does the host lack? */
+const MAX_ASKED_CONTENTS = 200_000;
+const missingRequest = {
+  type: 'object', additionalProperties: false, required: ['sha256'],
+  properties: { sha256: { type: 'array', maxItems: MAX_ASKED_CONTENTS, items: { type: 'string', pattern: SHA256_PATTERN } } },
+} as const;
+interface MissingRequest { sha256: string[] }
+const missingAnswer = {
+  type: 'object', additionalProperties: false, required: ['missing'],
+  properties: { missing: stringList },
+} as const satisfies ObjectSchemaOf<{ missing: string[] }>;
 
 const releaseDetail = {
   type: 'object', additionalProperties: false, required: ['releaseId', 'state', 'bytes', 'sha256', 'createdAt', 'manifest'],
@@ -196,6 +232,13 @@ export const releaseRoutes: FastifyPluginAsync<ReleaseRouteOptions> = async (app
     schema: { params: appParams, querystring: noQuery, body: noBody, response: answers({ 200: cleanupResult }) },
   }, async (request) => releases.cleanup(request.params.app, request.actor));
 
+  // Before a delta upload: the contents the host lacks (from the index of its kept releases).
+  app.post<{ Params: AppParams; Querystring: NoQuery; Body: MissingRequest; Reply: { missing: string[] } }>('/apps/:app/files/missing', {
+    // 67 bytes per hash as JSON: room for MAX_ASKED_CONTENTS of them.
+    bodyLimit: 16 * 1024 * 1024,
+    schema: { params: appParams, querystring: noQuery, body: missingRequest, response: answers({ 200: missingAnswer }) },
+  }, async (request) => releases.missingContents(request.params.app, request.body.sha256));
+
   // The upload has a context of its own: its body is the tarball, streamed, never parsed as JSON.
   await app.register(async (upload) => {
     upload.removeAllContentTypeParsers();
@@ -207,14 +250,11 @@ export const releaseRoutes: FastifyPluginAsync<ReleaseRouteOptions> = async (app
 
     upload.put<{ Params: ReleaseParams; Querystring: UploadQuery; Headers: UploadHeaders; Body: Readable | undefined; Reply: StoredRelease }>('/apps/:app/releases/:releaseId', {
       schema: { params: releaseParams, querystring: uploadQuery, headers: uploadHeaders, response: answers({ 201: storedRelease }) },
-    }, async (request, reply) => {
-      const { project, env, tag } = request.query;
-      return reply.code(201).send(await releases.receive({
-        app: request.params.app, releaseId: request.params.releaseId, sha256: request.headers[SHA256_HEADER],
-        source: request.body, expectedBytes: Number(request.headers['content-length']), actor: request.actor,
-        specOverrides: overridesOf(request.headers[SPEC_OVERRIDES_HEADER]),
-        ...(project ? { project } : {}), ...(env ? { env } : {}), ...(tag ? { tag } : {}),
-      }));
-    });
+    }, async (request, reply) => reply.code(201).send(await releases.receive(uploadInput(request))));
+
+    // A delta upload: the bundle of the contents the host lacks, with the file manifest (store.ts ingestDelta).
+    upload.put<{ Params: ReleaseParams; Querystring: UploadQuery; Headers: UploadHeaders; Body: Readable | undefined; Reply: StoredDelta }>('/apps/:app/releases/:releaseId/delta', {
+      schema: { params: releaseParams, querystring: uploadQuery, headers: uploadHeaders, response: answers({ 201: storedDelta }) },
+    }, async (request, reply) => reply.code(201).send(await releases.receiveDelta(uploadInput(request))));
   });
 };

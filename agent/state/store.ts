@@ -161,6 +161,11 @@ export class StateStore {
     ).run(row.app, row.releaseId, row.sha256, row.bytes, JSON.stringify(row.manifest), now());
   }
 
+  /** A release's tarball changed (one re-packed for a release stored by a delta upload): its sha256 and size. */
+  setReleaseTarball(app: string, releaseId: string, sha256: string, bytes: number): void {
+    prepared(this.db, 'UPDATE releases SET sha256 = ?, bytes = ? WHERE app = ? AND release_id = ?').run(sha256, bytes, app, releaseId);
+  }
+
   release(app: string, releaseId: string): ReleaseRow | undefined {
     const row = prepared(this.db, 'SELECT * FROM releases WHERE app = ? AND release_id = ?').get(app, releaseId) as RawRelease | undefined;
     return row && toRelease(row);

@@ -21,6 +21,7 @@ import { formatBytes, formatMs } from '../output.js';
 import { prepareRelease, type PreparedRelease } from '../pack.js';
 import { openAgentSession } from '../session.js';
 import { followDeployment, type FollowOutcome } from './follow.js';
+import { shipRelease } from '../delta-upload.js';
 
 export interface PushOptions {
   slot?: Slot;
@@ -158,16 +159,13 @@ async function rollOut(
       if (existing) {
         out.info(`  release ${shortSha(releaseId)} is already on the host: nothing uploaded`, { uploadedBytes: 0 });
       } else {
-        const sealStarted = Date.now();
-        const packed = await release.prepared.seal(release.manifest);
-        const packMs = release.prepareMs + Date.now() - sealStarted;
-        out.info(`  packed ${formatBytes(packed.bytes)} in ${formatMs(packMs)} (sha256 ${packed.sha256.slice(0, 16)}…)`);
-        const uploadStarted = Date.now();
-        await session.agent.upload(uploadPath(config, releaseId, release.tag), packed.file, packed.bytes, packed.sha256,
-          ({ sent, total, stalledMs }) => out.progress('upload', sent, total, uploadStarted, stalledMs), uploadHeaders(config.specOverrides));
-        uploadMs = Date.now() - uploadStarted;
-        uploadedBytes = packed.bytes;
-        out.info(`  uploaded and verified in ${formatMs(uploadMs)}`, { uploadMs, uploadedBytes });
+        // Only the files the host lacks, when it has some (controller/delta-upload.ts).
+        const shipped = await shipRelease({
+          agent: session.agent, app, uploadPath: uploadPath(config, releaseId, release.tag), prepared: release.prepared,
+          manifest: release.manifest, headers: uploadHeaders(config.specOverrides), prepareMs: release.prepareMs, out,
+        });
+        uploadMs = shipped.uploadMs;
+        uploadedBytes = shipped.uploadedBytes;
       }
       // The agent alone picks the standby slot (from its state when the rollout starts, not from a
       // status read before a --wait), unless the user named one.

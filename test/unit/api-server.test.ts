@@ -28,7 +28,7 @@ function stubDeps(overrides: Partial<ServerDeps> = {}): ServerDeps {
     config: { home: '/srv/slipway', apps: { [APP]: {} } } as unknown as ServerDeps['config'],
     token: TOKEN,
     state: { audit: vi.fn(), app: () => ({ name: APP, liveSlot: null, generation: 0, updatedAt: '' }) } as unknown as ServerDeps['state'],
-    releases: { has: () => false, ingest: unused, artifactPath: unused, artifactSize: async () => null },
+    releases: { has: () => false, ingest: unused, ingestDelta: unused, missingContents: unused, repackArtifact: async () => null, artifactPath: unused, artifactSize: async () => null },
     rollouts: { startDeploy: unused, startSwitch: unused, startRollback: unused, lockStatus: () => null, reserveLock: unused, releaseLock: unused } as unknown as ServerDeps['rollouts'],
     processes: {} as ServerDeps['processes'],
     health: { checkOnce: unused },
@@ -62,9 +62,9 @@ describe('the route table', () => {
       'GET /apps', 'GET /apps/:app', 'GET /apps/:app/deployments', 'GET /apps/:app/deployments/:id', 'GET /apps/:app/fleet', 'GET /apps/:app/lock',
       'GET /apps/:app/promotions', 'GET /apps/:app/releases', 'GET /apps/:app/releases/:releaseId', 'GET /apps/:app/releases/:releaseId/artifact',
       'GET /apps/:app/releases/:releaseId/promotion', 'GET /apps/:app/releases/:releaseId/spec', 'GET /backups', 'GET /health',
-      'POST /apps/:app/deployments', 'POST /apps/:app/deployments/:id/abort', 'POST /apps/:app/lock', 'POST /apps/:app/promotions', 'POST /apps/:app/releases/cleanup', 'POST /apps/:app/rollback',
+      'POST /apps/:app/deployments', 'POST /apps/:app/deployments/:id/abort', 'POST /apps/:app/files/missing', 'POST /apps/:app/lock', 'POST /apps/:app/promotions', 'POST /apps/:app/releases/cleanup', 'POST /apps/:app/rollback',
       'POST /apps/:app/switch', 'POST /backups/:id/restore', 'POST /backups/:job/run',
-      'PUT /apps/:app/fleet', 'PUT /apps/:app/releases/:releaseId',
+      'PUT /apps/:app/fleet', 'PUT /apps/:app/releases/:releaseId', 'PUT /apps/:app/releases/:releaseId/delta',
     ]);
     for (const route of api) {
       const label = `${String(route.method)} ${route.url}`;
@@ -255,7 +255,7 @@ describe('a release\'s spec (deploy diff)', () => {
   });
   const depsWith = (m: Record<string, unknown>) => stubDeps({
     state: { audit: vi.fn(), release: () => ({ state: 'good', bytes: 1, sha256: 'f'.repeat(64), createdAt: '2026-11-01T10:00:00.000Z', manifest: m }) } as unknown as ServerDeps['state'],
-    releases: { has: () => true, ingest: () => { throw new Error('not expected'); }, artifactPath: () => { throw new Error('not expected'); }, artifactSize: async () => null },
+    releases: { has: () => true, ingest: () => { throw new Error('not expected'); }, ingestDelta: () => { throw new Error('not expected'); }, missingContents: () => { throw new Error('not expected'); }, repackArtifact: async () => null, artifactPath: () => { throw new Error('not expected'); }, artifactSize: async () => null },
   });
 
   it('answers the whole spec and its digest, also inside the release detail', async () => {
@@ -282,7 +282,7 @@ describe('a release\'s kept tarball and its promotion gate', () => {
       audit: vi.fn(), app: () => ({ name: APP, liveSlot: null, generation: 0, updatedAt: '' }), release: (_a: string, id: string) => (id === releaseId ? row : undefined),
       deploymentsOfRelease: () => [],
     } as unknown as ServerDeps['state'],
-    releases: { has: () => true, ingest: () => { throw new Error('not expected'); }, artifactPath: () => file, artifactSize: async () => artifactSize },
+    releases: { has: () => true, ingest: () => { throw new Error('not expected'); }, ingestDelta: () => { throw new Error('not expected'); }, missingContents: () => { throw new Error('not expected'); }, repackArtifact: async () => null, artifactPath: () => file, artifactSize: async () => artifactSize },
   });
 
   it('a release stored before tarballs were kept: 404 artifact_missing with a hint; an unknown one: release_not_found', async () => {

@@ -1,0 +1,63 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import * as tar from 'tar';
+import { DELTA_BUNDLE, encodeFileManifest } from '../contract/file-manifest.js';
+import type { ReleaseManifest } from '../contract/manifest.js';
+import { treePath, type ContentEntry } from '../contract/release-content.js';
+import { TarWriter } from '../lib/tar-writer.js';
+import { gzipReproducibly } from '../lib/reproducible-gzip.js';
+
+export interface DeltaBundle {
+  file: string;
+  bytes: number;
+  sha256: string;
+  /** Distinct file contents in it, and their bytes (before compression). */
+  objects: number;
+  objectBytes: number;
+}
+
+/**
+ * Writes the body of a delta upload (contract/file-manifest.ts DELTA_BUNDLE) into `dir`: the file
+ * manifest, then each content of `send` once, read from the release's plain tar (the same bytes a
+ * full upload would carry), then the release manifest; gzipped. Only contents are sent: paths,
+ * modes and links travel in the file manifest, and the host rebuilds the tree from it.
+ */
+export async function writeDeltaBundle(input: {
+  plainTar: string; entries: readonly ContentEntry[]; send: ReadonlySet<string>; manifest: ReleaseManifest; mtime: Date; dir: string;
+}): Promise<DeltaBundle> {
+  const { plainTar, entries, send, manifest, mtime, dir } = input;
+  const hashOf = new Map<string, string>();
+  for (const entry of entries) if (entry.type === 'file' && send.has(entry.sha256)) hashOf.set(entry.path, entry.sha256);
+  const plain = path.join(dir, 'delta.tar');
+  const writer = TarWriter.create(plain, mtime);
+  const written = new Set<string>();
+  let objectBytes = 0;
+  let failure: unknown;
+  try {
+    writer.bytes(DELTA_BUNDLE.files, 0o644, Buffer.from(encodeFileManifest(entries)));
+    tar.t({
+      file: plainTar, sync: true, strict: true,
+      onReadEntry: (entry) => {
+        const hash = hashOf.get(treePath(entry.path));
+        if (entry.type !== 'File' || hash === undefined || written.has(hash)) {
+          entry.resume();
+          return;
+        }
+        written.add(hash);
+        objectBytes += entry.size ?? 0;
+        const sink = writer.beginFile(`${DELTA_BUNDLE.objectsDir}/${hash}`, 0o644, entry.size ?? 0);
+        entry.on('data', (chunk: Buffer) => { try { sink.chunk(chunk); } catch (error) { failure ??= error; } });
+        entry.on('end', () => { try { sink.end(); } catch (error) { failure ??= error; } });
+      },
+    });
+    if (failure) throw failure;
+    if (written.size !== new Set(hashOf.values()).size) throw new Error('the plain tar lacks contents its file manifest names');
+    writer.bytes(DELTA_BUNDLE.manifest, 0o644, Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`));
+  } finally {
+    writer.close();
+  }
+  const file = path.join(dir, `${manifest.app}-${manifest.releaseId}.delta.tar.gz`);
+  const packed = await gzipReproducibly(plain, file);
+  await fs.rm(plain);
+  return { file, ...packed, objects: written.size, objectBytes };
+}

@@ -1,0 +1,81 @@
+import { SlipwayError } from '../contract/errors.js';
+import { bytesOf, contentHashes } from '../contract/file-manifest.js';
+import type { ReleaseManifest } from '../contract/manifest.js';
+import type { AgentClient } from './agent-client.js';
+import { formatBytes, formatMs, type Output } from './output.js';
+import type { PreparedRelease } from './pack.js';
+
+export interface Shipped {
+  how: 'delta' | 'full';
+  uploadMs: number;
+  /** Bytes sent over the wire (the bundle or the tarball). */
+  uploadedBytes: number;
+}
+
+/** Failures of a delta upload that a full upload of the same release does not have. */
+const FALL_BACK_ON = new Set(['delta_base_missing', 'delta_base_mismatch']);
+
+/**
+ * Sends a release the host does not have: asks which of its file contents the host lacks, and
+ * sends only those with the file manifest (a delta upload, contract/file-manifest.ts); the full
+ * tarball when the host shares none of them, has no index (an older agent: 404), or finds a base
+ * file gone or changed while assembling (the host stores nothing then, so the full upload is the
+ * same release, verified the same way).
+ */
+export async function shipRelease(input: {
+  agent: AgentClient; app: string; uploadPath: string; prepared: PreparedRelease; manifest: ReleaseManifest;
+  headers: Record<string, string>; prepareMs: number; out: Output;
+}): Promise<Shipped> {
+  const { agent, app, prepared, manifest, out } = input;
+  const hashes = contentHashes(prepared.files);
+  const missing = hashes.length === 0 ? null : await askMissing(agent, app, hashes);
+  if (missing !== null && missing.size < hashes.length) {
+    const started = Date.now();
+    const bundle = await prepared.bundle(manifest, missing);
+    const total = bytesOf(prepared.files, new Set(hashes));
+    out.info(`  the host has ${hashes.length - missing.size} of ${hashes.length} file contents: sending ${missing.size} (${formatBytes(bundle.objectBytes)} of ${formatBytes(total)}), ${formatBytes(bundle.bytes)} with the file manifest`,
+      { delta: { contents: hashes.length, missing: missing.size, objectBytes: bundle.objectBytes, releaseBytes: total, bundleBytes: bundle.bytes } });
+    try {
+      await agent.upload(deltaPath(input.uploadPath), bundle.file, bundle.bytes, bundle.sha256,
+        ({ sent, total: all, stalledMs }) => out.progress('upload', sent, all, started, stalledMs), input.headers);
+      const uploadMs = Date.now() - started;
+      out.info(`  sent, assembled and verified in ${formatMs(uploadMs)}`, { uploadMs, uploadedBytes: bundle.bytes, upload: 'delta' });
+      return { how: 'delta', uploadMs, uploadedBytes: bundle.bytes };
+    } catch (error) {
+      if (!(error instanceof SlipwayError) || !FALL_BACK_ON.has(error.code)) throw error;
+      out.info(`  delta upload refused (${error.message}): sending the whole release`, { upload: 'fallback', reason: error.code });
+    }
+  }
+  return fullUpload(input);
+}
+
+/** The contents the host lacks; null when it cannot say (an agent without delta uploads). */
+async function askMissing(agent: AgentClient, app: string, hashes: string[]): Promise<Set<string> | null> {
+  try {
+    const answer = await agent.json<{ missing: string[] }>('POST', `/apps/${app}/files/missing`, { sha256: hashes });
+    return new Set(answer.missing);
+  } catch (error) {
+    if (error instanceof SlipwayError && error.status === 404 && error.code === 'not_found') return null;
+    throw error;
+  }
+}
+
+async function fullUpload(input: { agent: AgentClient; uploadPath: string; prepared: PreparedRelease; manifest: ReleaseManifest; headers: Record<string, string>; prepareMs: number; out: Output }): Promise<Shipped> {
+  const { out } = input;
+  const sealStarted = Date.now();
+  const packed = await input.prepared.seal(input.manifest);
+  const packMs = input.prepareMs + Date.now() - sealStarted;
+  out.info(`  packed ${formatBytes(packed.bytes)} in ${formatMs(packMs)} (sha256 ${packed.sha256.slice(0, 16)}…)`);
+  const started = Date.now();
+  await input.agent.upload(input.uploadPath, packed.file, packed.bytes, packed.sha256,
+    ({ sent, total, stalledMs }) => out.progress('upload', sent, total, started, stalledMs), input.headers);
+  const uploadMs = Date.now() - started;
+  out.info(`  uploaded and verified in ${formatMs(uploadMs)}`, { uploadMs, uploadedBytes: packed.bytes, upload: 'full' });
+  return { how: 'full', uploadMs, uploadedBytes: packed.bytes };
+}
+
+/** Pure: the delta upload's path beside a full upload's (`…/releases/<id>/delta`, same query). */
+export function deltaPath(uploadPath: string): string {
+  const at = uploadPath.indexOf('?');
+  return at === -1 ? `${uploadPath}/delta` : `${uploadPath.slice(0, at)}/delta${uploadPath.slice(at)}`;
+}
