@@ -10,6 +10,7 @@ import { MANIFEST_FILE, manifestSchema, type ReleaseManifest } from '../../contr
 import { SHA256_PATTERN, isAppName, isContentReleaseId, isReleaseId, shortSha } from '../../contract/names.js';
 import { compileValidator } from '../../lib/validate.js';
 import { startExtraction, type ExtractResult, type Extraction } from './extract.js';
+import { startExtractionInWorker } from './extract-thread.js';
 import { verifyReleaseContent } from './release-identity.js';
 import { partPath, receiveUpload } from './upload.js';
 import { requireRoomForUpload } from './disk-space.js';
@@ -35,6 +36,11 @@ export interface ReleaseStoreOptions {
   requireRoom?: boolean;
   /** Refuses a verified release before it is published (e.g. native addons for another platform); throws. */
   admit?: (manifest: ReleaseManifest, contents: readonly ContentEntry[], label: string) => void;
+  /**
+   * Where uploads are unpacked: 'thread' (default) in the agent's unpacking thread, beside the
+   * main thread that receives them (extract-thread.ts); 'main' on the main thread.
+   */
+  unpackIn?: 'thread' | 'main';
 }
 
 export interface IngestInput {
@@ -94,6 +100,7 @@ export class ReleaseStore {
   private readonly syncTimeoutMs: number;
   private readonly requireRoom: boolean;
   private readonly admit: ReleaseStoreOptions['admit'];
+  private readonly startExtraction: typeof startExtraction;
   /** Temp dir -> .part file of every ingest running in this process; cleanupOrphans spares them. */
   private readonly active = new Map<string, string>();
 
@@ -104,6 +111,7 @@ export class ReleaseStore {
     this.syncTimeoutMs = options.syncTimeoutMs ?? 120_000;
     this.requireRoom = options.requireRoom ?? false;
     this.admit = options.admit;
+    this.startExtraction = options.unpackIn === 'main' ? startExtraction : startExtractionInWorker;
   }
 
   get incomingDir(): string {
@@ -248,8 +256,11 @@ export class ReleaseStore {
     // The .part is this ingest's only once its upload was received: a second upload of the same
     // bytes is refused while the first one's .part is still arriving, and must not remove it.
     let partIsMine = false;
+    let extraction: Extraction | undefined;
     try {
-      const { extraction, bytes, unpacked } = await this.receiveAndUnpack(input, partFile, tmpDir, label);
+      const received = await this.receiveAndUnpack(input, partFile, tmpDir, label);
+      const { bytes, unpacked } = received;
+      extraction = received.extraction;
       partIsMine = true;
       const manifest = await verifiedManifest(tmpDir, { app: input.project ?? app, releaseId, label }, unpacked);
       input.accept?.(manifest);
@@ -270,6 +281,7 @@ export class ReleaseStore {
         status: 500, cause: error, hint: 'check the agent log; existing releases were not touched',
       });
     } finally {
+      extraction?.close();
       this.active.delete(tmpDir);
     }
   }
@@ -279,7 +291,7 @@ export class ReleaseStore {
     input: IngestInput, partFile: string, tmpDir: string, label: string,
   ): Promise<{ extraction: Extraction; bytes: number; unpacked: ExtractResult }> {
     // Follows the .part file as the upload fills it; the upload itself never waits for it.
-    const extraction = startExtraction(partFile, tmpDir, { maxEntries: this.limits.maxEntries, maxUnpackedBytes: this.limits.maxUnpackedBytes });
+    const extraction = this.startExtraction(partFile, tmpDir, { maxEntries: this.limits.maxEntries, maxUnpackedBytes: this.limits.maxUnpackedBytes });
     let upload;
     try {
       upload = await receiveUpload(input.source, {
