@@ -6,9 +6,6 @@ import { SlipwayError } from '../../contract/errors.js';
 import type { ExtractLimits, ExtractOptions, ExtractResult, Extraction } from './extract.js';
 import { decodeError, type FromWorker, type ToWorker } from './extract-wire.js';
 
-/** An unused unpacking thread is stopped after this long; the next upload starts a new one (~50 ms). */
-const IDLE_MS = 5 * 60_000;
-
 /**
  * startExtraction (extract.ts), run in the agent's unpacking thread instead of on the main one:
  * same contract, same checks (the thread runs extract.ts itself), same errors. The main thread
@@ -29,7 +26,6 @@ class UnpackThread {
   /** Extractions started and not yet closed. */
   private readonly open = new Set<number>();
   private nextId = 1;
-  private idleTimer: NodeJS.Timeout | undefined;
   dead = false;
 
   constructor() {
@@ -43,7 +39,6 @@ class UnpackThread {
   begin(): number {
     const id = this.nextId++;
     this.open.add(id);
-    clearTimeout(this.idleTimer);
     // Keeps the process alive only while an extraction runs (as its file and socket would).
     this.worker.ref();
     return id;
@@ -52,8 +47,12 @@ class UnpackThread {
   end(id: number): void {
     if (!this.open.delete(id) || this.open.size > 0 || this.dead) return;
     this.worker.unref();
-    this.idleTimer = setTimeout(() => { if (this.open.size === 0) void this.worker.terminate(); }, IDLE_MS);
-    this.idleTimer.unref();
+  }
+
+  async stop(): Promise<void> {
+    await this.worker.terminate();
+    // 'exit' may come after terminate() resolves: fail what is in flight now.
+    this.died(new Error('it was stopped'));
   }
 
   send(message: ToWorker): void {
@@ -80,18 +79,34 @@ class UnpackThread {
   private died(error: Error): void {
     if (this.dead) return;
     this.dead = true;
-    clearTimeout(this.idleTimer);
     if (shared === this) shared = undefined;
-    const idle = this.open.size === 0 && this.pending.size === 0;
     for (const waiter of this.pending.values()) waiter.reject(threadGone(error.message));
     this.pending.clear();
-    // Stopped for being idle, or with nothing in flight: nothing to report.
-    if (idle) return;
+    // After an uncaught error the thread may still be running: nothing more of it is wanted.
     void this.worker.terminate();
   }
 }
 
 let shared: UnpackThread | undefined;
+
+/**
+ * Starts the unpacking thread ahead of the first upload (agent start): loading its modules takes
+ * 50-100 ms on a quiet box and up to a second on a loaded one, which no push should wait for.
+ * It then stays (a few MB), holding the process open only while it unpacks.
+ */
+export function startUnpackThread(): void {
+  sharedThread();
+}
+
+/**
+ * Stops the unpacking thread now (agent shutdown): extractions in it fail with `extract_failed`,
+ * their callers remove the staging dirs, and the next upload starts a fresh thread.
+ */
+export async function stopUnpackThread(): Promise<void> {
+  const thread = shared;
+  shared = undefined;
+  await thread?.stop();
+}
 
 function sharedThread(): UnpackThread {
   if (!shared || shared.dead) shared = new UnpackThread();
