@@ -751,6 +751,16 @@ async function stagingDir(): Promise<string | undefined> {
   return name === undefined ? undefined : path.join(home, 'incoming', name);
 }
 
+/** Waits until the ingest under way has unpacked `name` into its staging dir; returns that dir. */
+async function untilStaged(name: string, description: string): Promise<string> {
+  let dir: string | undefined;
+  await waitFor(async () => {
+    dir = await stagingDir();
+    return dir !== undefined && existsSync(path.join(dir, name));
+  }, { description });
+  return dir!;
+}
+
 describe('ReleaseStore: unpacking while the upload arrives', () => {
   beforeEach(() => freshBox());
 
@@ -790,10 +800,7 @@ describe('ReleaseStore: unpacking while the upload arrives', () => {
     const refused = caught(store.ingest({ app: APP, releaseId, sha256: sha256(archive), source, expectedBytes: archive.length }));
     const cut = archive.length - 100 * 1024;
     source.write(archive.subarray(0, cut));
-    await waitFor(async () => {
-      const dir = await stagingDir();
-      return dir !== undefined && existsSync(path.join(dir, 'server.js'));
-    }, { description: 'server.js unpacked by the thread while the upload is still under way' });
+    await untilStaged('server.js', 'server.js unpacked by the thread while the upload is still under way');
     await stopUnpackThread();
     source.end(archive.subarray(cut));
     const error = await refused;
@@ -817,11 +824,7 @@ describe('ReleaseStore: unpacking while the upload arrives', () => {
     const ingest = store.ingest({ app: APP, releaseId, sha256: sha256(archive), source, expectedBytes: archive.length });
     const cut = archive.length - 100 * 1024;
     source.write(archive.subarray(0, cut));
-    await waitFor(async () => {
-      const dir = await stagingDir();
-      return dir !== undefined && existsSync(path.join(dir, 'server.js'));
-    }, { description: 'server.js unpacked while the upload is still under way' });
-    const dir = (await stagingDir())!;
+    const dir = await untilStaged('server.js', 'server.js unpacked while the upload is still under way');
     expect((await stat(dir)).mode & 0o777, 'nobody else can look in while it is incomplete').toBe(0o700);
     expect(await readdir(path.join(home, 'releases', APP))).toEqual([liveId]);
     source.end(archive.subarray(cut));
