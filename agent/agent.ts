@@ -7,7 +7,7 @@ import { loadOrCreateToken } from './auth.js';
 import { openDatabase, type Db } from './state/db.js';
 import { StateStore } from './state/store.js';
 import { ReleaseStore } from './release/store.js';
-import { startUnpackThread, stopUnpackThread } from './release/extract-thread.js';
+import { stopUnpackThread } from './release/extract-thread.js';
 import { Pm2Adapter } from './pm2.js';
 import { NginxController } from './nginx/controller.js';
 import { renderAppConfig } from './nginx/render.js';
@@ -89,7 +89,6 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     }),
   });
   await releases.cleanupOrphans();
-  startUnpackThread();
   // A crash between the release dir's rename and its database row leaves a dir SQLite does not know;
   // no slot can reference it, and the controller re-uploads it, so it is removed.
   for (const app of Object.keys(config.apps)) {

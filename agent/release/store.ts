@@ -37,10 +37,12 @@ export interface ReleaseStoreOptions {
   /** Refuses a verified release before it is published (e.g. native addons for another platform); throws. */
   admit?: (manifest: ReleaseManifest, contents: readonly ContentEntry[], label: string) => void;
   /**
-   * Where uploads are unpacked: 'thread' (default) in the agent's unpacking thread, beside the
-   * main thread that receives them (extract-thread.ts); 'main' on the main thread.
+   * Uploads of at least this many bytes (declared; an undeclared size counts as large) are
+   * unpacked in the agent's unpacking thread, beside the main thread that receives them
+   * (extract-thread.ts); smaller ones on the main thread, where no thread has to start first.
+   * Default 8 MiB; 0 sends every upload to the thread, Infinity none.
    */
-  unpackIn?: 'thread' | 'main';
+  threadFromBytes?: number;
 }
 
 export interface IngestInput {
@@ -83,6 +85,13 @@ const PART_SUFFIX = '.part';
 const ARTIFACT_SUFFIX = '.tar.gz';
 /** Up to this many small files get an fsync each before publishing; beyond, one `sync -f` is cheaper. */
 const MAX_FSYNC_FILES = 256;
+/**
+ * From this size on an upload is unpacked in the unpacking thread: there it cost 20-40% less of
+ * the agent's CPU per 100 MB (its full collections mark a small heap) and runs beside the
+ * receiving thread; below it the thread's start (50-100 ms, up to 1 s on a loaded box) would
+ * not hide behind the transfer. test/bench/results/cold-upload-issue16.md has the figures.
+ */
+const DEFAULT_THREAD_FROM_BYTES = 8 * 1024 * 1024;
 const validateManifest = compileValidator<ReleaseManifest>(manifestSchema);
 
 /**
@@ -100,7 +109,7 @@ export class ReleaseStore {
   private readonly syncTimeoutMs: number;
   private readonly requireRoom: boolean;
   private readonly admit: ReleaseStoreOptions['admit'];
-  private readonly startExtraction: typeof startExtraction;
+  private readonly threadFromBytes: number;
   /** Temp dir -> .part file of every ingest running in this process; cleanupOrphans spares them. */
   private readonly active = new Map<string, string>();
 
@@ -111,7 +120,7 @@ export class ReleaseStore {
     this.syncTimeoutMs = options.syncTimeoutMs ?? 120_000;
     this.requireRoom = options.requireRoom ?? false;
     this.admit = options.admit;
-    this.startExtraction = options.unpackIn === 'main' ? startExtraction : startExtractionInWorker;
+    this.threadFromBytes = options.threadFromBytes ?? DEFAULT_THREAD_FROM_BYTES;
   }
 
   get incomingDir(): string {
@@ -291,7 +300,8 @@ export class ReleaseStore {
     input: IngestInput, partFile: string, tmpDir: string, label: string,
   ): Promise<{ extraction: Extraction; bytes: number; unpacked: ExtractResult }> {
     // Follows the .part file as the upload fills it; the upload itself never waits for it.
-    const extraction = this.startExtraction(partFile, tmpDir, { maxEntries: this.limits.maxEntries, maxUnpackedBytes: this.limits.maxUnpackedBytes });
+    const inThread = (input.expectedBytes ?? Infinity) >= this.threadFromBytes;
+    const extraction = (inThread ? startExtractionInWorker : startExtraction)(partFile, tmpDir, { maxEntries: this.limits.maxEntries, maxUnpackedBytes: this.limits.maxUnpackedBytes });
     let upload;
     try {
       upload = await receiveUpload(input.source, {

@@ -123,7 +123,9 @@ async function freshBox(limits: ReleaseLimits = LIMITS): Promise<void> {
   canary = path.join(root, 'canary');
   await mkdir(canary);
   for (const dir of ['incoming', 'releases', `releases/${APP}`]) await mkdir(path.join(home, dir), { recursive: true, mode: 0o700 });
-  store = new ReleaseStore({ home, limits });
+  // Every upload through the unpacking thread, the path of large releases; the main thread's path
+  // (small ones) is the one startExtraction and extractTarball take in the tests that call them.
+  store = new ReleaseStore({ home, limits, threadFromBytes: 0 });
   // The release that is "live": every failure below must leave it exactly as it is.
   liveId = newReleaseId();
   const archive = gzip(tarball(goodEntries(APP, liveId)));
@@ -786,7 +788,7 @@ describe('ReleaseStore: unpacking while the upload arrives', () => {
     const { releaseId, entries } = goodRelease([{ path: 'data/blob.bin', body: randomBytes(200 * 1024), mode: 0o640 }]);
     const archive = gzip(tarball(entries));
     const mainHome = path.join(root, 'main-home');
-    const onMain = new ReleaseStore({ home: mainHome, limits: LIMITS, unpackIn: 'main' });
+    const onMain = new ReleaseStore({ home: mainHome, limits: LIMITS, threadFromBytes: Infinity });
     const viaMain = await onMain.ingest({ app: APP, releaseId, sha256: sha256(archive), source: sourceOf(archive), expectedBytes: archive.length });
     const viaThread = await store.ingest({ app: APP, releaseId, sha256: sha256(archive), source: sourceOf(archive), expectedBytes: archive.length });
     expect(await snapshot(viaThread.dir)).toEqual(await snapshot(viaMain.dir));
