@@ -35,6 +35,8 @@ class UnpackThread {
   private nextId = 1;
   private idleTimer: NodeJS.Timeout | undefined;
   dead = false;
+  /** Why the thread stopped, for requests made after it did. */
+  private deathReason = '';
 
   constructor() {
     this.worker = new Worker(workerScript());
@@ -61,9 +63,9 @@ class UnpackThread {
   }
 
   async stop(): Promise<void> {
-    await this.worker.terminate();
-    // 'exit' may come after terminate() resolves: fail what is in flight now.
+    // Dead at once, not once terminated: an upload starting meanwhile must get a fresh thread.
     this.died(new Error('it was stopped'));
+    await this.worker.terminate();
   }
 
   send(message: ToWorker): void {
@@ -71,7 +73,7 @@ class UnpackThread {
   }
 
   request<T>(message: ToWorker & { op: 'finish' | 'sync' | 'abort' }): Promise<T> {
-    if (this.dead) return Promise.reject(threadGone('it had already stopped'));
+    if (this.dead) return Promise.reject(threadGone(this.deathReason));
     return new Promise<T>((resolve, reject) => {
       this.pending.set(`${message.op}:${message.id}`, { resolve: resolve as (value: unknown) => void, reject });
       this.worker.postMessage(message);
@@ -90,6 +92,7 @@ class UnpackThread {
   private died(error: Error): void {
     if (this.dead) return;
     this.dead = true;
+    this.deathReason = error.message;
     clearTimeout(this.idleTimer);
     if (shared === this) shared = undefined;
     for (const waiter of this.pending.values()) waiter.reject(threadGone(error.message));
