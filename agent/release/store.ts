@@ -88,7 +88,7 @@ const MAX_FSYNC_FILES = 256;
 /**
  * From this size on an upload is unpacked in the unpacking thread: there it cost 20-40% less of
  * the agent's CPU per 100 MB (its full collections mark a small heap) and runs beside the
- * receiving thread; below it the thread's start (50-100 ms, up to 1 s on a loaded box) would
+ * receiving thread; below it the thread's start (its module load: ~1 s measured at load 14) would
  * not hide behind the transfer. test/bench/results/cold-upload-issue16.md has the figures.
  */
 const DEFAULT_THREAD_FROM_BYTES = 8 * 1024 * 1024;
