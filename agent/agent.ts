@@ -7,6 +7,7 @@ import { loadOrCreateToken } from './auth.js';
 import { openDatabase, type Db } from './state/db.js';
 import { StateStore } from './state/store.js';
 import { ReleaseStore } from './release/store.js';
+import { stopUnpackThread } from './release/extract-thread.js';
 import { Pm2Adapter } from './pm2.js';
 import { NginxController } from './nginx/controller.js';
 import { renderAppConfig } from './nginx/render.js';
@@ -281,6 +282,8 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
       // Before the server: a POST /backups/:job/run waiting on a dump would hold server.close().
       await backups.close();
       await server.close();
+      // After the server: no upload is still being received into it.
+      await stopUnpackThread();
       await processes.disconnect();
       db.close();
     },

@@ -50,6 +50,11 @@ export interface Extraction {
   sync(maxFiles: number): Promise<boolean>;
   /** Stops and removes destDir (for when the upload itself failed). */
   abort(): Promise<void>;
+  /**
+   * The caller is done with it (after sync(), or instead of it when the release was refused):
+   * an extraction run in the unpacking thread (extract-thread.ts) is forgotten there.
+   */
+  close(): void;
 }
 
 /**
@@ -173,6 +178,10 @@ class FollowingExtraction implements Extraction {
     this.stop(new Aborted('extraction aborted'));
     if (this.task) await this.task.catch(() => undefined);
     if (this.createdDest) await discard(this.dest);
+  }
+
+  close(): void {
+    // Nothing held beyond what the garbage collector frees.
   }
 
   private start(): void {

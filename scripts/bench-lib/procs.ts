@@ -106,6 +106,18 @@ export async function rssMb(pid: number): Promise<number | null> {
   }
 }
 
+/** CPU time (user + system) a process has used so far in ms, or null if it is gone. */
+export async function cpuMs(pid: number): Promise<number | null> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+    // utime and stime, in clock ticks (USER_HZ: 100 on Linux).
+    return ((fields[11] ?? 0) + (fields[12] ?? 0)) * 10;
+  } catch {
+    return null;
+  }
+}
+
 export interface WrkRun {
   stop(): Promise<WrkResult & { output: string }>;
 }

@@ -14,7 +14,7 @@ import { ensureDeployUser } from '../../test/helpers/deploy-user.js';
 import { APP, type Stack } from '../../test/helpers/stack.js';
 import { forgetRelease, sshArgv, type BenchContext } from './context.js';
 import { epochMs } from './poller.js';
-import { runTimed } from './procs.js';
+import { cpuMs, runTimed } from './procs.js';
 import { makeFigure } from './report.js';
 import { writeReleaseData } from './release-data.js';
 import { summarize, throughput } from './stats.js';
@@ -68,6 +68,10 @@ export async function benchUpload(ctx: BenchContext): Promise<void> {
       const rawMs: number[] = [];
       const slipwayMs: number[] = [];
       const afterMs: number[] = [];
+      /** CPU ms per Slipway upload: the controller (this process) and the agent (all its threads). */
+      const controllerCpu: number[] = [];
+      const agentCpu: number[] = [];
+      const loadBefore = os.loadavg()[0]!;
       const partFile = path.join(stack.home, 'incoming', `${packed.sha256}.part`);
       const runRaw = async () => {
         const target = path.join(rawDir, 'upload.bin');
@@ -100,6 +104,8 @@ export async function benchUpload(ctx: BenchContext): Promise<void> {
           }, () => { if (partSeen && allBytesAt === null) allBytesAt = epochMs(); });
         }, 5);
         const started = epochMs();
+        const cpu0 = process.cpuUsage();
+        const agent0 = await cpuMs(stack.agent.pid);
         try {
           const session = await openAgentSession(config);
           try {
@@ -111,6 +117,10 @@ export async function benchUpload(ctx: BenchContext): Promise<void> {
           clearInterval(watcher);
         }
         const ms = epochMs() - started;
+        const cpu = process.cpuUsage(cpu0);
+        controllerCpu.push((cpu.user + cpu.system) / 1000);
+        const agent1 = await cpuMs(stack.agent.pid);
+        if (agent0 !== null && agent1 !== null) agentCpu.push(agent1 - agent0);
         const stored = await ctx.api.json<{ bytes: number }>('GET', `/apps/${APP}/releases/${releaseId}`);
         if (stored.bytes !== packed.bytes) throw new Error(`the agent stored ${stored.bytes} of ${packed.bytes} bytes`);
         slipway.push(throughput(packed.bytes, ms));
@@ -125,10 +135,18 @@ export async function benchUpload(ctx: BenchContext): Promise<void> {
         if (rep % 2 === 0) { await runRaw(); await runSlipway(); } else { await runSlipway(); await runRaw(); }
       }
       const mb = (packed.bytes / 1e6).toFixed(1);
+      // On a shared machine the wall times swing with the load: each round's raw/Slipway pair ran
+      // back to back, so the paired ratios and the CPU per upload are the steadier figures.
+      const paired = rawMs.map((r, i) => r / slipwayMs[i]!);
+      const median = (values: number[]): string => summarize(values)?.median.toFixed(0) ?? '?';
       ctx.figures.push(makeFigure({
         id: `upload.${label}`, section: SECTION, title: `upload ${mb} MB release: stored + unpacked (MB/s)`, unit: 'MB/s',
         slipway: { samples: slipway }, baseline: { label: "ssh 'cat > file'", samples: raw }, goal: { kind: 'ratioAtLeast', value: 0.9 },
-        notes: [`Slipway ${slipwayMs.map((v) => v.toFixed(0)).join('/')} ms vs raw ${rawMs.map((v) => v.toFixed(0)).join('/')} ms, each including its SSH connection; Slipway answers once the release is checked, unpacked and synced`],
+        notes: [
+          `Slipway ${slipwayMs.map((v) => v.toFixed(0)).join('/')} ms vs raw ${rawMs.map((v) => v.toFixed(0)).join('/')} ms, each including its SSH connection; Slipway answers once the release is checked, unpacked and synced`,
+          `paired ratios (raw ms / Slipway ms, same round): ${paired.map((v) => v.toFixed(2)).join('/')}; load average ${loadBefore.toFixed(1)} → ${os.loadavg()[0]!.toFixed(1)} on ${os.cpus().length} cores`,
+          `CPU per Slipway upload (median): controller ${median(controllerCpu)} ms, agent ${median(agentCpu)} ms (main thread + unpacking thread + libuv pool)`,
+        ],
       }));
       ctx.figures.push(makeFigure({
         id: `upload.${label}.transfer`, section: SECTION, title: `upload ${mb} MB release: all bytes on the host (MB/s)`, unit: 'MB/s',

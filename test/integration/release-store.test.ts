@@ -19,6 +19,7 @@ import { SlipwayError } from '../../contract/errors.js';
 import { runCommand } from '../../lib/exec.js';
 import type { ReleaseManifest } from '../../contract/manifest.js';
 import { extractTarball, startExtraction } from '../../agent/release/extract.js';
+import { stopUnpackThread } from '../../agent/release/extract-thread.js';
 import { ReleaseStore, type ReleaseLimits } from '../../agent/release/store.js';
 import { TreeMismatch, TreeWriter, type EntryBody } from '../../agent/release/tree-writer.js';
 import { receiveUpload } from '../../agent/release/upload.js';
@@ -122,7 +123,9 @@ async function freshBox(limits: ReleaseLimits = LIMITS): Promise<void> {
   canary = path.join(root, 'canary');
   await mkdir(canary);
   for (const dir of ['incoming', 'releases', `releases/${APP}`]) await mkdir(path.join(home, dir), { recursive: true, mode: 0o700 });
-  store = new ReleaseStore({ home, limits });
+  // Every upload through the unpacking thread, the path of large releases; the main thread's path
+  // (small ones) is the one startExtraction and extractTarball take in the tests that call them.
+  store = new ReleaseStore({ home, limits, threadFromBytes: 0 });
   // The release that is "live": every failure below must leave it exactly as it is.
   liveId = newReleaseId();
   const archive = gzip(tarball(goodEntries(APP, liveId)));
@@ -750,8 +753,70 @@ async function stagingDir(): Promise<string | undefined> {
   return name === undefined ? undefined : path.join(home, 'incoming', name);
 }
 
+/** Waits until the ingest under way has unpacked `name` into its staging dir; returns that dir. */
+async function untilStaged(name: string, description: string): Promise<string> {
+  let dir: string | undefined;
+  await waitFor(async () => {
+    dir = await stagingDir();
+    return dir !== undefined && existsSync(path.join(dir, name));
+  }, { description });
+  return dir!;
+}
+
 describe('ReleaseStore: unpacking while the upload arrives', () => {
   beforeEach(() => freshBox());
+
+  it('unpacks two uploads at once in the one unpacking thread, each into its own release', async () => {
+    const bodyA = randomBytes(300 * 1024);
+    const bodyB = randomBytes(300 * 1024);
+    const a = goodRelease([{ path: 'only-a.bin', body: bodyA }]);
+    const b = goodRelease([{ path: 'only-b.bin', body: bodyB }]);
+    const archiveA = gzip(tarball(a.entries));
+    const archiveB = gzip(tarball(b.entries));
+    const [ra, rb] = await Promise.all([
+      store.ingest({ app: APP, releaseId: a.releaseId, sha256: sha256(archiveA), source: sourceOf(archiveA, 8 * 1024), expectedBytes: archiveA.length }),
+      store.ingest({ app: APP, releaseId: b.releaseId, sha256: sha256(archiveB), source: sourceOf(archiveB, 8 * 1024), expectedBytes: archiveB.length }),
+    ]);
+    expect(await readFile(path.join(ra.dir, 'only-a.bin'))).toEqual(bodyA);
+    expect(await readFile(path.join(rb.dir, 'only-b.bin'))).toEqual(bodyB);
+    expect(existsSync(path.join(ra.dir, 'only-b.bin'))).toBe(false);
+    expect(existsSync(path.join(rb.dir, 'only-a.bin'))).toBe(false);
+    expect(await readdir(path.join(home, 'incoming'))).toEqual([]);
+  });
+
+  it('the unpacking thread and the main thread make the same tree of one archive', async () => {
+    const { releaseId, entries } = goodRelease([{ path: 'data/blob.bin', body: randomBytes(200 * 1024), mode: 0o640 }]);
+    const archive = gzip(tarball(entries));
+    const mainHome = path.join(root, 'main-home');
+    const onMain = new ReleaseStore({ home: mainHome, limits: LIMITS, threadFromBytes: Infinity });
+    const viaMain = await onMain.ingest({ app: APP, releaseId, sha256: sha256(archive), source: sourceOf(archive), expectedBytes: archive.length });
+    const viaThread = await store.ingest({ app: APP, releaseId, sha256: sha256(archive), source: sourceOf(archive), expectedBytes: archive.length });
+    expect(await snapshot(viaThread.dir)).toEqual(await snapshot(viaMain.dir));
+    expect({ ...viaThread, dir: '' }).toEqual({ ...viaMain, dir: '' });
+  });
+
+  it('an unpacking thread stopped mid-upload fails the ingest with extract_failed, leaves nothing, and the next upload gets a fresh thread', async () => {
+    const { releaseId, entries } = goodRelease([{ path: 'big.bin', body: randomBytes(256 * 1024) }]);
+    const archive = tarball(entries);
+    const source = new PassThrough();
+    const refused = caught(store.ingest({ app: APP, releaseId, sha256: sha256(archive), source, expectedBytes: archive.length }));
+    const cut = archive.length - 100 * 1024;
+    source.write(archive.subarray(0, cut));
+    await untilStaged('server.js', 'server.js unpacked by the thread while the upload is still under way');
+    await stopUnpackThread();
+    source.end(archive.subarray(cut));
+    const error = await refused;
+    expect({ code: error.code, status: error.status }).toEqual({ code: 'extract_failed', status: 500 });
+    expect(error.message).toMatch(/unpacking thread stopped/);
+    expect(await readdir(path.join(home, 'incoming'))).toEqual([]);
+    expect(await readdir(path.join(home, 'releases', APP))).toEqual([liveId]);
+    expect(await snapshot(store.releaseDir(APP, liveId))).toEqual(liveSnapshot);
+
+    const next = goodRelease([]);
+    const again = gzip(tarball(next.entries));
+    const published = await store.ingest({ app: APP, releaseId: next.releaseId, sha256: sha256(again), source: sourceOf(again), expectedBytes: again.length });
+    expect(existsSync(path.join(published.dir, 'server.js'))).toBe(true);
+  });
 
   it('unpacks into a private staging dir outside releases/ before the last byte, and publishes only at the end', async () => {
     const { releaseId, entries } = goodRelease([{ path: 'big.bin', body: randomBytes(256 * 1024) }]);
@@ -761,11 +826,7 @@ describe('ReleaseStore: unpacking while the upload arrives', () => {
     const ingest = store.ingest({ app: APP, releaseId, sha256: sha256(archive), source, expectedBytes: archive.length });
     const cut = archive.length - 100 * 1024;
     source.write(archive.subarray(0, cut));
-    await waitFor(async () => {
-      const dir = await stagingDir();
-      return dir !== undefined && existsSync(path.join(dir, 'server.js'));
-    }, { description: 'server.js unpacked while the upload is still under way' });
-    const dir = (await stagingDir())!;
+    const dir = await untilStaged('server.js', 'server.js unpacked while the upload is still under way');
     expect((await stat(dir)).mode & 0o777, 'nobody else can look in while it is incomplete').toBe(0o700);
     expect(await readdir(path.join(home, 'releases', APP))).toEqual([liveId]);
     source.end(archive.subarray(cut));
