@@ -96,6 +96,12 @@ export interface StackOptions {
    * controller (this process's CLI runs) reaches it over the veth; known_hosts names <address>.
    */
   netns?: NetnsHost;
+  /**
+   * The agent's token file instead of a fresh <dir>/agent.token: caller-owned (0600, readable by
+   * the deploy user), e.g. one path shared by a fleet's boxes as /etc/slipway/agent.token is the
+   * same path on every real host (fleet-lab.ts).
+   */
+  tokenFile?: string;
 }
 
 /** Fixed ports inside a namespace, as on a VPS: agent API, public, nginx default server, slots. */
@@ -168,10 +174,12 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       ? [NETNS_PORTS.agent, NETNS_PORTS.public, NETNS_PORTS.blue, NETNS_PORTS.green]
       : [await freePort(), await freePort(), await freePort(), await freePort()];
     const listenHost = netns?.address ?? '127.0.0.1';
-    const tokenFile = path.join(dir, 'agent.token');
-    // As on a VPS where the agent's token is readable by the deploy account only.
-    await fs.writeFile(tokenFile, `${randomBytes(32).toString('base64url')}\n`, { mode: 0o600 });
-    await fs.chown(tokenFile, deployUser.uid, deployUser.gid);
+    const tokenFile = options.tokenFile ?? path.join(dir, 'agent.token');
+    if (!options.tokenFile) {
+      // As on a VPS where the agent's token is readable by the deploy account only.
+      await fs.writeFile(tokenFile, `${randomBytes(32).toString('base64url')}\n`, { mode: 0o600 });
+      await fs.chown(tokenFile, deployUser.uid, deployUser.gid);
+    }
     const app = options.app ?? APP;
     const envFile = path.join(dir, `${app}.env`);
     await fs.writeFile(envFile, options.envFileContent ?? 'SAMPLE_GREETING=hello\n', { mode: 0o600 });
