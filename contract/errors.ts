@@ -218,6 +218,13 @@ export const ERROR_KINDS = {
   origin_not_allowed: 'internal',
   reconcile_failed: 'internal',
   orphan_stop_failed: 'internal',
+
+  // Fleet operations (part fleet-ops): status, rollback, switch and reconcile across a fleet's hosts.
+  fleet_rollback_ambiguous: 'usage',
+  fleet_hosts_unreachable: 'unreachable',
+  fleet_reverted: 'rolled_back',
+  fleet_drift_left: 'failed_after_switch',
+  fleet_busy: 'refused',
 } as const satisfies Record<string, ErrorKind>;
 
 export type ErrorCode = keyof typeof ERROR_KINDS;
