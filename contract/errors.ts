@@ -219,6 +219,13 @@ export const ERROR_KINDS = {
   reconcile_failed: 'internal',
   orphan_stop_failed: 'internal',
 
+  // Fleets (part fleet-core): an environment of several hosts (controller/fleet).
+  fleet_unsupported: 'usage',
+  fleet_unreachable: 'unreachable',
+  fleet_locked: 'refused',
+  fleet_rolled_back: 'rolled_back',
+  fleet_failed_after_switch: 'failed_after_switch',
+  fleet_in_doubt: 'in_doubt',
   // Fleet operations (part fleet-ops): status, rollback, switch and reconcile across a fleet's hosts.
   fleet_rollback_ambiguous: 'usage',
   fleet_hosts_unreachable: 'unreachable',

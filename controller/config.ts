@@ -7,11 +7,17 @@ import { ENV_NAME_PATTERN } from '../contract/api.js';
 import { compileValidator } from '../lib/validate.js';
 import { specOverridesSchema, type SpecOverrides } from '../contract/spec-overrides.js';
 import { resolveTarget, type Target } from './environments.js';
+import { defaultHostName, fleetProblems } from './fleet/target.js';
 
 export const DEFAULT_CONFIG_FILE = 'deploy.config.json';
 export const DEFAULT_UPLOAD_STALL_TIMEOUT_MS = 30_000;
 
 export interface HostConfig {
+  /**
+   * How commands, tables and the fleet record name this host. Filled in at load: the address, or
+   * address:port when the port is not 22 (controller/fleet/target.ts defaultHostName).
+   */
+  name?: string;
   address: string;
   port: number;
   user: string;
@@ -48,6 +54,20 @@ export interface EnvironmentConfig {
   requireApproval: boolean;
   promotion?: { from: string; maxAge: string };
   gitTag?: string;
+  /** How a push rolls out over several hosts (controller/fleet/target.ts resolves it). */
+  rollout?: RolloutSettings;
+}
+
+/** environments.<env>.rollout as written (defaults filled in by the schema). */
+export interface RolloutSettings {
+  /** Hosts switched per batch: a count, or a percentage of the fleet ("50%", rounded up). */
+  batch: number | string;
+  /** The short watch after each batch but the last ("30s", "2m", "500ms"). */
+  bake: string;
+  /** The host that alone runs the release phase and the pre-deploy backup (default: the first host). */
+  primary?: string;
+  /** How many hosts are connected to and uploaded to at once. */
+  concurrency: number;
 }
 
 /** deploy.config.json as written: one app (the project), one host or one per environment. */
@@ -61,11 +81,30 @@ export interface DeployConfig {
 }
 
 
+/** A host's name in a fleet: what --hosts takes (so no comma) and tables show. */
+export const HOST_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9.:_-]{0,63}$';
+
+const rolloutSchema = {
+  type: 'object',
+  additionalProperties: false,
+  default: {},
+  properties: {
+    batch: {
+      anyOf: [{ type: 'integer', minimum: 1, maximum: 64 }, { type: 'string', pattern: '^(100|[1-9][0-9]?)%$' }],
+      default: 1,
+    },
+    bake: { type: 'string', pattern: '^[0-9]{1,6}(ms|s|m)$', default: '30s' },
+    primary: { type: 'string', pattern: HOST_NAME_PATTERN },
+    concurrency: { type: 'integer', minimum: 1, maximum: 64, default: 4 },
+  },
+} as const;
+
 const hostSchema = {
   type: 'object',
   additionalProperties: false,
   required: ['address', 'user'],
   properties: {
+    name: { type: 'string', pattern: HOST_NAME_PATTERN },
     address: { type: 'string', pattern: '^[A-Za-z0-9.:_-]{1,253}$' },
     port: { type: 'integer', minimum: 1, maximum: 65535, default: 22 },
     user: { type: 'string', pattern: '^[a-z_][a-z0-9_.-]{0,31}$' },
@@ -88,7 +127,6 @@ const environmentSchema = {
   additionalProperties: false,
   properties: {
     app: { type: 'string', pattern: APP_NAME_PATTERN },
-    // Several hosts per environment come with fleet support: refused with a message of its own.
     hosts: { type: 'array', minItems: 1, maxItems: 64, items: hostSchema },
     agent: { type: 'object', additionalProperties: false, properties: agentProperties },
     spec: specOverridesSchema,
@@ -101,6 +139,7 @@ const environmentSchema = {
       },
     },
     gitTag: { type: 'string', minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9._/{}-]+$' },
+    rollout: rolloutSchema,
   },
 } as const;
 
@@ -143,7 +182,8 @@ function expandHome(file: string, baseDir: string): string {
   return path.resolve(baseDir, file);
 }
 
-function expandHostPaths(host: HostConfig, baseDir: string): void {
+function normalizeHost(host: HostConfig, baseDir: string): void {
+  host.name ??= defaultHostName(host);
   host.knownHostsFile = expandHome(host.knownHostsFile, baseDir);
   if (host.identityFile) host.identityFile = expandHome(host.identityFile, baseDir);
 }
@@ -159,8 +199,8 @@ export function parseDeployConfig(raw: unknown, source: string): DeployConfig {
   }
   const config = result.value;
   const baseDir = path.dirname(path.resolve(source));
-  if (config.host) expandHostPaths(config.host, baseDir);
-  for (const env of Object.values(config.environments ?? {})) for (const host of env.hosts ?? []) expandHostPaths(host, baseDir);
+  if (config.host) normalizeHost(config.host, baseDir);
+  for (const env of Object.values(config.environments ?? {})) for (const host of env.hosts ?? []) normalizeHost(host, baseDir);
   const problems = environmentProblems(config);
   if (problems.length > 0) {
     throw new SlipwayError('config_invalid', `${source} has ${problems.length} problem(s)`, { details: problems, hint: `fix the fields listed above in ${source}` });
@@ -180,14 +220,16 @@ function environmentProblems(config: DeployConfig): string[] {
   const boxApps = new Map<string, string>();
   for (const [name, env] of Object.entries(envs)) {
     if (!env.hosts && !config.host) problems.push(`environments/${name}/hosts: is required when there is no top-level "host"`);
-    if (env.hosts && env.hosts.length > 1) problems.push(`environments/${name}/hosts: several hosts per environment come with fleet support; name one host`);
+    problems.push(...fleetProblems(`environments/${name}`, env));
     if (env.promotion && !envs[env.promotion.from]) problems.push(`environments/${name}/promotion/from: names no environment (declared: ${names.join(', ')})`);
     if (env.promotion?.from === name) problems.push(`environments/${name}/promotion/from: an environment cannot promote from itself`);
-    const host = env.hosts?.[0] ?? config.host;
-    const key = `${host?.address}:${host?.port} ${env.app ?? config.app}`;
-    const other = boxApps.get(key);
-    if (other) problems.push(`environments/${name}: deploys the same app (${env.app ?? config.app}) to the same host as environments/${other}; give one of them its own "app"`);
-    boxApps.set(key, name);
+    for (const host of env.hosts ?? (config.host ? [config.host] : [])) {
+      const key = `${host.address}:${host.port} ${env.app ?? config.app}`;
+      const other = boxApps.get(key);
+      if (other === name) continue;
+      if (other) problems.push(`environments/${name}: deploys the same app (${env.app ?? config.app}) to the same host as environments/${other}; give one of them its own "app"`);
+      boxApps.set(key, name);
+    }
   }
   return problems;
 }

@@ -1,6 +1,6 @@
 import { SlipwayError } from '../contract/errors.js';
 import { isEmptyOverrides, type SpecOverrides } from '../contract/spec-overrides.js';
-import type { ControllerConfig, DeployConfig } from './config.js';
+import type { ControllerConfig, DeployConfig, EnvironmentConfig, HostConfig } from './config.js';
 
 /**
  * What a command deploys to: today's single-host config (`app` is the app's name on the box) plus
@@ -32,14 +32,9 @@ export function environmentNames(config: DeployConfig): string[] {
   return Object.keys(config.environments ?? {});
 }
 
-/**
- * Pure: the target of a command. `envName` from --env (undefined: the config's defaultEnv).
- * A config without environments has one target (env null); naming an environment it does not
- * declare, or declaring some without a default and naming none, is env_required.
- */
-export function resolveTarget(config: DeployConfig, envName: string | undefined): Target {
+/** Pure: the environment a command names (--env, else defaultEnv) and its hosts; null env without environments. */
+export function resolveEnvironmentHosts(config: DeployConfig, envName: string | undefined): { name: string | null; env: EnvironmentConfig | null; hosts: HostConfig[] } {
   const names = environmentNames(config);
-  const base = { project: config.app, include: config.include, requireApproval: false, promotion: null, gitTag: null, specOverrides: null };
   if (names.length === 0) {
     if (envName !== undefined) {
       throw new SlipwayError('env_required', `--env ${envName}: deploy.config.json declares no environments`, {
@@ -47,7 +42,7 @@ export function resolveTarget(config: DeployConfig, envName: string | undefined)
       });
     }
     if (!config.host) throw new SlipwayError('config_invalid', 'deploy.config.json has no "host"', { hint: 'add "host", or "environments" each with its "hosts"' });
-    return { ...base, env: null, app: config.app, host: config.host, agent: config.agent };
+    return { name: null, env: null, hosts: [config.host] };
   }
   const name = envName ?? config.defaultEnv;
   if (name === undefined) {
@@ -61,11 +56,19 @@ export function resolveTarget(config: DeployConfig, envName: string | undefined)
       hint: `--env ${names.join(' | --env ')}`,
     });
   }
-  const host = env.hosts?.[0] ?? config.host;
-  if (!host) throw new SlipwayError('config_invalid', `environments.${name} has no "hosts" and there is no top-level "host"`, { hint: 'add one' });
+  const hosts = env.hosts ?? (config.host ? [config.host] : []);
+  if (hosts.length === 0) throw new SlipwayError('config_invalid', `environments.${name} has no "hosts" and there is no top-level "host"`, { hint: 'add one' });
+  return { name, env, hosts };
+}
+
+/** Pure: the single-host target of environment `envName` (null: no environments) on one of its hosts. */
+export function targetOnHost(config: DeployConfig, envName: string | null, host: HostConfig): Target {
+  const base = { project: config.app, include: config.include, requireApproval: false, promotion: null, gitTag: null, specOverrides: null };
+  if (envName === null) return { ...base, env: null, app: config.app, host, agent: config.agent };
+  const env = config.environments![envName]!;
   return {
     ...base,
-    env: name,
+    env: envName,
     app: env.app ?? config.app,
     host,
     agent: { ...config.agent, ...env.agent },
@@ -74,4 +77,21 @@ export function resolveTarget(config: DeployConfig, envName: string | undefined)
     promotion: env.promotion ? { from: env.promotion.from, maxAgeMs: durationMs(env.promotion.maxAge) } : null,
     gitTag: env.gitTag ?? null,
   };
+}
+
+/**
+ * Pure: the target of a single-host command. `envName` from --env (undefined: the config's defaultEnv).
+ * A config without environments has one target (env null); naming an environment it does not
+ * declare, or declaring some without a default and naming none, is env_required. An environment of
+ * several hosts is a fleet (controller/fleet/target.ts resolveFleet): a command that acts on one
+ * host only refuses it (fleet_unsupported) rather than silently acting on the first.
+ */
+export function resolveTarget(config: DeployConfig, envName: string | undefined): Target {
+  const { name, hosts } = resolveEnvironmentHosts(config, envName);
+  if (hosts.length > 1) {
+    throw new SlipwayError('fleet_unsupported', `environment ${name} has ${hosts.length} hosts, and this command acts on one host only`, {
+      hint: 'run it with a config (or an environment) that names one of those hosts',
+    });
+  }
+  return targetOnHost(config, name, hosts[0]!);
 }

@@ -80,12 +80,12 @@ describe('environments in deploy.config.json', () => {
     expectSlipwayError(() => resolveTarget(config(), 'prod'), 'env_required', /no environment "prod".*staging, production/);
   });
 
-  it('refuses what the schema cannot say: several hosts, a missing host, a bad defaultEnv or promotion source, two envs on one box app', () => {
+  it('refuses what the schema cannot say: two hosts of one name, a missing host, a bad defaultEnv or promotion source, two envs on one box app', () => {
     const refused = (raw: Record<string, unknown>, pattern: RegExp) => {
       const error = expectSlipwayError(() => parseDeployConfig(raw, SOURCE), 'config_invalid');
       expect(error.details?.join('\n')).toMatch(pattern);
     };
-    refused({ app: 'shop', environments: { production: { hosts: [host('a.example.com'), host('b.example.com')] } } }, /several hosts per environment come with fleet support/);
+    refused({ app: 'shop', environments: { production: { hosts: [host('a.example.com'), { ...host('b.example.com'), name: 'a.example.com' }] } } }, /hosts\/1\/name: "a.example.com" names another host too/);
     refused({ app: 'shop', environments: { production: {} } }, /environments\/production\/hosts: is required/);
     refused({ app: 'shop', defaultEnv: 'qa', host: host('a.example.com'), environments: { production: {} } }, /defaultEnv: names no environment/);
     refused({ app: 'shop', host: host('a.example.com'), environments: { production: { promotion: { from: 'staging' } } } }, /promotion\/from: names no environment/);
