@@ -163,8 +163,6 @@ export interface DeploymentSummary {
   tag?: string | null;
   /** Where the release was promoted from (deploy promote); null otherwise. */
   promotion?: PromotionInfo | null;
-  /** The fleet rollout it belongs to, one id on every host it touched (null: none; absent from older agents). */
-  rolloutId?: string | null;
   stepDurationsMs?: Record<string, number>;
   events?: Omit<DeploymentEvent, 'type'>[];
 }

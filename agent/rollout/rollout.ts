@@ -22,7 +22,6 @@ function targetOf(input: DeploymentTarget): DeploymentTarget {
     ...(input.specOverrides !== undefined ? { specOverrides: input.specOverrides } : {}),
     ...(input.tag !== undefined ? { tag: input.tag } : {}),
     ...(input.promotion !== undefined ? { promotion: input.promotion } : {}),
-    ...(input.rolloutId !== undefined ? { rolloutId: input.rolloutId } : {}),
   };
 }
 
@@ -67,11 +66,7 @@ export function createRollouts(wiring: RolloutWiring): { rollouts: RolloutServic
 }
 
 /** What a request says of its environment: recorded on the deployment; the overrides become the app's. */
-export interface DeploymentTarget {
-  env?: string; specOverrides?: SpecOverrides; tag?: string; promotion?: PromotionInfo;
-  /** The fleet rollout this deployment is part of (controller/fleet), recorded on its row. */
-  rolloutId?: string;
-}
+export interface DeploymentTarget { env?: string; specOverrides?: SpecOverrides; tag?: string; promotion?: PromotionInfo }
 
 interface DeploymentRequest extends DeploymentTarget {
   app: string; kind: DeploymentKind; slot: Slot; releaseId: string; actor: string; lockId?: string | undefined;
@@ -137,12 +132,12 @@ export class RolloutService {
   }
 
   /** Points traffic at an already-running slot, after proving it healthy, then watches it; `reason` is recorded as its note. */
-  startSwitch(input: { app: string; slot: Slot; actor: string; env?: string; reason?: string; rolloutId?: string }): DeploymentFeed {
+  startSwitch(input: { app: string; slot: Slot; actor: string; env?: string; reason?: string }): DeploymentFeed {
     const { state } = this.deps;
     const app = this.entry.requireApp(input.app);
     const target = state.slot(app, input.slot);
     const releaseId = checkSwitchTarget(app, input.slot, state.app(app)!.liveSlot, target, target.releaseId ? state.release(app, target.releaseId)?.state : undefined);
-    return this.begin({ app, kind: 'switch', slot: input.slot, releaseId, actor: input.actor, note: input.reason ?? null, ...(input.env ? { env: input.env } : {}), ...(input.rolloutId ? { rolloutId: input.rolloutId } : {}) }, async (j) => {
+    return this.begin({ app, kind: 'switch', slot: input.slot, releaseId, actor: input.actor, note: input.reason ?? null, ...(input.env ? { env: input.env } : {}) }, async (j) => {
       await this.steps.switchTo(j);
       await this.steps.watchAndSettle(j);
     });
@@ -244,7 +239,7 @@ export class RolloutService {
       if (input.specOverrides !== undefined) state.setAppOverrides(input.app, env, input.specOverrides);
       return state.createDeployment({
         app: input.app, kind: input.kind, releaseId: input.releaseId, slot: input.slot, previousSlot, previousRelease, requestedBy: input.actor,
-        note, forced: input.forced ?? false, targetState, marksPrevious, env, tag, promotion: input.promotion ?? null, rolloutId: input.rolloutId ?? null,
+        note, forced: input.forced ?? false, targetState, marksPrevious, env, tag, promotion: input.promotion ?? null,
       });
     });
     const deployment: Deployment = {

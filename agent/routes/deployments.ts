@@ -15,10 +15,8 @@ const releaseIdSchema = { type: 'string', pattern: RELEASE_ID_PATTERN } as const
 const lockIdSchema = { type: 'string', pattern: '^[0-9a-f-]{36}$' } as const;
 
 /** What a controller with environments adds to a request: the environment, its spec overrides (checked by the rollout), the tag. */
-const rolloutIdSchema = { type: 'string', pattern: '^[0-9a-f-]{36}$' } as const;
 const targetProperties = {
   env: { type: 'string', pattern: ENV_NAME_PATTERN },
-  rolloutId: rolloutIdSchema,
   specOverrides: { type: 'object' },
   tag: { type: 'string', pattern: TAG_PATTERN },
   promotion: {
@@ -29,7 +27,7 @@ const targetProperties = {
     },
   },
 } as const;
-interface TargetBody { env?: string; specOverrides?: Record<string, unknown>; tag?: string; promotion?: PromotionInfo; rolloutId?: string }
+interface TargetBody { env?: string; specOverrides?: Record<string, unknown>; tag?: string; promotion?: PromotionInfo }
 
 const deployBody = {
   type: 'object', additionalProperties: false, required: ['releaseId'],
@@ -40,9 +38,9 @@ interface DeployBody extends TargetBody { releaseId: string; slot?: Slot; lockId
 const reasonSchema = { type: 'string', maxLength: 500, pattern: '^[^\\u0000-\\u001f]*$' } as const;
 
 const switchBody = {
-  type: 'object', additionalProperties: false, required: ['slot'], properties: { slot: slotSchema, env: targetProperties.env, reason: reasonSchema, rolloutId: rolloutIdSchema },
+  type: 'object', additionalProperties: false, required: ['slot'], properties: { slot: slotSchema, env: targetProperties.env, reason: reasonSchema },
 } as const;
-interface SwitchBody { slot: Slot; env?: string; reason?: string; rolloutId?: string }
+interface SwitchBody { slot: Slot; env?: string; reason?: string }
 
 /** Pure: the request's target fields as the rollout takes them (overrides checked: invalid_request on a bad one). */
 export function targetOf(body: TargetBody): DeploymentTarget {
@@ -58,7 +56,7 @@ export function targetOf(body: TargetBody): DeploymentTarget {
   }
   return {
     ...(body.env ? { env: body.env } : {}), ...(specOverrides ? { specOverrides } : {}), ...(body.tag ? { tag: body.tag } : {}),
-    ...(body.promotion ? { promotion: body.promotion } : {}), ...(body.rolloutId ? { rolloutId: body.rolloutId } : {}),
+    ...(body.promotion ? { promotion: body.promotion } : {}),
   };
 }
 
@@ -89,7 +87,7 @@ const summaryProperties = {
   previousSlot: nullable('string'), previousRelease: nullable('string'), state: { type: 'string' }, outcome: nullable('string'),
   reason: nullable('string'), requestedBy: { type: 'string' }, startedAt: { type: 'string' }, endedAt: nullable('string'), note: nullable('string'),
   forced: { type: 'boolean' }, targetState: nullable('string'), badMark: { type: ['string', 'null'], enum: ['kept', 'cleared', null] },
-  marksPrevious: { type: 'boolean' }, env: nullable('string'), tag: nullable('string'), rolloutId: nullable('string'),
+  marksPrevious: { type: 'boolean' }, env: nullable('string'), tag: nullable('string'),
   promotion: {
     type: ['object', 'null'], additionalProperties: false, required: ['from', 'sourceHost', 'forced', 'reason'],
     properties: { from: nullable('string'), sourceHost: { type: 'string' }, forced: { type: 'boolean' }, reason: nullable('string') },
@@ -146,10 +144,8 @@ export const deploymentRoutes: FastifyPluginAsync<DeploymentRouteOptions> = asyn
   app.post<{ Params: AppParams; Querystring: NoQuery; Body: SwitchBody }>('/apps/:app/switch', {
     schema: { params: appParams, querystring: noQuery, body: switchBody, response: answers(deploymentStream) },
   }, async (request, reply) => {
-    const { slot, env, reason, rolloutId } = request.body;
-    return streamFeed(reply, rollouts.startSwitch({
-      app: request.params.app, slot, actor: request.actor, ...(env ? { env } : {}), ...(reason ? { reason } : {}), ...(rolloutId ? { rolloutId } : {}),
-    }));
+    const { slot, env, reason } = request.body;
+    return streamFeed(reply, rollouts.startSwitch({ app: request.params.app, slot, actor: request.actor, ...(env ? { env } : {}), ...(reason ? { reason } : {}) }));
   });
 
   app.post<{ Params: AppParams; Querystring: NoQuery; Body: RollbackBody }>('/apps/:app/rollback', {

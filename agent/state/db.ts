@@ -260,12 +260,6 @@ const MIGRATIONS: string[] = [
   CREATE INDEX promotions_app ON promotions (app, id);
   ALTER TABLE deployments ADD COLUMN promotion TEXT;
   `,
-  // Fleets (part fleet-ops): the fleet rollout a deployment belongs to (one id on every host it
-  // touched), so a fleet's history merges each host's rows into one entry.
-  `
-  ALTER TABLE deployments ADD COLUMN rollout_id TEXT;
-  CREATE INDEX deployments_rollout ON deployments (rollout_id) WHERE rollout_id IS NOT NULL;
-  `,
 ];
 
 export function openDatabase(file: string): Db {

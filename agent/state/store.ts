@@ -40,8 +40,6 @@ export interface DeploymentRow {
   tag: string | null;
   /** Where the release was promoted from, when the deployment is a promotion (deploy promote). */
   promotion: PromotionInfo | null;
-  /** The fleet rollout it belongs to (null: a single-host command). */
-  rolloutId: string | null;
 }
 /** The spec overrides an app's environment last sent, applied to every release of the app. */
 export interface AppOverridesRow { app: string; env: string | null; overrides: SpecOverrides; updatedAt: string }
@@ -181,13 +179,13 @@ export class StateStore {
   createDeployment(d: {
     app: string; kind: DeploymentKind; releaseId: string | null; slot: Slot; previousSlot: Slot | null;
     previousRelease: string | null; requestedBy: string; note?: string | null; forced?: boolean; targetState?: ReleaseState | null;
-    marksPrevious?: boolean; env?: string | null; tag?: string | null; promotion?: PromotionInfo | null; rolloutId?: string | null;
+    marksPrevious?: boolean; env?: string | null; tag?: string | null; promotion?: PromotionInfo | null;
   }): number {
     const result = prepared(this.db,
-      `INSERT INTO deployments (app, kind, release_id, slot, previous_slot, previous_release, state, requested_by, started_at, note, forced, target_state, marks_previous, env, tag, promotion, rollout_id)
-       VALUES (?, ?, ?, ?, ?, ?, 'created', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO deployments (app, kind, release_id, slot, previous_slot, previous_release, state, requested_by, started_at, note, forced, target_state, marks_previous, env, tag, promotion)
+       VALUES (?, ?, ?, ?, ?, ?, 'created', ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ).run(d.app, d.kind, d.releaseId, d.slot, d.previousSlot, d.previousRelease, d.requestedBy, now(), d.note ?? null, d.forced ? 1 : 0,
-      d.targetState ?? null, d.marksPrevious ? 1 : 0, d.env ?? null, d.tag ?? null, d.promotion ? JSON.stringify(d.promotion) : null, d.rolloutId ?? null);
+      d.targetState ?? null, d.marksPrevious ? 1 : 0, d.env ?? null, d.tag ?? null, d.promotion ? JSON.stringify(d.promotion) : null);
     return Number(result.lastInsertRowid);
   }
 
@@ -380,7 +378,7 @@ interface RawDeployment {
   id: number; app: string; kind: DeploymentKind; release_id: string | null; slot: Slot; previous_slot: Slot | null;
   previous_release: string | null; state: string; outcome: Outcome | null; reason: string | null; requested_by: string;
   started_at: string; ended_at: string | null; note: string | null; forced: number; target_state: ReleaseState | null; bad_mark: BadMark | null;
-  marks_previous: number; env: string | null; tag: string | null; promotion?: string | null; rollout_id?: string | null;
+  marks_previous: number; env: string | null; tag: string | null; promotion?: string | null;
 }
 function toDeployment(r: RawDeployment): DeploymentRow {
   return {
@@ -389,6 +387,5 @@ function toDeployment(r: RawDeployment): DeploymentRow {
     requestedBy: r.requested_by, startedAt: r.started_at, endedAt: r.ended_at, note: r.note,
     forced: r.forced === 1, targetState: r.target_state, badMark: r.bad_mark, marksPrevious: r.marks_previous === 1,
     env: r.env ?? null, tag: r.tag ?? null, promotion: r.promotion ? JSON.parse(r.promotion) as PromotionInfo : null,
-    rolloutId: r.rollout_id ?? null,
   };
 }
