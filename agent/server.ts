@@ -19,6 +19,7 @@ import { appRoutes } from './routes/apps.js';
 import { releaseRoutes } from './routes/releases.js';
 import { deploymentRoutes } from './routes/deployments.js';
 import { lockRoutes } from './routes/locks.js';
+import { fleetRoutes } from './routes/fleet.js';
 import { backupRoutes, type BackupRouteOptions } from './routes/backups.js';
 import { notificationRoutes } from './routes/notifications.js';
 import { metricsRoutes } from './routes/metrics.js';
@@ -96,6 +97,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   void app.register(releaseRoutes, { status, releases });
   void app.register(deploymentRoutes, { rollouts: deps.rollouts, status });
   void app.register(lockRoutes, { locks: deps.rollouts });
+  void app.register(fleetRoutes, { state: deps.state, requireApp: (name) => requireApp(deps.config.apps, name) });
   void app.register(backupRoutes, { ...deps.backups, logger: deps.logger });
   if (deps.outbox) void app.register(notificationRoutes, { outbox: deps.outbox });
   if (deps.logs) void app.register(logRoutes, { state: deps.state, requireApp: (name) => requireApp(deps.config.apps, name), logs: deps.logs });

@@ -163,6 +163,8 @@ export interface DeploymentSummary {
   tag?: string | null;
   /** Where the release was promoted from (deploy promote); null otherwise. */
   promotion?: PromotionInfo | null;
+  /** The fleet rollout the deployment is part of (null: none; absent from older agents). */
+  rolloutId?: string | null;
   stepDurationsMs?: Record<string, number>;
   events?: Omit<DeploymentEvent, 'type'>[];
 }
@@ -294,4 +296,37 @@ export interface PromotionInfo {
   sourceHost: string;
   forced: boolean;
   reason: string | null;
+}
+
+/** A fleet rollout's id (a UUID the controller makes), on each host's deployments and fleet record. */
+export const ROLLOUT_ID_PATTERN = '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$';
+/** A host's name in a fleet (deploy.config.json hosts[].name, or address[:port]). */
+export const FLEET_HOST_PATTERN = '^[A-Za-z0-9][A-Za-z0-9.:_-]{0,63}$';
+
+/** How a fleet command ended: every host on the new release, every switched host back, or mixed. */
+export type FleetOutcome = 'succeeded' | 'rolled_back' | 'failed';
+
+/**
+ * The fleet record (GET/PUT /apps/:app/fleet): written by the controller on every host it reached
+ * at the end of a fleet command, so which release the whole fleet is meant to serve is known later
+ * (reconcile, drift in status). A controller killed mid-rollout writes none: the previous one stands.
+ */
+export interface FleetRecord {
+  rolloutId: string;
+  /** What wrote it: a push, or a fleet rollback / switch / reconcile. */
+  kind: 'push' | 'rollback' | 'switch' | 'reconcile';
+  /** The release the fleet serves after it (the previous one when the rollout was rolled back). */
+  releaseId: string;
+  /** The release the rollout tried to put live (= releaseId when it succeeded). */
+  attemptedReleaseId: string | null;
+  outcome: FleetOutcome;
+  /** Names of the hosts the command acted on. */
+  hosts: string[];
+  /** Hosts left out (unreachable with --skip-unreachable, or outside --hosts): drift by intent. */
+  skipped: string[];
+  env: string | null;
+  actor: string;
+  /** --force --reason of a push limited by --hosts, or null. */
+  reason: string | null;
+  at: string;
 }

@@ -27,6 +27,17 @@ export function planActivation(kind: DeploymentKind, targetState: ReleaseState |
 }
 
 /**
+ * Pure: a fleet host's activation: its window is the batch's (a bake, or the full window after the
+ * last batch), and with keepPrevious it never stops the slot it left, so the fleet can revert it by
+ * one flip until the next rollout replaces that slot.
+ */
+export function fleetActivation(plan: ActivationPlan, fleet: { watchMs: number | null; keepPrevious: boolean } | undefined): ActivationPlan {
+  if (!fleet) return plan;
+  const windowMs = fleet.watchMs ?? plan.windowMs;
+  return { windowMs, settle: plan.settle && !fleet.keepPrevious, clearsBadMark: plan.clearsBadMark && windowMs > 0 };
+}
+
+/**
  * Pure: the state a release is recorded with once traffic reaches it. Going live makes a release
  * good, except one marked bad: a forced activation keeps the mark, which only a clean watch
  * window clears.

@@ -3,7 +3,7 @@ import type { StateStore } from '../state/store.js';
 import { SlipwayError, errorMessage } from '../../contract/errors.js';
 import { shortSha, type Slot } from '../../contract/names.js';
 import type { Clock, HealthChecker, ProcessManager, TrafficSwitcher } from './deps.js';
-import { planActivation } from './activation-plan.js';
+import { fleetActivation, planActivation } from './activation-plan.js';
 import { RolloutStop, type StepJournal } from './journal.js';
 import type { SlotProcesses } from './slot-process.js';
 import type { TrafficSwitch } from './traffic.js';
@@ -48,6 +48,7 @@ export class ActivationSteps {
       singletons = await this.stopLiveSingletons(j);
       await j.step('starting', () => slots.start(d, env), (layout) => `started ${layout.map((p) => `${p.pm2Name}${p.port !== null ? ` on port ${p.port}` : ''}${p.instances > 1 ? ` (${p.instances} instances)` : ''}`).join(', ')}`);
       await j.step('healthy', () => slots.healthGate(d), (attempts) => `healthy after ${attempts} check(s)`);
+      j.throwIfAborted();
     } catch (error) {
       // A failure in preflight or the backup has touched nothing: the standby slot keeps running.
       if (slotTouched) await this.stopNewSlot(j, 'failed');
@@ -99,7 +100,10 @@ export class ActivationSteps {
       return this.deps.slots.appEnv(d.app, d.releaseId);
     }, () => 'nginx is running, env file read');
     const backupJob = this.deps.config.apps[d.app]!.backupBeforeDeploy;
-    if (backupJob && d.kind === 'deploy') {
+    // In a fleet, only the primary host runs the run-once work (the backup here, the release phase in prepareRelease).
+    if (backupJob && d.kind === 'deploy' && d.fleet?.runOnce === false) {
+      j.emit('backup', 'info', `the fleet's primary host runs the pre-deploy backup (${backupJob}): not here`, null);
+    } else if (backupJob && d.kind === 'deploy') {
       const runBackup = this.deps.runBackup;
       if (!runBackup) throw new SlipwayError('backups_unavailable', `${d.app} declares backupBeforeDeploy but backups are not set up`, { status: 500 });
       await j.step('backup', () => runBackup(backupJob, d.id, d.actor), (backup) => `backup ${backup.id} of ${backupJob} written and verified`);
@@ -129,6 +133,7 @@ export class ActivationSteps {
       await this.deps.nginx.checkMasterRunning();
     }, () => 'nginx is running');
       await j.step('healthy', () => this.deps.slots.healthGate(j.deployment), (attempts) => `healthy after ${attempts} check(s)`);
+      j.throwIfAborted();
       await this.switchStep(j);
     } catch (error) {
       throw new RolloutStop('failed', 'before_switch', error);
@@ -161,9 +166,10 @@ export class ActivationSteps {
     const d = j.deployment;
     const { state } = this.deps;
     const watch = this.deps.slots.specOf(d.app, d.releaseId).spec.watch;
-    const plan = planActivation(d.kind, d.targetState, watch);
+    const plan = fleetActivation(planActivation(d.kind, d.targetState, watch), d.fleet);
     if (d.targetState === 'bad') state.setBadMark(d.id, 'kept');
-    if (plan.windowMs > 0) {
+    // An abort that came after the switch, with no window to cut short, still swaps back.
+    if (plan.windowMs > 0 || j.abortReason !== null) {
       const verdict = await this.watchStep(j, plan.windowMs);
       if (!verdict.ok) await this.swapBackOrStop(j, verdict.reason ?? 'a watch check failed');
     }
@@ -196,6 +202,7 @@ export class ActivationSteps {
       threshold: watch.failuresToRollback,
       clock: this.deps.clock,
       runChecks: () => watchChecks(this.deps, d, baselineRestarts),
+      aborted: () => j.abortReason,
       onRound: (round, roundVerdict, elapsedMs) => {
         if (roundVerdict.failingRounds > 0) {
           j.emit('watching', 'info', `check failing: ${round.filter((c) => !c.ok).map((c) => `${c.name} ${c.detail}`).join('; ')}`, elapsedMs);

@@ -28,6 +28,19 @@ export interface Deployment {
   targetState: ReleaseState | null;
   /** A rollback back in deploy order marks the release it leaves as rolled back. */
   marksPrevious: boolean;
+  /** What a fleet rollout (controller/fleet) asks of this host's part; absent for a single host. */
+  fleet?: FleetPart;
+}
+
+/** A host's part in a fleet rollout. */
+export interface FleetPart {
+  rolloutId: string | null;
+  /** false: another host of the fleet runs the release phase and the pre-deploy backup. */
+  runOnce: boolean;
+  /** The watch window's length (a batch's bake), instead of the spec's; null: the spec's. */
+  watchMs: number | null;
+  /** Keep the previous slot running after a clean window, so the fleet can revert this host by one flip. */
+  keepPrevious: boolean;
 }
 
 /** Ends a rollout early, carrying its outcome and the phase it leaves the app in. */
@@ -54,6 +67,17 @@ export class StepJournal {
   readonly durations: Record<string, number> = {};
 
   constructor(private readonly deps: JournalDeps, readonly deployment: Deployment, readonly feed: DeploymentFeed) {}
+
+  /** Set when a fleet controller asked this rollout to stop (another host failed): why. */
+  abortReason: string | null = null;
+
+  /** Throws rollout_aborted once an abort was asked for (checked before traffic moves). */
+  throwIfAborted(): void {
+    if (this.abortReason === null) return;
+    throw new SlipwayError('rollout_aborted', `${this.deployment.app}: the rollout was aborted before traffic moved: ${this.abortReason}`, {
+      hint: 'the fleet controller reverts every host of the rollout; see deploy history', status: 409,
+    });
+  }
 
   async step<T>(step: string, fn: () => Promise<T>, okMessage: (value: T) => string): Promise<T> {
     await this.faultPoint(step);

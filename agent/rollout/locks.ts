@@ -87,6 +87,17 @@ export class DeployLocks {
     this.deps.state.acquireLock({ ...lock, deploymentId }, new Date(this.deps.clock.now()));
   }
 
+  /**
+   * A fleet host's lock when its part of the rollout ends: kept, as a reservation of the same id
+   * that expires like any reservation, so the fleet controller holds the host until the whole
+   * rollout ends (and a crashed controller's hold lapses by the usual rule).
+   */
+  keepAsReservation(lock: LockRow): void {
+    this.deps.state.acquireLock({
+      ...lock, deploymentId: null, expiresAt: new Date(this.deps.clock.now() + LOCK_RESERVATION_MS).toISOString(),
+    }, new Date(this.deps.clock.now()));
+  }
+
   /** Releases the lock if `lockId` still holds it. */
   drop(app: string, lockId: string): void {
     this.deps.state.releaseLock(app, lockId);

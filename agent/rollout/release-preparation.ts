@@ -55,7 +55,9 @@ export function releasePreparation(deps: ReleasePreparationDeps): { prepareRelea
       }
     }
     // Once per rollout of a new release: a switch or rollback to a release that already ran goes without.
-    if (spec.release.length > 0 && d.kind === 'deploy') {
+    if (spec.release.length > 0 && d.kind === 'deploy' && d.fleet?.runOnce === false) {
+      j.emit('release', 'info', 'the fleet\'s primary host runs the release phase: not here', null);
+    } else if (spec.release.length > 0 && d.kind === 'deploy') {
       const policy = deps.config.apps[d.app]?.build ?? DEFAULT_BUILD_POLICY;
       const cwd = await realpath(deps.releaseDir(d.app, d.releaseId));
       await j.step('release', () => runReleasePhase({

@@ -4,7 +4,8 @@ import { otherSlot, type Slot } from '../../contract/names.js';
 import { NO_FAULTS, systemClock, type Clock, type FaultInjection, type NginxRenderInput } from './deps.js';
 import { checkSwitchTarget, EntryChecks } from './entry.js';
 import { DeploymentFeed } from './feed.js';
-import { RolloutStop, StepJournal, type Deployment } from './journal.js';
+import { RolloutStop, StepJournal, type Deployment, type FleetPart } from './journal.js';
+import { SlipwayError } from '../../contract/errors.js';
 import { DeployLocks } from './locks.js';
 import { SlotProcesses } from './slot-process.js';
 import { chooseTargetSlot } from './slots.js';
@@ -68,9 +69,24 @@ export function createRollouts(wiring: RolloutWiring): { rollouts: RolloutServic
 /** What a request says of its environment: recorded on the deployment; the overrides become the app's. */
 export interface DeploymentTarget { env?: string; specOverrides?: SpecOverrides; tag?: string; promotion?: PromotionInfo }
 
+/**
+ * What a fleet controller adds to a deploy or switch request (all optional; none for a single host):
+ * the rollout id, whether this host runs the run-once work, the batch's window, keeping the
+ * previous slot warm, and keeping the app's lock (as a reservation of the same id) when it ends.
+ */
+export interface FleetRequest {
+  rolloutId?: string; runOnce?: boolean; watchMs?: number; keepPrevious?: boolean; keepLock?: boolean;
+}
+
+/** Pure: the fleet part of a deployment, or undefined when the request has no fleet field. */
+export function fleetPartOf(request: FleetRequest): FleetPart | undefined {
+  if (request.rolloutId === undefined && request.runOnce === undefined && request.watchMs === undefined && request.keepPrevious === undefined) return undefined;
+  return { rolloutId: request.rolloutId ?? null, runOnce: request.runOnce ?? true, watchMs: request.watchMs ?? null, keepPrevious: request.keepPrevious ?? false };
+}
+
 interface DeploymentRequest extends DeploymentTarget {
   app: string; kind: DeploymentKind; slot: Slot; releaseId: string; actor: string; lockId?: string | undefined;
-  note?: string | null; forced?: boolean; marksPrevious?: boolean;
+  note?: string | null; forced?: boolean; marksPrevious?: boolean; fleet?: FleetPart | undefined; keepLock?: boolean;
 }
 
 /**
@@ -79,6 +95,8 @@ interface DeploymentRequest extends DeploymentTarget {
  */
 export class RolloutService {
   private readonly feeds = new Map<number, DeploymentFeed>();
+  /** Rollouts running in this process, by deployment id (what an abort reaches). */
+  private readonly running = new Map<number, StepJournal>();
   private readonly locks: DeployLocks;
   private readonly entry: EntryChecks;
   private readonly clock: Clock;
@@ -112,7 +130,7 @@ export class RolloutService {
 
   // ---- entry points: validate (nothing changes on a refusal), then start ---------------------
 
-  startDeploy(input: { app: string; releaseId: string; slot?: Slot; actor: string; lockId?: string } & DeploymentTarget): DeploymentFeed {
+  startDeploy(input: { app: string; releaseId: string; slot?: Slot; actor: string; lockId?: string } & DeploymentTarget & FleetRequest): DeploymentFeed {
     const app = this.entry.requireApp(input.app);
     let slot: Slot;
     try {
@@ -124,7 +142,10 @@ export class RolloutService {
       this.locks.dropReservation(app, input.lockId);
       throw error;
     }
-    return this.begin({ app, kind: 'deploy', slot, releaseId: input.releaseId, actor: input.actor, lockId: input.lockId, ...targetOf(input) },
+    return this.begin({
+      app, kind: 'deploy', slot, releaseId: input.releaseId, actor: input.actor, lockId: input.lockId, ...targetOf(input),
+      fleet: fleetPartOf(input), keepLock: input.keepLock ?? false,
+    },
       async (j) => {
         await this.steps.startAndSwitch(j);
         await this.steps.watchAndSettle(j);
@@ -132,12 +153,15 @@ export class RolloutService {
   }
 
   /** Points traffic at an already-running slot, after proving it healthy, then watches it; `reason` is recorded as its note. */
-  startSwitch(input: { app: string; slot: Slot; actor: string; env?: string; reason?: string }): DeploymentFeed {
+  startSwitch(input: { app: string; slot: Slot; actor: string; env?: string; reason?: string; lockId?: string } & FleetRequest): DeploymentFeed {
     const { state } = this.deps;
     const app = this.entry.requireApp(input.app);
     const target = state.slot(app, input.slot);
     const releaseId = checkSwitchTarget(app, input.slot, state.app(app)!.liveSlot, target, target.releaseId ? state.release(app, target.releaseId)?.state : undefined);
-    return this.begin({ app, kind: 'switch', slot: input.slot, releaseId, actor: input.actor, note: input.reason ?? null, ...(input.env ? { env: input.env } : {}) }, async (j) => {
+    return this.begin({
+      app, kind: 'switch', slot: input.slot, releaseId, actor: input.actor, note: input.reason ?? null, ...(input.env ? { env: input.env } : {}),
+      lockId: input.lockId, fleet: fleetPartOf(input), keepLock: input.keepLock ?? false,
+    }, async (j) => {
       await this.steps.switchTo(j);
       await this.steps.watchAndSettle(j);
     });
@@ -179,6 +203,27 @@ export class RolloutService {
     this.deps.slots.allowedSpecOf(app, releaseId, overrides);
   }
 
+  /**
+   * Asks a running rollout of `app` to stop (a fleet controller, when another host failed): before
+   * the switch it stops with rollout_aborted and its new slot is stopped; after it, its watch window
+   * fails at once and traffic swaps back by one flip (rolled_back). Nothing to abort: deployment_not_found.
+   */
+  abort(input: { app: string; deploymentId: number; reason: string; actor: string }): { deploymentId: number; aborted: boolean } {
+    const journal = this.running.get(input.deploymentId);
+    if (!journal || journal.deployment.app !== input.app) {
+      throw new SlipwayError('deployment_not_found', `${input.app} has no running deployment ${input.deploymentId}`, {
+        hint: 'it may have ended already: see deploy history', status: 404,
+      });
+    }
+    const first = journal.abortReason === null;
+    if (first) {
+      journal.abortReason = input.reason;
+      journal.emit('abort', 'info', `abort asked by ${input.actor}: ${input.reason}`, null);
+      this.deps.logger.warn({ deploymentId: input.deploymentId, app: input.app, by: input.actor, reason: input.reason }, 'rollout abort asked');
+    }
+    return { deploymentId: input.deploymentId, aborted: first };
+  }
+
   /** The target of a plain rollback (see previousRelease), or null. */
   previousGoodRelease(app: string, liveRelease: string | null): string | null {
     return previousRelease(this.entry.rollbackCandidates(app), liveRelease);
@@ -194,6 +239,7 @@ export class RolloutService {
     try {
       journal = this.open(input);
       this.locks.attach(lock, journal.deployment.id);
+      this.running.set(journal.deployment.id, journal);
     } catch (error) {
       this.locks.drop(input.app, lock.lockId);
       throw error;
@@ -205,7 +251,9 @@ export class RolloutService {
     const end = (...args: Parameters<StepJournal['finish']>) => this.deps.state.transaction(() => {
       const result = journal.finish(...args);
       this.notify(() => this.deps.notices?.ended(deployment, result));
-      this.releaseRolloutLock(input.app, lock.lockId);
+      this.running.delete(deployment.id);
+      if (input.keepLock) this.locks.keepAsReservation(lock);
+      else this.releaseRolloutLock(input.app, lock.lockId);
       return result;
     });
     this.notify(() => this.deps.notices?.started(deployment));
@@ -217,6 +265,7 @@ export class RolloutService {
       .then((result) => feed.push(result))
       .catch((error: unknown) => {
         this.deps.logger.error({ err: error, deploymentId: deployment.id }, 'could not record the end of a rollout');
+        this.running.delete(deployment.id);
         this.releaseRolloutLock(input.app, lock.lockId);
       })
       // Keep finished feeds briefly so a slow client can still read the result.
@@ -240,11 +289,12 @@ export class RolloutService {
       return state.createDeployment({
         app: input.app, kind: input.kind, releaseId: input.releaseId, slot: input.slot, previousSlot, previousRelease, requestedBy: input.actor,
         note, forced: input.forced ?? false, targetState, marksPrevious, env, tag, promotion: input.promotion ?? null,
+        rolloutId: input.fleet?.rolloutId ?? null,
       });
     });
     const deployment: Deployment = {
       id, app: input.app, kind: input.kind, slot: input.slot, releaseId: input.releaseId, previousSlot, previousRelease, actor: input.actor,
-      note, targetState, marksPrevious, env, tag,
+      note, targetState, marksPrevious, env, tag, ...(input.fleet ? { fleet: input.fleet } : {}),
     };
     const feed = new DeploymentFeed(id);
     this.feeds.set(id, feed);

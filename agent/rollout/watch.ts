@@ -35,6 +35,8 @@ export interface WatchOptions {
   runChecks: () => Promise<WatchCheck[]>;
   onRound?: (round: WatchCheck[], verdict: WatchVerdict, elapsedMs: number) => void;
   clock?: Clock;
+  /** Why the window was cut short from outside (a fleet abort), else null: checked every round. */
+  aborted?: () => string | null;
 }
 
 /** Runs check rounds for the window; returns the first failing verdict, or ok after the window. */
@@ -42,8 +44,14 @@ export async function watchWindow(options: WatchOptions): Promise<WatchVerdict> 
   const clock = options.clock ?? systemClock;
   const started = clock.now();
   let verdict: WatchVerdict = { ok: true, failingRounds: 0, reason: null };
+  const abortVerdict = (): WatchVerdict | null => {
+    const reason = options.aborted?.() ?? null;
+    return reason === null ? null : { ok: false, failingRounds: 0, reason: `aborted: ${reason}` };
+  };
   for (;;) {
     const roundStarted = clock.now();
+    const before = abortVerdict();
+    if (before) return before;
     const round = await options.runChecks();
     verdict = judgeRound(verdict, round, options.threshold);
     options.onRound?.(round, verdict, clock.now() - started);

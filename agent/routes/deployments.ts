@@ -1,8 +1,8 @@
 import type { FastifyPluginAsync } from 'fastify';
-import { ENV_NAME_PATTERN, RELEASE_REF_PATTERN, TAG_PATTERN, type DeploymentEvent, type DeploymentSummary, type PromotionInfo } from '../../contract/api.js';
+import { ENV_NAME_PATTERN, RELEASE_REF_PATTERN, ROLLOUT_ID_PATTERN, TAG_PATTERN, type DeploymentEvent, type DeploymentSummary, type PromotionInfo } from '../../contract/api.js';
 import { SlipwayError } from '../../contract/errors.js';
 import { checkSpecOverrides, type SpecOverrides } from '../../contract/spec-overrides.js';
-import type { DeploymentTarget } from '../rollout/rollout.js';
+import type { DeploymentTarget, FleetRequest } from '../rollout/rollout.js';
 import { APP_NAME_PATTERN, RELEASE_ID_PATTERN, type Slot } from '../../contract/names.js';
 import type { RolloutService } from '../rollout/rollout.js';
 import type { DeploymentDetail, DeploymentListEntry, StatusService } from '../status.js';
@@ -29,18 +29,46 @@ const targetProperties = {
 } as const;
 interface TargetBody { env?: string; specOverrides?: Record<string, unknown>; tag?: string; promotion?: PromotionInfo }
 
+/** What a fleet controller adds (controller/fleet): see FleetRequest. */
+const fleetProperties = {
+  rolloutId: { type: 'string', pattern: ROLLOUT_ID_PATTERN },
+  runOnce: { type: 'boolean' },
+  watchMs: { type: 'integer', minimum: 0, maximum: 86_400_000 },
+  keepPrevious: { type: 'boolean' },
+  keepLock: { type: 'boolean' },
+} as const;
+
 const deployBody = {
   type: 'object', additionalProperties: false, required: ['releaseId'],
-  properties: { releaseId: releaseIdSchema, slot: slotSchema, lockId: lockIdSchema, ...targetProperties },
+  properties: { releaseId: releaseIdSchema, slot: slotSchema, lockId: lockIdSchema, ...targetProperties, ...fleetProperties },
 } as const;
-interface DeployBody extends TargetBody { releaseId: string; slot?: Slot; lockId?: string }
+interface DeployBody extends TargetBody, FleetRequest { releaseId: string; slot?: Slot; lockId?: string }
+
+/** Pure: only the fleet fields a request has. */
+export function fleetFieldsOf(body: FleetRequest): FleetRequest {
+  const out: FleetRequest = {};
+  if (body.rolloutId !== undefined) out.rolloutId = body.rolloutId;
+  if (body.runOnce !== undefined) out.runOnce = body.runOnce;
+  if (body.watchMs !== undefined) out.watchMs = body.watchMs;
+  if (body.keepPrevious !== undefined) out.keepPrevious = body.keepPrevious;
+  if (body.keepLock !== undefined) out.keepLock = body.keepLock;
+  return out;
+}
 
 const reasonSchema = { type: 'string', maxLength: 500, pattern: '^[^\\u0000-\\u001f]*$' } as const;
 
 const switchBody = {
-  type: 'object', additionalProperties: false, required: ['slot'], properties: { slot: slotSchema, env: targetProperties.env, reason: reasonSchema },
+  type: 'object', additionalProperties: false, required: ['slot'],
+  properties: { slot: slotSchema, env: targetProperties.env, reason: reasonSchema, lockId: lockIdSchema, ...fleetProperties },
 } as const;
-interface SwitchBody { slot: Slot; env?: string; reason?: string }
+interface SwitchBody extends FleetRequest { slot: Slot; env?: string; reason?: string; lockId?: string }
+
+const abortBody = { type: 'object', additionalProperties: false, required: ['reason'], properties: { reason: reasonSchema } } as const;
+interface AbortBody { reason: string }
+const abortAnswer = {
+  type: 'object', additionalProperties: false, required: ['deploymentId', 'aborted'],
+  properties: { deploymentId: { type: 'integer' }, aborted: { type: 'boolean' } },
+} as const;
 
 /** Pure: the request's target fields as the rollout takes them (overrides checked: invalid_request on a bad one). */
 export function targetOf(body: TargetBody): DeploymentTarget {
@@ -86,7 +114,7 @@ const summaryProperties = {
   id: { type: 'integer' }, app: { type: 'string' }, kind: { type: 'string' }, releaseId: nullable('string'), slot: slotSchema,
   previousSlot: nullable('string'), previousRelease: nullable('string'), state: { type: 'string' }, outcome: nullable('string'),
   reason: nullable('string'), requestedBy: { type: 'string' }, startedAt: { type: 'string' }, endedAt: nullable('string'), note: nullable('string'),
-  forced: { type: 'boolean' }, targetState: nullable('string'), badMark: { type: ['string', 'null'], enum: ['kept', 'cleared', null] },
+  forced: { type: 'boolean' }, targetState: nullable('string'), rolloutId: nullable('string'), badMark: { type: ['string', 'null'], enum: ['kept', 'cleared', null] },
   marksPrevious: { type: 'boolean' }, env: nullable('string'), tag: nullable('string'),
   promotion: {
     type: ['object', 'null'], additionalProperties: false, required: ['from', 'sourceHost', 'forced', 'reason'],
@@ -125,7 +153,7 @@ const deploymentDetail = {
 } as const satisfies ObjectSchemaOf<DeploymentSummary>;
 
 export interface DeploymentRouteOptions {
-  rollouts: Pick<RolloutService, 'startDeploy' | 'startSwitch' | 'startRollback'>;
+  rollouts: Pick<RolloutService, 'startDeploy' | 'startSwitch' | 'startRollback' | 'abort'>;
   status: StatusService;
 }
 
@@ -138,15 +166,24 @@ export const deploymentRoutes: FastifyPluginAsync<DeploymentRouteOptions> = asyn
     const target = targetOf(request.body);
     return streamFeed(reply, rollouts.startDeploy({
       app: request.params.app, releaseId, actor: request.actor, ...(slot ? { slot } : {}), ...(lockId ? { lockId } : {}), ...target,
+      ...fleetFieldsOf(request.body),
     }));
   });
 
   app.post<{ Params: AppParams; Querystring: NoQuery; Body: SwitchBody }>('/apps/:app/switch', {
     schema: { params: appParams, querystring: noQuery, body: switchBody, response: answers(deploymentStream) },
   }, async (request, reply) => {
-    const { slot, env, reason } = request.body;
-    return streamFeed(reply, rollouts.startSwitch({ app: request.params.app, slot, actor: request.actor, ...(env ? { env } : {}), ...(reason ? { reason } : {}) }));
+    const { slot, env, reason, lockId } = request.body;
+    return streamFeed(reply, rollouts.startSwitch({
+      app: request.params.app, slot, actor: request.actor, ...(env ? { env } : {}), ...(reason ? { reason } : {}), ...(lockId ? { lockId } : {}),
+      ...fleetFieldsOf(request.body),
+    }));
   });
+
+  // A fleet controller stops a host's running rollout when another host failed (see RolloutService.abort).
+  app.post<{ Params: DeploymentParams; Querystring: NoQuery; Body: AbortBody; Reply: { deploymentId: number; aborted: boolean } }>('/apps/:app/deployments/:id/abort', {
+    schema: { params: deploymentParams, querystring: noQuery, body: abortBody, response: answers({ 200: abortAnswer }) },
+  }, async (request) => rollouts.abort({ app: request.params.app, deploymentId: Number(request.params.id), reason: request.body.reason, actor: request.actor }));
 
   app.post<{ Params: AppParams; Querystring: NoQuery; Body: RollbackBody }>('/apps/:app/rollback', {
     schema: { params: appParams, querystring: noQuery, body: rollbackBody, response: answers(deploymentStream) },

@@ -260,6 +260,18 @@ const MIGRATIONS: string[] = [
   CREATE INDEX promotions_app ON promotions (app, id);
   ALTER TABLE deployments ADD COLUMN promotion TEXT;
   `,
+  // Fleets (part fleet-core, issue 15): the fleet rollout a deployment belongs to, and the last
+  // fleet record a controller wrote for the app (which release the whole fleet is on).
+  `
+  ALTER TABLE deployments ADD COLUMN rollout_id TEXT;
+  CREATE INDEX deployments_rollout ON deployments (rollout_id) WHERE rollout_id IS NOT NULL;
+  CREATE TABLE fleet_records (
+    app         TEXT PRIMARY KEY,
+    rollout_id  TEXT NOT NULL,
+    record      TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+  );
+  `,
 ];
 
 export function openDatabase(file: string): Db {

@@ -1,7 +1,7 @@
 import { prepared, type Db } from './db.js';
 import { SLOTS, type Slot } from '../../contract/names.js';
 import type { ReleaseManifest } from '../../contract/manifest.js';
-import type { PromotionInfo, PromotionRecord } from '../../contract/api.js';
+import type { PromotionInfo, FleetRecord, PromotionRecord } from '../../contract/api.js';
 import type { SpecOverrides } from '../../contract/spec-overrides.js';
 
 export type SlotState = 'empty' | 'starting' | 'running' | 'stopped' | 'failed';
@@ -40,6 +40,8 @@ export interface DeploymentRow {
   tag: string | null;
   /** Where the release was promoted from, when the deployment is a promotion (deploy promote). */
   promotion: PromotionInfo | null;
+  /** The fleet rollout this deployment is part of (null: a single-host command). */
+  rolloutId: string | null;
 }
 /** The spec overrides an app's environment last sent, applied to every release of the app. */
 export interface AppOverridesRow { app: string; env: string | null; overrides: SpecOverrides; updatedAt: string }
@@ -179,13 +181,13 @@ export class StateStore {
   createDeployment(d: {
     app: string; kind: DeploymentKind; releaseId: string | null; slot: Slot; previousSlot: Slot | null;
     previousRelease: string | null; requestedBy: string; note?: string | null; forced?: boolean; targetState?: ReleaseState | null;
-    marksPrevious?: boolean; env?: string | null; tag?: string | null; promotion?: PromotionInfo | null;
+    marksPrevious?: boolean; env?: string | null; tag?: string | null; promotion?: PromotionInfo | null; rolloutId?: string | null;
   }): number {
     const result = prepared(this.db,
-      `INSERT INTO deployments (app, kind, release_id, slot, previous_slot, previous_release, state, requested_by, started_at, note, forced, target_state, marks_previous, env, tag, promotion)
-       VALUES (?, ?, ?, ?, ?, ?, 'created', ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO deployments (app, kind, release_id, slot, previous_slot, previous_release, state, requested_by, started_at, note, forced, target_state, marks_previous, env, tag, promotion, rollout_id)
+       VALUES (?, ?, ?, ?, ?, ?, 'created', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ).run(d.app, d.kind, d.releaseId, d.slot, d.previousSlot, d.previousRelease, d.requestedBy, now(), d.note ?? null, d.forced ? 1 : 0,
-      d.targetState ?? null, d.marksPrevious ? 1 : 0, d.env ?? null, d.tag ?? null, d.promotion ? JSON.stringify(d.promotion) : null);
+      d.targetState ?? null, d.marksPrevious ? 1 : 0, d.env ?? null, d.tag ?? null, d.promotion ? JSON.stringify(d.promotion) : null, d.rolloutId ?? null);
     return Number(result.lastInsertRowid);
   }
 
@@ -255,6 +257,18 @@ export class StateStore {
       id: r.id, app: r.app, releaseId: r.release_id, side: r.side, event: r.event, fromEnv: r.from_env, toEnv: r.to_env,
       otherHost: r.other_host, reason: r.reason, gate: r.gate, sha: r.sha, actor: r.actor, at: r.at,
     }));
+  }
+
+  /** The last fleet record written for the app (null: none yet). */
+  fleetRecord(app: string): FleetRecord | null {
+    const row = prepared(this.db, 'SELECT record FROM fleet_records WHERE app = ?').get(app) as { record: string } | undefined;
+    return row ? JSON.parse(row.record) as FleetRecord : null;
+  }
+
+  /** Replaces the app's fleet record (the controller writes one at the end of each fleet rollout). */
+  setFleetRecord(app: string, record: FleetRecord): void {
+    prepared(this.db, 'INSERT OR REPLACE INTO fleet_records (app, rollout_id, record, updated_at) VALUES (?, ?, ?, ?)')
+      .run(app, record.rolloutId, JSON.stringify(record), now());
   }
 
   unfinishedDeployments(): DeploymentRow[] {
@@ -378,7 +392,7 @@ interface RawDeployment {
   id: number; app: string; kind: DeploymentKind; release_id: string | null; slot: Slot; previous_slot: Slot | null;
   previous_release: string | null; state: string; outcome: Outcome | null; reason: string | null; requested_by: string;
   started_at: string; ended_at: string | null; note: string | null; forced: number; target_state: ReleaseState | null; bad_mark: BadMark | null;
-  marks_previous: number; env: string | null; tag: string | null; promotion?: string | null;
+  marks_previous: number; env: string | null; tag: string | null; promotion?: string | null; rollout_id?: string | null;
 }
 function toDeployment(r: RawDeployment): DeploymentRow {
   return {
@@ -387,5 +401,6 @@ function toDeployment(r: RawDeployment): DeploymentRow {
     requestedBy: r.requested_by, startedAt: r.started_at, endedAt: r.ended_at, note: r.note,
     forced: r.forced === 1, targetState: r.target_state, badMark: r.bad_mark, marksPrevious: r.marks_previous === 1,
     env: r.env ?? null, tag: r.tag ?? null, promotion: r.promotion ? JSON.parse(r.promotion) as PromotionInfo : null,
+    rolloutId: r.rollout_id ?? null,
   };
 }

@@ -9,7 +9,7 @@ export function deploymentSummary(d: DeploymentRow): DeploymentSummary {
     previousRelease: d.previousRelease, state: d.state, outcome: d.outcome, reason: d.reason,
     requestedBy: d.requestedBy, startedAt: d.startedAt, endedAt: d.endedAt, note: d.note,
     forced: d.forced, targetState: d.targetState, badMark: d.badMark, marksPrevious: d.marksPrevious,
-    env: d.env, tag: d.tag, promotion: d.promotion,
+    env: d.env, tag: d.tag, promotion: d.promotion, rolloutId: d.rolloutId,
   };
 }
 

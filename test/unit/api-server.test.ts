@@ -59,12 +59,12 @@ describe('the route table', () => {
     const api = routes.filter((r) => r.method !== 'HEAD');
     expect(api.map((r) => `${String(r.method)} ${r.url}`).sort()).toEqual([
       'DELETE /apps/:app/lock',
-      'GET /apps', 'GET /apps/:app', 'GET /apps/:app/deployments', 'GET /apps/:app/deployments/:id', 'GET /apps/:app/lock',
+      'GET /apps', 'GET /apps/:app', 'GET /apps/:app/deployments', 'GET /apps/:app/deployments/:id', 'GET /apps/:app/fleet', 'GET /apps/:app/lock',
       'GET /apps/:app/promotions', 'GET /apps/:app/releases', 'GET /apps/:app/releases/:releaseId', 'GET /apps/:app/releases/:releaseId/artifact',
       'GET /apps/:app/releases/:releaseId/promotion', 'GET /apps/:app/releases/:releaseId/spec', 'GET /backups', 'GET /health',
-      'POST /apps/:app/deployments', 'POST /apps/:app/lock', 'POST /apps/:app/promotions', 'POST /apps/:app/releases/cleanup', 'POST /apps/:app/rollback',
+      'POST /apps/:app/deployments', 'POST /apps/:app/deployments/:id/abort', 'POST /apps/:app/lock', 'POST /apps/:app/promotions', 'POST /apps/:app/releases/cleanup', 'POST /apps/:app/rollback',
       'POST /apps/:app/switch', 'POST /backups/:id/restore', 'POST /backups/:job/run',
-      'PUT /apps/:app/releases/:releaseId',
+      'PUT /apps/:app/fleet', 'PUT /apps/:app/releases/:releaseId',
     ]);
     for (const route of api) {
       const label = `${String(route.method)} ${route.url}`;
