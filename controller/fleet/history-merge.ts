@@ -27,7 +27,10 @@ export interface FleetHistoryEntry {
   /** The earliest start among its rows. */
   startedAt: string;
   requestedBy: string;
+  /** Why it failed (the first host's), if it did. */
   reason: string | null;
+  /** Why it was asked for (--reason; a --hosts command names its hosts here). */
+  note: string | null;
   hosts: FleetHistoryHostPart[];
   /** Every host's outcome when they agree; "running" while one has none; "mixed" otherwise. */
   outcome: string;
@@ -79,6 +82,7 @@ export function mergeFleetHistory(histories: readonly HostHistory[], fleetHosts:
       startedAt: first.row.startedAt,
       requestedBy: first.row.requestedBy,
       reason: first.row.reason,
+      note: first.row.note,
       hosts: rows.map(({ name, row }) => ({ name, id: row.id, kind: row.kind, outcome: row.outcome ?? `running (${row.state})`, slot: row.slot, releaseId: row.releaseId })),
       outcome: combinedOutcome(rows.map((r) => r.row.outcome)),
       missing: rolloutId === null ? [] : fleetHosts.filter((n) => !touched.has(n)),
@@ -97,6 +101,7 @@ export function formatFleetHistory(entries: readonly FleetHistoryEntry[], now = 
     const lines = [head];
     if (e.rolloutId) lines.push(`    ${e.hosts.map((h) => `${h.name} #${h.id} ${h.kind !== e.kind ? `${h.kind} ` : ''}${h.outcome}${h.releaseId !== e.releaseId && h.releaseId ? ` (${shortSha(h.releaseId)})` : ''}`).join(', ')}`);
     if (e.missing.length) lines.push(`    not on: ${e.missing.join(', ')}`);
+    if (e.note) lines.push(`    note: ${e.note}`);
     if (e.reason) lines.push(`    reason: ${e.reason}`);
     return lines.join('\n');
   }).join('\n');

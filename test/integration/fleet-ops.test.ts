@@ -107,7 +107,7 @@ describe('fleet operations on three hosts', () => {
     expect(limited.code, limited.stderr + limited.stdout).toBe(0);
     expect(await served()).toEqual([A, A, B]);
     const history = json<{ history: FleetHistoryEntry[] }>((await lab.deploy(['--json', 'history', '-n', '5'])).stdout).history;
-    expect(history[0]).toMatchObject({ kind: 'rollback', releaseId: B, missing: ['h1', 'h2'], reason: '[--hosts h3] canary' });
+    expect(history[0]).toMatchObject({ kind: 'rollback', releaseId: B, missing: ['h1', 'h2'], note: '[--hosts h3] canary' });
 
     const { fleet, record } = await status();
     expect(record).toMatchObject({ releaseId: A, kind: 'rollback' });
