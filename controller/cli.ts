@@ -12,6 +12,8 @@ import type { Target } from './environments.js';
 import { EXIT, exitCodeFor, type ExitCode } from './errors.js';
 import { DEBUG_ENV, HumanOutput, JsonOutput, internalErrorLine, type Output } from './output.js';
 import { push } from './commands/push.js';
+import { fleetPush } from './fleet/push.js';
+import { parseHostList, resolveFleet } from './fleet/target.js';
 import { switchSlot } from './commands/switch.js';
 import { status } from './commands/status.js';
 import { rollback } from './commands/rollback.js';
@@ -122,11 +124,21 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
     .option('--wait', 'if another rollout holds the lock, wait for it instead of failing')
     .option('--no-wait', 'return once traffic has moved; the agent still runs the watch window')
     .option('--wait-timeout <seconds>', 'how long --wait waits for the lock', parseSeconds, 1800)
-    .action((opts: { slot?: Slot; sha: string; allowDirty: boolean; wait?: boolean; waitTimeout: number }) => run((out, global) =>
-      push(config(global), {
+    .option('--hosts <names>', 'a fleet: only these hosts (comma-separated names); needs --force --reason, since it leaves the fleet on different releases', parseHostList)
+    .option('--force', 'with --hosts: push to some hosts of a fleet only', false)
+    .option('--reason <text>', 'why --hosts is forced (recorded on every host)')
+    .option('--skip-unreachable', 'a fleet: go on without hosts that cannot be reached before any switch (recorded as drift)', false)
+    .action((opts: { slot?: Slot; sha: string; allowDirty: boolean; wait?: boolean; waitTimeout: number; hosts?: string[]; force: boolean; reason?: string; skipUnreachable: boolean }) => run((out, global) => {
+      const pushOptions = {
         sha: opts.sha, allowDirty: opts.allowDirty, wait: opts.wait === true, waitTimeoutMs: opts.waitTimeout * 1000,
         detach: opts.wait === false, cwd: process.cwd(), ...(opts.slot ? { slot: opts.slot } : {}),
-      }, out)));
+      };
+      // An environment of several hosts is a fleet; one host keeps the single-host push (and its flags).
+      const fleet = resolveFleet(loadDeployConfig(path.resolve(global.config ?? DEFAULT_CONFIG_FILE)), global.env);
+      if (fleet.env !== null) scopeOutput({ env: fleet.env });
+      if (fleet.hosts.length === 1 && !opts.hosts) return push(fleet.hosts[0]!, pushOptions, out);
+      return fleetPush(fleet, { ...pushOptions, skipUnreachable: opts.skipUnreachable, hosts: opts.hosts ?? null, force: opts.force, reason: opts.reason ?? null }, out);
+    }));
 
   program.command('promote')
     .description('move a release that passed one environment to another, byte for byte: gate, approval, same tarball, rollout')

@@ -31,6 +31,11 @@ export function lockReleaseRefusal(app: string, lock: LockRow, request: LockRele
   });
 }
 
+/** Pure: the action a reservation is held for: a plain push, or one fleet rollout. */
+export function fleetLockAction(rolloutId: string | undefined): string {
+  return rolloutId === undefined ? 'deploy' : `fleet:${rolloutId}`;
+}
+
 /**
  * The per-app deploy lock: reserved by a controller before its upload, taken over by the rollout
  * it starts, released when the rollout ends. SQLite keeps it, so it outlives the connection.
@@ -43,17 +48,22 @@ export class DeployLocks {
     return lock ? { ...lock, stale: this.isStale(lock) } : null;
   }
 
-  /** Reserves the app for a rollout that starts with an upload; the rollout takes the lock over. */
-  reserve(input: { app: string; releaseId: string; actor: string }): LockRow {
+  /**
+   * Reserves the app for a rollout that starts with an upload; the rollout takes the lock over. A
+   * fleet rollout reserves under its rollout id (action fleet:<id>), so only a retry of the same
+   * rollout takes its reservation over, never another push by the same user.
+   */
+  reserve(input: { app: string; releaseId: string; actor: string; rolloutId?: string }): LockRow {
     const held = this.deps.state.lock(input.app);
-    if (held && held.deploymentId === null && held.holder === input.actor) {
+    const action = fleetLockAction(input.rolloutId);
+    if (held && held.deploymentId === null && held.holder === input.actor && held.action === action) {
       // The same controller retrying after a dropped connection: its old reservation never started
       // a rollout, so the retry takes it over instead of waiting out the lease.
       this.deps.state.releaseLock(input.app, held.lockId);
       this.deps.logger.info({ app: input.app, lock: held }, 'replaced this caller\'s own unused lock reservation');
     }
     return this.take({
-      app: input.app, lockId: randomUUID(), holder: input.actor, action: 'deploy', releaseId: input.releaseId,
+      app: input.app, lockId: randomUUID(), holder: input.actor, action, releaseId: input.releaseId,
       expiresAt: new Date(this.deps.clock.now() + LOCK_RESERVATION_MS).toISOString(), bootId: this.deps.bootId, deploymentId: null,
     });
   }
@@ -92,9 +102,9 @@ export class DeployLocks {
    * that expires like any reservation, so the fleet controller holds the host until the whole
    * rollout ends (and a crashed controller's hold lapses by the usual rule).
    */
-  keepAsReservation(lock: LockRow): void {
+  keepAsReservation(lock: LockRow, rolloutId: string | null): void {
     this.deps.state.acquireLock({
-      ...lock, deploymentId: null, expiresAt: new Date(this.deps.clock.now() + LOCK_RESERVATION_MS).toISOString(),
+      ...lock, action: fleetLockAction(rolloutId ?? undefined), deploymentId: null, expiresAt: new Date(this.deps.clock.now() + LOCK_RESERVATION_MS).toISOString(),
     }, new Date(this.deps.clock.now()));
   }
 

@@ -117,7 +117,7 @@ export class RolloutService {
     return this.locks.status(this.entry.requireApp(app));
   }
 
-  reserveLock(input: { app: string; releaseId: string; actor: string }): LockRow {
+  reserveLock(input: { app: string; releaseId: string; actor: string; rolloutId?: string }): LockRow {
     this.entry.requireApp(input.app);
     return this.locks.reserve(input);
   }
@@ -252,7 +252,7 @@ export class RolloutService {
       const result = journal.finish(...args);
       this.notify(() => this.deps.notices?.ended(deployment, result));
       this.running.delete(deployment.id);
-      if (input.keepLock) this.locks.keepAsReservation(lock);
+      if (input.keepLock) this.locks.keepAsReservation(lock, input.fleet?.rolloutId ?? null);
       else this.releaseRolloutLock(input.app, lock.lockId);
       return result;
     });

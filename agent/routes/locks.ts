@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { LockInfo } from '../../contract/api.js';
 import { RELEASE_ID_PATTERN } from '../../contract/names.js';
+import { ROLLOUT_ID_PATTERN } from '../../contract/api.js';
 import type { RolloutService } from '../rollout/rollout.js';
 import {
   answers, appParams, noBody, noQuery, nullable, type AppParams, type NoBody, type NoQuery, type ObjectSchemaOf,
@@ -31,9 +32,9 @@ const releasedAnswer = {
 
 const reserveBody = {
   type: 'object', additionalProperties: false, required: ['releaseId'],
-  properties: { releaseId: { type: 'string', pattern: RELEASE_ID_PATTERN } },
+  properties: { releaseId: { type: 'string', pattern: RELEASE_ID_PATTERN }, rolloutId: { type: 'string', pattern: ROLLOUT_ID_PATTERN } },
 } as const;
-interface ReserveBody { releaseId: string }
+interface ReserveBody { releaseId: string; rolloutId?: string }
 
 const releaseQuery = {
   type: 'object', additionalProperties: false,
@@ -52,7 +53,9 @@ export const lockRoutes: FastifyPluginAsync<LockRouteOptions> = async (app, { lo
   app.post<{ Params: AppParams; Querystring: NoQuery; Body: ReserveBody; Reply: { lock: LockView } }>('/apps/:app/lock', {
     schema: { params: appParams, querystring: noQuery, body: reserveBody, response: answers({ 201: lockAnswer }) },
   }, async (request, reply) => reply.code(201).send({
-    lock: locks.reserveLock({ app: request.params.app, releaseId: request.body.releaseId, actor: request.actor }),
+    lock: locks.reserveLock({
+      app: request.params.app, releaseId: request.body.releaseId, actor: request.actor, ...(request.body.rolloutId ? { rolloutId: request.body.rolloutId } : {}),
+    }),
   }));
 
   app.delete<{ Params: AppParams; Querystring: ReleaseQuery; Body: NoBody; Reply: { released: boolean; lock: LockView | null } }>('/apps/:app/lock', {

@@ -34,8 +34,25 @@ export interface PushOptions {
   detach: boolean;
 }
 
+/** A release packed for a push: its manifest, its files ready to seal, and what the summary says. */
+export interface PushRelease { manifest: ReleaseManifest; prepared: PreparedRelease; startedAt: number; prepareMs: number; tag: string | null }
+
 /** `deploy push`: pack the commit, ship it unless the host has it, roll it out, report. */
 export async function push(config: Target, options: PushOptions, out: Output): Promise<ExitCode> {
+  const release = await packForPush(config, options, out, `${config.host.user}@${config.host.address}:${config.host.port}`);
+  try {
+    return await rollOut(config, options, out, release);
+  } finally {
+    await release.prepared.cleanup();
+  }
+}
+
+/**
+ * Resolves the commit, checks the spec and the environment's overrides, builds and packs it: all
+ * before any connection is made, so a bad spec or a failing build never reaches a host. Shared by a
+ * single-host push and a fleet push (packed once for every host). The caller cleans `prepared` up.
+ */
+export async function packForPush(config: Target, options: PushOptions, out: Output, destination: string): Promise<PushRelease> {
   const startedAt = Date.now();
   const repo = await repoRoot(options.cwd);
   const sha = await resolveCommit(repo, options.sha);
@@ -52,7 +69,6 @@ export async function push(config: Target, options: PushOptions, out: Output): P
   const tag = await tagOf(repo, options.sha);
   const info = await commitInfo(repo, sha);
   const app = config.app;
-  const target = `${config.host.user}@${config.host.address}:${config.host.port}`;
   const treeish = dirtySnapshot ?? sha;
   const label = `${shortSha(sha)}${dirtySnapshot ? ' (dirty)' : ''}`;
   // The spec is read and checked, and the build run, before anything is packed or any connection
@@ -77,11 +93,12 @@ export async function push(config: Target, options: PushOptions, out: Output): P
     // The artifact names the project, not the environment's box app: the same release everywhere.
     const manifest = buildManifest({ app: config.project, sha, dirtySnapshot, branch, ...info }, prepared.contentDigest, VERSION, releaseExtras(loaded, built));
     const where = config.env === null ? '' : ` [${config.env}]`;
-    out.info(`→ ${app}${where} ${shortSha(manifest.releaseId)}${dirtySnapshot ? ' (dirty)' : ''}${branch ? ` on ${branch}` : ''}${tag ? ` (tag ${tag})` : ''} to ${target}`,
-      { app, releaseId: manifest.releaseId, sha, host: target, tag, specDigest: manifest.specDigest });
-    return await rollOut(config, options, out, { manifest, prepared, startedAt, prepareMs, tag });
-  } finally {
+    out.info(`→ ${app}${where} ${shortSha(manifest.releaseId)}${dirtySnapshot ? ' (dirty)' : ''}${branch ? ` on ${branch}` : ''}${tag ? ` (tag ${tag})` : ''} to ${destination}`,
+      { app, releaseId: manifest.releaseId, sha, host: destination, tag, specDigest: manifest.specDigest });
+    return { manifest, prepared, startedAt, prepareMs, tag };
+  } catch (error) {
     await prepared.cleanup();
+    throw error;
   }
 }
 
@@ -119,7 +136,7 @@ function buildProgress(out: Output) {
 /** Uploads the release unless the host has it, then runs the rollout and reports it. */
 async function rollOut(
   config: Target, options: PushOptions, out: Output,
-  release: { manifest: ReleaseManifest; prepared: PreparedRelease; startedAt: number; prepareMs: number; tag: string | null },
+  release: PushRelease,
 ): Promise<ExitCode> {
   const { releaseId } = release.manifest;
   const { app } = config;

@@ -1,0 +1,306 @@
+import { randomUUID } from 'node:crypto';
+import type { AppStatus, DeploymentEvent, FleetRecord } from '../../contract/api.js';
+import { SlipwayError, errorMessage } from '../../contract/errors.js';
+import { otherSlot, shortSha, type Slot } from '../../contract/names.js';
+import { settleBounded } from '../../lib/bounded.js';
+import { EXIT, type ExitCode } from '../errors.js';
+import type { Output } from '../output.js';
+import { formatBytes, formatMs } from '../output.js';
+import { localActor } from '../session.js';
+import { packForPush, sameOverrides, targetFields, uploadHeaders, uploadPath, type PushOptions, type PushRelease } from '../commands/push.js';
+import { runOnHost, type HostRun, type HostRunEnd } from './host-run.js';
+import { releaseFleetLock, takeFleetLock, type FleetLock } from './lock.js';
+import { fleetVerdict, hostsToRevert, planPush, type Batch, type HostOutcome } from './plan.js';
+import { writeFleetRecord } from './record.js';
+import { openFleet, unreachableError, type FleetMember, type FleetSession, type OpenFleetOptions } from './session.js';
+import { hostName, selectHosts, type FleetTarget } from './target.js';
+
+export interface FleetPushOptions extends PushOptions {
+  /** Go on without hosts that cannot be reached before any switch (recorded as skipped). */
+  skipUnreachable: boolean;
+  /** --hosts: only these hosts (needs force and reason: it makes drift on purpose). */
+  hosts: string[] | null;
+  force: boolean;
+  reason: string | null;
+}
+
+/** One host's line of the final table. */
+export interface HostReport { host: string; outcome: HostOutcome; deploymentId: number | null; detail: string }
+
+/**
+ * `deploy push` on a fleet: pack once, connect to every host (bounded), refuse unless all are
+ * reachable (or --skip-unreachable), take the fleet lock, upload in parallel where missing, then
+ * switch in batches with a bake after each; any failure aborts the running hosts and reverts every
+ * host switched in this rollout by one flip each. A fleet record is written on every host at the end.
+ */
+export async function fleetPush(fleet: FleetTarget, options: FleetPushOptions, out: Output, openOptions: OpenFleetOptions = {}): Promise<ExitCode> {
+  if (options.slot) throw new SlipwayError('usage', '--slot does not apply to a fleet: each host deploys into its own standby slot', { hint: 'drop --slot' });
+  if (options.detach) throw new SlipwayError('usage', '--no-wait does not apply to a fleet: the controller drives the batches', { hint: 'drop --no-wait' });
+  let selected = fleet;
+  let leftOut: string[] = [];
+  if (options.hosts) {
+    if (!options.force || !options.reason) {
+      throw new SlipwayError('usage', `--hosts ${options.hosts.join(',')} limits a push to some hosts of the fleet, which leaves it on different releases on purpose`, {
+        hint: 'add --force --reason "<why>" if that is what you want (it is recorded in each host\'s history and fleet record)',
+      });
+    }
+    selected = selectHosts(fleet, options.hosts);
+    leftOut = fleet.hosts.map(hostName).filter((n) => !options.hosts!.includes(n));
+  }
+  const names = selected.hosts.map(hostName);
+  const release = await packForPush(selected.hosts[0]!, options, out, `${names.length} host(s): ${names.join(', ')}`);
+  try {
+    const session = await openFleet(selected, openOptions);
+    try {
+      return await rollOutFleet(selected, session, release, options, leftOut, out);
+    } finally {
+      await session.close();
+    }
+  } finally {
+    await release.prepared.cleanup();
+  }
+}
+
+async function rollOutFleet(fleet: FleetTarget, session: FleetSession, release: PushRelease, options: FleetPushOptions, leftOut: string[], out: Output): Promise<ExitCode> {
+  const { releaseId } = release.manifest;
+  const { app } = fleet;
+  const skipped = [...leftOut];
+  if (session.unreachable.length > 0) {
+    if (!options.skipUnreachable) throw unreachableError(session.unreachable, 'push refused, nothing changed');
+    for (const miss of session.unreachable) {
+      out.info(`  skipping unreachable ${miss.name}: ${errorMessage(miss.error)} (recorded as drift)`, { host: miss.name, skipped: true });
+      skipped.push(miss.name);
+    }
+  }
+  const members = session.members;
+  if (members.length === 0) throw unreachableError(session.unreachable, 'push refused, nothing changed');
+  const statuses = new Map<string, AppStatus>();
+  await Promise.all(members.map(async (m) => { statuses.set(m.name, await m.session.agent.get<AppStatus>(`/apps/${app}`)); }));
+  const alreadyLive = new Set(members.filter((m) => {
+    const s = statuses.get(m.name)!;
+    return s.liveReleaseId === releaseId && sameOverrides(s, m.target);
+  }).map((m) => m.name));
+  const reachable = members.map((m) => m.name);
+  const primary = reachable.includes(fleet.rollout.primary) ? fleet.rollout.primary : reachable[0]!;
+  const plan = planPush(reachable, { ...fleet.rollout, primary }, alreadyLive);
+  const previousRelease = mostCommon(members.filter((m) => !alreadyLive.has(m.name)).map((m) => statuses.get(m.name)!.liveReleaseId));
+  const rolloutId = randomUUID();
+  const outcomes = new Map<string, HostOutcome>(reachable.map((n) => [n, alreadyLive.has(n) ? 'unchanged' : 'not_started']));
+  const details = new Map<string, string>();
+  const deploymentIds = new Map<string, number | null>();
+
+  if (plan.batches.length === 0) {
+    out.info(`${shortSha(releaseId)} is already live on every reachable host: nothing to do`, { outcome: 'unchanged', rolloutId });
+    await recordAndReport({ fleet, members, rolloutId, releaseId, attempted: releaseId, outcome: 'succeeded', skipped, reason: options.reason }, out);
+    return EXIT.ok;
+  }
+  out.info(`  rollout ${rolloutId.slice(0, 8)}: ${plan.batches.map((b, i) => `batch ${i + 1} [${b.hosts.join(', ')}]`).join(', ')}`
+    + `${plan.unchanged.length ? `; already live on ${plan.unchanged.join(', ')}` : ''}; run-once work on ${plan.runOnceHost ?? 'none (the primary already has it)'}`,
+  { rolloutId, batches: plan.batches, unchanged: plan.unchanged, runOnceHost: plan.runOnceHost });
+
+  const lock = await takeFleetLock(members, app, releaseId, rolloutId, options, out);
+  try {
+    await uploadWhereMissing(members, fleet, release, out);
+    const failedAt = await runBatches(plan.batches, { members, app, releaseId, rolloutId, lock, runOnceHost: plan.runOnceHost, fleet, tag: release.tag }, outcomes, details, deploymentIds, out);
+    if (failedAt !== null) {
+      const toRevert = hostsToRevert(outcomes);
+      if (toRevert.length) out.info(`  reverting ${toRevert.join(', ')} to ${previousRelease ? shortSha(previousRelease) : 'their previous release'} (one flip each)`);
+      await revertHosts(toRevert, { members, app, rolloutId, lock, statuses, previousRelease, reason: failedAt, fleet }, outcomes, details, deploymentIds);
+    }
+    const verdict = fleetVerdict(outcomes);
+    const fleetRelease = verdict.outcome === 'succeeded' ? releaseId : previousRelease;
+    report(hostsOf(outcomes), outcomes, details, deploymentIds, skipped, out);
+    if (fleetRelease) {
+      await recordAndReport({ fleet, members, rolloutId, releaseId: fleetRelease, attempted: releaseId, outcome: verdict.outcome, skipped, reason: options.reason }, out);
+    }
+    if (verdict.outcome === 'succeeded') {
+      out.info(`${shortSha(releaseId)} is live on ${reachable.length} host(s) in ${formatMs(Date.now() - release.startedAt)}`, { outcome: 'succeeded', rolloutId, totalMs: Date.now() - release.startedAt });
+      return EXIT.ok;
+    }
+    out.error(verdictError(verdict, releaseId, failedAt ?? 'a host failed', outcomes));
+    return verdict.exitCode;
+  } finally {
+    const stuck = await releaseFleetLock(members, app, lock);
+    if (stuck.length) out.info(`  could not release the lock on ${stuck.join('; ')} (it expires by itself)`);
+  }
+}
+
+function hostsOf(outcomes: ReadonlyMap<string, HostOutcome>): string[] {
+  return [...outcomes.keys()];
+}
+
+/** Pure: the most common non-null value (first seen wins a tie), or null. */
+export function mostCommon(values: ReadonlyArray<string | null>): string | null {
+  const counts = new Map<string, number>();
+  for (const v of values) if (v !== null) counts.set(v, (counts.get(v) ?? 0) + 1);
+  let best: string | null = null;
+  for (const [v, n] of counts) if (best === null || n > counts.get(best)!) best = v;
+  return best;
+}
+
+/** Seals the release once and uploads it, in parallel (bounded), to every member that lacks it. */
+async function uploadWhereMissing(members: readonly FleetMember[], fleet: FleetTarget, release: PushRelease, out: Output): Promise<void> {
+  const { releaseId } = release.manifest;
+  const has = await Promise.all(members.map((m) => m.session.agent.find(`/apps/${fleet.app}/releases/${releaseId}`)));
+  const missing = members.filter((_, i) => !has[i]);
+  const present = members.filter((_, i) => has[i]).map((m) => m.name);
+  if (present.length) out.info(`  release ${shortSha(releaseId)} is already on ${present.join(', ')}: not uploaded there`, { uploadedBytes: 0, hosts: present });
+  if (missing.length === 0) return;
+  const sealStarted = Date.now();
+  const packed = await release.prepared.seal(release.manifest);
+  out.info(`  packed ${formatBytes(packed.bytes)} in ${formatMs(release.prepareMs + Date.now() - sealStarted)} (sha256 ${packed.sha256.slice(0, 16)}…)`);
+  const started = Date.now();
+  const settled = await settleBounded(missing, fleet.rollout.concurrency, async (m) => {
+    await m.session.agent.upload(uploadPath(m.target, releaseId, release.tag), packed.file, packed.bytes, packed.sha256, () => undefined, uploadHeaders(m.target.specOverrides));
+    out.info(`  [${m.name}] uploaded and verified in ${formatMs(Date.now() - started)}`, { host: m.name, uploadMs: Date.now() - started, uploadedBytes: packed.bytes });
+  });
+  const failures = settled.map((r, i) => ({ r, m: missing[i]! })).filter((x) => x.r.status === 'rejected');
+  if (failures.length) {
+    const first = (failures[0]!.r as PromiseRejectedResult).reason;
+    throw new SlipwayError(first instanceof SlipwayError ? first.code : 'upload_failed', `upload failed on ${failures.map((f) => f.m.name).join(', ')}; nothing was switched on any host`, {
+      details: failures.map((f) => `${f.m.name}: ${errorMessage((f.r as PromiseRejectedResult).reason)}`),
+      hint: first instanceof SlipwayError && first.hint ? first.hint : 'fix the host named above and push again',
+    });
+  }
+}
+
+interface BatchContext {
+  members: readonly FleetMember[]; app: string; releaseId: string; rolloutId: string; lock: FleetLock;
+  runOnceHost: string | null; fleet: FleetTarget; tag: string | null;
+}
+
+/**
+ * Runs the batches in order; returns null when every host passed, else why the rollout stopped.
+ * Within a batch, the run-once host goes first and the others start once it is past its release
+ * phase; the first failure aborts the batch's other hosts (they stop, or swap back by one flip).
+ */
+async function runBatches(batches: readonly Batch[], ctx: BatchContext, outcomes: Map<string, HostOutcome>, details: Map<string, string>, ids: Map<string, number | null>, out: Output): Promise<string | null> {
+  for (const [index, batch] of batches.entries()) {
+    out.info(`  batch ${index + 1}/${batches.length}: ${batch.hosts.join(', ')}${batch.watchMs === null ? ' (full watch window)' : ` (bake ${formatMs(batch.watchMs)})`}`, { batch: index + 1, hosts: batch.hosts });
+    let failure: string | null = null;
+    const runs: HostRun[] = [];
+    const ends: Promise<HostRunEnd>[] = [];
+    const start = (name: string) => {
+      const member = ctx.members.find((m) => m.name === name)!;
+      const run = runOnHost(member, ctx.app, `/apps/${ctx.app}/deployments`, deployBody(ctx, member, batch), (host, event) => hostEvent(host, event, out));
+      runs.push(run);
+      ends.push(run.done.then((end) => {
+        outcomes.set(end.name, end.outcome);
+        ids.set(end.name, end.deploymentId);
+        details.set(end.name, endDetail(end));
+        if (end.outcome !== 'succeeded' && failure === null) {
+          failure = `${end.name}: ${endDetail(end)}`;
+          for (const other of runs) if (other !== run) other.abort(`rollout ${ctx.rolloutId.slice(0, 8)} stopped: ${failure}`);
+        }
+        return end;
+      }));
+      return run;
+    };
+    const first = ctx.runOnceHost !== null && batch.hosts.includes(ctx.runOnceHost) && batch.hosts.length > 1 ? ctx.runOnceHost : null;
+    if (first) await start(first).prepared;
+    for (const name of batch.hosts) {
+      if (name === first) continue;
+      if (failure !== null) break;
+      start(name);
+    }
+    await Promise.all(ends);
+    if (failure !== null) return failure;
+  }
+  return null;
+}
+
+function deployBody(ctx: BatchContext, member: FleetMember, batch: Batch) {
+  return {
+    releaseId: ctx.releaseId, lockId: ctx.lock.get(member.name)!, ...targetFields(member.target, ctx.tag),
+    rolloutId: ctx.rolloutId, runOnce: member.name === ctx.runOnceHost, keepPrevious: true, keepLock: true,
+    ...(batch.watchMs !== null ? { watchMs: batch.watchMs } : {}),
+  };
+}
+
+function hostEvent(host: string, event: DeploymentEvent, out: Output): void {
+  if (event.status === 'started') return;
+  out.info(`  [${host}] ${event.step} ${event.status}${event.message ? `: ${event.message}` : ''}`, { host, event });
+}
+
+function endDetail(end: HostRunEnd): string {
+  if (end.result) return end.result.outcome === 'succeeded' ? `live on ${end.result.liveSlot} (#${end.deploymentId})` : `${end.result.outcome}: ${end.result.reason ?? '?'}`;
+  return errorMessage(end.error);
+}
+
+interface RevertContext {
+  members: readonly FleetMember[]; app: string; rolloutId: string; lock: FleetLock; statuses: ReadonlyMap<string, AppStatus>;
+  previousRelease: string | null; reason: string; fleet: FleetTarget;
+}
+
+/**
+ * Flips each named host back to the slot it served before, in parallel: one switch each (the agent
+ * checks the slot still runs its release and answers its health check; no watch window). A host
+ * that was already on the release before the rollout goes to its standby slot only if that slot
+ * runs the fleet's previous release.
+ */
+async function revertHosts(hosts: readonly string[], ctx: RevertContext, outcomes: Map<string, HostOutcome>, details: Map<string, string>, ids: Map<string, number | null>): Promise<void> {
+  await Promise.all(hosts.map(async (name) => {
+    const member = ctx.members.find((m) => m.name === name)!;
+    const before = ctx.statuses.get(name)!;
+    const slot = revertSlot(outcomes.get(name)!, before, ctx.previousRelease);
+    if (slot === null) {
+      outcomes.set(name, 'revert_failed');
+      details.set(name, `its standby slot does not run ${ctx.previousRelease ? shortSha(ctx.previousRelease) : 'the previous release'}: left as it is`);
+      return;
+    }
+    const run = runOnHost(member, ctx.app, `/apps/${ctx.app}/switch`, {
+      slot, lockId: ctx.lock.get(name)!, reason: `fleet rollout ${ctx.rolloutId.slice(0, 8)} reverted: ${ctx.reason}`.slice(0, 500),
+      rolloutId: ctx.rolloutId, watchMs: 0, keepPrevious: true, keepLock: true, ...(member.target.env !== null ? { env: member.target.env } : {}),
+    }, () => undefined);
+    const end = await run.done;
+    const ok = end.result?.outcome === 'succeeded';
+    outcomes.set(name, ok ? 'reverted' : 'revert_failed');
+    ids.set(name, end.deploymentId ?? ids.get(name) ?? null);
+    details.set(name, ok ? `reverted to ${slot} (#${end.deploymentId})` : `revert failed: ${endDetail(end)}`);
+  }));
+}
+
+/** Pure: the slot a host goes back to: the one it served before the rollout (or, for an unchanged host, its standby if that runs the previous release). */
+export function revertSlot(outcome: HostOutcome, before: Pick<AppStatus, 'liveSlot' | 'slots'>, previousRelease: string | null): Slot | null {
+  if (outcome === 'succeeded') return before.liveSlot;
+  if (outcome !== 'unchanged' || before.liveSlot === null || previousRelease === null) return null;
+  const standby = before.slots.find((s) => s.slot === otherSlot(before.liveSlot!));
+  return standby && standby.releaseId === previousRelease && standby.state === 'running' ? standby.slot : null;
+}
+
+function report(hosts: readonly string[], outcomes: ReadonlyMap<string, HostOutcome>, details: ReadonlyMap<string, string>, ids: ReadonlyMap<string, number | null>, skipped: readonly string[], out: Output): void {
+  const rows: HostReport[] = [
+    ...hosts.map((host) => ({ host, outcome: outcomes.get(host)!, deploymentId: ids.get(host) ?? null, detail: details.get(host) ?? '' })),
+    ...skipped.map((host) => ({ host, outcome: 'skipped' as const, deploymentId: null, detail: 'left out of this rollout' })),
+  ];
+  const width = Math.max(4, ...rows.map((r) => r.host.length));
+  out.info(`  ${'host'.padEnd(width)}  ${'outcome'.padEnd(19)}  detail`);
+  for (const r of rows) out.info(`  ${r.host.padEnd(width)}  ${r.outcome.padEnd(19)}  ${r.detail}`, { fleetHost: r });
+}
+
+async function recordAndReport(input: {
+  fleet: FleetTarget; members: readonly FleetMember[]; rolloutId: string; releaseId: string; attempted: string;
+  outcome: FleetRecord['outcome']; skipped: string[]; reason: string | null;
+}, out: Output): Promise<void> {
+  const record: FleetRecord = {
+    rolloutId: input.rolloutId, kind: 'push', releaseId: input.releaseId, attemptedReleaseId: input.attempted, outcome: input.outcome,
+    hosts: input.members.map((m) => m.name), skipped: input.skipped, env: input.fleet.env, actor: localActor(), reason: input.reason, at: new Date().toISOString(),
+  };
+  const failed = await writeFleetRecord(input.members, input.fleet.app, record);
+  if (failed.length) out.info(`  could not write the fleet record on ${failed.join('; ')}`);
+}
+
+function verdictError(verdict: ReturnType<typeof fleetVerdict>, releaseId: string, why: string, outcomes: ReadonlyMap<string, HostOutcome>): SlipwayError {
+  const code = verdict.exitCode === EXIT.rolledBack ? 'fleet_rolled_back' : verdict.exitCode === EXIT.failedBeforeSwitch ? 'rollout_aborted' : 'fleet_failed_after_switch';
+  const inDoubt = [...outcomes].filter(([, o]) => o === 'in_doubt').map(([h]) => h);
+  const message = verdict.exitCode === EXIT.rolledBack
+    ? `${shortSha(releaseId)} was rolled back on every host that switched: ${why}`
+    : verdict.exitCode === EXIT.failedBeforeSwitch
+      ? `${shortSha(releaseId)} did not go live on any host: ${why}`
+      : `${shortSha(releaseId)} failed (${why}) and some hosts could not go back: see the table above`;
+  return new SlipwayError(code, message, {
+    hint: inDoubt.length
+      ? `the link to ${inDoubt.join(', ')} was lost while its rollout ran: it finishes or swaps back on its own; the next command on this environment brings it to the fleet's release`
+      : 'see each host\'s history (deploy history) for the failing checks, fix the release and push again',
+  });
+}
