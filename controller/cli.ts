@@ -13,7 +13,6 @@ import { EXIT, exitCodeFor, type ExitCode } from './errors.js';
 import { DEBUG_ENV, HumanOutput, JsonOutput, internalErrorLine, type Output } from './output.js';
 import { push } from './commands/push.js';
 import { fleetPush } from './fleet/push.js';
-import { parseHostList, resolveFleet } from './fleet/target.js';
 import { switchSlot } from './commands/switch.js';
 import { status } from './commands/status.js';
 import { rollback } from './commands/rollback.js';

@@ -7,7 +7,8 @@ import { planFleetRollback, planFleetSwitch, type FlipPlan } from '../fleet/flip
 import { formatMoves, moveHosts, movedHosts, type HostMove, type HostRequest } from '../fleet/moves.js';
 import { reconcileFirst } from '../fleet/reconcile.js';
 import { openFleet, unreachableError, type FleetSession } from '../fleet/session.js';
-import { readFleetRecord, snapshotFleet, writeFleetRecord } from '../fleet/snapshot.js';
+import { readFleetRecord, writeFleetRecord } from '../fleet/record.js';
+import { snapshotFleet } from '../fleet/snapshot.js';
 import { hostName, type FleetTarget } from '../fleet/target.js';
 import type { Output } from '../output.js';
 import { localActor } from '../session.js';
@@ -43,7 +44,7 @@ export function recordedReason(reason: string | undefined, limitedTo: string[] |
  */
 async function runFlip(session: FleetSession, fleet: FleetTarget, kind: 'rollback' | 'switch', plan: FlipPlan, request: (host: string) => Pick<HostRequest, 'path' | 'body'>,
   options: FleetMoveOptions, out: Output): Promise<ExitCode> {
-  const previous = await readFleetRecord(session.members, fleet.app, fleet.rollout.concurrency);
+  const previous = await readFleetRecord(session.members, fleet.app);
   const rolloutId = randomUUID();
   if (plan.moves.length === 0) {
     out.info(`every host already serves ${shortSha(plan.to)}`, { releaseId: plan.to });
@@ -76,7 +77,7 @@ async function runFlip(session: FleetSession, fleet: FleetTarget, kind: 'rollbac
       rolloutId, kind, releaseId: allMoved ? plan.to : (previous?.releaseId ?? plan.moves[0]!.from ?? plan.to), attemptedReleaseId: plan.to, outcome,
       hosts: fleet.hosts.map(hostName), skipped: [], env: fleet.env, actor: localActor(), reason: options.reason ?? null, at: new Date().toISOString(),
     };
-    const notWritten = await writeFleetRecord(session.members, fleet.app, record, fleet.rollout.concurrency);
+    const notWritten = await writeFleetRecord(session.members, fleet.app, record);
     if (notWritten.length) out.info(`fleet record not written on ${notWritten.join(', ')} (the next command there reconciles it)`);
   }
   const table = [`${kind} ${rolloutId.slice(0, 8)}:`, ...plan.already.map((h) => `  ${h.padEnd(16)} already on ${shortSha(plan.to)}`), ...formatMoves(moves, reverts)];

@@ -4,7 +4,8 @@ import { settleBounded } from '../../lib/bounded.js';
 import { EXIT, type ExitCode } from '../errors.js';
 import { mergeFleetHistory, formatFleetHistory, type FleetDeploymentRow } from '../fleet/history-merge.js';
 import { openFleet, unreachableError, type FleetMember, type FleetSession } from '../fleet/session.js';
-import { readFleetRecord, snapshotFleet } from '../fleet/snapshot.js';
+import { readFleetRecord } from '../fleet/record.js';
+import { snapshotFleet } from '../fleet/snapshot.js';
 import { fleetView, formatFleetView } from '../fleet/status-view.js';
 import { hostName, type FleetTarget } from '../fleet/target.js';
 import { formatLock } from './history.js';
@@ -35,7 +36,7 @@ const heading = (fleet: FleetTarget) => `${fleet.app}${fleet.env ? ` [${fleet.en
 /** `deploy status` on a fleet: one row per host (live slot, release, health, lock) and the drift. */
 export async function fleetStatus(fleet: FleetTarget, options: { json: boolean }, out: Output): Promise<ExitCode> {
   return withFleet(fleet, 'status', async (session) => {
-    const [snapshots, record] = await Promise.all([snapshotFleet(session, fleet), readFleetRecord(session.members, fleet.app, fleet.rollout.concurrency)]);
+    const [snapshots, record] = await Promise.all([snapshotFleet(session, fleet), readFleetRecord(session.members, fleet.app)]);
     const view = fleetView(snapshots, record ? { releaseId: record.releaseId, rolloutId: record.rolloutId } : null);
     out.data(options.json ? { fleet: view, record } : formatFleetView(view, heading(fleet)));
     return EXIT.ok;

@@ -7,7 +7,8 @@ import type { Output } from '../output.js';
 import { formatMoves, moveHosts, type HostMove } from './moves.js';
 import { planReconcile, type ReconcilePlan } from './reconcile-plan.js';
 import type { FleetSession } from './session.js';
-import { readFleetRecord, snapshotFleet, writeFleetRecord } from './snapshot.js';
+import { readFleetRecord, writeFleetRecord } from './record.js';
+import { snapshotFleet } from './snapshot.js';
 import type { FleetTarget } from './target.js';
 
 /** How long reconcile-first waits for a rollout the fleet lost (its agent finishes or reverts on its own). */
@@ -28,7 +29,7 @@ export async function reconcileFirst(session: FleetSession, fleet: FleetTarget, 
   for (;;) {
     const [snapshots, record] = await Promise.all([
       snapshotFleet(session, fleet),
-      readFleetRecord(session.members, fleet.app, fleet.rollout.concurrency),
+      readFleetRecord(session.members, fleet.app),
     ]);
     const plan = planReconcile(snapshots, record ? { releaseId: record.releaseId, rolloutId: record.rolloutId } : null);
     if (plan.busy.length > 0) {
@@ -61,7 +62,7 @@ export async function reconcileFirst(session: FleetSession, fleet: FleetTarget, 
       });
     }
     // The reconciled hosts missed the record (that is how they drifted): they hold it from now on.
-    await writeFleetRecord(session.members.filter((m) => moves.some((mv) => mv.host === m.name)), fleet.app, record, fleet.rollout.concurrency);
+    await writeFleetRecord(session.members.filter((m) => moves.some((mv) => mv.host === m.name)), fleet.app, record);
     out.info(`reconcile: ${moves.map((m) => m.host).join(', ')} now on ${shortSha(record.releaseId)}`, { reconciled: moves.map((m) => m.host) });
     return { plan, moves };
   }
