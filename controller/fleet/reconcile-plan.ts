@@ -18,6 +18,12 @@ export interface ReconcilePlan {
   unreachable: string[];
   /** Hosts a rollout still holds (a rollout the controller lost goes on there): wait for them first. */
   busy: string[];
+  /**
+   * Drifting hosts whose lock another controller still reserves (a fleet rollout keeps each host's
+   * lock until the whole fleet is done; a killed controller leaves them): "holder until expiry".
+   * Nothing can move them until it is released or expires by the host lock's rules.
+   */
+  held: { host: string; holder: string; action: string; expiresAt: string | null }[];
   /** What the plan says, for the operator (null when there is nothing to say). */
   note: string | null;
 }
@@ -32,15 +38,20 @@ export interface ReconcilePlan {
 export function planReconcile(snapshots: readonly HostSnapshot[], record: FleetExpectation | null): ReconcilePlan {
   const unreachable = snapshots.filter((s) => s.status === null).map((s) => s.name);
   if (!record) {
-    return { target: null, actions: [], unreachable, busy: [], note: null };
+    return { target: null, actions: [], unreachable, busy: [], held: [], note: null };
   }
   const busy: string[] = [];
+  const held: ReconcilePlan['held'] = [];
   const actions: ReconcileAction[] = [];
   for (const s of snapshots) {
     if (!s.status) continue;
     if (s.status.liveReleaseId === record.releaseId) continue;
     if (s.lock && !s.lock.stale && s.lock.deploymentId !== null) {
       busy.push(s.name);
+      continue;
+    }
+    if (s.lock && !s.lock.stale) {
+      held.push({ host: s.name, holder: s.lock.holder, action: s.lock.action, expiresAt: s.lock.expiresAt });
       continue;
     }
     const warm = s.status.slots.some((slot) => !slot.live && slot.releaseId === record.releaseId && slot.process?.status === 'online');
@@ -51,5 +62,5 @@ export function planReconcile(snapshots: readonly HostSnapshot[], record: FleetE
     busy.length ? `waiting for the running rollout on ${busy.join(', ')}` : '',
     unreachable.length ? `unreachable, left as they are: ${unreachable.join(', ')}` : '',
   ].filter(Boolean);
-  return { target: record.releaseId, actions, unreachable, busy, note: parts.length ? parts.join('; ') : null };
+  return { target: record.releaseId, actions, unreachable, busy, held, note: parts.length ? parts.join('; ') : null };
 }

@@ -43,6 +43,13 @@ export async function reconcileFirst(session: FleetSession, fleet: FleetTarget, 
       await delay(BUSY_POLL_MS);
       continue;
     }
+    if (plan.held.length > 0) {
+      const lines = plan.held.map((h) => `${h.host}: locked by ${h.holder} for ${h.action}${h.expiresAt ? ` until ${h.expiresAt}` : ''}`);
+      throw new SlipwayError('fleet_locked', `the fleet is locked: ${lines.join('; ')}`, {
+        details: lines,
+        hint: 'a rollout that did not finish (its controller gone) holds it: it expires by itself at the time shown, or: deploy lock release --force',
+      });
+    }
     if (plan.actions.length === 0 || !record) return { plan, moves: [] };
     out.info(`reconcile: ${plan.note}`, { reconcile: plan.actions });
     const rolloutId = randomUUID();

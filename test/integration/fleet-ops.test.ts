@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import path from 'node:path';
 import { startFleetLab, type FleetLab } from '../helpers/fleet-lab.js';
 import { readState } from '../helpers/state.js';
+import { openDatabase } from '../../agent/state/db.js';
 import { waitFor, withDeadline } from '../helpers/wait.js';
 import { EXIT } from '../../controller/errors.js';
 import type { FleetView } from '../../controller/fleet/status-view.js';
@@ -11,7 +13,7 @@ import type { FleetRecord } from '../../contract/api.js';
  * Fleet operations on three real boxes (issue 15, part fleet-ops), each in its own network
  * namespace: status with drift, history merged by rollout, rollback/switch across the fleet with
  * one flip per host, --hosts, reconcile-first, a partition mid-rollback and a controller killed
- * mid-rollback. One lab for the file; the cases build on each other in order.
+ * mid-rollback, a controller killed mid-push and the fleet lock it leaves. One lab for the file; the cases build on each other in order.
  */
 
 /** A partition is declared after about interval × (count + 1). */
@@ -47,6 +49,7 @@ function newestDeployment(i: number) {
 beforeAll(async () => {
   lab = await startFleetLab({
     keepalive: KEEPALIVE,
+    rollout: { batch: 1, bake: '2s' },
     stack: { appConfig: { watch: { windowMs: WATCH_MS, intervalMs: 200, failuresToRollback: 3, keepPreviousWarm: true } } },
   });
   // A partitioned host is given up on at connect after this long (status, reconcile).
@@ -159,25 +162,43 @@ describe('fleet operations on three hosts', () => {
     console.log(`fleet-ops: partition of h2 mid-rollback: the command ended ${detectedMs} ms after the link went down (keepalive ${KEEPALIVE.intervalMs} ms × ${KEEPALIVE.countMax}, plus h1/h3 reverts)`);
   });
 
-  it('the controller killed (-9) mid-rollback: the agents finish on their own; status names the drift against the previous record; the next command reconciles', async () => {
-    const before = lab.hosts.map((_, i) => newestDeployment(i)!.id);
-    const running = lab.deployInBackground(['rollback', '--to', B]);
-    await waitFor(() => lab.hosts.every((_, i) => (newestDeployment(i)?.id ?? 0) > before[i]!), { timeoutMs: 60_000, intervalMs: 100, description: 'every host to run the fleet rollback' });
+  it('the controller killed (-9) mid-push: h1 ends its batch on its own; status names the drift; the fleet lock it left refuses the next rollout, naming it, until it expires; then the next command reconciles', async () => {
+    const sha = await lab.repo.commit({ 'message.txt': 'third release\n' }, 'third release');
+    const before = newestDeployment(0)!.id;
+    const running = lab.deployInBackground(['push']);
+    await waitFor(() => (newestDeployment(0)?.id ?? 0) > before, { timeoutMs: 120_000, intervalMs: 100, description: 'h1 (primary, batch 1) to run the push' });
     process.kill(running.pid, 'SIGKILL');
     await running.done;
-    // Each agent ends its own rollout (its watch window passes): the fleet serves B, the record still says A.
-    await waitFor(() => lab.hosts.every((_, i) => newestDeployment(i)!.outcome !== null), { timeoutMs: 60_000, intervalMs: 200, description: 'every host to end its rollout' });
-    expect(await served()).toEqual([B, B, B]);
+    // h1's agent ends its part on its own (its batch window passes); h2 and h3 were never started.
+    await waitFor(() => newestDeployment(0)!.outcome !== null, { timeoutMs: 60_000, intervalMs: 200, description: 'h1 to end its part of the push' });
+    const C = lab.releaseOf(0, sha);
+    expect(await served()).toEqual([C, A, A]);
+
     const { fleet, record } = await status();
     expect(record).toMatchObject({ releaseId: A });
     expect(fleet).toMatchObject({ consistent: false, expected: A, expectedFrom: 'record' });
-    expect(fleet.hosts.map((h) => h.drift)).toEqual(['other_release', 'other_release', 'other_release']);
+    expect(fleet.hosts.map((h) => h.drift)).toEqual(['other_release', null, null]);
+    // Every host's lock is still reserved by the dead rollout (a fleet holds each host until it is done).
+    for (const h of fleet.hosts) expect(h.lock).toMatch(/\(fleet:[0-9a-f-]+\)$/);
 
-    // The next fleet command reconciles first (every host back to A, the record's), then does its own part (nothing left).
-    const next = await lab.deploy(['rollback', '--to', A]);
-    expect(next.code, next.stderr + next.stdout).toBe(0);
-    expect(next.stderr).toMatch(/reconcile: reconciling h1 .*, h2 .*, h3 .* to the fleet's release/);
-    expect(next.stderr).toMatch(/every host already serves/);
+    const refused = await lab.deploy(['push']);
+    expect(refused.code, refused.stderr + refused.stdout).toBe(EXIT.failedBeforeSwitch);
+    expect(refused.stderr).toMatch(/the fleet is locked: h1: locked by \S+ for fleet:[0-9a-f-]+ until /);
+    expect(await served()).toEqual([C, A, A]);
+
+    // Time passes: each reservation reaches its expiry (15 min), fast-forwarded in each host's state
+    // database as the clock would; the agents' own rule (expiresAt < now: stale) does the rest.
+    for (const h of lab.hosts) {
+      const db = openDatabase(path.join(h.stack.home, 'agent.db'));
+      try {
+        db.prepare('UPDATE locks SET expires_at = ? WHERE app = ? AND deployment_id IS NULL').run(new Date(Date.now() - 1_000).toISOString(), lab.app);
+      } finally {
+        db.close();
+      }
+    }
+    const reconciled = await lab.deploy(['reconcile']);
+    expect(reconciled.code, reconciled.stderr + reconciled.stdout).toBe(0);
+    expect(reconciled.stderr).toMatch(/reconcile: reconciling h1 \(.* → .*, one flip\)/);
     expect(await served()).toEqual([A, A, A]);
     expect((await status()).fleet.consistent).toBe(true);
   });

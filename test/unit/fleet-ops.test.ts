@@ -116,9 +116,13 @@ describe('reconcile-first', () => {
     expect(planReconcile([host('h1', status(A)), host('h2', status(A))], record)).toMatchObject({ target: A, actions: [], note: null });
   });
 
-  it('a host a running rollout holds is busy, not acted on; a stale lock is no obstacle', () => {
-    const plan = planReconcile([host('h1', status(B, A), runningLock), host('h2', status(B, A), { ...runningLock, stale: true })], record);
+  it('a host a running rollout holds is busy, one a live reservation holds is held; a stale lock is no obstacle', () => {
+    const reservation = { ...runningLock, deploymentId: null, action: 'fleet:r9', expiresAt: '2026-01-01T00:15:00Z' };
+    const plan = planReconcile([
+      host('h1', status(B, A), runningLock), host('h2', status(B, A), { ...runningLock, stale: true }), host('h3', status(B, A), reservation), host('h4', status(A, B), reservation),
+    ], record);
     expect(plan.busy).toEqual(['h1']);
+    expect(plan.held).toEqual([{ host: 'h3', holder: 'ci@box', action: 'fleet:r9', expiresAt: '2026-01-01T00:15:00Z' }]);
     expect(plan.actions.map((a) => a.host)).toEqual(['h2']);
   });
 });
