@@ -225,11 +225,12 @@ export const ERROR_KINDS = {
   fleet_locked: 'refused',
   fleet_rolled_back: 'rolled_back',
   fleet_failed_after_switch: 'failed_after_switch',
-  fleet_in_doubt: 'in_doubt',
   rollout_aborted: 'refused',
 
   // Fleet operations (part fleet-ops): status, rollback, switch and reconcile across a fleet's hosts.
   fleet_rollback_ambiguous: 'usage',
+  // A fleet rollback/switch lost a host's link while its part ran (controller/commands/fleet-move.ts).
+  fleet_in_doubt: 'in_doubt',
   fleet_drift_left: 'failed_after_switch',
   fleet_busy: 'refused',
 } as const satisfies Record<string, ErrorKind>;

@@ -132,6 +132,12 @@ function hostsOf(outcomes: ReadonlyMap<string, HostOutcome>): string[] {
   return [...outcomes.keys()];
 }
 
+/** Pure: text as one line of at most `max` characters (a recorded reason takes no control characters). */
+export function oneLine(text: string, max: number): string {
+  const flat = text.replace(/[\u0000-\u001f\u007f]+/g, ' ').replace(/ {2,}/g, ' ').trim();
+  return flat.length <= max ? flat : `${flat.slice(0, max - 1)}…`;
+}
+
 /** Pure: the most common non-null value (first seen wins a tie), or null. */
 export function mostCommon(values: ReadonlyArray<string | null>): string | null {
   const counts = new Map<string, number>();
@@ -252,7 +258,7 @@ async function revertHosts(hosts: readonly string[], ctx: RevertContext, outcome
       return;
     }
     const run = runOnHost(member, ctx.app, `/apps/${ctx.app}/switch`, {
-      slot, lockId: ctx.lock.get(name)!, reason: `fleet rollout ${ctx.rolloutId.slice(0, 8)} reverted: ${ctx.reason}`.slice(0, 500),
+      slot, lockId: ctx.lock.get(name)!, reason: oneLine(`fleet rollout ${ctx.rolloutId.slice(0, 8)} reverted: ${ctx.reason}`, 300),
       rolloutId: ctx.rolloutId, watchMs: 0, keepPrevious: true, keepLock: true, ...(member.target.env !== null ? { env: member.target.env } : {}),
     }, () => undefined);
     const end = await run.done;

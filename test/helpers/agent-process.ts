@@ -34,8 +34,6 @@ export async function startAgentProcess(options: {
   spawnPrefix?: readonly string[];
   /** How to ask healthUrl when the test cannot reach it directly (an agent on a namespace's loopback). */
   healthy?: () => Promise<boolean>;
-  /** How long it may take to answer (default 30 s; a lab starting several boxes at once on a loaded machine gives more). */
-  startTimeoutMs?: number;
 }): Promise<AgentProcess> {
   const fd = openSync(options.logPath, 'a');
   const [command, ...args] = [...(options.spawnPrefix ?? []), process.execPath, ...await agentNodeArgs(), AGENT_MAIN, 'run', '--config', options.configPath];
@@ -53,7 +51,9 @@ export async function startAgentProcess(options: {
     if (options.healthy) return options.healthy();
     const res = await fetch(options.healthUrl).catch(() => null);
     return res?.ok ?? false;
-  }, { timeoutMs: options.startTimeoutMs ?? 30_000, description: `slipway-agent to answer ${options.healthUrl}` });
+    // A deadline, not a duration: on the shared 2-core machine several boxes starting at once
+    // (the fleet lab) have taken more than 30 s under load; a healthy start answers far sooner.
+  }, { timeoutMs: 90_000, description: `slipway-agent to answer ${options.healthUrl}` });
   const kill = async (signal: NodeJS.Signals = 'SIGKILL') => {
     if (hasExited) return;
     child.kill(signal);

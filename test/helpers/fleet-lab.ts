@@ -147,8 +147,7 @@ export async function startFleetLab(options: FleetLabOptions = {}): Promise<Flee
 
     for (let i = 0; i < count; i++) namespaces.push(await createNetnsHost({ label: `fleet${i + 1}` }));
     const started = await Promise.allSettled(namespaces.map(async (netns, i) => {
-      // Several boxes start at once on a shared 2-core machine: give each agent more than the default 30 s.
-      const stack = await startStack({ agentStartTimeoutMs: 90_000, ...options.stack, netns, tokenFile });
+      const stack = await startStack({ ...options.stack, netns, tokenFile });
       stacks[i] = stack;
       return stack;
     }));

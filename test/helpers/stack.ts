@@ -102,8 +102,6 @@ export interface StackOptions {
    * same path on every real host (fleet-lab.ts).
    */
   tokenFile?: string;
-  /** How long the agent may take to answer at start (default 30 s). */
-  agentStartTimeoutMs?: number;
 }
 
 /** Fixed ports inside a namespace, as on a VPS: agent API, public, nginx default server, slots. */
@@ -239,7 +237,6 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const start = (env: NodeJS.ProcessEnv = {}) => startAgentProcess({
       configPath: agentConfigPath, logPath: agentLog, healthUrl, env,
       ...(netns ? { spawnPrefix: netns.exec, healthy } : {}),
-      ...(options.agentStartTimeoutMs ? { startTimeoutMs: options.agentStartTimeoutMs } : {}),
     });
     let agent = await start();
     cleanups.push(() => agent.stop());

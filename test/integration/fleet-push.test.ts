@@ -123,4 +123,31 @@ describe('deploy push to a fleet of 3', () => {
     expect(after).toEqual([before[0]! + 1, before[1], before[2]]);
     await commit({ FAIL_HEALTH_AFTER_MS: null }, 'healthy again');
   });
+
+  it('a host unreachable before any switch refuses the push (nothing changed); --skip-unreachable goes on and records it', async () => {
+    await lab.writeConfig((c) => {
+      c.environments[lab.env]!.rollout = { batch: '100%', bake: '1s' };
+      c.environments[lab.env]!.hosts[2]!.connectTimeoutMs = 1000;
+    });
+    const previous = (await served())[0]!;
+    const before = lab.hosts.map((h) => readState(h.stack.home, lab.app).deployments.length);
+    await lab.partition(2);
+    try {
+      const refused = await push();
+      expect(refused.code, refused.stderr).toBe(EXIT.unreachable);
+      expect(refused.stderr).toMatch(/push refused, nothing changed: 1 host\(s\) could not be reached: h3/);
+      expect(lab.hosts.map((h) => readState(h.stack.home, lab.app).deployments.length)).toEqual(before);
+      expect((await lab.servedAll(5_000)).slice(0, 2).map((s) => s?.release)).toEqual([previous, previous]);
+
+      const skipped = await push(['--skip-unreachable']);
+      expect(skipped.code, skipped.stderr).toBe(EXIT.ok);
+      expect(skipped.stderr).toMatch(/skipping unreachable h3/);
+      const next = fleetRecord(0)!;
+      expect(next).toMatchObject({ outcome: 'succeeded', hosts: ['h1', 'h2'], skipped: ['h3'] });
+      expect((await lab.servedAll(5_000)).slice(0, 2).map((s) => s?.release)).toEqual([next.releaseId, next.releaseId]);
+    } finally {
+      await lab.heal(2);
+    }
+    expect((await lab.served(2, 5_000))?.release).toBe(previous);
+  });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { fleetVerdict, hostsToRevert, outcomeOfResult, planPush, type HostOutcome } from '../../controller/fleet/plan.js';
-import { mostCommon, revertSlot } from '../../controller/fleet/push.js';
+import { mostCommon, oneLine, revertSlot } from '../../controller/fleet/push.js';
 import { newestRecord } from '../../controller/fleet/record.js';
 import { parseBatch } from '../../controller/fleet/target.js';
 import { fleetActivation } from '../../agent/rollout/activation-plan.js';
@@ -61,6 +61,7 @@ describe('fleet push plan', () => {
     expect(revertSlot('unchanged', { liveSlot: 'blue', slots: slots({ releaseId: 'older', state: 'running' }) as never }, 'old')).toBeNull();
     expect(mostCommon(['a', 'b', 'b', null])).toBe('b');
     expect(mostCommon([null])).toBeNull();
+    expect(oneLine('h3: failed\nlast 2 line(s):\n  out| x', 30)).toBe('h3: failed last 2 line(s): ou…');
   });
 
   it('the newest fleet record wins', () => {

@@ -128,3 +128,46 @@ describe('openFleet', () => {
     expect(results.map((r) => (r.status === 'fulfilled' ? r.value : (r.reason as Error).message))).toEqual([30, 'one', 20]);
   });
 });
+
+describe('the fleet lock', () => {
+  /** A member whose agent answers POST/DELETE /apps/:app/lock from a shared table, as each host's agent would. */
+  const member = (name: string, held: Map<string, string>, calls: string[]) => ({
+    name,
+    target: {} as Target,
+    session: {
+      agent: {
+        json: async (method: string, url: string, body: { releaseId: string; rolloutId: string }) => {
+          calls.push(`${method} ${name}`);
+          if (held.has(name)) throw new SlipwayError('app_locked', `shop is locked by ${held.get(name)} since 10:00 for deploy`);
+          held.set(name, `me:${body.rolloutId}`);
+          return { lock: { lockId: `lock-${name}` } };
+        },
+        delete: async (url: string) => {
+          calls.push(`DELETE ${name} ${url.split('lockId=')[1]}`);
+          held.delete(name);
+          return { released: true };
+        },
+      },
+    },
+  }) as never;
+  const out = { info: () => undefined } as never;
+
+  it('takes every host\'s lock in name order, all or none; a refusal names the host and its holder and gives the others back', async () => {
+    const { takeFleetLock, releaseFleetLock } = await import('../../controller/fleet/lock.js');
+    const held = new Map<string, string>();
+    const calls: string[] = [];
+    const members = [member('web-3', held, calls), member('web-1', held, calls), member('web-2', held, calls)];
+    const lock = await takeFleetLock(members, 'shop', 'r'.repeat(40), 'roll-1', { wait: false, waitTimeoutMs: 0 }, out);
+    expect(calls).toEqual(['POST web-1', 'POST web-2', 'POST web-3']);
+    expect([...lock]).toEqual([['web-1', 'lock-web-1'], ['web-2', 'lock-web-2'], ['web-3', 'lock-web-3']]);
+    expect(await releaseFleetLock(members, 'shop', lock)).toEqual([]);
+    expect(held.size).toBe(0);
+
+    held.set('web-2', 'ops@ci');
+    calls.length = 0;
+    const refused = await takeFleetLock(members, 'shop', 'r'.repeat(40), 'roll-2', { wait: false, waitTimeoutMs: 0 }, out).catch((e: unknown) => e as SlipwayError);
+    expect(refused).toMatchObject({ code: 'fleet_locked', message: expect.stringMatching(/web-2: shop is locked by ops@ci/) });
+    expect(calls).toEqual(['POST web-1', 'POST web-2', 'DELETE web-1 lock-web-1']);
+    expect([...held]).toEqual([['web-2', 'ops@ci']]);
+  });
+});
