@@ -76,7 +76,7 @@ async function rollOutFleet(fleet: FleetTarget, session: FleetSession, release: 
   const members = session.members;
   if (members.length === 0) throw unreachableError(session.unreachable, 'push refused, nothing changed');
   // Reconcile-first (part fleet-ops): a host the last rollout left behind goes to the fleet record's release before anything else.
-  if (!options.hosts) await reconcileFirst(session, fleet, out, { alsoFine: releaseId });
+  if (!options.hosts) await reconcileFirst(session, fleet, out);
   const statuses = new Map<string, AppStatus>();
   await Promise.all(members.map(async (m) => { statuses.set(m.name, await m.session.agent.get<AppStatus>(`/apps/${app}`)); }));
   const alreadyLive = new Set(members.filter((m) => {

@@ -33,10 +33,9 @@ export interface ReconcilePlan {
  * serves: a controller killed mid-rollout writes no record, so the record of the rollout before it
  * wins and the hosts it had switched go back. Without a record nothing is changed (status names the
  * drift; a push makes the fleet one). A host whose lock a running rollout holds is busy: its agent
- * finishes or reverts on its own, and the caller waits for that before planning again. `alsoFine`:
- * the release a push is about to bring (a host already on it is left alone).
+ * finishes or reverts on its own, and the caller waits for that before planning again.
  */
-export function planReconcile(snapshots: readonly HostSnapshot[], record: FleetExpectation | null, options: { alsoFine?: string | null } = {}): ReconcilePlan {
+export function planReconcile(snapshots: readonly HostSnapshot[], record: FleetExpectation | null): ReconcilePlan {
   const unreachable = snapshots.filter((s) => s.status === null).map((s) => s.name);
   if (!record) {
     return { target: null, actions: [], unreachable, busy: [], held: [], note: null };
@@ -47,8 +46,6 @@ export function planReconcile(snapshots: readonly HostSnapshot[], record: FleetE
   for (const s of snapshots) {
     if (!s.status) continue;
     if (s.status.liveReleaseId === record.releaseId) continue;
-    // A push leaves a host already on the release it brings alone (idempotent): moving it back first would undo that.
-    if (options.alsoFine && s.status.liveReleaseId === options.alsoFine) continue;
     if (s.lock && !s.lock.stale && s.lock.deploymentId !== null) {
       busy.push(s.name);
       continue;

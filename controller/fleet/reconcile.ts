@@ -23,7 +23,7 @@ export interface ReconcileOutcome { plan: ReconcilePlan; moves: HostMove[] }
  * warm), and says so. Hosts still running a rollout are waited for first. A host it cannot bring
  * back stops the command (fleet_drift_left): acting on a fleet in two states would hide the drift.
  */
-export async function reconcileFirst(session: FleetSession, fleet: FleetTarget, out: Output, options: { busyWaitMs?: number; alsoFine?: string } = {}): Promise<ReconcileOutcome> {
+export async function reconcileFirst(session: FleetSession, fleet: FleetTarget, out: Output, options: { busyWaitMs?: number } = {}): Promise<ReconcileOutcome> {
   const deadline = Date.now() + (options.busyWaitMs ?? BUSY_WAIT_MS);
   let said = false;
   for (;;) {
@@ -31,7 +31,7 @@ export async function reconcileFirst(session: FleetSession, fleet: FleetTarget, 
       snapshotFleet(session, fleet),
       readFleetRecord(session.members, fleet.app),
     ]);
-    const plan = planReconcile(snapshots, record ? { releaseId: record.releaseId, rolloutId: record.rolloutId } : null, { alsoFine: options.alsoFine ?? null });
+    const plan = planReconcile(snapshots, record ? { releaseId: record.releaseId, rolloutId: record.rolloutId } : null);
     if (plan.busy.length > 0) {
       if (Date.now() >= deadline) {
         throw new SlipwayError('fleet_busy', `a rollout still runs on ${plan.busy.join(', ')}`, {

@@ -111,11 +111,6 @@ describe('reconcile-first', () => {
     expect(plan.note).toMatch(/unreachable, left as they are: h4/);
   });
 
-  it('a push leaves a host already on the release it brings alone', () => {
-    const plan = planReconcile([host('h1', status(A)), host('h2', status(C)), host('h3', status(B))], record, { alsoFine: C });
-    expect(plan.actions.map((a) => a.host)).toEqual(['h3']);
-  });
-
   it('nothing without a record (the majority is no authority), nothing when all agree', () => {
     expect(planReconcile([host('h1', status(A)), host('h2', status(B))], null)).toMatchObject({ target: null, actions: [], note: null });
     expect(planReconcile([host('h1', status(A)), host('h2', status(A))], record)).toMatchObject({ target: A, actions: [], note: null });
