@@ -12,7 +12,6 @@ import { runOnHost, type HostRun, type HostRunEnd } from './host-run.js';
 import { releaseFleetLock, takeFleetLock, type FleetLock } from './lock.js';
 import { fleetVerdict, hostsToRevert, planPush, type Batch, type HostOutcome } from './plan.js';
 import { writeFleetRecord } from './record.js';
-import { reconcileFirst } from './reconcile.js';
 import { openFleet, unreachableError, type FleetMember, type FleetSession, type OpenFleetOptions } from './session.js';
 import { hostName, selectHosts, type FleetTarget } from './target.js';
 
@@ -75,8 +74,6 @@ async function rollOutFleet(fleet: FleetTarget, session: FleetSession, release: 
   }
   const members = session.members;
   if (members.length === 0) throw unreachableError(session.unreachable, 'push refused, nothing changed');
-  // Reconcile-first (part fleet-ops): a host the last rollout left behind goes to the fleet record's release before anything else.
-  if (!options.hosts) await reconcileFirst(session, fleet, out);
   const statuses = new Map<string, AppStatus>();
   await Promise.all(members.map(async (m) => { statuses.set(m.name, await m.session.agent.get<AppStatus>(`/apps/${app}`)); }));
   const alreadyLive = new Set(members.filter((m) => {
