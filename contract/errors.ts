@@ -235,6 +235,12 @@ export const ERROR_KINDS = {
   delta_base_missing: 'refused',
   delta_base_mismatch: 'refused',
   delta_bundle_invalid: 'refused',
+  // Fleet operations (part fleet-ops): status, rollback, switch and reconcile across a fleet's hosts.
+  fleet_rollback_ambiguous: 'usage',
+  // A fleet rollback/switch lost a host's link while its part ran (controller/commands/fleet-move.ts).
+  fleet_in_doubt: 'in_doubt',
+  fleet_drift_left: 'failed_after_switch',
+  fleet_busy: 'refused',
 } as const satisfies Record<string, ErrorKind>;
 
 export type ErrorCode = keyof typeof ERROR_KINDS;

@@ -13,7 +13,6 @@ import { EXIT, exitCodeFor, type ExitCode } from './errors.js';
 import { DEBUG_ENV, HumanOutput, JsonOutput, internalErrorLine, type Output } from './output.js';
 import { push } from './commands/push.js';
 import { fleetPush } from './fleet/push.js';
-import { parseHostList, resolveFleet } from './fleet/target.js';
 import { switchSlot } from './commands/switch.js';
 import { status } from './commands/status.js';
 import { rollback } from './commands/rollback.js';
@@ -23,6 +22,9 @@ import { metrics } from './commands/metrics.js';
 import { tls } from './commands/tls.js';
 import { logs } from './commands/logs.js';
 import { LIVE_REF, diff } from './commands/diff.js';
+import { parseHostList, resolveFleet, selectHosts, type FleetTarget } from './fleet/target.js';
+import { fleetHistory, fleetLockRelease, fleetLockStatus, fleetReleases, fleetStatus } from './commands/fleet-view.js';
+import { fleetReconcile, fleetRollback, fleetSwitch } from './commands/fleet-move.js';
 
 interface GlobalOptions { config?: string; json?: boolean; env?: string }
 
@@ -100,6 +102,18 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
     return target;
   };
 
+  // A fleet (an environment of several hosts), or any config with --hosts: the fleet commands; else null (one host).
+  const fleetOf = (opts: GlobalOptions, hosts: string | undefined): { fleet: FleetTarget; limitedTo: string[] | null } | null => {
+    const fleet = resolveFleet(loadDeployConfig(path.resolve(opts.config ?? DEFAULT_CONFIG_FILE)), opts.env);
+    if (fleet.env !== null) scopeOutput({ env: fleet.env });
+    if (hosts !== undefined) {
+      const names = parseHostList(hosts);
+      return { fleet: selectHosts(fleet, names), limitedTo: names };
+    }
+    return fleet.hosts.length > 1 ? { fleet, limitedTo: null } : null;
+  };
+  const hostsHelp = 'only these hosts of the fleet (names from deploy.config.json, comma-separated)';
+
   program.command('push')
     .description('pack the commit, upload it unless the host has it, start it in the standby slot, health-check it, switch nginx, watch it')
     .option('--slot <slot>', 'slot to deploy into (default: the one not live)', parseSlot)
@@ -159,8 +173,12 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
     .argument('<slot>', 'blue or green', parseSlot)
     .option('--reason <text>', 'why, recorded in the history')
     .option('--no-wait', 'return once traffic has moved; the agent still runs the watch window')
-    .action((slot: Slot, opts: { reason?: string; wait?: boolean }) => run((out, global) =>
-      switchSlot(config(global), slot, { detach: opts.wait === false, ...(opts.reason ? { reason: opts.reason } : {}) }, out)));
+    .option('--hosts <names>', `${hostsHelp}: drift on purpose, recorded in history`)
+    .action((slot: Slot, opts: { reason?: string; wait?: boolean; hosts?: string }) => run((out, global) => {
+      const fleet = fleetOf(global, opts.hosts);
+      if (fleet) return fleetSwitch(fleet.fleet, slot, { limitedTo: fleet.limitedTo, ...(opts.reason ? { reason: opts.reason } : {}) }, out);
+      return switchSlot(config(global), slot, { detach: opts.wait === false, ...(opts.reason ? { reason: opts.reason } : {}) }, out);
+    }));
 
   program.command('rollback')
     .description('go back one release in deploy order (or --to a release): one switch if its slot is warm, else start + health gate + switch; then watch it')
@@ -168,22 +186,41 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
     .option('--force', 'allow a release marked bad (the mark stays unless its watch window passes)', false)
     .option('--reason <text>', 'why, recorded in the history and on the release rolled back from')
     .option('--no-wait', 'return once traffic has moved; the agent still runs the watch window')
-    .action((opts: { to?: string; force: boolean; reason?: string; wait?: boolean }) => run((out, global) =>
-      rollback(config(global), {
+    .option('--hosts <names>', `${hostsHelp}: drift on purpose, recorded in history`)
+    .action((opts: { to?: string; force: boolean; reason?: string; wait?: boolean; hosts?: string }) => run((out, global) => {
+      const fleet = fleetOf(global, opts.hosts);
+      if (fleet) {
+        return fleetRollback(fleet.fleet, {
+          force: opts.force, limitedTo: fleet.limitedTo, ...(opts.to ? { to: opts.to } : {}), ...(opts.reason ? { reason: opts.reason } : {}),
+        }, out);
+      }
+      return rollback(config(global), {
         force: opts.force, detach: opts.wait === false, ...(opts.to ? { to: opts.to } : {}), ...(opts.reason ? { reason: opts.reason } : {}),
-      }, out)));
+      }, out);
+    }));
+
+  program.command('reconcile')
+    .description('bring every reachable host of a fleet to the fleet\'s release (its last completed rollout); fleet commands do this first')
+    .action(() => run((out, global) => fleetReconcile(resolveFleet(loadDeployConfig(path.resolve(global.config ?? DEFAULT_CONFIG_FILE)), global.env), { json: global.json ?? false }, out)));
 
   program.command('status')
-    .description('show slots, the live slot, processes, health and releases')
-    .action(() => run((out, global) => status(config(global), global.json ?? false, out)));
+    .description('show slots, the live slot, processes, health and releases (a fleet: one row per host, and the drift)')
+    .option('--hosts <names>', hostsHelp)
+    .action((opts: { hosts?: string }) => run((out, global) => {
+      const fleet = fleetOf(global, opts.hosts);
+      return fleet ? fleetStatus(fleet.fleet, { json: global.json ?? false }, out) : status(config(global), global.json ?? false, out);
+    }));
 
   program.command('history')
     .description('deployments, switches and rollbacks: who, when, steps with durations, outcome and reason')
     .option('-n, --limit <count>', 'how many', parseCount, 20)
     .option('--show <id>', 'one deployment with all its events, build and release-phase output included', parseDeploymentId)
-    .action((opts: { limit: number; show?: number }) => run((out, global) => history(config(global), {
-      json: global.json ?? false, limit: opts.limit, ...(opts.show === undefined ? {} : { show: opts.show }),
-    }, out)));
+    .option('--hosts <names>', hostsHelp)
+    .action((opts: { limit: number; show?: number; hosts?: string }) => run((out, global) => {
+      const fleet = opts.show === undefined ? fleetOf(global, opts.hosts) : null;
+      if (fleet) return fleetHistory(fleet.fleet, { json: global.json ?? false, limit: opts.limit }, out);
+      return history(config(global), { json: global.json ?? false, limit: opts.limit, ...(opts.show === undefined ? {} : { show: opts.show }) }, out);
+    }));
 
   program.command('logs')
     .description('the last lines of each process of the live slot (or --slot, --process), from PM2\'s logs; env file values masked')
@@ -221,18 +258,31 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
     }));
 
   const releasesCommand = program.command('releases')
-    .description('releases retained on the host, with state (live, standby, good, bad, failed) and age')
-    .action(() => run((out, global) => releases(config(global), { json: global.json ?? false }, out)));
+    .description('releases retained on the host, with state (live, standby, good, bad, failed) and age (a fleet: per host)')
+    .option('--hosts <names>', hostsHelp)
+    .action((opts: { hosts?: string }) => run((out, global) => {
+      const fleet = fleetOf(global, opts.hosts);
+      return fleet ? fleetReleases(fleet.fleet, { json: global.json ?? false }, out) : releases(config(global), { json: global.json ?? false }, out);
+    }));
   releasesCommand.command('cleanup')
     .description('delete releases beyond the retention count (never live, standby, in use or the last good one)')
     .action(() => run((out, global) => cleanupReleases(config(global), { json: global.json ?? false }, out)));
 
   const lock = program.command('lock').description('the per-app deploy lock');
-  lock.command('status').description('who holds the lock, since when, for what')
-    .action(() => run((out, global) => lockStatus(config(global), { json: global.json ?? false }, out)));
-  lock.command('release').description('release a stale lock or your own unused reservation')
+  lock.command('status').description('who holds the lock, since when, for what (a fleet: each host\'s)')
+    .option('--hosts <names>', hostsHelp)
+    .action((opts: { hosts?: string }) => run((out, global) => {
+      const fleet = fleetOf(global, opts.hosts);
+      return fleet ? fleetLockStatus(fleet.fleet, { json: global.json ?? false }, out) : lockStatus(config(global), { json: global.json ?? false }, out);
+    }));
+  lock.command('release').description('release a stale lock or your own unused reservation (a fleet: on each host)')
     .option('--force', 'release it even if someone else or a running rollout holds it', false)
-    .action((opts: { force: boolean }) => run((out, global) => lockRelease(config(global), { json: global.json ?? false, force: opts.force }, out)));
+    .option('--hosts <names>', hostsHelp)
+    .action((opts: { force: boolean; hosts?: string }) => run((out, global) => {
+      const fleet = fleetOf(global, opts.hosts);
+      return fleet ? fleetLockRelease(fleet.fleet, { json: global.json ?? false, force: opts.force }, out)
+        : lockRelease(config(global), { json: global.json ?? false, force: opts.force }, out);
+    }));
 
   const backup = program.command('backup').description('database backups on the host: scheduled, verified, GFS-retained');
   backup.command('run').description('run a backup job now and wait for its verification')

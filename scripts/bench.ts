@@ -3,7 +3,7 @@
 // which installs wrk and Capistrano and builds first; the sections live in scripts/bench-lib/ (a
 // directory cannot share the name of the scripts/bench launcher). `--quick` does fewer repetitions
 // and smaller sizes; `--only a,b` runs some sections (backup, upload, repush, rollouts, swapback,
-// switch, wrk, wrkpush, footprint, deps, multi, delta); both leave latest.md to full runs.
+// switch, wrk, wrkpush, footprint, deps, multi, delta, fleet); both leave latest.md to full runs.
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,8 +23,9 @@ import { benchPushAndRollback, benchRepush, benchSwapBack } from './bench-lib/ro
 import { benchPushesUnderWrk, benchSwitchLatency, benchZeroDowntime } from './bench-lib/switching.js';
 import { benchUpload } from './bench-lib/upload.js';
 import { benchDelta } from './bench-lib/delta.js';
+import { benchFleet } from './bench-lib/fleet.js';
 
-const SECTIONS = ['backup', 'upload', 'repush', 'rollouts', 'swapback', 'switch', 'wrk', 'wrkpush', 'footprint', 'deps', 'multi', 'delta'] as const;
+const SECTIONS = ['backup', 'upload', 'repush', 'rollouts', 'swapback', 'switch', 'wrk', 'wrkpush', 'footprint', 'deps', 'multi', 'delta', 'fleet'] as const;
 type Section = (typeof SECTIONS)[number];
 const RESULTS_DIR = path.join(REPO_ROOT, 'test', 'bench', 'results');
 
@@ -45,7 +46,7 @@ function parseArgs(argv: string[]): { quick: boolean; only: Set<Section> | null 
       if (unknown.length > 0 || names.length === 0) throw new Error(`--only takes sections from: ${SECTIONS.join(', ')} (got ${value || 'nothing'})`);
       only = new Set(names as Section[]);
     } else if (arg === '--help' || arg === '-h') {
-      process.stdout.write('usage: npm run bench [-- --quick] [-- --only backup,upload,repush,rollouts,swapback,switch,wrk,wrkpush,footprint,deps,multi,delta]\n');
+      process.stdout.write('usage: npm run bench [-- --quick] [-- --only backup,upload,repush,rollouts,swapback,switch,wrk,wrkpush,footprint,deps,multi,delta,fleet]\n');
       process.exit(0);
     } else throw new Error(`unknown argument ${arg} (try --help)`);
   }
@@ -147,6 +148,7 @@ async function main(): Promise<number> {
     if (wants('deps')) await run('real-dependency app vs Capistrano and pm2 deploy', realApps(benchDeps));
     if (wants('multi')) await run('multi-process app push', realApps(benchMulti));
     if (wants('delta')) await run('delta upload: big release, one small file changed', realApps(benchDelta));
+    if (wants('fleet')) await run('fleet: 3 hosts vs 1', realApps(benchFleet));
 
     const stackSections: Section[] = ['upload', 'repush', 'rollouts', 'swapback', 'switch', 'wrk', 'wrkpush', 'footprint'];
     if (stackSections.some(wants)) {
@@ -203,7 +205,7 @@ async function main(): Promise<number> {
     await cleanup();
   }
 
-  const order = ['1.', '2.', '3.', '4.', '5.', '6.', '7.', '8.'];
+  const order = ['1.', '2.', '3.', '4.', '5.', '6.', '7.', '8.', '9.'];
   figures.sort((a, b) => order.findIndex((o) => a.section.startsWith(o)) - order.findIndex((o) => b.section.startsWith(o)));
   const durationS = (Date.now() - startedAt) / 1000;
   process.stdout.write(`\n${renderTable(figures)}\n\n`);

@@ -174,7 +174,7 @@ export class RolloutService {
    * and healthy, otherwise a start + health gate in the standby slot first; then the watch
    * window, with swap-back, and the settle of a push. The release left is marked rolled back.
    */
-  startRollback(input: { app: string; to?: string; force: boolean; reason?: string; actor: string } & DeploymentTarget): DeploymentFeed {
+  startRollback(input: { app: string; to?: string; force: boolean; reason?: string; actor: string } & DeploymentTarget & Pick<FleetRequest, 'rolloutId' | 'watchMs' | 'keepPrevious'>): DeploymentFeed {
     const { state } = this.deps;
     const app = this.entry.requireApp(input.app);
     const liveSlot = state.app(app)!.liveSlot;
@@ -187,7 +187,7 @@ export class RolloutService {
     this.checkOverrides(app, plan.target, input.specOverrides);
     return this.begin({
       app, kind: 'rollback', slot: standby, releaseId: plan.target, actor: input.actor, note: input.reason ?? null, forced: plan.forced,
-      marksPrevious: plan.marksLiveRolledBack, ...targetOf(input),
+      marksPrevious: plan.marksLiveRolledBack, ...targetOf(input), fleet: fleetPartOf(input),
     }, async (j) => {
       if (reuseWarm && await this.deps.slots.isOnline(app, standby)) {
         await this.steps.switchTo(j);

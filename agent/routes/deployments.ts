@@ -95,9 +95,11 @@ const rollbackBody = {
     force: { type: 'boolean' },
     reason: reasonSchema,
     ...targetProperties,
+    // A fleet rollback (part fleet-ops): one rollout id on every host; the release left stays warm for a one-flip revert.
+    rolloutId: fleetProperties.rolloutId, watchMs: fleetProperties.watchMs, keepPrevious: fleetProperties.keepPrevious,
   },
 } as const;
-interface RollbackBody extends TargetBody { to?: string; force?: boolean; reason?: string }
+interface RollbackBody extends TargetBody, Pick<FleetRequest, 'rolloutId' | 'watchMs' | 'keepPrevious'> { to?: string; force?: boolean; reason?: string }
 
 const deploymentParams = {
   type: 'object', additionalProperties: false, required: ['app', 'id'],
@@ -192,6 +194,7 @@ export const deploymentRoutes: FastifyPluginAsync<DeploymentRouteOptions> = asyn
     const target = targetOf(request.body);
     return streamFeed(reply, rollouts.startRollback({
       app: request.params.app, force, actor: request.actor, ...(to ? { to } : {}), ...(reason ? { reason } : {}), ...target,
+      ...fleetFieldsOf(request.body),
     }));
   });
 
