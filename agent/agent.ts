@@ -10,6 +10,7 @@ import { ReleaseStore } from './release/store.js';
 import { Pm2Adapter } from './pm2.js';
 import { NginxController } from './nginx/controller.js';
 import { renderAppConfig } from './nginx/render.js';
+import { ensureProbeSecret, probeHeaders } from './nginx/probe-secret.js';
 import type { Slot } from '../contract/names.js';
 import { checkOnce, httpGet, waitHealthy } from './health.js';
 import { randomUUID } from 'node:crypto';
@@ -52,6 +53,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     logger.warn({ moves: config.legacyMoves }, 'agent.json uses legacy app fields; they keep working (translated into a legacy spec for releases without deploy.spec.json), but belong elsewhere now: see "moves"');
   }
   const token = await loadOrCreateToken(config.api.tokenFile);
+  const probeSecret = await ensureProbeSecret(config.home);
   const db: Db = openDatabase(path.join(config.home, 'agent.db'));
   const state = new StateStore(db);
   for (const app of Object.keys(config.apps)) state.ensureApp(app);
@@ -137,7 +139,9 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     health: { waitHealthy, httpGet },
     bootId,
     runBackup: (job, deploymentId, actor) => backups.runJobForDeployment(job, deploymentId, actor),
-    renderNginx: (input) => renderAppConfig(input, { templateDir: config.nginx.templateDir, template: config.apps[input.app]!.nginxTemplate }),
+    // Every include the agent renders sends the release markers to its own probes only.
+    renderNginx: (input) => renderAppConfig({ ...input, probeSecret }, { templateDir: config.nginx.templateDir, template: config.apps[input.app]!.nginxTemplate }),
+    probeHeaders: probeHeaders(probeSecret),
     logger,
     notices,
     // Read once here: the crash-recovery tests park a rollout at a step to kill the agent there.

@@ -218,6 +218,14 @@ export const ERROR_KINDS = {
   origin_not_allowed: 'internal',
   reconcile_failed: 'internal',
   orphan_stop_failed: 'internal',
+
+  // Operator surface (part ops): the nginx probe secret, `deploy upgrade`, `deploy logs`.
+  probe_secret_unavailable: 'usage',
+  upgrade_layout_missing: 'usage',
+  upgrade_failed: 'refused',
+  upgrade_rolled_back: 'refused',
+  upgrade_not_restored: 'internal',
+  logs_process_unknown: 'usage',
 } as const satisfies Record<string, ErrorKind>;
 
 export type ErrorCode = keyof typeof ERROR_KINDS;

@@ -3,6 +3,7 @@ import { APP_NAME_PATTERN, RELEASE_ID_PATTERN, SERVER_NAME_PATTERN, SLOTS, type 
 import { NGINX_SIZE_PATTERN, PROCESS_NAME_PATTERN, ROUTE_PATH_PATTERN } from '../../contract/spec.js';
 import { compileChecker } from '../../lib/validate.js';
 import { SWITCH_DIR_PATTERN } from './settings.js';
+import { PROBE_SECRET_PATTERN } from './probe-secret.js';
 
 /** One route of a slot's release: requests for these names on this port under `path` go to `process`. */
 export interface RouteInput {
@@ -50,6 +51,12 @@ export interface AppConfigInput {
   generation: number;
   /** The address every server block of the app listens on (with each route's listenPort). */
   listenHost: string;
+  /**
+   * The agent's probe secret (agent/nginx/probe-secret.ts): the release markers are sent only to
+   * requests carrying it. The agent always passes it; without it (tests of nginx alone) every
+   * answer carries the markers.
+   */
+  probeSecret?: string;
 }
 
 /** The name h-runtime's branch gives this input (DESIGN-12's AppConfigInput): the same type. */
@@ -105,6 +112,7 @@ const inputSchema = {
     switchDir: { type: 'string', pattern: SWITCH_DIR_PATTERN },
     generation: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
     listenHost: { type: 'string' },
+    probeSecret: { type: 'string', pattern: PROBE_SECRET_PATTERN },
   },
 } as const;
 

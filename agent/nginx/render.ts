@@ -93,6 +93,7 @@ export function renderAppConfig(input: AppConfigInput, { templateDir, template =
     servers: table.servers.map((server) => ({ ...server, listen: formatListen(input.listenHost, server.listenPort) })),
     websocket: table.websocket,
     connectionVariable: connectionVariable(input.app),
+    probeSecret: input.probeSecret ?? null,
   };
   try {
     return env.render(template, context);

@@ -47,6 +47,8 @@ export interface RolloutDeps extends Omit<ActivationDeps, 'clock'> {
 export type RolloutWiring = Omit<RolloutDeps, 'slots' | 'traffic'> & {
   releaseDir: (app: string, releaseId: string) => string;
   renderNginx: (input: NginxRenderInput) => string;
+  /** Request headers of the agent's probes through nginx (agent/nginx/probe-secret.ts). */
+  probeHeaders?: Record<string, string>;
   portInUse?: (port: number) => Promise<boolean>;
   portWaitMs?: number;
 };
@@ -59,9 +61,9 @@ export interface RecoveryActions {
 
 /** Builds the rollout and the two parts crash recovery shares with it. */
 export function createRollouts(wiring: RolloutWiring): { rollouts: RolloutService; slots: SlotProcesses; traffic: TrafficSwitch } {
-  const { releaseDir, renderNginx, portInUse, portWaitMs, ...rest } = wiring;
+  const { releaseDir, renderNginx, portInUse, portWaitMs, probeHeaders, ...rest } = wiring;
   const slots = new SlotProcesses({ ...rest, releaseDir, ...(portInUse ? { portInUse } : {}), ...(portWaitMs !== undefined ? { portWaitMs } : {}) });
-  const traffic = new TrafficSwitch({ ...rest, renderNginx, slots });
+  const traffic = new TrafficSwitch({ ...rest, renderNginx, slots, ...(probeHeaders ? { probeHeaders } : {}) });
   return { rollouts: new RolloutService({ ...rest, slots, traffic }), slots, traffic };
 }
 

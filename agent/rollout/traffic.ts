@@ -18,6 +18,8 @@ export interface TrafficDeps {
   renderNginx: (input: NginxRenderInput) => string;
   /** The slots' recorded layouts and their releases' specs. */
   slots: Pick<SlotProcesses, 'layout' | 'specOf'>;
+  /** Request headers of every probe through nginx (the probe secret); none when nginx sends markers to all. */
+  probeHeaders?: Record<string, string>;
 }
 
 /** How the switch was proven: through nginx, or not at all because the app has no routes. */
@@ -84,7 +86,8 @@ export class TrafficSwitch {
   probeOf(app: string, releaseId: string | null): RouteProbe | null {
     if (!releaseId) return null;
     try {
-      return routeProbeOf(this.deps.config, app, this.deps.slots.specOf(app, releaseId).spec);
+      const route = routeProbeOf(this.deps.config, app, this.deps.slots.specOf(app, releaseId).spec);
+      return route && this.deps.probeHeaders ? { ...route, headers: this.deps.probeHeaders } : route;
     } catch {
       return null;
     }
@@ -108,6 +111,7 @@ export class TrafficSwitch {
       url: route.url,
       hostHeader: route.host,
       expectHeaders: { ...expectHeaders, 'x-slipway-switch': 'file' },
+      ...(route.headers ? { headers: route.headers } : {}),
     });
     // Markers come with every answer of the include (a 404 of a slot without that route too), so
     // a route of either release can prove the serving slot after a reload and the target after a flip.
