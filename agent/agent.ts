@@ -11,6 +11,8 @@ import { Pm2Adapter } from './pm2.js';
 import { NginxController } from './nginx/controller.js';
 import { renderAppConfig } from './nginx/render.js';
 import { ensureProbeSecret, probeHeaders } from './nginx/probe-secret.js';
+import { AppLogReader } from './logs/app-logs.js';
+import { LogRotationJob } from './logs/rotation.js';
 import type { Slot } from '../contract/names.js';
 import { checkOnce, httpGet, waitHealthy } from './health.js';
 import { randomUUID } from 'node:crypto';
@@ -202,7 +204,12 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     pm2Status: () => pm2Watchdog.status(),
     outbox,
     notifyPromotion: (event, input) => notices.promotion(event, input),
-    logs: (app, slot, options) => slots.logs(app, slot, options),
+    logs: new AppLogReader({
+      liveSlot: (app) => state.app(app)?.liveSlot ?? null,
+      releaseOf: (app, slot) => state.slot(app, slot).releaseId,
+      sources: (app, slot, process) => slots.logSources(app, slot, process),
+      mask: (app) => slots.logMask(app),
+    }),
     metrics: {
       db,
       apps: () => Object.keys(config.apps),
@@ -214,12 +221,15 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
   const url = await server.listen({ host: config.api.host, port: config.api.port });
   backupScheduler.start();
   delivery.start();
+  const logRotation = new LogRotationJob(processes, config.logs, (error) => logger.warn({ err: error }, 'log rotation failed; it is tried again at the next check'));
+  logRotation.start();
   logger.info({ url, home: config.home, apps: Object.keys(config.apps) }, 'slipway-agent listening');
   return {
     server,
     url,
     async close() {
       retentionJob.stop();
+      await logRotation.stop();
       await delivery.stop();
       await pm2Watchdog.stop();
       await backupScheduler.stop();

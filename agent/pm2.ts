@@ -1,4 +1,5 @@
 import { readlink, realpath, stat } from 'node:fs/promises';
+import { PM2_LOG_DATE_FORMAT } from './logs/log-line.js';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { SlipwayError, errorMessage } from '../contract/errors.js';
@@ -102,6 +103,7 @@ interface Pm2Api {
   list(cb: Callback): void;
   disconnect(cb: Callback): void;
   killDaemon(cb: Callback): void;
+  reloadLogs(cb: Callback): void;
 }
 
 type Pm2ApiClass = new (options: { pm2_home: string; daemon_mode: boolean }) => Pm2Api;
@@ -308,6 +310,8 @@ export class Pm2Adapter {
         pmx: false,
         automation: false,
         merge_logs: true,
+        // Every line with the time it was written: deploy logs shows it and picks lines by it (--since).
+        log_date_format: PM2_LOG_DATE_FORMAT,
       }, cb)));
       const procs = (Array.isArray(started) ? started : []) as Array<{ pid?: unknown; pm2_env?: { pm_cwd?: unknown } }>;
       if (instances > 1) return this.confirmCluster(name, spec.cwd, instances, procs.length);
@@ -396,6 +400,11 @@ export class Pm2Adapter {
 
   list(): Promise<Pm2Process[]> {
     return this.exclusive(() => this.listRaw());
+  }
+
+  /** Makes PM2 reopen every process's log files at their paths (after agent/logs/rotation.ts renamed them). */
+  reloadLogs(): Promise<void> {
+    return this.exclusive(async () => { await this.raw('reloadLogs', (cb) => this.api.reloadLogs(cb)); });
   }
 
   /** Closes this connection; the daemon and its processes keep running. */

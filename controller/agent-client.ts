@@ -172,6 +172,39 @@ export class AgentClient {
   }
 
   /**
+   * GET of an endless NDJSON answer (deploy logs -f): onLine for each line, until the agent ends
+   * the stream, `stop` resolves (the stream is closed, which ends the follow on the agent), or the
+   * link drops (agent_unreachable / ssh_connection_lost).
+   */
+  async follow<T>(path: string, onLine: (line: T) => void, stop: Promise<void>): Promise<void> {
+    const response = await this.send('GET', path, {}, async (req) => { req.end(); });
+    if ((response.statusCode ?? 0) >= 300) {
+      await parseJsonResponse(response, `GET ${path}`);
+      return;
+    }
+    let stopped = false;
+    void stop.then(() => { stopped = true; response.destroy(); });
+    let buffered = '';
+    response.setEncoding('utf8');
+    try {
+      for await (const chunk of response as AsyncIterable<string>) {
+        buffered += chunk;
+        let newline: number;
+        while ((newline = buffered.indexOf('\n')) >= 0) {
+          const line = buffered.slice(0, newline).trim();
+          buffered = buffered.slice(newline + 1);
+          if (line) onLine(JSON.parse(line) as T);
+        }
+      }
+    } catch (error) {
+      if (stopped) return;
+      throw (await this.linkLost()) ?? new SlipwayError('agent_unreachable', `the log stream ${path} from ${this.hostLabel} broke: ${errorMessage(error)}`, {
+        hint: 'run the command again; check the SSH link and that slipway-agent runs on the host', cause: error,
+      });
+    }
+  }
+
+  /**
    * Sends a request whose answer is NDJSON, calling onLine for each line until the stream ends,
    * or until onLine returns 'stop' (the agent carries on; only this client stops listening).
    */

@@ -18,7 +18,7 @@ import { rollback } from './commands/rollback.js';
 import { cleanupReleases, history, lockRelease, lockStatus, releases } from './commands/history.js';
 import { backupList, backupRestore, backupRun } from './commands/backup.js';
 import { metrics } from './commands/metrics.js';
-import { logs } from './commands/logs.js';
+import { logs, parseSince } from './commands/logs.js';
 import { LIVE_REF, diff } from './commands/diff.js';
 
 interface GlobalOptions { config?: string; json?: boolean; env?: string }
@@ -66,6 +66,12 @@ function untilStopped(): Promise<void> {
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
+}
+
+function parseSinceOption(value: string): number {
+  const seconds = parseSince(value);
+  if (seconds === null) throw new InvalidArgumentError('a number with s, m, h or d, up to a year: 10m, 2h');
+  return seconds;
 }
 
 function parseSlot(value: string): Slot {
@@ -173,12 +179,17 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
     }, out)));
 
   program.command('logs')
-    .description('the last lines of each process of the live slot (or --slot, --process), from PM2\'s logs; env file values masked')
+    .description('the last lines of each process of the live slot (or --slot, --process), with times, from PM2\'s logs; env file values masked; -f follows (across log rotation and switches)')
     .option('--slot <slot>', 'blue or green (default: the live slot)', parseSlot)
     .option('--process <name>', 'only this process of the spec')
-    .option('-n, --lines <count>', 'lines per stream (1-1000)', parseCount, 100)
-    .action((opts: { slot?: Slot; process?: string; lines: number }) => run((out, global) => logs(config(global), {
-      lines: Math.min(opts.lines, 1000), json: global.json ?? false, ...(opts.slot ? { slot: opts.slot } : {}), ...(opts.process ? { process: opts.process } : {}),
+    .option('-n, --lines <count>', 'lines per process (1-1000; with -f, 10 unless given)', parseCount)
+    .option('--since <duration>', 'only lines of the last s, m, h or d (e.g. 10m)', parseSinceOption)
+    .option('-f, --follow', 'keep printing new lines until Ctrl-C; without --slot it moves to the new live slot on a switch')
+    .action((opts: { slot?: Slot; process?: string; lines?: number; since?: number; follow?: boolean }) => run((out, global) => logs(config(global), {
+      lines: Math.min(opts.lines ?? (opts.follow ? 10 : 100), 1000), json: global.json ?? false,
+      ...(opts.slot ? { slot: opts.slot } : {}), ...(opts.process ? { process: opts.process } : {}),
+      ...(opts.since !== undefined ? { sinceSeconds: opts.since } : {}),
+      ...(opts.follow ? { follow: { stopped: untilStopped() } } : {}),
     }, out)));
 
   program.command('metrics')
