@@ -88,7 +88,7 @@ export class AppLogReader {
   /**
    * Sends the last lines, then every new line, until `signal` aborts. With no slot named, a switch
    * moves the follow to the new live slot: a `switch` line, then that slot's lines written since
-   * the last look at the old one.
+   * the follow began (its start, while the old slot still served), then its new lines.
    */
   async follow(app: string, options: FollowOptions, emit: (line: LogFollowLine) => void, signal: AbortSignal): Promise<void> {
     const pollMs = this.deps.pollMs ?? DEFAULT_POLL_MS;
@@ -96,9 +96,9 @@ export class AppLogReader {
     const first = options.slot ?? this.deps.liveSlot(app);
     if (first === null) return;
     let slot: Slot = first;
+    const followStarted = now();
     let followers = await this.followersOf(app, slot, options.process);
     await this.emitTail(app, slot, followers, options, this.cutoff(options.sinceMs), emit);
-    let lastLook = now();
     while (!signal.aborted) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, pollMs);
@@ -112,10 +112,9 @@ export class AppLogReader {
         emit({ type: 'switch', from: slot, to: live, releaseId: this.deps.releaseOf(app, live), at: new Date(now()).toISOString() });
         slot = live;
         followers = await this.followersOf(app, slot, options.process);
-        // What the new slot wrote since the last look at the old one (its start, the switch): not lost.
-        await this.emitTail(app, slot, followers, { ...options, lines: 1000 }, lastLook - pollMs, emit);
+        // What the new slot wrote while the follow read the old one (its start, before the switch): not lost.
+        await this.emitTail(app, slot, followers, { ...options, lines: 1000 }, followStarted, emit);
       }
-      lastLook = now();
     }
     await closeAll(followers);
   }

@@ -17,6 +17,7 @@ import { translateLegacy } from '../spec/legacy.js';
 import { policyOf } from '../spec/policy.js';
 import { portVariables, processEnv, slotLayoutOf, substitutePorts } from '../spec/layout.js';
 import { tailFile } from './log-tail.js';
+import { parseLogLines } from '../logs/log-line.js';
 import { maskSecrets } from '../../lib/mask.js';
 
 export interface SlotTarget { app: string; slot: Slot; releaseId: string }
@@ -401,7 +402,9 @@ export class SlotProcesses {
     const errTake = LOG_TAIL_LINES - Math.min(out.length, outTake);
     // The app may print values of its env file; they never reach an error, history or the CLI.
     const secrets = await this.secretValues(app);
-    const tail = [...out.slice(-outTake).map((l) => `out| ${l}`), ...err.slice(-errTake).map((l) => `err| ${l}`)].map((l) => maskSecrets(l, secrets));
+    // PM2's date prefix (agent/logs/log-line.ts) is left out: the error says when it happened.
+    const text = (lines: string[]) => parseLogLines(lines, 'out').map((entry) => entry.text);
+    const tail = [...text(out.slice(-outTake)).map((l) => `out| ${l}`), ...text(err.slice(-errTake)).map((l) => `err| ${l}`)].map((l) => maskSecrets(l, secrets));
     const logBlock = tail.length > 0 ? `\nlast ${tail.length} line(s) of ${p.pm2Name}'s output:\n${tail.map((l) => `  ${l}`).join('\n')}` : '';
     return new SlipwayError('health_check_failed', `${what}${procNote}${logBlock}`, {
       hint: `read the app's log: PM2_HOME=${this.deps.config.pm2.home} pm2 logs ${p.pm2Name} --lines 50`,
