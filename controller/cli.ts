@@ -174,6 +174,13 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
       return setup(config(global), { check: opts.check, cwd: process.cwd() }, out);
     }));
 
+  program.command('upgrade')
+    .description('replace the agent on a host deploy setup made with the one of this checkout; only the agent restarts, the apps keep running; an agent that cannot start is replaced by the previous one again')
+    .action(() => run(async (out, global) => {
+      const { upgrade } = await import('./commands/upgrade.js');
+      return upgrade(config(global), {}, out);
+    }));
+
   program.command('status')
     .description('show slots, the live slot, processes, health and releases')
     .action(() => run((out, global) => status(config(global), global.json ?? false, out)));

@@ -1,5 +1,5 @@
 /**
- * The host side of `deploy upgrade` (controller/upgrade/upgrade.ts) over SSH, with root's rights
+ * The host side of `deploy upgrade` (controller/upgrade/upgrade.ts) through a HostShell (over SSH in deploy upgrade), with root's rights
  * (controller/setup/host-shell.ts), in the layout `deploy setup` made (controller/setup/layout.ts,
  * plan.ts). Every command an argv; paths go to the constant shell snippets as positional arguments.
  */
@@ -38,7 +38,7 @@ export function onlineAgentOf(jlist: string): { pid: number; restarts: number } 
   return { pid: agent.pid, restarts: typeof agent.pm2_env.restart_time === 'number' ? agent.pm2_env.restart_time : 0 };
 }
 
-export function sshUpgradeHost(shell: HostShell, layout: HostLayout, options: { runAs?: string | null } = {}): UpgradeHost {
+export function upgradeHostOver(shell: HostShell, layout: HostLayout, options: { runAs?: string | null } = {}): UpgradeHost {
   const runAs = options.runAs === undefined ? layout.user : options.runAs;
   const pm2 = (args: string[]) => asAgent(layout, pm2Argv(layout, args), runAs);
   return {
