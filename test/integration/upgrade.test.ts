@@ -9,7 +9,7 @@ import { Pm2Adapter } from '../../agent/pm2.js';
 import type { HostShell } from '../../controller/setup/host-shell.js';
 import { hostLayout, type HostLayout } from '../../controller/setup/layout.js';
 import { AGENT_PACKAGE_MARKER, agentPackageMarker, agentPackageVersion, type AgentPackageInfo } from '../../controller/setup/agent-package.js';
-import { agentProcessConfig, agentProcessFile, pm2Argv } from '../../controller/setup/plan.js';
+import { agentProcessConfig, agentProcessFile, appsPm2Home, pm2Argv } from '../../controller/setup/plan.js';
 import { asAgent, upgradeHostOver } from '../../controller/upgrade/host.js';
 import { upgradeAgent, type UpgradeHost } from '../../controller/upgrade/upgrade.js';
 import { runCommand } from '../../lib/exec.js';
@@ -76,6 +76,11 @@ describe('deploy upgrade (agent replaced, apps untouched)', () => {
   const health = async () => (await fetch(`http://127.0.0.1:${stack.agentPort}/health`).catch(() => null))?.ok === true;
   const appPids = async () => Object.fromEntries(await Promise.all(['blue', 'green'].map(async (slot) => [slot, (await appPm2.describe(`${APP}-${slot}`))?.pid ?? null])));
   const options = { health, timeoutMs: 60_000 };
+  const agentLog = async () => {
+    const logs = path.join(layout.pm2Home, 'logs');
+    const files = (await fs.readdir(logs).catch(() => [] as string[])).filter((f) => f.startsWith('slipway-agent-error'));
+    return (await Promise.all(files.map((f) => fs.readFile(path.join(logs, f), 'utf8')))).join('\n').slice(-2000);
+  };
 
   beforeAll(async () => {
     stack = await startStack();
@@ -90,7 +95,8 @@ describe('deploy upgrade (agent replaced, apps untouched)', () => {
     for (const d of [layout.agentVersionsDir, layout.etcDir, layout.pm2Home, path.dirname(layout.nodeBin)]) await fs.mkdir(d, { recursive: true });
     await fs.symlink(process.execPath, layout.nodeBin);
     await fs.copyFile(stack.agentConfigPath, layout.configFile);
-    await fs.writeFile(agentProcessFile(layout), agentProcessConfig(layout));
+    // The stack's apps daemon stands in for <home>/pm2 (the agent config's pm2.home).
+    await fs.writeFile(agentProcessFile(layout), agentProcessConfig(layout).replace(JSON.stringify(appsPm2Home(layout)), JSON.stringify(stack.pm2.pm2Home)));
     [v1, v2, bad] = await Promise.all([makePackage(dir, 'a', 'good'), makePackage(dir, 'b', 'good'), makePackage(dir, 'c', 'bad')]);
 
     // Tests have no `slipway` user: PM2 runs as the test's own user, in the layout's environment.
@@ -120,7 +126,8 @@ describe('deploy upgrade (agent replaced, apps untouched)', () => {
     await host.install(v1, () => v1.tarball());
     await host.pointCurrentAt(v1.version);
     await host.restartAgent();
-    await waitFor(async () => (await host.runningAgent())?.install === v1.version && await health(), { timeoutMs: 60_000, description: 'agent v1 up under PM2' });
+    await waitFor(async () => (await host.runningAgent())?.install === v1.version && await health(), { timeoutMs: 60_000, description: 'agent v1 up under PM2' })
+      .catch(async (error: Error) => { throw new Error(`${error.message}\nagent log: ${await agentLog()}`); });
     const before = await appPids();
     expect(before[(await stack.get('/')).headers['x-slipway-slot'] as string]).toBeGreaterThan(0);
     const oldAgent = (await host.runningAgent())!;
