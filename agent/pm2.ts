@@ -214,6 +214,13 @@ export class Pm2Adapter {
       throw new SlipwayError('pm2_home_invalid', `PM2 home ${JSON.stringify(pm2Home)} must be an absolute path`, { status: 500 });
     }
     const home = path.resolve(pm2Home);
+    if (process.env.PM2_HOME !== undefined && path.resolve(process.env.PM2_HOME) !== home && process.env.pm_id !== undefined) {
+      // The agent is a process of another PM2 daemon (deploy setup runs it as slipway-agent in a
+      // daemon of its own, apart from the apps'): PM2 sets that daemon's PM2_HOME in every child's
+      // environment, whatever the process file says. Not the operator's choice, and the apps'
+      // daemon must not inherit it: the config's home replaces it.
+      process.env.PM2_HOME = home;
+    }
     if (process.env.PM2_HOME !== undefined && path.resolve(process.env.PM2_HOME) !== home) {
       throw new SlipwayError('pm2_home_conflict',
         `the agent's environment sets PM2_HOME=${process.env.PM2_HOME}, but the config says ${home}`, {

@@ -178,9 +178,7 @@ export function agentProcessConfig(layout: HostLayout): string {
     exp_backoff_restart_delay: 200,
     kill_timeout: 15000,
     max_memory_restart: '256M',
-    // PM2_HOME: the apps' daemon (agent config pm2.home). The agent inherits its own daemon's
-    // PM2_HOME otherwise, and refuses to start on the mismatch (pm2_home_conflict, agent/pm2.ts).
-    env: { NODE_ENV: 'production', PATH: pm2Environment(layout).PATH, PM2_HOME: appsPm2Home(layout) },
+    env: { NODE_ENV: 'production', PATH: pm2Environment(layout).PATH },
   };
   return `// Slipway (deploy setup): the agent under the slipway user's PM2 daemon.\nmodule.exports = { apps: [${JSON.stringify(app, null, 2)}] };\n`;
 }

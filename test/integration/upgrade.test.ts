@@ -9,7 +9,7 @@ import { Pm2Adapter } from '../../agent/pm2.js';
 import type { HostShell } from '../../controller/setup/host-shell.js';
 import { hostLayout, type HostLayout } from '../../controller/setup/layout.js';
 import { AGENT_PACKAGE_MARKER, agentPackageMarker, agentPackageVersion, type AgentPackageInfo } from '../../controller/setup/agent-package.js';
-import { agentProcessConfig, agentProcessFile, appsPm2Home, pm2Argv } from '../../controller/setup/plan.js';
+import { agentProcessConfig, agentProcessFile, pm2Argv } from '../../controller/setup/plan.js';
 import { asAgent, upgradeHostOver } from '../../controller/upgrade/host.js';
 import { upgradeAgent, type UpgradeHost } from '../../controller/upgrade/upgrade.js';
 import { runCommand } from '../../lib/exec.js';
@@ -95,8 +95,7 @@ describe('deploy upgrade (agent replaced, apps untouched)', () => {
     for (const d of [layout.agentVersionsDir, layout.etcDir, layout.pm2Home, path.dirname(layout.nodeBin)]) await fs.mkdir(d, { recursive: true });
     await fs.symlink(process.execPath, layout.nodeBin);
     await fs.copyFile(stack.agentConfigPath, layout.configFile);
-    // The stack's apps daemon stands in for <home>/pm2 (the agent config's pm2.home).
-    await fs.writeFile(agentProcessFile(layout), agentProcessConfig(layout).replace(JSON.stringify(appsPm2Home(layout)), JSON.stringify(stack.pm2.pm2Home)));
+    await fs.writeFile(agentProcessFile(layout), agentProcessConfig(layout));
     [v1, v2, bad] = await Promise.all([makePackage(dir, 'a', 'good'), makePackage(dir, 'b', 'good'), makePackage(dir, 'c', 'bad')]);
 
     // Tests have no `slipway` user: PM2 runs as the test's own user, in the layout's environment.
