@@ -4,8 +4,7 @@ import { packageRoot } from '../../contract/version.js';
 import type { Target } from '../environments.js';
 import { EXIT, type ExitCode } from '../errors.js';
 import { formatMs, type Output } from '../output.js';
-import { openAgentSession } from '../session.js';
-import { connectSsh } from '../ssh.js';
+import { connectHost, openAgentSession } from '../session.js';
 import { packAgent } from '../setup/agent-package.js';
 import { privilegedShell } from '../setup/host-shell.js';
 import { hostLayout } from '../setup/layout.js';
@@ -45,12 +44,7 @@ export async function upgrade(target: Target, options: UpgradeCommandOptions, ou
   const layout = hostLayout('/');
   const agent = await packAgent(packageRoot(), { cacheDir: agentPackageCacheDir() });
   out.info(`upgrade: packed agent ${agent.version} (${agent.files} files) in ${formatMs(Date.now() - started)}`, { step: 'pack', version: agent.version });
-  const ssh = await connectSsh({
-    host: target.host.address, port: target.host.port, username: target.host.user,
-    ...(target.host.identityFile ? { privateKeyPath: target.host.identityFile } : {}),
-    knownHostsPath: target.host.knownHostsFile, connectTimeoutMs: target.host.connectTimeoutMs,
-    keepaliveIntervalMs: target.host.keepaliveIntervalMs, keepaliveCountMax: target.host.keepaliveCountMax,
-  });
+  const ssh = await connectHost(target);
   try {
     const host = upgradeHostOver(await privilegedShell(ssh), layout);
     const outcome = await upgradeAgent(host, { ...agent, tarball: () => readFile(agent.tarball) }, {
