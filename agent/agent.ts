@@ -11,6 +11,9 @@ import { stopUnpackThread } from './release/extract-thread.js';
 import { Pm2Adapter } from './pm2.js';
 import { NginxController } from './nginx/controller.js';
 import { renderAppConfig } from './nginx/render.js';
+import { ensureProbeSecret, probeHeaders } from './nginx/probe-secret.js';
+import { AppLogReader } from './logs/app-logs.js';
+import { LogRotationJob } from './logs/rotation.js';
 import type { Slot } from '../contract/names.js';
 import { checkOnce, httpGet, waitHealthy } from './health.js';
 import { randomUUID } from 'node:crypto';
@@ -60,6 +63,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     logger.warn({ moves: config.legacyMoves }, 'agent.json uses legacy app fields; they keep working (translated into a legacy spec for releases without deploy.spec.json), but belong elsewhere now: see "moves"');
   }
   const token = await loadOrCreateToken(config.api.tokenFile);
+  const probeSecret = await ensureProbeSecret(config.home);
   const db: Db = openDatabase(path.join(config.home, 'agent.db'));
   const state = new StateStore(db);
   for (const app of Object.keys(config.apps)) state.ensureApp(app);
@@ -178,7 +182,9 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     health: { waitHealthy, httpGet },
     bootId,
     runBackup: (job, deploymentId, actor) => backups.runJobForDeployment(job, deploymentId, actor),
-    renderNginx: (input) => renderAppConfig(input, { templateDir: config.nginx.templateDir, template: config.apps[input.app]!.nginxTemplate }),
+    // Every include the agent renders sends the release markers to its own probes only.
+    renderNginx: (input) => renderAppConfig({ ...input, probeSecret }, { templateDir: config.nginx.templateDir, template: config.apps[input.app]!.nginxTemplate }),
+    probeHeaders: probeHeaders(probeSecret),
     tls: { renderInput: (app) => tls.renderInput(app) },
     logger,
     notices: {
@@ -254,7 +260,12 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     pm2Status: () => pm2Watchdog.status(),
     outbox,
     notifyPromotion: (event, input) => notices.promotion(event, input),
-    logs: (app, slot, options) => slots.logs(app, slot, options),
+    logs: new AppLogReader({
+      liveSlot: (app) => state.app(app)?.liveSlot ?? null,
+      releaseOf: (app, slot) => state.slot(app, slot).releaseId,
+      sources: (app, slot, process) => slots.logSources(app, slot, process),
+      mask: (app) => slots.logMask(app),
+    }),
     tls: { service: tls, nextRun: () => tlsJob?.nextRun() ?? null },
     metrics: {
       db,
@@ -268,6 +279,8 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
   backupScheduler.start();
   delivery.start();
   if (tlsJob) void tls.runAll({ trigger: 'start', actor: 'agent' }).catch((error: unknown) => logger.error({ err: error }, 'TLS certificate run at start failed'));
+  const logRotation = new LogRotationJob(processes, config.logs, (error) => logger.warn({ err: error }, 'log rotation failed; it is tried again at the next check'));
+  logRotation.start();
   logger.info({ url, home: config.home, apps: Object.keys(config.apps) }, 'slipway-agent listening');
   return {
     server,
@@ -276,6 +289,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
       retentionJob.stop();
       tlsJob?.stop();
       await tls.idle();
+      await logRotation.stop();
       await delivery.stop();
       await pm2Watchdog.stop();
       await backupScheduler.stop();

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { LOG_ROTATION_DEFAULTS, type LogRotationSettings } from './logs/rotation.js';
 import cron from 'node-cron';
 import path from 'node:path';
 import { APP_NAME_PATTERN, SERVER_NAME_PATTERN, type Slot } from '../contract/names.js';
@@ -67,6 +68,8 @@ export interface AgentConfig {
   limits: { maxReleaseBytes: number; maxUnpackedBytes: number; maxEntries: number; uploadIdleTimeoutMs: number };
   /** Release cleanup: how many releases to keep per app, and when the cleanup job runs (cron). */
   retention: { keepReleases: number; schedule: string };
+  /** Rotation of the processes' PM2 log files (agent/logs/rotation.ts). */
+  logs: LogRotationSettings;
   /** The range slot ports are assigned from (agent/spec/ports.ts). */
   ports: { from: number; to: number };
   apps: Record<string, AppConfig>;
@@ -152,6 +155,16 @@ const configSchema = {
       properties: {
         keepReleases: { type: 'integer', minimum: 1, maximum: 1000, default: 5 },
         schedule: { type: 'string', minLength: 9, default: '17 * * * *' },
+      },
+    },
+    logs: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        maxBytes: { type: 'integer', minimum: 1024, default: LOG_ROTATION_DEFAULTS.maxBytes },
+        keep: { type: 'integer', minimum: 1, maximum: 100, default: LOG_ROTATION_DEFAULTS.keep },
+        checkIntervalMs: { type: 'integer', minimum: 100, maximum: 3_600_000, default: LOG_ROTATION_DEFAULTS.checkIntervalMs },
       },
     },
     backups: backupsSchema,

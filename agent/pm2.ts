@@ -1,4 +1,5 @@
 import { readlink, realpath, stat } from 'node:fs/promises';
+import { PM2_LOG_DATE_FORMAT } from './logs/log-line.js';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { SlipwayError, errorMessage } from '../contract/errors.js';
@@ -102,6 +103,7 @@ interface Pm2Api {
   list(cb: Callback): void;
   disconnect(cb: Callback): void;
   killDaemon(cb: Callback): void;
+  reloadLogs(cb: Callback): void;
 }
 
 type Pm2ApiClass = new (options: { pm2_home: string; daemon_mode: boolean }) => Pm2Api;
@@ -212,6 +214,13 @@ export class Pm2Adapter {
       throw new SlipwayError('pm2_home_invalid', `PM2 home ${JSON.stringify(pm2Home)} must be an absolute path`, { status: 500 });
     }
     const home = path.resolve(pm2Home);
+    if (process.env.PM2_HOME !== undefined && path.resolve(process.env.PM2_HOME) !== home && process.env.pm_id !== undefined) {
+      // The agent is a process of another PM2 daemon (deploy setup runs it as slipway-agent in a
+      // daemon of its own, apart from the apps'): PM2 sets that daemon's PM2_HOME in every child's
+      // environment, whatever the process file says. Not the operator's choice, and the apps'
+      // daemon must not inherit it: the config's home replaces it.
+      process.env.PM2_HOME = home;
+    }
     if (process.env.PM2_HOME !== undefined && path.resolve(process.env.PM2_HOME) !== home) {
       throw new SlipwayError('pm2_home_conflict',
         `the agent's environment sets PM2_HOME=${process.env.PM2_HOME}, but the config says ${home}`, {
@@ -308,6 +317,8 @@ export class Pm2Adapter {
         pmx: false,
         automation: false,
         merge_logs: true,
+        // Every line with the time it was written: deploy logs shows it and picks lines by it (--since).
+        log_date_format: PM2_LOG_DATE_FORMAT,
       }, cb)));
       const procs = (Array.isArray(started) ? started : []) as Array<{ pid?: unknown; pm2_env?: { pm_cwd?: unknown } }>;
       if (instances > 1) return this.confirmCluster(name, spec.cwd, instances, procs.length);
@@ -396,6 +407,11 @@ export class Pm2Adapter {
 
   list(): Promise<Pm2Process[]> {
     return this.exclusive(() => this.listRaw());
+  }
+
+  /** Makes PM2 reopen every process's log files at their paths (after agent/logs/rotation.ts renamed them). */
+  reloadLogs(): Promise<void> {
+    return this.exclusive(async () => { await this.raw('reloadLogs', (cb) => this.api.reloadLogs(cb)); });
   }
 
   /** Closes this connection; the daemon and its processes keep running. */

@@ -246,8 +246,27 @@ export interface AppLogs {
   app: string;
   slot: Slot;
   releaseId: string | null;
-  processes: { name: string; pm2Name: string; out: string[]; err: string[] }[];
+  /**
+   * out/err: the raw lines of each stream (PM2's date prefix included); entries: both streams
+   * merged in time order, each with its time (ISO 8601, null when the line has none) and stream.
+   */
+  processes: { name: string; pm2Name: string; out: string[]; err: string[]; entries: LogEntry[] }[];
 }
+
+export type LogStream = 'out' | 'err';
+
+/** One line of a process's output. */
+export interface LogEntry { time: string | null; stream: LogStream; text: string }
+
+/**
+ * GET /apps/:app/logs/follow: NDJSON, one line per log line as it is written (the live slot's
+ * processes, or the slot/process asked for), and a `switch` line when traffic moved to the other
+ * slot and the follow moved with it. The stream goes on until the client leaves.
+ */
+export type LogFollowLine =
+  | ({ type: 'line'; slot: Slot; process: string } & LogEntry)
+  | { type: 'switch'; from: Slot | null; to: Slot; releaseId: string | null; at: string }
+  | { type: 'rotated'; slot: Slot; process: string; stream: LogStream };
 
 /** Why a release may or may not be promoted from an environment (agent/release/promotion-gate.ts). */
 export type PromotionGateReason = 'passed' | 'never_deployed' | 'failed' | 'rolled_back' | 'still_watching' | 'too_old';

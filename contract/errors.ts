@@ -203,6 +203,11 @@ export const ERROR_KINDS = {
   artifact_mismatch: 'refused',
   approval_required: 'usage',
   approval_declined: 'refused',
+  // Host setup (deploy setup, controller/setup): packing the agent, what the host must allow, a step that failed.
+  agent_package_failed: 'usage',
+  setup_not_privileged: 'refused',
+  setup_conflict: 'refused',
+  setup_step_failed: 'refused',
 
   // Bugs, or an agent and a controller of different versions.
   internal_error: 'internal',
@@ -241,6 +246,14 @@ export const ERROR_KINDS = {
   fleet_in_doubt: 'in_doubt',
   fleet_drift_left: 'failed_after_switch',
   fleet_busy: 'refused',
+
+  // Operator surface (part ops): the nginx probe secret, `deploy upgrade`, `deploy logs`.
+  probe_secret_unavailable: 'usage',
+  upgrade_layout_missing: 'usage',
+  upgrade_failed: 'refused',
+  upgrade_rolled_back: 'refused',
+  upgrade_not_restored: 'internal',
+  logs_process_unknown: 'usage',
 } as const satisfies Record<string, ErrorKind>;
 
 export type ErrorCode = keyof typeof ERROR_KINDS;

@@ -172,6 +172,29 @@ export class AgentClient {
   }
 
   /**
+   * GET of an endless NDJSON answer (deploy logs -f): onLine for each line, until the agent ends
+   * the stream, `stop` resolves (the stream is closed, which ends the follow on the agent), or the
+   * link drops (agent_unreachable / ssh_connection_lost).
+   */
+  async follow<T>(path: string, onLine: (line: T) => void, stop: Promise<void>): Promise<void> {
+    const response = await this.send('GET', path, {}, async (req) => { req.end(); });
+    if ((response.statusCode ?? 0) >= 300) {
+      await parseJsonResponse(response, `GET ${path}`);
+      return;
+    }
+    let stopped = false;
+    void stop.then(() => { stopped = true; response.destroy(); });
+    try {
+      await readNdjson(response, (line) => { onLine(line as T); return undefined; });
+    } catch (error) {
+      if (stopped) return;
+      throw (await this.linkLost()) ?? new SlipwayError('agent_unreachable', `the log stream ${path} from ${this.hostLabel} broke: ${errorMessage(error)}`, {
+        hint: 'run the command again; check the SSH link and that slipway-agent runs on the host', cause: error,
+      });
+    }
+  }
+
+  /**
    * Sends a request whose answer is NDJSON, calling onLine for each line until the stream ends,
    * or until onLine returns 'stop' (the agent carries on; only this client stops listening).
    */
@@ -189,20 +212,7 @@ export class AgentClient {
         await parseJsonResponse(response, `${method} ${path}`);
         return;
       }
-      let buffered = '';
-      response.setEncoding('utf8');
-      for await (const chunk of response as AsyncIterable<string>) {
-        buffered += chunk;
-        let newline: number;
-        while ((newline = buffered.indexOf('\n')) >= 0) {
-          const line = buffered.slice(0, newline).trim();
-          buffered = buffered.slice(newline + 1);
-          if (line && onLine(JSON.parse(line) as DeploymentStreamLine) === 'stop') {
-            response.destroy();
-            return;
-          }
-        }
-      }
+      if (await readNdjson(response, (line) => onLine(line as DeploymentStreamLine)) === 'stopped') return;
       if (!response.complete) {
         throw new SlipwayError('agent_stream_cut', `the progress stream of ${path} from ${this.hostLabel} ended early`, {
           hint: 'the rollout goes on on the host: it finishes, or swaps back on its own; see how it ended with: deploy status, deploy history',
@@ -268,6 +278,25 @@ export class AgentClient {
       writeBody(req, abort).catch((error: unknown) => { req.destroy(error as Error); });
     });
   }
+}
+
+/** Calls onLine with each JSON line of an NDJSON answer until it ends, or onLine says 'stop' (the answer is then destroyed). */
+async function readNdjson(response: http.IncomingMessage, onLine: (line: unknown) => void | 'stop'): Promise<'ended' | 'stopped'> {
+  let buffered = '';
+  response.setEncoding('utf8');
+  for await (const chunk of response as AsyncIterable<string>) {
+    buffered += chunk;
+    let newline: number;
+    while ((newline = buffered.indexOf('\n')) >= 0) {
+      const line = buffered.slice(0, newline).trim();
+      buffered = buffered.slice(newline + 1);
+      if (line && onLine(JSON.parse(line)) === 'stop') {
+        response.destroy();
+        return 'stopped';
+      }
+    }
+  }
+  return 'ended';
 }
 
 /** http expects a net.Socket; an SSH channel is a plain Duplex, so give it the socket knobs as no-ops. */

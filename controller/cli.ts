@@ -20,7 +20,7 @@ import { cleanupReleases, history, lockRelease, lockStatus, releases } from './c
 import { backupList, backupRestore, backupRun } from './commands/backup.js';
 import { metrics } from './commands/metrics.js';
 import { tls } from './commands/tls.js';
-import { logs } from './commands/logs.js';
+import { logs, parseSince } from './commands/logs.js';
 import { LIVE_REF, diff } from './commands/diff.js';
 import { parseHostList, resolveFleet, selectHosts, type FleetTarget } from './fleet/target.js';
 import { fleetHistory, fleetLockRelease, fleetLockStatus, fleetReleases, fleetStatus } from './commands/fleet-view.js';
@@ -71,6 +71,12 @@ function untilStopped(): Promise<void> {
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
+}
+
+function parseSinceOption(value: string): number {
+  const seconds = parseSince(value);
+  if (seconds === null) throw new InvalidArgumentError('a number with s, m, h or d, up to a year: 10m, 2h');
+  return seconds;
 }
 
 function parseSlot(value: string): Slot {
@@ -203,6 +209,21 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
     .description('bring every reachable host of a fleet to the fleet\'s release (its last completed rollout); fleet commands do this first')
     .action(() => run((out, global) => fleetReconcile(resolveFleet(loadDeployConfig(path.resolve(global.config ?? DEFAULT_CONFIG_FILE)), global.env), { json: global.json ?? false }, out)));
 
+  program.command('setup')
+    .description('make the host a Slipway host over SSH as root or a sudoer: nginx, a dedicated user, Node.js, the agent of this checkout, its config, token, sudoers rule and systemd unit; idempotent')
+    .option('--check', 'report how the host differs from what setup makes (drift), change nothing; exit 3 when it differs', false)
+    .action((opts: { check: boolean }) => run(async (out, global) => {
+      const { setup } = await import('./commands/setup.js');
+      return setup(config(global), { check: opts.check, cwd: process.cwd() }, out);
+    }));
+
+  program.command('upgrade')
+    .description('replace the agent on a host deploy setup made with the one of this checkout; only the agent restarts, the apps keep running; an agent that cannot start is replaced by the previous one again')
+    .action(() => run(async (out, global) => {
+      const { upgrade } = await import('./commands/upgrade.js');
+      return upgrade(config(global), {}, out);
+    }));
+
   program.command('status')
     .description('show slots, the live slot, processes, health and releases (a fleet: one row per host, and the drift)')
     .option('--hosts <names>', hostsHelp)
@@ -223,12 +244,17 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
     }));
 
   program.command('logs')
-    .description('the last lines of each process of the live slot (or --slot, --process), from PM2\'s logs; env file values masked')
+    .description('the last lines of each process of the live slot (or --slot, --process), with times, from PM2\'s logs; env file values masked; -f follows (across log rotation and switches)')
     .option('--slot <slot>', 'blue or green (default: the live slot)', parseSlot)
     .option('--process <name>', 'only this process of the spec')
-    .option('-n, --lines <count>', 'lines per stream (1-1000)', parseCount, 100)
-    .action((opts: { slot?: Slot; process?: string; lines: number }) => run((out, global) => logs(config(global), {
-      lines: Math.min(opts.lines, 1000), json: global.json ?? false, ...(opts.slot ? { slot: opts.slot } : {}), ...(opts.process ? { process: opts.process } : {}),
+    .option('-n, --lines <count>', 'lines per process (1-1000; with -f, 10 unless given)', parseCount)
+    .option('--since <duration>', 'only lines of the last s, m, h or d (e.g. 10m)', parseSinceOption)
+    .option('-f, --follow', 'keep printing new lines until Ctrl-C; without --slot it moves to the new live slot on a switch')
+    .action((opts: { slot?: Slot; process?: string; lines?: number; since?: number; follow?: boolean }) => run((out, global) => logs(config(global), {
+      lines: Math.min(opts.lines ?? (opts.follow ? 10 : 100), 1000), json: global.json ?? false,
+      ...(opts.slot ? { slot: opts.slot } : {}), ...(opts.process ? { process: opts.process } : {}),
+      ...(opts.since !== undefined ? { sinceSeconds: opts.since } : {}),
+      ...(opts.follow ? { follow: { stopped: untilStopped() } } : {}),
     }, out)));
 
   program.command('metrics')

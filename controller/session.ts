@@ -34,12 +34,9 @@ function lossWithin(ssh: SshSession, ms: number): Promise<SlipwayError | null> {
   });
 }
 
-/**
- * One SSH connection per CLI run (≈120–180 ms to set up, ≈5 ms per request after): the token is
- * read over it, and every API request rides a forwarded channel of it to the agent's loopback port.
- */
-export async function openAgentSession(config: ControllerConfig): Promise<AgentSession> {
-  const ssh = await connectSsh({
+/** The SSH connection to the config's host, with its key, known_hosts, timeouts and keepalive. */
+export function connectHost(config: Pick<ControllerConfig, 'host'>): Promise<SshSession> {
+  return connectSsh({
     host: config.host.address,
     port: config.host.port,
     username: config.host.user,
@@ -49,6 +46,14 @@ export async function openAgentSession(config: ControllerConfig): Promise<AgentS
     keepaliveIntervalMs: config.host.keepaliveIntervalMs,
     keepaliveCountMax: config.host.keepaliveCountMax,
   });
+}
+
+/**
+ * One SSH connection per CLI run (≈120–180 ms to set up, ≈5 ms per request after): the token is
+ * read over it, and every API request rides a forwarded channel of it to the agent's loopback port.
+ */
+export async function openAgentSession(config: ControllerConfig): Promise<AgentSession> {
+  const ssh = await connectHost(config);
   try {
     const read = await ssh.execChecked(['cat', '--', config.agent.tokenFile], { step: 'read the agent token', timeoutMs: 15_000 });
     const token = read.stdout.trim();

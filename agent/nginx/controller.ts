@@ -29,6 +29,8 @@ export interface NginxProbe {
   hostHeader: string;
   /** Response headers the new config adds (e.g. X-Slipway-Generation); all must be seen. */
   expectHeaders: Record<string, string>;
+  /** More request headers: the agent's probe secret, without which nginx sends no markers. */
+  headers?: Record<string, string>;
 }
 
 export interface ApplyRequest {
@@ -345,7 +347,7 @@ export class NginxController {
       try {
         const response = await httpGet(probe.url, {
           timeoutMs: Math.max(50, Math.min(1_000, remaining)),
-          headers: { host: probe.hostHeader },
+          headers: { ...probe.headers, host: probe.hostHeader },
           maxBodyBytes: 0,
         });
         const mismatched = wanted.filter(([name, value]) => response.headers[name] !== value);

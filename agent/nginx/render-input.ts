@@ -4,6 +4,7 @@ import { NGINX_SIZE_PATTERN, PROCESS_NAME_PATTERN, ROUTE_PATH_PATTERN } from '..
 import { compileChecker } from '../../lib/validate.js';
 import { SWITCH_DIR_PATTERN } from './settings.js';
 import { TLS_PATH_PATTERN } from '../tls/config.js';
+import { PROBE_SECRET_PATTERN } from './probe-secret.js';
 
 /** One route of a slot's release: requests for these names on this port under `path` go to `process`. */
 export interface RouteInput {
@@ -71,6 +72,12 @@ export interface AppConfigInput {
   listenHost: string;
   /** HTTPS for the app (absent or null: plain HTTP only). */
   tls?: TlsInput | null;
+  /**
+   * The agent's probe secret (agent/nginx/probe-secret.ts): the release markers are sent only to
+   * requests carrying it. The agent always passes it; without it (tests of nginx alone) every
+   * answer carries the markers.
+   */
+  probeSecret?: string;
 }
 
 /** The name h-runtime's branch gives this input (DESIGN-12's AppConfigInput): the same type. */
@@ -150,6 +157,7 @@ const inputSchema = {
     generation: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
     listenHost: { type: 'string' },
     tls: tlsInput,
+    probeSecret: { type: 'string', pattern: PROBE_SECRET_PATTERN },
   },
 } as const;
 

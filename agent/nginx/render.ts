@@ -99,6 +99,7 @@ export function renderAppConfig(input: AppConfigInput, { templateDir, template =
       // The redirect's target names the HTTPS port unless it is the default one.
       portSuffix: input.tls.httpsPort === 443 ? '' : `:${input.tls.httpsPort}`,
     } : null,
+    probeSecret: input.probeSecret ?? null,
   };
   try {
     return env.render(template, context);

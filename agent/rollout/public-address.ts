@@ -31,6 +31,8 @@ export interface RouteProbe {
   process: string;
   /** The status the process answers there (its health check's), or null when only the markers count. */
   expectStatus: number | null;
+  /** Request headers that make nginx send its markers (the agent's probe secret); see agent/nginx/probe-secret.ts. */
+  headers?: Record<string, string>;
 }
 
 /**

@@ -141,7 +141,7 @@ async function servedSlot(deps: RecoveryDeps, app: string): Promise<Slot | null>
     const probe = row.releaseId ? deps.activation.probeOf(app, row.releaseId) : null;
     if (!probe) continue;
     try {
-      const response = await deps.health.httpGet(probe.url, { timeoutMs: 2000, headers: { host: probe.host } });
+      const response = await deps.health.httpGet(probe.url, { timeoutMs: 2000, headers: { ...probe.headers, host: probe.host } });
       const slot = response.headers['x-slipway-slot'];
       return slot === 'blue' || slot === 'green' ? slot : null;
     } catch {

@@ -29,7 +29,7 @@ export interface SlotActivation {
   /** Every process's health, as the slot's release's spec defines it (SlotProcesses.checkHealth). */
   checkHealth(app: string, slot: Slot, retries?: number): Promise<{ ok: boolean; attempts: number; seen: string; url: string }>;
   /** The request through nginx that reaches a release's first route (TrafficSwitch.probeOf). */
-  probeOf(app: string, releaseId: string): { url: string; host: string } | null;
+  probeOf(app: string, releaseId: string): { url: string; host: string; headers?: Record<string, string> } | null;
 }
 
 export interface ReconcileDeps {

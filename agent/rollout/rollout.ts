@@ -48,6 +48,8 @@ export interface RolloutDeps extends Omit<ActivationDeps, 'clock'> {
 export type RolloutWiring = Omit<RolloutDeps, 'slots' | 'traffic'> & {
   releaseDir: (app: string, releaseId: string) => string;
   renderNginx: (input: NginxRenderInput) => string;
+  /** Request headers of the agent's probes through nginx (agent/nginx/probe-secret.ts). */
+  probeHeaders?: Record<string, string>;
   portInUse?: (port: number) => Promise<boolean>;
   portWaitMs?: number;
   /** The app's HTTPS as its include renders it (agent/tls). */
@@ -62,9 +64,9 @@ export interface RecoveryActions {
 
 /** Builds the rollout and the two parts crash recovery shares with it. */
 export function createRollouts(wiring: RolloutWiring): { rollouts: RolloutService; slots: SlotProcesses; traffic: TrafficSwitch } {
-  const { releaseDir, renderNginx, portInUse, portWaitMs, tls, ...rest } = wiring;
+  const { releaseDir, renderNginx, portInUse, portWaitMs, tls, probeHeaders, ...rest } = wiring;
   const slots = new SlotProcesses({ ...rest, releaseDir, ...(portInUse ? { portInUse } : {}), ...(portWaitMs !== undefined ? { portWaitMs } : {}) });
-  const traffic = new TrafficSwitch({ ...rest, renderNginx, slots, ...(tls ? { tls } : {}) });
+  const traffic = new TrafficSwitch({ ...rest, renderNginx, slots, ...(tls ? { tls } : {}), ...(probeHeaders ? { probeHeaders } : {}) });
   return { rollouts: new RolloutService({ ...rest, slots, traffic }), slots, traffic };
 }
 

@@ -17,6 +17,7 @@ import { translateLegacy } from '../spec/legacy.js';
 import { policyOf } from '../spec/policy.js';
 import { portVariables, processEnv, slotLayoutOf, substitutePorts } from '../spec/layout.js';
 import { tailFile } from './log-tail.js';
+import { parseLogLines } from '../logs/log-line.js';
 import { maskSecrets } from '../../lib/mask.js';
 
 export interface SlotTarget { app: string; slot: Slot; releaseId: string }
@@ -363,25 +364,28 @@ export class SlotProcesses {
   }
 
   /**
-   * The last `lines` lines of stdout and stderr of each process of a slot (or the one named), from
-   * PM2's log files, with env file values masked (deploy logs).
+   * The PM2 log files of each process of a slot (or the one named; deploy logs): a name the slot
+   * does not run is refused, naming the ones it does.
    */
-  async logs(app: string, slot: Slot, options: { process?: string; lines: number }): Promise<{ name: string; pm2Name: string; out: string[]; err: string[] }[]> {
-    const layout = this.layout(app, slot).filter((p) => options.process === undefined || p.process === options.process);
-    if (options.process !== undefined && layout.length === 0) {
+  async logSources(app: string, slot: Slot, process?: string): Promise<{ name: string; pm2Name: string; outLog: string | null; errLog: string | null }[]> {
+    const layout = this.layout(app, slot).filter((p) => process === undefined || p.process === process);
+    if (process !== undefined && layout.length === 0) {
       const names = this.layout(app, slot).map((p) => p.process);
-      throw new SlipwayError('invalid_request', `${app}/${slot} runs no process "${options.process}"`, {
+      throw new SlipwayError('invalid_request', `${app}/${slot} runs no process "${process}"`, {
         hint: names.length ? `its processes: ${names.join(', ')}` : `${app}/${slot} runs nothing`, status: 404,
       });
     }
-    const secrets = await this.secretValues(app);
-    const read = (file: string | null | undefined) => (typeof file === 'string' ? tailFile(file, options.lines).catch(() => []) : Promise.resolve([]));
     return Promise.all(layout.map(async (p) => {
       const proc = await this.deps.processes.describe(p.pm2Name).catch(() => null);
-      const out = await read(proc?.outLog);
-      const err = proc?.errLog === proc?.outLog ? [] : await read(proc?.errLog);
-      return { name: p.process, pm2Name: p.pm2Name, out: out.map((l) => maskSecrets(l, secrets)), err: err.map((l) => maskSecrets(l, secrets)) };
+      const outLog = proc?.outLog ?? null;
+      return { name: p.process, pm2Name: p.pm2Name, outLog, errLog: proc?.errLog === outLog ? null : proc?.errLog ?? null };
     }));
+  }
+
+  /** Masks the values of the app's env file in a line of its output: they never leave the box. */
+  async logMask(app: string): Promise<(line: string) => string> {
+    const secrets = await this.secretValues(app);
+    return (line) => maskSecrets(line, secrets);
   }
 
   /** The gate's error: what was seen, PM2's view and the last lines of the process's own output. */
@@ -398,7 +402,9 @@ export class SlotProcesses {
     const errTake = LOG_TAIL_LINES - Math.min(out.length, outTake);
     // The app may print values of its env file; they never reach an error, history or the CLI.
     const secrets = await this.secretValues(app);
-    const tail = [...out.slice(-outTake).map((l) => `out| ${l}`), ...err.slice(-errTake).map((l) => `err| ${l}`)].map((l) => maskSecrets(l, secrets));
+    // PM2's date prefix (agent/logs/log-line.ts) is left out: the error says when it happened.
+    const text = (lines: string[]) => parseLogLines(lines, 'out').map((entry) => entry.text);
+    const tail = [...text(out.slice(-outTake)).map((l) => `out| ${l}`), ...text(err.slice(-errTake)).map((l) => `err| ${l}`)].map((l) => maskSecrets(l, secrets));
     const logBlock = tail.length > 0 ? `\nlast ${tail.length} line(s) of ${p.pm2Name}'s output:\n${tail.map((l) => `  ${l}`).join('\n')}` : '';
     return new SlipwayError('health_check_failed', `${what}${procNote}${logBlock}`, {
       hint: `read the app's log: PM2_HOME=${this.deps.config.pm2.home} pm2 logs ${p.pm2Name} --lines 50`,

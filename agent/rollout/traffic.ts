@@ -20,6 +20,8 @@ export interface TrafficDeps {
   slots: Pick<SlotProcesses, 'layout' | 'specOf'>;
   /** The app's HTTPS as the include renders it (agent/tls): its installed certificate; null: plain HTTP. */
   tls?: { renderInput(app: string): TlsInput | null };
+  /** Request headers of every probe through nginx (the probe secret); none when nginx sends markers to all. */
+  probeHeaders?: Record<string, string>;
 }
 
 /** How the switch was proven: through nginx, or not at all because the app has no routes. */
@@ -95,7 +97,8 @@ export class TrafficSwitch {
   probeOf(app: string, releaseId: string | null, tls: TlsInput | null = this.tlsOf(app)): RouteProbe | null {
     if (!releaseId) return null;
     try {
-      return routeProbeOf(this.deps.config, app, this.deps.slots.specOf(app, releaseId).spec, tls);
+      const route = routeProbeOf(this.deps.config, app, this.deps.slots.specOf(app, releaseId).spec, tls);
+      return route && this.deps.probeHeaders ? { ...route, headers: this.deps.probeHeaders } : route;
     } catch {
       return null;
     }
@@ -147,6 +150,7 @@ export class TrafficSwitch {
       url: route.url,
       hostHeader: route.host,
       expectHeaders: { ...expectHeaders, 'x-slipway-switch': 'file' },
+      ...(route.headers ? { headers: route.headers } : {}),
     });
     // Markers come with every answer of the include (a 404 of a slot without that route too), so
     // a route of either release can prove the serving slot after a reload and the target after a flip.

@@ -28,7 +28,7 @@ export async function watchChecks(
   if (route) {
     const routeHealth = spec.processes[route.process]?.health;
     const timeoutMs = timeoutFor(routeHealth && isHttpHealth(routeHealth) ? routeHealth.timeoutMs : 2_000);
-    checks.push(deps.health.httpGet(route.url, { timeoutMs, headers: { host: route.host } }).then((r): WatchCheck => {
+    checks.push(deps.health.httpGet(route.url, { timeoutMs, headers: { ...route.headers, host: route.host } }).then((r): WatchCheck => {
       const statusOk = route.expectStatus === null ? r.status < 500 : r.status === route.expectStatus;
       if (!statusOk) return { name: 'public', ok: false, detail: `HTTP ${r.status} through nginx` };
       if (r.headers['x-slipway-release'] !== releaseId) return { name: 'public', ok: false, detail: `nginx served release ${r.headers['x-slipway-release'] ?? 'none'}` };

@@ -1,31 +1,87 @@
-import type { AppLogs } from '../../contract/api.js';
+import type { AppLogs, LogEntry, LogFollowLine } from '../../contract/api.js';
 import { shortSha, type Slot } from '../../contract/names.js';
 import type { ControllerConfig } from '../config.js';
 import { EXIT, type ExitCode } from '../errors.js';
 import type { Output } from '../output.js';
 import { openAgentSession } from '../session.js';
 
-/** Pure: each process's last lines, stdout then stderr, labelled like `pm2 logs`. */
+const SINCE_UNITS = { s: 1, m: 60, h: 3600, d: 86_400 } as const;
+const MAX_SINCE_SECONDS = 366 * 86_400;
+
+/** Pure: `--since 10m` (s, m, h or d) in seconds, at most a year; null when it is not such a duration. */
+export function parseSince(value: string): number | null {
+  const match = /^([1-9][0-9]{0,6})([smhd])$/.exec(value);
+  if (!match) return null;
+  const seconds = Number(match[1]) * SINCE_UNITS[match[2] as keyof typeof SINCE_UNITS];
+  return seconds <= MAX_SINCE_SECONDS ? seconds : null;
+}
+
+/** Pure: one line as shown: its time (or a blank column), the process, the stream, the text. */
+export function formatEntry(process: string, entry: LogEntry): string {
+  return `${(entry.time ?? '').padEnd(24)} ${process} ${entry.stream}| ${entry.text}`;
+}
+
+/** Pure: each process's last lines with their times, stdout and stderr merged in time order. */
 export function formatLogs(logs: AppLogs): string {
   const head = `${logs.app}/${logs.slot}${logs.releaseId ? ` (${shortSha(logs.releaseId)})` : ''}`;
   if (logs.processes.length === 0) return `${head}: no processes`;
   return logs.processes.map((p) => [
     `${head} ${p.name} (${p.pm2Name}):`,
-    ...(p.out.length + p.err.length === 0 ? ['  (no output)'] : []),
-    ...p.out.map((l) => `  out| ${l}`),
-    ...p.err.map((l) => `  err| ${l}`),
+    ...(p.entries.length === 0 ? ['  (no output)'] : []),
+    ...p.entries.map((entry) => `  ${formatEntry(p.name, entry)}`),
   ].join('\n')).join('\n');
 }
 
-/** `deploy logs [--slot] [--process] [-n]`: the app's output without SSHing in (env file values masked). */
-export async function logs(config: ControllerConfig, options: { slot?: Slot; process?: string; lines: number; json: boolean }, out: Output): Promise<ExitCode> {
-  const query = new URLSearchParams({ lines: String(options.lines), ...(options.slot ? { slot: options.slot } : {}), ...(options.process ? { process: options.process } : {}) });
+/** Pure: one line of a follow as shown; a switch and a rotation are said in words. */
+export function formatFollowLine(line: LogFollowLine, several: boolean): string {
+  if (line.type === 'switch') {
+    return `-- ${line.at}: traffic moved ${line.from ? `from ${line.from} ` : ''}to ${line.to}${line.releaseId ? ` (${shortSha(line.releaseId)})` : ''}; following ${line.to} now`;
+  }
+  if (line.type === 'rotated') return `-- ${line.slot} ${line.process} ${line.stream} log rotated; reading on in the new file`;
+  return formatEntry(several ? `${line.slot}/${line.process}` : line.process, line);
+}
+
+export interface LogsOptions {
+  slot?: Slot;
+  process?: string;
+  lines: number;
+  /** Only lines of the last this many seconds. */
+  sinceSeconds?: number;
+  /** Keep reading new lines until `stopped` resolves (Ctrl-C). */
+  follow?: { stopped: Promise<void> };
+  json: boolean;
+}
+
+/**
+ * `deploy logs [--slot] [--process] [-n] [--since] [-f]`: the app's output without SSHing in (env
+ * file values masked), with times and process names; -f follows it across log rotation and, when
+ * no slot is named, across a switch.
+ */
+export async function logs(config: ControllerConfig, options: LogsOptions, out: Output): Promise<ExitCode> {
+  const query = new URLSearchParams({
+    lines: String(options.lines),
+    ...(options.slot ? { slot: options.slot } : {}),
+    ...(options.process ? { process: options.process } : {}),
+    ...(options.sinceSeconds !== undefined ? { since: String(options.sinceSeconds) } : {}),
+  });
   const session = await openAgentSession(config);
   try {
-    const answer = await session.agent.get<AppLogs>(`/apps/${config.app}/logs?${query.toString()}`);
-    out.data(options.json ? answer : formatLogs(answer));
+    if (!options.follow) {
+      const answer = await session.agent.get<AppLogs>(`/apps/${config.app}/logs?${query.toString()}`);
+      out.data(options.json ? answer : formatLogs(answer));
+      return EXIT.ok;
+    }
+    if (!options.json) out.info(`following ${config.app}'s logs${options.slot ? ` (${options.slot})` : ' (the live slot, moving with a switch)'}; Ctrl-C to stop`);
+    let several = false;
+    await session.agent.follow<LogFollowLine>(`/apps/${config.app}/logs/follow?${query.toString()}`, (line) => {
+      if (line.type === 'switch') several = true;
+      if (options.json) out.data(line);
+      else if (line.type === 'line') out.data(formatFollowLine(line, several));
+      else out.info(formatFollowLine(line, several));
+    }, options.follow.stopped);
     return EXIT.ok;
   } finally {
     await session.close();
   }
 }
+

@@ -20,6 +20,8 @@ export interface LoadOptions {
   timeoutMs?: number;
   /** Response header whose values are tallied (e.g. x-slipway-slot). */
   tallyHeader?: string;
+  /** Request headers of every request (e.g. the agent's probe secret, for nginx's markers). */
+  headers?: Record<string, string>;
 }
 
 export interface LoadReport {
@@ -58,11 +60,11 @@ const MAX_IN_FLIGHT = 256;
 interface Outcome { status?: number; error?: NodeJS.ErrnoException; reused: boolean; header?: string }
 
 /** `agent: false` sends on a fresh connection of its own. */
-function once(agent: http.Agent | false, url: URL, options: { timeoutMs: number; tallyHeader?: string }): Promise<Outcome> {
+function once(agent: http.Agent | false, url: URL, options: { timeoutMs: number; tallyHeader?: string; headers?: Record<string, string> }): Promise<Outcome> {
   return new Promise((resolve) => {
     let settled = false;
     const finish = (outcome: Outcome) => { if (!settled) { settled = true; resolve(outcome); } };
-    const req = http.get(url, { agent, timeout: options.timeoutMs }, (res) => {
+    const req = http.get(url, { agent, timeout: options.timeoutMs, headers: options.headers ?? {} }, (res) => {
       const header = options.tallyHeader ? res.headers[options.tallyHeader.toLowerCase()] : undefined;
       res.resume();
       res.on('end', () => finish({ status: res.statusCode ?? 0, reused: req.reusedSocket, ...(typeof header === 'string' ? { header } : {}) }));
@@ -124,11 +126,11 @@ export function startLoad(options: LoadOptions): LoadRun {
     report.total += 1;
     const since = performance.now();
     const task = (async () => {
-      const first = await once(agent, url, { timeoutMs, ...(options.tallyHeader ? { tallyHeader: options.tallyHeader } : {}) });
+      const first = await once(agent, url, { timeoutMs, ...(options.tallyHeader ? { tallyHeader: options.tallyHeader } : {}), ...(options.headers ? { headers: options.headers } : {}) });
       if (isResetOfReusedSocket(first)) {
         // Sent again on a fresh connection, as a browser would (another pooled socket may have been
         // closed by the same reload); counted apart from plain successes.
-        const second = await once(false, url, { timeoutMs, ...(options.tallyHeader ? { tallyHeader: options.tallyHeader } : {}) });
+        const second = await once(false, url, { timeoutMs, ...(options.tallyHeader ? { tallyHeader: options.tallyHeader } : {}), ...(options.headers ? { headers: options.headers } : {}) });
         record(second, true, since);
       } else {
         record(first, false, since);

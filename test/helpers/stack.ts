@@ -13,6 +13,7 @@ import { createAppRepo, type AppRepo } from './git-repo.js';
 import { DEPLOY_USER, ensureDeployUser } from './deploy-user.js';
 import type { NetnsHost } from './netns.js';
 import { runCommand } from '../../lib/exec.js';
+import { PROBE_HEADER, probeSecretPath } from '../../agent/nginx/probe-secret.js';
 
 export const SAMPLE_APP_DIR = path.join(REPO_ROOT, 'test', 'fixtures', 'sample-app');
 export const APP = 'sample';
@@ -21,9 +22,10 @@ export const REPO_TEMPLATE_DIR = path.join(REPO_ROOT, 'nginx');
 export interface HttpAnswer { status: number; headers: http.IncomingHttpHeaders; body: string }
 
 /** GET through loopback with a fresh connection, so every answer reflects the current nginx config. */
-export function httpGet(url: string, options: { host?: string; timeoutMs?: number } = {}): Promise<HttpAnswer> {
+export function httpGet(url: string, options: { host?: string; timeoutMs?: number; headers?: Record<string, string> } = {}): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent: false, timeout: options.timeoutMs ?? 5000, headers: options.host ? { host: options.host } : {} }, (res) => {
+    const headers = { ...options.headers, ...(options.host ? { host: options.host } : {}) };
+    const req = http.get(url, { agent: false, timeout: options.timeoutMs ?? 5000, headers }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => { body += c; });
@@ -32,6 +34,12 @@ export function httpGet(url: string, options: { host?: string; timeoutMs?: numbe
     req.on('timeout', () => req.destroy(new Error(`GET ${url} timed out`)));
     req.on('error', reject);
   });
+}
+
+/** The agent's probe secret as a request header (none before the agent first started). */
+async function probeHeadersOf(home: string): Promise<Record<string, string>> {
+  const secret = await fs.readFile(probeSecretPath(home), 'utf8').catch(() => null);
+  return secret ? { [PROBE_HEADER]: secret.trim() } : {};
 }
 
 export interface Stack {
@@ -57,9 +65,12 @@ export interface Stack {
   envFile: string;
   deploy(args: string[], options?: { env?: NodeJS.ProcessEnv }): Promise<CliResult>;
   deployInBackground(args: string[]): BackgroundCli;
+  /** GET through nginx as the agent's probes do (with its probe secret), so the X-Slipway-* markers come back. */
   get(pathname?: string): Promise<HttpAnswer>;
-  /** GET through nginx with a Host header, on the public port or another allowed listen port. */
+  /** GET through nginx with a Host header, on the public port or another allowed listen port (as a probe, like get). */
   getHost(host: string, pathname?: string, port?: number): Promise<HttpAnswer>;
+  /** The request header that makes nginx send its markers: the agent's probe secret, read from its home. */
+  probeHeaders(): Promise<Record<string, string>>;
   /** Stops the agent (SIGTERM, or SIGKILL with `crash`) and starts it again with `env`. */
   restartAgent(options?: { env?: NodeJS.ProcessEnv; crash?: boolean }): Promise<void>;
   stop(): Promise<void>;
@@ -260,8 +271,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       // The controller's install cache of this stack only (never the user's ~/.cache), gone with it.
       deploy: (args, opts = {}) => runDeployCli(args, { cwd: repo.dir, env: { SLIPWAY_BUILD_CACHE: installCache, ...opts.env } }),
       deployInBackground: (args) => startDeployCli(args, { cwd: repo.dir, env: { SLIPWAY_BUILD_CACHE: installCache } }),
-      get: (pathname = '/') => httpGet(`${publicUrl}${pathname}`),
-      getHost: (host, pathname = '/', port = publicPort) => httpGet(`http://${listenHost}:${port}${pathname}`, { host }),
+      get: async (pathname = '/') => httpGet(`${publicUrl}${pathname}`, { headers: await probeHeadersOf(home) }),
+      getHost: async (host, pathname = '/', port = publicPort) => httpGet(`http://${listenHost}:${port}${pathname}`, { host, headers: await probeHeadersOf(home) }),
+      probeHeaders: () => probeHeadersOf(home),
       async restartAgent(opts = {}) {
         if (opts.crash) await agent.kill('SIGKILL');
         else await agent.stop();

@@ -72,8 +72,8 @@ describe('a push that changes only the release reloads nothing', () => {
   const switched = (events: DeploymentEvent[]) => events.find((e) => e.step === 'switching' && e.status === 'ok')?.message ?? '';
 
   /** GET / through nginx on the one kept-alive client connection: its markers and the local port. */
-  const ask = () => new Promise<{ headers: http.IncomingHttpHeaders; release: string; socket: number }>((resolve, reject) => {
-    const request = http.get({ host: '127.0.0.1', port: stack.publicPort, path: '/', agent: keepAlive }, (response) => {
+  const ask = async () => { const probe = await stack.probeHeaders(); return new Promise<{ headers: http.IncomingHttpHeaders; release: string; socket: number }>((resolve, reject) => {
+    const request = http.get({ host: '127.0.0.1', port: stack.publicPort, path: '/', agent: keepAlive, headers: probe }, (response) => {
       let body = '';
       response.setEncoding('utf8');
       response.on('data', (chunk: string) => { body += chunk; });
@@ -81,7 +81,7 @@ describe('a push that changes only the release reloads nothing', () => {
     });
     request.setTimeout(5_000, () => request.destroy(new Error('request timed out')));
     request.on('error', reject);
-  });
+  }); };
 
   /** The workers of the current config, once those of earlier configs are gone. */
   const settledWorkers = async () => {

@@ -1,7 +1,8 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { APP, startStack, type Stack } from '../helpers/stack.js';
+import { APP, httpGet, startStack, type HttpAnswer, type Stack } from '../helpers/stack.js';
+import { PROBE_HEADER, probeSecretPath } from '../../agent/nginx/probe-secret.js';
 import { Pm2Adapter } from '../../agent/pm2.js';
 import { readState as readStateAt, releaseOfCommit } from '../helpers/state.js';
 
@@ -37,6 +38,18 @@ describe('deploy push end to end (real sshd, nginx, PM2, SQLite)', () => {
     const blue = await pm2.describe(`${APP}-blue`);
     expect(blue?.pmCwd).toBe(await fs.realpath(path.join(stack.home, 'releases', APP, releaseOf(firstSha))));
     expect(readState(stack).app?.liveSlot).toBe('blue');
+  });
+
+  it('sends the X-Slipway-* markers only to the agent\'s probes, never to ordinary clients', async () => {
+    const markers = (answer: HttpAnswer) => Object.keys(answer.headers).filter((name) => name.startsWith('x-slipway-'));
+    const plain = await httpGet(`${stack.publicUrl}/`);
+    expect(plain.status).toBe(200);
+    expect(markers(plain)).toEqual([]);
+    const guessed = await httpGet(`${stack.publicUrl}/`, { headers: { [PROBE_HEADER]: 'f'.repeat(64) } });
+    expect(markers(guessed)).toEqual([]);
+    const probe = await stack.get('/');
+    expect(probe.headers).toMatchObject({ 'x-slipway-release': releaseOf(firstSha), 'x-slipway-slot': 'blue', 'x-slipway-switch': 'file' });
+    expect((await fs.stat(probeSecretPath(stack.home))).mode & 0o777).toBe(0o600);
   });
 
   it('pushes a second commit to green; blue keeps running untouched', async () => {

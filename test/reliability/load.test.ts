@@ -38,7 +38,7 @@ describe('zero failed requests across a switch and a rollback (RELIABILITY 19)',
   });
 
   it(`${RPS} rps keep-alive + one ${LONG_MS / 1000} s request across deploy switch and deploy rollback: 0 failures`, async () => {
-    const load = startLoad({ url: `${stack.publicUrl}/`, rps: RPS, maxDurationMs: 14_000, maxSockets: 16, timeoutMs: 5_000, tallyHeader: 'x-slipway-slot' });
+    const load = startLoad({ url: `${stack.publicUrl}/`, rps: RPS, maxDurationMs: 14_000, maxSockets: 16, timeoutMs: 5_000, tallyHeader: 'x-slipway-slot', headers: await stack.probeHeaders() });
     const long = longRequest(`${stack.publicUrl}/slow?ms=${LONG_MS}`, LONG_MS + 10_000);
     const longStarted = Date.now();
 

@@ -173,6 +173,36 @@ describe('renderAppConfig', () => {
     expect(out).toContain('    set $slipway_slot blue;\n    set $slipway_release unknown;\n    set $slipway_switch default;\n');
   });
 
+  it('sends the release markers only to requests carrying the probe secret, and never passes the secret on', () => {
+    const secret = 'ab'.repeat(32);
+    const out = renderAppConfig({ ...sample, probeSecret: secret }, { templateDir: TEMPLATE_DIR });
+    expect(out).toContain([
+      '    set $slipway_marker_release "";',
+      '    set $slipway_marker_slot "";',
+      '    set $slipway_marker_switch "";',
+      '    set $slipway_marker_generation "";',
+      `    if ($http_x_slipway_probe = "${secret}") {`,
+      '        set $slipway_marker_release $slipway_release;',
+      '        set $slipway_marker_slot $slipway_slot;',
+      '        set $slipway_marker_switch $slipway_switch;',
+      '        set $slipway_marker_generation 7;',
+      '    }',
+      '    add_header X-Slipway-Release $slipway_marker_release always;',
+      '    add_header X-Slipway-Slot $slipway_marker_slot always;',
+      '    add_header X-Slipway-Switch $slipway_marker_switch always;',
+      '    add_header X-Slipway-Generation $slipway_marker_generation always;',
+    ].join('\n'));
+    expect(out).not.toContain('add_header X-Slipway-Release $slipway_release');
+    // Every proxied location blanks the header, so the app never sees the secret.
+    const locations = out.split('\n').filter((line) => line.includes('proxy_pass')).length;
+    expect(locations).toBeGreaterThan(0);
+    expect(out.split('\n').filter((line) => line === '        proxy_set_header X-Slipway-Probe "";').length).toBe(locations);
+    // The secret goes into the include verbatim: only plain hex is accepted.
+    for (const bad of ['ab"; return 200 "x', 'short', 'AB'.repeat(32)]) {
+      expect(renderError({ ...sample, probeSecret: bad }).details?.join('\n')).toContain('probeSecret');
+    }
+  });
+
   describe('refuses hostile or malformed values, naming the field', () => {
     const cases: Array<[string, Record<string, unknown>, string]> = [
       ['app with ;', { app: 'shop;' }, 'app'],
