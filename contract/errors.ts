@@ -250,10 +250,8 @@ export const ERROR_KINDS = {
   // Operator surface (part ops): the nginx probe secret, `deploy upgrade`, `deploy logs`.
   probe_secret_unavailable: 'usage',
   upgrade_layout_missing: 'usage',
-  upgrade_failed: 'refused',
   upgrade_rolled_back: 'refused',
   upgrade_not_restored: 'internal',
-  logs_process_unknown: 'usage',
 } as const satisfies Record<string, ErrorKind>;
 
 export type ErrorCode = keyof typeof ERROR_KINDS;
