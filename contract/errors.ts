@@ -203,6 +203,11 @@ export const ERROR_KINDS = {
   artifact_mismatch: 'refused',
   approval_required: 'usage',
   approval_declined: 'refused',
+  // Host setup (deploy setup, controller/setup): packing the agent, what the host must allow, a step that failed.
+  agent_package_failed: 'usage',
+  setup_not_privileged: 'refused',
+  setup_conflict: 'refused',
+  setup_step_failed: 'refused',
 
   // Bugs, or an agent and a controller of different versions.
   internal_error: 'internal',
