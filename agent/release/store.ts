@@ -150,8 +150,9 @@ export class ReleaseStore {
   /** Deletes a release dir; callers make sure no slot references it. */
   async remove(app: string, releaseId: string): Promise<void> {
     requireNames(app, releaseId);
-    // A built release's directories are read-only (agent/build/host-build.ts); its files, which may
-    // share inodes with other releases, keep their mode.
+    // A release's directories are read-only (ingest, and agent/build/host-build.ts after a build):
+    // writable again so its entries can be removed; its files, which may share inodes with other
+    // releases, keep their mode (removing a read-only file needs only its directory's write bit).
     await setTreeWritable(this.releaseDir(app, releaseId), true, { dirsOnly: true }).catch(() => undefined);
     await rm(this.releaseDir(app, releaseId), { recursive: true, force: true });
     await rm(this.artifactPath(app, releaseId), { force: true });
@@ -255,11 +256,16 @@ export class ReleaseStore {
       input.accept?.(manifest);
       this.admit?.(manifest, unpacked.contents, label);
       if (input.deployedBy !== undefined) await writeDeploymentInfo(tmpDir, manifest, input.deployedBy, new Date(), input.deployment);
-      // Extraction left the tree free of group/other write and the root private; open the root
-      // for reading only now that the release is complete.
+      // Extraction left the tree free of group/other write and the root private. The release is
+      // read-only to its owner too (the agent's user, which the app processes run as): an app
+      // that writes into its own code fails (EACCES) instead of changing a release that a
+      // rollback would serve again. Its shared dir is where it writes. The root keeps its owner's
+      // write bit until it is renamed into place (a directory moved to another parent needs it).
+      await setTreeWritable(tmpDir, false);
       await chmod(tmpDir, 0o755);
       await this.makeDurable(extraction, tmpDir, label);
       await publish(tmpDir, finalDir, label);
+      await chmod(finalDir, 0o555);
       await this.keepArtifact(partFile, app, releaseId);
       return { dir: finalDir, manifest, bytes, unpackedBytes: unpacked.bytes, entries: unpacked.entries };
     } catch (error) {
