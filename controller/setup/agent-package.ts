@@ -21,7 +21,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { cp, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rename, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { SlipwayError } from '../../contract/errors.js';
@@ -121,10 +121,67 @@ async function copyPackageDir(from: string, to: string): Promise<void> {
 }
 
 /**
- * Packs the agent of the checkout at `root` (needs dist/ built and node_modules installed there).
- * The caller disposes of the result.
+ * A cheap fingerprint of everything the package is made of: path, size and mtime of each input
+ * file (a stat walk, ≈ 0.1 s for the agent's ~7,000 files, where packing takes tens of seconds).
  */
-export async function packAgent(root: string): Promise<AgentPackage> {
+async function inputFingerprint(root: string, locations: readonly string[]): Promise<string> {
+  const hash = createHash('sha256');
+  const walk = async (rel: string): Promise<void> => {
+    const st = await lstat(path.join(root, rel)).catch(() => null);
+    if (st === null) return hash.update(`missing ${rel}\n`) as unknown as void;
+    hash.update(`${rel} ${st.mode} ${st.size} ${st.mtimeMs}\n`);
+    if (!st.isDirectory()) return;
+    for (const name of (await readdir(path.join(root, rel))).sort()) {
+      if (name === 'node_modules' && rel.startsWith('node_modules')) continue;
+      await walk(path.join(rel, name));
+    }
+  };
+  for (const rel of ['package.json', 'package-lock.json', 'nginx', ...AGENT_DIST_DIRS.map((d) => path.join('dist', d)), ...locations]) await walk(rel);
+  return hash.digest('hex');
+}
+
+/**
+ * Packs the agent of the checkout at `root` (needs dist/ built and node_modules installed there).
+ * With `cacheDir`, a package made from unchanged inputs (same fingerprint) is reused from there,
+ * and only the newest few are kept. The caller disposes of the result (a cached one stays).
+ */
+export async function packAgent(root: string, options: { cacheDir?: string } = {}): Promise<AgentPackage> {
+  if (options.cacheDir === undefined) return packAgentUncached(root);
+  const lock = JSON.parse(await readFile(path.join(root, 'package-lock.json'), 'utf8').catch(() => '{"packages":{}}')) as Lockfile;
+  const rootPackage = JSON.parse(await readFile(path.join(root, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
+  let locations: string[] = [];
+  try {
+    locations = agentModuleLocations(lock, Object.keys(rootPackage.dependencies ?? {}), (location) => existsSync(path.join(root, location)));
+  } catch {
+    return packAgentUncached(root);
+  }
+  const key = (await inputFingerprint(root, locations)).slice(0, 32);
+  const tarball = path.join(options.cacheDir, `${key}.tgz`);
+  const infoFile = path.join(options.cacheDir, `${key}.json`);
+  const cached = await readFile(infoFile, 'utf8').then((text) => JSON.parse(text) as AgentPackageInfo & { files: number }, () => null);
+  if (cached && existsSync(tarball)) {
+    return { ...cached, tarball, bytes: (await stat(tarball)).size, dispose: async () => undefined };
+  }
+  const made = await packAgentUncached(root);
+  try {
+    await mkdir(options.cacheDir, { recursive: true, mode: 0o700 });
+    await cp(made.tarball, `${tarball}.tmp`);
+    await rename(`${tarball}.tmp`, tarball);
+    await writeFile(infoFile, JSON.stringify({ version: made.version, digest: made.digest, packageVersion: made.packageVersion, files: made.files }));
+    // The newest few stay: older checkouts' packages are not needed again.
+    const others = (await readdir(options.cacheDir)).filter((n) => n.endsWith('.json') && n !== `${key}.json`);
+    const dated = await Promise.all(others.map(async (n) => ({ n, t: (await stat(path.join(options.cacheDir!, n))).mtimeMs })));
+    for (const { n } of dated.sort((a, b) => b.t - a.t).slice(3)) {
+      await rm(path.join(options.cacheDir, n), { force: true });
+      await rm(path.join(options.cacheDir, n.replace(/\.json$/, '.tgz')), { force: true });
+    }
+  } finally {
+    await made.dispose();
+  }
+  return { ...made, tarball, dispose: async () => undefined };
+}
+
+async function packAgentUncached(root: string): Promise<AgentPackage> {
   for (const dir of AGENT_DIST_DIRS) {
     if (!existsSync(path.join(root, 'dist', dir))) {
       throw notPackable(`cannot pack the agent: ${path.join(root, 'dist', dir)} is missing`, `run npm run build in ${root} (deploy setup and upgrade install the agent of a full Slipway checkout, not of the CLI package)`);
