@@ -306,7 +306,8 @@ export function directories(layout: HostLayout, app: string): { path: string; mo
     { path: layout.agentVersionsDir, mode: '755', ...root },
     { path: layout.nodeDir, mode: '755', ...root },
     { path: path.dirname(layout.nodeBin), mode: '755', ...root },
-    { path: layout.home, mode: '750', ...agent },
+    // The agent makes its home private at start (0700): the same here, or every run would see drift.
+    { path: layout.home, mode: '700', ...agent },
     { path: layout.pm2Home, mode: '700', ...agent },
     { path: appsPm2Home(layout), mode: '700', ...agent },
     // The app's shared dir (env file, uploads): where its processes may write, unlike their releases.
