@@ -20,9 +20,13 @@ export function tokenMatches(expected: string, authorizationHeader: string | und
 export async function loadOrCreateToken(file: string): Promise<string> {
   try {
     const stat = await fs.stat(file);
-    if ((stat.mode & 0o077) !== 0) {
-      throw new SlipwayError('token_file_insecure', `token file ${file} is readable by other users (mode ${(stat.mode & 0o777).toString(8)})`, {
-        hint: `run: chmod 600 ${file}`,
+    // Group read is allowed: deploy setup gives the token's group (slipway-api) to the deploy SSH
+    // user, which reads the token and nothing else of the agent's. Group write or any access by
+    // others is refused.
+    if ((stat.mode & 0o037) !== 0) {
+      const what = (stat.mode & 0o007) !== 0 ? 'readable by other users' : 'writable by its group';
+      throw new SlipwayError('token_file_insecure', `token file ${file} is ${what} (mode ${(stat.mode & 0o777).toString(8)})`, {
+        hint: `run: chmod 640 ${file} (group read only for the token's group, as deploy setup makes it) or chmod 600 ${file}`,
       });
     }
     const token = (await fs.readFile(file, 'utf8')).trim();

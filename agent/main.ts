@@ -5,6 +5,7 @@ import { createLogger } from './logger.js';
 import { startAgent } from './agent.js';
 import { SlipwayError, errorMessage } from '../contract/errors.js';
 import { VERSION } from '../contract/version.js';
+import { rootWarning } from './run-as.js';
 
 // The agent's single error boundary: the only place that prints a fatal error and exits.
 async function main(argv: string[]): Promise<void> {
@@ -16,6 +17,11 @@ async function main(argv: string[]): Promise<void> {
   program.command('run', { isDefault: true }).description('start the agent API').action(async () => {
     const config = loadAgentConfig(program.opts<{ config: string }>().config);
     const logger = createLogger();
+    const asRoot = rootWarning(process.getuid?.());
+    if (asRoot) {
+      logger.warn({ uid: 0 }, asRoot);
+      process.stderr.write(`slipway-agent: WARNING: ${asRoot}\n`);
+    }
     // Stray errors of library sockets: PM2's RPC client reports a dead daemon's socket as an 'error'
     // event nobody can listen to, or as a rejection of a call already abandoned. The adapter has
     // already turned the death into pm2_daemon_down and the watchdog restarts the daemon, so such a

@@ -22,6 +22,7 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { outputTail, runCommand } from '../lib/exec.js';
+import { lockClosure, type LockEntry, type Lockfile } from '../lib/npm-lock.js';
 
 export const CLI_PACKAGE_NAME = 'slipway-cli';
 /** The directories of dist/ the CLI is made of; anything it imports must be inside them or a package. */
@@ -93,31 +94,7 @@ export function cliPackageJson(root: RootPackage, packages: readonly string[]): 
   };
 }
 
-interface LockEntry {
-  version?: string;
-  dependencies?: Record<string, string>;
-  optionalDependencies?: Record<string, string>;
-  peerDependencies?: Record<string, string>;
-  peerDependenciesMeta?: Record<string, { optional?: boolean }>;
-  optional?: boolean;
-  dev?: boolean;
-  devOptional?: boolean;
-  [key: string]: unknown;
-}
-
-export interface Lockfile { lockfileVersion: number; packages: Record<string, LockEntry> }
-
-/** Pure: where node finds package `name` required from the package installed at `from` ('' is the root). */
-export function resolveInLock(packages: Record<string, LockEntry>, from: string, name: string): string | null {
-  let base = from;
-  for (;;) {
-    const candidate = base === '' ? `node_modules/${name}` : `${base}/node_modules/${name}`;
-    if (packages[candidate]) return candidate;
-    if (base === '') return null;
-    const nested = base.lastIndexOf('/node_modules/');
-    base = nested < 0 ? '' : base.slice(0, nested);
-  }
-}
+export { resolveInLock, type Lockfile } from '../lib/npm-lock.js';
 
 /**
  * Pure: the CLI's lockfile: the part of the project's lockfile its dependencies need, at the same
@@ -126,22 +103,9 @@ export function resolveInLock(packages: Record<string, LockEntry>, from: string,
  */
 export function cliLockfile(rootLock: Lockfile, manifest: { name: string; version: string; dependencies: Record<string, string> }): Lockfile {
   const packages: Record<string, LockEntry> = {};
-  const pending: { from: string; name: string; optional: boolean }[] = Object.keys(manifest.dependencies).map((name) => ({ from: '', name, optional: false }));
-  while (pending.length > 0) {
-    const { from, name, optional } = pending.pop()!;
-    const location = resolveInLock(rootLock.packages, from, name);
-    if (location === null) {
-      if (optional) continue;
-      throw new Error(`package-lock.json has no ${name} for ${from || 'the CLI'}: run npm install`);
-    }
-    if (packages[location]) continue;
+  for (const { location } of lockClosure(rootLock.packages, Object.keys(manifest.dependencies), 'the CLI')) {
     const { dev: _dev, devOptional, ...entry } = rootLock.packages[location]!;
     packages[location] = devOptional ? { ...entry, optional: true } : entry;
-    for (const dep of Object.keys(entry.dependencies ?? {})) pending.push({ from: location, name: dep, optional: false });
-    for (const dep of Object.keys(entry.optionalDependencies ?? {})) pending.push({ from: location, name: dep, optional: true });
-    for (const dep of Object.keys(entry.peerDependencies ?? {})) {
-      pending.push({ from: location, name: dep, optional: entry.peerDependenciesMeta?.[dep]?.optional === true });
-    }
   }
   const sorted = Object.fromEntries(Object.keys(packages).sort().map((key) => [key, packages[key]!]));
   return {

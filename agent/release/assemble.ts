@@ -170,10 +170,15 @@ async function placeFile(input: AssembleInput, entry: Extract<ContentEntry, { ty
   });
 }
 
-/** Hardlinks `from` at `to` when it already has `mode`, else copies it and gives the copy `mode`. */
+/**
+ * Hardlinks `from` at `to` when it already has `mode`, or the read-only mode a stored release gives
+ * a file of that mode (store.ts strips every write bit after ingest: the link then already has the
+ * mode the new release's file will end with); else copies it and gives the copy `mode`.
+ */
 async function linkOrCopy(from: string, to: string, mode: number): Promise<'linked' | 'copied'> {
   const st = await lstat(from);
-  if ((st.mode & 0o7777) === mode) {
+  const has = st.mode & 0o7777;
+  if (has === mode || has === (mode & ~0o222)) {
     try {
       await link(from, to);
       return 'linked';

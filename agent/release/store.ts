@@ -180,8 +180,9 @@ export class ReleaseStore {
     requireNames(app, releaseId);
     // The index first: a release being removed is no longer offered as a delta base.
     await this.index.remove(app, releaseId);
-    // A built release's directories are read-only (agent/build/host-build.ts); its files, which may
-    // share inodes with other releases, keep their mode.
+    // A release's directories are read-only (ingest, and agent/build/host-build.ts after a build):
+    // writable again so its entries can be removed; its files, which may share inodes with other
+    // releases, keep their mode (removing a read-only file needs only its directory's write bit).
     await setTreeWritable(this.releaseDir(app, releaseId), true, { dirsOnly: true }).catch(() => undefined);
     await rm(this.releaseDir(app, releaseId), { recursive: true, force: true });
     await rm(this.artifactPath(app, releaseId), { force: true });
@@ -341,12 +342,17 @@ export class ReleaseStore {
       input.accept?.(manifest);
       this.admit?.(manifest, made.contents, label);
       if (input.deployedBy !== undefined) await writeDeploymentInfo(tmpDir, manifest, input.deployedBy, new Date(), input.deployment);
-      // Extraction left the tree free of group/other write and the root private; open the root
-      // for reading only now that the release is complete.
+      // Extraction left the tree free of group/other write and the root private. The release is
+      // read-only to its owner too (the agent's user, which the app processes run as): an app
+      // that writes into its own code fails (EACCES) instead of changing a release that a
+      // rollback would serve again. Its shared dir is where it writes. The root keeps its owner's
+      // write bit until it is renamed into place (a directory moved to another parent needs it).
+      await setTreeWritable(tmpDir, false);
       await chmod(tmpDir, 0o755);
       if (kind === 'full') await this.makeDurable(extraction, tmpDir, label);
       else await this.flush(tmpDir, label);
       await publish(tmpDir, finalDir, label);
+      await chmod(finalDir, 0o555);
       if (kind === 'full') await this.keepArtifact(partFile, app, releaseId);
       else await rm(partFile, { force: true });
       // After the publish: a crash before this leaves a release that is only not a delta base.

@@ -106,11 +106,16 @@ export function nginxHook(layout: HostLayout): string {
   return `# Slipway (deploy setup): the server blocks the agent renders.\ninclude ${layout.nginxIncludeDir}/*.conf;\n`;
 }
 
-/** The environment the agent's PM2 daemon runs with (the unit's Environment= lines, and setup's direct start). */
+/**
+ * The environment the agent's PM2 daemon runs with (the unit's Environment= lines, and setup's
+ * direct start). No PM2_HOME: PM2 hands its environment down to the agent, which refuses a
+ * PM2_HOME other than its own apps' daemon (agent/pm2.ts); PM2's default, $HOME/.pm2, is the
+ * layout's pm2Home.
+ */
 export function pm2Environment(layout: HostLayout): Record<string, string> {
+  if (path.join(layout.home, '.pm2') !== layout.pm2Home) throw new Error(`the layout's pm2Home (${layout.pm2Home}) must be <home>/.pm2`);
   return {
     HOME: layout.home,
-    PM2_HOME: layout.pm2Home,
     PATH: `${path.dirname(layout.nodeBin)}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin`,
   };
 }
@@ -149,6 +154,7 @@ export function systemdUnit(layout: HostLayout): string {
     'Type=forking',
     `User=${layout.user}`,
     `Group=${layout.user}`,
+    `WorkingDirectory=${layout.home}`,
     ...Object.entries(env).map(([k, v]) => `Environment=${k}=${v}`),
     `PIDFile=${path.join(layout.pm2Home, 'pm2.pid')}`,
     `ExecStart=${execStart(layout).join(' ')}`,
@@ -166,13 +172,14 @@ export function systemdUnit(layout: HostLayout): string {
 export function agentProcessConfig(layout: HostLayout): string {
   const app = {
     name: AGENT_PROCESS_NAME,
-    script: path.join(layout.agentCurrentLink, AGENT_MAIN),
-    args: ['run', '--config', layout.configFile],
+    // Through env(1), which execs node in the same process: PM2 puts its own PM2_HOME into the
+    // environment of what it starts, and the agent refuses a PM2_HOME other than its apps' daemon.
+    // The V8 flags: see ecosystem.config.js.
+    script: '/usr/bin/env',
+    args: ['-u', 'PM2_HOME', layout.nodeBin, '--max-semi-space-size=1', '--interrupt-budget=675840', path.join(layout.agentCurrentLink, AGENT_MAIN), 'run', '--config', layout.configFile],
     cwd: layout.agentCurrentLink,
-    interpreter: layout.nodeBin,
+    interpreter: 'none',
     exec_mode: 'fork',
-    // See ecosystem.config.js for why these V8 flags.
-    node_args: ['--max-semi-space-size=1', '--interrupt-budget=675840'],
     instances: 1,
     autorestart: true,
     exp_backoff_restart_delay: 200,

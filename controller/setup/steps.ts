@@ -69,7 +69,8 @@ function managedFile(name: string, file: (l: HostLayout) => string, content: (ct
 
 /** runuser argv: `argv` as the agent's user, in the environment its PM2 daemon has. */
 function asAgentUser(layout: HostLayout, argv: readonly string[]): string[] {
-  return ['runuser', '-u', layout.user, '--', 'env', ...Object.entries(pm2Environment(layout)).map(([k, v]) => `${k}=${v}`), ...argv];
+  // In its home, as the unit's WorkingDirectory: PM2 spawns its daemon in the caller's cwd (root's home is closed to it).
+  return ['runuser', '-u', layout.user, '--', 'env', `--chdir=${layout.home}`, ...Object.entries(pm2Environment(layout)).map(([k, v]) => `${k}=${v}`), ...argv];
 }
 
 /** The running agent's install version (its cwd under /opt/slipway/agent/<version>), or why there is none. */
@@ -146,7 +147,8 @@ export const SETUP_STEPS: readonly SetupStep[] = [
       return fileDrift(ctx.layout.nodeBin, await fileState(ctx.shell, ctx.layout.nodeBin), { mode: '755', owner: 'root', group: 'root', sha256: ctx.node.sha256 });
     },
     async apply(ctx) {
-      await ctx.shell.checked(['install', '-d', '-m', '755', path.dirname(ctx.layout.nodeBin)], 'node');
+      // Each level named: parents made by `install -d` would get the session's umask.
+      await ctx.shell.checked(['install', '-d', '-m', '755', ctx.layout.optDir, ctx.layout.nodeDir, path.dirname(ctx.layout.nodeBin)], 'node');
       await writeHostFile(ctx.shell, ctx.layout.nodeBin, await ctx.node.read(), { mode: '755', owner: 'root', group: 'root' }, 'upload node');
     },
   },
@@ -164,6 +166,7 @@ export const SETUP_STEPS: readonly SetupStep[] = [
     async apply(ctx, drift) {
       const { layout, shell, agent } = ctx;
       const dir = path.join(layout.agentVersionsDir, agent.version);
+      await shell.checked(['install', '-d', '-m', '755', layout.optDir, layout.agentVersionsDir], 'agent install');
       if (drift.some((d) => d.endsWith('is not installed'))) {
         // Unpacked beside its final name, which appears complete (marker included) in one rename.
         await shell.checked(['sh', '-c', 'set -e; rm -rf "$1.part"; install -d -m 755 "$1.part"; tar -xzf - -C "$1.part" --no-same-owner; chown -R root:root "$1.part"; rm -rf "$1"; mv "$1.part" "$1"', 'sh', dir],
@@ -301,7 +304,10 @@ export function directories(layout: HostLayout, app: string): { path: string; mo
     { path: switchDir(layout), mode: '755', ...agent },
     { path: layout.optDir, mode: '755', ...root },
     { path: layout.agentVersionsDir, mode: '755', ...root },
-    { path: layout.home, mode: '750', ...agent },
+    { path: layout.nodeDir, mode: '755', ...root },
+    { path: path.dirname(layout.nodeBin), mode: '755', ...root },
+    // The agent makes its home private at start (0700): the same here, or every run would see drift.
+    { path: layout.home, mode: '700', ...agent },
     { path: layout.pm2Home, mode: '700', ...agent },
     { path: appsPm2Home(layout), mode: '700', ...agent },
     // The app's shared dir (env file, uploads): where its processes may write, unlike their releases.

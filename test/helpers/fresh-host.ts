@@ -10,6 +10,7 @@ import type { NetnsHost } from './netns.js';
 import { bannerReceived, descendantPids, generateKeyPair } from './sshd.js';
 import { waitFor } from './wait.js';
 import { knownHostsName } from '../../controller/known-hosts.js';
+import { serveAptMirror, type AptMirrorServer } from './apt-mirror.js';
 
 /**
  * A freshly installed Debian box, as a provider hands out a VPS: the cached debootstrap tree of
@@ -34,6 +35,8 @@ export interface FreshHost {
   /** The chrooted sshd's pid (spawned through `ip netns exec` and `unshare`, which both exec). */
   pid: number;
   logPath: string;
+  /** The local apt repository the box's sources.list points at (served on the test's side of the veth). */
+  aptMirror: AptMirrorServer | null;
   log(): Promise<string>;
   /** SIGKILLs sshd and its sessions by pid, unmounts the overlay, removes the per-host dir. Idempotent. */
   stop(): Promise<void>;
@@ -48,6 +51,15 @@ export async function cachedFreshOsTree(): Promise<string | null> {
   const include = /^INCLUDE=(\S+)$/m.exec(script)?.[1];
   const tree = path.join(cache, `${suite}-minbase-${include}-v${version}`);
   return existsSync(path.join(tree, '.slipway-fixture')) ? tree : null;
+}
+
+/** The fixture's local apt repository next to `tree` (same cache dir), or null if it is not built. */
+export async function cachedAptMirror(tree: string): Promise<string | null> {
+  const script = await readFile(FRESH_OS_FIXTURE_SCRIPT, 'utf8');
+  const version = /^MIRROR_VERSION=(\S+)$/m.exec(script)?.[1];
+  const suite = /^SUITE=(\S+)$/m.exec(script)?.[1];
+  const dir = path.join(path.dirname(tree), `${suite}-apt-mirror-v${version}`);
+  return existsSync(path.join(dir, '.slipway-mirror')) ? dir : null;
 }
 
 /** Runs scripts/fresh-os-fixture (builds the tree once, minutes; then instant) and returns the tree. */
@@ -76,7 +88,11 @@ async function run(argv: string[], what: string): Promise<void> {
   if (result.exitCode !== 0) throw new Error(`${what} (${argv.join(' ')}) failed (${result.exitCode}): ${outputTail(result.stderr)}`);
 }
 
-export async function startFreshHost(options: { netns: NetnsHost; tree: string }): Promise<FreshHost> {
+/**
+ * `aptMirror`: the fixture's local repository dir; served on the veth's test side and made the
+ * box's only apt source (the provider image's sources.list, pointing at "its" mirror).
+ */
+export async function startFreshHost(options: { netns: NetnsHost; tree: string; aptMirror?: string }): Promise<FreshHost> {
   const { netns, tree } = options;
   const dir = await mkdtemp(path.join(os.tmpdir(), 'slipway-fresh-'));
   const [upper, work, root] = ['upper', 'work', 'root'].map((name) => path.join(dir, name)) as [string, string, string];
@@ -84,9 +100,11 @@ export async function startFreshHost(options: { netns: NetnsHost; tree: string }
   let pid: number | null = null;
   let mountedRoot = false;
   let stopped = false;
+  let aptMirror: AptMirrorServer | null = null;
   const stop = async () => {
     if (stopped) return;
     stopped = true;
+    await aptMirror?.close();
     if (pid !== null) {
       const pids = [...await descendantPids(pid), pid];
       for (const p of pids) {
@@ -119,6 +137,12 @@ export async function startFreshHost(options: { netns: NetnsHost; tree: string }
     await mkdir(sshDir, { recursive: true, mode: 0o700 });
     await chmod(sshDir, 0o700);
     await writeFile(path.join(sshDir, 'authorized_keys'), `${clientKey.publicKey}\n`, { mode: 0o600 });
+    if (options.aptMirror) {
+      aptMirror = await serveAptMirror({ dir: options.aptMirror, address: netns.peerAddress });
+      await writeFile(path.join(root, 'etc', 'apt', 'sources.list'), `${aptMirror.sourcesLine}\n`);
+      // The tree's lists name deb.debian.org, which the box cannot reach: a provider's image ships none.
+      await runCommand(['find', path.join(root, 'var', 'lib', 'apt', 'lists'), '-maxdepth', '1', '-type', 'f', '-name', '*_dists_*', '-delete'], { timeoutMs: 15_000 });
+    }
     // systemd's RuntimeDirectory would make sshd's privilege-separation dir at boot.
     await mkdir(path.join(root, 'run', 'sshd'), { recursive: true, mode: 0o755 });
 
@@ -141,7 +165,7 @@ export async function startFreshHost(options: { netns: NetnsHost; tree: string }
     await writeFile(knownHostsPath, `${knownHostsName(netns.address, 22)} ${hostKey}\n`, { mode: 0o644 });
     return {
       root, address: netns.address, port: 22, user: 'root', clientKeyPath: clientKey.privateKeyPath, knownHostsPath,
-      pid, logPath, log: () => readFile(logPath, 'utf8'), stop,
+      pid, logPath, aptMirror, log: () => readFile(logPath, 'utf8'), stop,
     };
   } catch (error) {
     await stop();

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { connectSsh, type SshSession } from '../../controller/ssh.js';
-import { cachedFreshOsTree, freshOsTree, startFreshHost, type FreshHost } from '../helpers/fresh-host.js';
+import { cachedAptMirror, cachedFreshOsTree, freshOsTree, startFreshHost, type FreshHost } from '../helpers/fresh-host.js';
 import { createNetnsHost, leftovers, type NetnsHost } from '../helpers/netns.js';
 import { isAlive } from '../helpers/nginx.js';
 import { descendantPids } from '../helpers/sshd.js';
@@ -13,6 +13,7 @@ import { descendantPids } from '../helpers/sshd.js';
  * cached (or SLIPWAY_FRESH_OS=1 asks to build it).
  */
 const tree = process.env.SLIPWAY_FRESH_OS === '1' ? await freshOsTree() : await cachedFreshOsTree();
+const mirror = tree === null ? null : await cachedAptMirror(tree);
 
 describe.skipIf(tree === null)('fresh OS host: a debootstrap tree\'s own sshd in a network namespace', () => {
   let netns: NetnsHost | undefined;
@@ -28,7 +29,7 @@ describe.skipIf(tree === null)('fresh OS host: a debootstrap tree\'s own sshd in
   it('answers SSH as a fresh bookworm box, and leaves nothing behind', async () => {
     const started = Date.now();
     netns = await createNetnsHost({ label: 'fresh' });
-    host = await startFreshHost({ netns, tree: tree! });
+    host = await startFreshHost({ netns, tree: tree!, ...(mirror ? { aptMirror: mirror } : {}) });
     const upMs = Date.now() - started;
     expect(await netns.pids()).toContain(host.pid);
     expect(await readFile(host.knownHostsPath, 'utf8')).toMatch(new RegExp(`^${netns.address.replace(/\./g, '\\.')} ssh-ed25519 `));
@@ -45,6 +46,13 @@ describe.skipIf(tree === null)('fresh OS host: a debootstrap tree\'s own sshd in
     expect(missing.stdout.trim()).toBe('/usr/bin/apt-get');
     // The box's sshd is the tree's (chrooted): its / is the overlay, not this machine's.
     expect((await ssh.execChecked(['cat', '/.slipway-fixture'], { step: 'fixture marker' })).stdout).toContain('key=bookworm-minbase');
+    if (mirror) {
+      // No route out, yet apt works: its one source is the fixture's repository on the test's side of the veth.
+      await ssh.execChecked(['apt-get', '-q', 'update'], { step: 'apt-get update', timeoutMs: 60_000 });
+      const policy = await ssh.execChecked(['apt-cache', 'policy', 'nginx'], { step: 'apt-cache policy' });
+      expect(policy.stdout).toMatch(/Candidate: 1\.22/);
+      expect(policy.stdout).toContain(host.aptMirror!.url.replace(/\/$/, ''));
+    }
     await ssh.close();
     ssh = undefined;
 

@@ -65,7 +65,7 @@ describe('release identity: a release covers its files (real sshd, nginx, PM2, S
       const st = await fs.lstat(path.join(dir, file));
       expect(st.isFile(), file).toBe(true);
       expect(st.nlink, `${file} is a file of its own on the box`).toBe(1);
-      expect(st.mode & 0o777, file).toBe(0o755);
+      expect(st.mode & 0o777, file).toBe(0o555);
       expect(await fs.readFile(path.join(dir, file)), file).toEqual(ADDON);
     }
   });

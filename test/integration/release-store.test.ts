@@ -204,22 +204,23 @@ describe('ReleaseStore: a good release', () => {
     const tree = await snapshot(dir);
     const modes = Object.fromEntries(Object.entries(tree).map(([p, v]) => [p, v.split(' ').slice(0, 2).join(' ')]));
     expect(modes).toEqual({
-      'assets': 'dir 755',
-      'assets/v1': 'dir 755',
-      'assets/v1/app.css': 'file 644',
-      'bin': 'dir 755',
-      'bin/run': 'file 755', // setgid dropped
-      'config.json': 'file 644', // world write dropped
-      'lib': 'dir 755',
+      'assets': 'dir 555',
+      'assets/v1': 'dir 555',
+      'assets/v1/app.css': 'file 444',
+      'bin': 'dir 555',
+      'bin/run': 'file 555', // setgid dropped
+      'config.json': 'file 444', // world write dropped
+      'lib': 'dir 555',
       'lib/alias.js': 'link util.js',
-      'lib/util.js': 'file 600',
-      'manifest.json': 'file 644',
-      'public': 'dir 755', // 0777 -> group/world write dropped
+      'lib/util.js': 'file 400',
+      'manifest.json': 'file 444',
+      'public': 'dir 555', // 0777 -> group/world write dropped
       'public/current': 'link ../assets/v1',
-      'public/tmp': 'dir 755', // sticky and world write dropped
-      'server.js': 'file 755', // setuid dropped
+      'public/tmp': 'dir 555', // sticky and world write dropped
+      'server.js': 'file 555', // setuid dropped
     });
-    expect((await stat(dir)).mode & 0o7777).toBe(0o755);
+    // Read-only to its owner too (the agent's user, which the apps run as).
+    expect((await stat(dir)).mode & 0o7777).toBe(0o555);
     // The archive claims uid 4242; node-tar would keep it when run as root.
     expect((await stat(path.join(dir, 'server.js'))).uid).toBe(process.getuid!());
     expect(await readFile(path.join(dir, 'public/current/app.css'), 'utf8')).toBe('body{}\n');
@@ -832,7 +833,7 @@ describe('ReleaseStore: unpacking while the upload arrives', () => {
     source.end(archive.subarray(cut));
     const result = await ingest;
     expect(result.dir).toBe(store.releaseDir(APP, releaseId));
-    expect((await stat(result.dir)).mode & 0o777).toBe(0o755);
+    expect((await stat(result.dir)).mode & 0o777).toBe(0o555);
     expect(existsSync(dir)).toBe(false);
     expect(await readdir(path.join(home, 'incoming'))).toEqual([]);
   });

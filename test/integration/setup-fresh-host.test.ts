@@ -1,0 +1,203 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectSsh, type SshSession } from '../../controller/ssh.js';
+import { runDeployCli, startDeployCli } from '../helpers/agent-process.js';
+import { cachedAptMirror, cachedFreshOsTree, startFreshHost, type FreshHost } from '../helpers/fresh-host.js';
+import { createAppRepo, type AppRepo } from '../helpers/git-repo.js';
+import { createNetnsHost, type NetnsHost } from '../helpers/netns.js';
+import { waitFor } from '../helpers/wait.js';
+
+/**
+ * `deploy setup` on a genuinely fresh Debian box (scripts/fresh-os-fixture: debootstrap tree with
+ * its own sshd in a network namespace, apt served from the fixture's local repository), then a
+ * push to it. One box for the whole file, the steps in order: an interrupted setup completes on
+ * rerun, a push runs as the slipway user with a read-only release and a writable shared dir, a
+ * second setup changes nothing, a conflicting nginx site is refused with nothing changed, --check
+ * names a broken mode, and the agent and app come back after a "reboot" through the unit's ExecStart.
+ */
+const tree = await cachedFreshOsTree();
+const mirror = tree === null ? null : await cachedAptMirror(tree);
+const APP = 'fresh';
+const SERVER_NAME = 'fresh.test';
+const TOKEN_FILE = '/etc/slipway/token';
+
+const SERVER_JS = `'use strict';
+// Tries to write into its own release dir (must fail: releases are read-only) and into its
+// shared dir (must work), and reports both with its uid.
+const http = require('node:http');
+const fs = require('node:fs');
+const path = require('node:path');
+const attempt = (file) => { try { fs.writeFileSync(file, 'written by the app'); return 'ok'; } catch (error) { return error.code; } };
+const report = {
+  release: attempt(path.join(__dirname, 'written-by-app.txt')),
+  shared: attempt('/var/lib/slipway/apps/${APP}/shared/written-by-app.txt'),
+  uid: process.getuid(),
+  releaseId: process.env.SLIPWAY_RELEASE,
+};
+http.createServer((req, res) => {
+  res.setHeader('content-type', 'application/json');
+  res.end(JSON.stringify(report));
+}).listen(Number(process.env.PORT), '127.0.0.1');
+`;
+const SPEC = {
+  processes: { web: { script: 'server.js', health: { path: '/health', intervalMs: 100, retries: 300 } } },
+  routes: [{ serverNames: [SERVER_NAME], process: 'web' }],
+  watch: { windowMs: 1000, intervalMs: 200 },
+};
+
+function get(address: string, host: string, urlPath: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: address, port: 80, path: urlPath, headers: { host }, timeout: 5_000 }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => { body += c.toString(); });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+}
+
+describe.skipIf(tree === null || mirror === null)('deploy setup on a fresh Debian box', () => {
+  let netns: NetnsHost | undefined;
+  let host: FreshHost | undefined;
+  let ssh: SshSession | undefined;
+  let repo: AppRepo;
+  let work: string;
+  const figures: Record<string, number> = {};
+  const cli = (args: string[], timeoutMs = 600_000) => runDeployCli(args, { cwd: repo.dir, timeoutMs });
+  const onBox = async (argv: string[]) => (await ssh!.execChecked(argv, { step: argv.join(' '), timeoutMs: 60_000 })).stdout;
+
+  beforeAll(async () => {
+    work = await mkdtemp(path.join(os.tmpdir(), 'slipway-setup-'));
+    netns = await createNetnsHost({ label: 'setup' });
+    host = await startFreshHost({ netns, tree: tree!, aptMirror: mirror! });
+    repo = await createAppRepo(path.join(work, 'app'), path.join(import.meta.dirname, '..', 'fixtures', 'sample-app'), {
+      'server.js': SERVER_JS,
+      'deploy.spec.json': `${JSON.stringify(SPEC, null, 2)}\n`,
+      'deploy.config.json': `${JSON.stringify({
+        app: APP,
+        host: { address: host.address, port: 22, user: 'root', identityFile: host.clientKeyPath, knownHostsFile: host.knownHostsPath },
+        agent: { port: 7070, tokenFile: TOKEN_FILE },
+      }, null, 2)}\n`,
+    });
+    ssh = await connectSsh({ host: host.address, port: 22, username: 'root', privateKeyPath: host.clientKeyPath, knownHostsPath: host.knownHostsPath, agentSocket: '' });
+  }, 300_000);
+
+  afterAll(async () => {
+    await ssh?.close();
+    await host?.stop();
+    await netns?.destroy();
+    if (work) await rm(work, { recursive: true, force: true });
+    console.log(`setup-fresh-host figures: ${JSON.stringify(figures)}`);
+  });
+
+  it('an interrupted setup leaves the box half done; the rerun completes it and the agent answers', async () => {
+    const started = Date.now();
+    const first = startDeployCli(['setup'], { cwd: repo.dir, timeoutMs: 600_000 });
+    // Killed once the packages are in and the user exists, before Node.js and the agent are.
+    let ended: { code: number | null; stderr: string } | null = null;
+    const done = first.done.then((r) => { ended = r; return r; });
+    await waitFor(async () => {
+      if (ended) throw new Error(`setup ended before it could be interrupted (${ended.code}): ${ended.stderr}`);
+      return (await ssh!.exec(['getent', 'passwd', 'slipway'])).exitCode === 0;
+    }, { timeoutMs: 400_000, intervalMs: 100, description: 'the first setup to create the slipway user' });
+    first.kill();
+    await done;
+    figures.interruptedAfterMs = Date.now() - started;
+    expect(host!.aptMirror!.served.some((deb) => deb.startsWith('nginx_'))).toBe(true);
+    expect((await ssh!.exec(['test', '-e', '/opt/slipway/agent/current'])).exitCode).not.toBe(0);
+
+    const rerunStarted = Date.now();
+    const rerun = await cli(['setup']);
+    figures.setupRerunMs = Date.now() - rerunStarted;
+    figures.setupTotalMs = Date.now() - started;
+    expect(rerun.code, rerun.stderr).toBe(0);
+    expect(rerun.stderr).toMatch(/ok +packages/);
+    expect(rerun.stderr).toMatch(/changed +node/);
+    expect(rerun.stderr).toMatch(/changed +agent install/);
+    expect(rerun.stderr).toMatch(/setup: changed .*; agent 0\.1\.0 answers/);
+
+    // Least privilege: the agent and its PM2 run as slipway; the token is for slipway and its group.
+    expect((await onBox(['stat', '-c', '%a %U %G', TOKEN_FILE])).trim()).toBe('640 slipway slipway-api');
+    expect((await onBox(['cat', '/etc/sudoers.d/slipway']))).toContain('slipway ALL=(root) NOPASSWD: /usr/sbin/nginx -t, /usr/sbin/nginx -s reload');
+    expect((await onBox(['runuser', '-u', 'slipway', '--', 'sudo', '-n', '-l'])).trim()).toContain('/usr/sbin/nginx -t');
+    expect((await ssh!.exec(['runuser', '-u', 'slipway', '--', 'sudo', '-n', '/usr/bin/id'])).exitCode).not.toBe(0);
+  }, 900_000);
+
+  it('a push runs the app as slipway: its release is read-only to it, its shared dir writable', async () => {
+    const pushed = await cli(['push']);
+    expect(pushed.code, pushed.stderr).toBe(0);
+    const served = await waitFor(async () => {
+      const res = await get(host!.address, SERVER_NAME, '/');
+      return res.status === 200 ? JSON.parse(res.body) as { release: string; shared: string; uid: number; releaseId: string } : null;
+    }, { timeoutMs: 30_000, description: `${SERVER_NAME} served by nginx on the box` });
+    const slipwayUid = Number((await onBox(['id', '-u', 'slipway'])).trim());
+    expect(served).toMatchObject({ release: 'EACCES', shared: 'ok', uid: slipwayUid });
+    expect(slipwayUid).not.toBe(0);
+    // No node process on the box runs as root: not the agent, not its PM2 daemons, not the app.
+    const nodeUids = new Set<number>();
+    for (const pid of await netns!.pids()) {
+      const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+      const exe = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+      if (exe.startsWith('/opt/slipway/node/bin/node')) nodeUids.add(Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]));
+    }
+    expect([...nodeUids]).toEqual([slipwayUid]);
+  }, 300_000);
+
+  it('a second setup changes nothing; a conflicting site is refused with nothing changed; --check names a broken mode', async () => {
+    const again = await cli(['setup']);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toContain('setup: nothing changed');
+    expect(again.stderr).not.toMatch(/changed +\w/);
+
+    await onBox(['chmod', '644', TOKEN_FILE]);
+    await writeFile(path.join(host!.root, 'etc', 'nginx', 'sites-enabled', 'other-site'), `server {\n  listen 80;\n  server_name other.test ${SERVER_NAME};\n}\n`);
+    const refused = await cli(['setup']);
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toContain(`already serves ${SERVER_NAME} from a site of its own: nothing was changed`);
+    expect(refused.stderr).toContain('/etc/nginx/sites-enabled/other-site');
+    expect((await onBox(['stat', '-c', '%a', TOKEN_FILE])).trim()).toBe('644');
+
+    await rm(path.join(host!.root, 'etc', 'nginx', 'sites-enabled', 'other-site'));
+    const checked = await cli(['setup', '--check']);
+    expect(checked.code).toBe(3);
+    expect(checked.stderr).toMatch(new RegExp(`drift +token: ${TOKEN_FILE} has mode 644, should be 640`));
+    expect(checked.stderr).toContain('setup --check: drift in 1 step(s): token');
+    expect((await onBox(['stat', '-c', '%a', TOKEN_FILE])).trim()).toBe('644');
+
+    const fixed = await cli(['setup']);
+    expect(fixed.code, fixed.stderr).toBe(0);
+    expect(fixed.stderr).toMatch(/setup: changed token;/);
+    expect((await onBox(['stat', '-c', '%a', TOKEN_FILE])).trim()).toBe('640');
+  }, 600_000);
+
+  it('after a "reboot" (every process of the box killed), the unit\'s ExecStart brings the agent and the app back', async () => {
+    const before = JSON.parse((await get(host!.address, SERVER_NAME, '/')).body) as { releaseId: string };
+    const survivors = new Set([host!.pid]);
+    for (const pid of await netns!.pids()) {
+      if (survivors.has(pid)) continue;
+      try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+    }
+    await ssh!.close();
+    await waitFor(async () => (await netns!.pids()).every((p) => survivors.has(p)), { timeoutMs: 15_000, description: 'the box\'s processes to be gone' });
+    ssh = await connectSsh({ host: host!.address, port: 22, username: 'root', privateKeyPath: host!.clientKeyPath, knownHostsPath: host!.knownHostsPath, agentSocket: '' });
+    // As at boot: /run is empty; systemd starts nginx.service, then slipway.service as its unit says.
+    await onBox(['sh', '-c', 'rm -f /run/nginx.pid /var/lib/slipway/.pm2/pm2.pid /var/lib/slipway/pm2/pm2.pid; /usr/sbin/nginx']);
+    const unit = await onBox(['cat', '/etc/systemd/system/slipway.service']);
+    const user = /^User=(.+)$/m.exec(unit)![1]!;
+    const env = [...unit.matchAll(/^Environment=(.+)$/gm)].map((m) => m[1]!);
+    const execStart = /^ExecStart=(.+)$/m.exec(unit)![1]!.split(' ');
+    const workingDirectory = /^WorkingDirectory=(.+)$/m.exec(unit)![1]!;
+    await onBox(['runuser', '-u', user, '--', 'env', `--chdir=${workingDirectory}`, ...env, ...execStart]);
+    const after = await waitFor(async () => {
+      const res = await get(host!.address, SERVER_NAME, '/').catch(() => null);
+      return res?.status === 200 ? JSON.parse(res.body) as { releaseId: string } : null;
+    }, { timeoutMs: 90_000, intervalMs: 250, description: `${SERVER_NAME} served again after the reboot` });
+    expect(after.releaseId).toBe(before.releaseId);
+    const status = await cli(['status']);
+    expect(status.code, status.stderr).toBe(0);
+  }, 300_000);
+});
