@@ -69,6 +69,7 @@ export async function prepareRelease(input: { repo: string; treeish: string; inc
     const checkDigest = (manifest: ReleaseManifest): void => {
       if (manifest.contentDigest !== contentDigest) throw new Error(`the manifest's content digest ${manifest.contentDigest} is not the packed files' ${contentDigest}`);
     };
+    const sealed = new Map<string, Promise<PackedRelease>>();
     return {
       contentDigest,
       files,
@@ -76,9 +77,17 @@ export async function prepareRelease(input: { repo: string; treeish: string; inc
         checkDigest(manifest);
         return writeDeltaBundle({ plainTar, entries: files, send, manifest, mtime, dir });
       },
+      // Once per manifest: a fleet's hosts each fall back to the full tarball at their own time,
+      // and a second seal would append to the plain tar again while the first one gzips it.
       seal: (manifest) => {
         checkDigest(manifest);
-        return seal(plainTar, endOffset, mtime, manifest);
+        const key = JSON.stringify(manifest);
+        let packed = sealed.get(key);
+        if (!packed) {
+          packed = seal(plainTar, endOffset, mtime, manifest);
+          sealed.set(key, packed);
+        }
+        return packed;
       },
       cleanup,
     };

@@ -7,6 +7,7 @@ import { EXIT, type ExitCode } from '../errors.js';
 import type { Output } from '../output.js';
 import { formatBytes, formatMs } from '../output.js';
 import { localActor } from '../session.js';
+import { shipRelease } from '../delta-upload.js';
 import { packForPush, sameOverrides, targetFields, uploadHeaders, uploadPath, type PushOptions, type PushRelease } from '../commands/push.js';
 import { runOnHost, type HostRun, type HostRunEnd } from './host-run.js';
 import { releaseFleetLock, takeFleetLock, type FleetLock } from './lock.js';
@@ -144,7 +145,11 @@ export function mostCommon(values: ReadonlyArray<string | null>): string | null 
   return best;
 }
 
-/** Seals the release once and uploads it, in parallel (bounded), to every member that lacks it. */
+/**
+ * Ships the release, in parallel (bounded), to every member that lacks it: each host is asked which
+ * file contents it lacks and gets only those (a delta upload, controller/delta-upload.ts) or the
+ * full tarball, sealed once for all of them.
+ */
 async function uploadWhereMissing(members: readonly FleetMember[], fleet: FleetTarget, release: PushRelease, out: Output): Promise<void> {
   const { releaseId } = release.manifest;
   const has = await Promise.all(members.map((m) => m.session.agent.find(`/apps/${fleet.app}/releases/${releaseId}`)));
@@ -152,13 +157,13 @@ async function uploadWhereMissing(members: readonly FleetMember[], fleet: FleetT
   const present = members.filter((_, i) => has[i]).map((m) => m.name);
   if (present.length) out.info(`  release ${shortSha(releaseId)} is already on ${present.join(', ')}: not uploaded there`, { uploadedBytes: 0, hosts: present });
   if (missing.length === 0) return;
-  const sealStarted = Date.now();
-  const packed = await release.prepared.seal(release.manifest);
-  out.info(`  packed ${formatBytes(packed.bytes)} in ${formatMs(release.prepareMs + Date.now() - sealStarted)} (sha256 ${packed.sha256.slice(0, 16)}…)`);
-  const started = Date.now();
   const settled = await settleBounded(missing, fleet.rollout.concurrency, async (m) => {
-    await m.session.agent.upload(uploadPath(m.target, releaseId, release.tag), packed.file, packed.bytes, packed.sha256, () => undefined, uploadHeaders(m.target.specOverrides));
-    out.info(`  [${m.name}] uploaded and verified in ${formatMs(Date.now() - started)}`, { host: m.name, uploadMs: Date.now() - started, uploadedBytes: packed.bytes });
+    const shipped = await shipRelease({
+      agent: m.session.agent, app: fleet.app, uploadPath: uploadPath(m.target, releaseId, release.tag), prepared: release.prepared,
+      manifest: release.manifest, headers: uploadHeaders(m.target.specOverrides), prepareMs: release.prepareMs, out: hostOutput(out, m.name),
+    });
+    out.info(`  [${m.name}] ${shipped.how === 'delta' ? 'delta' : 'full'} upload of ${formatBytes(shipped.uploadedBytes)} verified in ${formatMs(shipped.uploadMs)}`,
+      { host: m.name, uploadMs: shipped.uploadMs, uploadedBytes: shipped.uploadedBytes, upload: shipped.how });
   });
   const failures = settled.map((r, i) => ({ r, m: missing[i]! })).filter((x) => x.r.status === 'rejected');
   if (failures.length) {
@@ -309,4 +314,16 @@ function verdictError(verdict: ReturnType<typeof fleetVerdict>, releaseId: strin
       ? `the link to ${inDoubt.join(', ')} was lost while its rollout ran: it finishes or swaps back on its own; the next command on this environment brings it to the fleet's release`
       : 'see each host\'s history (deploy history) for the failing checks, fix the release and push again',
   });
+}
+
+/** Lines of one host's upload, named by the host; no progress bar (several hosts upload at once). */
+function hostOutput(out: Output, name: string): Output {
+  return {
+    info: (message, data) => out.info(message.replace(/^(\s*)/, `$1[${name}] `), { host: name, ...data }),
+    progress: () => undefined,
+    event: (event) => out.event(event),
+    result: (result, extra) => out.result(result, extra),
+    data: (value) => out.data(value),
+    error: (error) => out.error(error),
+  };
 }
