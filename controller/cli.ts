@@ -224,14 +224,6 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
       return upgrade(config(global), {}, out);
     }));
 
-  program.command('setup')
-    .description('make the host a Slipway host over SSH as root or a sudoer: nginx, a dedicated user, Node.js, the agent of this checkout, its config, token, sudoers rule and systemd unit; idempotent')
-    .option('--check', 'report how the host differs from what setup makes (drift), change nothing; exit 3 when it differs', false)
-    .action((opts: { check: boolean }) => run(async (out, global) => {
-      const { setup } = await import('./commands/setup.js');
-      return setup(config(global), { check: opts.check, cwd: process.cwd() }, out);
-    }));
-
   program.command('status')
     .description('show slots, the live slot, processes, health and releases (a fleet: one row per host, and the drift)')
     .option('--hosts <names>', hostsHelp)

@@ -88,7 +88,7 @@ describe('upgrade host commands (controller/upgrade/host.ts)', () => {
   it('runs PM2 as the agent\'s user in its daemon\'s environment', () => {
     const layout = hostLayout('/');
     expect(asAgent(layout, ['pm2', 'jlist'])).toEqual([
-      'runuser', '-u', 'slipway', '--', 'env', 'HOME=/var/lib/slipway', 'PM2_HOME=/var/lib/slipway/.pm2',
+      'runuser', '-u', 'slipway', '--', 'env', 'HOME=/var/lib/slipway',
       'PATH=/opt/slipway/node/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin', 'pm2', 'jlist',
     ]);
     expect(asAgent(layout, ['pm2'], null).slice(0, 2)).toEqual(['env', 'HOME=/var/lib/slipway']);
