@@ -30,8 +30,16 @@ export function contentDigestOfEntries(entries: CraftEntry[]): string {
   return tree.digest();
 }
 
-/** The content digest a release gets when `dir` is archived as its root (modes as on disk). */
-export async function contentDigestOfTree(dir: string): Promise<string> {
+/**
+ * The content digest of a release the agent stored: it strips every write bit after ingest (a
+ * release is read-only), and the packer gives every entry its owner's write bit (0644/0755).
+ */
+export function contentDigestOfStoredRelease(dir: string): Promise<string> {
+  return contentDigestOfTree(dir, (mode) => mode | 0o200);
+}
+
+/** The content digest a release gets when `dir` is archived as its root (modes as on disk, or as `modeOf` maps them). */
+export async function contentDigestOfTree(dir: string, modeOf: (mode: number) => number = (mode) => mode): Promise<string> {
   const tree = new ContentTree();
   const walk = async (rel: string): Promise<void> => {
     for (const name of await readdir(path.join(dir, rel))) {
@@ -40,9 +48,9 @@ export async function contentDigestOfTree(dir: string): Promise<string> {
       const st = await lstat(full);
       if (st.isSymbolicLink()) tree.add({ path: child, type: 'symlink', target: await readlink(full) });
       else if (st.isDirectory()) {
-        tree.add({ path: child, type: 'directory', mode: st.mode & 0o7777 });
+        tree.add({ path: child, type: 'directory', mode: modeOf(st.mode & 0o7777) });
         await walk(child);
-      } else tree.add({ path: child, type: 'file', mode: st.mode & 0o7777, size: st.size, sha256: sha256Hex(await readFile(full)) });
+      } else tree.add({ path: child, type: 'file', mode: modeOf(st.mode & 0o7777), size: st.size, sha256: sha256Hex(await readFile(full)) });
     }
   };
   await walk('');

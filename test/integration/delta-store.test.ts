@@ -19,7 +19,7 @@ import { buildManifest } from '../../controller/manifest.js';
 import { prepareRelease, type PreparedRelease } from '../../controller/pack.js';
 import { TarWriter } from '../../lib/tar-writer.js';
 import { runCommand } from '../../lib/exec.js';
-import { contentDigestOfTree } from '../helpers/release-content.js';
+import { contentDigestOfStoredRelease } from '../helpers/release-content.js';
 import { gzip } from '../helpers/crafted-tar.js';
 
 const APP = 'shop';
@@ -165,7 +165,7 @@ describe('delta uploads: packer + release store on a real file system', () => {
     expect(result.delta).toEqual({ received: 1, linked: FILES + 4, copied: 0 });
 
     const dir = store.releaseDir(APP, next.manifest.releaseId);
-    expect(await contentDigestOfTree(dir)).toBe(next.manifest.contentDigest);
+    expect(await contentDigestOfStoredRelease(dir)).toBe(next.manifest.contentDigest);
     // The same release stored by a full upload elsewhere: the same files, modes and links.
     const other = new ReleaseStore({ home: path.join(root, 'other'), limits: LIMITS });
     const full = await fullUpload(other, next);
@@ -196,9 +196,9 @@ describe('delta uploads: packer + release store on a real file system', () => {
     const snap = await snapshot(dir);
     expect(snap['doomed.txt']).toBeUndefined();
     expect(snap['config.json']).toMatchObject({ type: 'symlink', target: 'server.js' });
-    expect(snap['tool.sh']).toMatchObject({ type: 'file', mode: 0o755, sha256: baseSnapshot['tool.sh']!.sha256 });
+    expect(snap['tool.sh']).toMatchObject({ type: 'file', mode: 0o555, sha256: baseSnapshot['tool.sh']!.sha256 });
     expect(snap['tool.sh']!.ino).not.toBe(baseSnapshot['tool.sh']!.ino);
-    expect(await contentDigestOfTree(dir)).toBe(next.manifest.contentDigest);
+    expect(await contentDigestOfStoredRelease(dir)).toBe(next.manifest.contentDigest);
     expect(await snapshot(store.releaseDir(APP, base.manifest.releaseId))).toEqual(baseSnapshot);
   }, 120_000);
 
@@ -215,7 +215,7 @@ describe('delta uploads: packer + release store on a real file system', () => {
     expect(store.has(APP, next.manifest.releaseId)).toBe(false);
     await expectNoLeftovers();
     await fullUpload(store, next);
-    expect(await contentDigestOfTree(store.releaseDir(APP, next.manifest.releaseId))).toBe(next.manifest.contentDigest);
+    expect(await contentDigestOfStoredRelease(store.releaseDir(APP, next.manifest.releaseId))).toBe(next.manifest.contentDigest);
     // Another host may still want a delta of it after the tarball was sealed (fleets).
     await expect(next.prep.bundle(next.manifest, new Set(contentHashes(next.prep.files)))).resolves.toMatchObject({ objects: contentHashes(next.prep.files).length });
   }, 120_000);
@@ -244,7 +244,7 @@ describe('delta uploads: packer + release store on a real file system', () => {
     const [da, db] = await Promise.all([deltaUpload(ra!), deltaUpload(rb!)]);
     expect(da.bundle.objects).toBe(1);
     expect(db.bundle.objects).toBe(1);
-    for (const r of [ra!, rb!]) expect(await contentDigestOfTree(store.releaseDir(APP, r.manifest.releaseId))).toBe(r.manifest.contentDigest);
+    for (const r of [ra!, rb!]) expect(await contentDigestOfStoredRelease(store.releaseDir(APP, r.manifest.releaseId))).toBe(r.manifest.contentDigest);
     await expectNoLeftovers();
   }, 120_000);
 
@@ -257,7 +257,7 @@ describe('delta uploads: packer + release store on a real file system', () => {
     await store.remove(APP, base.manifest.releaseId);
     expect(store.has(APP, base.manifest.releaseId)).toBe(false);
     expect(await snapshot(dir)).toEqual(before);
-    expect(await contentDigestOfTree(dir)).toBe(kept.manifest.contentDigest);
+    expect(await contentDigestOfStoredRelease(dir)).toBe(kept.manifest.contentDigest);
     // Its files are now the host's only copies, and still offered as a base.
     expect(await store.missingContents(APP, contentHashes(kept.prep.files))).toEqual([]);
   }, 120_000);
