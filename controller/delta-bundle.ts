@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import * as tar from 'tar';
@@ -28,7 +29,9 @@ export async function writeDeltaBundle(input: {
   const { plainTar, entries, send, manifest, mtime, dir } = input;
   const hashOf = new Map<string, string>();
   for (const entry of entries) if (entry.type === 'file' && send.has(entry.sha256)) hashOf.set(entry.path, entry.sha256);
-  const plain = path.join(dir, 'delta.tar');
+  // One bundle per host, cut at once for a fleet: each its own files.
+  const unique = randomUUID().slice(0, 8);
+  const plain = path.join(dir, `delta-${unique}.tar`);
   const writer = TarWriter.create(plain, mtime);
   const written = new Set<string>();
   let objectBytes = 0;
@@ -56,7 +59,7 @@ export async function writeDeltaBundle(input: {
   } finally {
     writer.close();
   }
-  const file = path.join(dir, `${manifest.app}-${manifest.releaseId}.delta.tar.gz`);
+  const file = path.join(dir, `${manifest.app}-${manifest.releaseId}.delta-${unique}.tar.gz`);
   const packed = await gzipReproducibly(plain, file);
   await fs.rm(plain);
   return { file, ...packed, objects: written.size, objectBytes };

@@ -110,7 +110,7 @@ describe('checkOnce', () => {
 
   it('reports unusable URLs as results too', async () => {
     expect(await checkOnce('not a url', { timeoutMs: 100, expectStatus: 200 })).toMatchObject({ ok: false, error: 'invalid URL "not a url"' });
-    expect((await checkOnce('https://127.0.0.1/', { timeoutMs: 100, expectStatus: 200 })).error).toContain('only http://');
+    expect((await checkOnce('ftp://127.0.0.1/', { timeoutMs: 100, expectStatus: 200 })).error).toContain('only http:// and https://');
   });
 });
 

@@ -262,7 +262,8 @@ describe('hostile release archives through the running agent (RELIABILITY 1–9)
       expect(st.uid, `${rel} is owned by the agent, not by the archive's uid`).toBe(process.getuid!());
     }
     expect(modes).toEqual({
-      '.': '755', 'manifest.json': '644', 'server.js': '755', bin: '755', 'bin/run': '755', public: '755', 'public/open.txt': '644',
+      // Read-only once stored (least privilege): the app cannot write into its own release.
+      '.': '555', 'manifest.json': '444', 'server.js': '555', bin: '555', 'bin/run': '555', public: '555', 'public/open.txt': '444',
     });
     expect(stateFingerprint(stack).releases).toContain(`${releaseId} ready`);
     expect(await ingestLeftovers(stack.home)).toEqual([]);
