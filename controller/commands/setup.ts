@@ -12,8 +12,7 @@ import { EXIT, type ExitCode } from '../errors.js';
 import { repoRoot } from '../git.js';
 import type { Output } from '../output.js';
 import { formatMs } from '../output.js';
-import { openAgentSession } from '../session.js';
-import { connectSsh } from '../ssh.js';
+import { connectHost, openAgentSession } from '../session.js';
 import { packAgent } from '../setup/agent-package.js';
 import { privilegedShell } from '../setup/host-shell.js';
 import { hostLayout } from '../setup/layout.js';
@@ -63,12 +62,7 @@ export async function setup(target: Target, options: SetupOptions, out: Output):
   const packStarted = Date.now();
   const agent = await packAgent(packageRoot(), { cacheDir: agentPackageCacheDir() });
   out.info(`setup: packed agent ${agent.version} (${agent.files} files, ${(agent.bytes / 1048576).toFixed(1)} MiB) in ${formatMs(Date.now() - packStarted)}`, { step: 'pack', version: agent.version, bytes: agent.bytes });
-  const ssh = await connectSsh({
-    host: target.host.address, port: target.host.port, username: target.host.user,
-    ...(target.host.identityFile ? { privateKeyPath: target.host.identityFile } : {}),
-    knownHostsPath: target.host.knownHostsFile, connectTimeoutMs: target.host.connectTimeoutMs,
-    keepaliveIntervalMs: target.host.keepaliveIntervalMs, keepaliveCountMax: target.host.keepaliveCountMax,
-  });
+  const ssh = await connectHost(target);
   try {
     const shell = await privilegedShell(ssh);
     const osRelease = (await shell.run(['cat', '/etc/os-release'])).stdout;
