@@ -208,9 +208,29 @@ export function agentRequest(
     connection: 'close',
     ...options.headers,
   };
+  return sendOnce(stack.agentPort, method, pathname, headers, payload).catch(async (error: unknown) => {
+    // The refusal can be lost altogether: the agent answers and closes without reading the body,
+    // our unread-body bytes make its kernel send a reset, and a reset that arrives first discards
+    // the answer from our receive queue. A request whose body was not fully sent cannot have been
+    // acted on, so it is sent again (bounded); anything else is the caller's error.
+    for (let attempt = 0; attempt < 4 && error instanceof BodyNotSent; attempt++) {
+      try {
+        return await sendOnce(stack.agentPort, method, pathname, headers, payload);
+      } catch (next) {
+        error = next;
+      }
+    }
+    throw error instanceof BodyNotSent ? error.cause : error;
+  });
+}
+
+class BodyNotSent extends Error {}
+
+function sendOnce(port: number, method: string, pathname: string, headers: Record<string, string>, payload: Buffer | undefined): Promise<ApiAnswer> {
   return new Promise((resolve, reject) => {
     let answered = false;
-    const req = http.request({ host: '127.0.0.1', port: stack.agentPort, method, path: pathname, headers, agent: false }, (res) => {
+    let sent = false;
+    const req = http.request({ host: '127.0.0.1', port, method, path: pathname, headers, agent: false }, (res) => {
       answered = true;
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -235,9 +255,12 @@ export function agentRequest(
     req.on('error', (error) => {
       if (answered) return;
       const early = parseRawAnswer(Buffer.concat(raw));
-      if (early && ['EPIPE', 'ECONNRESET'].includes((error as NodeJS.ErrnoException).code ?? '')) resolve(early);
+      const reset = ['EPIPE', 'ECONNRESET'].includes((error as NodeJS.ErrnoException).code ?? '');
+      if (early && reset) resolve(early);
+      else if (reset && !sent) reject(new BodyNotSent(`${method} ${pathname}: connection reset before the body was sent`, { cause: error }));
       else reject(error);
     });
+    req.on('finish', () => { sent = true; });
     req.end(payload);
   });
 }

@@ -1,10 +1,25 @@
 import { createServer } from 'node:net';
 
+const handedOut = new Set<number>();
+
 /**
- * A port that was free a moment ago on 127.0.0.1. Another process can still take it before the
- * caller binds, so whoever starts a server on it should retry with a new port if the bind fails.
+ * A port that was free a moment ago on 127.0.0.1 and that this process has not handed out before.
+ * The kernel can offer the same port twice once the probe socket is closed, and two calls in one
+ * test (an app's HTTP and HTTPS ports) must not get the same number. Another process can still
+ * take it before the caller binds, so whoever starts a server on it should retry on a failed bind.
  */
-export function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = await probeFreePort();
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error('no free port on 127.0.0.1 that this process has not handed out already (100 tries)');
+}
+
+function probeFreePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.unref();
