@@ -35,7 +35,7 @@ import { Notices } from './notify/notices.js';
 import { HostBuilder } from './build/host-build.js';
 import { HostBuildStore } from './build/store.js';
 import { checkNativePlatform, hostPlatform, isNativeAddon, manifestBuildPlatform } from './build/platform.js';
-import { releaseSpecOf } from './build/release-spec.js';
+import { carriedSpecOf } from './spec/release-spec.js';
 import { releasePreparation } from './rollout/release-preparation.js';
 import { runSmokeChecks } from './rollout/smoke.js';
 import { publicUrlOf } from './rollout/public-address.js';
@@ -162,7 +162,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
   });
   const smokeChecks = async (app: string, releaseId: string) => {
     const manifest = state.release(app, releaseId)?.manifest;
-    const spec = manifest ? releaseSpecOf(manifest) : null;
+    const spec = manifest ? carriedSpecOf(manifest) : null;
     // With a certificate installed, smoke checks go over HTTPS as clients do (plain HTTP redirects).
     const https = tls.renderInput(app);
     const port = spec?.routes[0]?.listenPort;

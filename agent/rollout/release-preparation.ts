@@ -7,7 +7,7 @@ import type { AgentConfig } from '../config.js';
 import type { StateStore } from '../state/store.js';
 import { shortSha } from '../../contract/names.js';
 import type { ReleaseManifest } from '../../contract/manifest.js';
-import { releaseSpecOf } from '../build/release-spec.js';
+import { carriedSpecOf } from '../spec/release-spec.js';
 import { wantsHostBuild, type HostBuilder } from '../build/host-build.js';
 import { checkNativePlatform, hostPlatform, manifestBuildPlatform, nativeAddonsIn } from '../build/platform.js';
 import { DEFAULT_BUILD_POLICY } from '../build/policy.js';
@@ -42,7 +42,7 @@ export function releasePreparation(deps: ReleasePreparationDeps): { prepareRelea
   const prepareRelease: PrepareRelease = async (j, appEnv) => {
     const d = j.deployment;
     const manifest = manifestOf(d.app, d.releaseId);
-    const spec = manifest ? releaseSpecOf(manifest) : null;
+    const spec = manifest ? carriedSpecOf(manifest) : null;
     if (!spec) return;
     if (wantsHostBuild(spec)) {
       if (deps.builder.needsBuild(d.app, d.releaseId, spec)) {

@@ -81,3 +81,14 @@ export function allowedReleaseSpec(app: string, appConfig: AppConfig, manifest: 
   requireAllowedSpec(app, appConfig, effective, manifest.releaseId);
   return effective;
 }
+
+/**
+ * The app spec a release carries (its manifest's `spec`, normalised again by checkAppSpec), or
+ * null for a release without one or with one that does not check. The host build, release phase
+ * and smoke checks read it here; what a release runs with is releaseSpecOf's effective spec.
+ */
+export function carriedSpecOf(manifest: ReleaseManifest): AppSpec | null {
+  if (!manifest.spec) return null;
+  const checked = checkAppSpec(manifest.spec);
+  return checked.ok ? checked.spec : null;
+}
