@@ -20,6 +20,11 @@ import { waitFor } from '../helpers/wait.js';
  */
 const tree = await cachedFreshOsTree();
 const mirror = tree === null ? null : await cachedAptMirror(tree);
+// Where the suite must run (scripts/test sets it, CI sets CI), a missing fixture fails it: a skip
+// there would hide that `deploy setup` was never tried on a fresh box.
+if ((process.env.SLIPWAY_REQUIRE_FRESH_HOST === '1' || process.env.CI) && (tree === null || mirror === null)) {
+  throw new Error(`the fresh-host fixture is not built (tree: ${tree ?? 'missing'}, apt repository: ${mirror ?? 'missing'}): run bash scripts/fresh-os-fixture as root first (scripts/test does)`);
+}
 const APP = 'fresh';
 const SERVER_NAME = 'fresh.test';
 const TOKEN_FILE = '/etc/slipway/token';
