@@ -227,3 +227,9 @@ export function policyFromRoutes(routes: readonly { serverNames: string[]; liste
   for (const r of routes) for (const n of r.serverNames) if (!names.some((m) => m.toLowerCase() === n.toLowerCase())) names.push(n);
   return { listenPorts: ports, serverNames: names };
 }
+
+/** Pure: the supplementary group ids in a /proc/<pid>/status text ("Groups:\t4 998 999"). */
+export function processGroups(procStatus: string): number[] {
+  const line = /^Groups:(.*)$/m.exec(procStatus)?.[1] ?? '';
+  return line.trim().split(/\s+/).filter(Boolean).map(Number).filter(Number.isInteger);
+}
