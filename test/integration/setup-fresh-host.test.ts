@@ -149,6 +149,9 @@ describe.skipIf(tree === null || mirror === null)('deploy setup on a fresh Debia
     // nginx's error log is Debian's 0640 in group adm: the agent reads it through that group alone.
     expect((await onBox(['id', '-nG', 'slipway'])).trim().split(' ').sort()).toEqual(['adm', 'slipway']);
     expect((await onBox(['stat', '-c', '%a %G', '/var/log/nginx/error.log'])).trim()).toMatch(/^6[04]0 adm$/);
+    const asSlipway = (groups: string) => ssh!.exec(['setpriv', '--reuid=slipway', '--regid=slipway', groups, 'head', '-c', '0', '/var/log/nginx/error.log']);
+    expect((await asSlipway('--init-groups')).exitCode).toBe(0);
+    expect((await asSlipway('--clear-groups')).stderr).toContain('Permission denied');
     // The probe secret: its own files, the agent's only; the rendered includes name the snippet.
     for (const file of ['/var/lib/slipway/nginx-probe.secret', '/var/lib/slipway/nginx-probe.conf']) {
       expect((await onBox(['stat', '-c', '%a %U %G', file])).trim()).toBe('600 slipway slipway');
@@ -182,7 +185,9 @@ describe.skipIf(tree === null || mirror === null)('deploy setup on a fresh Debia
   }, 300_000);
 
   it('a second setup changes nothing; a conflicting site is refused with nothing changed; --check names a broken mode', async () => {
+    const againStarted = Date.now();
     const again = await cli(['setup']);
+    figures.setupUnchangedMs = Date.now() - againStarted;
     expect(again.code, again.stderr).toBe(0);
     expect(again.stderr).toContain('setup: nothing changed');
     expect(again.stderr).not.toMatch(/changed +\w/);
