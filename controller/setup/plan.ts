@@ -184,6 +184,10 @@ export function agentProcessConfig(layout: HostLayout): string {
     autorestart: true,
     exp_backoff_restart_delay: 200,
     kill_timeout: 15000,
+    // Stopping the agent (deploy upgrade, setup) signals the agent alone: PM2's default tree kill
+    // would also end the apps' PM2 daemon, which the agent spawned and so is its child until the
+    // agent's first restart, and every app with it.
+    treekill: false,
     max_memory_restart: '256M',
     env: { NODE_ENV: 'production', PATH: pm2Environment(layout).PATH },
   };

@@ -10,7 +10,7 @@ import { runDeployCli, startDeployCli, type DeployCliOptions } from '../helpers/
 import { cachedAptMirror, cachedFreshOsTree, startFreshHost, type FreshHost } from '../helpers/fresh-host.js';
 import { createAppRepo, type AppRepo } from '../helpers/git-repo.js';
 import { createNetnsHost, type NetnsHost } from '../helpers/netns.js';
-import { nextPatch, packageWithVersion } from '../helpers/package-copy.js';
+import { nextPatch, packageWithVersion, type PackageCopy } from '../helpers/package-copy.js';
 import { waitFor } from '../helpers/wait.js';
 import { VERSION } from '../../contract/version.js';
 
@@ -79,7 +79,28 @@ describe.skipIf(tree === null || mirror === null)('deploy setup on a fresh Debia
   let repo: AppRepo;
   let work: string;
   const figures: Record<string, number> = {};
+  /** The package of the next version (the upgrade's); the steps after the upgrade use its controller. */
+  let next: PackageCopy;
   const cli = (args: string[], timeoutMs = 600_000, options: Partial<DeployCliOptions> = {}) => runDeployCli(args, { cwd: repo.dir, timeoutMs, ...options });
+  /** Every process of the slipway user but the agent and the PM2 daemon that runs it: the apps' PM2 daemon and the app's processes. */
+  const appPids = async () => {
+    const slipwayUid = Number((await onBox(['id', '-u', 'slipway'])).trim());
+    const pids: number[] = [];
+    for (const p of await boxProcesses()) {
+      const uid = Number(/^Uid:\s+(\d+)/m.exec(await readFile(`/proc/${p.pid}/status`, 'utf8').catch(() => ''))?.[1]);
+      if (uid === slipwayUid && !p.cmd.includes('dist/agent/main.js') && !p.cmd.includes('(/var/lib/slipway/.pm2)')) pids.push(p.pid);
+    }
+    return pids.sort((a, b) => a - b);
+  };
+  /** Runs the unit's ExecStart or ExecStop as systemd would (its user, directory and environment): the box has no systemd. */
+  const runUnitLine = async (key: 'ExecStart' | 'ExecStop') => {
+    const unit = await onBox(['cat', '/etc/systemd/system/slipway.service']);
+    const user = /^User=(.+)$/m.exec(unit)![1]!;
+    const env = [...unit.matchAll(/^Environment=(.+)$/gm)].map((m) => m[1]!);
+    const argv = new RegExp(`^${key}=(.+)$`, 'm').exec(unit)![1]!.split(' ');
+    const workingDirectory = /^WorkingDirectory=(.+)$/m.exec(unit)![1]!;
+    await onBox(['runuser', '-u', user, '--', 'env', `--chdir=${workingDirectory}`, ...env, ...argv]);
+  };
   /** The box's processes: pid and command line. */
   const boxProcesses = async () => {
     const list: { pid: number; cmd: string }[] = [];
@@ -228,12 +249,7 @@ describe.skipIf(tree === null || mirror === null)('deploy setup on a fresh Debia
     ssh = await connectSsh({ host: host!.address, port: 22, username: 'root', privateKeyPath: host!.clientKeyPath, knownHostsPath: host!.knownHostsPath, agentSocket: '' });
     // As at boot: /run is empty; systemd starts nginx.service, then slipway.service as its unit says.
     await onBox(['sh', '-c', 'rm -f /run/nginx.pid /var/lib/slipway/.pm2/pm2.pid /var/lib/slipway/pm2/pm2.pid; /usr/sbin/nginx']);
-    const unit = await onBox(['cat', '/etc/systemd/system/slipway.service']);
-    const user = /^User=(.+)$/m.exec(unit)![1]!;
-    const env = [...unit.matchAll(/^Environment=(.+)$/gm)].map((m) => m[1]!);
-    const execStart = /^ExecStart=(.+)$/m.exec(unit)![1]!.split(' ');
-    const workingDirectory = /^WorkingDirectory=(.+)$/m.exec(unit)![1]!;
-    await onBox(['runuser', '-u', user, '--', 'env', `--chdir=${workingDirectory}`, ...env, ...execStart]);
+    await runUnitLine('ExecStart');
     const after = await waitFor(async () => {
       const res = await get(host!.address, SERVER_NAME, '/').catch(() => null);
       return res?.status === 200 ? JSON.parse(res.body) as { releaseId: string } : null;
@@ -243,59 +259,16 @@ describe.skipIf(tree === null || mirror === null)('deploy setup on a fresh Debia
     expect(status.code, status.stderr).toBe(0);
   }, 300_000);
 
-  it('a reload nginx refuses (a route on a port another program holds) is reported with nginx\'s reason from its error log', async () => {
-    const PORT = 8081;
-    // The host owner allows the app a second port (agent.json is theirs) and restarts the agent to read it.
-    const configPath = path.join(host!.root, 'etc', 'slipway', 'agent.json');
-    const config = JSON.parse(await readFile(configPath, 'utf8')) as { apps: Record<string, { listen: { ports: number[] }; serverNames: string[] }> };
-    config.apps[APP]!.listen.ports = [80, PORT];
-    config.apps[APP]!.serverNames = [SERVER_NAME, 'alt.test'];
-    await writeFile(configPath, `${JSON.stringify(config, null, 2)}\n`);
-    const agentBefore = (await boxProcesses()).find((p) => p.cmd.includes('dist/agent/main.js'))!;
-    process.kill(agentBefore.pid, 'SIGTERM');
-    await waitFor(async () => (await boxProcesses()).some((p) => p.cmd.includes('dist/agent/main.js') && p.pid !== agentBefore.pid) && (await cli(['status'])).code === 0,
-      { timeoutMs: 60_000, intervalMs: 250, description: 'PM2 to restart the agent with the new config' });
-
-    // Another program on the box holds the port (nginx -t does not mind; the master's reload fails).
-    const squatter: ChildProcess = spawn(netns!.exec[0]!, [...netns!.exec.slice(1), process.execPath, '-e', `require('node:net').createServer((s) => s.end()).listen(${PORT}, '0.0.0.0')`], { stdio: 'ignore' });
-    try {
-      await waitFor(() => new Promise<boolean>((resolve) => {
-        const socket = net.connect(PORT, host!.address, () => { socket.destroy(); resolve(true); });
-        socket.on('error', () => resolve(false));
-      }), { timeoutMs: 15_000, description: `the squatter to listen on ${PORT} in the box's namespace` });
-      await repo.commit({ 'deploy.spec.json': `${JSON.stringify({ ...SPEC, routes: [...SPEC.routes, { serverNames: ['alt.test'], listenPort: PORT, process: 'web' }] }, null, 2)}\n` }, 'a route on a taken port');
-      const pushed = await cli(['push']);
-      const output = pushed.stdout + pushed.stderr;
-      expect(pushed.code, output).toBe(3);
-      expect(output).toContain(`bind() to 0.0.0.0:${PORT} failed (98: Address already in use)`);
-      expect(output).toContain('/var/log/nginx/error.log');
-      expect(output).toContain(`ss -ltnp 'sport = :${PORT}'`);
-      expect(output).not.toContain('could not be read');
-    } finally {
-      squatter.kill('SIGKILL');
-    }
-    // The live release still serves on port 80.
-    expect((await get(host!.address, SERVER_NAME, '/')).status).toBe(200);
-  }, 300_000);
-
   it('deploy upgrade from a controller of the next version: the agent runs it, the app keeps its pids and answers every request, both controllers accept the pair', async () => {
-    const next = await packageWithVersion(work, nextPatch(VERSION));
-    const slipwayUid = Number((await onBox(['id', '-u', 'slipway'])).trim());
-    // Every process of the slipway user but the agent and the PM2 daemon that runs it: the apps'
-    // PM2 daemon and the app's processes.
-    const appPids = async () => {
-      const pids: number[] = [];
-      for (const p of await boxProcesses()) {
-        const uid = Number(/^Uid:\s+(\d+)/m.exec(await readFile(`/proc/${p.pid}/status`, 'utf8').catch(() => ''))?.[1]);
-        if (uid === slipwayUid && !p.cmd.includes('dist/agent/main.js') && !p.cmd.includes('(/var/lib/slipway/.pm2)')) pids.push(p.pid);
-      }
-      return pids.sort((a, b) => a - b);
-    };
+    next = await packageWithVersion(work, nextPatch(VERSION));
     const agentPid = async () => (await boxProcesses()).find((p) => p.cmd.includes('dist/agent/main.js'))?.pid;
     const health = async () => JSON.parse(await onBox(['/opt/slipway/node/bin/node', '-e', "fetch('http://127.0.0.1:7070/health').then((r) => r.text()).then((t) => process.stdout.write(t))"])) as { version: string; apiVersion: number };
     const pidsBefore = await appPids();
     expect(pidsBefore.length).toBeGreaterThanOrEqual(2);
     const agentBefore = await agentPid();
+    // The hard case, as after every boot: the apps' PM2 daemon is the agent's child (it spawned it).
+    const appsDaemon = (await boxProcesses()).find((p) => p.cmd.includes('(/var/lib/slipway/pm2)'))!;
+    expect(Number(/^PPid:\s+(\d+)/m.exec(await readFile(`/proc/${appsDaemon.pid}/status`, 'utf8'))![1])).toBe(agentBefore);
     expect((await health()).version).toBe(VERSION);
 
     // Requests through nginx, one after another, for the whole upgrade.
@@ -341,4 +314,60 @@ describe.skipIf(tree === null || mirror === null)('deploy setup on a fresh Debia
     expect(again.code, again.stderr).toBe(0);
     expect(again.stderr).toContain('nothing changed');
   }, 900_000);
+  it('a host whose agent runs without group adm (set up before it was needed): --check names it; setup adds it and restarts only the agent\'s PM2 daemon', async () => {
+    await onBox(['gpasswd', '-d', 'slipway', 'adm']);
+    await runUnitLine('ExecStop');
+    await runUnitLine('ExecStart');
+    await waitFor(async () => (await cli(['status'], 120_000, { main: next.controllerMain })).code === 0, { timeoutMs: 60_000, intervalMs: 250, description: 'the agent to answer without adm' });
+    const pidsBefore = await appPids();
+    const checked = await cli(['setup', '--check'], 600_000, { main: next.controllerMain });
+    expect(checked.code).toBe(3);
+    expect(checked.stderr).toMatch(/drift +user: slipway is not in group adm/);
+    expect(checked.stderr).toMatch(/drift +agent running: the running agent is not in group adm/);
+
+    const fixed = await cli(['setup'], 600_000, { main: next.controllerMain });
+    expect(fixed.code, fixed.stderr).toBe(0);
+    expect(fixed.stderr).toMatch(/setup: changed user, agent running;/);
+    const agent = (await boxProcesses()).find((p) => p.cmd.includes('dist/agent/main.js'))!;
+    const adm = Number((await onBox(['getent', 'group', 'adm'])).split(':')[2]);
+    expect(/^Groups:(.*)$/m.exec(await readFile(`/proc/${agent.pid}/status`, 'utf8'))![1]!.trim().split(/\s+/).map(Number)).toContain(adm);
+    expect(await appPids()).toEqual(pidsBefore);
+    expect((await cli(['setup'], 600_000, { main: next.controllerMain })).stderr).toContain('setup: nothing changed');
+  }, 300_000);
+
+  it('a reload nginx refuses (a route on a port another program holds) is reported with nginx\'s reason from its error log', async () => {
+    const PORT = 8081;
+    // The host owner allows the app a second port (agent.json is theirs) and restarts the agent to read it.
+    const configPath = path.join(host!.root, 'etc', 'slipway', 'agent.json');
+    const config = JSON.parse(await readFile(configPath, 'utf8')) as { apps: Record<string, { listen: { ports: number[] }; serverNames: string[] }> };
+    config.apps[APP]!.listen.ports = [80, PORT];
+    config.apps[APP]!.serverNames = [SERVER_NAME, 'alt.test'];
+    await writeFile(configPath, `${JSON.stringify(config, null, 2)}\n`);
+    const agentBefore = (await boxProcesses()).find((p) => p.cmd.includes('dist/agent/main.js'))!;
+    process.kill(agentBefore.pid, 'SIGTERM');
+    await waitFor(async () => (await boxProcesses()).some((p) => p.cmd.includes('dist/agent/main.js') && p.pid !== agentBefore.pid) && (await cli(['status'], 120_000, { main: next.controllerMain })).code === 0,
+      { timeoutMs: 60_000, intervalMs: 250, description: 'PM2 to restart the agent with the new config' });
+
+    // Another program on the box holds the port (nginx -t does not mind; the master's reload fails).
+    const squatter: ChildProcess = spawn(netns!.exec[0]!, [...netns!.exec.slice(1), process.execPath, '-e', `require('node:net').createServer((s) => s.end()).listen(${PORT}, '0.0.0.0')`], { stdio: 'ignore' });
+    try {
+      await waitFor(() => new Promise<boolean>((resolve) => {
+        const socket = net.connect(PORT, host!.address, () => { socket.destroy(); resolve(true); });
+        socket.on('error', () => resolve(false));
+      }), { timeoutMs: 15_000, description: `the squatter to listen on ${PORT} in the box's namespace` });
+      await repo.commit({ 'deploy.spec.json': `${JSON.stringify({ ...SPEC, routes: [...SPEC.routes, { serverNames: ['alt.test'], listenPort: PORT, process: 'web' }] }, null, 2)}\n` }, 'a route on a taken port');
+      const pushed = await cli(['push'], 600_000, { main: next.controllerMain });
+      const output = pushed.stdout + pushed.stderr;
+      expect(pushed.code, output).toBe(3);
+      expect(output).toContain(`bind() to 0.0.0.0:${PORT} failed (98: Address already in use)`);
+      expect(output).toContain('/var/log/nginx/error.log');
+      expect(output).toContain(`ss -ltnp 'sport = :${PORT}'`);
+      expect(output).not.toContain('could not be read');
+    } finally {
+      squatter.kill('SIGKILL');
+    }
+    // The live release still serves on port 80.
+    expect((await get(host!.address, SERVER_NAME, '/')).status).toBe(200);
+  }, 300_000);
+
 });

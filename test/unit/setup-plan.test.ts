@@ -63,6 +63,8 @@ describe('deploy setup: what it writes (controller/setup/plan.ts)', () => {
     const processFile = agentProcessConfig(layout);
     expect(processFile).toContain('"PM2_HOME"');
     expect(processFile).toContain('"/opt/slipway/agent/current/dist/agent/main.js"');
+    // Stopping the agent must not kill the apps' PM2 daemon, its child.
+    expect(processFile).toContain('"treekill": false');
   });
 
   it('finds a server name another site serves in nginx -T output, and ignores its own files, comments and other names', () => {
