@@ -63,7 +63,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     logger.warn({ moves: config.legacyMoves }, 'agent.json uses legacy app fields; they keep working (translated into a legacy spec for releases without deploy.spec.json), but belong elsewhere now: see "moves"');
   }
   const token = await loadOrCreateToken(config.api.tokenFile);
-  const probeSecret = await ensureProbeSecret(config.home);
+  const probe = await ensureProbeSecret(config.home);
   const db: Db = openDatabase(path.join(config.home, 'agent.db'));
   const state = new StateStore(db);
   for (const app of Object.keys(config.apps)) state.ensureApp(app);
@@ -183,8 +183,8 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     bootId,
     runBackup: (job, deploymentId, actor) => backups.runJobForDeployment(job, deploymentId, actor),
     // Every include the agent renders sends the release markers to its own probes only.
-    renderNginx: (input) => renderAppConfig({ ...input, probeSecret }, { templateDir: config.nginx.templateDir, template: config.apps[input.app]!.nginxTemplate }),
-    probeHeaders: probeHeaders(probeSecret),
+    renderNginx: (input) => renderAppConfig({ ...input, probeSecretFile: probe.snippetFile }, { templateDir: config.nginx.templateDir, template: config.apps[input.app]!.nginxTemplate }),
+    probeHeaders: probeHeaders(probe.secret),
     tls: { renderInput: (app) => tls.renderInput(app) },
     logger,
     notices: {

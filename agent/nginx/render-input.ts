@@ -4,7 +4,6 @@ import { NGINX_SIZE_PATTERN, PROCESS_NAME_PATTERN, ROUTE_PATH_PATTERN } from '..
 import { compileChecker } from '../../lib/validate.js';
 import { SWITCH_DIR_PATTERN } from './settings.js';
 import { TLS_PATH_PATTERN } from '../tls/config.js';
-import { PROBE_SECRET_PATTERN } from './probe-secret.js';
 
 /** One route of a slot's release: requests for these names on this port under `path` go to `process`. */
 export interface RouteInput {
@@ -73,11 +72,11 @@ export interface AppConfigInput {
   /** HTTPS for the app (absent or null: plain HTTP only). */
   tls?: TlsInput | null;
   /**
-   * The agent's probe secret (agent/nginx/probe-secret.ts): the release markers are sent only to
-   * requests carrying it. The agent always passes it; without it (tests of nginx alone) every
-   * answer carries the markers.
+   * The file that sets the agent's probe secret (agent/nginx/probe-secret.ts): the include
+   * includes it, and sends the release markers only to requests carrying the secret. The agent
+   * always passes it; without it (tests of nginx alone) every answer carries the markers.
    */
-  probeSecret?: string;
+  probeSecretFile?: string;
 }
 
 /** The name h-runtime's branch gives this input (DESIGN-12's AppConfigInput): the same type. */
@@ -157,7 +156,7 @@ const inputSchema = {
     generation: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
     listenHost: { type: 'string' },
     tls: tlsInput,
-    probeSecret: { type: 'string', pattern: PROBE_SECRET_PATTERN },
+    probeSecretFile: { type: 'string', pattern: SWITCH_DIR_PATTERN },
   },
 } as const;
 

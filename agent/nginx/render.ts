@@ -5,6 +5,7 @@ import { SlipwayError, errorMessage } from '../../contract/errors.js';
 import { NO_RELEASE, isAppName, type Slot } from '../../contract/names.js';
 import { inputRefusal, type AppConfigInput } from './render-input.js';
 import { connectionVariable, routeTable } from './route-table.js';
+import { PROBE_SECRET_VARIABLE } from './probe-secret.js';
 
 export { nginxInputProblems, type AppConfigInput, type RouteInput, type SlotInput, type TlsInput } from './render-input.js';
 
@@ -99,7 +100,8 @@ export function renderAppConfig(input: AppConfigInput, { templateDir, template =
       // The redirect's target names the HTTPS port unless it is the default one.
       portSuffix: input.tls.httpsPort === 443 ? '' : `:${input.tls.httpsPort}`,
     } : null,
-    probeSecret: input.probeSecret ?? null,
+    probeSecretFile: input.probeSecretFile ?? null,
+    probeSecretVariable: PROBE_SECRET_VARIABLE,
   };
   try {
     return env.render(template, context);

@@ -10,6 +10,11 @@ export interface HostLayout {
   user: string;
   /** Group whose members may read the API token: the deploy SSH user joins it, nothing more. */
   tokenGroup: string;
+  /**
+   * Debian's read-only log group: nginx's error log is root:adm or www-data:adm 0640 (logrotate
+   * recreates it so). The agent's user joins it to quote nginx's reason when a reload fails.
+   */
+  logGroup: string;
   /** /etc/slipway: agent.json (root:slipway 0640) and the token (slipway:slipway-api 0640). */
   etcDir: string;
   configFile: string;
@@ -23,6 +28,12 @@ export interface HostLayout {
   /** /var/lib/slipway: the agent's home (state db, releases, artifacts) and its PM2_HOME. */
   home: string;
   pm2Home: string;
+  /**
+   * The agent's nginx probe secret and the snippet that sets it for nginx (both 0600, the agent's
+   * user's): the agent writes them (agent/nginx/probe-secret.ts names them); setup checks their modes.
+   */
+  probeSecretFile: string;
+  probeSnippetFile: string;
   /** nginx: the include dir the agent renders into, hooked into the distribution's conf.d. */
   nginxIncludeDir: string;
   nginxConfD: string;
@@ -35,6 +46,7 @@ export interface HostLayout {
 
 export const SLIPWAY_USER = 'slipway';
 export const TOKEN_GROUP = 'slipway-api';
+export const LOG_GROUP = 'adm';
 
 export function hostLayout(root = '/'): HostLayout {
   const at = (...parts: string[]) => path.join(root, ...parts);
@@ -44,6 +56,7 @@ export function hostLayout(root = '/'): HostLayout {
   return {
     user: SLIPWAY_USER,
     tokenGroup: TOKEN_GROUP,
+    logGroup: LOG_GROUP,
     etcDir,
     configFile: path.join(etcDir, 'agent.json'),
     tokenFile: path.join(etcDir, 'token'),
@@ -54,6 +67,8 @@ export function hostLayout(root = '/'): HostLayout {
     nodeBin: path.join(optDir, 'node', 'bin', 'node'),
     home,
     pm2Home: path.join(home, '.pm2'),
+    probeSecretFile: path.join(home, 'nginx-probe.secret'),
+    probeSnippetFile: path.join(home, 'nginx-probe.conf'),
     nginxIncludeDir: path.join(etcDir, 'nginx'),
     nginxConfD: at('etc', 'nginx', 'conf.d'),
     nginxHookFile: at('etc', 'nginx', 'conf.d', 'slipway.conf'),

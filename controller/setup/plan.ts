@@ -184,6 +184,10 @@ export function agentProcessConfig(layout: HostLayout): string {
     autorestart: true,
     exp_backoff_restart_delay: 200,
     kill_timeout: 15000,
+    // Stopping the agent (deploy upgrade, setup) signals the agent alone: PM2's default tree kill
+    // would also end the apps' PM2 daemon, which the agent spawned and so is its child until the
+    // agent's first restart, and every app with it.
+    treekill: false,
     max_memory_restart: '256M',
     env: { NODE_ENV: 'production', PATH: pm2Environment(layout).PATH },
   };
@@ -226,4 +230,10 @@ export function policyFromRoutes(routes: readonly { serverNames: string[]; liste
   const names: string[] = [];
   for (const r of routes) for (const n of r.serverNames) if (!names.some((m) => m.toLowerCase() === n.toLowerCase())) names.push(n);
   return { listenPorts: ports, serverNames: names };
+}
+
+/** Pure: the supplementary group ids in a /proc/<pid>/status text ("Groups:\t4 998 999"). */
+export function processGroups(procStatus: string): number[] {
+  const line = /^Groups:(.*)$/m.exec(procStatus)?.[1] ?? '';
+  return line.trim().split(/\s+/).filter(Boolean).map(Number).filter(Number.isInteger);
 }

@@ -13,7 +13,7 @@ import { AGENT_PACKAGE_MARKER, parseAgentPackageMarker, type AgentPackageInfo } 
 import { dirState, fileState, writeHostFile, type HostShell } from './host-shell.js';
 import {
   AGENT_PROCESS_NAME, NGINX_BIN, NGINX_PID_FILE, REQUIRED_PACKAGES, agentConfig, agentProcessConfig, agentProcessFile, appsPm2Home,
-  configDrift, nginxHook, pm2Argv, pm2Environment, sudoersRule, switchDir, systemdUnit, withApp, type SetupInput,
+  configDrift, nginxHook, pm2Argv, pm2Environment, processGroups, sudoersRule, switchDir, systemdUnit, withApp, type SetupInput,
 } from './plan.js';
 
 export interface SetupContext {
@@ -73,8 +73,18 @@ function asAgentUser(layout: HostLayout, argv: readonly string[]): string[] {
   return ['runuser', '-u', layout.user, '--', 'env', `--chdir=${layout.home}`, ...Object.entries(pm2Environment(layout)).map(([k, v]) => `${k}=${v}`), ...argv];
 }
 
-/** The running agent's install version (its cwd under /opt/slipway/agent/<version>), or why there is none. */
-async function runningAgent(ctx: SetupContext): Promise<{ version: string } | { problem: string }> {
+/**
+ * The user step's drift when the agent's user cannot read nginx's error log. Why adm and not less:
+ * Debian's nginx logs are 0640 in group adm and logrotate recreates them so, which makes adm the one
+ * read-only way in that survives rotation without an ACL package or an edit of the distribution's
+ * nginx.conf or logrotate file (a main-context error_log of our own would need either). The cost,
+ * said plainly: the apps run as this user too, and adm reads the other logs in /var/log.
+ */
+const LOG_GROUP_DRIFT = (layout: HostLayout) => `${layout.user} is not in group ${layout.logGroup} (it reads nginx's error log through it)`;
+const AGENT_GROUP_DRIFT = (layout: HostLayout) => `the running agent is not in group ${layout.logGroup}: its PM2 daemon started before ${layout.user} joined it`;
+
+/** The running agent's install version (its cwd under /opt/slipway/agent/<version>) and pid, or why there is none. */
+async function runningAgent(ctx: SetupContext): Promise<{ version: string; pid: number } | { problem: string }> {
   const { shell, layout } = ctx;
   // `pm2 jlist` would start a daemon: ask only when one runs.
   const daemon = await shell.run(['sh', '-c', 'kill -0 "$(cat "$1")" 2>/dev/null', 'sh', path.join(layout.pm2Home, 'pm2.pid')]);
@@ -90,7 +100,15 @@ async function runningAgent(ctx: SetupContext): Promise<{ version: string } | { 
   const agent = processes.find((p) => p.name === AGENT_PROCESS_NAME);
   if (!agent || agent.pm2_env?.status !== 'online' || !agent.pid) return { problem: `${AGENT_PROCESS_NAME} is not online in PM2` };
   const cwd = await shell.run(['readlink', `/proc/${agent.pid}/cwd`]);
-  return { version: path.basename(cwd.stdout.trim()) };
+  return { version: path.basename(cwd.stdout.trim()), pid: agent.pid };
+}
+
+/** Whether process `pid` has the log group among its groups (false when it cannot be told). */
+async function processHasLogGroup(ctx: SetupContext, pid: number): Promise<boolean> {
+  const group = await ctx.shell.run(['getent', 'group', ctx.layout.logGroup]);
+  const gid = Number(group.stdout.split(':')[2]);
+  const status = await ctx.shell.run(['cat', `/proc/${pid}/status`]);
+  return group.exitCode === 0 && status.exitCode === 0 && processGroups(status.stdout).includes(gid);
 }
 
 export const SETUP_STEPS: readonly SetupStep[] = [
@@ -126,6 +144,8 @@ export const SETUP_STEPS: readonly SetupStep[] = [
       const drift: string[] = [];
       if ((await shell.run(['getent', 'passwd', layout.user])).exitCode !== 0) drift.push(`user ${layout.user} is missing`);
       if ((await shell.run(['getent', 'group', layout.tokenGroup])).exitCode !== 0) drift.push(`group ${layout.tokenGroup} is missing`);
+      const agentGroups = await shell.run(['id', '-nG', layout.user]);
+      if (agentGroups.exitCode !== 0 || !agentGroups.stdout.trim().split(/\s+/).includes(layout.logGroup)) drift.push(LOG_GROUP_DRIFT(layout));
       if (sshUser !== 'root') {
         const groups = (await shell.run(['id', '-nG', sshUser])).stdout.trim().split(/\s+/);
         if (!groups.includes(layout.tokenGroup)) drift.push(`${sshUser} is not in group ${layout.tokenGroup} (it reads the API token through it)`);
@@ -138,7 +158,8 @@ export const SETUP_STEPS: readonly SetupStep[] = [
       if (drift.some((d) => d.startsWith('user '))) {
         await shell.checked(['useradd', '--system', '--user-group', '--home-dir', layout.home, '--no-create-home', '--shell', '/usr/sbin/nologin', '--comment', 'Slipway agent and apps', layout.user], 'create the agent user');
       }
-      if (drift.some((d) => d.includes(' is not in group '))) await shell.checked(['usermod', '-a', '-G', layout.tokenGroup, sshUser], 'add the SSH user to the token group');
+      if (drift.includes(LOG_GROUP_DRIFT(layout))) await shell.checked(['usermod', '-a', '-G', layout.logGroup, layout.user], 'add the agent user to the log group');
+      if (drift.some((d) => d.startsWith(`${sshUser} is not in group `))) await shell.checked(['usermod', '-a', '-G', layout.tokenGroup, sshUser], 'add the SSH user to the token group');
     },
   },
   {
@@ -275,20 +296,60 @@ export const SETUP_STEPS: readonly SetupStep[] = [
     async check(ctx) {
       const running = await runningAgent(ctx);
       if ('problem' in running) return [running.problem];
-      return running.version === ctx.agent.version ? [] : [`the running agent is ${running.version}, the installed one ${ctx.agent.version}`];
+      const drift = running.version === ctx.agent.version ? [] : [`the running agent is ${running.version}, the installed one ${ctx.agent.version}`];
+      if (!await processHasLogGroup(ctx, running.pid)) drift.push(AGENT_GROUP_DRIFT(ctx.layout));
+      return drift;
     },
     async apply(ctx, drift) {
       const { shell, layout } = ctx;
       const pm2 = (args: string[], step: string) => shell.checked(asAgentUser(layout, pm2Argv(layout, args)), step, { timeoutMs: 120_000 });
-      const daemonDown = drift.some((d) => d.includes('PM2 daemon is not running'));
+      if (drift.includes(AGENT_GROUP_DRIFT(layout))) {
+        // Groups are fixed when a process starts: only a new daemon has the new one. The apps run in
+        // the agent's own daemon, not this one, and keep running.
+        await pm2(['kill'], 'stop the agent\'s PM2 daemon');
+      }
+      const daemonDown = drift.some((d) => d.includes('PM2 daemon is not running')) || drift.includes(AGENT_GROUP_DRIFT(layout));
       if (daemonDown && ctx.systemd) {
         await shell.checked(['systemctl', 'start', path.basename(layout.systemdUnit)], 'start the unit');
+        return;
+      }
+      if (daemonDown) {
+        await pm2(['start', agentProcessFile(layout)], 'start the agent under PM2');
         return;
       }
       // Only the agent's process: the apps run in the agent's own PM2 daemon and keep running.
       if (drift.some((d) => d.startsWith('the running agent is') || d.includes('is not online'))) await shell.run(asAgentUser(layout, pm2Argv(layout, ['delete', AGENT_PROCESS_NAME])));
       // What the unit's ExecStart runs, as systemd would: this user, this environment.
       await pm2(['start', agentProcessFile(layout)], 'start the agent under PM2');
+    },
+  },
+  {
+    // Made by the agent at its start (agent/nginx/probe-secret.ts); nginx's master reads the snippet as root.
+    name: 'probe secret',
+    async check(ctx) {
+      const { layout, shell } = ctx;
+      const want = { mode: '600', owner: layout.user, group: layout.user };
+      const drift: string[] = [];
+      for (const file of [layout.probeSecretFile, layout.probeSnippetFile]) drift.push(...fileDrift(file, await fileState(shell, file), want));
+      return drift;
+    },
+    async apply(ctx) {
+      const { layout, shell } = ctx;
+      // An agent started by the step before writes them as it starts: give it that time.
+      const files = [layout.probeSecretFile, layout.probeSnippetFile];
+      const deadline = Date.now() + 60_000;
+      while ((await shell.run(['test', '-f', files[0]!, '-a', '-f', files[1]!])).exitCode !== 0) {
+        if (Date.now() > deadline) {
+          throw new SlipwayError('setup_step_failed', `the agent did not write its probe secret (${files.join(', ')}) within 60 s of its start`, {
+            hint: 'the agent writes both files at its start: look at its log (pm2 logs slipway-agent as the slipway user), fix it and run deploy setup again',
+          });
+        }
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+      for (const file of [layout.probeSecretFile, layout.probeSnippetFile]) {
+        await shell.checked(['chown', `${layout.user}:${layout.user}`, file], 'probe secret owner');
+        await shell.checked(['chmod', '600', file], 'probe secret mode');
+      }
     },
   },
 ];

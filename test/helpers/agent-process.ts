@@ -79,17 +79,20 @@ export interface CliResult { code: number | null; stdout: string; stderr: string
 
 export interface BackgroundCli { pid: number; done: Promise<CliResult>; kill(): void }
 
+/** `main`: another build's controller entry (a copy of the package with another version, as `deploy upgrade` tests use). */
+export interface DeployCliOptions { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number; main?: string }
+
 /** Runs the built `deploy` CLI as a user would, in the app's repository. */
-export function runDeployCli(args: string[], options: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<CliResult> {
+export function runDeployCli(args: string[], options: DeployCliOptions): Promise<CliResult> {
   return startDeployCli(args, options).done;
 }
 
 /** The CLI started without waiting for it, for tests that act while a rollout runs. */
-export function startDeployCli(args: string[], options: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): BackgroundCli {
+export function startDeployCli(args: string[], options: DeployCliOptions): BackgroundCli {
   let childPid = 0;
   let killChild = () => undefined as void;
   const done = new Promise<CliResult>((resolve, reject) => {
-    const child = spawn(process.execPath, [CONTROLLER_MAIN, ...args], {
+    const child = spawn(process.execPath, [options.main ?? CONTROLLER_MAIN, ...args], {
       cwd: options.cwd,
       env: { ...process.env, SSH_AUTH_SOCK: '', ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { APP, httpGet, startStack, type HttpAnswer, type Stack } from '../helpers/stack.js';
-import { PROBE_HEADER, probeSecretPath } from '../../agent/nginx/probe-secret.js';
+import { PROBE_HEADER, probeSecretPath, probeSnippetPath } from '../../agent/nginx/probe-secret.js';
 import { Pm2Adapter } from '../../agent/pm2.js';
 import { readState as readStateAt, releaseOfCommit } from '../helpers/state.js';
 
@@ -50,6 +50,13 @@ describe('deploy push end to end (real sshd, nginx, PM2, SQLite)', () => {
     const probe = await stack.get('/');
     expect(probe.headers).toMatchObject({ 'x-slipway-release': releaseOf(firstSha), 'x-slipway-slot': 'blue', 'x-slipway-switch': 'file' });
     expect((await fs.stat(probeSecretPath(stack.home))).mode & 0o777).toBe(0o600);
+    // The secret sits in its own 0600 file, which the include only names: the include itself holds none.
+    const secret = (await fs.readFile(probeSecretPath(stack.home), 'utf8')).trim();
+    expect((await fs.stat(probeSnippetPath(stack.home))).mode & 0o777).toBe(0o600);
+    expect(await fs.readFile(probeSnippetPath(stack.home), 'utf8')).toContain(secret);
+    const include = await fs.readFile(path.join(stack.nginx.includeDir, `${APP}.conf`), 'utf8');
+    expect(include).toContain(`include ${probeSnippetPath(stack.home)};`);
+    expect(include).not.toContain(secret);
   });
 
   it('pushes a second commit to green; blue keeps running untouched', async () => {

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { nginxInputProblems, renderAppConfig, type AppConfigInput, type RouteInput } from '../../agent/nginx/render.js';
 import { SlipwayError } from '../../contract/errors.js';
+import { probeSnippet } from '../../agent/nginx/probe-secret.js';
 
 const TEMPLATE_DIR = fileURLToPath(new URL('../../nginx/', import.meta.url));
 const RELEASE = '0123456789abcdef0123456789abcdef01234567';
@@ -173,15 +174,16 @@ describe('renderAppConfig', () => {
     expect(out).toContain('    set $slipway_slot blue;\n    set $slipway_release unknown;\n    set $slipway_switch default;\n');
   });
 
-  it('sends the release markers only to requests carrying the probe secret, and never passes the secret on', () => {
-    const secret = 'ab'.repeat(32);
-    const out = renderAppConfig({ ...sample, probeSecret: secret }, { templateDir: TEMPLATE_DIR });
+  it('sends the release markers only to requests carrying the probe secret, which it includes from its own file, and never passes the secret on', () => {
+    const file = '/var/lib/slipway/nginx-probe.conf';
+    const out = renderAppConfig({ ...sample, probeSecretFile: file }, { templateDir: TEMPLATE_DIR });
     expect(out).toContain([
+      `    include ${file};`,
       '    set $slipway_marker_release "";',
       '    set $slipway_marker_slot "";',
       '    set $slipway_marker_switch "";',
       '    set $slipway_marker_generation "";',
-      `    if ($http_x_slipway_probe = "${secret}") {`,
+      '    if ($http_x_slipway_probe = $slipway_probe_secret) {',
       '        set $slipway_marker_release $slipway_release;',
       '        set $slipway_marker_slot $slipway_slot;',
       '        set $slipway_marker_switch $slipway_switch;',
@@ -197,10 +199,16 @@ describe('renderAppConfig', () => {
     const locations = out.split('\n').filter((line) => line.includes('proxy_pass')).length;
     expect(locations).toBeGreaterThan(0);
     expect(out.split('\n').filter((line) => line === '        proxy_set_header X-Slipway-Probe "";').length).toBe(locations);
-    // The secret goes into the include verbatim: only plain hex is accepted.
-    for (const bad of ['ab"; return 200 "x', 'short', 'AB'.repeat(32)]) {
-      expect(renderError({ ...sample, probeSecret: bad }).details?.join('\n')).toContain('probeSecret');
+    // The path goes into the include verbatim: only a plain absolute path is accepted.
+    for (const bad of ['relative/nginx-probe.conf', '/a/b; return 200', '/a/../etc/shadow', '/a/b\nserver']) {
+      expect(renderError({ ...sample, probeSecretFile: bad }).details?.join('\n')).toContain('probeSecretFile');
     }
+  });
+
+  it('writes the probe secret as one nginx directive, plain hex only', () => {
+    const secret = 'ab'.repeat(32);
+    expect(probeSnippet(secret).split('\n').filter((line) => !line.startsWith('#'))).toEqual([`set $slipway_probe_secret "${secret}";`, '']);
+    for (const bad of ['ab"; return 200 "x', 'short', 'AB'.repeat(32)]) expect(() => probeSnippet(bad)).toThrow('plain hex');
   });
 
   describe('refuses hostile or malformed values, naming the field', () => {

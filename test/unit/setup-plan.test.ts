@@ -4,8 +4,9 @@ import { rootWarning } from '../../agent/run-as.js';
 import { agentPackageCacheDir, isDebianLike } from '../../controller/commands/setup.js';
 import { hostLayout } from '../../controller/setup/layout.js';
 import {
-  agentConfig, agentProcessConfig, configDrift, execStart, nginxConflicts, policyFromRoutes, pm2Environment, sudoersRule, systemdUnit, withApp,
+  agentConfig, agentProcessConfig, configDrift, execStart, nginxConflicts, policyFromRoutes, pm2Environment, processGroups, sudoersRule, systemdUnit, withApp,
 } from '../../controller/setup/plan.js';
+import { probeSecretPath, probeSnippetPath } from '../../agent/nginx/probe-secret.js';
 
 const layout = hostLayout('/');
 const input = { layout, app: 'shop', policy: { listenPorts: [80], serverNames: ['shop.example'] }, agentPort: 7070, tokenFile: '/etc/slipway/token' };
@@ -32,6 +33,19 @@ describe('deploy setup: what it writes (controller/setup/plan.ts)', () => {
     expect(configDrift({ ...agentConfig(input), apps: {} }, input)).toEqual(['apps.shop is missing']);
   });
 
+  it('checks the probe secret files where the agent writes them', () => {
+    const config = parseAgentConfig(agentConfig(input), 'setup agent.json');
+    expect(layout.probeSecretFile).toBe(probeSecretPath(config.home));
+    expect(layout.probeSnippetFile).toBe(probeSnippetPath(config.home));
+  });
+
+  it('reads a process\'s supplementary groups from /proc/<pid>/status (the agent must have adm to read nginx\'s error log)', () => {
+    expect(layout.logGroup).toBe('adm');
+    expect(processGroups('Name:\tnode\nGid:\t998\t998\t998\t998\nGroups:\t4 998 \nNStgid:\t1\n')).toEqual([4, 998]);
+    expect(processGroups('Name:\tnode\nGroups:\t\n')).toEqual([]);
+    expect(processGroups('no such line')).toEqual([]);
+  });
+
   it('allows the agent\'s user exactly nginx -t and nginx -s reload', () => {
     expect(sudoersRule(layout)).toContain('slipway ALL=(root) NOPASSWD: /usr/sbin/nginx -t, /usr/sbin/nginx -s reload\n');
     expect(sudoersRule(layout).split('\n').filter((l) => l && !l.startsWith('#'))).toHaveLength(1);
@@ -49,6 +63,8 @@ describe('deploy setup: what it writes (controller/setup/plan.ts)', () => {
     const processFile = agentProcessConfig(layout);
     expect(processFile).toContain('"PM2_HOME"');
     expect(processFile).toContain('"/opt/slipway/agent/current/dist/agent/main.js"');
+    // Stopping the agent must not kill the apps' PM2 daemon, its child.
+    expect(processFile).toContain('"treekill": false');
   });
 
   it('finds a server name another site serves in nginx -T output, and ignores its own files, comments and other names', () => {
