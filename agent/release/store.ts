@@ -259,8 +259,8 @@ export class ReleaseStore {
   /**
    * Moves the verified upload into `artifacts/`, once its release is published. It is not fsynced:
    * the kernel writes it out within its dirty-page expiry (30 s), and flushing 100 MB at once made
-   * every fsync right after it wait behind it (the file index's, the database's: 40-90 ms added to
-   * each upload's answer; test/bench/results/cold-upload-issue16.md). A crash before then may
+   * the fsyncs right after it wait behind it (the file index's: 36-86 ms instead of 3-4 ms, added
+   * to each upload's answer; test/bench/results/cold-upload-issue16.md). A crash before then may
    * leave a short tarball, or none: startup drops one whose size is not the recorded one, the
    * release's tarball is then packed again from its files when it is next asked for (the same
    * bytes, keptTarball in service.ts), and whoever fetches a tarball checks its sha256 (the
