@@ -1,10 +1,15 @@
-// `node dist/scripts/cold-upload-probe.js [--rounds N] [--mb M] [--profile DIR]`: the cold upload
-// row of the bench (scripts/bench-lib/upload.ts) on its own, with where the CPU goes. One stack,
-// one ~M MB release, N rounds of raw `ssh host 'cat > file'` and Slipway's upload (alternating who
-// goes first); per run the wall time and the CPU seconds of the sender (ssh / the controller's
-// ssh2), of sshd (its per-connection processes, counted when the listener reaps them, cat
-// included) and of the agent (main thread and the rest: libuv pool, GC helpers). With --profile,
-// .cpuprofile files of the controller (upload runs only) and of the agent (whole run) go to DIR.
+// `node dist/scripts/cold-upload-probe.js [--rounds N] [--mb M] [--gc DIR | --profile DIR] [--variant name:K=V,...]...`:
+// the cold upload row of the bench (scripts/bench-lib/upload.ts) on its own, with where the time
+// and the CPU go. One stack, one ~M MB release, N rounds of raw `ssh host 'cat > file'`, raw
+// `ssh host 'cat > /dev/null'`, `ssh host true` (the SSH connection alone) and Slipway's upload
+// (raw and Slipway alternating who goes first); per run the wall time, the CPU ms of the sender
+// (ssh / the controller's ssh2), of sshd (its per-connection processes, counted when the listener
+// reaps them, cat included) and of the agent (main thread, then each other thread: unpacking
+// thread, libuv pool, GC helpers), and the agent's step timings from its log (connect, receive,
+// unpackTail, verify, sync, publish). With --variant (repeatable) it compares agent environments
+// instead, round by round at the same load: the agent restarts with each, one unmeasured upload
+// first. With --profile, .cpuprofile files of the controller (upload runs only) and of the agent
+// (whole run) go to DIR; --gc logs only the garbage collections.
 import { appendFileSync, closeSync, openSync, promises as fs, readFileSync, readdirSync } from 'node:fs';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { Session } from 'node:inspector/promises';
@@ -18,7 +23,7 @@ import { APP, startStack } from '../test/helpers/stack.js';
 import { forgetRelease, sshArgv } from './bench-lib/context.js';
 import { runTimed } from './bench-lib/procs.js';
 import { summarize } from './bench-lib/stats.js';
-import { makeRelease } from './bench-lib/upload.js';
+import { lastIngestTimings, makeRelease } from './bench-lib/upload.js';
 
 const TICK_MS = 1000 / 100;
 /** Preloaded into the agent (--cpu-prof is not allowed in NODE_OPTIONS): GC log, and a CPU profile with COLDUP_CPU_PROFILE. */
@@ -61,12 +66,26 @@ function gcBetween(file: string, from: number, to: number): { minor: number; maj
   }
   return out;
 }
-function parseArgs(argv: string[]): { rounds: number; mb: number; profile: string | null; cpu: boolean } {
-  const out = { rounds: 3, mb: 100, profile: null as string | null, cpu: false };
+interface Variant { name: string; env: Record<string, string> }
+
+/** `--variant name:K=V,K=V`: an agent environment to compare (the agent restarts for each, one unmeasured upload first). */
+function parseVariant(spec: string): Variant {
+  const [name, list = ''] = spec.split(':', 2) as [string, string?];
+  const env: Record<string, string> = {};
+  for (const pair of list.split(',').filter(Boolean)) {
+    const eq = pair.indexOf('=');
+    env[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return { name, env };
+}
+
+function parseArgs(argv: string[]): { rounds: number; mb: number; profile: string | null; cpu: boolean; variants: Variant[] } {
+  const out = { rounds: 3, mb: 100, profile: null as string | null, cpu: false, variants: [] as Variant[] };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--rounds') out.rounds = Number(argv[++i]);
     else if (arg === '--mb') out.mb = Number(argv[++i]);
+    else if (arg === '--variant') out.variants.push(parseVariant(argv[++i] ?? ''));
     else if (arg === '--profile' || arg === '--gc') {
       out.profile = path.resolve(argv[++i] ?? 'profiles');
       out.cpu ||= arg === '--profile';
@@ -83,28 +102,29 @@ function times(pid: number | 'self'): { own: number; children: number } {
   return { own: (f[11]! + f[12]!) * TICK_MS, children: (f[13]! + f[14]!) * TICK_MS };
 }
 
-/** CPU ms of each thread of `pid`, by thread name. */
+/** CPU ms of each thread of `pid`, by thread id ('main' for the main thread). */
 function threadTimes(pid: number): Map<string, number> {
   const out = new Map<string, number>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
       const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
       const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
-      const key = Number(tid) === pid ? 'main' : name;
-      out.set(key, (out.get(key) ?? 0) + (f[11]! + f[12]!) * TICK_MS);
+      out.set(Number(tid) === pid ? 'main' : tid, (f[11]! + f[12]!) * TICK_MS);
     } catch { /* thread gone */ }
   }
   return out;
 }
 
-function diffThreads(after: Map<string, number>, before: Map<string, number>): Record<string, number> {
-  const out: Record<string, number> = {};
+/** CPU ms per thread over a run: the main thread's, then the others' (unpacking thread, libuv pool, GC helpers), busiest first. */
+function diffThreads(after: Map<string, number>, before: Map<string, number>): { main: number; others: number[] } {
+  const others: number[] = [];
+  let main = 0;
   for (const [k, v] of after) {
     const d = v - (before.get(k) ?? 0);
-    if (d > 0) out[k] = d;
+    if (k === 'main') main = d;
+    else if (d > 0) others.push(d);
   }
-  return out;
+  return { main, others: others.sort((a, b) => b - a) };
 }
 
 /** Children of `pid` still alive (sshd's per-connection processes). */
@@ -130,10 +150,10 @@ async function sshdSettled(pid: number): Promise<void> {
 }
 
 interface Gc { minor: number; major: number; ms: number }
-interface Run { ms: number; sender: number; sshd: number; agent: number; agentThreads: Record<string, number>; gc?: { agent: Gc; controller: Gc } }
+interface Run { ms: number; sender: number; sshd: number; agent: number; agentThreads: { main: number; others: number[] }; steps?: Record<string, number>; gc?: { agent: Gc; controller: Gc } }
 
 async function main(): Promise<void> {
-  const { rounds, mb, profile, cpu } = parseArgs(process.argv.slice(2));
+  const { rounds, mb, profile, cpu, variants } = parseArgs(process.argv.slice(2));
   const log = (m: string) => process.stderr.write(`[probe] ${m}\n`);
   log(`load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   const stack = await startStack({ appConfig: { watch: { windowMs: 0, intervalMs: 200, failuresToRollback: 3 } } });
@@ -150,7 +170,8 @@ async function main(): Promise<void> {
         appendFileSync(path.join(profile, 'gc-controller.log'), list.getEntries().map((e) => `${performance.timeOrigin + e.startTime} ${(e as unknown as { detail: { kind: number } }).detail.kind} ${e.duration}\n`).join(''));
       }).observe({ entryTypes: ['gc'] });
     }
-    await stack.restartAgent({ env: { SLIPWAY_LOG_LEVEL: 'info', ...profileEnv } });
+    const agentEnv = { SLIPWAY_LOG_LEVEL: 'info', ...profileEnv };
+    await stack.restartAgent({ env: agentEnv });
     const user = await ensureDeployUser();
     const rawDir = await fs.mkdtemp(path.join(os.tmpdir(), 'slipway-probe-raw-'));
     await fs.chown(rawDir, user.uid, user.gid);
@@ -161,8 +182,7 @@ async function main(): Promise<void> {
     const { packed, releaseId } = release;
     log(`packed ${(packed.bytes / 1e6).toFixed(1)} MB in ${Date.now() - packStart} ms (data written + tar + gzip)`);
     const sshdPid = stack.sshd.pid;
-    const agentPid = stack.agent.pid;
-    log(`pids: controller ${process.pid}, agent ${agentPid}, sshd ${sshdPid}`);
+    log(`pids: controller ${process.pid}, agent ${stack.agent.pid}, sshd ${sshdPid}`);
     if (profile && cpu) {
       inspector = new Session();
       inspector.connect();
@@ -172,6 +192,7 @@ async function main(): Promise<void> {
 
     const measure = async (fn: () => Promise<number>, senderIsChild: boolean): Promise<Run> => {
       await sshdSettled(sshdPid);
+      const agentPid = stack.agent.pid;
       const s0 = times(sshdPid).children;
       const a0 = times(agentPid).own;
       const t0 = threadTimes(agentPid);
@@ -191,8 +212,7 @@ async function main(): Promise<void> {
       };
     };
 
-    const raw = async (): Promise<number> => {
-      const target = path.join(rawDir, 'upload.bin');
+    const rawTo = async (target: string): Promise<number> => {
       const fd = openSync(packed.file, 'r');
       try {
         const run = await runTimed(sshArgv(stack, `cat > ${quoteArg(target, 1)}`), { stdinFile: fd, timeoutMs: 300_000 });
@@ -200,14 +220,23 @@ async function main(): Promise<void> {
         return run.ms;
       } finally {
         closeSync(fd);
-        await fs.rm(target, { force: true });
+        if (target !== '/dev/null') await fs.rm(target, { force: true });
       }
     };
+    const raw = (): Promise<number> => rawTo(path.join(rawDir, 'upload.bin'));
+    /** The SSH connection alone (`ssh host true`): the fixed cost both sides pay before a byte moves. */
+    const handshake = async (): Promise<number> => {
+      const run = await runTimed(sshArgv(stack, 'true'), { timeoutMs: 60_000 });
+      if (run.code !== 0) throw new Error(`ssh true failed (${run.code}): ${run.stderr.slice(-500)}`);
+      return run.ms;
+    };
+    let connectMs = 0;
     const slipway = async (): Promise<number> => {
       await forgetRelease(stack, releaseId);
       if (inspector) await inspector.post('Profiler.start');
       const started = performance.now();
       const session = await openAgentSession(config);
+      connectMs = performance.now() - started;
       try {
         await session.agent.upload(`/apps/${APP}/releases/${releaseId}`, packed.file, packed.bytes, packed.sha256, () => undefined);
       } finally {
@@ -221,16 +250,57 @@ async function main(): Promise<void> {
       return ms;
     };
 
+    const agentLog = path.join(stack.dir, 'agent.log');
+    const slipwayRun = async (): Promise<Run> => {
+      const run = await measure(slipway, false);
+      const steps = lastIngestTimings(agentLog);
+      return { ...run, ...(steps ? { steps: { connect: Math.round(connectMs), ...steps } } : {}) };
+    };
+    if (variants.length > 0) {
+      const byVariant = new Map<string, { runs: Run[]; ratios: number[] }>(variants.map((v) => [v.name, { runs: [], ratios: [] }]));
+      for (let r = 0; r < rounds; r++) {
+        const order = r % 2 === 0 ? variants : [...variants].reverse();
+        for (const variant of order) {
+          await stack.restartAgent({ env: { ...agentEnv, ...variant.env } });
+          await slipway(); // unmeasured: starts the unpacking thread, warms the agent
+          const a = await measure(raw, true);
+          const b = await slipwayRun();
+          byVariant.get(variant.name)!.runs.push(b);
+          byVariant.get(variant.name)!.ratios.push(a.ms / b.ms);
+          log(`round ${r + 1} ${variant.name}: raw ${a.ms.toFixed(0)} ms | slipway ${b.ms.toFixed(0)} ms (controller ${b.sender.toFixed(0)}, sshd ${b.sshd.toFixed(0)}, agent ${b.agent.toFixed(0)} ${JSON.stringify(b.agentThreads)}) `
+            + `steps ${JSON.stringify(b.steps ?? null)} ratio ${(a.ms / b.ms).toFixed(2)} load ${os.loadavg()[0]!.toFixed(2)}`);
+        }
+      }
+      const summary: Record<string, unknown> = {};
+      for (const [name, { runs, ratios }] of byVariant) {
+        const m = (f: (x: Run) => number) => summarize(runs.map(f))!.median;
+        summary[name] = {
+          slipwayMs: m((x) => x.ms), medianRatio: summarize(ratios)!.median, controller: m((x) => x.sender), agent: m((x) => x.agent), agentMain: m((x) => x.agentThreads.main),
+          steps: Object.fromEntries(Object.keys(runs[0]?.steps ?? {}).map((k) => [k, m((x) => x.steps?.[k] ?? 0)])),
+        };
+      }
+      process.stdout.write(`${JSON.stringify({ bytes: packed.bytes, rounds, variants: summary, load: os.loadavg() })}\n`);
+      await forgetRelease(stack, releaseId);
+      await release.cleanup();
+      await fs.rm(rawDir, { recursive: true, force: true });
+      return;
+    }
     const raws: Run[] = [];
     const slips: Run[] = [];
+    const nulls: Run[] = [];
+    const shakes: number[] = [];
     for (let r = 0; r < rounds; r++) {
-      if (r % 2 === 0) { raws.push(await measure(raw, true)); slips.push(await measure(slipway, false)); }
-      else { slips.push(await measure(slipway, false)); raws.push(await measure(raw, true)); }
+      if (r % 2 === 0) { raws.push(await measure(raw, true)); slips.push(await slipwayRun()); }
+      else { slips.push(await slipwayRun()); raws.push(await measure(raw, true)); }
+      nulls.push(await measure(() => rawTo('/dev/null'), true));
+      shakes.push(await handshake());
       const a = raws.at(-1)!;
       const b = slips.at(-1)!;
-      log(`round ${r + 1}: raw ${a.ms.toFixed(0)} ms (ssh ${a.sender.toFixed(0)}, sshd ${a.sshd.toFixed(0)}) | slipway ${b.ms.toFixed(0)} ms `
-        + `(controller ${b.sender.toFixed(0)}, sshd ${b.sshd.toFixed(0)}, agent ${b.agent.toFixed(0)} ${JSON.stringify(b.agentThreads)}) `
-        + `ratio ${(a.ms / b.ms).toFixed(2)} load ${os.loadavg()[0]!.toFixed(2)}${b.gc ? ` gc ${JSON.stringify(b.gc)}` : ''}`);
+      const n = nulls.at(-1)!;
+      log(`round ${r + 1}: raw ${a.ms.toFixed(0)} ms (ssh ${a.sender.toFixed(0)}, sshd ${a.sshd.toFixed(0)}) `
+        + `| raw to /dev/null ${n.ms.toFixed(0)} ms (ssh ${n.sender.toFixed(0)}, sshd ${n.sshd.toFixed(0)}) | ssh true ${shakes.at(-1)!.toFixed(0)} ms `
+        + `| slipway ${b.ms.toFixed(0)} ms (controller ${b.sender.toFixed(0)}, sshd ${b.sshd.toFixed(0)}, agent ${b.agent.toFixed(0)} ${JSON.stringify(b.agentThreads)}) `
+        + `steps ${JSON.stringify(b.steps ?? null)} ratio ${(a.ms / b.ms).toFixed(2)} load ${os.loadavg()[0]!.toFixed(2)}${b.gc ? ` gc ${JSON.stringify(b.gc)}` : ''}`);
     }
     const med = (runs: Run[], k: 'ms' | 'sender' | 'sshd' | 'agent') => summarize(runs.map((x) => x[k]))!.median;
     const ratios = raws.map((a, i) => a.ms / slips[i]!.ms);
@@ -239,7 +309,13 @@ async function main(): Promise<void> {
       rawMs: med(raws, 'ms'), slipwayMs: med(slips, 'ms'),
       ratioOfMedians: med(raws, 'ms') / med(slips, 'ms'), medianRatio: summarize(ratios)!.median,
       raw: { ssh: med(raws, 'sender'), sshd: med(raws, 'sshd') },
-      slipway: { controller: med(slips, 'sender'), sshd: med(slips, 'sshd'), agent: med(slips, 'agent') },
+      rawToNull: { ms: med(nulls, 'ms'), ssh: med(nulls, 'sender'), sshd: med(nulls, 'sshd') },
+      sshTrueMs: summarize(shakes)!.median,
+      slipway: {
+        controller: med(slips, 'sender'), sshd: med(slips, 'sshd'), agent: med(slips, 'agent'),
+        agentMain: summarize(slips.map((x) => x.agentThreads.main))!.median,
+        steps: Object.fromEntries(Object.keys(slips[0]?.steps ?? {}).map((k) => [k, summarize(slips.map((x) => x.steps?.[k] ?? 0))!.median])),
+      },
       load: os.loadavg(),
     })}\n`);
     await forgetRelease(stack, releaseId);

@@ -9,7 +9,7 @@ import type { CleanupResult } from './cleanup.js';
 import type { PromotionRecord, PromotionRecordRequest, PromotionVerdict } from '../../contract/api.js';
 import { judgePromotion } from './promotion-gate.js';
 import type { SpecOverrides } from '../../contract/spec-overrides.js';
-import type { DeltaStats } from './store.js';
+import type { DeltaStats, IngestTimings } from './store.js';
 
 interface IngestRequest {
   app: string; releaseId: string; sha256: string; source: Readable; expectedBytes?: number; accept?: (manifest: ReleaseManifest) => void;
@@ -19,7 +19,7 @@ interface IngestRequest {
 /** What the service needs of the release store (store.ts). */
 export interface ReleaseRepository {
   has(app: string, releaseId: string): boolean;
-  ingest(input: IngestRequest): Promise<{ dir: string; manifest: ReleaseManifest; bytes: number }>;
+  ingest(input: IngestRequest): Promise<{ dir: string; manifest: ReleaseManifest; bytes: number; timings?: IngestTimings }>;
   /** A delta upload (store.ts ingestDelta): the release assembled from its file manifest. */
   ingestDelta(input: IngestRequest): Promise<{ dir: string; manifest: ReleaseManifest; bytes: number; delta?: DeltaStats }>;
   /** Of these file contents, the ones no kept release holds. */
@@ -97,7 +97,7 @@ export class ReleaseService {
   }
 
   private async store(
-    input: UploadInput, ingest: (request: IngestRequest) => Promise<{ dir: string; manifest: ReleaseManifest; bytes: number }>,
+    input: UploadInput, ingest: (request: IngestRequest) => Promise<{ dir: string; manifest: ReleaseManifest; bytes: number; timings?: IngestTimings }>,
   ): Promise<StoredRelease> {
     const { app, releaseId, sha256, source } = input;
     requireApp(this.deps.apps, app);
@@ -117,7 +117,7 @@ export class ReleaseService {
       deployment: { env: input.env ?? null, tag: input.tag ?? null },
     });
     this.deps.state.recordRelease({ app, releaseId, sha256, bytes: ingested.bytes, manifest: ingested.manifest });
-    this.deps.logger.info({ app, releaseId, bytes: ingested.bytes }, 'release stored');
+    this.deps.logger.info({ app, releaseId, bytes: ingested.bytes, ...(ingested.timings ? { ms: ingested.timings } : {}) }, 'release stored');
     return { releaseId, bytes: ingested.bytes, dir: ingested.dir };
   }
 

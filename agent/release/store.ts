@@ -1,7 +1,7 @@
 import { fsyncDir, isDiskFull } from '../../lib/durable.js';
 import { randomBytes } from 'node:crypto';
 import { lstatSync } from 'node:fs';
-import { chmod, copyFile, lstat, mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { chmod, copyFile, lstat, mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { SlipwayError, errorMessage } from '../../contract/errors.js';
@@ -78,7 +78,17 @@ export interface IngestResult {
   entries: number;
   /** For a delta upload: files made from received contents, hardlinked from kept releases, copied from them. */
   delta?: DeltaStats;
+  /** Where the ingest's time went (ms, one after the other), for the log and the bench. */
+  timings: IngestTimings;
 }
+
+/**
+ * An ingest's serial steps: `receive` until the last byte is in the .part and its sha256 checked
+ * (the unpacking runs beside it), `unpackTail` the unpacking still left after that, `verify`
+ * (a delta's assembly, manifest, content digest, policy, modes), `sync` (making the tree durable), `publish` (rename,
+ * keeping the tarball, the file index).
+ */
+export interface IngestTimings { receive: number; unpackTail: number; verify: number; sync: number; publish: number }
 
 export interface DeltaStats { received: number; linked: number; copied: number }
 
@@ -247,20 +257,19 @@ export class ReleaseStore {
   }
 
   /**
-   * Moves the verified upload into `artifacts/`, once its release is published. It is flushed to
-   * disk in the background: the upload does not wait for 100 MB to reach the disk a second time.
-   * A crash before that may leave a short or damaged tarball; startup drops one whose size is not
-   * the recorded one, and whoever fetches it checks its sha256 (the controller, then the agent it
-   * is uploaded to), so a damaged artifact is never deployed, only refused.
+   * Moves the verified upload into `artifacts/`, once its release is published. It is not fsynced:
+   * the kernel writes it out within its dirty-page expiry (30 s), and flushing 100 MB at once made
+   * the fsyncs right after it wait behind it (the file index's: 36-86 ms instead of 3-4 ms, added
+   * to each upload's answer; test/bench/results/cold-upload-issue16.md). A crash before then may
+   * leave a short tarball, or none: startup drops one whose size is not the recorded one, the
+   * release's tarball is then packed again from its files when it is next asked for (the same
+   * bytes, keptTarball in service.ts), and whoever fetches a tarball checks its sha256 (the
+   * controller, then the agent it is uploaded to), so a damaged one is refused, never deployed.
    */
   private async keepArtifact(partFile: string, app: string, releaseId: string): Promise<void> {
     const target = this.artifactPath(app, releaseId);
     await mkdir(path.dirname(target), { recursive: true, mode: 0o700 });
     await rename(partFile, target);
-    void (async () => {
-      const handle = await open(target, 'r');
-      try { await handle.datasync(); } finally { await handle.close(); }
-    })().catch(() => undefined);
   }
 
   async readManifest(app: string, releaseId: string): Promise<ReleaseManifest> {
@@ -332,9 +341,12 @@ export class ReleaseStore {
     // bytes is refused while the first one's .part is still arriving, and must not remove it.
     let partIsMine = false;
     let extraction: Extraction | undefined;
+    const clock = new StepClock();
     try {
       const received = await this.receiveAndUnpack(input, partFile, kind === 'full' ? tmpDir : bundleDir, label);
-      const { bytes, unpacked } = received;
+      const { bytes, unpacked, receivedAt } = received;
+      clock.lap('receive', receivedAt);
+      clock.lap('unpackTail');
       extraction = received.extraction;
       partIsMine = true;
       const made = kind === 'full' ? { ...unpacked, delta: undefined } : await this.assembleFromBundle(bundleDir, tmpDir, app, label, unpacked);
@@ -349,8 +361,10 @@ export class ReleaseStore {
       // write bit until it is renamed into place (a directory moved to another parent needs it).
       await setTreeWritable(tmpDir, false);
       await chmod(tmpDir, 0o755);
+      clock.lap('verify');
       if (kind === 'full') await this.makeDurable(extraction, tmpDir, label);
       else await this.flush(tmpDir, label);
+      clock.lap('sync');
       await publish(tmpDir, finalDir, label);
       await chmod(finalDir, 0o555);
       if (kind === 'full') await this.keepArtifact(partFile, app, releaseId);
@@ -358,9 +372,10 @@ export class ReleaseStore {
       // After the publish: a crash before this leaves a release that is only not a delta base.
       await this.index.write(app, releaseId, made.contents.filter((entry) => entry.path !== MANIFEST_FILE))
         .catch(() => undefined);
+      clock.lap('publish');
       return {
         dir: finalDir, manifest, bytes, unpackedBytes: made.bytes, entries: made.entries,
-        ...(made.delta ? { delta: made.delta } : {}),
+        ...(made.delta ? { delta: made.delta } : {}), timings: clock.timings,
       };
     } catch (error) {
       await rm(tmpDir, { recursive: true, force: true, maxRetries: 3 });
@@ -401,7 +416,7 @@ export class ReleaseStore {
   /** Receives the upload into `partFile` while unpacking it into `tmpDir`; the .part is gone afterwards. */
   private async receiveAndUnpack(
     input: IngestInput, partFile: string, tmpDir: string, label: string,
-  ): Promise<{ extraction: Extraction; bytes: number; unpacked: ExtractResult }> {
+  ): Promise<{ extraction: Extraction; bytes: number; unpacked: ExtractResult; receivedAt: number }> {
     // Follows the .part file as the upload fills it; the upload itself never waits for it.
     const inThread = (input.expectedBytes ?? Infinity) >= this.threadFromBytes;
     const extraction = (inThread ? startExtractionInWorker : startExtraction)(partFile, tmpDir, { maxEntries: this.limits.maxEntries, maxUnpackedBytes: this.limits.maxUnpackedBytes });
@@ -425,8 +440,9 @@ export class ReleaseStore {
       await extraction.abort();
       throw withContext(error, label, 'upload');
     }
+    const receivedAt = performance.now();
     try {
-      return { extraction, bytes: upload.bytes, unpacked: await extraction.finish(upload.bytes) };
+      return { extraction, bytes: upload.bytes, unpacked: await extraction.finish(upload.bytes), receivedAt };
     } catch (error) {
       await rm(upload.path, { force: true });
       throw withContext(error, label, 'unpack');
@@ -510,6 +526,17 @@ export class ReleaseStore {
 }
 
 function ignoreError(): void { /* surfaced by receiveUpload's read instead */ }
+
+/** Times consecutive steps: each lap is the ms since the previous one (or since the clock started). */
+class StepClock {
+  readonly timings: IngestTimings = { receive: 0, unpackTail: 0, verify: 0, sync: 0, publish: 0 };
+  private last = performance.now();
+
+  lap(step: keyof IngestTimings, at = performance.now()): void {
+    this.timings[step] = Math.round(at - this.last);
+    this.last = at;
+  }
+}
 
 const OBJECT_NAME = /^objects\/([0-9a-f]{64})$/;
 

@@ -101,11 +101,14 @@ export function sshArgv(stack: Stack, remoteCommand: string): string[] {
 }
 
 /**
- * Removes an uploaded, never-deployed release behind the agent's back (its directory and its
- * row), so the same tarball can be uploaded again. Only for the bench's own upload releases.
+ * Removes an uploaded, never-deployed release behind the agent's back (its directory, its kept
+ * tarball and its row), so the same tarball can be uploaded again. Only for the bench's own upload releases.
  */
 export async function forgetRelease(stack: Stack, releaseId: string): Promise<void> {
   await fs.rm(path.join(stack.home, 'releases', APP, releaseId), { recursive: true, force: true });
+  // Its kept tarball too: the next upload must not rename over an old one (ext4 then writes the
+  // new file out at once, auto_da_alloc), which a first upload of a release never does.
+  await fs.rm(path.join(stack.home, 'artifacts', APP, `${releaseId}.tar.gz`), { force: true });
   const db = openDatabase(path.join(stack.home, 'agent.db'));
   try {
     new StateStore(db).deleteRelease(APP, releaseId);

@@ -1,7 +1,7 @@
 // Item 1: Slipway's upload path (the controller's SSH session and AgentClient.upload, the agent's
 // PUT /apps/:app/releases/:id that hashes and unpacks the tarball as it arrives, then syncs and
 // publishes it) against a raw `ssh host 'cat > file'` of the same tarball over the same sshd.
-import { openSync, closeSync, promises as fs } from 'node:fs';
+import { openSync, closeSync, readFileSync, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { buildManifest } from '../../controller/manifest.js';
@@ -23,6 +23,27 @@ const MiB = 1024 * 1024;
 const SECTION = '1. Upload';
 
 export interface BigRelease { releaseId: string; packed: PackedRelease; cleanup(): Promise<void> }
+
+/**
+ * The step timings (ms) of the agent's last 'release stored' log line (agent/release/store.ts
+ * IngestTimings: receive, unpackTail, verify, sync, publish), or null when there is none.
+ */
+export function lastIngestTimings(logFile: string): Record<string, number> | null {
+  let text = '';
+  try { text = readFileSync(logFile, 'utf8'); } catch { return null; }
+  const lines = text.trimEnd().split('\n');
+  for (let i = lines.length - 1; i >= 0; i--) {
+    if (!lines[i]!.includes('"release stored"')) continue;
+    try { return (JSON.parse(lines[i]!) as { ms?: Record<string, number> }).ms ?? null; } catch { return null; }
+  }
+  return null;
+}
+
+/** Median of each step over runs, as `step ms` pairs. */
+function medianSteps(runs: Record<string, number>[]): string {
+  if (runs.length === 0) return 'not logged';
+  return Object.keys(runs[0]!).map((k) => `${k} ${summarize(runs.map((r) => r[k] ?? 0))!.median.toFixed(0)}`).join(', ');
+}
 
 /** A commit whose release carries `megabytes` of untracked data: ~85% random blobs, the rest source. */
 export async function makeRelease(stack: Stack, megabytes: number, label: string): Promise<BigRelease> {
@@ -71,6 +92,8 @@ export async function benchUpload(ctx: BenchContext): Promise<void> {
       /** CPU ms per Slipway upload: the controller (this process) and the agent (all its threads). */
       const controllerCpu: number[] = [];
       const agentCpu: number[] = [];
+      /** The agent's step timings per Slipway upload (its log). */
+      const steps: Record<string, number>[] = [];
       const loadBefore = os.loadavg()[0]!;
       const partFile = path.join(stack.home, 'incoming', `${packed.sha256}.part`);
       const runRaw = async () => {
@@ -121,6 +144,8 @@ export async function benchUpload(ctx: BenchContext): Promise<void> {
         controllerCpu.push((cpu.user + cpu.system) / 1000);
         const agent1 = await cpuMs(stack.agent.pid);
         if (agent0 !== null && agent1 !== null) agentCpu.push(agent1 - agent0);
+        const logged = lastIngestTimings(path.join(stack.dir, 'agent.log'));
+        if (logged) steps.push(logged);
         const stored = await ctx.api.json<{ bytes: number }>('GET', `/apps/${APP}/releases/${releaseId}`);
         if (stored.bytes !== packed.bytes) throw new Error(`the agent stored ${stored.bytes} of ${packed.bytes} bytes`);
         slipway.push(throughput(packed.bytes, ms));
@@ -146,6 +171,7 @@ export async function benchUpload(ctx: BenchContext): Promise<void> {
           `Slipway ${slipwayMs.map((v) => v.toFixed(0)).join('/')} ms vs raw ${rawMs.map((v) => v.toFixed(0)).join('/')} ms, each including its SSH connection; Slipway answers once the release is checked, unpacked and synced`,
           `paired ratios (raw ms / Slipway ms, same round): ${paired.map((v) => v.toFixed(2)).join('/')}; load average ${loadBefore.toFixed(1)} → ${os.loadavg()[0]!.toFixed(1)} on ${os.cpus().length} cores`,
           `CPU per Slipway upload (median): controller ${median(controllerCpu)} ms, agent ${median(agentCpu)} ms (main thread + unpacking thread + libuv pool)`,
+          `agent steps, one after the other (median ms): ${medianSteps(steps)}; receive = until the last byte is in and its sha256 checked (unpacking runs beside it), unpackTail = unpacking left after the last byte`,
         ],
       }));
       ctx.figures.push(makeFigure({
