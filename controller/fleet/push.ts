@@ -13,6 +13,8 @@ import { runOnHost, type HostRun, type HostRunEnd } from './host-run.js';
 import { releaseFleetLock, takeFleetLock, type FleetLock } from './lock.js';
 import { fleetVerdict, hostsToRevert, planPush, type Batch, type HostOutcome } from './plan.js';
 import { writeFleetRecord } from './record.js';
+import { reconcileFirst } from './reconcile.js';
+import { takeBaselines, watchSwitched, type SentinelOptions, type Watched } from './sentinel.js';
 import { openFleet, unreachableError, type FleetMember, type FleetSession, type OpenFleetOptions } from './session.js';
 import { hostName, selectHosts, type FleetTarget } from './target.js';
 
@@ -75,6 +77,10 @@ async function rollOutFleet(fleet: FleetTarget, session: FleetSession, release: 
   }
   const members = session.members;
   if (members.length === 0) throw unreachableError(session.unreachable, 'push refused, nothing changed');
+  // Reconcile-first: a host an earlier rollout left behind goes back to the fleet's release before
+  // anything else, so a failure of this push reverts the whole fleet to one release. A host already
+  // on the release being pushed is left alone (the push finds it done). --hosts drifts on purpose.
+  if (!options.hosts) await reconcileFirst(session, fleet, out, { alsoFine: releaseId });
   const statuses = new Map<string, AppStatus>();
   await Promise.all(members.map(async (m) => { statuses.set(m.name, await m.session.agent.get<AppStatus>(`/apps/${app}`)); }));
   const alreadyLive = new Set(members.filter((m) => {
@@ -102,7 +108,8 @@ async function rollOutFleet(fleet: FleetTarget, session: FleetSession, release: 
   const lock = await takeFleetLock(members, app, releaseId, rolloutId, options, out);
   try {
     await uploadWhereMissing(members, fleet, release, out);
-    const failedAt = await runBatches(plan.batches, { members, app, releaseId, rolloutId, lock, runOnceHost: plan.runOnceHost, fleet, tag: release.tag }, outcomes, details, deploymentIds, out);
+    const watch = { intervalMs: release.manifest.spec?.watch.intervalMs ?? 1_000, threshold: release.manifest.spec?.watch.failuresToRollback ?? 3 };
+    const failedAt = await runBatches(plan.batches, { members, app, releaseId, rolloutId, lock, runOnceHost: plan.runOnceHost, fleet, tag: release.tag, watch }, outcomes, details, deploymentIds, out);
     if (failedAt !== null) {
       const toRevert = hostsToRevert(outcomes);
       if (toRevert.length) out.info(`  reverting ${toRevert.join(', ')} to ${previousRelease ? shortSha(previousRelease) : 'their previous release'} (one flip each)`);
@@ -178,6 +185,8 @@ async function uploadWhereMissing(members: readonly FleetMember[], fleet: FleetT
 interface BatchContext {
   members: readonly FleetMember[]; app: string; releaseId: string; rolloutId: string; lock: FleetLock;
   runOnceHost: string | null; fleet: FleetTarget; tag: string | null;
+  /** How the hosts of earlier batches are watched while later ones roll out (the release's watch settings). */
+  watch: SentinelOptions;
 }
 
 /**
@@ -186,11 +195,18 @@ interface BatchContext {
  * phase; the first failure aborts the batch's other hosts (they stop, or swap back by one flip).
  */
 async function runBatches(batches: readonly Batch[], ctx: BatchContext, outcomes: Map<string, HostOutcome>, details: Map<string, string>, ids: Map<string, number | null>, out: Output): Promise<string | null> {
+  // Hosts of earlier batches, each with the slot it switched to: watched until the rollout ends.
+  const switched: Watched[] = [];
   for (const [index, batch] of batches.entries()) {
-    out.info(`  batch ${index + 1}/${batches.length}: ${batch.hosts.join(', ')}${batch.watchMs === null ? ' (full watch window)' : ` (bake ${formatMs(batch.watchMs)})`}`, { batch: index + 1, hosts: batch.hosts });
+    out.info(`  batch ${index + 1}/${batches.length}: ${batch.hosts.join(', ')}${batch.last ? ` (full watch window${batch.watchMs === null ? '' : ` of ${formatMs(batch.watchMs)}`})` : ` (bake ${formatMs(batch.watchMs ?? 0)})`}`
+      + `${switched.length ? `; still watching ${switched.map((w) => w.host).join(', ')}` : ''}`, { batch: index + 1, hosts: batch.hosts });
     let failure: string | null = null;
     const runs: HostRun[] = [];
     const ends: Promise<HostRunEnd>[] = [];
+    const stopAll = (reason: string, except: HostRun | null) => {
+      failure = reason;
+      for (const other of runs) if (other !== except) other.abort(`rollout ${ctx.rolloutId.slice(0, 8)} stopped: ${reason}`);
+    };
     const start = (name: string) => {
       const member = ctx.members.find((m) => m.name === name)!;
       const run = runOnHost(member, ctx.app, `/apps/${ctx.app}/deployments`, deployBody(ctx, member, batch), (host, event) => hostEvent(host, event, out));
@@ -199,22 +215,36 @@ async function runBatches(batches: readonly Batch[], ctx: BatchContext, outcomes
         outcomes.set(end.name, end.outcome);
         ids.set(end.name, end.deploymentId);
         details.set(end.name, endDetail(end));
-        if (end.outcome !== 'succeeded' && failure === null) {
-          failure = `${end.name}: ${endDetail(end)}`;
-          for (const other of runs) if (other !== run) other.abort(`rollout ${ctx.rolloutId.slice(0, 8)} stopped: ${failure}`);
-        }
+        if (end.outcome !== 'succeeded' && failure === null) stopAll(`${end.name}: ${endDetail(end)}`, run);
         return end;
       }));
       return run;
     };
-    const first = ctx.runOnceHost !== null && batch.hosts.includes(ctx.runOnceHost) && batch.hosts.length > 1 ? ctx.runOnceHost : null;
-    if (first) await start(first).prepared;
-    for (const name of batch.hosts) {
-      if (name === first) continue;
-      if (failure !== null) break;
-      start(name);
+    const sentinel = watchSwitched(ctx.members, ctx.app, switched, ctx.watch);
+    void sentinel.failed.then(({ host, reason }) => {
+      if (failure !== null) return;
+      out.info(`  [${host}] failed after its batch: ${reason}`, { host, watchFailed: reason });
+      details.set(host, `failed after its batch: ${reason}`);
+      stopAll(`${host}: ${reason}`, null);
+    });
+    try {
+      const first = ctx.runOnceHost !== null && batch.hosts.includes(ctx.runOnceHost) && batch.hosts.length > 1 ? ctx.runOnceHost : null;
+      if (first) await start(first).prepared;
+      for (const name of batch.hosts) {
+        if (name === first) continue;
+        if (failure !== null) break;
+        start(name);
+      }
+      const batchEnds = await Promise.all(ends);
+      const passed: Watched[] = batchEnds.filter((end) => end.outcome === 'succeeded' && end.result)
+        .map((end) => ({ host: end.name, slot: end.result!.slot, releaseId: ctx.releaseId, baseline: null }));
+      // Restart counts as each host's own window left them, before a later batch starts: a restart
+      // from then on fails the watch (else the sentinel's first round takes them).
+      if (!batch.last) await takeBaselines(ctx.members, ctx.app, passed);
+      switched.push(...passed);
+    } finally {
+      sentinel.stop();
     }
-    await Promise.all(ends);
     if (failure !== null) return failure;
   }
   return null;
@@ -267,7 +297,9 @@ async function revertHosts(hosts: readonly string[], ctx: RevertContext, outcome
     const ok = end.result?.outcome === 'succeeded';
     outcomes.set(name, ok ? 'reverted' : 'revert_failed');
     ids.set(name, end.deploymentId ?? ids.get(name) ?? null);
-    details.set(name, ok ? `reverted to ${slot} (#${end.deploymentId})` : `revert failed: ${endDetail(end)}`);
+    // A host that failed while watched after its batch keeps that reason in front of its revert.
+    const why = details.get(name)?.startsWith('failed after its batch') ? `${details.get(name)}; ` : '';
+    details.set(name, `${why}${ok ? `reverted to ${slot} (#${end.deploymentId})` : `revert failed: ${endDetail(end)}`}`);
   }));
 }
 
