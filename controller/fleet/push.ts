@@ -52,10 +52,13 @@ export async function fleetPush(fleet: FleetTarget, options: FleetPushOptions, o
   }
   const names = selected.hosts.map(hostName);
   const release = await packForPush(selected.hosts[0]!, options, out, `${names.length} host(s): ${names.join(', ')}`);
+  const phases = new PhaseClock(release.startedAt);
+  phases.mark('pack');
   try {
     const session = await openFleet(selected, openOptions);
+    phases.mark('connect');
     try {
-      return await rollOutFleet(selected, session, release, options, leftOut, out);
+      return await rollOutFleet(selected, session, release, options, leftOut, out, phases);
     } finally {
       await session.close();
     }
@@ -64,7 +67,7 @@ export async function fleetPush(fleet: FleetTarget, options: FleetPushOptions, o
   }
 }
 
-async function rollOutFleet(fleet: FleetTarget, session: FleetSession, release: PushRelease, options: FleetPushOptions, leftOut: string[], out: Output): Promise<ExitCode> {
+async function rollOutFleet(fleet: FleetTarget, session: FleetSession, release: PushRelease, options: FleetPushOptions, leftOut: string[], out: Output, phases: PhaseClock): Promise<ExitCode> {
   const { releaseId } = release.manifest;
   const { app } = fleet;
   const skipped = [...leftOut];
@@ -81,8 +84,10 @@ async function rollOutFleet(fleet: FleetTarget, session: FleetSession, release: 
   // anything else, so a failure of this push reverts the whole fleet to one release. A host already
   // on the release being pushed is left alone (the push finds it done). --hosts drifts on purpose.
   if (!options.hosts) await reconcileFirst(session, fleet, out, { alsoFine: releaseId });
+  phases.mark('reconcile');
   const statuses = new Map<string, AppStatus>();
   await Promise.all(members.map(async (m) => { statuses.set(m.name, await m.session.agent.get<AppStatus>(`/apps/${app}`)); }));
+  phases.mark('status');
   const alreadyLive = new Set(members.filter((m) => {
     const s = statuses.get(m.name)!;
     return s.liveReleaseId === releaseId && sameOverrides(s, m.target);
@@ -106,14 +111,18 @@ async function rollOutFleet(fleet: FleetTarget, session: FleetSession, release: 
   { rolloutId, batches: plan.batches, unchanged: plan.unchanged, runOnceHost: plan.runOnceHost });
 
   const lock = await takeFleetLock(members, app, releaseId, rolloutId, options, out);
+  phases.mark('lock');
   try {
     await uploadWhereMissing(members, fleet, release, out);
+    phases.mark('upload');
     const watch = { intervalMs: release.manifest.spec?.watch.intervalMs ?? 1_000, threshold: release.manifest.spec?.watch.failuresToRollback ?? 3 };
     const failedAt = await runBatches(plan.batches, { members, app, releaseId, rolloutId, lock, runOnceHost: plan.runOnceHost, fleet, tag: release.tag, watch }, outcomes, details, deploymentIds, out);
+    phases.mark('batches');
     if (failedAt !== null) {
       const toRevert = hostsToRevert(outcomes);
       if (toRevert.length) out.info(`  reverting ${toRevert.join(', ')} to ${previousRelease ? shortSha(previousRelease) : 'their previous release'} (one flip each)`);
       await revertHosts(toRevert, { members, app, rolloutId, lock, statuses, previousRelease, reason: failedAt, fleet }, outcomes, details, deploymentIds);
+      phases.mark('revert');
     }
     const verdict = fleetVerdict(outcomes);
     const fleetRelease = verdict.outcome === 'succeeded' ? releaseId : previousRelease;
@@ -121,10 +130,12 @@ async function rollOutFleet(fleet: FleetTarget, session: FleetSession, release: 
     if (fleetRelease) {
       await recordAndReport({ fleet, members, rolloutId, releaseId: fleetRelease, attempted: releaseId, outcome: verdict.outcome, skipped, reason: options.reason }, out);
     }
+    phases.mark('record');
     if (verdict.outcome === 'succeeded') {
-      out.info(`${shortSha(releaseId)} is live on ${reachable.length} host(s) in ${formatMs(Date.now() - release.startedAt)}`, { outcome: 'succeeded', rolloutId, totalMs: Date.now() - release.startedAt });
+      out.info(`${shortSha(releaseId)} is live on ${reachable.length} host(s) in ${formatMs(Date.now() - release.startedAt)}`, { outcome: 'succeeded', rolloutId, totalMs: Date.now() - release.startedAt, phasesMs: phases.spans() });
       return EXIT.ok;
     }
+    out.info(`  phases: ${Object.entries(phases.spans()).map(([k, v]) => `${k} ${formatMs(v)}`).join(', ')}`, { phasesMs: phases.spans() });
     out.error(verdictError(verdict, releaseId, failedAt ?? 'a host failed', outcomes));
     return verdict.exitCode;
   } finally {
@@ -358,4 +369,17 @@ function hostOutput(out: Output, name: string): Output {
     data: (value) => out.data(value),
     error: (error) => out.error(error),
   };
+}
+
+/** How long each phase of a fleet push took (ms), in order: for --json and the benchmark. */
+class PhaseClock {
+  private last: number;
+  private readonly done: Array<[string, number]> = [];
+  constructor(startedAt: number) { this.last = startedAt; }
+  mark(phase: string): void {
+    const now = Date.now();
+    this.done.push([phase, now - this.last]);
+    this.last = now;
+  }
+  spans(): Record<string, number> { return Object.fromEntries(this.done); }
 }

@@ -1,5 +1,4 @@
-import { appendFile, readFile, readdir, writeFile } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
+import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFleetLab, type FleetLab } from '../helpers/fleet-lab.js';
@@ -61,22 +60,6 @@ const fleetRecord = (i: number) => {
 };
 const push = (args: string[] = []) => lab.deploy(['push', ...args], { timeoutMs: 240_000 });
 const commit = (files: Record<string, string | null>, message: string) => lab.repo.commit(files, message);
-
-/** The pid of the process serving host i's live slot (found by its PM2 home and slot in /proc). */
-async function liveSlotPid(i: number): Promise<number> {
-  const host = lab.hosts[i]!;
-  const live = readState(host.stack.home, lab.app).app!.liveSlot!;
-  for (const pid of host.stack.pm2.appPids()) {
-    let environ: string[];
-    try {
-      environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
-    } catch {
-      continue;
-    }
-    if (environ.includes(`PM2_HOME=${host.stack.pm2.pm2Home}`) && environ.includes(`SLIPWAY_SLOT=${live}`)) return pid;
-  }
-  throw new Error(`no process of ${live} on ${host.name} (pids: ${(await readdir(path.join(host.stack.pm2.pm2Home, 'pids'))).join(', ')})`);
-}
 
 beforeAll(async () => {
   lab = await startFleetLab({
@@ -345,7 +328,9 @@ describe('deploy push to a fleet of 3', () => {
       return d && d.id > before && d.outcome === null && d.state === 'watching';
     }, { timeoutMs: 120_000, intervalMs: 100, description: 'h3 (the last batch) to be in its full window' });
     expect(newestDeployment(0)).toMatchObject({ outcome: 'succeeded' });
-    process.kill(await liveSlotPid(0), 'SIGKILL');
+    const pid = lab.liveSlotPid(0);
+    expect(pid).not.toBeNull();
+    process.kill(pid!, 'SIGKILL');
     const result = await withDeadline(running.done, 120_000, 'the push to end');
     expect(result.code, result.stderr).toBe(EXIT.rolledBack);
     expect(result.stderr).toMatch(/\[h1\] failed after its batch: .*restarted/);
