@@ -13,7 +13,7 @@ import { runOnHost, type HostRun, type HostRunEnd } from './host-run.js';
 import { releaseFleetLock, takeFleetLock, type FleetLock } from './lock.js';
 import { fleetVerdict, hostsToRevert, planPush, type Batch, type HostOutcome } from './plan.js';
 import { writeFleetRecord } from './record.js';
-import { reconcileFirst } from './reconcile.js';
+import { readFleet, reconcileFirst, type FleetReading } from './reconcile.js';
 import { takeBaselines, watchSwitched, type SentinelOptions, type Watched } from './sentinel.js';
 import { openFleet, unreachableError, type FleetMember, type FleetSession, type OpenFleetOptions } from './session.js';
 import { hostName, selectHosts, type FleetTarget } from './target.js';
@@ -26,6 +26,9 @@ export interface FleetPushOptions extends PushOptions {
   force: boolean;
   reason: string | null;
 }
+
+/** How old the fleet's reading taken while packing may be when the rollout plans from it. */
+const READ_FRESH_MS = 10_000;
 
 /** One host's line of the final table. */
 export interface HostReport { host: string; outcome: HostOutcome; deploymentId: number | null; detail: string }
@@ -51,14 +54,36 @@ export async function fleetPush(fleet: FleetTarget, options: FleetPushOptions, o
     leftOut = fleet.hosts.map(hostName).filter((n) => !options.hosts!.includes(n));
   }
   const names = selected.hosts.map(hostName);
-  const release = await packForPush(selected.hosts[0]!, options, out, `${names.length} host(s): ${names.join(', ')}`);
+  // The hosts are connected to, and read (status, lock, fleet record: nothing changed), while the
+  // release is packed: the two share no input, and a pack that fails closes the connections unused.
+  const startedAt = Date.now();
+  const opening = openFleet(selected, openOptions);
+  const reading = opening.then((session) => {
+    const connectedMs = Date.now() - startedAt;
+    return readFleet(session, selected).then((read) => ({ read, connectedMs, readMs: Date.now() - startedAt, readAt: Date.now() }));
+  });
+  reading.catch(() => undefined);
+  let release: PushRelease;
+  try {
+    release = await packForPush(selected.hosts[0]!, options, out, `${names.length} host(s): ${names.join(', ')}`);
+  } catch (error) {
+    await opening.then((session) => session.close(), () => undefined);
+    throw error;
+  }
   const phases = new PhaseClock(release.startedAt);
   phases.mark('pack');
   try {
-    const session = await openFleet(selected, openOptions);
+    const session = await opening;
     phases.mark('connect');
     try {
-      return await rollOutFleet(selected, session, release, options, leftOut, out, phases);
+      // A reading older than READ_FRESH_MS (a long build) is read again: the fleet may have moved since.
+      const read = reading.then((r) => {
+        phases.note('connectMs', r.connectedMs);
+        phases.note('readMs', r.readMs);
+        return Date.now() - r.readAt <= READ_FRESH_MS ? r.read : readFleet(session, selected);
+      });
+      read.catch(() => undefined);
+      return await rollOutFleet(selected, session, release, options, leftOut, out, phases, read);
     } finally {
       await session.close();
     }
@@ -67,7 +92,8 @@ export async function fleetPush(fleet: FleetTarget, options: FleetPushOptions, o
   }
 }
 
-async function rollOutFleet(fleet: FleetTarget, session: FleetSession, release: PushRelease, options: FleetPushOptions, leftOut: string[], out: Output, phases: PhaseClock): Promise<ExitCode> {
+async function rollOutFleet(fleet: FleetTarget, session: FleetSession, release: PushRelease, options: FleetPushOptions, leftOut: string[], out: Output,
+  phases: PhaseClock, reading: Promise<FleetReading>): Promise<ExitCode> {
   const { releaseId } = release.manifest;
   const { app } = fleet;
   const skipped = [...leftOut];
@@ -83,10 +109,13 @@ async function rollOutFleet(fleet: FleetTarget, session: FleetSession, release: 
   // Reconcile-first: a host an earlier rollout left behind goes back to the fleet's release before
   // anything else, so a failure of this push reverts the whole fleet to one release. A host already
   // on the release being pushed is left alone (the push finds it done). --hosts drifts on purpose.
-  if (!options.hosts) await reconcileFirst(session, fleet, out, { alsoFine: releaseId });
+  const reconciled = options.hosts ? null : await reconcileFirst(session, fleet, out, { alsoFine: releaseId, read: reading });
   phases.mark('reconcile');
   const statuses = new Map<string, AppStatus>();
-  await Promise.all(members.map(async (m) => { statuses.set(m.name, await m.session.agent.get<AppStatus>(`/apps/${app}`)); }));
+  // Read while packing; read again when reconcile moved a host (or was not run).
+  const read = reconciled && reconciled.moves.length === 0 ? reconciled.snapshots : [];
+  for (const snap of read) if (snap.status) statuses.set(snap.name, snap.status);
+  await Promise.all(members.filter((m) => !statuses.has(m.name)).map(async (m) => { statuses.set(m.name, await m.session.agent.get<AppStatus>(`/apps/${app}`)); }));
   phases.mark('status');
   const alreadyLive = new Set(members.filter((m) => {
     const s = statuses.get(m.name)!;
@@ -375,11 +404,14 @@ function hostOutput(out: Output, name: string): Output {
 class PhaseClock {
   private last: number;
   private readonly done: Array<[string, number]> = [];
+  private readonly extra: Array<[string, number]> = [];
   constructor(startedAt: number) { this.last = startedAt; }
   mark(phase: string): void {
     const now = Date.now();
     this.done.push([phase, now - this.last]);
     this.last = now;
   }
-  spans(): Record<string, number> { return Object.fromEntries(this.done); }
+  /** A figure that is not a span of the sequence (e.g. the connect that ran beside the pack). */
+  note(name: string, ms: number): void { this.extra.push([name, ms]); }
+  spans(): Record<string, number> { return Object.fromEntries([...this.done, ...this.extra]); }
 }

@@ -9,13 +9,29 @@ import { planReconcile, recordsByHost, type ReconcilePlan } from './reconcile-pl
 import type { FleetSession } from './session.js';
 import { newestRecord, readFleetRecords, writeFleetRecord } from './record.js';
 import { snapshotFleet } from './snapshot.js';
+import type { HostSnapshot } from './status-view.js';
+import type { FleetRecord } from '../../contract/api.js';
 import { hostName, type FleetTarget } from './target.js';
 
 /** How long reconcile-first waits for a rollout the fleet lost (its agent finishes or reverts on its own). */
 export const BUSY_WAIT_MS = 10 * 60_000;
 const BUSY_POLL_MS = 1_000;
 
-export interface ReconcileOutcome { plan: ReconcilePlan; moves: HostMove[] }
+export interface ReconcileOutcome {
+  plan: ReconcilePlan;
+  moves: HostMove[];
+  /** What the plan was made from: each host's status and lock as read (before any move). */
+  snapshots: HostSnapshot[];
+}
+
+/** What reconcile-first reads: every host's status and lock, and every host's fleet record. */
+export interface FleetReading { snapshots: HostSnapshot[]; records: Array<FleetRecord | null> }
+
+/** Reads what reconcile-first plans from (read-only: a push starts it while it packs). */
+export async function readFleet(session: FleetSession, fleet: FleetTarget): Promise<FleetReading> {
+  const [snapshots, records] = await Promise.all([snapshotFleet(session, fleet), readFleetRecords(session.members, fleet.app)]);
+  return { snapshots, records };
+}
 
 /**
  * Reconcile-first: before a fleet command acts, every reachable host that serves something else
@@ -23,14 +39,14 @@ export interface ReconcileOutcome { plan: ReconcilePlan; moves: HostMove[] }
  * warm), and says so. Hosts still running a rollout are waited for first. A host it cannot bring
  * back stops the command (fleet_drift_left): acting on a fleet in two states would hide the drift.
  */
-export async function reconcileFirst(session: FleetSession, fleet: FleetTarget, out: Output, options: { busyWaitMs?: number; alsoFine?: string } = {}): Promise<ReconcileOutcome> {
+export async function reconcileFirst(session: FleetSession, fleet: FleetTarget, out: Output,
+  options: { busyWaitMs?: number; alsoFine?: string; read?: Promise<FleetReading> } = {}): Promise<ReconcileOutcome> {
   const deadline = Date.now() + (options.busyWaitMs ?? BUSY_WAIT_MS);
   let said = false;
+  let reading = options.read;
   for (;;) {
-    const [snapshots, records] = await Promise.all([
-      snapshotFleet(session, fleet),
-      readFleetRecords(session.members, fleet.app),
-    ]);
+    const { snapshots, records } = await (reading ?? readFleet(session, fleet));
+    reading = undefined;
     const record = newestRecord(records);
     const perHostRecord = recordsByHost(records, fleet.hosts.map(hostName));
     const perHost = new Map([...perHostRecord].map(([h, r]) => [h, { releaseId: r.releaseId, rolloutId: r.rolloutId }]));
@@ -53,7 +69,7 @@ export async function reconcileFirst(session: FleetSession, fleet: FleetTarget, 
         hint: 'a rollout that did not finish (its controller gone) holds it: it expires by itself at the time shown, or: deploy lock release --force',
       });
     }
-    if (plan.actions.length === 0 || !record) return { plan, moves: [] };
+    if (plan.actions.length === 0 || !record) return { plan, moves: [], snapshots };
     out.info(`reconcile: ${plan.note}`, { reconcile: plan.actions });
     const rolloutId = randomUUID();
     const moves = await moveHosts(session.members, plan.actions.map((a) => {
@@ -75,6 +91,6 @@ export async function reconcileFirst(session: FleetSession, fleet: FleetTarget, 
     // The reconciled hosts missed their record (that is how they drifted): they hold it from now on.
     await Promise.all(moves.map((mv) => writeFleetRecord(session.members.filter((m) => m.name === mv.host), fleet.app, perHostRecord.get(mv.host) ?? record)));
     out.info(`reconcile: ${moves.map((m) => `${m.host} now on ${shortSha(m.to)}`).join(', ')}`, { reconciled: moves.map((m) => m.host) });
-    return { plan, moves };
+    return { plan, moves, snapshots };
   }
 }

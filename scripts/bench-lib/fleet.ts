@@ -123,7 +123,9 @@ async function revertOnce(lab: FleetLab, failing: number, round: string, args: s
   const result = await running;
   if (result.code !== 4) throw new Error(`revert (${round}): push exited ${result.code}, not 4 (rolled back): ${result.stderr.slice(-500)}`);
   const deployment = readState(home, lab.app).deployments.find((d) => d.id > lastId && d.kind === 'deploy')!;
-  const verdict = readState(home, lab.app).events(deployment.id).find((e) => e.step === 'watching' && e.status === 'failed');
+  // The window's step ends with its verdict ("failed: ..."), as in the single-host swap-back row.
+  const verdict = readState(home, lab.app).events(deployment.id)
+    .find((e) => e.step === 'watching' && e.status !== 'started' && e.status !== 'info' && (e.message ?? '').startsWith('failed'));
   if (!verdict) throw new Error(`revert (${round}): no failed watch verdict on ${lab.hosts[failing]!.name}`);
   const failedAt = Date.parse(verdict.at);
   // The first round that began after the verdict and saw every host on the old release.
