@@ -243,19 +243,24 @@ async function runBatches(batches: readonly Batch[], ctx: BatchContext, outcomes
     let failure: string | null = null;
     const runs: HostRun[] = [];
     const ends: Promise<HostRunEnd>[] = [];
-    const stopAll = (reason: string, except: HostRun | null) => {
+    const stopAll = (reason: string, except: string | null) => {
       failure = reason;
-      for (const other of runs) if (other !== except) other.abort(`rollout ${ctx.rolloutId.slice(0, 8)} stopped: ${reason}`);
+      for (const other of runs) if (other.name !== except) other.abort(`rollout ${ctx.rolloutId.slice(0, 8)} stopped: ${reason}`);
     };
     const start = (name: string) => {
       const member = ctx.members.find((m) => m.name === name)!;
-      const run = runOnHost(member, ctx.app, `/apps/${ctx.app}/deployments`, deployBody(ctx, member, batch), (host, event) => hostEvent(host, event, out));
+      const run = runOnHost(member, ctx.app, `/apps/${ctx.app}/deployments`, deployBody(ctx, member, batch), (host, event) => {
+        hostEvent(host, event, out);
+        // A failed window is known from its verdict: the others are stopped now, not once this host
+        // has swapped back and cleaned up (its result comes after the new slot is stopped).
+        if (failure === null && failedVerdict(event)) stopAll(`${host}: ${event.message ?? 'its watch window failed'}`, host);
+      });
       runs.push(run);
       ends.push(run.done.then((end) => {
         outcomes.set(end.name, end.outcome);
         ids.set(end.name, end.deploymentId);
         details.set(end.name, endDetail(end));
-        if (end.outcome !== 'succeeded' && failure === null) stopAll(`${end.name}: ${endDetail(end)}`, run);
+        if (end.outcome !== 'succeeded' && failure === null) stopAll(`${end.name}: ${endDetail(end)}`, end.name);
         return end;
       }));
       return run;
@@ -296,6 +301,12 @@ function deployBody(ctx: BatchContext, member: FleetMember, batch: Batch) {
     rolloutId: ctx.rolloutId, runOnce: member.name === ctx.runOnceHost, keepPrevious: true, keepLock: true,
     ...(batch.watchMs !== null ? { watchMs: batch.watchMs } : {}),
   };
+}
+
+/** Pure: the event that ends a failed watch window (the agent swaps back next), or a swap-back begun. */
+export function failedVerdict(event: Pick<DeploymentEvent, 'step' | 'status' | 'message'>): boolean {
+  if (event.step === 'swap_back') return event.status === 'started';
+  return event.step === 'watching' && (event.status === 'ok' || event.status === 'failed') && (event.message ?? '').startsWith('failed');
 }
 
 function hostEvent(host: string, event: DeploymentEvent, out: Output): void {

@@ -51,3 +51,13 @@ describe('watching hosts of earlier batches', () => {
     expect(outcome).toBe('quiet');
   });
 });
+
+describe('a failed window is seen at its verdict', () => {
+  it('the watch step ending "failed: …", or a swap-back begun; not a failing round, not a passed window', async () => {
+    const { failedVerdict } = await import('../../controller/fleet/push.js');
+    expect(failedVerdict({ step: 'watching', status: 'ok', message: 'failed: process check: restarted (3 round(s) in a row)' })).toBe(true);
+    expect(failedVerdict({ step: 'swap_back', status: 'started', message: null })).toBe(true);
+    expect(failedVerdict({ step: 'watching', status: 'info', message: 'check failing: process restarted' })).toBe(false);
+    expect(failedVerdict({ step: 'watching', status: 'ok', message: '3 s window passed' })).toBe(false);
+  });
+});
