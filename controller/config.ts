@@ -64,6 +64,8 @@ export interface RolloutSettings {
   batch: number | string;
   /** The short watch after each batch but the last ("30s", "2m", "500ms"). */
   bake: string;
+  /** The watch after the last batch (default: the release's own full window). */
+  window?: string;
   /** The host that alone runs the release phase and the pre-deploy backup (default: the first host). */
   primary?: string;
   /** How many hosts are connected to and uploaded to at once. */
@@ -94,6 +96,7 @@ const rolloutSchema = {
       default: 1,
     },
     bake: { type: 'string', pattern: '^[0-9]{1,6}(ms|s|m)$', default: '30s' },
+    window: { type: 'string', pattern: '^[0-9]{1,6}(ms|s|m)$' },
     primary: { type: 'string', pattern: HOST_NAME_PATTERN },
     concurrency: { type: 'integer', minimum: 1, maximum: 64, default: 4 },
   },

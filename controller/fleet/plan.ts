@@ -7,6 +7,8 @@ export interface Batch {
   hosts: string[];
   /** The batch's window: the bake for every batch but the last; null: the release's full window. */
   watchMs: number | null;
+  /** The last batch: watched for the full window (rollout.window, else the release's). */
+  last: boolean;
 }
 
 export interface PushPlan {
@@ -23,15 +25,15 @@ export interface PushPlan {
  * follow in fleet order; every batch is `rollout.batch` hosts (the last may be smaller). Every batch
  * but the last is watched for the bake; the last for the full window.
  */
-export function planPush(hosts: readonly string[], rollout: Pick<Rollout, 'batch' | 'bakeMs' | 'primary'>, alreadyLive: ReadonlySet<string>): PushPlan {
+export function planPush(hosts: readonly string[], rollout: Pick<Rollout, 'batch' | 'bakeMs' | 'primary'> & Partial<Pick<Rollout, 'windowMs'>>, alreadyLive: ReadonlySet<string>): PushPlan {
   const unchanged = hosts.filter((h) => alreadyLive.has(h));
   const todo = hosts.filter((h) => !alreadyLive.has(h));
   const primaryTodo = todo.includes(rollout.primary);
   const ordered = primaryTodo ? [rollout.primary, ...todo.filter((h) => h !== rollout.primary)] : todo;
   const size = batchSizeFor(rollout.batch, Math.max(1, hosts.length));
   const batches: Batch[] = [];
-  for (let i = 0; i < ordered.length; i += size) batches.push({ hosts: ordered.slice(i, i + size), watchMs: rollout.bakeMs });
-  if (batches.length > 0) batches[batches.length - 1]!.watchMs = null;
+  for (let i = 0; i < ordered.length; i += size) batches.push({ hosts: ordered.slice(i, i + size), watchMs: rollout.bakeMs, last: false });
+  if (batches.length > 0) Object.assign(batches[batches.length - 1]!, { watchMs: rollout.windowMs ?? null, last: true });
   return { unchanged, batches, runOnceHost: primaryTodo ? rollout.primary : null };
 }
 

@@ -13,6 +13,8 @@ import { runOnHost, type HostRun, type HostRunEnd } from './host-run.js';
 import { releaseFleetLock, takeFleetLock, type FleetLock } from './lock.js';
 import { fleetVerdict, hostsToRevert, planPush, type Batch, type HostOutcome } from './plan.js';
 import { writeFleetRecord } from './record.js';
+import { readFleet, reconcileFirst, type FleetReading } from './reconcile.js';
+import { takeBaselines, watchSwitched, type SentinelOptions, type Watched } from './sentinel.js';
 import { openFleet, unreachableError, type FleetMember, type FleetSession, type OpenFleetOptions } from './session.js';
 import { hostName, selectHosts, type FleetTarget } from './target.js';
 
@@ -24,6 +26,9 @@ export interface FleetPushOptions extends PushOptions {
   force: boolean;
   reason: string | null;
 }
+
+/** How old the fleet's reading taken while packing may be when the rollout plans from it. */
+const READ_FRESH_MS = 10_000;
 
 /** One host's line of the final table. */
 export interface HostReport { host: string; outcome: HostOutcome; deploymentId: number | null; detail: string }
@@ -49,11 +54,36 @@ export async function fleetPush(fleet: FleetTarget, options: FleetPushOptions, o
     leftOut = fleet.hosts.map(hostName).filter((n) => !options.hosts!.includes(n));
   }
   const names = selected.hosts.map(hostName);
-  const release = await packForPush(selected.hosts[0]!, options, out, `${names.length} host(s): ${names.join(', ')}`);
+  // The hosts are connected to, and read (status, lock, fleet record: nothing changed), while the
+  // release is packed: the two share no input, and a pack that fails closes the connections unused.
+  const startedAt = Date.now();
+  const opening = openFleet(selected, openOptions);
+  const reading = opening.then((session) => {
+    const connectedMs = Date.now() - startedAt;
+    return readFleet(session, selected).then((read) => ({ read, connectedMs, readMs: Date.now() - startedAt, readAt: Date.now() }));
+  });
+  reading.catch(() => undefined);
+  let release: PushRelease;
   try {
-    const session = await openFleet(selected, openOptions);
+    release = await packForPush(selected.hosts[0]!, options, out, `${names.length} host(s): ${names.join(', ')}`);
+  } catch (error) {
+    await opening.then((session) => session.close(), () => undefined);
+    throw error;
+  }
+  const phases = new PhaseClock(release.startedAt);
+  phases.mark('pack');
+  try {
+    const session = await opening;
+    phases.mark('connect');
     try {
-      return await rollOutFleet(selected, session, release, options, leftOut, out);
+      // A reading older than READ_FRESH_MS (a long build) is read again: the fleet may have moved since.
+      const read = reading.then((r) => {
+        phases.note('connectMs', r.connectedMs);
+        phases.note('readMs', r.readMs);
+        return Date.now() - r.readAt <= READ_FRESH_MS ? r.read : readFleet(session, selected);
+      });
+      read.catch(() => undefined);
+      return await rollOutFleet(selected, session, release, options, leftOut, out, phases, read);
     } finally {
       await session.close();
     }
@@ -62,7 +92,8 @@ export async function fleetPush(fleet: FleetTarget, options: FleetPushOptions, o
   }
 }
 
-async function rollOutFleet(fleet: FleetTarget, session: FleetSession, release: PushRelease, options: FleetPushOptions, leftOut: string[], out: Output): Promise<ExitCode> {
+async function rollOutFleet(fleet: FleetTarget, session: FleetSession, release: PushRelease, options: FleetPushOptions, leftOut: string[], out: Output,
+  phases: PhaseClock, reading: Promise<FleetReading>): Promise<ExitCode> {
   const { releaseId } = release.manifest;
   const { app } = fleet;
   const skipped = [...leftOut];
@@ -75,8 +106,17 @@ async function rollOutFleet(fleet: FleetTarget, session: FleetSession, release: 
   }
   const members = session.members;
   if (members.length === 0) throw unreachableError(session.unreachable, 'push refused, nothing changed');
+  // Reconcile-first: a host an earlier rollout left behind goes back to the fleet's release before
+  // anything else, so a failure of this push reverts the whole fleet to one release. A host already
+  // on the release being pushed is left alone (the push finds it done). --hosts drifts on purpose.
+  const reconciled = options.hosts ? null : await reconcileFirst(session, fleet, out, { alsoFine: releaseId, read: reading });
+  phases.mark('reconcile');
   const statuses = new Map<string, AppStatus>();
-  await Promise.all(members.map(async (m) => { statuses.set(m.name, await m.session.agent.get<AppStatus>(`/apps/${app}`)); }));
+  // Read while packing; read again when reconcile moved a host (or was not run).
+  const read = reconciled && reconciled.moves.length === 0 ? reconciled.snapshots : [];
+  for (const snap of read) if (snap.status) statuses.set(snap.name, snap.status);
+  await Promise.all(members.filter((m) => !statuses.has(m.name)).map(async (m) => { statuses.set(m.name, await m.session.agent.get<AppStatus>(`/apps/${app}`)); }));
+  phases.mark('status');
   const alreadyLive = new Set(members.filter((m) => {
     const s = statuses.get(m.name)!;
     return s.liveReleaseId === releaseId && sameOverrides(s, m.target);
@@ -100,13 +140,18 @@ async function rollOutFleet(fleet: FleetTarget, session: FleetSession, release: 
   { rolloutId, batches: plan.batches, unchanged: plan.unchanged, runOnceHost: plan.runOnceHost });
 
   const lock = await takeFleetLock(members, app, releaseId, rolloutId, options, out);
+  phases.mark('lock');
   try {
     await uploadWhereMissing(members, fleet, release, out);
-    const failedAt = await runBatches(plan.batches, { members, app, releaseId, rolloutId, lock, runOnceHost: plan.runOnceHost, fleet, tag: release.tag }, outcomes, details, deploymentIds, out);
+    phases.mark('upload');
+    const watch = { intervalMs: release.manifest.spec?.watch.intervalMs ?? 1_000, threshold: release.manifest.spec?.watch.failuresToRollback ?? 3 };
+    const failedAt = await runBatches(plan.batches, { members, app, releaseId, rolloutId, lock, runOnceHost: plan.runOnceHost, fleet, tag: release.tag, watch }, outcomes, details, deploymentIds, out);
+    phases.mark('batches');
     if (failedAt !== null) {
       const toRevert = hostsToRevert(outcomes);
       if (toRevert.length) out.info(`  reverting ${toRevert.join(', ')} to ${previousRelease ? shortSha(previousRelease) : 'their previous release'} (one flip each)`);
       await revertHosts(toRevert, { members, app, rolloutId, lock, statuses, previousRelease, reason: failedAt, fleet }, outcomes, details, deploymentIds);
+      phases.mark('revert');
     }
     const verdict = fleetVerdict(outcomes);
     const fleetRelease = verdict.outcome === 'succeeded' ? releaseId : previousRelease;
@@ -114,10 +159,12 @@ async function rollOutFleet(fleet: FleetTarget, session: FleetSession, release: 
     if (fleetRelease) {
       await recordAndReport({ fleet, members, rolloutId, releaseId: fleetRelease, attempted: releaseId, outcome: verdict.outcome, skipped, reason: options.reason }, out);
     }
+    phases.mark('record');
     if (verdict.outcome === 'succeeded') {
-      out.info(`${shortSha(releaseId)} is live on ${reachable.length} host(s) in ${formatMs(Date.now() - release.startedAt)}`, { outcome: 'succeeded', rolloutId, totalMs: Date.now() - release.startedAt });
+      out.info(`${shortSha(releaseId)} is live on ${reachable.length} host(s) in ${formatMs(Date.now() - release.startedAt)}`, { outcome: 'succeeded', rolloutId, totalMs: Date.now() - release.startedAt, phasesMs: phases.spans() });
       return EXIT.ok;
     }
+    out.info(`  phases: ${Object.entries(phases.spans()).map(([k, v]) => `${k} ${formatMs(v)}`).join(', ')}`, { phasesMs: phases.spans() });
     out.error(verdictError(verdict, releaseId, failedAt ?? 'a host failed', outcomes));
     return verdict.exitCode;
   } finally {
@@ -178,6 +225,8 @@ async function uploadWhereMissing(members: readonly FleetMember[], fleet: FleetT
 interface BatchContext {
   members: readonly FleetMember[]; app: string; releaseId: string; rolloutId: string; lock: FleetLock;
   runOnceHost: string | null; fleet: FleetTarget; tag: string | null;
+  /** How the hosts of earlier batches are watched while later ones roll out (the release's watch settings). */
+  watch: SentinelOptions;
 }
 
 /**
@@ -186,35 +235,61 @@ interface BatchContext {
  * phase; the first failure aborts the batch's other hosts (they stop, or swap back by one flip).
  */
 async function runBatches(batches: readonly Batch[], ctx: BatchContext, outcomes: Map<string, HostOutcome>, details: Map<string, string>, ids: Map<string, number | null>, out: Output): Promise<string | null> {
+  // Hosts of earlier batches, each with the slot it switched to: watched until the rollout ends.
+  const switched: Watched[] = [];
   for (const [index, batch] of batches.entries()) {
-    out.info(`  batch ${index + 1}/${batches.length}: ${batch.hosts.join(', ')}${batch.watchMs === null ? ' (full watch window)' : ` (bake ${formatMs(batch.watchMs)})`}`, { batch: index + 1, hosts: batch.hosts });
+    out.info(`  batch ${index + 1}/${batches.length}: ${batch.hosts.join(', ')}${batch.last ? ` (full watch window${batch.watchMs === null ? '' : ` of ${formatMs(batch.watchMs)}`})` : ` (bake ${formatMs(batch.watchMs ?? 0)})`}`
+      + `${switched.length ? `; still watching ${switched.map((w) => w.host).join(', ')}` : ''}`, { batch: index + 1, hosts: batch.hosts });
     let failure: string | null = null;
     const runs: HostRun[] = [];
     const ends: Promise<HostRunEnd>[] = [];
+    const stopAll = (reason: string, except: string | null) => {
+      failure = reason;
+      for (const other of runs) if (other.name !== except) other.abort(`rollout ${ctx.rolloutId.slice(0, 8)} stopped: ${reason}`);
+    };
     const start = (name: string) => {
       const member = ctx.members.find((m) => m.name === name)!;
-      const run = runOnHost(member, ctx.app, `/apps/${ctx.app}/deployments`, deployBody(ctx, member, batch), (host, event) => hostEvent(host, event, out));
+      const run = runOnHost(member, ctx.app, `/apps/${ctx.app}/deployments`, deployBody(ctx, member, batch), (host, event) => {
+        hostEvent(host, event, out);
+        // A failed window is known from its verdict: the others are stopped now, not once this host
+        // has swapped back and cleaned up (its result comes after the new slot is stopped).
+        if (failure === null && failedVerdict(event)) stopAll(`${host}: ${event.message ?? 'its watch window failed'}`, host);
+      });
       runs.push(run);
       ends.push(run.done.then((end) => {
         outcomes.set(end.name, end.outcome);
         ids.set(end.name, end.deploymentId);
         details.set(end.name, endDetail(end));
-        if (end.outcome !== 'succeeded' && failure === null) {
-          failure = `${end.name}: ${endDetail(end)}`;
-          for (const other of runs) if (other !== run) other.abort(`rollout ${ctx.rolloutId.slice(0, 8)} stopped: ${failure}`);
-        }
+        if (end.outcome !== 'succeeded' && failure === null) stopAll(`${end.name}: ${endDetail(end)}`, end.name);
         return end;
       }));
       return run;
     };
-    const first = ctx.runOnceHost !== null && batch.hosts.includes(ctx.runOnceHost) && batch.hosts.length > 1 ? ctx.runOnceHost : null;
-    if (first) await start(first).prepared;
-    for (const name of batch.hosts) {
-      if (name === first) continue;
-      if (failure !== null) break;
-      start(name);
+    const sentinel = watchSwitched(ctx.members, ctx.app, switched, ctx.watch);
+    void sentinel.failed.then(({ host, reason }) => {
+      if (failure !== null) return;
+      out.info(`  [${host}] failed after its batch: ${reason}`, { host, watchFailed: reason });
+      details.set(host, `failed after its batch: ${reason}`);
+      stopAll(`${host}: ${reason}`, null);
+    });
+    try {
+      const first = ctx.runOnceHost !== null && batch.hosts.includes(ctx.runOnceHost) && batch.hosts.length > 1 ? ctx.runOnceHost : null;
+      if (first) await start(first).prepared;
+      for (const name of batch.hosts) {
+        if (name === first) continue;
+        if (failure !== null) break;
+        start(name);
+      }
+      const batchEnds = await Promise.all(ends);
+      const passed: Watched[] = batchEnds.filter((end) => end.outcome === 'succeeded' && end.result)
+        .map((end) => ({ host: end.name, slot: end.result!.slot, releaseId: ctx.releaseId, baseline: null }));
+      // Restart counts as each host's own window left them, before a later batch starts: a restart
+      // from then on fails the watch (else the sentinel's first round takes them).
+      if (!batch.last) await takeBaselines(ctx.members, ctx.app, passed);
+      switched.push(...passed);
+    } finally {
+      sentinel.stop();
     }
-    await Promise.all(ends);
     if (failure !== null) return failure;
   }
   return null;
@@ -226,6 +301,12 @@ function deployBody(ctx: BatchContext, member: FleetMember, batch: Batch) {
     rolloutId: ctx.rolloutId, runOnce: member.name === ctx.runOnceHost, keepPrevious: true, keepLock: true,
     ...(batch.watchMs !== null ? { watchMs: batch.watchMs } : {}),
   };
+}
+
+/** Pure: the event that ends a failed watch window (the agent swaps back next), or a swap-back begun. */
+export function failedVerdict(event: Pick<DeploymentEvent, 'step' | 'status' | 'message'>): boolean {
+  if (event.step === 'swap_back') return event.status === 'started';
+  return event.step === 'watching' && (event.status === 'ok' || event.status === 'failed') && (event.message ?? '').startsWith('failed');
 }
 
 function hostEvent(host: string, event: DeploymentEvent, out: Output): void {
@@ -267,7 +348,9 @@ async function revertHosts(hosts: readonly string[], ctx: RevertContext, outcome
     const ok = end.result?.outcome === 'succeeded';
     outcomes.set(name, ok ? 'reverted' : 'revert_failed');
     ids.set(name, end.deploymentId ?? ids.get(name) ?? null);
-    details.set(name, ok ? `reverted to ${slot} (#${end.deploymentId})` : `revert failed: ${endDetail(end)}`);
+    // A host that failed while watched after its batch keeps that reason in front of its revert.
+    const why = details.get(name)?.startsWith('failed after its batch') ? `${details.get(name)}; ` : '';
+    details.set(name, `${why}${ok ? `reverted to ${slot} (#${end.deploymentId})` : `revert failed: ${endDetail(end)}`}`);
   }));
 }
 
@@ -326,4 +409,20 @@ function hostOutput(out: Output, name: string): Output {
     data: (value) => out.data(value),
     error: (error) => out.error(error),
   };
+}
+
+/** How long each phase of a fleet push took (ms), in order: for --json and the benchmark. */
+class PhaseClock {
+  private last: number;
+  private readonly done: Array<[string, number]> = [];
+  private readonly extra: Array<[string, number]> = [];
+  constructor(startedAt: number) { this.last = startedAt; }
+  mark(phase: string): void {
+    const now = Date.now();
+    this.done.push([phase, now - this.last]);
+    this.last = now;
+  }
+  /** A figure that is not a span of the sequence (e.g. the connect that ran beside the pack). */
+  note(name: string, ms: number): void { this.extra.push([name, ms]); }
+  spans(): Record<string, number> { return Object.fromEntries([...this.done, ...this.extra]); }
 }

@@ -1,3 +1,4 @@
+import type { FleetRecord } from '../../contract/api.js';
 import { shortSha } from '../../contract/names.js';
 import type { FleetExpectation, HostSnapshot } from './status-view.js';
 
@@ -28,6 +29,18 @@ export interface ReconcilePlan {
   note: string | null;
 }
 
+export interface ReconcileOptions {
+  /**
+   * What each host is held to, when it differs from `record`: the newest record that names the
+   * host among the ones its command acted on (recordsByHost). A host left out of the newest
+   * rollout on purpose (--hosts, --skip-unreachable) is held to the rollout it was part of, never
+   * to a release it may not have.
+   */
+  perHost?: ReadonlyMap<string, FleetExpectation>;
+  /** The release a push is about to bring: a host already on it is left alone (the push finds it done). */
+  alsoFine?: string | null;
+}
+
 /**
  * Pure: what reconcile-first does before a fleet command. Only the fleet record says what the fleet
  * serves: a controller killed mid-rollout writes no record, so the record of the rollout before it
@@ -35,7 +48,7 @@ export interface ReconcilePlan {
  * drift; a push makes the fleet one). A host whose lock a running rollout holds is busy: its agent
  * finishes or reverts on its own, and the caller waits for that before planning again.
  */
-export function planReconcile(snapshots: readonly HostSnapshot[], record: FleetExpectation | null): ReconcilePlan {
+export function planReconcile(snapshots: readonly HostSnapshot[], record: FleetExpectation | null, options: ReconcileOptions = {}): ReconcilePlan {
   const unreachable = snapshots.filter((s) => s.status === null).map((s) => s.name);
   if (!record) {
     return { target: null, actions: [], unreachable, busy: [], held: [], note: null };
@@ -45,7 +58,9 @@ export function planReconcile(snapshots: readonly HostSnapshot[], record: FleetE
   const actions: ReconcileAction[] = [];
   for (const s of snapshots) {
     if (!s.status) continue;
-    if (s.status.liveReleaseId === record.releaseId) continue;
+    const expected = options.perHost?.get(s.name) ?? record;
+    if (s.status.liveReleaseId === expected.releaseId) continue;
+    if (options.alsoFine && s.status.liveReleaseId === options.alsoFine) continue;
     if (s.lock && !s.lock.stale && s.lock.deploymentId !== null) {
       busy.push(s.name);
       continue;
@@ -54,13 +69,29 @@ export function planReconcile(snapshots: readonly HostSnapshot[], record: FleetE
       held.push({ host: s.name, holder: s.lock.holder, action: s.lock.action, expiresAt: s.lock.expiresAt });
       continue;
     }
-    const warm = s.status.slots.some((slot) => !slot.live && slot.releaseId === record.releaseId && slot.process?.status === 'online');
-    actions.push({ host: s.name, from: s.status.liveReleaseId, to: record.releaseId, warm });
+    const warm = s.status.slots.some((slot) => !slot.live && slot.releaseId === expected.releaseId && slot.process?.status === 'online');
+    actions.push({ host: s.name, from: s.status.liveReleaseId, to: expected.releaseId, warm });
   }
   const parts = [
-    actions.length ? `reconciling ${actions.map((a) => `${a.host} (${a.from ? shortSha(a.from) : 'nothing'} → ${shortSha(a.to)}${a.warm ? ', one flip' : ''})`).join(', ')} to the fleet's release ${shortSha(record.releaseId)}${record.rolloutId ? ` (rollout ${record.rolloutId.slice(0, 8)})` : ''}` : '',
+    actions.length ? `reconciling ${actions.map((a) => `${a.host} (${a.from ? shortSha(a.from) : 'nothing'} → ${shortSha(a.to)}${a.warm ? ', one flip' : ''})`).join(', ')} to the fleet's release${actions.every((a) => a.to === record.releaseId) ? ` ${shortSha(record.releaseId)}${record.rolloutId ? ` (rollout ${record.rolloutId.slice(0, 8)})` : ''}` : 's of the rollouts they were part of'}` : '',
     busy.length ? `waiting for the running rollout on ${busy.join(', ')}` : '',
     unreachable.length ? `unreachable, left as they are: ${unreachable.join(', ')}` : '',
   ].filter(Boolean);
   return { target: record.releaseId, actions, unreachable, busy, held, note: parts.length ? parts.join('; ') : null };
+}
+
+/**
+ * Pure: for each named host, the newest record that names it among the hosts its command acted on
+ * (each host keeps only the last record it was given; the others may hold a newer one about it).
+ */
+export function recordsByHost(records: ReadonlyArray<FleetRecord | null>, hosts: readonly string[]): Map<string, FleetRecord> {
+  const byHost = new Map<string, FleetRecord>();
+  for (const name of hosts) {
+    for (const r of records) {
+      if (!r || !r.hosts.includes(name)) continue;
+      const seen = byHost.get(name);
+      if (!seen || r.at > seen.at) byHost.set(name, r);
+    }
+  }
+  return byHost;
 }

@@ -5,17 +5,33 @@ import { shortSha } from '../../contract/names.js';
 import { targetFields } from '../commands/push.js';
 import type { Output } from '../output.js';
 import { formatMoves, moveHosts, type HostMove } from './moves.js';
-import { planReconcile, type ReconcilePlan } from './reconcile-plan.js';
+import { planReconcile, recordsByHost, type ReconcilePlan } from './reconcile-plan.js';
 import type { FleetSession } from './session.js';
-import { readFleetRecord, writeFleetRecord } from './record.js';
+import { newestRecord, readFleetRecords, writeFleetRecord } from './record.js';
 import { snapshotFleet } from './snapshot.js';
-import type { FleetTarget } from './target.js';
+import type { HostSnapshot } from './status-view.js';
+import type { FleetRecord } from '../../contract/api.js';
+import { hostName, type FleetTarget } from './target.js';
 
 /** How long reconcile-first waits for a rollout the fleet lost (its agent finishes or reverts on its own). */
 export const BUSY_WAIT_MS = 10 * 60_000;
 const BUSY_POLL_MS = 1_000;
 
-export interface ReconcileOutcome { plan: ReconcilePlan; moves: HostMove[] }
+export interface ReconcileOutcome {
+  plan: ReconcilePlan;
+  moves: HostMove[];
+  /** What the plan was made from: each host's status and lock as read (before any move). */
+  snapshots: HostSnapshot[];
+}
+
+/** What reconcile-first reads: every host's status and lock, and every host's fleet record. */
+export interface FleetReading { snapshots: HostSnapshot[]; records: Array<FleetRecord | null> }
+
+/** Reads what reconcile-first plans from (read-only: a push starts it while it packs). */
+export async function readFleet(session: FleetSession, fleet: FleetTarget): Promise<FleetReading> {
+  const [snapshots, records] = await Promise.all([snapshotFleet(session, fleet), readFleetRecords(session.members, fleet.app)]);
+  return { snapshots, records };
+}
 
 /**
  * Reconcile-first: before a fleet command acts, every reachable host that serves something else
@@ -23,15 +39,18 @@ export interface ReconcileOutcome { plan: ReconcilePlan; moves: HostMove[] }
  * warm), and says so. Hosts still running a rollout are waited for first. A host it cannot bring
  * back stops the command (fleet_drift_left): acting on a fleet in two states would hide the drift.
  */
-export async function reconcileFirst(session: FleetSession, fleet: FleetTarget, out: Output, options: { busyWaitMs?: number } = {}): Promise<ReconcileOutcome> {
+export async function reconcileFirst(session: FleetSession, fleet: FleetTarget, out: Output,
+  options: { busyWaitMs?: number; alsoFine?: string; read?: Promise<FleetReading> } = {}): Promise<ReconcileOutcome> {
   const deadline = Date.now() + (options.busyWaitMs ?? BUSY_WAIT_MS);
   let said = false;
+  let reading = options.read;
   for (;;) {
-    const [snapshots, record] = await Promise.all([
-      snapshotFleet(session, fleet),
-      readFleetRecord(session.members, fleet.app),
-    ]);
-    const plan = planReconcile(snapshots, record ? { releaseId: record.releaseId, rolloutId: record.rolloutId } : null);
+    const { snapshots, records } = await (reading ?? readFleet(session, fleet));
+    reading = undefined;
+    const record = newestRecord(records);
+    const perHostRecord = recordsByHost(records, fleet.hosts.map(hostName));
+    const perHost = new Map([...perHostRecord].map(([h, r]) => [h, { releaseId: r.releaseId, rolloutId: r.rolloutId }]));
+    const plan = planReconcile(snapshots, record ? { releaseId: record.releaseId, rolloutId: record.rolloutId } : null, { perHost, alsoFine: options.alsoFine ?? null });
     if (plan.busy.length > 0) {
       if (Date.now() >= deadline) {
         throw new SlipwayError('fleet_busy', `a rollout still runs on ${plan.busy.join(', ')}`, {
@@ -50,12 +69,13 @@ export async function reconcileFirst(session: FleetSession, fleet: FleetTarget, 
         hint: 'a rollout that did not finish (its controller gone) holds it: it expires by itself at the time shown, or: deploy lock release --force',
       });
     }
-    if (plan.actions.length === 0 || !record) return { plan, moves: [] };
+    if (plan.actions.length === 0 || !record) return { plan, moves: [], snapshots };
     out.info(`reconcile: ${plan.note}`, { reconcile: plan.actions });
     const rolloutId = randomUUID();
-    const reason = `reconcile to the fleet's release ${shortSha(record.releaseId)} (rollout ${record.rolloutId.slice(0, 8)})`;
     const moves = await moveHosts(session.members, plan.actions.map((a) => {
       const member = session.member(a.host)!;
+      const held = perHostRecord.get(a.host) ?? record;
+      const reason = `reconcile to the fleet's release ${shortSha(a.to)} (rollout ${held.rolloutId.slice(0, 8)})`;
       return {
         host: a.host, from: a.from, to: a.to, path: `/apps/${fleet.app}/rollback`,
         body: { to: a.to, reason, rolloutId, keepPrevious: true, ...targetFields(member.target, null) },
@@ -63,14 +83,14 @@ export async function reconcileFirst(session: FleetSession, fleet: FleetTarget, 
     }), fleet.rollout.concurrency, out);
     const failed = moves.filter((m) => m.outcome !== 'succeeded');
     if (failed.length > 0) {
-      throw new SlipwayError('fleet_drift_left', `reconcile could not bring ${failed.map((m) => m.host).join(', ')} to the fleet's release ${shortSha(record.releaseId)}`, {
+      throw new SlipwayError('fleet_drift_left', `reconcile could not bring ${failed.map((m) => `${m.host} to ${shortSha(m.to)}`).join(', ')} (the fleet's release)`, {
         details: formatMoves(moves),
         hint: 'nothing else was done; see deploy history on that host, fix it, or deploy push the fleet again',
       });
     }
-    // The reconciled hosts missed the record (that is how they drifted): they hold it from now on.
-    await writeFleetRecord(session.members.filter((m) => moves.some((mv) => mv.host === m.name)), fleet.app, record);
-    out.info(`reconcile: ${moves.map((m) => m.host).join(', ')} now on ${shortSha(record.releaseId)}`, { reconciled: moves.map((m) => m.host) });
-    return { plan, moves };
+    // The reconciled hosts missed their record (that is how they drifted): they hold it from now on.
+    await Promise.all(moves.map((mv) => writeFleetRecord(session.members.filter((m) => m.name === mv.host), fleet.app, perHostRecord.get(mv.host) ?? record)));
+    out.info(`reconcile: ${moves.map((m) => `${m.host} now on ${shortSha(m.to)}`).join(', ')}`, { reconciled: moves.map((m) => m.host) });
+    return { plan, moves, snapshots };
   }
 }

@@ -17,8 +17,12 @@ export async function writeFleetRecord(members: readonly FleetMember[], app: str
 
 /** Reads the fleet record of every member; the newest (by `at`) wins, null when none has one. */
 export async function readFleetRecord(members: readonly FleetMember[], app: string): Promise<FleetRecord | null> {
-  const records = await Promise.all(members.map((m) => m.session.agent.get<{ fleet: FleetRecord | null }>(`/apps/${app}/fleet`).then((r) => r.fleet, () => null)));
-  return newestRecord(records);
+  return newestRecord(await readFleetRecords(members, app));
+}
+
+/** Each member's fleet record, in member order (null: none, or it could not be read). */
+export function readFleetRecords(members: readonly FleetMember[], app: string): Promise<Array<FleetRecord | null>> {
+  return Promise.all(members.map((m) => m.session.agent.get<{ fleet: FleetRecord | null }>(`/apps/${app}/fleet`).then((r) => r.fleet, () => null)));
 }
 
 /** Pure: the newest of some fleet records (ISO times compare as strings). */

@@ -24,6 +24,8 @@ export interface Rollout {
   batch: BatchSize;
   /** The short watch after each batch but the last. */
   bakeMs: number;
+  /** The watch after the last batch; null: the release's own full window. */
+  windowMs: number | null;
   /** Name of the host that alone runs the release phase and the pre-deploy backup. */
   primary: string;
   /** Hosts connected to and uploaded to at once. */
@@ -89,7 +91,10 @@ export function fleetProblems(where: string, env: Pick<EnvironmentConfig, 'hosts
 /** Pure: the rollout of a fleet from its settings (the first host is primary unless one is named). */
 export function resolveRollout(settings: RolloutSettings | undefined, hosts: readonly Target[]): Rollout {
   const s = { ...DEFAULT_ROLLOUT, ...settings };
-  return { batch: parseBatch(s.batch), bakeMs: bakeMs(s.bake), primary: s.primary ?? hostName(hosts[0]!), concurrency: s.concurrency };
+  return {
+    batch: parseBatch(s.batch), bakeMs: bakeMs(s.bake), windowMs: s.window === undefined ? null : bakeMs(s.window),
+    primary: s.primary ?? hostName(hosts[0]!), concurrency: s.concurrency,
+  };
 }
 
 /**

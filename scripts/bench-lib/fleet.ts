@@ -5,6 +5,7 @@
 // share a laptop's.
 import path from 'node:path';
 import { startFleetLab, type FleetLab } from '../../test/helpers/fleet-lab.js';
+import { readState } from '../../test/helpers/state.js';
 import { makeFigure } from './report.js';
 import type { RealAppsContext } from './real-apps.js';
 import { writeRandomFile } from './release-data.js';
@@ -12,8 +13,41 @@ import { writeRandomFile } from './release-data.js';
 /** No watch window: the push ends at the switch, as the rows measure "served", not "settled". */
 const WATCH = { windowMs: 0, intervalMs: 200, failuresToRollback: 3, keepPreviousWarm: true };
 
+interface PushTiming {
+  servedMs: number;
+  totalMs: number;
+  /** The fleet push's own phases (pack, connect, reconcile, status, lock, upload, batches, record); {} for one host. */
+  phasesMs: Record<string, number>;
+  /** Upload ms as the CLI reports it (one host: its result line). */
+  uploadMs: number | null;
+  /** Per host: ms from the CLI's start to its agent's first event, and to its switch proven. */
+  hosts: { firstEventMs: number; switchedMs: number }[];
+}
+
+/** Pure: the timings a push's --json lines carry (the fleet's phases, the single push's result, each host's events). */
+export function pushTimings(stdout: string, startedAt: number): Pick<PushTiming, 'phasesMs' | 'uploadMs' | 'hosts'> {
+  let phasesMs: Record<string, number> = {};
+  let uploadMs: number | null = null;
+  const byHost = new Map<string, { first: number; switched: number }>();
+  for (const line of stdout.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const value = JSON.parse(line) as Record<string, unknown>;
+    if (value.phasesMs) phasesMs = value.phasesMs as Record<string, number>;
+    if (value.type === 'result' && typeof value.uploadMs === 'number') uploadMs = value.uploadMs;
+    const event = (value.type === 'event' ? value : value.event) as { step?: string; status?: string; at?: string } | undefined;
+    if (!event?.at) continue;
+    const host = typeof value.host === 'string' ? value.host : 'single';
+    const at = Date.parse(event.at) - startedAt;
+    const seen = byHost.get(host) ?? { first: at, switched: -1 };
+    seen.first = Math.min(seen.first, at);
+    if (event.step === 'switching' && event.status === 'ok') seen.switched = at;
+    byHost.set(host, seen);
+  }
+  return { phasesMs, uploadMs, hosts: [...byHost.values()].map((h) => ({ firstEventMs: h.first, switchedMs: h.switched })) };
+}
+
 /** ms from the CLI's start until every host of the lab serves the release of the commit just made. */
-async function pushUntilServed(lab: FleetLab, round: string): Promise<{ servedMs: number; totalMs: number }> {
+async function pushUntilServed(lab: FleetLab, round: string): Promise<PushTiming> {
   const sha = await lab.repo.commit({ 'message.txt': `bench ${round}\n` }, `bench: ${round}`);
   const started = Date.now();
   const running = lab.deploy(['--json', 'push'], { timeoutMs: 600_000 });
@@ -30,7 +64,74 @@ async function pushUntilServed(lab: FleetLab, round: string): Promise<{ servedMs
   const result = await running;
   if (result.code !== 0) throw new Error(`push (${round}) exited ${result.code}: ${result.stderr.slice(-500)}`);
   if (servedMs < 0) throw new Error(`push (${round}) ended but not every host serves the new release`);
-  return { servedMs, totalMs: Date.now() - started };
+  return { servedMs, totalMs: Date.now() - started, ...pushTimings(result.stdout, started) };
+}
+
+const median = (values: readonly number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted.length === 0 ? Number.NaN : sorted[Math.floor((sorted.length - 1) / 2)]!;
+};
+
+/** Pure: one note line: each phase's median over the reps, and each host's agent part. */
+export function phaseNote(label: string, runs: readonly PushTiming[]): string {
+  const names = [...new Set(runs.flatMap((r) => Object.keys(r.phasesMs)))];
+  const phases = names.map((n) => `${n} ${median(runs.map((r) => r.phasesMs[n] ?? 0))}`).join(', ');
+  const firstEvent = median(runs.map((r) => Math.max(...r.hosts.map((h) => h.firstEventMs))));
+  const switched = median(runs.map((r) => Math.max(...r.hosts.map((h) => h.switchedMs))));
+  const spread = median(runs.map((r) => Math.max(...r.hosts.map((h) => h.switchedMs)) - Math.min(...r.hosts.map((h) => h.switchedMs))));
+  const upload = runs.some((r) => r.uploadMs !== null) ? `, upload ${median(runs.map((r) => r.uploadMs ?? 0))}` : '';
+  return `${label} (medians, ms): served ${median(runs.map((r) => r.servedMs))}${phases ? `; phases ${phases}` : ''}${upload}; last host's first agent event at ${firstEvent}, last switch proven at ${switched} (spread between hosts ${spread})`;
+}
+
+/**
+ * One failure after going live, timed from the failing host's failed watch verdict (its agent's
+ * event) until every host of the lab serves the release from before the push: the live slot's
+ * process of `failing` is killed while its window runs (PM2 restarts it; the restart count fails
+ * the watch). On one host that is its swap-back; on a fleet (batch = all) the failing host swaps
+ * back, the controller aborts the others' windows and they swap back too.
+ */
+async function revertOnce(lab: FleetLab, failing: number, round: string, args: string[]): Promise<number> {
+  const before = (await lab.servedAll(2_000)).map((s) => s?.release ?? null);
+  if (before.some((r) => r === null || r !== before[0])) throw new Error(`revert (${round}): the lab does not serve one release: ${before.join(', ')}`);
+  const home = lab.hosts[failing]!.stack.home;
+  const lastId = readState(home, lab.app).deployments[0]?.id ?? 0;
+  await lab.repo.commit({ 'message.txt': `bench revert ${round}\n` }, `bench: revert ${round}`);
+  const running = lab.deploy(['--json', 'push', ...args], { timeoutMs: 600_000 });
+  let exited = false;
+  void running.then(() => { exited = true; });
+  // Its window is running: kill the new slot's process.
+  for (;;) {
+    const d = readState(home, lab.app).deployments[0];
+    if (d && d.id > lastId && d.state === 'watching' && d.outcome === null) break;
+    if (exited) throw new Error(`revert (${round}): the push ended before ${lab.hosts[failing]!.name} watched`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const pid = lab.liveSlotPid(failing);
+  if (pid === null) throw new Error(`revert (${round}): no live slot process on ${lab.hosts[failing]!.name}`);
+  process.kill(pid, 'SIGKILL');
+  // Every host polled until each serves the old release again (sentAt: when the round began).
+  const rounds: { sentAt: number; doneAt: number; allOld: boolean }[] = [];
+  const killedAt = Date.now();
+  for (;;) {
+    const sentAt = Date.now();
+    const served = await lab.servedAll(2_000);
+    const allOld = served.every((s) => s?.release === before[0]);
+    rounds.push({ sentAt, doneAt: Date.now(), allOld });
+    if (allOld && exited) break;
+    if (Date.now() - killedAt > 180_000) throw new Error(`revert (${round}): not back on the old release`);
+  }
+  const result = await running;
+  if (result.code !== 4) throw new Error(`revert (${round}): push exited ${result.code}, not 4 (rolled back): ${result.stderr.slice(-500)}`);
+  const deployment = readState(home, lab.app).deployments.find((d) => d.id > lastId && d.kind === 'deploy')!;
+  // The window's step ends with its verdict ("failed: ..."), as in the single-host swap-back row.
+  const verdict = readState(home, lab.app).events(deployment.id)
+    .find((e) => e.step === 'watching' && e.status !== 'started' && e.status !== 'info' && (e.message ?? '').startsWith('failed'));
+  if (!verdict) throw new Error(`revert (${round}): no failed watch verdict on ${lab.hosts[failing]!.name}`);
+  const failedAt = Date.parse(verdict.at);
+  // The first round that began after the verdict and saw every host on the old release.
+  const back = rounds.find((r) => r.sentAt >= failedAt && r.allOld);
+  if (!back) throw new Error(`revert (${round}): no poll after the verdict saw the old release everywhere`);
+  return back.doneAt - failedAt;
 }
 
 export async function benchFleet(ctx: RealAppsContext): Promise<void> {
@@ -45,28 +146,54 @@ export async function benchFleet(ctx: RealAppsContext): Promise<void> {
   // Warm-up: both slots of every host hold a release.
   for (const lab of [fleet, single]) for (const round of ['warm-1', 'warm-2']) await pushUntilServed(lab, round);
 
-  const fleetMs: number[] = [];
-  const singleMs: number[] = [];
+  const fleetRuns: PushTiming[] = [];
+  const singleRuns: PushTiming[] = [];
   for (let i = 0; i < reps; i++) {
-    fleetMs.push((await pushUntilServed(fleet, `small-${i}`)).servedMs);
-    singleMs.push((await pushUntilServed(single, `small-${i}`)).servedMs);
+    fleetRuns.push(await pushUntilServed(fleet, `small-${i}`));
+    singleRuns.push(await pushUntilServed(single, `small-${i}`));
   }
   ctx.figures.push(makeFigure({
     id: 'fleet.push', section: '9. Fleet', title: 'push → new release served on all 3 hosts (batch = all), vs the same push to 1 host (ms)', unit: 'ms',
-    slipway: { label: '3 hosts', samples: fleetMs }, baseline: { label: '1 host', samples: singleMs }, goal: { kind: 'ratioAtMost', value: 1.3 },
-    notes: ['sample app; each host in its own network namespace on this machine; watch window 0 (the figure stops when the last host serves the release)'],
+    slipway: { label: '3 hosts', samples: fleetRuns.map((r) => r.servedMs) }, baseline: { label: '1 host', samples: singleRuns.map((r) => r.servedMs) }, goal: { kind: 'ratioAtMost', value: 1.3 },
+    notes: [
+      'sample app; each host in its own network namespace on this machine; watch window 0 (the figure stops when the last host serves the release)',
+      phaseNote('3 hosts', fleetRuns), phaseNote('1 host', singleRuns),
+    ],
   }));
 
+  // Fleet revert vs one host's swap-back: a window long enough to fail in (the fleet's rollout.window;
+  // the single host goes through the fleet path with --hosts, its only host, to get the same window).
+  const WINDOW = '30s';
+  await fleet.writeConfig((c) => { c.environments[fleet.env]!.rollout = { batch: '100%', bake: '0s', window: WINDOW }; });
+  await single.writeConfig((c) => { c.environments[single.env]!.rollout = { batch: 1, bake: '0s', window: WINDOW }; });
+  const fleetRevert: number[] = [];
+  const singleRevert: number[] = [];
+  for (let i = 0; i < Math.max(2, ctx.plan.swapBackReps); i++) {
+    fleetRevert.push(await revertOnce(fleet, 2, `fleet-${i}`, []));
+    singleRevert.push(await revertOnce(single, 0, `single-${i}`, ['--hosts', single.hosts[0]!.name, '--force', '--reason', 'bench: a window on one host']));
+  }
+  ctx.figures.push(makeFigure({
+    id: 'fleet.revert', section: '9. Fleet', title: 'fleet revert: failure detected → every host serving the old release (3 hosts, batch = all), vs one host\'s swap-back (ms)', unit: 'ms',
+    slipway: { label: '3 hosts', samples: fleetRevert }, baseline: { label: '1 host swap-back', samples: singleRevert }, goal: { kind: 'ratioAtMost', value: 2 },
+    notes: ['the live process of h3 (of the one host) killed during the window: from its failed watch verdict (agent event) to the first poll of every host answering with the old release; the other two hosts swap back when the controller aborts their windows'],
+  }));
+  await fleet.writeConfig((c) => { c.environments[fleet.env]!.rollout = { batch: '100%', bake: '0s' }; });
+
   const bigMB = ctx.plan.uploadBigMB;
-  const big = async (lab: FleetLab, round: string) => {
+  const bigRun = async (lab: FleetLab, round: string) => {
     await writeRandomFile(path.join(lab.repo.dir, 'big.bin'), bigMB * 1024 * 1024, `fleet-${round}`);
-    return (await pushUntilServed(lab, round)).totalMs;
+    return pushUntilServed(lab, round);
   };
-  const fleetBig = [await big(fleet, 'big-0')];
-  const singleBig = [await big(single, 'big-0')];
+  const fleetBigRun = await bigRun(fleet, 'big-0');
+  const singleBigRun = await bigRun(single, 'big-0');
+  const fleetBig = [fleetBigRun.totalMs];
+  const singleBig = [singleBigRun.totalMs];
   ctx.figures.push(makeFigure({
     id: 'fleet.upload', section: '9. Fleet', title: `push of a ${bigMB} MB release to 3 hosts vs to 1 (ms, upload dominates)`, unit: 'ms',
     slipway: { label: '3 hosts', samples: fleetBig }, baseline: { label: '1 host', samples: singleBig }, goal: { kind: 'ratioAtMost', value: 1.5 },
-    notes: ['packed once on the controller, uploaded to the hosts in parallel over one SSH connection each: the controller\'s CPU (ssh2 encryption of 3 streams) and the hosts\' unpack share the same 2 cores here'],
+    notes: [
+      'packed once on the controller, uploaded to the hosts in parallel over one SSH connection each: the controller\'s CPU (ssh2 encryption of 3 streams) and the hosts\' unpack share the same 2 cores here',
+      phaseNote('3 hosts', [fleetBigRun]), phaseNote('1 host', [singleBigRun]),
+    ],
   }));
 }

@@ -1,4 +1,4 @@
-import { promises as fs } from 'node:fs';
+import { promises as fs, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -7,7 +7,7 @@ import { APP, SAMPLE_APP_DIR, httpGet, startStack, type Stack, type StackOptions
 import { runDeployCli, startDeployCli, type BackgroundCli, type CliResult } from './agent-process.js';
 import { createAppRepo, type AppRepo } from './git-repo.js';
 import { ensureDeployUser } from './deploy-user.js';
-import { releaseOfCommit } from './state.js';
+import { readState, releaseOfCommit } from './state.js';
 
 /**
  * A fleet on one machine (issue 15): N boxes, each a full stack (sshd on :22, nginx on :80, the
@@ -98,6 +98,8 @@ export interface FleetLab {
   servedAll(timeoutMs?: number): Promise<(ServedAnswer | null)[]>;
   /** The release id host i holds for commit `sha` (release ids cover the files, so look them up). */
   releaseOf(index: number, sha: string): string;
+  /** The pid of the process serving host i's live slot (by its PM2 home and slot, read in /proc), or null. */
+  liveSlotPid(index: number): number | null;
   /** Takes host i's veth down (a real, silent partition) / brings it back. */
   partition(index: number): Promise<void>;
   heal(index: number): Promise<void>;
@@ -211,6 +213,7 @@ export async function startFleetLab(options: FleetLabOptions = {}): Promise<Flee
       served,
       servedAll: (timeoutMs) => Promise.all(hosts.map((_, i) => served(i, timeoutMs))),
       releaseOf: (index, sha) => releaseOfCommit(hosts[index]!.stack.home, app, sha),
+      liveSlotPid: (index) => liveSlotPid(hosts[index]!.stack, app),
       partition: (index) => hosts[index]!.netns.partition(),
       heal: (index) => hosts[index]!.netns.heal(),
       stop,
@@ -219,4 +222,20 @@ export async function startFleetLab(options: FleetLabOptions = {}): Promise<Flee
     await stop();
     throw error;
   }
+}
+
+/** PM2 gives every app it starts PM2_HOME, and the agent gives each slot SLIPWAY_SLOT: a reused pid never matches. */
+function liveSlotPid(stack: Stack, app: string): number | null {
+  const live = readState(stack.home, app).app?.liveSlot;
+  if (!live) return null;
+  for (const pid of stack.pm2.appPids()) {
+    let environ: string[];
+    try {
+      environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+    } catch {
+      continue;
+    }
+    if (environ.includes(`PM2_HOME=${stack.pm2.pm2Home}`) && environ.includes(`SLIPWAY_SLOT=${live}`)) return pid;
+  }
+  return null;
 }

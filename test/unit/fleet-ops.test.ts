@@ -4,7 +4,8 @@ import { SlipwayError } from '../../contract/errors.js';
 import { shortSha } from '../../contract/names.js';
 import { fleetView, formatFleetView, majorityRelease, type HostSnapshot } from '../../controller/fleet/status-view.js';
 import { combinedOutcome, formatFleetHistory, mergeFleetHistory, type FleetDeploymentRow } from '../../controller/fleet/history-merge.js';
-import { planReconcile } from '../../controller/fleet/reconcile-plan.js';
+import { planReconcile, recordsByHost } from '../../controller/fleet/reconcile-plan.js';
+import type { FleetRecord } from '../../contract/api.js';
 import { planFleetRollback, planFleetSwitch } from '../../controller/fleet/flip-plan.js';
 
 const A = `a${'1'.repeat(39)}`;
@@ -109,6 +110,26 @@ describe('reconcile-first', () => {
     expect(plan.unreachable).toEqual(['h4']);
     expect(plan.note).toContain(`reconciling h2 (${shortSha(B)} → ${shortSha(A)}, one flip), h3`);
     expect(plan.note).toMatch(/unreachable, left as they are: h4/);
+  });
+
+  it('a host left out of the newest rollout on purpose is held to the newest record that names it', () => {
+    const rec = (rolloutId: string, releaseId: string, hosts: string[], at: string): FleetRecord => ({
+      rolloutId, kind: 'push', releaseId, attemptedReleaseId: releaseId, outcome: 'succeeded', hosts, skipped: [], env: null, actor: 'me', reason: null, at,
+    });
+    const all = rec('r1', A, ['h1', 'h2', 'h3'], '2026-01-01T00:00:00Z');
+    const canary = rec('r2', C, ['h1'], '2026-01-02T00:00:00Z');
+    // h1 keeps only the --hosts push's record; h2 and h3 the fleet push before it.
+    const byHost = recordsByHost([canary, all, all], ['h1', 'h2', 'h3']);
+    expect([...byHost].map(([h, r]) => [h, r.rolloutId])).toEqual([['h1', 'r2'], ['h2', 'r1'], ['h3', 'r1']]);
+    const perHost = new Map([...byHost].map(([h, r]) => [h, { releaseId: r.releaseId, rolloutId: r.rolloutId }]));
+    const plan = planReconcile([host('h1', status(C, A)), host('h2', status(A)), host('h3', status(B, A))], { releaseId: C, rolloutId: 'r2' }, { perHost });
+    expect(plan.actions).toEqual([{ host: 'h3', from: B, to: A, warm: true }]);
+    expect(recordsByHost([null, all], ['h9']).size).toBe(0);
+  });
+
+  it('a push leaves a host already on the release it brings alone; the others still go back first', () => {
+    const plan = planReconcile([host('h1', status(A)), host('h2', status(C, A)), host('h3', status(B, A))], record, { alsoFine: C });
+    expect(plan.actions.map((a) => a.host)).toEqual(['h3']);
   });
 
   it('nothing without a record (the majority is no authority), nothing when all agree', () => {

@@ -17,19 +17,21 @@ describe('fleet push plan', () => {
   it('batches of 1: the primary first, a bake after each batch but the last, the full window after the last', () => {
     expect(planPush(HOSTS, rollout(1, 'h2'), new Set())).toEqual({
       unchanged: [], runOnceHost: 'h2',
-      batches: [{ hosts: ['h2'], watchMs: 2000 }, { hosts: ['h1'], watchMs: 2000 }, { hosts: ['h3'], watchMs: null }],
+      batches: [{ hosts: ['h2'], watchMs: 2000, last: false }, { hosts: ['h1'], watchMs: 2000, last: false }, { hosts: ['h3'], watchMs: null, last: true }],
     });
   });
 
   it('batches of 2 and of a percentage; batch = all is one batch with the full window', () => {
-    expect(planPush(HOSTS, rollout(2), new Set()).batches).toEqual([{ hosts: ['h1', 'h2'], watchMs: 2000 }, { hosts: ['h3'], watchMs: null }]);
+    expect(planPush(HOSTS, rollout(2), new Set()).batches).toEqual([{ hosts: ['h1', 'h2'], watchMs: 2000, last: false }, { hosts: ['h3'], watchMs: null, last: true }]);
+    // rollout.window sets the last batch's window instead of the release's own.
+    expect(planPush(HOSTS, { ...rollout(2), windowMs: 9000 }, new Set()).batches[1]).toEqual({ hosts: ['h3'], watchMs: 9000, last: true });
     expect(planPush(HOSTS, rollout('50%'), new Set()).batches.map((b) => b.hosts)).toEqual([['h1', 'h2'], ['h3']]);
-    expect(planPush(HOSTS, rollout('100%'), new Set()).batches).toEqual([{ hosts: HOSTS, watchMs: null }]);
+    expect(planPush(HOSTS, rollout('100%'), new Set()).batches).toEqual([{ hosts: HOSTS, watchMs: null, last: true }]);
   });
 
   it('leaves hosts already on the release alone; the run-once work is not run again when the primary has the release', () => {
     const plan = planPush(HOSTS, rollout(2), new Set(['h1']));
-    expect(plan).toEqual({ unchanged: ['h1'], runOnceHost: null, batches: [{ hosts: ['h2', 'h3'], watchMs: null }] });
+    expect(plan).toEqual({ unchanged: ['h1'], runOnceHost: null, batches: [{ hosts: ['h2', 'h3'], watchMs: null, last: true }] });
     expect(planPush(HOSTS, rollout(1), new Set(HOSTS)).batches).toEqual([]);
   });
 

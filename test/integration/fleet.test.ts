@@ -1,0 +1,370 @@
+import { appendFile, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFleetLab, type FleetLab } from '../helpers/fleet-lab.js';
+import { readState } from '../helpers/state.js';
+import { waitFor, withDeadline } from '../helpers/wait.js';
+import { EXIT } from '../../controller/errors.js';
+import { openDatabase } from '../../agent/state/db.js';
+import { StateStore } from '../../agent/state/store.js';
+import type { FleetView } from '../../controller/fleet/status-view.js';
+import type { FleetHistoryEntry } from '../../controller/fleet/history-merge.js';
+import type { FleetRecord } from '../../contract/api.js';
+
+/**
+ * The fleet of issue 15 on three real boxes, each in its own network namespace with its own sshd,
+ * nginx, PM2 and agent (test/helpers/fleet-lab.ts), one environment naming them all. ONE lab for
+ * every fleet case (starting three boxes is the costly part): first the fleet commands (status with
+ * drift, history merged by rollout, rollback/switch one flip per host, --hosts, reconcile-first, a
+ * partition and a controller killed mid-rollout), then `deploy push` (batches, idempotent rerun,
+ * health and bake failures, a host failing after its batch, unreachable hosts). The cases build on
+ * each other in order; each leaves the fleet on one release unless it says otherwise.
+ */
+
+/** A partition is declared after about interval × (count + 1). */
+const KEEPALIVE = { intervalMs: 1_000, countMax: 2 };
+/** Long enough that a test can act while a host's rollout is watching; short enough for CI. */
+const WATCH_MS = 3_000;
+
+let lab: FleetLab;
+let A = '';
+let B = '';
+
+function json<T>(stdout: string): T {
+  const lines = stdout.trim().split('\n').filter((l) => l.startsWith('{'));
+  return JSON.parse(lines[lines.length - 1]!) as T;
+}
+
+async function status(): Promise<{ fleet: FleetView; record: FleetRecord | null }> {
+  const result = await lab.deploy(['--json', 'status']);
+  expect(result.code, result.stderr + result.stdout).toBe(0);
+  return json(result.stdout);
+}
+
+/** Every host's live release through its own nginx. */
+const served = async () => (await lab.servedAll(5_000)).map((s) => s?.release ?? null);
+
+/** The newest deployment of host i (its state database, read as an operator would). */
+function newestDeployment(i: number) {
+  return readState(lab.hosts[i]!.stack.home, lab.app).deployments[0] ?? null;
+}
+
+const rollout = (r: Record<string, unknown>) => lab.writeConfig((c) => { c.environments[lab.env]!.rollout = r; });
+const fleetRecord = (i: number) => {
+  const db = openDatabase(path.join(lab.hosts[i]!.stack.home, 'agent.db'));
+  try {
+    return new StateStore(db).fleetRecord(lab.app);
+  } finally {
+    db.close();
+  }
+};
+const push = (args: string[] = []) => lab.deploy(['push', ...args], { timeoutMs: 240_000 });
+const commit = (files: Record<string, string | null>, message: string) => lab.repo.commit(files, message);
+
+beforeAll(async () => {
+  lab = await startFleetLab({
+    keepalive: KEEPALIVE,
+    rollout: { batch: 1, bake: '2s' },
+    stack: { appConfig: { watch: { windowMs: WATCH_MS, intervalMs: 200, failuresToRollback: 3, keepPreviousWarm: true } } },
+  });
+  // A partitioned host is given up on at connect after this long (status, reconcile).
+  await lab.writeConfig((c) => { for (const h of c.environments[lab.env]!.hosts) h.connectTimeoutMs = 4_000; });
+  // Two releases on every host, pushed host by host (single-host configs): B live, A warm in standby.
+  const pushAll = async () => {
+    const results = await Promise.all(lab.hosts.map((h) => lab.deployTo(h.index, ['push'])));
+    for (const r of results) expect(r.code, r.stderr).toBe(0);
+  };
+  await pushAll();
+  A = lab.releaseOf(0, await lab.repo.head());
+  await lab.repo.commit({ 'message.txt': 'second release\n' }, 'second release');
+  await pushAll();
+  B = lab.releaseOf(0, await lab.repo.head());
+}, 300_000);
+
+afterAll(async () => {
+  await lab?.stop();
+});
+
+describe('fleet operations on three hosts', () => {
+  it('status: one row per host; without a fleet record the majority is expected', async () => {
+    expect(await served()).toEqual([B, B, B]);
+    const { fleet, record } = await status();
+    expect(record).toBeNull();
+    expect(fleet).toMatchObject({ consistent: true, expected: B, expectedFrom: 'majority', drift: [] });
+    expect(fleet.hosts.map((h) => [h.name, h.releaseId, h.health, h.lock])).toEqual([['h1', B, 'healthy', null], ['h2', B, 'healthy', null], ['h3', B, 'healthy', null]]);
+    const human = await lab.deploy(['status']);
+    expect(human.stdout).toMatch(/sample \[production\]: 3 host\(s\) on /);
+  });
+
+  it('rollback: every host to the release in its standby slot, one flip each, one rollout in history, the fleet record written', async () => {
+    const before = lab.hosts.map((h) => readState(h.stack.home, lab.app).slots);
+    const result = await lab.deploy(['rollback', '--reason', 'bad copy']);
+    expect(result.code, result.stderr + result.stdout).toBe(0);
+    expect(await served()).toEqual([A, A, A]);
+    for (const [i, h] of lab.hosts.entries()) {
+      const d = newestDeployment(i)!;
+      expect(d).toMatchObject({ kind: 'rollback', releaseId: A, outcome: 'succeeded', reason: null });
+      // One flip: nothing was started, the warm slot's process is the one that ran before.
+      const steps = readState(h.stack.home, lab.app).events(d.id).map((e) => e.step);
+      expect(steps).not.toContain('starting');
+      const slot = before[i]!.find((s) => s.releaseId === A)!;
+      expect(readState(h.stack.home, lab.app).app!.liveSlot).toBe(slot.slot);
+    }
+    const rolloutIds = new Set(lab.hosts.map((_, i) => newestDeployment(i)!.rolloutId));
+    expect(rolloutIds.size).toBe(1);
+    const { fleet, record } = await status();
+    expect(record).toMatchObject({ kind: 'rollback', releaseId: A, outcome: 'succeeded', hosts: ['h1', 'h2', 'h3'], reason: 'bad copy' });
+    expect(fleet).toMatchObject({ consistent: true, expected: A, expectedFrom: 'record' });
+    const history = json<{ history: FleetHistoryEntry[] }>((await lab.deploy(['--json', 'history', '-n', '5'])).stdout).history;
+    expect(history[0]).toMatchObject({ rolloutId: [...rolloutIds][0], kind: 'rollback', releaseId: A, outcome: 'succeeded', missing: [] });
+    expect(history[0]!.hosts.map((h) => h.name)).toEqual(['h1', 'h2', 'h3']);
+  });
+
+  it('--hosts: one host moved on purpose, recorded in history; status names the drift; the next fleet command reconciles it first', async () => {
+    const limited = await lab.deploy(['rollback', '--hosts', 'h3', '--to', B, '--reason', 'canary']);
+    expect(limited.code, limited.stderr + limited.stdout).toBe(0);
+    expect(await served()).toEqual([A, A, B]);
+    const history = json<{ history: FleetHistoryEntry[] }>((await lab.deploy(['--json', 'history', '-n', '5'])).stdout).history;
+    expect(history[0]).toMatchObject({ kind: 'rollback', releaseId: B, missing: ['h1', 'h2'], note: '[--hosts h3] canary' });
+
+    const { fleet, record } = await status();
+    expect(record).toMatchObject({ releaseId: A, kind: 'rollback' });
+    expect(fleet.consistent).toBe(false);
+    expect(fleet.hosts.map((h) => h.drift)).toEqual([null, null, 'other_release']);
+    expect(fleet.drift[0]).toMatch(/^h3: serves .* \(fleet record\)$/);
+
+    const locks = await lab.deploy(['lock', 'status']);
+    expect(locks.stdout.split('\n').filter((l) => /^h[123]\s+unlocked$/.test(l))).toHaveLength(3);
+    const reconcile = await lab.deploy(['reconcile']);
+    expect(reconcile.code, reconcile.stderr + reconcile.stdout).toBe(0);
+    expect(reconcile.stderr).toMatch(/reconcile: reconciling h3 \(.* → .*, one flip\)/);
+    expect(await served()).toEqual([A, A, A]);
+    expect((await status()).fleet.consistent).toBe(true);
+  });
+
+  it('a partition of h2 during a fleet rollback: detected by keepalive, h1 and h3 reverted; after heal the next command reconciles h2', async () => {
+    const before = newestDeployment(1)!.id;
+    const running = lab.deployInBackground(['rollback', '--to', B]);
+    // h2's rollback is running (its agent watches the new release): cut its link now.
+    await waitFor(() => {
+      const d = newestDeployment(1);
+      return d && d.id > before && d.outcome === null && d.state === 'watching';
+    }, { timeoutMs: 60_000, intervalMs: 100, description: 'h2 to be watching the fleet rollback' });
+    await lab.partition(1);
+    const partitionedAt = Date.now();
+    const result = await withDeadline(running.done, 120_000, 'the fleet rollback to end');
+    expect(result.code, result.stderr + result.stdout).toBe(EXIT.inDoubt);
+    expect(result.stderr).toMatch(/fleet may be on two releases/);
+    expect(result.stdout).toMatch(/h2\s+.*in_doubt/);
+    expect(result.stdout).toMatch(/h1\s+.*succeeded.*reverted to/);
+    // h1 and h3 back on A; h2 finished its own window on B, unseen.
+    expect((await Promise.all([lab.served(0), lab.served(2)])).map((s) => s?.release)).toEqual([A, A]);
+    const detectedMs = Date.now() - partitionedAt;
+
+    const partitioned = await status();
+    expect(partitioned.fleet.hosts[1]).toMatchObject({ name: 'h2', reachable: false, drift: 'unreachable' });
+    expect(partitioned.record).toMatchObject({ releaseId: A, attemptedReleaseId: B, outcome: 'failed' });
+
+    await lab.heal(1);
+    await waitFor(async () => (await lab.served(1))?.release === B, { timeoutMs: 30_000, intervalMs: 200, description: 'h2 to answer again, on B' });
+    const healed = await status();
+    expect(healed.fleet.hosts[1]).toMatchObject({ reachable: true, releaseId: B, drift: 'other_release' });
+    // Status only names it; reconcile (as every fleet rollback or switch does first) brings h2 back.
+    const reconciled = await lab.deploy(['reconcile']);
+    expect(reconciled.code, reconciled.stderr + reconciled.stdout).toBe(0);
+    expect(reconciled.stderr).toMatch(/reconciling h2/);
+    expect(await served()).toEqual([A, A, A]);
+    console.log(`fleet-ops: partition of h2 mid-rollback: the command ended ${detectedMs} ms after the link went down (keepalive ${KEEPALIVE.intervalMs} ms × ${KEEPALIVE.countMax}, plus h1/h3 reverts)`);
+  });
+
+  it('the controller killed (-9) mid-push: h1 ends its batch on its own; status names the drift; the fleet lock it left refuses the next rollout, naming it, until it expires; then the next push reconciles h1 first', async () => {
+    const sha = await lab.repo.commit({ 'message.txt': 'third release\n' }, 'third release');
+    const before = newestDeployment(0)!.id;
+    const running = lab.deployInBackground(['push']);
+    await waitFor(() => (newestDeployment(0)?.id ?? 0) > before, { timeoutMs: 120_000, intervalMs: 100, description: 'h1 (primary, batch 1) to run the push' });
+    process.kill(running.pid, 'SIGKILL');
+    await running.done;
+    // h1's agent ends its part on its own (its batch window passes); h2 and h3 were never started.
+    await waitFor(() => newestDeployment(0)!.outcome !== null, { timeoutMs: 60_000, intervalMs: 200, description: 'h1 to end its part of the push' });
+    const C = lab.releaseOf(0, sha);
+    expect(await served()).toEqual([C, A, A]);
+
+    const { fleet, record } = await status();
+    expect(record).toMatchObject({ releaseId: A });
+    expect(fleet).toMatchObject({ consistent: false, expected: A, expectedFrom: 'record' });
+    expect(fleet.hosts.map((h) => h.drift)).toEqual(['other_release', null, null]);
+    // Every host's lock is still reserved by the dead rollout (a fleet holds each host until it is done).
+    for (const h of fleet.hosts) expect(h.lock).toMatch(/\(fleet:[0-9a-f-]+\)$/);
+
+    const refused = await lab.deploy(['push']);
+    expect(refused.code, refused.stderr + refused.stdout).toBe(EXIT.failedBeforeSwitch);
+    expect(refused.stderr).toMatch(/the fleet is locked: h1: .*locked by \S+ .*for fleet:[0-9a-f-]+/);
+    expect(await served()).toEqual([C, A, A]);
+
+    // Time passes: each reservation reaches its expiry (15 min), fast-forwarded in each host's state
+    // database as the clock would; the agents' own rule (expiresAt < now: stale) does the rest.
+    for (const h of lab.hosts) {
+      const db = openDatabase(path.join(h.stack.home, 'agent.db'));
+      try {
+        db.prepare('UPDATE locks SET expires_at = ? WHERE app = ? AND deployment_id IS NULL').run(new Date(Date.now() - 1_000).toISOString(), lab.app);
+      } finally {
+        db.close();
+      }
+    }
+    // The next command is a push of a fourth release: it brings h1 back to the fleet's release first
+    // (one flip), and only then rolls out, so a failure would revert the whole fleet to A.
+    const sha4 = await lab.repo.commit({ 'message.txt': 'fourth release\n' }, 'fourth release');
+    const pushed = await lab.deploy(['push'], { timeoutMs: 240_000 });
+    expect(pushed.code, pushed.stderr + pushed.stdout).toBe(0);
+    const reconcileAt = pushed.stderr.search(/reconcile: reconciling h1 \(.* → .*, one flip\)/);
+    expect(reconcileAt, pushed.stderr).toBeGreaterThanOrEqual(0);
+    expect(reconcileAt).toBeLessThan(pushed.stderr.indexOf('batch 1/'));
+    const reconcile = readState(lab.hosts[0]!.stack.home, lab.app).deployments[1]!;
+    expect(reconcile).toMatchObject({ kind: 'rollback', releaseId: A, outcome: 'succeeded' });
+    const D = lab.releaseOf(0, sha4);
+    expect(await served()).toEqual([D, D, D]);
+    expect((await status()).fleet.consistent).toBe(true);
+  });
+});
+
+describe('deploy push to a fleet of 3', () => {
+  it('batches of 1: the primary first, every host on the release, one rollout id, the fleet record on each host, the locks released', async () => {
+    await rollout({ batch: 1, bake: '1s', primary: 'h2' });
+    const sha = await commit({ 'message.txt': 'fleet one' }, 'fleet one');
+    const result = await push();
+    expect(result.code, result.stderr).toBe(EXIT.ok);
+    const releases = lab.hosts.map((h) => lab.releaseOf(h.index, sha));
+    expect(new Set(releases).size).toBe(1);
+    expect(await served()).toEqual([releases[0], releases[0], releases[0]]);
+    expect(result.stderr).toMatch(/batch 1 \[h2\], batch 2 \[h1\], batch 3 \[h3\]/);
+    const deployments = lab.hosts.map((h) => readState(h.stack.home, lab.app).deployments[0]!);
+    expect(deployments.map((d) => d.outcome)).toEqual(['succeeded', 'succeeded', 'succeeded']);
+    expect(new Set(deployments.map((d) => d.rolloutId)).size).toBe(1);
+    expect(deployments[0]!.rolloutId).toMatch(/^[0-9a-f-]{36}$/);
+    for (const i of [0, 1, 2]) {
+      expect(fleetRecord(i)).toMatchObject({ rolloutId: deployments[0]!.rolloutId, releaseId: releases[0], outcome: 'succeeded', hosts: ['h1', 'h2', 'h3'], skipped: [] });
+      expect(readState(lab.hosts[i]!.stack.home, lab.app).lock).toBeUndefined();
+    }
+  });
+
+  it('batches of 2; a rerun with one host already on the release leaves it alone (idempotent)', async () => {
+    await rollout({ batch: 2, bake: '1s' });
+    const sha = await commit({ 'message.txt': 'fleet two' }, 'fleet two');
+    const first = await push();
+    expect(first.code, first.stderr).toBe(EXIT.ok);
+    expect(first.stderr).toMatch(/batch 1 \[h1, h2\], batch 2 \[h3\]/);
+    const two = lab.releaseOf(0, sha);
+    expect(await served()).toEqual([two, two, two]);
+
+    // Host 1 alone gets the next commit (--hosts needs --force --reason), then the fleet push finds it there.
+    const sha3 = await commit({ 'message.txt': 'fleet three' }, 'fleet three');
+    const refused = await push(['--hosts', 'h1']);
+    expect(refused.code).toBe(EXIT.usage);
+    expect(refused.stderr).toMatch(/--force --reason/);
+    const single = await push(['--hosts', 'h1', '--force', '--reason', 'canary by hand']);
+    expect(single.code, single.stderr).toBe(EXIT.ok);
+    expect(fleetRecord(0)).toMatchObject({ hosts: ['h1'], skipped: ['h2', 'h3'], reason: 'canary by hand' });
+    const before = readState(lab.hosts[0]!.stack.home, lab.app).deployments.length;
+    const rerun = await push();
+    expect(rerun.code, rerun.stderr).toBe(EXIT.ok);
+    expect(rerun.stderr).toMatch(/already live on h1/);
+    const three = lab.releaseOf(0, sha3);
+    expect(await served()).toEqual([three, three, three]);
+    expect(readState(lab.hosts[0]!.stack.home, lab.app).deployments.length).toBe(before);
+    expect(fleetRecord(0)).toMatchObject({ releaseId: three, outcome: 'succeeded' });
+  });
+
+  it('a health failure on the third host reverts the first two (one flip each) and exits rolled back', async () => {
+    await rollout({ batch: 2, bake: '1s' });
+    const previous = (await served())[0]!;
+    const envFile = lab.hosts[2]!.stack.envFile;
+    const original = await readFile(envFile, 'utf8');
+    await appendFile(envFile, 'SAMPLE_FAIL_HEALTH=1\n');
+    try {
+      await commit({ 'message.txt': 'fleet four' }, 'fleet four');
+      const result = await push();
+      expect(result.code, result.stderr).toBe(EXIT.rolledBack);
+      expect(result.stderr).toMatch(/h1\s+reverted/);
+      expect(result.stderr).toMatch(/h2\s+reverted/);
+      expect(result.stderr).toMatch(/h3\s+failed/);
+      expect(await served()).toEqual([previous, previous, previous]);
+      // Each revert was one switch to the warm previous slot, recorded under the rollout's id.
+      for (const i of [0, 1]) {
+        const [revert, deploy] = readState(lab.hosts[i]!.stack.home, lab.app).deployments;
+        expect(revert).toMatchObject({ kind: 'switch', outcome: 'succeeded', releaseId: previous, rolloutId: deploy!.rolloutId });
+      }
+      expect(fleetRecord(1)).toMatchObject({ releaseId: previous, outcome: 'rolled_back', hosts: ['h1', 'h2', 'h3'] });
+    } finally {
+      await writeFile(envFile, original, { mode: 0o600 });
+    }
+  });
+
+  it('a check failing during the bake of batch 1 stops the rollout before batch 2', async () => {
+    await rollout({ batch: 1, bake: '20s' });
+    const previous = (await served())[0]!;
+    const before = lab.hosts.map((h) => readState(h.stack.home, lab.app).deployments.length);
+    // Healthy at the gate, unhealthy 3 s after start: the bake's health check catches it.
+    await commit({ 'message.txt': 'fleet five', FAIL_HEALTH_AFTER_MS: '3000' }, 'fleet five');
+    const result = await push();
+    expect(result.code, result.stderr).toBe(EXIT.rolledBack);
+    expect(result.stderr).toMatch(/h1\s+swapped_back/);
+    expect(result.stderr).toMatch(/h2\s+not_started/);
+    expect(result.stderr).toMatch(/h3\s+not_started/);
+    expect(await served()).toEqual([previous, previous, previous]);
+    const after = lab.hosts.map((h) => readState(h.stack.home, lab.app).deployments.length);
+    expect(after).toEqual([before[0]! + 1, before[1], before[2]]);
+    await commit({ FAIL_HEALTH_AFTER_MS: null }, 'healthy again');
+  });
+
+  it('a host of batch 1 failing during the final window (after its own bake passed) stops the rollout and reverts the whole fleet', async () => {
+    await rollout({ batch: 2, bake: '1s', window: '60s' });
+    const previous = (await served())[0]!;
+    const before = newestDeployment(2)!.id;
+    await commit({ 'message.txt': 'fleet six' }, 'fleet six');
+    const running = lab.deployInBackground(['push']);
+    // Batch 1 (h1, h2) passed its bake; h3, the last batch, is in its full window: h1's process dies now.
+    await waitFor(() => {
+      const d = newestDeployment(2);
+      return d && d.id > before && d.outcome === null && d.state === 'watching';
+    }, { timeoutMs: 120_000, intervalMs: 100, description: 'h3 (the last batch) to be in its full window' });
+    expect(newestDeployment(0)).toMatchObject({ outcome: 'succeeded' });
+    const pid = lab.liveSlotPid(0);
+    expect(pid).not.toBeNull();
+    process.kill(pid!, 'SIGKILL');
+    const result = await withDeadline(running.done, 120_000, 'the push to end');
+    expect(result.code, result.stderr).toBe(EXIT.rolledBack);
+    expect(result.stderr).toMatch(/\[h1\] failed after its batch: .*restarted/);
+    expect(result.stderr).toMatch(/h1\s+reverted\s+failed after its batch: .*; reverted to/);
+    expect(result.stderr).toMatch(/h2\s+reverted/);
+    expect(result.stderr).toMatch(/h3\s+swapped_back/);
+    expect(await served()).toEqual([previous, previous, previous]);
+    expect(fleetRecord(2)).toMatchObject({ releaseId: previous, outcome: 'rolled_back' });
+  });
+
+  it('a host unreachable before any switch refuses the push (nothing changed); --skip-unreachable goes on and records it', async () => {
+    await lab.writeConfig((c) => {
+      c.environments[lab.env]!.rollout = { batch: '100%', bake: '1s' };
+      c.environments[lab.env]!.hosts[2]!.connectTimeoutMs = 1000;
+    });
+    const previous = (await served())[0]!;
+    const before = lab.hosts.map((h) => readState(h.stack.home, lab.app).deployments.length);
+    await lab.partition(2);
+    try {
+      const refused = await push();
+      expect(refused.code, refused.stderr).toBe(EXIT.unreachable);
+      expect(refused.stderr).toMatch(/push refused, nothing changed: 1 host\(s\) could not be reached: h3/);
+      expect(lab.hosts.map((h) => readState(h.stack.home, lab.app).deployments.length)).toEqual(before);
+      expect((await lab.servedAll(5_000)).slice(0, 2).map((s) => s?.release)).toEqual([previous, previous]);
+
+      const skipped = await push(['--skip-unreachable']);
+      expect(skipped.code, skipped.stderr).toBe(EXIT.ok);
+      expect(skipped.stderr).toMatch(/skipping unreachable h3/);
+      const next = fleetRecord(0)!;
+      expect(next).toMatchObject({ outcome: 'succeeded', hosts: ['h1', 'h2'], skipped: ['h3'] });
+      expect((await lab.servedAll(5_000)).slice(0, 2).map((s) => s?.release)).toEqual([next.releaseId, next.releaseId]);
+    } finally {
+      await lab.heal(2);
+    }
+    expect((await lab.served(2, 5_000))?.release).toBe(previous);
+  });
+});
