@@ -1,4 +1,5 @@
 import { configDefaults, defineConfig } from 'vitest/config';
+import { SlowFirstSequencer } from './test/sequencer.js';
 
 export default defineConfig({
   test: {
@@ -9,6 +10,8 @@ export default defineConfig({
     // Integration tests start real sshd, nginx and PM2 daemons; two workers match the 2-core CI machine.
     pool: 'forks',
     maxWorkers: 2,
+    // Slow files first so no minute-long file is left for the end of the run (test/sequencer.ts).
+    sequence: { sequencer: SlowFirstSequencer },
     testTimeout: 120_000,
     hookTimeout: 120_000,
   },
