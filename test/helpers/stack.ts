@@ -83,6 +83,8 @@ export interface StackOptions {
   templateDir?: string;
   /** Top-level agent config fields merged over the defaults (retention, backups, ...). */
   agentConfig?: Record<string, unknown>;
+  /** Fields merged over the agent's nginx settings (e.g. proveTimeoutMs). */
+  nginxConfig?: Record<string, unknown>;
   /**
    * The agent's home (SLIPWAY_HOME) instead of <dir>/home, e.g. a small tmpfs the test mounted
    * to fill the disk. The caller owns it: stop() neither empties nor unmounts it.
@@ -227,6 +229,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         includeDir: nginx.includeDir,
         errorLogPath: nginx.errorLogPath,
         ...(options.templateDir ? { templateDir: options.templateDir } : {}),
+        ...options.nginxConfig,
       },
       ...(portRange ? { ports: portRange } : {}),
       apps: {
