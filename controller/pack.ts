@@ -57,6 +57,8 @@ export async function prepareRelease(input: {
   repo: string; treeish: string; include: string[]; builtDir?: string; mtime: Date;
   /** The content hash cache (content/hash-cache.ts); the user's by default, null for none. */
   hashCache?: string | null;
+  /** Pack and hash `git archive`'s output now, as when the cache cannot be used (tests compare both ways). */
+  packAtOnce?: boolean;
 }): Promise<PreparedRelease> {
   const { repo, treeish, include, builtDir, mtime } = input;
   await checkSources(repo, treeish, include, builtDir);
@@ -65,7 +67,7 @@ export async function prepareRelease(input: {
   try {
     // A built checkout is removed once this returns: its files are packed now. A commit's are read
     // from git when (and only as far as) an upload needs them.
-    const listed = builtDir ? null : await listReleaseFiles({
+    const listed = builtDir || input.packAtOnce ? null : await listReleaseFiles({
       repo, treeish, include,
       cache: await HashCache.load(input.hashCache === undefined ? hashCacheFile(process.env, os.homedir()) : input.hashCache),
     });

@@ -33,8 +33,13 @@ const CHUNK = 1024 * 1024;
  * Null when `git archive` would not give the blobs as they are (.gitattributes, filters, autocrlf:
  * git-tree.ts archiveIsPlainBlobs): the caller packs and hashes the archive instead.
  */
-export async function listReleaseFiles(input: { repo: string; treeish: string; include: readonly string[]; cache: HashCache }): Promise<ReleaseFiles | null> {
+export async function listReleaseFiles(input: {
+  repo: string; treeish: string; include: readonly string[]; cache: HashCache;
+  /** The clock files on disk are hashed by (tests move it past the racy window). */
+  now?: () => number;
+}): Promise<ReleaseFiles | null> {
   const { repo, treeish, include, cache } = input;
+  const now = input.now ?? Date.now;
   const listed = await listGitTree(repo, treeish);
   if (!listed.plain) return null;
   const result: ReleaseFiles = { entries: [], digest: '', sources: new Map(), hashed: 0, hashedBytes: 0 };
@@ -55,7 +60,7 @@ export async function listReleaseFiles(input: { repo: string; treeish: string; i
     }
   }
   for (const entry of include) {
-    walk(path.join(repo, entry), entry.split(path.sep).filter(Boolean).join('/'), tree, cache, result);
+    walk(path.join(repo, entry), entry.split(path.sep).filter(Boolean).join('/'), { tree, cache, result, now });
   }
   await cache.save();
   result.entries = tree.list();
@@ -96,8 +101,10 @@ async function blobHashes(repo: string, entries: readonly GitTreeEntry[], cache:
       // The same blob may also be a regular file elsewhere in the tree.
       hashes.set(oid, content);
       cache.set(blobKey(oid), content);
-      result.hashed++;
-      result.hashedBytes += size;
+      if (!keep) {
+        result.hashed++;
+        result.hashedBytes += size;
+      }
     }
   } finally {
     await stream.close();
@@ -106,13 +113,16 @@ async function blobHashes(repo: string, entries: readonly GitTreeEntry[], cache:
 }
 
 /** As TarWriter.tree(): `root` as `prefix`, then what is under it in byte order of names, depth first. */
-function walk(root: string, prefix: string, tree: ContentTree, cache: HashCache, result: ReleaseFiles): void {
+interface Walk { tree: ContentTree; cache: HashCache; result: ReleaseFiles; now: () => number }
+
+function walk(root: string, prefix: string, ctx: Walk): void {
+  const { tree, result } = ctx;
   const st = lstatSync(root, { bigint: true });
   if (st.isSymbolicLink()) {
     tree.add({ path: prefix, type: 'symlink', target: readlinkSync(root) });
     result.sources.delete(treePath(prefix));
   } else if (st.isFile()) {
-    const content = fileContent(root, st, cache, result);
+    const content = fileContent(root, st, ctx);
     tree.add({ path: prefix, type: 'file', mode: normalizeMode('file', fileMode(Number(st.mode))), size: content.size, sha256: content.sha256 });
     result.sources.set(treePath(prefix), { kind: 'file', file: root });
   } else if (st.isDirectory()) {
@@ -120,15 +130,15 @@ function walk(root: string, prefix: string, tree: ContentTree, cache: HashCache,
       tree.add({ path: prefix, type: 'directory', mode: normalizeMode('directory', 0o755) });
       result.sources.delete(treePath(prefix));
     }
-    for (const name of readdirSync(root).sort(byteOrder)) walk(path.join(root, name), prefix === '' ? name : `${prefix}/${name}`, tree, cache, result);
+    for (const name of readdirSync(root).sort(byteOrder)) walk(path.join(root, name), prefix === '' ? name : `${prefix}/${name}`, ctx);
   }
 }
 
-function fileContent(file: string, st: BigIntStats, cache: HashCache, result: ReleaseFiles): { sha256: string; size: number } {
+function fileContent(file: string, st: BigIntStats, { cache, result, now }: Walk): { sha256: string; size: number } {
   const key = statKey(file, st);
   const cached = cache.get(key);
   if (cached && BigInt(cached.size) === st.size) return cached;
-  const hashedAt = Date.now();
+  const hashedAt = now();
   const content = hashFileSync(file);
   result.hashed++;
   result.hashedBytes += content.size;
