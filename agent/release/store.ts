@@ -414,7 +414,6 @@ export class ReleaseStore {
       root: tmpDir, entries, objects: bundle.objects, known: await this.index.known(app, await this.list(app)),
       releaseDir: (id) => this.releaseDir(app, id), limits: this.limits, label, trust: this.trust(app),
     });
-    await this.trust(app).save();
     await copyFile(path.join(bundleDir, DELTA_BUNDLE.manifest), path.join(tmpDir, MANIFEST_FILE));
     await chmod(path.join(tmpDir, MANIFEST_FILE), 0o644);
     const manifestEntry = unpacked.contents.find((entry) => entry.path === DELTA_BUNDLE.manifest)!;

@@ -1,7 +1,8 @@
 import type { BigIntStats } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { readOrNull, writeAtomic } from '../../lib/durable.js';
+import { readOrNull } from '../../lib/durable.js';
+import { replaceFile } from '../../lib/replace-file.js';
 
 /**
  * What the agent last saw of a file of a kept release whose content it verified: the content, and
@@ -82,7 +83,7 @@ export class TrustTable {
     this.dirty = false;
     try {
       await mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
-      await writeAtomic(this.file, JSON.stringify({ format: FORMAT, records: Object.fromEntries(this.records) }));
+      await replaceFile(this.file, JSON.stringify({ format: FORMAT, records: Object.fromEntries(this.records) }));
     } catch {
       // Not written: the files are hashed again next time.
     }

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import type { BigIntStats } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { readOrNull, writeAtomic } from '../../lib/durable.js';
+import { readOrNull } from '../../lib/durable.js';
+import { replaceFile } from '../../lib/replace-file.js';
 
 /**
  * The controller's persistent cache of file content hashes, so that a push reads and hashes only
@@ -126,7 +127,7 @@ export class HashCache {
     if (!this.file || !this.dirty) return;
     try {
       await mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
-      await writeAtomic(this.file, encodeHashCache(pruneRows(this.rows, this.maxEntries)));
+      await replaceFile(this.file, encodeHashCache(pruneRows(this.rows, this.maxEntries)));
       this.dirty = false;
     } catch {
       // A read-only or full cache dir: the next push hashes again.
