@@ -252,6 +252,10 @@ export const ERROR_KINDS = {
   upgrade_layout_missing: 'usage',
   upgrade_rolled_back: 'refused',
   upgrade_not_restored: 'internal',
+
+  // Delta uploads, part 2 (content hash cache): a file whose bytes are not the hash the release
+  // manifest was computed with (build output written during the push, or a wrong cache entry).
+  release_content_changed: 'refused',
 } as const satisfies Record<string, ErrorKind>;
 
 export type ErrorCode = keyof typeof ERROR_KINDS;

@@ -7,6 +7,8 @@ import type { ReleaseManifest } from '../contract/manifest.js';
 import { treePath, type ContentEntry } from '../contract/release-content.js';
 import { TarWriter } from '../lib/tar-writer.js';
 import { gzipReproducibly } from '../lib/reproducible-gzip.js';
+import { writeObjects } from './content/content-tar.js';
+import type { ContentSource } from './content/release-files.js';
 
 export interface DeltaBundle {
   file: string;
@@ -24,21 +26,42 @@ export interface DeltaBundle {
  * modes and links travel in the file manifest, and the host rebuilds the tree from it.
  */
 export async function writeDeltaBundle(input: {
-  plainTar: string; entries: readonly ContentEntry[]; send: ReadonlySet<string>; manifest: ReleaseManifest; mtime: Date; dir: string;
+  /** Where the contents are read from: the release's plain tar, or their sources (content/release-files.ts). */
+  from: { plainTar: string } | { repo: string; sources: ReadonlyMap<string, ContentSource> };
+  entries: readonly ContentEntry[]; send: ReadonlySet<string>; manifest: ReleaseManifest; mtime: Date; dir: string;
 }): Promise<DeltaBundle> {
-  const { plainTar, entries, send, manifest, mtime, dir } = input;
+  const { from, entries, send, manifest, mtime, dir } = input;
   const hashOf = new Map<string, string>();
   for (const entry of entries) if (entry.type === 'file' && send.has(entry.sha256)) hashOf.set(entry.path, entry.sha256);
   // One bundle per host, cut at once for a fleet: each its own files.
   const unique = randomUUID().slice(0, 8);
   const plain = path.join(dir, `delta-${unique}.tar`);
   const writer = TarWriter.create(plain, mtime);
+  let objectBytes = 0;
+  let objects = 0;
+  try {
+    writer.bytes(DELTA_BUNDLE.files, 0o644, Buffer.from(encodeFileManifest(entries)));
+    if ('sources' in from) {
+      ({ objects, bytes: objectBytes } = await writeObjects(from.repo, entries, from.sources, send, writer));
+    } else {
+      ({ objects, bytes: objectBytes } = copyFromTar(from.plainTar, hashOf, writer));
+    }
+    writer.bytes(DELTA_BUNDLE.manifest, 0o644, Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`));
+  } finally {
+    writer.close();
+  }
+  const file = path.join(dir, `${manifest.app}-${manifest.releaseId}.delta-${unique}.tar.gz`);
+  const packed = await gzipReproducibly(plain, file);
+  await fs.rm(plain);
+  return { file, ...packed, objects, objectBytes };
+}
+
+/** Each content named in `hashOf` (tree path -> sha256), once, from the release's plain tar; returns how many and their bytes. */
+function copyFromTar(plainTar: string, hashOf: ReadonlyMap<string, string>, writer: TarWriter): { objects: number; bytes: number } {
   const written = new Set<string>();
   let objectBytes = 0;
   let failure: unknown;
-  try {
-    writer.bytes(DELTA_BUNDLE.files, 0o644, Buffer.from(encodeFileManifest(entries)));
-    tar.t({
+  tar.t({
       file: plainTar, sync: true, strict: true,
       onReadEntry: (entry) => {
         const hash = hashOf.get(treePath(entry.path));
@@ -53,14 +76,7 @@ export async function writeDeltaBundle(input: {
         entry.on('end', () => { try { sink.end(); } catch (error) { failure ??= error; } });
       },
     });
-    if (failure) throw failure;
-    if (written.size !== new Set(hashOf.values()).size) throw new Error('the plain tar lacks contents its file manifest names');
-    writer.bytes(DELTA_BUNDLE.manifest, 0o644, Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`));
-  } finally {
-    writer.close();
-  }
-  const file = path.join(dir, `${manifest.app}-${manifest.releaseId}.delta-${unique}.tar.gz`);
-  const packed = await gzipReproducibly(plain, file);
-  await fs.rm(plain);
-  return { file, ...packed, objects: written.size, objectBytes };
+  if (failure) throw failure;
+  if (written.size !== new Set(hashOf.values()).size) throw new Error('the plain tar lacks contents its file manifest names');
+  return { objects: written.size, bytes: objectBytes };
 }

@@ -11,6 +11,9 @@ import { writeDeltaBundle, type DeltaBundle } from './delta-bundle.js';
 import type { ContentEntry } from '../contract/release-content.js';
 import { TarWriter } from '../lib/tar-writer.js';
 import { gzipReproducibly } from '../lib/reproducible-gzip.js';
+import { writeReleaseTree } from './content/content-tar.js';
+import { HashCache, hashCacheFile } from './content/hash-cache.js';
+import { listReleaseFiles, type ReleaseFiles } from './content/release-files.js';
 
 export interface PackedRelease {
   file: string;
@@ -35,6 +38,13 @@ export interface PreparedRelease {
 }
 
 /**
+ * Prepares a commit's files for upload. The file manifest and the content digest come first: for
+ * a commit, from `git ls-tree` and a cache of content hashes keyed by blob id (and, for `include`d
+ * build output, by stat), so an unchanged file is neither read nor hashed (content/release-files.ts);
+ * the tar is written only for a full upload, then from the same sources (content/content-tar.ts).
+ * After a controller-side build, or when git would convert files on archive (.gitattributes,
+ * autocrlf), it packs at once, as follows.
+ *
  * Packs a commit's files into a plain, reproducible tar in a temp dir (lib/tar-writer.ts):
  * the tree as `git archive` gives it, in git's order (or, after a controller-side build, the
  * built checkout `builtDir`, walked in name order), then the configured build output (`include`,
@@ -43,58 +53,123 @@ export interface PreparedRelease {
  * bytes, whoever packs them and whenever. Computes the content digest that names the release.
  * Nothing is compressed yet: a host that already has the release needs no tarball.
  */
-export async function prepareRelease(input: { repo: string; treeish: string; include: string[]; builtDir?: string; mtime: Date }): Promise<PreparedRelease> {
+export async function prepareRelease(input: {
+  repo: string; treeish: string; include: string[]; builtDir?: string; mtime: Date;
+  /** The content hash cache (content/hash-cache.ts); the user's by default, null for none. */
+  hashCache?: string | null;
+  /** Pack and hash `git archive`'s output now, as when the cache cannot be used (tests compare both ways). */
+  packAtOnce?: boolean;
+}): Promise<PreparedRelease> {
   const { repo, treeish, include, builtDir, mtime } = input;
   await checkSources(repo, treeish, include, builtDir);
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'slipway-pack-'));
   const cleanup = () => fs.rm(dir, { recursive: true, force: true });
   try {
-    const plainTar = path.join(dir, 'release.tar');
-    let gitTar: string | null = null;
-    if (!builtDir) {
-      gitTar = path.join(dir, 'git.tar');
-      await archiveCommit(repo, treeish, gitTar);
-    }
-    const writer = TarWriter.create(plainTar, mtime);
-    try {
-      if (builtDir) writer.tree(builtDir, '');
-      else transcode(gitTar!, writer);
-      for (const entry of include) writer.tree(path.join(repo, entry), entry.split(path.sep).filter(Boolean).join('/'));
-    } finally {
-      writer.close();
-    }
-    if (gitTar) await fs.rm(gitTar);
-    const endOffset = writer.endOffset;
-    const { entries: files, digest: contentDigest } = await tarFileManifest(plainTar);
-    const checkDigest = (manifest: ReleaseManifest): void => {
-      if (manifest.contentDigest !== contentDigest) throw new Error(`the manifest's content digest ${manifest.contentDigest} is not the packed files' ${contentDigest}`);
-    };
-    const sealed = new Map<string, Promise<PackedRelease>>();
-    return {
-      contentDigest,
-      files,
-      bundle: (manifest, send) => {
-        checkDigest(manifest);
-        return writeDeltaBundle({ plainTar, entries: files, send, manifest, mtime, dir });
-      },
-      // Once per manifest: a fleet's hosts each fall back to the full tarball at their own time,
-      // and a second seal would append to the plain tar again while the first one gzips it.
-      seal: (manifest) => {
-        checkDigest(manifest);
-        const key = JSON.stringify(manifest);
-        let packed = sealed.get(key);
-        if (!packed) {
-          packed = seal(plainTar, endOffset, mtime, manifest);
-          sealed.set(key, packed);
-        }
-        return packed;
-      },
-      cleanup,
-    };
+    // A built checkout is removed once this returns: its files are packed now. A commit's are read
+    // from git when (and only as far as) an upload needs them.
+    const listed = builtDir || input.packAtOnce ? null : await listReleaseFiles({
+      repo, treeish, include,
+      cache: await HashCache.load(input.hashCache === undefined ? hashCacheFile(process.env, os.homedir()) : input.hashCache),
+    });
+    if (listed) return fromSources(repo, listed, mtime, dir, cleanup);
+    return await packNow(input, dir, cleanup);
   } catch (error) {
     await cleanup();
     throw error;
   }
+}
+
+/**
+ * The release as its file manifest and where each file's bytes are (content/release-files.ts):
+ * nothing is packed until an upload needs it. A delta bundle reads only the contents it sends;
+ * seal() writes the whole tree (checking every file against the manifest) the first time it runs.
+ */
+function fromSources(repo: string, listed: ReleaseFiles, mtime: Date, dir: string, cleanup: () => Promise<void>): PreparedRelease {
+  const { entries: files, digest: contentDigest, sources } = listed;
+  const checkDigest = digestCheck(contentDigest);
+  let plain: Promise<{ plainTar: string; endOffset: number }> | null = null;
+  const packTree = async () => {
+    const plainTar = path.join(dir, 'release.tar');
+    const writer = TarWriter.create(plainTar, mtime);
+    try {
+      await writeReleaseTree(repo, files, sources, writer);
+    } finally {
+      writer.close();
+    }
+    return { plainTar, endOffset: writer.endOffset };
+  };
+  const sealed = new Map<string, Promise<PackedRelease>>();
+  return {
+    contentDigest,
+    files,
+    bundle: (manifest, send) => {
+      checkDigest(manifest);
+      return writeDeltaBundle({ from: { repo, sources }, entries: files, send, manifest, mtime, dir });
+    },
+    seal: (manifest) => {
+      checkDigest(manifest);
+      const key = JSON.stringify(manifest);
+      let packed = sealed.get(key);
+      if (!packed) {
+        plain ??= packTree();
+        packed = plain.then(({ plainTar, endOffset }) => seal(plainTar, endOffset, mtime, manifest));
+        sealed.set(key, packed);
+      }
+      return packed;
+    },
+    cleanup,
+  };
+}
+
+function digestCheck(contentDigest: string) {
+  return (manifest: ReleaseManifest): void => {
+    if (manifest.contentDigest !== contentDigest) throw new Error(`the manifest's content digest ${manifest.contentDigest} is not the packed files' ${contentDigest}`);
+  };
+}
+
+/** Packs the tree into a plain tar now (a built checkout, or an archive git converts) and hashes it back. */
+async function packNow(input: { repo: string; treeish: string; include: string[]; builtDir?: string; mtime: Date }, dir: string, cleanup: () => Promise<void>): Promise<PreparedRelease> {
+  const { repo, treeish, include, builtDir, mtime } = input;
+  const plainTar = path.join(dir, 'release.tar');
+  let gitTar: string | null = null;
+  if (!builtDir) {
+    gitTar = path.join(dir, 'git.tar');
+    await archiveCommit(repo, treeish, gitTar);
+  }
+  const writer = TarWriter.create(plainTar, mtime);
+  try {
+    if (builtDir) writer.tree(builtDir, '');
+    else transcode(gitTar!, writer);
+    for (const entry of include) writer.tree(path.join(repo, entry), entry.split(path.sep).filter(Boolean).join('/'));
+  } finally {
+    writer.close();
+  }
+  if (gitTar) await fs.rm(gitTar);
+  const endOffset = writer.endOffset;
+  const { entries: files, digest: contentDigest } = await tarFileManifest(plainTar);
+  const checkDigest = digestCheck(contentDigest);
+  const sealed = new Map<string, Promise<PackedRelease>>();
+  return {
+    contentDigest,
+    files,
+    bundle: (manifest, send) => {
+      checkDigest(manifest);
+      return writeDeltaBundle({ from: { plainTar }, entries: files, send, manifest, mtime, dir });
+    },
+    // Once per manifest: a fleet's hosts each fall back to the full tarball at their own time,
+    // and a second seal would append to the plain tar again while the first one gzips it.
+    seal: (manifest) => {
+      checkDigest(manifest);
+      const key = JSON.stringify(manifest);
+      let packed = sealed.get(key);
+      if (!packed) {
+        packed = seal(plainTar, endOffset, mtime, manifest);
+        sealed.set(key, packed);
+      }
+      return packed;
+    },
+    cleanup,
+  };
 }
 
 /** Re-writes `git archive`'s entries, in its order, through the normalising writer. */

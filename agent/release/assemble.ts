@@ -8,6 +8,7 @@ import { DEPLOYMENT_INFO_FILE } from '../../contract/deployment-info.js';
 import { MANIFEST_FILE } from '../../contract/manifest.js';
 import type { ContentEntry } from '../../contract/release-content.js';
 import type { KnownContent } from './file-index.js';
+import { inodeKey, isTrusted, type TrustTable } from './trust.js';
 import { checkEntry, createPolicyState, type TarEntryLimits } from './tar-entry-policy.js';
 
 export interface AssembleInput {
@@ -22,6 +23,8 @@ export interface AssembleInput {
   releaseDir: (releaseId: string) => string;
   limits: TarEntryLimits;
   label: string;
+  /** What the agent verified of kept files (trust.ts): a file linked unchanged since is not read again. */
+  trust?: TrustTable;
 }
 
 export interface AssembleResult {
@@ -31,6 +34,10 @@ export interface AssembleResult {
   linked: number;
   copied: number;
   received: number;
+  /** Of the linked files, those taken on the trust record of their inode, unread. */
+  trusted: number;
+  /** Files with new data (received or copied), relative to the root: what must be synced. */
+  fresh: string[];
   /** Bytes of file content in the tree. */
   bytes: number;
 }
@@ -46,7 +53,9 @@ const REUSED_ROOT_FILES = new Set([MANIFEST_FILE, DEPLOYMENT_INFO_FILE]);
  * it would in a tarball. A file of a kept release is hardlinked when it has the mode wanted, else
  * copied; nothing is ever written through a kept release's files (links are made, never opened
  * for writing), so kept releases stay byte-identical. Each file taken from a kept release is
- * hashed where it now is: a base file that is gone is delta_base_missing, one whose bytes are not
+ * hashed where it now is, unless it is linked and its inode is as the agent recorded it when it
+ * last verified it (trust.ts: size, mtime, ctime; any write or chmod changes ctime); a copy is
+ * always hashed. A base file that is gone is delta_base_missing, one whose bytes are not
  * its indexed content delta_base_mismatch (both 409: the sender falls back to a full upload).
  * On failure the caller removes `root`.
  */
@@ -64,7 +73,7 @@ export async function assembleRelease(input: AssembleInput): Promise<AssembleRes
       await symlink(entry.target, abs);
     }
   }
-  const result: AssembleResult = { contents: [], linked: 0, copied: 0, received: 0, bytes: 0 };
+  const result: AssembleResult = { contents: [], linked: 0, copied: 0, received: 0, trusted: 0, fresh: [], bytes: 0 };
   const files = plan.filter((e): e is Extract<ContentEntry, { type: 'file' }> => e.type === 'file');
   const hashed = new Map<string, string>();
   let next = 0;
@@ -73,6 +82,8 @@ export async function assembleRelease(input: AssembleInput): Promise<AssembleRes
       const entry = files[next++]!;
       const placed = await placeFile(input, entry, path.join(root, entry.path));
       result[placed.how]++;
+      if (placed.trusted) result.trusted++;
+      if (placed.how !== 'linked') result.fresh.push(entry.path);
       hashed.set(entry.path, placed.sha256);
     }
   };
@@ -118,7 +129,7 @@ function checkedPlan(input: AssembleInput): ContentEntry[] {
   });
 }
 
-type Placed = { how: 'linked' | 'copied' | 'received'; sha256: string };
+type Placed = { how: 'linked' | 'copied' | 'received'; sha256: string; trusted?: boolean };
 
 /** Puts one file at `abs`: from the upload, or from the first kept release that holds its content. */
 async function placeFile(input: AssembleInput, entry: Extract<ContentEntry, { type: 'file' }>, abs: string): Promise<Placed> {
@@ -132,16 +143,17 @@ async function placeFile(input: AssembleInput, entry: Extract<ContentEntry, { ty
   let mismatch = false;
   for (const candidate of input.known.get(entry.sha256) ?? []) {
     const from = path.join(input.releaseDir(candidate.releaseId), candidate.path);
-    const st = await lstat(from).catch(() => undefined);
+    const st = await lstat(from, { bigint: true }).catch(() => undefined);
     if (!st?.isFile()) {
       problems.push(`${candidate.releaseId}/${candidate.path}: gone`);
       continue;
     }
-    if (st.size !== entry.size) {
+    if (st.size !== BigInt(entry.size)) {
       mismatch = true;
       problems.push(`${candidate.releaseId}/${candidate.path}: ${st.size} bytes, not ${entry.size}`);
       continue;
     }
+    const trusted = input.trust !== undefined && isTrusted(await input.trust.get(st), st, entry.sha256);
     let how: Placed['how'];
     try {
       how = await linkOrCopy(from, abs, entry.mode);
@@ -150,9 +162,21 @@ async function placeFile(input: AssembleInput, entry: Extract<ContentEntry, { ty
       problems.push(`${candidate.releaseId}/${candidate.path}: gone`);
       continue;
     }
+    if (how === 'linked' && trusted) {
+      // The link is the inode trusted a moment ago, changed by nothing but the link itself (which
+      // moves its ctime: noted, so the next upload trusts it too).
+      const now = await lstat(abs, { bigint: true });
+      if (inodeKey(now) === inodeKey(st) && now.size === st.size && now.mtimeNs === st.mtimeNs && now.nlink > st.nlink) {
+        await input.trust!.note(now, entry.sha256);
+        return { how, sha256: entry.sha256, trusted: true };
+      }
+    }
     // What the new release holds now, read where it is: a kept file changed on disk is caught here.
     const sha256 = await hashFile(abs);
-    if (sha256 === entry.sha256) return { how, sha256 };
+    if (sha256 === entry.sha256) {
+      await input.trust?.note(await lstat(abs, { bigint: true }), sha256);
+      return { how, sha256 };
+    }
     await unlink(abs);
     mismatch = true;
     problems.push(`${candidate.releaseId}/${candidate.path}: sha256 ${sha256.slice(0, 12)}…, not ${entry.sha256.slice(0, 12)}…`);

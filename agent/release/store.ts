@@ -16,11 +16,15 @@ import { partPath, receiveUpload } from './upload.js';
 import { requireRoomForUpload } from './disk-space.js';
 import { setTreeWritable } from '../../lib/link-tree.js';
 import { writeDeploymentInfo } from './deployment-info.js';
+import { DEPLOYMENT_INFO_FILE } from '../../contract/deployment-info.js';
 import type { ContentEntry } from '../../contract/release-content.js';
 import { DELTA_BUNDLE, decodeFileManifest } from '../../contract/file-manifest.js';
 import { assembleRelease } from './assemble.js';
 import { FileIndex } from './file-index.js';
 import { repackRelease } from './repack.js';
+import { TrustTable } from './trust.js';
+import { carryOverAll, noteRelease, trustedSurvivors } from './trust-upkeep.js';
+import { syncAssembled } from './sync-assembled.js';
 
 export interface ReleaseLimits {
   maxReleaseBytes: number;
@@ -132,6 +136,8 @@ export class ReleaseStore {
   private readonly active = new Map<string, string>();
   /** The file manifest of every release stored (file-index.ts): what delta uploads reuse. */
   private readonly index: FileIndex;
+  /** Per app: what was verified of kept files, by inode (trust.ts), so delta uploads need not hash them again. */
+  private readonly trustTables = new Map<string, TrustTable>();
 
   constructor(options: ReleaseStoreOptions) {
     this.home = path.resolve(options.home);
@@ -142,6 +148,15 @@ export class ReleaseStore {
     this.admit = options.admit;
     this.index = new FileIndex(path.join(this.home, 'index'), this.limits.maxEntries);
     this.threadFromBytes = options.threadFromBytes ?? DEFAULT_THREAD_FROM_BYTES;
+  }
+
+  private trust(app: string): TrustTable {
+    let table = this.trustTables.get(app);
+    if (!table) {
+      table = new TrustTable(path.join(this.home, 'index', app, 'trusted.json'), this.limits.maxEntries * 4);
+      this.trustTables.set(app, table);
+    }
+    return table;
   }
 
   get incomingDir(): string {
@@ -188,14 +203,21 @@ export class ReleaseStore {
   /** Deletes a release dir; callers make sure no slot references it. */
   async remove(app: string, releaseId: string): Promise<void> {
     requireNames(app, releaseId);
+    const removed = await this.index.entries(app, releaseId);
     // The index first: a release being removed is no longer offered as a delta base.
     await this.index.remove(app, releaseId);
+    // Its links to files kept releases share move their ctime: noted, so those stay trusted.
+    const kept = (await this.list(app)).filter((id) => id !== releaseId);
+    const survivors = removed
+      ? await trustedSurvivors(this.trust(app), removed, await this.index.known(app, kept), (id) => this.releaseDir(app, id)).catch(() => [])
+      : [];
     // A release's directories are read-only (ingest, and agent/build/host-build.ts after a build):
     // writable again so its entries can be removed; its files, which may share inodes with other
     // releases, keep their mode (removing a read-only file needs only its directory's write bit).
     await setTreeWritable(this.releaseDir(app, releaseId), true, { dirsOnly: true }).catch(() => undefined);
     await rm(this.releaseDir(app, releaseId), { recursive: true, force: true });
     await rm(this.artifactPath(app, releaseId), { force: true });
+    if (survivors.length) await carryOverAll(this.trust(app), survivors).catch(() => undefined);
   }
 
   get artifactsDir(): string {
@@ -363,7 +385,7 @@ export class ReleaseStore {
       await chmod(tmpDir, 0o755);
       clock.lap('verify');
       if (kind === 'full') await this.makeDurable(extraction, tmpDir, label);
-      else await this.flush(tmpDir, label);
+      else await this.syncAssembled(tmpDir, made, input.deployedBy !== undefined ? [DEPLOYMENT_INFO_FILE] : [], label);
       clock.lap('sync');
       await publish(tmpDir, finalDir, label);
       await chmod(finalDir, 0o555);
@@ -372,6 +394,11 @@ export class ReleaseStore {
       // After the publish: a crash before this leaves a release that is only not a delta base.
       await this.index.write(app, releaseId, made.contents.filter((entry) => entry.path !== MANIFEST_FILE))
         .catch(() => undefined);
+      if (kind === 'delta') {
+        // Verified in this ingest, links and modes now final: trusted as they are (trust.ts).
+        await rm(bundleDir, { recursive: true, force: true, maxRetries: 3 });
+        await noteRelease(this.trust(app), finalDir, made.contents).catch(() => undefined);
+      }
       clock.lap('publish');
       return {
         dir: finalDir, manifest, bytes, unpackedBytes: made.bytes, entries: made.entries,
@@ -394,13 +421,13 @@ export class ReleaseStore {
   /** Assembles the release at `tmpDir` from an unpacked delta bundle; its manifest.json copied as sent. */
   private async assembleFromBundle(
     bundleDir: string, tmpDir: string, app: string, label: string, unpacked: ExtractResult,
-  ): Promise<{ contents: ContentEntry[]; bytes: number; entries: number; delta: DeltaStats }> {
+  ): Promise<{ contents: ContentEntry[]; bytes: number; entries: number; delta: DeltaStats; fresh: string[] }> {
     const bundle = readBundle(unpacked, bundleDir, label);
     const files = await readFile(path.join(bundleDir, DELTA_BUNDLE.files), 'utf8');
     const entries = decodeFileManifest(files, this.limits.maxEntries);
     const made = await assembleRelease({
       root: tmpDir, entries, objects: bundle.objects, known: await this.index.known(app, await this.list(app)),
-      releaseDir: (id) => this.releaseDir(app, id), limits: this.limits, label,
+      releaseDir: (id) => this.releaseDir(app, id), limits: this.limits, label, trust: this.trust(app),
     });
     await copyFile(path.join(bundleDir, DELTA_BUNDLE.manifest), path.join(tmpDir, MANIFEST_FILE));
     await chmod(path.join(tmpDir, MANIFEST_FILE), 0o644);
@@ -410,6 +437,7 @@ export class ReleaseStore {
       bytes: made.bytes,
       entries: made.contents.length + 1,
       delta: { received: made.received, linked: made.linked, copied: made.copied },
+      fresh: [...made.fresh, MANIFEST_FILE],
     };
   }
 
@@ -510,6 +538,23 @@ export class ReleaseStore {
       });
     } finally {
       clearTimeout(timer);
+    }
+    if (!synced) await this.flush(dir, label);
+  }
+
+  /**
+   * Makes a release assembled from a delta upload durable: its new data (received and copied
+   * files, the manifest) and every directory, not the hardlinked files, already on disk
+   * (sync-assembled.ts); one `sync -f` when that is too many fsyncs.
+   */
+  private async syncAssembled(dir: string, made: { contents: ContentEntry[]; fresh?: string[] }, written: string[], label: string): Promise<void> {
+    let synced: boolean;
+    try {
+      synced = await syncAssembled(dir, made.contents, [...(made.fresh ?? []), ...written], MAX_FSYNC_FILES);
+    } catch (error) {
+      throw new SlipwayError('release_sync_failed', `${label}: flushing the assembled release to disk failed: ${errorMessage(error)}`, {
+        status: isDiskFull(error) ? 507 : 500, cause: error, hint: 'check the disk (dmesg, df) and push again',
+      });
     }
     if (!synced) await this.flush(dir, label);
   }

@@ -237,6 +237,38 @@ describe('delta uploads: packer + release store on a real file system', () => {
     await expectNoLeftovers();
   }, 120_000);
 
+  it('a trusted base file corrupted with its mtime put back (utimes): its ctime moved, so it is hashed, detected, never a release', async () => {
+    const unique = randomBytes(2048).toString('hex');
+    const holder = await pack({ ...baseTree(), 'trusted.txt': unique });
+    await fullUpload(store, holder);
+    // The first delta hashes the linked file and records its inode; the second takes it on that record.
+    const first = await pack({ ...baseTree(), 'trusted.txt': unique, 'first.txt': 'first\n' });
+    await deltaUpload(first);
+    const second = await pack({ ...baseTree(), 'trusted.txt': unique, 'second.txt': 'second\n' });
+    await deltaUpload(second);
+    const victim = path.join(store.releaseDir(APP, second.manifest.releaseId), 'trusted.txt');
+    const st = await fs.stat(victim, { bigint: true });
+    const trusted = JSON.parse(await fs.readFile(path.join(root, 'home', 'index', APP, 'trusted.json'), 'utf8')) as { records: Record<string, { ctimeNs: string; mtimeNs: string }> };
+    expect(trusted.records[`${st.dev}:${st.ino}`], 'the shared inode is on record as lstat sees it now').toMatchObject({ ctimeNs: String(st.ctimeNs), mtimeNs: String(st.mtimeNs) });
+
+    // Same size, other bytes, and the old mtime put back: only ctime tells.
+    await fs.writeFile(victim, `${unique.slice(0, -1)}${unique.endsWith('0') ? '1' : '0'}`);
+    await fs.utimes(victim, Number(st.atimeMs) / 1000, Number(st.mtimeMs) / 1000);
+    const after = await fs.stat(victim, { bigint: true });
+    expect(after.mtimeNs, 'mtime restored exactly').toBe(st.mtimeNs);
+    expect(after.size).toBe(st.size);
+    const third = await pack({ ...baseTree(), 'trusted.txt': unique, 'third.txt': 'third\n' });
+    const error = await refusal(deltaUpload(third));
+    expect(error.code).toBe('delta_base_mismatch');
+    expect(error.message).toContain('trusted.txt');
+    expect(store.has(APP, third.manifest.releaseId)).toBe(false);
+    await expectNoLeftovers();
+    // The full upload the controller then sends is the release, with its own good copy.
+    await fullUpload(store, third);
+    const good = path.join(store.releaseDir(APP, third.manifest.releaseId), 'trusted.txt');
+    expect(await fs.readFile(good, 'utf8')).toBe(unique);
+  }, 120_000);
+
   it('two releases sharing most files, uploaded at once: both assembled and verified', async () => {
     const a = { ...baseTree(), 'a.txt': 'a\n' };
     const b = { ...baseTree(), 'b.txt': 'b\n' };
