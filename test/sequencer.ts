@@ -12,7 +12,7 @@ export const CI_FILE_MS: Readonly<Record<string, number>> = {
   'test/integration/rollback.test.ts': 81_000, // ~
   'test/integration/crash-recovery.test.ts': 70_084,
   'test/integration/push.test.ts': 48_000, // ~
-  'test/integration/fleet-push.test.ts': 45_000, // ~
+  'test/integration/fleet.test.ts': 200_000, // one 3-host lab, 11 cases (~180-270 s)
   'test/integration/tls-acme.test.ts': 30_000, // ~
   'test/integration/logs.test.ts': 28_700, // ~
   'test/integration/push-lock.test.ts': 25_507,
