@@ -98,7 +98,6 @@ function fromSources(repo: string, listed: ReleaseFiles, mtime: Date, dir: strin
     }
     return { plainTar, endOffset: writer.endOffset };
   };
-  const sealed = new Map<string, Promise<PackedRelease>>();
   return {
     contentDigest,
     files,
@@ -106,18 +105,29 @@ function fromSources(repo: string, listed: ReleaseFiles, mtime: Date, dir: strin
       checkDigest(manifest);
       return writeDeltaBundle({ from: { repo, sources }, entries: files, send, manifest, mtime, dir });
     },
-    seal: (manifest) => {
-      checkDigest(manifest);
-      const key = JSON.stringify(manifest);
-      let packed = sealed.get(key);
-      if (!packed) {
-        plain ??= packTree();
-        packed = plain.then(({ plainTar, endOffset }) => seal(plainTar, endOffset, mtime, manifest));
-        sealed.set(key, packed);
-      }
-      return packed;
-    },
+    seal: sealOncePerManifest(checkDigest, (manifest) => {
+      plain ??= packTree();
+      return plain.then(({ plainTar, endOffset }) => seal(plainTar, endOffset, mtime, manifest));
+    }),
     cleanup,
+  };
+}
+
+/**
+ * Once per manifest: a fleet's hosts each fall back to the full tarball at their own time, and a
+ * second seal would append to the plain tar again while the first one gzips it.
+ */
+function sealOncePerManifest(checkDigest: (manifest: ReleaseManifest) => void, sealNow: (manifest: ReleaseManifest) => Promise<PackedRelease>) {
+  const sealed = new Map<string, Promise<PackedRelease>>();
+  return (manifest: ReleaseManifest): Promise<PackedRelease> => {
+    checkDigest(manifest);
+    const key = JSON.stringify(manifest);
+    let packed = sealed.get(key);
+    if (!packed) {
+      packed = sealNow(manifest);
+      sealed.set(key, packed);
+    }
+    return packed;
   };
 }
 
@@ -148,7 +158,6 @@ async function packNow(input: { repo: string; treeish: string; include: string[]
   const endOffset = writer.endOffset;
   const { entries: files, digest: contentDigest } = await tarFileManifest(plainTar);
   const checkDigest = digestCheck(contentDigest);
-  const sealed = new Map<string, Promise<PackedRelease>>();
   return {
     contentDigest,
     files,
@@ -156,18 +165,7 @@ async function packNow(input: { repo: string; treeish: string; include: string[]
       checkDigest(manifest);
       return writeDeltaBundle({ from: { plainTar }, entries: files, send, manifest, mtime, dir });
     },
-    // Once per manifest: a fleet's hosts each fall back to the full tarball at their own time,
-    // and a second seal would append to the plain tar again while the first one gzips it.
-    seal: (manifest) => {
-      checkDigest(manifest);
-      const key = JSON.stringify(manifest);
-      let packed = sealed.get(key);
-      if (!packed) {
-        packed = seal(plainTar, endOffset, mtime, manifest);
-        sealed.set(key, packed);
-      }
-      return packed;
-    },
+    seal: sealOncePerManifest(checkDigest, (manifest) => seal(plainTar, endOffset, mtime, manifest)),
     cleanup,
   };
 }
