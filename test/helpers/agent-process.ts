@@ -77,7 +77,8 @@ export async function startAgentProcess(options: {
 
 export interface CliResult { code: number | null; stdout: string; stderr: string }
 
-export interface BackgroundCli { pid: number; done: Promise<CliResult>; kill(): void }
+/** `output()`: what the CLI has printed so far, for tests that act on a line it prints while running. */
+export interface BackgroundCli { pid: number; done: Promise<CliResult>; kill(): void; output(): { stdout: string; stderr: string } }
 
 /** `main`: another build's controller entry (a copy of the package with another version, as `deploy upgrade` tests use). */
 export interface DeployCliOptions { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number; main?: string }
@@ -91,6 +92,8 @@ export function runDeployCli(args: string[], options: DeployCliOptions): Promise
 export function startDeployCli(args: string[], options: DeployCliOptions): BackgroundCli {
   let childPid = 0;
   let killChild = () => undefined as void;
+  let stdout = '';
+  let stderr = '';
   const done = new Promise<CliResult>((resolve, reject) => {
     const child = spawn(process.execPath, [options.main ?? CONTROLLER_MAIN, ...args], {
       cwd: options.cwd,
@@ -99,8 +102,6 @@ export function startDeployCli(args: string[], options: DeployCliOptions): Backg
     });
     childPid = child.pid!;
     killChild = () => { child.kill('SIGKILL'); };
-    let stdout = '';
-    let stderr = '';
     child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });
     child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
     const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
@@ -110,5 +111,5 @@ export function startDeployCli(args: string[], options: DeployCliOptions): Backg
       resolve({ code, stdout, stderr });
     });
   });
-  return { pid: childPid, done, kill: () => killChild() };
+  return { pid: childPid, done, kill: () => killChild(), output: () => ({ stdout, stderr }) };
 }

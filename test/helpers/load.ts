@@ -53,7 +53,7 @@ export interface LoadRun {
 }
 
 const LOOPBACK = new Set(['127.0.0.1', '[::1]', 'localhost']);
-const MAX_DURATION_MS = 15_000;
+const MAX_DURATION_MS = 60_000;
 const TICK_MS = 10;
 const MAX_IN_FLIGHT = 256;
 

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { APP, startStack, type Stack } from '../helpers/stack.js';
 import { readState, releaseOfCommit } from '../helpers/state.js';
 import { waitFor } from '../helpers/wait.js';
+import { agentRequest } from '../helpers/box.js';
 import { Pm2Adapter } from '../../agent/pm2.js';
 
 /** Watch window and swap-back, rollback, lock and retention against real sshd, nginx and PM2. */
@@ -153,13 +154,21 @@ describe('rollout safety (real sshd, nginx, PM2, SQLite)', () => {
 
   it('push --wait waits for the lock instead of failing', async () => {
     shas.push(await stack.repo.commit({ 'message.txt': 'four\n' }, 'four'));
-    const first = stack.deployInBackground(['push']);
-    await waitFor(() => state().lock?.deploymentId ?? null, { timeoutMs: 30_000, description: 'the first push to hold the lock' });
+    const four = await stack.deploy(['push']);
+    expect(four.code, four.stderr + four.stdout).toBe(0);
     const five = await stack.repo.commit({ 'message.txt': 'five\n' }, 'five');
-    const waited = await stack.deploy(['push', '--wait']);
+    // Another rollout's reservation holds the lock (the lock a running push holds) until the waiting
+    // push has said that it waits: a push that would finish first cannot make the wait vanish.
+    const held = await agentRequest(stack, 'POST', `/apps/${APP}/lock`, { json: { releaseId: releaseOf(shas.at(-1)!) } });
+    expect(held.status, held.text).toBe(201);
+    const { lockId } = (held.json as { lock: { lockId: string } }).lock;
+    const waiting = stack.deployInBackground(['push', '--wait']);
+    await waitFor(() => waiting.output().stderr.includes('waiting: sample is locked by') || null, { timeoutMs: 60_000, description: 'push --wait to say it waits for the lock' });
+    expect(state().lock?.lockId).toBe(lockId);
+    const released = await agentRequest(stack, 'DELETE', `/apps/${APP}/lock?lockId=${lockId}`);
+    expect(released.status, released.text).toBe(200);
+    const waited = await waiting.done;
     expect(waited.code, waited.stderr + waited.stdout).toBe(0);
-    expect(waited.stderr).toContain('waiting: sample is locked by');
-    expect((await first.done).code).toBe(0);
     expect(await served()).toMatchObject({ release: releaseOf(five) });
   });
 
