@@ -1,26 +1,24 @@
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type {
-  AppStatus, DeploymentSummary, PromotionInfo, PromotionRecordRequest, PromotionVerdict, ReleaseListEntry, ReleaseSpecView,
-} from '../../contract/api.js';
-import { SlipwayError, errorMessage } from '../../contract/errors.js';
+import type { AppStatus, PromotionInfo, PromotionRecordRequest, ReleaseSpecView } from '../../contract/api.js';
+import { SlipwayError } from '../../contract/errors.js';
 import type { ReleaseManifest } from '../../contract/manifest.js';
 import { shortSha } from '../../contract/names.js';
 import type { Target } from '../environments.js';
 import { oneLine, PhaseClock, rollOutFleet } from '../fleet/push.js';
 import { readFleet } from '../fleet/reconcile.js';
-import { newestRecord } from '../fleet/record.js';
-import { openFleet, type FleetMiss } from '../fleet/session.js';
+import { openFleet } from '../fleet/session.js';
 import { tarballRelease } from '../fleet/tarball-release.js';
 import { hostName, type FleetTarget } from '../fleet/target.js';
 import { EXIT, type ExitCode } from '../errors.js';
-import { createAnnotatedTag, hasCommit, logSubjects, repoRoot, resolveCommit, tagOf } from '../git.js';
-import { formatBytes, formatMs, type Output } from '../output.js';
-import { prepareRelease } from '../pack.js';
-import { approvalStep, type ApprovalStep, fleetGate, fleetSourceRelease, gitTagName, hostLabel, pickSourceRelease } from '../promotion.js';
+import { createAnnotatedTag, hasCommit, logSubjects, repoRoot } from '../git.js';
+import { formatMs, type Output } from '../output.js';
+import { approvalStep, type ApprovalStep, gitTagName, hostLabel } from '../promotion.js';
 import { openAgentSession, type AgentSession } from '../session.js';
 import { formatSpecDiff } from './diff.js';
+import { obtainArtifact } from './promote-artifact.js';
+import { openSource, unreachable, type Resolved, type SourceSide } from './promote-source.js';
 import { followDeployment } from './follow.js';
 import { deploymentRequest, report, reserveLock, sameOverrides, targetFields, uploadHeaders, uploadPath } from './push.js';
 
@@ -36,24 +34,6 @@ export interface PromoteOptions {
   interactive: boolean;
   /** Asks the question on the terminal; true when answered yes. */
   confirm: (question: string) => Promise<boolean>;
-}
-
-interface Resolved {
-  releaseId: string;
-  manifest: ReleaseManifest;
-  verdict: PromotionVerdict;
-  tag: string | null;
-}
-
-/** The source of a promotion, resolved: the host the release is taken from, and what the gate said. */
-interface SourceSide {
-  /** The host the artifact comes from (of a fleet: its primary, or the first host keeping the tarball). */
-  host: Target;
-  session: AgentSession;
-  resolved: Resolved;
-  /** How records and the target's deployments name the source (user@address:port; a fleet's hosts too). */
-  label: string;
-  close(): Promise<void>;
 }
 
 /**
@@ -236,91 +216,6 @@ async function promoteToFleet(side: SourceSide, target: FleetTarget, options: Pr
   }
 }
 
-/** Pure: hosts of a fleet a promotion could not reach: nothing was done anywhere. */
-function unreachable(misses: readonly FleetMiss[], what: string): SlipwayError {
-  return new SlipwayError('fleet_unreachable', `${what}: ${misses.length} host(s) could not be reached: ${misses.map((m) => m.name).join(', ')}`, {
-    details: misses.map((m) => `${m.name}: ${errorMessage(m.error)}`),
-    hint: 'a promotion reaches every host of a fleet (source and target) before it changes anything: bring the host back and promote again',
-  });
-}
-
-/**
- * The source side: one host as it is; a fleet only when every host is reached and serves one
- * release (its fleet record's), the release it names passed on every host, and the artifact is
- * taken from the primary (or the first host keeping its tarball).
- */
-async function openSource(source: FleetTarget, target: FleetTarget, options: PromoteOptions, repo: string | null): Promise<SourceSide> {
-  const maxAgeMs = target.hosts[0]!.promotion && target.hosts[0]!.promotion.from === source.env ? target.hosts[0]!.promotion.maxAgeMs : null;
-  if (source.hosts.length === 1) {
-    const host = source.hosts[0]!;
-    const session = await openAgentSession(host);
-    try {
-      const resolved = await resolveOnSource(session, host, maxAgeMs, options.ref, repo, null);
-      return { host, session, resolved, label: hostLabel(host), close: () => session.close() };
-    } catch (error) {
-      await session.close();
-      throw error;
-    }
-  }
-  const fleet = await openFleet(source);
-  try {
-    const env = source.env ?? source.app;
-    if (fleet.unreachable.length > 0) throw unreachable(fleet.unreachable, `promotion from ${env} refused, nothing changed`);
-    const { snapshots, records } = await readFleet(fleet, source);
-    const fleetRelease = fleetSourceRelease(source.env, snapshots.map((s) => ({ name: s.name, liveReleaseId: s.status?.liveReleaseId ?? null, error: s.error })),
-      newestRecord(records)?.releaseId ?? null);
-    const primary = fleet.member(source.rollout.primary) ?? fleet.members[0]!;
-    const resolved = await resolveOnSource(primary.session, primary.target, maxAgeMs, options.ref, repo, fleetRelease);
-    const others = fleet.members.filter((m) => m !== primary);
-    const query = maxAgeMs === null ? '' : `?maxAgeMs=${maxAgeMs}`;
-    const verdicts = [{ member: primary, verdict: resolved.verdict }, ...await Promise.all(others.map(async (m) => ({
-      member: m, verdict: await m.session.agent.get<PromotionVerdict>(`/apps/${source.app}/releases/${resolved.releaseId}/promotion${query}`),
-    })))];
-    // The tarball is fetched (when it cannot be packed here) from the primary, or the first host that keeps it.
-    const from = verdicts.find((v) => v.verdict.artifactBytes !== null) ?? verdicts[0]!;
-    const ordered = [from, ...verdicts.filter((v) => v !== from)];
-    const verdict = fleetGate(ordered.map((v) => ({ host: v.member.name, verdict: v.verdict })));
-    return {
-      host: from.member.target, session: from.member.session, resolved: { ...resolved, verdict },
-      label: `${hostLabel(from.member.target)} (${env}: ${fleet.members.map((m) => m.name).join(', ')})`,
-      close: () => fleet.close(),
-    };
-  } catch (error) {
-    await fleet.close();
-    throw error;
-  }
-}
-
-/** The release REF names on the source, its manifest, the source's gate for it, and the tag it carries. */
-async function resolveOnSource(session: AgentSession, source: Target, maxAgeMs: number | null, ref: string | undefined, repo: string | null,
-  fleetRelease: string | null): Promise<Resolved> {
-  const app = source.app;
-  let releaseId: string;
-  let tag: string | null = null;
-  if (ref === undefined && fleetRelease !== null) {
-    releaseId = fleetRelease;
-  } else if (ref === undefined) {
-    const status = await session.agent.get<AppStatus>(`/apps/${app}`);
-    if (!status.liveReleaseId) {
-      throw new SlipwayError('release_not_found', `${app} has no live release on ${source.env ?? 'the source'}`, { hint: 'name the release: deploy promote <release|commit|tag>' });
-    }
-    releaseId = status.liveReleaseId;
-  } else {
-    const { releases } = await session.agent.get<{ releases: ReleaseListEntry[] }>(`/apps/${app}/releases`);
-    const commit = repo ? await resolveCommit(repo, ref).catch(() => null) : null;
-    tag = repo && commit ? await tagOf(repo, ref) : null;
-    releaseId = pickSourceRelease(app, source.env, ref, commit, releases);
-  }
-  const verdict = await session.agent.get<PromotionVerdict>(`/apps/${app}/releases/${releaseId}/promotion${maxAgeMs === null ? '' : `?maxAgeMs=${maxAgeMs}`}`);
-  const { manifest } = await session.agent.get<{ manifest: ReleaseManifest }>(`/apps/${app}/releases/${releaseId}`);
-  if (tag === null && verdict.deploymentId !== null) {
-    // The tag the release was deployed by on the source travels on.
-    const deployment = await session.agent.find<DeploymentSummary>(`/apps/${app}/deployments/${verdict.deploymentId}`);
-    tag = deployment?.tag ?? null;
-  }
-  return { releaseId, manifest, verdict, tag };
-}
-
 function gateHint(reason: string, sourceEnv: string | null): string {
   const env = sourceEnv ?? '<source>';
   switch (reason) {
@@ -390,60 +285,6 @@ async function shipArtifact(side: SourceSide, targetSession: AgentSession, targe
     return { uploadMs, uploadedBytes: bytes };
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
-  }
-}
-
-/**
- * The release's tarball in `dir`, with exactly the sha256 the source verified: packed again here
- * when the commit is at hand and that gives the same bytes (no transfer from the source), else
- * fetched from the source's kept tarball and verified.
- */
-async function obtainArtifact(side: SourceSide, repo: string | null, dir: string, out: Output): Promise<string> {
-  const { releaseId, manifest, verdict } = side.resolved;
-  const source = side.host;
-  if (!verdict.sha256) throw new SlipwayError('release_not_found', `the source does not have ${shortSha(releaseId)}`, { hint: `deploy releases --env ${source.env ?? '<source>'}` });
-  const packed = await packAgain(repo, source, manifest, verdict.sha256, dir, out);
-  if (packed) return packed;
-  if (verdict.artifactBytes === null) {
-    throw new SlipwayError('artifact_missing', `${shortSha(releaseId)} cannot be packed here to the same bytes, and ${source.env ?? 'the source'} keeps no tarball of it`, {
-      hint: `push it again to ${source.env ?? 'the source'} (its agent now keeps the tarball), or promote from a checkout that has commit ${manifest.shortSha}`,
-    });
-  }
-  const started = Date.now();
-  const file = path.join(dir, `${releaseId}.tar.gz`);
-  const got = await side.session.agent.download(`/apps/${source.app}/releases/${releaseId}/artifact`, file, verdict.sha256);
-  out.info(`  fetched ${formatBytes(got.bytes)} from ${source.env ?? 'the source'} in ${formatMs(Date.now() - started)} (sha256 ${got.sha256.slice(0, 16)}…, verified)`,
-    { artifact: 'fetched', bytes: got.bytes, sha256: got.sha256 });
-  return file;
-}
-
-/**
- * The tarball packed again from the local commit, when that is possible and gives exactly the
- * source's bytes; null otherwise (no repository or commit here, a dirty or controller-built
- * release, or other bytes: another controller version, other build output).
- */
-async function packAgain(repo: string | null, source: Target, manifest: ReleaseManifest, sha256: string, dir: string, out: Output): Promise<string | null> {
-  if (!repo || manifest.dirty || manifest.build?.on === 'controller' || !await hasCommit(repo, manifest.sha)) return null;
-  const started = Date.now();
-  const prepared = await prepareRelease({ repo, treeish: manifest.sha, include: source.include, mtime: new Date(manifest.commitTime) }).catch(() => null);
-  if (!prepared) return null;
-  try {
-    if (prepared.contentDigest !== manifest.contentDigest) {
-      out.info('  packing here gives other files than the source has (build output?): fetching its tarball', { artifact: 'differs' });
-      return null;
-    }
-    const packed = await prepared.seal(manifest);
-    if (packed.sha256 !== sha256) {
-      out.info('  packing here gives other bytes than the source has: fetching its tarball', { artifact: 'differs', localSha256: packed.sha256 });
-      return null;
-    }
-    const file = path.join(dir, path.basename(packed.file));
-    await fs.rename(packed.file, file);
-    out.info(`  packed ${formatBytes(packed.bytes)} here in ${formatMs(Date.now() - started)}: sha256 ${sha256.slice(0, 16)}…, the same as the source's (nothing fetched)`,
-      { artifact: 'packed', sha256 });
-    return file;
-  } finally {
-    await prepared.cleanup();
   }
 }
 
