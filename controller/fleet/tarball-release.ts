@@ -25,6 +25,7 @@ export function tarballRelease(input: {
   const prepared: PreparedRelease = {
     contentDigest: manifest.contentDigest,
     files: [],
+    sealedFrom: 'tarball',
     bundle: () => Promise.reject(new SlipwayError('internal_error', `a promoted release (${manifest.releaseId}) is shipped whole, never as a delta bundle`)),
     seal: (asked) => {
       if (asked.releaseId !== manifest.releaseId) {
