@@ -420,9 +420,12 @@ describe('deploy promote with the fleet as production', () => {
     expect(refused.code, refused.stderr).toBe(EXIT.usage);
     expect(refused.stderr).toContain('--yes');
 
+    const started = Date.now();
     const result = await promote(['--to', 'production', '--yes']);
+    const promoteMs = Date.now() - started;
     expect(result.code, result.stderr + result.stdout).toBe(EXIT.ok);
     const said = result.stderr + result.stdout;
+    console.log(`[figures] promote staging → 3-host production: ${promoteMs} ms (batch 2, bake 1 s, window ${WATCH_MS} ms)`);
     expect(said.match(/gate of staging:/g)).toHaveLength(1);
     expect(said.match(/production requires approval/g)).toHaveLength(1);
     expect(said).toMatch(/batch 1 \[h1, h2\], batch 2 \[h3\]/);
@@ -492,6 +495,17 @@ describe('deploy promote with the fleet as production', () => {
     expect(await stagingServes()).toBe(S);
     expect(readState(staging.home, lab.app).deployments[0]).toMatchObject({ releaseId: S, env: 'staging', promotion: { from: 'production', forced: false } });
     expect(readState(staging.home, lab.app).deployments[0]!.promotion!.sourceHost).toMatch(/\(production: h1, h2, h3\)$/);
+
+    // Staging rolls back from S (marking it): its gate now refuses S for production, recorded (and
+    // notified) once, on the fleet's primary; the fleet's history lists the refusal.
+    expect((await lab.deploy(['--env', 'staging', 'rollback', '--reason', 'bad after all'])).code).toBe(EXIT.ok);
+    const gateRefused = await promote([S, '--to', 'production', '--yes']);
+    expect(gateRefused.code, gateRefused.stderr).toBe(EXIT.failedBeforeSwitch);
+    expect(gateRefused.stderr).toMatch(/promotion of \S+ to production refused: .*rolled back/);
+    expect(promotionsOn(0)[0]).toMatchObject({ side: 'target', event: 'refused', releaseId: S });
+    expect([promotionsOn(1), promotionsOn(2)]).toEqual([[], []]);
+    expect((await lab.deploy(['history', '-n', '3'])).stdout).toMatch(/promotions:\n {2}promotion of \S+ from staging \(.*\) refused/);
+    expect(await served()).toEqual([S, S, S]);
   });
 });
 

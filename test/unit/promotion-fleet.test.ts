@@ -93,7 +93,7 @@ describe('a release shipped as its verified tarball', () => {
     expect(path.dirname(one.file).startsWith(os.tmpdir())).toBe(true);
   });
 
-  it('a host that has the release everywhere: nothing obtained, cleanup is a no-op', async () => {
+  it('a fleet that has the release on every host: nothing obtained, cleanup is a no-op', async () => {
     const release = tarballRelease({ manifest, tag: null, sha256: 'd'.repeat(64), startedAt: 0, obtain: () => Promise.reject(new Error('not needed')) });
     await release.prepared.cleanup();
   });
