@@ -335,8 +335,8 @@ export type FleetOutcome = 'succeeded' | 'rolled_back' | 'failed';
  */
 export interface FleetRecord {
   rolloutId: string;
-  /** What wrote it: a push, or a fleet rollback / switch / reconcile. */
-  kind: 'push' | 'rollback' | 'switch' | 'reconcile';
+  /** What wrote it: a push, or a fleet rollback / switch / reconcile, or a promotion (deploy promote). */
+  kind: 'push' | 'rollback' | 'switch' | 'reconcile' | 'promote';
   /** The release the fleet serves after it (the previous one when the rollout was rolled back). */
   releaseId: string;
   /** The release the rollout tried to put live (= releaseId when it succeeded). */

@@ -256,6 +256,9 @@ export const ERROR_KINDS = {
   // Delta uploads, part 2 (content hash cache): a file whose bytes are not the hash the release
   // manifest was computed with (build output written during the push, or a wrong cache entry).
   release_content_changed: 'refused',
+
+  // Promotion to or from a fleet (part promote): a source fleet whose hosts serve different releases.
+  promotion_source_drift: 'refused',
 } as const satisfies Record<string, ErrorKind>;
 
 export type ErrorCode = keyof typeof ERROR_KINDS;

@@ -5,7 +5,6 @@ import { RELEASE_REF_PATTERN } from '../contract/api.js';
 import { isSlot, type Slot } from '../contract/names.js';
 import { VERSION } from '../contract/version.js';
 import { DEFAULT_CONFIG_FILE, loadControllerConfig, loadDeployConfig } from './config.js';
-import { resolveTarget } from './environments.js';
 import { promote } from './commands/promote.js';
 import { askOnTerminal } from './prompt.js';
 import type { Target } from './environments.js';
@@ -158,14 +157,15 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
     .action((ref: string | undefined, opts: { from?: string; to?: string; force: boolean; reason?: string; yes: boolean; wait?: boolean }) => run((out, global) => {
       const file = path.resolve(global.config ?? DEFAULT_CONFIG_FILE);
       const deployConfig = loadDeployConfig(file);
-      const target = resolveTarget(deployConfig, opts.to ?? global.env);
-      const fromEnv = opts.from ?? target.promotion?.from;
+      // Either side may be a fleet (an environment of several hosts).
+      const target = resolveFleet(deployConfig, opts.to ?? global.env);
+      const fromEnv = opts.from ?? target.hosts[0]!.promotion?.from;
       if (fromEnv === undefined) {
         throw new SlipwayError('usage', `say where to promote from: --from <env> (${target.env ?? 'the target'} declares no promotion.from)`, {
           hint: `e.g. deploy promote --from staging --to ${target.env ?? 'production'}`,
         });
       }
-      const source = resolveTarget(deployConfig, fromEnv);
+      const source = resolveFleet(deployConfig, fromEnv);
       scopeOutput({ env: target.env });
       return promote(source, target, {
         force: opts.force, yes: opts.yes, cwd: process.cwd(), detach: opts.wait === false,

@@ -65,7 +65,9 @@ async function fullUpload(input: { agent: AgentClient; uploadPath: string; prepa
   const sealStarted = Date.now();
   const packed = await input.prepared.seal(input.manifest);
   const packMs = input.prepareMs + Date.now() - sealStarted;
-  out.info(`  packed ${formatBytes(packed.bytes)} in ${formatMs(packMs)} (sha256 ${packed.sha256.slice(0, 16)}…)`);
+  out.info(input.prepared.sealedFrom === 'tarball'
+    ? `  sending the verified tarball: ${formatBytes(packed.bytes)} (sha256 ${packed.sha256.slice(0, 16)}…)`
+    : `  packed ${formatBytes(packed.bytes)} in ${formatMs(packMs)} (sha256 ${packed.sha256.slice(0, 16)}…)`);
   const started = Date.now();
   await input.agent.upload(input.uploadPath, packed.file, packed.bytes, packed.sha256,
     ({ sent, total, stalledMs }) => out.progress('upload', sent, total, started, stalledMs), input.headers);

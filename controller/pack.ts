@@ -35,6 +35,8 @@ export interface PreparedRelease {
   seal(manifest: ReleaseManifest): Promise<PackedRelease>;
   /** Removes the temp dir and every file in it, the tarball included. */
   cleanup(): Promise<void>;
+  /** What seal() gives: the files packed here (the default), or a tarball verified elsewhere (a promotion's). */
+  sealedFrom?: 'files' | 'tarball';
 }
 
 /**

@@ -1,7 +1,8 @@
 // Pure parts of `deploy promote`: which release a reference names on the source, whether and how
 // the target asks for approval, the git tag name a target's pattern gives.
-import type { ReleaseListEntry } from '../contract/api.js';
+import type { PromotionVerdict, ReleaseListEntry } from '../contract/api.js';
 import { SlipwayError } from '../contract/errors.js';
+import { shortSha } from '../contract/names.js';
 import type { Target } from './environments.js';
 
 /** user@address:port: how a promotion names the other side's host in records and messages. */
@@ -71,4 +72,42 @@ export function gitTagName(pattern: string, values: { env: string | null; sha: s
     }
     return value;
   });
+}
+
+/** One host of a source fleet as read before a promotion: its live release, or why it was not read. */
+export interface SourceHostState { name: string; liveReleaseId: string | null; error: string | null }
+
+/**
+ * Pure: the release a source fleet vouches for: the one its fleet record names (before any record,
+ * the one every host serves), provided every host serves it. A fleet on two releases, or with a
+ * host not reached, cannot say what passed it: promotion_source_drift names each host that differs
+ * and the command that brings the fleet back to one release.
+ */
+export function fleetSourceRelease(env: string | null, hosts: readonly SourceHostState[], recordRelease: string | null): string {
+  const live = hosts.filter((h) => h.error === null).map((h) => h.liveReleaseId);
+  const agreed = live.length === hosts.length && live.every((r) => r !== null && r === live[0]) ? live[0]! : null;
+  const expected = recordRelease ?? agreed;
+  const off = hosts.filter((h) => h.error !== null || h.liveReleaseId !== expected);
+  if (expected !== null && off.length === 0) return expected;
+  const name = env ?? 'the source';
+  const lines = (expected === null ? hosts : off).map((h) => `${h.name}: ${h.error !== null ? `not reached (${h.error})` : h.liveReleaseId ? `serves ${shortSha(h.liveReleaseId)}` : 'serves nothing'}`);
+  const unreached = off.some((h) => h.error !== null);
+  throw new SlipwayError('promotion_source_drift', `${name} is not on one release, so it cannot vouch for one: ${lines.join('; ')}${expected ? ` (its fleet record: ${shortSha(expected)})` : ''}`, {
+    details: lines,
+    hint: unreached
+      ? `bring the host back, then check with deploy status --env ${name}, and promote again`
+      : `deploy status --env ${name} shows the drift; deploy reconcile --env ${name} brings every host back to its fleet's release (or deploy push --env ${name} a new one); then promote again`,
+  });
+}
+
+/**
+ * Pure: a source fleet's gate from each host's verdict (the artifact host's first): it passed when
+ * it passed on every host; otherwise the first host that refuses speaks, named. What the promotion
+ * fetches (sha256, kept tarball, the deployment that names its tag) stays the artifact host's.
+ */
+export function fleetGate(verdicts: ReadonlyArray<{ host: string; verdict: PromotionVerdict }>): PromotionVerdict {
+  const first = verdicts[0]!.verdict;
+  const refusal = verdicts.find((v) => !v.verdict.passed);
+  if (refusal) return { ...first, passed: false, reason: refusal.verdict.reason, message: `on ${refusal.host}: ${refusal.verdict.message}`, succeededAt: null };
+  return { ...first, message: `${first.message}; passed on every host (${verdicts.map((v) => v.host).join(', ')})` };
 }

@@ -12,7 +12,7 @@ const fleetRecord = {
   required: ['rolloutId', 'kind', 'releaseId', 'attemptedReleaseId', 'outcome', 'hosts', 'skipped', 'env', 'actor', 'reason', 'at'],
   properties: {
     rolloutId: { type: 'string', pattern: ROLLOUT_ID_PATTERN },
-    kind: { type: 'string', enum: ['push', 'rollback', 'switch', 'reconcile'] },
+    kind: { type: 'string', enum: ['push', 'rollback', 'switch', 'reconcile', 'promote'] },
     releaseId: { type: 'string', pattern: RELEASE_ID_PATTERN },
     attemptedReleaseId: { type: ['string', 'null'], pattern: RELEASE_ID_PATTERN },
     outcome: { type: 'string', enum: ['succeeded', 'rolled_back', 'failed'] },

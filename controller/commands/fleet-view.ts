@@ -1,4 +1,4 @@
-import type { LockInfo, ReleaseListEntry } from '../../contract/api.js';
+import type { LockInfo, PromotionRecord, ReleaseListEntry } from '../../contract/api.js';
 import { shortSha } from '../../contract/names.js';
 import { settleBounded } from '../../lib/bounded.js';
 import { EXIT, type ExitCode } from '../errors.js';
@@ -8,7 +8,7 @@ import { readFleetRecord } from '../fleet/record.js';
 import { snapshotFleet } from '../fleet/snapshot.js';
 import { fleetView, formatFleetView } from '../fleet/status-view.js';
 import { hostName, type FleetTarget } from '../fleet/target.js';
-import { formatLock } from './history.js';
+import { formatLock, formatPromotions } from './history.js';
 import type { Output } from '../output.js';
 
 /** Opens the fleet; none reached is unreachable (a read command shows whatever it reaches). */
@@ -46,12 +46,16 @@ export async function fleetStatus(fleet: FleetTarget, options: { json: boolean }
 /** `deploy history` on a fleet: each host's rows merged by rollout id. */
 export async function fleetHistory(fleet: FleetTarget, options: { json: boolean; limit: number }, out: Output): Promise<ExitCode> {
   return withFleet(fleet, 'history', async (session) => {
-    const answers = await askEach(session, fleet.rollout.concurrency, async (m) =>
-      (await m.session.agent.get<{ deployments: FleetDeploymentRow[] }>(`/apps/${fleet.app}/deployments?limit=${options.limit}`)).deployments);
-    const entries = mergeFleetHistory(answers.map((a) => ({ name: a.name, rows: a.value ?? [] })), fleet.hosts.map(hostName), options.limit);
+    const answers = await askEach(session, fleet.rollout.concurrency, async (m) => ({
+      rows: (await m.session.agent.get<{ deployments: FleetDeploymentRow[] }>(`/apps/${fleet.app}/deployments?limit=${options.limit}`)).deployments,
+      // A promotion is recorded once per side (a fleet's on its primary): every host's records, newest first.
+      promotions: (await m.session.agent.get<{ promotions: PromotionRecord[] }>(`/apps/${fleet.app}/promotions`).catch(() => ({ promotions: [] as PromotionRecord[] }))).promotions,
+    }));
+    const entries = mergeFleetHistory(answers.map((a) => ({ name: a.name, rows: a.value?.rows ?? [] })), fleet.hosts.map(hostName), options.limit);
+    const promotions = answers.flatMap((a) => a.value?.promotions ?? []).sort((a, b) => b.at.localeCompare(a.at)).slice(0, options.limit);
     const missing = [...session.unreachable.map((u) => u.name), ...answers.filter((a) => a.error).map((a) => a.name)];
-    if (options.json) out.data({ history: entries, unreachable: missing });
-    else out.data([formatFleetHistory(entries), ...(missing.length ? [`(not reached: ${missing.join(', ')})`] : [])].join('\n'));
+    if (options.json) out.data({ history: entries, unreachable: missing, promotions });
+    else out.data([formatFleetHistory(entries), formatPromotions(promotions), ...(missing.length ? [`(not reached: ${missing.join(', ')})`] : [])].filter(Boolean).join('\n'));
     return EXIT.ok;
   });
 }

@@ -1,4 +1,4 @@
-import type { DeploymentSummary, LockInfo, PromotionRecord, ReleaseListEntry } from '../../contract/api.js';
+import type { DeploymentSummary, LockInfo, PromotionInfo, PromotionRecord, ReleaseListEntry } from '../../contract/api.js';
 import { shortSha } from '../../contract/names.js';
 import type { ControllerConfig } from '../config.js';
 import { EXIT, type ExitCode } from '../errors.js';
@@ -28,16 +28,18 @@ export function historyNotes(d: DeploymentSummary, specs: SpecDigests = new Map(
   if (d.kind === 'rollback' && d.previousRelease && moved) {
     notes.push(`from ${shortSha(d.previousRelease)}${d.marksPrevious ? ' (marked rolled back)' : ''}`);
   }
-  if (d.promotion) {
-    const p = d.promotion;
-    notes.push(`promoted from ${p.from ?? 'another environment'} (${p.sourceHost})${p.forced ? `, forced past its gate: ${p.reason ?? 'no reason given'}` : ''}`);
-  }
+  if (d.promotion) notes.push(promotionNote(d.promotion));
   if (d.targetState === 'bad') {
     const mark = d.badMark === 'cleared' ? 'mark cleared by a clean watch window'
       : d.badMark === 'kept' ? 'mark kept' : d.outcome === null ? 'mark kept until its watch window passes' : 'mark kept (it never went live)';
     notes.push(`${d.forced ? 'forced: ' : ''}the target was marked bad; ${mark}`);
   }
   return notes;
+}
+
+/** Pure: a promoted deployment's note (one host's, or a fleet rollout's in the merged history). */
+export function promotionNote(p: PromotionInfo): string {
+  return `promoted from ${p.from ?? 'another environment'} (${p.sourceHost})${p.forced ? `, forced past its gate: ${p.reason ?? 'no reason given'}` : ''}`;
 }
 
 export function formatHistory(rows: (DeploymentSummary & { stepDurationsMs?: Record<string, number> })[], now = Date.now(), specs: SpecDigests = new Map()): string {

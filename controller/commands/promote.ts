@@ -1,22 +1,26 @@
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type {
-  AppStatus, DeploymentSummary, PromotionInfo, PromotionRecordRequest, PromotionVerdict, ReleaseListEntry, ReleaseSpecView,
-} from '../../contract/api.js';
+import type { AppStatus, PromotionInfo, PromotionRecordRequest, ReleaseSpecView } from '../../contract/api.js';
 import { SlipwayError } from '../../contract/errors.js';
 import type { ReleaseManifest } from '../../contract/manifest.js';
 import { shortSha } from '../../contract/names.js';
 import type { Target } from '../environments.js';
+import { oneLine, PhaseClock, rollOutFleet } from '../fleet/push.js';
+import { readFleet } from '../fleet/reconcile.js';
+import { openFleet } from '../fleet/session.js';
+import { tarballRelease } from '../fleet/tarball-release.js';
+import { hostName, type FleetTarget } from '../fleet/target.js';
 import { EXIT, type ExitCode } from '../errors.js';
-import { createAnnotatedTag, hasCommit, logSubjects, repoRoot, resolveCommit, tagOf } from '../git.js';
-import { formatBytes, formatMs, type Output } from '../output.js';
-import { prepareRelease } from '../pack.js';
-import { approvalStep, gitTagName, hostLabel, pickSourceRelease } from '../promotion.js';
+import { createAnnotatedTag, hasCommit, logSubjects, repoRoot } from '../git.js';
+import { formatMs, type Output } from '../output.js';
+import { approvalStep, type ApprovalStep, gitTagName, hostLabel } from '../promotion.js';
 import { openAgentSession, type AgentSession } from '../session.js';
 import { formatSpecDiff } from './diff.js';
+import { obtainArtifact } from './promote-artifact.js';
+import { openSource, unreachable, type Resolved, type SourceSide } from './promote-source.js';
 import { followDeployment } from './follow.js';
-import { deploymentRequest, report, reserveLock, targetFields, uploadHeaders, uploadPath } from './push.js';
+import { deploymentRequest, report, reserveLock, sameOverrides, targetFields, uploadHeaders, uploadPath } from './push.js';
 
 export interface PromoteOptions {
   /** Release id or prefix, commit, tag; undefined: the source's live release. */
@@ -32,118 +36,184 @@ export interface PromoteOptions {
   confirm: (question: string) => Promise<boolean>;
 }
 
-interface Resolved {
-  releaseId: string;
-  manifest: ReleaseManifest;
-  verdict: PromotionVerdict;
-  tag: string | null;
-}
-
 /**
  * `deploy promote`: moves a release that passed the source environment to the target, byte for
  * byte: the source's gate → approval → the tarball (packed again here when that gives the same
  * sha256, else fetched from the source and verified) → upload unless the target has it → the
- * target's rollout, recorded as a promotion on both sides.
+ * target's rollout, recorded as a promotion on both sides. Either side may be a fleet: a source
+ * fleet vouches for a release only when every host serves it and it passed on every host; a target
+ * fleet gets it by the fleet rollout (controller/fleet/push.ts), gate and approval asked once.
  */
-export async function promote(source: Target, target: Target, options: PromoteOptions, out: Output): Promise<ExitCode> {
+export async function promote(source: FleetTarget, target: FleetTarget, options: PromoteOptions, out: Output): Promise<ExitCode> {
   const startedAt = Date.now();
   if (options.force && !options.reason) {
     throw new SlipwayError('usage', '--force needs --reason: a forced promotion is recorded, with why, on both sides', { hint: 'deploy promote --force --reason "..."' });
   }
-  if (source.env === target.env && source.host.address === target.host.address && source.host.port === target.host.port && source.app === target.app) {
-    throw new SlipwayError('usage', `--from and --to name the same place (${target.app} on ${hostLabel(target)})`, { hint: 'promote from one environment to another' });
+  const targetAddresses = new Set(target.hosts.map(hostLabel));
+  const shared = source.hosts.find((h) => targetAddresses.has(hostLabel(h)));
+  if (source.env === target.env && source.app === target.app && shared) {
+    throw new SlipwayError('usage', `--from and --to name the same place (${target.app} on ${hostLabel(shared)})`, { hint: 'promote from one environment to another' });
+  }
+  if (options.detach && target.hosts.length > 1) {
+    throw new SlipwayError('usage', `--no-wait does not apply to a fleet (${target.env ?? 'the target'} has ${target.hosts.length} hosts): the controller drives the batches`, { hint: 'drop --no-wait' });
   }
   const repo = await repoRoot(options.cwd).catch(() => null);
-  const sourceSession = await openAgentSession(source);
+  const side = await openSource(source, target, options, repo);
   try {
-    const resolved = await resolveOnSource(sourceSession, source, target, options, repo);
-    const { releaseId, verdict } = resolved;
-    const label = shortSha(releaseId);
-    out.info(`→ promote ${source.app} [${source.env ?? '-'}] ${label}${resolved.tag ? ` (tag ${resolved.tag})` : ''} to ${target.app} [${target.env ?? '-'}] on ${hostLabel(target)}`,
-      { releaseId, from: source.env, to: target.env, tag: resolved.tag });
-    const gateLine = verdict.passed ? verdict.message : `${verdict.reason}: ${verdict.message}`;
-    out.info(`  gate of ${source.env ?? 'the source'}: ${gateLine}`, { gate: verdict });
-    const wrongSource = target.promotion !== null && source.env !== target.promotion.from;
-
-    const targetSession = await openAgentSession(target);
-    try {
-      const record = (session: AgentSession, app: string, body: Omit<PromotionRecordRequest, 'releaseId' | 'fromEnv' | 'toEnv' | 'sha' | 'gate'>) =>
-        session.agent.json('POST', `/apps/${app}/promotions`, {
-          releaseId, fromEnv: source.env, toEnv: target.env, sha: resolved.manifest.sha, gate: gateLine, ...body,
-        } satisfies PromotionRecordRequest);
-      const refusal = !verdict.passed || wrongSource;
-      if (refusal && !options.force) {
-        const why = wrongSource ? `${target.env} promotes from ${target.promotion!.from}, not ${source.env}` : verdict.message;
-        await record(targetSession, target.app, { side: 'target', event: 'refused', otherHost: hostLabel(source), reason: why }).catch(() => undefined);
-        throw new SlipwayError('promotion_refused', `promotion of ${label} to ${target.env ?? target.app} refused: ${why}`, {
-          hint: gateHint(verdict.reason, source.env),
-          details: [`gate: ${verdict.reason}`, ...(verdict.deploymentId !== null ? [`source deployment: ${verdict.deploymentId}`] : [])],
-        });
-      }
-
-      const targetStatus = await targetSession.agent.get<AppStatus>(`/apps/${target.app}`);
-      if (targetStatus.liveReleaseId === releaseId) {
-        out.info(`${label} is already live on ${target.env ?? target.app}: nothing to do`, { outcome: 'unchanged' });
-        return EXIT.ok;
-      }
-      await approve(target, targetSession, sourceSession, source, resolved, targetStatus, repo, options, out);
-      const forced = refusal && options.force;
-      const lock = await reserveLock(targetSession.agent, target.app, releaseId, { wait: false, waitTimeoutMs: 0 }, out);
-      let lockHandedOver = false;
-      try {
-        // Recorded once the target's lock is held: a promotion another rollout kept out leaves no record.
-        if (forced) {
-          out.info(`  forced past the gate: ${options.reason}`, { forced: true, reason: options.reason });
-          await record(sourceSession, source.app, { side: 'source', event: 'forced', otherHost: hostLabel(target), reason: options.reason ?? null });
-        }
-        await record(targetSession, target.app, { side: 'target', event: forced ? 'forced' : 'promoted', otherHost: hostLabel(source), reason: options.reason ?? null });
-        const shipped = await shipArtifact(sourceSession, targetSession, source, target, resolved, repo, out);
-        const promotion: PromotionInfo = { from: source.env, sourceHost: hostLabel(source), forced, reason: options.reason ?? null };
-        const followed = await followDeployment(targetSession.agent, `/apps/${target.app}/deployments`,
-          { ...deploymentRequest(releaseId, lock.lockId, undefined, targetFields(target, resolved.tag)), promotion }, out, {
-            detachAfterSwitch: options.detach,
-            onAccepted: () => { lockHandedOver = true; },
-          });
-        const code = report(followed, out, { uploadMs: shipped.uploadMs, uploadedBytes: shipped.uploadedBytes, totalMs: Date.now() - startedAt });
-        if (code === EXIT.ok && target.gitTag && repo) await tagCommit(repo, target, resolved, out);
-        return code;
-      } finally {
-        if (!lockHandedOver) await targetSession.agent.delete(`/apps/${target.app}/lock?lockId=${lock.lockId}`).catch(() => undefined);
-      }
-    } finally {
-      await targetSession.close();
-    }
+    if (target.hosts.length === 1) return await promoteToHost(side, target.hosts[0]!, options, repo, out, startedAt);
+    return await promoteToFleet(side, target, options, repo, out, startedAt);
   } finally {
-    await sourceSession.close();
+    await side.close();
   }
 }
 
-/** The release REF names on the source, its manifest, the source's gate for it, and the tag it carries. */
-async function resolveOnSource(session: AgentSession, source: Target, target: Target, options: PromoteOptions, repo: string | null): Promise<Resolved> {
-  const app = source.app;
-  let releaseId: string;
-  let tag: string | null = null;
-  if (options.ref === undefined) {
-    const status = await session.agent.get<AppStatus>(`/apps/${app}`);
-    if (!status.liveReleaseId) {
-      throw new SlipwayError('release_not_found', `${app} has no live release on ${source.env ?? 'the source'}`, { hint: 'name the release: deploy promote <release|commit|tag>' });
+/** The first lines of a promotion: what goes where, and the source's gate; the gate in words (what records carry). */
+function announce(side: SourceSide, targetApp: string, targetEnv: string | null, where: string, out: Output): string {
+  const { resolved } = side;
+  const { releaseId, verdict } = resolved;
+  out.info(`→ promote ${side.host.app} [${side.host.env ?? '-'}] ${shortSha(releaseId)}${resolved.tag ? ` (tag ${resolved.tag})` : ''} to ${targetApp} [${targetEnv ?? '-'}] on ${where}`,
+    { releaseId, from: side.host.env, to: targetEnv, tag: resolved.tag });
+  const gateLine = verdict.passed ? verdict.message : `${verdict.reason}: ${verdict.message}`;
+  out.info(`  gate of ${side.host.env ?? 'the source'}: ${gateLine}`, { gate: verdict });
+  return oneLine(gateLine, 1000);
+}
+
+/** Records one side's record of this promotion (POST /apps/:app/promotions). */
+function recordPromotion(session: AgentSession, app: string, side: SourceSide, targetEnv: string | null, gate: string,
+  body: Omit<PromotionRecordRequest, 'releaseId' | 'fromEnv' | 'toEnv' | 'sha' | 'gate'>): Promise<unknown> {
+  return session.agent.json('POST', `/apps/${app}/promotions`, {
+    releaseId: side.resolved.releaseId, fromEnv: side.host.env, toEnv: targetEnv, sha: side.resolved.manifest.sha, gate, ...body, otherHost: oneLine(body.otherHost, 300),
+  } satisfies PromotionRecordRequest);
+}
+
+/** Why the gate (or the target's promotion.from) refuses, or null when it lets the promotion through. */
+function refusalOf(side: SourceSide, target: Pick<Target, 'env' | 'promotion'>): string | null {
+  const wrongSource = target.promotion !== null && side.host.env !== target.promotion.from;
+  if (wrongSource) return `${target.env} promotes from ${target.promotion!.from}, not ${side.host.env}`;
+  return side.resolved.verdict.passed ? null : side.resolved.verdict.message;
+}
+
+function refusedError(side: SourceSide, targetName: string, why: string): SlipwayError {
+  const { verdict } = side.resolved;
+  return new SlipwayError('promotion_refused', `promotion of ${shortSha(side.resolved.releaseId)} to ${targetName} refused: ${why}`, {
+    hint: gateHint(verdict.reason, side.host.env),
+    details: [`gate: ${verdict.reason}`, ...(verdict.deploymentId !== null ? [`source deployment: ${verdict.deploymentId}`] : [])],
+  });
+}
+
+/** A promotion to one host: its lock, the artifact, the deployment followed as a push's. */
+async function promoteToHost(side: SourceSide, target: Target, options: PromoteOptions, repo: string | null, out: Output, startedAt: number): Promise<ExitCode> {
+  const { resolved } = side;
+  const { releaseId } = resolved;
+  const label = shortSha(releaseId);
+  const gate = announce(side, target.app, target.env, hostLabel(target), out);
+  const targetSession = await openAgentSession(target);
+  try {
+    const record = (session: AgentSession, app: string, body: Omit<PromotionRecordRequest, 'releaseId' | 'fromEnv' | 'toEnv' | 'sha' | 'gate'>) =>
+      recordPromotion(session, app, side, target.env, gate, body);
+    const refusal = refusalOf(side, target);
+    if (refusal !== null && !options.force) {
+      await record(targetSession, target.app, { side: 'target', event: 'refused', otherHost: side.label, reason: refusal }).catch(() => undefined);
+      throw refusedError(side, target.env ?? target.app, refusal);
     }
-    releaseId = status.liveReleaseId;
-  } else {
-    const { releases } = await session.agent.get<{ releases: ReleaseListEntry[] }>(`/apps/${app}/releases`);
-    const commit = repo ? await resolveCommit(repo, options.ref).catch(() => null) : null;
-    tag = repo && commit ? await tagOf(repo, options.ref) : null;
-    releaseId = pickSourceRelease(app, source.env, options.ref, commit, releases);
+
+    const targetStatus = await targetSession.agent.get<AppStatus>(`/apps/${target.app}`);
+    if (targetStatus.liveReleaseId === releaseId) {
+      out.info(`${label} is already live on ${target.env ?? target.app}: nothing to do`, { outcome: 'unchanged' });
+      return EXIT.ok;
+    }
+    await approve(target, targetSession, side, targetStatus, repo, options, out);
+    const forced = refusal !== null && options.force;
+    const lock = await reserveLock(targetSession.agent, target.app, releaseId, { wait: false, waitTimeoutMs: 0 }, out);
+    let lockHandedOver = false;
+    try {
+      // Recorded once the target's lock is held: a promotion another rollout kept out leaves no record.
+      if (forced) {
+        out.info(`  forced past the gate: ${options.reason}`, { forced: true, reason: options.reason });
+        await record(side.session, side.host.app, { side: 'source', event: 'forced', otherHost: hostLabel(target), reason: options.reason ?? null });
+      }
+      await record(targetSession, target.app, { side: 'target', event: forced ? 'forced' : 'promoted', otherHost: side.label, reason: options.reason ?? null });
+      const shipped = await shipArtifact(side, targetSession, target, repo, out);
+      const promotion: PromotionInfo = { from: side.host.env, sourceHost: oneLine(side.label, 300), forced, reason: options.reason ?? null };
+      const followed = await followDeployment(targetSession.agent, `/apps/${target.app}/deployments`,
+        { ...deploymentRequest(releaseId, lock.lockId, undefined, targetFields(target, resolved.tag)), promotion }, out, {
+          detachAfterSwitch: options.detach,
+          onAccepted: () => { lockHandedOver = true; },
+        });
+      const code = report(followed, out, { uploadMs: shipped.uploadMs, uploadedBytes: shipped.uploadedBytes, totalMs: Date.now() - startedAt });
+      if (code === EXIT.ok && target.gitTag && repo) await tagCommit(repo, target, resolved, out);
+      return code;
+    } finally {
+      if (!lockHandedOver) await targetSession.agent.delete(`/apps/${target.app}/lock?lockId=${lock.lockId}`).catch(() => undefined);
+    }
+  } finally {
+    await targetSession.close();
   }
-  const maxAgeMs = target.promotion && target.promotion.from === source.env ? target.promotion.maxAgeMs : null;
-  const verdict = await session.agent.get<PromotionVerdict>(`/apps/${app}/releases/${releaseId}/promotion${maxAgeMs === null ? '' : `?maxAgeMs=${maxAgeMs}`}`);
-  const { manifest } = await session.agent.get<{ manifest: ReleaseManifest }>(`/apps/${app}/releases/${releaseId}`);
-  if (tag === null && verdict.deploymentId !== null) {
-    // The tag the release was deployed by on the source travels on.
-    const deployment = await session.agent.find<DeploymentSummary>(`/apps/${app}/deployments/${verdict.deploymentId}`);
-    tag = deployment?.tag ?? null;
+}
+
+/** How long the fleet's reading taken before approval may be when the rollout plans from it (else it is read again). */
+const READ_FRESH_MS = 10_000;
+
+/**
+ * A promotion to a fleet: every host reached (or nothing is done), the gate and the approval once,
+ * the promotion recorded once on the target (its primary: run-once work, so one notification),
+ * then the fleet rollout with every host's deployment carrying `promotion`: reconcile-first, fleet
+ * lock, the verified tarball uploaded to each host that lacks it, batches, revert-all on failure,
+ * the fleet record (kind promote).
+ */
+async function promoteToFleet(side: SourceSide, target: FleetTarget, options: PromoteOptions, repo: string | null, out: Output, startedAt: number): Promise<ExitCode> {
+  const { resolved } = side;
+  const { releaseId, verdict } = resolved;
+  const name = target.env ?? target.app;
+  const gate = announce(side, target.app, target.env, `${target.hosts.length} host(s): ${target.hosts.map(hostName).join(', ')}`, out);
+  const session = await openFleet(target);
+  try {
+    if (session.unreachable.length > 0) throw unreachable(session.unreachable, `promotion to ${name} refused, nothing changed`);
+    const primary = session.member(target.rollout.primary) ?? session.members[0]!;
+    const reading = readFleet(session, target);
+    reading.catch(() => undefined);
+    const record = (body: Omit<PromotionRecordRequest, 'releaseId' | 'fromEnv' | 'toEnv' | 'sha' | 'gate'>) => recordPromotion(primary.session, target.app, side, target.env, gate, body);
+    const refusal = refusalOf(side, primary.target);
+    if (refusal !== null && !options.force) {
+      await record({ side: 'target', event: 'refused', otherHost: side.label, reason: refusal }).catch(() => undefined);
+      throw refusedError(side, name, refusal);
+    }
+    const read = await reading;
+    let readAt = Date.now();
+    const statusOf = (host: string) => read.snapshots.find((s) => s.name === host)?.status ?? null;
+    if (session.members.every((m) => statusOf(m.name)?.liveReleaseId === releaseId && sameOverrides(statusOf(m.name)!, m.target))) {
+      out.info(`${shortSha(releaseId)} is already live on every host of ${name}: nothing to do`, { outcome: 'unchanged' });
+      return EXIT.ok;
+    }
+    const primaryStatus = statusOf(primary.name) ?? await primary.session.agent.get<AppStatus>(`/apps/${target.app}`);
+    if (await approve(primary.target, primary.session, side, primaryStatus, repo, options, out) === 'prompt') readAt = 0;
+    if (!verdict.sha256) throw new SlipwayError('release_not_found', `the source does not have ${shortSha(releaseId)}`, { hint: `deploy releases --env ${side.host.env ?? '<source>'}` });
+    const forced = refusal !== null && options.force;
+    const promotion: PromotionInfo = { from: side.host.env, sourceHost: oneLine(side.label, 300), forced, reason: options.reason ?? null };
+    const release = tarballRelease({ manifest: resolved.manifest, tag: resolved.tag, sha256: verdict.sha256, startedAt, obtain: (dir) => obtainArtifact(side, repo, dir, out) });
+    try {
+      const code = await rollOutFleet(target, session, release, {
+        skipUnreachable: false, hosts: null, reason: options.reason ?? null, wait: false, waitTimeoutMs: 0, promotion, kind: 'promote',
+        // Recorded once the fleet lock is held (a promotion another rollout kept out leaves no record), once per side.
+        onLocked: async () => {
+          if (forced) {
+            out.info(`  forced past the gate: ${options.reason}`, { forced: true, reason: options.reason });
+            await record({ side: 'target', event: 'forced', otherHost: side.label, reason: options.reason ?? null });
+            await recordPromotion(side.session, side.host.app, side, target.env, gate,
+              { side: 'source', event: 'forced', otherHost: `${name}: ${session.members.map((m) => m.name).join(', ')}`, reason: options.reason ?? null });
+          } else {
+            await record({ side: 'target', event: 'promoted', otherHost: side.label, reason: options.reason ?? null });
+          }
+        },
+      }, [], out, new PhaseClock(startedAt), Date.now() - readAt <= READ_FRESH_MS ? Promise.resolve(read) : readFleet(session, target));
+      if (code === EXIT.ok && primary.target.gitTag && repo) await tagCommit(repo, primary.target, resolved, out);
+      return code;
+    } finally {
+      await release.prepared.cleanup();
+    }
+  } finally {
+    await session.close();
   }
-  return { releaseId, manifest, verdict, tag };
 }
 
 function gateHint(reason: string, sourceEnv: string | null): string {
@@ -156,13 +226,16 @@ function gateHint(reason: string, sourceEnv: string | null): string {
   }
 }
 
-/** The target's approval: what changes (live SHA → new SHA, commits between, spec diff), then --yes or a terminal's answer. */
+/**
+ * The target's approval: what changes (live SHA → new SHA, commits between, spec diff), then --yes
+ * or a terminal's answer. Of a fleet, asked once, against its primary's live release.
+ */
 async function approve(
-  target: Target, targetSession: AgentSession, sourceSession: AgentSession, source: Target, resolved: Resolved,
-  targetStatus: AppStatus, repo: string | null, options: PromoteOptions, out: Output,
-): Promise<void> {
+  target: Target, targetSession: AgentSession, side: SourceSide, targetStatus: AppStatus, repo: string | null, options: PromoteOptions, out: Output,
+): Promise<ApprovalStep> {
+  const { resolved } = side;
   const step = approvalStep({ required: target.requireApproval, yes: options.yes, interactive: options.interactive, env: target.env });
-  if (step === 'not_required') return;
+  if (step === 'not_required') return step;
   const live = targetStatus.liveReleaseId;
   const liveSha = live ? (await targetSession.agent.get<{ manifest: ReleaseManifest }>(`/apps/${target.app}/releases/${live}`)).manifest.sha : null;
   const lines = [`${target.env ?? target.app} requires approval:`, `  ${liveSha ? shortSha(liveSha) : '(nothing live)'} → ${shortSha(resolved.manifest.sha)}`];
@@ -173,89 +246,45 @@ async function approve(
   if (live) {
     const [from, to] = [
       await targetSession.agent.get<ReleaseSpecView>(`/apps/${target.app}/releases/${live}/spec`),
-      await sourceSession.agent.get<ReleaseSpecView>(`/apps/${source.app}/releases/${resolved.releaseId}/spec`),
+      await side.session.agent.get<ReleaseSpecView>(`/apps/${side.host.app}/releases/${resolved.releaseId}/spec`),
     ];
     lines.push(...formatSpecDiff(from, to).split('\n').map((l) => `  ${l}`));
   }
   out.info(lines.join('\n'), { approval: { liveSha, newSha: resolved.manifest.sha } });
   if (step === 'given') {
     out.info('  approved (--yes)', { approved: 'yes-flag' });
-    return;
+    return step;
   }
   if (!await options.confirm(`Promote ${shortSha(resolved.releaseId)} to ${target.env ?? target.app}? [y/N] `)) {
     throw new SlipwayError('approval_declined', `promotion to ${target.env ?? target.app} not approved`, { hint: 'nothing was uploaded or changed' });
   }
+  return step;
 }
 
 /**
- * Gets the release onto the target unless it has it: packed here when the commit is at hand and
- * packing it gives the sha256 the source verified (no transfer from the source), else fetched from
- * the source's kept tarball and verified; then uploaded.
+ * Gets the release onto the target unless it has it (obtainArtifact), then uploads it whole,
+ * verified by the agent against the source's sha256.
  */
-async function shipArtifact(
-  sourceSession: AgentSession, targetSession: AgentSession, source: Target, target: Target, resolved: Resolved, repo: string | null, out: Output,
-): Promise<{ uploadMs: number | null; uploadedBytes: number }> {
-  const { releaseId, manifest, verdict } = resolved;
+async function shipArtifact(side: SourceSide, targetSession: AgentSession, target: Target, repo: string | null, out: Output): Promise<{ uploadMs: number | null; uploadedBytes: number }> {
+  const { releaseId, verdict } = side.resolved;
   if (await targetSession.agent.find(`/apps/${target.app}/releases/${releaseId}`)) {
     out.info(`  release ${shortSha(releaseId)} is already on the target: nothing uploaded`, { uploadedBytes: 0 });
     return { uploadMs: null, uploadedBytes: 0 };
   }
-  if (!verdict.sha256) throw new SlipwayError('release_not_found', `the source does not have ${shortSha(releaseId)}`, { hint: 'deploy releases --env <source>' });
+  if (!verdict.sha256) throw new SlipwayError('release_not_found', `the source does not have ${shortSha(releaseId)}`, { hint: `deploy releases --env ${side.host.env ?? '<source>'}` });
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'slipway-promote-'));
   try {
-    let file = await packAgain(repo, source, manifest, verdict.sha256, dir, out);
-    if (!file) {
-      if (verdict.artifactBytes === null) {
-        throw new SlipwayError('artifact_missing', `${shortSha(releaseId)} cannot be packed here to the same bytes, and ${source.env ?? 'the source'} keeps no tarball of it`, {
-          hint: `push it again to ${source.env ?? 'the source'} (its agent now keeps the tarball), or promote from a checkout that has commit ${manifest.shortSha}`,
-        });
-      }
-      const started = Date.now();
-      file = path.join(dir, `${releaseId}.tar.gz`);
-      const got = await sourceSession.agent.download(`/apps/${source.app}/releases/${releaseId}/artifact`, file, verdict.sha256);
-      out.info(`  fetched ${formatBytes(got.bytes)} from ${source.env ?? 'the source'} in ${formatMs(Date.now() - started)} (sha256 ${got.sha256.slice(0, 16)}…, verified)`,
-        { artifact: 'fetched', bytes: got.bytes, sha256: got.sha256 });
-    }
+    const file = await obtainArtifact(side, repo, dir, out);
     const bytes = (await fs.stat(file)).size;
     const started = Date.now();
-    await targetSession.agent.upload(uploadPath(target, releaseId, resolved.tag), file, bytes, verdict.sha256,
+    await targetSession.agent.upload(uploadPath(target, releaseId, side.resolved.tag), file, bytes, verdict.sha256,
       ({ sent, total, stalledMs }) => out.progress('upload', sent, total, started, stalledMs), uploadHeaders(target.specOverrides));
     const uploadMs = Date.now() - started;
-    out.info(`  uploaded and verified in ${formatMs(uploadMs)} (sha256 ${verdict.sha256.slice(0, 16)}…, same as ${source.env ?? 'the source'})`,
+    out.info(`  uploaded and verified in ${formatMs(uploadMs)} (sha256 ${verdict.sha256.slice(0, 16)}…, same as ${side.host.env ?? 'the source'})`,
       { uploadMs, uploadedBytes: bytes, sha256: verdict.sha256 });
     return { uploadMs, uploadedBytes: bytes };
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
-  }
-}
-
-/**
- * The tarball packed again from the local commit, when that is possible and gives exactly the
- * source's bytes; null otherwise (no repository or commit here, a dirty or controller-built
- * release, or other bytes: another controller version, other build output).
- */
-async function packAgain(repo: string | null, source: Target, manifest: ReleaseManifest, sha256: string, dir: string, out: Output): Promise<string | null> {
-  if (!repo || manifest.dirty || manifest.build?.on === 'controller' || !await hasCommit(repo, manifest.sha)) return null;
-  const started = Date.now();
-  const prepared = await prepareRelease({ repo, treeish: manifest.sha, include: source.include, mtime: new Date(manifest.commitTime) }).catch(() => null);
-  if (!prepared) return null;
-  try {
-    if (prepared.contentDigest !== manifest.contentDigest) {
-      out.info('  packing here gives other files than the source has (build output?): fetching its tarball', { artifact: 'differs' });
-      return null;
-    }
-    const packed = await prepared.seal(manifest);
-    if (packed.sha256 !== sha256) {
-      out.info('  packing here gives other bytes than the source has: fetching its tarball', { artifact: 'differs', localSha256: packed.sha256 });
-      return null;
-    }
-    const file = path.join(dir, path.basename(packed.file));
-    await fs.rename(packed.file, file);
-    out.info(`  packed ${formatBytes(packed.bytes)} here in ${formatMs(Date.now() - started)}: sha256 ${sha256.slice(0, 16)}…, the same as the source's (nothing fetched)`,
-      { artifact: 'packed', sha256 });
-    return file;
-  } finally {
-    await prepared.cleanup();
   }
 }
 

@@ -1,6 +1,6 @@
-import type { DeploymentSummary } from '../../contract/api.js';
+import type { DeploymentSummary, PromotionInfo } from '../../contract/api.js';
 import { shortSha } from '../../contract/names.js';
-import { age } from '../commands/history.js';
+import { age, promotionNote } from '../commands/history.js';
 
 /** A deployment row as a fleet member's agent lists it: fleet rollouts carry their rollout id. */
 export type FleetDeploymentRow = DeploymentSummary & { rolloutId?: string | null };
@@ -36,6 +36,8 @@ export interface FleetHistoryEntry {
   outcome: string;
   /** Hosts of the fleet the entry did not touch (a --hosts command, a host skipped): drift made on purpose or by fault. */
   missing: string[];
+  /** Where the release was promoted from, when the entry is a promotion (deploy promote): every host's deployment carries it. */
+  promotion: PromotionInfo | null;
 }
 
 /** Pure: every host's outcome when they agree, else "running" (one still runs) or "mixed". */
@@ -86,6 +88,7 @@ export function mergeFleetHistory(histories: readonly HostHistory[], fleetHosts:
       hosts: rows.map(({ name, row }) => ({ name, id: row.id, kind: row.kind, outcome: row.outcome ?? `running (${row.state})`, slot: row.slot, releaseId: row.releaseId })),
       outcome: combinedOutcome(rows.map((r) => r.row.outcome)),
       missing: rolloutId === null ? [] : fleetHosts.filter((n) => !touched.has(n)),
+      promotion: rows.find((r) => r.row.promotion)?.row.promotion ?? null,
     };
   });
   merged.sort((a, b) => b.startedAt.localeCompare(a.startedAt));
@@ -101,6 +104,7 @@ export function formatFleetHistory(entries: readonly FleetHistoryEntry[], now = 
     const lines = [head];
     if (e.rolloutId) lines.push(`    ${e.hosts.map((h) => `${h.name} #${h.id} ${h.kind !== e.kind ? `${h.kind} ` : ''}${h.outcome}${h.releaseId !== e.releaseId && h.releaseId ? ` (${shortSha(h.releaseId)})` : ''}`).join(', ')}`);
     if (e.missing.length) lines.push(`    not on: ${e.missing.join(', ')}`);
+    if (e.promotion) lines.push(`    ${promotionNote(e.promotion)}`);
     if (e.note) lines.push(`    note: ${e.note}`);
     if (e.reason) lines.push(`    reason: ${e.reason}`);
     return lines.join('\n');

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { AppStatus, DeploymentEvent, FleetRecord } from '../../contract/api.js';
+import type { AppStatus, DeploymentEvent, FleetRecord, PromotionInfo } from '../../contract/api.js';
 import { SlipwayError, errorMessage } from '../../contract/errors.js';
 import { otherSlot, shortSha, type Slot } from '../../contract/names.js';
 import { settleBounded } from '../../lib/bounded.js';
@@ -25,6 +25,19 @@ export interface FleetPushOptions extends PushOptions {
   hosts: string[] | null;
   force: boolean;
   reason: string | null;
+}
+
+/**
+ * What the rollout itself takes of a command's options: a push passes its FleetPushOptions; a
+ * promotion (controller/commands/promote.ts) its own, with `promotion` for every host's deployment.
+ */
+export interface FleetRolloutOptions extends Pick<FleetPushOptions, 'skipUnreachable' | 'hosts' | 'reason' | 'wait' | 'waitTimeoutMs'> {
+  /** Carried by every host's deployment request: each host records the promotion. */
+  promotion?: PromotionInfo;
+  /** What the fleet record names as its command (default push). */
+  kind?: FleetRecord['kind'];
+  /** Run once the fleet lock is held, before any upload (a promotion records itself there). */
+  onLocked?: () => Promise<void>;
 }
 
 /** How old the fleet's reading taken while packing may be when the rollout plans from it. */
@@ -92,7 +105,12 @@ export async function fleetPush(fleet: FleetTarget, options: FleetPushOptions, o
   }
 }
 
-async function rollOutFleet(fleet: FleetTarget, session: FleetSession, release: PushRelease, options: FleetPushOptions, leftOut: string[], out: Output,
+/**
+ * The fleet rollout of a release already at hand (packed by a push, or a promotion's verified
+ * tarball): reconcile-first, plan, fleet lock, upload where missing, batches, revert-all on a
+ * failure, fleet record. The caller owns the session and the release.
+ */
+export async function rollOutFleet(fleet: FleetTarget, session: FleetSession, release: PushRelease, options: FleetRolloutOptions, leftOut: string[], out: Output,
   phases: PhaseClock, reading: Promise<FleetReading>): Promise<ExitCode> {
   const { releaseId } = release.manifest;
   const { app } = fleet;
@@ -132,7 +150,7 @@ async function rollOutFleet(fleet: FleetTarget, session: FleetSession, release: 
 
   if (plan.batches.length === 0) {
     out.info(`${shortSha(releaseId)} is already live on every reachable host: nothing to do`, { outcome: 'unchanged', rolloutId });
-    await recordAndReport({ fleet, members, rolloutId, releaseId, attempted: releaseId, outcome: 'succeeded', skipped, reason: options.reason }, out);
+    await recordAndReport({ fleet, members, rolloutId, releaseId, attempted: releaseId, outcome: 'succeeded', skipped, reason: options.reason, kind: options.kind }, out);
     return EXIT.ok;
   }
   out.info(`  rollout ${rolloutId.slice(0, 8)}: ${plan.batches.map((b, i) => `batch ${i + 1} [${b.hosts.join(', ')}]`).join(', ')}`
@@ -142,10 +160,11 @@ async function rollOutFleet(fleet: FleetTarget, session: FleetSession, release: 
   const lock = await takeFleetLock(members, app, releaseId, rolloutId, options, out);
   phases.mark('lock');
   try {
+    await options.onLocked?.();
     await uploadWhereMissing(members, fleet, release, out);
     phases.mark('upload');
     const watch = { intervalMs: release.manifest.spec?.watch.intervalMs ?? 1_000, threshold: release.manifest.spec?.watch.failuresToRollback ?? 3 };
-    const failedAt = await runBatches(plan.batches, { members, app, releaseId, rolloutId, lock, runOnceHost: plan.runOnceHost, fleet, tag: release.tag, watch }, outcomes, details, deploymentIds, out);
+    const failedAt = await runBatches(plan.batches, { members, app, releaseId, rolloutId, lock, runOnceHost: plan.runOnceHost, fleet, tag: release.tag, watch, promotion: options.promotion ?? null }, outcomes, details, deploymentIds, out);
     phases.mark('batches');
     if (failedAt !== null) {
       const toRevert = hostsToRevert(outcomes);
@@ -157,7 +176,7 @@ async function rollOutFleet(fleet: FleetTarget, session: FleetSession, release: 
     const fleetRelease = verdict.outcome === 'succeeded' ? releaseId : previousRelease;
     report(hostsOf(outcomes), outcomes, details, deploymentIds, skipped, out);
     if (fleetRelease) {
-      await recordAndReport({ fleet, members, rolloutId, releaseId: fleetRelease, attempted: releaseId, outcome: verdict.outcome, skipped, reason: options.reason }, out);
+      await recordAndReport({ fleet, members, rolloutId, releaseId: fleetRelease, attempted: releaseId, outcome: verdict.outcome, skipped, reason: options.reason, kind: options.kind }, out);
     }
     phases.mark('record');
     if (verdict.outcome === 'succeeded') {
@@ -227,6 +246,8 @@ interface BatchContext {
   runOnceHost: string | null; fleet: FleetTarget; tag: string | null;
   /** How the hosts of earlier batches are watched while later ones roll out (the release's watch settings). */
   watch: SentinelOptions;
+  /** A promotion's origin, recorded on every host's deployment; null for a push. */
+  promotion: PromotionInfo | null;
 }
 
 /**
@@ -300,6 +321,7 @@ function deployBody(ctx: BatchContext, member: FleetMember, batch: Batch) {
     releaseId: ctx.releaseId, lockId: ctx.lock.get(member.name)!, ...targetFields(member.target, ctx.tag),
     rolloutId: ctx.rolloutId, runOnce: member.name === ctx.runOnceHost, keepPrevious: true, keepLock: true,
     ...(batch.watchMs !== null ? { watchMs: batch.watchMs } : {}),
+    ...(ctx.promotion ? { promotion: ctx.promotion } : {}),
   };
 }
 
@@ -374,10 +396,10 @@ function report(hosts: readonly string[], outcomes: ReadonlyMap<string, HostOutc
 
 async function recordAndReport(input: {
   fleet: FleetTarget; members: readonly FleetMember[]; rolloutId: string; releaseId: string; attempted: string;
-  outcome: FleetRecord['outcome']; skipped: string[]; reason: string | null;
+  outcome: FleetRecord['outcome']; skipped: string[]; reason: string | null; kind: FleetRecord['kind'] | undefined;
 }, out: Output): Promise<void> {
   const record: FleetRecord = {
-    rolloutId: input.rolloutId, kind: 'push', releaseId: input.releaseId, attemptedReleaseId: input.attempted, outcome: input.outcome,
+    rolloutId: input.rolloutId, kind: input.kind ?? 'push', releaseId: input.releaseId, attemptedReleaseId: input.attempted, outcome: input.outcome,
     hosts: input.members.map((m) => m.name), skipped: input.skipped, env: input.fleet.env, actor: localActor(), reason: input.reason, at: new Date().toISOString(),
   };
   const failed = await writeFleetRecord(input.members, input.fleet.app, record);
@@ -412,7 +434,7 @@ function hostOutput(out: Output, name: string): Output {
 }
 
 /** How long each phase of a fleet push took (ms), in order: for --json and the benchmark. */
-class PhaseClock {
+export class PhaseClock {
   private last: number;
   private readonly done: Array<[string, number]> = [];
   private readonly extra: Array<[string, number]> = [];

@@ -2,6 +2,7 @@ import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFleetLab, type FleetLab } from '../helpers/fleet-lab.js';
+import { httpGet, startStack, type Stack } from '../helpers/stack.js';
 import { readState } from '../helpers/state.js';
 import { waitFor, withDeadline } from '../helpers/wait.js';
 import { EXIT } from '../../controller/errors.js';
@@ -10,6 +11,7 @@ import { StateStore } from '../../agent/state/store.js';
 import type { FleetView } from '../../controller/fleet/status-view.js';
 import type { FleetHistoryEntry } from '../../controller/fleet/history-merge.js';
 import type { FleetRecord } from '../../contract/api.js';
+import { otherSlot } from '../../contract/names.js';
 
 /**
  * The fleet of issue 15 on three real boxes, each in its own network namespace with its own sshd,
@@ -17,8 +19,10 @@ import type { FleetRecord } from '../../contract/api.js';
  * every fleet case (starting three boxes is the costly part): first the fleet commands (status with
  * drift, history merged by rollout, rollback/switch one flip per host, --hosts, reconcile-first, a
  * partition and a controller killed mid-rollout), then `deploy push` (batches, idempotent rerun,
- * health and bake failures, a host failing after its batch, unreachable hosts). The cases build on
- * each other in order; each leaves the fleet on one release unless it says otherwise.
+ * health and bake failures, a host failing after its batch, unreachable hosts), then `deploy promote`
+ * with the fleet as production and one more box as staging (to the fleet, a failure reverting it
+ * all, from the fleet as a source). The cases build on each other in order; each leaves the fleet
+ * on one release unless it says otherwise.
  */
 
 /** A partition is declared after about interval × (count + 1). */
@@ -27,6 +31,8 @@ const KEEPALIVE = { intervalMs: 1_000, countMax: 2 };
 const WATCH_MS = 3_000;
 
 let lab: FleetLab;
+/** One box beside the fleet (the host's own network): the staging environment of the promote cases. */
+let staging: Stack;
 let A = '';
 let B = '';
 
@@ -62,6 +68,9 @@ const push = (args: string[] = []) => lab.deploy(['push', ...args], { timeoutMs:
 const commit = (files: Record<string, string | null>, message: string) => lab.repo.commit(files, message);
 
 beforeAll(async () => {
+  // Started beside the lab (in parallel): only the promote cases use it.
+  const stagingStarting = startStack({ appConfig: { watch: { windowMs: WATCH_MS, intervalMs: 200, failuresToRollback: 3, keepPreviousWarm: true } } });
+  stagingStarting.catch(() => undefined);
   lab = await startFleetLab({
     keepalive: KEEPALIVE,
     rollout: { batch: 1, bake: '2s' },
@@ -79,10 +88,11 @@ beforeAll(async () => {
   await lab.repo.commit({ 'message.txt': 'second release\n' }, 'second release');
   await pushAll();
   B = lab.releaseOf(0, await lab.repo.head());
+  staging = await stagingStarting;
 }, 300_000);
 
 afterAll(async () => {
-  await lab?.stop();
+  await Promise.all([lab?.stop(), staging?.stop()]);
 });
 
 describe('fleet operations on three hosts', () => {
@@ -368,3 +378,137 @@ describe('deploy push to a fleet of 3', () => {
     expect((await lab.served(2, 5_000))?.release).toBe(previous);
   });
 });
+
+describe('deploy promote with the fleet as production', () => {
+  /** What staging's nginx serves. */
+  const stagingServes = async () => {
+    const answer = await httpGet(`${staging.publicUrl}/`, { timeoutMs: 5_000 });
+    return answer.status === 200 ? (JSON.parse(answer.body) as { release?: string }).release ?? null : null;
+  };
+  const promotionsOn = (i: number) => {
+    const db = openDatabase(path.join(lab.hosts[i]!.stack.home, 'agent.db'));
+    try {
+      return new StateStore(db).promotions(lab.app);
+    } finally {
+      db.close();
+    }
+  };
+  const promote = (args: string[]) => lab.deploy(['promote', ...args], { timeoutMs: 240_000 });
+  let S = '';
+
+  beforeAll(async () => {
+    await lab.writeConfig((c) => {
+      const production = c.environments[lab.env]!;
+      production.rollout = { batch: 2, bake: '1s' };
+      production.requireApproval = true;
+      production.promotion = { from: 'staging', maxAge: '1d' };
+      c.environments.staging = {
+        hosts: [{ address: staging.sshd.host, port: staging.sshd.port, user: staging.sshd.user, identityFile: staging.sshd.clientKeyPath, knownHostsFile: staging.sshd.knownHostsPath }],
+        agent: { port: staging.agentPort, tokenFile: path.join(staging.dir, 'agent.token') },
+      };
+    });
+  });
+
+  it('promote to the fleet: the release staging verified reaches every host (same sha256), gate and approval once, every host\'s deployment records the promotion', async () => {
+    const sha = await commit({ 'message.txt': 'promoted to the fleet\n' }, 'promoted to the fleet');
+    const pushed = await lab.deploy(['--env', 'staging', 'push'], { timeoutMs: 120_000 });
+    expect(pushed.code, pushed.stderr).toBe(EXIT.ok);
+    S = releaseOfCommitOn(staging, sha);
+    expect(await stagingServes()).toBe(S);
+
+    const refused = await promote(['--to', 'production']);
+    expect(refused.code, refused.stderr).toBe(EXIT.usage);
+    expect(refused.stderr).toContain('--yes');
+
+    const started = Date.now();
+    const result = await promote(['--to', 'production', '--yes']);
+    const promoteMs = Date.now() - started;
+    expect(result.code, result.stderr + result.stdout).toBe(EXIT.ok);
+    const said = result.stderr + result.stdout;
+    console.log(`[figures] promote staging → 3-host production: ${promoteMs} ms (batch 2, bake 1 s, window ${WATCH_MS} ms)`);
+    expect(said.match(/gate of staging:/g)).toHaveLength(1);
+    expect(said.match(/production requires approval/g)).toHaveLength(1);
+    expect(said).toMatch(/batch 1 \[h1, h2\], batch 2 \[h3\]/);
+    expect(await served()).toEqual([S, S, S]);
+
+    const stagedSha256 = readState(staging.home, lab.app).releases.find((r) => r.releaseId === S)!.sha256;
+    const deployments = lab.hosts.map((h) => readState(h.stack.home, lab.app).deployments[0]!);
+    for (const [i, h] of lab.hosts.entries()) {
+      expect(readState(h.stack.home, lab.app).releases.find((r) => r.releaseId === S)!.sha256).toBe(stagedSha256);
+      expect(deployments[i]).toMatchObject({ kind: 'deploy', releaseId: S, outcome: 'succeeded', env: 'production', promotion: { from: 'staging', forced: false, reason: null } });
+      expect(fleetRecord(i)).toMatchObject({ kind: 'promote', releaseId: S, outcome: 'succeeded', hosts: ['h1', 'h2', 'h3'] });
+    }
+    expect(new Set(deployments.map((d) => d.rolloutId)).size).toBe(1);
+    // The promotion is recorded (and notified) once, on the primary; the other hosts' deployments carry it.
+    expect(promotionsOn(0)).toMatchObject([{ side: 'target', event: 'promoted', releaseId: S, fromEnv: 'staging', toEnv: 'production' }]);
+    expect([promotionsOn(1), promotionsOn(2)]).toEqual([[], []]);
+
+    const history = json<{ history: FleetHistoryEntry[] }>((await lab.deploy(['--json', 'history', '-n', '3'])).stdout).history;
+    expect(history[0]).toMatchObject({ rolloutId: deployments[0]!.rolloutId, releaseId: S, outcome: 'succeeded', missing: [], promotion: { from: 'staging', forced: false } });
+    expect((await lab.deploy(['history', '-n', '1'])).stdout).toMatch(/promoted from staging \(/);
+    expect((await status()).fleet).toMatchObject({ consistent: true, expected: S });
+
+    const again = await promote(['--to', 'production', '--yes']);
+    expect(again.code, again.stderr).toBe(EXIT.ok);
+    expect(again.stderr + again.stdout).toContain('already live on every host of production');
+  });
+
+  it('a promotion whose rollout fails on one host reverts every host, and the fleet record says so', async () => {
+    const envFile = lab.hosts[2]!.stack.envFile;
+    const original = await readFile(envFile, 'utf8');
+    await appendFile(envFile, 'SAMPLE_FAIL_HEALTH=1\n');
+    try {
+      const sha = await commit({ 'message.txt': 'fails on h3\n' }, 'fails on h3');
+      expect((await lab.deploy(['--env', 'staging', 'push'], { timeoutMs: 120_000 })).code).toBe(EXIT.ok);
+      const T = releaseOfCommitOn(staging, sha);
+      const result = await promote(['--to', 'production', '--yes']);
+      expect(result.code, result.stderr).toBe(EXIT.rolledBack);
+      expect(result.stderr).toMatch(/h1\s+reverted/);
+      expect(result.stderr).toMatch(/h2\s+reverted/);
+      expect(result.stderr).toMatch(/h3\s+failed/);
+      expect(await served()).toEqual([S, S, S]);
+      expect(fleetRecord(0)).toMatchObject({ kind: 'promote', releaseId: S, attemptedReleaseId: T, outcome: 'rolled_back' });
+      expect(readState(lab.hosts[0]!.stack.home, lab.app).deployments[1]).toMatchObject({ releaseId: T, promotion: { from: 'staging' } });
+    } finally {
+      await writeFile(envFile, original, { mode: 0o600 });
+    }
+  });
+
+  it('from the fleet as a source: refused while its hosts serve two releases (naming them); after reconcile, its release goes to staging', async () => {
+    // h1 to its warm standby (the release the failed promotion left there): drift on purpose.
+    const live = readState(lab.hosts[0]!.stack.home, lab.app).app!.liveSlot!;
+    const drift = await lab.deploy(['switch', otherSlot(live), '--hosts', 'h1', '--reason', 'drift on purpose']);
+    expect(drift.code, drift.stderr).toBe(EXIT.ok);
+    const h1 = (await lab.served(0))?.release;
+    expect(h1).not.toBe(S);
+
+    const refused = await promote(['--from', 'production', '--to', 'staging']);
+    expect(refused.code, refused.stderr).toBe(EXIT.failedBeforeSwitch);
+    expect(refused.stderr).toContain(`production is not on one release, so it cannot vouch for one: h1: serves ${h1} (its fleet record: ${S})`);
+    expect(refused.stderr).toContain('deploy reconcile --env production');
+
+    expect((await lab.deploy(['reconcile'])).code).toBe(EXIT.ok);
+    expect(await served()).toEqual([S, S, S]);
+    const promoted = await promote(['--from', 'production', '--to', 'staging']);
+    expect(promoted.code, promoted.stderr + promoted.stdout).toBe(EXIT.ok);
+    expect(promoted.stderr + promoted.stdout).toMatch(/gate of production: .*passed on every host \(h1, h2, h3\)/);
+    expect(await stagingServes()).toBe(S);
+    expect(readState(staging.home, lab.app).deployments[0]).toMatchObject({ releaseId: S, env: 'staging', promotion: { from: 'production', forced: false } });
+    expect(readState(staging.home, lab.app).deployments[0]!.promotion!.sourceHost).toMatch(/\(production: h1, h2, h3\)$/);
+
+    // Staging rolls back from S (marking it): its gate now refuses S for production, recorded (and
+    // notified) once, on the fleet's primary; the fleet's history lists the refusal.
+    expect((await lab.deploy(['--env', 'staging', 'rollback', '--reason', 'bad after all'])).code).toBe(EXIT.ok);
+    const gateRefused = await promote([S, '--to', 'production', '--yes']);
+    expect(gateRefused.code, gateRefused.stderr).toBe(EXIT.failedBeforeSwitch);
+    expect(gateRefused.stderr).toMatch(/promotion of \S+ to production refused: .*rolled back/);
+    expect(promotionsOn(0)[0]).toMatchObject({ side: 'target', event: 'refused', releaseId: S });
+    expect([promotionsOn(1), promotionsOn(2)]).toEqual([[], []]);
+    expect((await lab.deploy(['history', '-n', '3'])).stdout).toMatch(/promotions:\n {2}promotion of \S+ from staging \(.*\) refused/);
+    expect(await served()).toEqual([S, S, S]);
+  });
+});
+
+function releaseOfCommitOn(stack: Stack, sha: string): string {
+  return readState(stack.home, lab.app).releases.filter((r) => r.manifest.sha === sha).map((r) => r.releaseId)[0]!;
+}
