@@ -59,7 +59,8 @@ export function entropy(data: Buffer, start: number, length: number): number {
  * plain level-6 gzip (no flush is ever made); incompressible segments are stored, not searched for
  * matches. Any gunzip reads both.
  *
- * The deflate stream is raw, framed here (RFC 1952), because node's Gzip ignores params().
+ * The deflate stream is raw, framed here (RFC 1952), because node's Gzip ignores params() (node 20: a
+ * Gzip switched to level 0 still searched for matches and wrote level 6's bytes; DeflateRaw switches).
  */
 export async function gzipReproducibly(source: string, target: string): Promise<{ bytes: number; sha256: string }> {
   const hash = createHash('sha256');
