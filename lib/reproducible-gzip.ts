@@ -141,7 +141,8 @@ const zlibCrc32 = (zlib as { crc32?: (data: Buffer, value: number) => number }).
 const crc32: (data: Buffer, value: number) => number = typeof zlibCrc32 === 'function' ? zlibCrc32 : tableCrc32;
 
 let table: Uint32Array | null = null;
-function tableCrc32(data: Buffer, value: number): number {
+/** CRC-32 (IEEE, as gzip's trailer) of `data`, continuing from `value`; exported for its test. */
+export function tableCrc32(data: Buffer, value: number): number {
   if (!table) {
     table = new Uint32Array(256);
     for (let n = 0; n < 256; n++) {

@@ -8,9 +8,10 @@ import { createCipheriv, createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import * as zlib from 'node:zlib';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { entropy, GZIP_LEVEL, gzipReproducibly, SEGMENT_BYTES, segmentLevel } from '../../lib/reproducible-gzip.js';
+import { entropy, GZIP_LEVEL, gzipReproducibly, SEGMENT_BYTES, segmentLevel, tableCrc32 } from '../../lib/reproducible-gzip.js';
 import { bundleKey, bundleOncePerSet } from '../../controller/pack.js';
 import type { DeltaBundle } from '../../controller/delta-bundle.js';
 import type { ReleaseManifest } from '../../contract/manifest.js';
@@ -62,6 +63,14 @@ describe('segmentLevel', () => {
     // High byte entropy, but a 2 KiB pattern repeats: deflate finds it, so it is compressed.
     const pattern = random(2048, 'c');
     expect(segmentLevel(Buffer.concat(Array.from({ length: SEGMENT_BYTES / 2048 }, () => pattern)))).toBe(GZIP_LEVEL);
+  });
+
+  it('the table CRC-32 (for node < 20.15) is zlib\'s, in one piece and continued', () => {
+    const data = random(100_003, 'crc');
+    const crc32 = (zlib as { crc32?: (d: Buffer, v?: number) => number }).crc32;
+    expect(tableCrc32(Buffer.from('123456789'), 0)).toBe(0xcbf43926);
+    expect(tableCrc32(data.subarray(5000), tableCrc32(data.subarray(0, 5000), 0))).toBe(tableCrc32(data, 0));
+    if (crc32) expect(tableCrc32(data, 0)).toBe(crc32(data));
   });
 
   it('entropy: 8 bits for every byte value once, 0 for one value', () => {
