@@ -33,7 +33,7 @@ export async function writeDeltaBundle(input: {
   const { from, entries, send, manifest, mtime, dir } = input;
   const hashOf = new Map<string, string>();
   for (const entry of entries) if (entry.type === 'file' && send.has(entry.sha256)) hashOf.set(entry.path, entry.sha256);
-  // One bundle per host, cut at once for a fleet: each its own files.
+  // Bundles for other sets of contents may be cut at the same time (a fleet whose hosts lack different files): each its own files.
   const unique = randomUUID().slice(0, 8);
   const plain = path.join(dir, `delta-${unique}.tar`);
   const writer = TarWriter.create(plain, mtime);

@@ -32,14 +32,17 @@ export async function shipRelease(input: {
   if (missing !== null && missing.size < hashes.length) {
     const started = Date.now();
     const bundle = await prepared.bundle(manifest, missing);
+    // Cut once for every host that lacks the same contents: the first one asking waits for it.
+    const bundleMs = Date.now() - started;
     const total = bytesOf(prepared.files, new Set(hashes));
     out.info(`  the host has ${hashes.length - missing.size} of ${hashes.length} file contents: sending ${missing.size} (${formatBytes(bundle.objectBytes)} of ${formatBytes(total)}), ${formatBytes(bundle.bytes)} with the file manifest`,
-      { delta: { contents: hashes.length, missing: missing.size, objectBytes: bundle.objectBytes, releaseBytes: total, bundleBytes: bundle.bytes } });
+      { delta: { contents: hashes.length, missing: missing.size, objectBytes: bundle.objectBytes, releaseBytes: total, bundleBytes: bundle.bytes, bundleMs } });
     try {
+      const sending = Date.now();
       await agent.upload(deltaPath(input.uploadPath), bundle.file, bundle.bytes, bundle.sha256,
         ({ sent, total: all, stalledMs }) => out.progress('upload', sent, all, started, stalledMs), input.headers);
       const uploadMs = Date.now() - started;
-      out.info(`  sent, assembled and verified in ${formatMs(uploadMs)}`, { uploadMs, uploadedBytes: bundle.bytes, upload: 'delta' });
+      out.info(`  sent, assembled and verified in ${formatMs(uploadMs)}`, { uploadMs, sendMs: Date.now() - sending, uploadedBytes: bundle.bytes, upload: 'delta' });
       return { how: 'delta', uploadMs, uploadedBytes: bundle.bytes };
     } catch (error) {
       if (!(error instanceof SlipwayError) || !FALL_BACK_ON.has(error.code)) throw error;
@@ -72,7 +75,7 @@ async function fullUpload(input: { agent: AgentClient; uploadPath: string; prepa
   await input.agent.upload(input.uploadPath, packed.file, packed.bytes, packed.sha256,
     ({ sent, total, stalledMs }) => out.progress('upload', sent, total, started, stalledMs), input.headers);
   const uploadMs = Date.now() - started;
-  out.info(`  uploaded and verified in ${formatMs(uploadMs)}`, { uploadMs, uploadedBytes: packed.bytes, upload: 'full' });
+  out.info(`  uploaded and verified in ${formatMs(uploadMs)}`, { uploadMs, sendMs: uploadMs, sealMs: started - sealStarted, uploadedBytes: packed.bytes, upload: 'full' });
   return { how: 'full', uploadMs, uploadedBytes: packed.bytes };
 }
 

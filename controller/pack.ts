@@ -28,7 +28,8 @@ export interface PreparedRelease {
   files: ContentEntry[];
   /**
    * A delta upload's body (controller/delta-bundle.ts): the file manifest, the contents in `send`,
-   * the manifest. Any number of times, before or after seal() (one bundle per host: each lacks other files).
+   * the manifest. Any number of times, before or after seal(); hosts that lack the same contents
+   * get the same bundle, cut once (bundleOncePerSet).
    */
   bundle(manifest: ReleaseManifest, send: ReadonlySet<string>): Promise<DeltaBundle>;
   /** Appends the manifest (which must carry contentDigest) and compresses: the tarball to upload. Once. */
@@ -103,10 +104,7 @@ function fromSources(repo: string, listed: ReleaseFiles, mtime: Date, dir: strin
   return {
     contentDigest,
     files,
-    bundle: (manifest, send) => {
-      checkDigest(manifest);
-      return writeDeltaBundle({ from: { repo, sources }, entries: files, send, manifest, mtime, dir });
-    },
+    bundle: bundleOncePerSet(checkDigest, (manifest, send) => writeDeltaBundle({ from: { repo, sources }, entries: files, send, manifest, mtime, dir })),
     seal: sealOncePerManifest(checkDigest, (manifest) => {
       plain ??= packTree();
       return plain.then(({ plainTar, endOffset }) => seal(plainTar, endOffset, mtime, manifest));
@@ -131,6 +129,34 @@ function sealOncePerManifest(checkDigest: (manifest: ReleaseManifest) => void, s
     }
     return packed;
   };
+}
+
+/**
+ * Once per manifest and set of contents: the hosts of a fleet that lack the same contents (a new
+ * release on hosts that share the previous one: the usual case) are sent the same bundle, cut and
+ * compressed once, whenever each of them asks. A bundle that failed is cut again when asked again.
+ */
+export function bundleOncePerSet(
+  checkDigest: (manifest: ReleaseManifest) => void,
+  cut: (manifest: ReleaseManifest, send: ReadonlySet<string>) => Promise<DeltaBundle>,
+): (manifest: ReleaseManifest, send: ReadonlySet<string>) => Promise<DeltaBundle> {
+  const cutAlready = new Map<string, Promise<DeltaBundle>>();
+  return (manifest, send) => {
+    checkDigest(manifest);
+    const key = bundleKey(manifest, send);
+    let bundle = cutAlready.get(key);
+    if (!bundle) {
+      bundle = cut(manifest, send);
+      cutAlready.set(key, bundle);
+      bundle.catch(() => { if (cutAlready.get(key) === bundle) cutAlready.delete(key); });
+    }
+    return bundle;
+  };
+}
+
+/** Pure: what identifies a bundle: the manifest it carries and the contents it holds (in any order). */
+export function bundleKey(manifest: ReleaseManifest, send: ReadonlySet<string>): string {
+  return `${JSON.stringify(manifest)}\n${[...send].sort().join(',')}`;
 }
 
 function digestCheck(contentDigest: string) {
@@ -163,10 +189,7 @@ async function packNow(input: { repo: string; treeish: string; include: string[]
   return {
     contentDigest,
     files,
-    bundle: (manifest, send) => {
-      checkDigest(manifest);
-      return writeDeltaBundle({ from: { plainTar }, entries: files, send, manifest, mtime, dir });
-    },
+    bundle: bundleOncePerSet(checkDigest, (manifest, send) => writeDeltaBundle({ from: { plainTar }, entries: files, send, manifest, mtime, dir })),
     seal: sealOncePerManifest(checkDigest, (manifest) => seal(plainTar, endOffset, mtime, manifest)),
     cleanup,
   };

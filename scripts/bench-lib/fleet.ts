@@ -9,6 +9,7 @@ import { readState } from '../../test/helpers/state.js';
 import { makeFigure } from './report.js';
 import type { RealAppsContext } from './real-apps.js';
 import { writeRandomFile } from './release-data.js';
+import { lastIngestTimings } from './upload.js';
 
 /** No watch window: the push ends at the switch, as the rows measure "served", not "settled". */
 const WATCH = { windowMs: 0, intervalMs: 200, failuresToRollback: 3, keepPreviousWarm: true };
@@ -22,18 +23,24 @@ interface PushTiming {
   uploadMs: number | null;
   /** Per host: ms from the CLI's start to its agent's first event, and to its switch proven. */
   hosts: { firstEventMs: number; switchedMs: number }[];
+  /** Of the upload (controller/delta-upload.ts): the slowest host's wait for its bundle, and its send (transfer + the agent's ingest). */
+  shipMs: { bundle: number; send: number } | null;
 }
 
 /** Pure: the timings a push's --json lines carry (the fleet's phases, the single push's result, each host's events). */
-export function pushTimings(stdout: string, startedAt: number): Pick<PushTiming, 'phasesMs' | 'uploadMs' | 'hosts'> {
+export function pushTimings(stdout: string, startedAt: number): Pick<PushTiming, 'phasesMs' | 'uploadMs' | 'hosts' | 'shipMs'> {
   let phasesMs: Record<string, number> = {};
   let uploadMs: number | null = null;
+  const ship = { bundle: -1, send: -1 };
   const byHost = new Map<string, { first: number; switched: number }>();
   for (const line of stdout.split('\n')) {
     if (!line.startsWith('{')) continue;
     const value = JSON.parse(line) as Record<string, unknown>;
     if (value.phasesMs) phasesMs = value.phasesMs as Record<string, number>;
     if (value.type === 'result' && typeof value.uploadMs === 'number') uploadMs = value.uploadMs;
+    const delta = value.delta as { bundleMs?: number } | undefined;
+    if (typeof delta?.bundleMs === 'number') ship.bundle = Math.max(ship.bundle, delta.bundleMs);
+    if (typeof value.sendMs === 'number') ship.send = Math.max(ship.send, value.sendMs);
     const event = (value.type === 'event' ? value : value.event) as { step?: string; status?: string; at?: string } | undefined;
     if (!event?.at) continue;
     const host = typeof value.host === 'string' ? value.host : 'single';
@@ -43,7 +50,8 @@ export function pushTimings(stdout: string, startedAt: number): Pick<PushTiming,
     if (event.step === 'switching' && event.status === 'ok') seen.switched = at;
     byHost.set(host, seen);
   }
-  return { phasesMs, uploadMs, hosts: [...byHost.values()].map((h) => ({ firstEventMs: h.first, switchedMs: h.switched })) };
+  const shipMs = ship.send < 0 ? null : { bundle: Math.max(0, ship.bundle), send: ship.send };
+  return { phasesMs, uploadMs, shipMs, hosts: [...byHost.values()].map((h) => ({ firstEventMs: h.first, switchedMs: h.switched })) };
 }
 
 /** ms from the CLI's start until every host of the lab serves the release of the commit just made. */
@@ -79,7 +87,8 @@ export function phaseNote(label: string, runs: readonly PushTiming[]): string {
   const firstEvent = median(runs.map((r) => Math.max(...r.hosts.map((h) => h.firstEventMs))));
   const switched = median(runs.map((r) => Math.max(...r.hosts.map((h) => h.switchedMs))));
   const spread = median(runs.map((r) => Math.max(...r.hosts.map((h) => h.switchedMs)) - Math.min(...r.hosts.map((h) => h.switchedMs))));
-  const upload = runs.some((r) => r.uploadMs !== null) ? `, upload ${median(runs.map((r) => r.uploadMs ?? 0))}` : '';
+  const upload = (runs.some((r) => r.uploadMs !== null) ? `, upload ${median(runs.map((r) => r.uploadMs ?? 0))}` : '')
+    + (runs.some((r) => r.shipMs !== null) ? ` (of it: bundle ${median(runs.map((r) => r.shipMs?.bundle ?? 0))}, send + ingest ${median(runs.map((r) => r.shipMs?.send ?? 0))} for the slowest host)` : '');
   return `${label} (medians, ms): served ${median(runs.map((r) => r.servedMs))}${phases ? `; phases ${phases}` : ''}${upload}; last host's first agent event at ${firstEvent}, last switch proven at ${switched} (spread between hosts ${spread})`;
 }
 
@@ -146,6 +155,44 @@ export async function benchFleet(ctx: RealAppsContext): Promise<void> {
   // Warm-up: both slots of every host hold a release.
   for (const lab of [fleet, single]) for (const round of ['warm-1', 'warm-2']) await pushUntilServed(lab, round);
 
+  // SLIPWAY_BENCH_FLEET_UPLOAD_ONLY=1: the 100 MB row alone (after the warm-up), to study it.
+  if (process.env.SLIPWAY_BENCH_FLEET_UPLOAD_ONLY === '1') ctx.log('fleet: the 100 MB row only (SLIPWAY_BENCH_FLEET_UPLOAD_ONLY)');
+  else await pushAndRevertRows(ctx, fleet, single, reps);
+
+  const bigMB = ctx.plan.uploadBigMB;
+  // Each host's agent logs its ingest steps (receive, unpackTail, verify, sync, publish).
+  const ingestSteps: Record<'fleet' | 'single', string[]> = { fleet: [], single: [] };
+  const bigRun = async (lab: FleetLab, round: string) => {
+    await writeRandomFile(path.join(lab.repo.dir, 'big.bin'), bigMB * 1024 * 1024, `fleet-${round}`);
+    const timing = await pushUntilServed(lab, round);
+    const steps = lab.hosts.map((h) => {
+      const ms = lastIngestTimings(path.join(h.stack.dir, 'agent.log'));
+      return `${h.name} ${ms ? Object.entries(ms).map(([k, v]) => `${k} ${v}`).join(' ') : 'not logged'}`;
+    });
+    ingestSteps[lab === fleet ? 'fleet' : 'single'].push(`${round}: ${steps.join('; ')}`);
+    return timing;
+  };
+  // Paired rounds (3 hosts, then 1), each a new random file: nothing of it is on any host yet.
+  const fleetBigRuns: PushTiming[] = [];
+  const singleBigRuns: PushTiming[] = [];
+  for (let i = 0; i < Math.max(1, ctx.plan.repushReps); i++) {
+    fleetBigRuns.push(await bigRun(fleet, `big-${i}`));
+    singleBigRuns.push(await bigRun(single, `big-${i}`));
+  }
+  ctx.figures.push(makeFigure({
+    id: 'fleet.upload', section: '9. Fleet', title: `push of a ${bigMB} MB release to 3 hosts vs to 1 (ms, upload dominates)`, unit: 'ms',
+    slipway: { label: '3 hosts', samples: fleetBigRuns.map((r) => r.totalMs) }, baseline: { label: '1 host', samples: singleBigRuns.map((r) => r.totalMs) }, goal: { kind: 'ratioAtMost', value: 1.5 },
+    notes: [
+      'random data: the hosts hold the previous release, so each is sent a delta bundle of the new file (100 MB, stored not deflated), cut once on the controller and uploaded to the hosts in parallel over one SSH connection each: the controller\'s CPU (ssh2 encryption of 3 streams) and the 3 hosts\' unpack + hash share the same 2 cores here',
+      phaseNote('3 hosts', fleetBigRuns), phaseNote('1 host', singleBigRuns),
+      `agents' ingest steps (ms), 3 hosts: ${ingestSteps.fleet.join(' | ')}`,
+      `agent's ingest steps (ms), 1 host: ${ingestSteps.single.join(' | ')}`,
+    ],
+  }));
+}
+
+/** The rows of small pushes (fleet.push) and of a failure after going live (fleet.revert). */
+async function pushAndRevertRows(ctx: RealAppsContext, fleet: FleetLab, single: FleetLab, reps: number): Promise<void> {
   const fleetRuns: PushTiming[] = [];
   const singleRuns: PushTiming[] = [];
   for (let i = 0; i < reps; i++) {
@@ -178,22 +225,4 @@ export async function benchFleet(ctx: RealAppsContext): Promise<void> {
     notes: ['the live process of h3 (of the one host) killed during the window: from its failed watch verdict (agent event) to the first poll of every host answering with the old release; the other two hosts swap back when the controller aborts their windows'],
   }));
   await fleet.writeConfig((c) => { c.environments[fleet.env]!.rollout = { batch: '100%', bake: '0s' }; });
-
-  const bigMB = ctx.plan.uploadBigMB;
-  const bigRun = async (lab: FleetLab, round: string) => {
-    await writeRandomFile(path.join(lab.repo.dir, 'big.bin'), bigMB * 1024 * 1024, `fleet-${round}`);
-    return pushUntilServed(lab, round);
-  };
-  const fleetBigRun = await bigRun(fleet, 'big-0');
-  const singleBigRun = await bigRun(single, 'big-0');
-  const fleetBig = [fleetBigRun.totalMs];
-  const singleBig = [singleBigRun.totalMs];
-  ctx.figures.push(makeFigure({
-    id: 'fleet.upload', section: '9. Fleet', title: `push of a ${bigMB} MB release to 3 hosts vs to 1 (ms, upload dominates)`, unit: 'ms',
-    slipway: { label: '3 hosts', samples: fleetBig }, baseline: { label: '1 host', samples: singleBig }, goal: { kind: 'ratioAtMost', value: 1.5 },
-    notes: [
-      'packed once on the controller, uploaded to the hosts in parallel over one SSH connection each: the controller\'s CPU (ssh2 encryption of 3 streams) and the hosts\' unpack share the same 2 cores here',
-      phaseNote('3 hosts', [fleetBigRun]), phaseNote('1 host', [singleBigRun]),
-    ],
-  }));
 }
