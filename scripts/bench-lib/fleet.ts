@@ -90,11 +90,29 @@ export function phaseNote(label: string, runs: readonly PushTiming[]): string {
  * the watch). On one host that is its swap-back; on a fleet (batch = all) the failing host swaps
  * back, the controller aborts the others' windows and they swap back too.
  */
-async function revertOnce(lab: FleetLab, failing: number, round: string, args: string[]): Promise<number> {
+interface RevertTiming {
+  /** From the failed verdict to the first poll (begun after it) that saw every host on the old release. */
+  polledMs: number;
+  /** From the failed verdict to the last host's own proof of the old release (its swap_back, or its revert switch, ok). */
+  provenMs: number;
+  /** From the failed verdict to the last other host's "abort asked" (null: no other host was aborted). */
+  abortReachedMs: number | null;
+}
+
+/** Pure: when a host's deployments (of one push) last proved the old release served again: a swap-back's or a revert switch's ok event; null if none. */
+export function provenBackAt(deployments: readonly { kind: string; events: readonly { step: string; status: string; at: string }[] }[]): number | null {
+  const times = deployments.flatMap((d) => d.events
+    .filter((e) => e.status === 'ok' && (e.step === 'swap_back' || (d.kind === 'switch' && e.step === 'switching')))
+    .map((e) => Date.parse(e.at)));
+  return times.length ? Math.max(...times) : null;
+}
+
+async function revertOnce(lab: FleetLab, failing: number, round: string, args: string[]): Promise<RevertTiming> {
   const before = (await lab.servedAll(2_000)).map((s) => s?.release ?? null);
   if (before.some((r) => r === null || r !== before[0])) throw new Error(`revert (${round}): the lab does not serve one release: ${before.join(', ')}`);
   const home = lab.hosts[failing]!.stack.home;
-  const lastId = readState(home, lab.app).deployments[0]?.id ?? 0;
+  const lastIds = lab.hosts.map((h) => readState(h.stack.home, lab.app).deployments[0]?.id ?? 0);
+  const lastId = lastIds[failing]!;
   await lab.repo.commit({ 'message.txt': `bench revert ${round}\n` }, `bench: revert ${round}`);
   const running = lab.deploy(['--json', 'push', ...args], { timeoutMs: 600_000 });
   let exited = false;
@@ -131,7 +149,23 @@ async function revertOnce(lab: FleetLab, failing: number, round: string, args: s
   // The first round that began after the verdict and saw every host on the old release.
   const back = rounds.find((r) => r.sentAt >= failedAt && r.allOld);
   if (!back) throw new Error(`revert (${round}): no poll after the verdict saw the old release everywhere`);
-  return back.doneAt - failedAt;
+  // The agents' own records: each host's proof of the old release, and when the abort reached the others.
+  const proven: number[] = [];
+  const aborts: number[] = [];
+  lab.hosts.forEach((h, i) => {
+    const state = readState(h.stack.home, lab.app);
+    const mine = state.deployments.filter((d) => d.id > lastIds[i]!).map((d) => ({ kind: d.kind, events: state.events(d.id) }));
+    const at = provenBackAt(mine);
+    if (at !== null) proven.push(at);
+    const asked = mine.flatMap((d) => d.events).find((e) => e.step === 'abort');
+    if (i !== failing && asked) aborts.push(Date.parse(asked.at));
+  });
+  if (proven.length === 0) throw new Error(`revert (${round}): no host recorded a swap-back or revert`);
+  return {
+    polledMs: back.doneAt - failedAt,
+    provenMs: Math.max(...proven) - failedAt,
+    abortReachedMs: aborts.length ? Math.max(...aborts) - failedAt : null,
+  };
 }
 
 export async function benchFleet(ctx: RealAppsContext): Promise<void> {
@@ -146,6 +180,13 @@ export async function benchFleet(ctx: RealAppsContext): Promise<void> {
   // Warm-up: both slots of every host hold a release.
   for (const lab of [fleet, single]) for (const round of ['warm-1', 'warm-2']) await pushUntilServed(lab, round);
 
+  const wants = (row: 'push' | 'revert' | 'upload') => !ctx.rows || ctx.rows.has(`fleet.${row}`);
+  if (wants('push')) await pushRow(ctx, fleet, single, reps);
+  if (wants('revert')) await revertRow(ctx, fleet, single);
+  if (wants('upload')) await uploadRow(ctx, fleet, single);
+}
+
+async function pushRow(ctx: RealAppsContext, fleet: FleetLab, single: FleetLab, reps: number): Promise<void> {
   const fleetRuns: PushTiming[] = [];
   const singleRuns: PushTiming[] = [];
   for (let i = 0; i < reps; i++) {
@@ -161,23 +202,34 @@ export async function benchFleet(ctx: RealAppsContext): Promise<void> {
     ],
   }));
 
+}
+
+async function revertRow(ctx: RealAppsContext, fleet: FleetLab, single: FleetLab): Promise<void> {
   // Fleet revert vs one host's swap-back: a window long enough to fail in (the fleet's rollout.window;
   // the single host goes through the fleet path with --hosts, its only host, to get the same window).
   const WINDOW = '30s';
   await fleet.writeConfig((c) => { c.environments[fleet.env]!.rollout = { batch: '100%', bake: '0s', window: WINDOW }; });
   await single.writeConfig((c) => { c.environments[single.env]!.rollout = { batch: 1, bake: '0s', window: WINDOW }; });
-  const fleetRevert: number[] = [];
-  const singleRevert: number[] = [];
+  const fleetRevert: RevertTiming[] = [];
+  const singleRevert: RevertTiming[] = [];
   for (let i = 0; i < Math.max(2, ctx.plan.swapBackReps); i++) {
     fleetRevert.push(await revertOnce(fleet, 2, `fleet-${i}`, []));
     singleRevert.push(await revertOnce(single, 0, `single-${i}`, ['--hosts', single.hosts[0]!.name, '--force', '--reason', 'bench: a window on one host']));
   }
+  const list = (values: readonly (number | null)[]) => values.map((v) => v ?? '-').join(', ');
   ctx.figures.push(makeFigure({
     id: 'fleet.revert', section: '9. Fleet', title: 'fleet revert: failure detected → every host serving the old release (3 hosts, batch = all), vs one host\'s swap-back (ms)', unit: 'ms',
-    slipway: { label: '3 hosts', samples: fleetRevert }, baseline: { label: '1 host swap-back', samples: singleRevert }, goal: { kind: 'ratioAtMost', value: 2 },
-    notes: ['the live process of h3 (of the one host) killed during the window: from its failed watch verdict (agent event) to the first poll of every host answering with the old release; the other two hosts swap back when the controller aborts their windows'],
+    slipway: { label: '3 hosts', samples: fleetRevert.map((r) => r.polledMs) }, baseline: { label: '1 host swap-back', samples: singleRevert.map((r) => r.polledMs) }, goal: { kind: 'ratioAtMost', value: 2 },
+    notes: [
+      'the live process of h3 (of the one host) killed during the window: from its failed watch verdict (agent event) to the first poll of every host answering with the old release; the other two hosts swap back when the controller aborts their windows',
+      `the same from the agents' own records (the last host's swap-back or revert proven through its nginx), ms: 3 hosts ${list(fleetRevert.map((r) => r.provenMs))}; 1 host ${list(singleRevert.map((r) => r.provenMs))}`,
+      `verdict → the abort recorded on the last of the other two hosts (failing agent → controller → agents), ms: ${list(fleetRevert.map((r) => r.abortReachedMs))}`,
+    ],
   }));
   await fleet.writeConfig((c) => { c.environments[fleet.env]!.rollout = { batch: '100%', bake: '0s' }; });
+}
+
+async function uploadRow(ctx: RealAppsContext, fleet: FleetLab, single: FleetLab): Promise<void> {
 
   const bigMB = ctx.plan.uploadBigMB;
   const bigRun = async (lab: FleetLab, round: string) => {
