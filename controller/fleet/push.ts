@@ -269,11 +269,12 @@ async function runBatches(batches: readonly Batch[], ctx: BatchContext, outcomes
     const start = (name: string) => {
       const member = ctx.members.find((m) => m.name === name)!;
       const run = runOnHost(member, ctx.app, `/apps/${ctx.app}/deployments`, deployBody(ctx, member, batch), (host, event) => {
-        hostEvent(host, event, out);
-        // A failed window is known from its verdict: the others are stopped now, not once this host
-        // has swapped back and cleaned up (its result comes after the new slot is stopped).
+        // A failed window is known from its verdict: the others are stopped now (before the line is
+        // printed), not once this host has swapped back and cleaned up (its result comes after the
+        // new slot is stopped).
         if (failure === null && failedVerdict(event)) stopAll(`${host}: ${event.message ?? 'its watch window failed'}`, host);
-      });
+        hostEvent(host, event, out);
+      }, { abortable: true });
       runs.push(run);
       ends.push(run.done.then((end) => {
         outcomes.set(end.name, end.outcome);
