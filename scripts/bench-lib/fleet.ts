@@ -97,6 +97,8 @@ interface RevertTiming {
   provenMs: number;
   /** From the failed verdict to the last other host's "abort asked" (null: no other host was aborted). */
   abortReachedMs: number | null;
+  /** On the aborted hosts, the longest from "abort asked" to its swap-back begun (the watch window's wake-up). */
+  abortToSwapMs: number | null;
 }
 
 /** Pure: when a host's deployments (of one push) last proved the old release served again: a swap-back's or a revert switch's ok event; null if none. */
@@ -152,19 +154,26 @@ async function revertOnce(lab: FleetLab, failing: number, round: string, args: s
   // The agents' own records: each host's proof of the old release, and when the abort reached the others.
   const proven: number[] = [];
   const aborts: number[] = [];
+  const wakes: number[] = [];
   lab.hosts.forEach((h, i) => {
     const state = readState(h.stack.home, lab.app);
     const mine = state.deployments.filter((d) => d.id > lastIds[i]!).map((d) => ({ kind: d.kind, events: state.events(d.id) }));
     const at = provenBackAt(mine);
     if (at !== null) proven.push(at);
-    const asked = mine.flatMap((d) => d.events).find((e) => e.step === 'abort');
-    if (i !== failing && asked) aborts.push(Date.parse(asked.at));
+    const events = mine.flatMap((d) => d.events);
+    const asked = events.find((e) => e.step === 'abort');
+    if (i !== failing && asked) {
+      aborts.push(Date.parse(asked.at));
+      const swap = events.find((e) => e.step === 'swap_back' && e.status === 'started');
+      if (swap) wakes.push(Date.parse(swap.at) - Date.parse(asked.at));
+    }
   });
   if (proven.length === 0) throw new Error(`revert (${round}): no host recorded a swap-back or revert`);
   return {
     polledMs: back.doneAt - failedAt,
     provenMs: Math.max(...proven) - failedAt,
     abortReachedMs: aborts.length ? Math.max(...aborts) - failedAt : null,
+    abortToSwapMs: wakes.length ? Math.max(...wakes) : null,
   };
 }
 
@@ -223,7 +232,8 @@ async function revertRow(ctx: RealAppsContext, fleet: FleetLab, single: FleetLab
     notes: [
       'the live process of h3 (of the one host) killed during the window: from its failed watch verdict (agent event) to the first poll of every host answering with the old release; the other two hosts swap back when the controller aborts their windows',
       `the same from the agents' own records (the last host's swap-back or revert proven through its nginx), ms: 3 hosts ${list(fleetRevert.map((r) => r.provenMs))}; 1 host ${list(singleRevert.map((r) => r.provenMs))}`,
-      `verdict → the abort recorded on the last of the other two hosts (failing agent → controller → agents), ms: ${list(fleetRevert.map((r) => r.abortReachedMs))}`,
+      `verdict → the abort recorded on the last of the other two hosts (failing agent → controller → agents), ms: ${list(fleetRevert.map((r) => r.abortReachedMs))}`
+        + `; then abort → its swap-back begun (the window's wake-up), longest of the two, ms: ${list(fleetRevert.map((r) => r.abortToSwapMs))}`,
     ],
   }));
   await fleet.writeConfig((c) => { c.environments[fleet.env]!.rollout = { batch: '100%', bake: '0s' }; });
