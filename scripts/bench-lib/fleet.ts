@@ -97,8 +97,10 @@ interface RevertTiming {
   provenMs: number;
   /** From the failed verdict to the last other host's "abort asked" (null: no other host was aborted). */
   abortReachedMs: number | null;
-  /** On the aborted hosts, the longest from "abort asked" to its swap-back begun (the watch window's wake-up). */
+  /** On the aborted hosts, the longest from "abort asked" to its swap-back begun (wake-up, verdict, the previous slot's health check). */
   abortToSwapMs: number | null;
+  /** The failing host's own verdict → its swap-back proven, in this run (on 3 hosts: beside the others' on the same cores). */
+  failingOwnMs: number;
 }
 
 /** Pure: when a host's deployments (of one push) last proved the old release served again: a swap-back's or a revert switch's ok event; null if none. */
@@ -155,11 +157,13 @@ async function revertOnce(lab: FleetLab, failing: number, round: string, args: s
   const proven: number[] = [];
   const aborts: number[] = [];
   const wakes: number[] = [];
+  let failingOwn = -1;
   lab.hosts.forEach((h, i) => {
     const state = readState(h.stack.home, lab.app);
     const mine = state.deployments.filter((d) => d.id > lastIds[i]!).map((d) => ({ kind: d.kind, events: state.events(d.id) }));
     const at = provenBackAt(mine);
     if (at !== null) proven.push(at);
+    if (i === failing && at !== null) failingOwn = at - failedAt;
     const events = mine.flatMap((d) => d.events);
     const asked = events.find((e) => e.step === 'abort');
     if (i !== failing && asked) {
@@ -174,6 +178,7 @@ async function revertOnce(lab: FleetLab, failing: number, round: string, args: s
     provenMs: Math.max(...proven) - failedAt,
     abortReachedMs: aborts.length ? Math.max(...aborts) - failedAt : null,
     abortToSwapMs: wakes.length ? Math.max(...wakes) : null,
+    failingOwnMs: failingOwn,
   };
 }
 
@@ -233,7 +238,8 @@ async function revertRow(ctx: RealAppsContext, fleet: FleetLab, single: FleetLab
       'the live process of h3 (of the one host) killed during the window: from its failed watch verdict (agent event) to the first poll of every host answering with the old release; the other two hosts swap back when the controller aborts their windows',
       `the same from the agents' own records (the last host's swap-back or revert proven through its nginx), ms: 3 hosts ${list(fleetRevert.map((r) => r.provenMs))}; 1 host ${list(singleRevert.map((r) => r.provenMs))}`,
       `verdict → the abort recorded on the last of the other two hosts (failing agent → controller → agents), ms: ${list(fleetRevert.map((r) => r.abortReachedMs))}`
-        + `; then abort → its swap-back begun (the window's wake-up), longest of the two, ms: ${list(fleetRevert.map((r) => r.abortToSwapMs))}`,
+        + `; then abort → its swap-back begun (wake-up, verdict, the previous slot's health check), longest of the two, ms: ${list(fleetRevert.map((r) => r.abortToSwapMs))}`,
+      `the failing host's own swap-back (verdict → proven) in the same runs, ms: 3 hosts ${list(fleetRevert.map((r) => r.failingOwnMs))}; 1 host ${list(singleRevert.map((r) => r.failingOwnMs))} (three agents swap back at once on this machine's 2 cores)`,
     ],
   }));
   await fleet.writeConfig((c) => { c.environments[fleet.env]!.rollout = { batch: '100%', bake: '0s' }; });
