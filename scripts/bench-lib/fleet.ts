@@ -121,25 +121,31 @@ async function revertOnce(lab: FleetLab, failing: number, round: string, args: s
   const running = lab.deploy(['--json', 'push', ...args], { timeoutMs: 600_000 });
   let exited = false;
   void running.then(() => { exited = true; });
-  // Its window is running: kill the new slot's process.
+  // Every host switched and in its window (so a host seen on the old release from now on has gone
+  // back, not yet to come forward): kill the failing host's new slot process.
   for (;;) {
-    const d = readState(home, lab.app).deployments[0];
-    if (d && d.id > lastId && d.state === 'watching' && d.outcome === null) break;
-    if (exited) throw new Error(`revert (${round}): the push ended before ${lab.hosts[failing]!.name} watched`);
+    const watching = lab.hosts.every((h, i) => {
+      const d = readState(h.stack.home, lab.app).deployments[0];
+      return d !== undefined && d.id > lastIds[i]! && d.state === 'watching' && d.outcome === null;
+    });
+    if (watching) break;
+    if (exited) throw new Error(`revert (${round}): the push ended before every host watched`);
     await new Promise((r) => setTimeout(r, 20));
   }
   const pid = lab.liveSlotPid(failing);
   if (pid === null) throw new Error(`revert (${round}): no live slot process on ${lab.hosts[failing]!.name}`);
   process.kill(pid, 'SIGKILL');
-  // Every host polled until each serves the old release again (sentAt: when the round began).
-  const rounds: { sentAt: number; doneAt: number; allOld: boolean }[] = [];
+  // Each host polled through its nginx until it serves the old release again; a host seen back is
+  // not asked again. (Polling every host back to back until the push ends took the cores the
+  // agents swap back on, three times as much on the fleet as on one host.)
+  const seenBack: ({ sentAt: number; doneAt: number } | null)[] = lab.hosts.map(() => null);
   const killedAt = Date.now();
-  for (;;) {
+  while (seenBack.some((x) => x === null)) {
     const sentAt = Date.now();
-    const served = await lab.servedAll(2_000);
-    const allOld = served.every((s) => s?.release === before[0]);
-    rounds.push({ sentAt, doneAt: Date.now(), allOld });
-    if (allOld && exited) break;
+    const pending = lab.hosts.map((_, i) => i).filter((i) => seenBack[i] === null);
+    const served = await Promise.all(pending.map((i) => lab.served(i, 2_000)));
+    const doneAt = Date.now();
+    pending.forEach((i, k) => { if (served[k]?.release === before[0]) seenBack[i] = { sentAt, doneAt }; });
     if (Date.now() - killedAt > 180_000) throw new Error(`revert (${round}): not back on the old release`);
   }
   const result = await running;
@@ -150,9 +156,10 @@ async function revertOnce(lab: FleetLab, failing: number, round: string, args: s
     .find((e) => e.step === 'watching' && e.status !== 'started' && e.status !== 'info' && (e.message ?? '').startsWith('failed'));
   if (!verdict) throw new Error(`revert (${round}): no failed watch verdict on ${lab.hosts[failing]!.name}`);
   const failedAt = Date.parse(verdict.at);
-  // The first round that began after the verdict and saw every host on the old release.
-  const back = rounds.find((r) => r.sentAt >= failedAt && r.allOld);
-  if (!back) throw new Error(`revert (${round}): no poll after the verdict saw the old release everywhere`);
+  // The last host's first poll that saw it back; every one of them began after the verdict.
+  const seen = seenBack.filter((x): x is { sentAt: number; doneAt: number } => x !== null);
+  if (seen.some((x) => x.sentAt < failedAt)) throw new Error(`revert (${round}): a host served the old release before the verdict`);
+  const back = { doneAt: Math.max(...seen.map((x) => x.doneAt)) };
   // The agents' own records: each host's proof of the old release, and when the abort reached the others.
   const proven: number[] = [];
   const aborts: number[] = [];
@@ -235,7 +242,7 @@ async function revertRow(ctx: RealAppsContext, fleet: FleetLab, single: FleetLab
     id: 'fleet.revert', section: '9. Fleet', title: 'fleet revert: failure detected → every host serving the old release (3 hosts, batch = all), vs one host\'s swap-back (ms)', unit: 'ms',
     slipway: { label: '3 hosts', samples: fleetRevert.map((r) => r.polledMs) }, baseline: { label: '1 host swap-back', samples: singleRevert.map((r) => r.polledMs) }, goal: { kind: 'ratioAtMost', value: 2 },
     notes: [
-      'the live process of h3 (of the one host) killed during the window: from its failed watch verdict (agent event) to the first poll of every host answering with the old release; the other two hosts swap back when the controller aborts their windows',
+      'the live process of h3 (of the one host) killed once every host is in its window: from its failed watch verdict (agent event) until the last host answers a poll through its nginx with the old release (each host polled back to back until it does, then no more); the other two hosts swap back when the controller aborts their windows',
       `the same from the agents' own records (the last host's swap-back or revert proven through its nginx), ms: 3 hosts ${list(fleetRevert.map((r) => r.provenMs))}; 1 host ${list(singleRevert.map((r) => r.provenMs))}`,
       `verdict → the abort recorded on the last of the other two hosts (failing agent → controller → agents), ms: ${list(fleetRevert.map((r) => r.abortReachedMs))}`
         + `; then abort → its swap-back begun (wake-up, verdict, the previous slot's health check), longest of the two, ms: ${list(fleetRevert.map((r) => r.abortToSwapMs))}`,
