@@ -14,6 +14,13 @@ import { StallWatch } from './stall-watch.js';
 /** Opens a fresh byte stream to the agent's HTTP port (an SSH forwardOut channel in practice). */
 export type ChannelFactory = () => Promise<Duplex>;
 
+/** One JSON request on a channel opened ahead of it (AgentClient.standby). */
+export interface StandbyRequest {
+  json<T>(method: string, path: string, body?: unknown): Promise<T>;
+  /** Closes the channel if it was not used. */
+  close(): void;
+}
+
 /** `stalledMs` is how long the agent has accepted no bytes (0 while they flow). */
 export interface UploadProgress { sent: number; total: number; stalledMs: number }
 
@@ -76,10 +83,51 @@ export class AgentClient {
   }
 
   async json<T>(method: string, path: string, body?: unknown): Promise<T> {
+    return this.jsonOn<T>(null, method, path, body);
+  }
+
+  /**
+   * A channel opened now for one JSON request sent later (a fleet abort): the request then goes
+   * out at once instead of waiting for a channel to open through sshd first. A request that
+   * fails on it (the channel closed meanwhile, e.g. the agent restarted) is sent once more on a
+   * fresh channel, so it must be safe to repeat. `close` drops the channel unused.
+   */
+  standby(): StandbyRequest {
+    let state: 'waiting' | 'used' | 'closed' = 'waiting';
+    let opened: Duplex | null = null;
+    const opening = this.openChannel().then((channel) => {
+      if (state === 'closed') {
+        channel.destroy();
+        return null;
+      }
+      opened = channel;
+      return channel;
+    }, () => null);
+    return {
+      json: async <T>(method: string, path: string, body?: unknown): Promise<T> => {
+        if (state !== 'waiting') return this.json<T>(method, path, body);
+        state = 'used';
+        const channel = await opening;
+        if (!channel || channel.destroyed || !channel.writable) return this.json<T>(method, path, body);
+        try {
+          return await this.jsonOn<T>(channel, method, path, body);
+        } catch {
+          return this.json<T>(method, path, body);
+        }
+      },
+      close: () => {
+        if (state !== 'waiting') return;
+        state = 'closed';
+        opened?.destroy();
+      },
+    };
+  }
+
+  private async jsonOn<T>(channel: Duplex | null, method: string, path: string, body?: unknown): Promise<T> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const response = await this.send(method, path, {
       ...(payload ? { 'content-type': 'application/json', 'content-length': String(payload.length) } : {}),
-    }, async (req) => { req.end(payload); });
+    }, async (req) => { req.end(payload); }, channel);
     return parseJsonResponse<T>(response, `${method} ${path}`);
   }
 
@@ -239,8 +287,9 @@ export class AgentClient {
   private async send(
     method: string, path: string, headers: Record<string, string>,
     writeBody: (req: http.ClientRequest, abort: (error: SlipwayError) => void) => Promise<unknown>,
+    opened: Duplex | null = null,
   ): Promise<http.IncomingMessage> {
-    const channel = await this.openChannel();
+    const channel = opened ?? await this.openChannel();
     adaptChannel(channel);
     return new Promise((resolve, reject) => {
       let settled = false;

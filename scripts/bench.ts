@@ -33,24 +33,33 @@ const RESULTS_DIR = path.join(REPO_ROOT, 'test', 'bench', 'results');
 const WATCH_ROLLOUT_PHASE = { windowMs: 2000, intervalMs: 200, failuresToRollback: 3, keepPreviousWarm: true };
 const WATCH_SWITCH_PHASE = { ...WATCH_ROLLOUT_PHASE, windowMs: 0 };
 
-function parseArgs(argv: string[]): { quick: boolean; only: Set<Section> | null } {
+/** Rows a section can run alone (`--only fleet.revert`); the others always run whole. */
+const ROWS: Partial<Record<Section, readonly string[]>> = { fleet: ['push', 'revert', 'upload'] };
+
+function parseArgs(argv: string[]): { quick: boolean; only: Set<Section> | null; rows: Set<string> | null } {
   let quick = false;
   let only: Set<Section> | null = null;
+  let rows: Set<string> | null = null;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--quick') quick = true;
     else if (arg === '--only' || arg.startsWith('--only=')) {
       const value = arg === '--only' ? argv[++i] ?? '' : arg.slice('--only='.length);
       const names = value.split(',').map((s) => s.trim()).filter(Boolean);
-      const unknown = names.filter((n) => !(SECTIONS as readonly string[]).includes(n));
-      if (unknown.length > 0 || names.length === 0) throw new Error(`--only takes sections from: ${SECTIONS.join(', ')} (got ${value || 'nothing'})`);
-      only = new Set(names as Section[]);
+      const isRow = (n: string) => { const [section, row] = n.split('.'); return ROWS[section as Section]?.includes(row ?? '') ?? false; };
+      const unknown = names.filter((n) => !(SECTIONS as readonly string[]).includes(n) && !isRow(n));
+      const rowNames = Object.entries(ROWS).flatMap(([section, r]) => r.map((x) => `${section}.${x}`));
+      if (unknown.length > 0 || names.length === 0) throw new Error(`--only takes sections from: ${SECTIONS.join(', ')}, or rows: ${rowNames.join(', ')} (got ${value || 'nothing'})`);
+      only = new Set(names.map((n) => n.split('.')[0]) as Section[]);
+      const picked = names.filter(isRow);
+      if (picked.length) rows = new Set(picked);
     } else if (arg === '--help' || arg === '-h') {
-      process.stdout.write('usage: npm run bench [-- --quick] [-- --only backup,upload,repush,rollouts,swapback,switch,wrk,wrkpush,footprint,deps,multi,delta,fleet]\n');
+      process.stdout.write('usage: npm run bench [-- --quick] [-- --only backup,upload,repush,rollouts,swapback,switch,wrk,wrkpush,footprint,deps,multi,delta,fleet]\n'
+        + `  a row of a section alone: --only ${Object.entries(ROWS).flatMap(([section, r]) => r.map((x) => `${section}.${x}`)).join(',')} (the section's other rows are skipped)\n`);
       process.exit(0);
     } else throw new Error(`unknown argument ${arg} (try --help)`);
   }
-  return { quick, only };
+  return { quick, only, rows };
 }
 
 async function versionOf(argv: string[]): Promise<string> {
@@ -84,7 +93,7 @@ async function setWatch(stack: Stack, watch: Record<string, unknown>): Promise<v
 }
 
 async function main(): Promise<number> {
-  const { quick, only } = parseArgs(process.argv.slice(2));
+  const { quick, only, rows } = parseArgs(process.argv.slice(2));
   const wants = (s: Section) => only === null || only.has(s);
   const plan = quick ? QUICK_PLAN : FULL_PLAN;
   const startedAt = Date.now();
@@ -140,7 +149,7 @@ async function main(): Promise<number> {
       };
       cleanups.push(stopOwn);
       try {
-        await fn({ plan, figures, notes, log, onCleanup: (c) => { own.push(c); } });
+        await fn({ plan, figures, notes, log, rows, onCleanup: (c) => { own.push(c); } });
       } finally {
         await stopOwn();
       }

@@ -202,7 +202,7 @@ export class ActivationSteps {
       threshold: watch.failuresToRollback,
       clock: this.deps.clock,
       runChecks: () => watchChecks(this.deps, d, baselineRestarts),
-      aborted: () => j.abortReason,
+      signal: j.abortSignal,
       onRound: (round, roundVerdict, elapsedMs) => {
         if (roundVerdict.failingRounds > 0) {
           j.emit('watching', 'info', `check failing: ${round.filter((c) => !c.ok).map((c) => `${c.name} ${c.detail}`).join('; ')}`, elapsedMs);

@@ -68,8 +68,25 @@ export class StepJournal {
 
   constructor(private readonly deps: JournalDeps, readonly deployment: Deployment, readonly feed: DeploymentFeed) {}
 
-  /** Set when a fleet controller asked this rollout to stop (another host failed): why. */
-  abortReason: string | null = null;
+  /** Aborted, with the reason as a string, when a fleet controller asks this rollout to stop (another host failed). */
+  private readonly aborter = new AbortController();
+
+  /** Fires on an abort: wakes the watch window at once (watch.ts). */
+  get abortSignal(): AbortSignal {
+    return this.aborter.signal;
+  }
+
+  /** Why a fleet controller asked this rollout to stop, or null. */
+  get abortReason(): string | null {
+    return this.aborter.signal.aborted ? String(this.aborter.signal.reason) : null;
+  }
+
+  /** Asks this rollout to stop; false when it was asked already (the first reason stands). */
+  requestAbort(reason: string): boolean {
+    if (this.aborter.signal.aborted) return false;
+    this.aborter.abort(reason);
+    return true;
+  }
 
   /** Throws rollout_aborted once an abort was asked for (checked before traffic moves). */
   throwIfAborted(): void {

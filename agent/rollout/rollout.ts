@@ -219,9 +219,8 @@ export class RolloutService {
         hint: 'it may have ended already: see deploy history', status: 404,
       });
     }
-    const first = journal.abortReason === null;
+    const first = journal.requestAbort(input.reason);
     if (first) {
-      journal.abortReason = input.reason;
       journal.emit('abort', 'info', `abort asked by ${input.actor}: ${input.reason}`, null);
       this.deps.logger.warn({ deploymentId: input.deploymentId, app: input.app, by: input.actor, reason: input.reason }, 'rollout abort asked');
     }

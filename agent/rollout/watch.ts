@@ -35,29 +35,57 @@ export interface WatchOptions {
   runChecks: () => Promise<WatchCheck[]>;
   onRound?: (round: WatchCheck[], verdict: WatchVerdict, elapsedMs: number) => void;
   clock?: Clock;
-  /** Why the window was cut short from outside (a fleet abort), else null: checked every round. */
-  aborted?: () => string | null;
+  /**
+   * Aborted from outside (a fleet abort: another host failed), its reason a string: the window
+   * ends at once, whether it sleeps between rounds or a round's checks are still out.
+   */
+  signal?: AbortSignal;
+}
+
+/** What `untilAborted` gives back when the signal fired first. */
+const ABORTED: unique symbol = Symbol('aborted');
+
+/**
+ * `work`, or ABORTED as soon as `signal` aborts, whichever comes first. The listener is removed
+ * once `work` settles, so a long window adds none per round. Work left behind is only read-only
+ * checks: its result (or failure) is dropped.
+ */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T | typeof ABORTED> {
+  if (!signal) return work;
+  return new Promise<T | typeof ABORTED>((resolve, reject) => {
+    const onAbort = () => {
+      work.catch(() => undefined);
+      resolve(ABORTED);
+    };
+    if (signal.aborted) {
+      onAbort();
+      return;
+    }
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (value) => { signal.removeEventListener('abort', onAbort); resolve(value); },
+      (error: unknown) => { signal.removeEventListener('abort', onAbort); reject(error instanceof Error ? error : new Error(String(error))); },
+    );
+  });
 }
 
 /** Runs check rounds for the window; returns the first failing verdict, or ok after the window. */
 export async function watchWindow(options: WatchOptions): Promise<WatchVerdict> {
   const clock = options.clock ?? systemClock;
+  const { signal } = options;
   const started = clock.now();
   let verdict: WatchVerdict = { ok: true, failingRounds: 0, reason: null };
-  const abortVerdict = (): WatchVerdict | null => {
-    const reason = options.aborted?.() ?? null;
-    return reason === null ? null : { ok: false, failingRounds: 0, reason: `aborted: ${reason}` };
-  };
+  const abortVerdict = (): WatchVerdict => ({ ok: false, failingRounds: 0, reason: `aborted: ${String(signal?.reason)}` });
   for (;;) {
     const roundStarted = clock.now();
-    const before = abortVerdict();
-    if (before) return before;
-    const round = await options.runChecks();
+    if (signal?.aborted) return abortVerdict();
+    const round = await untilAborted(options.runChecks(), signal);
+    if (round === ABORTED) return abortVerdict();
     verdict = judgeRound(verdict, round, options.threshold);
     options.onRound?.(round, verdict, clock.now() - started);
     if (!verdict.ok) return verdict;
     // A window that ends mid-streak runs on until the streak clears or reaches the threshold.
     if (clock.now() - started >= options.windowMs && verdict.failingRounds === 0) return verdict;
-    await clock.sleep(Math.max(0, options.intervalMs - (clock.now() - roundStarted)));
+    await clock.sleep(Math.max(0, options.intervalMs - (clock.now() - roundStarted)), signal);
   }
 }

@@ -33,16 +33,21 @@ const PAST_RUN_ONCE = new Set(['starting', 'singletons', 'healthy', 'switching',
  * before the agent named the deployment is sent as soon as it does; an abort of a deployment that
  * already ended is a no-op.
  */
-export function runOnHost(member: FleetMember, app: string, path: string, body: unknown, onEvent: (name: string, event: DeploymentEvent) => void): HostRun {
+export function runOnHost(member: FleetMember, app: string, path: string, body: unknown, onEvent: (name: string, event: DeploymentEvent) => void,
+  options: { abortable?: boolean } = {}): HostRun {
   let deploymentId: number | null = null;
   let pendingAbort: string | null = null;
   let switched = false;
   let result: DeploymentResult | null = null;
   let markPrepared: () => void = () => undefined;
   const prepared = new Promise<void>((resolve) => { markPrepared = resolve; });
+  // A run that may be aborted keeps a channel open for it: when another host fails, the abort is
+  // one request on it, not a channel opened through sshd first (issue 15: fleet revert time).
+  const abortChannel = options.abortable ? member.session.agent.standby() : null;
   const sendAbort = (reason: string) => {
     if (deploymentId === null || result !== null) return;
-    void member.session.agent.json('POST', `/apps/${app}/deployments/${deploymentId}/abort`, { reason }).catch(() => undefined);
+    const abortPath = `/apps/${app}/deployments/${deploymentId}/abort`;
+    void (abortChannel ?? member.session.agent).json('POST', abortPath, { reason }).catch(() => undefined);
   };
   const done = (async (): Promise<HostRunEnd> => {
     try {
@@ -74,6 +79,7 @@ export function runOnHost(member: FleetMember, app: string, path: string, body: 
       return { name: member.name, deploymentId, outcome: inDoubt ? 'in_doubt' : 'failed', result: null, error: err, switched };
     } finally {
       markPrepared();
+      abortChannel?.close();
     }
   })();
   return {

@@ -164,12 +164,25 @@ export async function rollOutFleet(fleet: FleetTarget, session: FleetSession, re
     await uploadWhereMissing(members, fleet, release, out);
     phases.mark('upload');
     const watch = { intervalMs: release.manifest.spec?.watch.intervalMs ?? 1_000, threshold: release.manifest.spec?.watch.failuresToRollback ?? 3 };
-    const failedAt = await runBatches(plan.batches, { members, app, releaseId, rolloutId, lock, runOnceHost: plan.runOnceHost, fleet, tag: release.tag, watch, promotion: options.promotion ?? null }, outcomes, details, deploymentIds, out);
+    // Hosts whose part is over and that serve the release (earlier batches, hosts that had it before)
+    // are flipped back as soon as a failure is known, beside the running hosts' own swap-back: not
+    // once the failing batch has ended (its hosts stop their new slots before they answer).
+    const reverting = new Map<string, Promise<void>>();
+    const revert = (reason: string) => {
+      const toRevert = hostsToRevert(outcomes).filter((h) => !reverting.has(h));
+      if (toRevert.length === 0) return;
+      out.info(`  reverting ${toRevert.join(', ')} to ${previousRelease ? shortSha(previousRelease) : 'their previous release'} (one flip each)`);
+      const flips = revertHosts(toRevert, { members, app, rolloutId, lock, statuses, previousRelease, reason, fleet }, outcomes, details, deploymentIds);
+      for (const host of toRevert) reverting.set(host, flips);
+    };
+    const failedAt = await runBatches(plan.batches, { members, app, releaseId, rolloutId, lock, runOnceHost: plan.runOnceHost, fleet, tag: release.tag, watch, promotion: options.promotion ?? null, onFailure: revert },
+      outcomes, details, deploymentIds, out);
     phases.mark('batches');
     if (failedAt !== null) {
-      const toRevert = hostsToRevert(outcomes);
-      if (toRevert.length) out.info(`  reverting ${toRevert.join(', ')} to ${previousRelease ? shortSha(previousRelease) : 'their previous release'} (one flip each)`);
-      await revertHosts(toRevert, { members, app, rolloutId, lock, statuses, previousRelease, reason: failedAt, fleet }, outcomes, details, deploymentIds);
+      // A host of the failing batch whose window passed before the abort reached it is reverted now.
+      await Promise.all(reverting.values());
+      revert(failedAt);
+      await Promise.all(reverting.values());
       phases.mark('revert');
     }
     const verdict = fleetVerdict(outcomes);
@@ -248,6 +261,8 @@ interface BatchContext {
   watch: SentinelOptions;
   /** A promotion's origin, recorded on every host's deployment; null for a push. */
   promotion: PromotionInfo | null;
+  /** Called once, at the first failure (before the failing batch ends): reverts the hosts whose part is over. */
+  onFailure: (reason: string) => void;
 }
 
 /**
@@ -262,20 +277,25 @@ async function runBatches(batches: readonly Batch[], ctx: BatchContext, outcomes
     out.info(`  batch ${index + 1}/${batches.length}: ${batch.hosts.join(', ')}${batch.last ? ` (full watch window${batch.watchMs === null ? '' : ` of ${formatMs(batch.watchMs)}`})` : ` (bake ${formatMs(batch.watchMs ?? 0)})`}`
       + `${switched.length ? `; still watching ${switched.map((w) => w.host).join(', ')}` : ''}`, { batch: index + 1, hosts: batch.hosts });
     let failure: string | null = null;
+    const sentinel = watchSwitched(ctx.members, ctx.app, switched, ctx.watch);
     const runs: HostRun[] = [];
     const ends: Promise<HostRunEnd>[] = [];
     const stopAll = (reason: string, except: string | null) => {
       failure = reason;
       for (const other of runs) if (other.name !== except) other.abort(`rollout ${ctx.rolloutId.slice(0, 8)} stopped: ${reason}`);
+      // The earlier batches' hosts are flipped back from here on: not watched any more.
+      sentinel.stop();
+      ctx.onFailure(reason);
     };
     const start = (name: string) => {
       const member = ctx.members.find((m) => m.name === name)!;
       const run = runOnHost(member, ctx.app, `/apps/${ctx.app}/deployments`, deployBody(ctx, member, batch), (host, event) => {
-        hostEvent(host, event, out);
-        // A failed window is known from its verdict: the others are stopped now, not once this host
-        // has swapped back and cleaned up (its result comes after the new slot is stopped).
+        // A failed window is known from its verdict: the others are stopped now (before the line is
+        // printed), not once this host has swapped back and cleaned up (its result comes after the
+        // new slot is stopped).
         if (failure === null && failedVerdict(event)) stopAll(`${host}: ${event.message ?? 'its watch window failed'}`, host);
-      });
+        hostEvent(host, event, out);
+      }, { abortable: true });
       runs.push(run);
       ends.push(run.done.then((end) => {
         outcomes.set(end.name, end.outcome);
@@ -286,7 +306,6 @@ async function runBatches(batches: readonly Batch[], ctx: BatchContext, outcomes
       }));
       return run;
     };
-    const sentinel = watchSwitched(ctx.members, ctx.app, switched, ctx.watch);
     void sentinel.failed.then(({ host, reason }) => {
       if (failure !== null) return;
       out.info(`  [${host}] failed after its batch: ${reason}`, { host, watchFailed: reason });

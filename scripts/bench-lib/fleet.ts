@@ -99,34 +99,62 @@ export function phaseNote(label: string, runs: readonly PushTiming[]): string {
  * the watch). On one host that is its swap-back; on a fleet (batch = all) the failing host swaps
  * back, the controller aborts the others' windows and they swap back too.
  */
-async function revertOnce(lab: FleetLab, failing: number, round: string, args: string[]): Promise<number> {
+interface RevertTiming {
+  /** From the failed verdict to the first poll (begun after it) that saw every host on the old release. */
+  polledMs: number;
+  /** From the failed verdict to the last host's own proof of the old release (its swap_back, or its revert switch, ok). */
+  provenMs: number;
+  /** From the failed verdict to the last other host's "abort asked" (null: no other host was aborted). */
+  abortReachedMs: number | null;
+  /** On the aborted hosts, the longest from "abort asked" to its swap-back begun (wake-up, verdict, the previous slot's health check). */
+  abortToSwapMs: number | null;
+  /** The failing host's own verdict → its swap-back proven, in this run (on 3 hosts: beside the others' on the same cores). */
+  failingOwnMs: number;
+}
+
+/** Pure: when a host's deployments (of one push) last proved the old release served again: a swap-back's or a revert switch's ok event; null if none. */
+export function provenBackAt(deployments: readonly { kind: string; events: readonly { step: string; status: string; at: string }[] }[]): number | null {
+  const times = deployments.flatMap((d) => d.events
+    .filter((e) => e.status === 'ok' && (e.step === 'swap_back' || (d.kind === 'switch' && e.step === 'switching')))
+    .map((e) => Date.parse(e.at)));
+  return times.length ? Math.max(...times) : null;
+}
+
+async function revertOnce(lab: FleetLab, failing: number, round: string, args: string[]): Promise<RevertTiming> {
   const before = (await lab.servedAll(2_000)).map((s) => s?.release ?? null);
   if (before.some((r) => r === null || r !== before[0])) throw new Error(`revert (${round}): the lab does not serve one release: ${before.join(', ')}`);
   const home = lab.hosts[failing]!.stack.home;
-  const lastId = readState(home, lab.app).deployments[0]?.id ?? 0;
+  const lastIds = lab.hosts.map((h) => readState(h.stack.home, lab.app).deployments[0]?.id ?? 0);
+  const lastId = lastIds[failing]!;
   await lab.repo.commit({ 'message.txt': `bench revert ${round}\n` }, `bench: revert ${round}`);
   const running = lab.deploy(['--json', 'push', ...args], { timeoutMs: 600_000 });
   let exited = false;
   void running.then(() => { exited = true; });
-  // Its window is running: kill the new slot's process.
+  // Every host switched and in its window (so a host seen on the old release from now on has gone
+  // back, not yet to come forward): kill the failing host's new slot process.
   for (;;) {
-    const d = readState(home, lab.app).deployments[0];
-    if (d && d.id > lastId && d.state === 'watching' && d.outcome === null) break;
-    if (exited) throw new Error(`revert (${round}): the push ended before ${lab.hosts[failing]!.name} watched`);
+    const watching = lab.hosts.every((h, i) => {
+      const d = readState(h.stack.home, lab.app).deployments[0];
+      return d !== undefined && d.id > lastIds[i]! && d.state === 'watching' && d.outcome === null;
+    });
+    if (watching) break;
+    if (exited) throw new Error(`revert (${round}): the push ended before every host watched`);
     await new Promise((r) => setTimeout(r, 20));
   }
   const pid = lab.liveSlotPid(failing);
   if (pid === null) throw new Error(`revert (${round}): no live slot process on ${lab.hosts[failing]!.name}`);
   process.kill(pid, 'SIGKILL');
-  // Every host polled until each serves the old release again (sentAt: when the round began).
-  const rounds: { sentAt: number; doneAt: number; allOld: boolean }[] = [];
+  // Each host polled through its nginx until it serves the old release again; a host seen back is
+  // not asked again. (Polling every host back to back until the push ends took the cores the
+  // agents swap back on, three times as much on the fleet as on one host.)
+  const seenBack: ({ sentAt: number; doneAt: number } | null)[] = lab.hosts.map(() => null);
   const killedAt = Date.now();
-  for (;;) {
+  while (seenBack.some((x) => x === null)) {
     const sentAt = Date.now();
-    const served = await lab.servedAll(2_000);
-    const allOld = served.every((s) => s?.release === before[0]);
-    rounds.push({ sentAt, doneAt: Date.now(), allOld });
-    if (allOld && exited) break;
+    const pending = lab.hosts.map((_, i) => i).filter((i) => seenBack[i] === null);
+    const served = await Promise.all(pending.map((i) => lab.served(i, 2_000)));
+    const doneAt = Date.now();
+    pending.forEach((i, k) => { if (served[k]?.release === before[0]) seenBack[i] = { sentAt, doneAt }; });
     if (Date.now() - killedAt > 180_000) throw new Error(`revert (${round}): not back on the old release`);
   }
   const result = await running;
@@ -137,10 +165,37 @@ async function revertOnce(lab: FleetLab, failing: number, round: string, args: s
     .find((e) => e.step === 'watching' && e.status !== 'started' && e.status !== 'info' && (e.message ?? '').startsWith('failed'));
   if (!verdict) throw new Error(`revert (${round}): no failed watch verdict on ${lab.hosts[failing]!.name}`);
   const failedAt = Date.parse(verdict.at);
-  // The first round that began after the verdict and saw every host on the old release.
-  const back = rounds.find((r) => r.sentAt >= failedAt && r.allOld);
-  if (!back) throw new Error(`revert (${round}): no poll after the verdict saw the old release everywhere`);
-  return back.doneAt - failedAt;
+  // The last host's first poll that saw it back; every one of them began after the verdict.
+  const seen = seenBack.filter((x): x is { sentAt: number; doneAt: number } => x !== null);
+  if (seen.some((x) => x.sentAt < failedAt)) throw new Error(`revert (${round}): a host served the old release before the verdict`);
+  const back = { doneAt: Math.max(...seen.map((x) => x.doneAt)) };
+  // The agents' own records: each host's proof of the old release, and when the abort reached the others.
+  const proven: number[] = [];
+  const aborts: number[] = [];
+  const wakes: number[] = [];
+  let failingOwn = -1;
+  lab.hosts.forEach((h, i) => {
+    const state = readState(h.stack.home, lab.app);
+    const mine = state.deployments.filter((d) => d.id > lastIds[i]!).map((d) => ({ kind: d.kind, events: state.events(d.id) }));
+    const at = provenBackAt(mine);
+    if (at !== null) proven.push(at);
+    if (i === failing && at !== null) failingOwn = at - failedAt;
+    const events = mine.flatMap((d) => d.events);
+    const asked = events.find((e) => e.step === 'abort');
+    if (i !== failing && asked) {
+      aborts.push(Date.parse(asked.at));
+      const swap = events.find((e) => e.step === 'swap_back' && e.status === 'started');
+      if (swap) wakes.push(Date.parse(swap.at) - Date.parse(asked.at));
+    }
+  });
+  if (proven.length === 0) throw new Error(`revert (${round}): no host recorded a swap-back or revert`);
+  return {
+    polledMs: back.doneAt - failedAt,
+    provenMs: Math.max(...proven) - failedAt,
+    abortReachedMs: aborts.length ? Math.max(...aborts) - failedAt : null,
+    abortToSwapMs: wakes.length ? Math.max(...wakes) : null,
+    failingOwnMs: failingOwn,
+  };
 }
 
 export async function benchFleet(ctx: RealAppsContext): Promise<void> {
@@ -155,10 +210,59 @@ export async function benchFleet(ctx: RealAppsContext): Promise<void> {
   // Warm-up: both slots of every host hold a release.
   for (const lab of [fleet, single]) for (const round of ['warm-1', 'warm-2']) await pushUntilServed(lab, round);
 
-  // SLIPWAY_BENCH_FLEET_UPLOAD_ONLY=1: the 100 MB row alone (after the warm-up), to study it.
-  if (process.env.SLIPWAY_BENCH_FLEET_UPLOAD_ONLY === '1') ctx.log('fleet: the 100 MB row only (SLIPWAY_BENCH_FLEET_UPLOAD_ONLY)');
-  else await pushAndRevertRows(ctx, fleet, single, reps);
+  const wants = (row: 'push' | 'revert' | 'upload') => !ctx.rows || ctx.rows.has(`fleet.${row}`);
+  if (wants('push')) await pushRow(ctx, fleet, single, reps);
+  if (wants('revert')) await revertRow(ctx, fleet, single);
+  if (wants('upload')) await uploadRow(ctx, fleet, single);
+}
 
+async function pushRow(ctx: RealAppsContext, fleet: FleetLab, single: FleetLab, reps: number): Promise<void> {
+  const fleetRuns: PushTiming[] = [];
+  const singleRuns: PushTiming[] = [];
+  for (let i = 0; i < reps; i++) {
+    fleetRuns.push(await pushUntilServed(fleet, `small-${i}`));
+    singleRuns.push(await pushUntilServed(single, `small-${i}`));
+  }
+  ctx.figures.push(makeFigure({
+    id: 'fleet.push', section: '9. Fleet', title: 'push → new release served on all 3 hosts (batch = all), vs the same push to 1 host (ms)', unit: 'ms',
+    slipway: { label: '3 hosts', samples: fleetRuns.map((r) => r.servedMs) }, baseline: { label: '1 host', samples: singleRuns.map((r) => r.servedMs) }, goal: { kind: 'ratioAtMost', value: 1.3 },
+    notes: [
+      'sample app; each host in its own network namespace on this machine; watch window 0 (the figure stops when the last host serves the release)',
+      phaseNote('3 hosts', fleetRuns), phaseNote('1 host', singleRuns),
+    ],
+  }));
+
+}
+
+async function revertRow(ctx: RealAppsContext, fleet: FleetLab, single: FleetLab): Promise<void> {
+  // Fleet revert vs one host's swap-back: a window long enough to fail in (the fleet's rollout.window;
+  // the single host goes through the fleet path with --hosts, its only host, to get the same window).
+  const WINDOW = '30s';
+  await fleet.writeConfig((c) => { c.environments[fleet.env]!.rollout = { batch: '100%', bake: '0s', window: WINDOW }; });
+  await single.writeConfig((c) => { c.environments[single.env]!.rollout = { batch: 1, bake: '0s', window: WINDOW }; });
+  const fleetRevert: RevertTiming[] = [];
+  const singleRevert: RevertTiming[] = [];
+  for (let i = 0; i < Math.max(2, ctx.plan.swapBackReps); i++) {
+    fleetRevert.push(await revertOnce(fleet, 2, `fleet-${i}`, []));
+    singleRevert.push(await revertOnce(single, 0, `single-${i}`, ['--hosts', single.hosts[0]!.name, '--force', '--reason', 'bench: a window on one host']));
+  }
+  const list = (values: readonly (number | null)[]) => values.map((v) => v ?? '-').join(', ');
+  ctx.figures.push(makeFigure({
+    id: 'fleet.revert', section: '9. Fleet', title: 'fleet revert: failure detected → every host serving the old release (3 hosts, batch = all), vs one host\'s swap-back (ms)', unit: 'ms',
+    slipway: { label: '3 hosts', samples: fleetRevert.map((r) => r.polledMs) }, baseline: { label: '1 host swap-back', samples: singleRevert.map((r) => r.polledMs) }, goal: { kind: 'ratioAtMost', value: 2 },
+    notes: [
+      'the live process of h3 (of the one host) killed once every host is in its window: from its failed watch verdict (agent event) until the last host answers a poll through its nginx with the old release (each host polled back to back until it does, then no more); the other two hosts swap back when the controller aborts their windows',
+      `the same from the agents' own records (the last host's swap-back or revert proven through its nginx), ms: 3 hosts ${list(fleetRevert.map((r) => r.provenMs))}; 1 host ${list(singleRevert.map((r) => r.provenMs))}`,
+      `verdict → the abort recorded on the last of the other two hosts (failing agent → controller → agents), ms: ${list(fleetRevert.map((r) => r.abortReachedMs))}`
+        + `; then abort → its swap-back begun (wake-up, verdict, the previous slot's health check), longest of the two, ms: ${list(fleetRevert.map((r) => r.abortToSwapMs))}`,
+      `the failing host's own swap-back (verdict → proven) in the same runs, ms: 3 hosts ${list(fleetRevert.map((r) => r.failingOwnMs))}; 1 host ${list(singleRevert.map((r) => r.failingOwnMs))} (three agents swap back at once on this machine's 2 cores)`,
+    ],
+  }));
+  await fleet.writeConfig((c) => { c.environments[fleet.env]!.rollout = { batch: '100%', bake: '0s' }; });
+}
+
+/** The 100 MB row: paired rounds (3 hosts, then 1), each a new random file nothing of which is on any host yet. */
+async function uploadRow(ctx: RealAppsContext, fleet: FleetLab, single: FleetLab): Promise<void> {
   const bigMB = ctx.plan.uploadBigMB;
   // Each host's agent logs its ingest steps (receive, unpackTail, verify, sync, publish).
   const ingestSteps: Record<'fleet' | 'single', string[]> = { fleet: [], single: [] };
@@ -189,40 +293,4 @@ export async function benchFleet(ctx: RealAppsContext): Promise<void> {
       `agent's ingest steps (ms), 1 host: ${ingestSteps.single.join(' | ')}`,
     ],
   }));
-}
-
-/** The rows of small pushes (fleet.push) and of a failure after going live (fleet.revert). */
-async function pushAndRevertRows(ctx: RealAppsContext, fleet: FleetLab, single: FleetLab, reps: number): Promise<void> {
-  const fleetRuns: PushTiming[] = [];
-  const singleRuns: PushTiming[] = [];
-  for (let i = 0; i < reps; i++) {
-    fleetRuns.push(await pushUntilServed(fleet, `small-${i}`));
-    singleRuns.push(await pushUntilServed(single, `small-${i}`));
-  }
-  ctx.figures.push(makeFigure({
-    id: 'fleet.push', section: '9. Fleet', title: 'push → new release served on all 3 hosts (batch = all), vs the same push to 1 host (ms)', unit: 'ms',
-    slipway: { label: '3 hosts', samples: fleetRuns.map((r) => r.servedMs) }, baseline: { label: '1 host', samples: singleRuns.map((r) => r.servedMs) }, goal: { kind: 'ratioAtMost', value: 1.3 },
-    notes: [
-      'sample app; each host in its own network namespace on this machine; watch window 0 (the figure stops when the last host serves the release)',
-      phaseNote('3 hosts', fleetRuns), phaseNote('1 host', singleRuns),
-    ],
-  }));
-
-  // Fleet revert vs one host's swap-back: a window long enough to fail in (the fleet's rollout.window;
-  // the single host goes through the fleet path with --hosts, its only host, to get the same window).
-  const WINDOW = '30s';
-  await fleet.writeConfig((c) => { c.environments[fleet.env]!.rollout = { batch: '100%', bake: '0s', window: WINDOW }; });
-  await single.writeConfig((c) => { c.environments[single.env]!.rollout = { batch: 1, bake: '0s', window: WINDOW }; });
-  const fleetRevert: number[] = [];
-  const singleRevert: number[] = [];
-  for (let i = 0; i < Math.max(2, ctx.plan.swapBackReps); i++) {
-    fleetRevert.push(await revertOnce(fleet, 2, `fleet-${i}`, []));
-    singleRevert.push(await revertOnce(single, 0, `single-${i}`, ['--hosts', single.hosts[0]!.name, '--force', '--reason', 'bench: a window on one host']));
-  }
-  ctx.figures.push(makeFigure({
-    id: 'fleet.revert', section: '9. Fleet', title: 'fleet revert: failure detected → every host serving the old release (3 hosts, batch = all), vs one host\'s swap-back (ms)', unit: 'ms',
-    slipway: { label: '3 hosts', samples: fleetRevert }, baseline: { label: '1 host swap-back', samples: singleRevert }, goal: { kind: 'ratioAtMost', value: 2 },
-    notes: ['the live process of h3 (of the one host) killed during the window: from its failed watch verdict (agent event) to the first poll of every host answering with the old release; the other two hosts swap back when the controller aborts their windows'],
-  }));
-  await fleet.writeConfig((c) => { c.environments[fleet.env]!.rollout = { batch: '100%', bake: '0s' }; });
 }

@@ -45,6 +45,8 @@ export interface RealAppsContext {
   figures: Figure[];
   notes: string[];
   log(message: string): void;
+  /** `--only section.row`: the rows asked for (e.g. fleet.revert); null: every row. */
+  rows?: ReadonlySet<string> | null;
   /** Registers a cleanup run when the bench ends (also on a signal). */
   onCleanup(fn: () => Promise<void>): void;
 }

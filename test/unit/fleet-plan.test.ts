@@ -83,14 +83,14 @@ describe('a fleet host on the agent', () => {
     expect(fleetPartOf({ runOnce: false })).toEqual({ rolloutId: null, runOnce: false, watchMs: null, keepPrevious: false });
   });
 
-  it('an abort fails the watch window at its next round', async () => {
-    let aborted: string | null = null;
+  it('an abort fails the watch window (here during a round: its checks are not judged)', async () => {
+    const abort = new AbortController();
     let rounds = 0;
     const clock = { now: () => rounds * 1000, sleep: async () => undefined };
     const verdict = await watchWindow({
       windowMs: 60_000, intervalMs: 1000, threshold: 3, clock,
-      runChecks: async () => { rounds++; if (rounds === 3) aborted = 'h3 failed its health gate'; return [{ name: 'public', ok: true, detail: 'HTTP 200' }]; },
-      aborted: () => aborted,
+      runChecks: async () => { rounds++; if (rounds === 3) abort.abort('h3 failed its health gate'); return [{ name: 'public', ok: true, detail: 'HTTP 200' }]; },
+      signal: abort.signal,
     });
     expect(verdict).toEqual({ ok: false, failingRounds: 0, reason: 'aborted: h3 failed its health gate' });
     expect(rounds).toBe(3);
