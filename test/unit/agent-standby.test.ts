@@ -1,6 +1,7 @@
 import { Duplex } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { AgentClient } from '../../controller/agent-client.js';
+import { fakeChannel, jsonAnswer } from '../helpers/fake-channel.js';
 
 /**
  * AgentClient.standby: a channel opened ahead of one JSON request (a fleet abort), so the request
@@ -12,23 +13,11 @@ function channels(answer: unknown) {
   const requests: { channel: number; head: string }[] = [];
   const open = async (): Promise<Duplex> => {
     const index = opened.length;
-    let received = '';
-    let answered = false;
-    const channel: Duplex = new Duplex({
-      read() {},
-      write(chunk: Buffer, _encoding, done) {
-        received += chunk.toString('latin1');
-        done();
-        if (!answered && received.includes('\r\n\r\n') && received.endsWith('}')) {
-          answered = true;
-          requests.push({ channel: index, head: received.split('\r\n')[0]! });
-          const text = JSON.stringify(answer);
-          setImmediate(() => {
-            channel.push(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`);
-            setTimeout(() => channel.push(null), 5);
-          });
-        }
-      },
+    const channel = fakeChannel({
+      response: jsonAnswer(200, answer, 'OK'),
+      complete: (received) => received.includes('\r\n\r\n') && received.endsWith('}'),
+      onRequest: (received) => requests.push({ channel: index, head: received.split('\r\n')[0]! }),
+      endAfterMs: 5,
     });
     opened.push(channel);
     return channel;

@@ -9,6 +9,7 @@ import { manifestSchema, type ReleaseManifest } from '../../contract/manifest.js
 import { tokenMatches } from '../../agent/auth.js';
 import { AgentClient } from '../../controller/agent-client.js';
 import { Duplex } from 'node:stream';
+import { fakeChannel, jsonAnswer } from '../helpers/fake-channel.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -132,29 +133,8 @@ describe('agent client over a channel that ends without an answer', () => {
 
 /** A channel that answers each request with `response` (raw HTTP) once the request's head has arrived. */
 function answering(response: string): () => Promise<Duplex> {
-  return async () => {
-    let received = '';
-    let answered = false;
-    const channel: Duplex = new Duplex({
-      read() {},
-      write(chunk: Buffer, _encoding, done) {
-        received += chunk.toString('latin1');
-        done();
-        if (!answered && received.includes('\r\n\r\n')) {
-          answered = true;
-          // The end comes a moment later, as over a network: http discards what a reader has not taken yet.
-          setImmediate(() => { channel.push(response); setTimeout(() => channel.push(null), 20); });
-        }
-      },
-    });
-    return channel;
-  };
+  return async () => fakeChannel({ response });
 }
-
-const jsonAnswer = (status: number, body: unknown) => {
-  const text = JSON.stringify(body);
-  return `HTTP/1.1 ${status} X\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`;
-};
 
 describe('agent client: remote error codes', () => {
   it('keeps a code the contract knows, with its kind', async () => {
