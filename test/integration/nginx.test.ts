@@ -345,10 +345,13 @@ describe('NginxController against a real nginx', () => {
       });
       try {
         // Workers of an earlier config finish their open connections before they exit; only the
-        // current ones count, or one leaving mid-test would look like a worker change.
-        await waitFor(async () => (await Promise.all(nginx.workerPids().map(isShuttingDown))).every((shutting) => !shutting),
-          { timeoutMs: 60_000, description: 'workers of earlier nginx configs to exit' });
-        const workers = nginx.workerPids();
+        // current one counts, or one leaving mid-test would look like a worker change. Right after a
+        // reload the old worker may not have been told to shut down yet (its title is unchanged), so
+        // wait for exactly the configured one worker (test/helpers/nginx.ts: worker_processes 1).
+        const workers = await waitFor(async () => {
+          const pids = nginx.workerPids();
+          return pids.length === 1 && !(await isShuttingDown(pids[0]!)) ? pids : null;
+        }, { timeoutMs: 60_000, description: 'workers of earlier nginx configs to exit' });
         await fs.rm(commandLog, { force: true });
         const first = await ask();
         expect(first).toMatchObject({ body: 'hello from blue', slot: 'blue' });
@@ -367,6 +370,8 @@ describe('NginxController against a real nginx', () => {
         expect(await ask()).toMatchObject({ body: 'hello from blue', slot: 'blue', socket: first.socket });
       } finally {
         agent.destroy();
+        // The next cases start from blue, whatever failed here.
+        if (await controller.liveFlag('flip') !== 'blue') await controller.flip({ app: 'flip', slot: 'blue', releaseId: release(1), probe: flipProbe('blue') });
       }
     });
 
