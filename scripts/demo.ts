@@ -3,14 +3,17 @@
 // and nginx switched to it. Then a real app: express with a native addon, described by its own
 // deploy.spec.json, built on the controller (clean checkout, npm ci, build, prune), pushed,
 // changed, diffed and rolled back; then staging and production of it on one box, and a promotion of
-// the exact staging artifact to production. Run through `bash scripts/demo`, which installs and builds first.
+// the exact staging artifact to production; last, a fleet: one environment on three hosts (network
+// namespaces on this machine) rolled out in batches, and a failure on the third host that reverts the
+// first two. Run through `bash scripts/demo`, which installs and builds first.
 import { spawn } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { startStack, type Stack } from '../test/helpers/stack.js';
 import { CONTROLLER_MAIN } from '../test/helpers/agent-process.js';
 import { DEPS_APP_DIR, depsSpec } from '../test/helpers/real-apps.js';
 import { npmOfflineEnv, requireWarmNpmCache } from '../test/helpers/npm-cache.js';
+import { startFleetLab, type FleetLab } from '../test/helpers/fleet-lab.js';
 
 function say(text: string): void {
   process.stdout.write(`\n\x1b[1m${text}\x1b[0m\n`);
@@ -18,8 +21,13 @@ function say(text: string): void {
 
 function deploy(stack: Stack, args: string[], env: Record<string, string> = {}): Promise<number | null> {
   process.stdout.write(`$ deploy ${args.join(' ')}\n`);
+  return deployIn(stack.repo.dir, args, env);
+}
+
+/** The CLI in `cwd`, its output on this terminal; resolves with its exit code. */
+function deployIn(cwd: string, args: string[], env: Record<string, string> = {}): Promise<number | null> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CONTROLLER_MAIN, ...args], { cwd: stack.repo.dir, stdio: 'inherit', env: { ...process.env, SSH_AUTH_SOCK: '', ...env } });
+    const child = spawn(process.execPath, [CONTROLLER_MAIN, ...args], { cwd, stdio: 'inherit', env: { ...process.env, SSH_AUTH_SOCK: '', ...env } });
     child.once('error', reject);
     child.once('close', resolve);
   });
@@ -97,6 +105,56 @@ async function promotion(stack: Stack, npm: Record<string, string>): Promise<voi
   await deploy(stack, ['history', '--env', 'production', '-n', '3']);
 }
 
+/** The fleet's CLI (its deploy.config.json lists the three hosts; the lab keeps it outside the repository). */
+function deployFleet(lab: FleetLab, args: string[]): Promise<number | null> {
+  process.stdout.write(`$ deploy ${args.join(' ')}\n`);
+  return deployIn(lab.repo.dir, ['--config', lab.configPath, ...args]);
+}
+
+async function showFleet(lab: FleetLab): Promise<string[]> {
+  const served = await lab.servedAll();
+  for (const [i, answer] of served.entries()) {
+    process.stdout.write(`GET http://${lab.hosts[i]!.address}/ (${lab.hosts[i]!.name}) → ${answer ? `slot=${answer.slot} release=${answer.release}` : 'no answer'}\n`);
+  }
+  return served.map((a) => a?.release ?? 'none');
+}
+
+/** Part four: one environment on three hosts, rolled out in batches; a failure on the last host reverts the others. */
+async function fleet(): Promise<void> {
+  say('9. A fleet: production on three hosts (each in its own network namespace with sshd, nginx, PM2 and the agent)');
+  const lab = await startFleetLab({
+    hosts: 3,
+    rollout: { batch: 1, bake: '2s' },
+    stack: { appConfig: { watch: { windowMs: 3_000, intervalMs: 200, failuresToRollback: 3, keepPreviousWarm: true } } },
+  });
+  try {
+    process.stdout.write(`hosts  ${lab.hosts.map((h) => `${h.name} ${h.address}`).join(', ')}; rollout: batches of 1 host, 2 s bake after each\n`);
+    if (await deployFleet(lab, ['push']) !== 0) throw new Error('the fleet\'s first push failed');
+    await lab.repo.commit({ 'message.txt': 'fleet, second release\n' }, 'fleet: second release');
+    if (await deployFleet(lab, ['push']) !== 0) throw new Error('the fleet\'s second push failed');
+    const good = await showFleet(lab);
+    await deployFleet(lab, ['status']);
+
+    say('10. A release that fails on the third host: the rollout stops and the hosts that already switched go back (one flip each)');
+    const envFile = lab.hosts[2]!.stack.envFile;
+    const original = await readFile(envFile, 'utf8');
+    await appendFile(envFile, 'SAMPLE_FAIL_HEALTH=1\n');
+    try {
+      await lab.repo.commit({ 'message.txt': 'fleet, third release (unhealthy on h3)\n' }, 'fleet: third release');
+      const code = await deployFleet(lab, ['push']);
+      process.stdout.write(`deploy exited ${code} (4: rolled back)\n`);
+      if (code !== 4) throw new Error(`the failing fleet push exited ${code}, expected 4 (rolled back)`);
+    } finally {
+      await writeFile(envFile, original, { mode: 0o600 });
+    }
+    const after = await showFleet(lab);
+    if (after.some((r) => r !== good[0])) throw new Error(`after the revert the hosts serve ${after.join(', ')}, expected ${good[0]} everywhere`);
+    await deployFleet(lab, ['history', '-n', '3']);
+  } finally {
+    await lab.stop();
+  }
+}
+
 async function main(): Promise<void> {
   const keep = process.argv.includes('--keep');
   say('Starting a local Slipway host on loopback: sshd, nginx, PM2 and slipway-agent…');
@@ -129,6 +187,7 @@ async function main(): Promise<void> {
     say(ofCommit ? `nginx at ${stack.publicUrl} now serves release ${served} of commit ${sha} from green; blue is still running as the warm standby.` : `unexpected: nginx serves ${served}, expected a release of ${sha}`);
     if (!ofCommit) process.exitCode = 1;
     if (!keep) await realApp();
+    if (!keep) await fleet();
     if (keep) {
       say(`The demo host keeps running (--keep). Try: curl -i ${stack.publicUrl}/   (cd ${stack.repo.dir} && node ${CONTROLLER_MAIN} switch blue). Ctrl-C stops it.`);
       await new Promise(() => undefined);

@@ -46,12 +46,15 @@ export async function fleetStatus(fleet: FleetTarget, options: { json: boolean }
 /** `deploy history` on a fleet: each host's rows merged by rollout id. */
 export async function fleetHistory(fleet: FleetTarget, options: { json: boolean; limit: number }, out: Output): Promise<ExitCode> {
   return withFleet(fleet, 'history', async (session) => {
+    // A rollout is several rows on one host (a deploy and its revert): ask each host for more rows than
+    // entries wanted, so cutting at the oldest row a host gave (mergeFleetHistory) leaves `limit` of them.
+    const perHost = Math.min(9999, options.limit * 3 + 2);
     const answers = await askEach(session, fleet.rollout.concurrency, async (m) => ({
-      rows: (await m.session.agent.get<{ deployments: FleetDeploymentRow[] }>(`/apps/${fleet.app}/deployments?limit=${options.limit}`)).deployments,
+      rows: (await m.session.agent.get<{ deployments: FleetDeploymentRow[] }>(`/apps/${fleet.app}/deployments?limit=${perHost}`)).deployments,
       // A promotion is recorded once per side (a fleet's on its primary): every host's records, newest first.
       promotions: (await m.session.agent.get<{ promotions: PromotionRecord[] }>(`/apps/${fleet.app}/promotions`).catch(() => ({ promotions: [] as PromotionRecord[] }))).promotions,
     }));
-    const entries = mergeFleetHistory(answers.map((a) => ({ name: a.name, rows: a.value?.rows ?? [] })), fleet.hosts.map(hostName), options.limit);
+    const entries = mergeFleetHistory(answers.map((a) => ({ name: a.name, rows: a.value?.rows ?? [], more: (a.value?.rows.length ?? 0) >= perHost })), fleet.hosts.map(hostName), options.limit);
     const promotions = answers.flatMap((a) => a.value?.promotions ?? []).sort((a, b) => b.at.localeCompare(a.at)).slice(0, options.limit);
     const missing = [...session.unreachable.map((u) => u.name), ...answers.filter((a) => a.error).map((a) => a.name)];
     if (options.json) out.data({ history: entries, unreachable: missing, promotions });

@@ -5,8 +5,11 @@ import { age, promotionNote } from '../commands/history.js';
 /** A deployment row as a fleet member's agent lists it: fleet rollouts carry their rollout id. */
 export type FleetDeploymentRow = DeploymentSummary & { rolloutId?: string | null };
 
-/** One host's rows, newest first, as GET /apps/:app/deployments answers. */
-export interface HostHistory { name: string; rows: FleetDeploymentRow[] }
+/**
+ * One host's rows, newest first, as GET /apps/:app/deployments answers; `more`: the host was asked
+ * for this many rows and may hold older ones (its answer was cut at the limit).
+ */
+export interface HostHistory { name: string; rows: FleetDeploymentRow[]; more?: boolean }
 
 export interface FleetHistoryHostPart {
   name: string;
@@ -50,7 +53,9 @@ export function combinedOutcome(outcomes: readonly (string | null)[]): string {
 /**
  * Pure: the fleet's history: rows of one rollout id merged into one entry (hosts in fleet order),
  * other rows one entry each; newest first, at most `limit`. `fleetHosts` (names in fleet order)
- * tells which hosts an entry left out.
+ * tells which hosts an entry left out. Entries older than the oldest row of a host whose answer was
+ * cut (`more`) are left out: that host's part of them is unknown, and showing them would name it
+ * "not on" a rollout it took part in.
  */
 export function mergeFleetHistory(histories: readonly HostHistory[], fleetHosts: readonly string[], limit: number): FleetHistoryEntry[] {
   const byRollout = new Map<string, { rows: { name: string; row: FleetDeploymentRow }[] }>();
@@ -91,8 +96,9 @@ export function mergeFleetHistory(histories: readonly HostHistory[], fleetHosts:
       promotion: rows.find((r) => r.row.promotion)?.row.promotion ?? null,
     };
   });
+  const horizon = histories.filter((h) => h.more && h.rows.length > 0).map((h) => h.rows.at(-1)!.startedAt).reduce((a, b) => (b > a ? b : a), '');
   merged.sort((a, b) => b.startedAt.localeCompare(a.startedAt));
-  return merged.slice(0, limit);
+  return merged.filter((e) => e.startedAt >= horizon).slice(0, limit);
 }
 
 /** Pure: the human view of a fleet's history. */

@@ -94,6 +94,20 @@ describe('fleet history: rows merged by rollout id', () => {
     expect(mergeFleetHistory([{ name: 'h1', rows: [row(1, null, '2026-01-01T00:00:00Z', 'succeeded'), row(2, null, '2026-01-02T00:00:00Z', 'succeeded')] }], ['h1'], 1)).toHaveLength(1);
   });
 
+  it('a host whose answer was cut at the limit: rollouts older than its oldest row are left out, not shown as "not on" it', () => {
+    // h1 ran a deploy and its revert in r2, so its two rows reach only back to r2; h3's reach r1.
+    const histories = [
+      { name: 'h1', rows: [row(6, 'r2', '2026-01-02T00:00:05Z', 'succeeded', 'switch', A), row(5, 'r2', '2026-01-02T00:00:01Z', 'succeeded')], more: true },
+      { name: 'h3', rows: [row(3, 'r2', '2026-01-02T00:00:02Z', 'failed'), row(2, 'r1', '2026-01-01T00:00:00Z', 'succeeded')], more: true },
+    ];
+    const merged = mergeFleetHistory(histories, ['h1', 'h3'], 10);
+    expect(merged.map((e) => e.rolloutId)).toEqual(['r2']);
+    expect(merged[0]!.missing).toEqual([]);
+    // The same rows from hosts that gave all they have: r1 is shown, and h1 really was not in it.
+    const whole = mergeFleetHistory(histories.map((h) => ({ ...h, more: false })), ['h1', 'h3'], 10);
+    expect(whole.map((e) => [e.rolloutId, e.missing])).toEqual([['r2', []], ['r1', ['h1']]]);
+  });
+
   it('a rollout with a host still running is running; hosts that disagree are mixed', () => {
     expect(combinedOutcome(['succeeded', null])).toBe('running');
     expect(combinedOutcome(['succeeded', 'rolled_back'])).toBe('mixed');
