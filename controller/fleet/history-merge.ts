@@ -43,11 +43,31 @@ export interface FleetHistoryEntry {
   promotion: PromotionInfo | null;
 }
 
-/** Pure: every host's outcome when they agree, else "running" (one still runs) or "mixed". */
+/**
+ * Pure: every host's outcome when they agree, else "running" (one still runs), "rolled_back" when no
+ * host kept the release (some failed, the others were rolled back: the fleet ended where it began),
+ * or "mixed".
+ */
 export function combinedOutcome(outcomes: readonly (string | null)[]): string {
   if (outcomes.some((o) => o === null)) return 'running';
   const distinct = new Set(outcomes);
-  return distinct.size === 1 ? [...distinct][0]! : 'mixed';
+  if (distinct.size === 1) return [...distinct][0]!;
+  return distinct.has('succeeded') ? 'mixed' : 'rolled_back';
+}
+
+/**
+ * Pure: each host's outcome in one rollout, in host order: its last row's, except that a host whose
+ * deployment was followed by a revert in the same rollout (a switch back, its last row) was rolled back.
+ */
+export function hostOutcomes(rows: readonly { name: string; row: FleetDeploymentRow }[]): (string | null)[] {
+  const byHost = new Map<string, FleetDeploymentRow[]>();
+  for (const { name, row } of rows) byHost.set(name, [...(byHost.get(name) ?? []), row]);
+  return [...byHost.values()].map((hostRows) => {
+    const ordered = [...hostRows].sort((a, b) => a.startedAt.localeCompare(b.startedAt) || a.id - b.id);
+    const last = ordered.at(-1)!;
+    const reverted = ordered.length > 1 && last.kind !== ordered[0]!.kind && last.outcome === 'succeeded';
+    return reverted ? 'rolled_back' : last.outcome;
+  });
 }
 
 /**
@@ -91,7 +111,7 @@ export function mergeFleetHistory(histories: readonly HostHistory[], fleetHosts:
       reason: first.row.reason,
       note: first.row.note,
       hosts: rows.map(({ name, row }) => ({ name, id: row.id, kind: row.kind, outcome: row.outcome ?? `running (${row.state})`, slot: row.slot, releaseId: row.releaseId })),
-      outcome: combinedOutcome(rows.map((r) => r.row.outcome)),
+      outcome: rolloutId === null ? combinedOutcome(rows.map((r) => r.row.outcome)) : combinedOutcome(hostOutcomes(rows)),
       missing: rolloutId === null ? [] : fleetHosts.filter((n) => !touched.has(n)),
       promotion: rows.find((r) => r.row.promotion)?.row.promotion ?? null,
     };

@@ -102,6 +102,8 @@ describe('fleet history: rows merged by rollout id', () => {
     ];
     const merged = mergeFleetHistory(histories, ['h1', 'h3'], 10);
     expect(merged.map((e) => e.rolloutId)).toEqual(['r2']);
+    // h1's deploy was followed by its revert (a switch back), h3 failed: the rollout was rolled back.
+    expect(merged[0]!.outcome).toBe('rolled_back');
     expect(merged[0]!.missing).toEqual([]);
     // The same rows from hosts that gave all they have: r1 is shown, and h1 really was not in it.
     const whole = mergeFleetHistory(histories.map((h) => ({ ...h, more: false })), ['h1', 'h3'], 10);
@@ -111,6 +113,9 @@ describe('fleet history: rows merged by rollout id', () => {
   it('a rollout with a host still running is running; hosts that disagree are mixed', () => {
     expect(combinedOutcome(['succeeded', null])).toBe('running');
     expect(combinedOutcome(['succeeded', 'rolled_back'])).toBe('mixed');
+    // No host kept the release: the fleet was rolled back (some failed, the others reverted).
+    expect(combinedOutcome(['rolled_back', 'failed'])).toBe('rolled_back');
+    expect(combinedOutcome(['failed', 'failed'])).toBe('failed');
     expect(combinedOutcome(['succeeded', 'succeeded'])).toBe('succeeded');
   });
 });
