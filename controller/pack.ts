@@ -115,19 +115,14 @@ function fromSources(repo: string, listed: ReleaseFiles, mtime: Date, dir: strin
 
 /**
  * Once per manifest: a fleet's hosts each fall back to the full tarball at their own time, and a
- * second seal would append to the plain tar again while the first one gzips it.
+ * second seal would append to the plain tar again while the first one gzips it (so a failed seal
+ * is not tried again).
  */
 function sealOncePerManifest(checkDigest: (manifest: ReleaseManifest) => void, sealNow: (manifest: ReleaseManifest) => Promise<PackedRelease>) {
-  const sealed = new Map<string, Promise<PackedRelease>>();
+  const once = oncePerKey((manifest: ReleaseManifest) => JSON.stringify(manifest), sealNow, { retryFailed: false });
   return (manifest: ReleaseManifest): Promise<PackedRelease> => {
     checkDigest(manifest);
-    const key = JSON.stringify(manifest);
-    let packed = sealed.get(key);
-    if (!packed) {
-      packed = sealNow(manifest);
-      sealed.set(key, packed);
-    }
-    return packed;
+    return once(manifest);
   };
 }
 
@@ -140,17 +135,29 @@ export function bundleOncePerSet(
   checkDigest: (manifest: ReleaseManifest) => void,
   cut: (manifest: ReleaseManifest, send: ReadonlySet<string>) => Promise<DeltaBundle>,
 ): (manifest: ReleaseManifest, send: ReadonlySet<string>) => Promise<DeltaBundle> {
-  const cutAlready = new Map<string, Promise<DeltaBundle>>();
+  const once = oncePerKey(bundleKey, cut, { retryFailed: true });
   return (manifest, send) => {
     checkDigest(manifest);
-    const key = bundleKey(manifest, send);
-    let bundle = cutAlready.get(key);
-    if (!bundle) {
-      bundle = cut(manifest, send);
-      cutAlready.set(key, bundle);
-      bundle.catch(() => { if (cutAlready.get(key) === bundle) cutAlready.delete(key); });
+    return once(manifest, send);
+  };
+}
+
+/**
+ * One promise per key: calls with the same key share the first one's; with `retryFailed`, one that
+ * failed is forgotten, so the next call with its key makes it again.
+ */
+function oncePerKey<A extends unknown[], T>(keyOf: (...args: A) => string, make: (...args: A) => Promise<T>, options: { retryFailed: boolean }): (...args: A) => Promise<T> {
+  const made = new Map<string, Promise<T>>();
+  return (...args) => {
+    const key = keyOf(...args);
+    let value = made.get(key);
+    if (!value) {
+      const fresh = make(...args);
+      made.set(key, fresh);
+      if (options.retryFailed) fresh.catch(() => { if (made.get(key) === fresh) made.delete(key); });
+      value = fresh;
     }
-    return bundle;
+    return value;
   };
 }
 

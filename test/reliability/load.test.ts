@@ -48,7 +48,6 @@ describe('zero failed requests across a switch and a rollback (RELIABILITY 19)',
     // The long request still runs on green (live again after the rollback): let it answer now.
     const unheld = await stack.get('/unhold?key=long');
     const longAnswer = await long;
-    const longEndedAt = Date.now();
     const report = await load.stop();
 
     console.log(`load across switch + rollback: ${JSON.stringify({
@@ -62,7 +61,6 @@ describe('zero failed requests across a switch and a rollback (RELIABILITY 19)',
     expect(JSON.parse(unheld.body), 'the long request was still open on green when the rollback finished').toMatchObject({ slot: 'green', released: 1 });
     expect(longAnswer.status).toBe(200);
     expect(JSON.parse(longAnswer.body)).toMatchObject({ release: releaseOfCommit(stack.home, APP, secondSha), slot: 'green', released: true });
-    expect(longEndedAt).toBeGreaterThan(rolledBackAt);
 
     expect(report.non2xx, JSON.stringify(report.statusCounts)).toBe(0);
     expect(report.errors, report.errorSamples.join('; ')).toBe(0);
