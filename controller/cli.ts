@@ -154,7 +154,8 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
     .option('--reason <text>', 'why it is forced')
     .option('--yes', 'approve for an environment with requireApproval (needed when stdin is not a terminal)', false)
     .option('--no-wait', 'return once traffic has moved; the agent still runs the watch window')
-    .action((ref: string | undefined, opts: { from?: string; to?: string; force: boolean; reason?: string; yes: boolean; wait?: boolean }) => run((out, global) => {
+    .option('--skip-unreachable', 'a fleet as --to: go on without hosts that cannot be reached before any switch (recorded as drift)', false)
+    .action((ref: string | undefined, opts: { from?: string; to?: string; force: boolean; reason?: string; yes: boolean; wait?: boolean; skipUnreachable: boolean }) => run((out, global) => {
       const file = path.resolve(global.config ?? DEFAULT_CONFIG_FILE);
       const deployConfig = loadDeployConfig(file);
       // Either side may be a fleet (an environment of several hosts).
@@ -168,7 +169,7 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
       const source = resolveFleet(deployConfig, fromEnv);
       scopeOutput({ env: target.env });
       return promote(source, target, {
-        force: opts.force, yes: opts.yes, cwd: process.cwd(), detach: opts.wait === false,
+        force: opts.force, yes: opts.yes, cwd: process.cwd(), detach: opts.wait === false, skipUnreachable: opts.skipUnreachable,
         interactive: process.stdin.isTTY === true, confirm: askOnTerminal,
         ...(ref ? { ref } : {}), ...(opts.reason ? { reason: opts.reason } : {}),
       }, out);

@@ -134,10 +134,13 @@ export async function fleetReconcile(fleet: FleetTarget, options: { json: boolea
     if (session.members.length === 0) throw unreachableError(session.unreachable, 'reconcile');
     const { plan, moves } = await reconcileFirst(session, fleet, out);
     const summary = plan.target === null ? 'no fleet record yet: nothing to reconcile against (deploy status shows the drift)'
-      : moves.length === 0 ? `every reachable host serves the fleet's release ${shortSha(plan.target)}` : `reconciled ${moves.map((m) => m.host).join(', ')} to ${shortSha(plan.target)}`;
+      : moves.length === 0 ? `every reachable host ${plan.leftOut.length ? 'that took part in its rollouts ' : ''}serves the fleet's release ${shortSha(plan.target)}`
+        : `reconciled ${moves.map((m) => m.host).join(', ')} to ${shortSha(plan.target)}`;
     const unreachable = session.unreachable.map((u) => u.name);
-    out.data(options.json ? { target: plan.target, reconciled: moves.map((m) => m.host), unreachable }
-      : `${summary}${unreachable.length ? `\n  unreachable, not reconciled: ${unreachable.join(', ')}` : ''}`);
+    // A host left out of the rollout that brought the fleet's release does not have it: a push or promotion brings it, not a flip.
+    const leftOut = plan.leftOut.length ? `\n  left out of the rollout that brought it, not moved: ${plan.leftOut.join(', ')} (deploy push or deploy promote brings them)` : '';
+    out.data(options.json ? { target: plan.target, reconciled: moves.map((m) => m.host), unreachable, leftOut: plan.leftOut }
+      : `${summary}${leftOut}${unreachable.length ? `\n  unreachable, not reconciled: ${unreachable.join(', ')}` : ''}`);
     return unreachable.length ? EXIT.unreachable : EXIT.ok;
   } finally {
     await session.close();

@@ -32,11 +32,15 @@ export interface SourceSide {
   close(): Promise<void>;
 }
 
-/** Pure: hosts of a fleet a promotion could not reach: nothing was done anywhere. */
+/**
+ * Pure: hosts of a source fleet a promotion could not reach: nothing was done anywhere. A source
+ * fleet vouches for a release only when every host is asked, so --skip-unreachable (which leaves
+ * out hosts of the target) does not apply here.
+ */
 export function unreachable(misses: readonly FleetMiss[], what: string): SlipwayError {
   return new SlipwayError('fleet_unreachable', `${what}: ${misses.length} host(s) could not be reached: ${misses.map((m) => m.name).join(', ')}`, {
     details: misses.map((m) => `${m.name}: ${errorMessage(m.error)}`),
-    hint: 'a promotion reaches every host of a fleet (source and target) before it changes anything: bring the host back and promote again',
+    hint: 'a source fleet vouches for a release only when every host is reached (--skip-unreachable leaves out hosts of the target, not of the source): bring the host back and promote again',
   });
 }
 

@@ -6,9 +6,9 @@ import { SlipwayError } from '../../contract/errors.js';
 import type { ReleaseManifest } from '../../contract/manifest.js';
 import { shortSha } from '../../contract/names.js';
 import type { Target } from '../environments.js';
-import { oneLine, PhaseClock, rollOutFleet } from '../fleet/push.js';
+import { leaveOutUnreachable, oneLine, PhaseClock, rollOutFleet } from '../fleet/push.js';
 import { readFleet } from '../fleet/reconcile.js';
-import { openFleet } from '../fleet/session.js';
+import { openFleet, unreachableError } from '../fleet/session.js';
 import { tarballRelease } from '../fleet/tarball-release.js';
 import { hostName, type FleetTarget } from '../fleet/target.js';
 import { EXIT, type ExitCode } from '../errors.js';
@@ -18,7 +18,7 @@ import { approvalStep, type ApprovalStep, gitTagName, hostLabel } from '../promo
 import { openAgentSession, type AgentSession } from '../session.js';
 import { formatSpecDiff } from './diff.js';
 import { obtainArtifact } from './promote-artifact.js';
-import { openSource, unreachable, type Resolved, type SourceSide } from './promote-source.js';
+import { openSource, type Resolved, type SourceSide } from './promote-source.js';
 import { followDeployment } from './follow.js';
 import { deploymentRequest, report, reserveLock, sameOverrides, targetFields, uploadHeaders, uploadPath } from './push.js';
 
@@ -34,6 +34,8 @@ export interface PromoteOptions {
   interactive: boolean;
   /** Asks the question on the terminal; true when answered yes. */
   confirm: (question: string) => Promise<boolean>;
+  /** A fleet as target: go on without hosts not reached before any switch (named in the fleet record as skipped). */
+  skipUnreachable?: boolean;
 }
 
 /**
@@ -155,7 +157,8 @@ async function promoteToHost(side: SourceSide, target: Target, options: PromoteO
 const READ_FRESH_MS = 10_000;
 
 /**
- * A promotion to a fleet: every host reached (or nothing is done), the gate and the approval once,
+ * A promotion to a fleet: every host reached (or nothing is done; --skip-unreachable goes on without
+ * the hosts not reached, said before the approval and recorded as skipped), the gate and the approval once,
  * the promotion recorded once on the target (its primary: run-once work, so one notification),
  * then the fleet rollout with every host's deployment carrying `promotion`: reconcile-first, fleet
  * lock, the verified tarball uploaded to each host that lacks it, batches, revert-all on failure,
@@ -168,7 +171,9 @@ async function promoteToFleet(side: SourceSide, target: FleetTarget, options: Pr
   const gate = announce(side, target.app, target.env, `${target.hosts.length} host(s): ${target.hosts.map(hostName).join(', ')}`, out);
   const session = await openFleet(target);
   try {
-    if (session.unreachable.length > 0) throw unreachable(session.unreachable, `promotion to ${name} refused, nothing changed`);
+    const refused = `promotion to ${name} refused, nothing changed`;
+    if (session.members.length === 0) throw unreachableError(session.unreachable, refused);
+    const skipped = leaveOutUnreachable(session.unreachable, options.skipUnreachable === true, refused, out);
     const primary = session.member(target.rollout.primary) ?? session.members[0]!;
     const reading = readFleet(session, target);
     reading.catch(() => undefined);
@@ -182,7 +187,8 @@ async function promoteToFleet(side: SourceSide, target: FleetTarget, options: Pr
     let readAt = Date.now();
     const statusOf = (host: string) => read.snapshots.find((s) => s.name === host)?.status ?? null;
     if (session.members.every((m) => statusOf(m.name)?.liveReleaseId === releaseId && sameOverrides(statusOf(m.name)!, m.target))) {
-      out.info(`${shortSha(releaseId)} is already live on every host of ${name}: nothing to do`, { outcome: 'unchanged' });
+      out.info(`${shortSha(releaseId)} is already live on every ${skipped.length ? 'reachable ' : ''}host of ${name}${skipped.length ? ` (not reached: ${skipped.join(', ')})` : ''}: nothing to do`,
+        { outcome: 'unchanged', skipped });
       return EXIT.ok;
     }
     const primaryStatus = statusOf(primary.name) ?? await primary.session.agent.get<AppStatus>(`/apps/${target.app}`);
@@ -193,7 +199,7 @@ async function promoteToFleet(side: SourceSide, target: FleetTarget, options: Pr
     const release = tarballRelease({ manifest: resolved.manifest, tag: resolved.tag, sha256: verdict.sha256, startedAt, obtain: (dir) => obtainArtifact(side, repo, dir, out) });
     try {
       const code = await rollOutFleet(target, session, release, {
-        skipUnreachable: false, hosts: null, reason: options.reason ?? null, wait: false, waitTimeoutMs: 0, promotion, kind: 'promote',
+        skipUnreachable: options.skipUnreachable === true, hosts: null, reason: options.reason ?? null, wait: false, waitTimeoutMs: 0, promotion, kind: 'promote',
         // Recorded once the fleet lock is held (a promotion another rollout kept out leaves no record), once per side.
         onLocked: async () => {
           if (forced) {
@@ -205,7 +211,7 @@ async function promoteToFleet(side: SourceSide, target: FleetTarget, options: Pr
             await record({ side: 'target', event: 'promoted', otherHost: side.label, reason: options.reason ?? null });
           }
         },
-      }, [], out, new PhaseClock(startedAt), Date.now() - readAt <= READ_FRESH_MS ? Promise.resolve(read) : readFleet(session, target));
+      }, skipped, out, new PhaseClock(startedAt), Date.now() - readAt <= READ_FRESH_MS ? Promise.resolve(read) : readFleet(session, target));
       if (code === EXIT.ok && primary.target.gitTag && repo) await tagCommit(repo, primary.target, resolved, out);
       return code;
     } finally {

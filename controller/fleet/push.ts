@@ -15,7 +15,7 @@ import { fleetVerdict, hostsToRevert, planPush, type Batch, type HostOutcome } f
 import { writeFleetRecord } from './record.js';
 import { readFleet, reconcileFirst, type FleetReading } from './reconcile.js';
 import { takeBaselines, watchSwitched, type SentinelOptions, type Watched } from './sentinel.js';
-import { openFleet, unreachableError, type FleetMember, type FleetSession, type OpenFleetOptions } from './session.js';
+import { openFleet, unreachableError, type FleetMember, type FleetMiss, type FleetSession, type OpenFleetOptions } from './session.js';
 import { hostName, selectHosts, type FleetTarget } from './target.js';
 
 export interface FleetPushOptions extends PushOptions {
@@ -114,16 +114,11 @@ export async function rollOutFleet(fleet: FleetTarget, session: FleetSession, re
   phases: PhaseClock, reading: Promise<FleetReading>): Promise<ExitCode> {
   const { releaseId } = release.manifest;
   const { app } = fleet;
-  const skipped = [...leftOut];
-  if (session.unreachable.length > 0) {
-    if (!options.skipUnreachable) throw unreachableError(session.unreachable, 'push refused, nothing changed');
-    for (const miss of session.unreachable) {
-      out.info(`  skipping unreachable ${miss.name}: ${errorMessage(miss.error)} (recorded as drift)`, { host: miss.name, skipped: true });
-      skipped.push(miss.name);
-    }
-  }
+  const refused = `${options.kind ?? 'push'} refused, nothing changed`;
   const members = session.members;
-  if (members.length === 0) throw unreachableError(session.unreachable, 'push refused, nothing changed');
+  if (members.length === 0) throw unreachableError(session.unreachable, refused);
+  // A caller that left a host out already (--hosts; a promotion says its skips before the approval) said so.
+  const skipped = [...leftOut, ...leaveOutUnreachable(session.unreachable.filter((m) => !leftOut.includes(m.name)), options.skipUnreachable, refused, out)];
   // Reconcile-first: a host an earlier rollout left behind goes back to the fleet's release before
   // anything else, so a failure of this push reverts the whole fleet to one release. A host already
   // on the release being pushed is left alone (the push finds it done). --hosts drifts on purpose.
@@ -193,7 +188,8 @@ export async function rollOutFleet(fleet: FleetTarget, session: FleetSession, re
     }
     phases.mark('record');
     if (verdict.outcome === 'succeeded') {
-      out.info(`${shortSha(releaseId)} is live on ${reachable.length} host(s) in ${formatMs(Date.now() - release.startedAt)}`, { outcome: 'succeeded', rolloutId, totalMs: Date.now() - release.startedAt, phasesMs: phases.spans() });
+      out.info(`${shortSha(releaseId)} is live on ${reachable.length} host(s) in ${formatMs(Date.now() - release.startedAt)}${skipped.length ? `; not on ${skipped.join(', ')} (left out: drift)` : ''}`,
+        { outcome: 'succeeded', rolloutId, totalMs: Date.now() - release.startedAt, phasesMs: phases.spans(), skipped });
       return EXIT.ok;
     }
     out.info(`  phases: ${Object.entries(phases.spans()).map(([k, v]) => `${k} ${formatMs(v)}`).join(', ')}`, { phasesMs: phases.spans() });
@@ -203,6 +199,18 @@ export async function rollOutFleet(fleet: FleetTarget, session: FleetSession, re
     const stuck = await releaseFleetLock(members, app, lock);
     if (stuck.length) out.info(`  could not release the lock on ${stuck.join('; ')} (it expires by itself)`);
   }
+}
+
+/**
+ * The unreachable hosts a fleet rollout goes on without: refused (fleet_unreachable, nothing
+ * changed) unless --skip-unreachable; each one skipped is said, and named in the fleet record as
+ * skipped (drift by intent: status flags it, the next rollout brings it).
+ */
+export function leaveOutUnreachable(misses: readonly FleetMiss[], skip: boolean, refused: string, out: Output): string[] {
+  if (misses.length === 0) return [];
+  if (!skip) throw unreachableError(misses, refused);
+  for (const miss of misses) out.info(`  skipping unreachable ${miss.name}: ${errorMessage(miss.error)} (recorded as drift)`, { host: miss.name, skipped: true });
+  return misses.map((m) => m.name);
 }
 
 function hostsOf(outcomes: ReadonlyMap<string, HostOutcome>): string[] {

@@ -25,6 +25,12 @@ export interface ReconcilePlan {
    * Nothing can move them until it is released or expires by the host lock's rules.
    */
   held: { host: string; holder: string; action: string; expiresAt: string | null }[];
+  /**
+   * Reachable hosts on another release than the fleet's, not moved: left out of the rollout that
+   * brought it (--skip-unreachable, --hosts), they are held to the rollout they were part of (or,
+   * never part of one, left as they are). The next push or promotion brings them.
+   */
+  leftOut: string[];
   /** What the plan says, for the operator (null when there is nothing to say). */
   note: string | null;
 }
@@ -37,6 +43,8 @@ export interface ReconcileOptions {
    * to a release it may not have.
    */
   perHost?: ReadonlyMap<string, FleetExpectation>;
+  /** Hosts with no record naming them among the hosts acted on, that a record names as skipped: held to nothing (skippedOnly). */
+  unheld?: ReadonlySet<string>;
   /** The release a push is about to bring: a host already on it is left alone (the push finds it done). */
   alsoFine?: string | null;
 }
@@ -51,16 +59,21 @@ export interface ReconcileOptions {
 export function planReconcile(snapshots: readonly HostSnapshot[], record: FleetExpectation | null, options: ReconcileOptions = {}): ReconcilePlan {
   const unreachable = snapshots.filter((s) => s.status === null).map((s) => s.name);
   if (!record) {
-    return { target: null, actions: [], unreachable, busy: [], held: [], note: null };
+    return { target: null, actions: [], unreachable, busy: [], held: [], leftOut: [], note: null };
   }
   const busy: string[] = [];
+  const leftOut: string[] = [];
   const held: ReconcilePlan['held'] = [];
   const actions: ReconcileAction[] = [];
   for (const s of snapshots) {
     if (!s.status) continue;
-    const expected = options.perHost?.get(s.name) ?? record;
-    if (s.status.liveReleaseId === expected.releaseId) continue;
-    if (options.alsoFine && s.status.liveReleaseId === options.alsoFine) continue;
+    const expected = options.perHost?.get(s.name) ?? (options.unheld?.has(s.name) ? null : record);
+    const live = s.status.liveReleaseId;
+    if (options.alsoFine && live === options.alsoFine) continue;
+    if (expected === null || live === expected.releaseId) {
+      if (live !== record.releaseId) leftOut.push(s.name);
+      continue;
+    }
     if (s.lock && !s.lock.stale && s.lock.deploymentId !== null) {
       busy.push(s.name);
       continue;
@@ -76,8 +89,9 @@ export function planReconcile(snapshots: readonly HostSnapshot[], record: FleetE
     actions.length ? `reconciling ${actions.map((a) => `${a.host} (${a.from ? shortSha(a.from) : 'nothing'} → ${shortSha(a.to)}${a.warm ? ', one flip' : ''})`).join(', ')} to the fleet's release${actions.every((a) => a.to === record.releaseId) ? ` ${shortSha(record.releaseId)}${record.rolloutId ? ` (rollout ${record.rolloutId.slice(0, 8)})` : ''}` : 's of the rollouts they were part of'}` : '',
     busy.length ? `waiting for the running rollout on ${busy.join(', ')}` : '',
     unreachable.length ? `unreachable, left as they are: ${unreachable.join(', ')}` : '',
+    leftOut.length ? `left out of the rollout that brought ${shortSha(record.releaseId)}, not moved: ${leftOut.join(', ')} (the next push or promotion brings them)` : '',
   ].filter(Boolean);
-  return { target: record.releaseId, actions, unreachable, busy, held, note: parts.length ? parts.join('; ') : null };
+  return { target: record.releaseId, actions, unreachable, busy, held, leftOut, note: parts.length ? parts.join('; ') : null };
 }
 
 /**
@@ -94,4 +108,15 @@ export function recordsByHost(records: ReadonlyArray<FleetRecord | null>, hosts:
     }
   }
   return byHost;
+}
+
+/**
+ * Pure: the named hosts no record names among the hosts its command acted on, but one names as
+ * skipped (unreachable with --skip-unreachable, outside --hosts): they were never part of a fleet
+ * rollout, so no release is theirs to be held to.
+ */
+export function skippedOnly(records: ReadonlyArray<FleetRecord | null>, hosts: readonly string[]): Set<string> {
+  const acted = new Set(records.flatMap((r) => r?.hosts ?? []));
+  const skipped = new Set(records.flatMap((r) => r?.skipped ?? []));
+  return new Set(hosts.filter((h) => skipped.has(h) && !acted.has(h)));
 }

@@ -5,7 +5,7 @@ import { shortSha } from '../../contract/names.js';
 import { targetFields } from '../commands/push.js';
 import type { Output } from '../output.js';
 import { formatMoves, moveHosts, type HostMove } from './moves.js';
-import { planReconcile, recordsByHost, type ReconcilePlan } from './reconcile-plan.js';
+import { planReconcile, recordsByHost, skippedOnly, type ReconcilePlan } from './reconcile-plan.js';
 import type { FleetSession } from './session.js';
 import { newestRecord, readFleetRecords, writeFleetRecord } from './record.js';
 import { snapshotFleet } from './snapshot.js';
@@ -50,7 +50,8 @@ export async function reconcileFirst(session: FleetSession, fleet: FleetTarget, 
     const record = newestRecord(records);
     const perHostRecord = recordsByHost(records, fleet.hosts.map(hostName));
     const perHost = new Map([...perHostRecord].map(([h, r]) => [h, { releaseId: r.releaseId, rolloutId: r.rolloutId }]));
-    const plan = planReconcile(snapshots, record ? { releaseId: record.releaseId, rolloutId: record.rolloutId } : null, { perHost, alsoFine: options.alsoFine ?? null });
+    const unheld = skippedOnly(records, fleet.hosts.map(hostName));
+    const plan = planReconcile(snapshots, record ? { releaseId: record.releaseId, rolloutId: record.rolloutId } : null, { perHost, unheld, alsoFine: options.alsoFine ?? null });
     if (plan.busy.length > 0) {
       if (Date.now() >= deadline) {
         throw new SlipwayError('fleet_busy', `a rollout still runs on ${plan.busy.join(', ')}`, {

@@ -509,6 +509,70 @@ describe('deploy promote with the fleet as production', () => {
   });
 });
 
+/**
+ * `deploy promote --skip-unreachable` to the fleet (the same semantics as `deploy push
+ * --skip-unreachable`): on its own staging setup (so it also runs alone, `-t 'skip-unreachable'`).
+ */
+describe('deploy promote to the fleet with a host unreachable', () => {
+  beforeAll(async () => {
+    await lab.writeConfig((c) => {
+      const production = c.environments[lab.env]!;
+      production.rollout = { batch: 2, bake: '1s' };
+      production.requireApproval = true;
+      production.promotion = { from: 'staging', maxAge: '1d' };
+      production.hosts[2]!.connectTimeoutMs = 1000;
+      c.environments.staging = {
+        hosts: [{ address: staging.sshd.host, port: staging.sshd.port, user: staging.sshd.user, identityFile: staging.sshd.clientKeyPath, knownHostsFile: staging.sshd.knownHostsPath }],
+        agent: { port: staging.agentPort, tokenFile: path.join(staging.dir, 'agent.token') },
+      };
+    });
+  });
+
+  it('refused without --skip-unreachable (nothing changed); with it the reachable hosts get the release and h3 is named skipped; after heal the next promote brings h3', async () => {
+    const sha = await commit({ 'message.txt': 'promoted past a partition\n' }, 'promoted past a partition');
+    expect((await lab.deploy(['--env', 'staging', 'push'], { timeoutMs: 120_000 })).code).toBe(EXIT.ok);
+    const P = releaseOfCommitOn(staging, sha);
+    const promote = (args: string[] = []) => lab.deploy(['promote', '--to', 'production', '--yes', ...args], { timeoutMs: 240_000 });
+    const previous = (await served())[2]!;
+    const records = () => lab.hosts.map((_, i) => fleetRecord(i));
+    const deploymentsEach = () => lab.hosts.map((h) => readState(h.stack.home, lab.app).deployments.length);
+
+    await lab.partition(2);
+    try {
+      const [recordsBefore, deploymentsBefore] = [records(), deploymentsEach()];
+      const refused = await promote();
+      expect(refused.code, refused.stderr).toBe(EXIT.unreachable);
+      expect(refused.stderr).toMatch(/promotion to production refused, nothing changed: 1 host\(s\) could not be reached: h3/);
+      expect(refused.stderr).toContain('--skip-unreachable');
+      expect([records(), deploymentsEach()]).toEqual([recordsBefore, deploymentsBefore]);
+
+      const skipped = await promote(['--skip-unreachable']);
+      expect(skipped.code, skipped.stderr + skipped.stdout).toBe(EXIT.ok);
+      expect(skipped.stderr).toMatch(/skipping unreachable h3: .*\(recorded as drift\)/);
+      expect(skipped.stderr).toMatch(/h3\s+skipped\s+left out of this rollout/);
+      expect(skipped.stderr).toMatch(/is live on 2 host\(s\) in .*; not on h3/);
+      expect((await lab.servedAll(5_000)).slice(0, 2).map((s) => s?.release)).toEqual([P, P]);
+      for (const i of [0, 1]) expect(fleetRecord(i)).toMatchObject({ kind: 'promote', releaseId: P, outcome: 'succeeded', hosts: ['h1', 'h2'], skipped: ['h3'] });
+      const history = json<{ history: FleetHistoryEntry[]; unreachable: string[] }>((await lab.deploy(['--json', 'history', '-n', '1'])).stdout);
+      expect(history.history[0]).toMatchObject({ releaseId: P, outcome: 'succeeded', missing: ['h3'], promotion: { from: 'staging' } });
+      expect(history.unreachable).toEqual(['h3']);
+    } finally {
+      await lab.heal(2);
+    }
+    // Healed, h3 still serves what it did: status names the drift against the fleet's release.
+    expect((await lab.served(2, 5_000))?.release).toBe(previous);
+    const drifted = (await status()).fleet;
+    expect(drifted).toMatchObject({ expected: P, consistent: false });
+    expect(drifted.hosts[2]).toMatchObject({ name: 'h3', releaseId: previous, drift: 'other_release' });
+
+    const again = await promote();
+    expect(again.code, again.stderr + again.stdout).toBe(EXIT.ok);
+    expect(again.stderr).toMatch(/already live on h1, h2/);
+    expect(await served()).toEqual([P, P, P]);
+    expect(fleetRecord(2)).toMatchObject({ kind: 'promote', releaseId: P, hosts: ['h1', 'h2', 'h3'], skipped: [] });
+  });
+});
+
 function releaseOfCommitOn(stack: Stack, sha: string): string {
   return readState(stack.home, lab.app).releases.filter((r) => r.manifest.sha === sha).map((r) => r.releaseId)[0]!;
 }

@@ -4,7 +4,7 @@ import { SlipwayError } from '../../contract/errors.js';
 import { shortSha } from '../../contract/names.js';
 import { fleetView, formatFleetView, majorityRelease, type HostSnapshot } from '../../controller/fleet/status-view.js';
 import { combinedOutcome, formatFleetHistory, mergeFleetHistory, type FleetDeploymentRow } from '../../controller/fleet/history-merge.js';
-import { planReconcile, recordsByHost } from '../../controller/fleet/reconcile-plan.js';
+import { planReconcile, recordsByHost, skippedOnly } from '../../controller/fleet/reconcile-plan.js';
 import type { FleetRecord } from '../../contract/api.js';
 import { planFleetRollback, planFleetSwitch } from '../../controller/fleet/flip-plan.js';
 
@@ -144,6 +144,26 @@ describe('reconcile-first', () => {
     const plan = planReconcile([host('h1', status(C, A)), host('h2', status(A)), host('h3', status(B, A))], { releaseId: C, rolloutId: 'r2' }, { perHost });
     expect(plan.actions).toEqual([{ host: 'h3', from: B, to: A, warm: true }]);
     expect(recordsByHost([null, all], ['h9']).size).toBe(0);
+  });
+
+  it('a host skipped by the newest rollout is not moved and is named left out; never part of a rollout, it is held to nothing', () => {
+    const rec = (rolloutId: string, releaseId: string, hosts: string[], skipped: string[], at: string): FleetRecord => ({
+      rolloutId, kind: 'promote', releaseId, attemptedReleaseId: releaseId, outcome: 'succeeded', hosts, skipped, env: null, actor: 'me', reason: null, at,
+    });
+    const all = rec('r1', A, ['h1', 'h2', 'h3'], [], '2026-01-01T00:00:00Z');
+    const without3 = rec('r2', C, ['h1', 'h2'], ['h3'], '2026-01-02T00:00:00Z');
+    const snapshots = [host('h1', status(C, A)), host('h2', status(C, A)), host('h3', status(A, B))];
+    // h3 keeps r1 (it was unreachable when r2 was written): held to A, which it serves.
+    const held = new Map([...recordsByHost([without3, without3, all], ['h1', 'h2', 'h3'])].map(([h, r]) => [h, { releaseId: r.releaseId, rolloutId: r.rolloutId }]));
+    const plan = planReconcile(snapshots, { releaseId: C, rolloutId: 'r2' }, { perHost: held });
+    expect(plan).toMatchObject({ actions: [], leftOut: ['h3'] });
+    expect(plan.note).toMatch(/left out of the rollout that brought \S+, not moved: h3 \(the next push or promotion brings them\)/);
+    // h3 has no record at all (never part of a fleet rollout): only r2 names it, as skipped.
+    expect(skippedOnly([without3, without3, null], ['h1', 'h2', 'h3'])).toEqual(new Set(['h3']));
+    expect(skippedOnly([without3, all], ['h1', 'h2', 'h3']).size).toBe(0);
+    const perHost = new Map([...recordsByHost([without3, without3, null], ['h1', 'h2', 'h3'])].map(([h, r]) => [h, { releaseId: r.releaseId, rolloutId: r.rolloutId }]));
+    expect(planReconcile(snapshots, { releaseId: C, rolloutId: 'r2' }, { perHost })).toMatchObject({ actions: [{ host: 'h3', to: C }] });
+    expect(planReconcile(snapshots, { releaseId: C, rolloutId: 'r2' }, { perHost, unheld: new Set(['h3']) })).toMatchObject({ actions: [], leftOut: ['h3'] });
   });
 
   it('a push leaves a host already on the release it brings alone; the others still go back first', () => {
