@@ -118,6 +118,7 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
     return fleet.hosts.length > 1 ? { fleet, limitedTo: null } : null;
   };
   const hostsHelp = 'only these hosts of the fleet (names from deploy.config.json, comma-separated)';
+  const skipHelp = 'a fleet: go on without hosts that cannot be reached before any switch (recorded as drift)';
 
   program.command('push')
     .description('pack the commit, upload it unless the host has it, start it in the standby slot, health-check it, switch nginx, watch it')
@@ -181,9 +182,10 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
     .option('--reason <text>', 'why, recorded in the history')
     .option('--no-wait', 'return once traffic has moved; the agent still runs the watch window')
     .option('--hosts <names>', `${hostsHelp}: drift on purpose, recorded in history`)
-    .action((slot: Slot, opts: { reason?: string; wait?: boolean; hosts?: string }) => run((out, global) => {
+    .option('--skip-unreachable', skipHelp, false)
+    .action((slot: Slot, opts: { reason?: string; wait?: boolean; hosts?: string; skipUnreachable: boolean }) => run((out, global) => {
       const fleet = fleetOf(global, opts.hosts);
-      if (fleet) return fleetSwitch(fleet.fleet, slot, { limitedTo: fleet.limitedTo, ...(opts.reason ? { reason: opts.reason } : {}) }, out);
+      if (fleet) return fleetSwitch(fleet.fleet, slot, { limitedTo: fleet.limitedTo, skipUnreachable: opts.skipUnreachable, ...(opts.reason ? { reason: opts.reason } : {}) }, out);
       return switchSlot(config(global), slot, { detach: opts.wait === false, ...(opts.reason ? { reason: opts.reason } : {}) }, out);
     }));
 
@@ -194,11 +196,12 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
     .option('--reason <text>', 'why, recorded in the history and on the release rolled back from')
     .option('--no-wait', 'return once traffic has moved; the agent still runs the watch window')
     .option('--hosts <names>', `${hostsHelp}: drift on purpose, recorded in history`)
-    .action((opts: { to?: string; force: boolean; reason?: string; wait?: boolean; hosts?: string }) => run((out, global) => {
+    .option('--skip-unreachable', skipHelp, false)
+    .action((opts: { to?: string; force: boolean; reason?: string; wait?: boolean; hosts?: string; skipUnreachable: boolean }) => run((out, global) => {
       const fleet = fleetOf(global, opts.hosts);
       if (fleet) {
         return fleetRollback(fleet.fleet, {
-          force: opts.force, limitedTo: fleet.limitedTo, ...(opts.to ? { to: opts.to } : {}), ...(opts.reason ? { reason: opts.reason } : {}),
+          force: opts.force, limitedTo: fleet.limitedTo, skipUnreachable: opts.skipUnreachable, ...(opts.to ? { to: opts.to } : {}), ...(opts.reason ? { reason: opts.reason } : {}),
         }, out);
       }
       return rollback(config(global), {

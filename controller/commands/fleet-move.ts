@@ -10,6 +10,8 @@ import { openFleet, unreachableError, type FleetSession } from '../fleet/session
 import { readFleetRecord, writeFleetRecord } from '../fleet/record.js';
 import { snapshotFleet } from '../fleet/snapshot.js';
 import { hostName, type FleetTarget } from '../fleet/target.js';
+import { leaveOutUnreachable } from '../fleet/push.js';
+import type { HostSnapshot } from '../fleet/status-view.js';
 import type { Output } from '../output.js';
 import { localActor } from '../session.js';
 import { targetFields } from './push.js';
@@ -18,17 +20,35 @@ export interface FleetMoveOptions {
   reason?: string;
   /** The command names hosts (--hosts): drift on purpose, so no reconcile-first and no fleet record; the reason says so. */
   limitedTo: string[] | null;
+  /** Go on without hosts not reached before any move (--skip-unreachable): named in the fleet record as skipped. */
+  skipUnreachable?: boolean;
 }
 
-/** Opens every host of the fleet; any not reached refuses the command before anything changed. */
-async function openAll(fleet: FleetTarget, what: string): Promise<FleetSession> {
+/**
+ * Opens every host of the fleet; any not reached refuses the command before anything changed,
+ * unless --skip-unreachable: then the command goes on without it (said, and returned as skipped).
+ */
+async function openAll(fleet: FleetTarget, what: string, options: FleetMoveOptions, out: Output): Promise<{ session: FleetSession; skipped: string[] }> {
   const session = await openFleet(fleet);
-  if (session.unreachable.length > 0) {
+  try {
+    const refused = `${what} refused, nothing changed`;
+    if (session.members.length === 0) throw unreachableError(session.unreachable, refused);
+    return { session, skipped: leaveOutUnreachable(session.unreachable, options.skipUnreachable === true, refused, out) };
+  } catch (error) {
     await session.close();
-    const error = unreachableError(session.unreachable, what);
-    throw new SlipwayError(error.code, error.message, { ...(error.details ? { details: error.details } : {}), hint: 'nothing was changed; bring the host back, or limit the command with --hosts (recorded in history)' });
+    throw error;
   }
-  return session;
+}
+
+/** The snapshots of the hosts a move acts on: every reached host must have answered (a skipped one is left out). */
+function reachedSnapshots(snapshots: readonly HostSnapshot[], skipped: readonly string[], what: string): HostSnapshot[] {
+  const lost = snapshots.filter((s) => s.status === null && !skipped.includes(s.name));
+  if (lost.length > 0) {
+    throw new SlipwayError('fleet_unreachable', `${what} refused, nothing changed: ${lost.map((s) => s.name).join(', ')} did not answer`, {
+      details: lost.map((s) => `${s.name}: ${s.error ?? 'no answer'}`), hint: 'bring the host back, or pass --skip-unreachable to go on without it (recorded as drift)',
+    });
+  }
+  return snapshots.filter((s) => s.status !== null);
 }
 
 /** Pure: the reason recorded on each host's deployment (a --hosts command says which hosts it was limited to). */
@@ -43,7 +63,7 @@ export function recordedReason(reason: string | undefined, limitedTo: string[] |
  * the fleet ends on one release. Writes the fleet record (not for --hosts) and reports per host.
  */
 async function runFlip(session: FleetSession, fleet: FleetTarget, kind: 'rollback' | 'switch', plan: FlipPlan, request: (host: string) => Pick<HostRequest, 'path' | 'body'>,
-  options: FleetMoveOptions, out: Output): Promise<ExitCode> {
+  options: FleetMoveOptions, skipped: readonly string[], out: Output): Promise<ExitCode> {
   const previous = await readFleetRecord(session.members, fleet.app);
   const rolloutId = randomUUID();
   if (plan.moves.length === 0) {
@@ -75,12 +95,13 @@ async function runFlip(session: FleetSession, fleet: FleetTarget, kind: 'rollbac
     const outcome = allMoved ? 'succeeded' : revertFailed || inDoubt ? 'failed' : 'rolled_back';
     const record: FleetRecord = {
       rolloutId, kind, releaseId: allMoved ? plan.to : (previous?.releaseId ?? plan.moves[0]!.from ?? plan.to), attemptedReleaseId: plan.to, outcome,
-      hosts: fleet.hosts.map(hostName), skipped: [], env: fleet.env, actor: localActor(), reason: options.reason ?? null, at: new Date().toISOString(),
+      hosts: fleet.hosts.map(hostName).filter((h) => !skipped.includes(h)), skipped: [...skipped], env: fleet.env, actor: localActor(), reason: options.reason ?? null, at: new Date().toISOString(),
     };
     const notWritten = await writeFleetRecord(session.members, fleet.app, record);
     if (notWritten.length) out.info(`fleet record not written on ${notWritten.join(', ')} (the next command there reconciles it)`);
   }
-  const table = [`${kind} ${rolloutId.slice(0, 8)}:`, ...plan.already.map((h) => `  ${h.padEnd(16)} already on ${shortSha(plan.to)}`), ...formatMoves(moves, reverts)];
+  const table = [`${kind} ${rolloutId.slice(0, 8)}:`, ...plan.already.map((h) => `  ${h.padEnd(16)} already on ${shortSha(plan.to)}`), ...formatMoves(moves, reverts),
+    ...skipped.map((h) => `  ${h.padEnd(16)} skipped: unreachable, left as it is (drift)`)];
   out.data(table.join('\n'));
   if (allMoved) return EXIT.ok;
   const details = formatMoves(moves, reverts);
@@ -96,16 +117,16 @@ async function runFlip(session: FleetSession, fleet: FleetTarget, kind: 'rollbac
 
 /** `deploy rollback` on a fleet: reconcile first, then every host to one release (the standby one, or --to), one flip each. */
 export async function fleetRollback(fleet: FleetTarget, options: FleetMoveOptions & { to?: string; force: boolean }, out: Output): Promise<ExitCode> {
-  const session = await openAll(fleet, 'rollback');
+  const { session, skipped } = await openAll(fleet, 'rollback', options, out);
   try {
     if (!options.limitedTo) await reconcileFirst(session, fleet, out);
-    const snapshots = await snapshotFleet(session, fleet);
+    const snapshots = reachedSnapshots(await snapshotFleet(session, fleet), skipped, 'rollback');
     const plan = planFleetRollback(snapshots, options.to);
     const reason = recordedReason(options.reason, options.limitedTo);
     return await runFlip(session, fleet, 'rollback', plan, (host) => ({
       path: `/apps/${fleet.app}/rollback`,
       body: { to: plan.to, force: options.force, ...(reason ? { reason } : {}), ...targetFields(session.member(host)!.target, null) },
-    }), options, out);
+    }), options, skipped, out);
   } finally {
     await session.close();
   }
@@ -113,15 +134,15 @@ export async function fleetRollback(fleet: FleetTarget, options: FleetMoveOption
 
 /** `deploy switch <slot>` on a fleet: the slot must hold one release on every host; each host flips, in parallel. */
 export async function fleetSwitch(fleet: FleetTarget, slot: Slot, options: FleetMoveOptions, out: Output): Promise<ExitCode> {
-  const session = await openAll(fleet, 'switch');
+  const { session, skipped } = await openAll(fleet, 'switch', options, out);
   try {
     if (!options.limitedTo) await reconcileFirst(session, fleet, out);
-    const plan = planFleetSwitch(await snapshotFleet(session, fleet), slot);
+    const plan = planFleetSwitch(reachedSnapshots(await snapshotFleet(session, fleet), skipped, 'switch'), slot);
     const reason = recordedReason(options.reason, options.limitedTo);
     return await runFlip(session, fleet, 'switch', plan, () => ({
       path: `/apps/${fleet.app}/switch`,
       body: { slot, ...(fleet.env !== null ? { env: fleet.env } : {}), ...(reason ? { reason } : {}) },
-    }), options, out);
+    }), options, skipped, out);
   } finally {
     await session.close();
   }

@@ -1,4 +1,5 @@
 import type { LockInfo, PromotionRecord, ReleaseListEntry } from '../../contract/api.js';
+import { errorMessage } from '../../contract/errors.js';
 import { shortSha } from '../../contract/names.js';
 import { settleBounded } from '../../lib/bounded.js';
 import { EXIT, type ExitCode } from '../errors.js';
@@ -102,8 +103,15 @@ export async function fleetLockRelease(fleet: FleetTarget, options: { json: bool
   return withFleet(fleet, 'lock release', async (session) => {
     const answers = await askEach(session, fleet.rollout.concurrency, (m) =>
       m.session.agent.delete<{ released: boolean; lock: LockInfo | null }>(`/apps/${fleet.app}/lock?force=${options.force}`));
-    const rows = answers.map((a) => ({ host: a.name, released: a.value?.released ?? false, lock: a.value?.lock ?? null, error: a.error }));
+    // Every host of the fleet has a row: one not reached keeps its lock, and says so.
+    const rows = fleet.hosts.map(hostName).map((name) => {
+      const a = answers.find((x) => x.name === name);
+      const miss = session.unreachable.find((u) => u.name === name);
+      return { host: name, released: a?.value?.released ?? false, lock: a?.value?.lock ?? null, error: a ? a.error : `unreachable (${miss ? errorMessage(miss.error) : 'no answer'})` };
+    });
     out.data(options.json ? { locks: rows } : rows.map((r) => `${r.host.padEnd(16)} ${r.error ? `not released: ${r.error}` : r.released ? `released (${formatLock(r.lock)})` : 'there was no lock'}`).join('\n'));
-    return rows.some((r) => r.error) || session.unreachable.length ? EXIT.failedBeforeSwitch : EXIT.ok;
+    // A host that refused is exit 3; one not reached (its lock, if any, left as it is) exit 5.
+    if (answers.some((a) => a.error)) return EXIT.failedBeforeSwitch;
+    return session.unreachable.length ? EXIT.unreachable : EXIT.ok;
   });
 }

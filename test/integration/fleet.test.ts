@@ -528,7 +528,7 @@ describe('deploy promote to the fleet with a host unreachable', () => {
     });
   });
 
-  it('refused without --skip-unreachable (nothing changed); with it the reachable hosts get the release and h3 is named skipped; after heal the next promote brings h3', async () => {
+  it('refused without --skip-unreachable (nothing changed); with it the reachable hosts get the release and h3 is named skipped (rollback too); after heal the next promote brings h3', async () => {
     const sha = await commit({ 'message.txt': 'promoted past a partition\n' }, 'promoted past a partition');
     expect((await lab.deploy(['--env', 'staging', 'push'], { timeoutMs: 120_000 })).code).toBe(EXIT.ok);
     const P = releaseOfCommitOn(staging, sha);
@@ -556,6 +556,27 @@ describe('deploy promote to the fleet with a host unreachable', () => {
       const history = json<{ history: FleetHistoryEntry[]; unreachable: string[] }>((await lab.deploy(['--json', 'history', '-n', '1'])).stdout);
       expect(history.history[0]).toMatchObject({ releaseId: P, outcome: 'succeeded', missing: ['h3'], promotion: { from: 'staging' } });
       expect(history.unreachable).toEqual(['h3']);
+
+      // rollback (and switch) take the flag too: refused without it, nothing changed; with it h1 and h2
+      // go back and forth (one flip each), h3 skipped in each fleet record.
+      const beforeRollback = deploymentsEach();
+      const rollbackRefused = await lab.deploy(['rollback']);
+      expect(rollbackRefused.code, rollbackRefused.stderr).toBe(EXIT.unreachable);
+      expect(rollbackRefused.stderr).toMatch(/rollback refused, nothing changed: 1 host\(s\) could not be reached: h3/);
+      expect(deploymentsEach()).toEqual(beforeRollback);
+      const back = await lab.deploy(['rollback', '--skip-unreachable']);
+      expect(back.code, back.stderr + back.stdout).toBe(EXIT.ok);
+      expect(back.stdout).toMatch(/h3\s+skipped: unreachable/);
+      expect(fleetRecord(0)).toMatchObject({ kind: 'rollback', outcome: 'succeeded', hosts: ['h1', 'h2'], skipped: ['h3'] });
+      expect(fleetRecord(0)!.releaseId).not.toBe(P);
+      const forth = await lab.deploy(['rollback', '--skip-unreachable']);
+      expect(forth.code, forth.stderr + forth.stdout).toBe(EXIT.ok);
+      expect(fleetRecord(1)).toMatchObject({ kind: 'rollback', releaseId: P, hosts: ['h1', 'h2'], skipped: ['h3'] });
+      expect((await lab.servedAll(5_000)).slice(0, 2).map((s) => s?.release)).toEqual([P, P]);
+      // The read commands report h3 rather than fail; lock release says h3 may keep its lock (exit 5).
+      const locks = await lab.deploy(['lock', 'release']);
+      expect(locks.code, locks.stderr).toBe(EXIT.unreachable);
+      expect(locks.stdout).toMatch(/h1\s+there was no lock\nh2\s+there was no lock\nh3\s+not released: unreachable/);
     } finally {
       await lab.heal(2);
     }

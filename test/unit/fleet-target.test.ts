@@ -119,6 +119,21 @@ describe('openFleet', () => {
     expect(closed.sort()).toEqual(['10.0.0.1', 'web-3']);
   });
 
+  it('hosts not reached refuse a rollout (nothing changed) unless --skip-unreachable, which names each one and leaves it out', async () => {
+    const { leaveOutUnreachable } = await import('../../controller/fleet/push.js');
+    const fleet = resolveFleet(fleetConfig(), 'production');
+    const misses = [{ name: 'web-3', target: fleet.hosts[2]!, error: new SlipwayError('ssh_connect_failed', 'connect ETIMEDOUT') }];
+    const said: string[] = [];
+    const out = { info: (line: string) => { said.push(line); } } as never;
+    expect(leaveOutUnreachable([], false, 'promote refused, nothing changed', out)).toEqual([]);
+    const refused = (() => { try { leaveOutUnreachable(misses, false, 'promote refused, nothing changed', out); } catch (error) { return error as SlipwayError; } return null; })();
+    expect(refused).toMatchObject({ code: 'fleet_unreachable', message: 'promote refused, nothing changed: 1 host(s) could not be reached: web-3', details: ['web-3: connect ETIMEDOUT'] });
+    expect(refused!.hint).toContain('--skip-unreachable');
+    expect(said).toEqual([]);
+    expect(leaveOutUnreachable(misses, true, 'promote refused, nothing changed', out)).toEqual(['web-3']);
+    expect(said).toEqual(['  skipping unreachable web-3: connect ETIMEDOUT (recorded as drift)']);
+  });
+
   it('settleBounded waits for every call and keeps input order', async () => {
     const results = await settleBounded([3, 1, 2], 2, async (n) => {
       await new Promise((r) => setTimeout(r, n));
