@@ -585,6 +585,11 @@ describe('deploy promote to the fleet with a host unreachable', () => {
     const drifted = (await status()).fleet;
     expect(drifted).toMatchObject({ expected: P, consistent: false });
     expect(drifted.hosts[2]).toMatchObject({ name: 'h3', releaseId: previous, drift: 'other_release' });
+    // Reconcile does not drag h3 to a release it does not have (a flip cannot bring it): it names it.
+    const reconciled = await lab.deploy(['reconcile']);
+    expect(reconciled.code, reconciled.stderr).toBe(EXIT.ok);
+    expect(reconciled.stdout).toMatch(/left out of the rollout that brought it, not moved: h3 \(deploy push or deploy promote brings them\)/);
+    expect((await lab.served(2, 5_000))?.release).toBe(previous);
 
     const again = await promote();
     expect(again.code, again.stderr + again.stdout).toBe(EXIT.ok);
