@@ -4,6 +4,7 @@ import path from 'node:path';
 import { APP_NAME_PATTERN } from '../contract/names.js';
 import { SlipwayError } from '../contract/errors.js';
 import { ENV_NAME_PATTERN } from '../contract/api.js';
+import { RELAY_DEFAULT_PORT } from '../contract/relay.js';
 import { compileValidator } from '../lib/validate.js';
 import { specOverridesSchema, type SpecOverrides } from '../contract/spec-overrides.js';
 import { resolveTarget, type Target } from './environments.js';
@@ -108,7 +109,7 @@ const rolloutSchema = {
     concurrency: { type: 'integer', minimum: 1, maximum: 64, default: 4 },
     relay: {
       type: 'object', additionalProperties: false,
-      properties: { port: { type: 'integer', minimum: 1, maximum: 65535, default: 7391 } },
+      properties: { port: { type: 'integer', minimum: 1, maximum: 65535, default: RELAY_DEFAULT_PORT } },
     },
   },
 } as const;

@@ -1,3 +1,5 @@
+import { RELAY_KEEP_QUERY } from '../../contract/relay.js';
+
 /**
  * Pure: how a release reaches the hosts of a fleet that lack it: directly from the controller, or
  * once to one host of a group (the uploader) and from there to the others over the hosts' private
@@ -68,5 +70,5 @@ export function fetchPath(uploadPath: string): string {
 
 /** Pure: an upload path (full or delta) with `relay=1`: the agent keeps the verified bytes for a relay session. */
 export function keepForRelay(path: string): string {
-  return `${path}${path.includes('?') ? '&' : '?'}relay=1`;
+  return `${path}${path.includes('?') ? '&' : '?'}${RELAY_KEEP_QUERY}=1`;
 }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { SlipwayError, errorMessage } from '../../contract/errors.js';
+import type { RelayFetchRequest, RelaySession, RelaySessionRequest } from '../../contract/relay.js';
 import { settleBounded } from '../../lib/bounded.js';
 import { shipRelease, type Missing, type Shipped } from '../delta-upload.js';
 import { uploadHeaders, uploadPath, type PushRelease } from '../commands/push.js';
@@ -66,9 +67,10 @@ export async function relayGroup(group: RelayGroup, members: ReadonlyMap<string,
   let opened = false;
   try {
     try {
-      await uploader.session.agent.json('POST', `/apps/${fleet.app}/relay`, {
+      const request: RelaySessionRequest = {
         sha256: shipped.sha256, bytes: shipped.uploadedBytes, address: group.address, port, identity, key, fetches: peers.length, ttlMs: SESSION_TTL_MS,
-      });
+      };
+      await uploader.session.agent.json<RelaySession>('POST', `/apps/${fleet.app}/relay`, request);
       opened = true;
     } catch (error) {
       const why = `${uploader.name} could not open the relay on ${group.address}:${port}: ${errorMessage(error)}`;
@@ -84,9 +86,10 @@ export async function relayGroup(group: RelayGroup, members: ReadonlyMap<string,
     const settled = await settleBounded(peers, fleet.rollout.concurrency, async (peer) => {
       const started = Date.now();
       try {
-        await peer.session.agent.json('POST', fetchPath(uploadPath(peer.target, release.manifest.releaseId, release.tag)), {
+        const request: RelayFetchRequest = {
           from: { address: group.address, port }, identity, key, sha256: shipped.sha256, bytes: shipped.uploadedBytes, kind: shipped.how,
-        }, uploadHeaders(peer.target.specOverrides));
+        };
+        await peer.session.agent.json('POST', fetchPath(uploadPath(peer.target, release.manifest.releaseId, release.tag)), request, uploadHeaders(peer.target.specOverrides));
       } catch (error) {
         if (!(error instanceof SlipwayError) || !fallsBackToDirect(error.code)) throw error;
         await ctx.direct(peer, `the relay fetch from ${uploader.name} failed (${error.code}: ${error.message})`);

@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { RELAY_DEFAULT_PORT } from '../../contract/relay.js';
 import { SlipwayError } from '../../contract/errors.js';
 import type { DeployConfig, EnvironmentConfig, HostConfig, RolloutSettings } from '../config.js';
 import { targetOnHost, resolveEnvironmentHosts, type Target } from '../environments.js';
@@ -35,8 +36,7 @@ export interface Rollout {
   relayPort: number;
 }
 
-/** Where a host's agent listens for the relay when rollout.relay names no port. */
-export const DEFAULT_RELAY_PORT = 7391;
+
 
 export const DEFAULT_ROLLOUT: RolloutSettings = { batch: 1, bake: '30s', concurrency: 4 };
 
@@ -104,7 +104,7 @@ export function resolveRollout(settings: RolloutSettings | undefined, hosts: rea
   const s = { ...DEFAULT_ROLLOUT, ...settings };
   return {
     batch: parseBatch(s.batch), bakeMs: bakeMs(s.bake), windowMs: s.window === undefined ? null : bakeMs(s.window),
-    primary: s.primary ?? hostName(hosts[0]!), concurrency: s.concurrency, relayPort: s.relay?.port ?? DEFAULT_RELAY_PORT,
+    primary: s.primary ?? hostName(hosts[0]!), concurrency: s.concurrency, relayPort: s.relay?.port ?? RELAY_DEFAULT_PORT,
   };
 }
 
