@@ -428,7 +428,7 @@ describe('the upload-once relay', () => {
     expect(peers).toEqual([{ host: 'h2', upload: 'relay', from: 'h1', uploadedBytes: 0 }, { host: 'h3', upload: 'relay', from: 'h1', uploadedBytes: 0 }]);
     expect(result.stdout).toMatch(/\[h2\] fetched from h1 over the relay: [0-9.]+ MB verified in/);
     // The uplink carried one copy (and the SSH sessions' chatter), not three.
-    expect(h1!.uploadedBytes).toBeGreaterThan(2_000_000);
+    expect(h1!.uploadedBytes).toBeGreaterThan(1_000_000);
     expect(sent).toBeLessThan(2 * h1!.uploadedBytes);
     const release = lab.releaseOf(0, sha);
     expect(lab.hosts.map((h) => lab.releaseOf(h.index, sha))).toEqual([release, release, release]);
