@@ -74,13 +74,8 @@ export async function relayGroup(group: RelayGroup, members: ReadonlyMap<string,
       opened = true;
     } catch (error) {
       const why = `${uploader.name} could not open the relay on ${group.address}:${port}: ${errorMessage(error)}`;
-      await Promise.all(peers.map(async (peer) => {
-        try {
-          await ctx.direct(peer, why);
-        } catch (failure) {
-          failures.set(peer.name, failure);
-        }
-      }));
+      const settled = await settleBounded(peers, fleet.rollout.concurrency, (peer) => ctx.direct(peer, why));
+      settled.forEach((result, i) => { if (result.status === 'rejected') failures.set(peers[i]!.name, result.reason); });
       return failures;
     }
     const settled = await settleBounded(peers, fleet.rollout.concurrency, async (peer) => {
