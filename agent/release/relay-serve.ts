@@ -82,7 +82,9 @@ export class RelaySessions {
     // Claimed before the listen, so a second open of the identity meanwhile is refused.
     this.sessions.set(identity, session);
     session.server.on('secureConnection', (socket: TLSSocket) => this.serve(session, socket));
-    session.server.on('tlsClientError', (error) => {
+    // With a listener here Node leaves the failed socket open (a handshake timeout, say): it is closed.
+    session.server.on('tlsClientError', (error, socket) => {
+      socket.destroy();
       this.deps.logger.info({ app, identity, reason: errorMessage(error).split('\n')[0] }, 'relay handshake refused');
     });
     try {
