@@ -258,6 +258,18 @@ describe('relay between two real agents: keep, serve over TLS-PSK, fetch into th
     expect(await exists(keptFile(a, sealed.sha256))).toBe(false);
   }, 120_000);
 
+  it('at start the agent sweeps kept uploads older than 15 minutes and leaves younger ones', async () => {
+    const dir = path.join(a.home, 'relay');
+    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    const [old, young] = [randomBytes(32).toString('hex'), randomBytes(32).toString('hex')];
+    for (const name of [old, young]) await fs.writeFile(path.join(dir, name), name, { mode: 0o600 });
+    const past = new Date(Date.now() - 16 * 60_000);
+    await fs.utimes(path.join(dir, old), past, past);
+    await a.restartAgent();
+    expect(await fs.readdir(dir)).toEqual([young]);
+    await fs.rm(path.join(dir, young));
+  }, 120_000);
+
   it('the keys were never written down: not in either agent\'s log, not in their audit tables', async () => {
     expect(keys.length).toBeGreaterThan(4);
     for (const stack of [a, b]) {
