@@ -94,6 +94,11 @@ export class RelaySessions {
       session.server.close();
       throw listenError(error, address, port);
     }
+    // A listener error after the listen (rare: the socket failing under it) ends the session, never the agent.
+    session.server.on('error', (error) => {
+      this.deps.logger.warn({ app, identity, err: error }, 'relay listener failed');
+      void this.end(session, 'listener failed');
+    });
     session.timer = setTimeout(() => { void this.end(session, 'expired'); }, request.ttlMs);
     session.timer.unref();
     const expiresAt = new Date(session.expiresAtMs).toISOString();
