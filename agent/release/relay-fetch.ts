@@ -130,10 +130,12 @@ function firstLine(error: unknown): string {
 export interface RelayFetchInput { kind: 'full' | 'delta'; origin: RelayOrigin; upload: Omit<UploadInput, 'source' | 'sha256' | 'expectedBytes'> }
 
 /** The same ingest as an upload of that kind (service.ts receive / receiveDelta), fed from the relay. */
-export function fetchRelease(
-  input: RelayFetchInput, releases: Pick<ReleaseService, 'receive' | 'receiveDelta'>, options: RelayFetchOptions = {},
+export async function fetchRelease(
+  input: RelayFetchInput, releases: Pick<ReleaseService, 'receive' | 'receiveDelta' | 'requireReceivable'>, options: RelayFetchOptions = {},
 ): Promise<StoredRelease | StoredDelta> {
   const { kind, origin, upload } = input;
+  // A release the host has is refused before the relay is asked: no fetch of the session is used.
+  releases.requireReceivable(upload.app, upload.releaseId);
   return fetchFromRelay(origin, (source) => {
     const request: UploadInput = { ...upload, source, sha256: origin.sha256, expectedBytes: origin.bytes };
     return kind === 'full' ? releases.receive(request) : releases.receiveDelta(request);

@@ -82,7 +82,9 @@ export class RelaySessions {
     // Claimed before the listen, so a second open of the identity meanwhile is refused.
     this.sessions.set(identity, session);
     session.server.on('secureConnection', (socket: TLSSocket) => this.serve(session, socket));
-    session.server.on('tlsClientError', (error) => {
+    // With a listener here Node leaves the failed socket open (a handshake timeout, say): it is closed.
+    session.server.on('tlsClientError', (error, socket) => {
+      socket.destroy();
       this.deps.logger.info({ app, identity, reason: errorMessage(error).split('\n')[0] }, 'relay handshake refused');
     });
     try {
@@ -92,6 +94,11 @@ export class RelaySessions {
       session.server.close();
       throw listenError(error, address, port);
     }
+    // A listener error after the listen (rare: the socket failing under it) ends the session, never the agent.
+    session.server.on('error', (error) => {
+      this.deps.logger.warn({ app, identity, err: error }, 'relay listener failed');
+      void this.end(session, 'listener failed');
+    });
     session.timer = setTimeout(() => { void this.end(session, 'expired'); }, request.ttlMs);
     session.timer.unref();
     const expiresAt = new Date(session.expiresAtMs).toISOString();

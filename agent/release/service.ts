@@ -95,6 +95,14 @@ export class ReleaseService {
     return { ...stored, delta };
   }
 
+  /** Refuses an upload before a byte is read: an unknown app, or a release already on the host (409). */
+  requireReceivable(app: string, releaseId: string): void {
+    requireApp(this.deps.apps, app);
+    if (this.deps.state.release(app, releaseId) && this.deps.releases.has(app, releaseId)) {
+      throw new SlipwayError('release_exists', `release ${shortSha(releaseId)} of ${app} is already on this host`, { status: 409, hint: 'nothing to upload' });
+    }
+  }
+
   /** Which of these file contents the host lacks: what a delta upload must carry. */
   async missingContents(app: string, hashes: readonly string[]): Promise<{ missing: string[] }> {
     requireApp(this.deps.apps, app);
@@ -105,10 +113,7 @@ export class ReleaseService {
     input: UploadInput, ingest: (request: IngestRequest) => Promise<{ dir: string; manifest: ReleaseManifest; bytes: number; timings?: IngestTimings }>,
   ): Promise<StoredRelease> {
     const { app, releaseId, sha256, source } = input;
-    requireApp(this.deps.apps, app);
-    if (this.deps.state.release(app, releaseId) && this.deps.releases.has(app, releaseId)) {
-      throw new SlipwayError('release_exists', `release ${shortSha(releaseId)} of ${app} is already on this host`, { status: 409, hint: 'nothing to upload' });
-    }
+    this.requireReceivable(app, releaseId);
     if (!source) {
       throw new SlipwayError('upload_missing', 'upload body must be sent as application/gzip', { status: 415, hint: 'send the tarball bytes' });
     }

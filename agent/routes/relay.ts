@@ -9,7 +9,9 @@ import { fetchRelease, type RelayFetchOptions } from '../release/relay-fetch.js'
 import type { RelaySessions } from '../release/relay-serve.js';
 import type { ReleaseService, StoredDelta, StoredRelease } from '../release/service.js';
 import { overridesOf, storedDelta, storedRelease, uploadQuery, type UploadQuery } from './releases.js';
-import { answers, appParams, releaseParams, type AppParams, type ObjectSchemaOf, type ReleaseParams } from './schemas.js';
+import {
+  answers, appParams, noBody, noQuery, releaseParams, type AppParams, type NoBody, type NoQuery, type ObjectSchemaOf, type ReleaseParams,
+} from './schemas.js';
 
 const relaySession = {
   type: 'object', additionalProperties: false, required: ['identity', 'address', 'port', 'expiresAt'],
@@ -38,12 +40,12 @@ export interface RelayRouteOptions { sessions: RelaySessions; releases: ReleaseS
 
 /** The upload-once relay (contract/relay.ts): serve a kept upload for one session; fetch one from a peer. */
 export const relayRoutes: FastifyPluginAsync<RelayRouteOptions> = async (app, { sessions, releases, fetch }) => {
-  app.post<{ Params: AppParams; Body: RelaySessionRequest; Reply: RelaySession }>('/apps/:app/relay', {
-    schema: { params: appParams, body: relaySessionRequestSchema, response: answers({ 201: relaySession }) },
+  app.post<{ Params: AppParams; Querystring: NoQuery; Body: RelaySessionRequest; Reply: RelaySession }>('/apps/:app/relay', {
+    schema: { params: appParams, querystring: noQuery, body: relaySessionRequestSchema, response: answers({ 201: relaySession }) },
   }, async (request, reply) => reply.code(201).send(await sessions.open(request.params.app, request.body)));
 
-  app.delete<{ Params: SessionParams }>('/apps/:app/relay/:identity', {
-    schema: { params: sessionParams, response: answers({ 204: { type: 'null' } }) },
+  app.delete<{ Params: SessionParams; Querystring: NoQuery; Body: NoBody }>('/apps/:app/relay/:identity', {
+    schema: { params: sessionParams, querystring: noQuery, body: noBody, response: answers({ 204: { type: 'null' } }) },
   }, async (request, reply) => {
     await sessions.close(request.params.app, request.params.identity);
     return reply.code(204).send();
