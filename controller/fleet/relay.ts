@@ -38,7 +38,7 @@ export interface RelayContext {
 /**
  * Runs one group: uploads to its uploader (keeping the bytes), opens the session, the peers fetch
  * in parallel (rollout.concurrency at a time), each falling back to a direct upload. Resolves to
- * each host's failure (null: it has the release).
+ * the failures by host name (a host not in it has the release, verified).
  */
 export async function relayGroup(group: RelayGroup, members: ReadonlyMap<string, FleetMember>, ctx: RelayContext): Promise<Map<string, unknown>> {
   const { fleet, release, out } = ctx;
