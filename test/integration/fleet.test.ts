@@ -1,4 +1,5 @@
-import { appendFile, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, readFile, readdir, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -433,6 +434,14 @@ describe('the upload-once relay', () => {
     const release = lab.releaseOf(0, sha);
     expect(lab.hosts.map((h) => lab.releaseOf(h.index, sha))).toEqual([release, release, release]);
     expect(await served()).toEqual([release, release, release]);
+    // The session is over: nothing listens on h1's relay port, and the kept bundle is gone.
+    const refused = await new Promise<string>((resolve) => {
+      const socket = connect(7391, lab.hosts[0]!.address);
+      socket.once('connect', () => { socket.destroy(); resolve('connected'); });
+      socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
+    });
+    expect(refused).toBe('ECONNREFUSED');
+    expect(await readdir(path.join(lab.hosts[0]!.stack.home, 'relay'))).toEqual([]);
     const made = await keys();
     expect(made.length).toBeGreaterThan(0);
     const logs = lab.hosts.map((h) => h.stack.agent.log()).join('\n');
