@@ -8,6 +8,8 @@ import { openDatabase, type Db } from './state/db.js';
 import { StateStore } from './state/store.js';
 import { ReleaseStore } from './release/store.js';
 import { stopUnpackThread } from './release/extract-thread.js';
+import { RelayKeep } from './release/relay-keep.js';
+import { RelaySessions } from './release/relay-serve.js';
 import { Pm2Adapter } from './pm2.js';
 import { NginxController } from './nginx/controller.js';
 import { renderAppConfig } from './nginx/render.js';
@@ -100,6 +102,10 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     }),
   });
   await releases.cleanupOrphans();
+  // Uploads kept for a relay session: what no session will serve any more is swept now.
+  const relayKeep = new RelayKeep(config.home);
+  const relaySessions = new RelaySessions({ apps: config.apps, keep: relayKeep, logger });
+  await relaySessions.sweep();
   // A crash between the release dir's rename and its database row leaves a dir SQLite does not know;
   // no slot can reference it, and the controller re-uploads it, so it is removed.
   for (const app of Object.keys(config.apps)) {
@@ -274,6 +280,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
       backups: () => backups.overview({ nextRun: (job) => backupScheduler.nextRun(job) }).jobs,
       doraWindowMs: 30 * 86_400_000,
     },
+    relay: { keep: relayKeep, sessions: relaySessions },
   });
   const url = await server.listen({ host: config.api.host, port: config.api.port });
   backupScheduler.start();
@@ -295,6 +302,8 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
       await backupScheduler.stop();
       // Before the server: a POST /backups/:job/run waiting on a dump would hold server.close().
       await backups.close();
+      // Relay listeners and their kept uploads end with the agent.
+      await relaySessions.closeAll();
       await server.close();
       // After the server: no upload is still being received into it.
       await stopUnpackThread();

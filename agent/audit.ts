@@ -3,7 +3,7 @@
 import { redactUri } from './backups/commands.js';
 
 /** Field names whose values are never kept, whatever they hold. */
-const SECRET_FIELD = /pass|secret|token|credential|auth|cookie|uri|url|env/i;
+const SECRET_FIELD = /pass|secret|token|credential|auth|cookie|uri|url|env|^key$/i;
 const MAX_STRING = 200;
 const MAX_KEYS = 50;
 const MAX_DEPTH = 4;

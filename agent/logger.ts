@@ -10,6 +10,8 @@ export const REDACT_PATHS = [
   'password', '*.password',
   'uri', '*.uri',
   'env', '*.env',
+  // The relay's pre-shared key (contract/relay.ts), wherever a request body is logged.
+  'key', '*.key', 'req.body.key',
 ];
 
 interface LoggedRequest { method?: string; url?: string; host?: string; ip?: string; socket?: { remotePort?: number } }

@@ -26,6 +26,10 @@ import { metricsRoutes } from './routes/metrics.js';
 import { logRoutes, type LogRouteOptions } from './routes/logs.js';
 import { requireApp } from './apps.js';
 import { tlsRoutes, type TlsRouteOptions } from './routes/tls.js';
+import { relayRoutes } from './routes/relay.js';
+import type { RelayKeep } from './release/relay-keep.js';
+import type { RelaySessions } from './release/relay-serve.js';
+import type { RelayFetchOptions } from './release/relay-fetch.js';
 import { createMetrics, type MetricsSource } from './metrics/registry.js';
 import { doraFigures } from './metrics/dora.js';
 import { doraHistory } from './metrics/history.js';
@@ -55,6 +59,8 @@ export interface ServerDeps {
   tls?: Omit<TlsRouteOptions, 'requireApp'>;
   /** What GET /metrics and GET /apps/:app/dora read (the app status comes from the server's own view). */
   metrics?: Omit<MetricsSource, 'appStatus'>;
+  /** The upload-once relay (agent/release/relay-*.ts): kept uploads and the sessions serving them. */
+  relay?: { keep: RelayKeep; sessions: RelaySessions; fetch?: RelayFetchOptions };
 }
 
 /** JSON bodies are small: the largest real one is a rollback reason of 500 characters. */
@@ -88,6 +94,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     apps: deps.config.apps, state: deps.state, releases: deps.releases, cleanup: deps.cleanup, logger: deps.logger,
     checkManifest: (app, manifest, overrides) => { allowedReleaseSpec(app, deps.config.apps[app]!, manifest, overrides); },
     ...(deps.notifyPromotion ? { notifyPromotion: deps.notifyPromotion } : {}),
+    ...(deps.relay ? { keepForRelay: (partFile: string, sha256: string) => deps.relay!.keep.keep(partFile, sha256) } : {}),
   });
 
   void app.register(hostGuard);
@@ -105,6 +112,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   void app.register(backupRoutes, { ...deps.backups, logger: deps.logger });
   if (deps.outbox) void app.register(notificationRoutes, { outbox: deps.outbox });
   if (deps.logs) void app.register(logRoutes, { state: deps.state, requireApp: (name) => requireApp(deps.config.apps, name), logs: deps.logs });
+  if (deps.relay) void app.register(relayRoutes, { sessions: deps.relay.sessions, releases, ...(deps.relay.fetch ? { fetch: deps.relay.fetch } : {}) });
   if (deps.tls) void app.register(tlsRoutes, { ...deps.tls, requireApp: (name) => requireApp(deps.config.apps, name) });
   if (deps.metrics) {
     const source = deps.metrics;

@@ -259,6 +259,15 @@ export const ERROR_KINDS = {
 
   // Promotion to or from a fleet (part promote): a source fleet whose hosts serve different releases.
   promotion_source_drift: 'refused',
+
+  // The upload-once relay (part relay-agent): a host serves a kept upload to its peers for one
+  // session (agent/release/relay-*.ts); any of these on a peer makes the controller upload directly.
+  relay_artifact_missing: 'refused',
+  relay_address_invalid: 'usage',
+  relay_port_busy: 'usage',
+  relay_session_exists: 'refused',
+  relay_unreachable: 'refused',
+  relay_refused: 'refused',
 } as const satisfies Record<string, ErrorKind>;
 
 export type ErrorCode = keyof typeof ERROR_KINDS;

@@ -82,8 +82,8 @@ export class AgentClient {
     return this.json<T>('DELETE', path);
   }
 
-  async json<T>(method: string, path: string, body?: unknown): Promise<T> {
-    return this.jsonOn<T>(null, method, path, body);
+  async json<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
+    return this.jsonOn<T>(null, method, path, body, headers);
   }
 
   /**
@@ -123,9 +123,10 @@ export class AgentClient {
     };
   }
 
-  private async jsonOn<T>(channel: Duplex | null, method: string, path: string, body?: unknown): Promise<T> {
+  private async jsonOn<T>(channel: Duplex | null, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const response = await this.send(method, path, {
+      ...headers,
       ...(payload ? { 'content-type': 'application/json', 'content-length': String(payload.length) } : {}),
     }, async (req) => { req.end(payload); }, channel);
     return parseJsonResponse<T>(response, `${method} ${path}`);

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { APP_NAME_PATTERN } from '../contract/names.js';
 import { SlipwayError } from '../contract/errors.js';
 import { ENV_NAME_PATTERN } from '../contract/api.js';
+import { RELAY_DEFAULT_PORT } from '../contract/relay.js';
 import { compileValidator } from '../lib/validate.js';
 import { specOverridesSchema, type SpecOverrides } from '../contract/spec-overrides.js';
 import { resolveTarget, type Target } from './environments.js';
@@ -30,6 +31,11 @@ export interface HostConfig {
   keepaliveCountMax: number;
   /** An upload the agent accepts no bytes of for this long is abandoned. */
   uploadStallTimeoutMs: number;
+  /**
+   * The address the OTHER hosts of the environment reach this host at (a private IP): where its
+   * agent listens, during a push only, for them to fetch the release from it (controller/fleet/relay.ts).
+   */
+  relay?: string;
 }
 
 export interface AgentEndpoint { port: number; tokenFile: string }
@@ -70,6 +76,8 @@ export interface RolloutSettings {
   primary?: string;
   /** How many hosts are connected to and uploaded to at once. */
   concurrency: number;
+  /** The upload-once relay between hosts (used for hosts whose entries have `relay`). */
+  relay?: { port: number };
 }
 
 /** deploy.config.json as written: one app (the project), one host or one per environment. */
@@ -99,6 +107,10 @@ const rolloutSchema = {
     window: { type: 'string', pattern: '^[0-9]{1,6}(ms|s|m)$' },
     primary: { type: 'string', pattern: HOST_NAME_PATTERN },
     concurrency: { type: 'integer', minimum: 1, maximum: 64, default: 4 },
+    relay: {
+      type: 'object', additionalProperties: false,
+      properties: { port: { type: 'integer', minimum: 1, maximum: 65535, default: RELAY_DEFAULT_PORT } },
+    },
   },
 } as const;
 
@@ -117,6 +129,7 @@ const hostSchema = {
     keepaliveIntervalMs: { type: 'integer', minimum: 1000, maximum: 300_000, default: 5_000 },
     keepaliveCountMax: { type: 'integer', minimum: 1, maximum: 100, default: 3 },
     uploadStallTimeoutMs: { type: 'integer', minimum: 1000, maximum: 3_600_000, default: DEFAULT_UPLOAD_STALL_TIMEOUT_MS },
+    relay: { type: 'string', pattern: '^[0-9A-Fa-f.:]{2,45}$' },
   },
 } as const;
 

@@ -4,13 +4,19 @@ import type { ReleaseManifest } from '../contract/manifest.js';
 import type { AgentClient } from './agent-client.js';
 import { formatBytes, formatMs, type Output } from './output.js';
 import type { PreparedRelease } from './pack.js';
+import { keepForRelay } from './fleet/relay-plan.js';
 
 export interface Shipped {
   how: 'delta' | 'full';
   uploadMs: number;
   /** Bytes sent over the wire (the bundle or the tarball). */
   uploadedBytes: number;
+  /** The sha256 of those bytes (what a relay session serves and its peers verify). */
+  sha256: string;
 }
+
+/** What a host lacks: the contents it asked for (null: it cannot say, an agent without delta uploads). */
+export type Missing = Set<string> | null;
 
 /** Failures of a delta upload that a full upload of the same release does not have. */
 const FALL_BACK_ON = new Set(['delta_base_missing', 'delta_base_mismatch']);
@@ -25,31 +31,47 @@ const FALL_BACK_ON = new Set(['delta_base_missing', 'delta_base_mismatch']);
 export async function shipRelease(input: {
   agent: AgentClient; app: string; uploadPath: string; prepared: PreparedRelease; manifest: ReleaseManifest;
   headers: Record<string, string>; prepareMs: number; out: Output;
+  /** What the host lacks, when already asked (missingContents); asked here otherwise. */
+  missing?: Missing;
+  /** Upload with `relay=1`: the agent keeps the verified bytes for a relay session (controller/fleet/relay.ts). */
+  keep?: boolean;
 }): Promise<Shipped> {
-  const { agent, app, prepared, manifest, out } = input;
+  const { agent, prepared, manifest, out } = input;
   const hashes = contentHashes(prepared.files);
-  const missing = hashes.length === 0 ? null : await askMissing(agent, app, hashes);
-  if (missing !== null && missing.size < hashes.length) {
+  const missing = input.missing !== undefined ? input.missing : await missingContents(agent, input.app, prepared);
+  const kept = (path: string) => (input.keep ? keepForRelay(path) : path);
+  if (useDelta(prepared, missing)) {
     const started = Date.now();
-    const bundle = await prepared.bundle(manifest, missing);
+    const bundle = await prepared.bundle(manifest, missing!);
     // Cut once for every host that lacks the same contents: the first one asking waits for it.
     const bundleMs = Date.now() - started;
     const total = bytesOf(prepared.files, new Set(hashes));
-    out.info(`  the host has ${hashes.length - missing.size} of ${hashes.length} file contents: sending ${missing.size} (${formatBytes(bundle.objectBytes)} of ${formatBytes(total)}), ${formatBytes(bundle.bytes)} with the file manifest`,
-      { delta: { contents: hashes.length, missing: missing.size, objectBytes: bundle.objectBytes, releaseBytes: total, bundleBytes: bundle.bytes, bundleMs } });
+    out.info(`  the host has ${hashes.length - missing!.size} of ${hashes.length} file contents: sending ${missing!.size} (${formatBytes(bundle.objectBytes)} of ${formatBytes(total)}), ${formatBytes(bundle.bytes)} with the file manifest`,
+      { delta: { contents: hashes.length, missing: missing!.size, objectBytes: bundle.objectBytes, releaseBytes: total, bundleBytes: bundle.bytes, bundleMs } });
     try {
       const sending = Date.now();
-      await agent.upload(deltaPath(input.uploadPath), bundle.file, bundle.bytes, bundle.sha256,
+      await agent.upload(kept(deltaPath(input.uploadPath)), bundle.file, bundle.bytes, bundle.sha256,
         ({ sent, total: all, stalledMs }) => out.progress('upload', sent, all, started, stalledMs), input.headers);
       const uploadMs = Date.now() - started;
       out.info(`  sent, assembled and verified in ${formatMs(uploadMs)}`, { uploadMs, sendMs: Date.now() - sending, uploadedBytes: bundle.bytes, upload: 'delta' });
-      return { how: 'delta', uploadMs, uploadedBytes: bundle.bytes };
+      return { how: 'delta', uploadMs, uploadedBytes: bundle.bytes, sha256: bundle.sha256 };
     } catch (error) {
       if (!(error instanceof SlipwayError) || !FALL_BACK_ON.has(error.code)) throw error;
       out.info(`  delta upload refused (${error.message}): sending the whole release`, { upload: 'fallback', reason: error.code });
     }
   }
-  return fullUpload(input);
+  return fullUpload({ ...input, uploadPath: kept(input.uploadPath) });
+}
+
+/** The contents the host lacks, asked once; null when it cannot say, or the release has no file manifest. */
+export async function missingContents(agent: AgentClient, app: string, prepared: Pick<PreparedRelease, 'files'>): Promise<Missing> {
+  const hashes = contentHashes(prepared.files);
+  return hashes.length === 0 ? null : askMissing(agent, app, hashes);
+}
+
+/** Pure: whether a host lacking `missing` gets a delta upload (it has some of the contents), not the whole tarball. */
+export function useDelta(prepared: Pick<PreparedRelease, 'files'>, missing: Missing): boolean {
+  return missing !== null && missing.size < contentHashes(prepared.files).length;
 }
 
 /** The contents the host lacks; null when it cannot say (an agent without delta uploads). */
@@ -76,7 +98,7 @@ async function fullUpload(input: { agent: AgentClient; uploadPath: string; prepa
     ({ sent, total, stalledMs }) => out.progress('upload', sent, total, started, stalledMs), input.headers);
   const uploadMs = Date.now() - started;
   out.info(`  uploaded and verified in ${formatMs(uploadMs)}`, { uploadMs, sendMs: uploadMs, sealMs: started - sealStarted, uploadedBytes: packed.bytes, upload: 'full' });
-  return { how: 'full', uploadMs, uploadedBytes: packed.bytes };
+  return { how: 'full', uploadMs, uploadedBytes: packed.bytes, sha256: packed.sha256 };
 }
 
 /** Pure: the delta upload's path beside a full upload's (`…/releases/<id>/delta`, same query). */

@@ -34,7 +34,7 @@ const WATCH_ROLLOUT_PHASE = { windowMs: 2000, intervalMs: 200, failuresToRollbac
 const WATCH_SWITCH_PHASE = { ...WATCH_ROLLOUT_PHASE, windowMs: 0 };
 
 /** Rows a section can run alone (`--only fleet.revert`); the others always run whole. */
-const ROWS: Partial<Record<Section, readonly string[]>> = { fleet: ['push', 'revert', 'upload'] };
+const ROWS: Partial<Record<Section, readonly string[]>> = { fleet: ['push', 'revert', 'upload', 'uplink'] };
 
 function parseArgs(argv: string[]): { quick: boolean; only: Set<Section> | null; rows: Set<string> | null } {
   let quick = false;

@@ -14,6 +14,7 @@ import type { DeltaStats, IngestTimings } from './store.js';
 interface IngestRequest {
   app: string; releaseId: string; sha256: string; source: Readable; expectedBytes?: number; accept?: (manifest: ReleaseManifest) => void;
   deployedBy?: string; project?: string; deployment?: { env: string | null; tag: string | null };
+  keep?: (partFile: string) => Promise<void>;
 }
 
 /** What the service needs of the release store (store.ts). */
@@ -43,6 +44,8 @@ export interface ReleaseServiceDeps {
   notifyPromotion?: (event: 'promotion_refused' | 'promotion_forced', input: { app: string; env: string | null; releaseId: string; actor: string; reason: string; sha: string | null }) => void;
   logger: Logger;
   now?: () => Date;
+  /** Keeps a verified upload for a relay session (relay-keep.ts); uploads with `relay` need it. */
+  keepForRelay?: (partFile: string, sha256: string) => Promise<void>;
 }
 
 export interface UploadInput {
@@ -63,6 +66,8 @@ export interface UploadInput {
   tag?: string;
   /** The overrides sent with the upload (null: none sent; the stored ones apply). */
   specOverrides?: SpecOverrides | null;
+  /** ?relay=1: also keep the verified bytes for a relay session (relay-keep.ts). */
+  relay?: boolean;
 }
 
 export interface StoredRelease { releaseId: string; bytes: number; dir: string }
@@ -90,6 +95,14 @@ export class ReleaseService {
     return { ...stored, delta };
   }
 
+  /** Refuses an upload before a byte is read: an unknown app, or a release already on the host (409). */
+  requireReceivable(app: string, releaseId: string): void {
+    requireApp(this.deps.apps, app);
+    if (this.deps.state.release(app, releaseId) && this.deps.releases.has(app, releaseId)) {
+      throw new SlipwayError('release_exists', `release ${shortSha(releaseId)} of ${app} is already on this host`, { status: 409, hint: 'nothing to upload' });
+    }
+  }
+
   /** Which of these file contents the host lacks: what a delta upload must carry. */
   async missingContents(app: string, hashes: readonly string[]): Promise<{ missing: string[] }> {
     requireApp(this.deps.apps, app);
@@ -100,10 +113,7 @@ export class ReleaseService {
     input: UploadInput, ingest: (request: IngestRequest) => Promise<{ dir: string; manifest: ReleaseManifest; bytes: number; timings?: IngestTimings }>,
   ): Promise<StoredRelease> {
     const { app, releaseId, sha256, source } = input;
-    requireApp(this.deps.apps, app);
-    if (this.deps.state.release(app, releaseId) && this.deps.releases.has(app, releaseId)) {
-      throw new SlipwayError('release_exists', `release ${shortSha(releaseId)} of ${app} is already on this host`, { status: 409, hint: 'nothing to upload' });
-    }
+    this.requireReceivable(app, releaseId);
     if (!source) {
       throw new SlipwayError('upload_missing', 'upload body must be sent as application/gzip', { status: 415, hint: 'send the tarball bytes' });
     }
@@ -115,10 +125,25 @@ export class ReleaseService {
       ...(input.actor ? { deployedBy: input.actor } : {}),
       ...(input.project ? { project: input.project } : {}),
       deployment: { env: input.env ?? null, tag: input.tag ?? null },
+      ...(input.relay ? { keep: (partFile: string) => this.keepForRelay(partFile, app, releaseId, sha256) } : {}),
     });
     this.deps.state.recordRelease({ app, releaseId, sha256, bytes: ingested.bytes, manifest: ingested.manifest });
     this.deps.logger.info({ app, releaseId, bytes: ingested.bytes, ...(ingested.timings ? { ms: ingested.timings } : {}) }, 'release stored');
     return { releaseId, bytes: ingested.bytes, dir: ingested.dir };
+  }
+
+  /**
+   * Keeps an upload for the relay; a failure is logged, not the upload's: the release is stored,
+   * and the controller, finding nothing kept (relay_artifact_missing), uploads to the peers itself.
+   */
+  private async keepForRelay(partFile: string, app: string, releaseId: string, sha256: string): Promise<void> {
+    try {
+      if (!this.deps.keepForRelay) throw new Error('this agent keeps no uploads for the relay');
+      await this.deps.keepForRelay(partFile, sha256);
+      this.deps.logger.info({ app, releaseId, sha256 }, 'upload kept for the relay');
+    } catch (error) {
+      this.deps.logger.warn({ app, releaseId, err: error }, 'could not keep the upload for the relay');
+    }
   }
 
   /** The release's kept tarball: where it is, its size, and the sha256 it was verified against on upload. */

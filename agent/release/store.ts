@@ -69,6 +69,12 @@ export interface IngestInput {
   project?: string;
   /** The environment and tag DEPLOYMENT_INFO.json records. */
   deployment?: { env: string | null; tag: string | null };
+  /**
+   * Called with the verified upload (the .part, complete and checked against its sha256) once the
+   * release is published, before the .part is moved or removed: the relay keeps it there
+   * (relay-keep.ts). A failure is the caller's to report; the stored release stands.
+   */
+  keep?: (partFile: string) => Promise<void>;
 }
 
 export interface IngestResult {
@@ -389,6 +395,7 @@ export class ReleaseStore {
       clock.lap('sync');
       await publish(tmpDir, finalDir, label);
       await chmod(finalDir, 0o555);
+      if (input.keep) await input.keep(partFile).catch(() => undefined);
       if (kind === 'full') await this.keepArtifact(partFile, app, releaseId);
       else await rm(partFile, { force: true });
       // After the publish: a crash before this leaves a release that is only not a delta base.

@@ -9,6 +9,7 @@ import { APP_NAME_PATTERN, RELEASE_ID_PATTERN, SHA256_PATTERN } from '../../cont
 import { SlipwayError } from '../../contract/errors.js';
 import { decodeSpecOverrides, SPEC_OVERRIDES_HEADER, type SpecOverrides } from '../../contract/spec-overrides.js';
 import { ENV_NAME_PATTERN, TAG_PATTERN } from '../../contract/api.js';
+import { RELAY_KEEP_QUERY } from '../../contract/relay.js';
 import type { CleanupResult } from '../release/cleanup.js';
 import type { ReleaseService, StoredDelta, StoredRelease, UploadInput } from '../release/service.js';
 import type { ReleaseDetail, StatusService } from '../status.js';
@@ -31,19 +32,23 @@ const uploadHeaders = {
 } as const;
 interface UploadHeaders { [SHA256_HEADER]: string; 'content-length': string; [SPEC_OVERRIDES_HEADER]?: string }
 
-/** ?project= (the manifest's app, when the box app is an environment's name), ?env=, ?tag=. */
-const uploadQuery = {
+/**
+ * ?project= (the manifest's app, when the box app is an environment's name), ?env=, ?tag=, and
+ * ?relay=1: keep the verified bytes for a relay session (contract/relay.ts).
+ */
+export const uploadQuery = {
   type: 'object', additionalProperties: false,
   properties: {
     project: { type: 'string', pattern: APP_NAME_PATTERN },
     env: { type: 'string', pattern: ENV_NAME_PATTERN },
     tag: { type: 'string', maxLength: 255, pattern: TAG_PATTERN },
+    [RELAY_KEEP_QUERY]: { type: 'string', enum: ['1'] },
   },
 } as const;
-interface UploadQuery { project?: string; env?: string; tag?: string }
+export interface UploadQuery { project?: string; env?: string; tag?: string; [RELAY_KEEP_QUERY]?: '1' }
 
 /** The overrides header of an upload, decoded and checked; absent: null. */
-function overridesOf(header: string | undefined): SpecOverrides | null {
+export function overridesOf(header: string | undefined): SpecOverrides | null {
   if (header === undefined) return null;
   try {
     return decodeSpecOverrides(header);
@@ -64,15 +69,16 @@ function uploadInput(request: {
     source: request.body, expectedBytes: Number(request.headers['content-length']), actor: request.actor,
     specOverrides: overridesOf(request.headers[SPEC_OVERRIDES_HEADER]),
     ...(project ? { project } : {}), ...(env ? { env } : {}), ...(tag ? { tag } : {}),
+    ...(request.query[RELAY_KEEP_QUERY] === '1' ? { relay: true } : {}),
   };
 }
 
-const storedRelease = {
+export const storedRelease = {
   type: 'object', additionalProperties: false, required: ['releaseId', 'bytes', 'dir'],
   properties: { releaseId: { type: 'string' }, bytes: { type: 'integer' }, dir: { type: 'string' } },
 } as const satisfies ObjectSchemaOf<StoredRelease>;
 
-const storedDelta = {
+export const storedDelta = {
   type: 'object', additionalProperties: false, required: ['releaseId', 'bytes', 'dir', 'delta'],
   properties: {
     ...storedRelease.properties,

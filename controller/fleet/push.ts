@@ -7,7 +7,10 @@ import { EXIT, type ExitCode } from '../errors.js';
 import type { Output } from '../output.js';
 import { formatBytes, formatMs } from '../output.js';
 import { localActor } from '../session.js';
-import { shipRelease } from '../delta-upload.js';
+import { missingContents, shipRelease, useDelta, type Missing } from '../delta-upload.js';
+import { bundleKey } from '../pack.js';
+import { planUploads, type RelayCandidate } from './relay-plan.js';
+import { relayGroup, type RelayContext } from './relay.js';
 import { packForPush, sameOverrides, targetFields, uploadHeaders, uploadPath, type PushOptions, type PushRelease } from '../commands/push.js';
 import { runOnHost, type HostRun, type HostRunEnd } from './host-run.js';
 import { releaseFleetLock, takeFleetLock, type FleetLock } from './lock.js';
@@ -235,7 +238,9 @@ export function mostCommon(values: ReadonlyArray<string | null>): string | null 
 /**
  * Ships the release, in parallel (bounded), to every member that lacks it: each host is asked which
  * file contents it lacks and gets only those (a delta upload, controller/delta-upload.ts) or the
- * full tarball, sealed once for all of them.
+ * full tarball, sealed once for all of them. Hosts that lack the same contents are sent the bytes
+ * once when one of them has a relay address: it gets them from the controller and the others fetch
+ * them from it over the hosts' network (controller/fleet/relay.ts; relay-plan.ts decides).
  */
 async function uploadWhereMissing(members: readonly FleetMember[], fleet: FleetTarget, release: PushRelease, out: Output): Promise<void> {
   const { releaseId } = release.manifest;
@@ -244,19 +249,49 @@ async function uploadWhereMissing(members: readonly FleetMember[], fleet: FleetT
   const present = members.filter((_, i) => has[i]).map((m) => m.name);
   if (present.length) out.info(`  release ${shortSha(releaseId)} is already on ${present.join(', ')}: not uploaded there`, { uploadedBytes: 0, hosts: present });
   if (missing.length === 0) return;
-  const settled = await settleBounded(missing, fleet.rollout.concurrency, async (m) => {
+  const direct = async (m: FleetMember, why: string | null, lacks?: Missing) => {
+    if (why) out.info(`  [${m.name}] ${why}: uploading directly`, { host: m.name, relayFallback: why });
     const shipped = await shipRelease({
       agent: m.session.agent, app: fleet.app, uploadPath: uploadPath(m.target, releaseId, release.tag), prepared: release.prepared,
       manifest: release.manifest, headers: uploadHeaders(m.target.specOverrides), prepareMs: release.prepareMs, out: hostOutput(out, m.name),
+      ...(lacks !== undefined ? { missing: lacks } : {}),
     });
     out.info(`  [${m.name}] ${shipped.how === 'delta' ? 'delta' : 'full'} upload of ${formatBytes(shipped.uploadedBytes)} verified in ${formatMs(shipped.uploadMs)}`,
       { host: m.name, uploadMs: shipped.uploadMs, uploadedBytes: shipped.uploadedBytes, upload: shipped.how });
-  });
-  const failures = settled.map((r, i) => ({ r, m: missing[i]! })).filter((x) => x.r.status === 'rejected');
-  if (failures.length) {
-    const first = (failures[0]!.r as PromiseRejectedResult).reason;
-    throw new SlipwayError(first instanceof SlipwayError ? first.code : 'upload_failed', `upload failed on ${failures.map((f) => f.m.name).join(', ')}; nothing was switched on any host`, {
-      details: failures.map((f) => `${f.m.name}: ${errorMessage((f.r as PromiseRejectedResult).reason)}`),
+    return shipped;
+  };
+  const failures = new Map<string, unknown>();
+  const relayable = missing.length >= 2 && missing.some((m) => m.target.host.relay !== undefined);
+  if (!relayable) {
+    const settled = await settleBounded(missing, fleet.rollout.concurrency, (m) => direct(m, null));
+    settled.forEach((r, i) => { if (r.status === 'rejected') failures.set(missing[i]!.name, r.reason); });
+  } else {
+    // What each host lacks decides the groups (hosts sent the same bytes), asked once for the upload too.
+    const asked = await settleBounded(missing, fleet.rollout.concurrency, (m) => missingContents(m.session.agent, fleet.app, release.prepared));
+    const lacks = new Map<string, Missing>();
+    const candidates: RelayCandidate[] = [];
+    asked.forEach((r, i) => {
+      const m = missing[i]!;
+      if (r.status === 'rejected') return void failures.set(m.name, r.reason);
+      lacks.set(m.name, r.value);
+      candidates.push({ name: m.name, relay: m.target.host.relay ?? null, key: useDelta(release.prepared, r.value) ? bundleKey(release.manifest, r.value!) : 'full' });
+    });
+    const plan = planUploads(candidates, fleet.rollout.primary);
+    const byName = new Map(missing.map((m) => [m.name, m]));
+    const ctx: RelayContext = { fleet, release, out, missing: lacks, direct: (m, why) => direct(m, why, lacks.get(m.name)), hostOutput: (name) => hostOutput(out, name) };
+    const directs = plan.direct.map((name) => byName.get(name)!);
+    const [directSettled, groups] = await Promise.all([
+      settleBounded(directs, fleet.rollout.concurrency, (m) => direct(m, null, lacks.get(m.name))),
+      Promise.all(plan.relayed.map((group) => relayGroup(group, byName, ctx))),
+    ]);
+    directSettled.forEach((r, i) => { if (r.status === 'rejected') failures.set(directs[i]!.name, r.reason); });
+    for (const group of groups) for (const [name, failure] of group) failures.set(name, failure);
+  }
+  if (failures.size) {
+    const failed = missing.filter((m) => failures.has(m.name));
+    const first = failures.get(failed[0]!.name);
+    throw new SlipwayError(first instanceof SlipwayError ? first.code : 'upload_failed', `upload failed on ${failed.map((m) => m.name).join(', ')}; nothing was switched on any host`, {
+      details: failed.map((m) => `${m.name}: ${errorMessage(failures.get(m.name))}`),
       hint: first instanceof SlipwayError && first.hint ? first.hint : 'fix the host named above and push again',
     });
   }

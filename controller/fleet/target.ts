@@ -1,3 +1,5 @@
+import { isIP } from 'node:net';
+import { RELAY_DEFAULT_PORT } from '../../contract/relay.js';
 import { SlipwayError } from '../../contract/errors.js';
 import type { DeployConfig, EnvironmentConfig, HostConfig, RolloutSettings } from '../config.js';
 import { targetOnHost, resolveEnvironmentHosts, type Target } from '../environments.js';
@@ -30,7 +32,11 @@ export interface Rollout {
   primary: string;
   /** Hosts connected to and uploaded to at once. */
   concurrency: number;
+  /** The port of the upload-once relay between hosts (rollout.relay.port). */
+  relayPort: number;
 }
+
+
 
 export const DEFAULT_ROLLOUT: RolloutSettings = { batch: 1, bake: '30s', concurrency: 4 };
 
@@ -81,6 +87,11 @@ export function fleetProblems(where: string, env: Pick<EnvironmentConfig, 'hosts
     if (addresses.has(address)) problems.push(`${where}/hosts/${i}: ${address} is listed twice`);
     addresses.add(address);
   });
+  hosts.forEach((host, i) => {
+    if (host.relay === undefined) return;
+    if (isIP(host.relay) === 0) problems.push(`${where}/hosts/${i}/relay: "${host.relay}" is not an IP address; give the private address the other hosts reach this one at`);
+    else if (/^(0\.0\.0\.0|::|0:0:0:0:0:0:0:0)$/.test(host.relay)) problems.push(`${where}/hosts/${i}/relay: ${host.relay} is a wildcard; give the one private address the other hosts reach this one at`);
+  });
   const primary = env.rollout?.primary;
   if (primary !== undefined && hosts.length > 0 && !names.has(primary)) {
     problems.push(`${where}/rollout/primary: names no host of this environment (hosts: ${[...names].join(', ')})`);
@@ -93,7 +104,7 @@ export function resolveRollout(settings: RolloutSettings | undefined, hosts: rea
   const s = { ...DEFAULT_ROLLOUT, ...settings };
   return {
     batch: parseBatch(s.batch), bakeMs: bakeMs(s.bake), windowMs: s.window === undefined ? null : bakeMs(s.window),
-    primary: s.primary ?? hostName(hosts[0]!), concurrency: s.concurrency,
+    primary: s.primary ?? hostName(hosts[0]!), concurrency: s.concurrency, relayPort: s.relay?.port ?? RELAY_DEFAULT_PORT,
   };
 }
 

@@ -25,13 +25,18 @@ interface PushTiming {
   hosts: { firstEventMs: number; switchedMs: number }[];
   /** Of the upload (controller/delta-upload.ts): the slowest host's wait for its bundle, and its send (transfer + the agent's ingest). */
   shipMs: { bundle: number; send: number } | null;
+  /** With the relay: the uploader's upload (bundle, uplink transfer, its ingest), and the slowest peer's fetch (transfer between hosts + its ingest). */
+  relayMs: { upload: number; fetch: number } | null;
+  /** Bytes the controller sent over the lab's uplink during the push (its bridge's tx counter). */
+  uplinkBytes: number;
 }
 
 /** Pure: the timings a push's --json lines carry (the fleet's phases, the single push's result, each host's events). */
-export function pushTimings(stdout: string, startedAt: number): Pick<PushTiming, 'phasesMs' | 'uploadMs' | 'hosts' | 'shipMs'> {
+export function pushTimings(stdout: string, startedAt: number): Pick<PushTiming, 'phasesMs' | 'uploadMs' | 'hosts' | 'shipMs' | 'relayMs'> {
   let phasesMs: Record<string, number> = {};
   let uploadMs: number | null = null;
   const ship = { bundle: -1, send: -1 };
+  const relay = { upload: -1, fetch: -1 };
   const byHost = new Map<string, { first: number; switched: number }>();
   for (const line of stdout.split('\n')) {
     if (!line.startsWith('{')) continue;
@@ -41,6 +46,8 @@ export function pushTimings(stdout: string, startedAt: number): Pick<PushTiming,
     const delta = value.delta as { bundleMs?: number } | undefined;
     if (typeof delta?.bundleMs === 'number') ship.bundle = Math.max(ship.bundle, delta.bundleMs);
     if (typeof value.sendMs === 'number') ship.send = Math.max(ship.send, value.sendMs);
+    if (Array.isArray(value.relayTo) && typeof value.uploadMs === 'number') relay.upload = value.uploadMs;
+    if (value.upload === 'relay' && typeof value.uploadMs === 'number') relay.fetch = Math.max(relay.fetch, value.uploadMs);
     const event = (value.type === 'event' ? value : value.event) as { step?: string; status?: string; at?: string } | undefined;
     if (!event?.at) continue;
     const host = typeof value.host === 'string' ? value.host : 'single';
@@ -51,12 +58,14 @@ export function pushTimings(stdout: string, startedAt: number): Pick<PushTiming,
     byHost.set(host, seen);
   }
   const shipMs = ship.send < 0 ? null : { bundle: Math.max(0, ship.bundle), send: ship.send };
-  return { phasesMs, uploadMs, shipMs, hosts: [...byHost.values()].map((h) => ({ firstEventMs: h.first, switchedMs: h.switched })) };
+  const relayMs = relay.upload < 0 ? null : { upload: relay.upload, fetch: Math.max(0, relay.fetch) };
+  return { phasesMs, uploadMs, shipMs, relayMs, hosts: [...byHost.values()].map((h) => ({ firstEventMs: h.first, switchedMs: h.switched })) };
 }
 
 /** ms from the CLI's start until every host of the lab serves the release of the commit just made. */
 async function pushUntilServed(lab: FleetLab, round: string): Promise<PushTiming> {
   const sha = await lab.repo.commit({ 'message.txt': `bench ${round}\n` }, `bench: ${round}`);
+  const sentBefore = await lab.lan.uplinkTxBytes();
   const started = Date.now();
   const running = lab.deploy(['--json', 'push'], { timeoutMs: 600_000 });
   let servedMs = -1;
@@ -72,7 +81,8 @@ async function pushUntilServed(lab: FleetLab, round: string): Promise<PushTiming
   const result = await running;
   if (result.code !== 0) throw new Error(`push (${round}) exited ${result.code}: ${result.stderr.slice(-500)}`);
   if (servedMs < 0) throw new Error(`push (${round}) ended but not every host serves the new release`);
-  return { servedMs, totalMs: Date.now() - started, ...pushTimings(result.stdout, started) };
+  const totalMs = Date.now() - started;
+  return { servedMs, totalMs, uplinkBytes: (await lab.lan.uplinkTxBytes()) - sentBefore, ...pushTimings(result.stdout, started) };
 }
 
 const median = (values: readonly number[]): number => {
@@ -88,7 +98,9 @@ export function phaseNote(label: string, runs: readonly PushTiming[]): string {
   const switched = median(runs.map((r) => Math.max(...r.hosts.map((h) => h.switchedMs))));
   const spread = median(runs.map((r) => Math.max(...r.hosts.map((h) => h.switchedMs)) - Math.min(...r.hosts.map((h) => h.switchedMs))));
   const upload = (runs.some((r) => r.uploadMs !== null) ? `, upload ${median(runs.map((r) => r.uploadMs ?? 0))}` : '')
-    + (runs.some((r) => r.shipMs !== null) ? ` (of it: bundle ${median(runs.map((r) => r.shipMs?.bundle ?? 0))}, send + ingest ${median(runs.map((r) => r.shipMs?.send ?? 0))} for the slowest host)` : '');
+    + (runs.some((r) => r.shipMs !== null) ? ` (of it: bundle ${median(runs.map((r) => r.shipMs?.bundle ?? 0))}, send + ingest ${median(runs.map((r) => r.shipMs?.send ?? 0))} for the slowest host)` : '')
+    + (runs.some((r) => r.relayMs !== null) ? `; relay: upload to the uploader ${median(runs.map((r) => r.relayMs?.upload ?? 0))} then the slowest peer's fetch ${median(runs.map((r) => r.relayMs?.fetch ?? 0))}` : '')
+    + `; uplink ${(median(runs.map((r) => r.uplinkBytes)) / 1e6).toFixed(1)} MB sent`;
   return `${label} (medians, ms): served ${median(runs.map((r) => r.servedMs))}${phases ? `; phases ${phases}` : ''}${upload}; last host's first agent event at ${firstEvent}, last switch proven at ${switched} (spread between hosts ${spread})`;
 }
 
@@ -210,10 +222,11 @@ export async function benchFleet(ctx: RealAppsContext): Promise<void> {
   // Warm-up: both slots of every host hold a release.
   for (const lab of [fleet, single]) for (const round of ['warm-1', 'warm-2']) await pushUntilServed(lab, round);
 
-  const wants = (row: 'push' | 'revert' | 'upload') => !ctx.rows || ctx.rows.has(`fleet.${row}`);
+  const wants = (row: 'push' | 'revert' | 'upload' | 'uplink') => !ctx.rows || ctx.rows.has(`fleet.${row}`);
   if (wants('push')) await pushRow(ctx, fleet, single, reps);
   if (wants('revert')) await revertRow(ctx, fleet, single);
   if (wants('upload')) await uploadRow(ctx, fleet, single);
+  if (wants('uplink')) await uplinkRow(ctx, fleet, single);
 }
 
 async function pushRow(ctx: RealAppsContext, fleet: FleetLab, single: FleetLab, reps: number): Promise<void> {
@@ -292,5 +305,69 @@ async function uploadRow(ctx: RealAppsContext, fleet: FleetLab, single: FleetLab
       `agents' ingest steps (ms), 3 hosts: ${ingestSteps.fleet.join(' | ')}`,
       `agent's ingest steps (ms), 1 host: ${ingestSteps.single.join(' | ')}`,
     ],
+  }));
+}
+
+/**
+ * What the uplink row shapes the controller's link to (Mbit/s, all hosts together). 200 Mbit/s
+ * (25 MB/s) is a good office or CI runner's upstream to a cloud region, and far below what this
+ * machine's SSH pipeline does unshaped (~115 MB/s for one stream): the link, not the lab's 2 cores,
+ * is then what a push of a big release waits for, as on real hosts.
+ */
+const UPLINK_MBIT = 200;
+
+/**
+ * The 100 MB push under a shaped, shared uplink (the LAN bridge's tbf, test/helpers/netns.ts): to 3
+ * hosts sending 3 copies (direct), to 3 hosts sending one copy (the relay: the primary gets it, the
+ * other two fetch it from the primary over the hosts' LAN, unshaped), and to 1 host; paired rounds.
+ */
+async function uplinkRow(ctx: RealAppsContext, fleet: FleetLab, single: FleetLab): Promise<void> {
+  const bigMB = ctx.plan.uploadBigMB;
+  const relayOn = (on: boolean) => fleet.writeConfig((c) => {
+    c.environments[fleet.env]!.hosts.forEach((h, i) => {
+      if (on) h.relay = fleet.hosts[i]!.address;
+      else delete h.relay;
+    });
+  });
+  const ingest: Record<'direct' | 'relay' | 'single', string[]> = { direct: [], relay: [], single: [] };
+  const bigRun = async (lab: FleetLab, round: string, kind: 'direct' | 'relay' | 'single') => {
+    await writeRandomFile(path.join(lab.repo.dir, 'big.bin'), bigMB * 1024 * 1024, `uplink-${round}`);
+    const timing = await pushUntilServed(lab, round);
+    ingest[kind].push(`${round}: ${lab.hosts.map((h) => {
+      const ms = lastIngestTimings(path.join(h.stack.dir, 'agent.log'));
+      return `${h.name} ${ms ? Object.entries(ms).map(([k, v]) => `${k} ${v}`).join(' ') : 'not logged'}`;
+    }).join('; ')}`);
+    return timing;
+  };
+  const direct: PushTiming[] = [];
+  const relayed: PushTiming[] = [];
+  const one: PushTiming[] = [];
+  await fleet.lan.shape(UPLINK_MBIT);
+  await single.lan.shape(UPLINK_MBIT);
+  try {
+    for (let i = 0; i < Math.max(1, ctx.plan.repushReps); i++) {
+      await relayOn(false);
+      direct.push(await bigRun(fleet, `uplink-direct-${i}`, 'direct'));
+      await relayOn(true);
+      relayed.push(await bigRun(fleet, `uplink-relay-${i}`, 'relay'));
+      one.push(await bigRun(single, `uplink-single-${i}`, 'single'));
+    }
+  } finally {
+    await relayOn(false);
+    await fleet.lan.shape(null);
+    await single.lan.shape(null);
+  }
+  const common = `the controller's uplink shaped to ${UPLINK_MBIT} Mbit/s (tbf on the lab's LAN bridge: one queue for all hosts; host-to-host traffic is bridged between ports, unshaped); a new ${bigMB} MB random file per round (a delta bundle of ~${bigMB} MB per host that lacks it); paired rounds: 3 hosts direct, 3 hosts relay, 1 host`;
+  const oneNote = phaseNote('1 host', one);
+  ctx.figures.push(makeFigure({
+    id: 'fleet.uplink.direct', section: '9. Fleet', title: `push of a ${bigMB} MB release over a shared ${UPLINK_MBIT} Mbit/s uplink: 3 hosts, 3 copies sent (direct) vs 1 host (ms)`, unit: 'ms',
+    slipway: { label: '3 hosts direct', samples: direct.map((r) => r.totalMs) }, baseline: { label: '1 host', samples: one.map((r) => r.totalMs) }, goal: { kind: 'ratioAtMost', value: 1.5 },
+    notes: [common, phaseNote('3 hosts direct', direct), oneNote, `agents' ingest steps (ms), 3 hosts direct: ${ingest.direct.join(' | ')}`, `1 host: ${ingest.single.join(' | ')}`],
+  }));
+  ctx.figures.push(makeFigure({
+    id: 'fleet.uplink.relay', section: '9. Fleet', title: `push of a ${bigMB} MB release over a shared ${UPLINK_MBIT} Mbit/s uplink: 3 hosts, 1 copy sent (relay) vs 1 host (ms)`, unit: 'ms',
+    slipway: { label: '3 hosts relay', samples: relayed.map((r) => r.totalMs) }, baseline: { label: '1 host', samples: one.map((r) => r.totalMs) }, goal: { kind: 'ratioAtMost', value: 1.5 },
+    notes: [common, phaseNote('3 hosts relay', relayed), oneNote,
+      `agents' ingest steps (ms), 3 hosts relay (the peers' receive is their fetch from the primary): ${ingest.relay.join(' | ')}`],
   }));
 }

@@ -2,7 +2,7 @@ import { promises as fs, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { createNetnsHost, type NetnsHost } from './netns.js';
+import { createNetnsHost, createNetnsLan, type NetnsHost, type NetnsLan } from './netns.js';
 import { APP, SAMPLE_APP_DIR, httpGet, startStack, type Stack, type StackOptions } from './stack.js';
 import { runDeployCli, startDeployCli, type BackgroundCli, type CliResult } from './agent-process.js';
 import { createAppRepo, type AppRepo } from './git-repo.js';
@@ -12,8 +12,10 @@ import { readState, releaseOfCommit } from './state.js';
 /**
  * A fleet on one machine (issue 15): N boxes, each a full stack (sshd on :22, nginx on :80, the
  * agent on the namespace's loopback :7070, its own PM2 home) in a network namespace of its own,
- * reached by the controller over its veth at its own address, and ONE app repository whose
- * deploy.config.json names them all as the hosts of one environment.
+ * and ONE app repository whose deploy.config.json names them all as the hosts of one environment.
+ * The boxes share one private LAN (test/helpers/netns.ts createNetnsLan): they reach each other
+ * (a relay between hosts), and the controller reaches all of them through ONE uplink, the LAN
+ * bridge's queue, which `uplinkMbit` shapes as a real controller's link would be.
  *
  * As on real hosts, every box has its token at the same path (one file here, shared) and its agent
  * on the same port; each host entry carries its own SSH settings (key, known_hosts).
@@ -70,6 +72,10 @@ export interface FleetLabOptions {
   keepalive?: { intervalMs: number; countMax: number };
   /** Passed to every box's startStack (appConfig, agentConfig, ...). */
   stack?: Omit<StackOptions, 'netns' | 'tokenFile'>;
+  /** The controller's uplink to all hosts together, in Mbit/s (default: unshaped). */
+  uplinkMbit?: number | null;
+  /** Give each host entry `relay: <its LAN address>` (the relay between hosts; default false). */
+  relay?: boolean;
 }
 
 export interface ServedAnswer { release: string; slot: string }
@@ -79,6 +85,8 @@ export interface FleetLab {
   app: string;
   dir: string;
   hosts: FleetLabHost[];
+  /** The hosts' private LAN (the controller's uplink is its bridge). */
+  lan: NetnsLan;
   /** The app's repository (the sample app unless stack.appDir says otherwise). */
   repo: AppRepo;
   /** The fleet's deploy.config.json (outside the repository). */
@@ -133,12 +141,14 @@ export async function startFleetLab(options: FleetLabOptions = {}): Promise<Flee
   await fs.chmod(dir, 0o711);
   const namespaces: NetnsHost[] = [];
   const stacks: (Stack | null)[] = [];
+  let lan: NetnsLan | null = null;
   let stopped = false;
   const stop = async () => {
     if (stopped) return;
     stopped = true;
     await Promise.all(stacks.map((stack) => stack?.stop().catch(() => undefined)));
     for (const netns of namespaces) await netns.destroy().catch(() => undefined);
+    await lan?.destroy().catch(() => undefined);
     await fs.rm(dir, { recursive: true, force: true });
   };
   try {
@@ -147,7 +157,8 @@ export async function startFleetLab(options: FleetLabOptions = {}): Promise<Flee
     await fs.writeFile(tokenFile, `${randomBytes(32).toString('base64url')}\n`, { mode: 0o600 });
     await fs.chown(tokenFile, deployUser.uid, deployUser.gid);
 
-    for (let i = 0; i < count; i++) namespaces.push(await createNetnsHost({ label: `fleet${i + 1}` }));
+    lan = await createNetnsLan({ uplinkMbit: options.uplinkMbit ?? null });
+    for (let i = 0; i < count; i++) namespaces.push(await createNetnsHost({ label: `fleet${i + 1}`, lan }));
     const started = await Promise.allSettled(namespaces.map(async (netns, i) => {
       const stack = await startStack({ ...options.stack, netns, tokenFile });
       stacks[i] = stack;
@@ -174,7 +185,10 @@ export async function startFleetLab(options: FleetLabOptions = {}): Promise<Flee
       defaultEnv: env,
       environments: {
         [env]: {
-          hosts: hosts.map((h) => fleetHostEntry(h.stack, options.named === false ? null : h.name, options.keepalive)),
+          hosts: hosts.map((h) => ({
+            ...fleetHostEntry(h.stack, options.named === false ? null : h.name, options.keepalive),
+            ...(options.relay ? { relay: h.address } : {}),
+          })),
           ...(options.rollout ? { rollout: options.rollout } : {}),
         },
       },
@@ -198,7 +212,7 @@ export async function startFleetLab(options: FleetLabOptions = {}): Promise<Flee
       }
     };
     return {
-      env, app, dir, hosts, repo, configPath,
+      env, app, dir, hosts, lan, repo, configPath,
       config: () => structuredClone(current),
       writeConfig: async (edit) => {
         const copy = structuredClone(current);

@@ -1,4 +1,7 @@
-import { appendFile, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, readFile, readdir, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFleetLab, type FleetLab } from '../helpers/fleet-lab.js';
@@ -376,6 +379,110 @@ describe('deploy push to a fleet of 3', () => {
       await lab.heal(2);
     }
     expect((await lab.served(2, 5_000))?.release).toBe(previous);
+  });
+});
+
+describe('the upload-once relay', () => {
+  /** The controller's 32-byte random values (the relay keys among them), recorded by a preload: the test can then look for them. */
+  const spy = async () => {
+    const file = path.join(lab.dir, `random-${Date.now()}.log`);
+    const preload = path.join(lab.dir, 'random-spy.cjs');
+    await writeFile(preload, `const c = require('node:crypto'); const fs = require('node:fs'); const orig = c.randomBytes;
+      c.randomBytes = function (n, ...rest) { const b = orig.call(c, n, ...rest); if (n === 32 && Buffer.isBuffer(b)) fs.appendFileSync(process.env.RANDOM_SPY_FILE, b.toString('hex') + '\\n'); return b; };
+      require('node:module').syncBuiltinESMExports();`);
+    return { env: { NODE_OPTIONS: `--require ${preload}`, RANDOM_SPY_FILE: file }, keys: async () => (await readFile(file, 'utf8').catch(() => '')).split('\n').filter(Boolean) };
+  };
+  /** Each host's last --json line saying how it got the release, in host order. */
+  const uploads = (stdout: string) => {
+    const last = new Map<string, { host: string; upload: string; from?: string; uploadedBytes: number }>();
+    for (const line of stdout.trim().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>)) {
+      if (typeof line.host !== 'string' || typeof line.upload !== 'string' || line.upload === 'fallback') continue;
+      last.set(line.host, { host: line.host, upload: line.upload, ...(typeof line.from === 'string' ? { from: line.from } : {}), uploadedBytes: line.uploadedBytes as number });
+    }
+    return [...last.values()].sort((a, b) => a.host.localeCompare(b.host));
+  };
+  /** A file of random bytes (base64, so it does not compress much): the release the relay carries. */
+  const bigFile = (bytes: number) => randomBytes(bytes).toString('base64');
+  const setRelay = (address: (i: number) => string | null) => lab.writeConfig((c) => {
+    c.environments[lab.env]!.rollout = { batch: '100%', bake: '1s', primary: 'h1' };
+    c.environments[lab.env]!.hosts.forEach((h, i) => {
+      const a = address(i);
+      if (a === null) delete h.relay;
+      else h.relay = a;
+    });
+  });
+
+  afterAll(async () => {
+    await setRelay(() => null);
+  });
+
+  it('a push sends the bytes once (to the primary), the other two fetch them from it; every host serves the release; the key is never printed', async () => {
+    await setRelay((i) => lab.hosts[i]!.address);
+    const sha = await commit({ 'relay.bin': bigFile(1_500_000) }, 'relayed release');
+    const { env, keys } = await spy();
+    const sentBefore = await lab.lan.uplinkTxBytes();
+    const result = await lab.deploy(['--json', 'push'], { env, timeoutMs: 240_000 });
+    const sent = (await lab.lan.uplinkTxBytes()) - sentBefore;
+    expect(result.code, result.stderr + result.stdout).toBe(EXIT.ok);
+    const [h1, ...peers] = uploads(result.stdout);
+    expect(h1).toMatchObject({ host: 'h1', upload: expect.stringMatching(/^(delta|full)$/) });
+    expect(peers).toEqual([{ host: 'h2', upload: 'relay', from: 'h1', uploadedBytes: 0 }, { host: 'h3', upload: 'relay', from: 'h1', uploadedBytes: 0 }]);
+    expect(result.stdout).toMatch(/\[h2\] fetched from h1 over the relay: [0-9.]+ MB verified in/);
+    // The uplink carried one copy (and the SSH sessions' chatter), not three.
+    expect(h1!.uploadedBytes).toBeGreaterThan(1_000_000);
+    expect(sent).toBeLessThan(2 * h1!.uploadedBytes);
+    const release = lab.releaseOf(0, sha);
+    expect(lab.hosts.map((h) => lab.releaseOf(h.index, sha))).toEqual([release, release, release]);
+    expect(await served()).toEqual([release, release, release]);
+    // The session is over: nothing listens on h1's relay port, and the kept bundle is gone.
+    const refused = await new Promise<string>((resolve) => {
+      const socket = connect(7391, lab.hosts[0]!.address);
+      socket.once('connect', () => { socket.destroy(); resolve('connected'); });
+      socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
+    });
+    expect(refused).toBe('ECONNREFUSED');
+    expect(await readdir(path.join(lab.hosts[0]!.stack.home, 'relay'))).toEqual([]);
+    const made = await keys();
+    expect(made.length).toBeGreaterThan(0);
+    const logs = lab.hosts.map((h) => h.stack.agent.log()).join('\n');
+    for (const key of made) {
+      expect(result.stdout + result.stderr).not.toContain(key);
+      expect(logs).not.toContain(key);
+    }
+  });
+
+  it('a relay that cannot work falls back to direct uploads, one line why, and the push succeeds: peers that cannot reach the address; a port squatter on the uploader', async () => {
+    // 127.0.0.1 is h1's own (the agent listens there), but from h2 and h3 it is their own loopback: nothing listens.
+    await setRelay((i) => (i === 0 ? '127.0.0.1' : lab.hosts[i]!.address));
+    const sha = await commit({ 'relay.bin': bigFile(300_000) }, 'relay unreachable');
+    const unreachable = await lab.deploy(['push'], { timeoutMs: 240_000 });
+    expect(unreachable.code, unreachable.stderr).toBe(EXIT.ok);
+    expect(unreachable.stderr).toMatch(/\[h2\] the relay fetch from h1 failed \(relay_unreachable: .*\): uploading directly/);
+    expect(unreachable.stderr).toMatch(/\[h3\] the relay fetch from h1 failed \(relay_unreachable: .*\): uploading directly/);
+    expect(unreachable.stderr).not.toMatch(/over the relay/);
+    const first = lab.releaseOf(0, sha);
+    expect(await served()).toEqual([first, first, first]);
+
+    // Something else holds h1's relay port: the session cannot open, both peers get direct uploads.
+    await setRelay((i) => lab.hosts[i]!.address);
+    const h1 = lab.hosts[0]!;
+    const squat = `require('net').createServer(() => undefined).listen(7391, ${JSON.stringify(h1.address)}, () => console.log('up'))`;
+    const [cmd, ...args] = h1.netns.wrap([process.execPath, '-e', squat]);
+    const squatter = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let said = '';
+    squatter.stdout.on('data', (d: Buffer) => { said += d.toString(); });
+    try {
+      await waitFor(() => said.includes('up') || null, { timeoutMs: 10_000, description: 'the squatter listening on h1\'s relay port' });
+      const sha2 = await commit({ 'relay.bin': bigFile(300_000) }, 'relay port busy');
+      const busy = await lab.deploy(['push'], { timeoutMs: 240_000 });
+      expect(busy.code, busy.stderr).toBe(EXIT.ok);
+      expect(busy.stderr).toMatch(/\[h2\] h1 could not open the relay on [0-9.]+:7391: .*: uploading directly/);
+      expect(busy.stderr).toMatch(/\[h3\] h1 could not open the relay/);
+      const second = lab.releaseOf(0, sha2);
+      expect(await served()).toEqual([second, second, second]);
+    } finally {
+      squatter.kill('SIGKILL');
+    }
   });
 });
 

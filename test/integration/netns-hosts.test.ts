@@ -2,13 +2,14 @@ import { readFile, readlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { httpGet, startStack, type Stack } from '../helpers/stack.js';
-import { createNetnsHost, leftovers, type NetnsHost } from '../helpers/netns.js';
+import { createNetnsHost, createNetnsLan, leftovers, type NetnsHost, type NetnsLan } from '../helpers/netns.js';
 import { isAlive, childPids } from '../helpers/nginx.js';
 import { descendantPids } from '../helpers/sshd.js';
 import { releaseOfCommit } from '../helpers/state.js';
 import { waitFor, withDeadline } from '../helpers/wait.js';
 import { EXIT } from '../../controller/errors.js';
 import { runCommand } from '../../lib/exec.js';
+import { spawn } from 'node:child_process';
 import { AGENT_MAIN } from '../helpers/agent-process.js';
 
 /**
@@ -60,6 +61,58 @@ describe('host lab: network namespaces', () => {
     expect(host.name).toMatch(/^slwt-[0-9a-f]{8}-orphan$/);
     expect(host.hostIf.length).toBeLessThanOrEqual(15);
     expect(await leftovers(host)).toEqual({ netns: false, link: false, route: false });
+  });
+});
+
+describe('host lab: a LAN of namespaces behind one shaped uplink', () => {
+  let lan: NetnsLan | null = null;
+  const members: NetnsHost[] = [];
+  afterAll(async () => {
+    for (const host of members) await host.destroy();
+    await lan?.destroy();
+  });
+
+  it('hosts reach each other; the controller\'s traffic to every host leaves through the bridge (its tbf); nothing routes out; nothing is left after destroy', async () => {
+    lan = await createNetnsLan({ uplinkMbit: 200 });
+    for (const label of ['lana', 'lanb']) members.push(await createNetnsHost({ label, lan }));
+    const [a, b] = members as [NetnsHost, NetnsHost];
+    expect(a.subnet).toBe(lan.subnet);
+    expect(a.peerAddress).toBe(lan.address);
+    // A TCP server inside a, a client inside b: host to host, over the bridge's ports.
+    const serve = `require('net').createServer((s) => { s.end('from a'); setImmediate(() => process.exit(0)); }).listen(7391, ${JSON.stringify(a.address)}, () => console.log('up'))`;
+    const [cmd, ...args] = a.wrap([process.execPath, '-e', serve]);
+    const server = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let said = '';
+    server.stdout.on('data', (d: Buffer) => { said += d.toString(); });
+    try {
+      await waitFor(() => said.includes('up') || null, { timeoutMs: 10_000, description: 'the server in a listening' });
+      const fetch = `require('net').connect(7391, ${JSON.stringify(a.address)}).on('data', (d) => process.stdout.write(d)).on('error', (e) => { console.error(e.message); process.exit(1); })`;
+      const answer = await runCommand(b.wrap([process.execPath, '-e', fetch]), { timeoutMs: 15_000 });
+      expect(answer.exitCode, answer.stderr).toBe(0);
+      expect(answer.stdout).toBe('from a');
+    } finally {
+      server.kill('SIGKILL');
+    }
+    // The controller's side: one shaped queue on the bridge, counted there.
+    const qdisc = await runCommand(['tc', 'qdisc', 'show', 'dev', lan.bridge], { timeoutMs: 10_000 });
+    expect(qdisc.stdout).toMatch(/tbf .*rate 200Mbit/);
+    const before = await lan.uplinkTxBytes();
+    const toB = await runCommand([process.execPath, '-e', `require('net').connect(22, ${JSON.stringify(b.address)}).on('error', () => process.exit(0)).on('connect', function () { this.end(Buffer.alloc(100000)); })`], { timeoutMs: 15_000 });
+    expect(toB.exitCode).toBe(0);
+    expect(await lan.uplinkTxBytes()).toBeGreaterThan(before);
+    for (const host of members) {
+      const routes = await runCommand(host.wrap(['ip', 'route', 'show']), { timeoutMs: 10_000 });
+      expect(routes.stdout).not.toMatch(/default/);
+    }
+    const forwarding = await readFile('/proc/sys/net/ipv4/ip_forward', 'utf8');
+    await lan.shape(null);
+    expect((await runCommand(['tc', 'qdisc', 'show', 'dev', lan.bridge], { timeoutMs: 10_000 })).stdout).not.toMatch(/tbf/);
+    for (const host of members) await host.destroy();
+    await lan.destroy();
+    expect(await readFile('/proc/sys/net/ipv4/ip_forward', 'utf8')).toBe(forwarding);
+    for (const host of members) expect((await leftovers(host)).netns).toBe(false);
+    expect((await runCommand(['ip', 'link', 'show', lan.bridge], { timeoutMs: 10_000 })).exitCode).not.toBe(0);
+    expect((await runCommand(['ip', '-4', 'route', 'show', 'table', 'all'], { timeoutMs: 10_000 })).stdout).not.toContain(lan.subnet);
   });
 });
 

@@ -45,10 +45,10 @@ describe('fleet config', () => {
     expect(fleet).toMatchObject({ env: 'production', app: 'shop', project: 'shop' });
   });
 
-  it('defaults the rollout to a canary batch of 1, a 30 s bake, the first host as primary, 4 at once', () => {
-    expect(resolveFleet(fleetConfig(), 'production').rollout).toEqual({ batch: { kind: 'count', count: 1 }, bakeMs: 30_000, windowMs: null, primary: '10.0.0.1', concurrency: 4 });
+  it('defaults the rollout to a canary batch of 1, a 30 s bake, the first host as primary, 4 at once, the relay on port 7391', () => {
+    expect(resolveFleet(fleetConfig(), 'production').rollout).toEqual({ batch: { kind: 'count', count: 1 }, bakeMs: 30_000, windowMs: null, primary: '10.0.0.1', concurrency: 4, relayPort: 7391 });
     expect(resolveFleet(fleetConfig({ batch: '50%', bake: '500ms', window: '2m', primary: 'web-3', concurrency: 2 }), 'production').rollout)
-      .toEqual({ batch: { kind: 'percent', percent: 50 }, bakeMs: 500, windowMs: 120_000, primary: 'web-3', concurrency: 2 });
+      .toEqual({ batch: { kind: 'percent', percent: 50 }, bakeMs: 500, windowMs: 120_000, primary: 'web-3', concurrency: 2, relayPort: 7391 });
   });
 
   it('refuses a primary that names no host, two hosts of one name or one address twice, a bad batch or bake', () => {
