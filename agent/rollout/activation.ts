@@ -47,7 +47,7 @@ export class ActivationSteps {
       slotTouched = true;
       singletons = await this.stopLiveSingletons(j);
       await j.step('starting', () => slots.start(d, env), (layout) => `started ${layout.map((p) => `${p.pm2Name}${p.port !== null ? ` on port ${p.port}` : ''}${p.instances > 1 ? ` (${p.instances} instances)` : ''}`).join(', ')}`);
-      await j.step('healthy', () => slots.healthGate(d), (attempts) => `healthy after ${attempts} check(s)`);
+      await j.step('healthy', () => slots.healthGate(d, j.gateAbort), (attempts) => `healthy after ${attempts} check(s)`);
       j.throwIfAborted();
     } catch (error) {
       // A failure in preflight or the backup has touched nothing: the standby slot keeps running.
@@ -132,7 +132,7 @@ export class ActivationSteps {
       this.deps.slots.allowedSpecOf(j.deployment.app, j.deployment.releaseId);
       await this.deps.nginx.checkMasterRunning();
     }, () => 'nginx is running');
-      await j.step('healthy', () => this.deps.slots.healthGate(j.deployment), (attempts) => `healthy after ${attempts} check(s)`);
+      await j.step('healthy', () => this.deps.slots.healthGate(j.deployment, j.gateAbort), (attempts) => `healthy after ${attempts} check(s)`);
       j.throwIfAborted();
       await this.switchStep(j);
     } catch (error) {
