@@ -3,6 +3,7 @@
 // and the push of a big release (its upload dominates). Both labs run at once on this machine, so
 // the three hosts share its cores and the controller's "uplink" (the veths) as a real fleet would
 // share a laptop's.
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { startFleetLab, type FleetLab } from '../../test/helpers/fleet-lab.js';
 import { readState } from '../../test/helpers/state.js';
@@ -110,6 +111,50 @@ interface RevertTiming {
   abortToSwapMs: number | null;
   /** The failing host's own verdict → its swap-back proven, in this run (on 3 hosts: beside the others' on the same cores). */
   failingOwnMs: number;
+  /** Each step's time from the failed verdict (ms), by name: the controller's abort sent, and per host its abort received, window ended, swap-back begun and proven, first poll seen back. */
+  marks: Record<string, number>;
+}
+
+/** Pure: one host's steps of a revert from its events, as ms after `failedAt` ("abort", "window end", "swap begun", "swap proven"). */
+export function revertMarks(events: readonly { step: string; status: string; message: string | null; at: string }[], failedAt: number): Record<string, number> {
+  const marks: Record<string, number> = {};
+  const at = (e: { at: string } | undefined) => (e ? Date.parse(e.at) - failedAt : undefined);
+  const put = (name: string, value: number | undefined) => { if (value !== undefined) marks[name] = value; };
+  put('abort', at(events.find((e) => e.step === 'abort')));
+  put('window end', at(events.find((e) => e.step === 'watching' && e.status !== 'started' && e.status !== 'info' && (e.message ?? '').startsWith('failed'))));
+  put('swap begun', at(events.find((e) => e.step === 'swap_back' && e.status === 'started')));
+  put('swap proven', at(events.find((e) => e.step === 'swap_back' && e.status === 'ok')));
+  return marks;
+}
+
+/** Pure: when an agent's log shows the first abort request coming in after `since` (its "incoming request" line), or null. */
+export function abortRequestAt(log: string, since: number): number | null {
+  for (const line of log.split('\n')) {
+    if (!line.includes('/abort') || !line.includes('incoming request')) continue;
+    const entry = JSON.parse(line) as { time?: number; msg?: string; req?: { url?: string } };
+    if (entry.msg === 'incoming request' && entry.req?.url?.endsWith('/abort') && typeof entry.time === 'number' && entry.time >= since) return entry.time;
+  }
+  return null;
+}
+
+/** Pure: when the controller sent its aborts (the --json line of the stop), or null. */
+export function abortSentAt(stdout: string): number | null {
+  for (const line of stdout.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const value = JSON.parse(line) as { abortSentAt?: string };
+    if (typeof value.abortSentAt === 'string') return Date.parse(value.abortSentAt);
+  }
+  return null;
+}
+
+/** Pure: each mark's median over the runs, in the order of that median ("name median (min–max)"). */
+export function marksNote(runs: readonly Record<string, number>[]): string {
+  const names = [...new Set(runs.flatMap((r) => Object.keys(r)))];
+  const rows = names.map((n) => {
+    const values = runs.map((r) => r[n]).filter((v): v is number => v !== undefined);
+    return { n, median: median(values), min: Math.min(...values), max: Math.max(...values) };
+  }).sort((a, b) => a.median - b.median);
+  return rows.map((r) => `${r.n} ${r.median} (${r.min}–${r.max})`).join(', ');
 }
 
 /** Pure: when a host's deployments (of one push) last proved the old release served again: a swap-back's or a revert switch's ok event; null if none. */
@@ -174,9 +219,17 @@ async function revertOnce(lab: FleetLab, failing: number, round: string, args: s
   const aborts: number[] = [];
   const wakes: number[] = [];
   let failingOwn = -1;
+  const marks: Record<string, number> = {};
+  const sent = abortSentAt(result.stdout);
+  if (sent !== null) marks['controller abort sent'] = sent - failedAt;
   lab.hosts.forEach((h, i) => {
     const state = readState(h.stack.home, lab.app);
     const mine = state.deployments.filter((d) => d.id > lastIds[i]!).map((d) => ({ kind: d.kind, events: state.events(d.id) }));
+    const label = i === failing ? `${h.name} (failing)` : h.name;
+    for (const [name, ms] of Object.entries(revertMarks(mine.flatMap((d) => d.events), failedAt))) marks[`${label} ${name}`] = ms;
+    marks[`${label} polled back`] = seenBack[i]!.doneAt - failedAt;
+    const abortIn = abortRequestAt(readFileSync(path.join(h.stack.dir, 'agent.log'), 'utf8'), killedAt);
+    if (abortIn !== null) marks[`${label} abort request in`] = abortIn - failedAt;
     const at = provenBackAt(mine);
     if (at !== null) proven.push(at);
     if (i === failing && at !== null) failingOwn = at - failedAt;
@@ -195,6 +248,7 @@ async function revertOnce(lab: FleetLab, failing: number, round: string, args: s
     abortReachedMs: aborts.length ? Math.max(...aborts) - failedAt : null,
     abortToSwapMs: wakes.length ? Math.max(...wakes) : null,
     failingOwnMs: failingOwn,
+    marks,
   };
 }
 
@@ -256,6 +310,8 @@ async function revertRow(ctx: RealAppsContext, fleet: FleetLab, single: FleetLab
       `verdict → the abort recorded on the last of the other two hosts (failing agent → controller → agents), ms: ${list(fleetRevert.map((r) => r.abortReachedMs))}`
         + `; then abort → its swap-back begun (wake-up, verdict, the previous slot's health check), longest of the two, ms: ${list(fleetRevert.map((r) => r.abortToSwapMs))}`,
       `the failing host's own swap-back (verdict → proven) in the same runs, ms: 3 hosts ${list(fleetRevert.map((r) => r.failingOwnMs))}; 1 host ${list(singleRevert.map((r) => r.failingOwnMs))} (three agents swap back at once on this machine's 2 cores)`,
+      `timeline, ms after the failed verdict, median (min–max), 3 hosts: ${marksNote(fleetRevert.map((r) => r.marks))}`,
+      `timeline, 1 host: ${marksNote(singleRevert.map((r) => r.marks))}`,
     ],
   }));
   await fleet.writeConfig((c) => { c.environments[fleet.env]!.rollout = { batch: '100%', bake: '0s' }; });
