@@ -115,7 +115,7 @@ interface RevertTiming {
   marks: Record<string, number>;
 }
 
-/** Pure: one host's steps of a revert from its events, as ms after `failedAt` ("abort", "window end", "swap begun", "swap proven"). */
+/** Pure: one host's steps of a revert from its events, as ms after `failedAt` ("abort", "window end", "swap begun", "swap proven", "new slot stopped"). */
 export function revertMarks(events: readonly { step: string; status: string; message: string | null; at: string }[], failedAt: number): Record<string, number> {
   const marks: Record<string, number> = {};
   const at = (e: { at: string } | undefined) => (e ? Date.parse(e.at) - failedAt : undefined);
@@ -124,6 +124,8 @@ export function revertMarks(events: readonly { step: string; status: string; mes
   put('window end', at(events.find((e) => e.step === 'watching' && e.status !== 'started' && e.status !== 'info' && (e.message ?? '').startsWith('failed'))));
   put('swap begun', at(events.find((e) => e.step === 'swap_back' && e.status === 'started')));
   put('swap proven', at(events.find((e) => e.step === 'swap_back' && e.status === 'ok')));
+  // After the swap-back, the new slot is stopped (PM2): on one machine, beside the other hosts' swap-backs.
+  put('new slot stopped', at(events.find((e) => e.step === 'compensate' && (e.message ?? '').startsWith('stop '))));
   return marks;
 }
 
