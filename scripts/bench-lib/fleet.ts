@@ -26,12 +26,15 @@ interface PushTiming {
   hosts: { firstEventMs: number; switchedMs: number }[];
   /** Of the upload (controller/delta-upload.ts): the slowest host's wait for its bundle, and its send (transfer + the agent's ingest). */
   shipMs: { bundle: number; send: number } | null;
+  /** The CLI's own total (from its pack's start to its last line), null if not printed: the rest of totalMs is the process's start and exit. */
+  cliMs: number | null;
 }
 
 /** Pure: the timings a push's --json lines carry (the fleet's phases, the single push's result, each host's events). */
-export function pushTimings(stdout: string, startedAt: number): Pick<PushTiming, 'phasesMs' | 'uploadMs' | 'hosts' | 'shipMs'> {
+export function pushTimings(stdout: string, startedAt: number): Pick<PushTiming, 'phasesMs' | 'uploadMs' | 'hosts' | 'shipMs' | 'cliMs'> {
   let phasesMs: Record<string, number> = {};
   let uploadMs: number | null = null;
+  let cliMs: number | null = null;
   const ship = { bundle: -1, send: -1 };
   const byHost = new Map<string, { first: number; switched: number }>();
   for (const line of stdout.split('\n')) {
@@ -39,6 +42,7 @@ export function pushTimings(stdout: string, startedAt: number): Pick<PushTiming,
     const value = JSON.parse(line) as Record<string, unknown>;
     if (value.phasesMs) phasesMs = value.phasesMs as Record<string, number>;
     if (value.type === 'result' && typeof value.uploadMs === 'number') uploadMs = value.uploadMs;
+    if (typeof value.totalMs === 'number') cliMs = value.totalMs;
     const delta = value.delta as { bundleMs?: number } | undefined;
     if (typeof delta?.bundleMs === 'number') ship.bundle = Math.max(ship.bundle, delta.bundleMs);
     if (typeof value.sendMs === 'number') ship.send = Math.max(ship.send, value.sendMs);
@@ -52,7 +56,7 @@ export function pushTimings(stdout: string, startedAt: number): Pick<PushTiming,
     byHost.set(host, seen);
   }
   const shipMs = ship.send < 0 ? null : { bundle: Math.max(0, ship.bundle), send: ship.send };
-  return { phasesMs, uploadMs, shipMs, hosts: [...byHost.values()].map((h) => ({ firstEventMs: h.first, switchedMs: h.switched })) };
+  return { phasesMs, uploadMs, shipMs, cliMs, hosts: [...byHost.values()].map((h) => ({ firstEventMs: h.first, switchedMs: h.switched })) };
 }
 
 /** ms from the CLI's start until every host of the lab serves the release of the commit just made. */
@@ -63,16 +67,25 @@ async function pushUntilServed(lab: FleetLab, round: string): Promise<PushTiming
   let servedMs = -1;
   let done = false;
   void running.then(() => { done = true; });
-  // Polled through each host's nginx while the push runs: the time the last host turned over.
-  while (!done || servedMs < 0) {
-    const served = await lab.servedAll(2_000);
-    const ids = lab.hosts.map((_, i) => { try { return lab.releaseOf(i, sha); } catch { return null; } });
-    if (servedMs < 0 && ids.every((id, i) => id !== null && served[i]?.release === id)) servedMs = Date.now() - started;
-    if (done && servedMs < 0) break;
+  // Polled through each host's nginx while the push runs: the time the last host turned over. A
+  // release id begins with its commit's 12 first hex digits (contract/release-content.ts), so the
+  // loop reads no host's SQLite (three hosts' reads, back to back, took the cores the push runs
+  // on); each host is checked against its recorded release of the commit once the push is over.
+  const prefix = `${sha.slice(0, 12)}-`;
+  const servedBy: (string | null)[] = lab.hosts.map(() => null);
+  while (servedMs < 0) {
+    const pending = lab.hosts.map((_, i) => i).filter((i) => servedBy[i] === null);
+    const served = await Promise.all(pending.map((i) => lab.served(i, 2_000)));
+    pending.forEach((i, k) => { if (served[k]?.release.startsWith(prefix)) servedBy[i] = served[k]!.release; });
+    if (servedBy.every((id) => id !== null)) servedMs = Date.now() - started;
+    else if (done) break;
   }
   const result = await running;
   if (result.code !== 0) throw new Error(`push (${round}) exited ${result.code}: ${result.stderr.slice(-500)}`);
   if (servedMs < 0) throw new Error(`push (${round}) ended but not every host serves the new release`);
+  lab.hosts.forEach((h, i) => {
+    if (servedBy[i] !== lab.releaseOf(i, sha)) throw new Error(`push (${round}): ${h.name} served ${servedBy[i]}, not its release of ${sha}`);
+  });
   return { servedMs, totalMs: Date.now() - started, ...pushTimings(result.stdout, started) };
 }
 
@@ -90,7 +103,8 @@ export function phaseNote(label: string, runs: readonly PushTiming[]): string {
   const spread = median(runs.map((r) => Math.max(...r.hosts.map((h) => h.switchedMs)) - Math.min(...r.hosts.map((h) => h.switchedMs))));
   const upload = (runs.some((r) => r.uploadMs !== null) ? `, upload ${median(runs.map((r) => r.uploadMs ?? 0))}` : '')
     + (runs.some((r) => r.shipMs !== null) ? ` (of it: bundle ${median(runs.map((r) => r.shipMs?.bundle ?? 0))}, send + ingest ${median(runs.map((r) => r.shipMs?.send ?? 0))} for the slowest host)` : '');
-  return `${label} (medians, ms): served ${median(runs.map((r) => r.servedMs))}${phases ? `; phases ${phases}` : ''}${upload}; last host's first agent event at ${firstEvent}, last switch proven at ${switched} (spread between hosts ${spread})`;
+  const outside = runs.every((r) => r.cliMs !== null) ? `; the CLI process's start and exit (exit - its own total) ${median(runs.map((r) => r.totalMs - r.cliMs!))}` : '';
+  return `${label} (medians, ms): served ${median(runs.map((r) => r.servedMs))}${phases ? `; phases ${phases}` : ''}${upload}; last host's first agent event at ${firstEvent}, last switch proven at ${switched} (spread between hosts ${spread})${outside}`;
 }
 
 /**
