@@ -47,7 +47,7 @@ export class ActivationSteps {
       slotTouched = true;
       singletons = await this.stopLiveSingletons(j);
       await j.step('starting', () => slots.start(d, env), (layout) => `started ${layout.map((p) => `${p.pm2Name}${p.port !== null ? ` on port ${p.port}` : ''}${p.instances > 1 ? ` (${p.instances} instances)` : ''}`).join(', ')}`);
-      await j.step('healthy', () => slots.healthGate(d), (attempts) => `healthy after ${attempts} check(s)`);
+      await j.step('healthy', () => slots.healthGate(d, j.gateAbort), (attempts) => `healthy after ${attempts} check(s)`);
       j.throwIfAborted();
     } catch (error) {
       // A failure in preflight or the backup has touched nothing: the standby slot keeps running.
@@ -132,7 +132,7 @@ export class ActivationSteps {
       this.deps.slots.allowedSpecOf(j.deployment.app, j.deployment.releaseId);
       await this.deps.nginx.checkMasterRunning();
     }, () => 'nginx is running');
-      await j.step('healthy', () => this.deps.slots.healthGate(j.deployment), (attempts) => `healthy after ${attempts} check(s)`);
+      await j.step('healthy', () => this.deps.slots.healthGate(j.deployment, j.gateAbort), (attempts) => `healthy after ${attempts} check(s)`);
       j.throwIfAborted();
       await this.switchStep(j);
     } catch (error) {
@@ -170,8 +170,19 @@ export class ActivationSteps {
     if (d.targetState === 'bad') state.setBadMark(d.id, 'kept');
     // An abort that came after the switch, with no window to cut short, still swaps back.
     if (plan.windowMs > 0 || j.abortReason !== null) {
-      const verdict = await this.watchStep(j, plan.windowMs);
-      if (!verdict.ok) await this.swapBackOrStop(j, verdict.reason ?? 'a watch check failed');
+      // An abort makes the swap-back certain: the previous slot's health check starts as it comes,
+      // beside the window's wind-down, not after it (a fleet's revert time, issue 15).
+      let previousCheck: Promise<boolean> | null = null;
+      const startCheck = () => { previousCheck ??= this.previousAnswers(j); };
+      j.abortSignal.addEventListener('abort', startCheck, { once: true });
+      if (j.abortSignal.aborted) startCheck();
+      let verdict: WatchVerdict;
+      try {
+        verdict = await this.watchStep(j, plan.windowMs);
+      } finally {
+        j.abortSignal.removeEventListener('abort', startCheck);
+      }
+      if (!verdict.ok) await this.swapBackOrStop(j, verdict.reason ?? 'a watch check failed', previousCheck);
     }
     if (plan.clearsBadMark) {
       state.transaction(() => {
@@ -214,10 +225,20 @@ export class ActivationSteps {
     }), (v) => (v.ok ? `${Math.round(windowMs / 1000)} s window passed` : `failed: ${v.reason}`));
   }
 
+  /** Whether the slot a swap-back would go to answers its health check (false when there is none). */
+  private previousAnswers(j: StepJournal): Promise<boolean> {
+    const { app, slot, previousSlot, previousRelease } = j.deployment;
+    if (!previousSlot || !previousRelease || previousSlot === slot) return Promise.resolve(false);
+    const check = this.deps.slots.answers(app, previousSlot);
+    // Awaited by the swap-back, which reports a failure; unused when the window passes after all.
+    check.catch(() => undefined);
+    return check;
+  }
+
   /** A swap-back that fails leaves traffic where it was after the switch: never "before the switch". */
-  private async swapBackOrStop(j: StepJournal, reason: string): Promise<never> {
+  private async swapBackOrStop(j: StepJournal, reason: string, previousCheck: Promise<boolean> | null): Promise<never> {
     try {
-      return await this.swapBack(j, reason);
+      return await this.swapBack(j, reason, previousCheck);
     } catch (error) {
       if (error instanceof RolloutStop) throw error;
       const { app, slot, releaseId, previousSlot } = j.deployment;
@@ -228,7 +249,8 @@ export class ActivationSteps {
     }
   }
 
-  private async swapBack(j: StepJournal, reason: string): Promise<never> {
+  /** `previousCheck`: the previous slot's health check, already started (an abort); null: checked here. */
+  private async swapBack(j: StepJournal, reason: string, previousCheck: Promise<boolean> | null): Promise<never> {
     const { app, slot, releaseId, previousSlot, previousRelease } = j.deployment;
     const { state, slots } = this.deps;
     if (!previousSlot || !previousRelease || previousSlot === slot) {
@@ -240,7 +262,7 @@ export class ActivationSteps {
     }
     // The proof after a switch reads nginx's own headers, which come even with a 502: check the
     // previous slot answers before sending traffic back to it.
-    if (!await slots.answers(app, previousSlot)) {
+    if (!await (previousCheck ?? slots.answers(app, previousSlot))) {
       state.setReleaseState(app, releaseId, 'bad');
       throw new RolloutStop('failed', 'after_switch', new SlipwayError('watch_failed_previous_unhealthy',
         `${app}/${slot}@${shortSha(releaseId)} failed after going live (${reason}), and the previous slot ${previousSlot} does not answer its health check either, so traffic stays`, {

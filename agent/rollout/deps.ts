@@ -45,6 +45,8 @@ export type NginxRenderInput = AppConfigInput;
 export interface HealthChecker {
   waitHealthy(url: string, options: {
     timeoutMs: number; intervalMs: number; retries: number; expectStatus: number; bodyContains?: string;
+    /** Ends the wait at once (ok: false) when it aborts: a fleet abort during a health gate. */
+    signal?: AbortSignal;
   }): Promise<{ ok: boolean; attempts: number; last: { status?: number; error?: string; bodyStart?: string } | undefined }>;
   httpGet(url: string, options: { timeoutMs: number; headers?: Record<string, string> }): Promise<{ status: number; headers: Record<string, string>; body: string }>;
 }

@@ -91,9 +91,19 @@ export class StepJournal {
   /** Throws rollout_aborted once an abort was asked for (checked before traffic moves). */
   throwIfAborted(): void {
     if (this.abortReason === null) return;
-    throw new SlipwayError('rollout_aborted', `${this.deployment.app}: the rollout was aborted before traffic moved: ${this.abortReason}`, {
+    throw this.abortedError();
+  }
+
+  /** The error of a rollout stopped by an abort before traffic moved. */
+  abortedError(): SlipwayError {
+    return new SlipwayError('rollout_aborted', `${this.deployment.app}: the rollout was aborted before traffic moved: ${this.abortReason ?? 'no reason given'}`, {
       hint: 'the fleet controller reverts every host of the rollout; see deploy history', status: 409,
     });
+  }
+
+  /** What a health gate needs to stop at once on an abort (slot-process.ts healthGate). */
+  get gateAbort(): { signal: AbortSignal; error: () => Error } {
+    return { signal: this.aborter.signal, error: () => this.abortedError() };
   }
 
   async step<T>(step: string, fn: () => Promise<T>, okMessage: (value: T) => string): Promise<T> {

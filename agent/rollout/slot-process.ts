@@ -34,6 +34,12 @@ export interface SlotProcessDeps {
   portWaitMs?: number;
 }
 
+/** A health gate's abort: the signal that cuts its checks short, and the error it then ends with. */
+export interface GateAbort {
+  signal: AbortSignal;
+  error(): Error;
+}
+
 /** How many lines of a process's own output a failed health gate shows. */
 const LOG_TAIL_LINES = 20;
 
@@ -165,11 +171,13 @@ export class SlotProcesses {
   }
 
   /** Waits for every process's own health check; throws with what the failing one last saw and its output. */
-  async healthGate(target: SlotTarget): Promise<number> {
+  async healthGate(target: SlotTarget, abort?: GateAbort): Promise<number> {
     const { app, slot } = target;
     const effective = this.specOf(app, target.releaseId);
     const layout = this.layout(app, slot);
-    const results = await Promise.allSettled(layout.map((p) => this.processGate(target, effective.spec.processes[p.process], p)));
+    const results = await Promise.allSettled(layout.map((p) => this.processGate(target, effective.spec.processes[p.process], p, abort?.signal)));
+    // Cut short by an abort: the abort is why it ended, not what the checks saw when they stopped.
+    if (abort?.signal.aborted) throw abort.error();
     const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
     if (failures.length > 0) {
       const first = failures[0];
@@ -302,26 +310,28 @@ export class SlotProcesses {
   }
 
   /** One process's gate: HTTP on its own port, or stable in PM2 for a worker. Resolves to the attempts made. */
-  private async processGate(target: SlotTarget, proc: ProcessSpec | undefined, p: SlotProcessRow): Promise<number> {
+  private async processGate(target: SlotTarget, proc: ProcessSpec | undefined, p: SlotProcessRow, signal?: AbortSignal): Promise<number> {
     const { app, slot, releaseId } = target;
     const health = proc?.health;
     const label = `${app}/${slot}@${shortSha(releaseId)} process ${p.process}`;
     if (!health || !isHttpHealth(health) || p.port === null) {
-      return this.waitStable(app, label, p, health && !isHttpHealth(health) ? health.stableMs : 1_000);
+      return this.waitStable(app, label, p, health && !isHttpHealth(health) ? health.stableMs : 1_000, signal);
     }
     const url = `http://127.0.0.1:${p.port}${health.path}`;
     const result = await this.deps.health.waitHealthy(url, {
       timeoutMs: health.timeoutMs, intervalMs: health.intervalMs, retries: health.retries,
       expectStatus: health.expectStatus, ...(health.bodyContains ? { bodyContains: health.bodyContains } : {}),
+      ...(signal ? { signal } : {}),
     });
     if (result.ok) return result.attempts;
+    if (signal?.aborted) return result.attempts;
     const last = result.last;
     const seen = last?.status !== undefined ? `HTTP ${last.status}${last.bodyStart ? ` ${JSON.stringify(last.bodyStart)}` : ''}` : (last?.error ?? 'no answer');
     throw await this.gateFailure(app, p, `${label} failed its health check ${url} after ${result.attempts} attempt(s): last saw ${seen} (expected ${health.expectStatus}${health.bodyContains ? ` with ${JSON.stringify(health.bodyContains)}` : ''})`);
   }
 
   /** A worker is healthy once PM2 keeps it online, without a restart, for `stableMs`. */
-  private async waitStable(app: string, label: string, p: SlotProcessRow, stableMs: number): Promise<number> {
+  private async waitStable(app: string, label: string, p: SlotProcessRow, stableMs: number, signal?: AbortSignal): Promise<number> {
     let attempts = 0;
     let seen = 'not checked';
     let baseline: number | null = null;
@@ -329,6 +339,8 @@ export class SlotProcesses {
     const stableSince = { at: 0 };
     try {
       await waitFor(async () => {
+        // An abort ends the wait at the next check (healthGate reports the abort).
+        if (signal?.aborted) return true;
         attempts++;
         const proc = await this.deps.processes.describe(p.pm2Name);
         if (!proc) { seen = 'not in PM2'; crashed = true; return true; }
@@ -350,7 +362,7 @@ export class SlotProcesses {
     } catch {
       crashed = true;
     }
-    if (crashed) throw await this.gateFailure(app, p, `${label} did not stay up in PM2 for ${stableMs} ms: ${seen}`);
+    if (crashed && !signal?.aborted) throw await this.gateFailure(app, p, `${label} did not stay up in PM2 for ${stableMs} ms: ${seen}`);
     return attempts;
   }
 

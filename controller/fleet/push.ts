@@ -325,10 +325,13 @@ async function runBatches(batches: readonly Batch[], ctx: BatchContext, outcomes
     const ends: Promise<HostRunEnd>[] = [];
     const stopAll = (reason: string, except: string | null) => {
       failure = reason;
-      for (const other of runs) if (other.name !== except) other.abort(`rollout ${ctx.rolloutId.slice(0, 8)} stopped: ${reason}`);
+      const stopping = runs.filter((other) => other.name !== except);
+      for (const other of stopping) other.abort(`rollout ${ctx.rolloutId.slice(0, 8)} stopped: ${reason}`);
+      const abortSentAt = new Date().toISOString();
       // The earlier batches' hosts are flipped back from here on: not watched any more.
       sentinel.stop();
       ctx.onFailure(reason);
+      if (stopping.length) out.info(`  stopping ${stopping.map((r) => r.name).join(', ')}: ${reason}`, { stopping: stopping.map((r) => r.name), abortSentAt });
     };
     const start = (name: string) => {
       const member = ctx.members.find((m) => m.name === name)!;

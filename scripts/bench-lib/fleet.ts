@@ -3,6 +3,7 @@
 // and the push of a big release (its upload dominates). Both labs run at once on this machine, so
 // the three hosts share its cores and the controller's "uplink" (the veths) as a real fleet would
 // share a laptop's.
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { startFleetLab, type FleetLab } from '../../test/helpers/fleet-lab.js';
 import { readState } from '../../test/helpers/state.js';
@@ -29,12 +30,15 @@ interface PushTiming {
   relayMs: { upload: number; fetch: number } | null;
   /** Bytes the controller sent over the lab's uplink during the push (its bridge's tx counter). */
   uplinkBytes: number;
+  /** The CLI's own total (from its pack's start to its last line), null if not printed: the rest of totalMs is the process's start and exit. */
+  cliMs: number | null;
 }
 
 /** Pure: the timings a push's --json lines carry (the fleet's phases, the single push's result, each host's events). */
-export function pushTimings(stdout: string, startedAt: number): Pick<PushTiming, 'phasesMs' | 'uploadMs' | 'hosts' | 'shipMs' | 'relayMs'> {
+export function pushTimings(stdout: string, startedAt: number): Pick<PushTiming, 'phasesMs' | 'uploadMs' | 'hosts' | 'shipMs' | 'relayMs' | 'cliMs'> {
   let phasesMs: Record<string, number> = {};
   let uploadMs: number | null = null;
+  let cliMs: number | null = null;
   const ship = { bundle: -1, send: -1 };
   const relay = { upload: -1, fetch: -1 };
   const byHost = new Map<string, { first: number; switched: number }>();
@@ -43,6 +47,7 @@ export function pushTimings(stdout: string, startedAt: number): Pick<PushTiming,
     const value = JSON.parse(line) as Record<string, unknown>;
     if (value.phasesMs) phasesMs = value.phasesMs as Record<string, number>;
     if (value.type === 'result' && typeof value.uploadMs === 'number') uploadMs = value.uploadMs;
+    if (typeof value.totalMs === 'number') cliMs = value.totalMs;
     const delta = value.delta as { bundleMs?: number } | undefined;
     if (typeof delta?.bundleMs === 'number') ship.bundle = Math.max(ship.bundle, delta.bundleMs);
     if (typeof value.sendMs === 'number') ship.send = Math.max(ship.send, value.sendMs);
@@ -59,7 +64,7 @@ export function pushTimings(stdout: string, startedAt: number): Pick<PushTiming,
   }
   const shipMs = ship.send < 0 ? null : { bundle: Math.max(0, ship.bundle), send: ship.send };
   const relayMs = relay.upload < 0 ? null : { upload: relay.upload, fetch: Math.max(0, relay.fetch) };
-  return { phasesMs, uploadMs, shipMs, relayMs, hosts: [...byHost.values()].map((h) => ({ firstEventMs: h.first, switchedMs: h.switched })) };
+  return { phasesMs, uploadMs, shipMs, relayMs, cliMs, hosts: [...byHost.values()].map((h) => ({ firstEventMs: h.first, switchedMs: h.switched })) };
 }
 
 /** ms from the CLI's start until every host of the lab serves the release of the commit just made. */
@@ -71,17 +76,26 @@ async function pushUntilServed(lab: FleetLab, round: string): Promise<PushTiming
   let servedMs = -1;
   let done = false;
   void running.then(() => { done = true; });
-  // Polled through each host's nginx while the push runs: the time the last host turned over.
-  while (!done || servedMs < 0) {
-    const served = await lab.servedAll(2_000);
-    const ids = lab.hosts.map((_, i) => { try { return lab.releaseOf(i, sha); } catch { return null; } });
-    if (servedMs < 0 && ids.every((id, i) => id !== null && served[i]?.release === id)) servedMs = Date.now() - started;
-    if (done && servedMs < 0) break;
+  // Polled through each host's nginx while the push runs: the time the last host turned over. A
+  // release id begins with its commit's 12 first hex digits (contract/release-content.ts), so the
+  // loop reads no host's SQLite (three hosts' reads, back to back, took the cores the push runs
+  // on); each host is checked against its recorded release of the commit once the push is over.
+  const prefix = `${sha.slice(0, 12)}-`;
+  const servedBy: (string | null)[] = lab.hosts.map(() => null);
+  while (servedMs < 0) {
+    const pending = lab.hosts.map((_, i) => i).filter((i) => servedBy[i] === null);
+    const served = await Promise.all(pending.map((i) => lab.served(i, 2_000)));
+    pending.forEach((i, k) => { if (served[k]?.release.startsWith(prefix)) servedBy[i] = served[k]!.release; });
+    if (servedBy.every((id) => id !== null)) servedMs = Date.now() - started;
+    else if (done) break;
   }
   const result = await running;
   if (result.code !== 0) throw new Error(`push (${round}) exited ${result.code}: ${result.stderr.slice(-500)}`);
   if (servedMs < 0) throw new Error(`push (${round}) ended but not every host serves the new release`);
   const totalMs = Date.now() - started;
+  lab.hosts.forEach((h, i) => {
+    if (servedBy[i] !== lab.releaseOf(i, sha)) throw new Error(`push (${round}): ${h.name} served ${servedBy[i]}, not its release of ${sha}`);
+  });
   return { servedMs, totalMs, uplinkBytes: (await lab.lan.uplinkTxBytes()) - sentBefore, ...pushTimings(result.stdout, started) };
 }
 
@@ -101,7 +115,8 @@ export function phaseNote(label: string, runs: readonly PushTiming[]): string {
     + (runs.some((r) => r.shipMs !== null) ? ` (of it: bundle ${median(runs.map((r) => r.shipMs?.bundle ?? 0))}, send + ingest ${median(runs.map((r) => r.shipMs?.send ?? 0))} for the slowest host)` : '')
     + (runs.some((r) => r.relayMs !== null) ? `; relay: upload to the uploader ${median(runs.map((r) => r.relayMs?.upload ?? 0))} then the slowest peer's fetch ${median(runs.map((r) => r.relayMs?.fetch ?? 0))}` : '')
     + `; uplink ${(median(runs.map((r) => r.uplinkBytes)) / 1e6).toFixed(1)} MB sent`;
-  return `${label} (medians, ms): served ${median(runs.map((r) => r.servedMs))}${phases ? `; phases ${phases}` : ''}${upload}; last host's first agent event at ${firstEvent}, last switch proven at ${switched} (spread between hosts ${spread})`;
+  const outside = runs.every((r) => r.cliMs !== null) ? `; the CLI process's start and exit (exit - its own total) ${median(runs.map((r) => r.totalMs - r.cliMs!))}` : '';
+  return `${label} (medians, ms): served ${median(runs.map((r) => r.servedMs))}${phases ? `; phases ${phases}` : ''}${upload}; last host's first agent event at ${firstEvent}, last switch proven at ${switched} (spread between hosts ${spread})${outside}`;
 }
 
 /**
@@ -122,6 +137,52 @@ interface RevertTiming {
   abortToSwapMs: number | null;
   /** The failing host's own verdict → its swap-back proven, in this run (on 3 hosts: beside the others' on the same cores). */
   failingOwnMs: number;
+  /** Each step's time from the failed verdict (ms), by name: the controller's abort sent, and per host its abort received, window ended, swap-back begun and proven, first poll seen back. */
+  marks: Record<string, number>;
+}
+
+/** Pure: one host's steps of a revert from its events, as ms after `failedAt` ("abort", "window end", "swap begun", "swap proven", "new slot stopped"). */
+export function revertMarks(events: readonly { step: string; status: string; message: string | null; at: string }[], failedAt: number): Record<string, number> {
+  const marks: Record<string, number> = {};
+  const at = (e: { at: string } | undefined) => (e ? Date.parse(e.at) - failedAt : undefined);
+  const put = (name: string, value: number | undefined) => { if (value !== undefined) marks[name] = value; };
+  put('abort', at(events.find((e) => e.step === 'abort')));
+  put('window end', at(events.find((e) => e.step === 'watching' && e.status !== 'started' && e.status !== 'info' && (e.message ?? '').startsWith('failed'))));
+  put('swap begun', at(events.find((e) => e.step === 'swap_back' && e.status === 'started')));
+  put('swap proven', at(events.find((e) => e.step === 'swap_back' && e.status === 'ok')));
+  // After the swap-back, the new slot is stopped (PM2): on one machine, beside the other hosts' swap-backs.
+  put('new slot stopped', at(events.find((e) => e.step === 'compensate' && (e.message ?? '').startsWith('stop '))));
+  return marks;
+}
+
+/** Pure: when an agent's log shows the first abort request coming in after `since` (its "incoming request" line), or null. */
+export function abortRequestAt(log: string, since: number): number | null {
+  for (const line of log.split('\n')) {
+    if (!line.includes('/abort') || !line.includes('incoming request')) continue;
+    const entry = JSON.parse(line) as { time?: number; msg?: string; req?: { url?: string } };
+    if (entry.msg === 'incoming request' && entry.req?.url?.endsWith('/abort') && typeof entry.time === 'number' && entry.time >= since) return entry.time;
+  }
+  return null;
+}
+
+/** Pure: when the controller sent its aborts (the --json line of the stop), or null. */
+export function abortSentAt(stdout: string): number | null {
+  for (const line of stdout.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const value = JSON.parse(line) as { abortSentAt?: string };
+    if (typeof value.abortSentAt === 'string') return Date.parse(value.abortSentAt);
+  }
+  return null;
+}
+
+/** Pure: each mark's median over the runs, in the order of that median ("name median (min–max)"). */
+export function marksNote(runs: readonly Record<string, number>[]): string {
+  const names = [...new Set(runs.flatMap((r) => Object.keys(r)))];
+  const rows = names.map((n) => {
+    const values = runs.map((r) => r[n]).filter((v): v is number => v !== undefined);
+    return { n, median: median(values), min: Math.min(...values), max: Math.max(...values) };
+  }).sort((a, b) => a.median - b.median);
+  return rows.map((r) => `${r.n} ${r.median} (${r.min}–${r.max})`).join(', ');
 }
 
 /** Pure: when a host's deployments (of one push) last proved the old release served again: a swap-back's or a revert switch's ok event; null if none. */
@@ -186,9 +247,17 @@ async function revertOnce(lab: FleetLab, failing: number, round: string, args: s
   const aborts: number[] = [];
   const wakes: number[] = [];
   let failingOwn = -1;
+  const marks: Record<string, number> = {};
+  const sent = abortSentAt(result.stdout);
+  if (sent !== null) marks['controller abort sent'] = sent - failedAt;
   lab.hosts.forEach((h, i) => {
     const state = readState(h.stack.home, lab.app);
     const mine = state.deployments.filter((d) => d.id > lastIds[i]!).map((d) => ({ kind: d.kind, events: state.events(d.id) }));
+    const label = i === failing ? `${h.name} (failing)` : h.name;
+    for (const [name, ms] of Object.entries(revertMarks(mine.flatMap((d) => d.events), failedAt))) marks[`${label} ${name}`] = ms;
+    marks[`${label} polled back`] = seenBack[i]!.doneAt - failedAt;
+    const abortIn = abortRequestAt(readFileSync(path.join(h.stack.dir, 'agent.log'), 'utf8'), killedAt);
+    if (abortIn !== null) marks[`${label} abort request in`] = abortIn - failedAt;
     const at = provenBackAt(mine);
     if (at !== null) proven.push(at);
     if (i === failing && at !== null) failingOwn = at - failedAt;
@@ -207,6 +276,7 @@ async function revertOnce(lab: FleetLab, failing: number, round: string, args: s
     abortReachedMs: aborts.length ? Math.max(...aborts) - failedAt : null,
     abortToSwapMs: wakes.length ? Math.max(...wakes) : null,
     failingOwnMs: failingOwn,
+    marks,
   };
 }
 
@@ -269,6 +339,8 @@ async function revertRow(ctx: RealAppsContext, fleet: FleetLab, single: FleetLab
       `verdict → the abort recorded on the last of the other two hosts (failing agent → controller → agents), ms: ${list(fleetRevert.map((r) => r.abortReachedMs))}`
         + `; then abort → its swap-back begun (wake-up, verdict, the previous slot's health check), longest of the two, ms: ${list(fleetRevert.map((r) => r.abortToSwapMs))}`,
       `the failing host's own swap-back (verdict → proven) in the same runs, ms: 3 hosts ${list(fleetRevert.map((r) => r.failingOwnMs))}; 1 host ${list(singleRevert.map((r) => r.failingOwnMs))} (three agents swap back at once on this machine's 2 cores)`,
+      `timeline, ms after the failed verdict, median (min–max), 3 hosts: ${marksNote(fleetRevert.map((r) => r.marks))}`,
+      `timeline, 1 host: ${marksNote(singleRevert.map((r) => r.marks))}`,
     ],
   }));
   await fleet.writeConfig((c) => { c.environments[fleet.env]!.rollout = { batch: '100%', bake: '0s' }; });

@@ -65,6 +65,30 @@ describe('a fleet host\'s deployment on the agent', () => {
     expect(result.stepDurationsMs.watching).toBeLessThan(1_000);
   });
 
+  it('an abort after the switch whose previous slot does not answer: traffic stays, no swap-back (the check that starts with the abort decides)', async () => {
+    const next = h.upload(rel('f'));
+    const { feed } = fleetDeploy(next, { watchMs: 60_000 });
+    when(feed, 'watching', () => {
+      h.behave(old, { failHealth: true });
+      h.rollouts.abort({ app: APP, deploymentId: feed.deploymentId, reason: 'h2 failed', actor: ACTOR });
+    });
+    const result = await h.run(feed);
+    expect(result).toMatchObject({ outcome: 'failed', phase: 'after_switch', error: { error: 'watch_failed_previous_unhealthy' } });
+    expect(h.steps(result)).not.toContain('swap_back:started');
+    expect(h.served()).toMatchObject({ releaseId: next });
+  });
+
+  it('an abort while the new slot is in its health gate stops the gate at once (not after its retries): traffic never moves', async () => {
+    const next = h.upload(rel('e'), { healthHangs: true });
+    const { feed } = fleetDeploy(next);
+    when(feed, 'healthy', () => { h.rollouts.abort({ app: APP, deploymentId: feed.deploymentId, reason: 'h1 failed', actor: ACTOR }); });
+    const result = await h.run(feed);
+    expect(result).toMatchObject({ outcome: 'failed', phase: 'before_switch', liveReleaseId: old });
+    expect(result.error?.error).toBe('rollout_aborted');
+    expect(result.reason).toMatch(/aborted before traffic moved: .*h1 failed/);
+    expect(h.served()).toMatchObject({ releaseId: old });
+  });
+
   it('an abort before the switch stops the new slot: traffic never moves', async () => {
     const next = h.upload(rel('d'));
     const { feed } = fleetDeploy(next);

@@ -47,7 +47,11 @@ export class FakeClock implements Clock {
 }
 
 /** How a release behaves once started: healthy, unhealthy at once, or unhealthy after some time. */
-export interface ReleaseBehaviour { failHealth?: boolean; failHealthAfterMs?: number; crashAfterMs?: number; failStart?: boolean }
+export interface ReleaseBehaviour {
+  failHealth?: boolean; failHealthAfterMs?: number; crashAfterMs?: number; failStart?: boolean;
+  /** The health gate's checks get no answer until they are aborted (a gate that would run out its retries). */
+  healthHangs?: boolean;
+}
 
 interface FakeProcess { status: string; pid: number; pmCwd: string; restarts: number; port: number; releaseId: string; startedAt: number }
 
@@ -179,6 +183,14 @@ export function createHarness(options: HarnessOptions = {}) {
     async waitHealthy(url, opts) {
       const slot = slotAt(Number(new URL(url).port));
       const answer = slot ? slotAnswer(slot) : null;
+      const proc = [...processes.procs.values()].find((p) => p.port === Number(new URL(url).port) && p.status === 'online');
+      if (proc && behaviour(proc.releaseId).healthHangs) {
+        await new Promise<void>((resolve) => {
+          if (opts.signal?.aborted) resolve();
+          opts.signal?.addEventListener('abort', () => resolve(), { once: true });
+        });
+        return { ok: false, attempts: 1, last: { error: 'aborted' } };
+      }
       if (answer?.status === opts.expectStatus) return { ok: true, attempts: 1, last: { status: answer.status } };
       return { ok: false, attempts: opts.retries, last: answer ? { status: answer.status } : { error: 'connect ECONNREFUSED' } };
     },
