@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFleetLab, type FleetLab } from '../helpers/fleet-lab.js';
+import { startFleetLab, type FleetLab, type FleetConfig } from '../helpers/fleet-lab.js';
 import { httpGet, startStack, type Stack } from '../helpers/stack.js';
 import { readState } from '../helpers/state.js';
 import { waitFor, withDeadline } from '../helpers/wait.js';
@@ -505,14 +505,7 @@ describe('deploy promote with the fleet as production', () => {
 
   beforeAll(async () => {
     await lab.writeConfig((c) => {
-      const production = c.environments[lab.env]!;
-      production.rollout = { batch: 2, bake: '1s' };
-      production.requireApproval = true;
-      production.promotion = { from: 'staging', maxAge: '1d' };
-      c.environments.staging = {
-        hosts: [{ address: staging.sshd.host, port: staging.sshd.port, user: staging.sshd.user, identityFile: staging.sshd.clientKeyPath, knownHostsFile: staging.sshd.knownHostsPath }],
-        agent: { port: staging.agentPort, tokenFile: path.join(staging.dir, 'agent.token') },
-      };
+      promotionFromStaging(c);
     });
   });
 
@@ -623,15 +616,8 @@ describe('deploy promote with the fleet as production', () => {
 describe('deploy promote to the fleet with a host unreachable', () => {
   beforeAll(async () => {
     await lab.writeConfig((c) => {
-      const production = c.environments[lab.env]!;
-      production.rollout = { batch: 2, bake: '1s' };
-      production.requireApproval = true;
-      production.promotion = { from: 'staging', maxAge: '1d' };
-      production.hosts[2]!.connectTimeoutMs = 1000;
-      c.environments.staging = {
-        hosts: [{ address: staging.sshd.host, port: staging.sshd.port, user: staging.sshd.user, identityFile: staging.sshd.clientKeyPath, knownHostsFile: staging.sshd.knownHostsPath }],
-        agent: { port: staging.agentPort, tokenFile: path.join(staging.dir, 'agent.token') },
-      };
+      promotionFromStaging(c);
+      c.environments[lab.env]!.hosts[2]!.connectTimeoutMs = 1000;
     });
   });
 
@@ -708,4 +694,16 @@ describe('deploy promote to the fleet with a host unreachable', () => {
 
 function releaseOfCommitOn(stack: Stack, sha: string): string {
   return readState(stack.home, lab.app).releases.filter((r) => r.manifest.sha === sha).map((r) => r.releaseId)[0]!;
+}
+
+/** Production promoted from a one-box staging (batch 2, 1 s bake, approval asked): the promote cases' config. */
+function promotionFromStaging(c: FleetConfig): void {
+  const production = c.environments[lab.env]!;
+  production.rollout = { batch: 2, bake: '1s' };
+  production.requireApproval = true;
+  production.promotion = { from: 'staging', maxAge: '1d' };
+  c.environments.staging = {
+    hosts: [{ address: staging.sshd.host, port: staging.sshd.port, user: staging.sshd.user, identityFile: staging.sshd.clientKeyPath, knownHostsFile: staging.sshd.knownHostsPath }],
+    agent: { port: staging.agentPort, tokenFile: path.join(staging.dir, 'agent.token') },
+  };
 }
