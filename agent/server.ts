@@ -94,7 +94,10 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     apps: deps.config.apps, state: deps.state, releases: deps.releases, cleanup: deps.cleanup, logger: deps.logger,
     checkManifest: (app, manifest, overrides) => { allowedReleaseSpec(app, deps.config.apps[app]!, manifest, overrides); },
     ...(deps.notifyPromotion ? { notifyPromotion: deps.notifyPromotion } : {}),
-    ...(deps.relay ? { keepForRelay: (partFile: string, sha256: string) => deps.relay!.keep.keep(partFile, sha256) } : {}),
+    ...(deps.relay ? {
+      keepForRelay: (partFile: string, sha256: string) => deps.relay!.keep.keep(partFile, sha256),
+      trackArrival: (sha256: string, bytes: number) => deps.relay!.sessions.arrivals.track(sha256, bytes),
+    } : {}),
   });
 
   void app.register(hostGuard);

@@ -17,6 +17,8 @@ export const RELAY_DEFAULT_PORT = 7391;
 export const RELAY_MAX_FETCHES = 64;
 export const RELAY_MIN_TTL_MS = 1_000;
 export const RELAY_MAX_TTL_MS = 900_000;
+/** How long a session open may wait for the upload it serves to start arriving (pipelined relay). */
+export const RELAY_MAX_WAIT_MS = 30_000;
 
 /** POST /apps/:app/relay: serve the kept upload of `sha256` on address:port. */
 export interface RelaySessionRequest {
@@ -31,6 +33,12 @@ export interface RelaySessionRequest {
   /** Complete GETs after which the session closes itself. */
   fetches: number;
   ttlMs: number;
+  /**
+   * How long the open waits for an upload of `sha256` to start arriving when none is kept or
+   * arriving yet (default 0). A session may serve an upload still arriving: the peers get its
+   * bytes as they are written, and are cut off should that upload fail.
+   */
+  waitMs?: number;
 }
 
 /** 201 of POST /apps/:app/relay (never the key). */
@@ -61,6 +69,7 @@ export const relaySessionRequestSchema = {
     key: { type: 'string', pattern: RELAY_KEY_PATTERN },
     fetches: { type: 'integer', minimum: 1, maximum: RELAY_MAX_FETCHES },
     ttlMs: { type: 'integer', minimum: RELAY_MIN_TTL_MS, maximum: RELAY_MAX_TTL_MS },
+    waitMs: { type: 'integer', minimum: 0, maximum: RELAY_MAX_WAIT_MS },
   },
 } as const;
 

@@ -15,6 +15,9 @@ export interface Shipped {
   sha256: string;
 }
 
+/** The bytes an upload is about to send (what a pipelined relay session serves as they arrive). */
+export interface Sending { how: 'delta' | 'full'; sha256: string; bytes: number }
+
 /** What a host lacks: the contents it asked for (null: it cannot say, an agent without delta uploads). */
 export type Missing = Set<string> | null;
 
@@ -35,6 +38,8 @@ export async function shipRelease(input: {
   missing?: Missing;
   /** Upload with `relay=1`: the agent keeps the verified bytes for a relay session (controller/fleet/relay.ts). */
   keep?: boolean;
+  /** Told just before the bytes go out (twice when a refused delta is followed by the full upload). */
+  onSending?: (sending: Sending) => void;
 }): Promise<Shipped> {
   const { agent, prepared, manifest, out } = input;
   const hashes = contentHashes(prepared.files);
@@ -50,6 +55,7 @@ export async function shipRelease(input: {
       { delta: { contents: hashes.length, missing: missing!.size, objectBytes: bundle.objectBytes, releaseBytes: total, bundleBytes: bundle.bytes, bundleMs } });
     try {
       const sending = Date.now();
+      input.onSending?.({ how: 'delta', sha256: bundle.sha256, bytes: bundle.bytes });
       await agent.upload(kept(deltaPath(input.uploadPath)), bundle.file, bundle.bytes, bundle.sha256,
         ({ sent, total: all, stalledMs }) => out.progress('upload', sent, all, started, stalledMs), input.headers);
       const uploadMs = Date.now() - started;
@@ -85,7 +91,10 @@ async function askMissing(agent: AgentClient, app: string, hashes: string[]): Pr
   }
 }
 
-async function fullUpload(input: { agent: AgentClient; uploadPath: string; prepared: PreparedRelease; manifest: ReleaseManifest; headers: Record<string, string>; prepareMs: number; out: Output }): Promise<Shipped> {
+async function fullUpload(input: {
+  agent: AgentClient; uploadPath: string; prepared: PreparedRelease; manifest: ReleaseManifest; headers: Record<string, string>; prepareMs: number; out: Output;
+  onSending?: (sending: Sending) => void;
+}): Promise<Shipped> {
   const { out } = input;
   const sealStarted = Date.now();
   const packed = await input.prepared.seal(input.manifest);
@@ -94,6 +103,7 @@ async function fullUpload(input: { agent: AgentClient; uploadPath: string; prepa
     ? `  sending the verified tarball: ${formatBytes(packed.bytes)} (sha256 ${packed.sha256.slice(0, 16)}…)`
     : `  packed ${formatBytes(packed.bytes)} in ${formatMs(packMs)} (sha256 ${packed.sha256.slice(0, 16)}…)`);
   const started = Date.now();
+  input.onSending?.({ how: 'full', sha256: packed.sha256, bytes: packed.bytes });
   await input.agent.upload(input.uploadPath, packed.file, packed.bytes, packed.sha256,
     ({ sent, total, stalledMs }) => out.progress('upload', sent, total, started, stalledMs), input.headers);
   const uploadMs = Date.now() - started;

@@ -6,22 +6,25 @@
  * when the agent stops: its listener is closed and its kept file removed. Nothing listens when no
  * session is open. The key stays in this process's memory; it is never logged or answered.
  */
-import { createReadStream } from 'node:fs';
+import { open as openFile, type FileHandle } from 'node:fs/promises';
 import os from 'node:os';
 import tls, { type TLSSocket } from 'node:tls';
-import { pipeline } from 'node:stream/promises';
+import { finished } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import { SlipwayError, errorMessage } from '../../contract/errors.js';
 import { shortSha } from '../../contract/names.js';
 import type { RelaySession, RelaySessionRequest } from '../../contract/relay.js';
 import { requireApp } from '../apps.js';
 import type { RelayKeep } from './relay-keep.js';
+import { RelayArrivals, type Arrival } from './relay-arrivals.js';
 import { isExhausted, mayServe, relayAddressProblem, type FetchCount, type InterfaceAddress } from './relay-policy.js';
 import { RELAY_IDLE_MS, RELAY_TLS, formatNo, formatOk, parseRequest, splitLine } from './relay-protocol.js';
 
 export interface RelaySessionsDeps {
   apps: Readonly<Record<string, unknown>>;
   keep: RelayKeep;
+  /** Uploads still arriving (default: a registry of its own). */
+  arrivals?: RelayArrivals;
   logger: Logger;
   /** The host's interface addresses (default os.networkInterfaces()). */
   interfaces?: () => Readonly<Record<string, readonly InterfaceAddress[] | undefined>>;
@@ -45,27 +48,35 @@ interface Session {
 
 export class RelaySessions {
   private readonly sessions = new Map<string, Session>();
+  /** Uploads with ?relay=1 still arriving: a session may serve one as it grows. */
+  readonly arrivals: RelayArrivals;
 
-  constructor(private readonly deps: RelaySessionsDeps) {}
+  constructor(private readonly deps: RelaySessionsDeps) {
+    this.arrivals = deps.arrivals ?? new RelayArrivals();
+  }
 
-  /** Starts serving the kept upload of `request.sha256` on address:port; refused before anything listens. */
+  /**
+   * Starts serving the kept upload of `request.sha256` on address:port, or the upload of it still
+   * arriving (waiting up to `waitMs` for one to start); refused before anything listens.
+   */
   async open(app: string, request: RelaySessionRequest): Promise<RelaySession> {
     requireApp(this.deps.apps, app);
     const { identity, sha256, bytes, address, port } = request;
-    if (this.sessions.has(identity)) {
-      throw new SlipwayError('relay_session_exists', `relay session ${identity} is already open on this host`, {
-        status: 409, hint: 'open each session with a fresh identity, or DELETE the old one first',
-      });
-    }
+    this.requireNew(identity);
     const problem = relayAddressProblem(address, (this.deps.interfaces ?? os.networkInterfaces)());
     if (problem) throw addressInvalid(problem);
     const kept = await this.deps.keep.size(sha256);
     if (kept !== bytes) {
-      throw new SlipwayError('relay_artifact_missing', kept === null
-        ? `no upload of ${shortSha(sha256)} is kept for the relay on this host`
-        : `the upload of ${shortSha(sha256)} kept for the relay has ${kept} bytes, not ${bytes}`, {
-        status: 404, hint: 'upload the release to this host with ?relay=1 first (a release it already had is not kept)',
-      });
+      const arrival = await this.arrivals.waitFor(sha256, request.waitMs ?? 0);
+      if (!arrival || arrival.failed || arrival.bytes !== bytes) {
+        const have = kept ?? (arrival && !arrival.failed ? arrival.bytes : null);
+        throw new SlipwayError('relay_artifact_missing', have === null
+          ? `no upload of ${shortSha(sha256)} is kept or arriving for the relay on this host`
+          : `the upload of ${shortSha(sha256)} kept for the relay has ${have} bytes, not ${bytes}`, {
+          status: 404, hint: 'upload the release to this host with ?relay=1 first, or open the session with waitMs while it uploads (a release it already had is not kept)',
+        });
+      }
+      this.requireNew(identity);
     }
     const key = Buffer.from(request.key, 'hex');
     const session: Session = {
@@ -104,6 +115,14 @@ export class RelaySessions {
     const expiresAt = new Date(session.expiresAtMs).toISOString();
     this.deps.logger.info({ app, identity, sha256, address, port, fetches: request.fetches, expiresAt }, 'relay session opened');
     return { identity, address, port, expiresAt };
+  }
+
+  private requireNew(identity: string): void {
+    if (this.sessions.has(identity)) {
+      throw new SlipwayError('relay_session_exists', `relay session ${identity} is already open on this host`, {
+        status: 409, hint: 'open each session with a fresh identity, or DELETE the old one first',
+      });
+    }
   }
 
   /** Ends the session (idempotent: nothing to do when it is gone, or another app's). */
@@ -156,18 +175,19 @@ export class RelaySessions {
     if (!admitted.ok || !this.sessions.has(session.identity)) return void socket.end(formatNo(admitted.ok ? 'session closed' : admitted.reason));
     session.count.inFlight += 1;
     let complete = false;
+    let source: { handle: FileHandle; arrival: Arrival | undefined } | undefined;
     try {
       // Opened before the header goes out: a session ending now cannot leave a peer with an OK and no bytes.
-      const file = createReadStream(this.deps.keep.path(session.sha256));
-      await new Promise<void>((resolve, reject) => { file.once('open', () => resolve()); file.once('error', reject); });
+      source = await this.openSource(session);
       socket.write(formatOk(session.bytes));
-      await pipeline(file, socket);
+      await sendFile(source.handle, socket, session.bytes, source.arrival);
       complete = true;
     } catch (error) {
       if (!socket.destroyed) socket.destroy();
       this.deps.logger.info({ app: session.app, identity: session.identity, reason: errorMessage(error) }, 'relay fetch cut off');
     } finally {
       session.count.inFlight -= 1;
+      await source?.handle.close().catch(() => undefined);
     }
     if (!complete) return;
     session.count.completed += 1;
@@ -186,11 +206,30 @@ export class RelaySessions {
     clearTimeout(session.timer);
     const closed = new Promise<void>((resolve) => session.server.close(() => resolve()));
     if (options.cut) for (const socket of session.sockets) socket.destroy();
-    const shared = [...this.sessions.values()].some((other) => other.sha256 === session.sha256);
-    if (!shared) await this.deps.keep.remove(session.sha256).catch((error: unknown) => this.deps.logger.warn({ err: error }, 'could not remove a relay upload'));
+    const served = (): boolean => [...this.sessions.values()].some((other) => other.sha256 === session.sha256);
+    const remove = (): Promise<void> => this.deps.keep.remove(session.sha256).catch((error: unknown) => this.deps.logger.warn({ err: error }, 'could not remove a relay upload'));
+    if (!served()) {
+      await remove();
+      // An upload still arriving keeps its bytes when its ingest ends: removed then, unless a new session serves them.
+      this.arrivals.whenSettled(session.sha256, () => { if (!served()) void remove(); });
+    }
     if (options.cut) await closed;
     this.deps.logger.info({ app: session.app, identity: session.identity, why, served: session.count.completed }, 'relay session closed');
     await this.sweep().catch((error: unknown) => this.deps.logger.warn({ err: error }, 'could not sweep old relay uploads'));
+  }
+
+  /**
+   * The file a GET sends: the upload's .part while it is arriving (its descriptor stays valid when
+   * the .part is moved or removed after), else the kept file.
+   */
+  private async openSource(session: Session): Promise<{ handle: FileHandle; arrival: Arrival | undefined }> {
+    const arrival = this.arrivals.get(session.sha256);
+    if (arrival && arrival.bytes === session.bytes) {
+      // ENOENT: the ingest moved its .part just now; its bytes are kept by then.
+      const handle = await openFile(arrival.partFile, 'r').catch(() => undefined);
+      if (handle) return { handle, arrival };
+    }
+    return { handle: await openFile(this.deps.keep.path(session.sha256), 'r'), arrival: undefined };
   }
 
   private now(): number {
@@ -200,6 +239,38 @@ export class RelaySessions {
   private idleMs(): number {
     return this.deps.idleMs ?? RELAY_IDLE_MS;
   }
+}
+
+/** Bytes read per step of a GET. */
+const SEND_CHUNK = 1024 * 1024;
+
+/**
+ * Sends `bytes` bytes of `handle` to `socket` and ends it. Following an arrival, it sends what is
+ * written so far and waits for more; the last byte goes out only once the whole upload is verified,
+ * and a failed upload throws (the caller cuts the connection off).
+ */
+async function sendFile(handle: FileHandle, socket: TLSSocket, bytes: number, arrival: Arrival | undefined): Promise<void> {
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  let offset = 0;
+  while (offset < bytes) {
+    if (socket.destroyed) throw new Error('the peer hung up');
+    if (arrival?.failed) throw new Error('the upload it relays failed');
+    const ready = !arrival || arrival.received ? bytes : Math.min(arrival.written, bytes - 1);
+    if (offset >= ready) {
+      await Promise.race([arrival!.changed(), closed]);
+      continue;
+    }
+    const length = Math.min(ready - offset, SEND_CHUNK);
+    const buffer = Buffer.allocUnsafe(length);
+    const { bytesRead } = await handle.read(buffer, 0, length, offset);
+    if (bytesRead === 0) throw new Error(`the file ended after ${offset} of ${bytes} bytes`);
+    offset += bytesRead;
+    if (!socket.write(bytesRead === length ? buffer : buffer.subarray(0, bytesRead))) {
+      await Promise.race([new Promise<void>((resolve) => socket.once('drain', () => resolve())), closed]);
+    }
+  }
+  socket.end();
+  await finished(socket, { readable: false });
 }
 
 function listen(server: tls.Server, address: string, port: number): Promise<void> {

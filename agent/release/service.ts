@@ -10,11 +10,13 @@ import type { PromotionRecord, PromotionRecordRequest, PromotionVerdict } from '
 import { judgePromotion } from './promotion-gate.js';
 import type { SpecOverrides } from '../../contract/spec-overrides.js';
 import type { DeltaStats, IngestTimings } from './store.js';
+import type { ArrivalHooks } from './relay-arrivals.js';
 
 interface IngestRequest {
   app: string; releaseId: string; sha256: string; source: Readable; expectedBytes?: number; accept?: (manifest: ReleaseManifest) => void;
   deployedBy?: string; project?: string; deployment?: { env: string | null; tag: string | null };
   keep?: (partFile: string) => Promise<void>;
+  arriving?: ArrivalHooks;
 }
 
 /** What the service needs of the release store (store.ts). */
@@ -46,6 +48,8 @@ export interface ReleaseServiceDeps {
   now?: () => Date;
   /** Keeps a verified upload for a relay session (relay-keep.ts); uploads with `relay` need it. */
   keepForRelay?: (partFile: string, sha256: string) => Promise<void>;
+  /** Registers an upload kept for the relay as arriving, so a session may serve it as it grows (relay-arrivals.ts). */
+  trackArrival?: (sha256: string, bytes: number) => ArrivalHooks;
 }
 
 export interface UploadInput {
@@ -126,6 +130,7 @@ export class ReleaseService {
       ...(input.project ? { project: input.project } : {}),
       deployment: { env: input.env ?? null, tag: input.tag ?? null },
       ...(input.relay ? { keep: (partFile: string) => this.keepForRelay(partFile, app, releaseId, sha256) } : {}),
+      ...(input.relay && this.deps.trackArrival ? { arriving: this.deps.trackArrival(sha256, input.expectedBytes) } : {}),
     });
     this.deps.state.recordRelease({ app, releaseId, sha256, bytes: ingested.bytes, manifest: ingested.manifest });
     this.deps.logger.info({ app, releaseId, bytes: ingested.bytes, ...(ingested.timings ? { ms: ingested.timings } : {}) }, 'release stored');

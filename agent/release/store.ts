@@ -13,6 +13,7 @@ import { startExtraction, type ExtractResult, type Extraction } from './extract.
 import { startExtractionInWorker } from './extract-thread.js';
 import { verifyReleaseContent } from './release-identity.js';
 import { partPath, receiveUpload } from './upload.js';
+import type { ArrivalHooks } from './relay-arrivals.js';
 import { requireRoomForUpload } from './disk-space.js';
 import { setTreeWritable } from '../../lib/link-tree.js';
 import { writeDeploymentInfo } from './deployment-info.js';
@@ -75,6 +76,8 @@ export interface IngestInput {
    * (relay-keep.ts). A failure is the caller's to report; the stored release stands.
    */
   keep?: (partFile: string) => Promise<void>;
+  /** Told how the upload arrives (relay-arrivals.ts: a relay session may serve it while it grows). */
+  arriving?: ArrivalHooks;
 }
 
 export interface IngestResult {
@@ -420,6 +423,8 @@ export class ReleaseStore {
       });
     } finally {
       extraction?.close();
+      // After the keep and the .part's move: a relay GET following the upload has its own descriptor.
+      input.arriving?.ended();
       await rm(bundleDir, { recursive: true, force: true, maxRetries: 3 });
       this.active.delete(tmpDir);
     }
@@ -467,8 +472,12 @@ export class ReleaseStore {
         // unpacked; after a crash it is an orphan cleanupOrphans() deletes, so syncing it would
         // be wasted I/O.
         durable: false,
-        onWritten: (bytes) => extraction.grew(bytes),
+        onWritten: (bytes) => {
+          extraction.grew(bytes);
+          input.arriving?.written(partFile, bytes);
+        },
       });
+      input.arriving?.received();
     } catch (error) {
       // The upload's own failure (size, length, checksum, disk, dropped link) wins over whatever
       // the extraction of a partial or wrong archive ran into: it is what the sender must fix.

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { SlipwayError, errorMessage } from '../../contract/errors.js';
 import type { RelayFetchRequest, RelaySession, RelaySessionRequest } from '../../contract/relay.js';
 import { settleBounded } from '../../lib/bounded.js';
-import { shipRelease, type Missing, type Shipped } from '../delta-upload.js';
+import { shipRelease, type Missing, type Sending, type Shipped } from '../delta-upload.js';
 import { uploadHeaders, uploadPath, type PushRelease } from '../commands/push.js';
 import { formatBytes, formatMs, type Output } from '../output.js';
 import { fallsBackToDirect, fetchPath, type RelayGroup } from './relay-plan.js';
@@ -35,71 +35,92 @@ export interface RelayContext {
   hostOutput: (name: string) => Output;
 }
 
+/** How long the session open waits on the uploader for the upload to start arriving (contract: ≤ 30 s). */
+const OPEN_WAIT_MS = 15_000;
+
+type Outcome<T> = { ok: true; value: T } | { ok: false; error: unknown };
+const settle = <T>(promise: Promise<T>): Promise<Outcome<T>> => promise.then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error }));
+
 /**
- * Runs one group: uploads to its uploader (keeping the bytes), opens the session, the peers fetch
- * in parallel (rollout.concurrency at a time), each falling back to a direct upload. Resolves to
- * the failures by host name (a host not in it has the release, verified).
+ * Runs one group, pipelined: as the upload to its uploader (keeping the bytes) starts, the session
+ * is opened (it waits on the uploader for those bytes to start arriving) and the peers fetch in
+ * parallel (rollout.concurrency at a time) while the uploader still receives: they get the bytes
+ * as they arrive there, and verify them themselves. A peer whose fetch fails gets a direct upload,
+ * once the uploader's upload went well (when it failed the fleet will not switch: nothing more is
+ * sent). Resolves to the failures by host name (a host not in it has the release, verified).
  */
 export async function relayGroup(group: RelayGroup, members: ReadonlyMap<string, FleetMember>, ctx: RelayContext): Promise<Map<string, unknown>> {
   const { fleet, release, out } = ctx;
   const failures = new Map<string, unknown>();
   const uploader = members.get(group.uploader)!;
   const peers = group.peers.map((name) => members.get(name)!);
-  let shipped: Shipped;
-  try {
-    shipped = await shipRelease({
-      agent: uploader.session.agent, app: fleet.app, uploadPath: uploadPath(uploader.target, release.manifest.releaseId, release.tag), prepared: release.prepared,
-      manifest: release.manifest, headers: uploadHeaders(uploader.target.specOverrides), prepareMs: release.prepareMs, out: ctx.hostOutput(uploader.name),
-      missing: ctx.missing.get(uploader.name) ?? null, keep: true,
-    });
-  } catch (error) {
-    failures.set(uploader.name, error);
-    // The fleet will not switch: the peers are not sent 100 MB for nothing.
-    for (const peer of peers) failures.set(peer.name, new SlipwayError('upload_failed', `not uploaded: the upload to ${uploader.name}, which was to relay it, failed`, { hint: `fix ${uploader.name} and push again` }));
-    return failures;
-  }
-  out.info(`  [${uploader.name}] ${shipped.how === 'delta' ? 'delta' : 'full'} upload of ${formatBytes(shipped.uploadedBytes)} verified in ${formatMs(shipped.uploadMs)}, kept to relay to ${group.peers.join(', ')}`,
-    { host: uploader.name, uploadMs: shipped.uploadMs, uploadedBytes: shipped.uploadedBytes, upload: shipped.how, relayTo: group.peers });
-
   const identity = `relay-${randomBytes(12).toString('hex')}`;
   const key = randomBytes(32).toString('hex');
   const port = fleet.rollout.relayPort;
-  let opened = false;
-  try {
+  const agent = uploader.session.agent;
+  // Set as the first bytes go out: the session and the peers' fetches run beside the upload.
+  let relaying: { opened: Promise<Outcome<RelaySession>>; fetched: Promise<PromiseSettledResult<void>[] | null> } | undefined;
+  let uploaded: Promise<Outcome<Shipped>>;
+
+  const notUploaded = (): SlipwayError => new SlipwayError('upload_failed', `not uploaded: the upload to ${uploader.name}, which was to relay it, failed`, { hint: `fix ${uploader.name} and push again` });
+  const fetchFrom = async (peer: FleetMember, sending: Sending): Promise<void> => {
+    const started = Date.now();
     try {
-      const request: RelaySessionRequest = {
-        sha256: shipped.sha256, bytes: shipped.uploadedBytes, address: group.address, port, identity, key, fetches: peers.length, ttlMs: SESSION_TTL_MS,
-      };
-      await uploader.session.agent.json<RelaySession>('POST', `/apps/${fleet.app}/relay`, request);
-      opened = true;
+      const request: RelayFetchRequest = { from: { address: group.address, port }, identity, key, sha256: sending.sha256, bytes: sending.bytes, kind: sending.how };
+      await peer.session.agent.json('POST', fetchPath(uploadPath(peer.target, release.manifest.releaseId, release.tag)), request, uploadHeaders(peer.target.specOverrides));
     } catch (error) {
-      const why = `${uploader.name} could not open the relay on ${group.address}:${port}: ${errorMessage(error)}`;
+      if (!(error instanceof SlipwayError) || !fallsBackToDirect(error.code)) throw error;
+      // A failed upload to the uploader cuts its peers' fetches off: they then get nothing either.
+      if (!(await uploaded).ok) throw notUploaded();
+      await ctx.direct(peer, `the relay fetch from ${uploader.name} failed (${error.code}: ${error.message})`);
+      return;
+    }
+    const fetchMs = Date.now() - started;
+    out.info(`  [${peer.name}] fetched from ${uploader.name} over the relay: ${formatBytes(sending.bytes)} verified in ${formatMs(fetchMs)}`,
+      { host: peer.name, upload: 'relay', from: uploader.name, uploadMs: fetchMs, uploadedBytes: 0, relayedBytes: sending.bytes });
+  };
+  const startRelay = (sending: Sending): void => {
+    // A refused delta followed by the full upload: the session serves the delta, whose peers are cut off and fall back.
+    if (relaying) return;
+    const request: RelaySessionRequest = {
+      sha256: sending.sha256, bytes: sending.bytes, address: group.address, port, identity, key, fetches: peers.length, ttlMs: SESSION_TTL_MS, waitMs: OPEN_WAIT_MS,
+    };
+    const opened = settle(agent.json<RelaySession>('POST', `/apps/${fleet.app}/relay`, request));
+    const fetched = opened.then((open) => (open.ok ? settleBounded(peers, fleet.rollout.concurrency, (peer) => fetchFrom(peer, sending)) : null));
+    relaying = { opened, fetched };
+  };
+
+  uploaded = settle(shipRelease({
+    agent, app: fleet.app, uploadPath: uploadPath(uploader.target, release.manifest.releaseId, release.tag), prepared: release.prepared,
+    manifest: release.manifest, headers: uploadHeaders(uploader.target.specOverrides), prepareMs: release.prepareMs, out: ctx.hostOutput(uploader.name),
+    missing: ctx.missing.get(uploader.name) ?? null, keep: true, onSending: startRelay,
+  }));
+  const shipped = await uploaded;
+  try {
+    if (!shipped.ok) {
+      failures.set(uploader.name, shipped.error);
+      const fetched = await relaying?.fetched;
+      // The fleet will not switch: peers whose fetch did not finish are not sent 100 MB for nothing.
+      peers.forEach((peer, i) => { if (fetched?.[i]?.status !== 'fulfilled') failures.set(peer.name, notUploaded()); });
+      return failures;
+    }
+    out.info(`  [${uploader.name}] ${shipped.value.how === 'delta' ? 'delta' : 'full'} upload of ${formatBytes(shipped.value.uploadedBytes)} verified in ${formatMs(shipped.value.uploadMs)}, kept to relay to ${group.peers.join(', ')}`,
+      { host: uploader.name, uploadMs: shipped.value.uploadMs, uploadedBytes: shipped.value.uploadedBytes, upload: shipped.value.how, relayTo: group.peers });
+    const open = await relaying!.opened;
+    if (!open.ok) {
+      const why = `${uploader.name} could not open the relay on ${group.address}:${port}: ${errorMessage(open.error)}`;
       const settled = await settleBounded(peers, fleet.rollout.concurrency, (peer) => ctx.direct(peer, why));
       settled.forEach((result, i) => { if (result.status === 'rejected') failures.set(peers[i]!.name, result.reason); });
       return failures;
     }
-    const settled = await settleBounded(peers, fleet.rollout.concurrency, async (peer) => {
-      const started = Date.now();
-      try {
-        const request: RelayFetchRequest = {
-          from: { address: group.address, port }, identity, key, sha256: shipped.sha256, bytes: shipped.uploadedBytes, kind: shipped.how,
-        };
-        await peer.session.agent.json('POST', fetchPath(uploadPath(peer.target, release.manifest.releaseId, release.tag)), request, uploadHeaders(peer.target.specOverrides));
-      } catch (error) {
-        if (!(error instanceof SlipwayError) || !fallsBackToDirect(error.code)) throw error;
-        await ctx.direct(peer, `the relay fetch from ${uploader.name} failed (${error.code}: ${error.message})`);
-        return;
-      }
-      const fetchMs = Date.now() - started;
-      out.info(`  [${peer.name}] fetched from ${uploader.name} over the relay: ${formatBytes(shipped.uploadedBytes)} verified in ${formatMs(fetchMs)}`,
-        { host: peer.name, upload: 'relay', from: uploader.name, uploadMs: fetchMs, uploadedBytes: 0, relayedBytes: shipped.uploadedBytes });
-    });
+    const settled = (await relaying!.fetched)!;
     settled.forEach((result, i) => { if (result.status === 'rejected') failures.set(peers[i]!.name, result.reason); });
     return failures;
   } finally {
     // Closed by the agent after the last fetch or at its ttl anyway; closed here at once (idempotent).
-    if (opened) {
-      await uploader.session.agent.delete(`/apps/${fleet.app}/relay/${identity}`).catch((error: unknown) => {
+    const open = await relaying?.opened;
+    if (open?.ok) {
+      await agent.delete(`/apps/${fleet.app}/relay/${identity}`).catch((error: unknown) => {
         out.info(`  [${uploader.name}] could not close the relay session (${errorMessage(error)}): it closes itself within ${formatMs(SESSION_TTL_MS)}`);
       });
     }

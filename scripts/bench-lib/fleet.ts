@@ -26,7 +26,7 @@ interface PushTiming {
   hosts: { firstEventMs: number; switchedMs: number }[];
   /** Of the upload (controller/delta-upload.ts): the slowest host's wait for its bundle, and its send (transfer + the agent's ingest). */
   shipMs: { bundle: number; send: number } | null;
-  /** With the relay: the uploader's upload (bundle, uplink transfer, its ingest), and the slowest peer's fetch (transfer between hosts + its ingest). */
+  /** With the relay: the uploader's upload (bundle, uplink transfer, its ingest), and the slowest peer's fetch (transfer between hosts + its ingest; pipelined: it starts as the upload starts). */
   relayMs: { upload: number; fetch: number } | null;
   /** Bytes the controller sent over the lab's uplink during the push (its bridge's tx counter). */
   uplinkBytes: number;
@@ -113,7 +113,7 @@ export function phaseNote(label: string, runs: readonly PushTiming[]): string {
   const spread = median(runs.map((r) => Math.max(...r.hosts.map((h) => h.switchedMs)) - Math.min(...r.hosts.map((h) => h.switchedMs))));
   const upload = (runs.some((r) => r.uploadMs !== null) ? `, upload ${median(runs.map((r) => r.uploadMs ?? 0))}` : '')
     + (runs.some((r) => r.shipMs !== null) ? ` (of it: bundle ${median(runs.map((r) => r.shipMs?.bundle ?? 0))}, send + ingest ${median(runs.map((r) => r.shipMs?.send ?? 0))} for the slowest host)` : '')
-    + (runs.some((r) => r.relayMs !== null) ? `; relay: upload to the uploader ${median(runs.map((r) => r.relayMs?.upload ?? 0))} then the slowest peer's fetch ${median(runs.map((r) => r.relayMs?.fetch ?? 0))}` : '')
+    + (runs.some((r) => r.relayMs !== null) ? `; relay: upload to the uploader ${median(runs.map((r) => r.relayMs?.upload ?? 0))} and, beside it (pipelined), the slowest peer's fetch ${median(runs.map((r) => r.relayMs?.fetch ?? 0))}` : '')
     + `; uplink ${(median(runs.map((r) => r.uplinkBytes)) / 1e6).toFixed(1)} MB sent`;
   const outside = runs.every((r) => r.cliMs !== null) ? `; the CLI process's start and exit (exit - its own total) ${median(runs.map((r) => r.totalMs - r.cliMs!))}` : '';
   return `${label} (medians, ms): served ${median(runs.map((r) => r.servedMs))}${phases ? `; phases ${phases}` : ''}${upload}; last host's first agent event at ${firstEvent}, last switch proven at ${switched} (spread between hosts ${spread})${outside}`;

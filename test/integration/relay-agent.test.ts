@@ -7,6 +7,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { contentHashes } from '../../contract/file-manifest.js';
@@ -268,6 +269,108 @@ describe('relay between two real agents: keep, serve over TLS-PSK, fetch into th
     await a.restartAgent();
     expect(await fs.readdir(dir)).toEqual([young]);
     await fs.rm(path.join(dir, young));
+  }, 120_000);
+
+  /** A PUT whose body the test sends in parts: `send` more, then `end` it or `cut` the connection. */
+  function streamingPut(stack: Stack, pathname: string, body: { bytes: number; sha256: string }) {
+    const request = http.request({
+      host: '127.0.0.1', port: stack.agentPort, path: pathname, method: 'PUT',
+      headers: {
+        authorization: `Bearer ${tokens.get(stack)!}`, 'x-slipway-actor': 'dev@test', 'content-type': 'application/gzip',
+        'x-slipway-sha256': body.sha256, 'content-length': String(body.bytes),
+      },
+    });
+    const answer = new Promise<{ status: number; text: string }>((resolve, reject) => {
+      request.on('response', (response) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => { text += chunk; });
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, text }));
+        response.on('error', reject);
+      });
+      request.on('error', reject);
+    });
+    // A cut PUT rejects; the test looks at the agent's side instead.
+    answer.catch(() => undefined);
+    return {
+      answer,
+      send: (chunk: Buffer) => new Promise<void>((resolve, reject) => request.write(chunk, (error) => (error ? reject(error) : resolve()))),
+      end: (chunk: Buffer) => new Promise<void>((resolve) => request.end(chunk, () => resolve())),
+      cut: () => request.destroy(),
+    };
+  }
+
+  /** How many bytes of `sha256` B's ingest holds in its .part (0 when none). */
+  const partBytes = (stack: Stack, sha256: string) => fs.stat(path.join(stack.home, 'incoming', `${sha256}.part`)).then((st) => st.size, () => 0);
+
+  it('pipelined: a session opened before the upload waits for it; B fetches while A still receives, and stores the same release', async () => {
+    // Incompressible bytes: the tarball streams in many chunks.
+    const release = await pack({ ...tree('v6-pipe'), 'noise.bin': randomBytes(3 * 1024 * 1024) });
+    const sealed = await release.prep.seal(release.manifest);
+    const releaseId = release.manifest.releaseId;
+    const bytes = await fs.readFile(sealed.file);
+    const half = Math.floor(bytes.length / 2);
+
+    // Opened first, as the controller does: it waits for the upload to start arriving.
+    const open = session(sealed.sha256, sealed.bytes, await freePort(), { waitMs: 20_000 });
+    const opening = json(a, 'POST', `/apps/${APP}/relay`, open);
+    const upload = streamingPut(a, `/apps/${APP}/releases/${releaseId}?relay=1`, sealed);
+    await upload.send(bytes.subarray(0, half));
+    const opened = await opening;
+    expect(opened.status, await opened.clone().text()).toBe(201);
+
+    const fetching = json(b, 'POST', `/apps/${APP}/releases/${releaseId}/fetch`, fetchBody(open, 'full'));
+    // B receives bytes while A has only half of the upload.
+    await waitFor(async () => await partBytes(b, sealed.sha256) > 0, { timeoutMs: 30_000, description: 'B to receive the first bytes while A is still receiving' });
+    expect(await exists(path.join(a.home, 'releases', APP, releaseId))).toBe(false);
+
+    await upload.end(bytes.subarray(half));
+    const uploaded = await upload.answer;
+    expect(uploaded.status, uploaded.text).toBe(201);
+    const fetched = await fetching;
+    const stored = await fetched.json() as Record<string, unknown>;
+    expect(fetched.status, JSON.stringify(stored)).toBe(201);
+    expect(stored).toEqual({ releaseId, bytes: sealed.bytes, dir: path.join(b.home, 'releases', APP, releaseId) });
+    expect(await contentDigestOfStoredRelease(stored.dir as string)).toBe(release.manifest.contentDigest);
+    expect(await contentDigestOfStoredRelease(path.join(a.home, 'releases', APP, releaseId))).toBe(release.manifest.contentDigest);
+    const artifact = await api(b, `/apps/${APP}/releases/${releaseId}/artifact`);
+    expect(createHash('sha256').update(Buffer.from(await artifact.arrayBuffer())).digest('hex')).toBe(sealed.sha256);
+
+    // Its one fetch was served before A's ingest kept the bytes: removed once it did.
+    await waitFor(async () => !await exists(keptFile(a, sealed.sha256)), { description: 'the bytes kept after the session ended to be removed' });
+    expect(await fs.readdir(path.join(a.home, 'incoming'))).toEqual([]);
+    expect((await api(a, `/apps/${APP}/relay/${open.identity}`, { method: 'DELETE' })).status).toBe(204);
+  }, 120_000);
+
+  it('pipelined: an upload cut off in the middle cuts B\'s fetch (relay_unreachable); nothing is stored on B or kept on A', async () => {
+    const release = await pack({ ...tree('v7-cut'), 'noise.bin': randomBytes(3 * 1024 * 1024) });
+    const sealed = await release.prep.seal(release.manifest);
+    const releaseId = release.manifest.releaseId;
+    const bytes = await fs.readFile(sealed.file);
+
+    const upload = streamingPut(a, `/apps/${APP}/releases/${releaseId}?relay=1`, sealed);
+    await upload.send(bytes.subarray(0, Math.floor(bytes.length / 2)));
+    const open = session(sealed.sha256, sealed.bytes, await freePort(), { waitMs: 20_000 });
+    const opened = await json(a, 'POST', `/apps/${APP}/relay`, open);
+    expect(opened.status, await opened.clone().text()).toBe(201);
+    const fetching = json(b, 'POST', `/apps/${APP}/releases/${releaseId}/fetch`, fetchBody(open, 'full'));
+    await waitFor(async () => await partBytes(b, sealed.sha256) > 0, { timeoutMs: 30_000, description: 'B to receive the first bytes while A is still receiving' });
+
+    upload.cut();
+    const fetched = await fetching;
+    const answer = await fetched.json() as { error: string; hint: string };
+    expect(fetched.status, JSON.stringify(answer)).toBe(502);
+    expect(answer.error).toBe('relay_unreachable');
+    await expectNotOn(b, releaseId);
+    await waitFor(async () => (await fs.readdir(path.join(a.home, 'incoming'))).length === 0, { description: 'A to remove its cut upload' });
+    expect(await exists(path.join(a.home, 'releases', APP, releaseId))).toBe(false);
+    expect(await exists(keptFile(a, sealed.sha256))).toBe(false);
+
+    // With nothing arriving any more, a session for those bytes is refused at once.
+    const late = await json(a, 'POST', `/apps/${APP}/relay`, session(sealed.sha256, sealed.bytes, await freePort()));
+    expect(late.status).toBe(404);
+    expect((await late.json() as { error: string }).error).toBe('relay_artifact_missing');
+    expect((await api(a, `/apps/${APP}/relay/${open.identity}`, { method: 'DELETE' })).status).toBe(204);
   }, 120_000);
 
   it('the keys were never written down: not in either agent\'s log, not in their audit tables', async () => {
