@@ -7,6 +7,7 @@
 // namespaces on this machine) rolled out in batches, and a failure on the third host that reverts the
 // first two. Run through `bash scripts/demo`, which installs and builds first.
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { startStack, type Stack } from '../test/helpers/stack.js';
@@ -125,12 +126,15 @@ async function fleet(): Promise<void> {
   const lab = await startFleetLab({
     hosts: 3,
     rollout: { batch: 1, bake: '2s' },
+    relay: true,
     stack: { appConfig: { watch: { windowMs: 3_000, intervalMs: 200, failuresToRollback: 3, keepPreviousWarm: true } } },
   });
   try {
-    process.stdout.write(`hosts  ${lab.hosts.map((h) => `${h.name} ${h.address}`).join(', ')}; rollout: batches of 1 host, 2 s bake after each\n`);
+    process.stdout.write(`hosts  ${lab.hosts.map((h) => `${h.name} ${h.address}`).join(', ')}; rollout: batches of 1 host, 2 s bake after each;`
+      + ' each host has a relay address: a push sends the bytes once, to h1, and h2/h3 fetch them from h1\n');
     if (await deployFleet(lab, ['push']) !== 0) throw new Error('the fleet\'s first push failed');
-    await lab.repo.commit({ 'message.txt': 'fleet, second release\n' }, 'fleet: second release');
+    // A bigger second release (an 8 MB asset): uploaded once to h1, relayed to h2 and h3.
+    await lab.repo.commit({ 'message.txt': 'fleet, second release\n', 'public/asset.txt': randomBytes(6 * 1024 * 1024).toString('base64') }, 'fleet: second release');
     if (await deployFleet(lab, ['push']) !== 0) throw new Error('the fleet\'s second push failed');
     const good = await showFleet(lab);
     await deployFleet(lab, ['status']);
