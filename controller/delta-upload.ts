@@ -36,7 +36,11 @@ export async function shipRelease(input: {
   headers: Record<string, string>; prepareMs: number; out: Output;
   /** What the host lacks, when already asked (missingContents); asked here otherwise. */
   missing?: Missing;
-  /** Upload with `relay=1`: the agent keeps the verified bytes for a relay session (controller/fleet/relay.ts). */
+  /**
+   * Upload with `relay=1`: the agent keeps the verified bytes for a relay session (controller/fleet/relay.ts).
+   * Only the first bytes sent are kept: the session serves those (onSending); the full upload after a refused
+   * delta is not kept, as no session would serve it and it would stay on the host until the agent's sweep.
+   */
   keep?: boolean;
   /** Told just before the bytes go out (twice when a refused delta is followed by the full upload). */
   onSending?: (sending: Sending) => void;
@@ -44,7 +48,8 @@ export async function shipRelease(input: {
   const { agent, prepared, manifest, out } = input;
   const hashes = contentHashes(prepared.files);
   const missing = input.missing !== undefined ? input.missing : await missingContents(agent, input.app, prepared);
-  const kept = (path: string) => (input.keep ? keepForRelay(path) : path);
+  let keep = input.keep === true;
+  const kept = (path: string) => (keep ? keepForRelay(path) : path);
   if (useDelta(prepared, missing)) {
     const started = Date.now();
     const bundle = await prepared.bundle(manifest, missing!);
@@ -64,6 +69,7 @@ export async function shipRelease(input: {
     } catch (error) {
       if (!(error instanceof SlipwayError) || !FALL_BACK_ON.has(error.code)) throw error;
       out.info(`  delta upload refused (${error.message}): sending the whole release`, { upload: 'fallback', reason: error.code });
+      keep = false;
     }
   }
   return fullUpload({ ...input, uploadPath: kept(input.uploadPath) });

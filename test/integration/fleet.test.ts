@@ -484,6 +484,52 @@ describe('the upload-once relay', () => {
       squatter.kill('SIGKILL');
     }
   });
+
+  it('a delta the uploader refuses mid-way (a base file corrupted on h1) is followed by the full upload; the peers fetching the pipelined delta end on the release too, and the push succeeds', async () => {
+    await setRelay((i) => lab.hosts[i]!.address);
+    const h1 = lab.hosts[0]!;
+    const releases = path.join(h1.stack.home, 'releases', lab.app);
+    const live = (await served())[0]!;
+    // Every release on h1 holding this content (they share the inode): h1's only copy goes bad, the peers' stay good.
+    const good = await readFile(path.join(releases, live, 'package.json'));
+    const bad = Buffer.from(good);
+    bad[20] = bad[20] === 0x79 ? 0x7a : 0x79;
+    const victims: string[] = [];
+    for (const id of await readdir(releases)) {
+      const file = path.join(releases, id, 'package.json');
+      if ((await readFile(file).catch(() => null))?.equals(good)) victims.push(file);
+    }
+    expect(victims.length).toBeGreaterThan(0);
+    for (const file of victims) await writeFile(file, bad);
+    try {
+      const sha = await commit({ 'message.txt': 'delta refused on the uploader\n' }, 'delta refused on the uploader');
+      const keptOnH1 = () => readdir(path.join(h1.stack.home, 'relay')).catch(() => [] as string[]);
+      const keptBefore = await keptOnH1();
+      const result = await lab.deploy(['--json', 'push'], { timeoutMs: 240_000 });
+      const output = result.stderr + result.stdout;
+      expect(result.code, output).toBe(EXIT.ok);
+      const lines = result.stdout.trim().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+      // h1 was sent the delta first (the session serves it), refused it, then got the whole release.
+      expect(lines.find((l) => l.host === 'h1' && l.upload === 'fallback' && l.reason === 'delta_base_mismatch'), output).toBeTruthy();
+      const [first, ...peers] = uploads(result.stdout);
+      expect(first, output).toMatchObject({ host: 'h1', upload: 'full' });
+      // The peers have good bases: each either assembled the relayed delta itself, or (its fetch cut when h1's
+      // ingest ended) got a direct upload with one line why. Either way it is on the release, verified.
+      for (const peer of peers) {
+        if (peer.upload === 'relay') expect(peer, output).toMatchObject({ from: 'h1', uploadedBytes: 0 });
+        else expect(output).toMatch(new RegExp(`\\[${peer.host}\\] the relay fetch from h1 failed \\(relay_[a-z_]+: .*\\): uploading directly`));
+      }
+      expect(peers.map((p) => p.host)).toEqual(['h2', 'h3']);
+      const release = lab.releaseOf(0, sha);
+      expect(lab.hosts.map((h) => lab.releaseOf(h.index, sha))).toEqual([release, release, release]);
+      expect(await served()).toEqual([release, release, release]);
+      expect(await readFile(path.join(releases, release, 'package.json'))).toEqual(good);
+      // The full upload after the refused delta is not kept for the relay (no session would serve it).
+      expect((await keptOnH1()).filter((f) => !keptBefore.includes(f)), 'nothing kept on h1 by this push').toEqual([]);
+    } finally {
+      for (const file of victims) await writeFile(file, good);
+    }
+  });
 });
 
 describe('deploy promote with the fleet as production', () => {
