@@ -712,6 +712,26 @@ describe('deploy promote to the fleet with a host unreachable', () => {
       expect(forth.code, forth.stderr + forth.stdout).toBe(EXIT.ok);
       expect(fleetRecord(1)).toMatchObject({ kind: 'rollback', releaseId: P, hosts: ['h1', 'h2'], skipped: ['h3'] });
       expect((await lab.servedAll(5_000)).slice(0, 2).map((s) => s?.release)).toEqual([P, P]);
+      // switch: the same; h1 and h2 to their standby slot (the release P replaced) and back, h3 skipped each time.
+      const live = readState(lab.hosts[0]!.stack.home, lab.app).app!.liveSlot!;
+      const beforeSwitch = [records(), deploymentsEach()];
+      const switchRefused = await lab.deploy(['switch', otherSlot(live)]);
+      expect(switchRefused.code, switchRefused.stderr).toBe(EXIT.unreachable);
+      expect(switchRefused.stderr).toMatch(/switch refused, nothing changed: 1 host\(s\) could not be reached: h3/);
+      expect(switchRefused.stderr).toContain('--skip-unreachable');
+      expect([records(), deploymentsEach()]).toEqual(beforeSwitch);
+      const switched = await lab.deploy(['switch', otherSlot(live), '--skip-unreachable']);
+      expect(switched.code, switched.stderr + switched.stdout).toBe(EXIT.ok);
+      expect(switched.stderr).toMatch(/skipping unreachable h3: .*\(recorded as drift\)/);
+      expect(switched.stdout).toMatch(/h3\s+skipped: unreachable/);
+      const standby = (await lab.servedAll(5_000)).slice(0, 2).map((s) => s?.release);
+      expect(standby[0]).not.toBe(P);
+      expect(standby[1]).toBe(standby[0]);
+      for (const i of [0, 1]) expect(fleetRecord(i)).toMatchObject({ kind: 'switch', releaseId: standby[0], outcome: 'succeeded', hosts: ['h1', 'h2'], skipped: ['h3'] });
+      const switchedBack = await lab.deploy(['switch', live, '--skip-unreachable']);
+      expect(switchedBack.code, switchedBack.stderr + switchedBack.stdout).toBe(EXIT.ok);
+      expect(fleetRecord(0)).toMatchObject({ kind: 'switch', releaseId: P, outcome: 'succeeded', hosts: ['h1', 'h2'], skipped: ['h3'] });
+      expect((await lab.servedAll(5_000)).slice(0, 2).map((s) => s?.release)).toEqual([P, P]);
       // The read commands report h3 rather than fail; lock release says h3 may keep its lock (exit 5).
       const locks = await lab.deploy(['lock', 'release']);
       expect(locks.code, locks.stderr).toBe(EXIT.unreachable);
