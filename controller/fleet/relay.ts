@@ -80,7 +80,9 @@ export async function relayGroup(group: RelayGroup, members: ReadonlyMap<string,
       { host: peer.name, upload: 'relay', from: uploader.name, uploadMs: fetchMs, uploadedBytes: 0, relayedBytes: sending.bytes });
   };
   const startRelay = (sending: Sending): void => {
-    // A refused delta followed by the full upload: the session serves the delta, whose peers are cut off and fall back.
+    // A refused delta followed by the full upload (not kept): the session serves the delta. A peer that got it whole
+    // (its last byte is sent once the uploader verified the bytes, before assembling) assembles it from its own base;
+    // one whose GET came after the uploader's ingest ended is cut off and falls back to a direct upload.
     if (relaying) return;
     const request: RelaySessionRequest = {
       sha256: sending.sha256, bytes: sending.bytes, address: group.address, port, identity, key, fetches: peers.length, ttlMs: SESSION_TTL_MS, waitMs: OPEN_WAIT_MS,
