@@ -95,7 +95,10 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     checkManifest: (app, manifest, overrides) => { allowedReleaseSpec(app, deps.config.apps[app]!, manifest, overrides); },
     ...(deps.notifyPromotion ? { notifyPromotion: deps.notifyPromotion } : {}),
     ...(deps.relay ? {
-      keepForRelay: (partFile: string, sha256: string) => deps.relay!.keep.keep(partFile, sha256),
+      keepForRelay: async (partFile: string, sha256: string) => {
+        await deps.relay!.keep.keep(partFile, sha256);
+        deps.relay!.sessions.sweepAfterKeepAge();
+      },
       trackArrival: (sha256: string, bytes: number) => deps.relay!.sessions.arrivals.track(sha256, bytes),
     } : {}),
   });

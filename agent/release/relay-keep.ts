@@ -4,7 +4,8 @@
  * A file is made by hard-linking the verified .part before the store moves or removes it (a copy
  * when the link cannot be made), under a temp name renamed into place, so a kept file is always
  * complete. A session removes its file when it ends; files left (no session opened, a crash)
- * are swept once older than KEEP_MAX_AGE_MS, at agent start and whenever a session ends.
+ * are swept once older than KEEP_MAX_AGE_MS: at agent start, whenever a session ends, and just
+ * past that age after each keep (RelaySessions.sweepAfterKeepAge).
  */
 import { randomBytes } from 'node:crypto';
 import { chmod, copyFile, link, lstat, mkdir, readdir, rename, rm } from 'node:fs/promises';
@@ -51,6 +52,11 @@ export class RelayKeep {
   async size(sha256: string): Promise<number | null> {
     const st = await lstat(this.path(sha256)).catch(() => undefined);
     return st?.isFile() ? st.size : null;
+  }
+
+  /** How many entries relay/ holds (kept files and temp files of a keep under way). */
+  async count(): Promise<number> {
+    return (await readdir(this.dir).catch(() => [] as string[])).length;
   }
 
   async remove(sha256: string): Promise<void> {

@@ -17,7 +17,7 @@ import type { RelaySession, RelaySessionRequest } from '../../contract/relay.js'
 import { requireApp } from '../apps.js';
 import type { RelayKeep } from './relay-keep.js';
 import { RelayArrivals, type Arrival } from './relay-arrivals.js';
-import { isExhausted, mayServe, relayAddressProblem, type FetchCount, type InterfaceAddress } from './relay-policy.js';
+import { KEEP_MAX_AGE_MS, isExhausted, mayServe, relayAddressProblem, type FetchCount, type InterfaceAddress } from './relay-policy.js';
 import { RELAY_IDLE_MS, RELAY_TLS, formatNo, formatOk, parseRequest, splitLine } from './relay-protocol.js';
 
 export interface RelaySessionsDeps {
@@ -46,8 +46,12 @@ interface Session {
   timer: NodeJS.Timeout | undefined;
 }
 
+/** Past the keep age before the sweep after a keep runs (a file's mtime is its last written byte). */
+const SWEEP_MARGIN_MS = 5_000;
+
 export class RelaySessions {
   private readonly sessions = new Map<string, Session>();
+  private sweepTimer: NodeJS.Timeout | undefined;
   /** Uploads with ?relay=1 still arriving: a session may serve one as it grows. */
   readonly arrivals: RelayArrivals;
 
@@ -134,7 +138,26 @@ export class RelaySessions {
 
   /** Ends every session (agent shutdown). */
   async closeAll(): Promise<void> {
+    clearTimeout(this.sweepTimer);
+    this.sweepTimer = undefined;
     await Promise.all([...this.sessions.values()].map((session) => this.end(session, 'agent stopping')));
+  }
+
+  /**
+   * After an upload was kept: a sweep once that file is past the keep age, so a kept upload no
+   * session ever serves (the session could not open, the controller died before opening it) is
+   * removed then, not only at the next agent start or session end. One timer at a time; a sweep
+   * that leaves kept files behind (younger ones) arms it again.
+   */
+  sweepAfterKeepAge(): void {
+    if (this.sweepTimer) return;
+    this.sweepTimer = setTimeout(() => {
+      this.sweepTimer = undefined;
+      void this.sweep()
+        .then(async () => { if ((await this.deps.keep.count()) > 0) this.sweepAfterKeepAge(); })
+        .catch((error: unknown) => this.deps.logger.warn({ err: error }, 'could not sweep old relay uploads'));
+    }, KEEP_MAX_AGE_MS + SWEEP_MARGIN_MS);
+    this.sweepTimer.unref();
   }
 
   /** Removes kept uploads older than the keep age that no session serves. */

@@ -12,7 +12,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import tls from 'node:tls';
 import pino from 'pino';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { SlipwayError } from '../../contract/errors.js';
 import type { RelaySessionRequest } from '../../contract/relay.js';
 import { fetchFromRelay, type RelayOrigin } from '../../agent/release/relay-fetch.js';
@@ -171,5 +171,19 @@ describe('relay sessions on real sockets', () => {
     await sessions.open(APP, await request());
     await sessions.sweep();
     expect((await fs.readdir(keep.dir)).sort()).toEqual([sha256, young].sort());
+  });
+
+  it('a kept upload no session ever serves is swept once past the keep age, with no session ending and no restart', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    try {
+      sessions.sweepAfterKeepAge();
+      sessions.sweepAfterKeepAge(); // one timer, however many keeps
+      await vi.advanceTimersByTimeAsync(KEEP_MAX_AGE_MS - 1_000);
+      expect(await isKept()).toBe(true);
+      await vi.advanceTimersByTimeAsync(10_000);
+    } finally {
+      vi.useRealTimers();
+    }
+    await waitFor(async () => !(await isKept()), { timeoutMs: 10_000, description: 'the kept upload to be swept' });
   });
 });
