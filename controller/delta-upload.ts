@@ -4,7 +4,7 @@ import type { ReleaseManifest } from '../contract/manifest.js';
 import type { AgentClient } from './agent-client.js';
 import { formatBytes, formatMs, type Output } from './output.js';
 import type { PreparedRelease } from './pack.js';
-import { keepForRelay } from './fleet/relay-plan.js';
+import { RELAY_KEEP_QUERY } from '../contract/relay.js';
 
 export interface Shipped {
   how: 'delta' | 'full';
@@ -23,6 +23,11 @@ export type Missing = Set<string> | null;
 
 /** Failures of a delta upload that a full upload of the same release does not have. */
 const FALL_BACK_ON = new Set(['delta_base_missing', 'delta_base_mismatch']);
+
+/** Pure: whether an error code is a delta refused for its base (a base file gone or changed on the host). */
+export function isDeltaBaseFailure(code: string): boolean {
+  return FALL_BACK_ON.has(code);
+}
 
 /**
  * Sends a release the host does not have: asks which of its file contents the host lacks, and
@@ -67,7 +72,7 @@ export async function shipRelease(input: {
       out.info(`  sent, assembled and verified in ${formatMs(uploadMs)}`, { uploadMs, sendMs: Date.now() - sending, uploadedBytes: bundle.bytes, upload: 'delta' });
       return { how: 'delta', uploadMs, uploadedBytes: bundle.bytes, sha256: bundle.sha256 };
     } catch (error) {
-      if (!(error instanceof SlipwayError) || !FALL_BACK_ON.has(error.code)) throw error;
+      if (!(error instanceof SlipwayError) || !isDeltaBaseFailure(error.code)) throw error;
       out.info(`  delta upload refused (${error.message}): sending the whole release`, { upload: 'fallback', reason: error.code });
       keep = false;
     }
@@ -117,8 +122,18 @@ async function fullUpload(input: {
   return { how: 'full', uploadMs, uploadedBytes: packed.bytes, sha256: packed.sha256 };
 }
 
+/** Pure: a route beside a full upload's path (`…/releases/<id>/<leaf>`, same query). */
+export function besideUpload(uploadPath: string, leaf: string): string {
+  const at = uploadPath.indexOf('?');
+  return at === -1 ? `${uploadPath}/${leaf}` : `${uploadPath.slice(0, at)}/${leaf}${uploadPath.slice(at)}`;
+}
+
 /** Pure: the delta upload's path beside a full upload's (`…/releases/<id>/delta`, same query). */
 export function deltaPath(uploadPath: string): string {
-  const at = uploadPath.indexOf('?');
-  return at === -1 ? `${uploadPath}/delta` : `${uploadPath.slice(0, at)}/delta${uploadPath.slice(at)}`;
+  return besideUpload(uploadPath, 'delta');
+}
+
+/** Pure: an upload path (full or delta) with `relay=1`: the agent keeps the verified bytes for a relay session. */
+export function keepForRelay(path: string): string {
+  return `${path}${path.includes('?') ? '&' : '?'}${RELAY_KEEP_QUERY}=1`;
 }

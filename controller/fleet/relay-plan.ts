@@ -1,4 +1,4 @@
-import { RELAY_KEEP_QUERY } from '../../contract/relay.js';
+import { besideUpload, isDeltaBaseFailure } from '../delta-upload.js';
 
 /**
  * Pure: how a release reaches the hosts of a fleet that lack it: directly from the controller, or
@@ -59,16 +59,10 @@ export function planUploads(hosts: readonly RelayCandidate[], primary: string): 
 
 /** Failures of a peer's fetch after which a direct upload to that peer is worth it (any relay_* code, or a delta base gone). */
 export function fallsBackToDirect(code: string): boolean {
-  return code.startsWith('relay_') || code === 'delta_base_missing' || code === 'delta_base_mismatch';
+  return code.startsWith('relay_') || isDeltaBaseFailure(code);
 }
 
 /** Pure: the peer-fetch route beside an upload's path (`…/releases/<id>/fetch`, same query). */
 export function fetchPath(uploadPath: string): string {
-  const at = uploadPath.indexOf('?');
-  return at === -1 ? `${uploadPath}/fetch` : `${uploadPath.slice(0, at)}/fetch${uploadPath.slice(at)}`;
-}
-
-/** Pure: an upload path (full or delta) with `relay=1`: the agent keeps the verified bytes for a relay session. */
-export function keepForRelay(path: string): string {
-  return `${path}${path.includes('?') ? '&' : '?'}${RELAY_KEEP_QUERY}=1`;
+  return besideUpload(uploadPath, 'fetch');
 }

@@ -59,7 +59,7 @@ export async function relayGroup(group: RelayGroup, members: ReadonlyMap<string,
   const port = fleet.rollout.relayPort;
   const agent = uploader.session.agent;
   // Set as the first bytes go out: the session and the peers' fetches run beside the upload.
-  let relaying: { opened: Promise<Outcome<RelaySession>>; fetched: Promise<PromiseSettledResult<void>[] | null> } | undefined;
+  let relaying: { sha256: string; opened: Promise<Outcome<RelaySession>>; fetched: Promise<PromiseSettledResult<void>[] | null> } | undefined;
   let uploaded: Promise<Outcome<Shipped>>;
 
   const notUploaded = (): SlipwayError => new SlipwayError('upload_failed', `not uploaded: the upload to ${uploader.name}, which was to relay it, failed`, { hint: `fix ${uploader.name} and push again` });
@@ -89,7 +89,7 @@ export async function relayGroup(group: RelayGroup, members: ReadonlyMap<string,
     };
     const opened = settle(agent.json<RelaySession>('POST', `/apps/${fleet.app}/relay`, request));
     const fetched = opened.then((open) => (open.ok ? settleBounded(peers, fleet.rollout.concurrency, (peer) => fetchFrom(peer, sending)) : null));
-    relaying = { opened, fetched };
+    relaying = { sha256: sending.sha256, opened, fetched };
   };
 
   uploaded = settle(shipRelease({
@@ -106,7 +106,9 @@ export async function relayGroup(group: RelayGroup, members: ReadonlyMap<string,
       peers.forEach((peer, i) => { if (fetched?.[i]?.status !== 'fulfilled') failures.set(peer.name, notUploaded()); });
       return failures;
     }
-    out.info(`  [${uploader.name}] ${shipped.value.how === 'delta' ? 'delta' : 'full'} upload of ${formatBytes(shipped.value.uploadedBytes)} verified in ${formatMs(shipped.value.uploadMs)}, kept to relay to ${group.peers.join(', ')}`,
+    // After a refused delta the full upload is not kept: the session serves the delta sent first.
+    const kept = relaying?.sha256 === shipped.value.sha256 ? 'kept to relay to' : 'not kept (the relay serves the delta sent first) for';
+    out.info(`  [${uploader.name}] ${shipped.value.how === 'delta' ? 'delta' : 'full'} upload of ${formatBytes(shipped.value.uploadedBytes)} verified in ${formatMs(shipped.value.uploadMs)}, ${kept} ${group.peers.join(', ')}`,
       { host: uploader.name, uploadMs: shipped.value.uploadMs, uploadedBytes: shipped.value.uploadedBytes, upload: shipped.value.how, relayTo: group.peers });
     const open = await relaying!.opened;
     if (!open.ok) {

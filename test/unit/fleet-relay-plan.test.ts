@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { fallsBackToDirect, fetchPath, keepForRelay, planUploads, type RelayCandidate } from '../../controller/fleet/relay-plan.js';
+import { keepForRelay } from '../../controller/delta-upload.js';
+import { fallsBackToDirect, fetchPath, planUploads, type RelayCandidate } from '../../controller/fleet/relay-plan.js';
 import { fleetProblems, resolveRollout } from '../../controller/fleet/target.js';
 import { parseDeployConfig } from '../../controller/config.js';
 
