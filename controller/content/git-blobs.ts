@@ -10,7 +10,10 @@ export class BlobStream {
   private pending: Buffer = Buffer.alloc(0);
   private readonly chunks: AsyncIterator<Buffer>;
   private stderr = '';
+  /** Resolves once git has exited and its output streams are closed (all its output was read). */
   private readonly exited: Promise<number | null>;
+  /** Resolves once git has exited, whatever is left unread in its pipes. */
+  private readonly ended: Promise<void>;
 
   private constructor(private readonly child: ChildProcessWithoutNullStreams, private readonly repo: string) {
     this.chunks = (child.stdout as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
@@ -18,6 +21,10 @@ export class BlobStream {
     this.exited = new Promise((resolve) => {
       child.on('error', () => resolve(null));
       child.on('close', (code) => resolve(code));
+    });
+    this.ended = new Promise((resolve) => {
+      child.on('error', () => resolve());
+      child.on('exit', () => resolve());
     });
   }
 
@@ -53,10 +60,15 @@ export class BlobStream {
     return size;
   }
 
-  /** Ends the process (whatever was not read is dropped). */
+  /**
+   * Ends the process; whatever was not read is dropped. It waits for the exit, not for 'close':
+   * unread output keeps git's stdout from ever ending, so 'close' would never come (a packing
+   * that stopped at a changed file hung on the blobs after it).
+   */
   async close(): Promise<void> {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGTERM');
-    await this.exited;
+    this.child.stdout.destroy();
+    await this.ended;
   }
 
   private async more(oid: string): Promise<void> {
