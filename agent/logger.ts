@@ -12,6 +12,8 @@ export const REDACT_PATHS = [
   'env', '*.env',
   // The relay's pre-shared key (contract/relay.ts), wherever a request body is logged.
   'key', '*.key', 'req.body.key',
+  // The values of PATCH /apps/:app/env (deploy env set), wherever a request body is logged.
+  'set', '*.set', 'req.body.set', 'body.set',
 ];
 
 interface LoggedRequest { method?: string; url?: string; host?: string; ip?: string; socket?: { remotePort?: number } }

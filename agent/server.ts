@@ -27,6 +27,9 @@ import { logRoutes, type LogRouteOptions } from './routes/logs.js';
 import { requireApp } from './apps.js';
 import { tlsRoutes, type TlsRouteOptions } from './routes/tls.js';
 import { relayRoutes } from './routes/relay.js';
+import { envRoutes } from './routes/env.js';
+import { AppEnvFiles } from './env-files.js';
+import { releaseSpecOf } from './spec/release-spec.js';
 import type { RelayKeep } from './release/relay-keep.js';
 import type { RelaySessions } from './release/relay-serve.js';
 import type { RelayFetchOptions } from './release/relay-fetch.js';
@@ -67,6 +70,19 @@ export interface ServerDeps {
 const BODY_LIMIT_BYTES = 64 * 1024;
 /** Longer than any name or id a path holds (app and job names ≤ 40, release ids ≤ 59). */
 const MAX_PARAM_LENGTH = 100;
+
+/** The keys the app's live release requires (its effective spec's requiredEnv); null without one. */
+function liveRequiredEnv(deps: Pick<ServerDeps, 'config' | 'state'>, app: string): string[] | null {
+  const live = deps.state.app(app)?.liveSlot;
+  const releaseId = live ? deps.state.slot(app, live).releaseId : null;
+  const row = releaseId ? deps.state.release(app, releaseId) : undefined;
+  if (!row) return null;
+  try {
+    return releaseSpecOf(app, deps.config.apps[app]!, row.manifest, deps.state.appOverrides(app)?.overrides ?? null).spec.requiredEnv;
+  } catch {
+    return null;
+  }
+}
 
 /**
  * The agent's HTTP API, composed: the plugins every request passes (in the order they act:
@@ -116,6 +132,8 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   void app.register(lockRoutes, { locks: deps.rollouts });
   void app.register(fleetRoutes, { state: deps.state, requireApp: (name) => requireApp(deps.config.apps, name) });
   void app.register(backupRoutes, { ...deps.backups, logger: deps.logger });
+  const envFiles = new AppEnvFiles({ config: deps.config, logger: deps.logger, requiredEnv: (name) => liveRequiredEnv(deps, name) });
+  void app.register(envRoutes, { files: envFiles, requireApp: (name) => requireApp(deps.config.apps, name) });
   if (deps.outbox) void app.register(notificationRoutes, { outbox: deps.outbox });
   if (deps.logs) void app.register(logRoutes, { state: deps.state, requireApp: (name) => requireApp(deps.config.apps, name), logs: deps.logs });
   if (deps.relay) void app.register(relayRoutes, { sessions: deps.relay.sessions, releases, ...(deps.relay.fetch ? { fetch: deps.relay.fetch } : {}) });

@@ -268,6 +268,12 @@ export const ERROR_KINDS = {
   relay_session_exists: 'refused',
   relay_unreachable: 'refused',
   relay_refused: 'refused',
+
+  // App secrets (part env): deploy env set/unset (controller/commands/env.ts, agent/routes/env.ts).
+  env_value_missing: 'usage',
+  env_value_on_argv: 'usage',
+  env_value_invalid: 'usage',
+  env_write_partial: 'refused',
 } as const satisfies Record<string, ErrorKind>;
 
 export type ErrorCode = keyof typeof ERROR_KINDS;

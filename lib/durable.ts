@@ -24,9 +24,11 @@ export async function readOrNull(file: string): Promise<Buffer | null> {
   }
 }
 
-export async function writeDurable(file: string, data: string | Buffer): Promise<void> {
-  const handle = await open(file, 'w', 0o644);
+/** A `mode` given is set on the file itself, whatever the umask or an existing file's: 0o600 for secrets. */
+export async function writeDurable(file: string, data: string | Buffer, mode?: number): Promise<void> {
+  const handle = await open(file, 'w', mode ?? 0o644);
   try {
+    if (mode !== undefined) await handle.chmod(mode);
     await handle.writeFile(data);
     await handle.sync();
   } finally {
@@ -35,11 +37,11 @@ export async function writeDurable(file: string, data: string | Buffer): Promise
 }
 
 /** Temp file in the same directory, fsync, rename, fsync the directory. */
-export async function writeAtomic(file: string, data: string | Buffer): Promise<void> {
+export async function writeAtomic(file: string, data: string | Buffer, mode?: number): Promise<void> {
   // The temp name must not end in ".conf", or nginx's include glob could pick it up.
   const temp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   try {
-    await writeDurable(temp, data);
+    await writeDurable(temp, data, mode);
     await rename(temp, file);
   } catch (error) {
     await rm(temp, { force: true });

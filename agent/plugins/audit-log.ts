@@ -7,6 +7,10 @@ declare module 'fastify' {
     /** The body passed its route's schema (set once validation is over; false until then). */
     bodyValidated: boolean;
   }
+  interface FastifyContextConfig {
+    /** What the audit keeps of this route's validated body instead of the body itself (e.g. key names, not secrets). */
+    auditBody?: (body: unknown) => unknown;
+  }
 }
 
 export interface AuditEntry { caller: string; action: string; args: Record<string, unknown>; result: string }
@@ -28,12 +32,14 @@ export const auditLog = appWide('slipway-audit-log', async (app, options: { reco
   });
   app.addHook('onResponse', async (request, reply) => {
     if (request.method === 'GET' || request.method === 'HEAD') return;
+    const body = isPlainBody(request.body) ? request.body : undefined;
+    const summarize = request.routeOptions.config.auditBody;
     options.record({
       caller: request.actor,
       action: `${request.method} ${request.routeOptions.url ?? request.url.split('?')[0]}`,
       args: auditArgs({
         params: request.params, query: request.query,
-        body: isPlainBody(request.body) ? request.body : undefined,
+        body: body !== undefined && summarize && request.bodyValidated ? summarize(body) : body,
         validated: request.bodyValidated,
       }),
       result: String(reply.statusCode),

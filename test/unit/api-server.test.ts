@@ -60,9 +60,10 @@ describe('the route table', () => {
     const api = routes.filter((r) => r.method !== 'HEAD');
     expect(api.map((r) => `${String(r.method)} ${r.url}`).sort()).toEqual([
       'DELETE /apps/:app/lock', 'DELETE /apps/:app/relay/:identity',
-      'GET /apps', 'GET /apps/:app', 'GET /apps/:app/deployments', 'GET /apps/:app/deployments/:id', 'GET /apps/:app/fleet', 'GET /apps/:app/lock',
+      'GET /apps', 'GET /apps/:app', 'GET /apps/:app/deployments', 'GET /apps/:app/deployments/:id', 'GET /apps/:app/env', 'GET /apps/:app/fleet', 'GET /apps/:app/lock',
       'GET /apps/:app/promotions', 'GET /apps/:app/releases', 'GET /apps/:app/releases/:releaseId', 'GET /apps/:app/releases/:releaseId/artifact',
       'GET /apps/:app/releases/:releaseId/promotion', 'GET /apps/:app/releases/:releaseId/spec', 'GET /backups', 'GET /health',
+      'PATCH /apps/:app/env',
       'POST /apps/:app/deployments', 'POST /apps/:app/deployments/:id/abort', 'POST /apps/:app/files/missing', 'POST /apps/:app/lock', 'POST /apps/:app/promotions', 'POST /apps/:app/relay', 'POST /apps/:app/releases/:releaseId/fetch', 'POST /apps/:app/releases/cleanup', 'POST /apps/:app/rollback',
       'POST /apps/:app/switch', 'POST /backups/:id/restore', 'POST /backups/:job/run',
       'PUT /apps/:app/fleet', 'PUT /apps/:app/releases/:releaseId', 'PUT /apps/:app/releases/:releaseId/delta',
