@@ -24,6 +24,7 @@ import { LIVE_REF, diff } from './commands/diff.js';
 import { parseHostList, resolveFleet, selectHosts, type FleetTarget } from './fleet/target.js';
 import { fleetHistory, fleetLockRelease, fleetLockStatus, fleetReleases, fleetStatus } from './commands/fleet-view.js';
 import { fleetReconcile, fleetRollback, fleetSwitch } from './commands/fleet-move.js';
+import { envApply, envList, envPatch, valuesFromDotenv, valuesFromEnvironment } from './commands/env.js';
 
 interface GlobalOptions { config?: string; json?: boolean; env?: string }
 
@@ -88,8 +89,28 @@ function parseWindow(value: string): string {
   return value;
 }
 
+/** What a command may read of the process besides its arguments: its environment and stdin (deploy env set). */
+interface CliScope {
+  output?: Output;
+  environment?: NodeJS.ProcessEnv;
+  readStdin?: () => Promise<string>;
+}
+
+/** The whole of a stream as UTF-8 text, refused past `maxBytes`. */
+async function readAll(stream: NodeJS.ReadableStream, maxBytes: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  for await (const chunk of stream) {
+    const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    bytes += buffer.length;
+    if (bytes > maxBytes) throw new SlipwayError('usage', `stdin holds more than ${maxBytes / 1024} KiB`, { hint: 'split the secrets into several runs' });
+    chunks.push(buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 /** Declares the commands; each action is one call into controller/commands. */
-function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promise<ExitCode>) => Promise<void>, scope: { output?: Output } = {}): Command {
+function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promise<ExitCode>) => Promise<void>, scope: CliScope = {}): Command {
   const program = new Command('deploy')
     .description('Slipway: blue/green deploys of a Node app to your own server over SSH')
     .version(VERSION)
@@ -314,6 +335,40 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
         : lockRelease(config(global), { json: global.json ?? false, force: opts.force }, out);
     }));
 
+  const envCommand = program.command('env')
+    .description('the app\'s secrets in its env file on each host: list the keys (never values), set them from this process\'s environment or stdin, unset them');
+  const envFleet = (opts: GlobalOptions): FleetTarget => {
+    const fleet = resolveFleet(loadDeployConfig(path.resolve(opts.config ?? DEFAULT_CONFIG_FILE)), opts.env);
+    if (fleet.env !== null) scopeOutput({ env: fleet.env });
+    return fleet;
+  };
+  const envSkipHelp = 'an environment of several hosts: write on the hosts reached, leaving out (and naming) those that cannot be reached';
+  envCommand.command('list', { isDefault: true })
+    .description('each host\'s env file: its keys in file order (no values), when it was written, and the keys the live release requires that it lacks')
+    .action(() => run((out, global) => envList(envFleet(global), { json: global.json ?? false }, out)));
+  envCommand.command('set')
+    .description('set keys on every host; each value comes from the variable of the same name in deploy\'s environment (never the command line), or from KEY=VALUE lines on stdin; takes effect when a slot starts (deploy push)')
+    .argument('[keys...]', 'names of variables of this process\'s environment (e.g. DATABASE_URL; not DATABASE_URL=value)')
+    .option('--stdin', 'also read KEY=VALUE lines (dotenv) from stdin', false)
+    .option('--allow-empty', 'set a key whose variable is empty (by default an empty variable is refused: an undefined CI secret is empty)', false)
+    .option('--skip-unreachable', envSkipHelp, false)
+    .action((keys: string[], opts: { stdin: boolean; allowEmpty: boolean; skipUnreachable: boolean }) => run(async (out, global) => {
+      const fromEnvironment = valuesFromEnvironment(keys, scope.environment ?? process.env, { allowEmpty: opts.allowEmpty });
+      const fromStdin = opts.stdin ? valuesFromDotenv(await (scope.readStdin ?? (() => readAll(process.stdin, 2 * 1024 * 1024)))()) : {};
+      const twice = Object.keys(fromStdin).filter((key) => Object.hasOwn(fromEnvironment, key));
+      if (twice.length) throw new SlipwayError('usage', `named both as an argument and on stdin: ${twice.join(', ')}`, { hint: 'give each key one source' });
+      const patch = envPatch({ ...fromEnvironment, ...fromStdin }, []);
+      return envApply(envFleet(global), patch, { json: global.json ?? false, skipUnreachable: opts.skipUnreachable }, out);
+    }));
+  envCommand.command('unset')
+    .description('remove keys from the env file on every host; takes effect when a slot starts (deploy push)')
+    .argument('<keys...>', 'the keys to remove')
+    .option('--skip-unreachable', envSkipHelp, false)
+    .action((keys: string[], opts: { skipUnreachable: boolean }) => run((out, global) => {
+      const patch = envPatch({}, keys);
+      return envApply(envFleet(global), patch, { json: global.json ?? false, skipUnreachable: opts.skipUnreachable }, out);
+    }));
+
   const backup = program.command('backup').description('database backups on the host: scheduled, verified, GFS-retained');
   backup.command('run').description('run a backup job now and wait for its verification')
     .argument('<job>', 'backup job name (backups.jobs in the agent config)')
@@ -332,7 +387,7 @@ function buildProgram(run: (action: (out: Output, opts: GlobalOptions) => Promis
   return program;
 }
 
-export interface CliIo { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream }
+export interface CliIo { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream; stdin?: NodeJS.ReadableStream }
 
 function debugWanted(env: NodeJS.ProcessEnv): boolean {
   return env[DEBUG_ENV] !== undefined && env[DEBUG_ENV] !== '' && env[DEBUG_ENV] !== '0';
@@ -352,7 +407,7 @@ export function reportCrash(error: unknown, stderr: NodeJS.WritableStream, env: 
 export async function main(argv: string[], io: CliIo = { stdout: process.stdout, stderr: process.stderr }, env: NodeJS.ProcessEnv = process.env): Promise<ExitCode> {
   let exitCode: ExitCode = EXIT.ok;
   let out: Output = new HumanOutput({ ...io, isTTY: Boolean((io.stderr as NodeJS.WriteStream).isTTY) });
-  const scope: { output?: Output } = {};
+  const scope: CliScope = { environment: env, readStdin: () => readAll(io.stdin ?? process.stdin, 2 * 1024 * 1024) };
   const program = buildProgram(async (action) => {
     const global = program.opts<GlobalOptions>();
     if (global.json) out = new JsonOutput({ ...io, isTTY: false });
