@@ -81,7 +81,11 @@ export interface CliResult { code: number | null; stdout: string; stderr: string
 export interface BackgroundCli { pid: number; done: Promise<CliResult>; kill(): void; output(): { stdout: string; stderr: string } }
 
 /** `main`: another build's controller entry (a copy of the package with another version, as `deploy upgrade` tests use). */
-export interface DeployCliOptions { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number; main?: string }
+export interface DeployCliOptions {
+  cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number; main?: string;
+  /** Written to the CLI's stdin, which is then closed (default: no stdin at all). */
+  input?: string;
+}
 
 /** Runs the built `deploy` CLI as a user would, in the app's repository. */
 export function runDeployCli(args: string[], options: DeployCliOptions): Promise<CliResult> {
@@ -98,12 +102,13 @@ export function startDeployCli(args: string[], options: DeployCliOptions): Backg
     const child = spawn(process.execPath, [options.main ?? CONTROLLER_MAIN, ...args], {
       cwd: options.cwd,
       env: { ...process.env, SSH_AUTH_SOCK: '', ...options.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
+    if (options.input !== undefined) child.stdin!.end(options.input);
     childPid = child.pid!;
     killChild = () => { child.kill('SIGKILL'); };
-    child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });
-    child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
+    child.stdout!.on('data', (c: Buffer) => { stdout += c.toString(); });
+    child.stderr!.on('data', (c: Buffer) => { stderr += c.toString(); });
     const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
     child.once('error', reject);
     child.once('close', (code) => {

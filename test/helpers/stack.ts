@@ -63,7 +63,7 @@ export interface Stack {
   portRange: { from: number; to: number } | null;
   repo: AppRepo;
   envFile: string;
-  deploy(args: string[], options?: { env?: NodeJS.ProcessEnv }): Promise<CliResult>;
+  deploy(args: string[], options?: { env?: NodeJS.ProcessEnv; input?: string }): Promise<CliResult>;
   deployInBackground(args: string[]): BackgroundCli;
   /** GET through nginx as the agent's probes do (with its probe secret), so the X-Slipway-* markers come back. */
   get(pathname?: string): Promise<HttpAnswer>;
@@ -272,7 +272,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       slotPorts: { blue: bluePort, green: greenPort }, publicUrl, listenPorts, portRange, repo, envFile,
       get agent() { return agent; },
       // The controller's install cache of this stack only (never the user's ~/.cache), gone with it.
-      deploy: (args, opts = {}) => runDeployCli(args, { cwd: repo.dir, env: { SLIPWAY_BUILD_CACHE: installCache, ...opts.env } }),
+      deploy: (args, opts = {}) => runDeployCli(args, { cwd: repo.dir, env: { SLIPWAY_BUILD_CACHE: installCache, ...opts.env }, ...(opts.input === undefined ? {} : { input: opts.input }) }),
       deployInBackground: (args) => startDeployCli(args, { cwd: repo.dir, env: { SLIPWAY_BUILD_CACHE: installCache } }),
       get: async (pathname = '/') => httpGet(`${publicUrl}${pathname}`, { headers: await probeHeadersOf(home) }),
       getHost: async (host, pathname = '/', port = publicPort) => httpGet(`http://${listenHost}:${port}${pathname}`, { host, headers: await probeHeadersOf(home) }),
