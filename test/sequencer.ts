@@ -26,6 +26,7 @@ export const CI_FILE_MS: Readonly<Record<string, number>> = {
   'test/integration/nginx-reload-reason.test.ts': 12_419,
   'test/integration/pre-deploy-backup.test.ts': 10_630,
   'test/integration/notifications.test.ts': 8_609,
+  'test/integration/env-fleet.test.ts': 25_000, // ~ one 3-host lab, no push (20 s alone)
 };
 
 /** Pure: the order to hand files to the workers: known-slow ones longest first, then the other
