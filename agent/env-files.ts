@@ -2,12 +2,12 @@
 //
 // On disk, for each app (envFileOf: <home>/apps/<app>/shared/.env or apps.<app>.envFile):
 //   <file>            mode 0600, the app's variables, read when a slot starts
-//   <file>.previous   mode 0600, the content before the last edit that changed something, kept
+//   <file>.previous   mode 0600 (beside the file a symlinked <file> points to), the content before the last edit that changed something, kept
 //                     so an operator can undo it by hand (cp -p <file>.previous <file>)
 // An edit reads the file, applies the change (contract/env-file.ts), and when the text differs
 // writes `.previous`, then the new file: temp file 0600 beside it, fsync, rename, fsync of the
 // directory. Edits of one app run one after the other.
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { editEnvFile, envKeysOf, type AppEnvChange, type AppEnvView } from '../contract/env-file.js';
@@ -65,9 +65,11 @@ export class AppEnvFiles {
     const { text, ...change } = editEnvFile(read?.text ?? '', request);
     // A missing file is created only to hold something.
     if (read === null ? text !== '' : text !== read.text) {
-      await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-      if (read !== null) await writeAtomic(`${file}${PREVIOUS_SUFFIX}`, read.text, 0o600);
-      await writeAtomic(file, text, 0o600);
+      // A symlinked env file (into a secrets directory, say) is written where it points, and stays a link.
+      const target = read === null ? file : await realpath(file);
+      await mkdir(path.dirname(target), { recursive: true, mode: 0o700 });
+      if (read !== null) await writeAtomic(`${target}${PREVIOUS_SUFFIX}`, read.text, 0o600);
+      await writeAtomic(target, text, 0o600);
     }
     // Key names only: the values are secrets.
     this.deps.logger.info({ app, added: change.added, changed: change.changed, removed: change.removed }, 'env file edited');

@@ -165,12 +165,24 @@ export function notAllReached(misses: readonly FleetMiss[]): SlipwayError {
 }
 
 const envPath = (fleet: FleetTarget) => `/apps/${encodeURIComponent(fleet.app)}/env`;
+
+/** An agent from before `deploy env` answers its route with not_found: say so, and how to fix it. */
+function olderAgent(host: string) {
+  return (error: unknown): never => {
+    if (error instanceof SlipwayError && error.code === 'not_found') {
+      throw new SlipwayError('agent_incompatible', `the agent on ${host} does not know deploy env (it is older than this controller)`, {
+        hint: 'upgrade the agent there (deploy upgrade), then run the command again',
+      });
+    }
+    throw error;
+  };
+}
 const label = (fleet: FleetTarget, name: string) => (fleet.hosts.length > 1 ? name : null);
 
 /** `deploy env` / `deploy env list`: each host's keys (no values), when written, and what the live release lacks. */
 export async function envList(fleet: FleetTarget, options: { json: boolean }, out: Output): Promise<ExitCode> {
   return withHosts(fleet, 'env', async (session) => {
-    const settled = await settleBounded(session.members, fleet.rollout.concurrency, (m: FleetMember) => m.session.agent.get<AppEnvView>(envPath(fleet)));
+    const settled = await settleBounded(session.members, fleet.rollout.concurrency, (m: FleetMember) => m.session.agent.get<AppEnvView>(envPath(fleet)).catch(olderAgent(m.name)));
     const hosts = session.members.map((m, i) => {
       const r = settled[i]!;
       return r.status === 'fulfilled' ? { host: m.name, env: r.value, error: null } : { host: m.name, env: null, error: errorMessage(r.reason) };
@@ -199,7 +211,7 @@ export async function envApply(fleet: FleetTarget, patch: Required<AppEnvPatch>,
     const plan = planEnvApply(fleet.hosts.map(hostName), session.unreachable.map((u) => u.name), options.skipUnreachable);
     if (plan.apply.length === 0) throw notAllReached(session.unreachable);
     const members = plan.apply.map((name) => session.member(name)!);
-    const settled = await settleBounded(members, fleet.rollout.concurrency, (m) => m.session.agent.json<AppEnvChange>('PATCH', envPath(fleet), patch));
+    const settled = await settleBounded(members, fleet.rollout.concurrency, (m) => m.session.agent.json<AppEnvChange>('PATCH', envPath(fleet), patch).catch(olderAgent(m.name)));
     const outcomes: HostEnvOutcome[] = members.map((m, i) => {
       const r = settled[i]!;
       return r.status === 'fulfilled' ? { host: m.name, change: r.value, error: null } : { host: m.name, change: null, error: r.reason instanceof Error ? r.reason : new Error(String(r.reason)) };

@@ -111,6 +111,19 @@ describe('/apps/:app/env', () => {
     expect(parsed).toEqual({ ok: true, env: Object.fromEntries(Array.from({ length: 12 }, (_, i) => [`K${i}`, `value ${i}`])) });
   });
 
+  it('writes a symlinked env file where it points, keeping the link', async () => {
+    const real = path.join(dir, 'secrets', 'shop.env');
+    const link = path.join(dir, 'shop.env');
+    await fs.mkdir(path.dirname(real), { mode: 0o700 });
+    await fs.writeFile(real, 'A=1\n', { mode: 0o600 });
+    await fs.symlink(real, link);
+    start({ envFile: link });
+    expect((await patch({ set: { B: 'two words' } })).json()).toMatchObject({ added: ['B'] });
+    expect((await fs.lstat(link)).isSymbolicLink()).toBe(true);
+    expect(await fs.readFile(real, 'utf8')).toBe("A=1\nB='two words'\n");
+    expect(await fs.readFile(`${real}.previous`, 'utf8')).toBe('A=1\n');
+  });
+
   it('refuses an insecure or unparsable file with the existing codes, and leaves it as it was', async () => {
     const file = path.join(dir, 'custom.env');
     start({ envFile: file });
