@@ -9,7 +9,7 @@ import { SlipwayError, errorMessage } from '../../contract/errors.js';
 import { settleBounded } from '../../lib/bounded.js';
 import { EXIT, type ExitCode } from '../errors.js';
 import type { Output } from '../output.js';
-import { openFleet, unreachableError, type FleetMember, type FleetMiss, type FleetSession } from '../fleet/session.js';
+import { openFleet, type FleetMember, type FleetMiss, type FleetSession } from '../fleet/session.js';
 import { hostName, type FleetTarget } from '../fleet/target.js';
 
 /** When a new value reaches the app's processes: what the agent does (agent/rollout/slot-process.ts appEnv). */
@@ -145,11 +145,11 @@ export function formatEnvView(host: string | null, view: AppEnvView): string {
   return lines.join('\n');
 }
 
-/** Opens every host of the environment; one host alone that cannot be reached is its own error. */
-async function withHosts<T>(fleet: FleetTarget, what: string, fn: (session: FleetSession) => Promise<T>): Promise<T> {
+/** Opens every host of the environment; none reached is `noneReached`, or, for one host alone, its own error. */
+async function withHosts<T>(fleet: FleetTarget, noneReached: (misses: readonly FleetMiss[]) => Error, fn: (session: FleetSession) => Promise<T>): Promise<T> {
   const session = await openFleet(fleet);
   try {
-    if (session.members.length === 0) throw fleet.hosts.length === 1 ? session.unreachable[0]!.error : unreachableError(session.unreachable, what);
+    if (session.members.length === 0) throw fleet.hosts.length === 1 ? session.unreachable[0]!.error : noneReached(session.unreachable);
     return await fn(session);
   } finally {
     await session.close();
@@ -177,11 +177,15 @@ function olderAgent(host: string) {
     throw error;
   };
 }
+
 const label = (fleet: FleetTarget, name: string) => (fleet.hosts.length > 1 ? name : null);
 
 /** `deploy env` / `deploy env list`: each host's keys (no values), when written, and what the live release lacks. */
 export async function envList(fleet: FleetTarget, options: { json: boolean }, out: Output): Promise<ExitCode> {
-  return withHosts(fleet, 'env', async (session) => {
+  const noneReached = (misses: readonly FleetMiss[]) => new SlipwayError('fleet_unreachable', `env: no host could be reached: ${misses.map((m) => m.name).join(', ')}`, {
+    details: misses.map((m) => `${m.name}: ${errorMessage(m.error)}`), hint: 'check the hosts\' addresses and SSH access (deploy status), then run the command again',
+  });
+  return withHosts(fleet, noneReached, async (session) => {
     const settled = await settleBounded(session.members, fleet.rollout.concurrency, (m: FleetMember) => m.session.agent.get<AppEnvView>(envPath(fleet)).catch(olderAgent(m.name)));
     const hosts = session.members.map((m, i) => {
       const r = settled[i]!;
@@ -207,7 +211,7 @@ export async function envList(fleet: FleetTarget, options: { json: boolean }, ou
  * hosts must be reached first (else nothing is written anywhere), unless --skip-unreachable.
  */
 export async function envApply(fleet: FleetTarget, patch: Required<AppEnvPatch>, options: { json: boolean; skipUnreachable: boolean }, out: Output): Promise<ExitCode> {
-  return withHosts(fleet, 'env', async (session) => {
+  return withHosts(fleet, notAllReached, async (session) => {
     const plan = planEnvApply(fleet.hosts.map(hostName), session.unreachable.map((u) => u.name), options.skipUnreachable);
     if (plan.apply.length === 0) throw notAllReached(session.unreachable);
     const members = plan.apply.map((name) => session.member(name)!);

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { SlipwayError } from '../../contract/errors.js';
 import { main } from '../../controller/cli.js';
 import {
-  envApplyReport, envPatch, formatEnvChange, formatEnvView, planEnvApply, valuesFromDotenv, valuesFromEnvironment,
+  envApplyReport, envPatch, formatEnvChange, formatEnvView, notAllReached, planEnvApply, valuesFromDotenv, valuesFromEnvironment,
 } from '../../controller/commands/env.js';
 
 function refusal(fn: () => unknown): SlipwayError {
@@ -100,6 +100,9 @@ describe('a change across the hosts of an environment', () => {
     expect(planEnvApply(['a', 'b', 'c'], ['b'], false)).toEqual({ apply: [], skipped: ['b'] });
     expect(planEnvApply(['a', 'b', 'c'], ['b'], true)).toEqual({ apply: ['a', 'c'], skipped: ['b'] });
     expect(planEnvApply(['a'], ['a'], true)).toEqual({ apply: [], skipped: ['a'] });
+    const refused = notAllReached([{ name: 'b', target: {} as never, error: new Error('connect timed out') }]);
+    expect(refused).toMatchObject({ code: 'fleet_unreachable', kind: 'unreachable', details: ['b: connect timed out'] });
+    expect(refused.hint).toContain('nothing was written on any host');
   });
 
   it('reports exactly which hosts have a change that failed on another, with a hint to run it again', () => {
