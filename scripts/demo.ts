@@ -1,7 +1,8 @@
 // The local demo: a whole Slipway installation on loopback (private sshd, nginx, PM2 home and
 // agent), then the sample app deployed with the real CLI: blue first, a second commit to green,
 // and nginx switched to it. Then a real app: express with a native addon, described by its own
-// deploy.spec.json, built on the controller (clean checkout, npm ci, build, prune), pushed,
+// deploy.spec.json, its secrets put on the host with `deploy env set` (values from the environment,
+// never the command line), built on the controller (clean checkout, npm ci, build, prune), pushed,
 // changed, diffed and rolled back; then staging and production of it on one box, and a promotion of
 // the exact staging artifact to production; last, a fleet: one environment on three hosts (network
 // namespaces on this machine) rolled out in batches, and a failure on the third host that reverts the
@@ -44,13 +45,17 @@ async function showLive(stack: Stack): Promise<string> {
 /** Part two: an app with real npm dependencies and its own spec, on a host configured by policy only. */
 async function realApp(): Promise<void> {
   requireWarmNpmCache();
-  say('4. A real app: express + a native addon, its processes, routes and build in deploy.spec.json');
-  const stack = await startStack({ app: 'shop', appDir: DEPS_APP_DIR, envFileContent: 'DEPS_GREETING=hello\n', policy: { serverNames: ['_'] } });
+  say('4. A real app: express + a native addon, its processes, routes and build in deploy.spec.json; its secrets set with deploy env');
+  const stack = await startStack({ app: 'shop', appDir: DEPS_APP_DIR, envFileContent: '', policy: { serverNames: ['_'] } });
   // The demo installs from the npm cache scripts/setup warmed, so it needs no network.
   const npm = npmOfflineEnv();
   try {
     process.stdout.write(`app    ${stack.repo.dir} (agent.json holds only the host policy: listen ports, server names, a slot port range)\n`);
     await stack.repo.commit({ 'deploy.spec.json': depsSpec('controller', stack.publicPort) }, 'describe the app in deploy.spec.json');
+    // The app's secrets go to the host's env file from deploy's own environment (as a CI job's
+    // secrets would), never from the command line; deploy env lists the keys, never a value.
+    if (await deploy(stack, ['env', 'set', 'DEPS_GREETING', 'DEPS_API_TOKEN'], { DEPS_GREETING: 'hello', DEPS_API_TOKEN: randomBytes(16).toString('hex') }) !== 0) throw new Error('deploy env set failed');
+    await deploy(stack, ['env']);
     if (await deploy(stack, ['push'], npm) !== 0) throw new Error('the real app\'s first push failed');
     const first = JSON.parse((await stack.get('/')).body) as { release: string; banner: string };
     process.stdout.write(`GET ${stack.publicUrl}/ → release ${first.release}, "${first.banner}" (built on the controller, dev dependencies pruned)\n`);
