@@ -16,7 +16,7 @@ import { runGroup } from '../../agent/backups/process.js';
 import { isAlive } from '../helpers/nginx.js';
 import { waitFor } from '../helpers/wait.js';
 
-// Without the fix each of these waits for a leftover's 30 s sleep: fail fast instead.
+// A run that waits for a leftover's 30 s sleep fails at this, not at the suite's 120 s.
 const TEST_TIMEOUT_MS = 15_000;
 
 let dir: string;
