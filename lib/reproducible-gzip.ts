@@ -76,18 +76,32 @@ export async function gzipReproducibly(source: string, target: string): Promise<
   const sink = createWriteStream(target, { mode: 0o600 });
   // The header goes out before the deflate stream, the trailer after it (feed() writes it).
   tap.write(GZIP_HEADER);
-  const written = pipeline(deflate, tap, sink);
-  // A failure downstream ends the pipeline; the feeding loop must not wait for a drain then.
-  const failed = written.then(() => new Promise<never>(() => {}));
+  // deflate stays out of the pipeline: a failing write (a full disk) destroys what is in it, and
+  // deflate must not be destroyed while feed() calls into it. A write into a destroyed stream waits
+  // for a 'drain' that never comes (the source stays open), and a level switch in flight then
+  // fails node's internal assertion ("zlib binding closed"), uncaught.
+  const written = pipeline(tap, sink);
+  const stop = new AbortController();
+  deflate.on('error', (error) => tap.destroy(error));
+  deflate.pipe(tap);
+  written.catch((error: unknown) => {
+    stop.abort(error);
+    // Its output is dropped from now on, so a write or a level switch under way completes.
+    deflate.unpipe(tap);
+    deflate.resume();
+  });
   let trailer: Buffer;
   try {
-    trailer = await Promise.race([feed(source, deflate), failed]);
+    trailer = await feed(source, deflate, stop.signal);
+    await written;
   } catch (error) {
-    deflate.destroy(error as Error);
+    const cause: unknown = stop.signal.aborted ? stop.signal.reason : error;
+    // feed() has settled: nothing calls into deflate any more.
+    deflate.destroy();
+    tap.destroy(error as Error);
     await written.catch(() => undefined);
-    throw error;
+    throw cause;
   }
-  await written;
   await appendFile(target, trailer);
   hash.update(trailer);
   bytes += trailer.length;
@@ -97,8 +111,12 @@ export async function gzipReproducibly(source: string, target: string): Promise<
 /** RFC 1952 header: magic, deflate, no flags, mtime 0, XFL 0 (level 6), OS 3 (Unix). */
 const GZIP_HEADER = Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]);
 
-/** Writes `source` into `deflate` segment by segment, each at its level; ends it; returns the gzip trailer (CRC-32, size mod 2^32). */
-async function feed(source: string, deflate: DeflateRaw): Promise<Buffer> {
+/**
+ * Writes `source` into `deflate` segment by segment, each at its level; ends it; returns the gzip
+ * trailer (CRC-32, size mod 2^32). Stops with the output's error once `stopped` aborts; a level
+ * switch it started is awaited even then (deflate must not be destroyed under it).
+ */
+async function feed(source: string, deflate: DeflateRaw, stopped: AbortSignal): Promise<Buffer> {
   const handle = await open(source, 'r');
   let crc = 0;
   let size = 0;
@@ -117,12 +135,14 @@ async function feed(source: string, deflate: DeflateRaw): Promise<Buffer> {
       const chunk = segment.subarray(0, filled);
       const want = segmentLevel(chunk);
       if (want !== level) {
+        stopped.throwIfAborted();
         await new Promise<void>((resolve) => deflate.params(want, constants.Z_DEFAULT_STRATEGY, () => resolve()));
         level = want;
       }
       crc = crc32(chunk, crc);
       size += filled;
-      if (!deflate.write(chunk)) await once(deflate, 'drain');
+      stopped.throwIfAborted();
+      if (!deflate.write(chunk)) await once(deflate, 'drain', { signal: stopped });
       if (filled < SEGMENT_BYTES) break;
     }
   } finally {

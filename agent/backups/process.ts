@@ -2,12 +2,16 @@ import { spawn } from 'node:child_process';
 import { accessSync, constants, closeSync, openSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { STDIO_GRACE_MS, StdioGrace } from '../../lib/stdio-grace.js';
 import { TailBuffer, wholeLines } from '../../lib/tail-buffer.js';
 
 // The backups' one way to run programs whose output is streamed rather than buffered (a dump
 // written straight into its file, pg_restore's data counted line by line). Like runCommand: an
 // argv, never a shell; the program gets its own process group, and at the deadline the whole
-// group is killed, so a dump tool's children cannot outlive it.
+// group is killed, so a dump tool's children cannot outlive it. What is left of the group when the
+// program exits is killed then (a backup program has no business leaving a daemon behind), and
+// the result comes at its exit: a process that left the group (setsid) and still holds the
+// output pipes holds them at most STDIO_GRACE_MS longer (lib/stdio-grace.ts).
 
 export interface GroupRunOptions {
   env: NodeJS.ProcessEnv;
@@ -20,7 +24,8 @@ export interface GroupRunOptions {
   /**
    * Given to the program as its stdout, as `program > file` in a shell: its output goes to the
    * file without passing through the agent. Once the program has exited, what is left of its
-   * process group is killed, so nothing it started can still write to the file afterwards.
+   * process group is killed (as for every run), so nothing it started can still write to the file
+   * afterwards.
    */
   stdoutFd?: number;
   /** Bytes of stderr (and stdout) tail kept; default 8 KiB. */
@@ -77,15 +82,25 @@ export function runGroup(argv: readonly string[], options: GroupRunOptions): Pro
     let timedOut = false;
     let error: string | null = null;
     const kill = () => { if (child.pid) killGroup(child.pid); };
+    const grace = new StdioGrace([child.stdout, child.stderr]);
     const timer = setTimeout(() => {
       timedOut = true;
       kill();
+      grace.start();
     }, options.timeoutMs);
     if (child.pid) options.onSpawn?.(child.pid);
     child.stderr!.on('data', (c: Buffer) => stderrTail.push(c));
     const consumed = drainStdout(child.stdout, options.consumeStdout, stdoutTail, (message) => {
-      error ??= message;
+      error ??= grace.held ? `a process it started outside its process group still held its output ${STDIO_GRACE_MS} ms after it exited: the output was cut there` : message;
       kill();
+    });
+    child.once('exit', () => {
+      clearTimeout(timer);
+      // Before waiting for the pipes: a leftover of the group holds them (and, for stdoutFd, the
+      // file: it could change it after it was hashed). While any member lives the group id cannot
+      // be reused, so this kills only what the program left behind.
+      kill();
+      grace.start();
     });
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) => {
       child.once('error', (e) => {
@@ -96,10 +111,7 @@ export function runGroup(argv: readonly string[], options: GroupRunOptions): Pro
     });
     void Promise.all([exited, consumed]).then(([{ code, signal }]) => {
       clearTimeout(timer);
-      // A file has no end-of-stream to wait for, unlike a pipe: a leftover of the group that still
-      // holds the file could change it after it was hashed. While any member lives the group id
-      // cannot be reused, so this kills only what the program left behind.
-      if (options.stdoutFd !== undefined) kill();
+      grace.stop();
       resolve({
         exitCode: code, signal, timedOut, error,
         stdoutTail: wholeLines(stdoutTail), stderrTail: wholeLines(stderrTail),

@@ -1,5 +1,5 @@
 import { errorMessage } from '../../contract/errors.js';
-import { runCommand } from '../../lib/exec.js';
+import { LEFT_RUNNING, runCommand } from '../../lib/exec.js';
 import { LineSplitter } from './plan.js';
 
 /** How a streamed command ended, with the last lines of its output (stdout and stderr as they interleaved). */
@@ -39,6 +39,7 @@ export async function runStreaming(argv: string[], options: {
     });
     splitters.stdout.end();
     splitters.stderr.end();
+    if (result.outputHeld) keep(`(${LEFT_RUNNING})`);
     return { ok: result.exitCode === 0 && !result.timedOut, exitCode: result.exitCode, signal: result.signal, timedOut: result.timedOut, startError: null, tail };
   } catch (error) {
     tail.push(errorMessage(error));

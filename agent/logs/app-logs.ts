@@ -1,6 +1,7 @@
 import { open } from 'node:fs/promises';
 import type { AppLogs, LogEntry, LogFollowLine, LogStream } from '../../contract/api.js';
 import type { Slot } from '../../contract/names.js';
+import { systemClock } from '../rollout/deps.js';
 import { FileFollower } from './follow.js';
 import { entriesSince, mergeStreams, parseLogLines } from './log-line.js';
 
@@ -100,10 +101,8 @@ export class AppLogReader {
     let followers = await this.followersOf(app, slot, options.process);
     await this.emitTail(app, slot, followers, options, this.cutoff(options.sinceMs), emit);
     while (!signal.aborted) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, pollMs);
-        signal.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
-      });
+      // Its abort listener goes when the poll's wait ends: a follow of days makes millions of polls.
+      await systemClock.sleep(pollMs, signal);
       if (signal.aborted) break;
       await this.emitNew(app, slot, followers, emit);
       const live: Slot | null = options.slot === undefined ? this.deps.liveSlot(app) : slot;

@@ -5,7 +5,7 @@ import * as tar from 'tar';
 import { SlipwayError } from '../../contract/errors.js';
 import type { BuildPlatform } from '../../contract/platform.js';
 import { SPEC_FILE, type BuildSpec } from '../../contract/spec.js';
-import { runCommand, type CommandResult } from '../../lib/exec.js';
+import { LEFT_RUNNING, runCommand, type CommandResult } from '../../lib/exec.js';
 import { INSTALL_INPUT_FILES, installKey, installSettings } from '../../lib/install-key.js';
 import { archiveCommit } from '../git.js';
 import { formatMs } from '../output.js';
@@ -249,6 +249,9 @@ async function runStep(step: BuildStep, root: string, env: NodeJS.ProcessEnv, de
   }
   splitters.stdout.flush();
   splitters.stderr.flush();
+  if (result.outputHeld) {
+    input.progress.step(`  build: ${label}: ${LEFT_RUNNING}`, { dir: step.dir, kind: step.kind, outputHeld: true });
+  }
   const ms = Date.now() - started;
   const tail = excerpt.lines();
   if (result.timedOut) throw timedOut(label, input.build.timeoutMs, tail, input.label);

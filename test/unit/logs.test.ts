@@ -1,7 +1,14 @@
+import { getEventListeners } from 'node:events';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import type { LogFollowLine } from '../../contract/api.js';
+import { AppLogReader } from '../../agent/logs/app-logs.js';
 import { entriesSince, mergeStreams, parseLogLines } from '../../agent/logs/log-line.js';
 import { rotationSteps } from '../../agent/logs/rotation.js';
 import { formatEntry, formatFollowLine, formatLogs, parseSince } from '../../controller/commands/logs.js';
+import { waitFor } from '../helpers/wait.js';
 
 describe('log lines (agent/logs/log-line.ts)', () => {
   it('reads PM2\'s date prefix; a line without one takes the time of the line before', () => {
@@ -74,4 +81,41 @@ describe('deploy logs output (controller/commands/logs.ts)', () => {
     expect(formatFollowLine({ type: 'line', slot: 'green', process: 'web', time: null, stream: 'out', text: 'hi' }, true)).toBe(`${' '.repeat(24)} green/web out| hi`);
     expect(formatFollowLine({ type: 'rotated', slot: 'green', process: 'web', stream: 'out' }, false)).toBe('-- green web out log rotated; reading on in the new file');
   });
+});
+
+describe('following logs (agent/logs/app-logs.ts)', () => {
+  it('a long follow does not gather an abort listener per poll, and still sends new lines', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'slipway-follow-'));
+    try {
+      const outLog = path.join(dir, 'web-out.log');
+      await fs.writeFile(outLog, '2026-12-02T10:00:00.000Z: before\n');
+      const stop = new AbortController();
+      let polls = 0;
+      let mostListeners = 0;
+      const reader = new AppLogReader({
+        // Asked once per poll (no slot named: the follow watches for a switch).
+        liveSlot: () => {
+          polls += 1;
+          mostListeners = Math.max(mostListeners, getEventListeners(stop.signal, 'abort').length);
+          return 'blue';
+        },
+        releaseOf: () => null,
+        sources: async () => [{ name: 'web', pm2Name: 'shop-blue', outLog, errLog: null }],
+        mask: async () => (line: string) => line,
+        pollMs: 1,
+      });
+      const lines: LogFollowLine[] = [];
+      const following = reader.follow('shop', { lines: 10 }, (line) => lines.push(line), stop.signal);
+      await waitFor(() => polls >= 300, { timeoutMs: 20_000, description: '300 polls of the follow' });
+      await fs.appendFile(outLog, '2026-12-02T10:00:01.000Z: after\n');
+      await waitFor(() => lines.some((l) => l.type === 'line' && l.text === 'after'), { description: 'the new line' });
+      stop.abort();
+      await following;
+      expect(mostListeners).toBeLessThanOrEqual(1);
+      expect(getEventListeners(stop.signal, 'abort')).toHaveLength(0);
+      expect(lines.filter((l) => l.type === 'line').map((l) => l.type === 'line' && l.text)).toEqual(['before', 'after']);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
 });

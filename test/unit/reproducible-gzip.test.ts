@@ -1,11 +1,12 @@
 /**
  * lib/reproducible-gzip.ts: input that compresses gives the bytes of a plain level-6 gzip (what
  * every release was packed with before incompressible segments were stored); random segments are
- * stored; the output is a gzip any reader takes, and depends only on the input. And
+ * stored; the output is a gzip any reader takes, and depends only on the input; a failing output
+ * or source rejects the promise and leaves nothing open or running. And
  * controller/pack.ts bundleOncePerSet: one bundle per manifest and set of contents.
  */
 import { createCipheriv, createHash } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { promises as fs, readdirSync, readlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as zlib from 'node:zlib';
@@ -145,4 +146,68 @@ describe('bundleOncePerSet', () => {
     await bundle(manifest, new Set(['x']));
     expect(() => bundle({ ...manifest, contentDigest: 'other' }, new Set(['x']))).toThrow('digest');
   });
+});
+
+// A case that waits for a 'drain' that never comes fails at this, not at the suite's 120 s.
+const TEST_TIMEOUT_MS = 15_000;
+
+/** The files this process holds open (its /proc/self/fd links). */
+function openFiles(): string[] {
+  const fds = '/proc/self/fd';
+  return readdirSync(fds).flatMap((fd) => {
+    try {
+      return [readlinkSync(path.join(fds, fd))];
+    } catch {
+      return []; // closed while listing (the listing's own fd)
+    }
+  });
+}
+
+describe('gzipReproducibly into a full disk (/dev/full answers every write with ENOSPC)', () => {
+  // The promise rejects with the write's error; nothing is thrown outside it (a level switch in
+  // flight when the output failed must not reach node's "zlib binding closed" assertion); the
+  // source is closed by then (a leaked handle keeps a deleted temp tar's space held on the full
+  // disk). A source that cannot be read fails it the same way.
+  const uncaught: unknown[] = [];
+  const record = (error: unknown) => { uncaught.push(error); };
+  beforeEach(() => {
+    uncaught.length = 0;
+    process.on('uncaughtException', record);
+  });
+  afterEach(() => { process.off('uncaughtException', record); });
+
+  async function gzipToFullDisk(data: Buffer): Promise<void> {
+    const source = path.join(dir, 'plain.tar');
+    await fs.writeFile(source, data);
+    await expect(gzipReproducibly(source, '/dev/full')).rejects.toMatchObject({ code: 'ENOSPC' });
+    expect(openFiles()).not.toContain(source);
+    expect(uncaught).toEqual([]);
+  }
+
+  it('incompressible input (its first segment switches the level): rejects with ENOSPC, no uncaught error, the source closed', async () => {
+    await gzipToFullDisk(random(4 * SEGMENT_BYTES, 'full-random'));
+  }, TEST_TIMEOUT_MS);
+
+  it('text (one level throughout): rejects with ENOSPC, the source closed', async () => {
+    await gzipToFullDisk(text(8 * SEGMENT_BYTES));
+  }, TEST_TIMEOUT_MS);
+
+  it('segments that switch the level several times: rejects with ENOSPC, no uncaught error, the source closed', async () => {
+    const segments = Array.from({ length: 8 }, (_, i) => (i % 2 ? text(SEGMENT_BYTES) : random(SEGMENT_BYTES, `mixed-${i}`)));
+    await gzipToFullDisk(Buffer.concat(segments));
+  }, TEST_TIMEOUT_MS);
+
+  it('the same inputs, repeated: every run settles the same way', async () => {
+    const inputs = [random(2 * SEGMENT_BYTES, 'again'), text(2 * SEGMENT_BYTES), Buffer.concat([text(SEGMENT_BYTES), random(SEGMENT_BYTES, 'x'), text(SEGMENT_BYTES)])];
+    for (let round = 0; round < 5; round++) {
+      for (const input of inputs) await gzipToFullDisk(input);
+    }
+  }, 4 * TEST_TIMEOUT_MS);
+
+  it('a source that cannot be read (a directory): rejects with its error, the output closed', async () => {
+    const target = path.join(dir, 'out.gz');
+    await expect(gzipReproducibly(dir, target)).rejects.toMatchObject({ code: 'EISDIR' });
+    expect(openFiles()).not.toContain(target);
+    expect(uncaught).toEqual([]);
+  }, TEST_TIMEOUT_MS);
 });
