@@ -179,7 +179,13 @@ describe.skipIf(tree === null || mirror === null)('deploy setup on a fresh Debia
     }
   }, 900_000);
 
-  it('a push runs the app as slipway: its release is read-only to it, its shared dir writable', async () => {
+  it('deploy env writes the env file as slipway, 0600; a push runs the app as slipway: its release is read-only to it, its shared dir writable', async () => {
+    // deploy env writes the app's env file through the agent, which runs as slipway: the file is its own, 0600.
+    const envSecret = 'fresh-host-secret-value-7f3a';
+    const envSet = await cli(['env', 'set', 'FRESH_SECRET'], 120_000, { env: { FRESH_SECRET: envSecret } });
+    expect(envSet.code, envSet.stderr).toBe(0);
+    expect(`${envSet.stdout}${envSet.stderr}`).not.toContain(envSecret);
+    expect((await onBox(['stat', '-c', '%a %U %G', `/var/lib/slipway/apps/${APP}/shared/.env`])).trim()).toBe('600 slipway slipway');
     const pushed = await cli(['push']);
     expect(pushed.code, pushed.stderr).toBe(0);
     const served = await waitFor(async () => {
