@@ -268,6 +268,10 @@ export const ERROR_KINDS = {
   relay_session_exists: 'refused',
   relay_unreachable: 'refused',
   relay_refused: 'refused',
+
+  // A promotion's download of the source host's kept tarball got no bytes for the stall limit
+  // (the source agent stopped or hangs on its disk); nothing changed on the target.
+  download_stalled: 'unreachable',
 } as const satisfies Record<string, ErrorKind>;
 
 export type ErrorCode = keyof typeof ERROR_KINDS;

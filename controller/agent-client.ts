@@ -176,7 +176,9 @@ export class AgentClient {
   /**
    * GETs a release's kept tarball into `file` (created 0600), hashing it on the way: the bytes
    * must be the length announced and hash to `expectedSha256` (what the source agent recorded
-   * when it verified the upload), else the file is removed and artifact_mismatch thrown.
+   * when it verified the upload), else the file is removed and artifact_mismatch thrown. A stall
+   * watchdog (the upload's limit, uploadStallTimeoutMs) ends a download the agent sends no bytes
+   * of for that long: stopped or stuck on its disk, it keeps the link open and sshd answers keepalives.
    */
   async download(path: string, file: string, expectedSha256: string): Promise<{ bytes: number; sha256: string }> {
     const response = await this.send('GET', path, {}, async (req) => { req.end(); });
@@ -187,15 +189,24 @@ export class AgentClient {
     const declared = Number(response.headers['content-length']);
     const hash = createHash('sha256');
     let bytes = 0;
+    const watch = new StallWatch(this.options.uploadStallTimeoutMs ?? DEFAULT_UPLOAD_STALL_TIMEOUT_MS, Date.now());
     const tap = new Transform({
       transform(chunk: Buffer, _enc, done) {
         hash.update(chunk);
         bytes += chunk.length;
+        watch.progress(bytes, Date.now());
         done(null, chunk);
       },
     });
+    const tick = setInterval(() => {
+      if (!watch.expired(Date.now())) return;
+      clearInterval(tick);
+      this.stalled = true;
+      // The pipeline rejects with this error; the catch below removes the partial file.
+      response.destroy(this.downloadStallError(watch.limitMs, bytes, declared));
+    }, STALL_TICK_MS);
     try {
-      await pipeline(response, tap, createWriteStream(file, { mode: 0o600 }));
+      await pipeline(response, tap, createWriteStream(file, { mode: 0o600 })).finally(() => clearInterval(tick));
       const sha256 = hash.digest('hex');
       if (bytes !== declared || sha256 !== expectedSha256) {
         throw new SlipwayError('artifact_mismatch', `the tarball fetched from ${this.hostLabel} is not the one it verified (${bytes} bytes, sha256 ${sha256.slice(0, 16)}…; expected ${expectedSha256.slice(0, 16)}…)`, {
@@ -216,6 +227,16 @@ export class AgentClient {
         + `(${formatBytes(sent)} of ${formatBytes(total)} sent; limit: host.uploadStallTimeoutMs in deploy.config.json)`, {
         hint: 'the SSH link answered but the agent stopped reading: check on the host that slipway-agent runs (pm2 ls, its log) '
           + 'and that its disk is not stuck (dmesg, df), then push again; a partial upload is never used as a release. '
+          + 'On a slow host raise host.uploadStallTimeoutMs',
+      });
+  }
+
+  private downloadStallError(limitMs: number, received: number, total: number): SlipwayError {
+    return new SlipwayError('download_stalled',
+      `download from ${this.hostLabel} stalled: the agent sent no bytes for ${limitMs / 1000} s `
+        + `(${formatBytes(received)} of ${formatBytes(total)} received; limit: host.uploadStallTimeoutMs in deploy.config.json)`, {
+        hint: 'the SSH link answered but the agent stopped sending: check on that host that slipway-agent runs (pm2 ls, its log) '
+          + 'and that its disk is not stuck (dmesg, df), then promote again; a partial download is removed, never used. '
           + 'On a slow host raise host.uploadStallTimeoutMs',
       });
   }
