@@ -5,6 +5,11 @@ import type { DeploymentFeed } from '../rollout/feed.js';
 import { errorBody, nullable, slotSchema, type ObjectSchemaOf } from './schemas.js';
 
 export const NDJSON_TYPE = 'application/x-ndjson';
+/**
+ * Bytes of an endless NDJSON answer a client may leave unread (a Ctrl-Z'd `deploy logs -f`)
+ * before the agent ends it: past this it would buffer without limit for a client that is not reading.
+ */
+export const MAX_UNREAD_BYTES = 8 * 1024 * 1024;
 export const DEPLOYMENT_HEADER = 'x-slipway-deployment';
 
 const eventLine = {
