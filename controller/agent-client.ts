@@ -39,6 +39,18 @@ const STALL_TICK_MS = 1_000;
  */
 const ANSWER_AFTER_STALL_MS = 5_000;
 
+/** The words of a stalled transfer's error, by direction (both share host.uploadStallTimeoutMs). */
+const STALL_WORDS = {
+  upload: {
+    code: 'upload_stalled', transfer: 'upload to', agentDid: 'accepted', moved: 'sent', stopped: 'reading', host: 'the host',
+    again: 'push again; a partial upload is never used as a release',
+  },
+  download: {
+    code: 'download_stalled', transfer: 'download from', agentDid: 'sent', moved: 'received', stopped: 'sending', host: 'that host',
+    again: 'promote again; a partial download is removed, never used',
+  },
+} as const;
+
 /**
  * HTTP client for the agent API. Each request rides a new channel of the one SSH connection,
  * so nothing is exposed on the network and no second TCP connection is made.
@@ -161,7 +173,7 @@ export class AgentClient {
         if (watch.expired(now)) {
           stop();
           this.stalled = true;
-          abort(this.stallError(watch.limitMs, sent, size));
+          abort(this.stallError('upload', watch.limitMs, sent, size));
         }
       }, STALL_TICK_MS);
       // Once the body is handed over (or the agent answered early), the agent is unpacking, not reading.
@@ -203,7 +215,7 @@ export class AgentClient {
       clearInterval(tick);
       this.stalled = true;
       // The pipeline rejects with this error; the catch below removes the partial file.
-      response.destroy(this.downloadStallError(watch.limitMs, bytes, declared));
+      response.destroy(this.stallError('download', watch.limitMs, bytes, declared));
     }, STALL_TICK_MS);
     try {
       await pipeline(response, tap, createWriteStream(file, { mode: 0o600 })).finally(() => clearInterval(tick));
@@ -221,22 +233,13 @@ export class AgentClient {
     }
   }
 
-  private stallError(limitMs: number, sent: number, total: number): SlipwayError {
-    return new SlipwayError('upload_stalled',
-      `upload to ${this.hostLabel} stalled: the agent accepted no bytes for ${limitMs / 1000} s `
-        + `(${formatBytes(sent)} of ${formatBytes(total)} sent; limit: host.uploadStallTimeoutMs in deploy.config.json)`, {
-        hint: 'the SSH link answered but the agent stopped reading: check on the host that slipway-agent runs (pm2 ls, its log) '
-          + 'and that its disk is not stuck (dmesg, df), then push again; a partial upload is never used as a release. '
-          + 'On a slow host raise host.uploadStallTimeoutMs',
-      });
-  }
-
-  private downloadStallError(limitMs: number, received: number, total: number): SlipwayError {
-    return new SlipwayError('download_stalled',
-      `download from ${this.hostLabel} stalled: the agent sent no bytes for ${limitMs / 1000} s `
-        + `(${formatBytes(received)} of ${formatBytes(total)} received; limit: host.uploadStallTimeoutMs in deploy.config.json)`, {
-        hint: 'the SSH link answered but the agent stopped sending: check on that host that slipway-agent runs (pm2 ls, its log) '
-          + 'and that its disk is not stuck (dmesg, df), then promote again; a partial download is removed, never used. '
+  private stallError(way: keyof typeof STALL_WORDS, limitMs: number, moved: number, total: number): SlipwayError {
+    const w = STALL_WORDS[way];
+    return new SlipwayError(w.code,
+      `${w.transfer} ${this.hostLabel} stalled: the agent ${w.agentDid} no bytes for ${limitMs / 1000} s `
+        + `(${formatBytes(moved)} of ${formatBytes(total)} ${w.moved}; limit: host.uploadStallTimeoutMs in deploy.config.json)`, {
+        hint: `the SSH link answered but the agent stopped ${w.stopped}: check on ${w.host} that slipway-agent runs (pm2 ls, its log) `
+          + `and that its disk is not stuck (dmesg, df), then ${w.again}. `
           + 'On a slow host raise host.uploadStallTimeoutMs',
       });
   }

@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCommand } from '../../lib/exec.js';
+import { mountSmallDisk, type SmallDisk } from '../helpers/tmpfs.js';
 import { APP, startStack, type Stack } from '../helpers/stack.js';
 import { readState, releaseOfCommit } from '../helpers/state.js';
 import { waitFor, withDeadline } from '../helpers/wait.js';
@@ -19,20 +20,17 @@ import { liveView } from '../helpers/box.js';
 const DISK = '160m';
 
 describe('a rollout whose end cannot be recorded (state database on a full disk)', () => {
-  let mountPoint: string;
-  let mounted = false;
+  let parent: string;
+  let disk: SmallDisk | undefined;
   let stack: Stack;
   let filler: string;
 
   beforeAll(async () => {
-    mountPoint = await fs.mkdtemp(path.join(os.tmpdir(), 'slipway-smalldisk-'));
-    const mount = await runCommand(['mount', '-t', 'tmpfs', '-o', `size=${DISK},mode=0700`, 'tmpfs', mountPoint], { timeoutMs: 10_000 });
-    // About a real full disk: on a box where tmpfs cannot be mounted it must fail, not skip.
-    expect(mount.exitCode, `mount tmpfs: ${mount.stderr}`).toBe(0);
-    mounted = true;
-    filler = path.join(mountPoint, 'filler');
+    parent = await fs.mkdtemp(path.join(os.tmpdir(), 'slipway-smalldisk-'));
+    disk = await mountSmallDisk(parent, DISK);
+    filler = path.join(disk.dir, 'filler');
     stack = await startStack({
-      homeDir: path.join(mountPoint, 'home'),
+      homeDir: path.join(disk.dir, 'home'),
       // A window long enough for the test to fill the disk while it runs; it ends on its own.
       appConfig: { watch: { windowMs: 15_000, intervalMs: 250, failuresToRollback: 3, keepPreviousWarm: true } },
     });
@@ -42,16 +40,13 @@ describe('a rollout whose end cannot be recorded (state database on a full disk)
   afterAll(async () => {
     if (filler) await fs.rm(filler, { force: true });
     await stack?.stop();
-    if (mounted) {
-      const umount = await runCommand(['umount', mountPoint], { timeoutMs: 10_000 });
-      expect(umount.exitCode, umount.stderr).toBe(0);
-    }
-    if (mountPoint) await fs.rm(mountPoint, { recursive: true, force: true });
+    await disk?.unmount();
+    if (parent) await fs.rm(parent, { recursive: true, force: true });
   });
 
   /** Takes every free block of the disk, as a runaway log would. */
   const fill = async () => {
-    const st = await fs.statfs(mountPoint);
+    const st = await fs.statfs(disk!.dir);
     const result = await runCommand(['fallocate', '-l', String(st.bavail * st.bsize), filler], { timeoutMs: 10_000 });
     expect(result.exitCode, `fallocate: ${result.stderr}`).toBe(0);
   };
