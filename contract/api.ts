@@ -261,12 +261,15 @@ export interface LogEntry { time: string | null; stream: LogStream; text: string
 /**
  * GET /apps/:app/logs/follow: NDJSON, one line per log line as it is written (the live slot's
  * processes, or the slot/process asked for), and a `switch` line when traffic moved to the other
- * slot and the follow moved with it. The stream goes on until the client leaves.
+ * slot and the follow moved with it. The stream goes on until the client leaves, or stops reading
+ * for so long that the agent ends it (a last `fell_behind` line).
  */
 export type LogFollowLine =
   | ({ type: 'line'; slot: Slot; process: string } & LogEntry)
   | { type: 'switch'; from: Slot | null; to: Slot; releaseId: string | null; at: string }
-  | { type: 'rotated'; slot: Slot; process: string; stream: LogStream };
+  | { type: 'rotated'; slot: Slot; process: string; stream: LogStream }
+  /** The last line when the client left more than the agent buffers unread: the agent ended the follow. */
+  | { type: 'fell_behind'; unreadBytes: number; at: string };
 
 /** Why a release may or may not be promoted from an environment (agent/release/promotion-gate.ts). */
 export type PromotionGateReason = 'passed' | 'never_deployed' | 'failed' | 'rolled_back' | 'still_watching' | 'too_old';

@@ -274,6 +274,12 @@ export const ERROR_KINDS = {
   env_value_on_argv: 'usage',
   env_value_invalid: 'usage',
   env_write_partial: 'refused',
+
+  // A promotion's download of the source host's kept tarball got no bytes for the stall limit
+  // (the source agent stopped or hangs on its disk); nothing changed on the target.
+  download_stalled: 'unreachable',
+  // `deploy logs -f` left so much unread (stopped with Ctrl-Z) that the agent ended the follow.
+  logs_fell_behind: 'unreachable',
 } as const satisfies Record<string, ErrorKind>;
 
 export type ErrorCode = keyof typeof ERROR_KINDS;

@@ -39,6 +39,18 @@ const STALL_TICK_MS = 1_000;
  */
 const ANSWER_AFTER_STALL_MS = 5_000;
 
+/** The words of a stalled transfer's error, by direction (both share host.uploadStallTimeoutMs). */
+const STALL_WORDS = {
+  upload: {
+    code: 'upload_stalled', transfer: 'upload to', agentDid: 'accepted', moved: 'sent', stopped: 'reading', host: 'the host',
+    again: 'push again; a partial upload is never used as a release',
+  },
+  download: {
+    code: 'download_stalled', transfer: 'download from', agentDid: 'sent', moved: 'received', stopped: 'sending', host: 'that host',
+    again: 'promote again; a partial download is removed, never used',
+  },
+} as const;
+
 /**
  * HTTP client for the agent API. Each request rides a new channel of the one SSH connection,
  * so nothing is exposed on the network and no second TCP connection is made.
@@ -161,7 +173,7 @@ export class AgentClient {
         if (watch.expired(now)) {
           stop();
           this.stalled = true;
-          abort(this.stallError(watch.limitMs, sent, size));
+          abort(this.stallError('upload', watch.limitMs, sent, size));
         }
       }, STALL_TICK_MS);
       // Once the body is handed over (or the agent answered early), the agent is unpacking, not reading.
@@ -176,7 +188,9 @@ export class AgentClient {
   /**
    * GETs a release's kept tarball into `file` (created 0600), hashing it on the way: the bytes
    * must be the length announced and hash to `expectedSha256` (what the source agent recorded
-   * when it verified the upload), else the file is removed and artifact_mismatch thrown.
+   * when it verified the upload), else the file is removed and artifact_mismatch thrown. A stall
+   * watchdog (the upload's limit, uploadStallTimeoutMs) ends a download the agent sends no bytes
+   * of for that long: stopped or stuck on its disk, it keeps the link open and sshd answers keepalives.
    */
   async download(path: string, file: string, expectedSha256: string): Promise<{ bytes: number; sha256: string }> {
     const response = await this.send('GET', path, {}, async (req) => { req.end(); });
@@ -187,15 +201,24 @@ export class AgentClient {
     const declared = Number(response.headers['content-length']);
     const hash = createHash('sha256');
     let bytes = 0;
+    const watch = new StallWatch(this.options.uploadStallTimeoutMs ?? DEFAULT_UPLOAD_STALL_TIMEOUT_MS, Date.now());
     const tap = new Transform({
       transform(chunk: Buffer, _enc, done) {
         hash.update(chunk);
         bytes += chunk.length;
+        watch.progress(bytes, Date.now());
         done(null, chunk);
       },
     });
+    const tick = setInterval(() => {
+      if (!watch.expired(Date.now())) return;
+      clearInterval(tick);
+      this.stalled = true;
+      // The pipeline rejects with this error; the catch below removes the partial file.
+      response.destroy(this.stallError('download', watch.limitMs, bytes, declared));
+    }, STALL_TICK_MS);
     try {
-      await pipeline(response, tap, createWriteStream(file, { mode: 0o600 }));
+      await pipeline(response, tap, createWriteStream(file, { mode: 0o600 })).finally(() => clearInterval(tick));
       const sha256 = hash.digest('hex');
       if (bytes !== declared || sha256 !== expectedSha256) {
         throw new SlipwayError('artifact_mismatch', `the tarball fetched from ${this.hostLabel} is not the one it verified (${bytes} bytes, sha256 ${sha256.slice(0, 16)}…; expected ${expectedSha256.slice(0, 16)}…)`, {
@@ -210,12 +233,13 @@ export class AgentClient {
     }
   }
 
-  private stallError(limitMs: number, sent: number, total: number): SlipwayError {
-    return new SlipwayError('upload_stalled',
-      `upload to ${this.hostLabel} stalled: the agent accepted no bytes for ${limitMs / 1000} s `
-        + `(${formatBytes(sent)} of ${formatBytes(total)} sent; limit: host.uploadStallTimeoutMs in deploy.config.json)`, {
-        hint: 'the SSH link answered but the agent stopped reading: check on the host that slipway-agent runs (pm2 ls, its log) '
-          + 'and that its disk is not stuck (dmesg, df), then push again; a partial upload is never used as a release. '
+  private stallError(way: keyof typeof STALL_WORDS, limitMs: number, moved: number, total: number): SlipwayError {
+    const w = STALL_WORDS[way];
+    return new SlipwayError(w.code,
+      `${w.transfer} ${this.hostLabel} stalled: the agent ${w.agentDid} no bytes for ${limitMs / 1000} s `
+        + `(${formatBytes(moved)} of ${formatBytes(total)} ${w.moved}; limit: host.uploadStallTimeoutMs in deploy.config.json)`, {
+        hint: `the SSH link answered but the agent stopped ${w.stopped}: check on ${w.host} that slipway-agent runs (pm2 ls, its log) `
+          + `and that its disk is not stuck (dmesg, df), then ${w.again}. `
           + 'On a slow host raise host.uploadStallTimeoutMs',
       });
   }

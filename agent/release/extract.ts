@@ -478,7 +478,8 @@ class ArchivePass {
     const before = this.wakeups;
     // Sleep only if node-tar asked us to wait and has not already said to go on.
     if (!this.parser.write(data) && !this.failure && this.wakeups === before) await this.sleep();
-    if (this.writer.crowded && !this.failure) await this.writer.room();
+    // A disk that hangs fails the ingest here too (room() is bounded like settle()).
+    if (this.writer.crowded && !this.failure) await this.writer.room(STALL_TIMEOUT_MS).catch((error: unknown) => this.stop(error));
   }
 
   /** After the stream: judges what the writer made, gives directories their modes, and resolves to the writer or throws the first problem. */

@@ -16,6 +16,27 @@ export interface EntryBody extends AsyncIterable<Buffer> {
   destroy(): unknown;
 }
 
+/**
+ * Waits for `done`, failing only when `stallMs` pass with `progress()` unchanged: a slow disk that
+ * keeps finishing work is waited for, one that hangs fails (`<what> made no progress for N s`).
+ * An infinite `stallMs` only waits.
+ */
+export async function awaitProgress(done: Promise<unknown>, progress: () => number, stallMs: number, what: string): Promise<void> {
+  if (!Number.isFinite(stallMs)) {
+    await done;
+    return;
+  }
+  const finished = done.then(() => true);
+  for (;;) {
+    const before = progress();
+    let timer: NodeJS.Timeout | undefined;
+    const ended = await Promise.race([finished, new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), stallMs); })]);
+    clearTimeout(timer);
+    if (ended) return;
+    if (progress() === before) throw new Error(`${what} made no progress for ${stallMs / 1000} s`);
+  }
+}
+
 /** An entry as the policy approved it: normalised path (`a/b`, '' for the root), kind, mode. */
 export interface ApprovedEntry {
   path: string;
@@ -110,10 +131,14 @@ export class TreeWriter {
     return !this.failed && this.jobs.size >= MAX_WAITING;
   }
 
-  /** Resolves once fewer entries wait, or the writer failed. */
-  room(): Promise<void> {
-    if (!this.crowded) return Promise.resolve();
-    return new Promise((resolve) => { this.roomWaiters.push(resolve); });
+  /**
+   * Resolves once fewer entries wait, or the writer failed. Throws when no entry or flush finished
+   * for `stallMs` (a disk that hangs), as settle() does: the reader must not wait on it forever.
+   */
+  async room(stallMs = Infinity): Promise<void> {
+    if (!this.crowded) return;
+    const roomy = new Promise<void>((resolve) => { this.roomWaiters.push(resolve); });
+    await awaitProgress(roomy, () => this.progress, stallMs, 'writing the release');
   }
 
   /**
@@ -140,19 +165,7 @@ export class TreeWriter {
    */
   async settle(stallMs = Infinity): Promise<void> {
     while (this.jobs.size > 0 || this.flushing) {
-      const before = this.progress;
-      const done = Promise.all([...this.jobs, this.flushing]);
-      if (!Number.isFinite(stallMs)) {
-        await done;
-        continue;
-      }
-      let timer: NodeJS.Timeout | undefined;
-      const stalled = await Promise.race([
-        done.then(() => false),
-        new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(true), stallMs); }),
-      ]);
-      clearTimeout(timer);
-      if (stalled && this.progress === before) throw new Error(`writing the release made no progress for ${stallMs / 1000} s`);
+      await awaitProgress(Promise.all([...this.jobs, this.flushing]), () => this.progress, stallMs, 'writing the release');
     }
   }
 

@@ -267,8 +267,12 @@ export class RolloutService {
       })
       .then((result) => feed.push(result))
       .catch((error: unknown) => {
-        this.deps.logger.error({ err: error, deploymentId: deployment.id }, 'could not record the end of a rollout');
+        // The end is not recorded (e.g. SQLITE_FULL): the streams end without a result (the
+        // outcome is unknown; clients say so), before anything here that writes and may fail again.
+        // The deployment stays unfinished until the next agent start settles it (recovery.ts).
+        feed.abandon();
         this.running.delete(deployment.id);
+        this.deps.logger.error({ err: error, deploymentId: deployment.id }, 'could not record the end of a rollout');
         this.releaseRolloutLock(input.app, lock.lockId);
       })
       // Keep finished feeds briefly so a slow client can still read the result.

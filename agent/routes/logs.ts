@@ -6,7 +6,7 @@ import { SlipwayError } from '../../contract/errors.js';
 import { SLOTS, type Slot } from '../../contract/names.js';
 import type { StateStore } from '../state/store.js';
 import type { FollowOptions, TailOptions } from '../logs/app-logs.js';
-import { NDJSON_TYPE } from './ndjson.js';
+import { MAX_UNREAD_BYTES, NDJSON_TYPE } from './ndjson.js';
 import { answers, appParams, nullable, slotSchema, stringList, type AppParams, type ObjectSchemaOf } from './schemas.js';
 
 type ProcessLogs = AppLogs['processes'][number];
@@ -98,9 +98,19 @@ export const logRoutes: FastifyPluginAsync<LogRouteOptions> = async (app, option
     const stop = () => { controller.abort(); follows.delete(controller); };
     reply.raw.on('close', stop);
     const { slot: pinned, ...query } = request.query;
-    void options.logs.follow(name, { ...tailOptions(query, 10), ...(pinned ? { slot: pinned } : {}) }, (line) => out.write(`${JSON.stringify(line)}\n`), controller.signal)
+    const emit = (line: LogFollowLine) => {
+      if (out.writableEnded) return;
+      out.write(`${JSON.stringify(line)}\n`);
+      // A client that stopped reading but stays connected: end its follow rather than buffer without limit.
+      if (out.writableLength > MAX_UNREAD_BYTES) {
+        request.log.warn({ app: name, unreadBytes: out.writableLength }, 'ended a log follow whose client stopped reading');
+        out.end(`${JSON.stringify({ type: 'fell_behind', unreadBytes: out.writableLength, at: new Date().toISOString() } satisfies LogFollowLine)}\n`);
+        stop();
+      }
+    };
+    void options.logs.follow(name, { ...tailOptions(query, 10), ...(pinned ? { slot: pinned } : {}) }, emit, controller.signal)
       .catch((error: unknown) => { request.log.warn({ err: error, app: name }, 'log follow ended with an error'); })
-      .finally(() => { stop(); out.end(); });
+      .finally(() => { stop(); if (!out.writableEnded) out.end(); });
     return reply.code(200).type(NDJSON_TYPE).send(out);
   });
 };

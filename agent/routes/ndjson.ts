@@ -5,6 +5,11 @@ import type { DeploymentFeed } from '../rollout/feed.js';
 import { errorBody, nullable, slotSchema, type ObjectSchemaOf } from './schemas.js';
 
 export const NDJSON_TYPE = 'application/x-ndjson';
+/**
+ * Bytes of an endless NDJSON answer a client may leave unread (a Ctrl-Z'd `deploy logs -f`)
+ * before the agent ends it: past this it would buffer without limit for a client that is not reading.
+ */
+export const MAX_UNREAD_BYTES = 8 * 1024 * 1024;
 export const DEPLOYMENT_HEADER = 'x-slipway-deployment';
 
 const eventLine = {
@@ -36,7 +41,8 @@ export const deploymentStream = {
 
 /**
  * Streams a deployment's progress as NDJSON, each line serialized by the route's own response
- * schema; the rollout itself never depends on the client staying.
+ * schema; the rollout itself never depends on the client staying. A feed abandoned (the end could
+ * not be recorded) ends the stream without a result line: the client reports the outcome unknown.
  */
 export function streamFeed(reply: FastifyReply, feed: DeploymentFeed): FastifyReply {
   const serialize = reply.getSerializationFunction('200', NDJSON_TYPE) as ((line: DeploymentStreamLine) => string) | undefined;
@@ -44,7 +50,7 @@ export function streamFeed(reply: FastifyReply, feed: DeploymentFeed): FastifyRe
   const unsubscribe = feed.subscribe((line) => {
     out.write(`${serialize ? serialize(line) : JSON.stringify(line)}\n`);
     if (line.type === 'result') out.end();
-  });
+  }, () => out.end());
   reply.raw.on('close', unsubscribe);
   reply.header(DEPLOYMENT_HEADER, String(feed.deploymentId));
   return reply.code(200).type(NDJSON_TYPE).send(out);

@@ -33,8 +33,9 @@ export async function followDeployment(
     return undefined;
   });
   if (!outcome) {
-    throw new SlipwayError('agent_stream_cut', 'the agent closed the progress stream without a result', {
-      hint: 'the rollout may still be running on the host; check it with: deploy history',
+    // A stream the agent ended cleanly with no result: it could not record how the rollout ended.
+    throw new SlipwayError('agent_stream_cut', 'the agent ended the progress stream without a result: it could not record how the rollout ended, so the outcome is unknown here', {
+      hint: 'the agent\'s log says why (e.g. a full disk on the host); see deploy status (where traffic goes now is what it shows) and deploy history; the agent settles the deployment when it next starts',
     });
   }
   return outcome;

@@ -1,8 +1,9 @@
 import type { AppLogs, LogEntry, LogFollowLine } from '../../contract/api.js';
 import { shortSha, type Slot } from '../../contract/names.js';
 import type { ControllerConfig } from '../config.js';
+import { SlipwayError } from '../../contract/errors.js';
 import { EXIT, type ExitCode } from '../errors.js';
-import type { Output } from '../output.js';
+import { formatBytes, type Output } from '../output.js';
 import { openAgentSession } from '../session.js';
 
 const SINCE_UNITS = { s: 1, m: 60, h: 3600, d: 86_400 } as const;
@@ -38,6 +39,7 @@ export function formatFollowLine(line: LogFollowLine, several: boolean): string 
     return `-- ${line.at}: traffic moved ${line.from ? `from ${line.from} ` : ''}to ${line.to}${line.releaseId ? ` (${shortSha(line.releaseId)})` : ''}; following ${line.to} now`;
   }
   if (line.type === 'rotated') return `-- ${line.slot} ${line.process} ${line.stream} log rotated; reading on in the new file`;
+  if (line.type === 'fell_behind') return `-- ${line.at}: the agent ended the follow: ${formatBytes(line.unreadBytes)} of log lines were left unread`;
   return formatEntry(several ? `${line.slot}/${line.process}` : line.process, line);
 }
 
@@ -73,12 +75,19 @@ export async function logs(config: ControllerConfig, options: LogsOptions, out: 
     }
     if (!options.json) out.info(`following ${config.app}'s logs${options.slot ? ` (${options.slot})` : ' (the live slot, moving with a switch)'}; Ctrl-C to stop`);
     let several = false;
+    const ended: { behind?: Extract<LogFollowLine, { type: 'fell_behind' }> } = {};
     await session.agent.follow<LogFollowLine>(`/apps/${config.app}/logs/follow?${query.toString()}`, (line) => {
       if (line.type === 'switch') several = true;
+      if (line.type === 'fell_behind') ended.behind = line;
       if (options.json) out.data(line);
       else if (line.type === 'line') out.data(formatFollowLine(line, several));
       else out.info(formatFollowLine(line, several));
     }, options.follow.stopped);
+    if (ended.behind) {
+      throw new SlipwayError('logs_fell_behind', `the agent ended the log follow of ${config.app}: this side left ${formatBytes(ended.behind.unreadBytes)} unread (the command was stopped, e.g. Ctrl-Z, or its output was not read)`, {
+        hint: 'run deploy logs -f again; lines written meanwhile are in deploy logs -n 1000',
+      });
+    }
     return EXIT.ok;
   } finally {
     await session.close();

@@ -66,8 +66,8 @@ export function runOnHost(member: FleetMember, app: string, path: string, body: 
         return undefined;
       });
       if (!result) {
-        throw new SlipwayError('agent_stream_cut', `the agent on ${member.name} closed the progress stream without a result`, {
-          hint: 'the rollout may still run there; see deploy history',
+        throw new SlipwayError('agent_stream_cut', `the agent on ${member.name} ended the progress stream without a result: it could not record how the rollout ended, so the outcome is unknown here`, {
+          hint: 'the agent\'s log says why (e.g. a full disk on that host); see deploy status (where traffic goes now is what it shows) and deploy history; the agent settles the deployment when it next starts',
         });
       }
       const r: DeploymentResult = result;

@@ -81,6 +81,11 @@ describe('deploy logs output (controller/commands/logs.ts)', () => {
     expect(formatFollowLine({ type: 'line', slot: 'green', process: 'web', time: null, stream: 'out', text: 'hi' }, true)).toBe(`${' '.repeat(24)} green/web out| hi`);
     expect(formatFollowLine({ type: 'rotated', slot: 'green', process: 'web', stream: 'out' }, false)).toBe('-- green web out log rotated; reading on in the new file');
   });
+
+  it('says when the agent ended a follow this side left unread', () => {
+    expect(formatFollowLine({ type: 'fell_behind', unreadBytes: 9_000_000, at: '2026-12-02T10:00:00.000Z' }, false))
+      .toBe('-- 2026-12-02T10:00:00.000Z: the agent ended the follow: 9.0 MB of log lines were left unread');
+  });
 });
 
 describe('following logs (agent/logs/app-logs.ts)', () => {

@@ -245,6 +245,7 @@ export function createHarness(options: HarnessOptions = {}) {
     const lines: DeploymentStreamLine[] = [];
     feed.subscribe((line) => lines.push(line));
     const result = await feed.done;
+    if (!result) throw new Error(`deployment ${feed.deploymentId} ended without a result (its feed was abandoned)`);
     return { ...result, lines };
   };
 

@@ -233,7 +233,7 @@ describe('every activation that moves traffic is watched and swapped back', () =
     });
     await switched;
     unsubscribe();
-    expect((await feed.done).outcome).toBe('rolled_back');
+    expect((await feed.done)?.outcome).toBe('rolled_back');
     expect(h.served().releaseId).toBe(b);
   });
 });
