@@ -100,6 +100,10 @@ export async function gzipReproducibly(source: string, target: string): Promise<
     deflate.destroy();
     tap.destroy(error as Error);
     await written.catch(() => undefined);
+    // The pipeline may settle before the output's fd is closed (or even opened): the caller gets
+    // the error once nothing of this call holds a file any more.
+    sink.destroy();
+    if (!sink.closed) await once(sink, 'close');
     throw cause;
   }
   await appendFile(target, trailer);
