@@ -41,7 +41,11 @@ export function fleetLockAction(rolloutId: string | undefined): string {
  * it starts, released when the rollout ends. SQLite keeps it, so it outlives the connection.
  */
 export class DeployLocks {
-  constructor(private readonly deps: { state: StateStore; bootId: string; clock: Clock; logger: Logger }) {}
+  constructor(private readonly deps: {
+    state: StateStore; bootId: string; clock: Clock; logger: Logger;
+    /** Whether this agent process still runs the deployment (a lock tied to one it does not run is orphaned: see take()). */
+    isRunning?: (deploymentId: number) => boolean;
+  }) {}
 
   status(app: string): (LockRow & { stale: boolean }) | null {
     const lock = this.deps.state.lock(app);
@@ -126,12 +130,26 @@ export class DeployLocks {
     const result = this.deps.state.acquireLock(lock, new Date(this.deps.clock.now()));
     if (!result.ok) {
       const held = result.held;
-      throw new SlipwayError('app_locked', `${lock.app} is locked by ${held.holder} since ${held.since} for ${held.action}${held.releaseId ? ` of ${shortSha(held.releaseId)}` : ''}`, {
+      const what = `${lock.app} is locked by ${held.holder} since ${held.since} for ${held.action}${held.releaseId ? ` of ${shortSha(held.releaseId)}` : ''}`;
+      if (this.isOrphaned(held)) {
+        // Its rollout ended but the end could not be written (rollout.ts begin(): a full disk, say),
+        // so neither the outcome nor the lock's release was recorded. Waiting would never end.
+        throw new SlipwayError('app_locked', `${what}: deployment #${held.deploymentId} ended, but this agent could not record how, so its lock was never released`, {
+          hint: 'the agent\'s log says why (e.g. a full disk): make room on the host, then restart the agent, which settles the deployment by what nginx serves and frees the lock; deploy lock release --force frees the lock alone',
+          status: 409,
+        });
+      }
+      throw new SlipwayError('app_locked', what, {
         hint: 'wait for it (deploy push --wait), or check it with: deploy lock status', status: 409,
       });
     }
     if (result.replaced) this.deps.logger.warn({ app: lock.app, stale: result.replaced }, 'took over a stale deploy lock');
     return result.lock;
+  }
+
+  /** Tied to a deployment of this agent process that no longer runs (its end could not be recorded). */
+  private isOrphaned(lock: LockRow): boolean {
+    return lock.deploymentId !== null && lock.bootId === this.deps.bootId && this.deps.isRunning !== undefined && !this.deps.isRunning(lock.deploymentId);
   }
 
   private isStale(lock: LockRow): boolean {

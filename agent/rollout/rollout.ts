@@ -109,7 +109,7 @@ export class RolloutService {
   constructor(private readonly deps: RolloutDeps) {
     this.clock = deps.clock ?? systemClock;
     this.steps = new ActivationSteps({ ...deps, clock: this.clock });
-    this.locks = new DeployLocks({ state: deps.state, bootId: deps.bootId, clock: this.clock, logger: deps.logger });
+    this.locks = new DeployLocks({ state: deps.state, bootId: deps.bootId, clock: this.clock, logger: deps.logger, isRunning: (id) => this.running.has(id) });
     this.entry = new EntryChecks(deps);
   }
 

@@ -51,7 +51,7 @@ describe('a rollout whose end cannot be recorded (state database on a full disk)
     expect(result.exitCode, `fallocate: ${result.stderr}`).toBe(0);
   };
 
-  it('the stream ends without a result -> agent_stream_cut (exit 6); the next agent start settles the deployment and frees the lock', async () => {
+  it('the stream ends without a result -> agent_stream_cut (exit 6); a push meanwhile is told the lock is orphaned; the next agent start settles the deployment and frees the lock', async () => {
     const sha = await stack.repo.commit({ 'message.txt': 'end not recorded\n' }, 'end not recorded');
     const cli = stack.deployInBackground(['push']);
     let exited = false;
@@ -86,6 +86,14 @@ describe('a rollout whose end cannot be recorded (state database on a full disk)
       await fs.rm(filler, { force: true });
       cli.kill();
     }
+
+    // Room again, the same agent still running: a push is refused (the lock is held), and told that
+    // waiting would never end and what frees it, not to wait.
+    await stack.repo.commit({ 'message.txt': 'while the lock is orphaned\n' }, 'while the lock is orphaned');
+    const refused = await stack.deploy(['push']);
+    expect(refused.code, refused.stderr + refused.stdout).toBe(3);
+    expect(refused.stderr).toContain(`deployment #${deploymentId} ended, but this agent could not record how`);
+    expect(refused.stderr).toMatch(/hint: .*restart the agent.*deploy lock release --force/);
 
     // Room again, and the agent restarts (as after a reboot or an upgrade): its crash recovery
     // settles the unfinished deployment by what nginx serves, and the stale lock goes.
