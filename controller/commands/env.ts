@@ -9,7 +9,7 @@ import { SlipwayError, errorMessage } from '../../contract/errors.js';
 import { settleBounded } from '../../lib/bounded.js';
 import { EXIT, type ExitCode } from '../errors.js';
 import type { Output } from '../output.js';
-import { openFleet, type FleetMember, type FleetMiss, type FleetSession } from '../fleet/session.js';
+import { openFleet, unreachableError, type FleetMember, type FleetMiss, type FleetSession } from '../fleet/session.js';
 import { hostName, type FleetTarget } from '../fleet/target.js';
 
 /** When a new value reaches the app's processes: what the agent does (agent/rollout/slot-process.ts appEnv). */
@@ -107,9 +107,8 @@ export interface EnvApplyReport {
  */
 export function planEnvApply(hosts: readonly string[], unreachable: readonly string[], skipUnreachable: boolean): { apply: string[]; skipped: string[] } {
   const apply = hosts.filter((host) => !unreachable.includes(host));
-  if (apply.length === 0) return { apply: [], skipped: [...unreachable] };
-  if (unreachable.length > 0 && !skipUnreachable) return { apply: [], skipped: [...unreachable] };
-  return { apply, skipped: [...unreachable] };
+  const refused = unreachable.length > 0 && !skipUnreachable;
+  return { apply: refused ? [] : apply, skipped: [...unreachable] };
 }
 
 /** Pure: the report of the writes, and the error when some host lacks the change. */
@@ -158,10 +157,8 @@ async function withHosts<T>(fleet: FleetTarget, noneReached: (misses: readonly F
 
 /** Pure: the refusal when some host cannot be reached: nothing was written anywhere. */
 export function notAllReached(misses: readonly FleetMiss[]): SlipwayError {
-  return new SlipwayError('fleet_unreachable', `env: ${misses.length} host(s) could not be reached: ${misses.map((m) => m.name).join(', ')}`, {
-    details: misses.map((m) => `${m.name}: ${errorMessage(m.error)}`),
-    hint: 'nothing was written on any host; bring the host back, or pass --skip-unreachable to write on the others (the host left out keeps its old values until you run the command again)',
-  });
+  return unreachableError(misses, 'env',
+    'nothing was written on any host; bring the host back, or pass --skip-unreachable to write on the others (the host left out keeps its old values until you run the command again)');
 }
 
 const envPath = (fleet: FleetTarget) => `/apps/${encodeURIComponent(fleet.app)}/env`;
@@ -182,9 +179,7 @@ const label = (fleet: FleetTarget, name: string) => (fleet.hosts.length > 1 ? na
 
 /** `deploy env` / `deploy env list`: each host's keys (no values), when written, and what the live release lacks. */
 export async function envList(fleet: FleetTarget, options: { json: boolean }, out: Output): Promise<ExitCode> {
-  const noneReached = (misses: readonly FleetMiss[]) => new SlipwayError('fleet_unreachable', `env: no host could be reached: ${misses.map((m) => m.name).join(', ')}`, {
-    details: misses.map((m) => `${m.name}: ${errorMessage(m.error)}`), hint: 'check the hosts\' addresses and SSH access (deploy status), then run the command again',
-  });
+  const noneReached = (misses: readonly FleetMiss[]) => unreachableError(misses, 'env', 'check the hosts\' addresses and SSH access (deploy status), then run the command again');
   return withHosts(fleet, noneReached, async (session) => {
     const settled = await settleBounded(session.members, fleet.rollout.concurrency, (m: FleetMember) => m.session.agent.get<AppEnvView>(envPath(fleet)).catch(olderAgent(m.name)));
     const hosts = session.members.map((m, i) => {

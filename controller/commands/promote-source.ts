@@ -6,7 +6,7 @@ import type { ReleaseManifest } from '../../contract/manifest.js';
 import type { Target } from '../environments.js';
 import { readFleet } from '../fleet/reconcile.js';
 import { newestRecord } from '../fleet/record.js';
-import { openFleet, type FleetMiss } from '../fleet/session.js';
+import { openFleet, unreachableError, type FleetMiss } from '../fleet/session.js';
 import type { FleetTarget } from '../fleet/target.js';
 import { resolveCommit, tagOf } from '../git.js';
 import { fleetGate, fleetSourceRelease, hostLabel, pickSourceRelease } from '../promotion.js';
@@ -38,10 +38,8 @@ export interface SourceSide {
  * out hosts of the target) does not apply here.
  */
 export function unreachable(misses: readonly FleetMiss[], what: string): SlipwayError {
-  return new SlipwayError('fleet_unreachable', `${what}: ${misses.length} host(s) could not be reached: ${misses.map((m) => m.name).join(', ')}`, {
-    details: misses.map((m) => `${m.name}: ${errorMessage(m.error)}`),
-    hint: 'a source fleet vouches for a release only when every host is reached (--skip-unreachable leaves out hosts of the target, not of the source): bring the host back and promote again',
-  });
+  return unreachableError(misses, what,
+    'a source fleet vouches for a release only when every host is reached (--skip-unreachable leaves out hosts of the target, not of the source): bring the host back and promote again');
 }
 
 /**

@@ -52,11 +52,13 @@ export async function openFleet(fleet: Pick<FleetTarget, 'hosts' | 'rollout'>, o
   };
 }
 
-/** Pure: the error for hosts not reached: which, and why each. */
-export function unreachableError(misses: readonly FleetMiss[], what: string): SlipwayError {
+/** Pure: the error for hosts not reached: which, and why each; the hint says what it means for the command. */
+export function unreachableError(
+  misses: readonly FleetMiss[], what: string,
+  hint = 'nothing was changed on any host; bring the host back, or pass --skip-unreachable to go on without it (recorded as drift)',
+): SlipwayError {
   return new SlipwayError('fleet_unreachable', `${what}: ${misses.length} host(s) could not be reached: ${misses.map((m) => m.name).join(', ')}`, {
-    details: misses.map((m) => `${m.name}: ${errorMessage(m.error)}`),
-    hint: 'nothing was changed on any host; bring the host back, or pass --skip-unreachable to go on without it (recorded as drift)',
+    details: misses.map((m) => `${m.name}: ${errorMessage(m.error)}`), hint,
   });
 }
 
